@@ -1,0 +1,361 @@
+//! Access to a person's summary: purpose, consent, viewer, and the hash-chained access log.
+//!
+//! Each log entry's hash covers its sequence number, its content and the previous entry's hash,
+//! so editing, deleting or reordering any committed entry breaks verification from that point.
+
+use crate::person::PersonId;
+use crate::summary::View;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Why the data is read. Only emergency care (v3-ActReason ETREAT) is lawful here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    EmergencyCare,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        "emergency_care"
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "emergency_care").then_some(Purpose::EmergencyCare)
+    }
+}
+
+/// Why consent could not be obtained. Viewing without consent is lawful only when the patient
+/// cannot consent and viewing is needed to protect life or body (生命・身体の保護のため必要).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExceptionReason {
+    /// 意識不明.
+    Unconscious,
+    /// 意識障害 (confused, cannot understand the question).
+    AlteredConsciousness,
+    /// 意思疎通困難 (cannot communicate, e.g. severe dyspnoea).
+    UnableToCommunicate,
+}
+
+impl ExceptionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExceptionReason::Unconscious => "unconscious",
+            ExceptionReason::AlteredConsciousness => "altered_consciousness",
+            ExceptionReason::UnableToCommunicate => "unable_to_communicate",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unconscious" => Some(ExceptionReason::Unconscious),
+            "altered_consciousness" => Some(ExceptionReason::AlteredConsciousness),
+            "unable_to_communicate" => Some(ExceptionReason::UnableToCommunicate),
+            _ => None,
+        }
+    }
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            ExceptionReason::Unconscious => "意識不明",
+            ExceptionReason::AlteredConsciousness => "意識障害",
+            ExceptionReason::UnableToCommunicate => "意思疎通困難",
+        }
+    }
+}
+
+/// 同意 (oral consent) or the no-consent exception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Consent {
+    Obtained,
+    Exception { reason: ExceptionReason },
+}
+
+impl Consent {
+    pub fn kind_str(self) -> &'static str {
+        match self {
+            Consent::Obtained => "obtained",
+            Consent::Exception { .. } => "exception",
+        }
+    }
+    pub fn reason(self) -> Option<ExceptionReason> {
+        match self {
+            Consent::Obtained => None,
+            Consent::Exception { reason } => Some(reason),
+        }
+    }
+    pub fn from_parts(kind: &str, reason: Option<&str>) -> Option<Self> {
+        match (kind, reason) {
+            ("obtained", None) => Some(Consent::Obtained),
+            ("exception", Some(r)) => {
+                ExceptionReason::parse(r).map(|reason| Consent::Exception { reason })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Who looked: the calling organisation (authenticated), and the team and crew member it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    pub organisation: String,
+    pub team: String,
+    pub crew_member: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+/// Identifiers from callers: 1–64 characters, no control characters.
+pub fn check_identifier(field: &'static str, value: &str) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError {
+            field,
+            problem: "must not be empty",
+        });
+    }
+    if value.chars().count() > 64 {
+        return Err(FieldError {
+            field,
+            problem: "must be at most 64 characters",
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError {
+            field,
+            problem: "must not contain control characters",
+        });
+    }
+    Ok(())
+}
+
+/// The content of one access-log entry, before chaining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    /// Server time, milliseconds since the Unix epoch (UTC).
+    pub at_ms: i64,
+    /// The authenticated calling organisation's id.
+    pub organisation_id: String,
+    pub viewer: Viewer,
+    pub incident_ref: String,
+    pub person_id: PersonId,
+    /// Hex serial of the certificate presented.
+    pub cert_serial: String,
+    pub purpose: Purpose,
+    pub consent: Consent,
+    pub view: View,
+}
+
+pub type Hash32 = [u8; 32];
+pub const GENESIS: Hash32 = [0; 32];
+
+/// A committed entry with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainedEntry {
+    pub seq: i64,
+    pub entry: AccessEntry,
+    pub prev_hash: Hash32,
+    pub hash: Hash32,
+}
+
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+/// The hash of entry `seq`, chained to `prev`. Fields are length-prefixed so no two different
+/// entries encode alike.
+pub fn link_hash(seq: i64, entry: &AccessEntry, prev: &Hash32) -> Hash32 {
+    let mut h = Sha256::new();
+    field(&mut h, b"myna-kyukyu/access-log/v1");
+    field(&mut h, &seq.to_be_bytes());
+    field(&mut h, prev);
+    field(&mut h, &entry.at_ms.to_be_bytes());
+    field(&mut h, entry.organisation_id.as_bytes());
+    field(&mut h, entry.viewer.organisation.as_bytes());
+    field(&mut h, entry.viewer.team.as_bytes());
+    field(&mut h, entry.viewer.crew_member.as_bytes());
+    field(&mut h, entry.incident_ref.as_bytes());
+    field(&mut h, &entry.person_id.0.to_be_bytes());
+    field(&mut h, entry.cert_serial.as_bytes());
+    field(&mut h, entry.purpose.as_str().as_bytes());
+    field(&mut h, entry.consent.kind_str().as_bytes());
+    field(
+        &mut h,
+        entry
+            .consent
+            .reason()
+            .map_or("", ExceptionReason::as_str)
+            .as_bytes(),
+    );
+    field(&mut h, entry.view.as_str().as_bytes());
+    h.finalize().into()
+}
+
+/// Chains `entry` after the entry with `prev_seq`/`prev_hash` (or after genesis).
+pub fn chain(prev: Option<(i64, Hash32)>, entry: AccessEntry) -> ChainedEntry {
+    let (seq, prev_hash) = match prev {
+        Some((s, h)) => (s + 1, h),
+        None => (1, GENESIS),
+    };
+    let hash = link_hash(seq, &entry, &prev_hash);
+    ChainedEntry {
+        seq,
+        entry,
+        prev_hash,
+        hash,
+    }
+}
+
+/// The first link that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("entry {seq}: expected sequence number {expected} (an entry is missing or reordered)")]
+    Sequence { seq: i64, expected: i64 },
+    #[error("entry {seq}: previous-hash field does not match entry {}'s hash (an entry was removed or replaced)", seq - 1)]
+    PrevHash { seq: i64 },
+    #[error("entry {seq}: content does not match its hash (the entry was altered)")]
+    Content { seq: i64 },
+    #[error("entry {seq}: stored data is unreadable: {problem}")]
+    Unreadable { seq: i64, problem: String },
+}
+
+impl ChainBreak {
+    pub fn seq(&self) -> i64 {
+        match self {
+            ChainBreak::Sequence { seq, .. }
+            | ChainBreak::PrevHash { seq }
+            | ChainBreak::Content { seq }
+            | ChainBreak::Unreadable { seq, .. } => *seq,
+        }
+    }
+}
+
+/// Incremental verifier: feed entries in sequence order.
+#[derive(Debug, Default)]
+pub struct ChainVerifier {
+    last: Option<(i64, Hash32)>,
+    count: u64,
+}
+
+impl ChainVerifier {
+    pub fn push(&mut self, e: &ChainedEntry) -> Result<(), ChainBreak> {
+        let (expected_seq, expected_prev) = match self.last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, GENESIS),
+        };
+        if e.seq != expected_seq {
+            return Err(ChainBreak::Sequence {
+                seq: e.seq,
+                expected: expected_seq,
+            });
+        }
+        if e.prev_hash != expected_prev {
+            return Err(ChainBreak::PrevHash { seq: e.seq });
+        }
+        if link_hash(e.seq, &e.entry, &e.prev_hash) != e.hash {
+            return Err(ChainBreak::Content { seq: e.seq });
+        }
+        self.last = Some((e.seq, e.hash));
+        self.count += 1;
+        Ok(())
+    }
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    pub fn head(&self) -> Option<(i64, Hash32)> {
+        self.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: i64) -> AccessEntry {
+        AccessEntry {
+            at_ms: 1_700_000_000_000 + i,
+            organisation_id: "kawasaki".into(),
+            viewer: Viewer {
+                organisation: "川崎市消防局".into(),
+                team: "中原1".into(),
+                crew_member: "crew-7".into(),
+            },
+            incident_ref: format!("INC-{i}"),
+            person_id: PersonId(i),
+            cert_serial: "012D57CA".into(),
+            purpose: Purpose::EmergencyCare,
+            consent: if i % 2 == 0 {
+                Consent::Obtained
+            } else {
+                Consent::Exception {
+                    reason: ExceptionReason::Unconscious,
+                }
+            },
+            view: View::Summary,
+        }
+    }
+
+    fn build(n: i64) -> Vec<ChainedEntry> {
+        let mut out: Vec<ChainedEntry> = Vec::new();
+        for i in 0..n {
+            let prev = out.last().map(|e| (e.seq, e.hash));
+            out.push(chain(prev, entry(i)));
+        }
+        out
+    }
+
+    fn verify(entries: &[ChainedEntry]) -> Result<u64, ChainBreak> {
+        let mut v = ChainVerifier::default();
+        for e in entries {
+            v.push(e)?;
+        }
+        Ok(v.count())
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        assert_eq!(verify(&build(10)), Ok(10));
+    }
+
+    #[test]
+    fn altered_content_is_found_at_its_entry() {
+        let mut c = build(10);
+        c[4].entry.viewer.team = "麻生1".into();
+        assert_eq!(verify(&c), Err(ChainBreak::Content { seq: 5 }));
+    }
+
+    #[test]
+    fn deleted_entry_is_found() {
+        let mut c = build(10);
+        c.remove(6);
+        assert_eq!(
+            verify(&c),
+            Err(ChainBreak::Sequence {
+                seq: 8,
+                expected: 7
+            })
+        );
+    }
+
+    #[test]
+    fn rehashed_forgery_breaks_the_next_link() {
+        let mut c = build(10);
+        // Entry 4 was an exception view; a forger relabels it as consented and rehashes it.
+        assert_ne!(c[3].entry.consent, Consent::Obtained);
+        c[3].entry.consent = Consent::Obtained;
+        c[3].hash = link_hash(c[3].seq, &c[3].entry, &c[3].prev_hash);
+        assert_eq!(verify(&c), Err(ChainBreak::PrevHash { seq: 5 }));
+    }
+
+    #[test]
+    fn identifiers_are_checked() {
+        assert!(check_identifier("team", "中原1").is_ok());
+        assert!(check_identifier("team", " ").is_err());
+        assert!(check_identifier("team", &"x".repeat(65)).is_err());
+        assert!(check_identifier("team", "a\nb").is_err());
+    }
+}

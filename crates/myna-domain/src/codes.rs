@@ -1,0 +1,171 @@
+//! Japanese code systems used in claims data and their FHIR JP Core URIs.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// FHIR URIs of the code and identifier systems this service emits (JP Core 1.2.0 URL forms).
+pub mod uri {
+    pub const YJ: &str = "http://capstandard.jp/iyaku.info/CodeSystem/YJ-code";
+    /// レセプト電算 医薬品コード; JP Core has no URL yet, so the OID form is used.
+    pub const RECEIPT_DRUG: &str = "urn:oid:1.2.392.100495.20.2.71";
+    pub const RECEIPT_PROCEDURE: &str =
+        "http://jpfhir.jp/fhir/core/CodeSystem/JP_ProcedureCodesMedical_CS";
+    pub const INSURER_NUMBER: &str = "http://jpfhir.jp/fhir/core/mhlw/IdSystem/InsurerNumber";
+    pub const INSURED_SYMBOL: &str = "http://jpfhir.jp/fhir/core/mhlw/IdSystem/InsuredPersonSymbol";
+    pub const INSURED_NUMBER: &str = "http://jpfhir.jp/fhir/core/mhlw/IdSystem/InsuredPersonNumber";
+    pub const MEDICAL_INSTITUTION_NO: &str =
+        "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no";
+    pub const SPECIFIC_HEALTH_CHECK_ITEM: &str = "urn:oid:1.2.392.200119.6.1005";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error(
+        "YJ code must be 12 characters: 7 digits, a form letter, then 4 digits or capitals; got {0:?}"
+    )]
+    Yj(String),
+    #[error("レセ電 drug code must be 9 digits; got {0:?}")]
+    ReceiptDrug(String),
+    #[error("medical institution number must be 10 digits; got {0:?}")]
+    Institution(String),
+}
+
+/// 個別医薬品コード (YJ code): 4-digit 薬効分類, 3-digit ingredient and route, form letter,
+/// strength digit, 2 brand characters and a check character.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct YjCode(String);
+
+impl YjCode {
+    pub fn parse(s: &str) -> Result<Self, CodeError> {
+        let b = s.as_bytes();
+        let ok = b.len() == 12
+            && b[..7].iter().all(u8::is_ascii_digit)
+            && b[7].is_ascii_uppercase()
+            && b[8..]
+                .iter()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CodeError::Yj(s.to_owned()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// 薬効分類 (therapeutic class), the first 4 digits.
+    pub fn class4(&self) -> &str {
+        &self.0[..4]
+    }
+    /// Ingredient and route, the first 7 characters.
+    pub fn ingredient7(&self) -> &str {
+        &self.0[..7]
+    }
+    /// The 3-digit ingredient number; 001–399 oral, 400–699 injection, 700–999 external.
+    pub fn route(&self) -> Route {
+        let n: u16 = self.0[4..7].parse().unwrap_or(0);
+        match n {
+            400..=699 => Route::Injection,
+            700..=999 => Route::External,
+            _ => Route::Oral,
+        }
+    }
+}
+
+impl TryFrom<String> for YjCode {
+    type Error = CodeError;
+    fn try_from(s: String) -> Result<Self, CodeError> {
+        Self::parse(&s)
+    }
+}
+impl From<YjCode> for String {
+    fn from(c: YjCode) -> String {
+        c.0
+    }
+}
+impl fmt::Display for YjCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    Oral,
+    Injection,
+    External,
+}
+
+/// レセプト電算処理システム 医薬品コード (9 digits), the code claims data carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReceiptDrugCode(String);
+
+impl ReceiptDrugCode {
+    pub fn parse(s: &str) -> Result<Self, CodeError> {
+        if s.len() == 9 && s.bytes().all(|c| c.is_ascii_digit()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CodeError::ReceiptDrug(s.to_owned()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for ReceiptDrugCode {
+    type Error = CodeError;
+    fn try_from(s: String) -> Result<Self, CodeError> {
+        Self::parse(&s)
+    }
+}
+impl From<ReceiptDrugCode> for String {
+    fn from(c: ReceiptDrugCode) -> String {
+        c.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn yj_parts() {
+        let c = YjCode::parse("2456001F1310").unwrap();
+        assert_eq!(c.class4(), "2456");
+        assert_eq!(c.ingredient7(), "2456001");
+        assert_eq!(c.route(), Route::Oral);
+        assert_eq!(
+            YjCode::parse("2492416G2024").unwrap().route(),
+            Route::Injection
+        );
+        assert_eq!(
+            YjCode::parse("2646701M1039").unwrap().route(),
+            Route::External
+        );
+    }
+
+    #[test]
+    fn yj_rejects_malformed() {
+        for bad in [
+            "",
+            "2456001F131",
+            "2456001f1310",
+            "24560O1F1310",
+            "2456001F13100",
+        ] {
+            assert!(YjCode::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn yj_parse_never_panics(s in ".{0,20}") {
+            let _ = YjCode::parse(&s);
+            let _ = ReceiptDrugCode::parse(&s);
+        }
+    }
+}

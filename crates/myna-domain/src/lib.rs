@@ -1,0 +1,14 @@
+//! Domain model of the Myna Kyukyu emergency-summary service.
+//!
+//! Everything here is pure: no I/O, no clocks, no randomness. Callers pass "today"
+//! explicitly so every rule is testable and deterministic.
+
+pub mod access;
+pub mod alerts;
+pub mod codes;
+pub mod drugs;
+pub mod person;
+pub mod records;
+pub mod summary;
+
+pub use chrono::NaiveDate;

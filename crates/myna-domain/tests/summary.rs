@@ -1,0 +1,340 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Summary windows, claims lag and record-driven alerts.
+
+use chrono::{Days, NaiveDate};
+use myna_domain::alerts::AlertTable;
+use myna_domain::codes::YjCode;
+use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
+use myna_domain::records::*;
+use myna_domain::summary::{View, Window, Windows, build_summary};
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn today() -> NaiveDate {
+    d("2026-11-24")
+}
+
+fn person() -> Person {
+    Person {
+        id: PersonId(7),
+        name: "川崎　花子".into(),
+        name_kana: "カワサキ　ハナコ".into(),
+        birth_date: d("1948-05-03"),
+        sex: Sex::Female,
+        address: Address {
+            postal_code: "211-0063".into(),
+            prefecture: "神奈川県".into(),
+            municipality: "川崎市中原区".into(),
+            street: "小杉町1-2-3".into(),
+        },
+        coverage: Coverage {
+            insurer_number: "39140011".into(),
+            insurer_name: "神奈川県後期高齢者医療広域連合".into(),
+            symbol: "123".into(),
+            number: "4567".into(),
+            branch: "00".into(),
+        },
+    }
+}
+
+fn clinic() -> Institution {
+    Institution {
+        code: "1419000001".into(),
+        name: "小杉町内科クリニック".into(),
+        kind: InstitutionKind::Clinic,
+    }
+}
+
+fn dispensing(yj: &str, name: &str, service: NaiveDate, days: u32, source: Source) -> Dispensing {
+    Dispensing {
+        service_date: service,
+        available_on: if source == Source::EPrescription {
+            service
+        } else {
+            service + Days::new(40)
+        },
+        drug: DrugRef {
+            yj: YjCode::parse(yj).unwrap(),
+            receipt_code: None,
+            name: name.into(),
+            generic_name: name.into(),
+        },
+        daily_quantity: 1.0,
+        unit: "錠".into(),
+        days,
+        prescriber: clinic(),
+        pharmacy: None,
+        source,
+    }
+}
+
+fn visit(service: NaiveDate) -> Visit {
+    Visit {
+        service_date: service,
+        available_on: service + Days::new(40),
+        institution: clinic(),
+        department: "内科".into(),
+        setting: CareSetting::Outpatient,
+        source: Source::Claims,
+    }
+}
+
+fn surgery(service: NaiveDate) -> Procedure {
+    Procedure {
+        service_date: service,
+        available_on: service + Days::new(40),
+        kind: ProcedureKind::Surgery,
+        code: "K282".into(),
+        name: "水晶体再建術".into(),
+        institution: clinic(),
+        source: Source::Claims,
+    }
+}
+
+fn alert_ids(records: &MedicalRecords) -> Vec<String> {
+    let table = AlertTable::builtin().unwrap();
+    build_summary(&person(), records, View::Summary, today(), None, &table)
+        .alerts
+        .into_iter()
+        .map(|a| a.class)
+        .collect()
+}
+
+#[test]
+fn summary_and_full_windows_match_mhlw() {
+    let s = Windows::for_view(View::Summary);
+    assert_eq!(s.visits, Window::Months(3));
+    assert_eq!(s.claims_drugs, Window::Months(3));
+    assert_eq!(s.e_prescriptions, Window::Days(45));
+    assert_eq!(s.surgeries, Window::Months(60));
+    assert_eq!(s.procedures, Window::Months(3));
+    assert_eq!(s.dialysis, Window::Months(3));
+    assert_eq!(s.health_checks, Window::Rounds(1));
+    let f = Windows::for_view(View::Full);
+    assert_eq!(f.visits, Window::Months(60));
+    assert_eq!(f.e_prescriptions, Window::Days(100));
+    assert_eq!(f.health_checks, Window::Rounds(5));
+    assert_eq!(s.earliest(today()), d("2021-11-24"));
+}
+
+#[test]
+fn visits_outside_three_months_only_show_in_full_view() {
+    let records = MedicalRecords {
+        visits: vec![
+            visit(d("2026-08-01")),
+            visit(d("2026-08-25")),
+            visit(d("2022-01-10")),
+        ],
+        ..Default::default()
+    };
+    let table = AlertTable::builtin().unwrap();
+    let s = build_summary(&person(), &records, View::Summary, today(), None, &table);
+    assert_eq!(
+        s.sections.visits.len(),
+        1,
+        "only 2026-08-25 is within 3 months"
+    );
+    assert_eq!(s.sections.visits[0].service_date, d("2026-08-25"));
+    let f = build_summary(&person(), &records, View::Full, today(), None, &table);
+    assert_eq!(f.sections.visits.len(), 3);
+    // Newest first.
+    assert_eq!(f.sections.visits[0].service_date, d("2026-08-25"));
+}
+
+#[test]
+fn claims_not_yet_available_are_hidden() {
+    // Care on 2026-11-01 reaches the provider 40 days later: not on the summary today.
+    let records = MedicalRecords {
+        visits: vec![visit(d("2026-11-01"))],
+        dispensings: vec![dispensing(
+            "3339004F1029",
+            "エリキュース錠5mg",
+            d("2026-11-01"),
+            28,
+            Source::Claims,
+        )],
+        ..Default::default()
+    };
+    let table = AlertTable::builtin().unwrap();
+    let s = build_summary(
+        &person(),
+        &records,
+        View::Summary,
+        today(),
+        Some(d("2026-09-30")),
+        &table,
+    );
+    assert!(s.sections.visits.is_empty());
+    assert!(s.sections.dispensings.is_empty());
+    assert!(s.alerts.is_empty());
+    assert_eq!(s.data_currency.claims_through, Some(d("2026-09-30")));
+    assert!(s.data_currency.note_ja.contains("1か月"));
+}
+
+#[test]
+fn e_prescriptions_show_for_45_days_in_summary_and_100_in_full() {
+    let records = MedicalRecords {
+        dispensings: vec![
+            dispensing(
+                "2171022F2025",
+                "アムロジン錠5mg",
+                d("2026-11-20"),
+                7,
+                Source::EPrescription,
+            ),
+            dispensing(
+                "2171022F2025",
+                "アムロジン錠5mg",
+                d("2026-09-01"),
+                7,
+                Source::EPrescription,
+            ),
+        ],
+        ..Default::default()
+    };
+    let table = AlertTable::builtin().unwrap();
+    let s = build_summary(&person(), &records, View::Summary, today(), None, &table);
+    assert_eq!(s.sections.dispensings.len(), 1);
+    let f = build_summary(&person(), &records, View::Full, today(), None, &table);
+    assert_eq!(f.sections.dispensings.len(), 2);
+}
+
+#[test]
+fn anticoagulant_with_long_supply_still_alerts() {
+    // 90 days of warfarin dispensed four months ago still covers the last three months.
+    let records = MedicalRecords {
+        dispensings: vec![dispensing(
+            "3332001F1083",
+            "ワルファリンK錠1mg",
+            d("2026-07-20"),
+            90,
+            Source::Claims,
+        )],
+        ..Default::default()
+    };
+    assert_eq!(alert_ids(&records), vec!["vka"]);
+    // A 14-day supply from the same date has run out.
+    let records = MedicalRecords {
+        dispensings: vec![dispensing(
+            "3332001F1083",
+            "ワルファリンK錠1mg",
+            d("2026-07-20"),
+            14,
+            Source::Claims,
+        )],
+        ..Default::default()
+    };
+    assert!(alert_ids(&records).is_empty());
+}
+
+#[test]
+fn alerts_come_in_table_order_with_evidence() {
+    let records = MedicalRecords {
+        dispensings: vec![
+            dispensing(
+                "3962002F2027",
+                "メトグルコ錠250mg",
+                d("2026-10-01"),
+                28,
+                Source::Claims,
+            ),
+            dispensing(
+                "3339004F1029",
+                "エリキュース錠5mg",
+                d("2026-10-01"),
+                28,
+                Source::Claims,
+            ),
+            dispensing(
+                "3339004F1029",
+                "エリキュース錠5mg",
+                d("2026-09-01"),
+                28,
+                Source::Claims,
+            ),
+        ],
+        ..Default::default()
+    };
+    let table = AlertTable::builtin().unwrap();
+    let s = build_summary(&person(), &records, View::Summary, today(), None, &table);
+    let ids: Vec<_> = s.alerts.iter().map(|a| a.class.as_str()).collect();
+    assert_eq!(ids, ["doac", "biguanide"]);
+    // One evidence line per drug, newest first.
+    assert_eq!(s.alerts[0].evidence.len(), 1);
+    assert_eq!(s.alerts[0].evidence[0].service_date, d("2026-10-01"));
+    assert_eq!(s.alert_table_version, table.version);
+}
+
+#[test]
+fn dialysis_records_raise_the_dialysis_alert() {
+    let hd = |date: &str| Dialysis {
+        service_date: d(date),
+        available_on: d(date) + Days::new(40),
+        modality: DialysisModality::Hemodialysis,
+        sessions: 13,
+        institution: clinic(),
+        source: Source::Claims,
+    };
+    assert_eq!(
+        alert_ids(&MedicalRecords {
+            dialysis: vec![hd("2026-09-15")],
+            ..Default::default()
+        }),
+        vec!["dialysis"]
+    );
+    // Dialysis that ended a year ago is history, not an alert.
+    assert!(
+        alert_ids(&MedicalRecords {
+            dialysis: vec![hd("2025-09-15")],
+            ..Default::default()
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn surgery_within_90_days_alerts_and_older_surgery_stays_in_the_list() {
+    let recent = MedicalRecords {
+        procedures: vec![surgery(d("2026-09-10"))],
+        ..Default::default()
+    };
+    assert_eq!(alert_ids(&recent), vec!["recent_surgery"]);
+    let older = MedicalRecords {
+        procedures: vec![surgery(d("2026-08-01")), surgery(d("2022-03-01"))],
+        ..Default::default()
+    };
+    assert!(alert_ids(&older).is_empty());
+    let table = AlertTable::builtin().unwrap();
+    let s = build_summary(&person(), &older, View::Summary, today(), None, &table);
+    assert_eq!(s.sections.surgeries.len(), 2, "surgery window is 5 years");
+}
+
+#[test]
+fn summary_shows_latest_health_check_and_full_shows_five() {
+    let hc = |y: i32| HealthCheck {
+        service_date: NaiveDate::from_ymd_opt(y, 6, 1).unwrap(),
+        available_on: NaiveDate::from_ymd_opt(y, 9, 1).unwrap(),
+        height_cm: 155.0,
+        weight_kg: 50.0,
+        systolic_mmhg: 130,
+        diastolic_mmhg: 80,
+        hba1c_percent: Some(5.6),
+        ldl_mg_dl: Some(120),
+        egfr: Some(70.0),
+        urine_protein: "-".into(),
+        source: Source::Insurer,
+    };
+    let records = MedicalRecords {
+        health_checks: (2019..=2026).map(hc).collect(),
+        ..Default::default()
+    };
+    let table = AlertTable::builtin().unwrap();
+    let s = build_summary(&person(), &records, View::Summary, today(), None, &table);
+    assert_eq!(s.sections.health_checks.len(), 1);
+    assert_eq!(s.sections.health_checks[0].service_date, d("2026-06-01"));
+    let f = build_summary(&person(), &records, View::Full, today(), None, &table);
+    assert_eq!(f.sections.health_checks.len(), 5);
+    assert!((s.sections.health_checks[0].bmi() - 20.8).abs() < 0.01);
+}

@@ -1,0 +1,161 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use chrono::NaiveDate;
+use myna_domain::alerts::AlertTable;
+use myna_domain::summary::{View, build_summary};
+use myna_synth::{Condition, Generator, cert_serial_for, claims_through, insurer_check_digit};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+
+fn as_of() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+}
+
+fn digest(g: &Generator, n: u64) -> String {
+    let mut h = Sha256::new();
+    for i in 0..n {
+        let p = g.person(i);
+        h.update(serde_json::to_vec(&p.person).unwrap());
+        h.update(serde_json::to_vec(&p.records).unwrap());
+        h.update(p.cert_serial.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+#[test]
+fn same_seed_same_population_different_seed_different() {
+    let a = Generator::new(42, as_of()).unwrap();
+    let b = Generator::new(42, as_of()).unwrap();
+    let c = Generator::new(43, as_of()).unwrap();
+    assert_eq!(digest(&a, 300), digest(&b, 300));
+    assert_ne!(digest(&a, 300), digest(&c, 300));
+    // Order of generation does not matter: person 250 alone equals person 250 in sequence.
+    assert_eq!(a.person(250), b.person(250));
+}
+
+#[test]
+fn serials_are_unique() {
+    let mut seen = HashSet::new();
+    for i in 0..200_000 {
+        assert!(
+            seen.insert(cert_serial_for(7, i)),
+            "duplicate serial at {i}"
+        );
+    }
+}
+
+#[test]
+fn population_is_japan_like_and_in_kawasaki() {
+    let g = Generator::new(1, as_of()).unwrap();
+    let n = 5_000;
+    let mut over65 = 0;
+    let mut female = 0;
+    let mut wards = HashSet::new();
+    for i in 0..n {
+        let p = g.person(i).person;
+        if p.age_on(as_of()) >= 65 {
+            over65 += 1;
+        }
+        if p.sex == myna_domain::person::Sex::Female {
+            female += 1;
+        }
+        assert_eq!(p.address.prefecture, "神奈川県");
+        assert!(p.address.municipality.starts_with("川崎市"));
+        wards.insert(p.address.municipality.clone());
+        let ins = &p.coverage.insurer_number;
+        let (body, check) = ins.split_at(ins.len() - 1);
+        assert_eq!(check, insurer_check_digit(body).to_string(), "{ins}");
+    }
+    let share65 = over65 as f64 / n as f64;
+    assert!((0.24..0.34).contains(&share65), "65+ share {share65}");
+    let share_f = female as f64 / n as f64;
+    assert!((0.48..0.54).contains(&share_f), "female share {share_f}");
+    assert_eq!(wards.len(), 7);
+}
+
+#[test]
+fn conditions_drive_coherent_drugs_and_visits() {
+    let g = Generator::new(3, as_of()).unwrap();
+    let table = AlertTable::builtin().unwrap();
+    let mut checked = HashMap::new();
+    for i in 0..20_000 {
+        let p = g.person(i);
+        let classes: HashSet<String> = p
+            .records
+            .dispensings
+            .iter()
+            .flat_map(|d| table.classify(&d.drug.yj).into_iter().map(|c| c.id.clone()))
+            .collect();
+        for c in &p.conditions {
+            let ok = match c {
+                Condition::AtrialFibrillation => {
+                    classes.contains("doac") || classes.contains("vka")
+                }
+                Condition::PostStroke => classes.contains("antiplatelet"),
+                Condition::Epilepsy => classes.contains("antiepileptic"),
+                Condition::DialysisCkd => !p.records.dialysis.is_empty(),
+                Condition::Transplant => classes.contains("immunosuppressant"),
+                _ => continue,
+            };
+            assert!(ok, "person {i} has {c:?} but classes {classes:?}");
+            *checked.entry(format!("{c:?}")).or_insert(0) += 1;
+        }
+        // Every dispensing's prescriber was visited on the same day.
+        for d in p
+            .records
+            .dispensings
+            .iter()
+            .filter(|d| d.source == myna_domain::records::Source::Claims)
+        {
+            assert!(
+                p.records
+                    .visits
+                    .iter()
+                    .any(|v| v.institution.code == d.prescriber.code
+                        && v.service_date.format("%Y-%m").to_string()
+                            == d.service_date.format("%Y-%m").to_string())
+            );
+        }
+    }
+    for c in [
+        "AtrialFibrillation",
+        "PostStroke",
+        "Epilepsy",
+        "DialysisCkd",
+    ] {
+        assert!(
+            checked.get(c).copied().unwrap_or(0) > 0,
+            "no person with {c} in 20,000"
+        );
+    }
+}
+
+#[test]
+fn every_alert_class_occurs_in_a_modest_population() {
+    // The demo deck needs one card per alert class from a population of 10,000.
+    let g = Generator::new(2026, as_of()).unwrap();
+    let table = AlertTable::builtin().unwrap();
+    let mut seen = HashSet::new();
+    for i in 0..10_000 {
+        let p = g.person(i);
+        let s = build_summary(&p.person, &p.records, View::Summary, as_of(), None, &table);
+        seen.extend(s.alerts.into_iter().map(|a| a.class));
+    }
+    let missing: Vec<_> = table
+        .classes
+        .iter()
+        .filter(|c| !seen.contains(&c.id))
+        .map(|c| c.id.clone())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "alert classes never raised: {missing:?}"
+    );
+}
+
+#[test]
+fn claims_through_respects_the_lag() {
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+    // October's claims arrive 25 days after October ends.
+    assert_eq!(claims_through(d("2026-11-25")), d("2026-10-31"));
+    assert_eq!(claims_through(d("2026-11-24")), d("2026-09-30"));
+}
