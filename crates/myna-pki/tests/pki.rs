@@ -1,0 +1,198 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{DateTime, Duration, Utc};
+use der::Decode;
+use myna_pki::{AUTH_POLICY_OID, CertError, KeyPool, TestCa, TrustAnchor};
+use proptest::prelude::*;
+use std::sync::OnceLock;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages};
+
+struct Fixture {
+    ca: TestCa,
+    other_ca: TestCa,
+    pool: KeyPool,
+    now: DateTime<Utc>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let now = "2026-11-24T03:00:00Z".parse().unwrap();
+        Fixture {
+            ca: TestCa::generate(now).unwrap(),
+            other_ca: TestCa::generate(now).unwrap(),
+            pool: KeyPool::generate(1).unwrap(),
+            now,
+        }
+    })
+}
+
+fn issue(ca: &TestCa, serial: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<u8> {
+    let f = fixture();
+    ca.issue_auth_cert(serial, &f.pool.key(0).to_public_key(), from, to)
+        .unwrap()
+}
+
+fn valid_cert() -> Vec<u8> {
+    let f = fixture();
+    issue(
+        &f.ca,
+        "01A1B2C3D4E5F6",
+        f.now - Duration::days(30),
+        f.now + Duration::days(1800),
+    )
+}
+
+fn anchor() -> TrustAnchor {
+    TrustAnchor::from_der(fixture().ca.cert_der()).unwrap()
+}
+
+#[test]
+fn issued_certificate_validates_and_reports_its_serial() {
+    let v = anchor()
+        .validate_auth_cert(&valid_cert(), fixture().now)
+        .unwrap();
+    assert_eq!(v.serial_hex, "01A1B2C3D4E5F6");
+}
+
+#[test]
+fn certificate_is_shaped_like_jpki_user_authentication() {
+    let cert = Certificate::from_der(&valid_cert()).unwrap();
+    let tbs = cert.tbs_certificate();
+    let issuer = tbs.issuer().to_string();
+    assert!(
+        issuer.contains("OU=JPKI for user authentication"),
+        "{issuer}"
+    );
+    assert!(issuer.contains("O=JPKI-TEST"), "{issuer}");
+    assert!(
+        tbs.subject().to_string().starts_with("C=JP") || tbs.subject().to_string().contains("C=JP")
+    );
+    let (critical, ku) = tbs.get_extension::<KeyUsage>().unwrap().unwrap();
+    assert!(critical);
+    assert!(ku.0.contains(KeyUsages::DigitalSignature) && !ku.0.contains(KeyUsages::KeyCertSign));
+    let (_, eku) = tbs.get_extension::<ExtendedKeyUsage>().unwrap().unwrap();
+    assert_eq!(eku.0[0].to_string(), "1.3.6.1.5.5.7.3.2");
+    let policy = tbs
+        .extensions()
+        .unwrap()
+        .iter()
+        .find(|e| e.extn_id.to_string() == "2.5.29.32")
+        .unwrap();
+    assert!(
+        policy.critical,
+        "JPKI marks the certificate policy critical"
+    );
+    assert!(
+        AUTH_POLICY_OID
+            .to_string()
+            .starts_with("1.2.392.200149.8.5")
+    );
+    assert_eq!(
+        cert.signature_algorithm().oid.to_string(),
+        "1.2.840.113549.1.1.11"
+    );
+}
+
+#[test]
+fn expired_and_not_yet_valid_are_distinct_errors() {
+    let f = fixture();
+    let expired = issue(
+        &f.ca,
+        "0102",
+        f.now - Duration::days(2000),
+        f.now - Duration::days(1),
+    );
+    assert!(matches!(
+        anchor().validate_auth_cert(&expired, f.now),
+        Err(CertError::Expired(_))
+    ));
+    let future = issue(
+        &f.ca,
+        "0103",
+        f.now + Duration::days(1),
+        f.now + Duration::days(100),
+    );
+    assert!(matches!(
+        anchor().validate_auth_cert(&future, f.now),
+        Err(CertError::NotYetValid(_))
+    ));
+}
+
+#[test]
+fn certificate_from_another_ca_with_the_same_name_is_untrusted() {
+    let f = fixture();
+    let forged = issue(
+        &f.other_ca,
+        "01A1B2C3D4E5F6",
+        f.now - Duration::days(1),
+        f.now + Duration::days(100),
+    );
+    assert!(matches!(
+        anchor().validate_auth_cert(&forged, f.now),
+        Err(CertError::Untrusted(_))
+    ));
+}
+
+#[test]
+fn ca_certificate_is_not_accepted_as_a_card_certificate() {
+    let f = fixture();
+    assert!(matches!(
+        anchor().validate_auth_cert(f.ca.cert_der(), f.now),
+        Err(CertError::WrongKeyUsage(_))
+    ));
+}
+
+#[test]
+fn malformed_input_is_rejected() {
+    let now = fixture().now;
+    for bad in [&b""[..], b"\x30\x03\x02\x01", b"not a certificate"] {
+        assert!(matches!(
+            anchor().validate_auth_cert(bad, now),
+            Err(CertError::Malformed(_))
+        ));
+    }
+    let mut trailing = valid_cert();
+    trailing.push(0);
+    assert!(matches!(
+        anchor().validate_auth_cert(&trailing, now),
+        Err(CertError::Malformed(_))
+    ));
+    let truncated = &valid_cert()[..100];
+    assert!(matches!(
+        anchor().validate_auth_cert(truncated, now),
+        Err(CertError::Malformed(_))
+    ));
+}
+
+#[test]
+fn ca_round_trips_through_its_stored_parts() {
+    let f = fixture();
+    let restored = TestCa::from_parts(&f.ca.key_pkcs8_der().unwrap(), f.ca.cert_der()).unwrap();
+    let cert = issue(
+        &restored,
+        "0199",
+        f.now - Duration::days(1),
+        f.now + Duration::days(10),
+    );
+    assert!(anchor().validate_auth_cert(&cert, f.now).is_ok());
+    assert!(TestCa::from_parts(&f.other_ca.key_pkcs8_der().unwrap(), f.ca.cert_der()).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = anchor().validate_auth_cert(&bytes, fixture().now);
+    }
+
+    #[test]
+    fn any_single_bit_flip_is_rejected(pos in 0usize..1200, bit in 0u8..8) {
+        let mut cert = valid_cert();
+        let i = pos % cert.len();
+        cert[i] ^= 1 << bit;
+        prop_assert!(anchor().validate_auth_cert(&cert, fixture().now).is_err());
+    }
+}
