@@ -72,7 +72,7 @@ impl BuilderProfile for CaProfile {
         let mut ext = Vec::new();
         ext.push(
             KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
-                .to_extension(&tbs.subject(), &ext)?,
+                .to_extension(tbs.subject(), &ext)?,
         );
         ext.push(
             (
@@ -82,13 +82,13 @@ impl BuilderProfile for CaProfile {
                     path_len_constraint: None,
                 },
             )
-                .to_extension(&tbs.subject(), &ext)?,
+                .to_extension(tbs.subject(), &ext)?,
         );
         let ski = SubjectKeyIdentifier(
             sha1_like_key_id(spk)
                 .map_err(|_| x509_cert::builder::Error::Signature(signature_error()))?,
         );
-        ext.push(ski.to_extension(&tbs.subject(), &ext)?);
+        ext.push(ski.to_extension(tbs.subject(), &ext)?);
         Ok(ext)
     }
 }
@@ -118,9 +118,9 @@ impl BuilderProfile for AuthProfile {
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let sig_err = |_| x509_cert::builder::Error::Signature(signature_error());
         let mut ext = Vec::new();
-        ext.push(KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(&tbs.subject(), &ext)?);
+        ext.push(KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(tbs.subject(), &ext)?);
         let client_auth = CLIENT_AUTH_OID;
-        ext.push(ExtendedKeyUsage(vec![client_auth]).to_extension(&tbs.subject(), &ext)?);
+        ext.push(ExtendedKeyUsage(vec![client_auth]).to_extension(tbs.subject(), &ext)?);
         let policies = CertificatePolicies(vec![PolicyInformation {
             policy_identifier: AUTH_POLICY_OID,
             policy_qualifiers: Some(vec![PolicyQualifierInfo {
@@ -130,21 +130,21 @@ impl BuilderProfile for AuthProfile {
                 )?)?),
             }]),
         }]);
-        ext.push((true, &policies).to_extension(&tbs.subject(), &ext)?);
+        ext.push((true, &policies).to_extension(tbs.subject(), &ext)?);
         let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
             access_method: OCSP_OID,
             access_location: GeneralName::UniformResourceIdentifier(Ia5String::new(
                 &self.ocsp_url,
             )?),
         }]);
-        ext.push(aia.to_extension(&tbs.subject(), &ext)?);
+        ext.push(aia.to_extension(tbs.subject(), &ext)?);
         let aki = AuthorityKeyIdentifier {
             key_identifier: Some(sha1_like_key_id(issuer_spk).map_err(sig_err)?),
             ..Default::default()
         };
-        ext.push(aki.to_extension(&tbs.subject(), &ext)?);
+        ext.push(aki.to_extension(tbs.subject(), &ext)?);
         let ski = SubjectKeyIdentifier(sha1_like_key_id(spk).map_err(sig_err)?);
-        ext.push(ski.to_extension(&tbs.subject(), &ext)?);
+        ext.push(ski.to_extension(tbs.subject(), &ext)?);
         Ok(ext)
     }
 }
