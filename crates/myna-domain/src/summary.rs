@@ -117,6 +117,41 @@ impl Windows {
     }
 }
 
+/// Longest supply a single dispensing can cover; a dispensing older than the drug window by more
+/// than this cannot still be active, so stores need not read it.
+pub const MAX_SUPPLY_DAYS: u64 = 180;
+
+/// First service date a store must read, per section, to build a view on `today`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchPlan {
+    pub visits_from: NaiveDate,
+    pub dispensings_from: NaiveDate,
+    pub procedures_from: NaiveDate,
+    pub dialysis_from: NaiveDate,
+    /// Most recent available health checks to read.
+    pub health_check_rounds: u32,
+}
+
+impl Windows {
+    pub fn fetch_plan(&self, today: NaiveDate) -> FetchPlan {
+        let start = |w: Window| w.start(today).unwrap_or(today);
+        let drug_start = start(self.claims_drugs).min(start(self.e_prescriptions));
+        FetchPlan {
+            visits_from: start(self.visits),
+            dispensings_from: drug_start
+                .checked_sub_days(Days::new(MAX_SUPPLY_DAYS))
+                .unwrap_or(NaiveDate::MIN),
+            procedures_from: start(self.surgeries).min(start(self.procedures)),
+            // Dialysis alerts look at the claims drug window, which may be wider than the section.
+            dialysis_from: start(self.dialysis).min(start(self.claims_drugs)),
+            health_check_rounds: match self.health_checks {
+                Window::Rounds(n) => n,
+                _ => 5,
+            },
+        }
+    }
+}
+
 /// How fresh the data is, shown at the top of every summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataCurrency {

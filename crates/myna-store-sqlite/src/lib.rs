@@ -1,1 +1,536 @@
+//! SQLite backend of the provider store.
+//!
+//! One writer thread owns the write connection. Accesses are group-committed: the writer takes
+//! every access waiting in its queue, runs each inside its own SAVEPOINT of one transaction
+//! (resolve serial, read records, append the hash-chained log entry), commits once with
+//! `synchronous=FULL`, and only then answers. Each access is thus atomic with its log entry and
+//! durable before its summary leaves the server, while one fsync serves many accesses.
+//! Reads that write nothing use a small pool of read-only connections.
 
+mod rows;
+
+use chrono::NaiveDate;
+use myna_domain::access::{ChainBreak, ChainVerifier, Hash32, chain};
+use myna_domain::person::PersonId;
+use myna_domain::summary::Windows;
+use myna_store::{
+    AccessGranted, AccessRequest, ChainReport, DatasetInfo, Organisation, PersonRecordSet,
+    ProviderStore, StoreError,
+};
+use rows::{Masters, corrupt, db_err};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Most accesses committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// How the file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL with `synchronous=FULL`: every commit is on disk before it is acknowledged.
+    Full,
+    /// For bulk loads into a new file that is discarded if the load fails: no journal, no fsync.
+    BulkLoad,
+}
+
+enum Job {
+    Access(
+        Box<AccessRequest>,
+        oneshot::Sender<Result<AccessGranted, StoreError>>,
+    ),
+    Load(
+        Vec<PersonRecordSet>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    AddOrganisation(
+        Organisation,
+        String,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    Revoke(String, String, oneshot::Sender<Result<(), StoreError>>),
+    SetInfo(DatasetInfo, oneshot::Sender<Result<(), StoreError>>),
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable("the database writer has stopped".into())
+}
+
+fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    let pragmas = match durability {
+        Durability::Full => {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+             PRAGMA cache_size = -65536;"
+        }
+        Durability::BulkLoad => {
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144; \
+             PRAGMA locking_mode = EXCLUSIVE;"
+        }
+    };
+    conn.execute_batch(pragmas).map_err(db_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file with full durability.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let mut conn = open_conn(path, durability)?;
+        embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        let masters = Masters::load(&conn)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || Writer { conn, masters }.run(rx))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            jobs: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .lock()
+            .map_err(|_| unavailable())?
+            .send(make(tx))
+            .map_err(|_| unavailable())?;
+        rx.await.map_err(|_| unavailable())?
+    }
+
+    /// Runs `f` on a pooled read-only connection off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().map_err(|_| unavailable())?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(db_err)?;
+                    c.execute_batch("PRAGMA busy_timeout = 5000;")
+                        .map_err(db_err)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            if let Ok(mut p) = pool.lock() {
+                p.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    masters: Masters,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut accesses = Vec::new();
+            let mut pending = Some(first);
+            loop {
+                match pending.take() {
+                    Some(Job::Access(req, reply)) => accesses.push((req, reply)),
+                    Some(other) => {
+                        // Commit waiting accesses first so jobs apply in arrival order.
+                        self.commit_accesses(std::mem::take(&mut accesses));
+                        self.run_other(other);
+                    }
+                    None => {}
+                }
+                if accesses.len() >= MAX_BATCH {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(job) => pending = Some(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_accesses(accesses);
+        }
+    }
+
+    fn run_other(&mut self, job: Job) {
+        match job {
+            Job::Access(..) => {}
+            Job::Load(persons, reply) => {
+                let r = self.in_tx(|conn, masters| rows::insert_persons(conn, masters, &persons));
+                if r.is_err() {
+                    // The cache may name rows the rollback removed.
+                    if let Ok(m) = Masters::load(&self.conn) {
+                        self.masters = m;
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            Job::AddOrganisation(org, hash, reply) => {
+                let r = self.in_tx(|conn, _| {
+                    let exists = conn
+                        .query_row("SELECT 1 FROM organisation WHERE id = ?1", [&org.id], |_| Ok(()))
+                        .optional()
+                        .map_err(db_err)?;
+                    if exists.is_some() {
+                        return Err(StoreError::OrganisationExists(org.id.clone()));
+                    }
+                    conn.execute(
+                        "INSERT INTO organisation (id, name, secret_sha256, disabled) VALUES (?1, ?2, ?3, 0)",
+                        params![org.id, org.name, hash],
+                    )
+                    .map_err(db_err)?;
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+            Job::Revoke(serial, reason, reply) => {
+                let r = self.in_tx(|conn, _| {
+                    conn.execute(
+                        "INSERT INTO revoked_cert (serial, revoked_at, reason) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (serial) DO NOTHING",
+                        params![serial, chrono::Utc::now().to_rfc3339(), reason],
+                    )
+                    .map_err(db_err)?;
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+            Job::SetInfo(info, reply) => {
+                let r = self.in_tx(|conn, _| {
+                    let put = |k: &str, v: Option<String>| -> Result<(), StoreError> {
+                        match v {
+                            Some(v) => conn.execute(
+                                "INSERT INTO dataset_info (key, value) VALUES (?1, ?2) \
+                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                params![k, v],
+                            ),
+                            None => conn.execute("DELETE FROM dataset_info WHERE key = ?1", [k]),
+                        }
+                        .map(|_| ())
+                        .map_err(db_err)
+                    };
+                    put("persons", Some(info.persons.to_string()))?;
+                    put("seed", info.seed.map(|s| s.to_string()))?;
+                    put(
+                        "generated_as_of",
+                        info.generated_as_of.map(|d| d.to_string()),
+                    )?;
+                    put("claims_through", info.claims_through.map(|d| d.to_string()))?;
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn in_tx<T>(
+        &mut self,
+        f: impl FnOnce(&Connection, &mut Masters) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+        match f(&self.conn, &mut self.masters) {
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(db_err(e))
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn commit_accesses(&mut self, batch: Vec<(Box<AccessRequest>, AccessReply)>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(db_err(clone_err(&e))));
+            }
+            return;
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for (req, reply) in batch {
+            let r = self.one_access(&req);
+            results.push((r, reply));
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for (r, reply) in results {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::error!(error = %e, "access-log commit failed; no access in the batch was granted");
+                for (_, reply) in results {
+                    let _ = reply.send(Err(StoreError::Unavailable(format!("commit failed: {e}"))));
+                }
+            }
+        }
+    }
+
+    /// One access inside the open transaction, in its own savepoint.
+    fn one_access(&mut self, req: &AccessRequest) -> Result<AccessGranted, StoreError> {
+        self.conn
+            .execute_batch("SAVEPOINT access")
+            .map_err(db_err)?;
+        let r = self.access_in_savepoint(req);
+        let end = if r.is_ok() {
+            "RELEASE access"
+        } else {
+            "ROLLBACK TO access; RELEASE access"
+        };
+        self.conn.execute_batch(end).map_err(db_err)?;
+        r
+    }
+
+    fn access_in_savepoint(&mut self, req: &AccessRequest) -> Result<AccessGranted, StoreError> {
+        let conn = &self.conn;
+        let person_id: i64 = conn
+            .prepare_cached("SELECT person_id FROM auth_cert WHERE serial = ?1")
+            .map_err(db_err)?
+            .query_row([&req.serial_hex], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::UnknownSerial(req.serial_hex.clone()))?;
+        if let Some(revoked_at) = conn
+            .prepare_cached("SELECT revoked_at FROM revoked_cert WHERE serial = ?1")
+            .map_err(db_err)?
+            .query_row([&req.serial_hex], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db_err)?
+        {
+            return Err(StoreError::Revoked {
+                serial: req.serial_hex.clone(),
+                revoked_at,
+            });
+        }
+        let id = PersonId(person_id);
+        let person = rows::read_person(conn, id)?;
+        let plan = Windows::for_view(req.view).fetch_plan(req.today);
+        let records = rows::read_records(conn, &self.masters, id, &plan, req.today)?;
+        let head = conn
+            .prepare_cached("SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1")
+            .map_err(db_err)?
+            .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .optional()
+            .map_err(db_err)?;
+        let prev = match head {
+            Some((seq, h)) => {
+                let bytes = hex::decode(&h)
+                    .map_err(|_| corrupt(format!("access-log head {seq} hash is not hex")))?;
+                let hash: Hash32 = bytes
+                    .try_into()
+                    .map_err(|_| corrupt(format!("access-log head {seq} hash length")))?;
+                Some((seq, hash))
+            }
+            None => None,
+        };
+        let mut entry = req.entry.clone();
+        entry.person_id = id;
+        let chained = chain(prev, entry);
+        rows::insert_access(conn, &chained)?;
+        let claims_through = conn
+            .prepare_cached("SELECT value FROM dataset_info WHERE key = 'claims_through'")
+            .map_err(db_err)?
+            .query_row([], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db_err)?
+            .and_then(|s| s.parse::<NaiveDate>().ok());
+        Ok(AccessGranted {
+            person,
+            records,
+            claims_through,
+            access_seq: chained.seq,
+        })
+    }
+}
+
+fn clone_err(e: &rusqlite::Error) -> rusqlite::Error {
+    rusqlite::Error::InvalidParameterName(e.to_string())
+}
+
+impl ProviderStore for SqliteStore {
+    async fn access_records(&self, request: AccessRequest) -> Result<AccessGranted, StoreError> {
+        self.submit(|tx| Job::Access(Box::new(request), tx)).await
+    }
+
+    async fn authenticate(
+        &self,
+        org_id: &str,
+        secret: &str,
+    ) -> Result<Option<Organisation>, StoreError> {
+        let org_id = org_id.to_owned();
+        let secret = secret.to_owned();
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT name, secret_sha256, disabled FROM organisation WHERE id = ?1",
+                )
+                .map_err(db_err)?
+                .query_row([&org_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .optional()
+                .map_err(db_err)?;
+            Ok(match row {
+                Some((name, hash, 0)) if myna_store::secret_matches(&secret, &hash) => {
+                    Some(Organisation { id: org_id, name })
+                }
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn add_organisation(
+        &self,
+        org: Organisation,
+        secret_hash: String,
+    ) -> Result<(), StoreError> {
+        self.submit(|tx| Job::AddOrganisation(org, secret_hash, tx))
+            .await
+    }
+
+    async fn revoke_serial(&self, serial_hex: &str, reason: &str) -> Result<(), StoreError> {
+        let (s, r) = (serial_hex.to_owned(), reason.to_owned());
+        self.submit(|tx| Job::Revoke(s, r, tx)).await
+    }
+
+    async fn load_persons(&self, persons: Vec<PersonRecordSet>) -> Result<(), StoreError> {
+        self.submit(|tx| Job::Load(persons, tx)).await
+    }
+
+    async fn dataset_info(&self) -> Result<DatasetInfo, StoreError> {
+        self.read(|conn| {
+            let get = |k: &str| -> Result<Option<String>, StoreError> {
+                conn.query_row("SELECT value FROM dataset_info WHERE key = ?1", [k], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)
+            };
+            let date = |s: Option<String>| -> Result<Option<NaiveDate>, StoreError> {
+                s.map(|s| s.parse().map_err(|_| corrupt(format!("bad date {s:?}"))))
+                    .transpose()
+            };
+            Ok(DatasetInfo {
+                persons: get("persons")?.and_then(|s| s.parse().ok()).unwrap_or(0),
+                seed: get("seed")?.and_then(|s| s.parse().ok()),
+                generated_as_of: date(get("generated_as_of")?)?,
+                claims_through: date(get("claims_through")?)?,
+            })
+        })
+        .await
+    }
+
+    async fn set_dataset_info(&self, info: DatasetInfo) -> Result<(), StoreError> {
+        self.submit(|tx| Job::SetInfo(info, tx)).await
+    }
+
+    async fn verify_access_log(&self) -> Result<ChainReport, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {} FROM access_log ORDER BY seq",
+                    rows::ACCESS_COLUMNS
+                ))
+                .map_err(db_err)?;
+            let mut rows = stmt.query([]).map_err(db_err)?;
+            let mut v = ChainVerifier::default();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                let decoded = rows::chained_from_row(row).map_err(db_err)?;
+                let outcome = match decoded {
+                    Ok(e) => v.push(&e),
+                    Err((seq, problem)) => Err(ChainBreak::Unreadable { seq, problem }),
+                };
+                if let Err(first_break) = outcome {
+                    return Ok(ChainReport::Broken {
+                        verified: v.count(),
+                        first_break,
+                    });
+                }
+            }
+            Ok(ChainReport::Intact {
+                entries: v.count(),
+                head_hash: v.head().map(|(_, h)| hex::encode(h)),
+            })
+        })
+        .await
+    }
+
+    async fn access_log_for(
+        &self,
+        person: PersonId,
+        limit: u32,
+    ) -> Result<Vec<myna_domain::access::AccessEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM access_log WHERE person_id = ?1 ORDER BY seq DESC LIMIT ?2",
+                    rows::ACCESS_COLUMNS
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![person.0, limit], rows::chained_from_row)
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                match row.map_err(db_err)? {
+                    Ok(e) => out.push(e.entry),
+                    Err((seq, problem)) => {
+                        return Err(corrupt(format!("access-log entry {seq}: {problem}")));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,1 +1,157 @@
+//! Storage of the `provider` role behind one trait, so SQLite (embedded default) and PostgreSQL
+//! (scale-out) backends are interchangeable and pass the same conformance suite.
 
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+use chrono::NaiveDate;
+use myna_domain::access::{AccessEntry, ChainBreak};
+use myna_domain::person::{Person, PersonId};
+use myna_domain::records::MedicalRecords;
+use myna_domain::summary::View;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use subtle::ConstantTimeEq;
+
+/// One person as loaded into the provider: demographics, the link from their current
+/// auth-certificate serial (the 機関別符号 stand-in), and their records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonRecordSet {
+    pub person: Person,
+    pub cert_serial: String,
+    pub records: MedicalRecords,
+}
+
+/// Facts about the loaded dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatasetInfo {
+    pub persons: u64,
+    pub seed: Option<u64>,
+    pub generated_as_of: Option<NaiveDate>,
+    /// Claims data covers care up to this date.
+    pub claims_through: Option<NaiveDate>,
+}
+
+/// A request to read a person's records, to be logged in the same transaction.
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    pub serial_hex: String,
+    pub view: View,
+    pub today: NaiveDate,
+    /// The log entry; its `person_id` is filled in by the store once the serial is resolved.
+    pub entry: AccessEntry,
+}
+
+/// What the store returns for an access: everything needed to build the summary.
+#[derive(Debug, Clone)]
+pub struct AccessGranted {
+    pub person: Person,
+    pub records: MedicalRecords,
+    pub claims_through: Option<NaiveDate>,
+    /// Sequence number of the access-log entry written for this access.
+    pub access_seq: i64,
+}
+
+/// A calling organisation (a fire bureau's `ems` server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organisation {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("no insured person is linked to certificate serial {0}")]
+    UnknownSerial(String),
+    #[error("certificate serial {serial} was revoked on {revoked_at}")]
+    Revoked { serial: String, revoked_at: String },
+    #[error("organisation {0:?} already exists")]
+    OrganisationExists(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Outcome of walking the whole access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainReport {
+    Intact {
+        entries: u64,
+        head_hash: Option<String>,
+    },
+    Broken {
+        verified: u64,
+        first_break: ChainBreak,
+    },
+}
+
+/// Credentials are random 256-bit tokens, so a fast hash suffices (as for API tokens); a slow
+/// password hash would cap summary throughput for no gain in security.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Constant-time comparison of a presented secret with a stored hash.
+pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
+    hash_secret(secret)
+        .as_bytes()
+        .ct_eq(stored_hash.as_bytes())
+        .into()
+}
+
+/// The provider's storage. Every method that writes does so atomically: it either commits
+/// everything it describes or nothing.
+pub trait ProviderStore: Send + Sync + 'static {
+    /// Resolves the serial, checks revocation, reads the person's records for the view's windows
+    /// and appends the access-log entry, all in one transaction. Unknown or revoked serials
+    /// write nothing.
+    fn access_records(
+        &self,
+        request: AccessRequest,
+    ) -> impl Future<Output = Result<AccessGranted, StoreError>> + Send;
+
+    /// The organisation whose id and secret match, if any and not disabled.
+    fn authenticate(
+        &self,
+        org_id: &str,
+        secret: &str,
+    ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
+
+    /// Registers an organisation with the hash of its secret.
+    fn add_organisation(
+        &self,
+        org: Organisation,
+        secret_hash: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a serial to the revocation list. Revoking twice is not an error.
+    fn revoke_serial(
+        &self,
+        serial_hex: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Loads persons (demographics, serial link and records). Used by the generator and imports.
+    fn load_persons(
+        &self,
+        persons: Vec<PersonRecordSet>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn dataset_info(&self) -> impl Future<Output = Result<DatasetInfo, StoreError>> + Send;
+
+    fn set_dataset_info(
+        &self,
+        info: DatasetInfo,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Walks the whole access log and reports the first broken link.
+    fn verify_access_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
+
+    /// Access-log entries for one person, newest first (the patient's own view, later).
+    fn access_log_for(
+        &self,
+        person: PersonId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AccessEntry>, StoreError>> + Send;
+}

@@ -1,0 +1,701 @@
+//! Reading and writing domain records as rows.
+
+use chrono::NaiveDate;
+use myna_domain::access::{AccessEntry, ChainedEntry, Consent, Hash32, Purpose, Viewer};
+use myna_domain::codes::{ReceiptDrugCode, YjCode};
+use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
+use myna_domain::records::*;
+use myna_domain::summary::{FetchPlan, View};
+use myna_store::{PersonRecordSet, StoreError};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::HashMap;
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn date(s: &str) -> Result<NaiveDate, StoreError> {
+    s.parse().map_err(|_| corrupt(format!("bad date {s:?}")))
+}
+
+fn source(s: &str) -> Result<Source, StoreError> {
+    Source::parse(s).ok_or_else(|| corrupt(format!("bad source {s:?}")))
+}
+
+fn kind_str(k: InstitutionKind) -> &'static str {
+    match k {
+        InstitutionKind::Hospital => "hospital",
+        InstitutionKind::Clinic => "clinic",
+        InstitutionKind::Pharmacy => "pharmacy",
+    }
+}
+
+fn kind(s: &str) -> Result<InstitutionKind, StoreError> {
+    match s {
+        "hospital" => Ok(InstitutionKind::Hospital),
+        "clinic" => Ok(InstitutionKind::Clinic),
+        "pharmacy" => Ok(InstitutionKind::Pharmacy),
+        _ => Err(corrupt(format!("bad institution kind {s:?}"))),
+    }
+}
+
+/// Reference data kept in memory: institutions and drug names by code.
+#[derive(Default)]
+pub(crate) struct Masters {
+    pub institutions: HashMap<String, Institution>,
+    pub drugs: HashMap<String, DrugRef>,
+}
+
+impl Masters {
+    pub fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let mut m = Masters::default();
+        let mut stmt = conn
+            .prepare("SELECT code, name, kind FROM institution")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (code, name, k) = row.map_err(db_err)?;
+            m.institutions.insert(
+                code.clone(),
+                Institution {
+                    code,
+                    name,
+                    kind: kind(&k)?,
+                },
+            );
+        }
+        let mut stmt = conn
+            .prepare("SELECT yj, receipt_code, name, generic_name FROM drug")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (yj, receipt, name, generic_name) = row.map_err(db_err)?;
+            let drug = DrugRef {
+                yj: YjCode::parse(&yj).map_err(corrupt)?,
+                receipt_code: receipt
+                    .map(|r| ReceiptDrugCode::parse(&r))
+                    .transpose()
+                    .map_err(corrupt)?,
+                name,
+                generic_name,
+            };
+            m.drugs.insert(yj, drug);
+        }
+        Ok(m)
+    }
+
+    fn institution(&self, code: &str) -> Institution {
+        self.institutions
+            .get(code)
+            .cloned()
+            .unwrap_or_else(|| Institution {
+                code: code.to_owned(),
+                name: format!("医療機関 {code}"),
+                kind: InstitutionKind::Clinic,
+            })
+    }
+
+    fn drug(&self, yj: &str) -> Result<DrugRef, StoreError> {
+        match self.drugs.get(yj) {
+            Some(d) => Ok(d.clone()),
+            None => Ok(DrugRef {
+                yj: YjCode::parse(yj).map_err(corrupt)?,
+                receipt_code: None,
+                name: format!("医薬品 {yj}"),
+                generic_name: String::new(),
+            }),
+        }
+    }
+}
+
+/// Inserts persons with their records, institutions and drugs. Caller holds the transaction.
+pub(crate) fn insert_persons(
+    conn: &Connection,
+    masters: &mut Masters,
+    persons: &[PersonRecordSet],
+) -> Result<(), StoreError> {
+    let mut ins_inst = conn
+        .prepare_cached("INSERT INTO institution (code, name, kind) VALUES (?1, ?2, ?3) ON CONFLICT (code) DO NOTHING")
+        .map_err(db_err)?;
+    let mut ins_drug = conn
+        .prepare_cached(
+            "INSERT INTO drug (yj, receipt_code, name, generic_name) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (yj) DO NOTHING",
+        )
+        .map_err(db_err)?;
+    let mut ensure_inst = |i: &Institution, masters: &mut Masters| -> Result<(), StoreError> {
+        if !masters.institutions.contains_key(&i.code) {
+            ins_inst
+                .execute(params![i.code, i.name, kind_str(i.kind)])
+                .map_err(db_err)?;
+            masters.institutions.insert(i.code.clone(), i.clone());
+        }
+        Ok(())
+    };
+    let mut ins_person = conn
+        .prepare_cached(
+            "INSERT INTO person (id, name, name_kana, birth_date, sex, postal_code, prefecture, municipality, street, \
+             insurer_number, insurer_name, insured_symbol, insured_number, insured_branch) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )
+        .map_err(db_err)?;
+    let mut ins_cert = conn
+        .prepare_cached("INSERT INTO auth_cert (serial, person_id) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    let mut ins_visit = conn
+        .prepare_cached(
+            "INSERT INTO visit (person_id, service_date, seq, available_on, institution_code, department, setting, source) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(db_err)?;
+    let mut ins_disp = conn
+        .prepare_cached(
+            "INSERT INTO dispensing (person_id, service_date, seq, available_on, yj, daily_quantity, unit, days, \
+             prescriber_code, pharmacy_code, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(db_err)?;
+    let mut ins_proc = conn
+        .prepare_cached(
+            "INSERT INTO procedure_record (person_id, service_date, seq, available_on, kind, code, name, institution_code, source) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(db_err)?;
+    let mut ins_dial = conn
+        .prepare_cached(
+            "INSERT INTO dialysis (person_id, service_date, seq, available_on, modality, sessions, institution_code, source) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(db_err)?;
+    let mut ins_hc = conn
+        .prepare_cached(
+            "INSERT INTO health_check (person_id, service_date, seq, available_on, height_cm, weight_kg, systolic_mmhg, \
+             diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .map_err(db_err)?;
+
+    for set in persons {
+        let p = &set.person;
+        let id = p.id.0;
+        ins_person
+            .execute(params![
+                id,
+                p.name,
+                p.name_kana,
+                p.birth_date.to_string(),
+                p.sex.code(),
+                p.address.postal_code,
+                p.address.prefecture,
+                p.address.municipality,
+                p.address.street,
+                p.coverage.insurer_number,
+                p.coverage.insurer_name,
+                p.coverage.symbol,
+                p.coverage.number,
+                p.coverage.branch
+            ])
+            .map_err(db_err)?;
+        ins_cert
+            .execute(params![set.cert_serial, id])
+            .map_err(db_err)?;
+        let r = &set.records;
+        for (seq, v) in r.visits.iter().enumerate() {
+            ensure_inst(&v.institution, masters)?;
+            let setting = match v.setting {
+                CareSetting::Outpatient => "outpatient",
+                CareSetting::Inpatient => "inpatient",
+            };
+            ins_visit
+                .execute(params![
+                    id,
+                    v.service_date.to_string(),
+                    seq as i64,
+                    v.available_on.to_string(),
+                    v.institution.code,
+                    v.department,
+                    setting,
+                    v.source.as_str()
+                ])
+                .map_err(db_err)?;
+        }
+        for (seq, d) in r.dispensings.iter().enumerate() {
+            ensure_inst(&d.prescriber, masters)?;
+            if let Some(ph) = &d.pharmacy {
+                ensure_inst(ph, masters)?;
+            }
+            if !masters.drugs.contains_key(d.drug.yj.as_str()) {
+                ins_drug
+                    .execute(params![
+                        d.drug.yj.as_str(),
+                        d.drug.receipt_code.as_ref().map(|c| c.as_str()),
+                        d.drug.name,
+                        d.drug.generic_name
+                    ])
+                    .map_err(db_err)?;
+                masters.drugs.insert(d.drug.yj.to_string(), d.drug.clone());
+            }
+            ins_disp
+                .execute(params![
+                    id,
+                    d.service_date.to_string(),
+                    seq as i64,
+                    d.available_on.to_string(),
+                    d.drug.yj.as_str(),
+                    d.daily_quantity,
+                    d.unit,
+                    d.days,
+                    d.prescriber.code,
+                    d.pharmacy.as_ref().map(|p| p.code.as_str()),
+                    d.source.as_str()
+                ])
+                .map_err(db_err)?;
+        }
+        for (seq, p) in r.procedures.iter().enumerate() {
+            ensure_inst(&p.institution, masters)?;
+            let k = match p.kind {
+                ProcedureKind::Surgery => "surgery",
+                ProcedureKind::Procedure => "procedure",
+            };
+            ins_proc
+                .execute(params![
+                    id,
+                    p.service_date.to_string(),
+                    seq as i64,
+                    p.available_on.to_string(),
+                    k,
+                    p.code,
+                    p.name,
+                    p.institution.code,
+                    p.source.as_str()
+                ])
+                .map_err(db_err)?;
+        }
+        for (seq, d) in r.dialysis.iter().enumerate() {
+            ensure_inst(&d.institution, masters)?;
+            let m = match d.modality {
+                DialysisModality::Hemodialysis => "hemodialysis",
+                DialysisModality::Peritoneal => "peritoneal",
+            };
+            ins_dial
+                .execute(params![
+                    id,
+                    d.service_date.to_string(),
+                    seq as i64,
+                    d.available_on.to_string(),
+                    m,
+                    d.sessions,
+                    d.institution.code,
+                    d.source.as_str()
+                ])
+                .map_err(db_err)?;
+        }
+        for (seq, h) in r.health_checks.iter().enumerate() {
+            ins_hc
+                .execute(params![
+                    id,
+                    h.service_date.to_string(),
+                    seq as i64,
+                    h.available_on.to_string(),
+                    h.height_cm,
+                    h.weight_kg,
+                    h.systolic_mmhg,
+                    h.diastolic_mmhg,
+                    h.hba1c_percent,
+                    h.ldl_mg_dl,
+                    h.egfr,
+                    h.urine_protein,
+                    h.source.as_str()
+                ])
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn person_from_row(r: &Row<'_>) -> rusqlite::Result<[String; 13]> {
+    Ok([
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get::<_, i64>(3)?.to_string(),
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+    ])
+}
+
+pub(crate) fn read_person(conn: &Connection, id: PersonId) -> Result<Person, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, street, \
+             insurer_number, insurer_name, insured_symbol, insured_number, insured_branch FROM person WHERE id = ?1",
+        )
+        .map_err(db_err)?
+        .query_row([id.0], person_from_row)
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| corrupt(format!("certificate links to missing person {}", id.0)))?;
+    let [
+        name,
+        name_kana,
+        birth,
+        sex,
+        postal_code,
+        prefecture,
+        municipality,
+        street,
+        insurer_number,
+        insurer_name,
+        symbol,
+        number,
+        branch,
+    ] = row;
+    let sex_code: u8 = sex.parse().map_err(|_| corrupt("bad sex code"))?;
+    Ok(Person {
+        id,
+        name,
+        name_kana,
+        birth_date: date(&birth)?,
+        sex: Sex::from_code(sex_code).ok_or_else(|| corrupt("bad sex code"))?,
+        address: Address {
+            postal_code,
+            prefecture,
+            municipality,
+            street,
+        },
+        coverage: Coverage {
+            insurer_number,
+            insurer_name,
+            symbol,
+            number,
+            branch,
+        },
+    })
+}
+
+/// Reads the records a view needs, per the fetch plan.
+pub(crate) fn read_records(
+    conn: &Connection,
+    masters: &Masters,
+    id: PersonId,
+    plan: &FetchPlan,
+    today: NaiveDate,
+) -> Result<MedicalRecords, StoreError> {
+    let mut out = MedicalRecords::default();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT service_date, available_on, institution_code, department, setting, source FROM visit \
+             WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![id.0, plan.visits_from.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (sd, av, inst, department, setting, src) = row.map_err(db_err)?;
+        out.visits.push(Visit {
+            service_date: date(&sd)?,
+            available_on: date(&av)?,
+            institution: masters.institution(&inst),
+            department,
+            setting: match setting.as_str() {
+                "inpatient" => CareSetting::Inpatient,
+                "outpatient" => CareSetting::Outpatient,
+                other => return Err(corrupt(format!("bad setting {other:?}"))),
+            },
+            source: source(&src)?,
+        });
+    }
+
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT service_date, available_on, yj, daily_quantity, unit, days, prescriber_code, pharmacy_code, source \
+             FROM dispensing WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![id.0, plan.dispensings_from.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, u32>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, String>(8)?,
+            ))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (sd, av, yj, qty, unit, days, prescriber, pharmacy, src) = row.map_err(db_err)?;
+        out.dispensings.push(Dispensing {
+            service_date: date(&sd)?,
+            available_on: date(&av)?,
+            drug: masters.drug(&yj)?,
+            daily_quantity: qty,
+            unit,
+            days,
+            prescriber: masters.institution(&prescriber),
+            pharmacy: pharmacy.map(|c| masters.institution(&c)),
+            source: source(&src)?,
+        });
+    }
+
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT service_date, available_on, kind, code, name, institution_code, source FROM procedure_record \
+             WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![id.0, plan.procedures_from.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (sd, av, k, code, name, inst, src) = row.map_err(db_err)?;
+        out.procedures.push(Procedure {
+            service_date: date(&sd)?,
+            available_on: date(&av)?,
+            kind: match k.as_str() {
+                "surgery" => ProcedureKind::Surgery,
+                "procedure" => ProcedureKind::Procedure,
+                other => return Err(corrupt(format!("bad procedure kind {other:?}"))),
+            },
+            code,
+            name,
+            institution: masters.institution(&inst),
+            source: source(&src)?,
+        });
+    }
+
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT service_date, available_on, modality, sessions, institution_code, source FROM dialysis \
+             WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![id.0, plan.dialysis_from.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (sd, av, modality, sessions, inst, src) = row.map_err(db_err)?;
+        out.dialysis.push(Dialysis {
+            service_date: date(&sd)?,
+            available_on: date(&av)?,
+            modality: match modality.as_str() {
+                "hemodialysis" => DialysisModality::Hemodialysis,
+                "peritoneal" => DialysisModality::Peritoneal,
+                other => return Err(corrupt(format!("bad dialysis modality {other:?}"))),
+            },
+            sessions,
+            institution: masters.institution(&inst),
+            source: source(&src)?,
+        });
+    }
+
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, diastolic_mmhg, hba1c_percent, \
+             ldl_mg_dl, egfr, urine_protein, source FROM health_check WHERE person_id = ?1 AND available_on <= ?2 \
+             ORDER BY service_date DESC, seq DESC LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(
+            params![id.0, today.to_string(), plan.health_check_rounds],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, f64>(2)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, u16>(4)?,
+                    r.get::<_, u16>(5)?,
+                    r.get::<_, Option<f64>>(6)?,
+                    r.get::<_, Option<u16>>(7)?,
+                    r.get::<_, Option<f64>>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
+                ))
+            },
+        )
+        .map_err(db_err)?;
+    for row in rows {
+        let (
+            sd,
+            av,
+            height_cm,
+            weight_kg,
+            systolic_mmhg,
+            diastolic_mmhg,
+            hba1c_percent,
+            ldl_mg_dl,
+            egfr,
+            urine_protein,
+            src,
+        ) = row.map_err(db_err)?;
+        out.health_checks.push(HealthCheck {
+            service_date: date(&sd)?,
+            available_on: date(&av)?,
+            height_cm,
+            weight_kg,
+            systolic_mmhg,
+            diastolic_mmhg,
+            hba1c_percent,
+            ldl_mg_dl,
+            egfr,
+            urine_protein,
+            source: source(&src)?,
+        });
+    }
+    out.health_checks.reverse();
+    Ok(out)
+}
+
+fn hash_from_hex(seq: i64, s: &str) -> Result<Hash32, String> {
+    let bytes = hex::decode(s).map_err(|e| format!("hash of entry {seq} is not hex: {e}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("hash of entry {seq} is not 32 bytes"))
+}
+
+pub(crate) const ACCESS_COLUMNS: &str = "seq, at_ms, organisation_id, viewer_organisation, viewer_team, viewer_crew_member, \
+     incident_ref, person_id, cert_serial, purpose, consent, exception_reason, view, prev_hash, hash";
+
+/// Decodes one access_log row; a row that cannot be decoded is reported, not hidden.
+pub(crate) fn chained_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<Result<ChainedEntry, (i64, String)>> {
+    let seq: i64 = r.get(0)?;
+    let purpose: String = r.get(9)?;
+    let consent: String = r.get(10)?;
+    let reason: Option<String> = r.get(11)?;
+    let view: String = r.get(12)?;
+    let prev: String = r.get(13)?;
+    let hash: String = r.get(14)?;
+    let entry = AccessEntry {
+        at_ms: r.get(1)?,
+        organisation_id: r.get(2)?,
+        viewer: Viewer {
+            organisation: r.get(3)?,
+            team: r.get(4)?,
+            crew_member: r.get(5)?,
+        },
+        incident_ref: r.get(6)?,
+        person_id: PersonId(r.get(7)?),
+        cert_serial: r.get(8)?,
+        purpose: match Purpose::parse(&purpose) {
+            Some(p) => p,
+            None => return Ok(Err((seq, format!("unknown purpose {purpose:?}")))),
+        },
+        consent: match Consent::from_parts(&consent, reason.as_deref()) {
+            Some(c) => c,
+            None => {
+                return Ok(Err((
+                    seq,
+                    format!("unknown consent {consent:?}/{reason:?}"),
+                )));
+            }
+        },
+        view: match View::parse(&view) {
+            Some(v) => v,
+            None => return Ok(Err((seq, format!("unknown view {view:?}")))),
+        },
+    };
+    let prev_hash = match hash_from_hex(seq, &prev) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err((seq, e))),
+    };
+    let hash = match hash_from_hex(seq, &hash) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err((seq, e))),
+    };
+    Ok(Ok(ChainedEntry {
+        seq,
+        entry,
+        prev_hash,
+        hash,
+    }))
+}
+
+pub(crate) fn insert_access(conn: &Connection, e: &ChainedEntry) -> Result<(), StoreError> {
+    let x = &e.entry;
+    conn.prepare_cached(&format!(
+        "INSERT INTO access_log ({ACCESS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))
+    .map_err(db_err)?
+    .execute(params![
+        e.seq,
+        x.at_ms,
+        x.organisation_id,
+        x.viewer.organisation,
+        x.viewer.team,
+        x.viewer.crew_member,
+        x.incident_ref,
+        x.person_id.0,
+        x.cert_serial,
+        x.purpose.as_str(),
+        x.consent.kind_str(),
+        x.consent.reason().map(|r| r.as_str()),
+        x.view.as_str(),
+        hex::encode(e.prev_hash),
+        hex::encode(e.hash)
+    ])
+    .map_err(db_err)?;
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! Conformance suite every `ProviderStore` backend runs against a fresh, real database.
+//! Each function panics with a message naming the broken behaviour.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::*;
+use chrono::Days;
+use myna_domain::access::{Consent, ExceptionReason, Purpose, Viewer};
+use myna_domain::codes::YjCode;
+use myna_domain::person::{Address, Coverage, Sex};
+use myna_domain::records::*;
+
+pub fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+}
+
+fn clinic() -> Institution {
+    Institution {
+        code: "1419000001".into(),
+        name: "小杉町内科クリニック".into(),
+        kind: InstitutionKind::Clinic,
+    }
+}
+
+fn pharmacy() -> Institution {
+    Institution {
+        code: "1449000002".into(),
+        name: "小杉町調剤薬局".into(),
+        kind: InstitutionKind::Pharmacy,
+    }
+}
+
+/// A person on apixaban with a recent visit, an old visit, a surgery and a health check.
+pub fn sample_person(id: i64, serial: &str) -> PersonRecordSet {
+    let t = today();
+    let recent = t - Days::new(40);
+    let old = t - Days::new(4 * 365);
+    let apixaban = DrugRef {
+        yj: YjCode::parse("3339004F1029").unwrap(),
+        receipt_code: None,
+        name: "エリキュース錠5mg".into(),
+        generic_name: "アピキサバン".into(),
+    };
+    PersonRecordSet {
+        person: Person {
+            id: PersonId(id),
+            name: "川崎　花子".into(),
+            name_kana: "カワサキ　ハナコ".into(),
+            birth_date: NaiveDate::from_ymd_opt(1948, 5, 3).unwrap(),
+            sex: Sex::Female,
+            address: Address {
+                postal_code: "211-0063".into(),
+                prefecture: "神奈川県".into(),
+                municipality: "川崎市中原区".into(),
+                street: "小杉町1-2-3".into(),
+            },
+            coverage: Coverage {
+                insurer_number: "39140011".into(),
+                insurer_name: "神奈川県後期高齢者医療広域連合".into(),
+                symbol: "123".into(),
+                number: format!("{id}"),
+                branch: "00".into(),
+            },
+        },
+        cert_serial: serial.into(),
+        records: MedicalRecords {
+            visits: vec![
+                Visit {
+                    service_date: old,
+                    available_on: old + Days::new(40),
+                    institution: clinic(),
+                    department: "内科".into(),
+                    setting: CareSetting::Outpatient,
+                    source: Source::Claims,
+                },
+                Visit {
+                    service_date: recent,
+                    available_on: recent + Days::new(30),
+                    institution: clinic(),
+                    department: "内科".into(),
+                    setting: CareSetting::Outpatient,
+                    source: Source::Claims,
+                },
+            ],
+            dispensings: vec![Dispensing {
+                service_date: recent,
+                available_on: recent + Days::new(30),
+                drug: apixaban,
+                daily_quantity: 2.0,
+                unit: "錠".into(),
+                days: 28,
+                prescriber: clinic(),
+                pharmacy: Some(pharmacy()),
+                source: Source::Claims,
+            }],
+            procedures: vec![Procedure {
+                service_date: old,
+                available_on: old + Days::new(40),
+                kind: ProcedureKind::Surgery,
+                code: "K282".into(),
+                name: "水晶体再建術".into(),
+                institution: clinic(),
+                source: Source::Claims,
+            }],
+            dialysis: vec![],
+            health_checks: vec![HealthCheck {
+                service_date: old,
+                available_on: old + Days::new(90),
+                height_cm: 152.5,
+                weight_kg: 48.2,
+                systolic_mmhg: 132,
+                diastolic_mmhg: 78,
+                hba1c_percent: Some(5.8),
+                ldl_mg_dl: Some(121),
+                egfr: Some(62.0),
+                urine_protein: "-".into(),
+                source: Source::Insurer,
+            }],
+        },
+    }
+}
+
+pub fn request(serial: &str, view: View, n: i64) -> AccessRequest {
+    AccessRequest {
+        serial_hex: serial.into(),
+        view,
+        today: today(),
+        entry: AccessEntry {
+            at_ms: 1_795_000_000_000 + n,
+            organisation_id: "kawasaki".into(),
+            viewer: Viewer {
+                organisation: "川崎市消防局".into(),
+                team: "中原救急1".into(),
+                crew_member: "crew-0001".into(),
+            },
+            incident_ref: format!("INC-{n}"),
+            person_id: PersonId(0),
+            cert_serial: serial.into(),
+            purpose: Purpose::EmergencyCare,
+            consent: if n % 2 == 0 {
+                Consent::Obtained
+            } else {
+                Consent::Exception {
+                    reason: ExceptionReason::Unconscious,
+                }
+            },
+            view,
+        },
+    }
+}
+
+async fn entries<S: ProviderStore>(store: &S) -> u64 {
+    match store.verify_access_log().await.unwrap() {
+        ChainReport::Intact { entries, .. } => entries,
+        ChainReport::Broken { first_break, .. } => panic!("chain broken: {first_break}"),
+    }
+}
+
+/// Loaded records come back in full and the access is logged with the person resolved.
+pub async fn access_returns_records_and_logs<S: ProviderStore>(store: S) {
+    let p = sample_person(11, "01AA00000001");
+    store
+        .load_persons(vec![p.clone(), sample_person(12, "01AA00000002")])
+        .await
+        .unwrap();
+    let granted = store
+        .access_records(request("01AA00000001", View::Full, 1))
+        .await
+        .unwrap();
+    assert_eq!(granted.person, p.person, "person round-trips");
+    assert_eq!(
+        granted.records, p.records,
+        "records round-trip within the full view"
+    );
+    assert_eq!(granted.access_seq, 1);
+    let log = store.access_log_for(PersonId(11), 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        log[0].person_id,
+        PersonId(11),
+        "the store fills in the resolved person"
+    );
+    assert_eq!(log[0].incident_ref, "INC-1");
+    assert!(
+        store
+            .access_log_for(PersonId(12), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let second = store
+        .access_records(request("01AA00000002", View::Summary, 2))
+        .await
+        .unwrap();
+    assert_eq!(second.access_seq, 2);
+    assert_eq!(entries(&store).await, 2);
+}
+
+/// The summary view need not return records older than its widest window (5 years).
+pub async fn summary_view_reads_within_its_windows<S: ProviderStore>(store: S) {
+    let mut p = sample_person(21, "01AA00000021");
+    let ancient = today() - Days::new(7 * 365);
+    p.records.visits.push(Visit {
+        service_date: ancient,
+        available_on: ancient + Days::new(40),
+        institution: clinic(),
+        department: "内科".into(),
+        setting: CareSetting::Outpatient,
+        source: Source::Claims,
+    });
+    store.load_persons(vec![p]).await.unwrap();
+    let g = store
+        .access_records(request("01AA00000021", View::Summary, 1))
+        .await
+        .unwrap();
+    assert!(
+        g.records
+            .visits
+            .iter()
+            .all(|v| v.service_date >= today() - Days::new(5 * 366)),
+        "7-year-old visit returned"
+    );
+}
+
+/// Unknown and revoked serials are refused and write nothing.
+pub async fn refused_access_writes_nothing<S: ProviderStore>(store: S) {
+    store
+        .load_persons(vec![sample_person(31, "01AA00000031")])
+        .await
+        .unwrap();
+    store
+        .access_records(request("01AA00000031", View::Summary, 1))
+        .await
+        .unwrap();
+    let err = store
+        .access_records(request("01FFFFFFFFFF", View::Summary, 2))
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::UnknownSerial("01FFFFFFFFFF".into()));
+    store
+        .revoke_serial("01AA00000031", "keyCompromise")
+        .await
+        .unwrap();
+    store
+        .revoke_serial("01AA00000031", "keyCompromise")
+        .await
+        .unwrap();
+    let err = store
+        .access_records(request("01AA00000031", View::Summary, 3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Revoked { .. }), "{err:?}");
+    assert_eq!(
+        entries(&store).await,
+        1,
+        "refused accesses must not be logged"
+    );
+}
+
+/// Organisations authenticate with their secret only.
+pub async fn organisations_authenticate<S: ProviderStore>(store: S) {
+    let org = Organisation {
+        id: "kawasaki".into(),
+        name: "川崎市消防局".into(),
+    };
+    store
+        .add_organisation(org.clone(), hash_secret("s3cret-token"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .authenticate("kawasaki", "s3cret-token")
+            .await
+            .unwrap(),
+        Some(org.clone())
+    );
+    assert_eq!(store.authenticate("kawasaki", "wrong").await.unwrap(), None);
+    assert_eq!(
+        store
+            .authenticate("yokohama", "s3cret-token")
+            .await
+            .unwrap(),
+        None
+    );
+    let dup = store
+        .add_organisation(org, hash_secret("other"))
+        .await
+        .unwrap_err();
+    assert_eq!(dup, StoreError::OrganisationExists("kawasaki".into()));
+}
+
+/// Concurrent accesses each get their own entry and the chain stays intact.
+pub async fn concurrent_accesses_chain_correctly<S: ProviderStore>(store: S) {
+    let store = std::sync::Arc::new(store);
+    store
+        .load_persons(
+            (0..8)
+                .map(|i| sample_person(100 + i, &format!("01BB{:08X}", i)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..64i64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.access_records(request(&format!("01BB{:08X}", n % 8), View::Summary, n))
+                .await
+                .unwrap()
+                .access_seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=64).collect::<Vec<i64>>(),
+        "every access gets a distinct sequence number"
+    );
+    assert_eq!(entries(store.as_ref()).await, 64);
+}
+
+/// Dataset facts round-trip.
+pub async fn dataset_info_round_trips<S: ProviderStore>(store: S) {
+    let info = DatasetInfo {
+        persons: 2,
+        seed: Some(42),
+        generated_as_of: Some(today()),
+        claims_through: Some(NaiveDate::from_ymd_opt(2026, 9, 30).unwrap()),
+    };
+    store.set_dataset_info(info.clone()).await.unwrap();
+    assert_eq!(store.dataset_info().await.unwrap(), info);
+}
