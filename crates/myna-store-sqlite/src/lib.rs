@@ -39,11 +39,10 @@ pub enum Durability {
     BulkLoad,
 }
 
+type AccessReply = oneshot::Sender<Result<AccessGranted, StoreError>>;
+
 enum Job {
-    Access(
-        Box<AccessRequest>,
-        oneshot::Sender<Result<AccessGranted, StoreError>>,
-    ),
+    Access(Box<AccessRequest>, AccessReply),
     Load(
         Vec<PersonRecordSet>,
         oneshot::Sender<Result<(), StoreError>>,
