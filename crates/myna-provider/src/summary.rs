@@ -1,0 +1,154 @@
+//! `POST /v1/emergency-summary`.
+
+use crate::{ApiError, CallerAuth, MAX_BODY_BYTES, Provider, japan_date};
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use myna_domain::access::{AccessEntry, Consent, Purpose, Viewer, check_identifier};
+use myna_domain::person::PersonId;
+use myna_domain::summary::{EmergencySummary, View, build_summary};
+use myna_store::{AccessRequest, ProviderStore};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Largest base64 certificate accepted (JPKI certificates are about 1.6 KiB of DER).
+const MAX_CERT_B64: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewerBody {
+    pub organisation: String,
+    pub team: String,
+    pub crew_member: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryRequestBody {
+    /// DER of the JPKI user-authentication certificate, standard base64.
+    pub certificate: String,
+    pub purpose: String,
+    pub consent: Consent,
+    pub incident_ref: String,
+    pub viewer: ViewerBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SummaryResponse {
+    /// Sequence number of the access-log entry recorded for this view.
+    pub access_id: i64,
+    pub summary: EmergencySummary,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ViewQuery {
+    view: Option<String>,
+}
+
+fn malformed(msg: impl Into<String>) -> ApiError {
+    ApiError::MalformedRequest(msg.into())
+}
+
+pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
+    State(p): State<Arc<Provider<S, A>>>,
+    query: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<SummaryResponse>, ApiError> {
+    let org = p.auth.authenticate(&p.store, &headers).await?;
+    let view = match query
+        .map_err(|e| malformed(format!("query string: {e}")))?
+        .0
+        .view
+        .as_deref()
+    {
+        None | Some("summary") => View::Summary,
+        Some("full") => View::Full,
+        Some(other) => {
+            return Err(malformed(format!(
+                "view must be summary or full, not {other:?}"
+            )));
+        }
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+    let req: SummaryRequestBody =
+        serde_json::from_slice(&bytes).map_err(|e| malformed(format!("request body: {e}")))?;
+
+    if Purpose::parse(&req.purpose).is_none() {
+        return Err(malformed(format!(
+            "purpose must be emergency_care, not {:?}",
+            req.purpose
+        )));
+    }
+    check_identifier("incident_ref", &req.incident_ref).map_err(|e| malformed(e.to_string()))?;
+    check_identifier("viewer.organisation", &req.viewer.organisation)
+        .map_err(|e| malformed(e.to_string()))?;
+    check_identifier("viewer.team", &req.viewer.team).map_err(|e| malformed(e.to_string()))?;
+    check_identifier("viewer.crew_member", &req.viewer.crew_member)
+        .map_err(|e| malformed(e.to_string()))?;
+    if req.viewer.organisation != org.id {
+        return Err(ApiError::ViewerOrganisationMismatch(
+            req.viewer.organisation,
+        ));
+    }
+    if req.certificate.len() > MAX_CERT_B64 {
+        return Err(malformed("certificate is too long"));
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(req.certificate.trim())
+        .map_err(|e| malformed(format!("certificate is not base64: {e}")))?;
+
+    let now = (p.clock)();
+    let cert = p.anchor.validate_auth_cert(&der, now)?;
+    let today = japan_date(now);
+    let granted = p
+        .store
+        .access_records(AccessRequest {
+            serial_hex: cert.serial_hex.clone(),
+            view,
+            today,
+            entry: AccessEntry {
+                at_ms: now.timestamp_millis(),
+                organisation_id: org.id,
+                viewer: Viewer {
+                    organisation: req.viewer.organisation,
+                    team: req.viewer.team,
+                    crew_member: req.viewer.crew_member,
+                },
+                incident_ref: req.incident_ref,
+                person_id: PersonId(0),
+                cert_serial: cert.serial_hex,
+                purpose: Purpose::EmergencyCare,
+                consent: req.consent,
+                view,
+            },
+        })
+        .await?;
+    let summary = build_summary(
+        &granted.person,
+        &granted.records,
+        view,
+        today,
+        granted.claims_through,
+        &p.alerts,
+    );
+    Ok(Json(SummaryResponse {
+        access_id: granted.access_seq,
+        summary,
+    }))
+}
