@@ -60,6 +60,7 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn unavailable() -> StoreError {
@@ -95,7 +96,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
         let masters = Masters::load(&conn)?;
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || Writer { conn, masters }.run(rx))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -103,7 +104,27 @@ impl SqliteStore {
             path: path.to_owned(),
             jobs: Mutex::new(tx),
             readers: Arc::new(Mutex::new(Vec::new())),
+            writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Finishes queued work, closes every connection and waits for the writer to exit, so the
+    /// file is complete on return (needed before renaming a freshly loaded database).
+    pub fn close(self) -> Result<(), StoreError> {
+        let Self {
+            jobs,
+            readers,
+            writer,
+            ..
+        } = self;
+        drop(jobs);
+        drop(readers);
+        let handle = writer.lock().map_err(|_| unavailable())?.take();
+        if let Some(h) = handle {
+            h.join()
+                .map_err(|_| StoreError::Unavailable("the database writer panicked".into()))?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

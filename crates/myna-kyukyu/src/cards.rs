@@ -1,0 +1,321 @@
+//! Test CA files, and card decks: certificates for synthetic persons, one card per alert class.
+
+use anyhow::{Context, Result, bail};
+use chrono::{Duration, NaiveDate, Utc};
+use myna_domain::alerts::AlertTable;
+use myna_domain::summary::{View, build_summary};
+use myna_pki::{KeyPool, TestCa};
+use myna_store::ProviderStore;
+use myna_store_sqlite::SqliteStore;
+use myna_synth::Generator;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum CaCommand {
+    /// Create a test JPKI CA and a pool of holder keys in a directory.
+    Init {
+        #[arg(long, default_value = "data/pki")]
+        dir: PathBuf,
+        /// Number of RSA-2048 holder keys shared by emulated cards.
+        #[arg(long, default_value_t = 4)]
+        keys: usize,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum CardCommand {
+    /// Issue a deck: one card per alert class, a card with no alerts, and error cards.
+    Deck {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        #[arg(long, default_value = "data/pki")]
+        pki: PathBuf,
+        #[arg(long, default_value = "data/cards")]
+        out: PathBuf,
+    },
+}
+
+pub const CA_KEY: &str = "ca.key.pk8.der";
+pub const CA_CERT: &str = "ca.cert.der";
+
+/// The test CA and holder keys stored in a directory.
+pub struct PkiDir {
+    pub ca: TestCa,
+    pub keys: KeyPool,
+}
+
+impl PkiDir {
+    pub fn create(dir: &Path, keys: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let ca = TestCa::generate(Utc::now())?;
+        let pool = KeyPool::generate(keys)?;
+        write_private(&dir.join(CA_KEY), &ca.key_pkcs8_der()?)?;
+        std::fs::write(dir.join(CA_CERT), ca.cert_der())?;
+        for (i, der) in pool.to_pkcs8()?.iter().enumerate() {
+            write_private(&dir.join(format!("holder-{i}.pk8.der")), der)?;
+        }
+        Ok(Self { ca, keys: pool })
+    }
+
+    pub fn load(dir: &Path) -> Result<Self> {
+        let key = std::fs::read(dir.join(CA_KEY))
+            .with_context(|| format!("reading {}", dir.join(CA_KEY).display()))?;
+        let cert = std::fs::read(dir.join(CA_CERT))?;
+        let ca = TestCa::from_parts(&key, &cert)?;
+        let mut ders = Vec::new();
+        for i in 0.. {
+            match std::fs::read(dir.join(format!("holder-{i}.pk8.der"))) {
+                Ok(d) => ders.push(d),
+                Err(_) => break,
+            }
+        }
+        Ok(Self {
+            ca,
+            keys: KeyPool::from_pkcs8(&ders)?,
+        })
+    }
+
+    pub fn open_or_create(dir: &Path) -> Result<Self> {
+        if dir.join(CA_KEY).exists() {
+            Self::load(dir)
+        } else {
+            Self::create(dir, 4)
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// What presenting a card should produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    Summary,
+    UnknownSerial,
+    CertificateExpired,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Card {
+    pub id: String,
+    pub label_ja: String,
+    pub person_id: Option<i64>,
+    pub name: Option<String>,
+    pub serial: String,
+    pub cert_file: String,
+    /// Index into the PKI directory's holder keys.
+    pub holder_key: usize,
+    pub expected_alerts: Vec<String>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deck {
+    pub chosen_on: NaiveDate,
+    pub cards: Vec<Card>,
+}
+
+impl Deck {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(dir.join("deck.json"))
+            .with_context(|| format!("reading {}/deck.json", dir.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+    pub fn card(&self, id: &str) -> Option<&Card> {
+        self.cards.iter().find(|c| c.id == id)
+    }
+}
+
+pub async fn run_ca(cmd: CaCommand) -> Result<ExitCode> {
+    match cmd {
+        CaCommand::Init { dir, keys } => {
+            if dir.join(CA_KEY).exists() {
+                bail!("{} already holds a CA", dir.display());
+            }
+            PkiDir::create(&dir, keys)?;
+            println!(
+                "test JPKI CA and {keys} holder keys written to {}",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn run_card(cmd: CardCommand) -> Result<ExitCode> {
+    match cmd {
+        CardCommand::Deck { db, pki, out } => {
+            let store = SqliteStore::open(&db)?;
+            let pki = PkiDir::open_or_create(&pki)?;
+            let deck = issue_deck(&store, &pki, &out).await?;
+            store.close()?;
+            for c in &deck.cards {
+                println!(
+                    "{:<18} {:<14} {}",
+                    c.id,
+                    c.serial,
+                    c.name.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} cards written to {}", deck.cards.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Picks one person per alert class (plus a person with no alert) from the population the
+/// database was generated with, and issues their card certificates.
+pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result<Deck> {
+    let info = store.dataset_info().await?;
+    let (Some(seed), Some(as_of)) = (info.seed, info.generated_as_of) else {
+        bail!("the database has no generator seed; card decks need a generated population");
+    };
+    let generator = Generator::new(seed, as_of)?;
+    let table = AlertTable::builtin()?;
+    let now = Utc::now();
+    let today = myna_provider::japan_date(now);
+    let mut cards: Vec<Card> = Vec::new();
+    let mut wanted: Vec<(String, String)> = table
+        .classes
+        .iter()
+        .map(|c| (c.id.clone(), c.label_ja.clone()))
+        .collect();
+    let mut no_alert: Option<Card> = None;
+    let scan = info.persons.min(100_000);
+    for i in 0..scan {
+        if wanted.is_empty() && no_alert.is_some() {
+            break;
+        }
+        let p = generator.person(i);
+        let summary = build_summary(
+            &p.person,
+            &p.records,
+            View::Summary,
+            today,
+            info.claims_through,
+            &table,
+        );
+        let classes: Vec<String> = summary.alerts.iter().map(|a| a.class.clone()).collect();
+        let make = |id: &str, label: &str| Card {
+            id: id.to_owned(),
+            label_ja: label.to_owned(),
+            person_id: Some(p.person.id.0),
+            name: Some(p.person.name.clone()),
+            serial: p.cert_serial.clone(),
+            cert_file: format!("{id}.cert.der"),
+            holder_key: 0,
+            expected_alerts: classes.clone(),
+            expect: Expect::Summary,
+        };
+        if classes.is_empty() && no_alert.is_none() && !summary.sections.dispensings.is_empty() {
+            no_alert = Some(make("no-alert", "警告なし"));
+        }
+        // Prefer cards whose first alert is the class, so each card shows its class on top.
+        if let Some(pos) = wanted
+            .iter()
+            .position(|(id, _)| classes.first() == Some(id))
+        {
+            let (id, label) = wanted.remove(pos);
+            cards.push(make(&id, &label));
+        }
+    }
+    // Classes never first on anyone's list: take anyone who has them.
+    for i in 0..scan {
+        if wanted.is_empty() {
+            break;
+        }
+        let p = generator.person(i);
+        let summary = build_summary(
+            &p.person,
+            &p.records,
+            View::Summary,
+            today,
+            info.claims_through,
+            &table,
+        );
+        let classes: Vec<String> = summary.alerts.iter().map(|a| a.class.clone()).collect();
+        if let Some(pos) = wanted.iter().position(|(id, _)| classes.contains(id)) {
+            let (id, label) = wanted.remove(pos);
+            cards.push(Card {
+                id: id.clone(),
+                label_ja: label,
+                person_id: Some(p.person.id.0),
+                name: Some(p.person.name.clone()),
+                serial: p.cert_serial.clone(),
+                cert_file: format!("{id}.cert.der"),
+                holder_key: 0,
+                expected_alerts: classes,
+                expect: Expect::Summary,
+            });
+        }
+    }
+    if !wanted.is_empty() {
+        let missing: Vec<_> = wanted.iter().map(|(id, _)| id.as_str()).collect();
+        tracing::warn!(
+            ?missing,
+            "no person in the population raises these alerts; the deck lacks them"
+        );
+    }
+    // Table order: the most urgent classes first, as on the summary.
+    cards.sort_by_key(|c| {
+        table
+            .classes
+            .iter()
+            .position(|k| k.id == c.id)
+            .unwrap_or(usize::MAX)
+    });
+    cards.extend(no_alert);
+    if let Some(first) = cards.first().cloned() {
+        cards.push(Card {
+            id: "expired".into(),
+            label_ja: "期限切れ証明書".into(),
+            cert_file: "expired.cert.der".into(),
+            expected_alerts: vec![],
+            expect: Expect::CertificateExpired,
+            ..first
+        });
+    }
+    cards.push(Card {
+        id: "unknown".into(),
+        label_ja: "未登録（保険証利用登録なし）".into(),
+        person_id: None,
+        name: None,
+        serial: "02000000000001".into(),
+        cert_file: "unknown.cert.der".into(),
+        holder_key: 0,
+        expected_alerts: vec![],
+        expect: Expect::UnknownSerial,
+    });
+
+    std::fs::create_dir_all(out)?;
+    for (n, card) in cards.iter_mut().enumerate() {
+        card.holder_key = n % pki.keys.len();
+        let (from, to) = match card.expect {
+            Expect::CertificateExpired => (now - Duration::days(5 * 365), now - Duration::days(1)),
+            _ => (now - Duration::days(365), now + Duration::days(4 * 365)),
+        };
+        let der = pki.ca.issue_auth_cert(
+            &card.serial,
+            &pki.keys.key(card.holder_key).to_public_key(),
+            from,
+            to,
+        )?;
+        std::fs::write(out.join(&card.cert_file), der)?;
+    }
+    let deck = Deck {
+        chosen_on: today,
+        cards,
+    };
+    std::fs::write(out.join("deck.json"), serde_json::to_string_pretty(&deck)?)?;
+    Ok(deck)
+}

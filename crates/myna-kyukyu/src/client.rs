@@ -1,0 +1,120 @@
+//! A small HTTP client for the provider API, used by `provider query`, the demo and benchmarks.
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use myna_domain::access::Consent;
+use myna_domain::summary::View;
+use myna_provider::{SummaryRequestBody, SummaryResponse, ViewerBody};
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct ProviderClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    token: String,
+}
+
+/// Either the summary or the provider's error body.
+pub enum SummaryOutcome {
+    Ok(Box<SummaryResponse>),
+    Refused {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+}
+
+impl ProviderClient {
+    pub fn new(base: &str, token: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub fn summary_body(
+        cert_der: &[u8],
+        consent: Consent,
+        incident_ref: &str,
+        viewer: ViewerBody,
+    ) -> SummaryRequestBody {
+        SummaryRequestBody {
+            certificate: base64::engine::general_purpose::STANDARD.encode(cert_der),
+            purpose: "emergency_care".into(),
+            consent,
+            incident_ref: incident_ref.into(),
+            viewer,
+        }
+    }
+
+    pub fn summary_path(view: View) -> &'static str {
+        match view {
+            View::Summary => "/v1/emergency-summary",
+            View::Full => "/v1/emergency-summary?view=full",
+        }
+    }
+
+    /// Sends a prepared JSON body; returns status and body bytes.
+    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<(StatusCode, Bytes)> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::new(body))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .with_context(|| format!("POST {}{path}", self.base))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes)> {
+        let req = Request::builder()
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .with_context(|| format!("GET {}{path}", self.base))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    pub async fn summary(&self, body: &SummaryRequestBody, view: View) -> Result<SummaryOutcome> {
+        let (status, bytes) = self
+            .post_json(
+                Self::summary_path(view),
+                Bytes::from(serde_json::to_vec(body)?),
+            )
+            .await?;
+        if status.is_success() {
+            return Ok(SummaryOutcome::Ok(Box::new(
+                serde_json::from_slice(&bytes).context("decoding the summary")?,
+            )));
+        }
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(SummaryOutcome::Refused {
+            status,
+            code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+            message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! `gen`: build a provider database from the synthetic population.
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use myna_store::{DatasetInfo, PersonRecordSet, ProviderStore};
+use myna_store_sqlite::{Durability, SqliteStore};
+use myna_synth::Generator;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Instant;
+
+const BATCH: u64 = 2_000;
+
+#[derive(clap::Args)]
+pub struct GenArgs {
+    /// Provider database file to create.
+    #[arg(long, default_value = "data/provider.db")]
+    pub db: PathBuf,
+    /// Number of insured persons.
+    #[arg(long, default_value_t = 10_000)]
+    pub persons: u64,
+    /// Seed; the same seed and date give the same population.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Reference date of the population (default: today in Japan).
+    #[arg(long)]
+    pub as_of: Option<NaiveDate>,
+    /// Replace an existing database.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub struct GenReport {
+    pub persons: u64,
+    pub seconds: f64,
+    pub bytes: u64,
+}
+
+impl GenReport {
+    pub fn rate(&self) -> f64 {
+        self.persons as f64 / self.seconds.max(1e-9)
+    }
+}
+
+pub async fn run(args: GenArgs) -> Result<ExitCode> {
+    let as_of = args
+        .as_of
+        .unwrap_or_else(|| myna_provider::japan_date(chrono::Utc::now()));
+    if args.db.exists() && !args.force {
+        bail!("{} exists; pass --force to replace it", args.db.display());
+    }
+    let report = generate(&args.db, args.persons, args.seed, as_of, true).await?;
+    println!(
+        "generated {} persons into {} in {:.1} s ({:.0} persons/s, {:.1} MiB, {:.0} bytes/person)",
+        report.persons,
+        args.db.display(),
+        report.seconds,
+        report.rate(),
+        report.bytes as f64 / 1_048_576.0,
+        report.bytes as f64 / report.persons.max(1) as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Generates `persons` into a new database at `db`. The file appears only when complete.
+pub async fn generate(
+    db: &Path,
+    persons: u64,
+    seed: u64,
+    as_of: NaiveDate,
+    progress: bool,
+) -> Result<GenReport> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let partial = db.with_extension("db.partial");
+    let _ = std::fs::remove_file(&partial);
+    let started = Instant::now();
+    let store = SqliteStore::open_with(&partial, Durability::BulkLoad)
+        .context("opening the new database")?;
+
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1) as u64;
+    let batches = persons.div_ceil(BATCH);
+    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<PersonRecordSet>)>(workers as usize * 2);
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let tx = tx.clone();
+        let generator = Generator::new(seed, as_of)?;
+        handles.push(std::thread::spawn(move || {
+            let mut b = w;
+            while b < batches {
+                let start = b * BATCH;
+                let end = ((b + 1) * BATCH).min(persons);
+                let batch = (start..end)
+                    .map(|i| {
+                        let p = generator.person(i);
+                        PersonRecordSet {
+                            person: p.person,
+                            cert_serial: p.cert_serial,
+                            records: p.records,
+                        }
+                    })
+                    .collect();
+                if tx.send((b, batch)).is_err() {
+                    return;
+                }
+                b += workers;
+            }
+        }));
+    }
+    drop(tx);
+
+    // Write batches in person order so the clustered tables are appended, not split.
+    let mut waiting = BTreeMap::new();
+    let mut next = 0u64;
+    let mut last_report = Instant::now();
+    while next < batches {
+        let (b, batch) = match rx.recv() {
+            Ok(x) => x,
+            Err(_) => bail!("a generator thread stopped early"),
+        };
+        waiting.insert(b, batch);
+        while let Some(batch) = waiting.remove(&next) {
+            store.load_persons(batch).await.context("writing persons")?;
+            next += 1;
+            if progress && last_report.elapsed().as_secs() >= 5 {
+                let done = (next * BATCH).min(persons);
+                eprintln!(
+                    "  {done}/{persons} persons ({:.0}/s)",
+                    done as f64 / started.elapsed().as_secs_f64()
+                );
+                last_report = Instant::now();
+            }
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    store
+        .set_dataset_info(DatasetInfo {
+            persons,
+            seed: Some(seed),
+            generated_as_of: Some(as_of),
+            claims_through: Some(myna_synth::claims_through(as_of)),
+        })
+        .await?;
+    store.close()?;
+    // Reopen with full durability to switch the file to WAL before it goes live.
+    SqliteStore::open(&partial)?.close()?;
+    std::fs::rename(&partial, db)
+        .with_context(|| format!("moving the database to {}", db.display()))?;
+    let bytes = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    Ok(GenReport {
+        persons,
+        seconds: started.elapsed().as_secs_f64(),
+        bytes,
+    })
+}

@@ -1,0 +1,86 @@
+//! `myna-kyukyu`: the command line of every Myna Kyukyu role.
+
+mod audit;
+mod bench;
+mod cards;
+mod client;
+mod demo;
+mod generate;
+mod provider;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "myna-kyukyu",
+    version,
+    about = "マイナ救急: emergency summaries for ambulance crews"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic population into a provider database.
+    Gen(generate::GenArgs),
+    /// The national emergency-summary service.
+    #[command(subcommand)]
+    Provider(provider::ProviderCommand),
+    /// Test JPKI CA and card certificates.
+    #[command(subcommand)]
+    Ca(cards::CaCommand),
+    /// Card decks and single card certificates for synthetic persons.
+    #[command(subcommand)]
+    Card(cards::CardCommand),
+    /// Audit-log tools.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Run the demo: synthetic population, test CA, card deck and the provider, on SQLite.
+    Demo(demo::DemoArgs),
+    /// Benchmarks (not tests): measure and report.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Gen(a) => generate::run(a).await,
+            Command::Provider(c) => provider::run(c).await,
+            Command::Ca(c) => cards::run_ca(c).await,
+            Command::Card(c) => cards::run_card(c).await,
+            Command::Audit(c) => audit::run(c).await,
+            Command::Demo(a) => demo::run(a).await,
+            Command::Bench(c) => bench::run(c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

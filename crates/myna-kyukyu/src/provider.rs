@@ -1,0 +1,253 @@
+//! `provider serve | org add | revoke | query`.
+
+use crate::client::{ProviderClient, SummaryOutcome};
+use anyhow::{Context, Result, bail};
+use myna_domain::access::{Consent, ExceptionReason};
+use myna_domain::alerts::AlertTable;
+use myna_domain::summary::View;
+use myna_pki::TrustAnchor;
+use myna_provider::{BearerTokens, Provider, ViewerBody, router, system_clock};
+use myna_store::{Organisation, ProviderStore, hash_secret};
+use myna_store_sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Subcommand)]
+pub enum ProviderCommand {
+    /// Serve the emergency-summary API.
+    Serve {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        /// DER certificate of the JPKI CA to trust.
+        #[arg(long, default_value = "data/pki/ca.cert.der")]
+        ca_cert: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8440")]
+        listen: SocketAddr,
+    },
+    /// Register a calling organisation (a fire bureau) and print its credential once.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Put a certificate serial on the revocation list.
+    Revoke {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        #[arg(long)]
+        serial: String,
+        #[arg(long, default_value = "keyCompromise")]
+        reason: String,
+    },
+    /// Ask a running provider for a summary, as a fire bureau's ems server would.
+    Query(QueryArgs),
+}
+
+#[derive(clap::Subcommand)]
+pub enum OrgCommand {
+    Add {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Also write the credential to this file (mode 0600).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8440")]
+    pub url: String,
+    /// File holding the organisation credential (`<org>.<secret>`).
+    #[arg(long, default_value = "data/provider.token")]
+    pub token_file: PathBuf,
+    /// DER certificate read from the card.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// No consent: the exception, with its reason (unconscious, altered_consciousness, unable_to_communicate).
+    #[arg(long)]
+    pub exception: Option<String>,
+    /// The full view (5 years) instead of the summary.
+    #[arg(long)]
+    pub full: bool,
+    /// Print the JSON response.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value = "中原救急1")]
+    pub team: String,
+    #[arg(long, default_value = "K-0001")]
+    pub crew: String,
+    #[arg(long, default_value = "DEMO-0001")]
+    pub incident: String,
+}
+
+pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
+    match cmd {
+        ProviderCommand::Serve {
+            db,
+            ca_cert,
+            listen,
+        } => {
+            if !db.exists() {
+                bail!(
+                    "{} does not exist; run `myna-kyukyu gen` first",
+                    db.display()
+                );
+            }
+            let store = Arc::new(SqliteStore::open(&db)?);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!("provider listening on http://{}", listener.local_addr()?);
+            serve(store, &ca_cert, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Org(OrgCommand::Add {
+            db,
+            id,
+            name,
+            token_file,
+        }) => {
+            let store = SqliteStore::open(&db)?;
+            let token = add_organisation(&store, &id, &name).await?;
+            store.close()?;
+            if let Some(path) = token_file {
+                write_token(&path, &token)?;
+            }
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Revoke { db, serial, reason } => {
+            let store = SqliteStore::open(&db)?;
+            store
+                .revoke_serial(&serial.to_ascii_uppercase(), &reason)
+                .await?;
+            store.close()?;
+            println!("revoked {serial}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Query(q) => query(q).await,
+    }
+}
+
+pub async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Serves the provider API on `listener` until `shutdown` completes.
+pub async fn serve(
+    store: Arc<SqliteStore>,
+    ca_cert: &Path,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let der = std::fs::read(ca_cert)
+        .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))?;
+    let app = router(Provider {
+        store,
+        auth: BearerTokens,
+        anchor: TrustAnchor::from_der(&der)?,
+        alerts: AlertTable::builtin()?,
+        clock: system_clock(),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+pub async fn add_organisation<S: ProviderStore>(store: &S, id: &str, name: &str) -> Result<String> {
+    myna_domain::access::check_identifier("organisation id", id)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if id.contains('.') {
+        bail!("organisation id must not contain '.'");
+    }
+    let secret: [u8; 32] = rand::random();
+    let secret = hex_encode(&secret);
+    store
+        .add_organisation(
+            Organisation {
+                id: id.into(),
+                name: name.into(),
+            },
+            hash_secret(&secret),
+        )
+        .await?;
+    Ok(BearerTokens::token(id, &secret))
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn write_token(path: &Path, token: &str) -> Result<()> {
+    std::fs::write(path, token).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+pub fn read_token(path: &Path) -> Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_owned())
+}
+
+fn consent_from(exception: Option<&str>) -> Result<Consent> {
+    match exception {
+        None => Ok(Consent::Obtained),
+        Some(r) => match ExceptionReason::parse(r) {
+            Some(reason) => Ok(Consent::Exception { reason }),
+            None => bail!(
+                "unknown exception reason {r:?}; use unconscious, altered_consciousness or unable_to_communicate"
+            ),
+        },
+    }
+}
+
+async fn query(q: QueryArgs) -> Result<ExitCode> {
+    let token = read_token(&q.token_file)?;
+    let org = token
+        .split_once('.')
+        .map(|(o, _)| o.to_owned())
+        .unwrap_or_default();
+    let cert = std::fs::read(&q.cert).with_context(|| format!("reading {}", q.cert.display()))?;
+    let client = ProviderClient::new(&q.url, &token);
+    let body = ProviderClient::summary_body(
+        &cert,
+        consent_from(q.exception.as_deref())?,
+        &q.incident,
+        ViewerBody {
+            organisation: org,
+            team: q.team,
+            crew_member: q.crew,
+        },
+    );
+    let view = if q.full { View::Full } else { View::Summary };
+    match client.summary(&body, view).await? {
+        SummaryOutcome::Ok(resp) => {
+            if q.json {
+                println!("{}", serde_json::to_string_pretty(&*resp)?);
+            } else {
+                print!("{}", crate::render::summary_text(&resp.summary));
+                println!("  閲覧記録 #{}", resp.access_id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SummaryOutcome::Refused {
+            status,
+            code,
+            message,
+        } => {
+            eprintln!("refused ({status}): {code}: {message}");
+            Ok(ExitCode::from(3))
+        }
+    }
+}

@@ -1,0 +1,193 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The README's flow, run as a new user would: gen, CA, deck, provider serve, query, audit
+//! verify, then tamper with the file and see verification fail.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_myna-kyukyu"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = bin().args(args).output().unwrap();
+    if !out.status.success() && std::env::var("CLI_TEST_VERBOSE").is_ok() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_provider(dir: &Path) -> (Server, String) {
+    let mut child = bin()
+        .args(["provider", "serve", "--listen", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(dir.join("provider.db"))
+        .arg("--ca-cert")
+        .arg(dir.join("pki/ca.cert.der"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("provider listening on ")
+        .unwrap()
+        .to_owned();
+    (Server(child), url)
+}
+
+#[test]
+fn generate_serve_query_and_audit_as_a_new_user_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("provider.db");
+    let db_s = db.to_str().unwrap();
+
+    let o = run(&["gen", "--db", db_s, "--persons", "3000", "--seed", "7"]);
+    assert!(o.status.success(), "gen failed");
+    assert!(
+        stdout(&o).contains("generated 3000 persons"),
+        "{}",
+        stdout(&o)
+    );
+    let again = run(&["gen", "--db", db_s, "--persons", "10"]);
+    assert!(
+        !again.status.success(),
+        "gen must refuse to overwrite without --force"
+    );
+
+    let pki = dir.join("pki");
+    assert!(
+        run(&["ca", "init", "--dir", pki.to_str().unwrap(), "--keys", "2"])
+            .status
+            .success()
+    );
+    let cards = dir.join("cards");
+    let o = run(&[
+        "card",
+        "deck",
+        "--db",
+        db_s,
+        "--pki",
+        pki.to_str().unwrap(),
+        "--out",
+        cards.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let token_file = dir.join("provider.token");
+    let o = run(&[
+        "provider",
+        "org",
+        "add",
+        "--db",
+        db_s,
+        "--id",
+        "kawasaki-fd",
+        "--name",
+        "川崎市消防局",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("kawasaki-fd."));
+
+    let (_server, url) = start_provider(dir);
+    let query = |card: &str, extra: &[&str]| {
+        let cert = cards.join(format!("{card}.cert.der"));
+        let mut args = vec![
+            "provider",
+            "query",
+            "--url",
+            &url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = query("doac", &["--json"]);
+    assert!(o.status.success(), "query failed");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let alerts: Vec<&str> = v["summary"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts.first(),
+        Some(&"doac"),
+        "the DOAC card shows the DOAC alert first: {alerts:?}"
+    );
+    let o = query("insulin", &["--exception", "unconscious", "--full"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("インスリン"), "{}", stdout(&o));
+    let o = query("unknown", &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown_serial"));
+    let o = query("expired", &[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("certificate_expired"));
+
+    let o = run(&["audit", "verify", "--db", db_s]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("intact: 2 entries"), "{}", stdout(&o));
+
+    // A privacy officer's worst case: someone rewrites who looked.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE access_log SET viewer_team = '麻生救急1' WHERE seq = 1",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let o = run(&["audit", "verify", "--db", db_s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("BROKEN at entry 1"), "{}", stdout(&o));
+}
+
+#[test]
+fn demo_runs_and_a_second_run_reuses_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let args = [
+        "demo",
+        "--data-dir",
+        dir,
+        "--persons",
+        "2000",
+        "--listen",
+        "127.0.0.1:0",
+        "--exit-after-samples",
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = stdout(&o);
+    assert!(first.contains("generating 2000"), "{first}");
+    assert!(first.contains("救急用サマリー"), "{first}");
+    assert!(
+        first.contains("refused as expected: unknown_serial"),
+        "{first}"
+    );
+    let o = run(&args);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("reusing"), "{}", stdout(&o));
+}
