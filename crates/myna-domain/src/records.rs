@@ -89,6 +89,8 @@ pub struct DrugRef {
     /// Product name as dispensed (brand or generic name with strength).
     pub name: String,
     pub generic_name: String,
+    /// 規格 (strength per unit), e.g. "5mg".
+    pub strength: String,
 }
 
 /// 薬剤情報 (dispensing), from claims or from the e-prescription service.

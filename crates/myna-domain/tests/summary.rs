@@ -60,6 +60,7 @@ fn dispensing(yj: &str, name: &str, service: NaiveDate, days: u32, source: Sourc
             receipt_code: None,
             name: name.into(),
             generic_name: name.into(),
+            strength: String::new(),
         },
         daily_quantity: 1.0,
         unit: "錠".into(),
@@ -337,4 +338,50 @@ fn summary_shows_latest_health_check_and_full_shows_five() {
     let f = build_summary(&person(), &records, View::Full, today(), None, &table);
     assert_eq!(f.sections.health_checks.len(), 5);
     assert!((s.sections.health_checks[0].bmi() - 20.8).abs() < 0.01);
+}
+
+#[test]
+fn fetch_plan_covers_every_section_and_the_alert_windows() {
+    let table = AlertTable::builtin().unwrap();
+    for view in [View::Summary, View::Full] {
+        let plan = Windows::for_view(view).fetch_plan(today());
+        let w = Windows::for_view(view);
+        for (section, from) in [
+            (w.visits, plan.visits_from),
+            (w.claims_drugs, plan.dispensings_from),
+            (w.e_prescriptions, plan.dispensings_from),
+            (w.surgeries, plan.procedures_from),
+            (w.procedures, plan.procedures_from),
+            (w.dialysis, plan.dialysis_from),
+        ] {
+            assert!(
+                from <= section.start(today()).unwrap(),
+                "{view:?}: reads from {from}, window {section:?}"
+            );
+        }
+        // Alerts look back over the table's drug windows, plus the longest supply.
+        let alert_from = today()
+            .checked_sub_months(chrono::Months::new(table.claims_drug_window_months))
+            .unwrap()
+            - Days::new(myna_domain::summary::MAX_SUPPLY_DAYS);
+        assert!(plan.dispensings_from <= alert_from, "{view:?}");
+        assert!(
+            plan.dialysis_from
+                <= today()
+                    .checked_sub_months(chrono::Months::new(table.claims_drug_window_months))
+                    .unwrap()
+        );
+    }
+    assert_eq!(
+        Windows::for_view(View::Summary)
+            .fetch_plan(today())
+            .health_check_rounds,
+        1
+    );
+    assert_eq!(
+        Windows::for_view(View::Full)
+            .fetch_plan(today())
+            .health_check_rounds,
+        5
+    );
 }

@@ -406,3 +406,31 @@ async fn healthz_answers() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+mod mutated_requests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any corruption of a valid request is refused with a 4xx or served normally, never a
+        /// 5xx; and the log holds exactly one entry per 200.
+        #[test]
+        fn corrupted_bodies_never_fail_the_server(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async {
+                let f = fixture().await;
+                let mut bytes = serde_json::to_vec(&body(&good_cert(SERIAL), json!({"kind": "obtained"}))).unwrap();
+                for (pos, b) in &edits {
+                    let i = pos % bytes.len();
+                    bytes[i] = *b;
+                }
+                let (status, _) = send(&f.app, "/v1/emergency-summary", Some(TOKEN), "application/json", bytes).await;
+                assert!(!status.is_server_error(), "{status}");
+                let expected = u64::from(status == StatusCode::OK);
+                assert_eq!(log_len(&f.store).await, expected);
+            });
+        }
+    }
+}

@@ -15,7 +15,8 @@ CREATE TABLE drug (
     yj TEXT PRIMARY KEY,
     receipt_code TEXT,
     name TEXT NOT NULL,
-    generic_name TEXT NOT NULL
+    generic_name TEXT NOT NULL,
+    strength TEXT NOT NULL
 );
 
 CREATE TABLE person (

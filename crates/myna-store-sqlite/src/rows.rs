@@ -77,7 +77,7 @@ impl Masters {
             );
         }
         let mut stmt = conn
-            .prepare("SELECT yj, receipt_code, name, generic_name FROM drug")
+            .prepare("SELECT yj, receipt_code, name, generic_name, strength FROM drug")
             .map_err(db_err)?;
         let rows = stmt
             .query_map([], |r| {
@@ -86,11 +86,12 @@ impl Masters {
                     r.get::<_, Option<String>>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
                 ))
             })
             .map_err(db_err)?;
         for row in rows {
-            let (yj, receipt, name, generic_name) = row.map_err(db_err)?;
+            let (yj, receipt, name, generic_name, strength) = row.map_err(db_err)?;
             let drug = DrugRef {
                 yj: YjCode::parse(&yj).map_err(corrupt)?,
                 receipt_code: receipt
@@ -99,6 +100,7 @@ impl Masters {
                     .map_err(corrupt)?,
                 name,
                 generic_name,
+                strength,
             };
             m.drugs.insert(yj, drug);
         }
@@ -124,6 +126,7 @@ impl Masters {
                 receipt_code: None,
                 name: format!("医薬品 {yj}"),
                 generic_name: String::new(),
+                strength: String::new(),
             }),
         }
     }
@@ -140,7 +143,8 @@ pub(crate) fn insert_persons(
         .map_err(db_err)?;
     let mut ins_drug = conn
         .prepare_cached(
-            "INSERT INTO drug (yj, receipt_code, name, generic_name) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (yj) DO NOTHING",
+            "INSERT INTO drug (yj, receipt_code, name, generic_name, strength) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (yj) DO NOTHING",
         )
         .map_err(db_err)?;
     let mut ensure_inst = |i: &Institution, masters: &mut Masters| -> Result<(), StoreError> {
@@ -249,7 +253,8 @@ pub(crate) fn insert_persons(
                         d.drug.yj.as_str(),
                         d.drug.receipt_code.as_ref().map(|c| c.as_str()),
                         d.drug.name,
-                        d.drug.generic_name
+                        d.drug.generic_name,
+                        d.drug.strength
                     ])
                     .map_err(db_err)?;
                 masters.drugs.insert(d.drug.yj.to_string(), d.drug.clone());

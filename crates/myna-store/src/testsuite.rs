@@ -40,6 +40,7 @@ pub fn sample_person(id: i64, serial: &str) -> PersonRecordSet {
         receipt_code: None,
         name: "エリキュース錠5mg".into(),
         generic_name: "アピキサバン".into(),
+        strength: "5mg".into(),
     };
     PersonRecordSet {
         person: Person {

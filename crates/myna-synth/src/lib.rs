@@ -784,6 +784,7 @@ fn drug_ref(d: &CatalogueDrug) -> DrugRef {
         receipt_code: d.receipt_code.clone(),
         name: Catalogue::display_name(d),
         generic_name: d.generic_name_ja.clone(),
+        strength: format!("{}{}", d.strength, d.strength_unit),
     }
 }
 

@@ -1,0 +1,31 @@
+# Shared helpers for the project's scripts. Source, don't run.
+
+# Build output lives outside the clone so fresh clones reuse it (CI sets its own).
+: "${CARGO_TARGET_DIR:=${HOME:-/root}/.cache/myna-kyukyu/target}"
+export CARGO_TARGET_DIR
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ensure_packages PKG...: install missing Debian packages (apt-get update first).
+ensure_packages() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    || die "could not install ${missing[*]}"
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup) first"
+}
+
+# Packages every build and test needs.
+BASE_PACKAGES=(gcc libc6-dev pkg-config sqlite3 ca-certificates)
