@@ -213,8 +213,13 @@ async fn provider(args: ProviderBenchArgs) -> Result<ExitCode> {
         drop(_guard);
         let wal = file_size(&db.with_extension("db-wal"));
         println!("\n### {n} persons — {gen_line}");
+        let size_note = if gen_line.starts_with("reused") {
+            "before this run, including access-log entries of earlier runs"
+        } else {
+            "after generation"
+        };
         println!(
-            "database {:.1} MiB after generation = {:.0} bytes/person (now {:.1} MiB with the access log)",
+            "database {:.1} MiB {size_note} = {:.0} bytes/person; {:.1} MiB after this run",
             size_before as f64 / 1_048_576.0,
             size_before as f64 / n as f64,
             (file_size(&db) + wal) as f64 / 1_048_576.0

@@ -7,7 +7,7 @@ use myna_domain::summary::{View, build_summary};
 use myna_pki::{KeyPool, TestCa};
 use myna_store::ProviderStore;
 use myna_store_sqlite::SqliteStore;
-use myna_synth::Generator;
+use myna_synth::{Generator, SyntheticPerson};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -173,6 +173,20 @@ pub async fn run_card(cmd: CardCommand) -> Result<ExitCode> {
     }
 }
 
+fn card_for(p: &SyntheticPerson, id: &str, label: &str, expected_alerts: Vec<String>) -> Card {
+    Card {
+        id: id.to_owned(),
+        label_ja: label.to_owned(),
+        person_id: Some(p.person.id.0),
+        name: Some(p.person.name.clone()),
+        serial: p.cert_serial.clone(),
+        cert_file: format!("{id}.cert.der"),
+        holder_key: 0,
+        expected_alerts,
+        expect: Expect::Summary,
+    }
+}
+
 /// Picks one person per alert class (plus a person with no alert) from the population the
 /// database was generated with, and issues their card certificates.
 pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result<Deck> {
@@ -192,12 +206,8 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
         .collect();
     let mut no_alert: Option<Card> = None;
     let scan = info.persons.min(100_000);
-    for i in 0..scan {
-        if wanted.is_empty() && no_alert.is_some() {
-            break;
-        }
-        let p = generator.person(i);
-        let summary = build_summary(
+    let alert_classes = |p: &SyntheticPerson| -> (Vec<String>, bool) {
+        let s = build_summary(
             &p.person,
             &p.records,
             View::Summary,
@@ -205,58 +215,34 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
             info.claims_through,
             &table,
         );
-        let classes: Vec<String> = summary.alerts.iter().map(|a| a.class.clone()).collect();
-        let make = |id: &str, label: &str| Card {
-            id: id.to_owned(),
-            label_ja: label.to_owned(),
-            person_id: Some(p.person.id.0),
-            name: Some(p.person.name.clone()),
-            serial: p.cert_serial.clone(),
-            cert_file: format!("{id}.cert.der"),
-            holder_key: 0,
-            expected_alerts: classes.clone(),
-            expect: Expect::Summary,
-        };
-        if classes.is_empty() && no_alert.is_none() && !summary.sections.dispensings.is_empty() {
-            no_alert = Some(make("no-alert", "警告なし"));
-        }
-        // Prefer cards whose first alert is the class, so each card shows its class on top.
-        if let Some(pos) = wanted
-            .iter()
-            .position(|(id, _)| classes.first() == Some(id))
-        {
-            let (id, label) = wanted.remove(pos);
-            cards.push(make(&id, &label));
-        }
-    }
-    // Classes never first on anyone's list: take anyone who has them.
-    for i in 0..scan {
-        if wanted.is_empty() {
-            break;
-        }
-        let p = generator.person(i);
-        let summary = build_summary(
-            &p.person,
-            &p.records,
-            View::Summary,
-            today,
-            info.claims_through,
-            &table,
-        );
-        let classes: Vec<String> = summary.alerts.iter().map(|a| a.class.clone()).collect();
-        if let Some(pos) = wanted.iter().position(|(id, _)| classes.contains(id)) {
-            let (id, label) = wanted.remove(pos);
-            cards.push(Card {
-                id: id.clone(),
-                label_ja: label,
-                person_id: Some(p.person.id.0),
-                name: Some(p.person.name.clone()),
-                serial: p.cert_serial.clone(),
-                cert_file: format!("{id}.cert.der"),
-                holder_key: 0,
-                expected_alerts: classes,
-                expect: Expect::Summary,
+        (
+            s.alerts.iter().map(|a| a.class.clone()).collect(),
+            !s.sections.dispensings.is_empty(),
+        )
+    };
+    // First pass: cards whose first alert is the class, so each card shows its class on top.
+    // Second pass: classes never first on anyone's list, from anyone who has them.
+    for first_only in [true, false] {
+        for i in 0..scan {
+            if wanted.is_empty() && (no_alert.is_some() || !first_only) {
+                break;
+            }
+            let p = generator.person(i);
+            let (classes, has_drugs) = alert_classes(&p);
+            if first_only && classes.is_empty() && has_drugs && no_alert.is_none() {
+                no_alert = Some(card_for(&p, "no-alert", "警告なし", classes.clone()));
+            }
+            let hit = wanted.iter().position(|(id, _)| {
+                if first_only {
+                    classes.first() == Some(id)
+                } else {
+                    classes.contains(id)
+                }
             });
+            if let Some(pos) = hit {
+                let (id, label) = wanted.remove(pos);
+                cards.push(card_for(&p, &id, &label, classes));
+            }
         }
     }
     if !wanted.is_empty() {

@@ -10,6 +10,11 @@ mod provider;
 mod render;
 
 use clap::{Parser, Subcommand};
+
+// The provider allocates many small strings per request; mimalloc handles that with less
+// contention and fragmentation than glibc's allocator on a busy 2-core server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 #[derive(Parser)]

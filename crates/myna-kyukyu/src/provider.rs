@@ -148,7 +148,7 @@ pub async fn serve(
         .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))?;
     let app = router(Provider {
         store,
-        auth: BearerTokens,
+        auth: BearerTokens::new(),
         anchor: TrustAnchor::from_der(&der)?,
         alerts: AlertTable::builtin()?,
         clock: system_clock(),

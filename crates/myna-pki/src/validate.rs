@@ -1,13 +1,9 @@
 //! Validation of a JPKI user-authentication certificate presented by a fire bureau.
 
+use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use chrono::{DateTime, Utc};
+use der::asn1::UintRef;
 use der::{Decode, Encode};
-use rsa::PublicKey as RsaPublicKey;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::signature::Verifier;
-use rsa::traits::PublicKeyParts;
-use sha2::Sha256;
-use spki::DecodePublicKey;
 use x509_cert::certificate::{Certificate, Version};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
 use x509_cert::name::Name;
@@ -35,10 +31,15 @@ pub enum CertError {
 }
 
 /// The CA certificate the provider trusts, parsed once.
+///
+/// Signature verification uses aws-lc-rs, the backend rustls uses for TLS: it runs on every
+/// summary request and is several times faster than RustCrypto's constant-time big integers,
+/// which only need to be constant-time for private-key operations.
 #[derive(Clone)]
 pub struct TrustAnchor {
     subject_der: Vec<u8>,
-    verifier: VerifyingKey<Sha256>,
+    /// The CA's RSAPublicKey (PKCS#1 DER).
+    public_key: Vec<u8>,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
     der: Vec<u8>,
@@ -61,21 +62,32 @@ fn name_der(n: &Name) -> Result<Vec<u8>, CertError> {
     n.to_der().map_err(|e| CertError::Malformed(e.to_string()))
 }
 
-fn rsa_key(cert: &Certificate) -> Result<RsaPublicKey, CertError> {
-    let spki_der = cert
-        .tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .map_err(|e| CertError::Malformed(e.to_string()))?;
-    let key = RsaPublicKey::from_public_key_der(&spki_der)
-        .map_err(|e| CertError::Unsupported(format!("subject key is not RSA: {e}")))?;
-    if key.size() < 256 {
+const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+
+/// The subject's RSAPublicKey DER, after checking it is RSA with a modulus of 2048 bits or more.
+fn rsa_key(cert: &Certificate) -> Result<Vec<u8>, CertError> {
+    let spki = cert.tbs_certificate().subject_public_key_info();
+    if spki.algorithm.oid.to_string() != RSA_ENCRYPTION {
         return Err(CertError::Unsupported(format!(
-            "RSA key of {} bits; at least 2048 required",
-            key.size() * 8
+            "subject key algorithm {} is not RSA",
+            spki.algorithm.oid
         )));
     }
-    Ok(key)
+    let bytes = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| CertError::Malformed("subject key has unused bits".into()))?;
+    let key = rsa::pkcs1::RsaPublicKey::<UintRef<'_>>::from_der(bytes).map_err(|e| {
+        CertError::Unsupported(format!("subject key is not an RSA public key: {e}"))
+    })?;
+    let modulus = key.modulus.as_bytes();
+    let bits = modulus.len() * 8 - modulus.first().map_or(8, |b| b.leading_zeros() as usize);
+    if bits < 2048 {
+        return Err(CertError::Unsupported(format!(
+            "RSA key of {bits} bits; at least 2048 required"
+        )));
+    }
+    Ok(bytes.to_vec())
 }
 
 impl TrustAnchor {
@@ -93,7 +105,7 @@ impl TrustAnchor {
         }
         Ok(Self {
             subject_der: name_der(tbs.subject())?,
-            verifier: VerifyingKey::<Sha256>::new(key),
+            public_key: key,
             not_before: to_chrono(&tbs.validity().not_before),
             not_after: to_chrono(&tbs.validity().not_after),
             der: der.to_vec(),
@@ -136,11 +148,11 @@ impl TrustAnchor {
             .signature()
             .as_bytes()
             .ok_or_else(|| CertError::Malformed("signature has unused bits".into()))?;
-        let signature = Signature::try_from(sig_bytes)
-            .map_err(|_| CertError::Untrusted("malformed signature".into()))?;
-        self.verifier.verify(&tbs_der, &signature).map_err(|_| {
-            CertError::Untrusted("signature does not verify with the CA key".into())
-        })?;
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.public_key)
+            .verify(&tbs_der, sig_bytes)
+            .map_err(|_| {
+                CertError::Untrusted("signature does not verify with the CA key".into())
+            })?;
         if now < self.not_before || now > self.not_after {
             return Err(CertError::Untrusted(
                 "the trusted CA certificate is outside its validity".into(),

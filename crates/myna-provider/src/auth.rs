@@ -3,8 +3,11 @@
 
 use crate::ApiError;
 use axum::http::{HeaderMap, header};
-use myna_store::{Organisation, ProviderStore};
+use myna_store::{Organisation, ProviderStore, hash_secret};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub trait CallerAuth<S: ProviderStore>: Send + Sync + 'static {
     fn authenticate(
@@ -14,14 +17,42 @@ pub trait CallerAuth<S: ProviderStore>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Organisation, ApiError>> + Send;
 }
 
+/// How long a verified credential is trusted without asking the store again. Disabling an
+/// organisation takes effect within this time.
+pub const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// `Authorization: Bearer <organisation id>.<secret>`; the provider stores only the secret's hash.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BearerTokens;
+/// Verified credentials are remembered for `CREDENTIAL_CACHE_TTL`, keyed by the secret's hash,
+/// so a busy bureau does not cost a database read per request.
+#[derive(Debug, Default)]
+pub struct BearerTokens {
+    verified: Mutex<HashMap<(String, String), (Organisation, Instant)>>,
+}
 
 impl BearerTokens {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// The token an organisation presents.
     pub fn token(org_id: &str, secret: &str) -> String {
         format!("{org_id}.{secret}")
+    }
+
+    fn cached(&self, key: &(String, String)) -> Option<Organisation> {
+        let map = self.verified.lock().ok()?;
+        map.get(key)
+            .filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL)
+            .map(|(org, _)| org.clone())
+    }
+
+    fn remember(&self, key: (String, String), org: &Organisation) {
+        if let Ok(mut map) = self.verified.lock() {
+            if map.len() > 10_000 {
+                map.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+            }
+            map.insert(key, (org.clone(), Instant::now()));
+        }
     }
 }
 
@@ -38,9 +69,15 @@ impl<S: ProviderStore> CallerAuth<S> for BearerTokens {
         if org_id.is_empty() || secret.is_empty() || org_id.len() > 64 || secret.len() > 256 {
             return Err(ApiError::Unauthenticated);
         }
-        store
+        let key = (org_id.to_owned(), hash_secret(secret));
+        if let Some(org) = self.cached(&key) {
+            return Ok(org);
+        }
+        let org = store
             .authenticate(org_id, secret)
             .await?
-            .ok_or(ApiError::Unauthenticated)
+            .ok_or(ApiError::Unauthenticated)?;
+        self.remember(key, &org);
+        Ok(org)
     }
 }

@@ -84,7 +84,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     let app = router(Provider {
         store: store.clone(),
-        auth: BearerTokens,
+        auth: BearerTokens::new(),
         anchor: TrustAnchor::from_der(pki().ca.cert_der()).unwrap(),
         alerts: AlertTable::builtin().unwrap(),
         clock: Arc::new(now),

@@ -61,6 +61,32 @@ pub struct SqliteStore {
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+/// How often the background thread folds the WAL back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Checkpoints from its own connection, so the writer never stalls on one mid-batch.
+fn spawn_checkpointer(
+    path: &Path,
+) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), StoreError> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(db_err)?;
+    let (tx, rx) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        })
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok((tx, handle))
 }
 
 fn unavailable() -> StoreError {
@@ -95,6 +121,14 @@ impl SqliteStore {
             .run(&mut conn)
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
         let masters = Masters::load(&conn)?;
+        let checkpointer = match durability {
+            Durability::Full => {
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                    .map_err(db_err)?;
+                Some(spawn_checkpointer(path)?)
+            }
+            Durability::BulkLoad => None,
+        };
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -105,6 +139,7 @@ impl SqliteStore {
             jobs: Mutex::new(tx),
             readers: Arc::new(Mutex::new(Vec::new())),
             writer: Mutex::new(Some(writer)),
+            checkpointer,
         })
     }
 
@@ -115,6 +150,7 @@ impl SqliteStore {
             jobs,
             readers,
             writer,
+            checkpointer,
             ..
         } = self;
         drop(jobs);
@@ -123,6 +159,12 @@ impl SqliteStore {
         if let Some(h) = handle {
             h.join()
                 .map_err(|_| StoreError::Unavailable("the database writer panicked".into()))?;
+        }
+        if let Some((stop, handle)) = checkpointer {
+            drop(stop);
+            handle
+                .join()
+                .map_err(|_| StoreError::Unavailable("the checkpoint thread panicked".into()))?;
         }
         Ok(())
     }
