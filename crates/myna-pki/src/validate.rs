@@ -3,7 +3,7 @@
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use chrono::{DateTime, Utc};
 use der::asn1::UintRef;
-use der::{Decode, Encode};
+use der::{Decode, Encode, Tagged};
 use x509_cert::certificate::{Certificate, Version};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
 use x509_cert::name::Name;
@@ -134,6 +134,18 @@ impl TrustAnchor {
             return Err(CertError::Unsupported(format!(
                 "signature algorithm {alg}; sha256WithRSAEncryption required"
             )));
+        }
+        // RFC 5280 4.1.1.2: the unsigned outer identifier must equal the signed one, and
+        // sha256WithRSAEncryption takes NULL parameters (absent is tolerated).
+        let params_ok = tbs
+            .signature()
+            .parameters
+            .as_ref()
+            .is_none_or(|p| p.tag() == der::Tag::Null && p.value().is_empty());
+        if cert.signature_algorithm() != tbs.signature() || !params_ok {
+            return Err(CertError::Malformed(
+                "signatureAlgorithm differs from the signed algorithm identifier".into(),
+            ));
         }
         if name_der(tbs.issuer())? != self.subject_der {
             return Err(CertError::Untrusted(format!(

@@ -7,7 +7,7 @@ use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
 use myna_domain::records::*;
 use myna_domain::summary::{FetchPlan, View};
 use myna_store::{PersonRecordSet, StoreError};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 use std::collections::HashMap;
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -337,71 +337,65 @@ pub(crate) fn insert_persons(
     Ok(())
 }
 
-fn person_from_row(r: &Row<'_>) -> rusqlite::Result<[String; 13]> {
-    Ok([
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get::<_, i64>(3)?.to_string(),
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-        r.get(12)?,
-    ])
+pub(crate) fn read_person(conn: &Connection, id: PersonId) -> Result<Person, StoreError> {
+    collect(
+        conn,
+        "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, street, \
+         insurer_number, insurer_name, insured_symbol, insured_number, insured_branch FROM person WHERE id = ?1",
+        [id.0],
+        |r| {
+            Ok(Person {
+                id,
+                name: col(r, 0)?,
+                name_kana: col(r, 1)?,
+                birth_date: date_col(r, 2)?,
+                sex: Sex::from_code(col(r, 3)?).ok_or_else(|| corrupt("bad sex code"))?,
+                address: Address {
+                    postal_code: col(r, 4)?,
+                    prefecture: col(r, 5)?,
+                    municipality: col(r, 6)?,
+                    street: col(r, 7)?,
+                },
+                coverage: Coverage {
+                    insurer_number: col(r, 8)?,
+                    insurer_name: col(r, 9)?,
+                    symbol: col(r, 10)?,
+                    number: col(r, 11)?,
+                    branch: col(r, 12)?,
+                },
+            })
+        },
+    )?
+    .pop()
+    .ok_or_else(|| corrupt(format!("certificate links to missing person {}", id.0)))
 }
 
-pub(crate) fn read_person(conn: &Connection, id: PersonId) -> Result<Person, StoreError> {
-    let row = conn
-        .prepare_cached(
-            "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, street, \
-             insurer_number, insurer_name, insured_symbol, insured_number, insured_branch FROM person WHERE id = ?1",
-        )
-        .map_err(db_err)?
-        .query_row([id.0], person_from_row)
-        .optional()
-        .map_err(db_err)?
-        .ok_or_else(|| corrupt(format!("certificate links to missing person {}", id.0)))?;
-    let [
-        name,
-        name_kana,
-        birth,
-        sex,
-        postal_code,
-        prefecture,
-        municipality,
-        street,
-        insurer_number,
-        insurer_name,
-        symbol,
-        number,
-        branch,
-    ] = row;
-    let sex_code: u8 = sex.parse().map_err(|_| corrupt("bad sex code"))?;
-    Ok(Person {
-        id,
-        name,
-        name_kana,
-        birth_date: date(&birth)?,
-        sex: Sex::from_code(sex_code).ok_or_else(|| corrupt("bad sex code"))?,
-        address: Address {
-            postal_code,
-            prefecture,
-            municipality,
-            street,
-        },
-        coverage: Coverage {
-            insurer_number,
-            insurer_name,
-            symbol,
-            number,
-            branch,
-        },
-    })
+/// Runs a query and decodes each row with `decode`, mapping every failure to a store error.
+fn collect<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut rows = stmt.query(params).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Result<T, StoreError> {
+    row.get(i).map_err(db_err)
+}
+
+fn date_col(row: &Row<'_>, i: usize) -> Result<NaiveDate, StoreError> {
+    date(&col::<String>(row, i)?)
+}
+
+fn source_col(row: &Row<'_>, i: usize) -> Result<Source, StoreError> {
+    source(&col::<String>(row, i)?)
 }
 
 /// Reads the records a view needs, per the fetch plan.
@@ -412,204 +406,116 @@ pub(crate) fn read_records(
     plan: &FetchPlan,
     today: NaiveDate,
 ) -> Result<MedicalRecords, StoreError> {
-    let mut out = MedicalRecords::default();
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT service_date, available_on, institution_code, department, setting, source FROM visit \
-             WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![id.0, plan.visits_from.to_string()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })
-        .map_err(db_err)?;
-    for row in rows {
-        let (sd, av, inst, department, setting, src) = row.map_err(db_err)?;
-        out.visits.push(Visit {
-            service_date: date(&sd)?,
-            available_on: date(&av)?,
-            institution: masters.institution(&inst),
-            department,
-            setting: match setting.as_str() {
-                "inpatient" => CareSetting::Inpatient,
-                "outpatient" => CareSetting::Outpatient,
-                other => return Err(corrupt(format!("bad setting {other:?}"))),
-            },
-            source: source(&src)?,
-        });
-    }
-
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT service_date, available_on, yj, daily_quantity, unit, days, prescriber_code, pharmacy_code, source \
-             FROM dispensing WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![id.0, plan.dispensings_from.to_string()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, f64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, u32>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, String>(8)?,
-            ))
-        })
-        .map_err(db_err)?;
-    for row in rows {
-        let (sd, av, yj, qty, unit, days, prescriber, pharmacy, src) = row.map_err(db_err)?;
-        out.dispensings.push(Dispensing {
-            service_date: date(&sd)?,
-            available_on: date(&av)?,
-            drug: masters.drug(&yj)?,
-            daily_quantity: qty,
-            unit,
-            days,
-            prescriber: masters.institution(&prescriber),
-            pharmacy: pharmacy.map(|c| masters.institution(&c)),
-            source: source(&src)?,
-        });
-    }
-
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT service_date, available_on, kind, code, name, institution_code, source FROM procedure_record \
-             WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![id.0, plan.procedures_from.to_string()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-            ))
-        })
-        .map_err(db_err)?;
-    for row in rows {
-        let (sd, av, k, code, name, inst, src) = row.map_err(db_err)?;
-        out.procedures.push(Procedure {
-            service_date: date(&sd)?,
-            available_on: date(&av)?,
-            kind: match k.as_str() {
-                "surgery" => ProcedureKind::Surgery,
-                "procedure" => ProcedureKind::Procedure,
-                other => return Err(corrupt(format!("bad procedure kind {other:?}"))),
-            },
-            code,
-            name,
-            institution: masters.institution(&inst),
-            source: source(&src)?,
-        });
-    }
-
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT service_date, available_on, modality, sessions, institution_code, source FROM dialysis \
-             WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![id.0, plan.dialysis_from.to_string()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })
-        .map_err(db_err)?;
-    for row in rows {
-        let (sd, av, modality, sessions, inst, src) = row.map_err(db_err)?;
-        out.dialysis.push(Dialysis {
-            service_date: date(&sd)?,
-            available_on: date(&av)?,
-            modality: match modality.as_str() {
-                "hemodialysis" => DialysisModality::Hemodialysis,
-                "peritoneal" => DialysisModality::Peritoneal,
-                other => return Err(corrupt(format!("bad dialysis modality {other:?}"))),
-            },
-            sessions,
-            institution: masters.institution(&inst),
-            source: source(&src)?,
-        });
-    }
-
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, diastolic_mmhg, hba1c_percent, \
-             ldl_mg_dl, egfr, urine_protein, source FROM health_check WHERE person_id = ?1 AND available_on <= ?2 \
-             ORDER BY service_date DESC, seq DESC LIMIT ?3",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(
-            params![id.0, today.to_string(), plan.health_check_rounds],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, f64>(2)?,
-                    r.get::<_, f64>(3)?,
-                    r.get::<_, u16>(4)?,
-                    r.get::<_, u16>(5)?,
-                    r.get::<_, Option<f64>>(6)?,
-                    r.get::<_, Option<u16>>(7)?,
-                    r.get::<_, Option<f64>>(8)?,
-                    r.get::<_, String>(9)?,
-                    r.get::<_, String>(10)?,
-                ))
-            },
-        )
-        .map_err(db_err)?;
-    for row in rows {
-        let (
-            sd,
-            av,
-            height_cm,
-            weight_kg,
-            systolic_mmhg,
-            diastolic_mmhg,
-            hba1c_percent,
-            ldl_mg_dl,
-            egfr,
-            urine_protein,
-            src,
-        ) = row.map_err(db_err)?;
-        out.health_checks.push(HealthCheck {
-            service_date: date(&sd)?,
-            available_on: date(&av)?,
-            height_cm,
-            weight_kg,
-            systolic_mmhg,
-            diastolic_mmhg,
-            hba1c_percent,
-            ldl_mg_dl,
-            egfr,
-            urine_protein,
-            source: source(&src)?,
-        });
-    }
-    out.health_checks.reverse();
-    Ok(out)
+    let visits = collect(
+        conn,
+        "SELECT service_date, available_on, institution_code, department, setting, source FROM visit \
+         WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        params![id.0, plan.visits_from.to_string()],
+        |r| {
+            Ok(Visit {
+                service_date: date_col(r, 0)?,
+                available_on: date_col(r, 1)?,
+                institution: masters.institution(&col::<String>(r, 2)?),
+                department: col(r, 3)?,
+                setting: match col::<String>(r, 4)?.as_str() {
+                    "inpatient" => CareSetting::Inpatient,
+                    "outpatient" => CareSetting::Outpatient,
+                    other => return Err(corrupt(format!("bad setting {other:?}"))),
+                },
+                source: source_col(r, 5)?,
+            })
+        },
+    )?;
+    let dispensings = collect(
+        conn,
+        "SELECT service_date, available_on, yj, daily_quantity, unit, days, prescriber_code, pharmacy_code, source \
+         FROM dispensing WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        params![id.0, plan.dispensings_from.to_string()],
+        |r| {
+            Ok(Dispensing {
+                service_date: date_col(r, 0)?,
+                available_on: date_col(r, 1)?,
+                drug: masters.drug(&col::<String>(r, 2)?)?,
+                daily_quantity: col(r, 3)?,
+                unit: col(r, 4)?,
+                days: col(r, 5)?,
+                prescriber: masters.institution(&col::<String>(r, 6)?),
+                pharmacy: col::<Option<String>>(r, 7)?.map(|c| masters.institution(&c)),
+                source: source_col(r, 8)?,
+            })
+        },
+    )?;
+    let procedures = collect(
+        conn,
+        "SELECT service_date, available_on, kind, code, name, institution_code, source FROM procedure_record \
+         WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        params![id.0, plan.procedures_from.to_string()],
+        |r| {
+            Ok(Procedure {
+                service_date: date_col(r, 0)?,
+                available_on: date_col(r, 1)?,
+                kind: match col::<String>(r, 2)?.as_str() {
+                    "surgery" => ProcedureKind::Surgery,
+                    "procedure" => ProcedureKind::Procedure,
+                    other => return Err(corrupt(format!("bad procedure kind {other:?}"))),
+                },
+                code: col(r, 3)?,
+                name: col(r, 4)?,
+                institution: masters.institution(&col::<String>(r, 5)?),
+                source: source_col(r, 6)?,
+            })
+        },
+    )?;
+    let dialysis = collect(
+        conn,
+        "SELECT service_date, available_on, modality, sessions, institution_code, source FROM dialysis \
+         WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        params![id.0, plan.dialysis_from.to_string()],
+        |r| {
+            Ok(Dialysis {
+                service_date: date_col(r, 0)?,
+                available_on: date_col(r, 1)?,
+                modality: match col::<String>(r, 2)?.as_str() {
+                    "hemodialysis" => DialysisModality::Hemodialysis,
+                    "peritoneal" => DialysisModality::Peritoneal,
+                    other => return Err(corrupt(format!("bad dialysis modality {other:?}"))),
+                },
+                sessions: col(r, 3)?,
+                institution: masters.institution(&col::<String>(r, 4)?),
+                source: source_col(r, 5)?,
+            })
+        },
+    )?;
+    let mut health_checks = collect(
+        conn,
+        "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, diastolic_mmhg, hba1c_percent, \
+         ldl_mg_dl, egfr, urine_protein, source FROM health_check WHERE person_id = ?1 AND available_on <= ?2 \
+         ORDER BY service_date DESC, seq DESC LIMIT ?3",
+        params![id.0, today.to_string(), plan.health_check_rounds],
+        |r| {
+            Ok(HealthCheck {
+                service_date: date_col(r, 0)?,
+                available_on: date_col(r, 1)?,
+                height_cm: col(r, 2)?,
+                weight_kg: col(r, 3)?,
+                systolic_mmhg: col(r, 4)?,
+                diastolic_mmhg: col(r, 5)?,
+                hba1c_percent: col(r, 6)?,
+                ldl_mg_dl: col(r, 7)?,
+                egfr: col(r, 8)?,
+                urine_protein: col(r, 9)?,
+                source: source_col(r, 10)?,
+            })
+        },
+    )?;
+    health_checks.reverse();
+    Ok(MedicalRecords {
+        visits,
+        dispensings,
+        procedures,
+        dialysis,
+        health_checks,
+    })
 }
 
 fn hash_from_hex(seq: i64, s: &str) -> Result<Hash32, String> {
