@@ -43,6 +43,11 @@ type AccessReply = oneshot::Sender<Result<AccessGranted, StoreError>>;
 
 enum Job {
     Access(Box<AccessRequest>, AccessReply),
+    Admin(AdminJob),
+}
+
+/// Writes other than accesses; each runs in its own transaction.
+enum AdminJob {
     Load(
         Vec<PersonRecordSet>,
         oneshot::Sender<Result<(), StoreError>>,
@@ -229,32 +234,27 @@ impl Writer {
         while let Ok(first) = rx.recv() {
             let mut accesses = Vec::new();
             let mut pending = Some(first);
-            loop {
-                match pending.take() {
-                    Some(Job::Access(req, reply)) => accesses.push((req, reply)),
-                    Some(other) => {
+            // Take everything already queued, up to a batch of accesses.
+            while let Some(job) = pending.take() {
+                match job {
+                    Job::Access(req, reply) => accesses.push((req, reply)),
+                    Job::Admin(admin) => {
                         // Commit waiting accesses first so jobs apply in arrival order.
                         self.commit_accesses(std::mem::take(&mut accesses));
-                        self.run_other(other);
+                        self.run_admin(admin);
                     }
-                    None => {}
                 }
-                if accesses.len() >= MAX_BATCH {
-                    break;
-                }
-                match rx.try_recv() {
-                    Ok(job) => pending = Some(job),
-                    Err(_) => break,
+                if accesses.len() < MAX_BATCH {
+                    pending = rx.try_recv().ok();
                 }
             }
             self.commit_accesses(accesses);
         }
     }
 
-    fn run_other(&mut self, job: Job) {
+    fn run_admin(&mut self, job: AdminJob) {
         match job {
-            Job::Access(..) => {}
-            Job::Load(persons, reply) => {
+            AdminJob::Load(persons, reply) => {
                 let r = self.in_tx(|conn, masters| rows::insert_persons(conn, masters, &persons));
                 if r.is_err() {
                     // The cache may name rows the rollback removed.
@@ -264,7 +264,7 @@ impl Writer {
                 }
                 let _ = reply.send(r);
             }
-            Job::AddOrganisation(org, hash, reply) => {
+            AdminJob::AddOrganisation(org, hash, reply) => {
                 let r = self.in_tx(|conn, _| {
                     let exists = conn
                         .query_row("SELECT 1 FROM organisation WHERE id = ?1", [&org.id], |_| Ok(()))
@@ -282,7 +282,7 @@ impl Writer {
                 });
                 let _ = reply.send(r);
             }
-            Job::Revoke(serial, reason, reply) => {
+            AdminJob::Revoke(serial, reason, reply) => {
                 let r = self.in_tx(|conn, _| {
                     conn.execute(
                         "INSERT INTO revoked_cert (serial, revoked_at, reason) VALUES (?1, ?2, ?3) \
@@ -294,7 +294,7 @@ impl Writer {
                 });
                 let _ = reply.send(r);
             }
-            Job::SetInfo(info, reply) => {
+            AdminJob::SetInfo(info, reply) => {
                 let r = self.in_tx(|conn, _| {
                     let put = |k: &str, v: Option<String>| -> Result<(), StoreError> {
                         match v {
@@ -348,7 +348,7 @@ impl Writer {
         }
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             for (_, reply) in batch {
-                let _ = reply.send(Err(db_err(clone_err(&e))));
+                let _ = reply.send(Err(StoreError::Unavailable(format!("begin failed: {e}"))));
             }
             return;
         }
@@ -450,10 +450,6 @@ impl Writer {
     }
 }
 
-fn clone_err(e: &rusqlite::Error) -> rusqlite::Error {
-    rusqlite::Error::InvalidParameterName(e.to_string())
-}
-
 impl ProviderStore for SqliteStore {
     async fn access_records(&self, request: AccessRequest) -> Result<AccessGranted, StoreError> {
         self.submit(|tx| Job::Access(Box::new(request), tx)).await
@@ -496,17 +492,19 @@ impl ProviderStore for SqliteStore {
         org: Organisation,
         secret_hash: String,
     ) -> Result<(), StoreError> {
-        self.submit(|tx| Job::AddOrganisation(org, secret_hash, tx))
+        self.submit(|tx| Job::Admin(AdminJob::AddOrganisation(org, secret_hash, tx)))
             .await
     }
 
     async fn revoke_serial(&self, serial_hex: &str, reason: &str) -> Result<(), StoreError> {
         let (s, r) = (serial_hex.to_owned(), reason.to_owned());
-        self.submit(|tx| Job::Revoke(s, r, tx)).await
+        self.submit(|tx| Job::Admin(AdminJob::Revoke(s, r, tx)))
+            .await
     }
 
     async fn load_persons(&self, persons: Vec<PersonRecordSet>) -> Result<(), StoreError> {
-        self.submit(|tx| Job::Load(persons, tx)).await
+        self.submit(|tx| Job::Admin(AdminJob::Load(persons, tx)))
+            .await
     }
 
     async fn dataset_info(&self) -> Result<DatasetInfo, StoreError> {
@@ -533,7 +531,8 @@ impl ProviderStore for SqliteStore {
     }
 
     async fn set_dataset_info(&self, info: DatasetInfo) -> Result<(), StoreError> {
-        self.submit(|tx| Job::SetInfo(info, tx)).await
+        self.submit(|tx| Job::Admin(AdminJob::SetInfo(info, tx)))
+            .await
     }
 
     async fn verify_access_log(&self) -> Result<ChainReport, StoreError> {
