@@ -74,25 +74,23 @@ impl ProviderClient {
             .header("content-type", "application/json")
             .header("authorization", format!("Bearer {}", self.token))
             .body(Full::new(body))?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .with_context(|| format!("POST {}{path}", self.base))?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+        self.send(req).await
     }
 
     pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes)> {
         let req = Request::builder()
             .uri(format!("{}{path}", self.base))
             .body(Full::new(Bytes::new()))?;
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes)> {
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let resp = self
             .http
             .request(req)
             .await
-            .with_context(|| format!("GET {}{path}", self.base))?;
+            .with_context(|| format!("{method} {uri}"))?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         Ok((status, bytes))

@@ -126,6 +126,7 @@ impl SqliteStore {
             .run(&mut conn)
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
         let masters = Masters::load(&conn)?;
+        let claims_through = read_claims_through(&conn)?;
         let checkpointer = match durability {
             Durability::Full => {
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
@@ -137,7 +138,14 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || Writer { conn, masters }.run(rx))
+            .spawn(move || {
+                Writer {
+                    conn,
+                    masters,
+                    claims_through,
+                }
+                .run(rx)
+            })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
             path: path.to_owned(),
@@ -227,6 +235,20 @@ impl SqliteStore {
 struct Writer {
     conn: Connection,
     masters: Masters,
+    /// `dataset_info.claims_through`, kept here because every access reports it.
+    claims_through: Option<NaiveDate>,
+}
+
+fn read_claims_through(conn: &Connection) -> Result<Option<NaiveDate>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM dataset_info WHERE key = 'claims_through'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(db_err)?
+        .and_then(|s| s.parse::<NaiveDate>().ok()))
 }
 
 impl Writer {
@@ -317,6 +339,9 @@ impl Writer {
                     put("claims_through", info.claims_through.map(|d| d.to_string()))?;
                     Ok(())
                 });
+                if r.is_ok() {
+                    self.claims_through = info.claims_through;
+                }
                 let _ = reply.send(r);
             }
         }
@@ -434,13 +459,7 @@ impl Writer {
         entry.person_id = id;
         let chained = chain(prev, entry);
         rows::insert_access(conn, &chained)?;
-        let claims_through = conn
-            .prepare_cached("SELECT value FROM dataset_info WHERE key = 'claims_through'")
-            .map_err(db_err)?
-            .query_row([], |r| r.get::<_, String>(0))
-            .optional()
-            .map_err(db_err)?
-            .and_then(|s| s.parse::<NaiveDate>().ok());
+        let claims_through = self.claims_through;
         Ok(AccessGranted {
             person,
             records,

@@ -324,7 +324,7 @@ pub async fn concurrent_accesses_chain_correctly<S: ProviderStore>(store: S) {
     assert_eq!(entries(store.as_ref()).await, 64);
 }
 
-/// Dataset facts round-trip.
+/// Dataset facts round-trip and reach every access.
 pub async fn dataset_info_round_trips<S: ProviderStore>(store: S) {
     let info = DatasetInfo {
         persons: 2,
@@ -334,4 +334,14 @@ pub async fn dataset_info_round_trips<S: ProviderStore>(store: S) {
     };
     store.set_dataset_info(info.clone()).await.unwrap();
     assert_eq!(store.dataset_info().await.unwrap(), info);
+    // Every access reports how far the claims data reaches.
+    store
+        .load_persons(vec![sample_person(41, "01AA00000041")])
+        .await
+        .unwrap();
+    let granted = store
+        .access_records(request("01AA00000041", View::Summary, 1))
+        .await
+        .unwrap();
+    assert_eq!(granted.claims_through, info.claims_through);
 }
