@@ -183,7 +183,10 @@ fn demo_runs_and_a_second_run_reuses_the_data() {
     let first = stdout(&o);
     assert!(first.contains("generating 2000"), "{first}");
     assert!(first.contains("救急用サマリー"), "{first}");
-    assert!(first.contains("レセプト反映済み: 20"), "the claims lag date is shown: {first}");
+    assert!(
+        first.contains("レセプト反映済み: 20"),
+        "the claims lag date is shown: {first}"
+    );
     assert!(
         first.contains("refused as expected: unknown_serial"),
         "{first}"

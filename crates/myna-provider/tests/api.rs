@@ -47,6 +47,20 @@ fn cert(ca: &TestCa, serial: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> St
     base64::engine::general_purpose::STANDARD.encode(der)
 }
 
+/// A certificate from the trusted CA for a 1024-bit key, which JPKI never issues.
+fn weak_key_cert() -> Vec<u8> {
+    let weak = myna_pki::PrivateKey::new(&mut rand::rng(), 1024).unwrap();
+    pki()
+        .ca
+        .issue_auth_cert(
+            SERIAL,
+            &weak.to_public_key(),
+            now() - Duration::days(1),
+            now() + Duration::days(10),
+        )
+        .unwrap()
+}
+
 fn good_cert(serial: &str) -> String {
     cert(
         &pki().ca,
@@ -366,6 +380,7 @@ async fn every_error_has_its_code_and_changes_nothing() {
             "certificate_not_yet_valid",
         ),
         (b64(p.ca.cert_der()), "certificate_wrong_key_usage"),
+        (b64(&weak_key_cert()), "certificate_unsupported"),
     ];
     for (certificate, code) in cert_cases {
         let r = post(&f.app, &body(&certificate, json!({"kind": "obtained"}))).await;
@@ -433,4 +448,28 @@ mod mutated_requests {
             });
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inconsistent_stored_data_is_an_internal_error_that_logs_nothing() {
+    let f = fixture().await;
+    // A serial linked to a person who does not exist, as a broken import would leave it.
+    let conn = rusqlite::Connection::open(f._dir.path().join("provider.db")).unwrap();
+    conn.execute(
+        "INSERT INTO auth_cert (serial, person_id) VALUES ('01AB0000DEAD', 999)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let r = post(
+        &f.app,
+        &body(&good_cert("01AB0000DEAD"), json!({"kind": "obtained"})),
+    )
+    .await;
+    assert_error(&r, StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    assert!(
+        !r.1["error"]["message"].as_str().unwrap().contains("999"),
+        "details stay in the log"
+    );
+    assert_eq!(log_len(&f.store).await, 0);
 }
