@@ -378,9 +378,31 @@ impl Writer {
             return;
         }
         let mut results = Vec::with_capacity(batch.len());
+        let mut lost: Option<String> = None;
         for (req, reply) in batch {
+            if lost.is_some() {
+                results.push((Err(unavailable()), reply));
+                continue;
+            }
             let r = self.one_access(&req);
+            // Some errors (I/O, disk full) make SQLite roll back the whole transaction. Running
+            // the rest would commit them one by one, outside the batch: refuse them instead.
+            if self.conn.is_autocommit() {
+                lost = Some(match &r {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "transaction ended early".into(),
+                });
+            }
             results.push((r, reply));
+        }
+        if let Some(why) = lost {
+            tracing::error!(%why, "the batch transaction was rolled back; no access in it was granted");
+            for (_, reply) in results {
+                let _ = reply.send(Err(StoreError::Unavailable(format!(
+                    "transaction rolled back: {why}"
+                ))));
+            }
+            return;
         }
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
@@ -404,6 +426,10 @@ impl Writer {
             .execute_batch("SAVEPOINT access")
             .map_err(db_err)?;
         let r = self.access_in_savepoint(req);
+        if self.conn.is_autocommit() {
+            // SQLite already rolled back everything; there is no savepoint left to end.
+            return r;
+        }
         let end = if r.is_ok() {
             "RELEASE access"
         } else {
