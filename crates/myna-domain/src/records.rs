@@ -112,7 +112,9 @@ pub struct Dispensing {
 impl Dispensing {
     /// Last day covered by the supply.
     pub fn supply_end(&self) -> NaiveDate {
-        self.service_date + chrono::Days::new(u64::from(self.days.max(1)) - 1)
+        self.service_date
+            .checked_add_days(chrono::Days::new(u64::from(self.days.max(1)) - 1))
+            .unwrap_or(NaiveDate::MAX)
     }
 }
 
@@ -185,6 +187,19 @@ impl HealthCheck {
     }
 }
 
+/// Longest supply a single dispensing may cover (days). Stores read dispensings back this far
+/// before a drug window, so a longer one could hide an active drug; loads refuse it.
+pub const MAX_SUPPLY_DAYS: u32 = 180;
+
+/// Why a record set cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{record} on {date}: {problem}")]
+pub struct RecordError {
+    pub record: &'static str,
+    pub date: NaiveDate,
+    pub problem: String,
+}
+
 /// Everything the provider holds for one person within the windows a query asked for.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MedicalRecords {
@@ -193,4 +208,54 @@ pub struct MedicalRecords {
     pub procedures: Vec<Procedure>,
     pub dialysis: Vec<Dialysis>,
     pub health_checks: Vec<HealthCheck>,
+}
+
+impl MedicalRecords {
+    /// Checks what the rules rely on: data never arrives before the care it describes, and a
+    /// dispensing supplies 1 to `MAX_SUPPLY_DAYS` days.
+    pub fn check(&self) -> Result<(), RecordError> {
+        let dates = self
+            .visits
+            .iter()
+            .map(|v| ("visit", v.service_date, v.available_on))
+            .chain(
+                self.dispensings
+                    .iter()
+                    .map(|d| ("dispensing", d.service_date, d.available_on)),
+            )
+            .chain(
+                self.procedures
+                    .iter()
+                    .map(|p| ("procedure", p.service_date, p.available_on)),
+            )
+            .chain(
+                self.dialysis
+                    .iter()
+                    .map(|d| ("dialysis", d.service_date, d.available_on)),
+            )
+            .chain(
+                self.health_checks
+                    .iter()
+                    .map(|h| ("health check", h.service_date, h.available_on)),
+            );
+        for (record, service, available) in dates {
+            if available < service {
+                return Err(RecordError {
+                    record,
+                    date: service,
+                    problem: format!("available on {available}, before the care"),
+                });
+            }
+        }
+        for d in &self.dispensings {
+            if d.days == 0 || d.days > MAX_SUPPLY_DAYS {
+                return Err(RecordError {
+                    record: "dispensing",
+                    date: d.service_date,
+                    problem: format!("{} days supplied; 1 to {MAX_SUPPLY_DAYS} allowed", d.days),
+                });
+            }
+        }
+        Ok(())
+    }
 }

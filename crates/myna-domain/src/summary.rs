@@ -117,9 +117,9 @@ impl Windows {
     }
 }
 
-/// Longest supply a single dispensing can cover; a dispensing older than the drug window by more
-/// than this cannot still be active, so stores need not read it.
-pub const MAX_SUPPLY_DAYS: u64 = 180;
+/// A dispensing older than the drug window by more than this cannot still be active, so stores
+/// need not read it.
+pub use crate::records::MAX_SUPPLY_DAYS;
 
 /// First service date a store must read, per section, to build a view on `today`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,7 @@ impl Windows {
         FetchPlan {
             visits_from: start(self.visits),
             dispensings_from: drug_start
-                .checked_sub_days(Days::new(MAX_SUPPLY_DAYS))
+                .checked_sub_days(Days::new(u64::from(MAX_SUPPLY_DAYS)))
                 .unwrap_or(NaiveDate::MIN),
             procedures_from: start(self.surgeries).min(start(self.procedures)),
             // Dialysis alerts look at the claims drug window, which may be wider than the section.

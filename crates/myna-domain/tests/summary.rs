@@ -363,7 +363,7 @@ fn fetch_plan_covers_every_section_and_the_alert_windows() {
         let alert_from = today()
             .checked_sub_months(chrono::Months::new(table.claims_drug_window_months))
             .unwrap()
-            - Days::new(myna_domain::summary::MAX_SUPPLY_DAYS);
+            - Days::new(u64::from(myna_domain::summary::MAX_SUPPLY_DAYS));
         assert!(plan.dispensings_from <= alert_from, "{view:?}");
         assert!(
             plan.dialysis_from
@@ -384,4 +384,36 @@ fn fetch_plan_covers_every_section_and_the_alert_windows() {
             .health_check_rounds,
         5
     );
+}
+
+#[test]
+fn record_checks_refuse_impossible_supplies_and_dates() {
+    let ok = dispensing(
+        "3339004F1029",
+        "エリキュース錠5mg",
+        d("2026-10-01"),
+        28,
+        Source::Claims,
+    );
+    let with = |f: &dyn Fn(&mut Dispensing)| {
+        let mut x = ok.clone();
+        f(&mut x);
+        MedicalRecords {
+            dispensings: vec![x],
+            ..Default::default()
+        }
+    };
+    assert!(with(&|_| {}).check().is_ok());
+    assert!(with(&|x| x.days = 0).check().is_err());
+    assert!(with(&|x| x.days = 181).check().is_err());
+    assert!(with(&|x| x.available_on = d("2026-09-30")).check().is_err());
+    // Even an unchecked absurd supply cannot panic the alert rules.
+    let mut huge = ok.clone();
+    huge.days = u32::MAX;
+    assert_eq!(huge.supply_end(), NaiveDate::MAX.min(huge.supply_end()));
+    let records = MedicalRecords {
+        dispensings: vec![huge],
+        ..Default::default()
+    };
+    assert_eq!(alert_ids(&records), vec!["doac"]);
 }

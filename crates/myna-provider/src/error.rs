@@ -82,6 +82,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Corrupt(m) | StoreError::OrganisationExists(m) => ApiError::Internal(m),
+            e @ StoreError::InvalidRecord { .. } => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -548,6 +548,7 @@ impl ProviderStore for SqliteStore {
     }
 
     async fn load_persons(&self, persons: Vec<PersonRecordSet>) -> Result<(), StoreError> {
+        myna_store::check_persons(&persons)?;
         self.submit(|tx| Job::Admin(AdminJob::Load(persons, tx)))
             .await
     }

@@ -24,6 +24,7 @@ suite!(
     access_returns_records_and_logs,
     summary_view_reads_within_its_windows,
     refused_access_writes_nothing,
+    long_supplies_are_read_and_impossible_ones_refused,
     organisations_authenticate,
     concurrent_accesses_chain_correctly,
     dataset_info_round_trips,

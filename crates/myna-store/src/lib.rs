@@ -67,6 +67,8 @@ pub enum StoreError {
     Revoked { serial: String, revoked_at: String },
     #[error("organisation {0:?} already exists")]
     OrganisationExists(String),
+    #[error("person {person}: {problem}")]
+    InvalidRecord { person: i64, problem: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("storage is unavailable: {0}")]
@@ -98,6 +100,17 @@ pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
         .as_bytes()
         .ct_eq(stored_hash.as_bytes())
         .into()
+}
+
+/// Checks every person's records before a load; backends call this first.
+pub fn check_persons(persons: &[PersonRecordSet]) -> Result<(), StoreError> {
+    for p in persons {
+        p.records.check().map_err(|e| StoreError::InvalidRecord {
+            person: p.person.id.0,
+            problem: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 /// The provider's storage. Every method that writes does so atomically: it either commits
@@ -133,6 +146,7 @@ pub trait ProviderStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Loads persons (demographics, serial link and records). Used by the generator and imports.
+    /// Refuses the whole batch if any person's records fail `MedicalRecords::check`.
     fn load_persons(
         &self,
         persons: Vec<PersonRecordSet>,

@@ -223,6 +223,46 @@ pub async fn summary_view_reads_within_its_windows<S: ProviderStore>(store: S) {
     );
 }
 
+/// A long supply dispensed before the drug window is still read, so its alert is not lost; an
+/// impossible supply is refused at load and nothing of that batch is stored.
+pub async fn long_supplies_are_read_and_impossible_ones_refused<S: ProviderStore>(store: S) {
+    let mut p = sample_person(51, "01AA00000051");
+    let old = today() - Days::new(150);
+    p.records.dispensings[0].service_date = old;
+    p.records.dispensings[0].available_on = old + Days::new(30);
+    p.records.dispensings[0].days = 120; // covers until 30 days ago
+    store.load_persons(vec![p]).await.unwrap();
+    let g = store
+        .access_records(request("01AA00000051", View::Summary, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        g.records.dispensings.len(),
+        1,
+        "a dispensing whose supply reaches the window is read"
+    );
+
+    let mut bad = sample_person(52, "01AA00000052");
+    bad.records.dispensings[0].days = 365;
+    let err = store
+        .load_persons(vec![sample_person(53, "01AA00000053"), bad])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidRecord { person: 52, .. }),
+        "{err:?}"
+    );
+    let err = store
+        .access_records(request("01AA00000053", View::Summary, 2))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::UnknownSerial("01AA00000053".into()),
+        "the refused batch stored nothing"
+    );
+}
+
 /// Unknown and revoked serials are refused and write nothing.
 pub async fn refused_access_writes_nothing<S: ProviderStore>(store: S) {
     store
