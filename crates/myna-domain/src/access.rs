@@ -64,7 +64,7 @@ impl ExceptionReason {
 
 /// 同意 (oral consent) or the no-consent exception.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "ConsentWire")]
 pub enum Consent {
     Obtained,
     Exception { reason: ExceptionReason },
@@ -91,6 +91,26 @@ impl Consent {
             }
             _ => None,
         }
+    }
+}
+
+/// The JSON form of `Consent`, read strictly: a reason with `obtained`, a missing reason with
+/// `exception`, or any other field is refused rather than silently dropped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentWire {
+    kind: String,
+    reason: Option<String>,
+}
+
+impl TryFrom<ConsentWire> for Consent {
+    type Error = String;
+    fn try_from(w: ConsentWire) -> Result<Self, String> {
+        Consent::from_parts(&w.kind, w.reason.as_deref()).ok_or_else(|| {
+            "consent must be {\"kind\":\"obtained\"} or {\"kind\":\"exception\",\"reason\":R} with R \
+             unconscious, altered_consciousness or unable_to_communicate"
+                .to_owned()
+        })
     }
 }
 

@@ -121,10 +121,10 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ProviderCommand::Revoke { db, serial, reason } => {
+            // Normalise as validation does, or a typed `01:ab:…` would revoke nothing.
+            let serial = myna_pki::parse_serial(&serial)?;
             let store = SqliteStore::open(&db)?;
-            store
-                .revoke_serial(&serial.to_ascii_uppercase(), &reason)
-                .await?;
+            store.revoke_serial(&serial, &reason).await?;
             store.close()?;
             println!("revoked {serial}");
             Ok(ExitCode::SUCCESS)

@@ -97,10 +97,26 @@ fn signature_error() -> rsa::signature::Error {
     rsa::signature::Error::new()
 }
 
+/// The layout of an issued end-entity certificate. Only `JpkiAuth` is what cards carry; the
+/// others exist so tests can show the validator refuses near misses from the trusted CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertShape {
+    /// A JPKI user-authentication (利用者証明用) certificate.
+    JpkiAuth,
+    /// Shaped like a 署名用 (signing) certificate: digitalSignature + nonRepudiation, no EKU,
+    /// no authentication policy.
+    SigningLike,
+    /// Authentication layout without the certificate policy.
+    NoPolicy,
+    /// Authentication layout plus a critical extension nobody understands.
+    UnknownCriticalExtension,
+}
+
 struct AuthProfile {
     issuer: Name,
     subject: Name,
     ocsp_url: String,
+    shape: CertShape,
 }
 
 impl BuilderProfile for AuthProfile {
@@ -118,9 +134,18 @@ impl BuilderProfile for AuthProfile {
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let sig_err = |_| x509_cert::builder::Error::Signature(signature_error());
         let mut ext = Vec::new();
-        ext.push(KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(tbs.subject(), &ext)?);
-        let client_auth = CLIENT_AUTH_OID;
-        ext.push(ExtendedKeyUsage(vec![client_auth]).to_extension(tbs.subject(), &ext)?);
+        let shape = self.shape;
+        if shape == CertShape::SigningLike {
+            ext.push(
+                KeyUsage(KeyUsages::DigitalSignature | KeyUsages::NonRepudiation)
+                    .to_extension(tbs.subject(), &ext)?,
+            );
+        } else {
+            ext.push(
+                KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(tbs.subject(), &ext)?,
+            );
+            ext.push(ExtendedKeyUsage(vec![CLIENT_AUTH_OID]).to_extension(tbs.subject(), &ext)?);
+        }
         let policies = CertificatePolicies(vec![PolicyInformation {
             policy_identifier: AUTH_POLICY_OID,
             policy_qualifiers: Some(vec![PolicyQualifierInfo {
@@ -130,7 +155,16 @@ impl BuilderProfile for AuthProfile {
                 )?)?),
             }]),
         }]);
-        ext.push((true, &policies).to_extension(tbs.subject(), &ext)?);
+        if shape == CertShape::JpkiAuth || shape == CertShape::UnknownCriticalExtension {
+            ext.push((true, &policies).to_extension(tbs.subject(), &ext)?);
+        }
+        if shape == CertShape::UnknownCriticalExtension {
+            ext.push(Extension {
+                extn_id: ObjectIdentifier::new_unwrap("1.2.3.4.5.6.7"),
+                critical: true,
+                extn_value: OctetString::new(vec![0x05, 0x00])?,
+            });
+        }
         let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
             access_method: OCSP_OID,
             access_location: GeneralName::UniformResourceIdentifier(Ia5String::new(
@@ -231,6 +265,24 @@ impl TestCa {
         not_before: DateTime<Utc>,
         not_after: DateTime<Utc>,
     ) -> Result<Vec<u8>, CertError> {
+        self.issue_shaped(
+            serial_hex,
+            holder,
+            not_before,
+            not_after,
+            CertShape::JpkiAuth,
+        )
+    }
+
+    /// Issues an end-entity certificate of the given shape (see `CertShape`).
+    pub fn issue_shaped(
+        &self,
+        serial_hex: &str,
+        holder: &rsa::PublicKey,
+        not_before: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+        shape: CertShape,
+    ) -> Result<Vec<u8>, CertError> {
         let serial_bytes =
             hex::decode(serial_hex).map_err(|e| CertError::Issue(format!("serial: {e}")))?;
         let serial = SerialNumber::new(&serial_bytes).map_err(pki_err)?;
@@ -243,6 +295,7 @@ impl TestCa {
             issuer: self.cert.tbs_certificate().subject().clone(),
             subject,
             ocsp_url: "http://ocsp.jpki.test".into(),
+            shape,
         };
         let spki = SubjectPublicKeyInfoOwned::from_key(holder).map_err(pki_err)?;
         let validity = Validity::new(unix(not_before)?, unix(not_after)?);

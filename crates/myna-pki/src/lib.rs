@@ -12,10 +12,33 @@
 mod ca;
 mod validate;
 
-pub use ca::{AUTH_POLICY_OID, KeyPool, TestCa};
+pub use ca::{AUTH_POLICY_OID, CertShape, KeyPool, TestCa};
 pub use validate::{CertError, TrustAnchor, ValidatedAuthCert};
 
 pub use rsa::PrivateKey;
+
+/// Parses a serial as an operator may type it (`01ab…`, `01:AB:…`, `0x01AB…`) into the form
+/// `serial_hex` produces, so revocations and lookups match what validation reports.
+pub fn parse_serial(input: &str) -> Result<String, CertError> {
+    let bad = || CertError::Malformed(format!("certificate serial {input:?} is not hexadecimal"));
+    let digits: String = input
+        .trim()
+        .trim_start_matches("0x")
+        .trim_start_matches("0X")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if digits.is_empty() || digits.len() > 40 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let padded = if digits.len() % 2 == 1 {
+        format!("0{digits}")
+    } else {
+        digits
+    };
+    let bytes = hex::decode(padded).map_err(|_| bad())?;
+    Ok(serial_hex(&bytes))
+}
 
 /// Hex of a serial number's magnitude, upper case, without leading zero bytes.
 pub fn serial_hex(bytes: &[u8]) -> String {

@@ -1,15 +1,32 @@
 //! Validation of a JPKI user-authentication certificate presented by a fire bureau.
 
+use crate::AUTH_POLICY_OID;
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use chrono::{DateTime, Utc};
 use der::asn1::UintRef;
+use der::flagset::FlagSet;
 use der::{Decode, Encode, Tagged};
 use x509_cert::certificate::{Certificate, Version};
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
+use x509_cert::ext::pkix::{
+    BasicConstraints, CertificatePolicies, ExtendedKeyUsage, KeyUsage, KeyUsages,
+};
 use x509_cert::name::Name;
 
 const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
 const CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
+/// Extensions the validator understands or may safely ignore when marked critical.
+const KNOWN_EXTENSIONS: &[&str] = &[
+    "2.5.29.14",         // subjectKeyIdentifier
+    "2.5.29.15",         // keyUsage
+    "2.5.29.17",         // subjectAltName
+    "2.5.29.18",         // issuerAltName
+    "2.5.29.19",         // basicConstraints
+    "2.5.29.31",         // cRLDistributionPoints
+    "2.5.29.32",         // certificatePolicies
+    "2.5.29.35",         // authorityKeyIdentifier
+    "2.5.29.37",         // extKeyUsage
+    "1.3.6.1.5.5.7.1.1", // authorityInfoAccess
+];
 
 /// Why a certificate was not accepted. Each maps to a distinct API error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,16 +199,17 @@ impl TrustAnchor {
         let ku = tbs
             .get_extension::<KeyUsage>()
             .map_err(|e| CertError::Malformed(e.to_string()))?;
+        // A JPKI authentication certificate has digitalSignature only; a signing (署名用)
+        // certificate adds nonRepudiation, a CA keyCertSign.
+        let digital_signature_only: FlagSet<KeyUsages> = KeyUsages::DigitalSignature.into();
         match ku {
-            Some((true, ku))
-                if ku.0.contains(KeyUsages::DigitalSignature)
-                    && !ku.0.contains(KeyUsages::KeyCertSign) => {}
+            Some((true, ku)) if ku.0 == digital_signature_only => {}
             Some((false, _)) => {
                 return Err(CertError::WrongKeyUsage("keyUsage is not critical".into()));
             }
             _ => {
                 return Err(CertError::WrongKeyUsage(
-                    "keyUsage must be digitalSignature".into(),
+                    "keyUsage must be digitalSignature only".into(),
                 ));
             }
         }
@@ -211,6 +229,28 @@ impl TrustAnchor {
             return Err(CertError::WrongKeyUsage(
                 "extendedKeyUsage lacks clientAuth".into(),
             ));
+        }
+        let policies = tbs
+            .get_extension::<CertificatePolicies>()
+            .map_err(|e| CertError::Malformed(e.to_string()))?;
+        if !policies
+            .is_some_and(|(_, p)| p.0.iter().any(|i| i.policy_identifier == AUTH_POLICY_OID))
+        {
+            return Err(CertError::WrongKeyUsage(
+                "certificatePolicies lacks the JPKI user-authentication policy".into(),
+            ));
+        }
+        // RFC 5280 4.2: a certificate with a critical extension we do not process is refused.
+        if let Some(unknown) = tbs
+            .extensions()
+            .into_iter()
+            .flatten()
+            .find(|e| e.critical && !KNOWN_EXTENSIONS.contains(&e.extn_id.to_string().as_str()))
+        {
+            return Err(CertError::Unsupported(format!(
+                "unrecognised critical extension {}",
+                unknown.extn_id
+            )));
         }
         Ok(ValidatedAuthCert {
             serial_hex: crate::serial_hex(tbs.serial_number().as_bytes()),

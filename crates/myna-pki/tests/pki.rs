@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use der::Decode;
-use myna_pki::{AUTH_POLICY_OID, CertError, KeyPool, TestCa, TrustAnchor};
+use myna_pki::{AUTH_POLICY_OID, CertError, CertShape, KeyPool, TestCa, TrustAnchor, parse_serial};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 use x509_cert::Certificate;
@@ -142,6 +142,54 @@ fn ca_certificate_is_not_accepted_as_a_card_certificate() {
         anchor().validate_auth_cert(f.ca.cert_der(), f.now),
         Err(CertError::WrongKeyUsage(_))
     ));
+}
+
+#[test]
+fn near_misses_from_the_trusted_ca_are_refused() {
+    let f = fixture();
+    let shaped = |shape| {
+        f.ca.issue_shaped(
+            "0104",
+            &f.pool.key(0).to_public_key(),
+            f.now - Duration::days(1),
+            f.now + Duration::days(10),
+            shape,
+        )
+        .unwrap()
+    };
+    assert!(
+        anchor()
+            .validate_auth_cert(&shaped(CertShape::JpkiAuth), f.now)
+            .is_ok()
+    );
+    assert!(matches!(
+        anchor().validate_auth_cert(&shaped(CertShape::SigningLike), f.now),
+        Err(CertError::WrongKeyUsage(m)) if m.contains("digitalSignature only")
+    ));
+    assert!(matches!(
+        anchor().validate_auth_cert(&shaped(CertShape::NoPolicy), f.now),
+        Err(CertError::WrongKeyUsage(m)) if m.contains("policy")
+    ));
+    assert!(matches!(
+        anchor().validate_auth_cert(&shaped(CertShape::UnknownCriticalExtension), f.now),
+        Err(CertError::Unsupported(m)) if m.contains("1.2.3.4.5.6.7")
+    ));
+}
+
+#[test]
+fn serials_are_normalised_or_refused() {
+    for (input, expected) in [
+        ("01ab00000002", "01AB00000002"),
+        ("01:ab:00:00:00:02", "01AB00000002"),
+        ("0x01AB00000002", "01AB00000002"),
+        ("0001AB00000002", "01AB00000002"),
+        ("1AB00000002", "01AB00000002"),
+    ] {
+        assert_eq!(parse_serial(input).unwrap(), expected, "{input}");
+    }
+    for bad in ["", "zz", "01 AB", "0x", &"0".repeat(50)] {
+        assert!(parse_serial(bad).is_err(), "{bad:?}");
+    }
 }
 
 #[test]

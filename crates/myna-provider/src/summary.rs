@@ -83,9 +83,15 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let bytes = to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+    let bytes = to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        } else {
+            malformed(format!("could not read the request body: {e}"))
+        }
+    })?;
     let req: SummaryRequestBody =
         serde_json::from_slice(&bytes).map_err(|e| malformed(format!("request body: {e}")))?;
 

@@ -302,6 +302,12 @@ async fn every_error_has_its_code_and_changes_nothing() {
     v["consent"] = json!({"kind": "exception"});
     cases.push(v);
     let mut v = ok.clone();
+    v["consent"] = json!({"kind": "obtained", "reason": "unconscious"});
+    cases.push(v);
+    let mut v = ok.clone();
+    v["consent"] = json!({"kind": "exception", "reason": "unconscious", "x": 1});
+    cases.push(v);
+    let mut v = ok.clone();
     v["viewer"]["team"] = json!("");
     cases.push(v);
     let mut v = ok.clone();

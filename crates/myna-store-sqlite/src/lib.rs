@@ -641,3 +641,24 @@ impl ProviderStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SIGKILL test cannot see a missing fsync (the OS keeps the pages), so pin the settings
+    /// that make a commit survive power loss.
+    #[test]
+    fn full_durability_means_wal_and_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_conn(&dir.path().join("d.db"), Durability::Full).unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous must be FULL");
+        assert_eq!(mode, "wal");
+    }
+}

@@ -386,8 +386,15 @@ fn collect<T>(
     Ok(out)
 }
 
+/// A column of the expected type. A value of the wrong type or range means the stored data is
+/// bad (500 `internal`), not that the database is unreachable (503 `unavailable`).
 fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Result<T, StoreError> {
-    row.get(i).map_err(db_err)
+    row.get(i).map_err(|e| match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => corrupt(e),
+        other => db_err(other),
+    })
 }
 
 fn date_col(row: &Row<'_>, i: usize) -> Result<NaiveDate, StoreError> {
