@@ -147,6 +147,43 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     let o = query("expired", &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("certificate_expired"));
 
+    // Revocation, with the serial typed the way openssl prints it.
+    let deck: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cards.join("deck.json")).unwrap()).unwrap();
+    let serial = deck["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "doac")
+        .unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    let colons: Vec<String> = serial
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    assert!(
+        run(&[
+            "provider",
+            "revoke",
+            "--db",
+            db_s,
+            "--serial",
+            &colons.join(":")
+        ])
+        .status
+        .success()
+    );
+    let o = query("doac", &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("certificate_revoked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     let o = run(&["audit", "verify", "--db", db_s]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("intact: 2 entries"), "{}", stdout(&o));
