@@ -241,6 +241,10 @@ pub enum ChainBreak {
     Content { seq: i64 },
     #[error("entry {seq}: stored data is unreadable: {problem}")]
     Unreadable { seq: i64, problem: String },
+    #[error("entry {seq}, recorded earlier as a head, is gone (the newest entries were removed)")]
+    Truncated { seq: i64 },
+    #[error("entry {seq} differs from the head recorded earlier (the log was rewritten)")]
+    Rewritten { seq: i64 },
 }
 
 impl ChainBreak {
@@ -249,8 +253,46 @@ impl ChainBreak {
             ChainBreak::Sequence { seq, .. }
             | ChainBreak::PrevHash { seq }
             | ChainBreak::Content { seq }
-            | ChainBreak::Unreadable { seq, .. } => *seq,
+            | ChainBreak::Unreadable { seq, .. }
+            | ChainBreak::Truncated { seq }
+            | ChainBreak::Rewritten { seq } => *seq,
         }
+    }
+}
+
+/// A head `(seq, hash)` recorded earlier, outside the database. A chain that verifies and still
+/// holds this entry with this hash is unchanged up to it; without such a record, removing the
+/// newest entries would leave a shorter chain that verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: Hash32,
+}
+
+impl Checkpoint {
+    /// Parses `SEQ:HEX`, the form `audit verify` prints.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (seq, hash) = s.trim().split_once(':')?;
+        let bytes = hex::decode(hash).ok()?;
+        Some(Checkpoint {
+            seq: seq.parse().ok().filter(|n: &i64| *n > 0)?,
+            hash: bytes.try_into().ok()?,
+        })
+    }
+
+    /// Checks the hash the verified chain holds at `self.seq` (None if it has no such entry).
+    pub fn check(&self, found: Option<Hash32>) -> Result<(), ChainBreak> {
+        match found {
+            None => Err(ChainBreak::Truncated { seq: self.seq }),
+            Some(h) if h != self.hash => Err(ChainBreak::Rewritten { seq: self.seq }),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, hex::encode(self.hash))
     }
 }
 
@@ -369,6 +411,24 @@ mod tests {
         c[3].entry.consent = Consent::Obtained;
         c[3].hash = link_hash(c[3].seq, &c[3].entry, &c[3].prev_hash);
         assert_eq!(verify(&c), Err(ChainBreak::PrevHash { seq: 5 }));
+    }
+
+    #[test]
+    fn checkpoints_catch_truncation_and_rewrites() {
+        let c = build(5);
+        let cp = Checkpoint {
+            seq: 5,
+            hash: c[4].hash,
+        };
+        assert_eq!(Checkpoint::parse(&cp.to_string()), Some(cp));
+        assert_eq!(Checkpoint::parse("0:00"), None);
+        assert_eq!(Checkpoint::parse("5:zz"), None);
+        assert_eq!(cp.check(Some(c[4].hash)), Ok(()));
+        assert_eq!(cp.check(None), Err(ChainBreak::Truncated { seq: 5 }));
+        assert_eq!(
+            cp.check(Some(c[3].hash)),
+            Err(ChainBreak::Rewritten { seq: 5 })
+        );
     }
 
     #[test]

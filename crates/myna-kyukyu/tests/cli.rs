@@ -187,6 +187,24 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     let o = run(&["audit", "verify", "--db", db_s]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("intact: 2 entries"), "{}", stdout(&o));
+    let head = stdout(&o).split("head ").nth(1).unwrap().trim().to_owned();
+    assert!(head.starts_with("2:"), "{head}");
+    let o = run(&["audit", "verify", "--db", db_s, "--expect", &head]);
+    assert!(o.status.success(), "{}", stdout(&o));
+
+    // Removing the newest entry leaves a chain that verifies alone, but not against the head.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM access_log WHERE seq = 2", [])
+        .unwrap();
+    drop(conn);
+    assert!(run(&["audit", "verify", "--db", db_s]).status.success());
+    let o = run(&["audit", "verify", "--db", db_s, "--expect", &head]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("entry 2, recorded earlier as a head, is gone"),
+        "{}",
+        stdout(&o)
+    );
 
     // A privacy officer's worst case: someone rewrites who looked.
     let conn = rusqlite::Connection::open(&db).unwrap();

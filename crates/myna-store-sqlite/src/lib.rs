@@ -612,6 +612,29 @@ impl ProviderStore for SqliteStore {
         .await
     }
 
+    async fn access_log_hash(&self, seq: i64) -> Result<Option<Hash32>, StoreError> {
+        self.read(move |conn| {
+            let hash: Option<String> = conn
+                .query_row("SELECT hash FROM access_log WHERE seq = ?1", [seq], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)?;
+            hash.map(|h| {
+                hex::decode(&h)
+                    .ok()
+                    .and_then(|b| Hash32::try_from(b).ok())
+                    .ok_or_else(|| {
+                        corrupt(format!(
+                            "access-log entry {seq} hash is not 32 bytes of hex"
+                        ))
+                    })
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn access_log_for(
         &self,
         person: PersonId,

@@ -162,6 +162,12 @@ pub trait ProviderStore: Send + Sync + 'static {
     /// Walks the whole access log and reports the first broken link.
     fn verify_access_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
 
+    /// The stored hash of access-log entry `seq`, if there is one (to check a `Checkpoint`).
+    fn access_log_hash(
+        &self,
+        seq: i64,
+    ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
+
     /// Access-log entries for one person, newest first (the patient's own view, later).
     fn access_log_for(
         &self,

@@ -195,6 +195,20 @@ pub async fn access_returns_records_and_logs<S: ProviderStore>(store: S) {
         .unwrap();
     assert_eq!(second.access_seq, 2);
     assert_eq!(entries(&store).await, 2);
+    let ChainReport::Intact {
+        head_hash: Some(head),
+        ..
+    } = store.verify_access_log().await.unwrap()
+    else {
+        panic!("no head");
+    };
+    let stored = store.access_log_hash(2).await.unwrap().map(hex::encode);
+    assert_eq!(
+        stored,
+        Some(head),
+        "the head's hash is what access_log_hash returns"
+    );
+    assert_eq!(store.access_log_hash(3).await.unwrap(), None);
 }
 
 /// The summary view need not return records older than its widest window (5 years).
