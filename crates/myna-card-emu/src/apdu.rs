@@ -14,6 +14,10 @@ pub mod sw {
     pub const FILE_NOT_FOUND: u16 = 0x6A82;
     pub const RECORD_NOT_FOUND: u16 = 0x6A83;
     pub const WRONG_P1_P2: u16 = 0x6A86;
+    /// No current EF for a command that needs one.
+    pub const NO_CURRENT_EF: u16 = 0x6986;
+    /// The referenced key or PIN does not exist.
+    pub const REFERENCED_DATA_NOT_FOUND: u16 = 0x6A88;
     pub const WRONG_OFFSET: u16 = 0x6B00;
     pub const INS_NOT_SUPPORTED: u16 = 0x6D00;
     pub const CLA_NOT_SUPPORTED: u16 = 0x6E00;
