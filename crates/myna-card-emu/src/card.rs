@@ -335,3 +335,11 @@ impl Card {
         }
     }
 }
+
+/// In-process transport: `myna-card` (and anything built on it) talks to the emulated card
+/// without PC/SC, for fast tests.
+impl myna_card::transport::Transmit for Card {
+    fn transmit(&mut self, command: &[u8]) -> myna_card::Result<Vec<u8>> {
+        Ok(self.process(command))
+    }
+}
