@@ -6,8 +6,12 @@
 //!   READ BINARY (offsets, SFI, short and extended Le), VERIFY with persistent retry counters
 //!   and the empty-data query, and COMPUTE DIGITAL SIGNATURE over a caller-supplied DigestInfo.
 //!
+//! - `vpcd`: the vsmartcard protocol, so a real `pcscd` with `vsmartcard-vpcd` sees the card.
+//! - `Card` implements `myna_card::transport::Transmit` for in-process use.
+//!
 //! Still to come: the 券面事項入力補助AP and 券面事項確認AP, latency and fault injection, the
-//! vpcd transport and the `Transmit` adapter.
+//! `card emulate` command and the interop tests through `pcscd` and OpenSC.
 
 pub mod apdu;
 pub mod card;
+pub mod vpcd;

@@ -1,0 +1,72 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The vpcd framing against a loopback peer that speaks the driver's side of the protocol.
+//! (Through a real `pcscd` with `vsmartcard-vpcd` is the next step of issue 3.)
+
+use myna_card_emu::card::{ATR, Card, JPKI_AID, JpkiProfile};
+use myna_pki::{KeyPool, TestCa};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use zeroize::Zeroizing;
+
+fn send(s: &mut TcpStream, payload: &[u8]) {
+    s.write_all(&(payload.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(payload).unwrap();
+}
+
+fn recv(s: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut out = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_driver_powers_up_reads_and_powers_down_the_card() {
+    let now = chrono::Utc::now();
+    let ca = TestCa::generate(now).unwrap();
+    let keys = KeyPool::generate(1).unwrap();
+    let cert = ca
+        .issue_auth_cert(
+            "01C0FFEE0003",
+            &keys.key(0).to_public_key(),
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(10),
+        )
+        .unwrap();
+    let profile = JpkiProfile {
+        auth_cert: cert.clone(),
+        auth_ca: ca.cert_der().to_vec(),
+        sign_cert: ca.cert_der().to_vec(),
+        sign_ca: ca.cert_der().to_vec(),
+        auth_key: keys.key(0).clone(),
+        sign_key: keys.key(0).clone(),
+        auth_pin: Zeroizing::new(b"1234".to_vec()),
+        sign_password: Zeroizing::new(b"ABC123".to_vec()),
+        token_label: "JPKIAPICCTOKEN2".into(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let card_side = std::thread::spawn(move || {
+        let mut card = Card::new(profile);
+        let mut stream = TcpStream::connect(addr).unwrap();
+        myna_card_emu::vpcd::serve(&mut card, &mut stream)
+    });
+    let (mut driver, _) = listener.accept().unwrap();
+    send(&mut driver, &[0x01]); // power on
+    send(&mut driver, &[0x04]); // get ATR
+    assert_eq!(recv(&mut driver), ATR);
+    let mut select = vec![0x00, 0xA4, 0x04, 0x0C, 0x0A];
+    select.extend_from_slice(&JPKI_AID);
+    send(&mut driver, &select);
+    assert_eq!(recv(&mut driver), [0x90, 0x00]);
+    send(&mut driver, &[0x00, 0xB0, 0x8A, 0x00, 0x00, 0x00, 0x00]);
+    let r = recv(&mut driver);
+    assert_eq!(&r[..r.len() - 2], &cert[..]);
+    send(&mut driver, &[0x00]); // power off: selection is lost
+    send(&mut driver, &[0x01]);
+    send(&mut driver, &[0x00, 0xB0, 0x00, 0x00, 0x04]);
+    assert_eq!(recv(&mut driver), [0x6A, 0x82]);
+    drop(driver);
+    card_side.join().unwrap().unwrap();
+}
