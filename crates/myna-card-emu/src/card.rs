@@ -29,6 +29,7 @@ pub mod ef {
 const MAX_SIGN_INPUT: usize = 245;
 
 /// What the card holds for one person: certificates, keys and secrets.
+#[derive(Clone)]
 pub struct JpkiProfile {
     pub auth_cert: Vec<u8>,
     pub auth_ca: Vec<u8>,

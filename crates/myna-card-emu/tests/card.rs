@@ -2,56 +2,23 @@
 //! The JPKI application state machine against the behaviour in the protocol reference.
 
 use myna_card_emu::apdu::sw;
-use myna_card_emu::card::{Card, JPKI_AID, JpkiProfile, ef};
-use myna_pki::{KeyPool, TestCa};
+use myna_card_emu::card::{Card, JPKI_AID, ef};
 use proptest::prelude::*;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
-use zeroize::Zeroizing;
 
-struct Fixture {
-    auth_cert: Vec<u8>,
-    ca: Vec<u8>,
-    keys: KeyPool,
-}
+mod common;
 
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let now = chrono::Utc::now();
-        let ca = TestCa::generate(now).unwrap();
-        let keys = KeyPool::generate(2).unwrap();
-        let auth_cert = ca
-            .issue_auth_cert(
-                "01C0FFEE0001",
-                &keys.key(0).to_public_key(),
-                now - chrono::Duration::days(1),
-                now + chrono::Duration::days(100),
-            )
-            .unwrap();
-        Fixture {
-            auth_cert,
-            ca: ca.cert_der().to_vec(),
-            keys,
-        }
-    })
+/// The profile is built once: RSA key generation is slow.
+fn fixture() -> &'static common::TestCard {
+    static F: OnceLock<common::TestCard> = OnceLock::new();
+    F.get_or_init(|| common::test_card("01C0FFEE0001"))
 }
 
 fn card() -> Card {
-    let f = fixture();
-    Card::new(JpkiProfile {
-        auth_cert: f.auth_cert.clone(),
-        auth_ca: f.ca.clone(),
-        sign_cert: b"signing certificate stand-in".to_vec(),
-        sign_ca: f.ca.clone(),
-        auth_key: f.keys.key(0).clone(),
-        sign_key: f.keys.key(1).clone(),
-        auth_pin: Zeroizing::new(b"1234".to_vec()),
-        sign_password: Zeroizing::new(b"ABC123".to_vec()),
-        token_label: "JPKIAPICCTOKEN2".into(),
-    })
+    Card::new(fixture().profile.clone())
 }
 
 fn sw_of(r: &[u8]) -> u16 {

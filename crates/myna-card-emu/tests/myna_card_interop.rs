@@ -3,37 +3,18 @@
 
 use myna_card::ap::jpki::{JpkiAp, SignatureScheme};
 use myna_card::pin::Pin;
-use myna_card_emu::card::{Card, JpkiProfile};
-use myna_pki::{KeyPool, TestCa};
+use myna_card_emu::card::Card;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+
+mod common;
 
 #[test]
 fn myna_card_reads_the_certificate_checks_retries_and_signs() {
-    let now = chrono::Utc::now();
-    let ca = TestCa::generate(now).unwrap();
-    let keys = KeyPool::generate(2).unwrap();
-    let auth_cert = ca
-        .issue_auth_cert(
-            "01C0FFEE0002",
-            &keys.key(0).to_public_key(),
-            now - chrono::Duration::days(1),
-            now + chrono::Duration::days(100),
-        )
-        .unwrap();
-    let mut emu = Card::new(JpkiProfile {
-        auth_cert: auth_cert.clone(),
-        auth_ca: ca.cert_der().to_vec(),
-        sign_cert: ca.cert_der().to_vec(),
-        sign_ca: ca.cert_der().to_vec(),
-        auth_key: keys.key(0).clone(),
-        sign_key: keys.key(1).clone(),
-        auth_pin: Zeroizing::new(b"1234".to_vec()),
-        sign_password: Zeroizing::new(b"ABC123".to_vec()),
-        token_label: "JPKIAPICCTOKEN2".into(),
-    });
+    let t = common::test_card("01C0FFEE0002");
+    let (auth_cert, keys) = (t.auth_cert, t.keys);
+    let mut emu = Card::new(t.profile);
     let mut card = myna_card::card::Card::new(&mut emu);
     let mut jpki = JpkiAp::select(&mut card).unwrap();
     assert_eq!(

@@ -2,11 +2,11 @@
 //! The vpcd framing against a loopback peer that speaks the driver's side of the protocol.
 //! (Through a real `pcscd` with `vsmartcard-vpcd` is the next step of issue 3.)
 
-use myna_card_emu::card::{ATR, Card, JPKI_AID, JpkiProfile};
-use myna_pki::{KeyPool, TestCa};
+use myna_card_emu::card::{ATR, Card, JPKI_AID};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use zeroize::Zeroizing;
+
+mod common;
 
 fn send(s: &mut TcpStream, payload: &[u8]) {
     s.write_all(&(payload.len() as u16).to_be_bytes()).unwrap();
@@ -23,28 +23,8 @@ fn recv(s: &mut TcpStream) -> Vec<u8> {
 
 #[test]
 fn a_driver_powers_up_reads_and_powers_down_the_card() {
-    let now = chrono::Utc::now();
-    let ca = TestCa::generate(now).unwrap();
-    let keys = KeyPool::generate(1).unwrap();
-    let cert = ca
-        .issue_auth_cert(
-            "01C0FFEE0003",
-            &keys.key(0).to_public_key(),
-            now - chrono::Duration::days(1),
-            now + chrono::Duration::days(10),
-        )
-        .unwrap();
-    let profile = JpkiProfile {
-        auth_cert: cert.clone(),
-        auth_ca: ca.cert_der().to_vec(),
-        sign_cert: ca.cert_der().to_vec(),
-        sign_ca: ca.cert_der().to_vec(),
-        auth_key: keys.key(0).clone(),
-        sign_key: keys.key(0).clone(),
-        auth_pin: Zeroizing::new(b"1234".to_vec()),
-        sign_password: Zeroizing::new(b"ABC123".to_vec()),
-        token_label: "JPKIAPICCTOKEN2".into(),
-    };
+    let t = common::test_card("01C0FFEE0003");
+    let (cert, profile) = (t.auth_cert, t.profile);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let card_side = std::thread::spawn(move || {
