@@ -48,9 +48,11 @@ pub struct JpkiProfile {
 enum Body {
     Binary(Vec<u8>),
     Key(Box<PrivateKey>),
+    /// A PIN and its retry counter, which lives with the file and so survives power cycles.
     Pin {
         secret: Zeroizing<Vec<u8>>,
         max_tries: u8,
+        left: u8,
     },
 }
 
@@ -76,8 +78,6 @@ fn token_info(label: &str) -> Vec<u8> {
 /// volatile selection and security state.
 pub struct Card {
     files: Vec<Ef>,
-    /// Remaining tries per PIN EF; persistent.
-    tries: Vec<(u16, u8)>,
     selected_app: bool,
     current_ef: Option<u16>,
     /// PIN EFs verified since the application was selected.
@@ -123,6 +123,7 @@ impl Card {
                 body: Body::Pin {
                     secret: p.auth_pin,
                     max_tries: 3,
+                    left: 3,
                 },
             },
             Ef {
@@ -136,13 +137,12 @@ impl Card {
                 body: Body::Pin {
                     secret: p.sign_password,
                     max_tries: 5,
+                    left: 5,
                 },
             },
         ];
-        let tries = vec![(ef::AUTH_PIN, 3), (ef::SIGN_PASSWORD, 5)];
         Card {
             files,
-            tries,
             selected_app: false,
             current_ef: None,
             verified: HashSet::new(),
@@ -160,10 +160,10 @@ impl Card {
 
     /// Remaining tries of a PIN EF.
     pub fn tries_left(&self, pin: u16) -> Option<u8> {
-        self.tries
-            .iter()
-            .find(|(id, _)| *id == pin)
-            .map(|(_, n)| *n)
+        match self.file(pin)?.body {
+            Body::Pin { left, .. } => Some(left),
+            _ => None,
+        }
     }
 
     /// Answers one command APDU. Never panics, whatever the bytes.
@@ -176,42 +176,50 @@ impl Card {
     }
 
     fn dispatch(&mut self, c: &Command<'_>) -> Response {
-        match (c.cla, c.ins) {
+        let result = match (c.cla, c.ins) {
             (0x00, 0xA4) => self.select(c),
             (0x00, 0xB0) => self.read_binary(c),
             (0x00, 0x20) => self.verify(c),
             (0x80, 0x2A) => self.sign(c),
-            (0x00 | 0x80, _) => Response::status(sw::INS_NOT_SUPPORTED),
-            _ => Response::status(sw::CLA_NOT_SUPPORTED),
-        }
+            (0x00 | 0x80, _) => Err(sw::INS_NOT_SUPPORTED),
+            _ => Err(sw::CLA_NOT_SUPPORTED),
+        };
+        result.unwrap_or_else(Response::status)
     }
 
     fn file(&self, id: u16) -> Option<&Ef> {
         self.files.iter().find(|f| f.id == id)
     }
 
-    /// The EF a command names: by short EF id when P2 (or P1 for READ BINARY) has b8 set, else
-    /// the current EF. Naming by SFI makes it current.
+    /// The EF a command names: by short EF id when the given P1/P2 byte has b8 set, else the
+    /// current EF. Naming by SFI makes it current.
     fn target(&mut self, sfi_byte: u8) -> Result<u16, u16> {
         if !self.selected_app {
             return Err(sw::FILE_NOT_FOUND);
         }
-        let id = if sfi_byte & 0x80 != 0 && sfi_byte & 0x1F != 0 {
+        if sfi_byte & 0x80 != 0 && sfi_byte & 0x1F != 0 {
             let id = u16::from(sfi_byte & 0x1F);
             self.file(id).ok_or(sw::FILE_NOT_FOUND)?;
             self.current_ef = Some(id);
-            id
+            Ok(id)
         } else {
-            self.current_ef.ok_or(sw::NO_CURRENT_EF)?
-        };
-        Ok(id)
+            self.current_ef.ok_or(sw::NO_CURRENT_EF)
+        }
     }
 
-    fn select(&mut self, c: &Command<'_>) -> Response {
+    /// Refuses use of `file` until the PIN guarding it has been verified.
+    fn check_access(&self, file: &Ef) -> Result<(), u16> {
+        match file.needs {
+            Some(pin) if !self.verified.contains(&pin) => Err(sw::SECURITY_STATUS_NOT_SATISFIED),
+            _ => Ok(()),
+        }
+    }
+
+    fn select(&mut self, c: &Command<'_>) -> Result<Response, u16> {
         match (c.p1, c.p2) {
             (0x04, 0x0C) => {
                 if c.data != JPKI_AID {
-                    return Response::status(sw::FILE_NOT_FOUND);
+                    return Err(sw::FILE_NOT_FOUND);
                 }
                 // Re-selecting the same application keeps its security status (reference §6).
                 if !self.selected_app {
@@ -219,121 +227,98 @@ impl Card {
                 }
                 self.selected_app = true;
                 self.current_ef = None;
-                Response::status(sw::OK)
+                Ok(Response::status(sw::OK))
             }
             (0x02, 0x0C) => {
                 let [hi, lo] = c.data else {
-                    return Response::status(sw::WRONG_LENGTH);
+                    return Err(sw::WRONG_LENGTH);
                 };
                 let id = u16::from_be_bytes([*hi, *lo]);
                 if !self.selected_app || self.file(id).is_none() {
-                    return Response::status(sw::FILE_NOT_FOUND);
+                    return Err(sw::FILE_NOT_FOUND);
                 }
                 self.current_ef = Some(id);
-                Response::status(sw::OK)
+                Ok(Response::status(sw::OK))
             }
-            _ => Response::status(sw::WRONG_P1_P2),
+            _ => Err(sw::WRONG_P1_P2),
         }
     }
 
-    fn read_binary(&mut self, c: &Command<'_>) -> Response {
-        let by_sfi = c.p1 & 0x80 != 0;
-        let (id, offset) = if by_sfi {
-            match self.target(c.p1) {
-                Ok(id) => (id, usize::from(c.p2)),
-                Err(s) => return Response::status(s),
-            }
+    fn read_binary(&mut self, c: &Command<'_>) -> Result<Response, u16> {
+        let (id, offset) = if c.p1 & 0x80 != 0 {
+            (self.target(c.p1)?, usize::from(c.p2))
         } else {
-            match self.target(0) {
-                Ok(id) => (id, usize::from(c.p1 & 0x7F) << 8 | usize::from(c.p2)),
-                Err(s) => return Response::status(s),
-            }
+            (
+                self.target(0)?,
+                usize::from(c.p1 & 0x7F) << 8 | usize::from(c.p2),
+            )
         };
-        let Some(file) = self.file(id) else {
-            return Response::status(sw::FILE_NOT_FOUND);
-        };
+        let file = self.file(id).ok_or(sw::FILE_NOT_FOUND)?;
         // Keys and PINs are internal EFs: never readable, whatever has been verified.
         let Body::Binary(content) = &file.body else {
-            return Response::status(sw::COMMAND_INCOMPATIBLE_WITH_FILE);
+            return Err(sw::COMMAND_INCOMPATIBLE_WITH_FILE);
         };
-        if let Some(pin) = file.needs
-            && !self.verified.contains(&pin)
-        {
-            return Response::status(sw::SECURITY_STATUS_NOT_SATISFIED);
-        }
+        self.check_access(file)?;
         if offset >= content.len() {
-            return Response::status(sw::WRONG_OFFSET);
+            return Err(sw::WRONG_OFFSET);
         }
         let end = content.len().min(offset + c.le.unwrap_or(256));
-        Response::ok(content.get(offset..end).unwrap_or_default().to_vec())
+        Ok(Response::ok(
+            content.get(offset..end).unwrap_or_default().to_vec(),
+        ))
     }
 
-    fn verify(&mut self, c: &Command<'_>) -> Response {
+    fn verify(&mut self, c: &Command<'_>) -> Result<Response, u16> {
         if c.p1 != 0x00 || c.p2 & 0x80 == 0 {
-            return Response::status(sw::WRONG_P1_P2);
+            return Err(sw::WRONG_P1_P2);
         }
-        let id = match self.target(c.p2) {
-            Ok(id) => id,
-            Err(s) => return Response::status(s),
-        };
-        let (secret, max_tries) = match self.file(id).map(|f| &f.body) {
-            Some(Body::Pin { secret, max_tries }) => (secret.clone(), *max_tries),
-            _ => return Response::status(sw::REFERENCED_DATA_NOT_FOUND),
-        };
-        let Some(left) = self
-            .tries
+        let id = self.target(c.p2)?;
+        let file = self
+            .files
             .iter_mut()
-            .find(|(pin, _)| *pin == id)
-            .map(|(_, n)| n)
+            .find(|f| f.id == id)
+            .ok_or(sw::FILE_NOT_FOUND)?;
+        let Body::Pin {
+            secret,
+            max_tries,
+            left,
+        } = &mut file.body
         else {
-            return Response::status(sw::REFERENCED_DATA_NOT_FOUND);
+            return Err(sw::REFERENCED_DATA_NOT_FOUND);
         };
         if c.data.is_empty() {
-            return Response::status(sw::tries_left(*left));
+            return Err(sw::tries_left(*left));
         }
         if *left == 0 {
-            return Response::status(sw::AUTH_METHOD_BLOCKED);
+            return Err(sw::AUTH_METHOD_BLOCKED);
         }
         if c.data == secret.as_slice() {
-            *left = max_tries;
+            *left = *max_tries;
             self.verified.insert(id);
-            Response::status(sw::OK)
+            Ok(Response::status(sw::OK))
         } else {
             *left -= 1;
-            Response::status(sw::tries_left(*left))
+            Err(sw::tries_left(*left))
         }
     }
 
-    fn sign(&mut self, c: &Command<'_>) -> Response {
-        if c.p1 != 0x00 {
-            return Response::status(sw::WRONG_P1_P2);
+    fn sign(&mut self, c: &Command<'_>) -> Result<Response, u16> {
+        if c.p1 != 0x00 || c.p2 & 0x80 == 0 {
+            return Err(sw::WRONG_P1_P2);
         }
-        if c.p2 & 0x80 == 0 {
-            return Response::status(sw::WRONG_P1_P2);
-        }
-        let id = match self.target(c.p2) {
-            Ok(id) => id,
-            Err(s) => return Response::status(s),
-        };
-        let Some(file) = self.file(id) else {
-            return Response::status(sw::FILE_NOT_FOUND);
-        };
+        let id = self.target(c.p2)?;
+        let file = self.file(id).ok_or(sw::FILE_NOT_FOUND)?;
         let Body::Key(key) = &file.body else {
-            return Response::status(sw::COMMAND_INCOMPATIBLE_WITH_FILE);
+            return Err(sw::COMMAND_INCOMPATIBLE_WITH_FILE);
         };
-        if let Some(pin) = file.needs
-            && !self.verified.contains(&pin)
-        {
-            return Response::status(sw::SECURITY_STATUS_NOT_SATISFIED);
-        }
+        self.check_access(file)?;
         if c.data.is_empty() || c.data.len() > MAX_SIGN_INPUT {
-            return Response::status(sw::WRONG_LENGTH);
+            return Err(sw::WRONG_LENGTH);
         }
         // The card pads the caller's DigestInfo (PKCS#1 v1.5 type 1) and signs it raw.
-        match key.sign(Pkcs1v15Sign::new_unprefixed(), c.data) {
-            Ok(sig) => Response::ok(sig),
-            Err(_) => Response::status(sw::CONDITIONS_NOT_SATISFIED),
-        }
+        key.sign(Pkcs1v15Sign::new_unprefixed(), c.data)
+            .map(Response::ok)
+            .map_err(|_| sw::CONDITIONS_NOT_SATISFIED)
     }
 }
 
