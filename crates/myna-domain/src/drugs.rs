@@ -99,11 +99,13 @@ impl Catalogue {
             .and_then(|i| self.drugs.get(i))
     }
 
-    /// Drugs whose generic (English) name matches, case-insensitively.
-    pub fn by_generic(&self, generic_en: &str) -> Vec<&CatalogueDrug> {
+    /// Products whose English generic name contains `key`, case-insensitively, in YJ order
+    /// (`"valpro"` finds sodium valproate, `"insulin glargine"` the glargine pens).
+    pub fn by_generic(&self, key: &str) -> Vec<&CatalogueDrug> {
+        let key = key.to_ascii_lowercase();
         self.drugs
             .iter()
-            .filter(|d| d.generic_name_en.eq_ignore_ascii_case(generic_en))
+            .filter(|d| d.generic_name_en.to_ascii_lowercase().contains(&key))
             .collect()
     }
 

@@ -7,7 +7,7 @@ use rsa::PrivateKey;
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use sha2::{Digest, Sha256};
-use spki::{EncodePublicKey, SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
+use spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 use std::str::FromStr;
 use std::time::Duration;
 use x509_cert::builder::profile::BuilderProfile;
@@ -305,17 +305,6 @@ impl TestCa {
             .build::<_, rsa::pkcs1v15::Signature>(&signer)
             .map_err(pki_err)?;
         cert.to_der().map_err(pki_err)
-    }
-
-    /// Public key info of the CA, for tests that need a second, untrusted CA to compare.
-    pub fn public_key_der(&self) -> Result<Vec<u8>, CertError> {
-        Ok(self
-            .key
-            .to_public_key()
-            .to_public_key_der()
-            .map_err(pki_err)?
-            .as_bytes()
-            .to_vec())
     }
 }
 

@@ -99,16 +99,4 @@ impl Institutions {
             .collect();
         Self { wards }
     }
-
-    pub fn all(&self) -> Vec<&Institution> {
-        self.wards
-            .iter()
-            .flat_map(|w| {
-                w.hospitals
-                    .iter()
-                    .chain(w.clinics.iter().flatten())
-                    .chain(w.pharmacies.iter())
-            })
-            .collect()
-    }
 }

@@ -209,7 +209,7 @@ impl Generator {
     pub fn new(seed: u64, as_of: NaiveDate) -> Result<Self, SynthError> {
         let catalogue = Catalogue::builtin()?;
         for g in GENERICS {
-            if find_generic(&catalogue, g).is_empty() {
+            if catalogue.by_generic(g).is_empty() {
                 return Err(SynthError::MissingDrug(g));
             }
         }
@@ -323,7 +323,7 @@ impl Generator {
     }
 
     fn drug(&self, rng: &mut ChaCha8Rng, generic: &str) -> Option<&CatalogueDrug> {
-        let options = find_generic(&self.catalogue, generic);
+        let options = self.catalogue.by_generic(generic);
         if options.is_empty() {
             return None;
         }
@@ -786,17 +786,6 @@ fn drug_ref(d: &CatalogueDrug) -> DrugRef {
         generic_name: d.generic_name_ja.clone(),
         strength: format!("{}{}", d.strength, d.strength_unit),
     }
-}
-
-/// Catalogue products whose English generic name contains `key` (case-insensitive), oral and
-/// injectable first so external preparations are not picked for systemic regimens by accident.
-pub fn find_generic<'a>(catalogue: &'a Catalogue, key: &str) -> Vec<&'a CatalogueDrug> {
-    let key = key.to_ascii_lowercase();
-    catalogue
-        .drugs()
-        .iter()
-        .filter(|d| d.generic_name_en.to_ascii_lowercase().contains(&key))
-        .collect()
 }
 
 fn one(rng: &mut ChaCha8Rng, options: &[&'static str]) -> &'static str {
