@@ -1,5 +1,9 @@
-//! The JPKI application of an emulated My Number card, as a state machine:
-//! `process(command APDU) -> response APDU`.
+//! The emulated card as a state machine: `process(command APDU) -> response APDU`.
+//!
+//! The card holds applications (DFs selected by AID), each with transparent EFs, internal key
+//! EFs and PIN EFs. The profile module decides what goes in them; this module owns the rules of
+//! reference §5–§6: current DF and EF, security status per DF, retry counters that persist across
+//! power cycles, and the status words of each failure.
 
 use crate::apdu::{Command, Response, sw};
 use rsa::{Pkcs1v15Sign, PrivateKey};
@@ -8,47 +12,28 @@ use zeroize::Zeroizing;
 
 /// 公的個人認証AP (JPKI-AP).
 pub const JPKI_AID: [u8; 10] = [0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x01];
+/// 券面事項入力補助AP (text AP: 個人番号 and 基本4情報).
+pub const TEXT_AID: [u8; 10] = [0xD3, 0x92, 0x10, 0x00, 0x31, 0x00, 0x01, 0x01, 0x04, 0x08];
+/// 券面事項確認AP (surface AP: the card face).
+pub const SURFACE_AID: [u8; 10] = [0xD3, 0x92, 0x10, 0x00, 0x31, 0x00, 0x01, 0x01, 0x04, 0x02];
+/// The two 住基-related applications; only SELECT and their PIN matter here (reference §2.4).
+pub const JUKI_COMMON_AID: [u8; 10] = [0xD3, 0x92, 0x10, 0x00, 0x31, 0x00, 0x01, 0x01, 0x01, 0x00];
+pub const JUKI_AID: [u8; 10] = [0xD3, 0x92, 0x10, 0x00, 0x31, 0x00, 0x01, 0x01, 0x04, 0x01];
 
 /// A contact ATR seen on real cards (reference §10.1).
 pub const ATR: [u8; 9] = [0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14];
 
-/// EF identifiers of the JPKI application (reference §2.1). Each is also its short EF id.
-pub mod ef {
-    pub const SIGN_CERT: u16 = 0x0001;
-    pub const SIGN_CA: u16 = 0x0002;
-    pub const TOKEN_INFO: u16 = 0x0006;
-    pub const AUTH_CERT: u16 = 0x000A;
-    pub const AUTH_CA: u16 = 0x000B;
-    pub const AUTH_KEY: u16 = 0x0017;
-    pub const AUTH_PIN: u16 = 0x0018;
-    pub const SIGN_KEY: u16 = 0x001A;
-    pub const SIGN_PASSWORD: u16 = 0x001B;
-}
-
 /// RSA-2048 keys sign at most k − 11 bytes of DigestInfo.
 const MAX_SIGN_INPUT: usize = 245;
 
-/// What the card holds for one person: certificates, keys and secrets.
-#[derive(Clone)]
-pub struct JpkiProfile {
-    pub auth_cert: Vec<u8>,
-    pub auth_ca: Vec<u8>,
-    pub sign_cert: Vec<u8>,
-    pub sign_ca: Vec<u8>,
-    pub auth_key: PrivateKey,
-    pub sign_key: PrivateKey,
-    /// 利用者証明用暗証番号: 4 ASCII digits.
-    pub auth_pin: Zeroizing<Vec<u8>>,
-    /// 署名用パスワード: 6–16 upper-case letters and digits.
-    pub sign_password: Zeroizing<Vec<u8>>,
-    /// Token label, e.g. `JPKIAPICCTOKEN2` for a My Number card.
-    pub token_label: String,
-}
-
-enum Body {
+/// What an EF holds.
+pub enum Body {
+    /// A transparent EF.
     Binary(Vec<u8>),
+    /// An internal EF holding a private key: usable by COMPUTE DIGITAL SIGNATURE, never readable.
     Key(Box<PrivateKey>),
-    /// A PIN and its retry counter, which lives with the file and so survives power cycles.
+    /// A PIN or 照合番号 and its retry counter, which lives with the file and so survives
+    /// power cycles.
     Pin {
         secret: Zeroizing<Vec<u8>>,
         max_tries: u8,
@@ -56,94 +41,71 @@ enum Body {
     },
 }
 
-struct Ef {
-    id: u16,
-    /// The PIN EF that must be verified first, if any.
-    needs: Option<u16>,
-    body: Body,
-}
-
-/// The JPKI token information EF: a 160-byte `CK_TOKEN_INFO` whose first 32 bytes are the
-/// space-padded label (reference §7.2).
-fn token_info(label: &str) -> Vec<u8> {
-    let mut v = vec![b' '; 32];
-    for (d, s) in v.iter_mut().zip(label.bytes()) {
-        *d = s;
+impl Body {
+    pub fn pin(secret: &[u8], max_tries: u8) -> Self {
+        Body::Pin {
+            secret: Zeroizing::new(secret.to_vec()),
+            max_tries,
+            left: max_tries,
+        }
     }
-    v.resize(160, 0);
-    v
 }
 
-/// An emulated card: files, retry counters (which persist across power cycles) and the
+/// One EF of an application.
+pub struct Ef {
+    pub id: u16,
+    /// PIN EFs of the same application, any one of which opens this file. Empty: free.
+    pub opened_by: Vec<u16>,
+    pub body: Body,
+}
+
+impl Ef {
+    pub fn free(id: u16, content: Vec<u8>) -> Self {
+        Ef {
+            id,
+            opened_by: Vec::new(),
+            body: Body::Binary(content),
+        }
+    }
+    pub fn guarded(id: u16, opened_by: &[u16], body: Body) -> Self {
+        Ef {
+            id,
+            opened_by: opened_by.to_vec(),
+            body,
+        }
+    }
+}
+
+/// One application (DF) of the card.
+pub struct App {
+    pub aid: [u8; 10],
+    pub files: Vec<Ef>,
+    /// The application's own signing key, used by `80 2A 00 00` with no credential.
+    pub own_key: Option<u16>,
+}
+
+impl App {
+    fn file(&self, id: u16) -> Option<&Ef> {
+        self.files.iter().find(|f| f.id == id)
+    }
+}
+
+/// An emulated card: applications, retry counters (which persist across power cycles) and the
 /// volatile selection and security state.
 pub struct Card {
-    files: Vec<Ef>,
-    selected_app: bool,
+    apps: Vec<App>,
+    current_app: Option<usize>,
     current_ef: Option<u16>,
-    /// PIN EFs verified since the application was selected.
+    /// PIN EFs of the current application verified since it was selected.
     verified: HashSet<u16>,
 }
 
 impl Card {
-    pub fn new(p: JpkiProfile) -> Self {
-        let files = vec![
-            Ef {
-                id: ef::SIGN_CERT,
-                needs: Some(ef::SIGN_PASSWORD),
-                body: Body::Binary(p.sign_cert),
-            },
-            Ef {
-                id: ef::SIGN_CA,
-                needs: None,
-                body: Body::Binary(p.sign_ca),
-            },
-            Ef {
-                id: ef::TOKEN_INFO,
-                needs: None,
-                body: Body::Binary(token_info(&p.token_label)),
-            },
-            Ef {
-                id: ef::AUTH_CERT,
-                needs: None,
-                body: Body::Binary(p.auth_cert),
-            },
-            Ef {
-                id: ef::AUTH_CA,
-                needs: None,
-                body: Body::Binary(p.auth_ca),
-            },
-            Ef {
-                id: ef::AUTH_KEY,
-                needs: Some(ef::AUTH_PIN),
-                body: Body::Key(Box::new(p.auth_key)),
-            },
-            Ef {
-                id: ef::AUTH_PIN,
-                needs: None,
-                body: Body::Pin {
-                    secret: p.auth_pin,
-                    max_tries: 3,
-                    left: 3,
-                },
-            },
-            Ef {
-                id: ef::SIGN_KEY,
-                needs: Some(ef::SIGN_PASSWORD),
-                body: Body::Key(Box::new(p.sign_key)),
-            },
-            Ef {
-                id: ef::SIGN_PASSWORD,
-                needs: None,
-                body: Body::Pin {
-                    secret: p.sign_password,
-                    max_tries: 5,
-                    left: 5,
-                },
-            },
-        ];
+    /// A card with the given applications; `profile::CardProfile::build` makes the usual set.
+    pub fn with_apps(apps: Vec<App>) -> Self {
         Card {
-            files,
-            selected_app: false,
+            apps,
+            current_app: None,
             current_ef: None,
             verified: HashSet::new(),
         }
@@ -152,18 +114,31 @@ impl Card {
     /// Power off and on (card removed, or reader reset with power-down): selection and security
     /// status are lost; retry counters are not.
     pub fn power_cycle(&mut self) -> &'static [u8] {
-        self.selected_app = false;
+        self.current_app = None;
         self.current_ef = None;
         self.verified.clear();
         &ATR
     }
 
-    /// Remaining tries of a PIN EF.
-    pub fn tries_left(&self, pin: u16) -> Option<u8> {
-        match self.file(pin)?.body {
+    /// Remaining tries of a PIN EF of an application.
+    pub fn tries_left(&self, aid: &[u8], pin: u16) -> Option<u8> {
+        let app = self.apps.iter().find(|a| a.aid == aid)?;
+        match app.file(pin)?.body {
             Body::Pin { left, .. } => Some(left),
             _ => None,
         }
+    }
+
+    /// All retry counters, in a fixed order: for property tests of the counters.
+    pub fn counters(&self) -> Vec<u8> {
+        self.apps
+            .iter()
+            .flat_map(|a| a.files.iter())
+            .filter_map(|f| match f.body {
+                Body::Pin { left, .. } => Some(left),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Answers one command APDU. Never panics, whatever the bytes.
@@ -187,19 +162,23 @@ impl Card {
         result.unwrap_or_else(Response::status)
     }
 
-    fn file(&self, id: u16) -> Option<&Ef> {
-        self.files.iter().find(|f| f.id == id)
+    fn app(&self) -> Result<&App, u16> {
+        self.current_app
+            .and_then(|i| self.apps.get(i))
+            .ok_or(sw::FILE_NOT_FOUND)
+    }
+
+    fn file(&self, id: u16) -> Result<&Ef, u16> {
+        self.app()?.file(id).ok_or(sw::FILE_NOT_FOUND)
     }
 
     /// The EF a command names: by short EF id when the given P1/P2 byte has b8 set, else the
     /// current EF. Naming by SFI makes it current.
     fn target(&mut self, sfi_byte: u8) -> Result<u16, u16> {
-        if !self.selected_app {
-            return Err(sw::FILE_NOT_FOUND);
-        }
+        self.app()?;
         if sfi_byte & 0x80 != 0 && sfi_byte & 0x1F != 0 {
             let id = u16::from(sfi_byte & 0x1F);
-            self.file(id).ok_or(sw::FILE_NOT_FOUND)?;
+            self.file(id)?;
             self.current_ef = Some(id);
             Ok(id)
         } else {
@@ -207,25 +186,29 @@ impl Card {
         }
     }
 
-    /// Refuses use of `file` until the PIN guarding it has been verified.
+    /// Refuses use of `file` until one of the PINs guarding it has been verified.
     fn check_access(&self, file: &Ef) -> Result<(), u16> {
-        match file.needs {
-            Some(pin) if !self.verified.contains(&pin) => Err(sw::SECURITY_STATUS_NOT_SATISFIED),
-            _ => Ok(()),
+        if file.opened_by.is_empty() || file.opened_by.iter().any(|p| self.verified.contains(p)) {
+            Ok(())
+        } else {
+            Err(sw::SECURITY_STATUS_NOT_SATISFIED)
         }
     }
 
     fn select(&mut self, c: &Command<'_>) -> Result<Response, u16> {
         match (c.p1, c.p2) {
             (0x04, 0x0C) => {
-                if c.data != JPKI_AID {
-                    return Err(sw::FILE_NOT_FOUND);
-                }
-                // Re-selecting the same application keeps its security status (reference §6).
-                if !self.selected_app {
+                let index = self
+                    .apps
+                    .iter()
+                    .position(|a| a.aid == c.data)
+                    .ok_or(sw::FILE_NOT_FOUND)?;
+                // Selecting another application clears the security status; re-selecting the
+                // same one keeps it (reference §6, JICSAP 5.1.3).
+                if self.current_app != Some(index) {
                     self.verified.clear();
                 }
-                self.selected_app = true;
+                self.current_app = Some(index);
                 self.current_ef = None;
                 Ok(Response::status(sw::OK))
             }
@@ -234,12 +217,11 @@ impl Card {
                     return Err(sw::WRONG_LENGTH);
                 };
                 let id = u16::from_be_bytes([*hi, *lo]);
-                if !self.selected_app || self.file(id).is_none() {
-                    return Err(sw::FILE_NOT_FOUND);
-                }
+                self.file(id)?;
                 self.current_ef = Some(id);
                 Ok(Response::status(sw::OK))
             }
+            // No usable MF: `00 A4 00 00` is refused (reference §1).
             _ => Err(sw::WRONG_P1_P2),
         }
     }
@@ -253,7 +235,7 @@ impl Card {
                 usize::from(c.p1 & 0x7F) << 8 | usize::from(c.p2),
             )
         };
-        let file = self.file(id).ok_or(sw::FILE_NOT_FOUND)?;
+        let file = self.file(id)?;
         // Keys and PINs are internal EFs: never readable, whatever has been verified.
         let Body::Binary(content) = &file.body else {
             return Err(sw::COMMAND_INCOMPATIBLE_WITH_FILE);
@@ -273,7 +255,11 @@ impl Card {
             return Err(sw::WRONG_P1_P2);
         }
         let id = self.target(c.p2)?;
-        let file = self
+        let app = self
+            .current_app
+            .and_then(|i| self.apps.get_mut(i))
+            .ok_or(sw::FILE_NOT_FOUND)?;
+        let file = app
             .files
             .iter_mut()
             .find(|f| f.id == id)
@@ -303,11 +289,19 @@ impl Card {
     }
 
     fn sign(&mut self, c: &Command<'_>) -> Result<Response, u16> {
-        if c.p1 != 0x00 || c.p2 & 0x80 == 0 {
+        if c.p1 != 0x00 {
             return Err(sw::WRONG_P1_P2);
         }
-        let id = self.target(c.p2)?;
-        let file = self.file(id).ok_or(sw::FILE_NOT_FOUND)?;
+        // P2 = 00: the application's own key, no credential. Otherwise a key EF by SFI or the
+        // current EF.
+        let id = if c.p2 == 0x00 {
+            self.app()?.own_key.ok_or(sw::WRONG_P1_P2)?
+        } else if c.p2 & 0x80 != 0 {
+            self.target(c.p2)?
+        } else {
+            return Err(sw::WRONG_P1_P2);
+        };
+        let file = self.file(id)?;
         let Body::Key(key) = &file.body else {
             return Err(sw::COMMAND_INCOMPATIBLE_WITH_FILE);
         };

@@ -1,17 +1,20 @@
-//! The card side of the My Number card (issue 3, in progress).
+//! The card side of the My Number card: a faithful emulator for tests and the demo.
 //!
 //! - `apdu`: the ISO/IEC 7816-4 command-APDU codec and status words.
-//! - `card`: the state machine of the card's JPKI application (公的個人認証AP), following
-//!   `shared/reference/mynumber-card-protocol.md` §2.1, §3, §4 and §6: SELECT by AID and EF id,
-//!   READ BINARY (offsets, SFI, short and extended Le), VERIFY with persistent retry counters
-//!   and the empty-data query, and COMPUTE DIGITAL SIGNATURE over a caller-supplied DigestInfo.
-//!
+//! - `card`: the state machine (`process(command) -> response`): applications by AID, EFs by id
+//!   and short id, READ BINARY, VERIFY with persistent retry counters, COMPUTE DIGITAL
+//!   SIGNATURE, and the security status per DF (reference §5–§6).
+//! - `profile`: what one card holds (JPKI certificates and keys, the holder's 券面事項, PINs) and
+//!   how it is laid out in the JPKI, 券面事項入力補助, 券面事項確認 and 住基 applications.
+//! - `reader`: an emulated reader around the card, with per-command latency and fault
+//!   injection (card removed after N commands, mute card).
 //! - `vpcd`: the vsmartcard protocol, so a real `pcscd` with `vsmartcard-vpcd` sees the card.
 //! - `Card` implements `myna_card::transport::Transmit` for in-process use.
-//!
-//! Still to come: the 券面事項入力補助AP and 券面事項確認AP, latency and fault injection, the
-//! `card emulate` command and the interop tests through `pcscd` and OpenSC.
 
 pub mod apdu;
 pub mod card;
+pub mod era;
+pub mod profile;
+pub mod reader;
+pub mod tlv;
 pub mod vpcd;

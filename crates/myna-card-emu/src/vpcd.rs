@@ -5,13 +5,24 @@
 //! code: `00` power off, `01` power on, `02` reset, `04` get ATR (answered with the ATR). Any
 //! longer payload is a command APDU, answered with the response APDU.
 
-use crate::card::Card;
+use crate::card::ATR;
+use crate::reader::{EmulatedReader, Exchange};
 use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 
 const POWER_OFF: u8 = 0x00;
 const POWER_ON: u8 = 0x01;
 const RESET: u8 = 0x02;
 const GET_ATR: u8 = 0x04;
+
+/// Why a vpcd session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The driver closed the connection (pcscd stopped).
+    DriverClosed,
+    /// The emulated card left the field (fault injection).
+    CardRemoved,
+}
 
 fn send(stream: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let len = u16::try_from(payload.len()).map_err(|_| {
@@ -25,13 +36,14 @@ fn send(stream: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     stream.flush()
 }
 
-/// Serves `card` over one vpcd connection until the peer closes it. Returns Ok on a clean close.
-pub fn serve(card: &mut Card, stream: &mut (impl Read + Write)) -> io::Result<()> {
+/// Serves the card over one vpcd connection until the peer closes it or the card is removed.
+/// A mute card reads commands and never answers them.
+pub fn serve(reader: &mut EmulatedReader, stream: &mut (impl Read + Write)) -> io::Result<End> {
     loop {
         let mut len = [0u8; 2];
         match stream.read_exact(&mut len) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(End::DriverClosed),
             Err(e) => return Err(e),
         }
         let mut payload = vec![0u8; usize::from(u16::from_be_bytes(len))];
@@ -39,21 +51,31 @@ pub fn serve(card: &mut Card, stream: &mut (impl Read + Write)) -> io::Result<()
         match payload.as_slice() {
             // Power-down clears the volatile state; a warm reset keeps the security status,
             // as on a real card (reference §6).
-            [POWER_OFF] => {
-                card.power_cycle();
-            }
+            [POWER_OFF] => reader.power_cycle(),
             [POWER_ON] | [RESET] => {}
-            [GET_ATR] => send(stream, &crate::card::ATR)?,
+            [GET_ATR] => send(stream, &ATR)?,
             [other] => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("unknown vpcd control byte {other:#04x}"),
                 ));
             }
-            apdu => {
-                let response = card.process(apdu);
-                send(stream, &response)?;
-            }
+            apdu => match reader.exchange(apdu) {
+                Exchange::Response(r) => send(stream, &r)?,
+                Exchange::Removed => return Ok(End::CardRemoved),
+                Exchange::Mute => {}
+            },
         }
     }
+}
+
+/// Connects to the vpcd driver at `addr` (the card is then inserted in its reader) and serves
+/// until the session ends. On `CardRemoved` the connection is closed, which vpcd reports to
+/// PC/SC clients as the card leaving the reader.
+pub fn connect_and_serve(addr: impl ToSocketAddrs, reader: &mut EmulatedReader) -> io::Result<End> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let end = serve(reader, &mut stream)?;
+    let _ = stream.shutdown(Shutdown::Both);
+    Ok(end)
 }

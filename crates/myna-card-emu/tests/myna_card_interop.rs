@@ -3,7 +3,6 @@
 
 use myna_card::ap::jpki::{JpkiAp, SignatureScheme};
 use myna_card::pin::Pin;
-use myna_card_emu::card::Card;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier;
 use sha2::{Digest, Sha256};
@@ -13,8 +12,8 @@ mod common;
 #[test]
 fn myna_card_reads_the_certificate_checks_retries_and_signs() {
     let t = common::test_card("01C0FFEE0002");
+    let mut emu = t.card();
     let (auth_cert, keys) = (t.auth_cert, t.keys);
-    let mut emu = Card::new(t.profile);
     let mut card = myna_card::card::Card::new(&mut emu);
     let mut jpki = JpkiAp::select(&mut card).unwrap();
     assert_eq!(
