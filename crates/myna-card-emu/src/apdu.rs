@@ -7,6 +7,8 @@
 pub mod sw {
     pub const OK: u16 = 0x9000;
     pub const WRONG_LENGTH: u16 = 0x6700;
+    /// Selected file deactivated (ISO 7816-4).
+    pub const FILE_DEACTIVATED: u16 = 0x6283;
     pub const SECURITY_STATUS_NOT_SATISFIED: u16 = 0x6982;
     pub const AUTH_METHOD_BLOCKED: u16 = 0x6984;
     pub const CONDITIONS_NOT_SATISFIED: u16 = 0x6985;

@@ -82,6 +82,10 @@ pub struct App {
     pub files: Vec<Ef>,
     /// The application's own signing key, used by `80 2A 00 00` with no credential.
     pub own_key: Option<u16>,
+    /// A deactivated application (for example a suspended JPKI certificate): SELECT answers
+    /// `6283` and does not select it. The status word is ISO 7816-4's "selected file
+    /// deactivated"; the reference records no trace of a real blocked card, so this is assumed.
+    pub deactivated: bool,
 }
 
 impl App {
@@ -118,6 +122,13 @@ impl Card {
         self.current_ef = None;
         self.verified.clear();
         &ATR
+    }
+
+    /// Deactivates (or reactivates) the application with this AID.
+    pub fn set_deactivated(&mut self, aid: &[u8], deactivated: bool) {
+        for app in self.apps.iter_mut().filter(|a| a.aid == aid) {
+            app.deactivated = deactivated;
+        }
     }
 
     /// Remaining tries of a PIN EF of an application.
@@ -203,6 +214,9 @@ impl Card {
                     .iter()
                     .position(|a| a.aid == c.data)
                     .ok_or(sw::FILE_NOT_FOUND)?;
+                if self.apps.get(index).is_some_and(|a| a.deactivated) {
+                    return Err(sw::FILE_DEACTIVATED);
+                }
                 // Selecting another application clears the security status; re-selecting the
                 // same one keeps it (reference §6, JICSAP 5.1.3).
                 if self.current_app != Some(index) {

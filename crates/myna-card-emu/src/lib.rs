@@ -9,6 +9,7 @@
 //! - `reader`: an emulated reader around the card, with per-command latency and fault
 //!   injection (card removed after N commands, mute card).
 //! - `vpcd`: the vsmartcard protocol, so a real `pcscd` with `vsmartcard-vpcd` sees the card.
+//! - `testing`: a ready-made test card (fresh test CA, keys, holder) for hosts' tests.
 //! - `Card` implements `myna_card::transport::Transmit` for in-process use.
 
 pub mod apdu;
@@ -16,5 +17,6 @@ pub mod card;
 pub mod era;
 pub mod profile;
 pub mod reader;
+pub mod testing;
 pub mod tlv;
 pub mod vpcd;

@@ -340,6 +340,7 @@ impl JpkiProfile {
         App {
             aid: JPKI_AID,
             own_key: None,
+            deactivated: false,
             files: vec![
                 Ef::guarded(
                     SIGN_CERT,
@@ -463,6 +464,7 @@ impl CardProfile {
         Ok(App {
             aid: TEXT_AID,
             own_key: Some(OWN_KEY),
+            deactivated: false,
             files: vec![
                 Ef::guarded(MY_NUMBER, &[PIN, CODE_A], Body::Binary(my_number)),
                 Ef::guarded(
@@ -548,6 +550,7 @@ impl CardProfile {
         Ok(App {
             aid: SURFACE_AID,
             own_key: Some(OWN_KEY),
+            deactivated: false,
             files: vec![
                 Ef::guarded(AGE, &[BIRTH_KEY], Body::Binary(tlv(0xFF10, age.bytes()))),
                 Ef::guarded(FACE, &[CODE_A, CODE_B], Body::Binary(face)),
@@ -578,6 +581,7 @@ fn juki_app(aid: [u8; 10], pin: &[u8]) -> App {
     App {
         aid,
         own_key: None,
+        deactivated: false,
         files: vec![Ef::guarded(JUKI_PIN, &[], Body::pin(pin, PIN_TRIES))],
     }
 }

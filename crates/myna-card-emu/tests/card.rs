@@ -19,7 +19,7 @@ fn fixture() -> &'static common::TestCard {
 }
 
 fn card() -> Card {
-    fixture().card()
+    fixture().card().unwrap()
 }
 
 fn sw_of(r: &[u8]) -> u16 {

@@ -24,7 +24,7 @@ fn cvc_ca_key() -> RsaPublicKey {
 
 #[test]
 fn the_text_ap_pin_opens_my_number_and_the_four_attributes_and_they_verify() {
-    let mut emu: Card = fixture().card();
+    let mut emu: Card = fixture().card().unwrap();
     let mut host = Host::new(&mut emu);
     let mut text = TextAp::select(&mut host).unwrap();
     text.verify_pin(&Pin::new("5678").unwrap()).unwrap();
@@ -51,7 +51,7 @@ fn the_text_ap_pin_opens_my_number_and_the_four_attributes_and_they_verify() {
 
 #[test]
 fn code_a_opens_only_my_number_and_code_b_only_the_attributes() {
-    let mut emu = fixture().card();
+    let mut emu = fixture().card().unwrap();
     let mut host = Host::new(&mut emu);
     let mut text = TextAp::select(&mut host).unwrap();
     assert!(matches!(
@@ -66,7 +66,7 @@ fn code_a_opens_only_my_number_and_code_b_only_the_attributes() {
         Err(Error::Status(sw)) if sw.value() == 0x6982
     ));
 
-    let mut emu = fixture().card();
+    let mut emu = fixture().card().unwrap();
     let mut host = Host::new(&mut emu);
     let mut text = TextAp::select(&mut host).unwrap();
     // 照合番号B uses the 和暦 birth date: 1980-02-17 is 昭和55 → 550217.
@@ -81,7 +81,7 @@ fn code_a_opens_only_my_number_and_code_b_only_the_attributes() {
 
 #[test]
 fn a_gregorian_code_b_is_refused_and_counts_down() {
-    let mut emu = fixture().card();
+    let mut emu = fixture().card().unwrap();
     {
         let mut host = Host::new(&mut emu);
         let mut text = TextAp::select(&mut host).unwrap();
@@ -98,7 +98,7 @@ fn a_gregorian_code_b_is_refused_and_counts_down() {
 
 #[test]
 fn the_surface_ap_opens_the_card_face_with_code_b_and_the_signature_verifies() {
-    let mut emu = fixture().card();
+    let mut emu = fixture().card().unwrap();
     let mut host = Host::new(&mut emu);
     let mut surface = SurfaceAp::select(&mut host).unwrap();
     let cvc = surface.read_certificate().unwrap();
@@ -122,7 +122,7 @@ fn the_surface_ap_opens_the_card_face_with_code_b_and_the_signature_verifies() {
 
 #[test]
 fn the_birth_date_key_opens_the_age_record() {
-    let mut emu = fixture().card();
+    let mut emu = fixture().card().unwrap();
     let mut host = Host::new(&mut emu);
     let mut surface = SurfaceAp::select(&mut host).unwrap();
     assert!(surface.read_age_record().is_err());
@@ -137,7 +137,7 @@ fn the_birth_date_key_opens_the_age_record() {
 
 #[test]
 fn selecting_another_application_clears_the_security_status() {
-    let mut emu = fixture().card();
+    let mut emu = fixture().card().unwrap();
     let mut host = Host::new(&mut emu);
     {
         let mut text = TextAp::select(&mut host).unwrap();

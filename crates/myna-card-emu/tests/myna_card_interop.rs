@@ -12,7 +12,7 @@ mod common;
 #[test]
 fn myna_card_reads_the_certificate_checks_retries_and_signs() {
     let t = common::test_card("01C0FFEE0002");
-    let mut emu = t.card();
+    let mut emu = t.card().unwrap();
     let (auth_cert, keys) = (t.auth_cert, t.keys);
     let mut card = myna_card::card::Card::new(&mut emu);
     let mut jpki = JpkiAp::select(&mut card).unwrap();

@@ -27,7 +27,7 @@ fn recv(s: &mut TcpStream) -> Vec<u8> {
 fn a_driver_powers_up_reads_and_powers_down_the_card() {
     let t = common::test_card("01C0FFEE0003");
     let cert = t.auth_cert.clone();
-    let card = t.card();
+    let card = t.card().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let card_side = std::thread::spawn(move || {
@@ -56,7 +56,7 @@ fn a_driver_powers_up_reads_and_powers_down_the_card() {
 #[test]
 fn a_card_removed_after_n_commands_closes_the_connection() {
     let t = common::test_card("01C0FFEE0004");
-    let card = t.card();
+    let card = t.card().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let card_side = std::thread::spawn(move || {

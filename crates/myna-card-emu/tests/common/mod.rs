@@ -1,77 +1,9 @@
-//! A card profile for tests: a fresh test CA, an auth certificate, the keys behind it and a
-//! synthetic holder.
+//! The emulator's own test card.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use chrono::NaiveDate;
-use myna_card_emu::card::Card;
-use myna_card_emu::profile::{CardProfile, FaceKeys, Holder, JpkiProfile, Token};
-use myna_pki::{KeyPool, TestCa};
-use zeroize::Zeroizing;
+pub use myna_card_emu::testing::TestCard;
 
-pub struct TestCard {
-    pub profile: CardProfile,
-    pub auth_cert: Vec<u8>,
-    pub ca_cert: Vec<u8>,
-    pub keys: KeyPool,
-}
-
-impl TestCard {
-    pub fn card(&self) -> Card {
-        Card::new(&self.profile).unwrap()
-    }
-}
-
-/// Auth PIN `1234`, signing password `ABC123`, text PIN `5678`, token `JPKIAPICCTOKEN2`;
-/// the holder was born 1980-02-17 (昭和55) and the card expires in 2035 with security code
-/// 2285, so 照合番号B is `55021720352285`.
 pub fn test_card(serial: &str) -> TestCard {
-    let now = chrono::Utc::now();
-    let ca = TestCa::generate(now).unwrap();
-    let keys = KeyPool::generate(2).unwrap();
-    let auth_cert = ca
-        .issue_auth_cert(
-            serial,
-            &keys.key(0).to_public_key(),
-            now - chrono::Duration::days(1),
-            now + chrono::Duration::days(100),
-        )
-        .unwrap();
-    let jpki = JpkiProfile {
-        auth_cert: auth_cert.clone(),
-        auth_ca: ca.cert_der().to_vec(),
-        sign_cert: b"signing certificate stand-in".to_vec(),
-        sign_ca: ca.cert_der().to_vec(),
-        auth_key: keys.key(0).clone(),
-        sign_key: keys.key(1).clone(),
-        auth_pin: Zeroizing::new(b"1234".to_vec()),
-        sign_password: Zeroizing::new(b"ABC123".to_vec()),
-        token: Token::MyNumberCard,
-    };
-    let holder = Holder {
-        my_number: "123456789018".into(),
-        name: "川崎\u{3000}花子".into(),
-        address: "神奈川県川崎市川崎区宮本町１番地".into(),
-        birth_date: NaiveDate::from_ymd_opt(1980, 2, 17).unwrap(),
-        sex: b'2',
-        card_expiry: NaiveDate::from_ymd_opt(2035, 2, 17).unwrap(),
-        security_code: "2285".into(),
-        text_pin: Zeroizing::new(b"5678".to_vec()),
-        municipality_code: "14131".into(),
-    };
-    let face = FaceKeys {
-        card: keys.key(1).clone(),
-        issuer: keys.key(0).clone(),
-        cvc_ca: keys.key(1).clone(),
-    };
-    TestCard {
-        profile: CardProfile {
-            jpki,
-            holder,
-            keys: face,
-        },
-        auth_cert,
-        ca_cert: ca.cert_der().to_vec(),
-        keys,
-    }
+    myna_card_emu::testing::test_card(serial).unwrap()
 }

@@ -1,0 +1,95 @@
+//! PC/SC: list readers and wait for a card with presence events from `pcscd`
+//! (`SCardGetStatusChange`), never a polling loop.
+
+use crate::failure::ReadFailure;
+use myna_card::transport::pcsc::{PcscTransport, Sharing};
+use pcsc::{Context, PNP_NOTIFICATION, ReaderState, Scope, State};
+use std::ffi::{CStr, CString};
+use std::time::{Duration, Instant};
+
+fn context() -> Result<Context, ReadFailure> {
+    Context::establish(Scope::User).map_err(|e| pcsc_failure(&e))
+}
+
+fn pcsc_failure(e: &pcsc::Error) -> ReadFailure {
+    ReadFailure::from_card_error(&myna_card::Error::Pcsc(*e))
+}
+
+/// Names of the connected readers.
+pub fn readers() -> Result<Vec<String>, ReadFailure> {
+    let ctx = context()?;
+    match ctx.list_readers_owned() {
+        Ok(names) => Ok(names
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect()),
+        Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
+        Err(e) => Err(pcsc_failure(&e)),
+    }
+}
+
+/// Waits until a card is present in `reader` (or in any reader), up to `timeout`. Blocks in
+/// `SCardGetStatusChange`, so it wakes when pcscd reports a change, including a reader being
+/// plugged in. Returns the reader's name.
+pub fn wait_for_card(reader: Option<&str>, timeout: Duration) -> Result<String, ReadFailure> {
+    let ctx = context()?;
+    let deadline = Instant::now() + timeout;
+    let mut states: Vec<ReaderState> = vec![ReaderState::new(PNP_NOTIFICATION(), State::UNAWARE)];
+    loop {
+        // Track the wanted readers that exist now, keeping what we already know of each.
+        let names: Vec<CString> = match ctx.list_readers_owned() {
+            Ok(n) => n,
+            Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
+            Err(e) => return Err(pcsc_failure(&e)),
+        };
+        let wanted: Vec<CString> = names
+            .into_iter()
+            .filter(|n| reader.is_none_or(|r| n.to_string_lossy() == r))
+            .collect();
+        states.retain(|s| is_pnp(s.name()) || wanted.iter().any(|w| w.as_c_str() == s.name()));
+        for w in &wanted {
+            if !states.iter().any(|s| s.name() == w.as_c_str()) {
+                states.push(ReaderState::new(w.clone(), State::UNAWARE));
+            }
+        }
+        for s in states.iter().filter(|s| !is_pnp(s.name())) {
+            let st = s.event_state();
+            if st.contains(State::PRESENT) && !st.contains(State::MUTE) {
+                return Ok(s.name().to_string_lossy().into_owned());
+            }
+        }
+        for s in &mut states {
+            s.sync_current_state();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(if wanted.is_empty() {
+                ReadFailure::NoReader
+            } else {
+                ReadFailure::NoCard
+            });
+        }
+        match ctx.get_status_change(left, &mut states) {
+            Ok(()) => {}
+            Err(pcsc::Error::Timeout) => {
+                return Err(if wanted.is_empty() {
+                    ReadFailure::NoReader
+                } else {
+                    ReadFailure::NoCard
+                });
+            }
+            Err(e) => return Err(pcsc_failure(&e)),
+        }
+    }
+}
+
+fn is_pnp(name: &CStr) -> bool {
+    name == PNP_NOTIFICATION()
+}
+
+/// Connects to the card in `reader`, shared, as `myna-card` does.
+pub fn connect(reader: &str) -> Result<PcscTransport, ReadFailure> {
+    myna_card::transport::pcsc::connect(reader, Sharing::Shared)
+        .map(myna_card::Card::into_transport)
+        .map_err(|e| ReadFailure::from_card_error(&e))
+}
