@@ -28,4 +28,8 @@ ensure_rust() {
 }
 
 # Packages every build and test needs.
-BASE_PACKAGES=(gcc libc6-dev pkg-config sqlite3 ca-certificates)
+BASE_PACKAGES=(gcc libc6-dev pkg-config sqlite3 ca-certificates libpcsclite-dev)
+
+# The PC/SC stack the card tests run against: pcscd with the vsmartcard virtual reader, and
+# OpenSC as an unmodified third-party client.
+CARD_PACKAGES=(pcscd vsmartcard-vpcd opensc)

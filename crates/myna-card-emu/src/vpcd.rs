@@ -31,15 +31,24 @@ fn send(stream: &mut impl Write, payload: &[u8]) -> io::Result<()> {
             "response longer than 65535 bytes",
         )
     })?;
-    stream.write_all(&len.to_be_bytes())?;
-    stream.write_all(payload)?;
+    // One write per message, so the driver gets length and payload in one segment.
+    let mut message = Vec::with_capacity(2 + payload.len());
+    message.extend_from_slice(&len.to_be_bytes());
+    message.extend_from_slice(payload);
+    stream.write_all(&message)?;
     stream.flush()
 }
 
 /// Serves the card over one vpcd connection until the peer closes it or the card is removed.
-/// A mute card reads commands and never answers them.
-pub fn serve(reader: &mut EmulatedReader, stream: &mut (impl Read + Write)) -> io::Result<End> {
+/// A mute card reads commands and never answers them. `before_read` runs before each message
+/// is read (the TCP connection uses it to re-arm quick ACKs).
+pub fn serve(
+    reader: &mut EmulatedReader,
+    stream: &mut (impl Read + Write),
+    mut before_read: impl FnMut(&mut EmulatedReader),
+) -> io::Result<End> {
     loop {
+        before_read(reader);
         let mut len = [0u8; 2];
         match stream.read_exact(&mut len) {
             Ok(()) => {}
@@ -73,9 +82,19 @@ pub fn serve(reader: &mut EmulatedReader, stream: &mut (impl Read + Write)) -> i
 /// until the session ends. On `CardRemoved` the connection is closed, which vpcd reports to
 /// PC/SC clients as the card leaving the reader.
 pub fn connect_and_serve(addr: impl ToSocketAddrs, reader: &mut EmulatedReader) -> io::Result<End> {
-    let mut stream = TcpStream::connect(addr)?;
+    serve_connection(TcpStream::connect(addr)?, reader)
+}
+
+/// Serves the card on an established connection to the vpcd driver; see `connect_and_serve`.
+pub fn serve_connection(mut stream: TcpStream, reader: &mut EmulatedReader) -> io::Result<End> {
     stream.set_nodelay(true)?;
-    let end = serve(reader, &mut stream)?;
+    // The driver writes each message's length and body separately without TCP_NODELAY, so
+    // with delayed ACKs here every command would stall ~40 ms in Nagle's algorithm. Linux
+    // clears TCP_QUICKACK after use, so it is set again before every read.
+    let quick = socket2::SockRef::from(&stream).try_clone()?;
+    let end = serve(reader, &mut stream, |_| {
+        let _ = quick.set_tcp_quickack(true);
+    })?;
     let _ = stream.shutdown(Shutdown::Both);
     Ok(end)
 }

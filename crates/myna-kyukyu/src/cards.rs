@@ -1,5 +1,6 @@
 //! Test CA files, and card decks: certificates for synthetic persons, one card per alert class.
 
+use crate::profile_file::{HolderFile, ProfileFile};
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, NaiveDate, Utc};
 use myna_domain::alerts::AlertTable;
@@ -35,6 +36,14 @@ pub enum CardCommand {
         #[arg(long, default_value = "data/cards")]
         out: PathBuf,
     },
+    /// List the PC/SC readers.
+    Readers,
+    /// Read the card's JPKI user-authentication certificate (no PIN) and check its chain.
+    Read(crate::card_cli::ReadArgs),
+    /// Print the remaining PIN tries without spending one.
+    Status(crate::card_cli::StatusArgs),
+    /// Emulate a card on a running pcscd through vsmartcard-vpcd.
+    Emulate(crate::card_cli::EmulateArgs),
 }
 
 pub const CA_KEY: &str = "ca.key.pk8.der";
@@ -86,7 +95,7 @@ impl PkiDir {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
     #[cfg(unix)]
     {
@@ -113,6 +122,9 @@ pub struct Card {
     pub name: Option<String>,
     pub serial: String,
     pub cert_file: String,
+    /// The emulator's card profile (`card emulate --profile`).
+    #[serde(default)]
+    pub profile_file: String,
     /// Index into the PKI directory's holder keys.
     pub holder_key: usize,
     pub expected_alerts: Vec<String>,
@@ -170,6 +182,11 @@ pub async fn run_card(cmd: CardCommand) -> Result<ExitCode> {
             println!("{} cards written to {}", deck.cards.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
+        // PC/SC calls block; keep them off the async workers.
+        CardCommand::Readers => blocking(crate::card_cli::readers).await,
+        CardCommand::Read(a) => blocking(move || crate::card_cli::read(a)).await,
+        CardCommand::Status(a) => blocking(move || crate::card_cli::status(a)).await,
+        CardCommand::Emulate(a) => blocking(move || crate::card_cli::emulate(a)).await,
     }
 }
 
@@ -181,6 +198,7 @@ fn card_for(p: &SyntheticPerson, id: &str, label: &str, expected_alerts: Vec<Str
         name: Some(p.person.name.clone()),
         serial: p.cert_serial.clone(),
         cert_file: format!("{id}.cert.der"),
+        profile_file: format!("{id}.profile.json"),
         holder_key: 0,
         expected_alerts,
         expect: Expect::Summary,
@@ -266,6 +284,7 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
             id: "expired".into(),
             label_ja: "期限切れ証明書".into(),
             cert_file: "expired.cert.der".into(),
+            profile_file: "expired.profile.json".into(),
             expected_alerts: vec![],
             expect: Expect::CertificateExpired,
             ..first
@@ -278,6 +297,7 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
         name: None,
         serial: "02000000000001".into(),
         cert_file: "unknown.cert.der".into(),
+        profile_file: "unknown.profile.json".into(),
         holder_key: 0,
         expected_alerts: vec![],
         expect: Expect::UnknownSerial,
@@ -296,7 +316,12 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
             from,
             to,
         )?;
-        std::fs::write(out.join(&card.cert_file), der)?;
+        std::fs::write(out.join(&card.cert_file), &der)?;
+        let person = card
+            .person_id
+            .and_then(|id| u64::try_from(id - 1).ok())
+            .map(|index| (index, generator.person(index).person));
+        profile_file(pki, card, person, der, from, to, n)?.write(&out.join(&card.profile_file))?;
     }
     let deck = Deck {
         chosen_on: today,
@@ -304,4 +329,78 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
     };
     std::fs::write(out.join("deck.json"), serde_json::to_string_pretty(&deck)?)?;
     Ok(deck)
+}
+
+/// The emulator profile of a deck card: its certificates and keys, and the holder's 券面事項
+/// (a synthetic stand-in for the unregistered card, which has no person).
+fn profile_file(
+    pki: &PkiDir,
+    card: &Card,
+    person: Option<(u64, myna_domain::person::Person)>,
+    auth_cert: Vec<u8>,
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+    n: usize,
+) -> Result<ProfileFile> {
+    use crate::profile_file::{encode, municipality_code, synthetic_my_number};
+    let keys = pki.keys.to_pkcs8()?;
+    let key = |offset: usize| encode(&keys[(card.holder_key + offset) % keys.len()]);
+    // The 署名用 certificate: same CA here (the test hierarchy has one CA), signing shape.
+    let sign_serial = format!("03{}", card.serial.get(2..).unwrap_or("0"));
+    let sign_cert = pki.ca.issue_shaped(
+        &sign_serial,
+        &pki.keys
+            .key((card.holder_key + 1) % keys.len())
+            .to_public_key(),
+        from,
+        to,
+        myna_pki::CertShape::SigningLike,
+    )?;
+    let (index, name, address, birth_date, sex, municipality) = match person {
+        Some((index, p)) => (
+            index,
+            p.name.clone(),
+            p.address.one_line(),
+            p.birth_date,
+            p.sex.code(),
+            municipality_code(&p.address.municipality).to_owned(),
+        ),
+        None => (
+            999_999_000 + n as u64,
+            "未登録\u{3000}太郎".to_owned(),
+            "神奈川県川崎市川崎区宮本町１番地".to_owned(),
+            NaiveDate::from_ymd_opt(1975, 4, 1).unwrap_or_default(),
+            1,
+            "14131".to_owned(),
+        ),
+    };
+    let expiry = (to + Duration::days(30)).date_naive();
+    Ok(ProfileFile {
+        id: card.id.clone(),
+        token: myna_card_emu::profile::Token::MyNumberCard
+            .label()
+            .to_owned(),
+        auth_cert_b64: encode(&auth_cert),
+        auth_ca_b64: encode(pki.ca.cert_der()),
+        sign_cert_b64: encode(&sign_cert),
+        sign_ca_b64: encode(pki.ca.cert_der()),
+        keys_pkcs8_b64: [key(0), key(1), key(2), key(3), key(4)],
+        auth_pin: "1234".into(),
+        sign_password: "ABC123".into(),
+        holder: HolderFile {
+            my_number: synthetic_my_number(index),
+            name,
+            address,
+            birth_date,
+            sex,
+            card_expiry: expiry,
+            security_code: format!("{:04}", index % 10_000),
+            text_pin: "5678".into(),
+            municipality_code: municipality,
+        },
+    })
+}
+
+async fn blocking(f: impl FnOnce() -> Result<ExitCode> + Send + 'static) -> Result<ExitCode> {
+    tokio::task::spawn_blocking(f).await?
 }

@@ -2,10 +2,12 @@
 
 mod audit;
 mod bench;
+mod card_cli;
 mod cards;
 mod client;
 mod demo;
 mod generate;
+mod profile_file;
 mod provider;
 mod render;
 
@@ -38,7 +40,7 @@ enum Command {
     /// Test JPKI CA and card certificates.
     #[command(subcommand)]
     Ca(cards::CaCommand),
-    /// Card decks and single card certificates for synthetic persons.
+    /// Card decks, the card reader (PC/SC) and the card emulator.
     #[command(subcommand)]
     Card(cards::CardCommand),
     /// Audit-log tools.

@@ -134,6 +134,9 @@ impl ReadFailure {
                 },
             },
             myna_card::Error::PinBlocked => ReadFailure::Blocked,
+            // No status word at all: the card left mid-exchange (what vpcd reports when the
+            // card side disconnects; a physical reader usually says RemovedCard instead).
+            myna_card::Error::ShortResponse(0) => ReadFailure::CardRemoved,
             other => ReadFailure::Unexpected {
                 detail: other.to_string(),
             },

@@ -93,3 +93,41 @@ pub fn connect(reader: &str) -> Result<PcscTransport, ReadFailure> {
         .map(myna_card::Card::into_transport)
         .map_err(|e| ReadFailure::from_card_error(&e))
 }
+
+/// Whether the card connected through `transport` is still in its reader.
+fn still_present(transport: &PcscTransport) -> bool {
+    match transport.card().status2_owned() {
+        Ok(s) => !s.status().contains(pcsc::Status::ABSENT),
+        Err(_) => false,
+    }
+}
+
+/// Runs `job` against the card in `reader` with a deadline. PC/SC has no per-command timeout
+/// and a mute card can block a transmit indefinitely, so the job runs on its own thread and
+/// the crew gets `Timeout` when the deadline passes; that thread ends when pcscd returns (at
+/// the latest when the card is lifted). An answer that makes no sense from a card that has
+/// meanwhile left the reader is reported as `CardRemoved`.
+pub fn with_card<R: Send + 'static>(
+    reader: &str,
+    deadline: Duration,
+    job: impl FnOnce(&mut PcscTransport) -> Result<R, ReadFailure> + Send + 'static,
+) -> Result<R, ReadFailure> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = reader.to_owned();
+    std::thread::Builder::new()
+        .name("card-io".into())
+        .spawn(move || {
+            let result = connect(&name).and_then(|mut t| match job(&mut t) {
+                Err(ReadFailure::Unexpected { .. }) if !still_present(&t) => {
+                    Err(ReadFailure::CardRemoved)
+                }
+                other => other,
+            });
+            let _ = tx.send(result);
+        })
+        .map_err(|e| ReadFailure::Unexpected {
+            detail: format!("cannot start the card I/O thread: {e}"),
+        })?;
+    rx.recv_timeout(deadline)
+        .unwrap_or(Err(ReadFailure::Timeout))
+}
