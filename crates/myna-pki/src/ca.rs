@@ -14,10 +14,13 @@ use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::{Certificate, TbsCertificate};
 use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::DistributionPointName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
-    CertificatePolicies, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectKeyIdentifier,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, IssuerAltName, KeyUsage,
+    KeyUsages, SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::ext::{Extension, ToExtension};
 use x509_cert::name::Name;
@@ -34,6 +37,25 @@ const OCSP_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4
 const CLIENT_AUTH_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
 /// Subject of the test CA: the production DN with O=JPKI-TEST, RFC 4514 order (last RDN first).
 pub const TEST_CA_DN: &str = "OU=Japan Agency for Local Authority Information Systems,OU=JPKI for user authentication,O=JPKI-TEST,C=JP";
+
+/// The issuer's Japanese names: the CA's subjectAltName and its certificates' issuerAltName.
+const ISSUER_ALT_DN: &str = "OU=地方公共団体情報システム機構,OU=公的個人認証サービス利用者証明用,O=公的個人認証サービス,C=JP";
+/// The CRL distribution point of end-entity certificates: per municipality on real cards.
+const CRLDP_DN: &str = "CN=Kawasaki-shi CRLDP,OU=Kanagawa-ken,OU=CRL Distribution Points,OU=JPKI for user authentication,O=JPKI-TEST,C=JP";
+
+fn dir_name(dn: &str) -> x509_cert::builder::Result<GeneralName> {
+    Name::from_str(dn)
+        .map(GeneralName::DirectoryName)
+        .map_err(|e| x509_cert::builder::Error::Asn1(e))
+}
+
+fn crl_dp(dn: &str) -> x509_cert::builder::Result<CrlDistributionPoints> {
+    Ok(CrlDistributionPoints(vec![DistributionPoint {
+        distribution_point: Some(DistributionPointName::FullName(vec![dir_name(dn)?])),
+        reasons: None,
+        crl_issuer: None,
+    }]))
+}
 
 fn pki_err(e: impl std::fmt::Display) -> CertError {
     CertError::Issue(e.to_string())
@@ -74,6 +96,7 @@ impl BuilderProfile for CaProfile {
             KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
                 .to_extension(tbs.subject(), &ext)?,
         );
+        ext.push(SubjectAltName(vec![dir_name(ISSUER_ALT_DN)?]).to_extension(tbs.subject(), &ext)?);
         ext.push(
             (
                 true,
@@ -84,6 +107,7 @@ impl BuilderProfile for CaProfile {
             )
                 .to_extension(tbs.subject(), &ext)?,
         );
+        ext.push(crl_dp(&self.subject.to_string())?.to_extension(tbs.subject(), &ext)?);
         let ski = SubjectKeyIdentifier(
             sha1_like_key_id(spk)
                 .map_err(|_| x509_cert::builder::Error::Signature(signature_error()))?,
@@ -114,6 +138,7 @@ pub enum CertShape {
 
 struct AuthProfile {
     issuer: Name,
+    issuer_serial: SerialNumber,
     subject: Name,
     ocsp_url: String,
     shape: CertShape,
@@ -158,6 +183,8 @@ impl BuilderProfile for AuthProfile {
         if shape == CertShape::JpkiAuth || shape == CertShape::UnknownCriticalExtension {
             ext.push((true, &policies).to_extension(tbs.subject(), &ext)?);
         }
+        ext.push(IssuerAltName(vec![dir_name(ISSUER_ALT_DN)?]).to_extension(tbs.subject(), &ext)?);
+        ext.push(crl_dp(CRLDP_DN)?.to_extension(tbs.subject(), &ext)?);
         if shape == CertShape::UnknownCriticalExtension {
             ext.push(Extension {
                 extn_id: ObjectIdentifier::new_unwrap("1.2.3.4.5.6.7"),
@@ -174,7 +201,8 @@ impl BuilderProfile for AuthProfile {
         ext.push(aia.to_extension(tbs.subject(), &ext)?);
         let aki = AuthorityKeyIdentifier {
             key_identifier: Some(sha1_like_key_id(issuer_spk).map_err(sig_err)?),
-            ..Default::default()
+            authority_cert_issuer: Some(vec![GeneralName::DirectoryName(self.issuer.clone())]),
+            authority_cert_serial_number: Some(self.issuer_serial.clone()),
         };
         ext.push(aki.to_extension(tbs.subject(), &ext)?);
         let ski = SubjectKeyIdentifier(sha1_like_key_id(spk).map_err(sig_err)?);
@@ -293,6 +321,7 @@ impl TestCa {
         .map_err(pki_err)?;
         let profile = AuthProfile {
             issuer: self.cert.tbs_certificate().subject().clone(),
+            issuer_serial: self.cert.tbs_certificate().serial_number().clone(),
             subject,
             ocsp_url: "http://ocsp.jpki.test".into(),
             shape,
