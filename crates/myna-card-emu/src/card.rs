@@ -27,6 +27,7 @@ pub const ATR: [u8; 9] = [0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14];
 const MAX_SIGN_INPUT: usize = 245;
 
 /// What an EF holds.
+#[derive(Clone)]
 pub enum Body {
     /// A transparent EF.
     Binary(Vec<u8>),
@@ -52,6 +53,7 @@ impl Body {
 }
 
 /// One EF of an application.
+#[derive(Clone)]
 pub struct Ef {
     pub id: u16,
     /// PIN EFs of the same application, any one of which opens this file. Empty: free.
@@ -77,6 +79,7 @@ impl Ef {
 }
 
 /// One application (DF) of the card.
+#[derive(Clone)]
 pub struct App {
     pub aid: [u8; 10],
     pub files: Vec<Ef>,
@@ -95,7 +98,8 @@ impl App {
 }
 
 /// An emulated card: applications, retry counters (which persist across power cycles) and the
-/// volatile selection and security state.
+/// volatile selection and security state. Cloning copies the counters and state too.
+#[derive(Clone)]
 pub struct Card {
     apps: Vec<App>,
     current_app: Option<usize>,

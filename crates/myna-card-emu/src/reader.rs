@@ -11,6 +11,10 @@ use std::time::Duration;
 pub struct Faults {
     /// Added before every response: 25 ms stands for a contactless Type B round trip.
     pub latency: Duration,
+    /// When set, `latency` is paid per started frame of this many response bytes instead of
+    /// once per command: a contactless reader chains a long response over several ISO/IEC
+    /// 14443-4 blocks, so one extended READ BINARY is not one round trip.
+    pub frame_bytes: Option<usize>,
     /// The card leaves the field after answering this many commands.
     pub remove_after: Option<u32>,
     /// The card stops answering (but stays in the field) after this many commands.
@@ -72,11 +76,16 @@ impl EmulatedReader {
         if self.faults.mute_after.is_some_and(|n| self.answered >= n) {
             return Exchange::Mute;
         }
+        let response = self.card.process(apdu);
         if !self.faults.latency.is_zero() {
-            std::thread::sleep(self.faults.latency);
+            let frames = self
+                .faults
+                .frame_bytes
+                .map_or(1, |n| response.len().div_ceil(n.max(1)).max(1));
+            std::thread::sleep(self.faults.latency * u32::try_from(frames).unwrap_or(u32::MAX));
         }
         self.answered += 1;
-        Exchange::Response(self.card.process(apdu))
+        Exchange::Response(response)
     }
 
     /// Power off and on, as when a card is taken out and put back.

@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 pub enum BenchCommand {
     /// Summary throughput and latency of the provider at several population sizes.
     Provider(ProviderBenchArgs),
+    /// Card placed → auth certificate verified: APDUs, bytes and time, in process and
+    /// through pcscd + vpcd, with and without emulated contactless latency.
+    Card(crate::bench_card::CardBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -54,6 +57,9 @@ pub struct ProviderBenchArgs {
 pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Provider(a) => provider(a).await,
+        BenchCommand::Card(a) => {
+            tokio::task::spawn_blocking(move || crate::bench_card::run(a)).await?
+        }
     }
 }
 

@@ -50,6 +50,10 @@ pub struct EmulateArgs {
     /// Latency added to every command, in milliseconds (25 stands for contactless Type B).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Charge the latency per started frame of this many response bytes (e.g. 256), as a
+    /// contactless reader chains long responses, instead of once per command.
+    #[arg(long)]
+    frame_bytes: Option<usize>,
     /// The card leaves the reader after answering this many commands.
     #[arg(long)]
     remove_after: Option<u32>,
@@ -221,6 +225,7 @@ pub fn emulate(args: EmulateArgs) -> Result<ExitCode> {
     }
     let faults = Faults {
         latency: Duration::from_millis(args.latency_ms),
+        frame_bytes: args.frame_bytes,
         remove_after: args.remove_after,
         mute_after: args.mute_after,
     };

@@ -46,7 +46,7 @@ const CRLDP_DN: &str = "CN=Kawasaki-shi CRLDP,OU=Kanagawa-ken,OU=CRL Distributio
 fn dir_name(dn: &str) -> x509_cert::builder::Result<GeneralName> {
     Name::from_str(dn)
         .map(GeneralName::DirectoryName)
-        .map_err(|e| x509_cert::builder::Error::Asn1(e))
+        .map_err(x509_cert::builder::Error::Asn1)
 }
 
 fn crl_dp(dn: &str) -> x509_cert::builder::Result<CrlDistributionPoints> {
@@ -91,11 +91,10 @@ impl BuilderProfile for CaProfile {
         _issuer_spk: SubjectPublicKeyInfoRef<'_>,
         tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
-        let mut ext = Vec::new();
-        ext.push(
-            KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
-                .to_extension(tbs.subject(), &ext)?,
-        );
+        // The order of a real JPKI CA certificate: KU, SAN, BC, CRLDP, SKI.
+        let key_usage = KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
+            .to_extension(tbs.subject(), &[])?;
+        let mut ext = vec![key_usage];
         ext.push(SubjectAltName(vec![dir_name(ISSUER_ALT_DN)?]).to_extension(tbs.subject(), &ext)?);
         ext.push(
             (
