@@ -6,8 +6,11 @@
 
 use crate::cards::{CA_CERT, Deck, Expect, PkiDir, issue_deck};
 use crate::client::{ProviderClient, SummaryOutcome};
+use crate::profile_file::ProfileFile;
 use crate::provider::{add_organisation, read_token, serve, write_token};
 use anyhow::{Context, Result, bail};
+use myna_card_emu::card::Card as EmulatedCard;
+use myna_card_emu::reader::{EmulatedReader, Faults};
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::summary::View;
 use myna_provider::ViewerBody;
@@ -68,7 +71,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let cards_dir = dir.join("cards");
     let today = myna_provider::japan_date(chrono::Utc::now());
     let deck = match Deck::load(&cards_dir) {
-        Ok(d) if d.chosen_on == today => d,
+        // Reuse today's deck if every card has its emulator profile (older decks did not).
+        Ok(d)
+            if d.chosen_on == today
+                && d.cards.iter().all(|c| {
+                    !c.profile_file.is_empty() && cards_dir.join(&c.profile_file).exists()
+                }) =>
+        {
+            d
+        }
         _ => issue_deck(&store, &pki, &cards_dir).await?,
     };
 
@@ -103,11 +114,28 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     else {
         bail!("the card deck has no card for a registered person");
     };
-    let cert = std::fs::read(cards_dir.join(&first.cert_file))?;
-    println!(
-        "\n▶ card {:?} ({}), consent obtained:",
-        first.id, first.label_ja
+    // The card is placed on an emulated contactless reader (25 ms per command) and read by the
+    // terminal's card module, as the tablet will do.
+    let profile = ProfileFile::load(&cards_dir.join(&first.profile_file))?.to_profile()?;
+    let mut reader = EmulatedReader::new(
+        EmulatedCard::new(&profile)?,
+        Faults {
+            latency: std::time::Duration::from_millis(25),
+            ..Faults::default()
+        },
     );
+    let read = tokio::task::spawn_blocking(move || myna_reader::read_auth_certificate(&mut reader))
+        .await??;
+    println!(
+        "\n▶ card {:?} ({}) placed on the emulated reader: auth certificate read in {} APDUs, {} bytes, {:.0} ms",
+        first.id,
+        first.label_ja,
+        read.apdus(),
+        read.bytes(),
+        read.micros() as f64 / 1000.0
+    );
+    let cert = read.der;
+    println!("  consent obtained:");
     let body = ProviderClient::summary_body(&cert, Consent::Obtained, "DEMO-0001", viewer());
     match client.summary(&body, View::Summary).await? {
         SummaryOutcome::Ok(r) => print!("{}", crate::render::summary_text(&r.summary)),
@@ -152,6 +180,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "  {bin} provider query --url {url} --token-file {d}/provider.token --cert {d}/cards/dialysis.cert.der --exception unconscious --full"
     );
     println!("  {bin} audit verify --db {d}/provider.db");
+    println!("  scripts/pcscd-vpcd start   # then put a card on the virtual PC/SC reader:");
+    println!("  {bin} card emulate --profile {d}/cards/doac.profile.json --latency-ms 25 &");
+    println!("  {bin} card read --test-root {d}/pki/{CA_CERT}");
 
     if args.exit_after_samples {
         let _ = stop_tx.send(());
