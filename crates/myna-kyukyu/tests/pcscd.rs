@@ -233,13 +233,21 @@ fn opensc_recognises_the_card_reads_the_certificate_and_signs() {
     let message = setup().dir.join("message");
     let signature = setup().dir.join("signature");
     std::fs::write(&message, b"Myna Kyukyu OQS-style challenge").unwrap();
-    let out = run(Command::new("pkcs11-tool")
+    let out = pkcs11_sign("1234", &message, &signature);
+    assert!(out.status.success(), "{}", text(&out));
+    let sig = std::fs::read(&signature).unwrap();
+    verify_with_certificate(&cert, b"Myna Kyukyu OQS-style challenge", &sig);
+}
+
+/// `pkcs11-tool --login --sign` with the auth key (id 01), SHA-256 and PKCS#1 v1.5.
+fn pkcs11_sign(pin: &str, message: &Path, signature: &Path) -> Output {
+    run(Command::new("pkcs11-tool")
         .args([
             "--module",
             &pkcs11_module(),
             "--login",
             "--pin",
-            "1234",
+            pin,
             "--sign",
         ])
         .args([
@@ -249,12 +257,9 @@ fn opensc_recognises_the_card_reads_the_certificate_and_signs() {
             "01",
             "--input-file",
         ])
-        .arg(&message)
+        .arg(message)
         .arg("--output-file")
-        .arg(&signature));
-    assert!(out.status.success(), "{}", text(&out));
-    let sig = std::fs::read(&signature).unwrap();
-    verify_with_certificate(&cert, b"Myna Kyukyu OQS-style challenge", &sig);
+        .arg(signature))
 }
 
 fn pkcs11_module() -> String {
@@ -295,27 +300,8 @@ fn three_wrong_pins_lock_the_auth_key_as_on_a_real_card() {
     let _card = Emulator::insert(&path, &[]);
     let message = setup().dir.join("message-lock");
     std::fs::write(&message, b"x").unwrap();
-    let sign = |pin: &str| {
-        run(Command::new("pkcs11-tool")
-            .args([
-                "--module",
-                &pkcs11_module(),
-                "--login",
-                "--pin",
-                pin,
-                "--sign",
-            ])
-            .args([
-                "--mechanism",
-                "SHA256-RSA-PKCS",
-                "--id",
-                "01",
-                "--input-file",
-            ])
-            .arg(&message)
-            .arg("--output-file")
-            .arg(setup().dir.join("sig-lock")))
-    };
+    let signature = setup().dir.join("sig-lock");
+    let sign = |pin: &str| pkcs11_sign(pin, &message, &signature);
     for _ in 0..3 {
         let out = sign("9999");
         assert!(!out.status.success());
