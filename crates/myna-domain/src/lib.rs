@@ -7,6 +7,7 @@ pub mod access;
 pub mod alerts;
 pub mod codes;
 pub mod drugs;
+pub mod incident;
 pub mod person;
 pub mod records;
 pub mod summary;
