@@ -163,7 +163,9 @@ pub fn read_auth_certificate<T: Transmit>(transport: &mut T) -> Result<AuthCertR
     };
     steps.push(clock.stop(&card, "auth_certificate"));
     if der_total_len(&der) != Some(der.len()) {
-        return Err(ReadFailure::CardRemoved);
+        return Err(ReadFailure::Unexpected {
+            detail: "EF 000A ended before the certificate it announces".into(),
+        });
     }
     Ok(AuthCertRead {
         der,

@@ -174,3 +174,40 @@ fn every_failure_has_a_distinct_japanese_message_with_a_next_action() {
         assert!(!f.message_en().what.is_empty());
     }
 }
+
+/// A reader that carries only short APDUs: it answers `6700` to extended-length commands, as a
+/// card behind such a reader effectively does.
+struct ShortApdusOnly(EmulatedReader);
+
+impl myna_card::Transmit for ShortApdusOnly {
+    fn transmit(&mut self, command: &[u8]) -> myna_card::Result<Vec<u8>> {
+        let extended = command.len() > 5 && command[4] == 0x00;
+        if extended {
+            return Ok(vec![0x67, 0x00]);
+        }
+        myna_card::Transmit::transmit(&mut self.0, command)
+    }
+}
+
+#[test]
+fn without_extended_apdus_the_certificate_comes_in_256_byte_chunks() {
+    let mut r = ShortApdusOnly(reader(Faults::default()));
+    let read = read_auth_certificate(&mut r).unwrap();
+    assert_eq!(read.der, fixture().auth_cert);
+    assert!(!read.extended);
+    let chunks = fixture().auth_cert.len().div_ceil(256) as u32;
+    // SELECT, token label, the refused extended READ, then the chunks.
+    assert_eq!(read.apdus(), 3 + chunks, "{:?}", read.steps);
+    assert!(read.apdus() <= 10);
+}
+
+#[test]
+fn a_certificate_shorter_than_its_header_says_is_not_accepted() {
+    let mut profile = fixture().profile.clone();
+    profile.jpki.auth_cert.truncate(600);
+    let mut r = EmulatedReader::new(Card::new(&profile).unwrap(), Faults::default());
+    assert!(matches!(
+        read_auth_certificate(&mut r).unwrap_err(),
+        ReadFailure::Unexpected { .. }
+    ));
+}
