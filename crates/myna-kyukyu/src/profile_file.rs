@@ -110,8 +110,8 @@ impl ProfileFile {
     }
 }
 
-/// A synthetic 個人番号 for the person with this index: 11 digits in a range no real number
-/// is known to use, plus the check digit.
+/// A synthetic 個人番号 for the person with this index: `99` and 9 digits of the index, plus
+/// the check digit. It is valid in form only; nothing ties it to a real person.
 pub fn synthetic_my_number(index: u64) -> String {
     let base = format!("{:011}", 99_000_000_000u64 + index % 1_000_000_000);
     let mut first11 = [0u8; 11];
