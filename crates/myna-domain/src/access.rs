@@ -174,11 +174,18 @@ pub const GENESIS: Hash32 = [0; 32];
 
 /// A committed entry with its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainedEntry {
+pub struct ChainedEntry<E = AccessEntry> {
     pub seq: i64,
-    pub entry: AccessEntry,
+    pub entry: E,
     pub prev_hash: Hash32,
     pub hash: Hash32,
+}
+
+/// Something a hash chain can hold: it names its log (so two logs' hashes never coincide) and
+/// feeds its fields, in a fixed order, to the hasher.
+pub trait Linked {
+    const LOG: &'static [u8];
+    fn feed(&self, field: &mut dyn FnMut(&[u8]));
 }
 
 fn field(h: &mut Sha256, bytes: &[u8]) {
@@ -188,35 +195,40 @@ fn field(h: &mut Sha256, bytes: &[u8]) {
 
 /// The hash of entry `seq`, chained to `prev`. Fields are length-prefixed so no two different
 /// entries encode alike.
-pub fn link_hash(seq: i64, entry: &AccessEntry, prev: &Hash32) -> Hash32 {
+pub fn link_hash<E: Linked>(seq: i64, entry: &E, prev: &Hash32) -> Hash32 {
     let mut h = Sha256::new();
-    field(&mut h, b"myna-kyukyu/access-log/v1");
+    field(&mut h, E::LOG);
     field(&mut h, &seq.to_be_bytes());
     field(&mut h, prev);
-    field(&mut h, &entry.at_ms.to_be_bytes());
-    field(&mut h, entry.organisation_id.as_bytes());
-    field(&mut h, entry.viewer.organisation.as_bytes());
-    field(&mut h, entry.viewer.team.as_bytes());
-    field(&mut h, entry.viewer.crew_member.as_bytes());
-    field(&mut h, entry.incident_ref.as_bytes());
-    field(&mut h, &entry.person_id.0.to_be_bytes());
-    field(&mut h, entry.cert_serial.as_bytes());
-    field(&mut h, entry.purpose.as_str().as_bytes());
-    field(&mut h, entry.consent.kind_str().as_bytes());
-    field(
-        &mut h,
-        entry
-            .consent
-            .reason()
-            .map_or("", ExceptionReason::as_str)
-            .as_bytes(),
-    );
-    field(&mut h, entry.view.as_str().as_bytes());
+    entry.feed(&mut |bytes| field(&mut h, bytes));
     h.finalize().into()
 }
 
+impl Linked for AccessEntry {
+    const LOG: &'static [u8] = b"myna-kyukyu/access-log/v1";
+    fn feed(&self, field: &mut dyn FnMut(&[u8])) {
+        field(&self.at_ms.to_be_bytes());
+        field(self.organisation_id.as_bytes());
+        field(self.viewer.organisation.as_bytes());
+        field(self.viewer.team.as_bytes());
+        field(self.viewer.crew_member.as_bytes());
+        field(self.incident_ref.as_bytes());
+        field(&self.person_id.0.to_be_bytes());
+        field(self.cert_serial.as_bytes());
+        field(self.purpose.as_str().as_bytes());
+        field(self.consent.kind_str().as_bytes());
+        field(
+            self.consent
+                .reason()
+                .map_or("", ExceptionReason::as_str)
+                .as_bytes(),
+        );
+        field(self.view.as_str().as_bytes());
+    }
+}
+
 /// Chains `entry` after the entry with `prev_seq`/`prev_hash` (or after genesis).
-pub fn chain(prev: Option<(i64, Hash32)>, entry: AccessEntry) -> ChainedEntry {
+pub fn chain<E: Linked>(prev: Option<(i64, Hash32)>, entry: E) -> ChainedEntry<E> {
     let (seq, prev_hash) = match prev {
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS),
@@ -304,7 +316,7 @@ pub struct ChainVerifier {
 }
 
 impl ChainVerifier {
-    pub fn push(&mut self, e: &ChainedEntry) -> Result<(), ChainBreak> {
+    pub fn push<E: Linked>(&mut self, e: &ChainedEntry<E>) -> Result<(), ChainBreak> {
         let (expected_seq, expected_prev) = match self.last {
             Some((s, h)) => (s + 1, h),
             None => (1, GENESIS),

@@ -394,6 +394,49 @@ impl Incident {
     }
 }
 
+/// 閲覧記録 (view record): one entry of the `ems` service's own audit of summary views, kept
+/// in a hash chain beside the provider's access log. It names who looked, for which incident,
+/// on what legal basis, and the provider's access-log entry that answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewRecord {
+    /// Server time, milliseconds since the Unix epoch (UTC).
+    pub at_ms: i64,
+    pub bureau: String,
+    pub incident_number: String,
+    pub team: String,
+    /// The signed-in crew member's login.
+    pub crew_member: String,
+    pub terminal: i64,
+    /// Hex serial of the card's authentication certificate.
+    pub cert_serial: String,
+    pub consent: Consent,
+    pub view: crate::summary::View,
+    /// The provider's access-log sequence number for this view.
+    pub provider_access_id: i64,
+}
+
+impl crate::access::Linked for ViewRecord {
+    const LOG: &'static [u8] = b"myna-kyukyu/ems-view-log/v1";
+    fn feed(&self, field: &mut dyn FnMut(&[u8])) {
+        field(&self.at_ms.to_be_bytes());
+        field(self.bureau.as_bytes());
+        field(self.incident_number.as_bytes());
+        field(self.team.as_bytes());
+        field(self.crew_member.as_bytes());
+        field(&self.terminal.to_be_bytes());
+        field(self.cert_serial.as_bytes());
+        field(self.consent.kind_str().as_bytes());
+        field(
+            self.consent
+                .reason()
+                .map_or("", crate::access::ExceptionReason::as_str)
+                .as_bytes(),
+        );
+        field(self.view.as_str().as_bytes());
+        field(&self.provider_access_id.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -7,7 +7,6 @@
 //! test: it reports numbers and never fails on them.
 
 use crate::cards::{CA_CERT, PkiDir};
-use crate::client::ProviderClient;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
@@ -15,6 +14,7 @@ use hdrhistogram::Histogram;
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::summary::View;
 use myna_provider::ViewerBody;
+use myna_provider::client::ProviderClient;
 use myna_store::ProviderStore;
 use myna_store_sqlite::SqliteStore;
 use std::io::{BufRead, BufReader};

@@ -1,11 +1,13 @@
-//! `demo`: everything a new user needs to see the provider work, on SQLite under one directory.
-//!
-//! This issue's demo covers the provider role: a synthetic Kawasaki population, a test JPKI CA,
-//! a deck of card certificates (one per alert class) and the running provider API. The ems
-//! server, the tablet UI and the emulated card reader join it in later issues.
+//! `demo`: the whole system in one process on SQLite files under one directory: the provider
+//! (synthetic Kawasaki population, test JPKI CA, a card deck with one card per alert class),
+//! `ems` (川崎市消防局 with 31 teams, a dispatcher and crew accounts) and a `terminal` whose
+//! emulated card reader is driven from a demo panel.
 
 use crate::cards::{CA_CERT, Deck, Expect, PkiDir, issue_deck};
-use crate::client::{ProviderClient, SummaryOutcome};
+use crate::ems_cli::{
+    DEMO_ADMIN_PASSWORD, DEMO_CREW_PASSWORD, DEMO_DISPATCHER_PASSWORD, TerminalArgs, add_terminal,
+    demo_password, hash_password, kawasaki_crew_login, serve_ems, serve_terminal,
+};
 use crate::profile_file::ProfileFile;
 use crate::provider::{add_organisation, read_token, serve, write_token};
 use anyhow::{Context, Result, bail};
@@ -13,7 +15,11 @@ use myna_card_emu::card::Card as EmulatedCard;
 use myna_card_emu::reader::{EmulatedReader, Faults};
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::summary::View;
+use myna_ems::seed::KAWASAKI_CODE;
 use myna_provider::ViewerBody;
+use myna_provider::client::{ProviderClient, SummaryOutcome};
+use myna_store::ems::{EmsStore, Role};
+use myna_store_sqlite::EmsSqlite;
 use myna_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,10 +40,26 @@ pub struct DemoArgs {
     pub seed: u64,
     #[arg(long, default_value = "127.0.0.1:8440")]
     pub listen: SocketAddr,
+    /// Where ems serves its API and the dispatcher's desk.
+    #[arg(long, default_value = "127.0.0.1:8441")]
+    pub ems_listen: SocketAddr,
+    /// Where the terminal serves the crew's tablet UI and the demo card panel.
+    #[arg(long, default_value = "127.0.0.1:8442")]
+    pub terminal_listen: SocketAddr,
+    /// The emulated reader's latency per card command.
+    #[arg(long, default_value_t = 25)]
+    pub latency_ms: u64,
+    /// The terminal drops a summary after this many seconds without a touch.
+    #[arg(long, default_value_t = 600)]
+    pub idle_timeout_s: u64,
     /// Run the sample queries, then stop instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit_after_samples: bool,
 }
+
+/// The demo's two registered tablets: the one the demo serves, and another team's (for trying
+/// a wrong-team terminal with `myna-kyukyu terminal`).
+pub const DEMO_TERMINALS: [(&str, &str); 2] = [("nakahara1", "中原救急1"), ("saiwai1", "幸救急1")];
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let dir = &args.data_dir;
@@ -87,19 +109,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {} (is another demo running?)", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            tokio::select! {
+                _ = rx.wait_for(|s| *s) => {}
+                _ = crate::provider::shutdown_signal() => {}
+            }
+        }
+    };
     let ca_cert = pki_dir.join(CA_CERT);
     let server = tokio::spawn({
         let store = store.clone();
-        async move {
-            serve(store, &ca_cert, listener, async {
-                tokio::select! {
-                    _ = stop_rx => {}
-                    _ = crate::provider::shutdown_signal() => {}
-                }
-            })
-            .await
-        }
+        let stop = stopped();
+        async move { serve(store, &ca_cert, listener, stop).await }
     });
 
     let client = ProviderClient::new(&url, &token);
@@ -160,6 +184,69 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     }
 
+    // ems: 川崎市消防局 and its teams, pointed at this provider.
+    let ems_store = Arc::new(EmsSqlite::open(&dir.join("ems.db"))?);
+    match ems_store.bureau(KAWASAKI_CODE).await? {
+        Some(b) => ems_store.set_provider(b.id, &url, &token).await?,
+        None => {
+            let hashes = [Role::Dispatcher, Role::Admin, Role::Crew]
+                .map(|r| (r, hash_password(demo_password(r))));
+            let mut failed = None;
+            let seed = myna_ems::seed::kawasaki(&url, &token, |role, _| {
+                match hashes.iter().find(|(r, _)| *r == role) {
+                    Some((_, Ok(h))) => h.clone(),
+                    Some((_, Err(e))) => {
+                        failed = Some(e.to_string());
+                        String::new()
+                    }
+                    None => String::new(),
+                }
+            });
+            if let Some(e) = failed {
+                bail!("hashing the demo passwords: {e}");
+            }
+            ems_store.seed_bureau(seed).await?;
+            println!("seeded 川崎市消防局: 7 stations, 31 ambulance teams");
+        }
+    }
+    let bureau = ems_store
+        .bureau(KAWASAKI_CODE)
+        .await?
+        .context("the seeded bureau is missing")?;
+    let terminals_dir = dir.join("terminals");
+    std::fs::create_dir_all(&terminals_dir)?;
+    for (file, team) in DEMO_TERMINALS {
+        let path = terminals_dir.join(format!("{file}.token"));
+        if !path.exists() {
+            let (_, credential) = add_terminal(
+                ems_store.as_ref(),
+                bureau.id,
+                team,
+                &format!("{team} タブレット"),
+            )
+            .await?;
+            write_token(&path, &credential)?;
+        }
+    }
+    let ems_listener = tokio::net::TcpListener::bind(args.ems_listen)
+        .await
+        .with_context(|| format!("binding {}", args.ems_listen))?;
+    let ems_url = format!("http://{}", ems_listener.local_addr()?);
+    let ems_server = tokio::spawn(serve_ems(ems_store, ems_listener, stopped()));
+    let (first_file, first_team) = DEMO_TERMINALS[0];
+    let terminal_args = TerminalArgs {
+        ems: ems_url.clone(),
+        token_file: terminals_dir.join(format!("{first_file}.token")),
+        listen: args.terminal_listen,
+        outbox: dir.join("terminal-outbox.db"),
+        reader: None,
+        demo_deck: Some(cards_dir.clone()),
+        latency_ms: args.latency_ms,
+        idle_timeout_s: args.idle_timeout_s,
+    };
+    let terminal_url = format!("http://{}", args.terminal_listen);
+    let terminal_server = tokio::spawn(serve_terminal(terminal_args, stopped()));
+
     println!(
         "\nprovider: {url}   (organisation {DEMO_ORG}, credential in {})",
         token_path.display()
@@ -184,11 +271,25 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     println!("  {bin} card emulate --profile {d}/cards/doac.profile.json --latency-ms 25 &");
     println!("  {bin} card read --test-root {d}/pki/{CA_CERT}");
 
+    let crew = kawasaki_crew_login(first_team).unwrap_or_default();
+    println!("\n━━━ マイナ救急 demo ━━━");
+    println!(
+        "  指令台 (dispatcher):  {ems_url}/login   bureau {KAWASAKI_CODE}, login dispatcher / {DEMO_DISPATCHER_PASSWORD}"
+    );
+    println!("  管理 (admin):         {ems_url}/admin   login admin / {DEMO_ADMIN_PASSWORD}");
+    println!(
+        "  救急隊端末 (crew):    {terminal_url}/        {first_team}: login {crew} / {DEMO_CREW_PASSWORD}"
+    );
+    println!("  カードを置く (panel): {terminal_url}/demo");
+    println!("  every team's crew login is crew01 … crew31 with the same demo password");
+
     if args.exit_after_samples {
-        let _ = stop_tx.send(());
+        let _ = stop_tx.send(true);
     } else {
         println!("\nserving until Ctrl-C …");
     }
     server.await.context("provider task")??;
+    ems_server.await.context("ems task")??;
+    terminal_server.await.context("terminal task")??;
     Ok(ExitCode::SUCCESS)
 }

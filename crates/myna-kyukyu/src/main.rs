@@ -5,8 +5,8 @@ mod bench;
 mod bench_card;
 mod card_cli;
 mod cards;
-mod client;
 mod demo;
+mod ems_cli;
 mod generate;
 mod profile_file;
 mod provider;
@@ -44,10 +44,16 @@ enum Command {
     /// Card decks, the card reader (PC/SC) and the card emulator.
     #[command(subcommand)]
     Card(cards::CardCommand),
+    /// The fire bureau's service (ems) and its admin commands.
+    #[command(subcommand)]
+    Ems(ems_cli::EmsCommand),
+    /// The ambulance tablet: serves the crew UI and reads cards.
+    Terminal(ems_cli::TerminalArgs),
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Run the demo: synthetic population, test CA, card deck and the provider, on SQLite.
+    /// Run the demo: provider, ems and terminal in one process on SQLite, with synthetic data
+    /// and an emulated card reader.
     Demo(demo::DemoArgs),
     /// Benchmarks (not tests): measure and report.
     #[command(subcommand)]
@@ -80,6 +86,8 @@ fn main() -> ExitCode {
             Command::Ca(c) => cards::run_ca(c).await,
             Command::Card(c) => cards::run_card(c).await,
             Command::Audit(c) => audit::run(c).await,
+            Command::Ems(c) => ems_cli::run(c).await,
+            Command::Terminal(a) => ems_cli::run_terminal(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Bench(c) => bench::run(c).await,
         }

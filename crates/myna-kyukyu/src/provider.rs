@@ -1,11 +1,11 @@
 //! `provider serve | org add | revoke | query`.
 
-use crate::client::{ProviderClient, SummaryOutcome};
 use anyhow::{Context, Result, bail};
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::alerts::AlertTable;
 use myna_domain::summary::View;
 use myna_pki::TrustAnchor;
+use myna_provider::client::{ProviderClient, SummaryOutcome};
 use myna_provider::{BearerTokens, Provider, ViewerBody, router, system_clock};
 use myna_store::{Organisation, ProviderStore, hash_secret};
 use myna_store_sqlite::SqliteStore;

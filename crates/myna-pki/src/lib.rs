@@ -13,7 +13,7 @@ mod ca;
 mod validate;
 
 pub use ca::{AUTH_POLICY_OID, CertShape, KeyPool, TestCa};
-pub use validate::{CertError, TrustAnchor, ValidatedAuthCert};
+pub use validate::{CertError, TrustAnchor, ValidatedAuthCert, certificate_serial_hex};
 
 pub use rsa::PrivateKey;
 

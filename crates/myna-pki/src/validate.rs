@@ -258,3 +258,12 @@ impl TrustAnchor {
         })
     }
 }
+
+/// The serial of a certificate, without validating anything else: what an intermediary (`ems`)
+/// records before the provider, which holds the trust anchor, judges the certificate.
+pub fn certificate_serial_hex(der: &[u8]) -> Result<String, CertError> {
+    let cert = Certificate::from_der(der).map_err(|e| CertError::Malformed(e.to_string()))?;
+    Ok(crate::serial_hex(
+        cert.tbs_certificate().serial_number().as_bytes(),
+    ))
+}

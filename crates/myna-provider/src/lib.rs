@@ -6,6 +6,7 @@
 //! The HTTP contract, with every error code, is in `docs/api.md`.
 
 mod auth;
+pub mod client;
 mod error;
 mod summary;
 

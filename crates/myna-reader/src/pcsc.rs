@@ -131,3 +131,37 @@ pub fn with_card<R: Send + 'static>(
     rx.recv_timeout(deadline)
         .unwrap_or(Err(ReadFailure::Timeout))
 }
+
+/// Blocks until no card is present in `reader` (or the reader is gone), or `timeout` passes.
+/// Returns true if the card was lifted.
+pub fn wait_for_removal(reader: &str, timeout: Duration) -> Result<bool, ReadFailure> {
+    let ctx = context()?;
+    let name = CString::new(reader).map_err(|_| ReadFailure::NoReader)?;
+    let mut states = vec![ReaderState::new(name, State::UNAWARE)];
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ctx.get_status_change(left, &mut states) {
+            Ok(()) => {}
+            Err(pcsc::Error::Timeout) => return Ok(false),
+            Err(pcsc::Error::UnknownReader) | Err(pcsc::Error::ReaderUnavailable) => {
+                return Ok(true);
+            }
+            Err(e) => return Err(pcsc_failure(&e)),
+        }
+        let Some(s) = states.first_mut() else {
+            return Ok(true);
+        };
+        let st = s.event_state();
+        if st.contains(State::EMPTY)
+            || st.contains(State::UNAVAILABLE)
+            || st.contains(State::UNKNOWN)
+        {
+            return Ok(true);
+        }
+        s.sync_current_state();
+        if left.is_zero() {
+            return Ok(false);
+        }
+    }
+}

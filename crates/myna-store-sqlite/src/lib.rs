@@ -7,7 +7,10 @@
 //! durable before its summary leaves the server, while one fsync serves many accesses.
 //! Reads that write nothing use a small pool of read-only connections.
 
+pub mod ems;
 mod rows;
+
+pub use ems::EmsSqlite;
 
 use chrono::NaiveDate;
 use myna_domain::access::{ChainBreak, ChainVerifier, Hash32, chain};

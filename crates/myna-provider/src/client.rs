@@ -1,5 +1,6 @@
-//! A small HTTP client for the provider API, used by `provider query`, the demo and benchmarks.
+//! The HTTP client of the provider API, used by `ems`, `provider query`, the demo and benchmarks.
 
+use crate::{SummaryRequestBody, SummaryResponse, ViewerBody};
 use anyhow::{Context, Result};
 use base64::Engine;
 use bytes::Bytes;
@@ -10,7 +11,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use myna_domain::access::Consent;
 use myna_domain::summary::View;
-use myna_provider::{SummaryRequestBody, SummaryResponse, ViewerBody};
 use serde_json::Value;
 
 #[derive(Clone)]

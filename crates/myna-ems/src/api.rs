@@ -1,0 +1,437 @@
+//! The terminal API: JSON under `/api/v1/terminal`, the terminal's credential as bearer token
+//! and the crew session in `x-crew-session`.
+
+use crate::auth::{CrewCaller, dummy_hash, hash_password, password_matches};
+use crate::error::EmsError;
+use crate::wire::{
+    EventAck, EventBody, IncidentView, SignInBody, SignedIn, SummaryBody, TerminalInfo,
+};
+use crate::{CREW_SHIFT, Change, Ems};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use futures_util::Stream;
+use myna_domain::access::Consent;
+use myna_domain::incident::{Actor, EventKind, MynaOutcome, ViewRecord};
+use myna_domain::summary::View;
+use myna_provider::client::{ProviderClient, SummaryOutcome};
+use myna_provider::{SummaryResponse, ViewerBody};
+use myna_store::ems::{Appended, EmsStore, IncidentFilter, NewEvent, Role};
+use myna_store::hash_secret;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+type St<S> = State<Arc<Ems<S>>>;
+
+pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
+    Router::new()
+        .route("/api/v1/terminal/whoami", get(whoami::<S>))
+        .route("/api/v1/terminal/sign-in", post(sign_in::<S>))
+        .route("/api/v1/terminal/sign-out", post(sign_out::<S>))
+        .route("/api/v1/terminal/incidents", get(incidents::<S>))
+        .route("/api/v1/terminal/incidents/{id}", get(incident::<S>))
+        .route("/api/v1/terminal/incidents/{id}/events", post(event::<S>))
+        .route(
+            "/api/v1/terminal/incidents/{id}/summary",
+            post(summary::<S>),
+        )
+        .route("/api/v1/terminal/stream", get(stream::<S>))
+}
+
+/// Parses a JSON body into our own error on failure (never axum's plain-text rejection).
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, EmsError> {
+    serde_json::from_slice(body).map_err(|e| EmsError::Malformed(e.to_string()))
+}
+
+fn terminal_info(c: &crate::auth::TerminalCaller) -> TerminalInfo {
+    TerminalInfo {
+        terminal_id: c.terminal.id,
+        label: c.terminal.label.clone(),
+        bureau: c.bureau.code.clone(),
+        team_id: c.team.id,
+        team_name: c.team.name.clone(),
+    }
+}
+
+async fn whoami<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+) -> Result<Json<TerminalInfo>, EmsError> {
+    let at = ems.terminal(&headers).await?;
+    Ok(Json(terminal_info(&at)))
+}
+
+async fn sign_in<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<SignedIn>, EmsError> {
+    let at = ems.terminal(&headers).await?;
+    let body: SignInBody = parse(&body)?;
+    let account = ems.store.account(at.bureau.id, body.login.trim()).await?;
+    let stored = account
+        .as_ref()
+        .map_or(dummy_hash(), |a| a.password_hash.as_str())
+        .to_owned();
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || password_matches(&password, &stored))
+        .await
+        .unwrap_or(false);
+    let Some(account) = account.filter(|a| ok && !a.disabled && a.role == Role::Crew) else {
+        return Err(EmsError::BadCredentials);
+    };
+    let session = myna_web::random_token();
+    let expires_ms = (ems.now() + CREW_SHIFT).timestamp_millis();
+    ems.store
+        .create_session(
+            hash_secret(&session),
+            account.id,
+            Some(at.terminal.id),
+            expires_ms,
+        )
+        .await?;
+    Ok(Json(SignedIn {
+        session,
+        crew_login: account.login,
+        crew_name: account.display_name,
+        expires_ms,
+        terminal: terminal_info(&at),
+    }))
+}
+
+async fn sign_out<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, EmsError> {
+    ems.crew(&headers).await?;
+    if let Some(token) = headers
+        .get(crate::wire::CREW_SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        ems.store.end_session(&hash_secret(token)).await?;
+    }
+    Ok(Json(serde_json::json!({"signed_out": true})))
+}
+
+async fn incidents<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<IncidentView>>, EmsError> {
+    let c = ems.crew(&headers).await?;
+    let teams = ems.store.teams(c.at.bureau.id).await?;
+    let list = ems
+        .store
+        .incidents(
+            c.at.bureau.id,
+            IncidentFilter {
+                open_only: true,
+                team: Some(c.at.team.id),
+                limit: 20,
+            },
+        )
+        .await?;
+    Ok(Json(
+        list.iter().map(|r| IncidentView::new(r, &teams)).collect(),
+    ))
+}
+
+/// Loads an incident of the caller's bureau that is assigned to the caller's team.
+async fn own_incident<S: EmsStore>(
+    ems: &Ems<S>,
+    c: &CrewCaller,
+    id: i64,
+) -> Result<myna_store::ems::IncidentRecord, EmsError> {
+    let record = ems
+        .store
+        .incident(c.at.bureau.id, id)
+        .await?
+        .ok_or(EmsError::IncidentNotFound)?;
+    match record.log.assigned_team() {
+        Some(t) if t == c.at.team.id => Ok(record),
+        _ => Err(EmsError::Rule(
+            myna_domain::incident::IncidentError::WrongTeam,
+        )),
+    }
+}
+
+async fn incident<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<IncidentView>, EmsError> {
+    let c = ems.crew(&headers).await?;
+    let record = own_incident(&ems, &c, id).await?;
+    let teams = ems.store.teams(c.at.bureau.id).await?;
+    Ok(Json(IncidentView::new(&record, &teams)))
+}
+
+/// How far a device's clock may be from the server's before its time is kept as the event's
+/// device time (an event queued offline arrives late).
+const DEVICE_TIME_SLACK_MS: i64 = 3_000;
+
+async fn event<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<EventAck>, EmsError> {
+    let c = ems.crew(&headers).await?;
+    let body: EventBody = parse(&body)?;
+    if body.idempotency_key.is_empty() || body.idempotency_key.len() > 128 {
+        return Err(EmsError::Malformed(
+            "idempotency_key must be 1–128 bytes".into(),
+        ));
+    }
+    let allowed = matches!(
+        body.event,
+        EventKind::Phase { .. }
+            | EventKind::IdentityConfirmed
+            | EventKind::Consent { .. }
+            | EventKind::Outcome { .. }
+            | EventKind::Closed
+    );
+    if !allowed {
+        return Err(EmsError::Forbidden);
+    }
+    own_incident(&ems, &c, id).await?;
+    let now = ems.now_ms();
+    let device_at_ms = body
+        .device_at_ms
+        .filter(|d| (now - d).abs() > DEVICE_TIME_SLACK_MS && *d <= now);
+    let appended = ems
+        .store
+        .append(
+            c.at.bureau.id,
+            id,
+            NewEvent {
+                kind: body.event,
+                actor: Actor::Crew {
+                    account: c.crew.id,
+                    terminal: c.at.terminal.id,
+                },
+                idempotency_key: body.idempotency_key,
+                device_at_ms,
+            },
+            now,
+        )
+        .await?;
+    if matches!(appended, Appended::New(_)) {
+        ems.notify(Change {
+            bureau: c.at.bureau.id,
+            incident: id,
+            teams: vec![c.at.team.id],
+        });
+    }
+    let e = appended.event();
+    Ok(Json(EventAck {
+        seq: e.seq,
+        at_ms: e.at.timestamp_millis(),
+        duplicate: matches!(appended, Appended::Duplicate(_)),
+    }))
+}
+
+/// Largest base64 certificate accepted.
+const MAX_CERT_B64: usize = 16 * 1024;
+
+async fn summary<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<SummaryResponse>, EmsError> {
+    let c = ems.crew(&headers).await?;
+    let body: SummaryBody = parse(&body)?;
+    if body.certificate.len() > MAX_CERT_B64 {
+        return Err(EmsError::Malformed("certificate is too large".into()));
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.certificate.as_bytes())
+        .map_err(|e| EmsError::Malformed(format!("certificate is not base64: {e}")))?;
+    let view = match body.view.as_deref() {
+        None | Some("summary") => View::Summary,
+        Some("full") => View::Full,
+        Some(other) => return Err(EmsError::Malformed(format!("unknown view {other:?}"))),
+    };
+    let serial =
+        myna_pki::certificate_serial_hex(&der).map_err(|e| EmsError::Malformed(e.to_string()))?;
+    let record = own_incident(&ems, &c, id).await?;
+    let window = chrono::Duration::seconds(c.at.bureau.view_window_s);
+    let consent: Consent = record
+        .log
+        .may_view(c.at.team.id, ems.now(), window)
+        .map_err(EmsError::Rule)?;
+
+    let client = ems.provider(&c.at.bureau);
+    let request = ProviderClient::summary_body(
+        &der,
+        consent,
+        &record.number,
+        ViewerBody {
+            organisation: c.at.bureau.code.clone(),
+            team: c.at.team.name.clone(),
+            crew_member: c.crew.login.clone(),
+        },
+    );
+    let answer = tokio::time::timeout(ems.provider_timeout, client.summary(&request, view))
+        .await
+        .map_err(|_| EmsError::ProviderUnavailable("no answer in time".into()))?
+        .map_err(|e| EmsError::ProviderUnavailable(format!("{e:#}")))?;
+    let actor = Actor::Crew {
+        account: c.crew.id,
+        terminal: c.at.terminal.id,
+    };
+    match answer {
+        SummaryOutcome::Ok(response) => {
+            // The view is audited before the summary leaves ems.
+            ems.store
+                .record_view(ViewRecord {
+                    at_ms: ems.now_ms(),
+                    bureau: c.at.bureau.code.clone(),
+                    incident_number: record.number.clone(),
+                    team: c.at.team.name.clone(),
+                    crew_member: c.crew.login.clone(),
+                    terminal: c.at.terminal.id,
+                    cert_serial: serial.clone(),
+                    consent,
+                    view,
+                    provider_access_id: response.access_id,
+                })
+                .await?;
+            let viewed = EventKind::SummaryViewed { serial };
+            let key = format!("view-{}", response.access_id);
+            append_server_event(&ems, &c, id, viewed, key, &actor).await?;
+            record_outcome(&ems, &c, id, &record.log, MynaOutcome::Viewed, &actor).await?;
+            Ok(Json(*response))
+        }
+        SummaryOutcome::Refused { code, message, .. } => match code.as_str() {
+            "unknown_serial" => {
+                record_outcome(
+                    &ems,
+                    &c,
+                    id,
+                    &record.log,
+                    MynaOutcome::PersonNotFound,
+                    &actor,
+                )
+                .await?;
+                Err(EmsError::PersonNotFound)
+            }
+            c if c.starts_with("certificate_") => Err(EmsError::CardRejected(code)),
+            _ => Err(EmsError::ProviderRefused { code, message }),
+        },
+    }
+}
+
+async fn append_server_event<S: EmsStore>(
+    ems: &Ems<S>,
+    c: &CrewCaller,
+    id: i64,
+    kind: EventKind,
+    key: String,
+    actor: &Actor,
+) -> Result<(), EmsError> {
+    let appended = ems
+        .store
+        .append(
+            c.at.bureau.id,
+            id,
+            NewEvent {
+                kind,
+                actor: actor.clone(),
+                idempotency_key: key,
+                device_at_ms: None,
+            },
+            ems.now_ms(),
+        )
+        .await?;
+    if matches!(appended, Appended::New(_)) {
+        ems.notify(Change {
+            bureau: c.at.bureau.id,
+            incident: id,
+            teams: vec![c.at.team.id],
+        });
+    }
+    Ok(())
+}
+
+/// Records the funnel outcome unless one is recorded already (the first outcome stands).
+async fn record_outcome<S: EmsStore>(
+    ems: &Ems<S>,
+    c: &CrewCaller,
+    id: i64,
+    log: &myna_domain::incident::Incident,
+    outcome: MynaOutcome,
+    actor: &Actor,
+) -> Result<(), EmsError> {
+    if log.outcome().is_some() {
+        return Ok(());
+    }
+    let key = format!(
+        "outcome-{}",
+        serde_json::to_string(&outcome).unwrap_or_default()
+    );
+    match append_server_event(ems, c, id, EventKind::Outcome { outcome }, key, actor).await {
+        Ok(()) | Err(EmsError::Rule(myna_domain::incident::IncidentError::OutcomeRepeated)) => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Server-sent events for the terminal: `incident` with the incident id whenever an incident
+/// assigned to (or taken from) the terminal's team changes. The credential is re-checked every
+/// 10 s, so a revoked terminal or an ended shift closes the stream.
+async fn stream<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, EmsError> {
+    let c = ems.crew(&headers).await?;
+    let rx = ems.subscribe();
+    let tick = tokio::time::interval(Duration::from_secs(10));
+    let state = (rx, tick, ems.clone(), headers, c.at.bureau.id, c.at.team.id);
+    let events = futures_util::stream::unfold(Some(state), |state| async move {
+        let (mut rx, mut tick, ems, headers, bureau, team) = state?;
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(ch) if ch.bureau == bureau && ch.teams.contains(&team) => {
+                        let ev = SseEvent::default().event("incident").data(ch.incident.to_string());
+                        return Some((Ok(ev), Some((rx, tick, ems, headers, bureau, team))));
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        let ev = SseEvent::default().event("resync").data("lagged");
+                        return Some((Ok(ev), Some((rx, tick, ems, headers, bureau, team))));
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = tick.tick() => {
+                    if ems.crew(&headers).await.is_err() {
+                        let ev = SseEvent::default().event("signed_out").data("");
+                        return Some((Ok(ev), None));
+                    }
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Used by `ems crew reset-password` and the admin page.
+pub async fn reset_password<S: EmsStore>(
+    ems: &Ems<S>,
+    bureau: i64,
+    login: &str,
+    password: &str,
+) -> Result<bool, EmsError> {
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| EmsError::Malformed(e.to_string()))??;
+    Ok(ems.store.set_password(bureau, login, hash).await?)
+}

@@ -1,0 +1,683 @@
+//! The desk UI, served by `ems`: dispatcher sign-in, the board (create an incident from a 119
+//! call, assign a team, close), an incident's timeline, and the admin page (revoke a terminal,
+//! reset a crew password). Server-rendered with askama; htmx refreshes the list on push.
+
+use crate::auth::{SESSION_COOKIE, dummy_hash, password_matches};
+use crate::error::EmsError;
+use crate::wire::IncidentView;
+use crate::{Change, DESK_SESSION, Ems};
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use myna_domain::incident::{Actor, ComplaintCategory, EventKind, Phase};
+use myna_store::ems::{Appended, Bureau, EmsStore, IncidentFilter, NewEvent, Role, Session, Team};
+use myna_store::hash_secret;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+type St<S> = State<Arc<Ems<S>>>;
+
+pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dispatch") }))
+        .route("/login", get(login_page).post(login::<S>))
+        .route("/logout", post(logout::<S>))
+        .route("/dispatch", get(board::<S>))
+        .route("/dispatch/list", get(list::<S>))
+        .route("/dispatch/stream", get(stream::<S>))
+        .route("/dispatch/incidents", post(create::<S>))
+        .route("/dispatch/incidents/{id}", get(incident_page::<S>))
+        .route("/dispatch/incidents/{id}/assign", post(assign::<S>))
+        .route("/dispatch/incidents/{id}/close", post(close::<S>))
+        .route("/admin", get(admin_page::<S>))
+        .route("/admin/terminals/{id}/revoke", post(revoke::<S>))
+        .route("/admin/password", post(reset::<S>))
+}
+
+/// The desk user and their bureau.
+struct Desk {
+    session: Session,
+    bureau: Bureau,
+}
+
+/// Either the signed-in desk user or a redirect to the login page.
+async fn desk<S: EmsStore>(ems: &Ems<S>, headers: &HeaderMap) -> Result<Desk, Response> {
+    let session = match ems.browser_session(headers).await {
+        Ok(Some(s)) if matches!(s.account.role, Role::Dispatcher | Role::Admin) => s,
+        Ok(_) => return Err(Redirect::to("/login").into_response()),
+        Err(e) => return Err(e.into_response()),
+    };
+    match ems.store.bureau_by_id(session.account.bureau_id).await {
+        Ok(Some(bureau)) => Ok(Desk { session, bureau }),
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(EmsError::from(e).into_response()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    error: Option<String>,
+    bureau: String,
+}
+
+async fn login_page() -> Response {
+    myna_web::page(&LoginPage {
+        error: None,
+        bureau: "kawasaki-fd".into(),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    bureau: String,
+    login: String,
+    password: String,
+}
+
+async fn login<S: EmsStore>(State(ems): St<S>, Form(f): Form<LoginForm>) -> Response {
+    let refused = |bureau: String| {
+        (
+            StatusCode::UNAUTHORIZED,
+            myna_web::page(&LoginPage {
+                error: Some("本部コード、ユーザーID、またはパスワードが違います".into()),
+                bureau,
+            }),
+        )
+            .into_response()
+    };
+    let bureau = match ems.store.bureau(f.bureau.trim()).await {
+        Ok(b) => b,
+        Err(e) => return EmsError::from(e).into_response(),
+    };
+    let account = match &bureau {
+        Some(b) => match ems.store.account(b.id, f.login.trim()).await {
+            Ok(a) => a,
+            Err(e) => return EmsError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let stored = account
+        .as_ref()
+        .map_or(dummy_hash(), |a| a.password_hash.as_str())
+        .to_owned();
+    let password = f.password;
+    let ok = tokio::task::spawn_blocking(move || password_matches(&password, &stored))
+        .await
+        .unwrap_or(false);
+    let Some(account) =
+        account.filter(|a| ok && !a.disabled && matches!(a.role, Role::Dispatcher | Role::Admin))
+    else {
+        return refused(f.bureau);
+    };
+    let token = myna_web::random_token();
+    let expires = (ems.now() + DESK_SESSION).timestamp_millis();
+    if let Err(e) = ems
+        .store
+        .create_session(hash_secret(&token), account.id, None, expires)
+        .await
+    {
+        return EmsError::from(e).into_response();
+    }
+    let mut resp = Redirect::to("/dispatch").into_response();
+    if let Ok(v) = HeaderValue::from_str(&myna_web::session_cookie(SESSION_COOKIE, &token)) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn logout<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
+    if let Some(token) = myna_web::cookie(&headers, SESSION_COOKIE) {
+        let _ = ems.store.end_session(&hash_secret(token)).await;
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&myna_web::clear_cookie(SESSION_COOKIE)) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn category_value(c: ComplaintCategory) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "board.html")]
+struct BoardPage {
+    bureau_name: String,
+    user_name: String,
+    is_admin: bool,
+    error: Option<String>,
+    categories: Vec<(String, &'static str)>,
+    teams: Vec<Team>,
+}
+
+fn board_page(d: &Desk, teams: Vec<Team>, error: Option<String>) -> BoardPage {
+    BoardPage {
+        bureau_name: d.bureau.name.clone(),
+        user_name: d.session.account.display_name.clone(),
+        is_admin: d.session.account.role == Role::Admin,
+        error,
+        categories: ComplaintCategory::ALL
+            .into_iter()
+            .map(|c| (category_value(c), c.label_ja()))
+            .collect(),
+        teams,
+    }
+}
+
+async fn board<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
+    let d = match desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match ems.store.teams(d.bureau.id).await {
+        Ok(teams) => myna_web::page(&board_page(&d, teams, None)),
+        Err(e) => EmsError::from(e).into_response(),
+    }
+}
+
+/// Japan time of day, `HH:MM:SS`.
+pub(crate) fn jst_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| {
+            (t + chrono::Duration::hours(9))
+                .format("%H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+struct ListRow {
+    view: IncidentView,
+    phases: Vec<(&'static str, String)>,
+    outcome: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "list.html")]
+struct ListFragment {
+    incidents: Vec<ListRow>,
+    teams: Vec<Team>,
+}
+
+fn outcome_label(v: &IncidentView) -> &'static str {
+    v.outcome.map_or("未記録", |o| o.label_ja())
+}
+
+async fn list<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
+    let d = match desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let result = async {
+        let teams = ems.store.teams(d.bureau.id).await?;
+        let records = ems
+            .store
+            .incidents(
+                d.bureau.id,
+                IncidentFilter {
+                    open_only: false,
+                    team: None,
+                    limit: 50,
+                },
+            )
+            .await?;
+        let incidents = records
+            .iter()
+            .map(|r| {
+                let view = IncidentView::new(r, &teams);
+                ListRow {
+                    phases: view
+                        .phases
+                        .iter()
+                        .map(|p| (p.phase.label_ja(), jst_time(p.at_ms)))
+                        .collect(),
+                    outcome: outcome_label(&view),
+                    view,
+                }
+            })
+            .collect();
+        Ok::<_, EmsError>(ListFragment { incidents, teams })
+    }
+    .await;
+    match result {
+        Ok(f) => myna_web::page(&f),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    location: String,
+    category: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    card_prep: Option<String>,
+    #[serde(default)]
+    team: String,
+}
+
+fn desk_actor(d: &Desk) -> Actor {
+    Actor::Dispatcher {
+        account: d.session.account.id,
+    }
+}
+
+async fn create<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Form(f): Form<CreateForm>,
+) -> Response {
+    let d = match desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let teams = match ems.store.teams(d.bureau.id).await {
+        Ok(t) => t,
+        Err(e) => return EmsError::from(e).into_response(),
+    };
+    let bad = |msg: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            myna_web::page(&board_page(&d, teams.clone(), Some(msg.to_owned()))),
+        )
+            .into_response()
+    };
+    let location = f.location.trim();
+    if location.is_empty() || location.chars().count() > 200 {
+        return bad("発生場所を200文字以内で入力してください");
+    }
+    if f.note.chars().count() > 1000 {
+        return bad("通報内容は1000文字以内で入力してください");
+    }
+    let Some(category) = ComplaintCategory::ALL
+        .into_iter()
+        .find(|c| category_value(*c) == f.category)
+    else {
+        return bad("主訴区分を選んでください");
+    };
+    let team = match f.team.trim() {
+        "" => None,
+        t => match t
+            .parse::<i64>()
+            .ok()
+            .filter(|id| teams.iter().any(|x| x.id == *id))
+        {
+            Some(id) => Some(id),
+            None => return bad("この本部の救急隊を選んでください"),
+        },
+    };
+    let now = ems.now_ms();
+    let created = NewEvent {
+        kind: EventKind::Created {
+            location: location.to_owned(),
+            category,
+            note: f.note.trim().to_owned(),
+            card_prep_requested: f.card_prep.is_some(),
+        },
+        actor: desk_actor(&d),
+        idempotency_key: myna_web::random_token(),
+        device_at_ms: None,
+    };
+    let record = match ems.store.create_incident(d.bureau.id, created, now).await {
+        Ok(r) => r,
+        Err(e) => return EmsError::from(e).into_response(),
+    };
+    if let Some(team) = team
+        && let Err(e) = assign_team(&ems, &d, record.id, team).await
+    {
+        return e.into_response();
+    }
+    ems.notify(Change {
+        bureau: d.bureau.id,
+        incident: record.id,
+        teams: team.into_iter().collect(),
+    });
+    Redirect::to("/dispatch").into_response()
+}
+
+async fn assign_team<S: EmsStore>(
+    ems: &Ems<S>,
+    d: &Desk,
+    incident: i64,
+    team: i64,
+) -> Result<(), EmsError> {
+    let before = ems
+        .store
+        .incident(d.bureau.id, incident)
+        .await?
+        .ok_or(EmsError::IncidentNotFound)?;
+    let appended = ems
+        .store
+        .append(
+            d.bureau.id,
+            incident,
+            NewEvent {
+                kind: EventKind::Assigned { team },
+                actor: desk_actor(d),
+                idempotency_key: myna_web::random_token(),
+                device_at_ms: None,
+            },
+            ems.now_ms(),
+        )
+        .await?;
+    if matches!(appended, Appended::New(_)) {
+        let mut teams = vec![team];
+        teams.extend(before.log.assigned_team());
+        ems.notify(Change {
+            bureau: d.bureau.id,
+            incident,
+            teams,
+        });
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct AssignForm {
+    team: String,
+}
+
+async fn assign<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<AssignForm>,
+) -> Response {
+    let d = match desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let teams = match ems.store.teams(d.bureau.id).await {
+        Ok(t) => t,
+        Err(e) => return EmsError::from(e).into_response(),
+    };
+    let Some(team) = f
+        .team
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| teams.iter().any(|t| t.id == *id))
+    else {
+        return EmsError::Malformed("not a team of this bureau".into()).into_response();
+    };
+    match assign_team(&ems, &d, id, team).await {
+        Ok(()) => Redirect::to("/dispatch").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn close<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let d = match desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let result = async {
+        let before = ems
+            .store
+            .incident(d.bureau.id, id)
+            .await?
+            .ok_or(EmsError::IncidentNotFound)?;
+        ems.store
+            .append(
+                d.bureau.id,
+                id,
+                NewEvent {
+                    kind: EventKind::Closed,
+                    actor: desk_actor(&d),
+                    idempotency_key: myna_web::random_token(),
+                    device_at_ms: None,
+                },
+                ems.now_ms(),
+            )
+            .await?;
+        ems.notify(Change {
+            bureau: d.bureau.id,
+            incident: id,
+            teams: before.log.assigned_team().into_iter().collect(),
+        });
+        Ok::<_, EmsError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/dispatch").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+struct EventRow {
+    seq: u32,
+    at: String,
+    what: String,
+    who: String,
+}
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+struct IncidentPage {
+    view: IncidentView,
+    outcome: &'static str,
+    events: Vec<EventRow>,
+}
+
+fn describe(kind: &EventKind, teams: &[Team]) -> String {
+    match kind {
+        EventKind::Created { .. } => "覚知（事案作成）".into(),
+        EventKind::Assigned { team } => format!(
+            "指令: {}",
+            teams
+                .iter()
+                .find(|t| t.id == *team)
+                .map_or("?", |t| t.name.as_str())
+        ),
+        EventKind::Phase { phase } => phase_label(*phase).into(),
+        EventKind::IdentityConfirmed => "本人確認（顔写真一致）".into(),
+        EventKind::Consent { consent } => match consent.reason() {
+            None => "同意取得".into(),
+            Some(r) => format!("同意なし閲覧（{}）", r.label_ja()),
+        },
+        EventKind::SummaryViewed { serial } => format!("救急用サマリー閲覧（証明書 {serial}）"),
+        EventKind::Outcome { outcome } => format!("マイナ救急の結果: {}", outcome.label_ja()),
+        EventKind::Closed => "事案終了".into(),
+    }
+}
+
+fn phase_label(p: Phase) -> &'static str {
+    p.label_ja()
+}
+
+async fn incident_page<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let d = match desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let result = async {
+        let teams = ems.store.teams(d.bureau.id).await?;
+        let record = ems
+            .store
+            .incident(d.bureau.id, id)
+            .await?
+            .ok_or(EmsError::IncidentNotFound)?;
+        let view = IncidentView::new(&record, &teams);
+        let events = record
+            .log
+            .events
+            .iter()
+            .map(|e| EventRow {
+                seq: e.seq,
+                at: match e.device_at {
+                    Some(dev) => format!(
+                        "{}（端末 {}）",
+                        jst_time(e.at.timestamp_millis()),
+                        jst_time(dev.timestamp_millis())
+                    ),
+                    None => jst_time(e.at.timestamp_millis()),
+                },
+                what: describe(&e.kind, &teams),
+                who: match &e.actor {
+                    Actor::Dispatcher { .. } => "指令員".into(),
+                    Actor::Crew { terminal, .. } => format!("救急隊（端末 {terminal}）"),
+                },
+            })
+            .collect();
+        Ok::<_, EmsError>(IncidentPage {
+            outcome: outcome_label(&view),
+            view,
+            events,
+        })
+    }
+    .await;
+    match result {
+        Ok(p) => myna_web::page(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn stream<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
+    let d = desk(&ems, &headers).await?;
+    let bureau = d.bureau.id;
+    let rx = ems.subscribe();
+    let events = futures_util::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ch) if ch.bureau == bureau => {
+                    let ev = SseEvent::default()
+                        .event("incident")
+                        .data(ch.incident.to_string());
+                    return Some((Ok(ev), rx));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    return Some((Ok(SseEvent::default().event("incident").data("")), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    message: Option<String>,
+    /// id, label, team, revoked
+    terminals: Vec<(i64, String, String, bool)>,
+}
+
+async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>) -> Response {
+    let result = async {
+        let teams = ems.store.teams(d.bureau.id).await?;
+        let terminals = ems
+            .store
+            .terminals(d.bureau.id)
+            .await?
+            .into_iter()
+            .map(|t| {
+                let team = teams
+                    .iter()
+                    .find(|x| x.id == t.team_id)
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default();
+                (t.id, t.label, team, t.revoked)
+            })
+            .collect();
+        Ok::<_, EmsError>(AdminPage { message, terminals })
+    }
+    .await;
+    match result {
+        Ok(p) => myna_web::page(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admin_desk<S: EmsStore>(ems: &Ems<S>, headers: &HeaderMap) -> Result<Desk, Response> {
+    let d = desk(ems, headers).await?;
+    if d.session.account.role != Role::Admin {
+        return Err(EmsError::Forbidden.into_response());
+    }
+    Ok(d)
+}
+
+async fn admin_page<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
+    match admin_desk(&ems, &headers).await {
+        Ok(d) => admin_view(&ems, &d, None).await,
+        Err(r) => r,
+    }
+}
+
+async fn revoke<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let d = match admin_desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match ems.store.revoke_terminal(d.bureau.id, id).await {
+        Ok(true) => admin_view(&ems, &d, Some(format!("端末 {id} を失効させました"))).await,
+        Ok(false) => EmsError::Malformed("no such terminal in this bureau".into()).into_response(),
+        Err(e) => EmsError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    login: String,
+    password: String,
+}
+
+async fn reset<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+    Form(f): Form<ResetForm>,
+) -> Response {
+    let d = match admin_desk(&ems, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if f.password.chars().count() < crate::MIN_PASSWORD_CHARS {
+        return admin_view(
+            &ems,
+            &d,
+            Some("パスワードは12文字以上にしてください".into()),
+        )
+        .await;
+    }
+    match crate::api::reset_password(&ems, d.bureau.id, f.login.trim(), &f.password).await {
+        Ok(true) => {
+            admin_view(
+                &ems,
+                &d,
+                Some(format!("{} のパスワードを再設定しました", f.login.trim())),
+            )
+            .await
+        }
+        Ok(false) => admin_view(&ems, &d, Some("そのユーザーIDはありません".into())).await,
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,112 @@
+//! `ems`: the fire bureau's service. It holds tenants (bureaus, stations, teams, accounts,
+//! terminals) and incidents as append-only event logs, pushes changes to the assigned team's
+//! terminal, asks the provider for summaries with the bureau's credential under the viewing
+//! rule, and keeps its own hash-chained audit of every view. It serves the dispatcher's UI.
+//!
+//! HTTP only; the rules live in `myna_domain::incident` and the storage behind
+//! `myna_store::ems::EmsStore`.
+
+mod api;
+pub mod auth;
+mod dispatch;
+pub mod error;
+pub mod seed;
+pub mod wire;
+
+use axum::Router;
+use chrono::{DateTime, Utc};
+use myna_provider::client::ProviderClient;
+use myna_store::ems::{Bureau, BureauId, EmsStore, IncidentId, TeamId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+pub use error::EmsError;
+
+/// Source of "now", replaceable in tests.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Largest request body accepted (a summary request with a 2 KiB certificate is under 4 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a crew member's sign-in lasts: one shift.
+pub const CREW_SHIFT: chrono::Duration = chrono::Duration::hours(24);
+/// How long a dispatcher's or admin's browser session lasts.
+pub const DESK_SESSION: chrono::Duration = chrono::Duration::hours(12);
+
+/// Shortest password an admin may set.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Something changed in an incident; terminals of `teams` and the bureau's desks are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub bureau: BureauId,
+    pub incident: IncidentId,
+    /// The assigned team, and the previous one after a reassignment.
+    pub teams: Vec<TeamId>,
+}
+
+pub struct Ems<S> {
+    pub store: Arc<S>,
+    pub clock: Clock,
+    changes: broadcast::Sender<Change>,
+    providers: Mutex<HashMap<(String, String), ProviderClient>>,
+    /// Upper bound on one provider call, so a dead link fails plainly instead of hanging.
+    pub provider_timeout: Duration,
+}
+
+impl<S: EmsStore> Ems<S> {
+    pub fn new(store: Arc<S>, clock: Clock) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            store,
+            clock,
+            changes,
+            providers: Mutex::new(HashMap::new()),
+            provider_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn notify(&self, change: Change) {
+        // No receiver is not an error: nobody is watching.
+        let _ = self.changes.send(change);
+    }
+
+    /// The bureau's provider client, reused across requests (it pools connections).
+    pub(crate) fn provider(&self, bureau: &Bureau) -> ProviderClient {
+        let key = (bureau.provider_url.clone(), bureau.provider_token.clone());
+        match self.providers.lock() {
+            Ok(mut map) => map
+                .entry(key)
+                .or_insert_with(|| {
+                    ProviderClient::new(&bureau.provider_url, &bureau.provider_token)
+                })
+                .clone(),
+            Err(_) => ProviderClient::new(&bureau.provider_url, &bureau.provider_token),
+        }
+    }
+}
+
+/// All of `ems`'s routes: the terminal API, the desk UI and the static files.
+pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(api::routes())
+        .merge(dispatch::routes())
+        .merge(myna_web::static_routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ems)
+}

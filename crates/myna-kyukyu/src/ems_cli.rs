@@ -1,0 +1,353 @@
+//! `ems …` and `terminal …`: serve the bureau's service and the tablet, and the admin commands
+//! (seed a bureau, register and revoke terminals, reset a crew password, verify the view log).
+
+use anyhow::{Context, Result, bail};
+use myna_ems::seed::{KAWASAKI_CODE, KAWASAKI_TEAMS};
+use myna_ems::{Ems, router};
+use myna_store::ChainReport;
+use myna_store::ems::{BureauId, EmsStore, Role};
+use myna_store_sqlite::EmsSqlite;
+use myna_terminal::card::{DemoCard, EmulatedSlot};
+use myna_terminal::ems_client::EmsClient;
+use myna_terminal::outbox::Outbox;
+use myna_terminal::{Terminal, TerminalConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Subcommand)]
+pub enum EmsCommand {
+    /// Serve the ems API, the push stream and the desk UI.
+    Serve {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8441")]
+        listen: SocketAddr,
+    },
+    /// Create 川崎市消防局 with its 7 stations, 31 teams, a dispatcher, an admin and one crew
+    /// account per team. Prints the generated passwords once.
+    SeedKawasaki {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long)]
+        provider_url: String,
+        /// File holding the bureau's provider credential (`provider org add` writes one).
+        #[arg(long)]
+        provider_token_file: PathBuf,
+    },
+    /// Registered terminals.
+    #[command(subcommand)]
+    Terminal(TerminalAdmin),
+    /// Set a crew member's (or dispatcher's) password; reads it from standard input.
+    ResetPassword {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        #[arg(long)]
+        login: String,
+    },
+    /// Verify the hash chain of ems's view log.
+    VerifyViews {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum TerminalAdmin {
+    /// Register a terminal for a team; writes its credential to a file (mode 0600).
+    Add {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        /// Team name, e.g. 中原救急1.
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        token_file: PathBuf,
+    },
+    /// Revoke a terminal: its next request is refused and its crew sessions end.
+    Revoke {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        #[arg(long)]
+        id: i64,
+    },
+    /// List the bureau's terminals.
+    List {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct TerminalArgs {
+    /// Base URL of the bureau's ems.
+    #[arg(long)]
+    pub ems: String,
+    /// File holding this terminal's credential (`ems terminal add` writes one).
+    #[arg(long)]
+    pub token_file: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8442")]
+    pub listen: SocketAddr,
+    /// The durable outbox of incident events (no medical data).
+    #[arg(long, default_value = "terminal-outbox.db")]
+    pub outbox: PathBuf,
+    /// PC/SC reader name (default: any reader).
+    #[arg(long)]
+    pub reader: Option<String>,
+    /// Use an emulated reader with this card deck (a `card deck` directory) instead of PC/SC.
+    #[arg(long)]
+    pub demo_deck: Option<PathBuf>,
+    /// Emulated reader's latency per card command.
+    #[arg(long, default_value_t = 25)]
+    pub latency_ms: u64,
+    /// Drop the summary after this many seconds without a touch.
+    #[arg(long, default_value_t = 600)]
+    pub idle_timeout_s: u64,
+}
+
+pub async fn open_bureau(db: &Path, code: &str) -> Result<(EmsSqlite, BureauId)> {
+    let store = EmsSqlite::open(db)?;
+    let bureau = store
+        .bureau(code)
+        .await?
+        .with_context(|| format!("no bureau {code:?} in {}", db.display()))?;
+    Ok((store, bureau.id))
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    myna_ems::auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Registers a terminal for `team`; returns its id and credential.
+pub async fn add_terminal<S: EmsStore>(
+    store: &S,
+    bureau: BureauId,
+    team: &str,
+    label: &str,
+) -> Result<(i64, String)> {
+    let teams = store.teams(bureau).await?;
+    let Some(t) = teams.iter().find(|t| t.name == team) else {
+        bail!("no team {team:?} in this bureau");
+    };
+    let token = myna_web::random_token();
+    let id = store
+        .add_terminal(bureau, t.id, label, myna_store::hash_secret(&token))
+        .await?;
+    Ok((id, token))
+}
+
+pub async fn serve_ems(
+    store: Arc<EmsSqlite>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let ems = Arc::new(Ems::new(store, Arc::new(chrono::Utc::now)));
+    axum::serve(listener, router(ems))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("ems server")
+}
+
+/// Loads a `card deck` directory as the demo reader's cards.
+pub fn load_demo_deck(dir: &Path) -> Result<Vec<DemoCard>> {
+    let deck = crate::cards::Deck::load(dir)?;
+    let mut out = Vec::new();
+    for c in &deck.cards {
+        if c.profile_file.is_empty() {
+            continue;
+        }
+        let profile =
+            crate::profile_file::ProfileFile::load(&dir.join(&c.profile_file))?.to_profile()?;
+        out.push(DemoCard {
+            id: c.id.clone(),
+            label: c.label_ja.clone(),
+            card: myna_card_emu::card::Card::new(&profile)?,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn serve_terminal(
+    args: TerminalArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let token = crate::provider::read_token(&args.token_file)?;
+    let client = EmsClient::new(&args.ems, &token);
+    let outbox = Outbox::open(&args.outbox)?;
+    let config = TerminalConfig {
+        idle_timeout: Duration::from_secs(args.idle_timeout_s),
+    };
+    let terminal = match &args.demo_deck {
+        Some(dir) => {
+            let deck = load_demo_deck(dir)?;
+            let latency = Duration::from_millis(args.latency_ms);
+            Terminal::with_demo(client, outbox, config, |on_card| {
+                EmulatedSlot::new(deck, latency, on_card)
+            })
+        }
+        None => {
+            let t = Terminal::new(client, outbox, config);
+            myna_terminal::card::watch_pcsc(args.reader.clone(), t.card_callback());
+            t
+        }
+    };
+    terminal.start();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    axum::serve(listener, myna_terminal::router(terminal))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("terminal server")
+}
+
+pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
+    match cmd {
+        EmsCommand::Serve { db, listen } => {
+            let store = Arc::new(EmsSqlite::open(&db)?);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            println!("ems: http://{}", listener.local_addr()?);
+            serve_ems(store, listener, crate::provider::shutdown_signal()).await?;
+        }
+        EmsCommand::SeedKawasaki {
+            db,
+            provider_url,
+            provider_token_file,
+        } => {
+            let token = crate::provider::read_token(&provider_token_file)?;
+            let store = EmsSqlite::open(&db)?;
+            let mut passwords = Vec::new();
+            let mut failure = None;
+            let seed = myna_ems::seed::kawasaki(&provider_url, &token, |_, login| {
+                let password = myna_web::random_token();
+                let hash = hash_password(&password).unwrap_or_else(|e| {
+                    failure = Some(e);
+                    String::new()
+                });
+                passwords.push((login.to_owned(), password));
+                hash
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            store.seed_bureau(seed).await?;
+            println!("seeded {KAWASAKI_CODE}: 7 stations, 31 teams. Passwords (shown once):");
+            for (login, password) in passwords {
+                println!("  {login:<12} {password}");
+            }
+        }
+        EmsCommand::Terminal(TerminalAdmin::Add {
+            db,
+            bureau,
+            team,
+            label,
+            token_file,
+        }) => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            let label = label.unwrap_or_else(|| format!("{team} タブレット"));
+            let (id, token) = add_terminal(&store, bureau, &team, &label).await?;
+            crate::provider::write_token(&token_file, &token)?;
+            println!(
+                "terminal {id} ({label}) registered; credential in {}",
+                token_file.display()
+            );
+        }
+        EmsCommand::Terminal(TerminalAdmin::Revoke { db, bureau, id }) => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            if !store.revoke_terminal(bureau, id).await? {
+                bail!("no terminal {id} in this bureau");
+            }
+            println!("terminal {id} revoked");
+        }
+        EmsCommand::Terminal(TerminalAdmin::List { db, bureau }) => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            let teams = store.teams(bureau).await?;
+            for t in store.terminals(bureau).await? {
+                let team = teams
+                    .iter()
+                    .find(|x| x.id == t.team_id)
+                    .map_or("?", |x| x.name.as_str());
+                let state = if t.revoked { "revoked" } else { "active" };
+                println!("{:>4}  {:<8} {team:<10} {}", t.id, state, t.label);
+            }
+        }
+        EmsCommand::ResetPassword { db, bureau, login } => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.chars().count() < myna_ems::MIN_PASSWORD_CHARS {
+                bail!(
+                    "the password must have at least {} characters",
+                    myna_ems::MIN_PASSWORD_CHARS
+                );
+            }
+            let hash = hash_password(password)?;
+            if !store.set_password(bureau, &login, hash).await? {
+                bail!("no account {login:?} in this bureau");
+            }
+            println!("password of {login} set; its sessions ended");
+        }
+        EmsCommand::VerifyViews { db } => {
+            let store = EmsSqlite::open(&db)?;
+            match store.verify_view_log().await? {
+                ChainReport::Intact { entries, head_hash } => {
+                    println!(
+                        "view log intact: {entries} entries, head {}",
+                        head_hash.unwrap_or_else(|| "-".into())
+                    );
+                }
+                ChainReport::Broken {
+                    verified,
+                    first_break,
+                } => {
+                    println!("view log BROKEN after {verified} entries: {first_break}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_terminal(args: TerminalArgs) -> Result<ExitCode> {
+    println!("terminal: http://{}", args.listen);
+    serve_terminal(args, crate::provider::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's fixed passwords (synthetic data only; printed by the demo).
+pub const DEMO_DISPATCHER_PASSWORD: &str = "dispatch-119";
+pub const DEMO_ADMIN_PASSWORD: &str = "admin-2026-demo";
+pub const DEMO_CREW_PASSWORD: &str = "crew-2026-demo";
+
+/// The crew login of team `name` in the Kawasaki seed.
+pub fn kawasaki_crew_login(name: &str) -> Option<String> {
+    KAWASAKI_TEAMS
+        .iter()
+        .flat_map(|(_, teams)| teams.iter())
+        .position(|t| *t == name)
+        .map(|i| myna_ems::seed::crew_login(i + 1))
+}
+
+pub fn demo_password(role: Role) -> &'static str {
+    match role {
+        Role::Dispatcher => DEMO_DISPATCHER_PASSWORD,
+        Role::Admin => DEMO_ADMIN_PASSWORD,
+        Role::Crew => DEMO_CREW_PASSWORD,
+    }
+}

@@ -1,0 +1,768 @@
+//! SQLite backend of the `ems` store: one file, WAL with `synchronous=FULL`, so an event or a
+//! view record is on disk before the call returns. The `ems` load is small (a bureau's tens of
+//! teams), so one connection behind a mutex, used from blocking threads, is enough.
+
+use crate::rows::{corrupt, db_err};
+use chrono::DateTime;
+use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
+use myna_domain::incident::{Actor, Event, EventKind, Incident, ViewRecord};
+use myna_store::ChainReport;
+use myna_store::StoreError;
+use myna_store::ems::{
+    Account, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore, IncidentFilter,
+    IncidentId, IncidentRecord, NewEvent, Role, Session, Team, TeamId, Terminal, TerminalId,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+mod embedded {
+    refinery::embed_migrations!("migrations_ems");
+}
+
+pub struct EmsSqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl EmsSqlite {
+    /// Opens (creating if needed) the ems database and runs its migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(db_err)?;
+        embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T, E>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("the ems database lock is poisoned".into()))?;
+            job(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?
+    }
+}
+
+fn immediate(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)
+}
+
+fn bureau_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Bureau> {
+    Ok(Bureau {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        name: r.get(2)?,
+        provider_url: r.get(3)?,
+        provider_token: r.get(4)?,
+        view_window_s: r.get(5)?,
+    })
+}
+
+const BUREAU_COLS: &str = "id, code, name, provider_url, provider_token, view_window_s";
+const ACCOUNT_COLS: &str =
+    "a.id, a.bureau_id, a.login, a.display_name, a.role, a.team_id, a.password_hash, a.disabled";
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
+    let role: String = r.get(4)?;
+    Ok((
+        Account {
+            id: r.get(0)?,
+            bureau_id: r.get(1)?,
+            login: r.get(2)?,
+            display_name: r.get(3)?,
+            role: Role::Crew,
+            team_id: r.get(5)?,
+            password_hash: r.get(6)?,
+            disabled: r.get(7)?,
+        },
+        role,
+    ))
+}
+
+fn with_role((mut a, role): (Account, String)) -> Result<Account, StoreError> {
+    a.role = Role::parse(&role).ok_or_else(|| corrupt(format!("account role {role:?}")))?;
+    Ok(a)
+}
+
+fn terminal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Terminal> {
+    Ok(Terminal {
+        id: r.get(0)?,
+        bureau_id: r.get(1)?,
+        team_id: r.get(2)?,
+        label: r.get(3)?,
+        revoked: r.get(4)?,
+    })
+}
+
+fn ms_to_time(ms: i64) -> Result<DateTime<chrono::Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("timestamp {ms}")))
+}
+
+/// The incident's day in Japan time, for its number.
+fn japan_day(ms: i64) -> Result<String, StoreError> {
+    let jst = chrono::FixedOffset::east_opt(9 * 3600)
+        .ok_or_else(|| StoreError::Corrupt("JST offset".into()))?;
+    Ok(ms_to_time(ms)?
+        .with_timezone(&jst)
+        .format("%Y%m%d")
+        .to_string())
+}
+
+fn load_log(conn: &Connection, incident: IncidentId) -> Result<Incident, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, at_ms, device_ms, idempotency_key, actor, kind FROM incident_event \
+             WHERE incident_id = ?1 ORDER BY seq",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([incident], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (seq, at, device, key, actor, kind) = row.map_err(db_err)?;
+        events.push(Event {
+            seq,
+            kind: serde_json::from_str::<EventKind>(&kind)
+                .map_err(|e| corrupt(format!("incident {incident} event {seq}: {e}")))?,
+            at: ms_to_time(at)?,
+            device_at: device.map(ms_to_time).transpose()?,
+            idempotency_key: key,
+            actor: serde_json::from_str::<Actor>(&actor)
+                .map_err(|e| corrupt(format!("incident {incident} event {seq} actor: {e}")))?,
+        });
+    }
+    Ok(Incident { events })
+}
+
+fn load_incident(
+    conn: &Connection,
+    bureau: BureauId,
+    id: IncidentId,
+) -> Result<Option<IncidentRecord>, StoreError> {
+    let number: Option<String> = conn
+        .query_row(
+            "SELECT number FROM incident WHERE id = ?1 AND bureau_id = ?2",
+            params![id, bureau],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    let Some(number) = number else {
+        return Ok(None);
+    };
+    Ok(Some(IncidentRecord {
+        id,
+        bureau_id: bureau,
+        number,
+        log: load_log(conn, id)?,
+    }))
+}
+
+/// Inserts one checked event and refreshes the incident row's denormalised columns.
+fn insert_event(
+    tx: &Transaction<'_>,
+    incident: IncidentId,
+    log: &Incident,
+    new: &NewEvent,
+    now_ms: i64,
+) -> Result<Event, AppendError> {
+    log.check(&new.kind)?;
+    let seq = u32::try_from(log.events.len() + 1)
+        .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;
+    let kind = serde_json::to_string(&new.kind)
+        .map_err(|e| StoreError::Corrupt(format!("encoding event: {e}")))?;
+    let actor = serde_json::to_string(&new.actor)
+        .map_err(|e| StoreError::Corrupt(format!("encoding actor: {e}")))?;
+    tx.execute(
+        "INSERT INTO incident_event (incident_id, seq, at_ms, device_ms, idempotency_key, actor, kind) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![incident, seq, now_ms, new.device_at_ms, new.idempotency_key, actor, kind],
+    )
+    .map_err(db_err)?;
+    match &new.kind {
+        EventKind::Assigned { team } => {
+            tx.execute(
+                "UPDATE incident SET team_id = ?1 WHERE id = ?2",
+                params![team, incident],
+            )
+            .map_err(db_err)?;
+        }
+        EventKind::Closed => {
+            tx.execute("UPDATE incident SET closed = 1 WHERE id = ?1", [incident])
+                .map_err(db_err)?;
+        }
+        _ => {}
+    }
+    Ok(Event {
+        seq,
+        kind: new.kind.clone(),
+        at: ms_to_time(now_ms)?,
+        device_at: new.device_at_ms.map(ms_to_time).transpose()?,
+        idempotency_key: new.idempotency_key.clone(),
+        actor: new.actor.clone(),
+    })
+}
+
+fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, Vec<u8>, Vec<u8>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_chained(
+    (seq, entry, prev, hash): (i64, String, Vec<u8>, Vec<u8>),
+) -> Result<ChainedEntry<ViewRecord>, myna_domain::access::ChainBreak> {
+    let unreadable = |problem: String| myna_domain::access::ChainBreak::Unreadable { seq, problem };
+    Ok(ChainedEntry {
+        seq,
+        entry: serde_json::from_str(&entry).map_err(|e| unreadable(e.to_string()))?,
+        prev_hash: Hash32::try_from(prev.as_slice())
+            .map_err(|_| unreadable("prev_hash is not 32 bytes".into()))?,
+        hash: Hash32::try_from(hash.as_slice())
+            .map_err(|_| unreadable("hash is not 32 bytes".into()))?,
+    })
+}
+
+impl EmsStore for EmsSqlite {
+    async fn seed_bureau(&self, seed: BureauSeed) -> Result<BureauId, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let exists: Option<i64> = tx
+                .query_row("SELECT id FROM bureau WHERE code = ?1", [&seed.code], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)?;
+            if exists.is_some() {
+                return Err(StoreError::OrganisationExists(seed.code));
+            }
+            tx.execute(
+                "INSERT INTO bureau (code, name, provider_url, provider_token, view_window_s) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    seed.code,
+                    seed.name,
+                    seed.provider_url,
+                    seed.provider_token,
+                    seed.view_window_s
+                ],
+            )
+            .map_err(db_err)?;
+            let bureau = tx.last_insert_rowid();
+            for (station, teams) in &seed.stations {
+                tx.execute(
+                    "INSERT INTO station (bureau_id, name) VALUES (?1, ?2)",
+                    params![bureau, station],
+                )
+                .map_err(db_err)?;
+                let station_id = tx.last_insert_rowid();
+                for team in teams {
+                    tx.execute(
+                        "INSERT INTO team (bureau_id, station_id, name) VALUES (?1, ?2, ?3)",
+                        params![bureau, station_id, team],
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+            for a in &seed.accounts {
+                let team: Option<i64> = match &a.team {
+                    None => None,
+                    Some(name) => Some(
+                        tx.query_row(
+                            "SELECT id FROM team WHERE bureau_id = ?1 AND name = ?2",
+                            params![bureau, name],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(db_err)?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("account {}: no team {name:?}", a.login))
+                        })?,
+                    ),
+                };
+                tx.execute(
+                    "INSERT INTO account (bureau_id, login, display_name, role, team_id, password_hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![bureau, a.login, a.display_name, a.role.as_str(), team, a.password_hash],
+                )
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(bureau)
+        })
+        .await
+    }
+
+    async fn set_provider(
+        &self,
+        bureau: BureauId,
+        url: &str,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let (url, token) = (url.to_owned(), token.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE bureau SET provider_url = ?1, provider_token = ?2 WHERE id = ?3",
+                params![url, token, bureau],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bureau(&self, code: &str) -> Result<Option<Bureau>, StoreError> {
+        let code = code.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                &format!("SELECT {BUREAU_COLS} FROM bureau WHERE code = ?1"),
+                [code],
+                bureau_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn bureau_by_id(&self, id: BureauId) -> Result<Option<Bureau>, StoreError> {
+        self.run(move |conn| {
+            conn.query_row(
+                &format!("SELECT {BUREAU_COLS} FROM bureau WHERE id = ?1"),
+                [id],
+                bureau_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn teams(&self, bureau: BureauId) -> Result<Vec<Team>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT t.id, t.bureau_id, s.name, t.name FROM team t \
+                     JOIN station s ON s.id = t.station_id WHERE t.bureau_id = ?1 ORDER BY t.id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([bureau], |r| {
+                    Ok(Team {
+                        id: r.get(0)?,
+                        bureau_id: r.get(1)?,
+                        station: r.get(2)?,
+                        name: r.get(3)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn account(&self, bureau: BureauId, login: &str) -> Result<Option<Account>, StoreError> {
+        let login = login.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {ACCOUNT_COLS} FROM account a WHERE a.bureau_id = ?1 AND a.login = ?2"
+                ),
+                params![bureau, login],
+                account_row,
+            )
+            .optional()
+            .map_err(db_err)?
+            .map(with_role)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        bureau: BureauId,
+        login: &str,
+        password_hash: String,
+    ) -> Result<bool, StoreError> {
+        let login = login.to_owned();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM account WHERE bureau_id = ?1 AND login = ?2",
+                    params![bureau, login],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some(id) = id else { return Ok(false) };
+            tx.execute(
+                "UPDATE account SET password_hash = ?1 WHERE id = ?2",
+                params![password_hash, id],
+            )
+            .map_err(db_err)?;
+            tx.execute("DELETE FROM session WHERE account_id = ?1", [id])
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: String,
+        account: i64,
+        terminal: Option<TerminalId>,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO session (token_hash, account_id, terminal_id, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash, account, terminal, expires_ms],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<Session>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.run(move |conn| {
+            let row = conn
+                .query_row(
+                    &format!(
+                        "SELECT {ACCOUNT_COLS}, s.terminal_id, s.expires_ms FROM session s \
+                         JOIN account a ON a.id = s.account_id \
+                         WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND a.disabled = 0"
+                    ),
+                    params![token_hash, now_ms],
+                    |r| {
+                        Ok((
+                            account_row(r)?,
+                            r.get::<_, Option<i64>>(8)?,
+                            r.get::<_, i64>(9)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(db_err)?;
+            row.map(|(a, terminal_id, expires_ms)| {
+                Ok(Session {
+                    account: with_role(a)?,
+                    terminal_id,
+                    expires_ms,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.run(move |conn| {
+            conn.execute("DELETE FROM session WHERE token_hash = ?1", [token_hash])
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_terminal(
+        &self,
+        bureau: BureauId,
+        team: TeamId,
+        label: &str,
+        token_hash: String,
+    ) -> Result<TerminalId, StoreError> {
+        let label = label.to_owned();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let team_ok: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM team WHERE id = ?1 AND bureau_id = ?2",
+                    params![team, bureau],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if team_ok.is_none() {
+                return Err(StoreError::Corrupt(format!(
+                    "team {team} is not in bureau {bureau}"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO terminal (bureau_id, team_id, label, token_hash) VALUES (?1, ?2, ?3, ?4)",
+                params![bureau, team, label, token_hash],
+            )
+            .map_err(db_err)?;
+            let id = tx.last_insert_rowid();
+            tx.commit().map_err(db_err)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn revoke_terminal(
+        &self,
+        bureau: BureauId,
+        terminal: TerminalId,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let n = tx
+                .execute(
+                    "UPDATE terminal SET revoked = 1 WHERE id = ?1 AND bureau_id = ?2",
+                    params![terminal, bureau],
+                )
+                .map_err(db_err)?;
+            tx.execute("DELETE FROM session WHERE terminal_id = ?1", [terminal])
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn terminal_by_token(&self, token_hash: &str) -> Result<Option<Terminal>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT id, bureau_id, team_id, label, revoked FROM terminal WHERE token_hash = ?1",
+                [token_hash],
+                terminal_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn terminals(&self, bureau: BureauId) -> Result<Vec<Terminal>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, bureau_id, team_id, label, revoked FROM terminal WHERE bureau_id = ?1 ORDER BY id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt.query_map([bureau], terminal_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn create_incident(
+        &self,
+        bureau: BureauId,
+        created: NewEvent,
+        now_ms: i64,
+    ) -> Result<IncidentRecord, AppendError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let day = japan_day(now_ms)?;
+            let n: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM incident WHERE bureau_id = ?1 AND number LIKE ?2",
+                    params![bureau, format!("{day}-%")],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            let number = format!("{day}-{:04}", n + 1);
+            tx.execute(
+                "INSERT INTO incident (bureau_id, number, created_ms) VALUES (?1, ?2, ?3)",
+                params![bureau, number, now_ms],
+            )
+            .map_err(db_err)?;
+            let id = tx.last_insert_rowid();
+            let event = insert_event(&tx, id, &Incident::default(), &created, now_ms)?;
+            tx.commit().map_err(db_err)?;
+            Ok(IncidentRecord {
+                id,
+                bureau_id: bureau,
+                number,
+                log: Incident {
+                    events: vec![event],
+                },
+            })
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+        event: NewEvent,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let Some(record) = load_incident(&tx, bureau, incident)? else {
+                return Err(AppendError::NotFound);
+            };
+            if let Some(done) = record.log.by_key(&event.idempotency_key) {
+                if done.kind != event.kind {
+                    return Err(AppendError::KeyReused(event.idempotency_key));
+                }
+                return Ok(Appended::Duplicate(done.clone()));
+            }
+            let committed = insert_event(&tx, incident, &record.log, &event, now_ms)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Appended::New(committed))
+        })
+        .await
+    }
+
+    async fn incident(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+    ) -> Result<Option<IncidentRecord>, StoreError> {
+        self.run(move |conn| load_incident(conn, bureau, incident))
+            .await
+    }
+
+    async fn incidents(
+        &self,
+        bureau: BureauId,
+        filter: IncidentFilter,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        self.run(move |conn| {
+            let ids: Vec<i64> = {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id FROM incident WHERE bureau_id = ?1 \
+                         AND (?2 = 0 OR closed = 0) AND (?3 IS NULL OR team_id = ?3) \
+                         ORDER BY id DESC LIMIT ?4",
+                    )
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(
+                        params![bureau, filter.open_only, filter.team, filter.limit],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(r) = load_incident(conn, bureau, id)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_view(&self, record: ViewRecord) -> Result<i64, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let prev = tx
+                .query_row(
+                    "SELECT seq, hash FROM view_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?
+                .map(|(seq, h)| {
+                    Hash32::try_from(h.as_slice())
+                        .map(|h| (seq, h))
+                        .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))
+                })
+                .transpose()?;
+            let bureau = record.bureau.clone();
+            let linked = chain(prev, record);
+            let entry = serde_json::to_string(&linked.entry)
+                .map_err(|e| StoreError::Corrupt(format!("encoding view record: {e}")))?;
+            tx.execute(
+                "INSERT INTO view_log (seq, bureau, entry, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![linked.seq, bureau, entry, linked.prev_hash.as_slice(), linked.hash.as_slice()],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(linked.seq)
+        })
+        .await
+    }
+
+    async fn view_records(
+        &self,
+        bureau: &str,
+        limit: u32,
+    ) -> Result<Vec<ChainedEntry<ViewRecord>>, StoreError> {
+        let bureau = bureau.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, entry, prev_hash, hash FROM view_log WHERE bureau = ?1 \
+                     ORDER BY seq DESC LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![bureau, limit], view_row)
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(to_chained(row.map_err(db_err)?).map_err(|e| corrupt(e.to_string()))?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn verify_view_log(&self) -> Result<ChainReport, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT seq, entry, prev_hash, hash FROM view_log ORDER BY seq")
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], view_row).map_err(db_err)?;
+            let mut v = ChainVerifier::default();
+            for row in rows {
+                let checked = to_chained(row.map_err(db_err)?).and_then(|e| v.push(&e));
+                if let Err(first_break) = checked {
+                    return Ok(ChainReport::Broken {
+                        verified: v.count(),
+                        first_break,
+                    });
+                }
+            }
+            Ok(ChainReport::Intact {
+                entries: v.count(),
+                head_hash: v.head().map(|(_, h)| hex::encode(h)),
+            })
+        })
+        .await
+    }
+}

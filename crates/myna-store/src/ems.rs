@@ -1,0 +1,303 @@
+//! The `ems` service's storage: fire bureaus (tenants), their stations, teams, accounts and
+//! terminals, incidents as append-only event logs, and the hash-chained view audit.
+//!
+//! Tenancy is in the signatures: every read and write of tenant data takes the bureau's id, and
+//! the lookups that start from a credential (session, terminal) return it. A backend never
+//! answers one bureau's query with another's rows.
+
+use crate::{ChainReport, StoreError};
+use myna_domain::access::ChainedEntry;
+use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
+use std::future::Future;
+
+pub type BureauId = i64;
+pub type TeamId = i64;
+pub type AccountId = i64;
+pub type TerminalId = i64;
+pub type IncidentId = i64;
+
+/// 消防本部 (fire bureau): one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bureau {
+    pub id: BureauId,
+    /// Short stable code, e.g. `kawasaki-fd`; it is also the bureau's organisation id at the
+    /// provider.
+    pub code: String,
+    pub name: String,
+    /// The provider's base URL and this bureau's credential there.
+    pub provider_url: String,
+    pub provider_token: String,
+    /// How long after the call a summary may be requested.
+    pub view_window_s: i64,
+}
+
+/// 救急隊 (ambulance team), at a 消防署 (station).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    pub id: TeamId,
+    pub bureau_id: BureauId,
+    pub station: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Dispatcher,
+    Crew,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Dispatcher => "dispatcher",
+            Role::Crew => "crew",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Role::Dispatcher, Role::Crew, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub bureau_id: BureauId,
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    /// The crew member's home team; a crew member signs in on any terminal of the bureau.
+    pub team_id: Option<TeamId>,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// A registered tablet. Its credential is stored as a hash; revocation is checked on every
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminal {
+    pub id: TerminalId,
+    pub bureau_id: BureauId,
+    pub team_id: TeamId,
+    pub label: String,
+    pub revoked: bool,
+}
+
+/// A signed-in account. Crew sessions are bound to the terminal they signed in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub account: Account,
+    pub terminal_id: Option<TerminalId>,
+    pub expires_ms: i64,
+}
+
+/// What a new bureau starts with.
+#[derive(Debug, Clone)]
+pub struct BureauSeed {
+    pub code: String,
+    pub name: String,
+    pub provider_url: String,
+    pub provider_token: String,
+    pub view_window_s: i64,
+    /// Station name and its teams' names.
+    pub stations: Vec<(String, Vec<String>)>,
+    pub accounts: Vec<AccountSeed>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountSeed {
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    /// Team name, for crew.
+    pub team: Option<String>,
+    pub password_hash: String,
+}
+
+/// An incident with its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRecord {
+    pub id: IncidentId,
+    pub bureau_id: BureauId,
+    /// 事案番号, unique within the bureau, e.g. `20261124-0007`.
+    pub number: String,
+    pub log: Incident,
+}
+
+/// An event before the server commits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub actor: Actor,
+    pub idempotency_key: String,
+    /// The device's clock when the event was made (offline queueing).
+    pub device_at_ms: Option<i64>,
+}
+
+/// The answer to an append: a resend with a known key gets the committed event back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    New(Event),
+    Duplicate(Event),
+}
+
+impl Appended {
+    pub fn event(&self) -> &Event {
+        match self {
+            Appended::New(e) | Appended::Duplicate(e) => e,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rule(#[from] IncidentError),
+    #[error("no such incident")]
+    NotFound,
+    #[error("idempotency key {0:?} was used for a different event")]
+    KeyReused(String),
+}
+
+/// Which incidents to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentFilter {
+    pub open_only: bool,
+    pub team: Option<TeamId>,
+    pub limit: u32,
+}
+
+/// The `ems` service's storage. Writes are atomic and durable before they return.
+pub trait EmsStore: Send + Sync + 'static {
+    /// Creates a bureau with its stations, teams and accounts in one transaction.
+    fn seed_bureau(
+        &self,
+        seed: BureauSeed,
+    ) -> impl Future<Output = Result<BureauId, StoreError>> + Send;
+
+    /// Points the bureau at a provider (URL and credential), e.g. after the provider moved.
+    fn set_provider(
+        &self,
+        bureau: BureauId,
+        url: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn bureau(&self, code: &str)
+    -> impl Future<Output = Result<Option<Bureau>, StoreError>> + Send;
+
+    fn bureau_by_id(
+        &self,
+        id: BureauId,
+    ) -> impl Future<Output = Result<Option<Bureau>, StoreError>> + Send;
+
+    fn teams(&self, bureau: BureauId)
+    -> impl Future<Output = Result<Vec<Team>, StoreError>> + Send;
+
+    fn account(
+        &self,
+        bureau: BureauId,
+        login: &str,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+
+    /// Replaces the password hash and ends the account's sessions.
+    fn set_password(
+        &self,
+        bureau: BureauId,
+        login: &str,
+        password_hash: String,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn create_session(
+        &self,
+        token_hash: String,
+        account: AccountId,
+        terminal: Option<TerminalId>,
+        expires_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live session with this token hash, if not expired and the account is enabled.
+    fn session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    fn end_session(&self, token_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn add_terminal(
+        &self,
+        bureau: BureauId,
+        team: TeamId,
+        label: &str,
+        token_hash: String,
+    ) -> impl Future<Output = Result<TerminalId, StoreError>> + Send;
+
+    /// Revokes a terminal and ends the sessions bound to it. False if there is no such
+    /// terminal in the bureau.
+    fn revoke_terminal(
+        &self,
+        bureau: BureauId,
+        terminal: TerminalId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn terminal_by_token(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<Terminal>, StoreError>> + Send;
+
+    fn terminals(
+        &self,
+        bureau: BureauId,
+    ) -> impl Future<Output = Result<Vec<Terminal>, StoreError>> + Send;
+
+    /// Creates an incident whose first event is `created` (an `EventKind::Created`).
+    fn create_incident(
+        &self,
+        bureau: BureauId,
+        created: NewEvent,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<IncidentRecord, AppendError>> + Send;
+
+    /// Appends one event after `Incident::check`, in one transaction with the read of the log.
+    fn append(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+        event: NewEvent,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Appended, AppendError>> + Send;
+
+    fn incident(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+    ) -> impl Future<Output = Result<Option<IncidentRecord>, StoreError>> + Send;
+
+    /// Newest first.
+    fn incidents(
+        &self,
+        bureau: BureauId,
+        filter: IncidentFilter,
+    ) -> impl Future<Output = Result<Vec<IncidentRecord>, StoreError>> + Send;
+
+    /// Appends a view record to the hash chain; returns its sequence number.
+    fn record_view(
+        &self,
+        record: ViewRecord,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    fn view_records(
+        &self,
+        bureau: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ChainedEntry<ViewRecord>>, StoreError>> + Send;
+
+    fn verify_view_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
+}

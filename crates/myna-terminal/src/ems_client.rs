@@ -1,0 +1,316 @@
+//! The terminal's client of `ems`: its own credential as bearer token, the crew session in a
+//! header, a deadline on every call, and a split between "the link is down" (retry later) and
+//! "ems refused" (show the crew why).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use myna_ems::error::ErrorBody;
+use myna_ems::wire::{
+    CREW_SESSION_HEADER, EventAck, EventBody, IncidentView, SignInBody, SignedIn, SummaryBody,
+    TerminalInfo,
+};
+use myna_provider::SummaryResponse;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// ems could not be reached or did not answer in time: the link is down.
+    Offline(String),
+    /// ems answered with an error.
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Offline(e) => write!(f, "ems unreachable: {e}"),
+            CallError::Refused { code, message, .. } => write!(f, "{code}: {message}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct EmsClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    token: String,
+    /// Deadline of one call (the summary gets the provider's time on top).
+    pub timeout: Duration,
+}
+
+impl EmsClient {
+    pub fn new(base: &str, token: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let http = Client::builder(TokioExecutor::new()).build(connector);
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, CallError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token));
+        if let Some(s) = session {
+            b = b.header(CREW_SESSION_HEADER, s);
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        b.body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| CallError::Offline(format!("building request: {e}")))
+    }
+
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, CallError> {
+        tokio::time::timeout(timeout, self.http.request(req))
+            .await
+            .map_err(|_| CallError::Offline("no answer in time".into()))?
+            .map_err(|e| CallError::Offline(e.to_string()))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let req = self.request(method, path, session, body)?;
+        let work = async {
+            let resp = self.send(req, timeout).await?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| CallError::Offline(e.to_string()))?
+                .to_bytes();
+            Ok::<_, CallError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| CallError::Offline("no answer in time".into()))??;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| CallError::Refused {
+                status: status.as_u16(),
+                code: "bad_answer".into(),
+                message: e.to_string(),
+            });
+        }
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => (b.error.code, b.error.message),
+            // A proxy or gateway error page means the link, not ems, failed.
+            Err(_)
+                if status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT =>
+            {
+                return Err(CallError::Offline(format!("gateway answered {status}")));
+            }
+            Err(_) => (
+                "unknown".into(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ),
+        };
+        Err(CallError::Refused {
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+
+    fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, CallError> {
+        serde_json::to_vec(v).map_err(|e| CallError::Offline(format!("encoding: {e}")))
+    }
+
+    pub async fn whoami(&self) -> Result<TerminalInfo, CallError> {
+        self.call(
+            Method::GET,
+            "/api/v1/terminal/whoami",
+            None,
+            None,
+            self.timeout,
+        )
+        .await
+    }
+
+    pub async fn sign_in(&self, login: &str, password: &str) -> Result<SignedIn, CallError> {
+        let body = Self::json(&SignInBody {
+            login: login.to_owned(),
+            password: password.to_owned(),
+        })?;
+        self.call(
+            Method::POST,
+            "/api/v1/terminal/sign-in",
+            None,
+            Some(body),
+            self.timeout,
+        )
+        .await
+    }
+
+    pub async fn sign_out(&self, session: &str) -> Result<serde_json::Value, CallError> {
+        self.call(
+            Method::POST,
+            "/api/v1/terminal/sign-out",
+            Some(session),
+            Some(b"{}".to_vec()),
+            self.timeout,
+        )
+        .await
+    }
+
+    pub async fn incidents(&self, session: &str) -> Result<Vec<IncidentView>, CallError> {
+        self.call(
+            Method::GET,
+            "/api/v1/terminal/incidents",
+            Some(session),
+            None,
+            self.timeout,
+        )
+        .await
+    }
+
+    pub async fn incident(&self, session: &str, id: i64) -> Result<IncidentView, CallError> {
+        self.call(
+            Method::GET,
+            &format!("/api/v1/terminal/incidents/{id}"),
+            Some(session),
+            None,
+            self.timeout,
+        )
+        .await
+    }
+
+    pub async fn post_event(
+        &self,
+        session: &str,
+        incident: i64,
+        body: &EventBody,
+    ) -> Result<EventAck, CallError> {
+        let body = Self::json(body)?;
+        self.call(
+            Method::POST,
+            &format!("/api/v1/terminal/incidents/{incident}/events"),
+            Some(session),
+            Some(body),
+            self.timeout,
+        )
+        .await
+    }
+
+    pub async fn summary(
+        &self,
+        session: &str,
+        incident: i64,
+        body: &SummaryBody,
+    ) -> Result<SummaryResponse, CallError> {
+        let body = Self::json(body)?;
+        self.call(
+            Method::POST,
+            &format!("/api/v1/terminal/incidents/{incident}/summary"),
+            Some(session),
+            Some(body),
+            self.timeout * 3,
+        )
+        .await
+    }
+
+    /// Opens the push stream; the caller reads server-sent events from the body.
+    pub async fn stream(&self, session: &str) -> Result<Incoming, CallError> {
+        let req = self.request(Method::GET, "/api/v1/terminal/stream", Some(session), None)?;
+        let resp = self.send(req, self.timeout).await?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let (code, message) = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| (b.error.code, b.error.message))
+                .unwrap_or_else(|_| ("unknown".into(), String::new()));
+            return Err(CallError::Refused {
+                status,
+                code,
+                message,
+            });
+        }
+        Ok(resp.into_body())
+    }
+}
+
+/// Splits a server-sent-event byte stream into `(event, data)` pairs.
+#[derive(Default)]
+pub struct SseParser {
+    buf: String,
+}
+
+impl SseParser {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
+        self.buf.push_str(&String::from_utf8_lossy(chunk));
+        let mut out = Vec::new();
+        while let Some(end) = self.buf.find("\n\n") {
+            let block: String = self.buf.drain(..end + 2).collect();
+            let mut event = String::from("message");
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.trim_start().to_owned());
+                }
+            }
+            // Comment-only blocks (keep-alives) carry no event.
+            if block.lines().any(|l| !l.starts_with(':') && !l.is_empty()) {
+                out.push((event, data.join("\n")));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_blocks_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(p.push(b"event: incid").is_empty());
+        let got = p.push(b"ent\ndata: 7\n\n:keep-alive\n\nevent: resync\ndata: x\n\n");
+        assert_eq!(
+            got,
+            vec![
+                ("incident".to_owned(), "7".to_owned()),
+                ("resync".to_owned(), "x".to_owned())
+            ]
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! 送信待ち (outbox): the terminal's durable queue of incident events. A tap is committed here
+//! (SQLite, `synchronous=FULL`) before the crew sees it as done, then delivered to `ems` in
+//! order. Every event carries an idempotency key made at the tap, so a resend after a lost
+//! answer is answered by `ems`, not appended again: each event arrives exactly once.
+//!
+//! Nothing medical goes in here: phases, the face check, consent and outcomes only.
+
+use myna_ems::wire::EventBody;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub id: i64,
+    pub incident: i64,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Sent,
+    Rejected,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Sent => "sent",
+            State::Rejected => "rejected",
+        }
+    }
+}
+
+pub struct Outbox {
+    conn: Mutex<Connection>,
+}
+
+#[derive(Debug)]
+pub struct OutboxError(pub String);
+
+impl std::fmt::Display for OutboxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "outbox: {}", self.0)
+    }
+}
+
+impl std::error::Error for OutboxError {}
+
+fn err(e: impl std::fmt::Display) -> OutboxError {
+    OutboxError(e.to_string())
+}
+
+impl Outbox {
+    pub fn open(path: &Path) -> Result<Self, OutboxError> {
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS outbox (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 incident_id INTEGER NOT NULL,
+                 idempotency_key TEXT NOT NULL UNIQUE,
+                 body TEXT NOT NULL,
+                 state TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (state IN ('pending', 'sent', 'rejected')),
+                 detail TEXT
+             );
+             CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, id);",
+        )
+        .map_err(err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, OutboxError> {
+        let conn = self.conn.lock().map_err(|_| err("lock poisoned"))?;
+        f(&conn).map_err(err)
+    }
+
+    /// Commits an event to the queue; durable when this returns.
+    pub fn push(&self, incident: i64, body: &EventBody) -> Result<i64, OutboxError> {
+        let json = serde_json::to_string(body).map_err(err)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO outbox (incident_id, idempotency_key, body) VALUES (?1, ?2, ?3)",
+                params![incident, body.idempotency_key, json],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// The oldest event not yet delivered.
+    pub fn head(&self) -> Result<Option<Queued>, OutboxError> {
+        let row = self.with(|c| {
+            c.query_row(
+                "SELECT id, incident_id, body FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()
+        })?;
+        row.map(|(id, incident, body)| {
+            Ok(Queued {
+                id,
+                incident,
+                body: serde_json::from_str(&body).map_err(err)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn mark(&self, id: i64, state: State, detail: Option<&str>) -> Result<(), OutboxError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE outbox SET state = ?1, detail = ?2 WHERE id = ?3",
+                params![state.as_str(), detail, id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Undelivered events, oldest first (for the crew's "queued" marks).
+    pub fn pending(&self) -> Result<Vec<Queued>, OutboxError> {
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, incident_id, body FROM outbox WHERE state = 'pending' ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, incident, body)| {
+                Ok(Queued {
+                    id,
+                    incident,
+                    body: serde_json::from_str(&body).map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    pub fn pending_for(&self, incident: i64) -> Result<usize, OutboxError> {
+        Ok(self
+            .pending()?
+            .iter()
+            .filter(|q| q.incident == incident)
+            .count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use myna_domain::incident::{EventKind, Phase};
+
+    fn body(key: &str, phase: Phase) -> EventBody {
+        EventBody {
+            idempotency_key: key.into(),
+            device_at_ms: Some(1),
+            event: EventKind::Phase { phase },
+        }
+    }
+
+    #[test]
+    fn events_survive_reopening_and_leave_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        {
+            let o = Outbox::open(&path).unwrap();
+            o.push(1, &body("a", Phase::Arrival)).unwrap();
+            o.push(1, &body("b", Phase::Contact)).unwrap();
+        }
+        let o = Outbox::open(&path).unwrap();
+        let head = o.head().unwrap().unwrap();
+        assert_eq!(head.body.idempotency_key, "a");
+        o.mark(head.id, State::Sent, None).unwrap();
+        assert_eq!(o.head().unwrap().unwrap().body.idempotency_key, "b");
+        assert_eq!(o.pending_for(1).unwrap(), 1);
+        assert!(
+            o.push(1, &body("b", Phase::Contact)).is_err(),
+            "keys are unique"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! What the `ems` and `terminal` web UIs share: the pinned, vendored htmx file and the
+//! stylesheet (served by our own process, never a CDN), random tokens, cookies and rendering of
+//! askama pages.
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use rand::RngCore;
+
+pub const HTMX_PATH: &str = "/static/htmx-2.0.4.min.js";
+pub const CSS_PATH: &str = "/static/app.css";
+
+const HTMX: &str = include_str!("../assets/htmx-2.0.4.min.js");
+const CSS: &str = include_str!("../assets/app.css");
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Routes for the static files.
+pub fn static_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(
+            HTMX_PATH,
+            get(|| async { asset(HTMX, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            CSS_PATH,
+            get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
+}
+
+/// A fresh 256-bit secret, URL-safe base64 (credentials, sessions, idempotency keys).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value for a session cookie: HttpOnly, SameSite=Strict, whole site.
+pub fn session_cookie(name: &str, value: &str) -> String {
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict")
+}
+
+/// A `Set-Cookie` value that removes the cookie.
+pub fn clear_cookie(name: &str) -> String {
+    format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// Renders a page; a template error is a 500 with a plain message, never a panic.
+pub fn page<T: askama::Template>(template: &T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("page could not be rendered: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; sess=xyz"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, "sess"), Some("xyz"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_url_safe() {
+        let (a, b) = (random_token(), random_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+}
