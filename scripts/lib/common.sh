@@ -33,3 +33,6 @@ BASE_PACKAGES=(gcc libc6-dev pkg-config sqlite3 ca-certificates libpcsclite-dev)
 # The PC/SC stack the card tests run against: pcscd with the vsmartcard virtual reader, and
 # OpenSC as an unmodified third-party client.
 CARD_PACKAGES=(pcscd vsmartcard-vpcd opensc)
+
+# The browser tests: Debian's Chromium (playwright-core drives it; nothing is downloaded).
+BROWSER_PACKAGES=(chromium fonts-noto-cjk)

@@ -170,9 +170,8 @@ async fn incident<S: EmsStore>(
     Ok(Json(IncidentView::new(&record, &teams)))
 }
 
-/// How far a device's clock may be from the server's before its time is kept as the event's
-/// device time (an event queued offline arrives late).
-const DEVICE_TIME_SLACK_MS: i64 = 3_000;
+/// A device time further ahead of the server's than this is a wrong clock, and is not kept.
+const DEVICE_CLOCK_AHEAD_MS: i64 = 5_000;
 
 async fn event<S: EmsStore>(
     State(ems): St<S>,
@@ -200,9 +199,11 @@ async fn event<S: EmsStore>(
     }
     own_incident(&ems, &c, id).await?;
     let now = ems.now_ms();
+    // The crew's time of tapping is kept beside the server's time of arrival: they differ when
+    // the tap was queued offline.
     let device_at_ms = body
         .device_at_ms
-        .filter(|d| (now - d).abs() > DEVICE_TIME_SLACK_MS && *d <= now);
+        .filter(|d| *d <= now + DEVICE_CLOCK_AHEAD_MS && *d > 0);
     let appended = ems
         .store
         .append(
@@ -412,7 +413,7 @@ async fn stream<S: EmsStore>(
                 },
                 _ = tick.tick() => {
                     if ems.crew(&headers).await.is_err() {
-                        let ev = SseEvent::default().event("signed_out").data("");
+                        let ev = SseEvent::default().event("signed_out").data("ended");
                         return Some((Ok(ev), None));
                     }
                 }

@@ -526,12 +526,13 @@ async fn incident_page<S: EmsStore>(
             .map(|e| EventRow {
                 seq: e.seq,
                 at: match e.device_at {
-                    Some(dev) => format!(
+                    // Shown when the tap reached ems later than it was made (queued offline).
+                    Some(dev) if (e.at - dev).num_milliseconds().abs() >= 1000 => format!(
                         "{}（端末 {}）",
                         jst_time(e.at.timestamp_millis()),
                         jst_time(dev.timestamp_millis())
                     ),
-                    None => jst_time(e.at.timestamp_millis()),
+                    _ => jst_time(e.at.timestamp_millis()),
                 },
                 what: describe(&e.kind, &teams),
                 who: match &e.actor {
@@ -571,7 +572,7 @@ async fn stream<S: EmsStore>(
                 }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(SseEvent::default().event("incident").data("")), rx));
+                    return Some((Ok(SseEvent::default().event("incident").data("lagged")), rx));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

@@ -158,8 +158,8 @@ impl IncidentView {
 #[serde(deny_unknown_fields)]
 pub struct EventBody {
     pub idempotency_key: String,
-    /// The device's clock when the crew tapped, in ms since the epoch (set for every event; the
-    /// server keeps it when it differs from its own time by more than a few seconds).
+    /// The device's clock when the crew tapped, in ms since the epoch. Kept beside the server's
+    /// time of arrival unless it is ahead of the server's clock (a wrong tablet clock).
     pub device_at_ms: Option<i64>,
     pub event: EventKind,
 }

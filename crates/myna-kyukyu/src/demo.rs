@@ -217,7 +217,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&terminals_dir)?;
     for (file, team) in DEMO_TERMINALS {
         let path = terminals_dir.join(format!("{file}.token"));
-        if !path.exists() {
+        // Re-register when the credential is missing, or unknown to this ems database.
+        let known = match read_token(&path) {
+            Ok(t) => ems_store
+                .terminal_by_token(&myna_store::hash_secret(&t))
+                .await?
+                .is_some_and(|t| !t.revoked),
+            Err(_) => false,
+        };
+        if !known {
             let (_, credential) = add_terminal(
                 ems_store.as_ref(),
                 bureau.id,

@@ -308,7 +308,7 @@ async fn events(State(t): St) -> Sse<impl Stream<Item = Result<SseEvent, Infalli
     let rx = t.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.changed().await.ok()?;
-        Some((Ok(SseEvent::default().event("redraw").data("")), rx))
+        Some((Ok(SseEvent::default().event("redraw").data("changed")), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

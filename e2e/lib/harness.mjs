@@ -1,0 +1,170 @@
+// Test harness: starts the project's own processes (the demo, a standalone ems, another
+// terminal), launches Debian's Chromium through playwright-core, and keeps screenshots.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const BIN = process.env.MYNA_BIN;
+if (!BIN) throw new Error('MYNA_BIN must name the myna-kyukyu binary (scripts/e2e sets it)');
+export const ARTIFACTS = process.env.E2E_ARTIFACTS || join(process.cwd(), 'artifacts');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+// Ports away from the demo's defaults, so a demo a developer left running does not interfere.
+export const PORTS = { provider: 18440, ems: 18441, terminal: 18442, terminal2: 18443, ems2: 18444, terminal3: 18445 };
+export const url = (port) => `http://127.0.0.1:${port}`;
+
+const children = new Set();
+
+/** Starts a process; its output goes to a log file among the artifacts. */
+export function start(name, args) {
+  const log = createWriteStream(join(ARTIFACTS, `${name}.log`), { flags: 'a' });
+  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  child.exitPromise = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+/** Stops a process: SIGKILL is a crash, SIGTERM a clean stop. */
+export async function stop(child, signal = 'SIGTERM') {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  await child.exitPromise;
+}
+
+export async function stopAll() {
+  await Promise.all([...children].map((c) => stop(c, 'SIGKILL')));
+}
+
+/** Waits until GET `u` answers 200 (the process is up), or fails after `ms`. */
+export async function waitForHttp(u, ms = 240_000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(u);
+      if (r.ok) return;
+      last = `status ${r.status}`;
+    } catch (e) {
+      last = e.message;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${u} did not come up: ${last}`);
+}
+
+/** A data directory seeded by one `demo --exit-after-samples` run, shared by the tests. */
+export function seededDataDir() {
+  return mkdtempSync(join(tmpdir(), 'myna-e2e-'));
+}
+
+export async function runToCompletion(name, args) {
+  const child = start(name, args);
+  const { code, signal } = await child.exitPromise;
+  if (code !== 0) throw new Error(`${name} exited with ${code ?? signal}; see ${ARTIFACTS}/${name}.log`);
+}
+
+export function deck(dataDir) {
+  return JSON.parse(readFileSync(join(dataDir, 'cards', 'deck.json'), 'utf8'));
+}
+
+export function token(dataDir, file) {
+  return readFileSync(join(dataDir, 'terminals', `${file}.token`), 'utf8').trim();
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+let shot = 0;
+/** Keeps a screenshot of `page` as a test artifact. */
+export async function screenshot(page, name) {
+  shot += 1;
+  await page.screenshot({ path: join(ARTIFACTS, `${String(shot).padStart(2, '0')}-${name}.png`), fullPage: true });
+}
+
+export const DEMO = {
+  bureau: 'kawasaki-fd',
+  dispatcher: ['dispatcher', 'dispatch-119'],
+  crewPassword: 'crew-2026-demo',
+  // Team → its crew login in the Kawasaki seed.
+  crew: { '中原救急1': 'crew10', '幸救急1': 'crew06' },
+};
+
+export async function dispatcherLogin(page, emsUrl) {
+  await page.goto(`${emsUrl}/login`);
+  await page.fill('#bureau', DEMO.bureau);
+  await page.fill('#login', DEMO.dispatcher[0]);
+  await page.fill('#password', DEMO.dispatcher[1]);
+  await Promise.all([page.waitForURL(`${emsUrl}/dispatch`), page.click('button[type=submit]')]);
+}
+
+let incidentSeq = 0;
+/** Creates an incident on the dispatcher's board; returns its id and the unique location. */
+export async function createIncident(page, emsUrl, { team, category = 'chest_pain', note = '胸痛の訴え、意識清明' }) {
+  incidentSeq += 1;
+  const location = `川崎市中原区小杉町3-${600 + incidentSeq}-${Date.now() % 100000}`;
+  await page.goto(`${emsUrl}/dispatch`);
+  await page.fill('#location', location);
+  await page.selectOption('#category', category);
+  await page.fill('#note', note);
+  await page.check('#card_prep');
+  if (team) await page.selectOption('#team', { label: (await teamOption(page, team)) });
+  await Promise.all([page.waitForURL(`${emsUrl}/dispatch`), page.click('#create')]);
+  const row = page.locator('tr[data-incident]', { hasText: location });
+  await row.waitFor();
+  const id = Number(await row.getAttribute('data-incident'));
+  return { id, location };
+}
+
+async function teamOption(page, team) {
+  const labels = await page.locator('#team option').allTextContents();
+  const found = labels.find((l) => l.trim().endsWith(` ${team}`));
+  if (!found) throw new Error(`no team ${team} among ${labels.length} options`);
+  return found.trim();
+}
+
+export async function crewSignIn(page, terminalUrl, login) {
+  await page.goto(`${terminalUrl}/`);
+  await page.fill('#login', login);
+  await page.fill('#password', DEMO.crewPassword);
+  await page.click('#sign-in');
+  await page.locator('#link').waitFor();
+}
+
+/** Places a deck card on a terminal's emulated reader through the demo panel. */
+export async function placeCard(panel, terminalUrl, id) {
+  await panel.goto(`${terminalUrl}/demo`);
+  await Promise.all([panel.waitForURL(`${terminalUrl}/demo`), panel.click(`#place-${id}`)]);
+}
+
+export async function removeCard(panel, terminalUrl) {
+  await panel.goto(`${terminalUrl}/demo`);
+  await Promise.all([panel.waitForURL(`${terminalUrl}/demo`), panel.click('#remove')]);
+}
+
+/** Counts the crew's taps on the terminal. */
+export class Taps {
+  constructor(page) { this.page = page; this.count = 0; }
+  async tap(selector) {
+    this.count += 1;
+    await this.page.click(selector);
+  }
+}
+
+/** The rows of an incident's timeline on the dispatcher's page. */
+export async function timeline(page, emsUrl, id) {
+  await page.goto(`${emsUrl}/dispatch/incidents/${id}`);
+  return page.locator('tbody tr').allTextContents();
+}

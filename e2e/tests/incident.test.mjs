@@ -1,0 +1,284 @@
+// The incident from the 119 call to departure, in the browser: dispatcher → terminal push →
+// phases → card → two taps → summary, the exception path, an unknown card, a wrong-team
+// terminal, and the offline path with ems stopped mid-incident.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import {
+  PORTS, url, start, stop, stopAll, waitForHttp, seededDataDir, runToCompletion, deck, token,
+  launchBrowser, screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard,
+  removeCard, Taps, timeline,
+} from '../lib/harness.mjs';
+
+const EMS = url(PORTS.ems);
+const TERMINAL = url(PORTS.terminal);
+let dataDir;
+let browser;
+let desk; // the dispatcher's page
+let crew; // the tablet's page (中原救急1)
+let panel; // the demo panel
+let cards;
+
+const demoArgs = () => [
+  'demo', '--data-dir', dataDir, '--persons', '2000',
+  '--listen', `127.0.0.1:${PORTS.provider}`,
+  '--ems-listen', `127.0.0.1:${PORTS.ems}`,
+  '--terminal-listen', `127.0.0.1:${PORTS.terminal}`,
+];
+
+before(async () => {
+  dataDir = seededDataDir();
+  // The first run seeds everything and stops; the second serves (a new user's second run).
+  await runToCompletion('demo-seed', [...demoArgs(), '--exit-after-samples']);
+  start('demo', demoArgs());
+  await waitForHttp(`${EMS}/healthz`);
+  await waitForHttp(`${TERMINAL}/healthz`);
+  cards = deck(dataDir).cards;
+  browser = await launchBrowser();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
+  desk = await context.newPage();
+  const tablet = await browser.newContext({ viewport: { width: 1180, height: 820 }, locale: 'ja-JP', hasTouch: true });
+  crew = await tablet.newPage();
+  panel = await (await browser.newContext()).newPage();
+  await dispatcherLogin(desk, EMS);
+  await screenshot(desk, 'dispatcher-board');
+  await crewSignIn(crew, TERMINAL, DEMO.crew['中原救急1']);
+  await crew.locator('#standby').waitFor();
+  await screenshot(crew, 'terminal-standby');
+});
+
+after(async () => {
+  await browser?.close();
+  await stopAll();
+});
+
+function card(id) {
+  const c = cards.find((x) => x.id === id);
+  assert.ok(c, `deck has card ${id}`);
+  return c;
+}
+
+async function closeIncident(id) {
+  await desk.goto(`${EMS}/dispatch`);
+  await desk.locator(`tr[data-incident="${id}"] form[action$="/close"] button`).click();
+  await desk.waitForURL(`${EMS}/dispatch`);
+}
+
+test('consent path: 119 call → push to the terminal → phases → card → two taps → alerts → departure', async () => {
+  const { id } = await createIncident(desk, EMS, { team: '中原救急1' });
+  // Pushed, not reloaded: the tablet page is not navigated.
+  await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+  await screenshot(crew, 'terminal-incident-received');
+
+  await crew.click('#phase-arrival');
+  await crew.locator('#phase-arrival[data-state="done"]').waitFor();
+  await crew.click('#phase-contact');
+  await crew.locator('#phase-contact[data-state="done"]').waitFor();
+
+  const doac = card('doac');
+  await placeCard(panel, TERMINAL, 'doac');
+  // From card placement to the summary, every tap on the tablet counts.
+  const taps = new Taps(crew);
+  await crew.locator('#face-ok').waitFor();
+  await screenshot(crew, 'terminal-card-read');
+  await taps.tap('#face-ok');
+  await crew.locator('#consent-ok').waitFor();
+  await screenshot(crew, 'terminal-consent');
+  await taps.tap('#consent-ok');
+  await crew.locator('#alerts').waitFor();
+  assert.ok(taps.count <= 3, `at most 3 taps from card to summary, took ${taps.count}`);
+  assert.equal(taps.count, 2);
+  const classes = await crew.locator('#alerts li').evaluateAll((els) => els.map((e) => e.dataset.class));
+  for (const expected of doac.expected_alerts) assert.ok(classes.includes(expected), `alert ${expected} in ${classes}`);
+  assert.equal(classes[0], doac.expected_alerts[0], 'the anticoagulant alert comes first');
+  assert.match(await crew.locator('#patient').textContent(), new RegExp(doac.name.replace(/\s/g, '\\s*')));
+  assert.match(await crew.locator('#lag').textContent(), /遅れ/);
+  await screenshot(crew, 'terminal-summary');
+
+  await crew.click('#show-full');
+  await crew.locator('#summary[data-view="full"]').waitFor();
+  await screenshot(crew, 'terminal-summary-full');
+
+  await crew.click('#phase-in_vehicle');
+  await crew.locator('#phase-in_vehicle[data-state="done"]').waitFor();
+  await crew.click('#phase-departure');
+  await crew.locator('#phase-departure[data-state="done"]').waitFor();
+
+  const rows = await timeline(desk, EMS, id);
+  await screenshot(desk, 'dispatcher-timeline-consent');
+  const text = rows.join('\n');
+  for (const expected of ['覚知', '指令: 中原救急1', '現着', '接触', '本人確認', '同意取得', '救急用サマリー閲覧', '閲覧', '車内収容', '現発']) {
+    assert.ok(text.includes(expected), `timeline has ${expected}:\n${text}`);
+  }
+  assert.equal(rows.filter((r) => r.includes('現発')).length, 1);
+
+  // Closing the incident drops the summary from the tablet.
+  await removeCard(panel, TERMINAL);
+  await closeIncident(id);
+  await crew.locator('#standby').waitFor();
+  assert.equal(await crew.locator('#summary').count(), 0);
+});
+
+test('exception path: the patient cannot consent, the reason is recorded with one tap', async () => {
+  const { id } = await createIncident(desk, EMS, { team: '中原救急1', category: 'unconscious', note: '意識なし' });
+  await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+  await crew.click('#phase-arrival');
+  await crew.locator('#phase-arrival[data-state="done"]').waitFor();
+  const c = card('insulin');
+  await placeCard(panel, TERMINAL, c.id);
+  const taps = new Taps(crew);
+  await crew.locator('#face-ok').waitFor();
+  await taps.tap('#face-ok');
+  await crew.locator('#exception-unconscious').waitFor();
+  await screenshot(crew, 'terminal-exception-choices');
+  await taps.tap('#exception-unconscious');
+  await crew.locator('#alerts').waitFor();
+  assert.equal(taps.count, 2);
+  const classes = await crew.locator('#alerts li').evaluateAll((els) => els.map((e) => e.dataset.class));
+  for (const expected of c.expected_alerts) assert.ok(classes.includes(expected), `alert ${expected} in ${classes}`);
+  await screenshot(crew, 'terminal-summary-exception');
+  await crew.click('#phase-contact');
+  await crew.click('#phase-departure');
+  await crew.locator('#phase-departure[data-state="done"]').waitFor();
+  const text = (await timeline(desk, EMS, id)).join('\n');
+  assert.ok(text.includes('同意なし閲覧（意識不明）'), text);
+  assert.ok(text.includes('救急用サマリー閲覧'), text);
+  await removeCard(panel, TERMINAL);
+  await closeIncident(id);
+  await crew.locator('#standby').waitFor();
+});
+
+test('a card with an unknown serial: the crew is told plainly and the outcome is recorded', async () => {
+  const { id } = await createIncident(desk, EMS, { team: '中原救急1' });
+  await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+  await crew.click('#phase-arrival');
+  await placeCard(panel, TERMINAL, 'unknown');
+  await crew.click('#face-ok');
+  await crew.click('#consent-ok');
+  await crew.locator('#notice', { hasText: '該当する加入者が見つかりません' }).waitFor();
+  assert.equal(await crew.locator('#alerts').count(), 0);
+  await screenshot(crew, 'terminal-unknown-card');
+  const text = (await timeline(desk, EMS, id)).join('\n');
+  assert.ok(text.includes('マイナ救急の結果: 該当者なし'), text);
+  assert.ok(!text.includes('救急用サマリー閲覧'), text);
+  await removeCard(panel, TERMINAL);
+  await closeIncident(id);
+  await crew.locator('#standby').waitFor();
+});
+
+test('a terminal of another team neither sees the incident nor may read or write it', async () => {
+  const other = start('terminal-saiwai', [
+    'terminal', '--ems', EMS, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    '--listen', `127.0.0.1:${PORTS.terminal2}`, '--outbox', join(dataDir, 'outbox-saiwai.db'),
+    '--demo-deck', join(dataDir, 'cards'),
+  ]);
+  try {
+    const T2 = url(PORTS.terminal2);
+    await waitForHttp(`${T2}/healthz`);
+    const page = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
+    await crewSignIn(page, T2, DEMO.crew['幸救急1']);
+    const { id } = await createIncident(desk, EMS, { team: '中原救急1' });
+    await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+    await page.reload();
+    await page.locator('#standby').waitFor();
+    assert.equal(await page.locator(`#incident[data-incident="${id}"]`).count(), 0);
+    await screenshot(page, 'other-team-terminal-standby');
+
+    // The other team's terminal asks ems directly: refused.
+    const bearer = { authorization: `Bearer ${token(dataDir, 'saiwai1')}` };
+    const signIn = await fetch(`${EMS}/api/v1/terminal/sign-in`, {
+      method: 'POST', headers: { ...bearer, 'content-type': 'application/json' },
+      body: JSON.stringify({ login: DEMO.crew['幸救急1'], password: DEMO.crewPassword }),
+    });
+    assert.equal(signIn.status, 200);
+    const { session } = await signIn.json();
+    const headers = { ...bearer, 'x-crew-session': session, 'content-type': 'application/json' };
+    const get = await fetch(`${EMS}/api/v1/terminal/incidents/${id}`, { headers });
+    assert.equal(get.status, 403);
+    assert.equal((await get.json()).error.code, 'wrong_team');
+    const post = await fetch(`${EMS}/api/v1/terminal/incidents/${id}/events`, {
+      method: 'POST', headers,
+      body: JSON.stringify({ idempotency_key: `wrong-${id}`, device_at_ms: Date.now(), event: { kind: 'phase', phase: 'arrival' } }),
+    });
+    assert.equal(post.status, 403);
+    assert.equal((await post.json()).error.code, 'wrong_team');
+    const certificate = Buffer.from(await (await import('node:fs/promises')).readFile(join(dataDir, 'cards', 'doac.cert.der'))).toString('base64');
+    const summary = await fetch(`${EMS}/api/v1/terminal/incidents/${id}/summary`, {
+      method: 'POST', headers, body: JSON.stringify({ certificate }),
+    });
+    assert.equal(summary.status, 403);
+    assert.equal((await summary.json()).error.code, 'wrong_team');
+    const text = (await timeline(desk, EMS, id)).join('\n');
+    assert.ok(!text.includes('現着'), `nothing was appended: ${text}`);
+    await closeIncident(id);
+    await crew.locator('#standby').waitFor();
+  } finally {
+    await stop(other);
+  }
+});
+
+test('offline: ems stops mid-incident, taps queue with device times, and arrive once, in order, when it returns', async () => {
+  // A standalone ems on the same database, and 幸救急1's terminal talking to it.
+  const emsArgs = ['ems', 'serve', '--db', join(dataDir, 'ems.db'), '--listen', `127.0.0.1:${PORTS.ems2}`];
+  const E2 = url(PORTS.ems2);
+  const T3 = url(PORTS.terminal3);
+  let ems = start('ems-standalone', emsArgs);
+  const term = start('terminal-offline', [
+    'terminal', '--ems', E2, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    '--listen', `127.0.0.1:${PORTS.terminal3}`, '--outbox', join(dataDir, 'outbox-offline.db'),
+    '--demo-deck', join(dataDir, 'cards'),
+  ]);
+  try {
+    await waitForHttp(`${E2}/healthz`);
+    await waitForHttp(`${T3}/healthz`);
+    const deskPage = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
+    await dispatcherLogin(deskPage, E2);
+    const tablet = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
+    const panel3 = await (await browser.newContext()).newPage();
+    await crewSignIn(tablet, T3, DEMO.crew['幸救急1']);
+    const { id } = await createIncident(deskPage, E2, { team: '幸救急1' });
+    await tablet.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+    await tablet.click('#phase-arrival');
+    await tablet.locator('#phase-arrival[data-state="done"]').waitFor();
+
+    await stop(ems, 'SIGKILL'); // a crash, not a clean stop
+    await tablet.locator('#link[data-link="offline"]').waitFor({ timeout: 10000 });
+    await tablet.click('#phase-contact');
+    await tablet.locator('#phase-contact[data-state="queued"]').waitFor();
+    await placeCard(panel3, T3, 'doac');
+    await tablet.click('#face-ok');
+    await tablet.click('#consent-ok');
+    await tablet.locator('#waiting').waitFor();
+    await tablet.click('#phase-in_vehicle');
+    await tablet.locator('#phase-in_vehicle[data-state="queued"]').waitFor();
+    assert.equal(await tablet.locator('#pending').getAttribute('data-pending'), '4');
+    await screenshot(tablet, 'terminal-offline-queued');
+
+    ems = start('ems-standalone', emsArgs);
+    await waitForHttp(`${E2}/healthz`);
+    // The queue drains by itself and the waiting summary request goes out.
+    await tablet.locator('#alerts').waitFor({ timeout: 20000 });
+    await tablet.locator('#phase-in_vehicle[data-state="done"]').waitFor();
+    assert.equal(await tablet.locator('#pending').count(), 0);
+    await screenshot(tablet, 'terminal-back-online-summary');
+
+    const rows = await timeline(deskPage, E2, id);
+    await screenshot(deskPage, 'dispatcher-timeline-offline');
+    const kinds = rows.map((r) => r.split('\n').map((s) => s.trim()).filter(Boolean).join(' '));
+    const order = ['現着', '接触', '本人確認', '同意取得', '車内収容', '救急用サマリー閲覧'];
+    const positions = order.map((k) => kinds.findIndex((r) => r.includes(k)));
+    assert.ok(positions.every((p) => p >= 0), `all events arrived: ${kinds.join(' | ')}`);
+    assert.deepEqual([...positions].sort((a, b) => a - b), positions, `in order: ${kinds.join(' | ')}`);
+    for (const k of ['接触', '本人確認', '同意取得', '車内収容']) {
+      assert.equal(kinds.filter((r) => r.includes(k)).length, 1, `${k} exactly once`);
+    }
+    // Queued taps keep the crew's time of tapping.
+    assert.ok(kinds.find((r) => r.includes('接触')).includes('端末'), 'device time is kept');
+    await deskPage.goto(`${E2}/dispatch`);
+    await deskPage.locator(`tr[data-incident="${id}"] form[action$="/close"] button`).click();
+  } finally {
+    await stop(term);
+    await stop(ems);
+  }
+});
