@@ -250,6 +250,9 @@ test('offline: ems stops mid-incident, taps queue with device times, and arrive 
     await tablet.click('#face-ok');
     await tablet.click('#consent-ok');
     await tablet.locator('#waiting').waitFor();
+    // The crew hands the card back while waiting: the request already holds the certificate.
+    await removeCard(panel3, T3);
+    await tablet.locator('#card-step #waiting').waitFor();
     await tablet.click('#phase-in_vehicle');
     await tablet.locator('#phase-in_vehicle[data-state="queued"]').waitFor();
     assert.equal(await tablet.locator('#pending').getAttribute('data-pending'), '4');

@@ -198,11 +198,9 @@ impl Terminal {
             let mut s = self.screen();
             if state == CardState::Empty || state == CardState::Reading {
                 // A new card (or none): the face check was for the previous one. A summary on
-                // screen stays; the crew may lift the card once it shows.
+                // screen stays, and so does a request waiting for the link: it already holds
+                // the certificate, so the crew may hand the card back.
                 s.face_checked = false;
-                if s.summary.is_none() {
-                    s.request = None;
-                }
             }
             s.card = state;
         }

@@ -102,7 +102,20 @@ async fn deliver_once(t: &Terminal) -> Progress {
                         tracing::error!(error = %e, "outbox");
                     }
                     set_link(t, Link::Online);
-                    refresh_incident(t, &session, q.incident).await;
+                    // Each round trip counts on a slow link: re-read the incident only once its
+                    // queue has drained, and not when a summary request goes next (its answer
+                    // triggers the re-read).
+                    let drained = t.outbox.pending_for(q.incident).unwrap_or(0) == 0;
+                    let summary_next = t
+                        .screen()
+                        .request
+                        .as_ref()
+                        .is_some_and(|r| r.incident == q.incident);
+                    if drained && !summary_next {
+                        refresh_incident(t, &session, q.incident).await;
+                    } else {
+                        t.redraw();
+                    }
                     Progress::Worked
                 }
                 Err(CallError::Offline(detail)) => {

@@ -1,0 +1,109 @@
+// Benchmark (not a test): "card placed → summary rendered" in the browser, over RUNS runs.
+// The clock starts when the demo panel places the card on the terminal's emulated reader and
+// stops when the alerts are on screen; the crew's two taps are made as soon as each button is
+// shown, so the number is the system's latency, not a person's.
+//
+// Env: TERMINAL (terminal URL), DESK (ems URL the dispatcher uses), RUNS (default 50),
+// CARD (deck card id, default doac), CREW (login, default crew10), TEAM (default 中原救急1),
+// OUT (JSON file for the result).
+
+import { writeFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const TERMINAL = process.env.TERMINAL ?? 'http://127.0.0.1:18442';
+const DESK = process.env.DESK ?? 'http://127.0.0.1:18441';
+const RUNS = Number(process.env.RUNS ?? 50);
+const WARMUP = 3;
+const CARD = process.env.CARD ?? 'doac';
+const CREW = process.env.CREW ?? 'crew10';
+const TEAM = process.env.TEAM ?? '中原救急1';
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  const desk = await (await browser.newContext()).newPage();
+  await desk.goto(`${DESK}/login`);
+  await desk.fill('#login', 'dispatcher');
+  await desk.fill('#password', 'dispatch-119');
+  await Promise.all([desk.waitForURL(`${DESK}/dispatch`), desk.click('button[type=submit]')]);
+
+  const crew = await (await browser.newContext({ viewport: { width: 1180, height: 820 } })).newPage();
+  await crew.goto(`${TERMINAL}/`);
+  if (await crew.locator('#sign-in').count()) {
+    await crew.fill('#login', CREW);
+    await crew.fill('#password', 'crew-2026-demo');
+    await crew.click('#sign-in');
+  }
+  await crew.locator('#link').waitFor({ timeout: 30000 });
+
+  const location = `ベンチマーク ${Date.now()}`;
+  await desk.fill('#location', location);
+  const labels = await desk.locator('#team option').allTextContents();
+  await desk.selectOption('#team', { label: labels.find((l) => l.trim().endsWith(` ${TEAM}`)).trim() });
+  await Promise.all([desk.waitForURL(`${DESK}/dispatch`), desk.click('#create')]);
+  const row = desk.locator('tr[data-incident]', { hasText: location });
+  await row.waitFor();
+  const id = await row.getAttribute('data-incident');
+  await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 30000 });
+  await crew.click('#phase-arrival');
+  await crew.locator('#phase-arrival[data-state="done"]').waitFor({ timeout: 30000 });
+
+  const post = (path) => fetch(`${TERMINAL}${path}`, { method: 'POST', redirect: 'manual' });
+  const samples = [];
+  for (let i = 0; i < WARMUP + RUNS; i += 1) {
+    if (await crew.locator('#close-summary').count()) await crew.click('#close-summary');
+    await post('/demo/remove');
+    await crew.locator('#card-step[data-card="empty"]').waitFor({ timeout: 30000 });
+    const t0 = performance.now();
+    await post(`/demo/place/${CARD}`);
+    await crew.click('#face-ok', { timeout: 30000 });
+    await crew.click('#consent-ok', { timeout: 30000 });
+    await crew.locator('#alerts').waitFor({ timeout: 30000 });
+    const ms = performance.now() - t0;
+    if (i >= WARMUP) samples.push(ms);
+  }
+  samples.sort((a, b) => a - b);
+  const q = (p) => samples[Math.min(samples.length - 1, Math.ceil(p * samples.length) - 1)];
+  const result = {
+    runs: samples.length,
+    p50_ms: Math.round(q(0.5)),
+    p95_ms: Math.round(q(0.95)),
+    min_ms: Math.round(samples[0]),
+    max_ms: Math.round(samples[samples.length - 1]),
+    mean_ms: Math.round(samples.reduce((a, b) => a + b, 0) / samples.length),
+  };
+  // Push: from the dispatcher's "create and dispatch" to the incident on the tablet's screen.
+  await desk.goto(`${DESK}/dispatch`);
+  await desk.locator(`tr[data-incident="${id}"] form[action$="/close"] button`).click();
+  await crew.locator('#standby').waitFor({ timeout: 30000 });
+  const push = [];
+  const PUSH_RUNS = Number(process.env.PUSH_RUNS ?? 20);
+  for (let i = 0; i < PUSH_RUNS; i += 1) {
+    await desk.goto(`${DESK}/dispatch`);
+    const where = `プッシュ計測 ${Date.now()}-${i}`;
+    await desk.fill('#location', where);
+    await desk.selectOption('#team', { label: labels.find((l) => l.trim().endsWith(` ${TEAM}`)).trim() });
+    const t0 = performance.now();
+    await Promise.all([desk.waitForURL(`${DESK}/dispatch`), desk.click('#create')]);
+    await crew.locator('#incident p.big-text', { hasText: where }).waitFor({ timeout: 30000 });
+    push.push(performance.now() - t0);
+    const r = desk.locator('tr[data-incident]', { hasText: where });
+    await r.waitFor();
+    await r.locator('form[action$="/close"] button').click();
+    await crew.locator('#standby').waitFor({ timeout: 30000 });
+  }
+  push.sort((a, b) => a - b);
+  const pq = (p) => push[Math.min(push.length - 1, Math.ceil(p * push.length) - 1)];
+  result.push_runs = push.length;
+  result.push_p50_ms = Math.round(pq(0.5));
+  result.push_p95_ms = Math.round(pq(0.95));
+  console.log(JSON.stringify(result));
+  if (process.env.OUT) {
+    writeFileSync(process.env.OUT, JSON.stringify({ ...result, samples_ms: samples.map(Math.round), push_ms: push.map(Math.round) }, null, 2));
+  }
+} finally {
+  await browser.close();
+}
