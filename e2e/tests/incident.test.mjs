@@ -285,3 +285,58 @@ test('offline: ems stops mid-incident, taps queue with device times, and arrive 
     await stop(ems);
   }
 });
+
+test('nothing medical stays: the summary goes after the idle timeout and on sign-out, and its name and drugs are in no file the terminal wrote', async () => {
+  const T4 = url(PORTS.terminal3);
+  const outbox = join(dataDir, 'outbox-idle.db');
+  const term = start('terminal-idle', [
+    'terminal', '--ems', EMS, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    '--listen', `127.0.0.1:${PORTS.terminal3}`, '--outbox', outbox,
+    '--demo-deck', join(dataDir, 'cards'), '--idle-timeout-s', '3',
+  ]);
+  try {
+    await waitForHttp(`${T4}/healthz`);
+    const tablet = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
+    const panel4 = await (await browser.newContext()).newPage();
+    await crewSignIn(tablet, T4, DEMO.crew['幸救急1']);
+    const { id } = await createIncident(desk, EMS, { team: '幸救急1' });
+    await tablet.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+    const c = card('doac');
+    const viewOnce = async () => {
+      await placeCard(panel4, T4, c.id);
+      await tablet.click('#face-ok');
+      await tablet.click('#consent-ok');
+      await tablet.locator('#alerts').waitFor();
+    };
+    await viewOnce();
+    // No touch for longer than the idle timeout: the summary is dropped and the crew is told.
+    await tablet.locator('#summary').waitFor({ state: 'detached', timeout: 15000 });
+    await tablet.locator('#notice', { hasText: '一定時間操作がなかった' }).waitFor();
+    await screenshot(tablet, 'terminal-idle-dropped');
+
+    await removeCard(panel4, T4);
+    await viewOnce();
+    const drugs = [...new Set(await tablet.locator('#drugs tr td:nth-child(2)').allTextContents())];
+    assert.ok(drugs.length > 0, 'the summary lists drugs');
+    await tablet.click('#sign-out');
+    await tablet.locator('#sign-in').waitFor();
+    assert.equal(await tablet.locator('#summary').count(), 0);
+    const again = await (await fetch(`${T4}/screen`)).text();
+    assert.ok(!again.includes(c.name), 'the summary is not served after sign-out');
+
+    // Every file the terminal wrote: no name, no insurer number, no drug.
+    await stop(term);
+    const { readdir, readFile } = await import('node:fs/promises');
+    const files = (await readdir(dataDir)).filter((f) => f.startsWith('outbox-idle.db'));
+    assert.ok(files.length > 0, 'the outbox exists');
+    for (const f of files) {
+      const bytes = await readFile(join(dataDir, f));
+      for (const needle of [c.name, ...drugs]) {
+        assert.equal(bytes.indexOf(Buffer.from(needle)), -1, `${f} holds ${needle}`);
+      }
+    }
+    await closeIncident(id);
+  } finally {
+    await stop(term);
+  }
+});

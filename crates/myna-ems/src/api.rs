@@ -204,30 +204,13 @@ async fn event<S: EmsStore>(
     let device_at_ms = body
         .device_at_ms
         .filter(|d| *d <= now + DEVICE_CLOCK_AHEAD_MS && *d > 0);
-    let appended = ems
-        .store
-        .append(
-            c.at.bureau.id,
-            id,
-            NewEvent {
-                kind: body.event,
-                actor: Actor::Crew {
-                    account: c.crew.id,
-                    terminal: c.at.terminal.id,
-                },
-                idempotency_key: body.idempotency_key,
-                device_at_ms,
-            },
-            now,
-        )
-        .await?;
-    if matches!(appended, Appended::New(_)) {
-        ems.notify(Change {
-            bureau: c.at.bureau.id,
-            incident: id,
-            teams: vec![c.at.team.id],
-        });
-    }
+    let event = NewEvent {
+        kind: body.event,
+        actor: crew_actor(&c),
+        idempotency_key: body.idempotency_key,
+        device_at_ms,
+    };
+    let appended = append_and_notify(&ems, &c, id, event).await?;
     let e = appended.event();
     Ok(Json(EventAck {
         seq: e.seq,
@@ -282,10 +265,6 @@ async fn summary<S: EmsStore>(
         .await
         .map_err(|_| EmsError::ProviderUnavailable("no answer in time".into()))?
         .map_err(|e| EmsError::ProviderUnavailable(format!("{e:#}")))?;
-    let actor = Actor::Crew {
-        account: c.crew.id,
-        terminal: c.at.terminal.id,
-    };
     match answer {
         SummaryOutcome::Ok(response) => {
             // The view is audited before the summary leaves ems.
@@ -305,21 +284,13 @@ async fn summary<S: EmsStore>(
                 .await?;
             let viewed = EventKind::SummaryViewed { serial };
             let key = format!("view-{}", response.access_id);
-            append_server_event(&ems, &c, id, viewed, key, &actor).await?;
-            record_outcome(&ems, &c, id, &record.log, MynaOutcome::Viewed, &actor).await?;
+            append_server_event(&ems, &c, id, viewed, key).await?;
+            record_outcome(&ems, &c, id, &record.log, MynaOutcome::Viewed).await?;
             Ok(Json(*response))
         }
         SummaryOutcome::Refused { code, message, .. } => match code.as_str() {
             "unknown_serial" => {
-                record_outcome(
-                    &ems,
-                    &c,
-                    id,
-                    &record.log,
-                    MynaOutcome::PersonNotFound,
-                    &actor,
-                )
-                .await?;
+                record_outcome(&ems, &c, id, &record.log, MynaOutcome::PersonNotFound).await?;
                 Err(EmsError::PersonNotFound)
             }
             c if c.starts_with("certificate_") => Err(EmsError::CardRejected(code)),
@@ -328,27 +299,23 @@ async fn summary<S: EmsStore>(
     }
 }
 
-async fn append_server_event<S: EmsStore>(
+fn crew_actor(c: &CrewCaller) -> Actor {
+    Actor::Crew {
+        account: c.crew.id,
+        terminal: c.at.terminal.id,
+    }
+}
+
+/// Appends an event for the crew's team and, if it is new, tells the team's terminals.
+async fn append_and_notify<S: EmsStore>(
     ems: &Ems<S>,
     c: &CrewCaller,
     id: i64,
-    kind: EventKind,
-    key: String,
-    actor: &Actor,
-) -> Result<(), EmsError> {
+    event: NewEvent,
+) -> Result<Appended, EmsError> {
     let appended = ems
         .store
-        .append(
-            c.at.bureau.id,
-            id,
-            NewEvent {
-                kind,
-                actor: actor.clone(),
-                idempotency_key: key,
-                device_at_ms: None,
-            },
-            ems.now_ms(),
-        )
+        .append(c.at.bureau.id, id, event, ems.now_ms())
         .await?;
     if matches!(appended, Appended::New(_)) {
         ems.notify(Change {
@@ -357,7 +324,24 @@ async fn append_server_event<S: EmsStore>(
             teams: vec![c.at.team.id],
         });
     }
-    Ok(())
+    Ok(appended)
+}
+
+/// An event ems itself records on the crew's behalf (a view, an outcome).
+async fn append_server_event<S: EmsStore>(
+    ems: &Ems<S>,
+    c: &CrewCaller,
+    id: i64,
+    kind: EventKind,
+    key: String,
+) -> Result<(), EmsError> {
+    let event = NewEvent {
+        kind,
+        actor: crew_actor(c),
+        idempotency_key: key,
+        device_at_ms: None,
+    };
+    append_and_notify(ems, c, id, event).await.map(|_| ())
 }
 
 /// Records the funnel outcome unless one is recorded already (the first outcome stands).
@@ -367,7 +351,6 @@ async fn record_outcome<S: EmsStore>(
     id: i64,
     log: &myna_domain::incident::Incident,
     outcome: MynaOutcome,
-    actor: &Actor,
 ) -> Result<(), EmsError> {
     if log.outcome().is_some() {
         return Ok(());
@@ -376,7 +359,7 @@ async fn record_outcome<S: EmsStore>(
         "outcome-{}",
         serde_json::to_string(&outcome).unwrap_or_default()
     );
-    match append_server_event(ems, c, id, EventKind::Outcome { outcome }, key, actor).await {
+    match append_server_event(ems, c, id, EventKind::Outcome { outcome }, key).await {
         Ok(()) | Err(EmsError::Rule(myna_domain::incident::IncidentError::OutcomeRepeated)) => {
             Ok(())
         }

@@ -8,7 +8,8 @@ use crate::wire::IncidentView;
 use crate::{Change, DESK_SESSION, Ems};
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -41,23 +42,42 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/admin/password", post(reset::<S>))
 }
 
-/// The desk user and their bureau.
+/// The signed-in desk user (dispatcher or admin) and their bureau. Extracting it redirects to
+/// the login page when there is no such session.
 struct Desk {
     session: Session,
     bureau: Bureau,
 }
 
-/// Either the signed-in desk user or a redirect to the login page.
-async fn desk<S: EmsStore>(ems: &Ems<S>, headers: &HeaderMap) -> Result<Desk, Response> {
-    let session = match ems.browser_session(headers).await {
-        Ok(Some(s)) if matches!(s.account.role, Role::Dispatcher | Role::Admin) => s,
-        Ok(_) => return Err(Redirect::to("/login").into_response()),
-        Err(e) => return Err(e.into_response()),
-    };
-    match ems.store.bureau_by_id(session.account.bureau_id).await {
-        Ok(Some(bureau)) => Ok(Desk { session, bureau }),
-        Ok(None) => Err(Redirect::to("/login").into_response()),
-        Err(e) => Err(EmsError::from(e).into_response()),
+impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Desk {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ems: &Arc<Ems<S>>) -> Result<Self, Response> {
+        let session = match ems.browser_session(&parts.headers).await {
+            Ok(Some(s)) if matches!(s.account.role, Role::Dispatcher | Role::Admin) => s,
+            Ok(_) => return Err(Redirect::to("/login").into_response()),
+            Err(e) => return Err(e.into_response()),
+        };
+        match ems.store.bureau_by_id(session.account.bureau_id).await {
+            Ok(Some(bureau)) => Ok(Desk { session, bureau }),
+            Ok(None) => Err(Redirect::to("/login").into_response()),
+            Err(e) => Err(EmsError::from(e).into_response()),
+        }
+    }
+}
+
+/// A desk user with the admin role.
+struct AdminDesk(Desk);
+
+impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for AdminDesk {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ems: &Arc<Ems<S>>) -> Result<Self, Response> {
+        let d = Desk::from_request_parts(parts, ems).await?;
+        if d.session.account.role != Role::Admin {
+            return Err(EmsError::Forbidden.into_response());
+        }
+        Ok(AdminDesk(d))
     }
 }
 
@@ -176,11 +196,7 @@ fn board_page(d: &Desk, teams: Vec<Team>, error: Option<String>) -> BoardPage {
     }
 }
 
-async fn board<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
-    let d = match desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn board<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
     match ems.store.teams(d.bureau.id).await {
         Ok(teams) => myna_web::page(&board_page(&d, teams, None)),
         Err(e) => EmsError::from(e).into_response(),
@@ -215,11 +231,7 @@ fn outcome_label(v: &IncidentView) -> &'static str {
     v.outcome.map_or("未記録", |o| o.label_ja())
 }
 
-async fn list<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
-    let d = match desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn list<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
     let result = async {
         let teams = ems.store.teams(d.bureau.id).await?;
         let records = ems
@@ -275,15 +287,7 @@ fn desk_actor(d: &Desk) -> Actor {
     }
 }
 
-async fn create<S: EmsStore>(
-    State(ems): St<S>,
-    headers: HeaderMap,
-    Form(f): Form<CreateForm>,
-) -> Response {
-    let d = match desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn create<S: EmsStore>(State(ems): St<S>, d: Desk, Form(f): Form<CreateForm>) -> Response {
     let teams = match ems.store.teams(d.bureau.id).await {
         Ok(t) => t,
         Err(e) => return EmsError::from(e).into_response(),
@@ -392,14 +396,10 @@ struct AssignForm {
 
 async fn assign<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    d: Desk,
     Path(id): Path<i64>,
     Form(f): Form<AssignForm>,
 ) -> Response {
-    let d = match desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     let teams = match ems.store.teams(d.bureau.id).await {
         Ok(t) => t,
         Err(e) => return EmsError::from(e).into_response(),
@@ -419,15 +419,7 @@ async fn assign<S: EmsStore>(
     }
 }
 
-async fn close<S: EmsStore>(
-    State(ems): St<S>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let d = match desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn close<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i64>) -> Response {
     let result = async {
         let before = ems
             .store
@@ -502,15 +494,7 @@ fn phase_label(p: Phase) -> &'static str {
     p.label_ja()
 }
 
-async fn incident_page<S: EmsStore>(
-    State(ems): St<S>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let d = match desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i64>) -> Response {
     let result = async {
         let teams = ems.store.teams(d.bureau.id).await?;
         let record = ems
@@ -556,9 +540,8 @@ async fn incident_page<S: EmsStore>(
 
 async fn stream<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    d: Desk,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
-    let d = desk(&ems, &headers).await?;
     let bureau = d.bureau.id;
     let rx = ems.subscribe();
     let events = futures_util::stream::unfold(rx, move |mut rx| async move {
@@ -615,30 +598,15 @@ async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>
     }
 }
 
-async fn admin_desk<S: EmsStore>(ems: &Ems<S>, headers: &HeaderMap) -> Result<Desk, Response> {
-    let d = desk(ems, headers).await?;
-    if d.session.account.role != Role::Admin {
-        return Err(EmsError::Forbidden.into_response());
-    }
-    Ok(d)
-}
-
-async fn admin_page<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
-    match admin_desk(&ems, &headers).await {
-        Ok(d) => admin_view(&ems, &d, None).await,
-        Err(r) => r,
-    }
+async fn admin_page<S: EmsStore>(State(ems): St<S>, AdminDesk(d): AdminDesk) -> Response {
+    admin_view(&ems, &d, None).await
 }
 
 async fn revoke<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    AdminDesk(d): AdminDesk,
     Path(id): Path<i64>,
 ) -> Response {
-    let d = match admin_desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     match ems.store.revoke_terminal(d.bureau.id, id).await {
         Ok(true) => admin_view(&ems, &d, Some(format!("端末 {id} を失効させました"))).await,
         Ok(false) => EmsError::Malformed("no such terminal in this bureau".into()).into_response(),
@@ -654,13 +622,9 @@ struct ResetForm {
 
 async fn reset<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    AdminDesk(d): AdminDesk,
     Form(f): Form<ResetForm>,
 ) -> Response {
-    let d = match admin_desk(&ems, &headers).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     if f.password.chars().count() < crate::MIN_PASSWORD_CHARS {
         return admin_view(
             &ems,
