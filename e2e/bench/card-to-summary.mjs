@@ -53,18 +53,31 @@ try {
 
   const post = (path) => fetch(`${TERMINAL}${path}`, { method: 'POST', redirect: 'manual' });
   const samples = [];
+  // Segments: card placed → first button shown (read + push + redraw); tap 1 → tap 2 shown;
+  // tap 2 → alerts shown (events and the summary through ems and the provider).
+  const parts = { read: [], tap1: [], fetch: [] };
   for (let i = 0; i < WARMUP + RUNS; i += 1) {
     if (await crew.locator('#close-summary').count()) await crew.click('#close-summary');
     await post('/demo/remove');
     await crew.locator('#card-step[data-card="empty"]').waitFor({ timeout: 30000 });
     const t0 = performance.now();
     await post(`/demo/place/${CARD}`);
+    await crew.locator('#face-ok').waitFor({ timeout: 30000 });
+    const tRead = performance.now();
     await crew.click('#face-ok', { timeout: 30000 });
+    await crew.locator('#consent-ok').waitFor({ timeout: 30000 });
+    const tTap1 = performance.now();
     await crew.click('#consent-ok', { timeout: 30000 });
     await crew.locator('#alerts').waitFor({ timeout: 30000 });
-    const ms = performance.now() - t0;
-    if (i >= WARMUP) samples.push(ms);
+    const t1 = performance.now();
+    if (i >= WARMUP) {
+      samples.push(t1 - t0);
+      parts.read.push(tRead - t0);
+      parts.tap1.push(tTap1 - tRead);
+      parts.fetch.push(t1 - tTap1);
+    }
   }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   samples.sort((a, b) => a - b);
   const q = (p) => samples[Math.min(samples.length - 1, Math.ceil(p * samples.length) - 1)];
   const result = {
@@ -74,6 +87,9 @@ try {
     min_ms: Math.round(samples[0]),
     max_ms: Math.round(samples[samples.length - 1]),
     mean_ms: Math.round(samples.reduce((a, b) => a + b, 0) / samples.length),
+    p50_card_to_first_button_ms: Math.round(median(parts.read)),
+    p50_tap1_to_tap2_button_ms: Math.round(median(parts.tap1)),
+    p50_tap2_to_alerts_ms: Math.round(median(parts.fetch)),
   };
   // Push: from the dispatcher's "create and dispatch" to the incident on the tablet's screen.
   await desk.goto(`${DESK}/dispatch`);

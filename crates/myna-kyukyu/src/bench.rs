@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Card placed → auth certificate verified: APDUs, bytes and time, in process and
     /// through pcscd + vpcd, with and without emulated contactless latency.
     Card(crate::bench_card::CardBenchArgs),
+    /// A TCP proxy that delays every byte each way (the browser benchmark's 100 ms RTT link;
+    /// this kernel has no netem).
+    DelayProxy(crate::delay_proxy::DelayProxyArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +63,7 @@ pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Card(a) => {
             tokio::task::spawn_blocking(move || crate::bench_card::run(a)).await?
         }
+        BenchCommand::DelayProxy(a) => crate::delay_proxy::run(a).await,
     }
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod bench_card;
 mod card_cli;
 mod cards;
+mod delay_proxy;
 mod demo;
 mod ems_cli;
 mod generate;
