@@ -199,7 +199,9 @@ pub async fn serve_terminal(
         }
         None => {
             let t = Terminal::new(client, outbox, config);
-            myna_terminal::card::watch_pcsc(args.reader.clone(), t.card_callback());
+            myna_terminal::card::watch_pcsc(args.reader.clone(), t.card_callback())
+                .context("starting the PC/SC watcher")?
+                .detach();
             t
         }
     };

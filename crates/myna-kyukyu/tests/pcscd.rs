@@ -409,3 +409,52 @@ fn myna_card_reads_the_four_attributes_and_the_card_face_through_pcscd() {
         holder["birth_date"].as_str().unwrap()
     );
 }
+
+#[test]
+fn the_tablet_card_watcher_follows_a_card_on_and_off_the_pcsc_reader() {
+    use myna_terminal::card::CardState;
+    setup();
+    let _turn = turn();
+    let (tx, rx) = std::sync::mpsc::channel::<CardState>();
+    let tx = std::sync::Mutex::new(tx);
+    let watch = myna_terminal::card::watch_pcsc(
+        Some(READER.into()),
+        std::sync::Arc::new(move |s| {
+            let _ = tx.lock().unwrap().send(s);
+        }),
+    )
+    .unwrap();
+    let next = || rx.recv_timeout(Duration::from_secs(15)).unwrap();
+
+    let (path, json) = profile("doac");
+    let card = Emulator::insert(&path, &[]);
+    assert_eq!(next(), CardState::Reading);
+    match next() {
+        CardState::Read(r) => {
+            assert_eq!(
+                r.der,
+                b64(&json["auth_cert_b64"]),
+                "the profile's certificate"
+            );
+            assert_eq!(r.apdus, 3);
+            assert!(!r.serial.is_empty());
+        }
+        other => panic!("expected the certificate, got {other:?}"),
+    }
+    drop(card); // lifted
+    assert_eq!(next(), CardState::Empty);
+
+    // A smartphone token is told apart on the tablet too.
+    let card = Emulator::insert(&path, &["--token", "JPKIAPGPSETOKEN"]);
+    assert_eq!(next(), CardState::Reading);
+    assert!(
+        matches!(
+            next(),
+            CardState::Failed(myna_reader::ReadFailure::SmartphoneToken { .. })
+        ),
+        "a smartphone token is refused"
+    );
+    drop(card);
+    assert_eq!(next(), CardState::Empty);
+    drop(watch);
+}

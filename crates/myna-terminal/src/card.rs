@@ -5,7 +5,7 @@
 use myna_card_emu::card::Card as EmulatedCard;
 use myna_card_emu::reader::{EmulatedReader, Faults};
 use myna_reader::{AuthCertRead, ReadFailure};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,15 +128,45 @@ impl EmulatedSlot {
 /// Per-read deadline: a mute card must not hang the crew.
 const CARD_IO_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How often the PC/SC watcher looks at its stop flag while it waits for presence events.
+const STOP_CHECK: Duration = Duration::from_secs(1);
+
+/// The PC/SC watcher's thread; dropping it stops the thread and waits for it.
+pub struct PcscWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for PcscWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl PcscWatch {
+    /// Lets the watcher run for the life of the process.
+    pub fn detach(mut self) {
+        self.thread.take();
+    }
+}
+
 /// Watches a PC/SC reader (or every reader) on its own thread: waits for a card with presence
 /// events, reads it, reports, then waits for it to be lifted.
-pub fn watch_pcsc(reader: Option<String>, on_card: OnCard) {
-    let spawned = std::thread::Builder::new()
+pub fn watch_pcsc(reader: Option<String>, on_card: OnCard) -> std::io::Result<PcscWatch> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new()
         .name("pcsc-watch".into())
         .spawn(move || {
-            loop {
-                match myna_reader::pcsc::wait_for_card(reader.as_deref(), Duration::from_secs(60)) {
+            let stopped = || stopping.load(Ordering::SeqCst);
+            let mut last_failure: Option<ReadFailure> = None;
+            while !stopped() {
+                match myna_reader::pcsc::wait_for_card(reader.as_deref(), STOP_CHECK) {
                     Ok(name) => {
+                        last_failure = None;
                         on_card(CardState::Reading);
                         let result = myna_reader::pcsc::with_card(&name, CARD_IO_DEADLINE, |t| {
                             myna_reader::read_auth_certificate(t)
@@ -146,21 +176,29 @@ pub fn watch_pcsc(reader: Option<String>, on_card: OnCard) {
                             Err(f) => CardState::Failed(f),
                         });
                         // Until the card is lifted; a vanished reader counts as lifted.
-                        while let Ok(false) =
-                            myna_reader::pcsc::wait_for_removal(&name, Duration::from_secs(60))
-                        {
-                        }
+                        while !stopped()
+                            && matches!(
+                                myna_reader::pcsc::wait_for_removal(&name, STOP_CHECK),
+                                Ok(false)
+                            )
+                        {}
                         on_card(CardState::Empty);
                     }
                     Err(ReadFailure::NoCard) => {}
                     Err(f) => {
-                        on_card(CardState::Failed(f));
-                        std::thread::sleep(Duration::from_secs(2));
+                        // Told once, not every second while the reader stays unplugged.
+                        if last_failure.as_ref() != Some(&f) {
+                            on_card(CardState::Failed(f.clone()));
+                            last_failure = Some(f);
+                        }
+                        std::thread::sleep(STOP_CHECK);
+                        continue;
                     }
                 }
             }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the PC/SC watcher");
-    }
+        })?;
+    Ok(PcscWatch {
+        stop,
+        thread: Some(thread),
+    })
 }
