@@ -209,6 +209,7 @@ async fn event<S: EmsStore>(
         actor: crew_actor(&c),
         idempotency_key: body.idempotency_key,
         device_at_ms,
+        team_guard: Some(c.at.team.id),
     };
     let appended = append_and_notify(&ems, &c, id, event).await?;
     let e = appended.event();
@@ -340,6 +341,7 @@ async fn append_server_event<S: EmsStore>(
         actor: crew_actor(c),
         idempotency_key: key,
         device_at_ms: None,
+        team_guard: Some(c.at.team.id),
     };
     append_and_notify(ems, c, id, event).await.map(|_| ())
 }

@@ -334,6 +334,7 @@ async fn create<S: EmsStore>(State(ems): St<S>, d: Desk, Form(f): Form<CreateFor
         actor: desk_actor(&d),
         idempotency_key: myna_web::random_token(),
         device_at_ms: None,
+        team_guard: None,
     };
     let record = match ems.store.create_incident(d.bureau.id, created, now).await {
         Ok(r) => r,
@@ -373,6 +374,7 @@ async fn assign_team<S: EmsStore>(
                 actor: desk_actor(d),
                 idempotency_key: myna_web::random_token(),
                 device_at_ms: None,
+                team_guard: None,
             },
             ems.now_ms(),
         )
@@ -435,6 +437,7 @@ async fn close<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i64>) -> 
                     actor: desk_actor(&d),
                     idempotency_key: myna_web::random_token(),
                     device_at_ms: None,
+                    team_guard: None,
                 },
                 ems.now_ms(),
             )

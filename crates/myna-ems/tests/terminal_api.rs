@@ -93,6 +93,7 @@ impl World {
             actor: Actor::Dispatcher { account: 1 },
             idempotency_key: myna_web::random_token(),
             device_at_ms: None,
+            team_guard: None,
         };
         let id = self
             .store
@@ -105,6 +106,7 @@ impl World {
             actor: Actor::Dispatcher { account: 1 },
             idempotency_key: myna_web::random_token(),
             device_at_ms: None,
+            team_guard: None,
         };
         self.store.append(bureau, id, assign, now).await.unwrap();
         id

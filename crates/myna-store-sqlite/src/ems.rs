@@ -5,7 +5,7 @@
 use crate::rows::{corrupt, db_err};
 use chrono::DateTime;
 use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
-use myna_domain::incident::{Actor, Event, EventKind, Incident, ViewRecord};
+use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_store::ChainReport;
 use myna_store::StoreError;
 use myna_store::ems::{
@@ -195,6 +195,11 @@ fn insert_event(
     new: &NewEvent,
     now_ms: i64,
 ) -> Result<Event, AppendError> {
+    if let Some(team) = new.team_guard
+        && log.assigned_team() != Some(team)
+    {
+        return Err(AppendError::Rule(IncidentError::WrongTeam));
+    }
     log.check(&new.kind)?;
     let seq = u32::try_from(log.events.len() + 1)
         .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;

@@ -21,6 +21,7 @@ fn event(kind: EventKind, key: String) -> NewEvent {
         actor: Actor::Dispatcher { account: 1 },
         idempotency_key: key,
         device_at_ms: None,
+        team_guard: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn ev(kind: EventKind, key: &str) -> NewEvent {
         actor: Actor::Dispatcher { account: 1 },
         idempotency_key: key.into(),
         device_at_ms: None,
+        team_guard: None,
     }
 }
 
@@ -218,4 +219,46 @@ async fn a_tampered_view_record_breaks_the_chain() {
         }
         other => panic!("tampering not detected: {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_crew_event_is_refused_once_the_incident_went_to_another_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmsSqlite::open(&dir.path().join("ems.db")).unwrap();
+    let b = store.seed_bureau(seed("a-fd")).await.unwrap();
+    let teams = store.teams(b).await.unwrap();
+    let (one, two) = (teams[0].id, teams[1].id);
+    let id = store
+        .create_incident(b, ev(created(), "c"), T0)
+        .await
+        .unwrap()
+        .id;
+    store
+        .append(b, id, ev(EventKind::Assigned { team: one }, "a1"), T0)
+        .await
+        .unwrap();
+    let crew_event = |key: &str| NewEvent {
+        team_guard: Some(one),
+        ..ev(EventKind::IdentityConfirmed, key)
+    };
+    store.append(b, id, crew_event("k1"), T0).await.unwrap();
+    store
+        .append(b, id, ev(EventKind::Assigned { team: two }, "a2"), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.append(b, id, crew_event("k2"), T0).await,
+        Err(AppendError::Rule(IncidentError::WrongTeam))
+    );
+    assert_eq!(
+        store
+            .incident(b, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .log
+            .events
+            .len(),
+        4
+    );
 }

@@ -136,6 +136,10 @@ pub struct NewEvent {
     pub idempotency_key: String,
     /// The device's clock when the event was made (offline queueing).
     pub device_at_ms: Option<i64>,
+    /// For a crew's event: refused with `WrongTeam` unless the incident is assigned to this
+    /// team when the event commits (a reassignment between the caller's check and the append
+    /// must not let the old team write).
+    pub team_guard: Option<TeamId>,
 }
 
 /// The answer to an append: a resend with a known key gets the committed event back.
