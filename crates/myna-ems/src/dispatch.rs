@@ -203,17 +203,6 @@ async fn board<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
     }
 }
 
-/// Japan time of day, `HH:MM:SS`.
-pub(crate) fn jst_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| {
-            (t + chrono::Duration::hours(9))
-                .format("%H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
 struct ListRow {
     view: IncidentView,
     phases: Vec<(&'static str, String)>,
@@ -253,7 +242,7 @@ async fn list<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
                     phases: view
                         .phases
                         .iter()
-                        .map(|p| (p.phase.label_ja(), jst_time(p.at_ms)))
+                        .map(|p| (p.phase.label_ja(), myna_web::jst_time(p.at_ms)))
                         .collect(),
                     outcome: outcome_label(&view),
                     view,
@@ -516,10 +505,10 @@ async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i
                     // Shown when the tap reached ems later than it was made (queued offline).
                     Some(dev) if (e.at - dev).num_milliseconds().abs() >= 1000 => format!(
                         "{}（端末 {}）",
-                        jst_time(e.at.timestamp_millis()),
-                        jst_time(dev.timestamp_millis())
+                        myna_web::jst_time(e.at.timestamp_millis()),
+                        myna_web::jst_time(dev.timestamp_millis())
                     ),
-                    _ => jst_time(e.at.timestamp_millis()),
+                    _ => myna_web::jst_time(e.at.timestamp_millis()),
                 },
                 what: describe(&e.kind, &teams),
                 who: match &e.actor {

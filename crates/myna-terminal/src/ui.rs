@@ -121,16 +121,6 @@ struct ShellTpl {
     screen: String,
 }
 
-fn jst_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| {
-            (t + chrono::Duration::hours(9))
-                .format("%H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
 fn outcome_code(o: MynaOutcome) -> &'static str {
     match o {
         MynaOutcome::Viewed => "viewed",
@@ -177,8 +167,8 @@ fn render_screen(t: &Terminal) -> String {
             let done = incident.as_ref().and_then(|i| i.phase_at(p));
             let q = queued.iter().find(|(qp, _)| *qp == p);
             let (state, time) = match (done, q) {
-                (Some(d), _) => ("done", jst_time(d.at_ms)),
-                (None, Some((_, at))) => ("queued", jst_time(*at)),
+                (Some(d), _) => ("done", myna_web::jst_time(d.at_ms)),
+                (None, Some((_, at))) => ("queued", myna_web::jst_time(*at)),
                 (None, None) => ("todo", String::new()),
             };
             if state != "todo" {

@@ -61,6 +61,17 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Japan time of day, `HH:MM:SS`, of a UTC instant in ms (JST has no daylight saving time).
+pub fn jst_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| {
+            (t + chrono::Duration::hours(9))
+                .format("%H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
 /// A `Set-Cookie` value for a session cookie: HttpOnly, SameSite=Strict, whole site.
 pub fn session_cookie(name: &str, value: &str) -> String {
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict")
