@@ -1,7 +1,7 @@
 //! The terminal API: JSON under `/api/v1/terminal`, the terminal's credential as bearer token
 //! and the crew session in `x-crew-session`.
 
-use crate::auth::{CrewCaller, dummy_hash, hash_password, password_matches};
+use crate::auth::{CrewCaller, check_login, hash_password};
 use crate::error::EmsError;
 use crate::wire::{
     EventAck, EventBody, IncidentView, SignInBody, SignedIn, SummaryBody, TerminalInfo,
@@ -74,15 +74,7 @@ async fn sign_in<S: EmsStore>(
     let at = ems.terminal(&headers).await?;
     let body: SignInBody = parse(&body)?;
     let account = ems.store.account(at.bureau.id, body.login.trim()).await?;
-    let stored = account
-        .as_ref()
-        .map_or(dummy_hash(), |a| a.password_hash.as_str())
-        .to_owned();
-    let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || password_matches(&password, &stored))
-        .await
-        .unwrap_or(false);
-    let Some(account) = account.filter(|a| ok && !a.disabled && a.role == Role::Crew) else {
+    let Some(account) = check_login(account, body.password, &[Role::Crew]).await else {
         return Err(EmsError::BadCredentials);
     };
     let session = myna_web::random_token();

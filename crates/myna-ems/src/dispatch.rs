@@ -2,7 +2,7 @@
 //! call, assign a team, close), an incident's timeline, and the admin page (revoke a terminal,
 //! reset a crew password). Server-rendered with askama; htmx refreshes the list on push.
 
-use crate::auth::{SESSION_COOKIE, dummy_hash, password_matches};
+use crate::auth::{SESSION_COOKIE, check_login};
 use crate::error::EmsError;
 use crate::wire::IncidentView;
 use crate::{Change, DESK_SESSION, Ems};
@@ -124,16 +124,7 @@ async fn login<S: EmsStore>(State(ems): St<S>, Form(f): Form<LoginForm>) -> Resp
         },
         None => None,
     };
-    let stored = account
-        .as_ref()
-        .map_or(dummy_hash(), |a| a.password_hash.as_str())
-        .to_owned();
-    let password = f.password;
-    let ok = tokio::task::spawn_blocking(move || password_matches(&password, &stored))
-        .await
-        .unwrap_or(false);
-    let Some(account) =
-        account.filter(|a| ok && !a.disabled && matches!(a.role, Role::Dispatcher | Role::Admin))
+    let Some(account) = check_login(account, f.password, &[Role::Dispatcher, Role::Admin]).await
     else {
         return refused(f.bureau);
     };

@@ -111,6 +111,15 @@ impl Screen {
         self.face_checked = false;
     }
 
+    /// Ends the crew's shift on this tablet: no crew, no incidents, nothing medical.
+    pub fn end_shift(&mut self, notice: Notice) {
+        self.crew = None;
+        self.incidents.clear();
+        self.current = None;
+        self.forget_patient();
+        self.notice = Some(notice);
+    }
+
     pub fn session(&self) -> Option<String> {
         self.crew.as_ref().map(|c| c.session.clone())
     }

@@ -76,17 +76,10 @@ fn is_transient(code: &str) -> bool {
 }
 
 pub(crate) fn auth_lost(t: &Terminal, code: &str) {
-    {
-        let mut s = t.screen();
-        s.crew = None;
-        s.incidents.clear();
-        s.current = None;
-        s.forget_patient();
-        s.notice = Some(Notice {
-            error: true,
-            text: crate::ui::crew_message(code).to_owned(),
-        });
-    }
+    t.screen().end_shift(Notice {
+        error: true,
+        text: crate::ui::crew_message(code).to_owned(),
+    });
     t.redraw();
 }
 

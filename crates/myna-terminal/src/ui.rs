@@ -349,17 +349,10 @@ async fn sign_out(State(t): St) -> Response {
         // Ending the session at ems is best effort; locally it ends now either way.
         let _ = t.ems.sign_out(&s).await;
     }
-    {
-        let mut s = t.screen();
-        s.crew = None;
-        s.incidents.clear();
-        s.current = None;
-        s.forget_patient();
-        s.notice = Some(Notice {
-            error: false,
-            text: "サインアウトしました".into(),
-        });
-    }
+    t.screen().end_shift(Notice {
+        error: false,
+        text: "サインアウトしました".into(),
+    });
     t.redraw();
     fragment(&t)
 }
