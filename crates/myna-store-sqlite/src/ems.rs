@@ -551,10 +551,14 @@ impl EmsStore for EmsSqlite {
                     params![terminal, bureau],
                 )
                 .map_err(db_err)?;
+            if n != 1 {
+                // Not this bureau's terminal: touch nothing, not even its sessions.
+                return Ok(false);
+            }
             tx.execute("DELETE FROM session WHERE terminal_id = ?1", [terminal])
                 .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
-            Ok(n == 1)
+            Ok(true)
         })
         .await
     }
