@@ -3,11 +3,15 @@
 // stops when the alerts are on screen; the crew's two taps are made as soon as each button is
 // shown, so the number is the system's latency, not a person's.
 //
-// Env: TERMINAL (terminal URL), DESK (ems URL the dispatcher uses), RUNS (default 50),
+// Each run is a new incident, so every run makes both taps for a card not yet seen (a card
+// whose consent is recorded would re-open with one tap).
+//
+// Env: LAUNCH (file with the terminal's one-time launch URL), TERMINAL (terminal URL), DESK
+// (ems URL the dispatcher uses), RUNS (default 50),
 // CARD (deck card id, default doac), CREW (login, default crew10), TEAM (default 中原救急1),
 // OUT (JSON file for the result).
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const TERMINAL = process.env.TERMINAL ?? 'http://127.0.0.1:18442';
@@ -17,6 +21,8 @@ const WARMUP = 3;
 const CARD = process.env.CARD ?? 'doac';
 const CREW = process.env.CREW ?? 'crew10';
 const TEAM = process.env.TEAM ?? '中原救急1';
+const LAUNCH = process.env.LAUNCH;
+if (!LAUNCH) throw new Error('LAUNCH must name the file with the terminal\'s launch URL');
 
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
@@ -31,7 +37,7 @@ try {
   await Promise.all([desk.waitForURL(`${DESK}/dispatch`), desk.click('button[type=submit]')]);
 
   const crew = await (await browser.newContext({ viewport: { width: 1180, height: 820 } })).newPage();
-  await crew.goto(`${TERMINAL}/`);
+  await crew.goto(readFileSync(LAUNCH, 'utf8').trim());
   if (await crew.locator('#sign-in').count()) {
     await crew.fill('#login', CREW);
     await crew.fill('#password', 'crew-2026-demo');
@@ -39,26 +45,38 @@ try {
   }
   await crew.locator('#link').waitFor({ timeout: 30000 });
 
-  const location = `ベンチマーク ${Date.now()}`;
-  await desk.fill('#location', location);
   const labels = await desk.locator('#team option').allTextContents();
-  await desk.selectOption('#team', { label: labels.find((l) => l.trim().endsWith(` ${TEAM}`)).trim() });
-  await Promise.all([desk.waitForURL(`${DESK}/dispatch`), desk.click('#create')]);
-  const row = desk.locator('tr[data-incident]', { hasText: location });
-  await row.waitFor();
-  const id = await row.getAttribute('data-incident');
-  await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 30000 });
-  await crew.click('#phase-arrival');
-  await crew.locator('#phase-arrival[data-state="done"]').waitFor({ timeout: 30000 });
+  const teamLabel = labels.find((l) => l.trim().endsWith(` ${TEAM}`)).trim();
+  let id = null;
+  // A new incident for the team, with the crew on scene; the previous one is closed first.
+  const nextIncident = async () => {
+    if (id !== null) {
+      await desk.goto(`${DESK}/dispatch`);
+      await desk.locator(`tr[data-incident="${id}"] form[action$="/close"] button`).click();
+      await crew.locator('#standby').waitFor({ timeout: 30000 });
+    }
+    await desk.goto(`${DESK}/dispatch`);
+    const location = `ベンチマーク ${Date.now()}`;
+    await desk.fill('#location', location);
+    await desk.selectOption('#team', { label: teamLabel });
+    await Promise.all([desk.waitForURL(`${DESK}/dispatch`), desk.click('#create')]);
+    const row = desk.locator('tr[data-incident]', { hasText: location });
+    await row.waitFor();
+    id = await row.getAttribute('data-incident');
+    await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 30000 });
+    await crew.click('#phase-arrival');
+    await crew.locator('#phase-arrival[data-state="done"]').waitFor({ timeout: 30000 });
+  };
 
-  const post = (path) => fetch(`${TERMINAL}${path}`, { method: 'POST', redirect: 'manual' });
+  // The demo panel's buttons, pressed from the tablet's own window (same origin, its key).
+  const post = (path) => crew.evaluate((p) => fetch(p, { method: 'POST', redirect: 'manual' }).then(() => null), path);
   const samples = [];
   // Segments: card placed → first button shown (read + push + redraw); tap 1 → tap 2 shown;
-  // tap 2 → alerts shown (events and the summary through ems and the provider).
+  // tap 2 → alerts shown (the consent and the summary through ems and the provider).
   const parts = { read: [], tap1: [], fetch: [] };
   for (let i = 0; i < WARMUP + RUNS; i += 1) {
-    if (await crew.locator('#close-summary').count()) await crew.click('#close-summary');
     await post('/demo/remove');
+    await nextIncident();
     await crew.locator('#card-step[data-card="empty"]').waitFor({ timeout: 30000 });
     const t0 = performance.now();
     await post(`/demo/place/${CARD}`);
@@ -101,7 +119,7 @@ try {
     await desk.goto(`${DESK}/dispatch`);
     const where = `プッシュ計測 ${Date.now()}-${i}`;
     await desk.fill('#location', where);
-    await desk.selectOption('#team', { label: labels.find((l) => l.trim().endsWith(` ${TEAM}`)).trim() });
+    await desk.selectOption('#team', { label: teamLabel });
     const t0 = performance.now();
     await Promise.all([desk.waitForURL(`${DESK}/dispatch`), desk.click('#create')]);
     await crew.locator('#incident p.big-text', { hasText: where }).waitFor({ timeout: 30000 });

@@ -13,7 +13,7 @@ export const ARTIFACTS = process.env.E2E_ARTIFACTS || join(process.cwd(), 'artif
 mkdirSync(ARTIFACTS, { recursive: true });
 
 // Ports away from the demo's defaults, so a demo a developer left running does not interfere.
-export const PORTS = { provider: 18440, ems: 18441, terminal: 18442, terminal2: 18443, ems2: 18444, terminal3: 18445 };
+export const PORTS = { provider: 18440, ems: 18441, terminal: 18442, terminal2: 18443, ems2: 18444, terminal3: 18445, evil: 18446 };
 export const url = (port) => `http://127.0.0.1:${port}`;
 
 const children = new Set();
@@ -77,12 +77,32 @@ export function token(dataDir, file) {
   return readFileSync(join(dataDir, 'terminals', `${file}.token`), 'utf8').trim();
 }
 
+/** The one-time launch URL a terminal wrote (`--launch-file`; the demo's is terminal.launch). */
+export function launchUrl(file) {
+  return readFileSync(file, 'utf8').trim();
+}
+
+/**
+ * Opens a terminal's crew UI the way a tablet does: a browser context (the tablet's window)
+ * redeems the launch URL, which sets the window's key. The demo panel is a page of the same
+ * window. Returns { context, page, panel }.
+ */
+export async function openTablet(browser, launchFile, options = {}) {
+  const context = await browser.newContext({ locale: 'ja-JP', ...options });
+  const page = await context.newPage();
+  await page.goto(launchUrl(launchFile));
+  const panel = await context.newPage();
+  return { context, page, panel };
+}
+
 export async function launchBrowser() {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // A DNS-rebinding name: it resolves to the tablet's loopback address.
+      '--host-resolver-rules=MAP rebind.test 127.0.0.1',
     ],
   });
 }
@@ -136,7 +156,7 @@ async function teamOption(page, team) {
 }
 
 export async function crewSignIn(page, terminalUrl, login) {
-  await page.goto(`${terminalUrl}/`);
+  if (!page.url().startsWith(terminalUrl)) await page.goto(`${terminalUrl}/`);
   await page.fill('#login', login);
   await page.fill('#password', DEMO.crewPassword);
   await page.click('#sign-in');

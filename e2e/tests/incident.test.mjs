@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import {
   PORTS, url, start, stop, stopAll, waitForHttp, seededDataDir, runToCompletion, deck, token,
   launchBrowser, screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard,
-  removeCard, Taps, timeline,
+  removeCard, Taps, timeline, openTablet,
 } from '../lib/harness.mjs';
 
 const EMS = url(PORTS.ems);
@@ -38,9 +38,10 @@ before(async () => {
   browser = await launchBrowser();
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
   desk = await context.newPage();
-  const tablet = await browser.newContext({ viewport: { width: 1180, height: 820 }, locale: 'ja-JP', hasTouch: true });
-  crew = await tablet.newPage();
-  panel = await (await browser.newContext()).newPage();
+  // The tablet's window opens the terminal's one-time launch URL; the demo panel is a page of
+  // the same window (it stands for the tablet's card reader).
+  ({ page: crew, panel } = await openTablet(browser, join(dataDir, 'terminal.launch'),
+    { viewport: { width: 1180, height: 820 }, hasTouch: true }));
   await dispatcherLogin(desk, EMS);
   await screenshot(desk, 'dispatcher-board');
   await crewSignIn(crew, TERMINAL, DEMO.crew['中原救急1']);
@@ -171,12 +172,12 @@ test('a terminal of another team neither sees the incident nor may read or write
   const other = start('terminal-saiwai', [
     'terminal', '--ems', EMS, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
     '--listen', `127.0.0.1:${PORTS.terminal2}`, '--outbox', join(dataDir, 'outbox-saiwai.db'),
-    '--demo-deck', join(dataDir, 'cards'),
+    '--demo-deck', join(dataDir, 'cards'), '--launch-file', join(dataDir, 'saiwai.launch'),
   ]);
   try {
     const T2 = url(PORTS.terminal2);
     await waitForHttp(`${T2}/healthz`);
-    const page = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
+    const { page } = await openTablet(browser, join(dataDir, 'saiwai.launch'));
     await crewSignIn(page, T2, DEMO.crew['幸救急1']);
     const { id } = await createIncident(desk, EMS, { team: '中原救急1' });
     await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
@@ -204,6 +205,11 @@ test('a terminal of another team neither sees the incident nor may read or write
     assert.equal(post.status, 403);
     assert.equal((await post.json()).error.code, 'wrong_team');
     const certificate = Buffer.from(await (await import('node:fs/promises')).readFile(join(dataDir, 'cards', 'doac.cert.der'))).toString('base64');
+    const face = await fetch(`${EMS}/api/v1/terminal/incidents/${id}/events`, {
+      method: 'POST', headers,
+      body: JSON.stringify({ idempotency_key: `face-${id}`, device_at_ms: Date.now(), event: { kind: 'identity_confirmed', certificate } }),
+    });
+    assert.equal(face.status, 403);
     const summary = await fetch(`${EMS}/api/v1/terminal/incidents/${id}/summary`, {
       method: 'POST', headers, body: JSON.stringify({ certificate }),
     });
@@ -227,15 +233,14 @@ test('offline: ems stops mid-incident, taps queue with device times, and arrive 
   const term = start('terminal-offline', [
     'terminal', '--ems', E2, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
     '--listen', `127.0.0.1:${PORTS.terminal3}`, '--outbox', join(dataDir, 'outbox-offline.db'),
-    '--demo-deck', join(dataDir, 'cards'),
+    '--demo-deck', join(dataDir, 'cards'), '--launch-file', join(dataDir, 'offline.launch'),
   ]);
   try {
     await waitForHttp(`${E2}/healthz`);
     await waitForHttp(`${T3}/healthz`);
     const deskPage = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
     await dispatcherLogin(deskPage, E2);
-    const tablet = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
-    const panel3 = await (await browser.newContext()).newPage();
+    const { page: tablet, panel: panel3 } = await openTablet(browser, join(dataDir, 'offline.launch'));
     await crewSignIn(tablet, T3, DEMO.crew['幸救急1']);
     const { id } = await createIncident(deskPage, E2, { team: '幸救急1' });
     await tablet.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
@@ -269,7 +274,8 @@ test('offline: ems stops mid-incident, taps queue with device times, and arrive 
     const rows = await timeline(deskPage, E2, id);
     await screenshot(deskPage, 'dispatcher-timeline-offline');
     const kinds = rows.map((r) => r.split('\n').map((s) => s.trim()).filter(Boolean).join(' '));
-    const order = ['現着', '接触', '本人確認', '同意取得', '車内収容', '救急用サマリー閲覧'];
+    // The consent and its view are one request, sent in the outbox's order.
+    const order = ['現着', '接触', '本人確認', '同意取得', '救急用サマリー閲覧', '車内収容'];
     const positions = order.map((k) => kinds.findIndex((r) => r.includes(k)));
     assert.ok(positions.every((p) => p >= 0), `all events arrived: ${kinds.join(' | ')}`);
     assert.deepEqual([...positions].sort((a, b) => a - b), positions, `in order: ${kinds.join(' | ')}`);
@@ -293,11 +299,11 @@ test('nothing medical stays: the summary goes after the idle timeout and on sign
     'terminal', '--ems', EMS, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
     '--listen', `127.0.0.1:${PORTS.terminal3}`, '--outbox', outbox,
     '--demo-deck', join(dataDir, 'cards'), '--idle-timeout-s', '3',
+    '--launch-file', join(dataDir, 'idle.launch'),
   ]);
   try {
     await waitForHttp(`${T4}/healthz`);
-    const tablet = await (await browser.newContext({ locale: 'ja-JP' })).newPage();
-    const panel4 = await (await browser.newContext()).newPage();
+    const { page: tablet, panel: panel4 } = await openTablet(browser, join(dataDir, 'idle.launch'));
     await crewSignIn(tablet, T4, DEMO.crew['幸救急1']);
     const { id } = await createIncident(desk, EMS, { team: '幸救急1' });
     await tablet.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
@@ -315,13 +321,16 @@ test('nothing medical stays: the summary goes after the idle timeout and on sign
     await screenshot(tablet, 'terminal-idle-dropped');
 
     await removeCard(panel4, T4);
-    await viewOnce();
+    // The same card again: its consent stands, one tap re-opens the summary.
+    await placeCard(panel4, T4, c.id);
+    await tablet.click('#reopen');
+    await tablet.locator('#alerts').waitFor();
     const drugs = [...new Set(await tablet.locator('#drugs tr td:nth-child(2)').allTextContents())];
     assert.ok(drugs.length > 0, 'the summary lists drugs');
     await tablet.click('#sign-out');
     await tablet.locator('#sign-in').waitFor();
     assert.equal(await tablet.locator('#summary').count(), 0);
-    const again = await (await fetch(`${T4}/screen`)).text();
+    const again = await tablet.evaluate(async () => (await fetch('/screen')).text());
     assert.ok(!again.includes(c.name), 'the summary is not served after sign-out');
 
     // Every file the terminal wrote: no name, no insurer number, no drug.
@@ -331,7 +340,8 @@ test('nothing medical stays: the summary goes after the idle timeout and on sign
     assert.ok(files.length > 0, 'the outbox exists');
     for (const f of files) {
       const bytes = await readFile(join(dataDir, f));
-      for (const needle of [c.name, ...drugs]) {
+      // Nor anything the outbox carried: delivered rows are deleted and zeroed.
+      for (const needle of [c.name, ...drugs, 'identity_confirmed', 'consent', 'certificate', 'obtained']) {
         assert.equal(bytes.indexOf(Buffer.from(needle)), -1, `${f} holds ${needle}`);
       }
     }
@@ -339,4 +349,140 @@ test('nothing medical stays: the summary goes after the idle timeout and on sign
   } finally {
     await stop(term);
   }
+});
+
+test('two patients: a new card ends the old summary at once, each patient gets their own taps, a consented card re-opens, a withdrawal ends it', async () => {
+  crew.on('dialog', (d) => d.accept()); // 「同意撤回」 asks for confirmation
+  const { id } = await createIncident(desk, EMS, { team: '中原救急1', category: 'trauma', note: '車両事故 2名' });
+  await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+  await crew.click('#phase-arrival');
+  await crew.locator('#phase-arrival[data-state="done"]').waitFor();
+
+  // Patient 1: card A, two taps, the summary.
+  const a = card('doac');
+  await placeCard(panel, TERMINAL, a.id);
+  await crew.click('#face-ok');
+  await crew.click('#consent-ok');
+  await crew.locator('#summary[data-patient="1"] #alerts').waitFor();
+  await crew.locator('#show-full').waitFor();
+
+  // Card B goes on the reader: A's summary and its 「全量を表示」 are gone at once.
+  const b = card('insulin');
+  await placeCard(panel, TERMINAL, b.id);
+  await crew.locator('#face-ok').waitFor();
+  assert.equal(await crew.locator('#summary').count(), 0, 'the old summary left the screen');
+  assert.equal(await crew.locator('#show-full').count(), 0, 'no control fetches a view for the old card');
+  assert.ok(!(await crew.content()).includes(a.name), "A's name is no longer on the page");
+  // Asking the tablet for the full view anyway (a stale button, a replayed tap) is refused.
+  const forged = await crew.evaluate(async (incident) => {
+    const r = await fetch(`/incidents/${incident}/full`, { method: 'POST' });
+    return r.text();
+  }, id);
+  assert.match(forged, /全量表示には/);
+  await screenshot(crew, 'terminal-card-swapped');
+
+  // Patient 2 goes through their own two taps.
+  await crew.click('#face-ok');
+  await crew.click('#consent-ok');
+  await crew.locator('#summary[data-patient="2"] #alerts').waitFor();
+  const classes = await crew.locator('#alerts li').evaluateAll((els) => els.map((e) => e.dataset.class));
+  for (const expected of b.expected_alerts) assert.ok(classes.includes(expected), `alert ${expected} in ${classes}`);
+  await crew.locator('#patients tr[data-patient="1"]').waitFor();
+  await crew.locator('#patients tr[data-patient="2"]').waitFor();
+  await screenshot(crew, 'terminal-two-patients');
+
+  // Card A again: its consent stands, one tap re-opens it.
+  await placeCard(panel, TERMINAL, a.id);
+  await crew.locator('#reopen').waitFor();
+  assert.equal(await crew.locator('#summary').count(), 0);
+  await crew.click('#reopen');
+  await crew.locator('#summary[data-patient="1"] #alerts').waitFor();
+
+  // Patient 1 withdraws: the summary goes, and the card no longer opens anything.
+  await crew.click('#withdraw-summary');
+  await crew.locator('#summary').waitFor({ state: 'detached' });
+  await crew.locator('#withdrawn').waitFor({ timeout: 10000 });
+  assert.ok(!(await crew.content()).includes(a.name));
+  await screenshot(crew, 'terminal-withdrawn');
+
+  const text = (await timeline(desk, EMS, id)).join('\n');
+  await screenshot(desk, 'dispatcher-timeline-two-patients');
+  for (const expected of ['傷病者1 本人確認', '傷病者1 同意取得', '傷病者1 救急用サマリー閲覧',
+    '傷病者2 本人確認', '傷病者2 同意取得', '傷病者2 救急用サマリー閲覧', '傷病者1 同意撤回']) {
+    assert.ok(text.includes(expected), `timeline has ${expected}:\n${text}`);
+  }
+  for (const c of [a, b]) assert.ok(!text.includes(c.serial ?? '\u0000'), 'no certificate serial on the desk');
+  assert.ok(!text.includes('全量版）閲覧'), 'the swapped card never got a full view');
+  await removeCard(panel, TERMINAL);
+  await closeIncident(id);
+  await crew.locator('#standby').waitFor();
+});
+
+test('no web page can drive the tablet: another origin, a rebound host name and a window without the key are refused, in Chromium and with curl', async () => {
+  const { id } = await createIncident(desk, EMS, { team: '中原救急1' });
+  await crew.locator(`#incident[data-incident="${id}"]`).waitFor({ timeout: 5000 });
+  await placeCard(panel, TERMINAL, 'doac');
+  await crew.locator('#face-ok').waitFor();
+
+  // A page on another origin (another port of loopback is the same site, so the browser
+  // sends the tablet's cookie): its form post and its fetch are refused.
+  const { createServer } = await import('node:http');
+  const evil = createServer((req, res) => {
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.end(`<!doctype html><form id="f" method="post" action="${TERMINAL}/incidents/${id}/face"></form>
+      <script>
+        fetch('${TERMINAL}/incidents/${id}/consent', { method: 'POST', credentials: 'include', mode: 'no-cors',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'consent=obtained' })
+          .finally(() => document.getElementById('f').submit());
+      </script>`);
+  });
+  await new Promise((r) => evil.listen(PORTS.evil, '127.0.0.1', r));
+  try {
+    const attacker = await crew.context().newPage();
+    await attacker.goto(`http://127.0.0.1:${PORTS.evil}/`);
+    await attacker.waitForURL(`${TERMINAL}/incidents/${id}/face`);
+    assert.match(await attacker.content(), /cross-origin request refused/);
+    await screenshot(attacker, 'terminal-cross-origin-refused');
+    await attacker.close();
+  } finally {
+    evil.close();
+  }
+
+  // DNS rebinding: the attacker's name resolves to loopback, but the Host is not allowed.
+  const rebound = await crew.context().newPage();
+  const resp = await rebound.goto(`http://rebind.test:${PORTS.terminal}/screen`);
+  assert.equal(resp.status(), 403);
+  await rebound.close();
+
+  // A browser window that did not open the launch URL gets nothing.
+  const stranger = await (await browser.newContext()).newPage();
+  const s = await stranger.goto(`${TERMINAL}/`);
+  assert.equal(s.status(), 403);
+  assert.ok(!(await stranger.content()).includes('事案'), 'no incident data without the key');
+  await stranger.close();
+
+  // curl, as any process on the tablet would.
+  const { execFileSync } = await import('node:child_process');
+  const curl = (...args) => execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', ...args], { encoding: 'utf8' });
+  assert.equal(curl(`${TERMINAL}/screen`), '403', 'no cookie');
+  assert.equal(curl('-X', 'POST', `${TERMINAL}/incidents/${id}/face`), '403', 'no cookie, no origin');
+  assert.equal(curl('-H', `Host: rebind.test:${PORTS.terminal}`, `${TERMINAL}/healthz`), '403', 'foreign Host');
+  const key = (await crew.context().cookies()).find((c) => c.name === 'terminal_key');
+  assert.ok(key, 'the tablet window holds the key');
+  assert.equal(curl('-X', 'POST', '-H', `Cookie: terminal_key=${key.value}`, `${TERMINAL}/incidents/${id}/face`), '403',
+    'even with the stolen key, a POST without our Origin is refused');
+  assert.equal(curl('-X', 'POST', '-H', `Cookie: terminal_key=${key.value}`, '-H', 'Origin: http://evil.example',
+    `${TERMINAL}/incidents/${id}/face`), '403');
+  const headers = execFileSync('curl', ['-s', '-D', '-', '-o', '/dev/null', '-H', `Cookie: terminal_key=${key.value}`, `${TERMINAL}/`], { encoding: 'utf8' });
+  assert.match(headers, /content-security-policy: .*frame-ancestors 'none'/i);
+  assert.ok(!/script-src[^;]*unsafe-inline/i.test(headers), 'no inline scripts allowed');
+
+  // Nothing was recorded by any of it.
+  const text = (await timeline(desk, EMS, id)).join('\n');
+  assert.ok(!text.includes('本人確認'), `no face check was recorded: ${text}`);
+  assert.ok(!text.includes('同意'), `no consent was recorded: ${text}`);
+  await crew.locator('#face-ok').waitFor();
+  await removeCard(panel, TERMINAL);
+  await closeIncident(id);
+  await crew.locator('#standby').waitFor();
 });

@@ -23,6 +23,14 @@ ensure_packages() {
     || die "could not install ${missing[*]}"
 }
 
+# ensure_cargo_tool NAME VERSION: install a cargo subcommand from crates.io if it is missing.
+ensure_cargo_tool() {
+  local name=$1 version=$2
+  command -v "$name" >/dev/null 2>&1 && return 0
+  log "installing $name $version (cargo install)"
+  cargo install --locked --quiet "$name" --version "$version" || die "could not install $name"
+}
+
 ensure_rust() {
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup) first"
 }
@@ -35,4 +43,4 @@ BASE_PACKAGES=(gcc libc6-dev pkg-config sqlite3 ca-certificates libpcsclite-dev)
 CARD_PACKAGES=(pcscd vsmartcard-vpcd opensc)
 
 # The browser tests: Debian's Chromium (playwright-core drives it; nothing is downloaded).
-BROWSER_PACKAGES=(chromium fonts-noto-cjk)
+BROWSER_PACKAGES=(chromium fonts-noto-cjk curl)

@@ -6,6 +6,8 @@
 //! outbox can resend without creating duplicates.
 
 use crate::access::Consent;
+use crate::patient::PatientKey;
+use crate::summary::View;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -185,15 +187,23 @@ pub enum EventKind {
     Phase {
         phase: Phase,
     },
-    /// The crew confirmed the face matches the card.
-    IdentityConfirmed,
-    /// Consent, or the no-consent exception with its reason.
+    /// The crew confirmed that this patient's face matches the card it read.
+    IdentityConfirmed {
+        patient: PatientKey,
+    },
+    /// This patient's consent, or the no-consent exception with its reason.
     Consent {
+        patient: PatientKey,
         consent: Consent,
     },
-    /// A summary was viewed through the provider (the serial identifies the card read).
+    /// 同意撤回: the patient withdrew consent. No view of them follows in this incident.
+    ConsentWithdrawn {
+        patient: PatientKey,
+    },
+    /// ems viewed this patient's summary through the provider (recorded by ems, never posted).
     SummaryViewed {
-        serial: String,
+        patient: PatientKey,
+        view: View,
     },
     /// How the マイナ救急 step ended.
     Outcome {
@@ -202,12 +212,41 @@ pub enum EventKind {
     Closed,
 }
 
-/// Who caused an event.
+impl EventKind {
+    /// The patient an event is about, if it is about one.
+    pub fn patient(&self) -> Option<&PatientKey> {
+        match self {
+            EventKind::IdentityConfirmed { patient }
+            | EventKind::Consent { patient, .. }
+            | EventKind::ConsentWithdrawn { patient }
+            | EventKind::SummaryViewed { patient, .. } => Some(patient),
+            _ => None,
+        }
+    }
+}
+
+/// Who caused an event. A crew event names the team it was recorded for, because consent is
+/// given to a team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Actor {
-    Dispatcher { account: i64 },
-    Crew { account: i64, terminal: i64 },
+    Dispatcher {
+        account: i64,
+    },
+    Crew {
+        account: i64,
+        terminal: i64,
+        team: i64,
+    },
+}
+
+impl Actor {
+    pub fn team(&self) -> Option<i64> {
+        match self {
+            Actor::Dispatcher { .. } => None,
+            Actor::Crew { team, .. } => Some(*team),
+        }
+    }
 }
 
 /// One event as committed: the server assigns `seq` and `at`.
@@ -217,7 +256,8 @@ pub struct Event {
     pub kind: EventKind,
     /// Server time of commit.
     pub at: DateTime<Utc>,
-    /// The device's time when the event was made, if it was queued offline.
+    /// The device's time when the crew tapped (it differs from `at` when the tap was queued
+    /// offline).
     pub device_at: Option<DateTime<Utc>>,
     pub idempotency_key: String,
     pub actor: Actor,
@@ -240,19 +280,49 @@ pub enum IncidentError {
     PhaseOutOfOrder { latest: Phase, new: Phase },
     #[error("phase {0:?} is recorded by the dispatcher, not a crew tap")]
     NotACrewPhase(Phase),
-    #[error("consent or the exception must be recorded before the summary is requested")]
+    #[error("only a crew records a patient's face check, consent or withdrawal")]
+    NotACrewEvent,
+    #[error(
+        "consent or the exception must be recorded for this patient before the summary is requested"
+    )]
     NoConsent,
-    #[error("the face check must be confirmed before the summary is requested")]
+    #[error("this team has not confirmed this patient's face against the card")]
     IdentityNotConfirmed,
+    #[error("the face check and consent this team recorded are for another card")]
+    ConsentNotForThisCard,
+    #[error("the patient withdrew consent; their summary may not be viewed in this incident")]
+    ConsentWithdrawn,
+    #[error("no patient of this incident has that card")]
+    UnknownPatient,
     #[error("the incident's viewing window has passed")]
     WindowPassed,
     #[error("the outcome was already recorded")]
     OutcomeRepeated,
+    #[error("the device time is after the server received the event")]
+    DeviceTimeAhead,
+    #[error("the device time is before the incident was created")]
+    DeviceTimeBeforeCreation,
+    #[error("the device time is before the crew's previous event")]
+    DeviceTimeBeforePrevious,
 }
 
 /// How long after the call a summary may be requested (covers long transports; a bureau may
 /// configure its own).
 pub const DEFAULT_VIEW_WINDOW: Duration = Duration::hours(6);
+
+/// How far a tablet's clock may differ from the server's before its times are refused. Tablets
+/// keep network time; this absorbs the rest without letting a tap be back- or forward-dated by
+/// more.
+pub const DEVICE_CLOCK_TOLERANCE: Duration = Duration::seconds(5);
+
+/// What one team has recorded for one patient since the incident was last assigned to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PatientStatus {
+    pub identity_confirmed: bool,
+    pub consent: Option<Consent>,
+    pub withdrawn: bool,
+    pub viewed: bool,
+}
 
 /// An incident: its events and the state they fold to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,13 +369,6 @@ impl Incident {
         self.phase_times().iter().map(|(p, _)| *p).max()
     }
 
-    pub fn consent(&self) -> Option<Consent> {
-        self.events.iter().rev().find_map(|e| match e.kind {
-            EventKind::Consent { consent } => Some(consent),
-            _ => None,
-        })
-    }
-
     pub fn outcome(&self) -> Option<MynaOutcome> {
         self.events.iter().find_map(|e| match e.kind {
             EventKind::Outcome { outcome } => Some(outcome),
@@ -313,10 +376,79 @@ impl Incident {
         })
     }
 
-    fn identity_confirmed(&self) -> bool {
+    /// The incident's patients in the order the crew first read their cards: 傷病者1, 傷病者2, …
+    pub fn patients(&self) -> Vec<&PatientKey> {
+        let mut out: Vec<&PatientKey> = Vec::new();
+        for p in self.events.iter().filter_map(|e| e.kind.patient()) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The patient's place in the incident, from 1.
+    pub fn patient_number(&self, patient: &PatientKey) -> Option<u32> {
+        let i = self.patients().iter().position(|p| *p == patient)?;
+        u32::try_from(i + 1).ok()
+    }
+
+    /// The events of the current assignment to `team`: everything after the latest
+    /// `Assigned`, if that assignment is to `team`. A team that takes over starts empty.
+    fn current_assignment(&self, team: i64) -> &[Event] {
+        let start = self
+            .events
+            .iter()
+            .rposition(|e| matches!(e.kind, EventKind::Assigned { .. }));
+        match start {
+            Some(i) if self.events[i].kind == (EventKind::Assigned { team }) => {
+                self.events.get(i + 1..).unwrap_or(&[])
+            }
+            _ => &[],
+        }
+    }
+
+    /// What `team` recorded for `patient` in its current assignment. A withdrawal counts
+    /// whoever recorded it: once withdrawn, no team may view.
+    pub fn patient_status(&self, team: i64, patient: &PatientKey) -> PatientStatus {
+        let mut status = PatientStatus {
+            withdrawn: self.events.iter().any(
+                |e| matches!(&e.kind, EventKind::ConsentWithdrawn { patient: p } if p == patient),
+            ),
+            ..PatientStatus::default()
+        };
+        for e in self.current_assignment(team) {
+            if e.actor.team() != Some(team) || e.kind.patient() != Some(patient) {
+                continue;
+            }
+            match e.kind {
+                EventKind::IdentityConfirmed { .. } => status.identity_confirmed = true,
+                EventKind::Consent { consent, .. } => status.consent = Some(consent),
+                EventKind::SummaryViewed { .. } => status.viewed = true,
+                _ => {}
+            }
+        }
+        status
+    }
+
+    /// Whether `team` recorded a face check or consent for any other patient in its current
+    /// assignment (then a request for this card is a swapped card, not a forgotten tap).
+    fn team_acted_for_another(&self, team: i64, patient: &PatientKey) -> bool {
+        self.current_assignment(team).iter().any(|e| {
+            e.actor.team() == Some(team)
+                && matches!(
+                    &e.kind,
+                    EventKind::IdentityConfirmed { patient: p } | EventKind::Consent { patient: p, .. }
+                        if p != patient
+                )
+        })
+    }
+
+    /// Whether any summary was viewed in this incident.
+    pub fn viewed(&self) -> bool {
         self.events
             .iter()
-            .any(|e| e.kind == EventKind::IdentityConfirmed)
+            .any(|e| matches!(e.kind, EventKind::SummaryViewed { .. }))
     }
 
     /// The event with this idempotency key, if it was committed already: a resend answers it
@@ -325,9 +457,9 @@ impl Incident {
         self.events.iter().find(|e| e.idempotency_key == key)
     }
 
-    /// Checks that `kind` may be appended now. Does not append: the store commits, then the
-    /// caller pushes the committed event.
-    pub fn check(&self, kind: &EventKind) -> Result<(), IncidentError> {
+    /// Checks that `kind`, caused by `actor`, may be appended now. Does not append: the store
+    /// commits, then the caller pushes the committed event.
+    pub fn check(&self, kind: &EventKind, actor: &Actor) -> Result<(), IncidentError> {
         let created = !self.events.is_empty();
         match kind {
             EventKind::Created { .. } if created => return Err(IncidentError::NotCreatedFirst),
@@ -359,6 +491,30 @@ impl Incident {
                 }
                 Ok(())
             }
+            EventKind::IdentityConfirmed { patient }
+            | EventKind::Consent { patient, .. }
+            | EventKind::ConsentWithdrawn { patient }
+            | EventKind::SummaryViewed { patient, .. } => {
+                let team = actor.team().ok_or(IncidentError::NotACrewEvent)?;
+                match self.assigned_team() {
+                    None => return Err(IncidentError::NotAssigned),
+                    Some(t) if t != team => return Err(IncidentError::WrongTeam),
+                    Some(_) => {}
+                }
+                let status = self.patient_status(team, patient);
+                match kind {
+                    EventKind::ConsentWithdrawn { .. } if status.withdrawn => Ok(()),
+                    EventKind::ConsentWithdrawn { .. } => self
+                        .patient_number(patient)
+                        .map(|_| ())
+                        .ok_or(IncidentError::UnknownPatient),
+                    _ if status.withdrawn => Err(IncidentError::ConsentWithdrawn),
+                    EventKind::Consent { .. } if !status.identity_confirmed => {
+                        Err(IncidentError::IdentityNotConfirmed)
+                    }
+                    _ => Ok(()),
+                }
+            }
             EventKind::Outcome { .. } if self.outcome().is_some() => {
                 Err(IncidentError::OutcomeRepeated)
             }
@@ -366,12 +522,44 @@ impl Incident {
         }
     }
 
-    /// Whether the crew of `team` may request the summary now: the incident is open, assigned
-    /// to that team, within its window, the face was checked and consent or the exception is
-    /// recorded.
+    /// Checks a crew event's device time against the server's time of receipt: not after it,
+    /// not before the incident was created, not before the crew's previous tap (each within
+    /// `DEVICE_CLOCK_TOLERANCE`). A tap that arrives late from the outbox keeps its earlier
+    /// time.
+    pub fn check_device_time(
+        &self,
+        device_at: DateTime<Utc>,
+        received: DateTime<Utc>,
+    ) -> Result<(), IncidentError> {
+        if device_at > received + DEVICE_CLOCK_TOLERANCE {
+            return Err(IncidentError::DeviceTimeAhead);
+        }
+        let created = self.created_at().ok_or(IncidentError::NotCreatedFirst)?;
+        if device_at < created - DEVICE_CLOCK_TOLERANCE {
+            return Err(IncidentError::DeviceTimeBeforeCreation);
+        }
+        let previous = self
+            .events
+            .iter()
+            .rev()
+            .filter(|e| matches!(e.actor, Actor::Crew { .. }))
+            .find_map(|e| e.device_at);
+        if let Some(previous) = previous
+            && device_at < previous - DEVICE_CLOCK_TOLERANCE
+        {
+            return Err(IncidentError::DeviceTimeBeforePrevious);
+        }
+        Ok(())
+    }
+
+    /// Whether the crew of `team` may view `patient`'s summary now. All of these must hold:
+    /// the incident is open, assigned to `team` and within its window; `team` confirmed this
+    /// patient's face and recorded consent or the exception for this patient since it was
+    /// assigned; the patient did not withdraw. Answers the lawful basis, or the one reason.
     pub fn may_view(
         &self,
         team: i64,
+        patient: &PatientKey,
         now: DateTime<Utc>,
         window: Duration,
     ) -> Result<Consent, IncidentError> {
@@ -387,10 +575,18 @@ impl Incident {
         if now > created + window {
             return Err(IncidentError::WindowPassed);
         }
-        if !self.identity_confirmed() {
-            return Err(IncidentError::IdentityNotConfirmed);
+        let status = self.patient_status(team, patient);
+        if status.withdrawn {
+            return Err(IncidentError::ConsentWithdrawn);
         }
-        self.consent().ok_or(IncidentError::NoConsent)
+        match (status.identity_confirmed, status.consent) {
+            (true, Some(consent)) => Ok(consent),
+            _ if self.team_acted_for_another(team, patient) => {
+                Err(IncidentError::ConsentNotForThisCard)
+            }
+            (false, _) => Err(IncidentError::IdentityNotConfirmed),
+            (true, None) => Err(IncidentError::NoConsent),
+        }
     }
 }
 
@@ -407,16 +603,18 @@ pub struct ViewRecord {
     /// The signed-in crew member's login.
     pub crew_member: String,
     pub terminal: i64,
-    /// Hex serial of the card's authentication certificate.
-    pub cert_serial: String,
+    /// The patient viewed (the keyed hash of the card's serial) and their place in the
+    /// incident.
+    pub patient: PatientKey,
+    pub patient_number: u32,
     pub consent: Consent,
-    pub view: crate::summary::View,
+    pub view: View,
     /// The provider's access-log sequence number for this view.
     pub provider_access_id: i64,
 }
 
 impl crate::access::Linked for ViewRecord {
-    const LOG: &'static [u8] = b"myna-kyukyu/ems-view-log/v1";
+    const LOG: &'static [u8] = b"myna-kyukyu/ems-view-log/v2";
     fn feed(&self, field: &mut dyn FnMut(&[u8])) {
         field(&self.at_ms.to_be_bytes());
         field(self.bureau.as_bytes());
@@ -424,7 +622,8 @@ impl crate::access::Linked for ViewRecord {
         field(self.team.as_bytes());
         field(self.crew_member.as_bytes());
         field(&self.terminal.to_be_bytes());
-        field(self.cert_serial.as_bytes());
+        field(self.patient.as_str().as_bytes());
+        field(&self.patient_number.to_be_bytes());
         field(self.consent.kind_str().as_bytes());
         field(
             self.consent
@@ -442,26 +641,75 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::access::ExceptionReason;
+    use crate::patient::PatientSecret;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000, 0).unwrap()
     }
 
+    const DESK: Actor = Actor::Dispatcher { account: 1 };
+
+    fn crew(team: i64) -> Actor {
+        Actor::Crew {
+            account: 100 + team,
+            terminal: 200 + team,
+            team,
+        }
+    }
+
+    fn card(serial: &str) -> PatientKey {
+        PatientSecret::from_bytes([42; 32]).patient(serial)
+    }
+
     struct Log(Incident);
 
     impl Log {
-        fn push(&mut self, kind: EventKind, minutes: i64) -> Result<(), IncidentError> {
-            self.0.check(&kind)?;
+        fn push_by(
+            &mut self,
+            actor: Actor,
+            kind: EventKind,
+            minutes: i64,
+        ) -> Result<(), IncidentError> {
+            self.0.check(&kind, &actor)?;
             let seq = u32::try_from(self.0.events.len()).unwrap() + 1;
+            let at = t0() + Duration::minutes(minutes);
             self.0.events.push(Event {
                 seq,
                 kind,
-                at: t0() + Duration::minutes(minutes),
-                device_at: None,
+                at,
+                device_at: matches!(actor, Actor::Crew { .. }).then_some(at),
                 idempotency_key: format!("k{seq}"),
-                actor: Actor::Dispatcher { account: 1 },
+                actor,
             });
             Ok(())
+        }
+
+        fn push(&mut self, kind: EventKind, minutes: i64) -> Result<(), IncidentError> {
+            self.push_by(DESK, kind, minutes)
+        }
+
+        fn face(&mut self, team: i64, p: &PatientKey, m: i64) -> Result<(), IncidentError> {
+            let kind = EventKind::IdentityConfirmed { patient: p.clone() };
+            self.push_by(crew(team), kind, m)
+        }
+
+        fn consent(
+            &mut self,
+            team: i64,
+            p: &PatientKey,
+            consent: Consent,
+            m: i64,
+        ) -> Result<(), IncidentError> {
+            let kind = EventKind::Consent {
+                patient: p.clone(),
+                consent,
+            };
+            self.push_by(crew(team), kind, m)
+        }
+
+        fn may_view(&self, team: i64, p: &PatientKey) -> Result<Consent, IncidentError> {
+            self.0
+                .may_view(team, p, t0() + Duration::minutes(30), DEFAULT_VIEW_WINDOW)
         }
     }
 
@@ -480,62 +728,37 @@ mod tests {
         log
     }
 
+    fn assigned(team: i64) -> Log {
+        let mut log = created();
+        log.push(EventKind::Assigned { team }, 1).unwrap();
+        log
+    }
+
     #[test]
     fn phases_follow_the_fdma_order_once_each() {
         let mut log = created();
+        let phase = |phase| EventKind::Phase { phase };
         assert_eq!(
-            log.push(
-                EventKind::Phase {
-                    phase: Phase::Arrival
-                },
-                1
-            ),
+            log.push(phase(Phase::Arrival), 1),
             Err(IncidentError::NotAssigned)
         );
         log.push(EventKind::Assigned { team: 7 }, 1).unwrap();
-        log.push(
-            EventKind::Phase {
-                phase: Phase::Arrival,
-            },
-            8,
-        )
-        .unwrap();
+        log.push(phase(Phase::Arrival), 8).unwrap();
         assert_eq!(
-            log.push(
-                EventKind::Phase {
-                    phase: Phase::Arrival
-                },
-                9
-            ),
+            log.push(phase(Phase::Arrival), 9),
             Err(IncidentError::PhaseRepeated(Phase::Arrival))
         );
         // Skipping is allowed (contact can be implicit), going back is not.
-        log.push(
-            EventKind::Phase {
-                phase: Phase::InVehicle,
-            },
-            12,
-        )
-        .unwrap();
+        log.push(phase(Phase::InVehicle), 12).unwrap();
         assert_eq!(
-            log.push(
-                EventKind::Phase {
-                    phase: Phase::Contact
-                },
-                13
-            ),
+            log.push(phase(Phase::Contact), 13),
             Err(IncidentError::PhaseOutOfOrder {
                 latest: Phase::InVehicle,
                 new: Phase::Contact
             })
         );
         assert_eq!(
-            log.push(
-                EventKind::Phase {
-                    phase: Phase::Dispatch
-                },
-                13
-            ),
+            log.push(phase(Phase::Dispatch), 13),
             Err(IncidentError::NotACrewPhase(Phase::Dispatch))
         );
         let phases: Vec<Phase> = log.0.phase_times().iter().map(|(p, _)| *p).collect();
@@ -551,43 +774,30 @@ mod tests {
     }
 
     #[test]
-    fn a_summary_needs_the_right_team_the_face_check_and_consent_within_the_window() {
+    fn a_view_needs_the_right_team_this_patients_face_check_and_consent_within_the_window() {
         let mut log = created();
-        let now = t0() + Duration::minutes(15);
-        assert_eq!(
-            log.0.may_view(7, now, DEFAULT_VIEW_WINDOW),
-            Err(IncidentError::NotAssigned)
-        );
+        let a = card("01AA00000001");
+        assert_eq!(log.may_view(7, &a), Err(IncidentError::NotAssigned));
         log.push(EventKind::Assigned { team: 7 }, 1).unwrap();
+        assert_eq!(log.may_view(8, &a), Err(IncidentError::WrongTeam));
         assert_eq!(
-            log.0.may_view(8, now, DEFAULT_VIEW_WINDOW),
-            Err(IncidentError::WrongTeam)
-        );
-        assert_eq!(
-            log.0.may_view(7, now, DEFAULT_VIEW_WINDOW),
+            log.may_view(7, &a),
             Err(IncidentError::IdentityNotConfirmed)
         );
-        log.push(EventKind::IdentityConfirmed, 10).unwrap();
-        assert_eq!(
-            log.0.may_view(7, now, DEFAULT_VIEW_WINDOW),
-            Err(IncidentError::NoConsent)
-        );
+        log.face(7, &a, 10).unwrap();
+        assert_eq!(log.may_view(7, &a), Err(IncidentError::NoConsent));
         let exception = Consent::Exception {
             reason: ExceptionReason::Unconscious,
         };
-        log.push(EventKind::Consent { consent: exception }, 11)
-            .unwrap();
-        assert_eq!(log.0.may_view(7, now, DEFAULT_VIEW_WINDOW), Ok(exception));
+        log.consent(7, &a, exception, 11).unwrap();
+        assert_eq!(log.may_view(7, &a), Ok(exception));
         assert_eq!(
             log.0
-                .may_view(7, t0() + Duration::hours(7), DEFAULT_VIEW_WINDOW),
+                .may_view(7, &a, t0() + Duration::hours(7), DEFAULT_VIEW_WINDOW),
             Err(IncidentError::WindowPassed)
         );
         log.push(EventKind::Closed, 60).unwrap();
-        assert_eq!(
-            log.0.may_view(7, now, DEFAULT_VIEW_WINDOW),
-            Err(IncidentError::Closed)
-        );
+        assert_eq!(log.may_view(7, &a), Err(IncidentError::Closed));
         assert_eq!(
             log.push(
                 EventKind::Phase {
@@ -596,6 +806,143 @@ mod tests {
                 61
             ),
             Err(IncidentError::Closed)
+        );
+    }
+
+    #[test]
+    fn a_swapped_card_is_refused_as_consent_not_for_this_card() {
+        let mut log = assigned(7);
+        let (a, b) = (card("01AA00000001"), card("01AA00000002"));
+        log.face(7, &a, 5).unwrap();
+        log.consent(7, &a, Consent::Obtained, 6).unwrap();
+        assert_eq!(log.may_view(7, &a), Ok(Consent::Obtained));
+        assert_eq!(
+            log.may_view(7, &b),
+            Err(IncidentError::ConsentNotForThisCard)
+        );
+        // B's face check alone does not borrow A's consent.
+        log.face(7, &b, 7).unwrap();
+        assert_eq!(
+            log.may_view(7, &b),
+            Err(IncidentError::ConsentNotForThisCard)
+        );
+        log.consent(7, &b, Consent::Obtained, 8).unwrap();
+        assert_eq!(log.may_view(7, &b), Ok(Consent::Obtained));
+        assert_eq!(log.0.patient_number(&a), Some(1));
+        assert_eq!(log.0.patient_number(&b), Some(2));
+        assert_eq!(log.0.patients().len(), 2);
+    }
+
+    #[test]
+    fn consent_needs_this_patients_face_check_by_the_same_team() {
+        let mut log = assigned(7);
+        let (a, b) = (card("01AA00000001"), card("01AA00000002"));
+        log.face(7, &a, 5).unwrap();
+        assert_eq!(
+            log.consent(7, &b, Consent::Obtained, 6),
+            Err(IncidentError::IdentityNotConfirmed)
+        );
+        assert_eq!(
+            log.face(8, &a, 6),
+            Err(IncidentError::WrongTeam),
+            "only the assigned team records patient events"
+        );
+        assert_eq!(
+            log.push_by(DESK, EventKind::IdentityConfirmed { patient: a.clone() }, 6),
+            Err(IncidentError::NotACrewEvent)
+        );
+    }
+
+    #[test]
+    fn a_team_that_takes_over_asks_again_and_so_does_the_first_team_if_it_comes_back() {
+        let mut log = assigned(7);
+        let a = card("01AA00000001");
+        log.face(7, &a, 5).unwrap();
+        log.consent(7, &a, Consent::Obtained, 6).unwrap();
+        log.push(EventKind::Assigned { team: 8 }, 10).unwrap();
+        assert_eq!(
+            log.may_view(8, &a),
+            Err(IncidentError::IdentityNotConfirmed)
+        );
+        assert_eq!(log.may_view(7, &a), Err(IncidentError::WrongTeam));
+        log.face(8, &a, 11).unwrap();
+        log.consent(8, &a, Consent::Obtained, 12).unwrap();
+        assert_eq!(log.may_view(8, &a), Ok(Consent::Obtained));
+        log.push(EventKind::Assigned { team: 7 }, 13).unwrap();
+        assert_eq!(
+            log.may_view(7, &a),
+            Err(IncidentError::IdentityNotConfirmed)
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_consent_refuses_every_later_view_and_consent_of_that_patient_only() {
+        let mut log = assigned(7);
+        let (a, b) = (card("01AA00000001"), card("01AA00000002"));
+        assert_eq!(
+            log.push_by(
+                crew(7),
+                EventKind::ConsentWithdrawn { patient: a.clone() },
+                4
+            ),
+            Err(IncidentError::UnknownPatient)
+        );
+        log.face(7, &a, 5).unwrap();
+        log.consent(7, &a, Consent::Obtained, 6).unwrap();
+        log.face(7, &b, 7).unwrap();
+        log.consent(7, &b, Consent::Obtained, 8).unwrap();
+        log.push_by(
+            crew(7),
+            EventKind::ConsentWithdrawn { patient: a.clone() },
+            9,
+        )
+        .unwrap();
+        assert_eq!(log.may_view(7, &a), Err(IncidentError::ConsentWithdrawn));
+        assert_eq!(log.may_view(7, &b), Ok(Consent::Obtained));
+        assert_eq!(
+            log.consent(7, &a, Consent::Obtained, 10),
+            Err(IncidentError::ConsentWithdrawn)
+        );
+        // Withdrawal binds the incident, not only the team that heard it.
+        log.push(EventKind::Assigned { team: 8 }, 11).unwrap();
+        assert_eq!(log.face(8, &a, 12), Err(IncidentError::ConsentWithdrawn));
+    }
+
+    #[test]
+    fn device_times_are_refused_ahead_of_the_server_before_creation_or_before_the_last_tap() {
+        let mut log = assigned(7);
+        let at = |m: i64| t0() + Duration::minutes(m);
+        let late = at(30);
+        assert_eq!(
+            log.0.check_device_time(at(31), late),
+            Err(IncidentError::DeviceTimeAhead)
+        );
+        assert_eq!(
+            log.0.check_device_time(at(-1), late),
+            Err(IncidentError::DeviceTimeBeforeCreation)
+        );
+        log.push_by(
+            crew(7),
+            EventKind::Phase {
+                phase: Phase::Arrival,
+            },
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            log.0.check_device_time(at(9), late),
+            Err(IncidentError::DeviceTimeBeforePrevious)
+        );
+        // A tap queued offline at minute 12 that reaches the server at minute 30 is kept.
+        assert_eq!(log.0.check_device_time(at(12), late), Ok(()));
+        // Within the clock tolerance either way.
+        assert_eq!(
+            log.0.check_device_time(at(10) - Duration::seconds(4), late),
+            Ok(())
+        );
+        assert_eq!(
+            log.0.check_device_time(late + Duration::seconds(4), late),
+            Ok(())
         );
     }
 

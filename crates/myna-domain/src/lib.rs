@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod codes;
 pub mod drugs;
 pub mod incident;
+pub mod patient;
 pub mod person;
 pub mod records;
 pub mod summary;

@@ -1,10 +1,12 @@
-//! The terminal API: JSON under `/api/v1/terminal`, the terminal's credential as bearer token
-//! and the crew session in `x-crew-session`.
+//! The terminal API: JSON under `/api/v1/terminal` (types and routes in
+//! `myna_wire::terminal`), the terminal's credential as bearer token and the crew session in
+//! `x-crew-session`.
 
 use crate::auth::{CrewCaller, check_login, hash_password};
 use crate::error::EmsError;
 use crate::wire::{
-    EventAck, EventBody, IncidentView, SignInBody, SignedIn, SummaryBody, TerminalInfo,
+    ConsentTap, CrewEvent, EventAck, EventBody, IncidentView, PushEvent, SignInBody, SignedIn,
+    SignedOut, SummaryBody, TerminalInfo, TerminalSummary, incident_view, route,
 };
 use crate::{CREW_SHIFT, Change, Ems};
 use axum::extract::{Path, State};
@@ -14,13 +16,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use futures_util::Stream;
-use myna_domain::access::Consent;
-use myna_domain::incident::{Actor, EventKind, MynaOutcome, ViewRecord};
-use myna_domain::summary::View;
+use myna_domain::incident::{Actor, EventKind, IncidentError, MynaOutcome, ViewRecord};
+use myna_domain::patient::PatientKey;
+use myna_provider::ViewerBody;
 use myna_provider::client::{ProviderClient, SummaryOutcome};
-use myna_provider::{SummaryResponse, ViewerBody};
-use myna_store::ems::{Appended, EmsStore, IncidentFilter, NewEvent, Role};
+use myna_store::ems::{Appended, EmsStore, IncidentFilter, IncidentRecord, NewEvent, Role};
 use myna_store::hash_secret;
+use myna_wire::provider::ProviderErrorCode;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,17 +32,14 @@ type St<S> = State<Arc<Ems<S>>>;
 
 pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
     Router::new()
-        .route("/api/v1/terminal/whoami", get(whoami::<S>))
-        .route("/api/v1/terminal/sign-in", post(sign_in::<S>))
-        .route("/api/v1/terminal/sign-out", post(sign_out::<S>))
-        .route("/api/v1/terminal/incidents", get(incidents::<S>))
-        .route("/api/v1/terminal/incidents/{id}", get(incident::<S>))
-        .route("/api/v1/terminal/incidents/{id}/events", post(event::<S>))
-        .route(
-            "/api/v1/terminal/incidents/{id}/summary",
-            post(summary::<S>),
-        )
-        .route("/api/v1/terminal/stream", get(stream::<S>))
+        .route(route::WHOAMI, get(whoami::<S>))
+        .route(route::SIGN_IN, post(sign_in::<S>))
+        .route(route::SIGN_OUT, post(sign_out::<S>))
+        .route(route::INCIDENTS, get(incidents::<S>))
+        .route(route::INCIDENT, get(incident::<S>))
+        .route(route::EVENTS, post(event::<S>))
+        .route(route::SUMMARY, post(summary::<S>))
+        .route(route::STREAM, get(stream::<S>))
 }
 
 /// Parses a JSON body into our own error on failure (never axum's plain-text rejection).
@@ -99,7 +98,7 @@ async fn sign_in<S: EmsStore>(
 async fn sign_out<S: EmsStore>(
     State(ems): St<S>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, EmsError> {
+) -> Result<Json<SignedOut>, EmsError> {
     ems.crew(&headers).await?;
     if let Some(token) = headers
         .get(crate::wire::CREW_SESSION_HEADER)
@@ -107,7 +106,7 @@ async fn sign_out<S: EmsStore>(
     {
         ems.store.end_session(&hash_secret(token)).await?;
     }
-    Ok(Json(serde_json::json!({"signed_out": true})))
+    Ok(Json(SignedOut { signed_out: true }))
 }
 
 async fn incidents<S: EmsStore>(
@@ -128,7 +127,7 @@ async fn incidents<S: EmsStore>(
         )
         .await?;
     Ok(Json(
-        list.iter().map(|r| IncidentView::new(r, &teams)).collect(),
+        list.iter().map(|r| incident_view(r, &teams)).collect(),
     ))
 }
 
@@ -137,7 +136,7 @@ async fn own_incident<S: EmsStore>(
     ems: &Ems<S>,
     c: &CrewCaller,
     id: i64,
-) -> Result<myna_store::ems::IncidentRecord, EmsError> {
+) -> Result<IncidentRecord, EmsError> {
     let record = ems
         .store
         .incident(c.at.bureau.id, id)
@@ -145,9 +144,7 @@ async fn own_incident<S: EmsStore>(
         .ok_or(EmsError::IncidentNotFound)?;
     match record.log.assigned_team() {
         Some(t) if t == c.at.team.id => Ok(record),
-        _ => Err(EmsError::Rule(
-            myna_domain::incident::IncidentError::WrongTeam,
-        )),
+        _ => Err(EmsError::Rule(IncidentError::WrongTeam)),
     }
 }
 
@@ -159,11 +156,80 @@ async fn incident<S: EmsStore>(
     let c = ems.crew(&headers).await?;
     let record = own_incident(&ems, &c, id).await?;
     let teams = ems.store.teams(c.at.bureau.id).await?;
-    Ok(Json(IncidentView::new(&record, &teams)))
+    Ok(Json(incident_view(&record, &teams)))
 }
 
-/// A device time further ahead of the server's than this is a wrong clock, and is not kept.
-const DEVICE_CLOCK_AHEAD_MS: i64 = 5_000;
+fn check_key(key: &str) -> Result<(), EmsError> {
+    if key.is_empty() || key.len() > 128 {
+        return Err(EmsError::Malformed(
+            "idempotency_key must be 1–128 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Largest base64 certificate accepted.
+const MAX_CERT_B64: usize = 16 * 1024;
+
+/// A card's certificate from a request: its DER and the patient it stands for in this bureau.
+struct CardOf {
+    der: Vec<u8>,
+    patient: PatientKey,
+}
+
+fn card_of(c: &CrewCaller, certificate_b64: &str) -> Result<CardOf, EmsError> {
+    if certificate_b64.len() > MAX_CERT_B64 {
+        return Err(EmsError::Malformed("certificate is too large".into()));
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(certificate_b64.as_bytes())
+        .map_err(|e| EmsError::Malformed(format!("certificate is not base64: {e}")))?;
+    let serial =
+        myna_pki::certificate_serial_hex(&der).map_err(|e| EmsError::Malformed(e.to_string()))?;
+    Ok(CardOf {
+        patient: c.at.bureau.patient_secret.patient(&serial),
+        der,
+    })
+}
+
+/// The patient a crew event is about, resolved from the certificate it carries (or, for a
+/// withdrawal, from the patient's number in the incident).
+fn to_event_kind(
+    c: &CrewCaller,
+    record: &IncidentRecord,
+    event: CrewEvent,
+) -> Result<EventKind, EmsError> {
+    Ok(match event {
+        CrewEvent::Phase { phase } => EventKind::Phase { phase },
+        CrewEvent::IdentityConfirmed { certificate } => EventKind::IdentityConfirmed {
+            patient: card_of(c, &certificate)?.patient,
+        },
+        CrewEvent::Consent {
+            certificate,
+            consent,
+        } => EventKind::Consent {
+            patient: card_of(c, &certificate)?.patient,
+            consent,
+        },
+        CrewEvent::ConsentWithdrawn { patient } => {
+            let key = usize::try_from(patient)
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| record.log.patients().get(i).map(|k| (*k).clone()))
+                .ok_or(EmsError::Rule(IncidentError::UnknownPatient))?;
+            EventKind::ConsentWithdrawn { patient: key }
+        }
+        CrewEvent::Outcome {
+            outcome: MynaOutcome::Viewed,
+        } => {
+            return Err(EmsError::Forbidden(
+                "\"viewed\" is recorded by ems from its own view log, never posted",
+            ));
+        }
+        CrewEvent::Outcome { outcome } => EventKind::Outcome { outcome },
+        CrewEvent::Closed => EventKind::Closed,
+    })
+}
 
 async fn event<S: EmsStore>(
     State(ems): St<S>,
@@ -173,79 +239,85 @@ async fn event<S: EmsStore>(
 ) -> Result<Json<EventAck>, EmsError> {
     let c = ems.crew(&headers).await?;
     let body: EventBody = parse(&body)?;
-    if body.idempotency_key.is_empty() || body.idempotency_key.len() > 128 {
-        return Err(EmsError::Malformed(
-            "idempotency_key must be 1–128 bytes".into(),
-        ));
-    }
-    let allowed = matches!(
-        body.event,
-        EventKind::Phase { .. }
-            | EventKind::IdentityConfirmed
-            | EventKind::Consent { .. }
-            | EventKind::Outcome { .. }
-            | EventKind::Closed
-    );
-    if !allowed {
-        return Err(EmsError::Forbidden);
-    }
-    own_incident(&ems, &c, id).await?;
-    let now = ems.now_ms();
-    // The crew's time of tapping is kept beside the server's time of arrival: they differ when
-    // the tap was queued offline.
-    let device_at_ms = body
-        .device_at_ms
-        .filter(|d| *d <= now + DEVICE_CLOCK_AHEAD_MS && *d > 0);
+    check_key(&body.idempotency_key)?;
+    let record = own_incident(&ems, &c, id).await?;
+    let kind = to_event_kind(&c, &record, body.event)?;
     let event = NewEvent {
-        kind: body.event,
+        kind,
         actor: crew_actor(&c),
         idempotency_key: body.idempotency_key,
-        device_at_ms,
+        device_at_ms: body.device_at_ms,
         team_guard: Some(c.at.team.id),
     };
     let appended = append_and_notify(&ems, &c, id, event).await?;
+    Ok(Json(ack(&ems, &c, id, &appended).await?))
+}
+
+async fn ack<S: EmsStore>(
+    ems: &Ems<S>,
+    c: &CrewCaller,
+    id: i64,
+    appended: &Appended,
+) -> Result<EventAck, EmsError> {
     let e = appended.event();
-    Ok(Json(EventAck {
+    let patient = match e.kind.patient() {
+        Some(key) => own_incident(ems, c, id).await?.log.patient_number(key),
+        None => None,
+    };
+    Ok(EventAck {
         seq: e.seq,
         at_ms: e.at.timestamp_millis(),
         duplicate: matches!(appended, Appended::Duplicate(_)),
-    }))
+        patient,
+    })
 }
 
-/// Largest base64 certificate accepted.
-const MAX_CERT_B64: usize = 16 * 1024;
-
+/// The summary for the card in the request. With `consent`, tap 2 is one round trip: the
+/// consent is appended first (idempotently, exactly like a posted `Consent` event), then the
+/// viewing rule is checked for this card's patient, then the provider is asked.
 async fn summary<S: EmsStore>(
     State(ems): St<S>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     body: axum::body::Bytes,
-) -> Result<Json<SummaryResponse>, EmsError> {
+) -> Result<Json<TerminalSummary>, EmsError> {
     let c = ems.crew(&headers).await?;
     let body: SummaryBody = parse(&body)?;
-    if body.certificate.len() > MAX_CERT_B64 {
-        return Err(EmsError::Malformed("certificate is too large".into()));
+    let card = card_of(&c, &body.certificate)?;
+    let mut record = own_incident(&ems, &c, id).await?;
+    if let Some(ConsentTap {
+        idempotency_key,
+        device_at_ms,
+        consent,
+    }) = body.consent
+    {
+        check_key(&idempotency_key)?;
+        let event = NewEvent {
+            kind: EventKind::Consent {
+                patient: card.patient.clone(),
+                consent,
+            },
+            actor: crew_actor(&c),
+            idempotency_key,
+            device_at_ms,
+            team_guard: Some(c.at.team.id),
+        };
+        append_and_notify(&ems, &c, id, event).await?;
+        record = own_incident(&ems, &c, id).await?;
     }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.certificate.as_bytes())
-        .map_err(|e| EmsError::Malformed(format!("certificate is not base64: {e}")))?;
-    let view = match body.view.as_deref() {
-        None | Some("summary") => View::Summary,
-        Some("full") => View::Full,
-        Some(other) => return Err(EmsError::Malformed(format!("unknown view {other:?}"))),
-    };
-    let serial =
-        myna_pki::certificate_serial_hex(&der).map_err(|e| EmsError::Malformed(e.to_string()))?;
-    let record = own_incident(&ems, &c, id).await?;
     let window = chrono::Duration::seconds(c.at.bureau.view_window_s);
-    let consent: Consent = record
+    let consent = record
         .log
-        .may_view(c.at.team.id, ems.now(), window)
+        .may_view(c.at.team.id, &card.patient, ems.now(), window)
         .map_err(EmsError::Rule)?;
+    let patient_number = record
+        .log
+        .patient_number(&card.patient)
+        .ok_or(EmsError::Rule(IncidentError::UnknownPatient))?;
 
     let client = ems.provider(&c.at.bureau);
     let request = ProviderClient::summary_body(
-        &der,
+        &card.der,
         consent,
         &record.number,
         ViewerBody {
@@ -254,7 +326,7 @@ async fn summary<S: EmsStore>(
             crew_member: c.crew.login.clone(),
         },
     );
-    let answer = tokio::time::timeout(ems.provider_timeout, client.summary(&request, view))
+    let answer = tokio::time::timeout(ems.provider_timeout, client.summary(&request, body.view))
         .await
         .map_err(|_| EmsError::ProviderUnavailable("no answer in time".into()))?
         .map_err(|e| EmsError::ProviderUnavailable(format!("{e:#}")))?;
@@ -269,24 +341,33 @@ async fn summary<S: EmsStore>(
                     team: c.at.team.name.clone(),
                     crew_member: c.crew.login.clone(),
                     terminal: c.at.terminal.id,
-                    cert_serial: serial.clone(),
+                    patient: card.patient.clone(),
+                    patient_number,
                     consent,
-                    view,
+                    view: body.view,
                     provider_access_id: response.access_id,
                 })
                 .await?;
-            let viewed = EventKind::SummaryViewed { serial };
+            // Checked again inside the append: a withdrawal or a reassignment that landed
+            // while the provider answered stops the summary here.
+            let viewed = EventKind::SummaryViewed {
+                patient: card.patient,
+                view: body.view,
+            };
             let key = format!("view-{}", response.access_id);
             append_server_event(&ems, &c, id, viewed, key).await?;
             record_outcome(&ems, &c, id, &record.log, MynaOutcome::Viewed).await?;
-            Ok(Json(*response))
+            Ok(Json(TerminalSummary {
+                patient: patient_number,
+                summary: *response,
+            }))
         }
-        SummaryOutcome::Refused { code, message, .. } => match code.as_str() {
-            "unknown_serial" => {
+        SummaryOutcome::Refused { code, message, .. } => match code {
+            ProviderErrorCode::UnknownSerial => {
                 record_outcome(&ems, &c, id, &record.log, MynaOutcome::PersonNotFound).await?;
                 Err(EmsError::PersonNotFound)
             }
-            c if c.starts_with("certificate_") => Err(EmsError::CardRejected(code)),
+            c if c.is_certificate() => Err(EmsError::CardRejected(code)),
             _ => Err(EmsError::ProviderRefused { code, message }),
         },
     }
@@ -296,6 +377,7 @@ fn crew_actor(c: &CrewCaller) -> Actor {
     Actor::Crew {
         account: c.crew.id,
         terminal: c.at.terminal.id,
+        team: c.at.team.id,
     }
 }
 
@@ -354,9 +436,7 @@ async fn record_outcome<S: EmsStore>(
         serde_json::to_string(&outcome).unwrap_or_default()
     );
     match append_server_event(ems, c, id, EventKind::Outcome { outcome }, key).await {
-        Ok(()) | Err(EmsError::Rule(myna_domain::incident::IncidentError::OutcomeRepeated)) => {
-            Ok(())
-        }
+        Ok(()) | Err(EmsError::Rule(IncidentError::OutcomeRepeated)) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -378,19 +458,19 @@ async fn stream<S: EmsStore>(
             tokio::select! {
                 r = rx.recv() => match r {
                     Ok(ch) if ch.bureau == bureau && ch.teams.contains(&team) => {
-                        let ev = SseEvent::default().event("incident").data(ch.incident.to_string());
+                        let ev = SseEvent::default().event(PushEvent::Incident.as_str()).data(ch.incident.to_string());
                         return Some((Ok(ev), Some((rx, tick, ems, headers, bureau, team))));
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {
-                        let ev = SseEvent::default().event("resync").data("lagged");
+                        let ev = SseEvent::default().event(PushEvent::Resync.as_str()).data("lagged");
                         return Some((Ok(ev), Some((rx, tick, ems, headers, bureau, team))));
                     }
                     Err(RecvError::Closed) => return None,
                 },
                 _ = tick.tick() => {
                     if ems.crew(&headers).await.is_err() {
-                        let ev = SseEvent::default().event("signed_out").data("ended");
+                        let ev = SseEvent::default().event(PushEvent::SignedOut.as_str()).data("ended");
                         return Some((Ok(ev), None));
                     }
                 }

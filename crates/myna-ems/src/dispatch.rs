@@ -4,7 +4,7 @@
 
 use crate::auth::{SESSION_COOKIE, check_login};
 use crate::error::EmsError;
-use crate::wire::IncidentView;
+use crate::wire::{IncidentView, incident_view};
 use crate::{Change, DESK_SESSION, Ems};
 use askama::Template;
 use axum::Router;
@@ -15,7 +15,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
-use myna_domain::incident::{Actor, ComplaintCategory, EventKind, Phase};
+use myna_domain::incident::{Actor, ComplaintCategory, EventKind, Incident, Phase};
+use myna_domain::patient::PatientKey;
+use myna_domain::summary::View;
 use myna_store::ems::{Appended, Bureau, EmsStore, IncidentFilter, NewEvent, Role, Session, Team};
 use myna_store::hash_secret;
 use serde::Deserialize;
@@ -75,7 +77,9 @@ impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for AdminDesk {
     async fn from_request_parts(parts: &mut Parts, ems: &Arc<Ems<S>>) -> Result<Self, Response> {
         let d = Desk::from_request_parts(parts, ems).await?;
         if d.session.account.role != Role::Admin {
-            return Err(EmsError::Forbidden.into_response());
+            return Err(
+                EmsError::Forbidden("the admin page needs an admin account").into_response()
+            );
         }
         Ok(AdminDesk(d))
     }
@@ -228,7 +232,7 @@ async fn list<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
         let incidents = records
             .iter()
             .map(|r| {
-                let view = IncidentView::new(r, &teams);
+                let view = incident_view(r, &teams);
                 ListRow {
                     phases: view
                         .phases
@@ -451,7 +455,13 @@ struct IncidentPage {
     events: Vec<EventRow>,
 }
 
-fn describe(kind: &EventKind, teams: &[Team]) -> String {
+/// One timeline line. Patients appear as 傷病者N, their place in the incident; neither the
+/// certificate serial nor its keyed hash is shown.
+fn describe(kind: &EventKind, teams: &[Team], log: &Incident) -> String {
+    let who = |p: &PatientKey| {
+        log.patient_number(p)
+            .map_or_else(|| "傷病者?".to_owned(), |n| format!("傷病者{n}"))
+    };
     match kind {
         EventKind::Created { .. } => "覚知（事案作成）".into(),
         EventKind::Assigned { team } => format!(
@@ -462,12 +472,22 @@ fn describe(kind: &EventKind, teams: &[Team]) -> String {
                 .map_or("?", |t| t.name.as_str())
         ),
         EventKind::Phase { phase } => phase_label(*phase).into(),
-        EventKind::IdentityConfirmed => "本人確認（顔写真一致）".into(),
-        EventKind::Consent { consent } => match consent.reason() {
-            None => "同意取得".into(),
-            Some(r) => format!("同意なし閲覧（{}）", r.label_ja()),
+        EventKind::IdentityConfirmed { patient } => {
+            format!("{} 本人確認（顔写真一致）", who(patient))
+        }
+        EventKind::Consent { patient, consent } => match consent.reason() {
+            None => format!("{} 同意取得", who(patient)),
+            Some(r) => format!("{} 同意なし閲覧（{}）", who(patient), r.label_ja()),
         },
-        EventKind::SummaryViewed { serial } => format!("救急用サマリー閲覧（証明書 {serial}）"),
+        EventKind::ConsentWithdrawn { patient } => format!("{} 同意撤回", who(patient)),
+        EventKind::SummaryViewed { patient, view } => format!(
+            "{} {}閲覧",
+            who(patient),
+            match view {
+                View::Summary => "救急用サマリー",
+                View::Full => "救急用サマリー（全量版）",
+            }
+        ),
         EventKind::Outcome { outcome } => format!("マイナ救急の結果: {}", outcome.label_ja()),
         EventKind::Closed => "事案終了".into(),
     }
@@ -485,7 +505,7 @@ async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i
             .incident(d.bureau.id, id)
             .await?
             .ok_or(EmsError::IncidentNotFound)?;
-        let view = IncidentView::new(&record, &teams);
+        let view = incident_view(&record, &teams);
         let events = record
             .log
             .events
@@ -501,10 +521,16 @@ async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i
                     ),
                     _ => myna_web::jst_time(e.at.timestamp_millis()),
                 },
-                what: describe(&e.kind, &teams),
+                what: describe(&e.kind, &teams, &record.log),
                 who: match &e.actor {
                     Actor::Dispatcher { .. } => "指令員".into(),
-                    Actor::Crew { terminal, .. } => format!("救急隊（端末 {terminal}）"),
+                    Actor::Crew { terminal, team, .. } => format!(
+                        "{}（端末 {terminal}）",
+                        teams
+                            .iter()
+                            .find(|t| t.id == *team)
+                            .map_or("救急隊", |t| t.name.as_str())
+                    ),
                 },
             })
             .collect();

@@ -1,5 +1,5 @@
-//! Every way an `ems` request is refused, with one stable code each (the terminal maps codes to
-//! crew messages).
+//! Every way an `ems` request is refused, with one `myna_wire::terminal::ErrorCode` each (the
+//! terminal matches on it for the crew's message).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use myna_domain::incident::IncidentError;
 use myna_store::StoreError;
 use myna_store::ems::AppendError;
-use serde::{Deserialize, Serialize};
+use myna_wire::provider::ProviderErrorCode;
+use myna_wire::terminal::{ErrorCode, TerminalErrorBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmsError {
@@ -19,8 +20,8 @@ pub enum EmsError {
     CrewSignedOut,
     #[error("wrong login or password")]
     BadCredentials,
-    #[error("this account may not do that")]
-    Forbidden,
+    #[error("not allowed: {0}")]
+    Forbidden(&'static str),
     #[error("no such incident")]
     IncidentNotFound,
     #[error("{0}")]
@@ -32,9 +33,12 @@ pub enum EmsError {
     #[error("no insured person is linked to this card")]
     PersonNotFound,
     #[error("the provider refused the card's certificate: {0}")]
-    CardRejected(String),
+    CardRejected(ProviderErrorCode),
     #[error("the provider refused the request: {code}: {message}")]
-    ProviderRefused { code: String, message: String },
+    ProviderRefused {
+        code: ProviderErrorCode,
+        message: String,
+    },
     #[error("the provider could not be reached: {0}")]
     ProviderUnavailable(String),
     #[error("storage is unavailable: {0}")]
@@ -58,39 +62,48 @@ impl From<AppendError> for EmsError {
     }
 }
 
-fn rule_code(e: &IncidentError) -> &'static str {
+fn rule_code(e: &IncidentError) -> ErrorCode {
+    use ErrorCode as C;
     match e {
-        IncidentError::Closed => "incident_closed",
-        IncidentError::NotCreatedFirst => "not_created_first",
-        IncidentError::NotAssigned => "not_assigned",
-        IncidentError::WrongTeam => "wrong_team",
-        IncidentError::PhaseRepeated(_) => "phase_repeated",
-        IncidentError::PhaseOutOfOrder { .. } => "phase_out_of_order",
-        IncidentError::NotACrewPhase(_) => "not_a_crew_phase",
-        IncidentError::NoConsent => "no_consent",
-        IncidentError::IdentityNotConfirmed => "identity_not_confirmed",
-        IncidentError::WindowPassed => "window_passed",
-        IncidentError::OutcomeRepeated => "outcome_repeated",
+        IncidentError::Closed => C::IncidentClosed,
+        IncidentError::NotCreatedFirst => C::NotCreatedFirst,
+        IncidentError::NotAssigned => C::NotAssigned,
+        IncidentError::WrongTeam => C::WrongTeam,
+        IncidentError::PhaseRepeated(_) => C::PhaseRepeated,
+        IncidentError::PhaseOutOfOrder { .. } => C::PhaseOutOfOrder,
+        IncidentError::NotACrewPhase(_) => C::NotACrewPhase,
+        IncidentError::NotACrewEvent => C::NotACrewEvent,
+        IncidentError::NoConsent => C::NoConsent,
+        IncidentError::IdentityNotConfirmed => C::IdentityNotConfirmed,
+        IncidentError::ConsentNotForThisCard => C::ConsentNotForThisCard,
+        IncidentError::ConsentWithdrawn => C::ConsentWithdrawn,
+        IncidentError::UnknownPatient => C::UnknownPatient,
+        IncidentError::WindowPassed => C::WindowPassed,
+        IncidentError::OutcomeRepeated => C::OutcomeRepeated,
+        IncidentError::DeviceTimeAhead => C::DeviceTimeAhead,
+        IncidentError::DeviceTimeBeforeCreation => C::DeviceTimeBeforeCreation,
+        IncidentError::DeviceTimeBeforePrevious => C::DeviceTimeBeforePrevious,
     }
 }
 
 impl EmsError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self {
-            EmsError::TerminalUnknown => "terminal_unknown",
-            EmsError::TerminalRevoked => "terminal_revoked",
-            EmsError::CrewSignedOut => "crew_signed_out",
-            EmsError::BadCredentials => "bad_credentials",
-            EmsError::Forbidden => "forbidden",
-            EmsError::IncidentNotFound => "incident_not_found",
+            EmsError::TerminalUnknown => C::TerminalUnknown,
+            EmsError::TerminalRevoked => C::TerminalRevoked,
+            EmsError::CrewSignedOut => C::CrewSignedOut,
+            EmsError::BadCredentials => C::BadCredentials,
+            EmsError::Forbidden(_) => C::Forbidden,
+            EmsError::IncidentNotFound => C::IncidentNotFound,
             EmsError::Rule(r) => rule_code(r),
-            EmsError::KeyReused(_) => "idempotency_key_reused",
-            EmsError::Malformed(_) => "malformed_request",
-            EmsError::PersonNotFound => "person_not_found",
-            EmsError::CardRejected(_) => "card_rejected",
-            EmsError::ProviderRefused { .. } => "provider_refused",
-            EmsError::ProviderUnavailable(_) => "provider_unavailable",
-            EmsError::Store(_) => "storage_unavailable",
+            EmsError::KeyReused(_) => C::IdempotencyKeyReused,
+            EmsError::Malformed(_) => C::MalformedRequest,
+            EmsError::PersonNotFound => C::PersonNotFound,
+            EmsError::CardRejected(_) => C::CardRejected,
+            EmsError::ProviderRefused { .. } => C::ProviderRefused,
+            EmsError::ProviderUnavailable(_) => C::ProviderUnavailable,
+            EmsError::Store(_) => C::StorageUnavailable,
         }
     }
 
@@ -100,7 +113,9 @@ impl EmsError {
             | EmsError::TerminalRevoked
             | EmsError::CrewSignedOut
             | EmsError::BadCredentials => StatusCode::UNAUTHORIZED,
-            EmsError::Forbidden | EmsError::Rule(IncidentError::WrongTeam) => StatusCode::FORBIDDEN,
+            EmsError::Forbidden(_) | EmsError::Rule(IncidentError::WrongTeam) => {
+                StatusCode::FORBIDDEN
+            }
             EmsError::IncidentNotFound | EmsError::PersonNotFound => StatusCode::NOT_FOUND,
             EmsError::Rule(_) | EmsError::KeyReused(_) => StatusCode::CONFLICT,
             EmsError::CardRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -113,29 +128,12 @@ impl EmsError {
     }
 }
 
-/// The JSON error body: `{"error": {"code": …, "message": …}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-}
-
 impl IntoResponse for EmsError {
     fn into_response(self) -> Response {
         if matches!(self, EmsError::Store(_) | EmsError::ProviderUnavailable(_)) {
             tracing::warn!(error = %self, "request failed");
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-            },
-        };
+        let body = TerminalErrorBody::new(self.code(), self.to_string());
         (self.status(), Json(body)).into_response()
     }
 }

@@ -103,6 +103,7 @@ pub fn kawasaki(
         provider_url: provider_url.into(),
         provider_token: provider_token.into(),
         view_window_s: myna_domain::incident::DEFAULT_VIEW_WINDOW.num_seconds(),
+        patient_secret: myna_domain::patient::PatientSecret::from_bytes(myna_web::random_secret()),
         stations: KAWASAKI_TEAMS
             .iter()
             .map(|(s, t)| ((*s).to_owned(), t.iter().map(|x| (*x).to_owned()).collect()))

@@ -1,19 +1,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The `ems` router driven in process (`tower::ServiceExt::oneshot`) on a real `EmsSqlite` file:
-//! crew sign-in, terminal credentials and revocation, team and bureau boundaries, the viewing
-//! rule's order of checks, malformed input, idempotent events, the desk's sign-in and tenancy,
-//! and a dead provider. No provider runs here: the successful summary is the browser tests'.
+//! The `ems` router driven in process (`tower::ServiceExt::oneshot`) on a real `EmsSqlite` file,
+//! with a real provider (its router on a SQLite file, served on a loopback port, trusting a
+//! test JPKI CA): crew sign-in, terminal credentials and revocation, team and bureau
+//! boundaries, the per-patient viewing rule attacked the way a misuser would (swapped card,
+//! takeover team, withdrawn consent, forged outcome, replay), the successful summary, malformed
+//! input, idempotent events, device times, the desk's sign-in and tenancy, and a dead provider.
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
+use myna_domain::alerts::AlertTable;
 use myna_domain::incident::{Actor, ComplaintCategory, EventKind};
 use myna_ems::{Ems, router};
-use myna_store::ChainReport;
+use myna_pki::{KeyPool, TestCa, TrustAnchor};
+use myna_provider::{BearerTokens, Provider};
 use myna_store::ems::{BureauId, EmsStore, IncidentFilter, NewEvent};
-use myna_store::hash_secret;
-use myna_store_sqlite::EmsSqlite;
+use myna_store::testsuite::sample_person;
+use myna_store::{ChainReport, Organisation, ProviderStore, hash_secret};
+use myna_store_sqlite::{EmsSqlite, SqliteStore};
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
@@ -31,20 +37,99 @@ fn password_hash() -> String {
         .clone()
 }
 
-/// A real JPKI-shaped authentication certificate, base64 (generating RSA keys is slow: once).
-fn certificate_b64() -> String {
-    static CERT: OnceLock<String> = OnceLock::new();
-    CERT.get_or_init(|| {
-        let card = myna_card_emu::testing::test_card("01AA00000042").unwrap();
-        base64::engine::general_purpose::STANDARD.encode(&card.auth_cert)
+/// The provider's clock and the persons' "today" (`testsuite::today`).
+fn provider_now() -> DateTime<Utc> {
+    "2026-11-24T03:00:00Z".parse().unwrap()
+}
+
+/// The test CA the provider trusts, and one card key (generating RSA keys is slow: once).
+fn pki() -> &'static (TestCa, KeyPool) {
+    static P: OnceLock<(TestCa, KeyPool)> = OnceLock::new();
+    P.get_or_init(|| {
+        (
+            TestCa::generate(provider_now()).unwrap(),
+            KeyPool::generate(1).unwrap(),
+        )
     })
-    .clone()
+}
+
+/// Card A's and card B's serials: two insured persons the provider knows.
+const CARD_A: &str = "01AA00000042";
+const CARD_B: &str = "01AA00000043";
+
+/// The JPKI authentication certificate of a card, base64.
+fn cert(serial: &str) -> String {
+    let (ca, keys) = pki();
+    let der = ca
+        .issue_auth_cert(
+            serial,
+            &keys.key(0).to_public_key(),
+            provider_now() - chrono::Duration::days(10),
+            provider_now() + chrono::Duration::days(1000),
+        )
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(der)
 }
 
 fn summary_body() -> Vec<u8> {
-    json!({ "certificate": certificate_b64() })
+    summary_of(CARD_A)
+}
+
+fn summary_of(serial: &str) -> Vec<u8> {
+    json!({ "certificate": cert(serial) })
         .to_string()
         .into_bytes()
+}
+
+/// Tap 2 as one request: the consent for the card and the view.
+fn consent_and_view(serial: &str, key: &str) -> Vec<u8> {
+    json!({
+        "certificate": cert(serial),
+        "consent": { "idempotency_key": key, "device_at_ms": now_ms(), "consent": { "kind": "obtained" } },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn face(serial: &str) -> Value {
+    json!({ "kind": "identity_confirmed", "certificate": cert(serial) })
+}
+
+fn consent(serial: &str) -> Value {
+    json!({ "kind": "consent", "certificate": cert(serial), "consent": { "kind": "obtained" } })
+}
+
+const PROVIDER_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// A provider on a loopback port that knows the persons of cards A and B and trusts the test
+/// CA; bureau A's credential is registered there. Answers its base URL.
+async fn start_provider(dir: &std::path::Path) -> String {
+    let store = Arc::new(SqliteStore::open(&dir.join("provider.db")).unwrap());
+    store
+        .load_persons(vec![sample_person(1, CARD_A), sample_person(2, CARD_B)])
+        .await
+        .unwrap();
+    store
+        .add_organisation(
+            Organisation {
+                id: A_CODE.into(),
+                name: "川崎市消防局".into(),
+            },
+            hash_secret(PROVIDER_SECRET),
+        )
+        .await
+        .unwrap();
+    let app = myna_provider::router(Provider {
+        store,
+        auth: BearerTokens::new(),
+        anchor: TrustAnchor::from_der(pki().0.cert_der()).unwrap(),
+        alerts: AlertTable::builtin().unwrap(),
+        clock: Arc::new(provider_now),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
 }
 
 struct World {
@@ -59,11 +144,11 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
+    let provider = start_provider(dir.path()).await;
     let store = Arc::new(EmsSqlite::open(&dir.path().join("ems.db")).unwrap());
     let seed = |code: &str| {
-        let mut s = myna_ems::seed::kawasaki("http://provider.invalid", "org-token", |_, _| {
-            password_hash()
-        });
+        let token = format!("{code}.{PROVIDER_SECRET}");
+        let mut s = myna_ems::seed::kawasaki(&provider, &token, |_, _| password_hash());
         s.code = code.into();
         s
     };
@@ -456,13 +541,7 @@ async fn a_terminal_of_another_team_can_neither_read_nor_write_nor_view_an_incid
     // The assigned team records the face check and consent, so only the team rule stands
     // between the other team and the summary.
     let (_, own_token, own_session) = w.crew(w.a, "中原救急1", "crew10").await;
-    for (key, event) in [
-        ("face", json!({"kind": "identity_confirmed"})),
-        (
-            "consent",
-            json!({"kind": "consent", "consent": {"kind": "obtained"}}),
-        ),
-    ] {
+    for (key, event) in [("face", face(CARD_A)), ("consent", consent(CARD_A))] {
         let (s, v) = w
             .post_event(&own_token, &own_session, incident, event_body(key, event))
             .await;
@@ -609,19 +688,19 @@ async fn the_summary_before_the_face_check_then_before_consent_is_refused() {
         (StatusCode::CONFLICT, "identity_not_confirmed")
     );
 
-    // Consent alone is not enough: the face check comes first.
-    let (s, _) = w
+    // Consent alone is not enough: the face check comes first, so it is not even recorded.
+    let (s, v) = w
         .post_event(
             &token,
             &session,
             incident,
-            event_body(
-                "consent",
-                json!({"kind": "consent", "consent": {"kind": "obtained"}}),
-            ),
+            event_body("consent", consent(CARD_A)),
         )
         .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "identity_not_confirmed")
+    );
     let (s, v) = w
         .call(
             "POST",
@@ -639,12 +718,7 @@ async fn the_summary_before_the_face_check_then_before_consent_is_refused() {
     // A second incident: face check, no consent.
     let second = w.incident_for(w.a, "中原救急1").await;
     let (s, _) = w
-        .post_event(
-            &token,
-            &session,
-            second,
-            event_body("face", json!({"kind": "identity_confirmed"})),
-        )
+        .post_event(&token, &session, second, event_body("face", face(CARD_A)))
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = w
@@ -685,13 +759,7 @@ async fn a_dead_provider_is_503_provider_unavailable_and_no_view_is_logged() {
     );
     let incident = w.incident_for(w.a, "中原救急1").await;
     let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
-    for (key, event) in [
-        ("face", json!({"kind": "identity_confirmed"})),
-        (
-            "consent",
-            json!({"kind": "consent", "consent": {"kind": "obtained"}}),
-        ),
-    ] {
+    for (key, event) in [("face", face(CARD_A)), ("consent", consent(CARD_A))] {
         let (s, v) = w
             .post_event(&token, &session, incident, event_body(key, event))
             .await;
@@ -735,14 +803,18 @@ async fn a_malformed_json_body_is_400_malformed_request_and_appends_nothing() {
     let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
     let before = w.events(w.a, incident).await;
 
-    let bodies: [&[u8]; 7] = [
+    let bodies: [&[u8]; 10] = [
         b"{not json",
         b"",
         br#"{"idempotency_key": "k", "device_at_ms": null}"#,
         br#"{"idempotency_key": "k", "device_at_ms": null, "event": {"kind": "teleported"}}"#,
         br#"{"idempotency_key": "k", "device_at_ms": null, "event": {"kind": "phase", "phase": "lunch"}}"#,
-        br#"{"idempotency_key": "k", "device_at_ms": null, "event": {"kind": "identity_confirmed"}, "extra": 1}"#,
-        br#"{"idempotency_key": "", "device_at_ms": null, "event": {"kind": "identity_confirmed"}}"#,
+        br#"{"idempotency_key": "k", "device_at_ms": null, "event": {"kind": "phase", "phase": "arrival"}, "extra": 1}"#,
+        br#"{"idempotency_key": "", "device_at_ms": null, "event": {"kind": "phase", "phase": "arrival"}}"#,
+        // The face check without the card's certificate, or with one that is not DER.
+        br#"{"idempotency_key": "k", "device_at_ms": null, "event": {"kind": "identity_confirmed"}}"#,
+        br#"{"idempotency_key": "k", "device_at_ms": null, "event": {"kind": "identity_confirmed", "certificate": "AAAA"}}"#,
+        br#"{"idempotency_key": "k", "device_at_ms": null, "event": {"kind": "consent", "consent": {"kind": "obtained"}}}"#,
     ];
     for body in bodies {
         let (s, v) = w
@@ -761,7 +833,7 @@ async fn a_malformed_json_body_is_400_malformed_request_and_appends_nothing() {
             &token,
             &session,
             incident,
-            event_body(&long_key, json!({"kind": "identity_confirmed"})),
+            event_body(&long_key, json!({"kind": "phase", "phase": "arrival"})),
         )
         .await;
     assert_eq!(
@@ -844,12 +916,13 @@ async fn resending_an_idempotency_key_is_a_duplicate_and_stored_once() {
 }
 
 #[tokio::test]
-async fn a_dispatcher_only_kind_from_a_terminal_is_forbidden() {
+async fn a_dispatcher_kind_a_posted_view_or_a_forged_viewed_outcome_is_refused() {
     let w = world().await;
     let incident = w.incident_for(w.a, "中原救急1").await;
     let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
     let own_team = w.team(w.a, "中原救急1").await;
     let before = w.events(w.a, incident).await;
+    // Not in the crew's vocabulary at all: refused before anything is read.
     for (key, event) in [
         ("a1", json!({"kind": "assigned", "team": 1})),
         ("a2", json!({"kind": "assigned", "team": own_team})),
@@ -859,17 +932,357 @@ async fn a_dispatcher_only_kind_from_a_terminal_is_forbidden() {
                    "note": "", "card_prep_requested": false}),
         ),
         ("v1", json!({"kind": "summary_viewed", "serial": "01"})),
+        (
+            "v2",
+            json!({"kind": "summary_viewed", "patient": "00", "view": "full"}),
+        ),
     ] {
         let (s, v) = w
             .post_event(&token, &session, incident, event_body(key, event.clone()))
             .await;
         assert_eq!(
             (s, code(&v)),
-            (StatusCode::FORBIDDEN, "forbidden"),
+            (StatusCode::BAD_REQUEST, "malformed_request"),
             "{event}"
         );
     }
+    // "Viewed" is derived by ems from its own view log, never posted.
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            event_body("o1", json!({"kind": "outcome", "outcome": "viewed"})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
     assert_eq!(w.events(w.a, incident).await, before);
+    assert!(w.store.view_records(A_CODE, 10).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-patient viewing rule, attacked
+
+impl World {
+    async fn summary(
+        &self,
+        token: &str,
+        session: &str,
+        incident: i64,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            &format!("/api/v1/terminal/incidents/{incident}/summary"),
+            Some(token),
+            Some(session),
+            Some(body),
+        )
+        .await
+    }
+
+    async fn ok_event(&self, token: &str, session: &str, incident: i64, event: Value) -> Value {
+        let (s, v) = self
+            .post_event(
+                token,
+                session,
+                incident,
+                event_body(&myna_web::random_token(), event),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    async fn views(&self) -> usize {
+        self.store.view_records(A_CODE, 100).await.unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn the_summary_through_ems_after_tap_1_and_one_request_for_tap_2_is_logged_for_its_patient() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    let ack = w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    assert_eq!(ack["patient"], 1, "the face check names 傷病者1");
+
+    let (s, v) = w
+        .summary(
+            &token,
+            &session,
+            incident,
+            consent_and_view(CARD_A, "tap-2"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["patient"], 1);
+    assert!(v["summary"]["access_id"].as_i64().unwrap() > 0);
+    let alerts: Vec<&str> = v["summary"]["summary"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["class"].as_str())
+        .collect();
+    assert!(!alerts.is_empty(), "the sample person is on apixaban: {v}");
+
+    let views = w.store.view_records(A_CODE, 10).await.unwrap();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].entry.patient_number, 1);
+    assert_eq!(views[0].entry.incident_number.len(), 13);
+    let kinds = w.events(w.a, incident).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, EventKind::Consent { .. }))
+            .count(),
+        1
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::SummaryViewed { .. }))
+    );
+    assert!(kinds.contains(&EventKind::Outcome {
+        outcome: myna_domain::incident::MynaOutcome::Viewed
+    }));
+    assert!(matches!(
+        w.store.verify_view_log().await.unwrap(),
+        ChainReport::Intact { entries: 1, .. }
+    ));
+
+    // The incident view lists the patient with what the team recorded.
+    let (s, view) = w
+        .call(
+            "GET",
+            &format!("/api/v1/terminal/incidents/{incident}"),
+            Some(&token),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(view["patients"][0]["number"], 1);
+    assert_eq!(view["patients"][0]["viewed"], true);
+    assert!(!view.to_string().contains(CARD_A), "no serial leaves ems");
+}
+
+#[tokio::test]
+async fn a_swapped_card_is_refused_in_both_views_and_nothing_is_logged() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    let (s, v) = w
+        .summary(
+            &token,
+            &session,
+            incident,
+            consent_and_view(CARD_A, "tap-2"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let before = (w.events(w.a, incident).await, w.views().await);
+
+    // Card B goes on the reader; 「全量を表示」 is still on screen.
+    for view in ["summary", "full"] {
+        let body = json!({ "certificate": cert(CARD_B), "view": view })
+            .to_string()
+            .into_bytes();
+        let (s, v) = w.summary(&token, &session, incident, body).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::CONFLICT, "consent_not_for_this_card"),
+            "{view}"
+        );
+    }
+    assert_eq!((w.events(w.a, incident).await, w.views().await), before);
+}
+
+#[tokio::test]
+async fn a_team_that_takes_over_does_not_inherit_the_first_teams_consent() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    w.ok_event(&token, &session, incident, consent(CARD_A))
+        .await;
+
+    let other = w.team(w.a, "幸救急1").await;
+    w.store
+        .append(
+            w.a,
+            incident,
+            NewEvent {
+                kind: EventKind::Assigned { team: other },
+                actor: Actor::Dispatcher { account: 1 },
+                idempotency_key: "reassign".into(),
+                device_at_ms: None,
+                team_guard: None,
+            },
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let (_, token2, session2) = w.crew(w.a, "幸救急1", "crew06").await;
+    let (s, v) = w
+        .summary(&token2, &session2, incident, summary_body())
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "identity_not_confirmed")
+    );
+    // And the first team lost the incident.
+    let (s, v) = w.summary(&token, &session, incident, summary_body()).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "wrong_team"));
+    assert_eq!(w.views().await, 0);
+}
+
+#[tokio::test]
+async fn a_withdrawn_consent_refuses_every_later_view_and_a_new_consent() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    let (s, _) = w
+        .summary(
+            &token,
+            &session,
+            incident,
+            consent_and_view(CARD_A, "tap-2"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let ack = w
+        .ok_event(
+            &token,
+            &session,
+            incident,
+            json!({"kind": "consent_withdrawn", "patient": 1}),
+        )
+        .await;
+    assert_eq!(ack["patient"], 1);
+    let (s, v) = w.summary(&token, &session, incident, summary_body()).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "consent_withdrawn"));
+    let (s, v) = w
+        .summary(
+            &token,
+            &session,
+            incident,
+            consent_and_view(CARD_A, "again"),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "consent_withdrawn"));
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            event_body("w9", json!({"kind": "consent_withdrawn", "patient": 9})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "unknown_patient"));
+    assert_eq!(w.views().await, 1, "only the view before the withdrawal");
+}
+
+#[tokio::test]
+async fn two_patients_each_give_their_own_consent_and_the_view_log_shows_both() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    for (n, card) in [(1, CARD_A), (2, CARD_B)] {
+        let ack = w.ok_event(&token, &session, incident, face(card)).await;
+        assert_eq!(ack["patient"], n);
+        let (s, v) = w
+            .summary(&token, &session, incident, consent_and_view(card, card))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["patient"], n);
+    }
+    let mut numbers: Vec<u32> = w
+        .store
+        .view_records(A_CODE, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.patient_number)
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [1, 2]);
+    let views = w.store.view_records(A_CODE, 10).await.unwrap();
+    assert_ne!(views[0].entry.patient, views[1].entry.patient);
+}
+
+#[tokio::test]
+async fn a_replayed_tap_2_records_the_consent_once_and_logs_each_view() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    let body = consent_and_view(CARD_A, "tap-2");
+    for _ in 0..2 {
+        let (s, v) = w.summary(&token, &session, incident, body.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let consents = w
+        .events(w.a, incident)
+        .await
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::Consent { .. }))
+        .count();
+    assert_eq!(consents, 1);
+    assert_eq!(w.views().await, 2, "every view that left ems is in its log");
+    // The same consent key with another card is not a replay but a reuse: refused.
+    let (s, v) = w
+        .summary(
+            &token,
+            &session,
+            incident,
+            consent_and_view(CARD_B, "tap-2"),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "idempotency_key_reused")
+    );
+}
+
+#[tokio::test]
+async fn device_times_ahead_of_the_server_or_before_the_incident_are_refused_and_late_ones_kept() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    let at = |key: &str, device: i64| {
+        json!({ "idempotency_key": key, "device_at_ms": device,
+                "event": {"kind": "phase", "phase": "arrival"} })
+        .to_string()
+        .into_bytes()
+    };
+    let (s, v) = w
+        .post_event(&token, &session, incident, at("ahead", now_ms() + 60_000))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "device_time_ahead"));
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            at("early", now_ms() - 3_600_000),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "device_time_before_creation")
+    );
+    // Queued offline a moment ago, delivered now: kept with its own time.
+    let tapped = now_ms() - 2_000;
+    let (s, v) = w
+        .post_event(&token, &session, incident, at("late", tapped))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let log = w.store.incident(w.a, incident).await.unwrap().unwrap().log;
+    let last = log.events.last().unwrap();
+    assert_eq!(last.device_at.unwrap().timestamp_millis(), tapped);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -251,6 +251,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         demo_deck: Some(cards_dir.clone()),
         latency_ms: args.latency_ms,
         idle_timeout_s: args.idle_timeout_s,
+        launch_file: Some(dir.join("terminal.launch")),
     };
     let terminal_url = format!("http://{}", args.terminal_listen);
     let terminal_server = tokio::spawn(serve_terminal(terminal_args, stopped()));
@@ -286,9 +287,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     println!("  管理 (admin):         {ems_url}/admin   login admin / {DEMO_ADMIN_PASSWORD}");
     println!(
-        "  救急隊端末 (crew):    {terminal_url}/        {first_team}: login {crew} / {DEMO_CREW_PASSWORD}"
+        "  救急隊端末 (crew):    the launch URL above (also in {d}/terminal.launch), once   {first_team}: login {crew} / {DEMO_CREW_PASSWORD}"
     );
-    println!("  カードを置く (panel): {terminal_url}/demo");
+    println!(
+        "  カードを置く (panel): {terminal_url}/demo   (in the same browser window, after the launch URL)"
+    );
     println!("  every team's crew login is crew01 … crew31 with the same demo password");
 
     if args.exit_after_samples {

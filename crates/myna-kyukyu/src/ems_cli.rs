@@ -115,6 +115,9 @@ pub struct TerminalArgs {
     /// Drop the summary after this many seconds without a touch.
     #[arg(long, default_value_t = 600)]
     pub idle_timeout_s: u64,
+    /// Also write the one-time launch URL of the crew UI to this file (mode 0600).
+    #[arg(long)]
+    pub launch_file: Option<PathBuf>,
 }
 
 pub async fn open_bureau(db: &Path, code: &str) -> Result<(EmsSqlite, BureauId)> {
@@ -183,6 +186,8 @@ pub async fn serve_terminal(
     args: TerminalArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // The crew UI acts for the signed-in crew: only the tablet's own browser may reach it.
+    myna_terminal::Guard::check_listen(args.listen)?;
     let token = crate::provider::read_token(&args.token_file)?;
     let client = EmsClient::new(&args.ems, &token);
     let outbox = Outbox::open(&args.outbox)?;
@@ -209,7 +214,15 @@ pub async fn serve_terminal(
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    axum::serve(listener, myna_terminal::router(terminal))
+    let guard = Arc::new(myna_terminal::Guard::new(listener.local_addr()?)?);
+    let launch = guard
+        .launch_url()
+        .context("the launch URL was made just now")?;
+    println!("terminal: open {launch} in the tablet's browser (once; it sets the window's key)");
+    if let Some(path) = &args.launch_file {
+        crate::provider::write_token(path, &launch)?;
+    }
+    axum::serve(listener, myna_terminal::router(terminal, guard))
         .with_graceful_shutdown(shutdown)
         .await
         .context("terminal server")
@@ -327,7 +340,6 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
 }
 
 pub async fn run_terminal(args: TerminalArgs) -> Result<ExitCode> {
-    println!("terminal: http://{}", args.listen);
     serve_terminal(args, crate::provider::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

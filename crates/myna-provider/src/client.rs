@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use myna_domain::access::Consent;
 use myna_domain::summary::View;
-use serde_json::Value;
+use myna_wire::provider::{ProviderErrorBody, ProviderErrorCode};
 
 #[derive(Clone)]
 pub struct ProviderClient {
@@ -25,7 +25,7 @@ pub enum SummaryOutcome {
     Ok(Box<SummaryResponse>),
     Refused {
         status: StatusCode,
-        code: String,
+        code: ProviderErrorCode,
         message: String,
     },
 }
@@ -60,10 +60,7 @@ impl ProviderClient {
     }
 
     pub fn summary_path(view: View) -> &'static str {
-        match view {
-            View::Summary => "/v1/emergency-summary",
-            View::Full => "/v1/emergency-summary?view=full",
-        }
+        myna_wire::provider::summary_path(view)
     }
 
     /// Sends a prepared JSON body; returns status and body bytes.
@@ -108,11 +105,17 @@ impl ProviderClient {
                 serde_json::from_slice(&bytes).context("decoding the summary")?,
             )));
         }
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (code, message) = match serde_json::from_slice::<ProviderErrorBody>(&bytes) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => (
+                ProviderErrorCode::Unknown,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ),
+        };
         Ok(SummaryOutcome::Refused {
             status,
-            code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
+            code,
+            message,
         })
     }
 }

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use myna_pki::CertError;
 use myna_store::StoreError;
-use serde::Serialize;
+use myna_wire::provider::{ProviderErrorBody, ProviderErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -31,26 +31,27 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ProviderErrorCode {
+        use ProviderErrorCode as C;
         match self {
-            ApiError::Unauthenticated => "unauthenticated",
-            ApiError::ViewerOrganisationMismatch(_) => "viewer_organisation_mismatch",
-            ApiError::MalformedRequest(_) => "malformed_request",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Unauthenticated => C::Unauthenticated,
+            ApiError::ViewerOrganisationMismatch(_) => C::ViewerOrganisationMismatch,
+            ApiError::MalformedRequest(_) => C::MalformedRequest,
+            ApiError::PayloadTooLarge(_) => C::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => C::UnsupportedMediaType,
             ApiError::Certificate(e) => match e {
-                CertError::Malformed(_) => "certificate_malformed",
-                CertError::Unsupported(_) => "certificate_unsupported",
-                CertError::Untrusted(_) => "certificate_untrusted",
-                CertError::Expired(_) => "certificate_expired",
-                CertError::NotYetValid(_) => "certificate_not_yet_valid",
-                CertError::WrongKeyUsage(_) => "certificate_wrong_key_usage",
-                CertError::Issue(_) => "internal",
+                CertError::Malformed(_) => C::CertificateMalformed,
+                CertError::Unsupported(_) => C::CertificateUnsupported,
+                CertError::Untrusted(_) => C::CertificateUntrusted,
+                CertError::Expired(_) => C::CertificateExpired,
+                CertError::NotYetValid(_) => C::CertificateNotYetValid,
+                CertError::WrongKeyUsage(_) => C::CertificateWrongKeyUsage,
+                CertError::Issue(_) => C::Internal,
             },
-            ApiError::CertificateRevoked { .. } => "certificate_revoked",
-            ApiError::UnknownSerial(_) => "unknown_serial",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::CertificateRevoked { .. } => C::CertificateRevoked,
+            ApiError::UnknownSerial(_) => C::UnknownSerial,
+            ApiError::Unavailable(_) => C::Unavailable,
+            ApiError::Internal(_) => C::Internal,
         }
     }
 
@@ -87,24 +88,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         // Internal details go to the log, not to the caller.
         let message = match &self {
             ApiError::Unavailable(detail) | ApiError::Internal(detail) => {
-                tracing::error!(code = self.code(), %detail, "request failed");
+                tracing::error!(code = self.code().as_str(), %detail, "request failed");
                 self.to_string()
             }
             ApiError::Certificate(CertError::Issue(detail)) => {
@@ -113,12 +103,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message,
-            },
-        };
+        let body = ProviderErrorBody::new(self.code(), message);
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

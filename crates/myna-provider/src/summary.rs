@@ -6,41 +6,16 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use base64::Engine;
-use myna_domain::access::{AccessEntry, Consent, Purpose, Viewer, check_identifier};
+use myna_domain::access::{AccessEntry, Purpose, Viewer, check_identifier};
 use myna_domain::person::PersonId;
-use myna_domain::summary::{EmergencySummary, View, build_summary};
+use myna_domain::summary::{View, build_summary};
 use myna_store::{AccessRequest, ProviderStore};
-use serde::{Deserialize, Serialize};
+pub use myna_wire::provider::{SummaryRequestBody, SummaryResponse, ViewerBody};
+use serde::Deserialize;
 use std::sync::Arc;
 
 /// Largest base64 certificate accepted (JPKI certificates are about 1.6 KiB of DER).
 const MAX_CERT_B64: usize = 16 * 1024;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ViewerBody {
-    pub organisation: String,
-    pub team: String,
-    pub crew_member: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SummaryRequestBody {
-    /// DER of the JPKI user-authentication certificate, standard base64.
-    pub certificate: String,
-    pub purpose: String,
-    pub consent: Consent,
-    pub incident_ref: String,
-    pub viewer: ViewerBody,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SummaryResponse {
-    /// Sequence number of the access-log entry recorded for this view.
-    pub access_id: i64,
-    pub summary: EmergencySummary,
-}
 
 #[derive(Debug, Deserialize)]
 pub struct ViewQuery {

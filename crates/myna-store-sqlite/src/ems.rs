@@ -6,6 +6,7 @@ use crate::rows::{corrupt, db_err};
 use chrono::DateTime;
 use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
+use myna_domain::patient::PatientSecret;
 use myna_store::ChainReport;
 use myna_store::StoreError;
 use myna_store::ems::{
@@ -33,6 +34,7 @@ impl EmsSqlite {
              PRAGMA foreign_keys = ON;",
         )
         .map_err(db_err)?;
+        refuse_unbound_history(&conn, path)?;
         embedded::migrations::runner()
             .run(&mut conn)
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
@@ -61,6 +63,39 @@ impl EmsSqlite {
     }
 }
 
+/// A database written before consent was bound to a patient (schema 1) holds face checks and
+/// consents that name no card. They cannot be read under the per-patient rule and must not be
+/// rewritten (the view log is hash-chained), so such a file is refused with a plain message.
+fn refuse_unbound_history(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    // A new file has no history table yet: the query fails, and there is nothing to refuse.
+    let version: Option<i64> = conn
+        .query_row(
+            "SELECT max(version) FROM refinery_schema_history",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+        .flatten();
+    if version != Some(1) {
+        return Ok(());
+    }
+    let used: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM incident_event) + (SELECT count(*) FROM view_log)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if used > 0 {
+        return Err(StoreError::Unavailable(format!(
+            "{} was written by an older ems whose consents name no patient; keep it for the \
+             record and start this version on a new database file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn immediate(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)
@@ -74,10 +109,21 @@ fn bureau_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Bureau> {
         provider_url: r.get(3)?,
         provider_token: r.get(4)?,
         view_window_s: r.get(5)?,
+        patient_secret: {
+            let bytes: Vec<u8> = r.get(6)?;
+            PatientSecret::from_slice(&bytes).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    6,
+                    rusqlite::types::Type::Blob,
+                    "bureau.patient_secret is not 32 bytes".into(),
+                )
+            })?
+        },
     })
 }
 
-const BUREAU_COLS: &str = "id, code, name, provider_url, provider_token, view_window_s";
+const BUREAU_COLS: &str =
+    "id, code, name, provider_url, provider_token, view_window_s, patient_secret";
 const ACCOUNT_COLS: &str =
     "a.id, a.bureau_id, a.login, a.display_name, a.role, a.team_id, a.password_hash, a.disabled";
 
@@ -200,7 +246,10 @@ fn insert_event(
     {
         return Err(AppendError::Rule(IncidentError::WrongTeam));
     }
-    log.check(&new.kind)?;
+    log.check(&new.kind, &new.actor)?;
+    if let Some(device) = new.device_at_ms {
+        log.check_device_time(ms_to_time(device)?, ms_to_time(now_ms)?)?;
+    }
     let seq = u32::try_from(log.events.len() + 1)
         .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;
     let kind = serde_json::to_string(&new.kind)
@@ -269,14 +318,15 @@ impl EmsStore for EmsSqlite {
                 return Err(StoreError::OrganisationExists(seed.code));
             }
             tx.execute(
-                "INSERT INTO bureau (code, name, provider_url, provider_token, view_window_s) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO bureau (code, name, provider_url, provider_token, view_window_s, \
+                 patient_secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     seed.code,
                     seed.name,
                     seed.provider_url,
                     seed.provider_token,
-                    seed.view_window_s
+                    seed.view_window_s,
+                    seed.patient_secret.as_bytes().as_slice()
                 ],
             )
             .map_err(db_err)?;

@@ -5,6 +5,7 @@
 
 use myna_domain::access::Consent;
 use myna_domain::incident::{Actor, EventKind, ViewRecord};
+use myna_domain::patient::PatientSecret;
 use myna_domain::summary::View;
 use myna_store::ChainReport;
 use myna_store::ems::{EmsStore, NewEvent};
@@ -22,6 +23,19 @@ fn event(kind: EventKind, key: String) -> NewEvent {
         idempotency_key: key,
         device_at_ms: None,
         team_guard: None,
+    }
+}
+
+/// An event of the crew of `team` (a face check is recorded by a crew only).
+fn crew_event(team: i64, kind: EventKind, key: String) -> NewEvent {
+    NewEvent {
+        actor: Actor::Crew {
+            account: 2,
+            terminal: 1,
+            team,
+        },
+        team_guard: Some(team),
+        ..event(kind, key)
     }
 }
 
@@ -55,17 +69,21 @@ async fn ems_crash_child_writer() {
         )
         .await
         .unwrap();
+    let patient = PatientSecret::from_bytes([9; 32]).patient("01AA0001");
     let mut tasks = Vec::new();
     for w in 0..4 {
         let s = store.clone();
+        let patient = patient.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let key = format!("w{w}-{i}");
-                let kind = EventKind::IdentityConfirmed;
+                let kind = EventKind::IdentityConfirmed {
+                    patient: patient.clone(),
+                };
                 s.append(
                     bureau,
                     incident,
-                    event(kind, key.clone()),
+                    crew_event(team, kind, key.clone()),
                     1_790_000_001_000 + i,
                 )
                 .await
@@ -78,7 +96,8 @@ async fn ems_crash_child_writer() {
                         team: "t".into(),
                         crew_member: "crew01".into(),
                         terminal: 1,
-                        cert_serial: "01".into(),
+                        patient: patient.clone(),
+                        patient_number: 1,
                         consent: Consent::Obtained,
                         view: View::Summary,
                         provider_access_id: i,
@@ -103,6 +122,7 @@ fn myna_ems_seed() -> myna_store::ems::BureauSeed {
         provider_url: "http://127.0.0.1:9".into(),
         provider_token: "t".into(),
         view_window_s: 3600,
+        patient_secret: PatientSecret::from_bytes([9; 32]),
         stations: vec![("s".into(), vec!["t".into()])],
         accounts: Vec::new(),
     }

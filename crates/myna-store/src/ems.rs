@@ -8,6 +8,7 @@
 use crate::{ChainReport, StoreError};
 use myna_domain::access::ChainedEntry;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
+use myna_domain::patient::PatientSecret;
 use std::future::Future;
 
 pub type BureauId = i64;
@@ -29,6 +30,8 @@ pub struct Bureau {
     pub provider_token: String,
     /// How long after the call a summary may be requested.
     pub view_window_s: i64,
+    /// The key of the bureau's patient pseudonyms (`PatientKey`).
+    pub patient_secret: PatientSecret,
 }
 
 /// 救急隊 (ambulance team), at a 消防署 (station).
@@ -103,6 +106,8 @@ pub struct BureauSeed {
     pub provider_url: String,
     pub provider_token: String,
     pub view_window_s: i64,
+    /// Made at random when the bureau is created; never changes (it names its patients).
+    pub patient_secret: PatientSecret,
     /// Station name and its teams' names.
     pub stations: Vec<(String, Vec<String>)>,
     pub accounts: Vec<AccountSeed>,
@@ -134,7 +139,8 @@ pub struct NewEvent {
     pub kind: EventKind,
     pub actor: Actor,
     pub idempotency_key: String,
-    /// The device's clock when the event was made (offline queueing).
+    /// The device's clock when the crew tapped; checked by `Incident::check_device_time`
+    /// against the server's time of commit.
     pub device_at_ms: Option<i64>,
     /// For a crew's event: refused with `WrongTeam` unless the incident is assigned to this
     /// team when the event commits (a reassignment between the caller's check and the append
@@ -269,7 +275,8 @@ pub trait EmsStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = Result<IncidentRecord, AppendError>> + Send;
 
-    /// Appends one event after `Incident::check`, in one transaction with the read of the log.
+    /// Appends one event after `Incident::check` (and `check_device_time` when the event has a
+    /// device time), in one transaction with the read of the log.
     fn append(
         &self,
         bureau: BureauId,

@@ -3,6 +3,8 @@
 
 pub mod ems;
 #[cfg(feature = "testsuite")]
+pub mod ems_testsuite;
+#[cfg(feature = "testsuite")]
 pub mod testsuite;
 
 use chrono::NaiveDate;

@@ -9,12 +9,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use myna_ems::error::ErrorBody;
-use myna_ems::wire::{
-    CREW_SESSION_HEADER, EventAck, EventBody, IncidentView, SignInBody, SignedIn, SummaryBody,
-    TerminalInfo,
+use myna_wire::terminal::{
+    CREW_SESSION_HEADER, ErrorCode, EventAck, EventBody, IncidentView, SignInBody, SignedIn,
+    SignedOut, SummaryBody, TerminalErrorBody, TerminalInfo, TerminalSummary, route,
 };
-use myna_provider::SummaryResponse;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -25,7 +23,7 @@ pub enum CallError {
     /// ems answered with an error.
     Refused {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
 }
@@ -120,11 +118,11 @@ impl EmsClient {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| CallError::Refused {
                 status: status.as_u16(),
-                code: "bad_answer".into(),
-                message: e.to_string(),
+                code: ErrorCode::Unknown,
+                message: format!("undecodable answer: {e}"),
             });
         }
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        let (code, message) = match serde_json::from_slice::<TerminalErrorBody>(&bytes) {
             Ok(b) => (b.error.code, b.error.message),
             // A proxy or gateway error page means the link, not ems, failed.
             Err(_)
@@ -133,7 +131,7 @@ impl EmsClient {
                 return Err(CallError::Offline(format!("gateway answered {status}")));
             }
             Err(_) => (
-                "unknown".into(),
+                ErrorCode::Unknown,
                 String::from_utf8_lossy(&bytes).into_owned(),
             ),
         };
@@ -149,14 +147,8 @@ impl EmsClient {
     }
 
     pub async fn whoami(&self) -> Result<TerminalInfo, CallError> {
-        self.call(
-            Method::GET,
-            "/api/v1/terminal/whoami",
-            None,
-            None,
-            self.timeout,
-        )
-        .await
+        self.call(Method::GET, route::WHOAMI, None, None, self.timeout)
+            .await
     }
 
     pub async fn sign_in(&self, login: &str, password: &str) -> Result<SignedIn, CallError> {
@@ -164,20 +156,14 @@ impl EmsClient {
             login: login.to_owned(),
             password: password.to_owned(),
         })?;
-        self.call(
-            Method::POST,
-            "/api/v1/terminal/sign-in",
-            None,
-            Some(body),
-            self.timeout,
-        )
-        .await
+        self.call(Method::POST, route::SIGN_IN, None, Some(body), self.timeout)
+            .await
     }
 
-    pub async fn sign_out(&self, session: &str) -> Result<serde_json::Value, CallError> {
+    pub async fn sign_out(&self, session: &str) -> Result<SignedOut, CallError> {
         self.call(
             Method::POST,
-            "/api/v1/terminal/sign-out",
+            route::SIGN_OUT,
             Some(session),
             Some(b"{}".to_vec()),
             self.timeout,
@@ -188,7 +174,7 @@ impl EmsClient {
     pub async fn incidents(&self, session: &str) -> Result<Vec<IncidentView>, CallError> {
         self.call(
             Method::GET,
-            "/api/v1/terminal/incidents",
+            route::INCIDENTS,
             Some(session),
             None,
             self.timeout,
@@ -199,7 +185,7 @@ impl EmsClient {
     pub async fn incident(&self, session: &str, id: i64) -> Result<IncidentView, CallError> {
         self.call(
             Method::GET,
-            &format!("/api/v1/terminal/incidents/{id}"),
+            &route::incident(id),
             Some(session),
             None,
             self.timeout,
@@ -216,7 +202,7 @@ impl EmsClient {
         let body = Self::json(body)?;
         self.call(
             Method::POST,
-            &format!("/api/v1/terminal/incidents/{incident}/events"),
+            &route::events(incident),
             Some(session),
             Some(body),
             self.timeout,
@@ -229,11 +215,11 @@ impl EmsClient {
         session: &str,
         incident: i64,
         body: &SummaryBody,
-    ) -> Result<SummaryResponse, CallError> {
+    ) -> Result<TerminalSummary, CallError> {
         let body = Self::json(body)?;
         self.call(
             Method::POST,
-            &format!("/api/v1/terminal/incidents/{incident}/summary"),
+            &route::summary(incident),
             Some(session),
             Some(body),
             self.timeout * 3,
@@ -243,7 +229,7 @@ impl EmsClient {
 
     /// Opens the push stream; the caller reads server-sent events from the body.
     pub async fn stream(&self, session: &str) -> Result<Incoming, CallError> {
-        let req = self.request(Method::GET, "/api/v1/terminal/stream", Some(session), None)?;
+        let req = self.request(Method::GET, route::STREAM, Some(session), None)?;
         let resp = self.send(req, self.timeout).await?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
@@ -253,9 +239,9 @@ impl EmsClient {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            let (code, message) = serde_json::from_slice::<ErrorBody>(&bytes)
+            let (code, message) = serde_json::from_slice::<TerminalErrorBody>(&bytes)
                 .map(|b| (b.error.code, b.error.message))
-                .unwrap_or_else(|_| ("unknown".into(), String::new()));
+                .unwrap_or_else(|_| (ErrorCode::Unknown, String::new()));
             return Err(CallError::Refused {
                 status,
                 code,

@@ -5,23 +5,26 @@
 //!   incident closes, on sign-out and after an idle timeout; pages carry `no-store`.
 //! - Incident events go through the durable `outbox` and sync exactly once when the link is up.
 //! - A summary requested while the link is down waits, and is sent when the link returns.
+//! - Only the tablet's own browser window drives it (`guard`).
 
 pub mod card;
 pub mod ems_client;
+pub mod guard;
 pub mod outbox;
+pub mod state;
 mod sync;
 mod ui;
 
 use card::{CardState, EmulatedSlot};
 use ems_client::EmsClient;
-use myna_domain::summary::View;
-use myna_ems::wire::{IncidentView, SignedIn};
-use myna_provider::SummaryResponse;
 use outbox::Outbox;
+use state::Screen;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
+pub use guard::Guard;
+pub use state::{Link, Notice};
 pub use ui::router;
 
 #[derive(Debug, Clone)]
@@ -35,93 +38,6 @@ impl Default for TerminalConfig {
         Self {
             idle_timeout: Duration::from_secs(10 * 60),
         }
-    }
-}
-
-/// The state of the link to `ems`, as the crew sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
-    Unknown,
-    Online,
-    Offline { detail: String },
-}
-
-/// A summary request, kept until it is answered.
-#[derive(Debug, Clone)]
-pub struct SummaryRequest {
-    pub incident: i64,
-    pub der: Vec<u8>,
-    pub view: View,
-    /// Set while the link is down: the crew sees "waiting for the link".
-    pub waiting_for_link: bool,
-}
-
-/// The summary on screen, in memory only.
-#[derive(Debug, Clone)]
-pub struct HeldSummary {
-    pub incident: i64,
-    pub response: SummaryResponse,
-}
-
-/// A message for the crew at the top of the screen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub error: bool,
-    pub text: String,
-}
-
-/// Everything the screen shows. Held in memory; rebuilt from `ems` after a restart.
-#[derive(Debug, Clone)]
-pub struct Screen {
-    pub crew: Option<SignedIn>,
-    pub incidents: Vec<IncidentView>,
-    pub current: Option<i64>,
-    pub card: CardState,
-    /// Tap 1 was made for the card now on the reader.
-    pub face_checked: bool,
-    pub summary: Option<HeldSummary>,
-    pub request: Option<SummaryRequest>,
-    pub link: Link,
-    pub notice: Option<Notice>,
-    pub last_touch: Instant,
-}
-
-impl Default for Screen {
-    fn default() -> Self {
-        Self {
-            crew: None,
-            incidents: Vec::new(),
-            current: None,
-            card: CardState::Empty,
-            face_checked: false,
-            summary: None,
-            request: None,
-            link: Link::Unknown,
-            notice: None,
-            last_touch: Instant::now(),
-        }
-    }
-}
-
-impl Screen {
-    /// Drops everything medical and everything tied to the card.
-    pub fn forget_patient(&mut self) {
-        self.summary = None;
-        self.request = None;
-        self.face_checked = false;
-    }
-
-    /// Ends the crew's shift on this tablet: no crew, no incidents, nothing medical.
-    pub fn end_shift(&mut self, notice: Notice) {
-        self.crew = None;
-        self.incidents.clear();
-        self.current = None;
-        self.forget_patient();
-        self.notice = Some(notice);
-    }
-
-    pub fn session(&self) -> Option<String> {
-        self.crew.as_ref().map(|c| c.session.clone())
     }
 }
 
@@ -145,7 +61,7 @@ impl Terminal {
             outbox,
             demo: None,
             config,
-            screen: Mutex::new(Screen::default()),
+            screen: Mutex::new(Screen::new(Instant::now())),
             changed,
             wake: Notify::new(),
         })
@@ -171,7 +87,7 @@ impl Terminal {
                 outbox,
                 demo: Some(Arc::new(make_slot(on_card))),
                 config,
-                screen: Mutex::new(Screen::default()),
+                screen: Mutex::new(Screen::new(Instant::now())),
                 changed,
                 wake: Notify::new(),
             }
@@ -203,16 +119,7 @@ impl Terminal {
     }
 
     pub fn set_card(&self, state: CardState) {
-        {
-            let mut s = self.screen();
-            if state == CardState::Empty || state == CardState::Reading {
-                // A new card (or none): the face check was for the previous one. A summary on
-                // screen stays, and so does a request waiting for the link: it already holds
-                // the certificate, so the crew may hand the card back.
-                s.face_checked = false;
-            }
-            s.card = state;
-        }
+        self.screen().card_changed(state);
         self.redraw();
     }
 

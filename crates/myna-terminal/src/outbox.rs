@@ -3,9 +3,11 @@
 //! order. Every event carries an idempotency key made at the tap, so a resend after a lost
 //! answer is answered by `ems`, not appended again: each event arrives exactly once.
 //!
-//! Nothing medical goes in here: phases, the face check, consent and outcomes only.
+//! Nothing medical goes in here: phases, the face check (with the card's certificate), consent
+//! and outcomes. And nothing stays: a row is deleted once ems has answered it, with
+//! `secure_delete` zeroing its bytes and a WAL truncation so no copy is left in the log.
 
-use myna_ems::wire::EventBody;
+use myna_wire::terminal::EventBody;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -15,23 +17,6 @@ pub struct Queued {
     pub id: i64,
     pub incident: i64,
     pub body: EventBody,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Pending,
-    Sent,
-    Rejected,
-}
-
-impl State {
-    fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Sent => "sent",
-            State::Rejected => "rejected",
-        }
-    }
 }
 
 pub struct Outbox {
@@ -58,18 +43,27 @@ impl Outbox {
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
+             PRAGMA secure_delete = ON;
              CREATE TABLE IF NOT EXISTS outbox (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  incident_id INTEGER NOT NULL,
                  idempotency_key TEXT NOT NULL UNIQUE,
-                 body TEXT NOT NULL,
-                 state TEXT NOT NULL DEFAULT 'pending'
-                     CHECK (state IN ('pending', 'sent', 'rejected')),
-                 detail TEXT
-             );
-             CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, id);",
+                 body TEXT NOT NULL
+             );",
         )
         .map_err(err)?;
+        // A file from before rows were deleted on delivery keeps delivered rows: drop them.
+        let old_layout: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('outbox') WHERE name = 'state'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if old_layout {
+            conn.execute_batch("DELETE FROM outbox WHERE state <> 'pending'; VACUUM;")
+                .map_err(err)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -99,9 +93,15 @@ impl Outbox {
     pub fn head(&self) -> Result<Option<Queued>, OutboxError> {
         let row = self.with(|c| {
             c.query_row(
-                "SELECT id, incident_id, body FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1",
+                "SELECT id, incident_id, body FROM outbox ORDER BY id LIMIT 1",
                 [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
             )
             .optional()
         })?;
@@ -115,12 +115,12 @@ impl Outbox {
         .transpose()
     }
 
-    pub fn mark(&self, id: i64, state: State, detail: Option<&str>) -> Result<(), OutboxError> {
+    /// ems answered this event (accepted or refused): it leaves the tablet. Its bytes are
+    /// zeroed in the database file and the WAL is truncated, so no copy stays on disk.
+    pub fn delivered(&self, id: i64) -> Result<(), OutboxError> {
         self.with(|c| {
-            c.execute(
-                "UPDATE outbox SET state = ?1, detail = ?2 WHERE id = ?3",
-                params![state.as_str(), detail, id],
-            )?;
+            c.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(())
         })
     }
@@ -128,9 +128,8 @@ impl Outbox {
     /// Undelivered events, oldest first (for the crew's "queued" marks).
     pub fn pending(&self) -> Result<Vec<Queued>, OutboxError> {
         let rows = self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, incident_id, body FROM outbox WHERE state = 'pending' ORDER BY id",
-            )?;
+            let mut stmt =
+                c.prepare_cached("SELECT id, incident_id, body FROM outbox ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -164,13 +163,14 @@ impl Outbox {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use myna_domain::incident::{EventKind, Phase};
+    use myna_domain::incident::Phase;
+    use myna_wire::terminal::CrewEvent;
 
     fn body(key: &str, phase: Phase) -> EventBody {
         EventBody {
             idempotency_key: key.into(),
             device_at_ms: Some(1),
-            event: EventKind::Phase { phase },
+            event: CrewEvent::Phase { phase },
         }
     }
 
@@ -186,12 +186,28 @@ mod tests {
         let o = Outbox::open(&path).unwrap();
         let head = o.head().unwrap().unwrap();
         assert_eq!(head.body.idempotency_key, "a");
-        o.mark(head.id, State::Sent, None).unwrap();
+        o.delivered(head.id).unwrap();
         assert_eq!(o.head().unwrap().unwrap().body.idempotency_key, "b");
         assert_eq!(o.pending_for(1).unwrap(), 1);
         assert!(
             o.push(1, &body("b", Phase::Contact)).is_err(),
             "keys are unique"
         );
+    }
+
+    #[test]
+    fn a_delivered_event_leaves_no_bytes_in_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        let o = Outbox::open(&path).unwrap();
+        let marker = "consent-marker-7f3a9c";
+        let id = o.push(1, &body(marker, Phase::Arrival)).unwrap();
+        o.delivered(id).unwrap();
+        assert!(o.head().unwrap().is_none());
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let found = bytes.windows(marker.len()).any(|w| w == marker.as_bytes());
+            assert!(!found, "a delivered event's bytes stay on disk");
+        }
     }
 }

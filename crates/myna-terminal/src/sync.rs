@@ -3,12 +3,12 @@
 //! after the idle timeout.
 
 use crate::ems_client::{CallError, SseParser};
-use crate::outbox::State;
-use crate::{HeldSummary, Link, Notice, Terminal};
+use crate::outbox::Queued;
+use crate::state::SummaryRequest;
+use crate::{Link, Notice, Terminal};
 use base64::Engine;
 use http_body_util::BodyExt;
-use myna_domain::summary::View;
-use myna_ems::wire::SummaryBody;
+use myna_wire::terminal::{ConsentTap, CrewEvent, ErrorCode, PushEvent, SummaryBody};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,20 +62,7 @@ pub(crate) fn set_link(t: &Terminal, link: Link) {
     }
 }
 
-/// Codes after which retrying cannot help until someone acts (sign in again, re-register).
-fn is_auth_failure(code: &str) -> bool {
-    matches!(
-        code,
-        "crew_signed_out" | "terminal_revoked" | "terminal_unknown"
-    )
-}
-
-/// Codes that mean "try again later" although ems answered.
-fn is_transient(code: &str) -> bool {
-    matches!(code, "provider_unavailable" | "storage_unavailable")
-}
-
-pub(crate) fn auth_lost(t: &Terminal, code: &str) {
+pub(crate) fn auth_lost(t: &Terminal, code: ErrorCode) {
     t.screen().end_shift(Notice {
         error: true,
         text: crate::ui::crew_message(code).to_owned(),
@@ -83,129 +70,166 @@ pub(crate) fn auth_lost(t: &Terminal, code: &str) {
     t.redraw();
 }
 
+fn b64(der: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+/// The card serial a queued face check is for (to learn the patient number ems gives it).
+fn serial_of(q: &Queued) -> Option<String> {
+    let CrewEvent::IdentityConfirmed { certificate } = &q.body.event else {
+        return None;
+    };
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(certificate)
+        .ok()?;
+    myna_pki::certificate_serial_hex(&der).ok()
+}
+
 async fn deliver_once(t: &Terminal) -> Progress {
     let Some(session) = t.screen().session() else {
         return Progress::Idle;
     };
-    match t.outbox.head() {
-        Ok(Some(q)) => {
-            return match t.ems.post_event(&session, q.incident, &q.body).await {
-                Ok(_) => {
-                    if let Err(e) = t.outbox.mark(q.id, State::Sent, None) {
-                        tracing::error!(error = %e, "outbox");
-                    }
-                    set_link(t, Link::Online);
-                    // Each round trip counts on a slow link: re-read the incident only once its
-                    // queue has drained, and not when a summary request goes next (its answer
-                    // triggers the re-read).
-                    let drained = t.outbox.pending_for(q.incident).unwrap_or(0) == 0;
-                    let summary_next = t
-                        .screen()
-                        .request
-                        .as_ref()
-                        .is_some_and(|r| r.incident == q.incident);
-                    if drained && !summary_next {
-                        refresh_incident(t, &session, q.incident).await;
-                    } else {
-                        t.redraw();
-                    }
-                    Progress::Worked
-                }
-                Err(CallError::Offline(detail)) => {
-                    set_link(t, Link::Offline { detail });
-                    Progress::Offline
-                }
-                Err(CallError::Refused { code, .. }) if is_auth_failure(&code) => {
-                    auth_lost(t, &code);
-                    Progress::Idle
-                }
-                Err(CallError::Refused { code, message, .. }) => {
-                    tracing::warn!(%code, %message, "ems refused a queued event");
-                    if let Err(e) = t.outbox.mark(q.id, State::Rejected, Some(&code)) {
-                        tracing::error!(error = %e, "outbox");
-                    }
-                    set_link(t, Link::Online);
-                    t.screen().notice = Some(Notice {
-                        error: true,
-                        text: format!("記録できませんでした: {}", crate::ui::crew_message(&code)),
-                    });
-                    refresh_incident(t, &session, q.incident).await;
-                    t.redraw();
-                    Progress::Worked
-                }
-            };
-        }
-        Ok(None) => {}
+    let head = match t.outbox.head() {
+        Ok(head) => head,
         Err(e) => {
             tracing::error!(error = %e, "outbox");
             return Progress::Idle;
         }
+    };
+    let request = t.screen().request.clone();
+    match (head, request) {
+        // Tap 2: the consent at the head of the queue goes with its summary request.
+        (Some(q), Some(req))
+            if req.incident == q.incident
+                && req.consent_key.as_deref() == Some(q.body.idempotency_key.as_str()) =>
+        {
+            let CrewEvent::Consent { consent, .. } = q.body.event else {
+                return post_event(t, &session, q).await;
+            };
+            let tap = ConsentTap {
+                idempotency_key: q.body.idempotency_key.clone(),
+                device_at_ms: q.body.device_at_ms,
+                consent,
+            };
+            ask_summary(t, &session, req, Some(tap), Some(q.id)).await
+        }
+        (Some(q), _) => post_event(t, &session, q).await,
+        (None, Some(req)) => ask_summary(t, &session, req, None, None).await,
+        (None, None) => Progress::Idle,
     }
-    let Some(req) = t.screen().request.clone() else {
-        return Progress::Idle;
-    };
-    let body = SummaryBody {
-        certificate: base64::engine::general_purpose::STANDARD.encode(&req.der),
-        view: Some(match req.view {
-            View::Summary => "summary".into(),
-            View::Full => "full".into(),
-        }),
-    };
-    match t.ems.summary(&session, req.incident, &body).await {
-        Ok(response) => {
-            {
-                let mut s = t.screen();
-                s.request = None;
-                s.link = Link::Online;
-                // The crew may have moved on (incident closed, signed out) meanwhile.
-                if s.current == Some(req.incident) && s.crew.is_some() {
-                    s.summary = Some(HeldSummary {
-                        incident: req.incident,
-                        response,
-                    });
-                    s.notice = None;
-                    s.last_touch = Instant::now();
-                }
+}
+
+/// Sends one queued event; it leaves the outbox once ems answered it either way.
+async fn post_event(t: &Terminal, session: &str, q: Queued) -> Progress {
+    match t.ems.post_event(session, q.incident, &q.body).await {
+        Ok(ack) => {
+            if let (Some(patient), Some(serial)) = (ack.patient, serial_of(&q)) {
+                t.screen().learn_patient(q.incident, &serial, patient);
             }
-            t.redraw();
-            refresh_incident(t, &session, req.incident).await;
+            delivered(t, q.id);
+            set_link(t, Link::Online);
+            // Each round trip counts on a slow link: re-read the incident only once its
+            // queue has drained, and not when a summary request goes next (its answer
+            // triggers the re-read).
+            let drained = t.outbox.pending_for(q.incident).unwrap_or(0) == 0;
+            let summary_next = t
+                .screen()
+                .request
+                .as_ref()
+                .is_some_and(|r| r.incident == q.incident);
+            if drained && !summary_next {
+                refresh_incident(t, session, q.incident).await;
+            } else {
+                t.redraw();
+            }
             Progress::Worked
         }
         Err(CallError::Offline(detail)) => {
-            if let Some(r) = t.screen().request.as_mut() {
-                r.waiting_for_link = true;
+            set_link(t, Link::Offline { detail });
+            Progress::Offline
+        }
+        Err(CallError::Refused { code, .. }) if code.is_auth_failure() => {
+            auth_lost(t, code);
+            Progress::Idle
+        }
+        Err(CallError::Refused { code, message, .. }) => {
+            tracing::warn!(%code, %message, "ems refused a queued event");
+            delivered(t, q.id);
+            set_link(t, Link::Online);
+            t.screen().notice = Some(Notice {
+                error: true,
+                text: format!("記録できませんでした: {}", crate::ui::crew_message(code)),
+            });
+            refresh_incident(t, session, q.incident).await;
+            t.redraw();
+            Progress::Worked
+        }
+    }
+}
+
+fn delivered(t: &Terminal, id: i64) {
+    if let Err(e) = t.outbox.delivered(id) {
+        tracing::error!(error = %e, "outbox");
+    }
+}
+
+/// Asks for a summary, with the consent tap `tap` (outbox row `row`) if tap 2 goes with it.
+async fn ask_summary(
+    t: &Terminal,
+    session: &str,
+    req: SummaryRequest,
+    tap: Option<ConsentTap>,
+    row: Option<i64>,
+) -> Progress {
+    let body = SummaryBody {
+        certificate: b64(&req.der),
+        view: req.view,
+        consent: tap,
+    };
+    match t.ems.summary(session, req.incident, &body).await {
+        Ok(answer) => {
+            if let Some(id) = row {
+                delivered(t, id);
             }
+            t.screen()
+                .summary_arrived(&req, answer.patient, answer.summary, Instant::now());
+            set_link(t, Link::Online);
+            t.redraw();
+            refresh_incident(t, session, req.incident).await;
+            Progress::Worked
+        }
+        Err(CallError::Offline(detail)) => {
+            t.screen().request_waiting();
             set_link(t, Link::Offline { detail });
             t.redraw();
             Progress::Offline
         }
-        Err(CallError::Refused { code, .. }) if is_transient(&code) => {
-            if let Some(r) = t.screen().request.as_mut() {
-                r.waiting_for_link = true;
-            }
-            t.screen().notice = Some(Notice {
-                error: true,
-                text: crate::ui::crew_message(&code).to_owned(),
-            });
-            t.redraw();
-            Progress::Offline
-        }
-        Err(CallError::Refused { code, .. }) if is_auth_failure(&code) => {
-            auth_lost(t, &code);
-            Progress::Idle
-        }
-        Err(CallError::Refused { code, .. }) => {
+        Err(CallError::Refused { code, .. }) if code.is_transient() => {
+            // The consent may be committed already; its key makes the retry an answer.
             {
                 let mut s = t.screen();
-                s.request = None;
-                s.link = Link::Online;
+                s.request_waiting();
                 s.notice = Some(Notice {
                     error: true,
-                    text: crate::ui::crew_message(&code).to_owned(),
+                    text: crate::ui::crew_message(code).to_owned(),
                 });
             }
             t.redraw();
-            refresh_incident(t, &session, req.incident).await;
+            Progress::Offline
+        }
+        Err(CallError::Refused { code, .. }) if code.is_auth_failure() => {
+            auth_lost(t, code);
+            Progress::Idle
+        }
+        Err(CallError::Refused { code, .. }) => {
+            if let Some(id) = row {
+                delivered(t, id);
+            }
+            t.screen()
+                .request_refused(&req, crate::ui::crew_message(code).to_owned());
+            set_link(t, Link::Online);
+            t.redraw();
+            refresh_incident(t, session, req.incident).await;
             Progress::Worked
         }
     }
@@ -215,58 +239,25 @@ async fn deliver_once(t: &Terminal) -> Progress {
 async fn refresh_incident(t: &Terminal, session: &str, id: i64) {
     match t.ems.incident(session, id).await {
         Ok(view) => {
-            {
-                let mut s = t.screen();
-                if view.closed {
-                    s.incidents.retain(|i| i.id != id);
-                    if s.current == Some(id) {
-                        s.current = None;
-                        s.forget_patient();
-                    }
-                } else if let Some(slot) = s.incidents.iter_mut().find(|i| i.id == id) {
-                    *slot = view;
-                } else {
-                    s.incidents.insert(0, view);
-                }
-            }
+            t.screen().incident_updated(view);
             t.redraw();
         }
-        Err(CallError::Refused { code, .. }) if code == "wrong_team" => {
+        Err(CallError::Refused {
+            code: ErrorCode::WrongTeam,
+            ..
+        }) => {
             // Reassigned to another team: it leaves this tablet.
-            drop_incident(t, id);
+            t.screen().incident_gone(id);
+            t.redraw();
         }
         Err(_) => {}
     }
 }
 
-fn drop_incident(t: &Terminal, id: i64) {
-    {
-        let mut s = t.screen();
-        s.incidents.retain(|i| i.id != id);
-        if s.current == Some(id) {
-            s.current = None;
-            s.forget_patient();
-        }
-    }
-    t.redraw();
-}
-
 /// Replaces the list of open incidents of the team.
 pub(crate) async fn refresh_all(t: &Terminal, session: &str) -> Result<(), CallError> {
     let list = t.ems.incidents(session).await?;
-    {
-        let mut s = t.screen();
-        if let Some(cur) = s.current
-            && !list.iter().any(|i| i.id == cur)
-        {
-            s.current = None;
-            s.forget_patient();
-        }
-        if s.current.is_none() {
-            s.current = list.first().map(|i| i.id);
-        }
-        s.incidents = list;
-    }
+    t.screen().incidents_listed(list);
     t.redraw();
     Ok(())
 }
@@ -286,9 +277,9 @@ async fn stream_loop(t: Arc<Terminal>) {
                 // Whatever was queued while the link was down goes now.
                 t.wake.notify_one();
                 if let Err(CallError::Refused { code, .. }) = refresh_all(&t, &session).await
-                    && is_auth_failure(&code)
+                    && code.is_auth_failure()
                 {
-                    auth_lost(&t, &code);
+                    auth_lost(&t, code);
                     continue;
                 }
                 let mut parser = SseParser::default();
@@ -301,8 +292,8 @@ async fn stream_loop(t: Arc<Terminal>) {
                         continue;
                     };
                     for (event, data) in parser.push(data) {
-                        match event.as_str() {
-                            "incident" => match data.parse::<i64>() {
+                        match PushEvent::parse(&event) {
+                            Some(PushEvent::Incident) => match data.parse::<i64>() {
                                 Ok(id) => {
                                     let known = t.screen().incidents.iter().any(|i| i.id == id);
                                     if known {
@@ -315,8 +306,8 @@ async fn stream_loop(t: Arc<Terminal>) {
                                     let _ = refresh_all(&t, &session).await;
                                 }
                             },
-                            "signed_out" => auth_lost(&t, "crew_signed_out"),
-                            _ => {
+                            Some(PushEvent::SignedOut) => auth_lost(&t, ErrorCode::CrewSignedOut),
+                            Some(PushEvent::Resync) | None => {
                                 let _ = refresh_all(&t, &session).await;
                             }
                         }
@@ -332,9 +323,9 @@ async fn stream_loop(t: Arc<Terminal>) {
                 }
             }
             Err(CallError::Offline(detail)) => set_link(&t, Link::Offline { detail }),
-            Err(CallError::Refused { code, .. }) if is_auth_failure(&code) => {
+            Err(CallError::Refused { code, .. }) if code.is_auth_failure() => {
                 if t.screen().session().as_deref() == Some(session.as_str()) {
-                    auth_lost(&t, &code);
+                    auth_lost(&t, code);
                 }
             }
             Err(CallError::Refused { .. }) => {}
@@ -346,19 +337,7 @@ async fn stream_loop(t: Arc<Terminal>) {
 async fn idle_loop(t: Arc<Terminal>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let expired = {
-            let mut s = t.screen();
-            if s.summary.is_some() && s.last_touch.elapsed() >= t.config.idle_timeout {
-                s.forget_patient();
-                s.notice = Some(Notice {
-                    error: false,
-                    text: "一定時間操作がなかったため、サマリーを画面から消去しました".into(),
-                });
-                true
-            } else {
-                false
-            }
-        };
+        let expired = t.screen().idle_check(Instant::now(), t.config.idle_timeout);
         if expired {
             t.redraw();
         }

@@ -3,8 +3,10 @@
 //! summary the crew taps twice: "face matches" and "consent" (or the exception with its reason).
 
 use crate::card::CardState;
+use crate::guard::{self, Guard};
+use crate::state::CardStep;
 use crate::sync::{refresh_all, set_link};
-use crate::{Link, Notice, SummaryRequest, Terminal};
+use crate::{Link, Notice, Terminal};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, State};
@@ -12,11 +14,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use base64::Engine;
 use futures_util::Stream;
 use myna_domain::access::{Consent, ExceptionReason};
-use myna_domain::incident::{EventKind, MynaOutcome, Phase};
-use myna_domain::summary::{EmergencySummary, View};
-use myna_ems::wire::{EventBody, IncidentView};
+use myna_domain::incident::{MynaOutcome, Phase};
+use myna_domain::summary::EmergencySummary;
+use myna_wire::View;
+use myna_wire::terminal::{CrewEvent, ErrorCode, EventBody, IncidentView, PatientView};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,7 +28,8 @@ use std::time::{Duration, Instant};
 
 type St = State<Arc<Terminal>>;
 
-pub fn router(t: Arc<Terminal>) -> Router {
+/// The crew UI, behind `guard` (see `guard` for what it refuses).
+pub fn router(t: Arc<Terminal>, guard: Arc<Guard>) -> Router {
     Router::new()
         .route("/", get(shell))
         .route("/screen", get(screen))
@@ -37,41 +42,80 @@ pub fn router(t: Arc<Terminal>) -> Router {
         .route("/incidents/{id}/consent", post(consent))
         .route("/incidents/{id}/outcome", post(outcome))
         .route("/incidents/{id}/full", post(full))
+        .route("/incidents/{id}/reopen", post(reopen))
+        .route("/incidents/{id}/patients/{n}/withdraw", post(withdraw))
         .route("/summary/close", post(close_summary))
         .route("/demo", get(demo_panel))
         .route("/demo/place/{card}", post(demo_place))
         .route("/demo/remove", post(demo_remove))
         .route("/healthz", get(|| async { "ok" }))
+        .route(TERMINAL_JS_PATH, get(terminal_js))
         .merge(myna_web::static_routes())
         .with_state(t)
+        .merge(
+            Router::new()
+                .route(guard::LAUNCH_ROUTE, get(guard::launch))
+                .with_state(guard.clone()),
+        )
+        .layer(axum::middleware::from_fn_with_state(guard, guard::layer))
 }
 
-/// The crew-facing message for an `ems` error code.
-pub fn crew_message(code: &str) -> &'static str {
+const TERMINAL_JS_PATH: &str = "/static/terminal.js";
+const TERMINAL_JS: &str = include_str!("../assets/terminal.js");
+
+async fn terminal_js() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/javascript; charset=utf-8"),
+        )],
+        TERMINAL_JS,
+    )
+        .into_response()
+}
+
+/// The crew-facing message for an `ems` error code. Exhaustive: a new code is a compile error
+/// here until it has its message.
+pub fn crew_message(code: ErrorCode) -> &'static str {
+    use ErrorCode as C;
     match code {
-        "person_not_found" => {
+        C::PersonNotFound => {
             "該当する加入者が見つかりません（保険証利用登録がないカードの可能性があります）。口頭で聴取してください。"
         }
-        "card_rejected" => {
+        C::CardRejected => {
             "このカードの証明書は使えません（失効・期限切れ等）。口頭で聴取してください。"
         }
-        "wrong_team" => "この事案は他の隊に指令されています。この端末では閲覧できません。",
-        "incident_closed" => "事案は終了しています。",
-        "not_assigned" => "この事案はまだ指令されていません。",
-        "window_passed" => "閲覧できる時間を過ぎています。",
-        "no_consent" | "identity_not_confirmed" => {
-            "本人確認と同意（または同意なしの理由）を先に記録してください。"
+        C::WrongTeam => "この事案は他の隊に指令されています。この端末では閲覧できません。",
+        C::IncidentClosed => "事案は終了しています。",
+        C::NotAssigned => "この事案はまだ指令されていません。",
+        C::WindowPassed => "閲覧できる時間を過ぎています。",
+        C::NoConsent | C::IdentityNotConfirmed => {
+            "このカードの本人確認と同意（または同意なしの理由）を先に記録してください。"
         }
-        "phase_repeated" => "この時刻はすでに記録されています。",
-        "phase_out_of_order" => "この時刻は順序が合わないため記録できません。",
-        "outcome_repeated" => "マイナ救急の結果はすでに記録されています。",
-        "provider_unavailable" => "全国の医療情報サービスに接続できません。自動で再試行します。",
-        "storage_unavailable" => "消防本部のサーバーが一時的に使えません。自動で再試行します。",
-        "terminal_revoked" => "この端末は失効しています。管理者に連絡してください。",
-        "terminal_unknown" => "この端末は登録されていません。管理者に連絡してください。",
-        "crew_signed_out" => "サインインし直してください（勤務交代・期限切れ）。",
-        "bad_credentials" => "ユーザーIDまたはパスワードが違います。",
-        _ => "処理できませんでした。もう一度操作してください。",
+        C::ConsentNotForThisCard => {
+            "記録した本人確認・同意は別のカードのものです。このカードの本人について確認し直してください。"
+        }
+        C::ConsentWithdrawn => "同意が撤回されています。この傷病者の情報は閲覧できません。",
+        C::UnknownPatient => "この事案にその傷病者はいません。",
+        C::PhaseRepeated => "この時刻はすでに記録されています。",
+        C::PhaseOutOfOrder => "この時刻は順序が合わないため記録できません。",
+        C::OutcomeRepeated => "マイナ救急の結果はすでに記録されています。",
+        C::DeviceTimeAhead | C::DeviceTimeBeforeCreation | C::DeviceTimeBeforePrevious => {
+            "端末の時計がずれているため記録できませんでした。時刻設定を確認してください。"
+        }
+        C::ProviderUnavailable => "全国の医療情報サービスに接続できません。自動で再試行します。",
+        C::StorageUnavailable => "消防本部のサーバーが一時的に使えません。自動で再試行します。",
+        C::TerminalRevoked => "この端末は失効しています。管理者に連絡してください。",
+        C::TerminalUnknown => "この端末は登録されていません。管理者に連絡してください。",
+        C::CrewSignedOut => "サインインし直してください（勤務交代・期限切れ）。",
+        C::BadCredentials => "ユーザーIDまたはパスワードが違います。",
+        C::Forbidden | C::NotACrewPhase | C::NotACrewEvent | C::NotCreatedFirst => {
+            "この操作は端末からは行えません。"
+        }
+        C::IncidentNotFound => "事案が見つかりません。",
+        C::IdempotencyKeyReused | C::MalformedRequest | C::ProviderRefused | C::Unknown => {
+            "処理できませんでした。もう一度操作してください。"
+        }
     }
 }
 
@@ -89,6 +133,35 @@ struct PhaseButton {
     next: bool,
 }
 
+/// One patient line of the incident screen.
+struct PatientLine {
+    number: u32,
+    status: String,
+    can_withdraw: bool,
+}
+
+fn patient_line(p: &PatientView) -> PatientLine {
+    let status = if p.withdrawn {
+        "同意撤回".to_owned()
+    } else {
+        match p.consent {
+            Some(Consent::Obtained) => "同意あり".to_owned(),
+            Some(Consent::Exception { reason }) => format!("同意なし閲覧（{}）", reason.label_ja()),
+            None if p.identity_confirmed => "本人確認済み・同意待ち".to_owned(),
+            None => "カード読取".to_owned(),
+        }
+    };
+    PatientLine {
+        number: p.number,
+        status: if p.viewed && !p.withdrawn {
+            format!("{status}・閲覧済み")
+        } else {
+            status
+        },
+        can_withdraw: p.consent.is_some() && !p.withdrawn,
+    }
+}
+
 #[derive(Template)]
 #[template(path = "screen.html")]
 struct ScreenTpl {
@@ -102,13 +175,20 @@ struct ScreenTpl {
     incident: Option<IncidentView>,
     incident_id: i64,
     phases: Vec<PhaseButton>,
+    patients: Vec<PatientLine>,
     summary: Option<EmergencySummary>,
+    /// 傷病者N of the summary on screen.
+    summary_patient: u32,
+    /// The card on the reader is the summary's: the full view may be asked for.
+    can_show_full: bool,
     card_state: &'static str,
     card_what: String,
     card_next: String,
     card_detail: String,
+    /// `face`, `consent`, `reopen`, `withdrawn` or `none`.
+    step: &'static str,
+    step_patient: u32,
     waiting: Option<String>,
-    face_checked: bool,
     outcome: Option<&'static str>,
     skip_outcomes: Vec<(&'static str, &'static str)>,
     reasons: Vec<(&'static str, &'static str)>,
@@ -147,16 +227,13 @@ const CREW_PHASES: [Phase; 5] = [
 fn render_screen(t: &Terminal) -> String {
     let pending = t.outbox.pending().unwrap_or_default();
     let s = t.screen();
-    let incident = s
-        .current
-        .and_then(|id| s.incidents.iter().find(|i| i.id == id))
-        .cloned();
+    let incident = s.current_incident().cloned();
     let incident_id = incident.as_ref().map_or(0, |i| i.id);
     let queued: Vec<(Phase, i64)> = pending
         .iter()
         .filter(|q| q.incident == incident_id)
         .filter_map(|q| match q.body.event {
-            EventKind::Phase { phase } => Some((phase, q.body.device_at_ms.unwrap_or_default())),
+            CrewEvent::Phase { phase } => Some((phase, q.body.device_at_ms.unwrap_or_default())),
             _ => None,
         })
         .collect();
@@ -210,11 +287,18 @@ fn render_screen(t: &Terminal) -> String {
             format!("{} コマンド・{} ms", r.apdus, r.millis),
         ),
     };
-    let summary = s
-        .summary
-        .as_ref()
-        .filter(|h| Some(h.incident) == s.current)
-        .map(|h| h.response.summary.clone());
+    let held = s.visible_summary();
+    let card_serial = match &s.card {
+        CardState::Read(r) => Some(r.serial.as_str()),
+        _ => None,
+    };
+    let (step, step_patient) = match s.card_step() {
+        CardStep::NoCard => ("none", 0),
+        CardStep::Face => ("face", 0),
+        CardStep::Consent => ("consent", 0),
+        CardStep::Reopen { patient } => ("reopen", patient),
+        CardStep::Withdrawn { patient } => ("withdrawn", patient),
+    };
     let waiting = s.request.as_ref().map(|r| {
         if r.waiting_for_link {
             "通信待ち: 回線が戻ると自動で照会します（このまま処置を続けてください）".to_owned()
@@ -241,7 +325,13 @@ fn render_screen(t: &Terminal) -> String {
             .as_ref()
             .and_then(|i| i.outcome)
             .map(MynaOutcome::label_ja),
-        face_checked: s.face_checked,
+        patients: incident
+            .as_ref()
+            .map(|i| i.patients.iter().map(patient_line).collect())
+            .unwrap_or_default(),
+        summary: held.map(|h| h.response.summary.clone()),
+        summary_patient: held.map_or(0, |h| h.patient),
+        can_show_full: held.is_some_and(|h| Some(h.serial.as_str()) == card_serial),
         others: s
             .incidents
             .iter()
@@ -251,11 +341,12 @@ fn render_screen(t: &Terminal) -> String {
         incident,
         incident_id,
         phases,
-        summary,
         card_state,
         card_what,
         card_next,
         card_detail,
+        step,
+        step_patient,
         waiting,
         skip_outcomes: [
             MynaOutcome::NoCard,
@@ -304,9 +395,7 @@ async fn events(State(t): St) -> Sse<impl Stream<Item = Result<SseEvent, Infalli
 }
 
 fn touch(t: &Terminal) {
-    let mut s = t.screen();
-    s.last_touch = Instant::now();
-    s.notice = None;
+    t.screen().touch(Instant::now());
 }
 
 #[derive(Deserialize)]
@@ -320,7 +409,7 @@ async fn sign_in(State(t): St, Form(f): Form<SignInForm>) -> Response {
     match t.ems.sign_in(f.login.trim(), &f.password).await {
         Ok(signed) => {
             let session = signed.session.clone();
-            t.screen().crew = Some(signed);
+            t.screen().signed_in(signed);
             set_link(&t, Link::Online);
             let _ = refresh_all(&t, &session).await;
             t.wake.notify_one();
@@ -328,7 +417,7 @@ async fn sign_in(State(t): St, Form(f): Form<SignInForm>) -> Response {
         Err(crate::ems_client::CallError::Refused { code, .. }) => {
             t.screen().notice = Some(Notice {
                 error: true,
-                text: crew_message(&code).to_owned(),
+                text: crew_message(code).to_owned(),
             });
         }
         Err(crate::ems_client::CallError::Offline(detail)) => {
@@ -359,35 +448,24 @@ async fn sign_out(State(t): St) -> Response {
 
 async fn open(State(t): St, Path(id): Path<i64>) -> Response {
     touch(&t);
-    {
-        let mut s = t.screen();
-        if s.incidents.iter().any(|i| i.id == id) && s.current != Some(id) {
-            s.current = Some(id);
-            s.forget_patient();
-        }
-    }
+    t.screen().open(id);
     t.redraw();
     fragment(&t)
 }
 
-/// Queues a crew event for the current incident; durable before the crew sees it.
-fn enqueue(t: &Terminal, id: i64, event: EventKind) -> Result<(), String> {
-    {
-        let s = t.screen();
-        if s.crew.is_none() {
-            return Err(crew_message("crew_signed_out").into());
-        }
-        if s.current != Some(id) {
-            return Err("この事案は表示中ではありません。".into());
-        }
-    }
-    let body = EventBody {
-        idempotency_key: myna_web::random_token(),
+fn event_body(key: String, event: CrewEvent) -> EventBody {
+    EventBody {
+        idempotency_key: key,
         device_at_ms: Some(chrono::Utc::now().timestamp_millis()),
         event,
-    };
+    }
+}
+
+/// Queues a crew event; durable before the crew sees it.
+fn enqueue(t: &Terminal, id: i64, event: CrewEvent) -> Result<(), String> {
+    t.screen().check_current(id)?;
     t.outbox
-        .push(id, &body)
+        .push(id, &event_body(myna_web::random_token(), event))
         .map_err(|e| format!("端末に保存できませんでした: {e}"))?;
     t.wake.notify_one();
     Ok(())
@@ -401,23 +479,36 @@ fn after(t: &Terminal, result: Result<(), String>) -> Response {
     fragment(t)
 }
 
+fn b64(der: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
 async fn phase(State(t): St, Path((id, phase)): Path<(i64, String)>) -> Response {
     touch(&t);
     let result = match Phase::parse(&phase) {
-        Some(p) if CREW_PHASES.contains(&p) => enqueue(&t, id, EventKind::Phase { phase: p }),
+        Some(p) if CREW_PHASES.contains(&p) => enqueue(&t, id, CrewEvent::Phase { phase: p }),
         _ => Err("不明な操作です。".into()),
     };
     after(&t, result)
 }
 
+/// Tap 1. Sent at once, so only the consent and the view are left for tap 2.
 async fn face(State(t): St, Path(id): Path<i64>) -> Response {
     touch(&t);
-    let has_card = matches!(t.screen().card, CardState::Read(_));
-    let result = if has_card {
-        enqueue(&t, id, EventKind::IdentityConfirmed).map(|()| t.screen().face_checked = true)
-    } else {
-        Err("カードを読み取ってから確認してください。".into())
-    };
+    // One statement per lock: the screen's guard must be gone before `enqueue` takes it.
+    let confirmed = t.screen().face_confirmed(id);
+    let result = confirmed.map_err(str::to_owned).and_then(|der| {
+        enqueue(
+            &t,
+            id,
+            CrewEvent::IdentityConfirmed {
+                certificate: b64(&der),
+            },
+        )
+    });
+    if result.is_err() {
+        t.screen().face_checked = false;
+    }
     after(&t, result)
 }
 
@@ -428,34 +519,29 @@ struct ConsentForm {
     reason: Option<String>,
 }
 
+/// Tap 2: the consent is queued and its summary request made under one lock, so the sync task
+/// sends them together, as one request.
 async fn consent(State(t): St, Path(id): Path<i64>, Form(f): Form<ConsentForm>) -> Response {
     touch(&t);
     let result = (|| {
         let consent = Consent::from_parts(&f.consent, f.reason.as_deref())
             .ok_or_else(|| "同意の区分が不明です。".to_owned())?;
-        let der = {
-            let s = t.screen();
-            if !s.face_checked {
-                return Err("先に顔写真との照合を記録してください。".to_owned());
-            }
-            if s.request.is_some() {
-                return Ok(());
-            }
-            match &s.card {
-                CardState::Read(r) => r.der.clone(),
-                _ => return Err("カードを読み取ってください。".to_owned()),
-            }
+        let key = myna_web::random_token();
+        let mut s = t.screen();
+        let Some(der) = s.consent_given(id, key.clone())? else {
+            return Ok(());
         };
-        enqueue(&t, id, EventKind::Consent { consent })?;
-        t.screen().request = Some(SummaryRequest {
-            incident: id,
-            der,
-            view: View::Summary,
-            waiting_for_link: false,
-        });
-        t.wake.notify_one();
+        let event = CrewEvent::Consent {
+            certificate: b64(&der),
+            consent,
+        };
+        if let Err(e) = t.outbox.push(id, &event_body(key, event)) {
+            s.request = None;
+            return Err(format!("端末に保存できませんでした: {e}"));
+        }
         Ok(())
     })();
+    t.wake.notify_one();
     after(&t, result)
 }
 
@@ -470,7 +556,7 @@ async fn outcome(State(t): St, Path(id): Path<i64>, Form(f): Form<OutcomeForm>) 
         .into_iter()
         .find(|o| outcome_code(*o) == f.outcome && *o != MynaOutcome::Viewed);
     let result = match parsed {
-        Some(outcome) => enqueue(&t, id, EventKind::Outcome { outcome }),
+        Some(outcome) => enqueue(&t, id, CrewEvent::Outcome { outcome }),
         None => Err("不明な結果区分です。".into()),
     };
     after(&t, result)
@@ -478,24 +564,38 @@ async fn outcome(State(t): St, Path(id): Path<i64>, Form(f): Form<OutcomeForm>) 
 
 async fn full(State(t): St, Path(id): Path<i64>) -> Response {
     touch(&t);
-    let result = {
-        let mut s = t.screen();
-        match (&s.card, s.current == Some(id), s.summary.is_some()) {
-            (CardState::Read(r), true, true) => {
-                s.request = Some(SummaryRequest {
-                    incident: id,
-                    der: r.der.clone(),
-                    view: View::Full,
-                    waiting_for_link: false,
-                });
-                Ok(())
-            }
-            (_, true, true) => Err("全量表示にはカードをもう一度置いてください。".into()),
-            _ => Err("先に救急用サマリーを表示してください。".into()),
-        }
-    };
+    let result = t.screen().view_again(id, View::Full).map_err(str::to_owned);
     t.wake.notify_one();
     after(&t, result)
+}
+
+/// The card of a patient whose consent is recorded was placed again: one tap re-opens.
+async fn reopen(State(t): St, Path(id): Path<i64>) -> Response {
+    touch(&t);
+    let result = t
+        .screen()
+        .view_again(id, View::Summary)
+        .map_err(str::to_owned);
+    t.wake.notify_one();
+    after(&t, result)
+}
+
+/// 同意撤回: the patient's summary goes now; ems refuses every later view of them.
+async fn withdraw(State(t): St, Path((id, n)): Path<(i64, u32)>) -> Response {
+    touch(&t);
+    let withdrawn = t.screen().consent_withdrawn(id, n);
+    let result = withdrawn
+        .map_err(str::to_owned)
+        .and_then(|()| enqueue(&t, id, CrewEvent::ConsentWithdrawn { patient: n }));
+    t.screen().notice = Some(match result {
+        Ok(()) => Notice {
+            error: false,
+            text: format!("傷病者{n}の同意撤回を記録しました。情報を画面から消去しました。"),
+        },
+        Err(text) => Notice { error: true, text },
+    });
+    t.redraw();
+    fragment(&t)
 }
 
 async fn close_summary(State(t): St) -> Response {

@@ -44,9 +44,14 @@ pub fn static_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 /// A fresh 256-bit secret, URL-safe base64 (credentials, sessions, idempotency keys).
 pub fn random_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_secret())
+}
+
+/// 32 fresh random bytes (keys).
+pub fn random_secret() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    bytes
 }
 
 /// The value of cookie `name`, if the request carries it.

@@ -1,0 +1,42 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The shared ems store conformance suite, on a real SQLite file.
+
+use myna_store::ems_testsuite;
+use myna_store_sqlite::EmsSqlite;
+
+fn fresh() -> (tempfile::TempDir, EmsSqlite) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmsSqlite::open(&dir.path().join("ems.db")).unwrap();
+    (dir, store)
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_dir, store) = fresh();
+            ems_testsuite::$name(store).await;
+        }
+    )*};
+}
+
+suite!(
+    a_kawasaki_shaped_seed_gives_31_teams_at_their_stations_and_a_second_seed_is_refused,
+    a_seed_that_fails_half_way_leaves_no_bureau_behind,
+    one_bureau_never_reads_or_writes_another_bureaus_incidents,
+    one_bureau_cannot_revoke_or_register_terminals_of_another,
+    accounts_and_passwords_are_per_bureau,
+    the_same_key_and_kind_twice_is_one_event_answered_as_a_duplicate,
+    the_same_key_with_a_different_kind_is_refused_as_key_reused,
+    a_phase_before_any_assignment_is_refused_as_not_assigned,
+    nothing_is_appended_after_closed,
+    a_crew_event_is_refused_once_the_incident_went_to_another_team,
+    consent_for_a_patient_whose_face_was_not_confirmed_is_refused,
+    after_a_withdrawal_that_patients_face_check_and_consent_are_refused,
+    device_times_ahead_of_the_server_before_creation_or_before_the_previous_tap_are_refused,
+    a_late_tap_keeps_its_device_time,
+    view_records_keep_their_patient_and_the_chain_verifies,
+    an_expired_session_is_not_returned,
+    a_new_password_ends_that_accounts_sessions_only,
+    revoking_a_terminal_ends_the_sessions_bound_to_it_only,
+);

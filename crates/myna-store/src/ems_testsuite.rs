@@ -1,0 +1,1224 @@
+//! Conformance suite every `EmsStore` backend runs against a fresh, real database: seeding,
+//! tenant isolation, idempotent appends, the incident rules enforced inside the append
+//! transaction (per-patient face check and consent, withdrawal, device times, the team guard),
+//! the view log and sessions. Each function panics with a message naming the broken behaviour.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::ems::{
+    AccountSeed, AppendError, Appended, BureauId, BureauSeed, EmsStore, IncidentFilter, IncidentId,
+    NewEvent, Role, TeamId,
+};
+use crate::{ChainReport, StoreError};
+use myna_domain::access::{Consent, ExceptionReason};
+use myna_domain::incident::{
+    Actor, ComplaintCategory, DEVICE_CLOCK_TOLERANCE, EventKind, IncidentError, MynaOutcome, Phase,
+    ViewRecord,
+};
+use myna_domain::patient::{PatientKey, PatientSecret};
+use myna_domain::summary::View;
+
+/// 2026-09-21 (JST), well inside any viewing window the tests use.
+pub const T0: i64 = 1_790_000_000_000;
+
+/// Kawasaki's 7 ward stations with their number of ambulance teams (31 in all), the shape of
+/// `myna_ems::seed::kawasaki` (the store cannot depend on `myna-ems`; its own tests seed the
+/// real thing).
+pub const KAWASAKI_SHAPE: [(&str, usize); 7] = [
+    ("川崎消防署", 5),
+    ("幸消防署", 4),
+    ("中原消防署", 5),
+    ("高津消防署", 4),
+    ("宮前消防署", 4),
+    ("多摩消防署", 4),
+    ("麻生消防署", 5),
+];
+
+/// The patient secret of every `kawasaki_like` bureau.
+pub const KAWASAKI_SECRET: [u8; 32] = [0x4b; 32];
+/// The patient secret of every `small` bureau.
+pub const SMALL_SECRET: [u8; 32] = [0x53; 32];
+
+/// A bureau of Kawasaki's shape with one dispatcher account.
+pub fn kawasaki_like(code: &str) -> BureauSeed {
+    BureauSeed {
+        code: code.into(),
+        name: "川崎市消防局".into(),
+        provider_url: "http://127.0.0.1:9".into(),
+        provider_token: "token".into(),
+        view_window_s: 6 * 3600,
+        patient_secret: PatientSecret::from_bytes(KAWASAKI_SECRET),
+        stations: KAWASAKI_SHAPE
+            .iter()
+            .map(|(station, n)| {
+                (
+                    (*station).to_owned(),
+                    (1..=*n).map(|i| format!("{station}-救急{i}")).collect(),
+                )
+            })
+            .collect(),
+        accounts: vec![AccountSeed {
+            login: "dispatcher".into(),
+            display_name: "指令員".into(),
+            role: Role::Dispatcher,
+            team: None,
+            password_hash: "dispatcher-hash".into(),
+        }],
+    }
+}
+
+/// A small bureau: one station, two teams (`救急1`, `救急2`), a crew member for each (`crew01`,
+/// `crew02`) and a dispatcher. Two bureaus built from it share team names, logins and the
+/// patient secret, so nothing but the bureau id tells their rows apart.
+pub fn small(code: &str) -> BureauSeed {
+    let crew = |login: &str, team: &str| AccountSeed {
+        login: login.into(),
+        display_name: format!("{team} 隊長"),
+        role: Role::Crew,
+        team: Some(team.into()),
+        password_hash: format!("{code}-{login}-hash"),
+    };
+    BureauSeed {
+        code: code.into(),
+        name: format!("{code} 消防本部"),
+        provider_url: "http://127.0.0.1:9".into(),
+        provider_token: "token".into(),
+        view_window_s: 3600,
+        patient_secret: PatientSecret::from_bytes(SMALL_SECRET),
+        stations: vec![("本署".into(), vec!["救急1".into(), "救急2".into()])],
+        accounts: vec![
+            crew("crew01", "救急1"),
+            crew("crew02", "救急2"),
+            AccountSeed {
+                login: "dispatcher".into(),
+                display_name: "指令員".into(),
+                role: Role::Dispatcher,
+                team: None,
+                password_hash: format!("{code}-dispatcher-hash"),
+            },
+        ],
+    }
+}
+
+/// Patient `n` of a `small` bureau: the card whose serial is `01AA000n`.
+pub fn patient(n: u32) -> PatientKey {
+    PatientSecret::from_bytes(SMALL_SECRET).patient(&format!("01AA{n:04}"))
+}
+
+/// A dispatcher's event.
+pub fn dispatcher_event(kind: EventKind, key: &str) -> NewEvent {
+    NewEvent {
+        kind,
+        actor: Actor::Dispatcher { account: 1 },
+        idempotency_key: key.into(),
+        device_at_ms: None,
+        team_guard: None,
+    }
+}
+
+/// The crew of `team`, as the API records it: the actor names the team and the event carries
+/// the team guard.
+pub fn crew_event(team: TeamId, kind: EventKind, key: &str, device_at_ms: Option<i64>) -> NewEvent {
+    NewEvent {
+        kind,
+        actor: Actor::Crew {
+            account: 100 + team,
+            terminal: 200 + team,
+            team,
+        },
+        idempotency_key: key.into(),
+        device_at_ms,
+        team_guard: Some(team),
+    }
+}
+
+pub fn created() -> EventKind {
+    EventKind::Created {
+        location: "川崎市中原区小杉町".into(),
+        category: ComplaintCategory::ChestPain,
+        note: "60代男性 胸痛".into(),
+        card_prep_requested: true,
+    }
+}
+
+pub fn phase(p: Phase) -> EventKind {
+    EventKind::Phase { phase: p }
+}
+
+pub fn face(p: &PatientKey) -> EventKind {
+    EventKind::IdentityConfirmed { patient: p.clone() }
+}
+
+pub fn consent(p: &PatientKey, consent: Consent) -> EventKind {
+    EventKind::Consent {
+        patient: p.clone(),
+        consent,
+    }
+}
+
+pub fn withdrawn(p: &PatientKey) -> EventKind {
+    EventKind::ConsentWithdrawn { patient: p.clone() }
+}
+
+/// The id of the bureau's team `name`.
+pub async fn team<S: EmsStore>(store: &S, bureau: BureauId, name: &str) -> TeamId {
+    store
+        .teams(bureau)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("bureau {bureau} has no team {name:?}"))
+        .id
+}
+
+/// An incident of `bureau`, created at `T0` and assigned to its team `team_name` at `T0 + 1`.
+pub async fn assigned_incident<S: EmsStore>(
+    store: &S,
+    bureau: BureauId,
+    team_name: &str,
+) -> IncidentId {
+    let team = team(store, bureau, team_name).await;
+    let id = store
+        .create_incident(bureau, dispatcher_event(created(), "create"), T0)
+        .await
+        .unwrap()
+        .id;
+    store
+        .append(
+            bureau,
+            id,
+            dispatcher_event(EventKind::Assigned { team }, "assign"),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn event_count<S: EmsStore>(store: &S, bureau: BureauId, id: IncidentId) -> usize {
+    store
+        .incident(bureau, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .log
+        .events
+        .len()
+}
+
+fn all() -> IncidentFilter {
+    IncidentFilter {
+        open_only: false,
+        team: None,
+        limit: 100,
+    }
+}
+
+/// A view record of bureau `a-fd`'s crew01, for patient `n` of the incident.
+pub fn view_record(i: i64, n: u32) -> ViewRecord {
+    ViewRecord {
+        at_ms: T0 + i,
+        bureau: "a-fd".into(),
+        incident_number: format!("20260921-{i:04}"),
+        team: "救急1".into(),
+        crew_member: "crew01".into(),
+        terminal: 1,
+        patient: patient(n),
+        patient_number: n,
+        consent: Consent::Obtained,
+        view: View::Summary,
+        provider_access_id: 100 + i,
+    }
+}
+
+/// Asserts that an append was refused for `rule`, and that the incident's log still has `n`
+/// events and no event with `key`.
+async fn refused<S: EmsStore>(
+    store: &S,
+    bureau: BureauId,
+    id: IncidentId,
+    event: NewEvent,
+    now_ms: i64,
+    rule: IncidentError,
+    n: usize,
+) {
+    let key = event.idempotency_key.clone();
+    let what = format!("{:?} by {:?}", event.kind, event.actor);
+    assert_eq!(
+        store.append(bureau, id, event, now_ms).await,
+        Err(AppendError::Rule(rule.clone())),
+        "{what} must be refused with {rule:?}"
+    );
+    let log = store.incident(bureau, id).await.unwrap().unwrap().log;
+    assert_eq!(log.events.len(), n, "the refused {what} appended nothing");
+    assert!(
+        log.by_key(&key).is_none(),
+        "the refused {what} left its key {key:?} in the log"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding
+
+pub async fn a_kawasaki_shaped_seed_gives_31_teams_at_their_stations_and_a_second_seed_is_refused<
+    S: EmsStore,
+>(
+    store: S,
+) {
+    let id = store
+        .seed_bureau(kawasaki_like("kawasaki-fd"))
+        .await
+        .unwrap();
+
+    let teams = store.teams(id).await.unwrap();
+    assert_eq!(teams.len(), 31);
+    for t in &teams {
+        assert_eq!(t.bureau_id, id);
+        assert!(
+            t.name.starts_with(&format!("{}-", t.station)),
+            "team {} is filed under station {}",
+            t.name,
+            t.station
+        );
+    }
+    for (station, n) in KAWASAKI_SHAPE {
+        assert_eq!(teams.iter().filter(|t| t.station == station).count(), n);
+    }
+
+    // The bureau reads back by code and by id, with the patient secret it was seeded with.
+    let bureau = store.bureau("kawasaki-fd").await.unwrap().unwrap();
+    assert_eq!(bureau.id, id);
+    assert_eq!(bureau.view_window_s, 6 * 3600);
+    assert_eq!(
+        bureau.patient_secret,
+        PatientSecret::from_bytes(KAWASAKI_SECRET),
+        "the bureau keeps the patient secret it was seeded with"
+    );
+    assert_eq!(store.bureau_by_id(id).await.unwrap(), Some(bureau));
+
+    let again = store.seed_bureau(kawasaki_like("kawasaki-fd")).await;
+    assert_eq!(
+        again,
+        Err(StoreError::OrganisationExists("kawasaki-fd".into()))
+    );
+    assert_eq!(
+        store.teams(id).await.unwrap().len(),
+        31,
+        "the refused seed added no teams"
+    );
+}
+
+pub async fn a_seed_that_fails_half_way_leaves_no_bureau_behind<S: EmsStore>(store: S) {
+    let mut seed = small("broken-fd");
+    seed.accounts.push(AccountSeed {
+        login: "crew99".into(),
+        display_name: "どこにもいない隊".into(),
+        role: Role::Crew,
+        team: Some("存在しない救急".into()),
+        password_hash: "h".into(),
+    });
+    assert!(store.seed_bureau(seed).await.is_err());
+    assert_eq!(store.bureau("broken-fd").await.unwrap(), None);
+    // The code is free again: the failed seed committed nothing.
+    let id = store.seed_bureau(small("broken-fd")).await.unwrap();
+    assert_eq!(store.teams(id).await.unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenant isolation
+
+pub async fn one_bureau_never_reads_or_writes_another_bureaus_incidents<S: EmsStore>(store: S) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let a_team = team(&store, a, "救急1").await;
+    let a_incident = assigned_incident(&store, a, "救急1").await;
+    let b_incident = assigned_incident(&store, b, "救急1").await;
+    assert_ne!(a_incident, b_incident);
+
+    // Numbers are per bureau: both are the day's first.
+    let a_record = store.incident(a, a_incident).await.unwrap().unwrap();
+    let b_record = store.incident(b, b_incident).await.unwrap().unwrap();
+    assert_eq!(a_record.number, b_record.number);
+    assert_eq!(a_record.bureau_id, a);
+
+    assert_eq!(store.incident(b, a_incident).await.unwrap(), None);
+    assert_eq!(store.incident(a, b_incident).await.unwrap(), None);
+
+    let b_list = store.incidents(b, all()).await.unwrap();
+    assert_eq!(
+        b_list.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![b_incident]
+    );
+    let b_open_of_a_team = store
+        .incidents(
+            b,
+            IncidentFilter {
+                open_only: true,
+                team: Some(a_team),
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        b_open_of_a_team.is_empty(),
+        "filtering by A's team id from B lists nothing"
+    );
+
+    let before = a_record.log.clone();
+    assert_eq!(
+        store
+            .append(
+                b,
+                a_incident,
+                dispatcher_event(phase(Phase::Arrival), "b-tap"),
+                T0 + 2
+            )
+            .await,
+        Err(AppendError::NotFound)
+    );
+    assert_eq!(
+        store
+            .append(
+                b,
+                a_incident,
+                dispatcher_event(EventKind::Closed, "b-close"),
+                T0 + 2
+            )
+            .await,
+        Err(AppendError::NotFound)
+    );
+    assert_eq!(
+        store.incident(a, a_incident).await.unwrap().unwrap().log,
+        before,
+        "A's log is untouched"
+    );
+}
+
+pub async fn one_bureau_cannot_revoke_or_register_terminals_of_another<S: EmsStore>(store: S) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let a_team = team(&store, a, "救急1").await;
+    let a_terminal = store
+        .add_terminal(a, a_team, "A tablet", "a-terminal-hash".into())
+        .await
+        .unwrap();
+    let crew = store.account(a, "crew01").await.unwrap().unwrap();
+    store
+        .create_session(
+            "a-crew-session".into(),
+            crew.id,
+            Some(a_terminal),
+            T0 + 1_000_000,
+        )
+        .await
+        .unwrap();
+
+    assert!(!store.revoke_terminal(b, a_terminal).await.unwrap());
+    let t = store
+        .terminal_by_token("a-terminal-hash")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!t.revoked, "B's revocation did not touch A's terminal");
+    assert!(
+        store.session("a-crew-session", T0).await.unwrap().is_some(),
+        "B's revocation did not end the session of A's crew on A's terminal"
+    );
+
+    assert!(
+        store
+            .add_terminal(b, a_team, "smuggled", "b-terminal-hash".into())
+            .await
+            .is_err(),
+        "B cannot register a terminal for A's team"
+    );
+    assert_eq!(
+        store.terminal_by_token("b-terminal-hash").await.unwrap(),
+        None
+    );
+    assert!(store.terminals(b).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .terminals(a)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>(),
+        vec![a_terminal]
+    );
+}
+
+pub async fn accounts_and_passwords_are_per_bureau<S: EmsStore>(store: S) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let a_crew = store.account(a, "crew01").await.unwrap().unwrap();
+    let b_crew = store.account(b, "crew01").await.unwrap().unwrap();
+    assert_ne!(a_crew.id, b_crew.id);
+    assert_eq!(a_crew.bureau_id, a);
+    assert_eq!(a_crew.role, Role::Crew);
+    assert_eq!(a_crew.team_id, Some(team(&store, a, "救急1").await));
+
+    assert!(
+        store
+            .set_password(b, "crew01", "b-new-hash".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .account(a, "crew01")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "a-fd-crew01-hash",
+        "B's reset did not change A's crew01"
+    );
+    assert_eq!(
+        store
+            .account(b, "crew01")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "b-new-hash"
+    );
+    assert!(!store.set_password(b, "nobody", "x".into()).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency
+
+pub async fn the_same_key_and_kind_twice_is_one_event_answered_as_a_duplicate<S: EmsStore>(
+    store: S,
+) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    let tap = || crew_event(t, phase(Phase::Arrival), "tap-1", None);
+
+    let first = store.append(b, id, tap(), T0 + 10).await.unwrap();
+    let Appended::New(committed) = first else {
+        panic!("the first append is new: {first:?}");
+    };
+    assert_eq!(committed.seq, 3);
+
+    // A resend, later: the committed event comes back, with its original time.
+    let again = store.append(b, id, tap(), T0 + 99).await.unwrap();
+    assert_eq!(again, Appended::Duplicate(committed.clone()));
+
+    let log = store.incident(b, id).await.unwrap().unwrap().log;
+    assert_eq!(log.events.len(), 3);
+    assert_eq!(
+        log.events
+            .iter()
+            .filter(|e| e.idempotency_key == "tap-1")
+            .count(),
+        1
+    );
+
+    // The resend of an event committed before the close is still answered (an outbox drains
+    // after the dispatcher closed the incident).
+    store
+        .append(b, id, dispatcher_event(EventKind::Closed, "close"), T0 + 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.append(b, id, tap(), T0 + 30).await.unwrap(),
+        Appended::Duplicate(committed)
+    );
+}
+
+pub async fn the_same_key_with_a_different_kind_is_refused_as_key_reused<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, phase(Phase::Arrival), "tap-1", None),
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .append(
+                b,
+                id,
+                crew_event(t, phase(Phase::Contact), "tap-1", None),
+                T0 + 11
+            )
+            .await,
+        Err(AppendError::KeyReused("tap-1".into()))
+    );
+    assert_eq!(
+        store
+            .append(
+                b,
+                id,
+                crew_event(t, face(&patient(1)), "tap-1", None),
+                T0 + 11
+            )
+            .await,
+        Err(AppendError::KeyReused("tap-1".into()))
+    );
+    let log = store.incident(b, id).await.unwrap().unwrap().log;
+    assert_eq!(log.events.len(), 3);
+    assert_eq!(log.by_key("tap-1").unwrap().kind, phase(Phase::Arrival));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules, inside the store
+
+pub async fn a_phase_before_any_assignment_is_refused_as_not_assigned<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = store
+        .create_incident(b, dispatcher_event(created(), "create"), T0)
+        .await
+        .unwrap()
+        .id;
+    // Without a team guard: a crew's guarded event is refused `WrongTeam` before the rules see
+    // it, since no team is assigned.
+    refused(
+        &store,
+        b,
+        id,
+        dispatcher_event(phase(Phase::Arrival), "tap"),
+        T0 + 1,
+        IncidentError::NotAssigned,
+        1,
+    )
+    .await;
+    // A second create through append is refused too.
+    refused(
+        &store,
+        b,
+        id,
+        dispatcher_event(created(), "again"),
+        T0 + 1,
+        IncidentError::NotCreatedFirst,
+        1,
+    )
+    .await;
+    // The refused key was not consumed: the same tap succeeds once a team is assigned.
+    store
+        .append(
+            b,
+            id,
+            dispatcher_event(EventKind::Assigned { team: t }, "assign"),
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .append(
+                b,
+                id,
+                dispatcher_event(phase(Phase::Arrival), "tap"),
+                T0 + 3
+            )
+            .await,
+        Ok(Appended::New(_))
+    ));
+}
+
+pub async fn nothing_is_appended_after_closed<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    let other = team(&store, b, "救急2").await;
+    let a = patient(1);
+    store
+        .append(b, id, crew_event(t, face(&a), "face", None), T0 + 3)
+        .await
+        .unwrap();
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, consent(&a, Consent::Obtained), "consent", None),
+            T0 + 4,
+        )
+        .await
+        .unwrap();
+    store
+        .append(b, id, dispatcher_event(EventKind::Closed, "close"), T0 + 5)
+        .await
+        .unwrap();
+    let n = event_count(&store, b, id).await;
+    assert_eq!(n, 5, "created, assigned, face check, consent, closed");
+
+    let by_crew = [
+        phase(Phase::Arrival),
+        face(&a),
+        consent(&a, Consent::Obtained),
+        withdrawn(&a),
+        EventKind::SummaryViewed {
+            patient: a.clone(),
+            view: View::Summary,
+        },
+    ];
+    let by_dispatcher = [
+        EventKind::Assigned { team: other },
+        EventKind::Outcome {
+            outcome: MynaOutcome::NoCard,
+        },
+        EventKind::Closed,
+    ];
+    let late = by_crew
+        .into_iter()
+        .map(|kind| (true, kind))
+        .chain(by_dispatcher.into_iter().map(|kind| (false, kind)));
+    for (i, (crew, kind)) in late.enumerate() {
+        let key = format!("late-{i}");
+        let event = if crew {
+            crew_event(t, kind, &key, Some(T0 + 6))
+        } else {
+            dispatcher_event(kind, &key)
+        };
+        refused(&store, b, id, event, T0 + 6, IncidentError::Closed, n).await;
+    }
+    let record = store.incident(b, id).await.unwrap().unwrap();
+    assert!(record.log.is_closed());
+    // The closed incident drops out of the open list.
+    let open_list = store
+        .incidents(
+            b,
+            IncidentFilter {
+                open_only: true,
+                team: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(open_list.iter().all(|r| r.id != id));
+}
+
+pub async fn a_crew_event_is_refused_once_the_incident_went_to_another_team<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let one = team(&store, b, "救急1").await;
+    let two = team(&store, b, "救急2").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    let a = patient(1);
+    store
+        .append(b, id, crew_event(one, face(&a), "k1", None), T0 + 2)
+        .await
+        .unwrap();
+    store
+        .append(
+            b,
+            id,
+            dispatcher_event(EventKind::Assigned { team: two }, "a2"),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    refused(
+        &store,
+        b,
+        id,
+        crew_event(one, face(&a), "k2", None),
+        T0 + 4,
+        IncidentError::WrongTeam,
+        4,
+    )
+    .await;
+    // A phase tap is no patient event, so only the guard stops the old team's tablet.
+    refused(
+        &store,
+        b,
+        id,
+        crew_event(one, phase(Phase::Arrival), "k3", None),
+        T0 + 4,
+        IncidentError::WrongTeam,
+        4,
+    )
+    .await;
+    // The team the incident went to records its own.
+    store
+        .append(b, id, crew_event(two, face(&a), "k4", None), T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(event_count(&store, b, id).await, 5);
+}
+
+pub async fn consent_for_a_patient_whose_face_was_not_confirmed_is_refused<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    let (a, pb) = (patient(1), patient(2));
+    store
+        .append(b, id, crew_event(t, face(&a), "face-a", None), T0 + 2)
+        .await
+        .unwrap();
+    refused(
+        &store,
+        b,
+        id,
+        crew_event(t, consent(&pb, Consent::Obtained), "consent-b", None),
+        T0 + 3,
+        IncidentError::IdentityNotConfirmed,
+        3,
+    )
+    .await;
+    // Only a crew records a face check.
+    refused(
+        &store,
+        b,
+        id,
+        dispatcher_event(face(&pb), "desk-face-b"),
+        T0 + 3,
+        IncidentError::NotACrewEvent,
+        3,
+    )
+    .await;
+    // A's own consent follows A's face check.
+    let exception = Consent::Exception {
+        reason: ExceptionReason::Unconscious,
+    };
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, consent(&a, exception), "consent-a", None),
+            T0 + 4,
+        )
+        .await
+        .unwrap();
+    // Once B's face is checked, the refused key records B's consent.
+    store
+        .append(b, id, crew_event(t, face(&pb), "face-b", None), T0 + 5)
+        .await
+        .unwrap();
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, consent(&pb, Consent::Obtained), "consent-b", None),
+            T0 + 6,
+        )
+        .await
+        .unwrap();
+    let log = store.incident(b, id).await.unwrap().unwrap().log;
+    assert_eq!(log.events.len(), 6);
+    assert_eq!(log.patient_number(&a), Some(1));
+    assert_eq!(log.patient_number(&pb), Some(2));
+    assert_eq!(log.patient_status(t, &a).consent, Some(exception));
+    assert_eq!(log.patient_status(t, &pb).consent, Some(Consent::Obtained));
+}
+
+pub async fn after_a_withdrawal_that_patients_face_check_and_consent_are_refused<S: EmsStore>(
+    store: S,
+) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    let (a, pb, nobody) = (patient(1), patient(2), patient(3));
+    let taps = [
+        ("face-a", face(&a)),
+        ("consent-a", consent(&a, Consent::Obtained)),
+        ("face-b", face(&pb)),
+        ("withdraw-a", withdrawn(&a)),
+    ];
+    for (i, (key, kind)) in taps.into_iter().enumerate() {
+        let now = T0 + 10 + i64::try_from(i).unwrap();
+        store
+            .append(b, id, crew_event(t, kind, key, None), now)
+            .await
+            .unwrap();
+    }
+    let n = 6;
+    assert_eq!(event_count(&store, b, id).await, n);
+
+    refused(
+        &store,
+        b,
+        id,
+        crew_event(t, face(&a), "face-a-again", None),
+        T0 + 20,
+        IncidentError::ConsentWithdrawn,
+        n,
+    )
+    .await;
+    refused(
+        &store,
+        b,
+        id,
+        crew_event(t, consent(&a, Consent::Obtained), "consent-a-again", None),
+        T0 + 20,
+        IncidentError::ConsentWithdrawn,
+        n,
+    )
+    .await;
+    // A card never read in this incident cannot be withdrawn.
+    refused(
+        &store,
+        b,
+        id,
+        crew_event(t, withdrawn(&nobody), "withdraw-nobody", None),
+        T0 + 20,
+        IncidentError::UnknownPatient,
+        n,
+    )
+    .await;
+    // The other patient is not touched by A's withdrawal.
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, consent(&pb, Consent::Obtained), "consent-b", None),
+            T0 + 21,
+        )
+        .await
+        .unwrap();
+    let log = store.incident(b, id).await.unwrap().unwrap().log;
+    assert!(log.patient_status(t, &a).withdrawn);
+    assert!(!log.patient_status(t, &pb).withdrawn);
+    assert_eq!(log.events.len(), n + 1);
+}
+
+pub async fn device_times_ahead_of_the_server_before_creation_or_before_the_previous_tap_are_refused<
+    S: EmsStore,
+>(
+    store: S,
+) {
+    let tolerance = DEVICE_CLOCK_TOLERANCE.num_milliseconds();
+    assert_eq!(tolerance, 5_000);
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    let arrival = T0 + 60_000;
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, phase(Phase::Arrival), "arrival", Some(arrival)),
+            arrival,
+        )
+        .await
+        .unwrap();
+    let now = T0 + 120_000;
+    let contact = |key: &str, device: i64| crew_event(t, phase(Phase::Contact), key, Some(device));
+
+    refused(
+        &store,
+        b,
+        id,
+        contact("ahead", now + tolerance + 1),
+        now,
+        IncidentError::DeviceTimeAhead,
+        3,
+    )
+    .await;
+    refused(
+        &store,
+        b,
+        id,
+        contact("before-creation", T0 - tolerance - 1),
+        now,
+        IncidentError::DeviceTimeBeforeCreation,
+        3,
+    )
+    .await;
+    refused(
+        &store,
+        b,
+        id,
+        contact("before-previous", arrival - tolerance - 1),
+        now,
+        IncidentError::DeviceTimeBeforePrevious,
+        3,
+    )
+    .await;
+    // A patient event is held to the same clock.
+    refused(
+        &store,
+        b,
+        id,
+        crew_event(t, face(&patient(1)), "face", Some(now + tolerance + 1)),
+        now,
+        IncidentError::DeviceTimeAhead,
+        3,
+    )
+    .await;
+    // Within the tolerance either way, the tap is kept.
+    store
+        .append(b, id, contact("ahead", now + tolerance), now)
+        .await
+        .unwrap();
+    assert_eq!(event_count(&store, b, id).await, 4);
+}
+
+pub async fn a_late_tap_keeps_its_device_time<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, b, "救急1").await;
+    let id = assigned_incident(&store, b, "救急1").await;
+    let arrival = T0 + 60_000;
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, phase(Phase::Arrival), "arrival", Some(arrival)),
+            arrival,
+        )
+        .await
+        .unwrap();
+
+    // Tapped offline two minutes after arrival, delivered by the outbox half an hour later.
+    let tapped = T0 + 180_000;
+    let delivered = T0 + 30 * 60_000;
+    let appended = store
+        .append(
+            b,
+            id,
+            crew_event(t, phase(Phase::Contact), "contact", Some(tapped)),
+            delivered,
+        )
+        .await
+        .unwrap();
+    let Appended::New(event) = appended else {
+        panic!("the late tap is new: {appended:?}");
+    };
+    assert_eq!(event.at.timestamp_millis(), delivered);
+    assert_eq!(
+        event.device_at.map(|d| d.timestamp_millis()),
+        Some(tapped),
+        "the late tap keeps the time it was tapped"
+    );
+
+    // The next tap is held to the late tap's device time, not to when it arrived.
+    store
+        .append(
+            b,
+            id,
+            crew_event(t, face(&patient(1)), "face", Some(tapped + 10_000)),
+            delivered + 1,
+        )
+        .await
+        .unwrap();
+
+    let log = store.incident(b, id).await.unwrap().unwrap().log;
+    assert_eq!(
+        log.by_key("contact"),
+        Some(&event),
+        "it reads back as committed"
+    );
+    let contact_at = log
+        .phase_times()
+        .into_iter()
+        .find(|(p, _)| *p == Phase::Contact)
+        .map(|(_, at)| at.timestamp_millis());
+    assert_eq!(
+        contact_at,
+        Some(tapped),
+        "the phase is timed by the tap, not by its delivery"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The view log
+
+pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>(store: S) {
+    assert_eq!(
+        store.verify_view_log().await.unwrap(),
+        ChainReport::Intact {
+            entries: 0,
+            head_hash: None
+        },
+        "an empty log verifies"
+    );
+    let other_bureau = ViewRecord {
+        bureau: "b-fd".into(),
+        ..view_record(3, 1)
+    };
+    let records = [
+        view_record(1, 1),
+        view_record(2, 2),
+        other_bureau.clone(),
+        view_record(4, 1),
+    ];
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(
+            store.record_view(r.clone()).await.unwrap(),
+            i64::try_from(i).unwrap() + 1,
+            "view records are numbered from 1 without gaps"
+        );
+    }
+
+    let views = store.view_records("a-fd", 10).await.unwrap();
+    assert_eq!(
+        views.iter().map(|v| v.seq).collect::<Vec<_>>(),
+        vec![4, 2, 1],
+        "newest first, this bureau's only"
+    );
+    assert_eq!(views[2].entry, records[0]);
+    assert_eq!(views[1].entry, records[1]);
+    assert_eq!(views[0].entry, records[3]);
+    assert_eq!(views[1].entry.patient, patient(2));
+    assert_eq!(views[1].entry.patient_number, 2);
+    assert_eq!(views[0].entry.patient, patient(1));
+    assert_eq!(views[0].entry.patient_number, 1);
+    assert_eq!(
+        views[1].prev_hash, views[2].hash,
+        "entry 2 links to entry 1"
+    );
+
+    let newest_two = store.view_records("a-fd", 2).await.unwrap();
+    assert_eq!(
+        newest_two.iter().map(|v| v.seq).collect::<Vec<_>>(),
+        vec![4, 2]
+    );
+    let b = store.view_records("b-fd", 10).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].seq, 3);
+    assert_eq!(b[0].entry, other_bureau);
+    assert!(store.view_records("c-fd", 10).await.unwrap().is_empty());
+
+    match store.verify_view_log().await.unwrap() {
+        ChainReport::Intact { entries, head_hash } => {
+            assert_eq!(entries, 4);
+            assert_eq!(
+                head_hash,
+                Some(hex::encode(views[0].hash)),
+                "the head is the newest entry's hash"
+            );
+        }
+        broken => panic!("an untouched log must verify: {broken:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+pub async fn an_expired_session_is_not_returned<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let crew = store.account(b, "crew01").await.unwrap().unwrap();
+    store
+        .create_session("s".into(), crew.id, None, T0 + 1000)
+        .await
+        .unwrap();
+    let live = store.session("s", T0 + 999).await.unwrap().unwrap();
+    assert_eq!(live.account, crew);
+    assert_eq!(live.expires_ms, T0 + 1000);
+    assert_eq!(store.session("s", T0 + 1000).await.unwrap(), None);
+    assert_eq!(store.session("s", T0 + 5000).await.unwrap(), None);
+    assert_eq!(store.session("unknown", T0).await.unwrap(), None);
+}
+
+pub async fn a_new_password_ends_that_accounts_sessions_only<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let one = store.account(b, "crew01").await.unwrap().unwrap();
+    let two = store.account(b, "crew02").await.unwrap().unwrap();
+    let t1 = team(&store, b, "救急1").await;
+    let tablet = store
+        .add_terminal(b, t1, "tablet", "tablet-hash".into())
+        .await
+        .unwrap();
+    let far = T0 + 86_400_000;
+    store
+        .create_session("one-a".into(), one.id, None, far)
+        .await
+        .unwrap();
+    store
+        .create_session("one-b".into(), one.id, Some(tablet), far)
+        .await
+        .unwrap();
+    store
+        .create_session("two".into(), two.id, None, far)
+        .await
+        .unwrap();
+
+    assert!(
+        store
+            .set_password(b, "crew01", "new-hash".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.session("one-a", T0).await.unwrap(), None);
+    assert_eq!(
+        store.session("one-b", T0).await.unwrap(),
+        None,
+        "the session on a terminal ends too"
+    );
+    assert!(
+        store.session("two", T0).await.unwrap().is_some(),
+        "another account's session stays"
+    );
+    assert_eq!(
+        store
+            .account(b, "crew01")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "new-hash"
+    );
+}
+
+pub async fn revoking_a_terminal_ends_the_sessions_bound_to_it_only<S: EmsStore>(store: S) {
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t1 = team(&store, b, "救急1").await;
+    let t2 = team(&store, b, "救急2").await;
+    let lost = store
+        .add_terminal(b, t1, "lost tablet", "lost-hash".into())
+        .await
+        .unwrap();
+    let kept = store
+        .add_terminal(b, t2, "other tablet", "kept-hash".into())
+        .await
+        .unwrap();
+    let one = store.account(b, "crew01").await.unwrap().unwrap();
+    let two = store.account(b, "crew02").await.unwrap().unwrap();
+    let desk = store.account(b, "dispatcher").await.unwrap().unwrap();
+    let far = T0 + 86_400_000;
+    store
+        .create_session("on-lost".into(), one.id, Some(lost), far)
+        .await
+        .unwrap();
+    store
+        .create_session("on-kept".into(), two.id, Some(kept), far)
+        .await
+        .unwrap();
+    store
+        .create_session("desk".into(), desk.id, None, far)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .session("on-lost", T0)
+            .await
+            .unwrap()
+            .unwrap()
+            .terminal_id,
+        Some(lost)
+    );
+
+    assert!(store.revoke_terminal(b, lost).await.unwrap());
+    assert_eq!(store.session("on-lost", T0).await.unwrap(), None);
+    assert!(store.session("on-kept", T0).await.unwrap().is_some());
+    assert!(store.session("desk", T0).await.unwrap().is_some());
+    assert!(
+        store
+            .terminal_by_token("lost-hash")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !store
+            .terminal_by_token("kept-hash")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}

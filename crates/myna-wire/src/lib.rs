@@ -1,0 +1,68 @@
+//! The contract that crosses processes: the tablet (`terminal`) ↔ `ems`, and `ems` ↔ the
+//! national `provider`. Bodies, error codes and routes are types here, so a new error code or
+//! field is a compile error wherever it is not yet handled. No I/O and no server code: the
+//! terminal depends on this crate, not on the services.
+
+pub mod provider;
+pub mod terminal;
+
+pub use myna_domain::summary::View;
+
+use serde::{Deserialize, Serialize};
+
+/// Every error answer of both APIs: `{"error": {"code": …, "message": …}}`. `C` is the API's
+/// code enum; the message is for people and may change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody<C> {
+    pub error: ErrorDetail<C>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail<C> {
+    pub code: C,
+    pub message: String,
+}
+
+impl<C> ErrorBody<C> {
+    pub fn new(code: C, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// Declares an error-code enum: each variant with its wire text, `ALL`, `as_str`, and an
+/// `Unknown` variant that a code from a newer peer decodes to.
+macro_rules! wire_codes {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $text)] $variant,)*
+            /// A code this build does not know (the peer is newer).
+            #[serde(other, rename = "unknown")]
+            Unknown,
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Unknown => "unknown",
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use wire_codes;
