@@ -200,6 +200,11 @@ pub enum EventKind {
     ConsentWithdrawn {
         patient: PatientKey,
     },
+    /// 同意拒否: asked after the face check, the patient refused. Like a withdrawal, it bars
+    /// every later consent, exception and view of them in this incident.
+    ConsentRefused {
+        patient: PatientKey,
+    },
     /// ems viewed this patient's summary through the provider (recorded by ems, never posted).
     SummaryViewed {
         patient: PatientKey,
@@ -219,6 +224,7 @@ impl EventKind {
             EventKind::IdentityConfirmed { patient }
             | EventKind::Consent { patient, .. }
             | EventKind::ConsentWithdrawn { patient }
+            | EventKind::ConsentRefused { patient }
             | EventKind::SummaryViewed { patient, .. } => Some(patient),
             _ => None,
         }
@@ -245,6 +251,13 @@ impl Actor {
         match self {
             Actor::Dispatcher { .. } => None,
             Actor::Crew { team, .. } => Some(*team),
+        }
+    }
+
+    pub fn terminal(&self) -> Option<i64> {
+        match self {
+            Actor::Dispatcher { .. } => None,
+            Actor::Crew { terminal, .. } => Some(*terminal),
         }
     }
 }
@@ -292,6 +305,8 @@ pub enum IncidentError {
     ConsentNotForThisCard,
     #[error("the patient withdrew consent; their summary may not be viewed in this incident")]
     ConsentWithdrawn,
+    #[error("the patient refused consent; their summary may not be viewed in this incident")]
+    ConsentRefused,
     #[error("no patient of this incident has that card")]
     UnknownPatient,
     #[error("the incident's viewing window has passed")]
@@ -302,7 +317,7 @@ pub enum IncidentError {
     DeviceTimeAhead,
     #[error("the device time is before the incident was created")]
     DeviceTimeBeforeCreation,
-    #[error("the device time is before the crew's previous event")]
+    #[error("the device time is before this terminal's previous event")]
     DeviceTimeBeforePrevious,
 }
 
@@ -321,6 +336,7 @@ pub struct PatientStatus {
     pub identity_confirmed: bool,
     pub consent: Option<Consent>,
     pub withdrawn: bool,
+    pub refused: bool,
     pub viewed: bool,
 }
 
@@ -408,12 +424,15 @@ impl Incident {
         }
     }
 
-    /// What `team` recorded for `patient` in its current assignment. A withdrawal counts
-    /// whoever recorded it: once withdrawn, no team may view.
+    /// What `team` recorded for `patient` in its current assignment. A withdrawal or a
+    /// refusal counts whoever recorded it: after either, no team may view.
     pub fn patient_status(&self, team: i64, patient: &PatientKey) -> PatientStatus {
         let mut status = PatientStatus {
             withdrawn: self.events.iter().any(
                 |e| matches!(&e.kind, EventKind::ConsentWithdrawn { patient: p } if p == patient),
+            ),
+            refused: self.events.iter().any(
+                |e| matches!(&e.kind, EventKind::ConsentRefused { patient: p } if p == patient),
             ),
             ..PatientStatus::default()
         };
@@ -494,6 +513,7 @@ impl Incident {
             EventKind::IdentityConfirmed { patient }
             | EventKind::Consent { patient, .. }
             | EventKind::ConsentWithdrawn { patient }
+            | EventKind::ConsentRefused { patient }
             | EventKind::SummaryViewed { patient, .. } => {
                 let team = actor.team().ok_or(IncidentError::NotACrewEvent)?;
                 match self.assigned_team() {
@@ -509,8 +529,19 @@ impl Incident {
                         .map(|_| ())
                         .ok_or(IncidentError::UnknownPatient),
                     _ if status.withdrawn => Err(IncidentError::ConsentWithdrawn),
-                    EventKind::Consent { .. } if !status.identity_confirmed => {
+                    _ if status.refused => Err(IncidentError::ConsentRefused),
+                    EventKind::Consent { .. } | EventKind::ConsentRefused { .. }
+                        if !status.identity_confirmed =>
+                    {
                         Err(IncidentError::IdentityNotConfirmed)
+                    }
+                    // The view's own record holds it to the same rule at commit (a reassignment
+                    // while the provider answered is caught here), except for the clock.
+                    EventKind::SummaryViewed { .. } if !status.identity_confirmed => {
+                        Err(IncidentError::IdentityNotConfirmed)
+                    }
+                    EventKind::SummaryViewed { .. } if status.consent.is_none() => {
+                        Err(IncidentError::NoConsent)
                     }
                     _ => Ok(()),
                 }
@@ -523,13 +554,15 @@ impl Incident {
     }
 
     /// Checks a crew event's device time against the server's time of receipt: not after it,
-    /// not before the incident was created, not before the crew's previous tap (each within
-    /// `DEVICE_CLOCK_TOLERANCE`). A tap that arrives late from the outbox keeps its earlier
-    /// time.
+    /// not before the incident was created, not before the previous tap of the same terminal
+    /// (its own clock and its own outbox order; another tablet of the team may deliver earlier
+    /// taps later), each within `DEVICE_CLOCK_TOLERANCE`. A tap that arrives late from the
+    /// outbox keeps its earlier time.
     pub fn check_device_time(
         &self,
         device_at: DateTime<Utc>,
         received: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<(), IncidentError> {
         if device_at > received + DEVICE_CLOCK_TOLERANCE {
             return Err(IncidentError::DeviceTimeAhead);
@@ -542,7 +575,7 @@ impl Incident {
             .events
             .iter()
             .rev()
-            .filter(|e| matches!(e.actor, Actor::Crew { .. }))
+            .filter(|e| e.actor.terminal().is_some() && e.actor.terminal() == actor.terminal())
             .find_map(|e| e.device_at);
         if let Some(previous) = previous
             && device_at < previous - DEVICE_CLOCK_TOLERANCE
@@ -578,6 +611,9 @@ impl Incident {
         let status = self.patient_status(team, patient);
         if status.withdrawn {
             return Err(IncidentError::ConsentWithdrawn);
+        }
+        if status.refused {
+            return Err(IncidentError::ConsentRefused);
         }
         match (status.identity_confirmed, status.consent) {
             (true, Some(consent)) => Ok(consent),
@@ -909,16 +945,55 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_bars_the_exception_and_every_view_of_that_patient() {
+        let mut log = assigned(7);
+        let (a, b) = (card("01AA00000001"), card("01AA00000002"));
+        log.face(7, &a, 5).unwrap();
+        log.push_by(crew(7), EventKind::ConsentRefused { patient: a.clone() }, 6)
+            .unwrap();
+        let exception = Consent::Exception {
+            reason: ExceptionReason::AlteredConsciousness,
+        };
+        assert_eq!(
+            log.consent(7, &a, exception, 7),
+            Err(IncidentError::ConsentRefused)
+        );
+        assert_eq!(log.may_view(7, &a), Err(IncidentError::ConsentRefused));
+        log.face(7, &b, 8).unwrap();
+        log.consent(7, &b, Consent::Obtained, 9).unwrap();
+        assert_eq!(log.may_view(7, &b), Ok(Consent::Obtained));
+    }
+
+    #[test]
+    fn a_view_record_needs_the_rule_at_commit_too() {
+        let mut log = assigned(7);
+        let a = card("01AA00000001");
+        let viewed = || EventKind::SummaryViewed {
+            patient: a.clone(),
+            view: View::Summary,
+        };
+        log.face(7, &a, 5).unwrap();
+        log.consent(7, &a, Consent::Obtained, 6).unwrap();
+        // Reassigned away and back while the provider answered: the consent is gone.
+        log.push(EventKind::Assigned { team: 8 }, 7).unwrap();
+        log.push(EventKind::Assigned { team: 7 }, 8).unwrap();
+        assert_eq!(
+            log.push_by(crew(7), viewed(), 9),
+            Err(IncidentError::IdentityNotConfirmed)
+        );
+    }
+
+    #[test]
     fn device_times_are_refused_ahead_of_the_server_before_creation_or_before_the_last_tap() {
         let mut log = assigned(7);
         let at = |m: i64| t0() + Duration::minutes(m);
         let late = at(30);
         assert_eq!(
-            log.0.check_device_time(at(31), late),
+            log.0.check_device_time(at(31), late, &crew(7)),
             Err(IncidentError::DeviceTimeAhead)
         );
         assert_eq!(
-            log.0.check_device_time(at(-1), late),
+            log.0.check_device_time(at(-1), late, &crew(7)),
             Err(IncidentError::DeviceTimeBeforeCreation)
         );
         log.push_by(
@@ -930,18 +1005,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            log.0.check_device_time(at(9), late),
+            log.0.check_device_time(at(9), late, &crew(7)),
             Err(IncidentError::DeviceTimeBeforePrevious)
         );
         // A tap queued offline at minute 12 that reaches the server at minute 30 is kept.
-        assert_eq!(log.0.check_device_time(at(12), late), Ok(()));
+        assert_eq!(log.0.check_device_time(at(12), late, &crew(7)), Ok(()));
+        // Another tablet of the team delivers a tap it made earlier: its own order counts.
+        let second_tablet = Actor::Crew {
+            account: 99,
+            terminal: 999,
+            team: 7,
+        };
+        assert_eq!(log.0.check_device_time(at(9), late, &second_tablet), Ok(()));
         // Within the clock tolerance either way.
         assert_eq!(
-            log.0.check_device_time(at(10) - Duration::seconds(4), late),
+            log.0
+                .check_device_time(at(10) - Duration::seconds(4), late, &crew(7)),
             Ok(())
         );
         assert_eq!(
-            log.0.check_device_time(late + Duration::seconds(4), late),
+            log.0
+                .check_device_time(late + Duration::seconds(4), late, &crew(7)),
             Ok(())
         );
     }

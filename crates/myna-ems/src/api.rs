@@ -159,13 +159,32 @@ async fn incident<S: EmsStore>(
     Ok(Json(incident_view(&record, &teams)))
 }
 
+/// Keys of the events ems records itself (views, outcomes) start with this; a crew's may not,
+/// so no crew can take the key of a view before it happens.
+const SERVER_KEY_PREFIX: &str = "ems:";
+
 fn check_key(key: &str) -> Result<(), EmsError> {
     if key.is_empty() || key.len() > 128 {
         return Err(EmsError::Malformed(
             "idempotency_key must be 1–128 bytes".into(),
         ));
     }
+    if key.starts_with(SERVER_KEY_PREFIX) {
+        return Err(EmsError::Malformed(format!(
+            "idempotency keys starting with {SERVER_KEY_PREFIX:?} are ems's own"
+        )));
+    }
     Ok(())
+}
+
+/// A device time must be a time at all (the rule then bounds it).
+fn check_device_ms(device_at_ms: Option<i64>) -> Result<(), EmsError> {
+    match device_at_ms {
+        Some(ms) if chrono::DateTime::from_timestamp_millis(ms).is_none() || ms <= 0 => Err(
+            EmsError::Malformed(format!("device_at_ms {ms} is not a time")),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Largest base64 certificate accepted.
@@ -211,6 +230,9 @@ fn to_event_kind(
             patient: card_of(c, &certificate)?.patient,
             consent,
         },
+        CrewEvent::ConsentRefused { certificate } => EventKind::ConsentRefused {
+            patient: card_of(c, &certificate)?.patient,
+        },
         CrewEvent::ConsentWithdrawn { patient } => {
             let key = usize::try_from(patient)
                 .ok()
@@ -240,6 +262,7 @@ async fn event<S: EmsStore>(
     let c = ems.crew(&headers).await?;
     let body: EventBody = parse(&body)?;
     check_key(&body.idempotency_key)?;
+    check_device_ms(body.device_at_ms)?;
     let record = own_incident(&ems, &c, id).await?;
     let kind = to_event_kind(&c, &record, body.event)?;
     let event = NewEvent {
@@ -249,7 +272,12 @@ async fn event<S: EmsStore>(
         device_at_ms: body.device_at_ms,
         team_guard: Some(c.at.team.id),
     };
+    let refused = matches!(event.kind, EventKind::ConsentRefused { .. });
     let appended = append_and_notify(&ems, &c, id, event).await?;
+    if refused {
+        // The funnel's outcome for the incident (the first outcome stands).
+        record_outcome(&ems, &c, id, &record.log, MynaOutcome::ConsentRefused).await?;
+    }
     Ok(Json(ack(&ems, &c, id, &appended).await?))
 }
 
@@ -292,6 +320,7 @@ async fn summary<S: EmsStore>(
     }) = body.consent
     {
         check_key(&idempotency_key)?;
+        check_device_ms(device_at_ms)?;
         let event = NewEvent {
             kind: EventKind::Consent {
                 patient: card.patient.clone(),
@@ -306,10 +335,26 @@ async fn summary<S: EmsStore>(
         record = own_incident(&ems, &c, id).await?;
     }
     let window = chrono::Duration::seconds(c.at.bureau.view_window_s);
-    let consent = record
+    let consent = match record
         .log
         .may_view(c.at.team.id, &card.patient, ems.now(), window)
-        .map_err(EmsError::Rule)?;
+    {
+        Ok(consent) => consent,
+        Err(reason) => {
+            // Refused attempts leave a trace for the bureau (the patient by their key's prefix).
+            tracing::warn!(
+                bureau = %c.at.bureau.code,
+                incident = %record.number,
+                team = %c.at.team.name,
+                crew = %c.crew.login,
+                terminal = c.at.terminal.id,
+                patient = card.patient.short(),
+                %reason,
+                "summary refused"
+            );
+            return Err(EmsError::Rule(reason));
+        }
+    };
     let patient_number = record
         .log
         .patient_number(&card.patient)
@@ -354,7 +399,7 @@ async fn summary<S: EmsStore>(
                 patient: card.patient,
                 view: body.view,
             };
-            let key = format!("view-{}", response.access_id);
+            let key = format!("{SERVER_KEY_PREFIX}view-{}", response.access_id);
             append_server_event(&ems, &c, id, viewed, key).await?;
             record_outcome(&ems, &c, id, &record.log, MynaOutcome::Viewed).await?;
             Ok(Json(TerminalSummary {
@@ -432,7 +477,7 @@ async fn record_outcome<S: EmsStore>(
         return Ok(());
     }
     let key = format!(
-        "outcome-{}",
+        "{SERVER_KEY_PREFIX}outcome-{}",
         serde_json::to_string(&outcome).unwrap_or_default()
     );
     match append_server_event(ems, c, id, EventKind::Outcome { outcome }, key).await {

@@ -480,6 +480,7 @@ fn describe(kind: &EventKind, teams: &[Team], log: &Incident) -> String {
             Some(r) => format!("{} 同意なし閲覧（{}）", who(patient), r.label_ja()),
         },
         EventKind::ConsentWithdrawn { patient } => format!("{} 同意撤回", who(patient)),
+        EventKind::ConsentRefused { patient } => format!("{} 同意拒否", who(patient)),
         EventKind::SummaryViewed { patient, view } => format!(
             "{} {}閲覧",
             who(patient),

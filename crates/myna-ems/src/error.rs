@@ -77,6 +77,7 @@ fn rule_code(e: &IncidentError) -> ErrorCode {
         IncidentError::IdentityNotConfirmed => C::IdentityNotConfirmed,
         IncidentError::ConsentNotForThisCard => C::ConsentNotForThisCard,
         IncidentError::ConsentWithdrawn => C::ConsentWithdrawn,
+        IncidentError::ConsentRefused => C::ConsentRefused,
         IncidentError::UnknownPatient => C::UnknownPatient,
         IncidentError::WindowPassed => C::WindowPassed,
         IncidentError::OutcomeRepeated => C::OutcomeRepeated,

@@ -65,6 +65,7 @@ pub fn incident_view(r: &IncidentRecord, teams: &[Team]) -> IncidentView {
                 identity_confirmed: status.identity_confirmed,
                 consent: status.consent,
                 withdrawn: status.withdrawn,
+                refused: status.refused,
                 viewed: status.viewed,
             }
         })

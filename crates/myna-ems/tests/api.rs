@@ -1248,6 +1248,63 @@ async fn a_replayed_tap_2_records_the_consent_once_and_logs_each_view() {
 }
 
 #[tokio::test]
+async fn a_refusal_bars_a_later_exception_for_that_patient_and_is_the_outcome() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    w.ok_event(
+        &token,
+        &session,
+        incident,
+        json!({"kind": "consent_refused", "certificate": cert(CARD_A)}),
+    )
+    .await;
+    let exception = json!({
+        "certificate": cert(CARD_A),
+        "consent": { "idempotency_key": "exc", "device_at_ms": now_ms(),
+                     "consent": { "kind": "exception", "reason": "altered_consciousness" } },
+    })
+    .to_string()
+    .into_bytes();
+    let (s, v) = w.summary(&token, &session, incident, exception).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "consent_refused"));
+    assert_eq!(w.views().await, 0);
+    assert!(w.events(w.a, incident).await.contains(&EventKind::Outcome {
+        outcome: myna_domain::incident::MynaOutcome::ConsentRefused
+    }));
+}
+
+#[tokio::test]
+async fn a_crew_cannot_take_the_key_of_a_view_ems_will_record() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            event_body("ems:view-1", json!({"kind": "phase", "phase": "arrival"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "malformed_request")
+    );
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    let (s, v) = w
+        .summary(
+            &token,
+            &session,
+            incident,
+            consent_and_view(CARD_A, "tap-2"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
 async fn device_times_ahead_of_the_server_or_before_the_incident_are_refused_and_late_ones_kept() {
     let w = world().await;
     let incident = w.incident_for(w.a, "中原救急1").await;
@@ -1262,6 +1319,16 @@ async fn device_times_ahead_of_the_server_or_before_the_incident_are_refused_and
         .post_event(&token, &session, incident, at("ahead", now_ms() + 60_000))
         .await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "device_time_ahead"));
+    for nonsense in [i64::MAX, i64::MIN, -1] {
+        let (s, v) = w
+            .post_event(&token, &session, incident, at("nonsense", nonsense))
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::BAD_REQUEST, "malformed_request"),
+            "{nonsense}"
+        );
+    }
     let (s, v) = w
         .post_event(
             &token,

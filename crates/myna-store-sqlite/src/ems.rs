@@ -248,7 +248,13 @@ fn insert_event(
     }
     log.check(&new.kind, &new.actor)?;
     if let Some(device) = new.device_at_ms {
-        log.check_device_time(ms_to_time(device)?, ms_to_time(now_ms)?)?;
+        // A time no clock can show is a wrong clock, not corrupt storage.
+        let device_at = DateTime::from_timestamp_millis(device).ok_or(if device > now_ms {
+            IncidentError::DeviceTimeAhead
+        } else {
+            IncidentError::DeviceTimeBeforeCreation
+        })?;
+        log.check_device_time(device_at, ms_to_time(now_ms)?, &new.actor)?;
     }
     let seq = u32::try_from(log.events.len() + 1)
         .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;

@@ -7,6 +7,11 @@
 //!   from the one-time launch URL holds (`SameSite=Strict`, `HttpOnly` cookie);
 //! - every state-changing request must come from our own origin (`Origin`, `Sec-Fetch-Site`);
 //! - pages carry a CSP without inline scripts, and may not be framed.
+//!
+//! Limit: browsers send a host's cookies to every port of it, so a malicious program that
+//! listens on another loopback port and gets the tablet's browser to visit it receives the
+//! key. Such a program already runs on the tablet; binding the key to the port needs TLS
+//! (`__Host-` cookies), which comes with device certificates.
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -130,8 +135,10 @@ impl Guard {
     }
 
     fn has_key(&self, headers: &HeaderMap) -> bool {
-        myna_web::cookie(headers, COOKIE)
-            .is_some_and(|v| bool::from(v.as_bytes().ct_eq(self.key.as_bytes())))
+        // Any of the values: a page on another port of this host can plant a decoy cookie
+        // with a longer path, which the browser sends first.
+        myna_web::cookies(headers, COOKIE)
+            .any(|v| bool::from(v.as_bytes().ct_eq(self.key.as_bytes())))
     }
 
     fn same_origin(&self, headers: &HeaderMap) -> bool {
@@ -280,6 +287,13 @@ mod tests {
         assert_eq!(
             g.check(&Method::GET, "/screen", &headers(&with_key)),
             Ok(())
+        );
+        let decoy = format!("{COOKIE}=planted; {pair}");
+        let with_decoy = [("host", "127.0.0.1:8442"), ("cookie", decoy.as_str())];
+        assert_eq!(
+            g.check(&Method::GET, "/screen", &headers(&with_decoy)),
+            Ok(()),
+            "a planted cookie with a longer path does not lock the crew out"
         );
     }
 

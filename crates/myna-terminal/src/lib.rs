@@ -10,6 +10,7 @@
 pub mod card;
 pub mod ems_client;
 pub mod guard;
+mod messages;
 pub mod outbox;
 pub mod state;
 mod sync;

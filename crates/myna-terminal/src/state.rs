@@ -64,6 +64,8 @@ pub enum CardStep {
     Reopen { patient: u32 },
     /// This card's patient withdrew consent.
     Withdrawn { patient: u32 },
+    /// This card's patient refused consent.
+    Refused { patient: u32 },
 }
 
 /// `R` is the summary's body; the tests use `()`, since no rule here reads it.
@@ -161,6 +163,13 @@ impl<R> Screen<R> {
             CardState::Reading => self.forget_patient(),
             CardState::Read(r) => {
                 let same = |serial: &str| serial == r.serial;
+                // A read of another card without a lift in between (a reader can report that):
+                // the face check was for the previous card.
+                if let CardState::Read(previous) = &self.card
+                    && previous.serial != r.serial
+                {
+                    self.face_checked = false;
+                }
                 if !self.summary.as_ref().is_none_or(|h| same(&h.serial)) {
                     self.summary = None;
                 }
@@ -193,6 +202,9 @@ impl<R> Screen<R> {
             if p.withdrawn {
                 return CardStep::Withdrawn { patient: n };
             }
+            if p.refused {
+                return CardStep::Refused { patient: n };
+            }
             if p.identity_confirmed && p.consent.is_some() && !self.face_checked {
                 return CardStep::Reopen { patient: n };
             }
@@ -204,14 +216,36 @@ impl<R> Screen<R> {
         }
     }
 
-    /// Tap 1 for the card on the reader; answers its certificate for the event.
-    pub fn face_confirmed(&mut self, incident: i64) -> Result<Vec<u8>, &'static str> {
+    /// The card on the reader, if it is the one the tap was made for.
+    fn tapped_card(&self, serial: &str) -> Result<&CardRead, &'static str> {
+        match self.card_read() {
+            Some(r) if r.serial == serial => Ok(r),
+            Some(_) => Err("カードが替わりました。画面を確認してからもう一度操作してください。"),
+            None => Err("カードを読み取ってから確認してください。"),
+        }
+    }
+
+    /// Tap 1 for the card on the reader (`serial`, as the page showed it); answers its
+    /// certificate for the event.
+    pub fn face_confirmed(&mut self, incident: i64, serial: &str) -> Result<Vec<u8>, &'static str> {
         self.check_current(incident)?;
-        let der = self
-            .card_read()
-            .map(|r| r.der.clone())
-            .ok_or("カードを読み取ってから確認してください。")?;
+        let der = self.tapped_card(serial)?.der.clone();
         self.face_checked = true;
+        Ok(der)
+    }
+
+    /// 同意拒否 for the card on the reader; answers its certificate for the event.
+    pub fn consent_refused(
+        &mut self,
+        incident: i64,
+        serial: &str,
+    ) -> Result<Vec<u8>, &'static str> {
+        self.check_current(incident)?;
+        if !self.face_checked {
+            return Err("先に顔写真との照合を記録してください。");
+        }
+        let der = self.tapped_card(serial)?.der.clone();
+        self.face_checked = false;
         Ok(der)
     }
 
@@ -220,6 +254,7 @@ impl<R> Screen<R> {
     pub fn consent_given(
         &mut self,
         incident: i64,
+        serial: &str,
         consent_key: String,
     ) -> Result<Option<Vec<u8>>, &'static str> {
         self.check_current(incident)?;
@@ -229,7 +264,7 @@ impl<R> Screen<R> {
         if self.request.is_some() {
             return Ok(None);
         }
-        let card = self.card_read().ok_or("カードを読み取ってください。")?;
+        let card = self.tapped_card(serial)?;
         let der = card.der.clone();
         self.request = Some(SummaryRequest {
             incident,
@@ -306,6 +341,16 @@ impl<R> Screen<R> {
     pub fn request_waiting(&mut self) {
         if let Some(r) = self.request.as_mut() {
             r.waiting_for_link = true;
+        }
+    }
+
+    /// ems answered the request but the provider (or ems's storage) failed for now: the request
+    /// waits, without its consent tap, which goes on its own in the outbox's order, so it does
+    /// not hold up the taps queued behind it.
+    pub fn request_failed_for_now(&mut self) {
+        if let Some(r) = self.request.as_mut() {
+            r.waiting_for_link = true;
+            r.consent_key = None;
         }
     }
 
@@ -450,6 +495,7 @@ mod tests {
             identity_confirmed: true,
             consent: Some(Consent::Obtained),
             withdrawn: false,
+            refused: false,
             viewed: true,
         }
     }
@@ -472,9 +518,9 @@ mod tests {
         s.card_changed(CardState::Reading);
         s.card_changed(card("AAAA"));
         assert_eq!(s.card_step(), CardStep::Face);
-        s.face_confirmed(1).unwrap();
+        s.face_confirmed(1, "AAAA").unwrap();
         assert_eq!(s.card_step(), CardStep::Consent);
-        s.consent_given(1, "k-consent".into()).unwrap();
+        s.consent_given(1, "AAAA", "k-consent".into()).unwrap();
         let req = s.request.clone().unwrap();
         s.summary_arrived(&req, 1, (), now);
         s.incident_updated(incident(1, vec![consented(1)]));
@@ -511,6 +557,22 @@ mod tests {
         let mut s = showing_a();
         s.card_changed(card("BBBB"));
         assert!(s.summary.is_none());
+    }
+
+    #[test]
+    fn a_stale_tap_for_the_previous_card_is_refused() {
+        let mut s = showing_a();
+        s.card_changed(card("BBBB"));
+        assert!(
+            s.face_confirmed(1, "AAAA").is_err(),
+            "the page still showed A"
+        );
+        assert!(!s.face_checked);
+        s.face_confirmed(1, "BBBB").unwrap();
+        // B straight to C, no lift: the face check was B's.
+        s.card_changed(card("CCCC"));
+        assert!(!s.face_checked);
+        assert!(s.consent_given(1, "CCCC", "k".into()).is_err());
     }
 
     #[test]
@@ -562,16 +624,22 @@ mod tests {
     fn consent_needs_the_face_check_and_the_current_incident() {
         let now = Instant::now();
         let mut s = Screen::<()>::new(now);
-        assert!(s.face_confirmed(1).is_err(), "not signed in");
+        assert!(s.face_confirmed(1, "AAAA").is_err(), "not signed in");
         s.signed_in(signed_in());
         s.incidents_listed(vec![incident(1, vec![]), incident(2, vec![])]);
         s.card_changed(card("AAAA"));
-        assert!(s.consent_given(1, "k".into()).is_err(), "no face check yet");
-        assert!(s.face_confirmed(2).is_err(), "incident 2 is not on screen");
-        s.face_confirmed(1).unwrap();
+        assert!(
+            s.consent_given(1, "AAAA", "k".into()).is_err(),
+            "no face check yet"
+        );
+        assert!(
+            s.face_confirmed(2, "AAAA").is_err(),
+            "incident 2 is not on screen"
+        );
+        s.face_confirmed(1, "AAAA").unwrap();
         s.card_changed(CardState::Empty);
         assert!(
-            s.consent_given(1, "k".into()).is_err(),
+            s.consent_given(1, "AAAA", "k".into()).is_err(),
             "the face check ends with the card"
         );
     }
@@ -583,8 +651,8 @@ mod tests {
         s.signed_in(signed_in());
         s.incidents_listed(vec![incident(1, vec![])]);
         s.card_changed(card("AAAA"));
-        s.face_confirmed(1).unwrap();
-        s.consent_given(1, "k".into()).unwrap();
+        s.face_confirmed(1, "AAAA").unwrap();
+        s.consent_given(1, "AAAA", "k".into()).unwrap();
         s.request_waiting();
         let req = s.request.clone().unwrap();
         assert!(req.waiting_for_link);
@@ -598,6 +666,28 @@ mod tests {
         assert!(s.request.is_none());
         assert_eq!(s.notice.as_ref().map(|n| n.error), Some(true));
         assert_eq!(s.card_step(), CardStep::NoCard);
+    }
+
+    #[test]
+    fn a_provider_outage_sends_the_consent_on_its_own_and_keeps_the_request() {
+        let now = Instant::now();
+        let mut s = Screen::<()>::new(now);
+        s.signed_in(signed_in());
+        s.incidents_listed(vec![incident(1, vec![])]);
+        s.card_changed(card("AAAA"));
+        s.face_confirmed(1, "AAAA").unwrap();
+        s.consent_given(1, "AAAA", "k".into()).unwrap();
+        assert_eq!(
+            s.request.as_ref().unwrap().consent_key.as_deref(),
+            Some("k")
+        );
+        s.request_failed_for_now();
+        let req = s.request.as_ref().unwrap();
+        assert!(req.waiting_for_link);
+        assert_eq!(
+            req.consent_key, None,
+            "the queued consent no longer waits for it"
+        );
     }
 
     #[test]

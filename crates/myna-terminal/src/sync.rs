@@ -65,7 +65,7 @@ pub(crate) fn set_link(t: &Terminal, link: Link) {
 pub(crate) fn auth_lost(t: &Terminal, code: ErrorCode) {
     t.screen().end_shift(Notice {
         error: true,
-        text: crate::ui::crew_message(code).to_owned(),
+        text: crate::messages::crew_message(code).to_owned(),
     });
     t.redraw();
 }
@@ -148,6 +148,15 @@ async fn post_event(t: &Terminal, session: &str, q: Queued) -> Progress {
             set_link(t, Link::Offline { detail });
             Progress::Offline
         }
+        // ems answered "later": the tap stays queued, as if the link were down.
+        Err(CallError::Refused { code, .. }) if code.is_transient() => {
+            t.screen().notice = Some(Notice {
+                error: true,
+                text: crate::messages::crew_message(code).to_owned(),
+            });
+            t.redraw();
+            Progress::Offline
+        }
         Err(CallError::Refused { code, .. }) if code.is_auth_failure() => {
             auth_lost(t, code);
             Progress::Idle
@@ -158,7 +167,10 @@ async fn post_event(t: &Terminal, session: &str, q: Queued) -> Progress {
             set_link(t, Link::Online);
             t.screen().notice = Some(Notice {
                 error: true,
-                text: format!("記録できませんでした: {}", crate::ui::crew_message(code)),
+                text: format!(
+                    "記録できませんでした: {}",
+                    crate::messages::crew_message(code)
+                ),
             });
             refresh_incident(t, session, q.incident).await;
             t.redraw();
@@ -205,13 +217,14 @@ async fn ask_summary(
             Progress::Offline
         }
         Err(CallError::Refused { code, .. }) if code.is_transient() => {
-            // The consent may be committed already; its key makes the retry an answer.
+            // The consent may be committed already; its key makes the resend an answer. It
+            // goes on its own from now on, so the provider's outage holds up no other tap.
             {
                 let mut s = t.screen();
-                s.request_waiting();
+                s.request_failed_for_now();
                 s.notice = Some(Notice {
                     error: true,
-                    text: crate::ui::crew_message(code).to_owned(),
+                    text: crate::messages::crew_message(code).to_owned(),
                 });
             }
             t.redraw();
@@ -226,7 +239,7 @@ async fn ask_summary(
                 delivered(t, id);
             }
             t.screen()
-                .request_refused(&req, crate::ui::crew_message(code).to_owned());
+                .request_refused(&req, crate::messages::crew_message(code).to_owned());
             set_link(t, Link::Online);
             t.redraw();
             refresh_incident(t, session, req.incident).await;

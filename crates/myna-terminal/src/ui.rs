@@ -4,6 +4,7 @@
 
 use crate::card::CardState;
 use crate::guard::{self, Guard};
+use crate::messages::crew_message;
 use crate::state::CardStep;
 use crate::sync::{refresh_all, set_link};
 use crate::{Link, Notice, Terminal};
@@ -20,7 +21,7 @@ use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::incident::{MynaOutcome, Phase};
 use myna_domain::summary::EmergencySummary;
 use myna_wire::View;
-use myna_wire::terminal::{CrewEvent, ErrorCode, EventBody, IncidentView, PatientView};
+use myna_wire::terminal::{CrewEvent, EventBody, IncidentView, PatientView};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub fn router(t: Arc<Terminal>, guard: Arc<Guard>) -> Router {
         .route("/incidents/{id}/phase/{phase}", post(phase))
         .route("/incidents/{id}/face", post(face))
         .route("/incidents/{id}/consent", post(consent))
+        .route("/incidents/{id}/refused", post(refused))
         .route("/incidents/{id}/outcome", post(outcome))
         .route("/incidents/{id}/full", post(full))
         .route("/incidents/{id}/reopen", post(reopen))
@@ -74,51 +76,6 @@ async fn terminal_js() -> Response {
         .into_response()
 }
 
-/// The crew-facing message for an `ems` error code. Exhaustive: a new code is a compile error
-/// here until it has its message.
-pub fn crew_message(code: ErrorCode) -> &'static str {
-    use ErrorCode as C;
-    match code {
-        C::PersonNotFound => {
-            "該当する加入者が見つかりません（保険証利用登録がないカードの可能性があります）。口頭で聴取してください。"
-        }
-        C::CardRejected => {
-            "このカードの証明書は使えません（失効・期限切れ等）。口頭で聴取してください。"
-        }
-        C::WrongTeam => "この事案は他の隊に指令されています。この端末では閲覧できません。",
-        C::IncidentClosed => "事案は終了しています。",
-        C::NotAssigned => "この事案はまだ指令されていません。",
-        C::WindowPassed => "閲覧できる時間を過ぎています。",
-        C::NoConsent | C::IdentityNotConfirmed => {
-            "このカードの本人確認と同意（または同意なしの理由）を先に記録してください。"
-        }
-        C::ConsentNotForThisCard => {
-            "記録した本人確認・同意は別のカードのものです。このカードの本人について確認し直してください。"
-        }
-        C::ConsentWithdrawn => "同意が撤回されています。この傷病者の情報は閲覧できません。",
-        C::UnknownPatient => "この事案にその傷病者はいません。",
-        C::PhaseRepeated => "この時刻はすでに記録されています。",
-        C::PhaseOutOfOrder => "この時刻は順序が合わないため記録できません。",
-        C::OutcomeRepeated => "マイナ救急の結果はすでに記録されています。",
-        C::DeviceTimeAhead | C::DeviceTimeBeforeCreation | C::DeviceTimeBeforePrevious => {
-            "端末の時計がずれているため記録できませんでした。時刻設定を確認してください。"
-        }
-        C::ProviderUnavailable => "全国の医療情報サービスに接続できません。自動で再試行します。",
-        C::StorageUnavailable => "消防本部のサーバーが一時的に使えません。自動で再試行します。",
-        C::TerminalRevoked => "この端末は失効しています。管理者に連絡してください。",
-        C::TerminalUnknown => "この端末は登録されていません。管理者に連絡してください。",
-        C::CrewSignedOut => "サインインし直してください（勤務交代・期限切れ）。",
-        C::BadCredentials => "ユーザーIDまたはパスワードが違います。",
-        C::Forbidden | C::NotACrewPhase | C::NotACrewEvent | C::NotCreatedFirst => {
-            "この操作は端末からは行えません。"
-        }
-        C::IncidentNotFound => "事案が見つかりません。",
-        C::IdempotencyKeyReused | C::MalformedRequest | C::ProviderRefused | C::Unknown => {
-            "処理できませんでした。もう一度操作してください。"
-        }
-    }
-}
-
 fn no_store(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -143,6 +100,8 @@ struct PatientLine {
 fn patient_line(p: &PatientView) -> PatientLine {
     let status = if p.withdrawn {
         "同意撤回".to_owned()
+    } else if p.refused {
+        "同意拒否".to_owned()
     } else {
         match p.consent {
             Some(Consent::Obtained) => "同意あり".to_owned(),
@@ -187,6 +146,8 @@ struct ScreenTpl {
     card_detail: String,
     /// `face`, `consent`, `reopen`, `withdrawn` or `none`.
     step: &'static str,
+    /// The serial of the card on the reader: taps name it.
+    card_serial: String,
     step_patient: u32,
     waiting: Option<String>,
     outcome: Option<&'static str>,
@@ -298,6 +259,7 @@ fn render_screen(t: &Terminal) -> String {
         CardStep::Consent => ("consent", 0),
         CardStep::Reopen { patient } => ("reopen", patient),
         CardStep::Withdrawn { patient } => ("withdrawn", patient),
+        CardStep::Refused { patient } => ("refused", patient),
     };
     let waiting = s.request.as_ref().map(|r| {
         if r.waiting_for_link {
@@ -347,6 +309,7 @@ fn render_screen(t: &Terminal) -> String {
         card_detail,
         step,
         step_patient,
+        card_serial: card_serial.unwrap_or_default().to_owned(),
         waiting,
         skip_outcomes: [
             MynaOutcome::NoCard,
@@ -492,11 +455,18 @@ async fn phase(State(t): St, Path((id, phase)): Path<(i64, String)>) -> Response
     after(&t, result)
 }
 
+/// The card a tap was made for: the page names it, so a stale tap (the card was swapped since
+/// the page was drawn) is refused instead of applied to the card now on the reader.
+#[derive(Deserialize)]
+struct CardForm {
+    card: String,
+}
+
 /// Tap 1. Sent at once, so only the consent and the view are left for tap 2.
-async fn face(State(t): St, Path(id): Path<i64>) -> Response {
+async fn face(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Response {
     touch(&t);
     // One statement per lock: the screen's guard must be gone before `enqueue` takes it.
-    let confirmed = t.screen().face_confirmed(id);
+    let confirmed = t.screen().face_confirmed(id, &f.card);
     let result = confirmed.map_err(str::to_owned).and_then(|der| {
         enqueue(
             &t,
@@ -514,6 +484,7 @@ async fn face(State(t): St, Path(id): Path<i64>) -> Response {
 
 #[derive(Deserialize)]
 struct ConsentForm {
+    card: String,
     consent: String,
     #[serde(default)]
     reason: Option<String>,
@@ -528,7 +499,7 @@ async fn consent(State(t): St, Path(id): Path<i64>, Form(f): Form<ConsentForm>) 
             .ok_or_else(|| "同意の区分が不明です。".to_owned())?;
         let key = myna_web::random_token();
         let mut s = t.screen();
-        let Some(der) = s.consent_given(id, key.clone())? else {
+        let Some(der) = s.consent_given(id, &f.card, key.clone())? else {
             return Ok(());
         };
         let event = CrewEvent::Consent {
@@ -542,6 +513,22 @@ async fn consent(State(t): St, Path(id): Path<i64>, Form(f): Form<ConsentForm>) 
         Ok(())
     })();
     t.wake.notify_one();
+    after(&t, result)
+}
+
+/// 同意拒否 for the card on the reader: recorded for that patient; no view follows.
+async fn refused(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Response {
+    touch(&t);
+    let refusal = t.screen().consent_refused(id, &f.card);
+    let result = refusal.map_err(str::to_owned).and_then(|der| {
+        enqueue(
+            &t,
+            id,
+            CrewEvent::ConsentRefused {
+                certificate: b64(&der),
+            },
+        )
+    });
     after(&t, result)
 }
 

@@ -107,6 +107,7 @@ pub struct PatientView {
     pub identity_confirmed: bool,
     pub consent: Option<Consent>,
     pub withdrawn: bool,
+    pub refused: bool,
     pub viewed: bool,
 }
 
@@ -164,6 +165,10 @@ pub enum CrewEvent {
     /// 同意撤回 by 傷病者 `patient`.
     ConsentWithdrawn {
         patient: u32,
+    },
+    /// 同意拒否: the card's patient, asked after the face check, refused.
+    ConsentRefused {
+        certificate: String,
     },
     /// How the マイナ救急 step ended, other than viewed (ems derives that from its view log).
     Outcome {
@@ -243,6 +248,7 @@ wire_codes! {
         IdentityNotConfirmed = "identity_not_confirmed",
         ConsentNotForThisCard = "consent_not_for_this_card",
         ConsentWithdrawn = "consent_withdrawn",
+        ConsentRefused = "consent_refused",
         UnknownPatient = "unknown_patient",
         WindowPassed = "window_passed",
         OutcomeRepeated = "outcome_repeated",

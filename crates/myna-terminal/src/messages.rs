@@ -1,0 +1,49 @@
+//! What the crew reads when ems refuses: one Japanese message per `ErrorCode`.
+
+use myna_wire::terminal::ErrorCode;
+
+/// The crew-facing message for an `ems` error code. Exhaustive: a new code is a compile error
+/// here until it has its message.
+pub fn crew_message(code: ErrorCode) -> &'static str {
+    use ErrorCode as C;
+    match code {
+        C::PersonNotFound => {
+            "該当する加入者が見つかりません（保険証利用登録がないカードの可能性があります）。口頭で聴取してください。"
+        }
+        C::CardRejected => {
+            "このカードの証明書は使えません（失効・期限切れ等）。口頭で聴取してください。"
+        }
+        C::WrongTeam => "この事案は他の隊に指令されています。この端末では閲覧できません。",
+        C::IncidentClosed => "事案は終了しています。",
+        C::NotAssigned => "この事案はまだ指令されていません。",
+        C::WindowPassed => "閲覧できる時間を過ぎています。",
+        C::NoConsent | C::IdentityNotConfirmed => {
+            "このカードの本人確認と同意（または同意なしの理由）を先に記録してください。"
+        }
+        C::ConsentNotForThisCard => {
+            "記録した本人確認・同意は別のカードのものです。このカードの本人について確認し直してください。"
+        }
+        C::ConsentWithdrawn => "同意が撤回されています。この傷病者の情報は閲覧できません。",
+        C::ConsentRefused => "同意を拒否されています。この傷病者の情報は閲覧できません。",
+        C::UnknownPatient => "この事案にその傷病者はいません。",
+        C::PhaseRepeated => "この時刻はすでに記録されています。",
+        C::PhaseOutOfOrder => "この時刻は順序が合わないため記録できません。",
+        C::OutcomeRepeated => "マイナ救急の結果はすでに記録されています。",
+        C::DeviceTimeAhead | C::DeviceTimeBeforeCreation | C::DeviceTimeBeforePrevious => {
+            "端末の時計がずれているため記録できませんでした。時刻設定を確認してください。"
+        }
+        C::ProviderUnavailable => "全国の医療情報サービスに接続できません。自動で再試行します。",
+        C::StorageUnavailable => "消防本部のサーバーが一時的に使えません。自動で再試行します。",
+        C::TerminalRevoked => "この端末は失効しています。管理者に連絡してください。",
+        C::TerminalUnknown => "この端末は登録されていません。管理者に連絡してください。",
+        C::CrewSignedOut => "サインインし直してください（勤務交代・期限切れ）。",
+        C::BadCredentials => "ユーザーIDまたはパスワードが違います。",
+        C::Forbidden | C::NotACrewPhase | C::NotACrewEvent | C::NotCreatedFirst => {
+            "この操作は端末からは行えません。"
+        }
+        C::IncidentNotFound => "事案が見つかりません。",
+        C::IdempotencyKeyReused | C::MalformedRequest | C::ProviderRefused | C::Unknown => {
+            "処理できませんでした。もう一度操作してください。"
+        }
+    }
+}
