@@ -60,10 +60,10 @@ impl PkiDir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let ca = TestCa::generate(Utc::now())?;
         let pool = KeyPool::generate(keys)?;
-        write_private(&dir.join(CA_KEY), &ca.key_pkcs8_der()?)?;
+        crate::secret_file::write(&dir.join(CA_KEY), &ca.key_pkcs8_der()?)?;
         std::fs::write(dir.join(CA_CERT), ca.cert_der())?;
         for (i, der) in pool.to_pkcs8()?.iter().enumerate() {
-            write_private(&dir.join(format!("holder-{i}.pk8.der")), der)?;
+            crate::secret_file::write(&dir.join(format!("holder-{i}.pk8.der")), der)?;
         }
         Ok(Self { ca, keys: pool })
     }
@@ -93,16 +93,6 @@ impl PkiDir {
             Self::create(dir, 4)
         }
     }
-}
-
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
 }
 
 /// What presenting a card should produce.

@@ -12,6 +12,7 @@ mod generate;
 mod profile_file;
 mod provider;
 mod render;
+mod secret_file;
 
 use clap::{Parser, Subcommand};
 

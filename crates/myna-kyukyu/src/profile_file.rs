@@ -57,7 +57,7 @@ impl ProfileFile {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::cards::write_private(path, serde_json::to_string_pretty(self)?.as_bytes())
+        crate::secret_file::write(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     pub fn to_profile(&self) -> Result<CardProfile> {

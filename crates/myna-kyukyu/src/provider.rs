@@ -183,28 +183,9 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Writes a secret to a file readable by its owner only, from the moment it exists.
+/// Writes a credential to a file readable by its owner only.
 pub fn write_token(path: &Path, token: &str) -> Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        // An existing file keeps its mode through `open`; narrow it too.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(token.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::secret_file::write(path, token.as_bytes())
 }
 
 pub fn read_token(path: &Path) -> Result<String> {
