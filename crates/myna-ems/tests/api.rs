@@ -1543,3 +1543,108 @@ async fn an_admin_of_another_bureau_cannot_revoke_a_terminal_or_end_its_crews_sh
         (StatusCode::UNAUTHORIZED, "terminal_revoked")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile bodies
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Crew events as an attacker would shape them: every kind, with certificates that are
+    /// real, another card's, garbage or absent, odd patients, keys and device times.
+    fn crew_event() -> impl Strategy<Value = Value> {
+        let certificate = prop_oneof![
+            Just(Some(cert(CARD_A))),
+            Just(Some(cert(CARD_B))),
+            "[A-Za-z0-9+/=]{0,40}".prop_map(Some),
+            Just(None),
+        ];
+        let kind = prop_oneof![
+            Just("phase"),
+            Just("identity_confirmed"),
+            Just("consent"),
+            Just("consent_refused"),
+            Just("consent_withdrawn"),
+            Just("outcome"),
+            Just("closed"),
+            Just("summary_viewed"),
+            Just("assigned"),
+        ];
+        (
+            kind,
+            certificate,
+            any::<u32>(),
+            prop_oneof![Just("arrival"), Just("lunch")],
+            prop_oneof![Just("viewed"), Just("no_card"), Just("x")],
+        )
+            .prop_map(|(kind, certificate, patient, phase, outcome)| {
+                let mut e = json!({ "kind": kind });
+                if let Some(c) = certificate {
+                    e["certificate"] = json!(c);
+                }
+                match kind {
+                    "phase" => e["phase"] = json!(phase),
+                    "consent" => e["consent"] = json!({"kind": "obtained"}),
+                    "consent_withdrawn" => e["patient"] = json!(patient % 4),
+                    "outcome" => e["outcome"] = json!(outcome),
+                    "assigned" => e["team"] = json!(patient),
+                    _ => {}
+                }
+                e
+            })
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let key = prop_oneof![
+            "[a-z0-9-]{1,20}",
+            Just(String::new()),
+            Just("ems:view-1".to_owned()),
+        ];
+        let device = prop_oneof![
+            Just(None),
+            any::<i64>().prop_map(Some),
+            (-120_000i64..120_000).prop_map(|d| Some(now_ms() + d)),
+        ];
+        prop_oneof![
+            (key, device, crew_event()).prop_map(|(k, d, e)| {
+                json!({ "idempotency_key": k, "device_at_ms": d, "event": e })
+                    .to_string()
+                    .into_bytes()
+            }),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever arrives, the answer is a success or a typed refusal, never a server error,
+        /// and a refusal appends nothing and logs no view.
+        #[test]
+        fn a_hostile_event_body_is_answered_and_a_refusal_changes_nothing(
+            bodies in proptest::collection::vec(body(), 1..6)
+        ) {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let w = world().await;
+                let incident = w.incident_for(w.a, "中原救急1").await;
+                let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+                for b in bodies {
+                    let before = w.events(w.a, incident).await.len();
+                    let (s, v) = w.post_event(&token, &session, incident, b.clone()).await;
+                    let text = String::from_utf8_lossy(&b).into_owned();
+                    assert!(
+                        [200, 400, 403, 409].contains(&s.as_u16()),
+                        "{s} {v} for {text}"
+                    );
+                    if s != StatusCode::OK {
+                        assert!(!code(&v).is_empty(), "a typed code for {text}");
+                        assert_eq!(w.events(w.a, incident).await.len(), before, "{text}");
+                    }
+                    assert_eq!(w.views().await, 0, "no event body makes a view");
+                }
+            });
+        }
+    }
+}

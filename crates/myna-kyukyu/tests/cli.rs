@@ -250,3 +250,30 @@ fn demo_runs_and_a_second_run_reuses_the_data() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("reusing"), "{}", stdout(&o));
 }
+
+#[test]
+fn the_terminal_refuses_to_listen_anywhere_but_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("t.token");
+    std::fs::write(&token, "unused").unwrap();
+    for addr in ["0.0.0.0:18499", "192.0.2.7:18499"] {
+        let out = run(&[
+            "terminal",
+            "--ems",
+            "http://127.0.0.1:9",
+            "--token-file",
+            token.to_str().unwrap(),
+            "--listen",
+            addr,
+            "--outbox",
+            dir.path().join("o.db").to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{addr} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("loopback"), "{addr}: {err}");
+        assert!(
+            !dir.path().join("o.db").exists(),
+            "nothing was started for {addr}"
+        );
+    }
+}

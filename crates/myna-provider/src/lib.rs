@@ -50,7 +50,10 @@ pub struct Provider<S, A> {
 pub fn router<S: ProviderStore, A: CallerAuth<S>>(provider: Provider<S, A>) -> Router {
     let state = Arc::new(provider);
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/emergency-summary", post(summary::handle::<S, A>))
+        .route(myna_wire::provider::HEALTHZ_PATH, get(|| async { "ok" }))
+        .route(
+            myna_wire::provider::SUMMARY_PATH,
+            post(summary::handle::<S, A>),
+        )
         .with_state(state)
 }
