@@ -994,6 +994,16 @@ impl World {
         v
     }
 
+    /// Tap 1, then tap 2 with the view, for `card`: the crew's whole path; answers the view.
+    async fn taps(&self, token: &str, session: &str, incident: i64, card: &str) -> Value {
+        self.ok_event(token, session, incident, face(card)).await;
+        let (s, v) = self
+            .summary(token, session, incident, consent_and_view(card, card))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
     async fn views(&self) -> usize {
         self.store.view_records(A_CODE, 100).await.unwrap().len()
     }
@@ -1072,16 +1082,7 @@ async fn a_swapped_card_is_refused_in_both_views_and_nothing_is_logged() {
     let w = world().await;
     let incident = w.incident_for(w.a, "中原救急1").await;
     let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
-    w.ok_event(&token, &session, incident, face(CARD_A)).await;
-    let (s, v) = w
-        .summary(
-            &token,
-            &session,
-            incident,
-            consent_and_view(CARD_A, "tap-2"),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    w.taps(&token, &session, incident, CARD_A).await;
     let before = (w.events(w.a, incident).await, w.views().await);
 
     // Card B goes on the reader; 「全量を表示」 is still on screen.
@@ -1143,16 +1144,7 @@ async fn a_withdrawn_consent_refuses_every_later_view_and_a_new_consent() {
     let w = world().await;
     let incident = w.incident_for(w.a, "中原救急1").await;
     let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
-    w.ok_event(&token, &session, incident, face(CARD_A)).await;
-    let (s, _) = w
-        .summary(
-            &token,
-            &session,
-            incident,
-            consent_and_view(CARD_A, "tap-2"),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    w.taps(&token, &session, incident, CARD_A).await;
     let ack = w
         .ok_event(
             &token,
@@ -1292,16 +1284,7 @@ async fn a_crew_cannot_take_the_key_of_a_view_ems_will_record() {
         (s, code(&v)),
         (StatusCode::BAD_REQUEST, "malformed_request")
     );
-    w.ok_event(&token, &session, incident, face(CARD_A)).await;
-    let (s, v) = w
-        .summary(
-            &token,
-            &session,
-            incident,
-            consent_and_view(CARD_A, "tap-2"),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    w.taps(&token, &session, incident, CARD_A).await;
 }
 
 #[tokio::test]

@@ -254,7 +254,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         launch_file: Some(dir.join("terminal.launch")),
     };
     let terminal_url = format!("http://{}", args.terminal_listen);
+    // A launch URL from an earlier run no longer works: wait for this run's.
+    let launch_file = dir.join("terminal.launch");
+    let _ = std::fs::remove_file(&launch_file);
     let terminal_server = tokio::spawn(serve_terminal(terminal_args, stopped()));
+    let mut launch = None;
+    for _ in 0..100 {
+        if let Ok(url) = std::fs::read_to_string(&launch_file) {
+            launch = Some(url.trim().to_owned());
+            break;
+        }
+        if terminal_server.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     println!(
         "\nprovider: {url}   (organisation {DEMO_ORG}, credential in {})",
@@ -287,7 +301,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     println!("  管理 (admin):         {ems_url}/admin   login admin / {DEMO_ADMIN_PASSWORD}");
     println!(
-        "  救急隊端末 (crew):    the launch URL above (also in {d}/terminal.launch), once   {first_team}: login {crew} / {DEMO_CREW_PASSWORD}"
+        "  救急隊端末 (crew):    {}   {first_team}: login {crew} / {DEMO_CREW_PASSWORD}",
+        launch
+            .as_deref()
+            .unwrap_or("(see the terminal's line above)")
+    );
+    println!(
+        "                        open it once, in the tablet's browser window (also in {d}/terminal.launch)"
     );
     println!(
         "  カードを置く (panel): {terminal_url}/demo   (in the same browser window, after the launch URL)"
