@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn duplicate_rows_are_rejected() {
         let header = "yj_code,receipt_code,brand_name_ja,generic_name_ja,generic_name_en,strength,strength_unit,dosage_form,route,typical_daily_quantity,quantity_unit,source\n";
-        let row = "3332001F1018,,ワーファリン錠1mg,ワルファリンカリウム,warfarin,1,mg,tablet,oral,3,錠,x\n";
+        let row = "3332001F1083,,ワーファリン錠1mg,ワルファリンカリウム,warfarin,1,mg,tablet,oral,3,錠,x\n";
         let err = Catalogue::from_csv(&format!("{header}{row}{row}")).unwrap_err();
         assert!(matches!(err, CatalogueError::Duplicate(_)));
     }
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn route_must_match_code() {
         let header = "yj_code,receipt_code,brand_name_ja,generic_name_ja,generic_name_en,strength,strength_unit,dosage_form,route,typical_daily_quantity,quantity_unit,source\n";
-        let row = "3332001F1018,,ワーファリン錠1mg,ワルファリンカリウム,warfarin,1,mg,tablet,injection,3,錠,x\n";
+        let row = "3332001F1083,,ワーファリン錠1mg,ワルファリンカリウム,warfarin,1,mg,tablet,injection,3,錠,x\n";
         assert!(matches!(
             Catalogue::from_csv(&format!("{header}{row}")),
             Err(CatalogueError::RouteMismatch { .. })
