@@ -375,7 +375,11 @@ test('two patients: a new card ends the old summary at once, each patient gets t
   assert.ok(!(await crew.content()).includes(a.name), "A's name is no longer on the page");
   // Asking the tablet for the full view anyway (a stale button, a replayed tap) is refused.
   const forged = await crew.evaluate(async (incident) => {
-    const r = await fetch(`/incidents/${incident}/full`, { method: 'POST' });
+    const card = JSON.parse(document.querySelector('#face-ok').getAttribute('hx-vals')).card;
+    const r = await fetch(`/incidents/${incident}/full`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ card }),
+    });
     return r.text();
   }, id);
   assert.match(forged, /全量表示には/);

@@ -385,11 +385,23 @@ impl Incident {
         self.phase_times().iter().map(|(p, _)| *p).max()
     }
 
+    /// How the マイナ救急 step of the incident ended (FDMA's funnel counts incidents): viewed if
+    /// any patient was viewed, else the first outcome the crew recorded, else consent refused
+    /// if a patient refused. "Viewed" and "refused" are derived from patient events, so one
+    /// patient's refusal does not hide another's view.
     pub fn outcome(&self) -> Option<MynaOutcome> {
-        self.events.iter().find_map(|e| match e.kind {
+        if self.viewed() {
+            return Some(MynaOutcome::Viewed);
+        }
+        let recorded = self.events.iter().find_map(|e| match e.kind {
             EventKind::Outcome { outcome } => Some(outcome),
             _ => None,
-        })
+        });
+        let refused = self
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ConsentRefused { .. }));
+        recorded.or(refused.then_some(MynaOutcome::ConsentRefused))
     }
 
     /// The incident's patients in the order the crew first read their cards: 傷病者1, 傷病者2, …
@@ -554,12 +566,15 @@ impl Incident {
     }
 
     /// Checks a crew event's device time against the server's time of receipt: not after it,
-    /// not before the incident was created, not before the previous tap of the same terminal
-    /// (its own clock and its own outbox order; another tablet of the team may deliver earlier
-    /// taps later), each within `DEVICE_CLOCK_TOLERANCE`. A tap that arrives late from the
-    /// outbox keeps its earlier time.
+    /// not before the incident was created, and not before what it must follow, each within
+    /// `DEVICE_CLOCK_TOLERANCE`: the previous tap of the same terminal (its own clock and its
+    /// own outbox order; another tablet of the team may deliver earlier taps later); for a
+    /// phase, the latest recorded phase (phases are in order, so no tablet may date one
+    /// earlier); for a patient event, that patient's previous event (no consent dated before
+    /// its face check). A tap that arrives late from the outbox keeps its earlier time.
     pub fn check_device_time(
         &self,
+        kind: &EventKind,
         device_at: DateTime<Utc>,
         received: DateTime<Utc>,
         actor: &Actor,
@@ -571,12 +586,23 @@ impl Incident {
         if device_at < created - DEVICE_CLOCK_TOLERANCE {
             return Err(IncidentError::DeviceTimeBeforeCreation);
         }
-        let previous = self
+        let same_terminal = self
             .events
             .iter()
             .rev()
             .filter(|e| e.actor.terminal().is_some() && e.actor.terminal() == actor.terminal())
             .find_map(|e| e.device_at);
+        let must_follow = match kind {
+            EventKind::Phase { .. } => self.phase_times().iter().map(|(_, t)| *t).max(),
+            _ => kind.patient().and_then(|p| {
+                self.events
+                    .iter()
+                    .rev()
+                    .find(|e| e.kind.patient() == Some(p))
+                    .map(|e| e.device_at.unwrap_or(e.at))
+            }),
+        };
+        let previous = same_terminal.max(must_follow);
         if let Some(previous) = previous
             && device_at < previous - DEVICE_CLOCK_TOLERANCE
         {
@@ -988,12 +1014,15 @@ mod tests {
         let mut log = assigned(7);
         let at = |m: i64| t0() + Duration::minutes(m);
         let late = at(30);
+        let arrival = EventKind::Phase {
+            phase: Phase::Contact,
+        };
         assert_eq!(
-            log.0.check_device_time(at(31), late, &crew(7)),
+            log.0.check_device_time(&arrival, at(31), late, &crew(7)),
             Err(IncidentError::DeviceTimeAhead)
         );
         assert_eq!(
-            log.0.check_device_time(at(-1), late, &crew(7)),
+            log.0.check_device_time(&arrival, at(-1), late, &crew(7)),
             Err(IncidentError::DeviceTimeBeforeCreation)
         );
         log.push_by(
@@ -1005,27 +1034,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            log.0.check_device_time(at(9), late, &crew(7)),
+            log.0.check_device_time(&arrival, at(9), late, &crew(7)),
             Err(IncidentError::DeviceTimeBeforePrevious)
         );
         // A tap queued offline at minute 12 that reaches the server at minute 30 is kept.
-        assert_eq!(log.0.check_device_time(at(12), late, &crew(7)), Ok(()));
+        assert_eq!(
+            log.0.check_device_time(&arrival, at(12), late, &crew(7)),
+            Ok(())
+        );
         // Another tablet of the team delivers a tap it made earlier: its own order counts.
         let second_tablet = Actor::Crew {
             account: 99,
             terminal: 999,
             team: 7,
         };
-        assert_eq!(log.0.check_device_time(at(9), late, &second_tablet), Ok(()));
-        // Within the clock tolerance either way.
+        let a = card("01AA00000001");
+        let face = EventKind::IdentityConfirmed { patient: a.clone() };
+        assert_eq!(
+            log.0.check_device_time(&face, at(9), late, &second_tablet),
+            Ok(()),
+            "a face check the second tablet queued earlier"
+        );
+        // But no tablet dates a phase before the latest phase, or a consent before its face
+        // check.
         assert_eq!(
             log.0
-                .check_device_time(at(10) - Duration::seconds(4), late, &crew(7)),
+                .check_device_time(&arrival, at(2), late, &second_tablet),
+            Err(IncidentError::DeviceTimeBeforePrevious)
+        );
+        log.face(7, &a, 20).unwrap();
+        let consent = EventKind::Consent {
+            patient: a,
+            consent: Consent::Obtained,
+        };
+        assert_eq!(
+            log.0
+                .check_device_time(&consent, at(15), late, &second_tablet),
+            Err(IncidentError::DeviceTimeBeforePrevious)
+        );
+        // Within the clock tolerance either way (crew(7)'s last tap was the face check at 20).
+        assert_eq!(
+            log.0
+                .check_device_time(&arrival, at(20) - Duration::seconds(4), late, &crew(7)),
             Ok(())
         );
         assert_eq!(
             log.0
-                .check_device_time(late + Duration::seconds(4), late, &crew(7)),
+                .check_device_time(&arrival, late + Duration::seconds(4), late, &crew(7)),
             Ok(())
         );
     }

@@ -248,6 +248,13 @@ fn to_event_kind(
                 "\"viewed\" is recorded by ems from its own view log, never posted",
             ));
         }
+        CrewEvent::Outcome {
+            outcome: MynaOutcome::ConsentRefused,
+        } => {
+            return Err(EmsError::Forbidden(
+                "a refusal is a patient's: post consent_refused with the card's certificate",
+            ));
+        }
         CrewEvent::Outcome { outcome } => EventKind::Outcome { outcome },
         CrewEvent::Closed => EventKind::Closed,
     })
@@ -272,12 +279,7 @@ async fn event<S: EmsStore>(
         device_at_ms: body.device_at_ms,
         team_guard: Some(c.at.team.id),
     };
-    let refused = matches!(event.kind, EventKind::ConsentRefused { .. });
     let appended = append_and_notify(&ems, &c, id, event).await?;
-    if refused {
-        // The funnel's outcome for the incident (the first outcome stands).
-        record_outcome(&ems, &c, id, &record.log, MynaOutcome::ConsentRefused).await?;
-    }
     Ok(Json(ack(&ems, &c, id, &appended).await?))
 }
 
@@ -400,8 +402,8 @@ async fn summary<S: EmsStore>(
                 view: body.view,
             };
             let key = format!("{SERVER_KEY_PREFIX}view-{}", response.access_id);
+            // The funnel's "viewed" is derived from this event (`Incident::outcome`).
             append_server_event(&ems, &c, id, viewed, key).await?;
-            record_outcome(&ems, &c, id, &record.log, MynaOutcome::Viewed).await?;
             Ok(Json(TerminalSummary {
                 patient: patient_number,
                 summary: *response,

@@ -254,7 +254,7 @@ fn insert_event(
         } else {
             IncidentError::DeviceTimeBeforeCreation
         })?;
-        log.check_device_time(device_at, ms_to_time(now_ms)?, &new.actor)?;
+        log.check_device_time(&new.kind, device_at, ms_to_time(now_ms)?, &new.actor)?;
     }
     let seq = u32::try_from(log.events.len() + 1)
         .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;

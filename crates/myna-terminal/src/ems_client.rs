@@ -124,11 +124,10 @@ impl EmsClient {
         }
         let (code, message) = match serde_json::from_slice::<TerminalErrorBody>(&bytes) {
             Ok(b) => (b.error.code, b.error.message),
-            // A proxy or gateway error page means the link, not ems, failed.
-            Err(_)
-                if status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT =>
-            {
-                return Err(CallError::Offline(format!("gateway answered {status}")));
+            // Not ems's own error body: a proxy, a gateway or a load balancer answered, so the
+            // link failed and the request is retried (a queued tap must not be dropped).
+            Err(_) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+                return Err(CallError::Offline(format!("the link answered {status}")));
             }
             Err(_) => (
                 ErrorCode::Unknown,

@@ -279,11 +279,14 @@ impl<R> Screen<R> {
 
     /// Asks for a view of the card on the reader whose consent is already recorded: the
     /// re-open, or the full view of the summary on screen.
-    pub fn view_again(&mut self, incident: i64, view: View) -> Result<(), &'static str> {
+    pub fn view_again(
+        &mut self,
+        incident: i64,
+        serial: &str,
+        view: View,
+    ) -> Result<(), &'static str> {
         self.check_current(incident)?;
-        let card = self
-            .card_read()
-            .ok_or("このカードをもう一度置いてください。")?;
+        let card = self.tapped_card(serial)?;
         let summary_is_this_cards = self
             .visible_summary()
             .is_some_and(|h| h.serial == card.serial);
@@ -347,8 +350,8 @@ impl<R> Screen<R> {
     /// ems answered the request but the provider (or ems's storage) failed for now: the request
     /// waits, without its consent tap, which goes on its own in the outbox's order, so it does
     /// not hold up the taps queued behind it.
-    pub fn request_failed_for_now(&mut self) {
-        if let Some(r) = self.request.as_mut() {
+    pub fn request_failed_for_now(&mut self, failed: &SummaryRequest) {
+        if let Some(r) = self.request.as_mut().filter(|r| **r == *failed) {
             r.waiting_for_link = true;
             r.consent_key = None;
         }
@@ -545,9 +548,13 @@ mod tests {
         s.card_changed(card("BBBB"));
         assert_eq!(s.card_step(), CardStep::Face, "B starts with tap 1");
         assert_eq!(
-            s.view_again(1, View::Full),
+            s.view_again(1, "BBBB", View::Full),
             Err("全量表示には、表示中のサマリーの本人のカードを置いてください。"),
             "no full view of B without B's own taps"
+        );
+        assert!(
+            s.view_again(1, "AAAA", View::Full).is_err(),
+            "nor of A from a stale button"
         );
         assert!(s.request.is_none());
     }
@@ -581,7 +588,7 @@ mod tests {
         let mut s = showing_a();
         s.card_changed(CardState::Reading);
         s.card_changed(card("AAAA"));
-        s.view_again(1, View::Summary).unwrap();
+        s.view_again(1, "AAAA", View::Summary).unwrap();
         let req = s.request.clone().unwrap();
         s.card_changed(CardState::Reading);
         s.card_changed(card("BBBB"));
@@ -598,7 +605,7 @@ mod tests {
         s.card_changed(CardState::Reading);
         s.card_changed(card("AAAA"));
         assert_eq!(s.card_step(), CardStep::Reopen { patient: 1 });
-        s.view_again(1, View::Summary).unwrap();
+        s.view_again(1, "AAAA", View::Summary).unwrap();
         assert_eq!(s.request.as_ref().unwrap().consent_key, None);
     }
 
@@ -616,7 +623,7 @@ mod tests {
     #[test]
     fn the_full_view_needs_the_summary_patients_card_on_the_reader() {
         let mut s = showing_a();
-        s.view_again(1, View::Full).unwrap();
+        s.view_again(1, "AAAA", View::Full).unwrap();
         assert_eq!(s.request.as_ref().unwrap().view, View::Full);
     }
 
@@ -681,7 +688,17 @@ mod tests {
             s.request.as_ref().unwrap().consent_key.as_deref(),
             Some("k")
         );
-        s.request_failed_for_now();
+        let other = SummaryRequest {
+            serial: "BBBB".into(),
+            ..s.request.clone().unwrap()
+        };
+        s.request_failed_for_now(&other);
+        assert!(
+            s.request.as_ref().unwrap().consent_key.is_some(),
+            "another request's failure changes nothing"
+        );
+        let failed = s.request.clone().unwrap();
+        s.request_failed_for_now(&failed);
         let req = s.request.as_ref().unwrap();
         assert!(req.waiting_for_link);
         assert_eq!(

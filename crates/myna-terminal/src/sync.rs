@@ -221,7 +221,7 @@ async fn ask_summary(
             // goes on its own from now on, so the provider's outage holds up no other tap.
             {
                 let mut s = t.screen();
-                s.request_failed_for_now();
+                s.request_failed_for_now(&req);
                 s.notice = Some(Notice {
                     error: true,
                     text: crate::messages::crew_message(code).to_owned(),

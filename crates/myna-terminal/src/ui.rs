@@ -549,19 +549,22 @@ async fn outcome(State(t): St, Path(id): Path<i64>, Form(f): Form<OutcomeForm>) 
     after(&t, result)
 }
 
-async fn full(State(t): St, Path(id): Path<i64>) -> Response {
+async fn full(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Response {
     touch(&t);
-    let result = t.screen().view_again(id, View::Full).map_err(str::to_owned);
+    let result = t
+        .screen()
+        .view_again(id, &f.card, View::Full)
+        .map_err(str::to_owned);
     t.wake.notify_one();
     after(&t, result)
 }
 
 /// The card of a patient whose consent is recorded was placed again: one tap re-opens.
-async fn reopen(State(t): St, Path(id): Path<i64>) -> Response {
+async fn reopen(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Response {
     touch(&t);
     let result = t
         .screen()
-        .view_again(id, View::Summary)
+        .view_again(id, &f.card, View::Summary)
         .map_err(str::to_owned);
     t.wake.notify_one();
     after(&t, result)
