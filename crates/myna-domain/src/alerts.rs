@@ -40,19 +40,46 @@ pub struct AlertClass {
     pub surgery_within_days: Option<u32>,
 }
 
+/// Which rule of a class put a drug in it: the first matching prefix, else the ingredient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchedRule<'a> {
+    Prefix(&'a str),
+    Ingredient(&'a str),
+}
+
+impl std::fmt::Display for MatchedRule<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatchedRule::Prefix(p) => write!(f, "prefix {p}"),
+            MatchedRule::Ingredient(i) => write!(f, "ingredient {i}"),
+        }
+    }
+}
+
 impl AlertClass {
     pub fn matches_drug(&self, yj: &YjCode) -> bool {
+        self.matched_rule(yj).is_some()
+    }
+
+    /// The rule that puts `yj` in this class, if any (after exclusions and routes).
+    pub fn matched_rule(&self, yj: &YjCode) -> Option<MatchedRule<'_>> {
         let code = yj.as_str();
         if self.exclude.iter().any(|p| code.starts_with(p.as_str())) {
-            return false;
+            return None;
         }
         if !self.routes.is_empty() && !self.routes.contains(&yj.route()) {
-            return false;
+            return None;
         }
         self.yj_prefixes
             .iter()
-            .any(|p| code.starts_with(p.as_str()))
-            || self.ingredients.iter().any(|i| i == yj.ingredient7())
+            .find(|p| code.starts_with(p.as_str()))
+            .map(|p| MatchedRule::Prefix(p))
+            .or_else(|| {
+                self.ingredients
+                    .iter()
+                    .find(|i| *i == yj.ingredient7())
+                    .map(|i| MatchedRule::Ingredient(i))
+            })
     }
 }
 
