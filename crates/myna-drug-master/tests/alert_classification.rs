@@ -98,3 +98,30 @@ fn every_code_in_the_master_is_classified_as_the_reviewed_golden_file_says() {
         );
     }
 }
+
+/// Properties the table must keep over the whole master, whatever the golden file says.
+#[test]
+fn no_moisturiser_adrenaline_or_ointment_raises_a_systemic_alert() {
+    let master = Master::shipped().unwrap();
+    let table = AlertTable::builtin().unwrap();
+    let systemic = ["doac", "systemic_steroid", "antineoplastic", "heparin"];
+    for p in master.products() {
+        let classes: Vec<&str> = table
+            .classify(&p.yj)
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        if p.form == DosageForm::External {
+            for c in systemic {
+                assert!(!classes.contains(&c), "{} {} is {c}", p.yj.as_str(), p.name);
+            }
+        }
+        if p.yj.as_str().starts_with("2451") {
+            assert!(!classes.contains(&"systemic_steroid"), "{}", p.name);
+        }
+        // Every oral DOAC ingredient is still a DOAC.
+        if ["3339001", "3339002", "3339003", "3339004"].contains(&p.yj.ingredient7()) {
+            assert_eq!(classes, ["doac"], "{}", p.name);
+        }
+    }
+}
