@@ -1,31 +1,50 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The shared store conformance suite, on a real SQLite file.
+//! The shared store conformance suites (`ProviderStore` and `EmsStore`), each test on a fresh,
+//! real SQLite file.
 
-use myna_store::testsuite;
-use myna_store_sqlite::SqliteStore;
-
-fn fresh() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("provider.db")).unwrap();
-    (dir, store)
-}
-
+/// `suite!(module, Store, "file.db"; tests…)`: one test per suite function, on a fresh file.
 macro_rules! suite {
-    ($($name:ident),* $(,)?) => {$(
+    ($suite:ident, $store:ty, $file:literal; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let (_dir, store) = fresh();
-            testsuite::$name(store).await;
+            let dir = tempfile::tempdir().unwrap();
+            let store = <$store>::open(&dir.path().join($file)).unwrap();
+            myna_store::$suite::$name(store).await;
         }
     )*};
 }
 
-suite!(
-    access_returns_records_and_logs,
-    summary_view_reads_within_its_windows,
-    refused_access_writes_nothing,
-    long_supplies_are_read_and_impossible_ones_refused,
-    organisations_authenticate,
-    concurrent_accesses_chain_correctly,
-    dataset_info_round_trips,
-);
+mod provider {
+    suite!(testsuite, myna_store_sqlite::SqliteStore, "provider.db";
+        access_returns_records_and_logs,
+        summary_view_reads_within_its_windows,
+        refused_access_writes_nothing,
+        long_supplies_are_read_and_impossible_ones_refused,
+        organisations_authenticate,
+        concurrent_accesses_chain_correctly,
+        dataset_info_round_trips,
+    );
+}
+
+mod ems {
+    suite!(ems_testsuite, myna_store_sqlite::EmsSqlite, "ems.db";
+        a_kawasaki_shaped_seed_gives_31_teams_at_their_stations_and_a_second_seed_is_refused,
+        a_seed_that_fails_half_way_leaves_no_bureau_behind,
+        one_bureau_never_reads_or_writes_another_bureaus_incidents,
+        one_bureau_cannot_revoke_or_register_terminals_of_another,
+        accounts_and_passwords_are_per_bureau,
+        the_same_key_and_kind_twice_is_one_event_answered_as_a_duplicate,
+        the_same_key_with_a_different_kind_is_refused_as_key_reused,
+        a_phase_before_any_assignment_is_refused_as_not_assigned,
+        nothing_is_appended_after_closed,
+        a_crew_event_is_refused_once_the_incident_went_to_another_team,
+        consent_for_a_patient_whose_face_was_not_confirmed_is_refused,
+        after_a_withdrawal_that_patients_face_check_and_consent_are_refused,
+        device_times_ahead_of_the_server_before_creation_or_before_the_previous_tap_are_refused,
+        a_late_tap_keeps_its_device_time,
+        view_records_keep_their_patient_and_the_chain_verifies,
+        an_expired_session_is_not_returned,
+        a_new_password_ends_that_accounts_sessions_only,
+        revoking_a_terminal_ends_the_sessions_bound_to_it_only,
+    );
+}

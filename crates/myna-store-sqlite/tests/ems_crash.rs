@@ -3,41 +3,18 @@
 //! and view it acknowledged is in the ems database afterwards, the log has no gap, and the view
 //! chain verifies.
 
-use myna_domain::access::Consent;
-use myna_domain::incident::{Actor, EventKind, ViewRecord};
-use myna_domain::patient::PatientSecret;
-use myna_domain::summary::View;
 use myna_store::ChainReport;
-use myna_store::ems::{EmsStore, NewEvent};
+use myna_store::ems::EmsStore;
+use myna_store::ems_testsuite::{
+    assigned_incident, crew_event, face, patient, small, team, view_record,
+};
 use myna_store_sqlite::EmsSqlite;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 const CHILD_ENV: &str = "MYNA_EMS_CRASH_CHILD_DB";
-
-fn event(kind: EventKind, key: String) -> NewEvent {
-    NewEvent {
-        kind,
-        actor: Actor::Dispatcher { account: 1 },
-        idempotency_key: key,
-        device_at_ms: None,
-        team_guard: None,
-    }
-}
-
-/// An event of the crew of `team` (a face check is recorded by a crew only).
-fn crew_event(team: i64, kind: EventKind, key: String) -> NewEvent {
-    NewEvent {
-        actor: Actor::Crew {
-            account: 2,
-            terminal: 1,
-            team,
-        },
-        team_guard: Some(team),
-        ..event(kind, key)
-    }
-}
+const BUREAU: &str = "crash-fd";
 
 /// Runs only as the child of `acknowledged_events_survive_sigkill`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,64 +23,24 @@ async fn ems_crash_child_writer() {
         return;
     };
     let store = std::sync::Arc::new(EmsSqlite::open(std::path::Path::new(&path)).unwrap());
-    let seed = myna_ems_seed();
-    let bureau = store.seed_bureau(seed).await.unwrap();
-    let team = store.teams(bureau).await.unwrap()[0].id;
-    let created = EventKind::Created {
-        location: "川崎市".into(),
-        category: myna_domain::incident::ComplaintCategory::Other,
-        note: String::new(),
-        card_prep_requested: false,
-    };
-    let incident = store
-        .create_incident(bureau, event(created, "c".into()), 1_790_000_000_000)
-        .await
-        .unwrap()
-        .id;
-    store
-        .append(
-            bureau,
-            incident,
-            event(EventKind::Assigned { team }, "a".into()),
-            1_790_000_000_001,
-        )
-        .await
-        .unwrap();
-    let patient = PatientSecret::from_bytes([9; 32]).patient("01AA0001");
+    let bureau = store.seed_bureau(small(BUREAU)).await.unwrap();
+    let team = team(&*store, bureau, "救急1").await;
+    let incident = assigned_incident(&*store, bureau, "救急1").await;
     let mut tasks = Vec::new();
     for w in 0..4 {
         let s = store.clone();
-        let patient = patient.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let key = format!("w{w}-{i}");
-                let kind = EventKind::IdentityConfirmed {
-                    patient: patient.clone(),
-                };
                 s.append(
                     bureau,
                     incident,
-                    crew_event(team, kind, key.clone()),
+                    crew_event(team, face(&patient(1)), &key, None),
                     1_790_000_001_000 + i,
                 )
                 .await
                 .unwrap();
-                let view = s
-                    .record_view(ViewRecord {
-                        at_ms: 1_790_000_001_000 + i,
-                        bureau: "crash-fd".into(),
-                        incident_number: "1".into(),
-                        team: "t".into(),
-                        crew_member: "crew01".into(),
-                        terminal: 1,
-                        patient: patient.clone(),
-                        patient_number: 1,
-                        consent: Consent::Obtained,
-                        view: View::Summary,
-                        provider_access_id: i,
-                    })
-                    .await
-                    .unwrap();
+                let view = s.record_view(view_record(i, 1)).await.unwrap();
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "ACK {incident} {key} {view}").unwrap();
                 out.flush().unwrap();
@@ -112,19 +49,6 @@ async fn ems_crash_child_writer() {
     }
     for t in tasks {
         let _ = t.await;
-    }
-}
-
-fn myna_ems_seed() -> myna_store::ems::BureauSeed {
-    myna_store::ems::BureauSeed {
-        code: "crash-fd".into(),
-        name: "crash".into(),
-        provider_url: "http://127.0.0.1:9".into(),
-        provider_token: "t".into(),
-        view_window_s: 3600,
-        patient_secret: PatientSecret::from_bytes([9; 32]),
-        stations: vec![("s".into(), vec!["t".into()])],
-        accounts: Vec::new(),
     }
 }
 
@@ -169,7 +93,7 @@ async fn acknowledged_events_survive_sigkill() {
     assert_eq!(keys.len(), 300, "the child stopped early");
 
     let store = EmsSqlite::open(&path).unwrap();
-    let bureau = store.bureau("crash-fd").await.unwrap().unwrap().id;
+    let bureau = store.bureau(BUREAU).await.unwrap().unwrap().id;
     let log = store.incident(bureau, incident).await.unwrap().unwrap().log;
     for key in &keys {
         assert!(

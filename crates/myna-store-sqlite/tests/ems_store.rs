@@ -2,7 +2,7 @@
 //! What only the SQLite file can show: the log and the view chain survive a reopen, a view
 //! record rewritten behind the store's back breaks the chain, and a file written before consent
 //! was bound to a patient is refused. The behaviour every backend shares is in
-//! `myna_store::ems_testsuite` (run by `ems_conformance.rs`).
+//! `myna_store::ems_testsuite` (run by `conformance.rs`).
 
 use myna_domain::incident::Phase;
 use myna_store::ems::EmsStore;

@@ -41,6 +41,12 @@ impl CardRead {
     }
 }
 
+/// A certificate as the terminal API carries it: standard base64 of the DER.
+pub(crate) fn certificate_b64(der: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
 pub type OnCard = Arc<dyn Fn(CardState) + Send + Sync>;
 
 /// One card of the demo deck.

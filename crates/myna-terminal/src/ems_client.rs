@@ -122,23 +122,7 @@ impl EmsClient {
                 message: format!("undecodable answer: {e}"),
             });
         }
-        let (code, message) = match serde_json::from_slice::<TerminalErrorBody>(&bytes) {
-            Ok(b) => (b.error.code, b.error.message),
-            // Not ems's own error body: a proxy, a gateway or a load balancer answered, so the
-            // link failed and the request is retried (a queued tap must not be dropped).
-            Err(_) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
-                return Err(CallError::Offline(format!("the link answered {status}")));
-            }
-            Err(_) => (
-                ErrorCode::Unknown,
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ),
-        };
-        Err(CallError::Refused {
-            status: status.as_u16(),
-            code,
-            message,
-        })
+        Err(refusal(status, &bytes))
     }
 
     fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, CallError> {
@@ -231,23 +215,37 @@ impl EmsClient {
         let req = self.request(Method::GET, route::STREAM, Some(session), None)?;
         let resp = self.send(req, self.timeout).await?;
         if !resp.status().is_success() {
-            let status = resp.status().as_u16();
+            let status = resp.status();
             let bytes = resp
                 .into_body()
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            let (code, message) = serde_json::from_slice::<TerminalErrorBody>(&bytes)
-                .map(|b| (b.error.code, b.error.message))
-                .unwrap_or_else(|_| (ErrorCode::Unknown, String::new()));
-            return Err(CallError::Refused {
-                status,
-                code,
-                message,
-            });
+            return Err(refusal(status, &bytes));
         }
         Ok(resp.into_body())
+    }
+}
+
+/// What a non-success answer means: ems's own error body is a refusal with its code; any other
+/// body from a 5xx or 429 is a proxy, gateway or load balancer, so the link failed and the call
+/// is retried (a queued tap must not be dropped).
+fn refusal(status: StatusCode, bytes: &[u8]) -> CallError {
+    match serde_json::from_slice::<TerminalErrorBody>(bytes) {
+        Ok(b) => CallError::Refused {
+            status: status.as_u16(),
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+            CallError::Offline(format!("the link answered {status}"))
+        }
+        Err(_) => CallError::Refused {
+            status: status.as_u16(),
+            code: ErrorCode::Unknown,
+            message: String::from_utf8_lossy(bytes).into_owned(),
+        },
     }
 }
 

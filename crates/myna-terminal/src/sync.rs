@@ -2,6 +2,7 @@
 //! once its incident's events are through, follow `ems`'s push stream, and drop the summary
 //! after the idle timeout.
 
+use crate::card::certificate_b64;
 use crate::ems_client::{CallError, SseParser};
 use crate::outbox::Queued;
 use crate::state::SummaryRequest;
@@ -68,10 +69,6 @@ pub(crate) fn auth_lost(t: &Terminal, code: ErrorCode) {
         text: crate::messages::crew_message(code).to_owned(),
     });
     t.redraw();
-}
-
-fn b64(der: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(der)
 }
 
 /// The card serial a queued face check is for (to learn the patient number ems gives it).
@@ -194,7 +191,7 @@ async fn ask_summary(
     row: Option<i64>,
 ) -> Progress {
     let body = SummaryBody {
-        certificate: b64(&req.der),
+        certificate: certificate_b64(&req.der),
         view: req.view,
         consent: tap,
     };

@@ -2,7 +2,7 @@
 //! the screen fragment after every tap and on every pushed change. From card placement to the
 //! summary the crew taps twice: "face matches" and "consent" (or the exception with its reason).
 
-use crate::card::CardState;
+use crate::card::{CardState, certificate_b64};
 use crate::guard::{self, Guard};
 use crate::messages::crew_message;
 use crate::state::CardStep;
@@ -15,7 +15,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use futures_util::Stream;
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::incident::{MynaOutcome, Phase};
@@ -442,10 +441,6 @@ fn after(t: &Terminal, result: Result<(), String>) -> Response {
     fragment(t)
 }
 
-fn b64(der: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(der)
-}
-
 async fn phase(State(t): St, Path((id, phase)): Path<(i64, String)>) -> Response {
     touch(&t);
     let result = match Phase::parse(&phase) {
@@ -472,7 +467,7 @@ async fn face(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Res
             &t,
             id,
             CrewEvent::IdentityConfirmed {
-                certificate: b64(&der),
+                certificate: certificate_b64(&der),
             },
         )
     });
@@ -503,7 +498,7 @@ async fn consent(State(t): St, Path(id): Path<i64>, Form(f): Form<ConsentForm>) 
             return Ok(());
         };
         let event = CrewEvent::Consent {
-            certificate: b64(&der),
+            certificate: certificate_b64(&der),
             consent,
         };
         if let Err(e) = t.outbox.push(id, &event_body(key, event)) {
@@ -525,7 +520,7 @@ async fn refused(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> 
             &t,
             id,
             CrewEvent::ConsentRefused {
-                certificate: b64(&der),
+                certificate: certificate_b64(&der),
             },
         )
     });
@@ -549,25 +544,22 @@ async fn outcome(State(t): St, Path(id): Path<i64>, Form(f): Form<OutcomeForm>) 
     after(&t, result)
 }
 
-async fn full(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Response {
-    touch(&t);
-    let result = t
-        .screen()
-        .view_again(id, &f.card, View::Full)
-        .map_err(str::to_owned);
+/// A view of the card on the reader whose consent is recorded: the sync task sends it.
+fn view_again(t: &Terminal, id: i64, card: &str, view: View) -> Response {
+    touch(t);
+    let result = t.screen().view_again(id, card, view).map_err(str::to_owned);
     t.wake.notify_one();
-    after(&t, result)
+    after(t, result)
+}
+
+/// 「全量を表示」 for the summary on screen.
+async fn full(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Response {
+    view_again(&t, id, &f.card, View::Full)
 }
 
 /// The card of a patient whose consent is recorded was placed again: one tap re-opens.
 async fn reopen(State(t): St, Path(id): Path<i64>, Form(f): Form<CardForm>) -> Response {
-    touch(&t);
-    let result = t
-        .screen()
-        .view_again(id, &f.card, View::Summary)
-        .map_err(str::to_owned);
-    t.wake.notify_one();
-    after(&t, result)
+    view_again(&t, id, &f.card, View::Summary)
 }
 
 /// 同意撤回: the patient's summary goes now; ems refuses every later view of them.
