@@ -3,14 +3,32 @@
 //! The rules live in the versioned data file `data/alerts.toml`, not in code. A drug matches a
 //! class when its YJ code starts with one of the class's prefixes or its 7-character ingredient
 //! code is on the class's allow-list, unless an exclusion prefix matches or its route is not one
-//! the class counts (topical steroids, for example, are not systemic steroids).
+//! the class counts (topical steroids, for example, are not systemic steroids). The route is
+//! the YJ ingredient range, which agrees with the master's 剤形 for every code (tested in
+//! `myna-drug-master`). A class may also fire on records: dialysis, a recent surgery, or a
+//! claimed 診療行為 code (a cardiac device, home oxygen).
+//!
+//! `AlertTable::classify_codes` computes every drug's classes once, when the table and the
+//! drug master are loaded; the summary then looks them up.
 
 use crate::codes::{Route, YjCode};
 use crate::records::{MedicalRecords, ProcedureKind, Source};
-use chrono::{Days, NaiveDate};
+use chrono::{Days, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 const ALERT_TABLE_TOML: &str = include_str!("../data/alerts.toml");
+
+/// The longest drug window a class may ask for. Stores read dispensings this far back (plus the
+/// longest supply), so a class cannot look further than the data the summary is built from.
+pub const MAX_DRUG_WINDOW_MONTHS: u32 = 12;
+
+/// The longest procedure window a class may ask for; stores read procedures this far back.
+pub const MAX_PROCEDURE_WINDOW_MONTHS: u32 = 60;
+
+/// A table holds at most this many classes (one bit each in the precomputed classification).
+const MAX_CLASSES: usize = 64;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +39,9 @@ pub struct AlertClass {
     /// Why the crew cares, in one line.
     pub why_ja: String,
     pub why_en: String,
+    /// The clinical source the class rests on: a package insert, a guideline, or the
+    /// ハイリスク薬 list.
+    pub source: String,
     #[serde(default)]
     pub yj_prefixes: Vec<String>,
     /// 7-character YJ ingredient codes, for classes that share a 4-digit 薬効分類 with other drugs.
@@ -38,6 +59,29 @@ pub struct AlertClass {
     /// The class fires on a 手術 within this many days.
     #[serde(default)]
     pub surgery_within_days: Option<u32>,
+    /// 診療行為 codes (9 digits) whose claim raises the class.
+    #[serde(default)]
+    pub procedure_codes: Vec<String>,
+    /// How far back a claim of `procedure_codes` counts, in months.
+    #[serde(default)]
+    pub procedure_within_months: Option<u32>,
+    /// A drug counts when dispensed within this many months, whatever its supply; for drugs
+    /// carried for emergencies (an adrenaline auto-injector). Otherwise the table's window.
+    #[serde(default)]
+    pub drug_window_months: Option<u32>,
+    /// The agent that reverses a drug of this class, by ingredient.
+    #[serde(default)]
+    pub reversal: Vec<Reversal>,
+}
+
+/// 拮抗薬 (reversal agent) for the listed ingredients, named on the alert's evidence line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reversal {
+    /// 7-character YJ ingredient codes.
+    pub ingredients: Vec<String>,
+    pub agent_ja: String,
+    pub agent_en: String,
 }
 
 /// Which rule of a class put a drug in it: the first matching prefix, else the ingredient.
@@ -81,6 +125,13 @@ impl AlertClass {
                     .map(|i| MatchedRule::Ingredient(i))
             })
     }
+
+    /// The reversal agent for `yj`, if the class names one for its ingredient.
+    pub fn reversal_for(&self, yj: &YjCode) -> Option<&Reversal> {
+        self.reversal
+            .iter()
+            .find(|r| r.ingredients.iter().any(|i| i == yj.ingredient7()))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +145,10 @@ pub struct AlertTable {
     pub e_prescription_window_days: u32,
     #[serde(rename = "class")]
     pub classes: Vec<AlertClass>,
+    /// Each known YJ code's classes as a bit set (bit i = `classes[i]`), computed once by
+    /// `classify_codes`. Codes not in it are classified on the fly.
+    #[serde(skip)]
+    classified: Arc<HashMap<String, u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +178,11 @@ pub struct AlertEvidence {
     pub code: Option<String>,
     pub service_date: NaiveDate,
     pub source: Source,
+    /// For an anticoagulant: the agent that reverses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal_ja: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal_en: Option<String>,
 }
 
 impl AlertTable {
@@ -150,22 +210,108 @@ impl AlertTable {
             let has_trigger = !c.yj_prefixes.is_empty()
                 || !c.ingredients.is_empty()
                 || c.dialysis_records
-                || c.surgery_within_days.is_some();
+                || c.surgery_within_days.is_some()
+                || !c.procedure_codes.is_empty();
             if !has_trigger {
                 return Err(bad("no prefix, ingredient or record trigger".into()));
+            }
+            if c.source.trim().is_empty() {
+                return Err(bad("names no clinical source".into()));
+            }
+            for code in &c.procedure_codes {
+                if code.len() != 9 || !code.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad(format!("procedure code {code:?} is not 9 digits")));
+                }
+            }
+            match (c.procedure_codes.is_empty(), c.procedure_within_months) {
+                (false, None) => return Err(bad("procedure codes without a window".into())),
+                (true, Some(_)) => return Err(bad("a procedure window without codes".into())),
+                (_, Some(m)) if m == 0 || m > MAX_PROCEDURE_WINDOW_MONTHS => {
+                    return Err(bad(format!(
+                        "procedure window {m} months; 1 to {MAX_PROCEDURE_WINDOW_MONTHS} allowed"
+                    )));
+                }
+                _ => {}
+            }
+            if let Some(m) = c.drug_window_months
+                && (m == 0 || m > MAX_DRUG_WINDOW_MONTHS)
+            {
+                return Err(bad(format!(
+                    "drug window {m} months; 1 to {MAX_DRUG_WINDOW_MONTHS} allowed"
+                )));
+            }
+            for r in &c.reversal {
+                for i in &r.ingredients {
+                    let listed = c.ingredients.contains(i)
+                        || c.yj_prefixes.iter().any(|p| i.starts_with(p.as_str()));
+                    if !listed {
+                        return Err(bad(format!(
+                            "reversal names ingredient {i} that the class does not hold"
+                        )));
+                    }
+                }
             }
             for p in c.yj_prefixes.iter().chain(&c.exclude) {
                 if p.is_empty() || p.len() > 12 || !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
                     return Err(bad(format!("bad YJ prefix {p:?}")));
                 }
             }
-            for i in &c.ingredients {
+            for i in c
+                .ingredients
+                .iter()
+                .chain(c.reversal.iter().flat_map(|r| &r.ingredients))
+            {
                 if i.len() != 7 || !i.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad(format!("ingredient code {i:?} is not 7 digits")));
                 }
             }
         }
+        if self.classes.len() > MAX_CLASSES {
+            return Err(AlertTableError::BadRule {
+                class: String::new(),
+                problem: format!("{} classes; at most {MAX_CLASSES}", self.classes.len()),
+            });
+        }
+        if self.claims_drug_window_months > MAX_DRUG_WINDOW_MONTHS {
+            return Err(AlertTableError::BadRule {
+                class: String::new(),
+                problem: format!(
+                    "claims drug window {} months; at most {MAX_DRUG_WINDOW_MONTHS}",
+                    self.claims_drug_window_months
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// Classifies every code once and keeps the result, so the summary looks classes up
+    /// instead of evaluating rules. Call it when the drug master is loaded.
+    pub fn classify_codes<'a>(&mut self, codes: impl IntoIterator<Item = &'a YjCode>) {
+        let map: HashMap<String, u64> = codes
+            .into_iter()
+            .map(|yj| (yj.as_str().to_owned(), self.compute_mask(yj)))
+            .collect();
+        self.classified = Arc::new(map);
+    }
+
+    /// How many codes `classify_codes` classified.
+    pub fn classified_codes(&self) -> usize {
+        self.classified.len()
+    }
+
+    fn compute_mask(&self, yj: &YjCode) -> u64 {
+        self.classes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.matches_drug(yj))
+            .fold(0, |m, (i, _)| m | (1 << i))
+    }
+
+    fn class_mask(&self, yj: &YjCode) -> u64 {
+        match self.classified.get(yj.as_str()) {
+            Some(mask) => *mask,
+            None => self.compute_mask(yj),
+        }
     }
 
     pub fn class(&self, id: &str) -> Option<&AlertClass> {
@@ -174,7 +320,13 @@ impl AlertTable {
 
     /// Classes a drug falls into, in table order.
     pub fn classify(&self, yj: &YjCode) -> Vec<&AlertClass> {
-        self.classes.iter().filter(|c| c.matches_drug(yj)).collect()
+        let mask = self.class_mask(yj);
+        self.classes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, c)| c)
+            .collect()
     }
 
     /// Alerts for a person on `today`, in table order (the table lists the most urgent first).
@@ -186,21 +338,37 @@ impl AlertTable {
         let erx_from = today
             .checked_sub_days(Days::new(u64::from(self.e_prescription_window_days)))
             .unwrap_or(NaiveDate::MIN);
+        let masks: Vec<u64> = records
+            .dispensings
+            .iter()
+            .map(|d| self.class_mask(&d.drug.yj))
+            .collect();
         let mut alerts = Vec::new();
-        for class in &self.classes {
+        for (index, class) in self.classes.iter().enumerate() {
             let mut evidence = Vec::new();
-            for d in &records.dispensings {
-                let from = match d.source {
-                    Source::EPrescription => erx_from,
-                    _ => claims_from,
+            let dispensed_from = class.drug_window_months.map(|m| {
+                today
+                    .checked_sub_months(Months::new(m))
+                    .unwrap_or(NaiveDate::MIN)
+            });
+            for (d, mask) in records.dispensings.iter().zip(&masks) {
+                if mask & (1 << index) == 0 || d.available_on > today {
+                    continue;
+                }
+                let active = match (dispensed_from, d.source) {
+                    (Some(from), _) => d.service_date >= from && d.service_date <= today,
+                    (None, Source::EPrescription) => d.supply_end() >= erx_from,
+                    (None, _) => d.supply_end() >= claims_from,
                 };
-                let active = d.available_on <= today && d.supply_end() >= from;
-                if active && class.matches_drug(&d.drug.yj) {
+                if active {
+                    let reversal = class.reversal_for(&d.drug.yj);
                     evidence.push(AlertEvidence {
                         text: d.drug.name.clone(),
                         code: Some(d.drug.yj.to_string()),
                         service_date: d.service_date,
                         source: d.source,
+                        reversal_ja: reversal.map(|r| r.agent_ja.clone()),
+                        reversal_en: reversal.map(|r| r.agent_en.clone()),
                     });
                 }
             }
@@ -216,7 +384,30 @@ impl AlertTable {
                     code: None,
                     service_date: latest.service_date,
                     source: latest.source,
+                    reversal_ja: None,
+                    reversal_en: None,
                 });
+            }
+            if let Some(months) = class.procedure_within_months {
+                let from = today
+                    .checked_sub_months(Months::new(months))
+                    .unwrap_or(NaiveDate::MIN);
+                for p in &records.procedures {
+                    if class.procedure_codes.contains(&p.code)
+                        && p.available_on <= today
+                        && p.service_date >= from
+                        && p.service_date <= today
+                    {
+                        evidence.push(AlertEvidence {
+                            text: format!("{}（{}）", p.name, p.institution.name),
+                            code: Some(p.code.clone()),
+                            service_date: p.service_date,
+                            source: p.source,
+                            reversal_ja: None,
+                            reversal_en: None,
+                        });
+                    }
+                }
             }
             if let Some(days) = class.surgery_within_days {
                 let from = today
@@ -232,6 +423,8 @@ impl AlertTable {
                             code: Some(p.code.clone()),
                             service_date: p.service_date,
                             source: p.source,
+                            reversal_ja: None,
+                            reversal_en: None,
                         });
                     }
                 }

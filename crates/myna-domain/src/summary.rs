@@ -1,6 +1,6 @@
 //! 救急用サマリー (emergency summary): windows, sections and the pure builder.
 
-use crate::alerts::{Alert, AlertTable};
+use crate::alerts::{Alert, AlertTable, MAX_DRUG_WINDOW_MONTHS, MAX_PROCEDURE_WINDOW_MONTHS};
 use crate::person::{Coverage, Person};
 use crate::records::{
     Dialysis, Dispensing, HealthCheck, MedicalRecords, Procedure, ProcedureKind, Source, Visit,
@@ -135,13 +135,20 @@ pub struct FetchPlan {
 impl Windows {
     pub fn fetch_plan(&self, today: NaiveDate) -> FetchPlan {
         let start = |w: Window| w.start(today).unwrap_or(today);
-        let drug_start = start(self.claims_drugs).min(start(self.e_prescriptions));
+        // Alerts may look further back than the sections show (a class's own window).
+        let alert_drugs = start(Window::Months(MAX_DRUG_WINDOW_MONTHS));
+        let alert_procedures = start(Window::Months(MAX_PROCEDURE_WINDOW_MONTHS));
+        let drug_start = start(self.claims_drugs)
+            .min(start(self.e_prescriptions))
+            .min(alert_drugs);
         FetchPlan {
             visits_from: start(self.visits),
             dispensings_from: drug_start
                 .checked_sub_days(Days::new(u64::from(MAX_SUPPLY_DAYS)))
                 .unwrap_or(NaiveDate::MIN),
-            procedures_from: start(self.surgeries).min(start(self.procedures)),
+            procedures_from: start(self.surgeries)
+                .min(start(self.procedures))
+                .min(alert_procedures),
             // Dialysis alerts look at the claims drug window, which may be wider than the section.
             dialysis_from: start(self.dialysis).min(start(self.claims_drugs)),
             health_check_rounds: match self.health_checks {

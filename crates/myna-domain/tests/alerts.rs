@@ -82,13 +82,9 @@ const PINS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "antineoplastic",
-        &[
-            "4223005F1022",
-            "4229101F1026",
-            "4291003F2054",
-            "4291010F1031",
-        ],
-        &[],
+        &["4223005F1022", "4229101F1026"],
+        // Hormone therapies (tamoxifen, anastrozole) do not cause febrile neutropenia.
+        &["4291003F2054", "4291010F1031"],
     ),
     (
         "beta_blocker",
@@ -166,6 +162,15 @@ const PINS: &[(&str, &[&str], &[&str])] = &[
         &["3969010F2030", "3969014F1024", "3969006F2026"],
     ),
     ("theophylline", &["2251001F2115"], &[]),
+    // The auto-injectors, not the hospital syringe of the same ingredient (not in the catalogue;
+    // the whole-master test in myna-drug-master pins it).
+    ("anaphylaxis", &["2451402G3026", "2451402G2020"], &[]),
+    ("parkinson", &["1169101F1120", "1169700S2021"], &[]),
+    // Seizure rescue suppositories: antiepileptic as well as sedative.
+    ("antiepileptic", &["1124701J2029", "1125700J3028"], &[]),
+    ("sedative_hypnotic", &["1124701J2029", "1125700J3028"], &[]),
+    ("opioid", &["1149704S1020", "8219700S5026"], &[]),
+    ("immunosuppressant", &["3999005F1016"], &[]),
 ];
 
 #[test]
@@ -202,7 +207,7 @@ fn every_alert_class_is_pinned_to_real_drugs() {
     for c in &table.classes {
         let pinned = PINS.iter().any(|(id, _, _)| *id == c.id);
         assert!(
-            pinned || c.surgery_within_days.is_some(),
+            pinned || c.surgery_within_days.is_some() || !c.procedure_codes.is_empty(),
             "class {} is not pinned",
             c.id
         );
@@ -233,14 +238,14 @@ fn common_chronic_drugs_raise_no_alert() {
 fn malformed_tables_are_rejected() {
     let base = "version = \"t\"\nsource = \"t\"\nclaims_drug_window_months = 3\ne_prescription_window_days = 45\n";
     let no_trigger = format!(
-        "{base}[[class]]\nid = \"x\"\nlabel_ja = \"x\"\nlabel_en = \"x\"\nwhy_ja = \"x\"\nwhy_en = \"x\"\n"
+        "{base}[[class]]\nid = \"x\"\nlabel_ja = \"x\"\nlabel_en = \"x\"\nwhy_ja = \"x\"\nwhy_en = \"x\"\nsource = \"x\"\n"
     );
     assert!(AlertTable::from_toml(&no_trigger).is_err());
     let bad_ingredient = format!("{no_trigger}ingredients = [\"339900\"]\n");
     assert!(AlertTable::from_toml(&bad_ingredient).is_err());
     let ok = format!("{no_trigger}yj_prefixes = [\"3332\"]\n");
     let dup = format!(
-        "{ok}[[class]]\nid = \"x\"\nlabel_ja = \"x\"\nlabel_en = \"x\"\nwhy_ja = \"x\"\nwhy_en = \"x\"\nyj_prefixes = [\"1\"]\n"
+        "{ok}[[class]]\nid = \"x\"\nlabel_ja = \"x\"\nlabel_en = \"x\"\nwhy_ja = \"x\"\nwhy_en = \"x\"\nsource = \"x\"\nyj_prefixes = [\"1\"]\n"
     );
     assert!(AlertTable::from_toml(&ok).is_ok());
     assert!(AlertTable::from_toml(&dup).is_err());

@@ -417,3 +417,141 @@ fn record_checks_refuse_impossible_supplies_and_dates() {
     };
     assert_eq!(alert_ids(&records), vec!["doac"]);
 }
+
+fn claimed(code: &str, name: &str, kind: ProcedureKind, service: NaiveDate) -> Procedure {
+    Procedure {
+        service_date: service,
+        available_on: service + Days::new(40),
+        kind,
+        code: code.into(),
+        name: name.into(),
+        institution: clinic(),
+        source: Source::Claims,
+    }
+}
+
+#[test]
+fn a_pacemaker_follow_up_fee_within_five_years_flags_the_device() {
+    let fee = |date| {
+        claimed(
+            "113030210",
+            "心臓ペースメーカー指導管理料（ペースメーカー）",
+            ProcedureKind::Procedure,
+            date,
+        )
+    };
+    let mut r = MedicalRecords::default();
+    r.procedures.push(fee(d("2022-06-01")));
+    assert_eq!(alert_ids(&r), ["cardiac_device"]);
+    // Older than 60 months: no flag. A claim not yet available: no flag either.
+    let mut old = MedicalRecords::default();
+    old.procedures.push(fee(d("2021-10-01")));
+    assert!(alert_ids(&old).is_empty());
+    let mut fresh = MedicalRecords::default();
+    fresh.procedures.push(fee(d("2026-11-01")));
+    assert!(alert_ids(&fresh).is_empty());
+    // An implantation is a surgery and a device: both flags, device first.
+    let mut implant = MedicalRecords::default();
+    implant.procedures.push(claimed(
+        "150140210",
+        "ペースメーカー移植術（経静脈電極）",
+        ProcedureKind::Surgery,
+        d("2026-09-01"),
+    ));
+    assert_eq!(alert_ids(&implant), ["recent_surgery", "cardiac_device"]);
+}
+
+#[test]
+fn home_oxygen_counts_for_three_months_and_cpap_never() {
+    let hot = |date| {
+        claimed(
+            "114003710",
+            "在宅酸素療法指導管理料（その他）",
+            ProcedureKind::Procedure,
+            date,
+        )
+    };
+    let mut r = MedicalRecords::default();
+    r.procedures.push(hot(d("2026-09-10")));
+    assert_eq!(alert_ids(&r), ["home_respiratory"]);
+    let mut stopped = MedicalRecords::default();
+    stopped.procedures.push(hot(d("2026-07-10")));
+    assert!(alert_ids(&stopped).is_empty());
+    let mut cpap = MedicalRecords::default();
+    cpap.procedures.push(claimed(
+        "114040810",
+        "在宅持続陽圧呼吸療法指導管理料２",
+        ProcedureKind::Procedure,
+        d("2026-09-10"),
+    ));
+    assert!(alert_ids(&cpap).is_empty());
+}
+
+#[test]
+fn an_auto_injector_counts_for_twelve_months_whatever_its_supply() {
+    let pen = |date| {
+        dispensing(
+            "2451402G3026",
+            "エピペン注射液0.3mg",
+            date,
+            1,
+            Source::Claims,
+        )
+    };
+    let mut r = MedicalRecords::default();
+    r.dispensings.push(pen(d("2026-01-15")));
+    assert_eq!(alert_ids(&r), ["anaphylaxis"]);
+    let mut old = MedicalRecords::default();
+    old.dispensings.push(pen(d("2025-10-01")));
+    assert!(alert_ids(&old).is_empty());
+}
+
+#[test]
+fn anticoagulant_alerts_name_the_reversal_agent_of_each_drug() {
+    let table = AlertTable::builtin().unwrap();
+    let mut r = MedicalRecords::default();
+    for (yj, name) in [
+        ("3339001M1024", "プラザキサカプセル75mg"),
+        ("3339004F1029", "エリキュース錠2.5mg"),
+        ("3332001F1083", "ワーファリン錠1mg"),
+    ] {
+        r.dispensings
+            .push(dispensing(yj, name, d("2026-10-01"), 28, Source::Claims));
+    }
+    let s = build_summary(&person(), &r, View::Summary, today(), None, &table);
+    let reversal = |name: &str| {
+        s.alerts
+            .iter()
+            .flat_map(|a| &a.evidence)
+            .find(|e| e.text == name)
+            .and_then(|e| e.reversal_en.clone())
+            .unwrap()
+    };
+    assert!(reversal("プラザキサカプセル75mg").contains("idarucizumab"));
+    assert!(reversal("エリキュース錠2.5mg").contains("andexanet"));
+    assert!(reversal("ワーファリン錠1mg").contains("vitamin K"));
+    assert!(reversal("ワーファリン錠1mg").contains("PCC"));
+}
+
+#[test]
+fn classifying_the_codes_once_gives_the_same_alerts_as_the_rules() {
+    let mut r = MedicalRecords::default();
+    for (yj, name) in [
+        ("3339004F1029", "エリキュース錠2.5mg"),
+        ("1124701J2029", "ダイアップ坐剤6"),
+        ("2171022F2025", "アムロジピン"),
+    ] {
+        r.dispensings
+            .push(dispensing(yj, name, d("2026-10-01"), 28, Source::Claims));
+    }
+    let rules = AlertTable::builtin().unwrap();
+    let mut indexed = AlertTable::builtin().unwrap();
+    let codes: Vec<YjCode> = r.dispensings.iter().map(|x| x.drug.yj.clone()).collect();
+    indexed.classify_codes(&codes);
+    assert_eq!(indexed.classified_codes(), 3);
+    let a = build_summary(&person(), &r, View::Summary, today(), None, &rules).alerts;
+    let b = build_summary(&person(), &r, View::Summary, today(), None, &indexed).alerts;
+    assert_eq!(a, b);
+    let ids: Vec<&str> = a.iter().map(|x| x.class.as_str()).collect();
+    assert_eq!(ids, ["doac", "antiepileptic", "sedative_hypnotic"]);
+}

@@ -125,3 +125,89 @@ fn no_moisturiser_adrenaline_or_ointment_raises_a_systemic_alert() {
         }
     }
 }
+
+/// The table's `routes` are the master's 剤形: the YJ ingredient range agrees with it for every
+/// product (歯科用 products sit in the external range).
+#[test]
+fn the_yj_route_is_the_masters_dosage_form_for_every_product() {
+    use myna_domain::codes::Route;
+    let master = Master::shipped().unwrap();
+    for p in master.products() {
+        let expected = match p.form {
+            DosageForm::Oral => Route::Oral,
+            DosageForm::Injection => Route::Injection,
+            DosageForm::External | DosageForm::Dental => Route::External,
+        };
+        assert_eq!(p.yj.route(), expected, "{} {}", p.yj.as_str(), p.name);
+    }
+}
+
+/// The named false alarms and misses of issue 10, on every product of the master that carries
+/// the ingredient, not only the catalogue's.
+#[test]
+fn the_named_misses_are_caught_on_every_product_of_their_ingredient() {
+    let master = Master::shipped().unwrap();
+    let table = AlertTable::builtin().unwrap();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in master.products() {
+        let classes: Vec<&str> = table
+            .classify(&p.yj)
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        let code = p.yj.as_str();
+        let has = |c: &str| classes.contains(&c);
+        let mut check = |what: &'static str, ok: bool| {
+            assert!(ok, "{what}: {code} {} is {classes:?}", p.name);
+            *seen.entry(what).or_default() += 1;
+        };
+        match p.yj.ingredient7() {
+            // Buprenorphine patch, the opioid patch that is not fentanyl.
+            "1149704" => check("ノルスパン is an opioid", has("opioid")),
+            "3999005" | "3999022" | "3999002" => check(
+                "azathioprine, everolimus, mizoribine",
+                has("immunosuppressant"),
+            ),
+            // Hormone therapies under 42.
+            "4291003" | "4291010" | "4291015" | "4291009" | "4291031" => check(
+                "hormone therapy is not antineoplastic",
+                !has("antineoplastic"),
+            ),
+            "1124701" | "1125700" => check(
+                "a rescue suppository is antiepileptic and sedative",
+                has("antiepileptic") && has("sedative_hypnotic"),
+            ),
+            "1124700" => check(
+                "the bromazepam suppository is a sedative only",
+                !has("antiepileptic") && has("sedative_hypnotic"),
+            ),
+            "2451402" if code.starts_with("2451402G1") => check(
+                "the adrenaline syringe is not an auto-injector",
+                !has("anaphylaxis"),
+            ),
+            "2451402" => check("エピペン raises anaphylaxis", has("anaphylaxis")),
+            "1169101" => check("levodopa/carbidopa is antiparkinsonian", has("parkinson")),
+            _ => {}
+        }
+        if p.name.contains("エピペン") {
+            check("every エピペン product", has("anaphylaxis"));
+        }
+    }
+    // Each check ran on at least one real product, so none of them is vacuous.
+    for what in [
+        "ノルスパン is an opioid",
+        "azathioprine, everolimus, mizoribine",
+        "hormone therapy is not antineoplastic",
+        "a rescue suppository is antiepileptic and sedative",
+        "the bromazepam suppository is a sedative only",
+        "the adrenaline syringe is not an auto-injector",
+        "エピペン raises anaphylaxis",
+        "levodopa/carbidopa is antiparkinsonian",
+        "every エピペン product",
+    ] {
+        assert!(
+            seen.get(what).copied().unwrap_or(0) > 0,
+            "no product for {what:?}"
+        );
+    }
+}
