@@ -7,8 +7,10 @@
 
 use chrono::NaiveDate;
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
+use myna_domain::records::DrugRef;
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::OnceLock;
 
 /// 剤形 (dosage route) as the master records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,6 +47,8 @@ pub struct Product {
     pub yj: YjCode,
     /// 医薬品名・規格名 (kanji).
     pub name: String,
+    /// 単位 (錠, カプセル, 枚, 筒, g, mL …): what a claim's quantity counts.
+    pub unit: String,
     pub form: DosageForm,
     /// 一般名処方の標準的な記載, when the master gives one.
     pub generic_name: Option<String>,
@@ -54,7 +58,30 @@ pub struct Product {
     pub abolished_on: Option<NaiveDate>,
 }
 
-#[derive(Debug, thiserror::Error)]
+impl Product {
+    /// The drug as a claim names it: the master's product name, and its 一般名 where the
+    /// master gives one. A claim carries only the レセ電 code; this is how the summary names it.
+    pub fn drug_ref(&self) -> DrugRef {
+        DrugRef {
+            yj: self.yj.clone(),
+            receipt_code: Some(self.receipt.clone()),
+            name: self.name.clone(),
+            generic_name: self
+                .generic_name
+                .as_deref()
+                .map(|g| g.trim_start_matches("【般】").to_owned())
+                .unwrap_or_else(|| self.name.clone()),
+            strength: String::new(),
+        }
+    }
+
+    /// Whether the product could be dispensed on `date` (not yet abolished).
+    pub fn current_on(&self, date: NaiveDate) -> bool {
+        self.abolished_on.is_none_or(|a| a > date)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MasterError {
     #[error("the shipped master archive is unreadable: {0}")]
     Archive(String),
@@ -152,6 +179,7 @@ fn parse_rows(file: &str, text: &str) -> Result<Vec<Row>, MasterError> {
             receipt: ReceiptDrugCode::parse(field(3)).map_err(|e| bad(e.to_string()))?,
             yj: YjCode::parse(field(32)).map_err(|e| bad(e.to_string()))?,
             name: field(5).to_owned(),
+            unit: field(10).to_owned(),
             form: DosageForm::parse(field(28))
                 .ok_or_else(|| bad(format!("剤形 {:?}", field(28))))?,
             generic_name: Some(field(38).to_owned()).filter(|s| !s.is_empty()),
@@ -164,6 +192,16 @@ fn parse_rows(file: &str, text: &str) -> Result<Vec<Row>, MasterError> {
 }
 
 impl Master {
+    /// The shipped master, built once per process and shared: services and the generator
+    /// classify and name drugs from it without parsing it again.
+    pub fn shared() -> Result<&'static Master, MasterError> {
+        static SHARED: OnceLock<Result<Master, MasterError>> = OnceLock::new();
+        SHARED
+            .get_or_init(Master::shipped)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
     /// The shipped master with every shipped delta applied (as of 2025-08-13).
     pub fn shipped() -> Result<Self, MasterError> {
         Self::shipped_as_of(NaiveDate::MAX)

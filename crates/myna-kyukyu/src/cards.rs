@@ -3,7 +3,6 @@
 use crate::profile_file::{HolderFile, ProfileFile};
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, NaiveDate, Utc};
-use myna_domain::alerts::AlertTable;
 use myna_domain::summary::{View, build_summary};
 use myna_pki::{KeyPool, TestCa};
 use myna_store::ProviderStore;
@@ -203,7 +202,7 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
         bail!("the database has no generator seed; card decks need a generated population");
     };
     let generator = Generator::new(seed, as_of)?;
-    let table = AlertTable::builtin()?;
+    let table = crate::provider::alert_table()?;
     let now = Utc::now();
     let today = myna_provider::japan_date(now);
     let mut cards: Vec<Card> = Vec::new();

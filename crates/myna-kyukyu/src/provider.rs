@@ -137,6 +137,20 @@ pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The alert table with every YJ code of the shipped drug master classified once, at start,
+/// so a summary looks its drugs' classes up.
+pub fn alert_table() -> Result<AlertTable> {
+    let mut table = AlertTable::builtin()?;
+    let master = myna_drug_master::Master::shared()?;
+    table.classify_codes(master.yj_codes());
+    tracing::debug!(
+        codes = table.classified_codes(),
+        version = table.version,
+        "alert table classified the drug master"
+    );
+    Ok(table)
+}
+
 /// Serves the provider API on `listener` until `shutdown` completes.
 pub async fn serve(
     store: Arc<SqliteStore>,
@@ -150,7 +164,7 @@ pub async fn serve(
         store,
         auth: BearerTokens::new(),
         anchor: TrustAnchor::from_der(&der)?,
-        alerts: AlertTable::builtin()?,
+        alerts: alert_table()?,
         clock: system_clock(),
     });
     axum::serve(listener, app)

@@ -41,6 +41,9 @@ pub fn summary_text(s: &EmergencySummary) -> String {
                     e.text,
                     e.source.label_ja()
                 );
+                if let Some(agent) = &e.reversal_ja {
+                    let _ = writeln!(o, "        拮抗薬: {agent}");
+                }
             }
         }
     }

@@ -277,3 +277,119 @@ fn the_terminal_refuses_to_listen_anywhere_but_loopback() {
         );
     }
 }
+
+/// The demo's population and deck (seed 2026, 10,000 persons): one card per alert class, and
+/// each card's summary, through the real provider, carries its class with the alerts in the
+/// table's order of urgency. The first-aid flags are among them.
+#[test]
+fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency() {
+    use myna_domain::alerts::AlertTable;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("provider.db");
+    let db_s = db.to_str().unwrap();
+    assert!(
+        run(&["gen", "--db", db_s, "--persons", "10000", "--seed", "2026"])
+            .status
+            .success()
+    );
+    let pki = dir.join("pki");
+    assert!(
+        run(&["ca", "init", "--dir", pki.to_str().unwrap(), "--keys", "2"])
+            .status
+            .success()
+    );
+    let cards = dir.join("cards");
+    let deck_args = [
+        "card",
+        "deck",
+        "--db",
+        db_s,
+        "--pki",
+        pki.to_str().unwrap(),
+        "--out",
+        cards.to_str().unwrap(),
+    ];
+    assert!(run(&deck_args).status.success());
+    let token_file = dir.join("provider.token");
+    assert!(
+        run(&[
+            "provider",
+            "org",
+            "add",
+            "--db",
+            db_s,
+            "--id",
+            "kawasaki-fd",
+            "--name",
+            "川崎市消防局",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ])
+        .status
+        .success()
+    );
+    let (_server, url) = start_provider(dir);
+    let table = AlertTable::builtin().unwrap();
+    let rank = |class: &str| table.classes.iter().position(|c| c.id == class).unwrap();
+    let deck: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cards.join("deck.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = deck["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for class in &table.classes {
+        assert!(ids.contains(&class.id.as_str()), "no card for {}", class.id);
+        let cert = cards.join(format!("{}.cert.der", class.id));
+        let o = run(&[
+            "provider",
+            "query",
+            "--url",
+            &url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "query of card {} failed", class.id);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let alerts: Vec<&str> = v["summary"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["class"].as_str().unwrap())
+            .collect();
+        assert!(
+            alerts.contains(&class.id.as_str()),
+            "card {} shows {alerts:?}",
+            class.id
+        );
+        let ranks: Vec<usize> = alerts.iter().map(|a| rank(a)).collect();
+        assert!(
+            ranks.windows(2).all(|w| w[0] < w[1]),
+            "card {}: alerts out of order {alerts:?}",
+            class.id
+        );
+        // The anticoagulant cards tell the hospital what reverses the drug.
+        if ["doac", "vka"].contains(&class.id.as_str()) {
+            let text = v["summary"]["alerts"].to_string();
+            assert!(text.contains("reversal_ja"), "{}: {text}", class.id);
+        }
+    }
+    // The plain-text view names the reversal agent too.
+    let cert = cards.join("doac.cert.der");
+    let o = run(&[
+        "provider",
+        "query",
+        "--url",
+        &url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(stdout(&o).contains("拮抗薬"), "{}", stdout(&o));
+}

@@ -48,6 +48,8 @@ fn kind(s: &str) -> Result<InstitutionKind, StoreError> {
 pub(crate) struct Masters {
     pub institutions: HashMap<String, Institution>,
     pub drugs: HashMap<String, DrugRef>,
+    /// Products by レセ電 code (`drug_product`).
+    pub products: HashMap<String, DrugRef>,
 }
 
 impl Masters {
@@ -104,6 +106,31 @@ impl Masters {
             };
             m.drugs.insert(yj, drug);
         }
+        let mut stmt = conn
+            .prepare("SELECT receipt_code, yj, name, generic_name, strength FROM drug_product")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (receipt, yj, name, generic_name, strength) = row.map_err(db_err)?;
+            let drug = DrugRef {
+                yj: YjCode::parse(&yj).map_err(corrupt)?,
+                receipt_code: Some(ReceiptDrugCode::parse(&receipt).map_err(corrupt)?),
+                name,
+                generic_name,
+                strength,
+            };
+            m.products.insert(receipt, drug);
+        }
         Ok(m)
     }
 
@@ -116,6 +143,14 @@ impl Masters {
                 name: format!("医療機関 {code}"),
                 kind: InstitutionKind::Clinic,
             })
+    }
+
+    /// The dispensed product: by its レセ電 code when the record has one, else by YJ code.
+    fn dispensed(&self, yj: &str, receipt: Option<&str>) -> Result<DrugRef, StoreError> {
+        match receipt.and_then(|r| self.products.get(r)) {
+            Some(d) => Ok(d.clone()),
+            None => self.drug(yj),
+        }
     }
 
     fn drug(&self, yj: &str) -> Result<DrugRef, StoreError> {
@@ -147,6 +182,12 @@ pub(crate) fn insert_persons(
              ON CONFLICT (yj) DO NOTHING",
         )
         .map_err(db_err)?;
+    let mut ins_product = conn
+        .prepare_cached(
+            "INSERT INTO drug_product (receipt_code, yj, name, generic_name, strength) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (receipt_code) DO NOTHING",
+        )
+        .map_err(db_err)?;
     let mut ensure_inst = |i: &Institution, masters: &mut Masters| -> Result<(), StoreError> {
         if !masters.institutions.contains_key(&i.code) {
             ins_inst
@@ -175,7 +216,8 @@ pub(crate) fn insert_persons(
     let mut ins_disp = conn
         .prepare_cached(
             "INSERT INTO dispensing (person_id, service_date, seq, available_on, yj, daily_quantity, unit, days, \
-             prescriber_code, pharmacy_code, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             prescriber_code, pharmacy_code, source, receipt_code) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .map_err(db_err)?;
     let mut ins_proc = conn
@@ -247,6 +289,22 @@ pub(crate) fn insert_persons(
             if let Some(ph) = &d.pharmacy {
                 ensure_inst(ph, masters)?;
             }
+            if let Some(receipt) = &d.drug.receipt_code
+                && !masters.products.contains_key(receipt.as_str())
+            {
+                ins_product
+                    .execute(params![
+                        receipt.as_str(),
+                        d.drug.yj.as_str(),
+                        d.drug.name,
+                        d.drug.generic_name,
+                        d.drug.strength
+                    ])
+                    .map_err(db_err)?;
+                masters
+                    .products
+                    .insert(receipt.as_str().to_owned(), d.drug.clone());
+            }
             if !masters.drugs.contains_key(d.drug.yj.as_str()) {
                 ins_drug
                     .execute(params![
@@ -271,7 +329,8 @@ pub(crate) fn insert_persons(
                     d.days,
                     d.prescriber.code,
                     d.pharmacy.as_ref().map(|p| p.code.as_str()),
-                    d.source.as_str()
+                    d.source.as_str(),
+                    d.drug.receipt_code.as_ref().map(|c| c.as_str())
                 ])
                 .map_err(db_err)?;
         }
@@ -435,14 +494,17 @@ pub(crate) fn read_records(
     )?;
     let dispensings = collect(
         conn,
-        "SELECT service_date, available_on, yj, daily_quantity, unit, days, prescriber_code, pharmacy_code, source \
-         FROM dispensing WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
+        "SELECT service_date, available_on, yj, daily_quantity, unit, days, prescriber_code, pharmacy_code, source, \
+         receipt_code FROM dispensing WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
         params![id.0, plan.dispensings_from.to_string()],
         |r| {
             Ok(Dispensing {
                 service_date: date_col(r, 0)?,
                 available_on: date_col(r, 1)?,
-                drug: masters.drug(&col::<String>(r, 2)?)?,
+                drug: masters.dispensed(
+                    &col::<String>(r, 2)?,
+                    col::<Option<String>>(r, 9)?.as_deref(),
+                )?,
                 daily_quantity: col(r, 3)?,
                 unit: col(r, 4)?,
                 days: col(r, 5)?,

@@ -17,6 +17,7 @@ macro_rules! suite {
 mod provider {
     suite!(testsuite, myna_store_sqlite::SqliteStore, "provider.db";
         access_returns_records_and_logs,
+        products_sharing_a_yj_code_keep_their_own_names,
         summary_view_reads_within_its_windows,
         refused_access_writes_nothing,
         long_supplies_are_read_and_impossible_ones_refused,

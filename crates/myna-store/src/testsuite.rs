@@ -211,6 +211,51 @@ pub async fn access_returns_records_and_logs<S: ProviderStore>(store: S) {
     assert_eq!(store.access_log_hash(3).await.unwrap(), None);
 }
 
+/// A claim names its product by レセ電 code; products under one 統一名 share a YJ code and
+/// must keep their own names.
+pub async fn products_sharing_a_yj_code_keep_their_own_names<S: ProviderStore>(store: S) {
+    use myna_domain::codes::ReceiptDrugCode;
+    let mut p = sample_person(21, "01AA00000021");
+    let first = p.records.dispensings[0].clone();
+    let product = |receipt: &str, name: &str| DrugRef {
+        yj: YjCode::parse("4291003F1015").unwrap(),
+        receipt_code: Some(ReceiptDrugCode::parse(receipt).unwrap()),
+        name: name.into(),
+        generic_name: "タモキシフェン錠１０ｍｇ".into(),
+        strength: String::new(),
+    };
+    p.records.dispensings = vec![
+        Dispensing {
+            drug: product("620921701", "タモキシフェン錠１０ｍｇ「サワイ」"),
+            ..first.clone()
+        },
+        Dispensing {
+            drug: product("622671201", "タモキシフェン錠１０ｍｇ「ＤＳＥＰ」"),
+            service_date: first.service_date + Days::new(1),
+            available_on: first.available_on + Days::new(1),
+            ..first.clone()
+        },
+        first,
+    ];
+    p.records.dispensings.sort_by_key(|d| d.service_date);
+    store.load_persons(vec![p.clone()]).await.unwrap();
+    let granted = store
+        .access_records(request("01AA00000021", View::Full, 1))
+        .await
+        .unwrap();
+    let names = |r: &MedicalRecords| -> Vec<String> {
+        let mut n: Vec<String> = r.dispensings.iter().map(|d| d.drug.name.clone()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&granted.records),
+        names(&p.records),
+        "each product keeps its name"
+    );
+    assert_eq!(granted.records, p.records, "records round-trip");
+}
+
 /// The summary view need not return records older than its widest window (5 years).
 pub async fn summary_view_reads_within_its_windows<S: ProviderStore>(store: S) {
     let mut p = sample_person(21, "01AA00000021");

@@ -16,6 +16,7 @@ use myna_domain::records::{
     CareSetting, Dialysis, DialysisModality, Dispensing, DrugRef, HealthCheck, MedicalRecords,
     Procedure, ProcedureKind, Source, Visit,
 };
+use myna_drug_master::{DosageForm, Master, Product};
 use names::{AGE_BANDS, FEMALE_GIVEN, MALE_GIVEN, SURNAMES, WARDS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -33,6 +34,8 @@ pub enum SynthError {
     MissingDrug(&'static str),
     #[error(transparent)]
     Catalogue(#[from] myna_domain::drugs::CatalogueError),
+    #[error(transparent)]
+    Master(#[from] myna_drug_master::MasterError),
 }
 
 /// Chronic conditions the generator knows. Each implies a regimen.
@@ -65,6 +68,19 @@ pub enum Condition {
     Osteoporosis,
     /// 不育症 treated with self-injected heparin.
     RecurrentPregnancyLoss,
+    // The first-aid flags below are drawn from their own random stream (`first_aid_flags`),
+    // so adding them left every other part of each person unchanged.
+    /// A pacemaker, ICD or CRT, followed up at a hospital.
+    CardiacDevice,
+    /// 在宅酸素療法 (home oxygen).
+    HomeOxygen,
+    /// 在宅人工呼吸 (home ventilation), e.g. for a neuromuscular disease.
+    HomeVentilation,
+    /// Food or venom allergy with an adrenaline auto-injector.
+    Anaphylaxis,
+    Parkinson,
+    /// 熱性けいれん (febrile seizures) with a rescue suppository.
+    FebrileSeizures,
 }
 
 /// Every generic name the generator may prescribe. Tests check each exists in the catalogue.
@@ -139,6 +155,11 @@ pub const GENERICS: &[&str] = &[
     "magnesium oxide",
     "amiodarone",
     "heparin",
+    "adrenaline",
+    "levodopa",
+    "rotigotine",
+    "diazepam",
+    "phenobarbital",
 ];
 
 /// One generated person with everything the provider stores about them.
@@ -157,7 +178,14 @@ pub struct Generator {
     history_start: NaiveDate,
     catalogue: Catalogue,
     institutions: Institutions,
+    /// Every current oral antibiotic and expectorant product of the national master, for acute
+    /// infections: claims name drugs far beyond the hand-checked catalogue.
+    acute_formulary: Vec<&'static Product>,
 }
+
+/// 薬効分類 of the acute-infection formulary: penicillins, cephems, macrolides, quinolones,
+/// expectorants.
+const ACUTE_FORMULARY_CLASSES: &[&str] = &["6131", "6132", "6149", "6241", "2239"];
 
 fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -203,7 +231,52 @@ struct Regimen {
     /// Clinic speciality index into CLINIC_KINDS, or None for a hospital outpatient department.
     clinic_kind: Option<usize>,
     interval_days: u32,
+    /// Days supplied per dispensing when not the visit interval (an as-needed drug, a pen).
+    supply_days: Option<u32>,
+    /// 診療行為 claimed at every visit (code, name): a device follow-up, home oxygen.
+    claims: &'static [Claim],
+    /// The 手術 that started the care, claimed on onset inside the history.
+    implant: Option<Claim>,
 }
+
+/// A claimed 診療行為: (code, name).
+type Claim = (&'static str, &'static str);
+
+/// Implant and follow-up fee of each cardiac device (codes from the 診療行為 master extract).
+const CARDIAC_DEVICES: &[(&str, &str, &[Claim])] = &[
+    (
+        "150140210",
+        "ペースメーカー移植術（経静脈電極）",
+        &[(
+            "113030210",
+            "心臓ペースメーカー指導管理料（ペースメーカー）",
+        )],
+    ),
+    (
+        "150387410",
+        "植込型除細動器移植術（経静脈リード）",
+        &[(
+            "113030310",
+            "心臓ペースメーカー指導管理料（植込型除細動器等）",
+        )],
+    ),
+    (
+        "150415910",
+        "両室ペーシング機能付き植込型除細動器移植術（経静脈電極）",
+        &[(
+            "113030310",
+            "心臓ペースメーカー指導管理料（植込型除細動器等）",
+        )],
+    ),
+];
+const HOME_OXYGEN: &[Claim] = &[
+    ("114003710", "在宅酸素療法指導管理料（その他）"),
+    ("114006210", "酸素濃縮装置加算"),
+];
+const HOME_VENTILATION: &[Claim] = &[
+    ("114005410", "在宅人工呼吸指導管理料"),
+    ("114006810", "人工呼吸器加算（陽圧式人工呼吸器）"),
+];
 
 impl Generator {
     pub fn new(seed: u64, as_of: NaiveDate) -> Result<Self, SynthError> {
@@ -216,12 +289,24 @@ impl Generator {
         let history_start = as_of
             .checked_sub_months(Months::new(HISTORY_MONTHS))
             .unwrap_or(as_of);
+        let mut acute_formulary: Vec<&'static Product> = Master::shared()?
+            .products()
+            .filter(|p| {
+                p.form == DosageForm::Oral
+                    && p.current_on(as_of)
+                    && ACUTE_FORMULARY_CLASSES
+                        .iter()
+                        .any(|c| p.yj.as_str().starts_with(c))
+            })
+            .collect();
+        acute_formulary.sort_by(|a, b| a.receipt.as_str().cmp(b.receipt.as_str()));
         Ok(Self {
             seed,
             as_of,
             history_start,
             catalogue,
             institutions: Institutions::kawasaki(),
+            acute_formulary,
         })
     }
 
@@ -285,6 +370,14 @@ impl Generator {
         self.acute_episodes(&mut rng, ward_idx, &mut records);
         self.surgeries(&mut rng, &conditions, ward_idx, age, sex, &mut records);
         self.health_checks(&mut rng, &conditions, age, &mut records);
+        let mut flag_rng = self.rng_for(index ^ FIRST_AID_STREAM);
+        let flags = first_aid_flags(&mut flag_rng, age, &conditions);
+        for c in &flags {
+            self.chronic_care(&mut flag_rng, *c, ward_idx, age, &mut records);
+        }
+        self.infections(&mut flag_rng, ward_idx, &mut records);
+        let mut conditions = conditions;
+        conditions.extend(flags);
         records.visits.sort_by(|a, b| {
             (a.service_date, &a.institution.code).cmp(&(b.service_date, &b.institution.code))
         });
@@ -486,12 +579,79 @@ impl Generator {
             Hypothyroidism => (vec!["levothyroxine"], "内科", Some(0), 56),
             Osteoporosis => (vec!["alendronate"], "整形外科", Some(1), 28),
             RecurrentPregnancyLoss => (vec!["heparin"], "産婦人科", None, 14),
+            CardiacDevice => {
+                let (code, name, fee) =
+                    CARDIAC_DEVICES[pick_weighted(rng, [80, 12, 8].into_iter())];
+                return Regimen {
+                    drugs: vec![],
+                    department: "循環器内科",
+                    clinic_kind: None,
+                    interval_days: 91,
+                    supply_days: None,
+                    claims: fee,
+                    implant: Some((code, name)),
+                };
+            }
+            HomeOxygen | HomeVentilation => {
+                let ventilation = c == HomeVentilation;
+                return Regimen {
+                    drugs: vec![],
+                    department: if ventilation {
+                        "脳神経内科"
+                    } else {
+                        "呼吸器内科"
+                    },
+                    clinic_kind: None,
+                    interval_days: 28,
+                    supply_days: None,
+                    claims: if ventilation {
+                        HOME_VENTILATION
+                    } else {
+                        HOME_OXYGEN
+                    },
+                    implant: None,
+                };
+            }
+            Anaphylaxis => {
+                return Regimen {
+                    drugs: vec!["adrenaline"],
+                    department: "小児科",
+                    clinic_kind: None,
+                    // Renewed before the pen expires; one pen, not a supply of days.
+                    interval_days: 300,
+                    supply_days: Some(1),
+                    claims: &[],
+                    implant: None,
+                };
+            }
+            Parkinson => {
+                let mut d = vec!["levodopa"];
+                if rng.random_bool(0.3) {
+                    d.push("rotigotine");
+                }
+                (d, "脳神経内科", None, 28)
+            }
+            FebrileSeizures => {
+                return Regimen {
+                    drugs: vec![one(rng, &["diazepam", "phenobarbital"])],
+                    department: "小児科",
+                    clinic_kind: None,
+                    interval_days: 84,
+                    // Kept at home for the next fever: two doses.
+                    supply_days: Some(2),
+                    claims: &[],
+                    implant: None,
+                };
+            }
         };
         Regimen {
             drugs,
             department,
             clinic_kind,
             interval_days: interval,
+            supply_days: None,
+            claims: &[],
+            implant: None,
         }
     }
 
@@ -561,6 +721,31 @@ impl Generator {
                     source: Source::Claims,
                 });
             }
+            if date == onset
+                && onset > self.history_start
+                && let Some((code, name)) = regimen.implant
+            {
+                out.procedures.push(Procedure {
+                    service_date: date,
+                    available_on: claims_available_on(date),
+                    kind: ProcedureKind::Surgery,
+                    code: code.to_owned(),
+                    name: name.to_owned(),
+                    institution: prescriber.clone(),
+                    source: Source::Claims,
+                });
+            }
+            for (code, name) in regimen.claims {
+                out.procedures.push(Procedure {
+                    service_date: date,
+                    available_on: claims_available_on(date),
+                    kind: ProcedureKind::Procedure,
+                    code: (*code).to_owned(),
+                    name: (*name).to_owned(),
+                    institution: prescriber.clone(),
+                    source: Source::Claims,
+                });
+            }
             if rng.random_bool(0.25) {
                 out.procedures.push(Procedure {
                     service_date: date,
@@ -579,7 +764,7 @@ impl Generator {
                     drug: drug.clone(),
                     daily_quantity: *qty,
                     unit: unit.clone(),
-                    days: regimen.interval_days,
+                    days: regimen.supply_days.unwrap_or(regimen.interval_days),
                     prescriber: prescriber.clone(),
                     pharmacy: Some(pharmacy.clone()),
                     source: Source::Claims,
@@ -595,6 +780,46 @@ impl Generator {
             }
             let jitter = rng.random_range(0..4);
             date = date + Days::new(u64::from(regimen.interval_days) + jitter);
+        }
+    }
+
+    /// Zero to three acute infections over the history, each a clinic visit and a course of a
+    /// product drawn from the whole national master.
+    fn infections(&self, rng: &mut ChaCha8Rng, ward: usize, out: &mut MedicalRecords) {
+        let wi = &self.institutions.wards[ward];
+        let span = (self.as_of - self.history_start).num_days().max(1) as u64;
+        for _ in 0..rng.random_range(0..4) {
+            let date = self.history_start + Days::new(rng.random_range(0..span));
+            let (Some(clinic), Some(pharmacy), Some(product)) = (
+                pick(rng, &wi.clinics[0]).cloned(),
+                pick(rng, &wi.pharmacies).cloned(),
+                pick(rng, &self.acute_formulary),
+            ) else {
+                continue;
+            };
+            out.visits.push(Visit {
+                service_date: date,
+                available_on: claims_available_on(date),
+                institution: clinic.clone(),
+                department: CLINIC_KINDS[0].1.to_owned(),
+                setting: CareSetting::Outpatient,
+                source: Source::Claims,
+            });
+            let per_day = match product.unit.as_str() {
+                "錠" | "カプセル" => 3.0,
+                _ => 1.5,
+            };
+            out.dispensings.push(Dispensing {
+                service_date: date,
+                available_on: claims_available_on(date),
+                drug: product.drug_ref(),
+                daily_quantity: per_day,
+                unit: product.unit.clone(),
+                days: rng.random_range(3..=7),
+                prescriber: clinic,
+                pharmacy: Some(pharmacy),
+                source: Source::Claims,
+            });
         }
     }
 
@@ -824,6 +1049,56 @@ fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
 }
 
 /// Age-banded prevalence of treated chronic conditions, roughly as in Japanese surveys.
+/// Mixed into a person's index for the stream the first-aid flags are drawn from.
+const FIRST_AID_STREAM: u64 = 0x4649_5253_5441_4944;
+
+/// Conditions that carry a first-aid flag, with Japan-like prevalence: about 0.3 % of people
+/// live with a pacemaker or ICD (more of the old), home oxygen serves about 0.14 % (often
+/// COPD), home ventilation about 0.02 %, auto-injectors go mostly to children with food
+/// allergy, Parkinson's disease reaches about 1 % after 65, and febrile seizures touch about
+/// 8 % of children under 6 (a rescue suppository for some of them).
+fn first_aid_flags(rng: &mut ChaCha8Rng, age: u32, conditions: &[Condition]) -> Vec<Condition> {
+    use Condition::*;
+    let band = |young: f64, fifties: f64, sixties: f64, seventies: f64, old: f64| match age {
+        0..=49 => young,
+        50..=59 => fifties,
+        60..=69 => sixties,
+        70..=79 => seventies,
+        _ => old,
+    };
+    let has = |c| conditions.contains(&c);
+    let oxygen = if has(Copd) {
+        0.15
+    } else if has(HeartFailure) {
+        0.05
+    } else {
+        band(0.0001, 0.0005, 0.001, 0.002, 0.003)
+    };
+    let table = [
+        (CardiacDevice, band(0.0005, 0.002, 0.006, 0.012, 0.02)),
+        (HomeOxygen, oxygen),
+        (HomeVentilation, if age >= 1 { 0.0002 } else { 0.0 }),
+        (
+            Anaphylaxis,
+            match age {
+                1..=14 => 0.008,
+                15..=39 => 0.002,
+                _ => 0.0005,
+            },
+        ),
+        (Parkinson, band(0.0002, 0.001, 0.004, 0.01, 0.015)),
+        (
+            FebrileSeizures,
+            if (1..=5).contains(&age) { 0.04 } else { 0.0 },
+        ),
+    ];
+    table
+        .into_iter()
+        .filter(|(_, p)| *p > 0.0 && rng.random_bool(*p))
+        .map(|(c, _)| c)
+        .collect()
+}
+
 fn conditions_for(rng: &mut ChaCha8Rng, age: u32, sex: Sex) -> Vec<Condition> {
     use Condition::*;
     let band = |young: f64, forties: f64, fifties: f64, sixties: f64, seventies: f64, old: f64| {

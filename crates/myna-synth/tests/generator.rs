@@ -72,6 +72,24 @@ fn population_is_japan_like_and_in_kawasaki() {
     assert_eq!(wards.len(), 7);
 }
 
+/// Alert classes on today's summary, for flags that come from claimed procedures.
+fn summary_alerts(p: &myna_synth::SyntheticPerson) -> HashSet<String> {
+    let table = AlertTable::builtin().unwrap();
+    build_summary(&p.person, &p.records, View::Summary, as_of(), None, &table)
+        .alerts
+        .into_iter()
+        .map(|a| a.class)
+        .collect()
+}
+
+/// Whether a claimed procedure whose code starts with `prefix` has reached the provider.
+fn claim_arrived(p: &myna_synth::SyntheticPerson, prefix: &str) -> bool {
+    p.records
+        .procedures
+        .iter()
+        .any(|x| x.code.starts_with(prefix) && x.available_on <= as_of())
+}
+
 #[test]
 fn conditions_drive_coherent_drugs_and_visits() {
     let g = Generator::new(3, as_of()).unwrap();
@@ -94,6 +112,22 @@ fn conditions_drive_coherent_drugs_and_visits() {
                 Condition::Epilepsy => classes.contains("antiepileptic"),
                 Condition::DialysisCkd => !p.records.dialysis.is_empty(),
                 Condition::Transplant => classes.contains("immunosuppressant"),
+                Condition::Anaphylaxis => classes.contains("anaphylaxis"),
+                Condition::Parkinson => classes.contains("parkinson"),
+                Condition::FebrileSeizures => {
+                    classes.contains("antiepileptic") && classes.contains("sedative_hypnotic")
+                }
+                // A claim inside the lag has not reached the provider yet: no flag is right.
+                Condition::CardiacDevice if !claim_arrived(&p, "1130") => continue,
+                Condition::CardiacDevice => summary_alerts(&p).contains("cardiac_device"),
+                Condition::HomeOxygen | Condition::HomeVentilation
+                    if !claim_arrived(&p, "1140") =>
+                {
+                    continue;
+                }
+                Condition::HomeOxygen | Condition::HomeVentilation => {
+                    summary_alerts(&p).contains("home_respiratory")
+                }
                 _ => continue,
             };
             assert!(ok, "person {i} has {c:?} but classes {classes:?}");
@@ -121,6 +155,11 @@ fn conditions_drive_coherent_drugs_and_visits() {
         "PostStroke",
         "Epilepsy",
         "DialysisCkd",
+        "CardiacDevice",
+        "HomeOxygen",
+        "Anaphylaxis",
+        "Parkinson",
+        "FebrileSeizures",
     ] {
         assert!(
             checked.get(c).copied().unwrap_or(0) > 0,
@@ -158,4 +197,29 @@ fn claims_through_respects_the_lag() {
     // October's claims arrive 25 days after October ends.
     assert_eq!(claims_through(d("2026-11-25")), d("2026-10-31"));
     assert_eq!(claims_through(d("2026-11-24")), d("2026-09-30"));
+}
+
+#[test]
+fn claims_name_drugs_of_the_whole_master_not_only_the_catalogue() {
+    let g = Generator::new(11, as_of()).unwrap();
+    let master = myna_drug_master::Master::shared().unwrap();
+    let mut beyond = HashSet::new();
+    for i in 0..2_000 {
+        for d in g.person(i).records.dispensings {
+            if g.catalogue().by_yj(d.drug.yj.as_str()).is_some() {
+                continue;
+            }
+            // Named as the master names the product its claim carries.
+            let code = d.drug.receipt_code.as_ref().unwrap();
+            let product = master.by_receipt(code.as_str()).unwrap();
+            assert_eq!(d.drug.name, product.name);
+            assert_eq!(d.drug.yj, product.yj);
+            beyond.insert(d.drug.yj.as_str().to_owned());
+        }
+    }
+    assert!(
+        beyond.len() > 100,
+        "only {} distinct codes outside the catalogue",
+        beyond.len()
+    );
 }
