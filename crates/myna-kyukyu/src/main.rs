@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod bench_alerts;
 mod bench_card;
 mod card_cli;
 mod cards;
