@@ -14,7 +14,7 @@ import csv, io, re, sys, zipfile, pathlib
 
 KEYWORDS = re.compile(
     "ペースメーカー|除細動器|在宅酸素|在宅人工呼吸|人工呼吸器加算|酸素ボンベ加算|酸素濃縮装置加算"
-    "|液化酸素装置加算|呼吸同調式デマンドバルブ|在宅ハイフロー|在宅持続陽圧呼吸"
+    "|液化酸素装置加算|呼吸同調式デマンドバルブ|在宅ハイフロー|在宅持続陽圧呼吸|補助人工心臓|気管切開"
 )
 # Column indices (0-based) of the 支払基金 診療行為マスター layout.
 CHANGE, CODE, NAME, SECTION, CHANGED, ABOLISHED, KUBUN, BRANCH, ITEM, BASIC_NAME = (

@@ -93,6 +93,8 @@ test('consent path: 119 call → push to the terminal → phases → card → tw
   const classes = await crew.locator('#alerts li').evaluateAll((els) => els.map((e) => e.dataset.class));
   for (const expected of doac.expected_alerts) assert.ok(classes.includes(expected), `alert ${expected} in ${classes}`);
   assert.equal(classes[0], doac.expected_alerts[0], 'the anticoagulant alert comes first');
+  // The hospital is told what reverses the drug.
+  assert.match(await crew.locator('#alerts li[data-class="doac"] .reversal').first().textContent(), /拮抗薬: (イダルシズマブ|アンデキサネット)/);
   assert.match(await crew.locator('#patient').textContent(), new RegExp(doac.name.replace(/\s/g, '\\s*')));
   assert.match(await crew.locator('#lag').textContent(), /遅れ/);
   await screenshot(crew, 'terminal-summary');

@@ -1,11 +1,11 @@
 //! Emergency alert classes: which dispensed drugs and records should be shown first.
 //!
 //! The rules live in the versioned data file `data/alerts.toml`, not in code. A drug matches a
-//! class when its YJ code starts with one of the class's prefixes or its 7-character ingredient
-//! code is on the class's allow-list, unless an exclusion prefix matches or its route is not one
-//! the class counts (topical steroids, for example, are not systemic steroids). The route is
-//! the YJ ingredient range, which agrees with the master's 剤形 for every code (tested in
-//! `myna-drug-master`). A class may also fire on records: dialysis, a recent surgery, or a
+//! class when its YJ code starts with one of the class's prefixes on a route the class counts
+//! (topical steroids, for example, are not systemic steroids), or its 7-character ingredient
+//! code is on the class's allow-list, whatever its route; an exclusion prefix overrides both.
+//! The route is the YJ ingredient range, which agrees with the master's 剤形 for every code
+//! (tested in `myna-drug-master`). A class may also fire on records: dialysis, a recent surgery, or a
 //! claimed 診療行為 code (a cardiac device, home oxygen).
 //!
 //! `AlertTable::classify_codes` computes every drug's classes once, when the table and the
@@ -65,13 +65,22 @@ pub struct AlertClass {
     /// How far back a claim of `procedure_codes` counts, in months.
     #[serde(default)]
     pub procedure_within_months: Option<u32>,
-    /// A drug counts when dispensed within this many months, whatever its supply; for drugs
-    /// carried for emergencies (an adrenaline auto-injector). Otherwise the table's window.
+    /// Drugs kept at home for an emergency (an auto-injector, a rescue suppository): they
+    /// count for some months after dispensing, whatever their days' supply.
     #[serde(default)]
-    pub drug_window_months: Option<u32>,
+    pub kept: Vec<Kept>,
     /// The agent that reverses a drug of this class, by ingredient.
     #[serde(default)]
     pub reversal: Vec<Reversal>,
+}
+
+/// Ingredients that count for `months` after dispensing, not for their days' supply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kept {
+    /// 7-character YJ ingredient codes.
+    pub ingredients: Vec<String>,
+    pub months: u32,
 }
 
 /// 拮抗薬 (reversal agent) for the listed ingredients, named on the alert's evidence line.
@@ -105,18 +114,17 @@ impl AlertClass {
         self.matched_rule(yj).is_some()
     }
 
-    /// The rule that puts `yj` in this class, if any (after exclusions and routes).
+    /// The rule that puts `yj` in this class, if any. Exclusions come first; `routes` filters
+    /// what a prefix takes; a listed ingredient is taken whatever its route.
     pub fn matched_rule(&self, yj: &YjCode) -> Option<MatchedRule<'_>> {
         let code = yj.as_str();
         if self.exclude.iter().any(|p| code.starts_with(p.as_str())) {
             return None;
         }
-        if !self.routes.is_empty() && !self.routes.contains(&yj.route()) {
-            return None;
-        }
+        let route_ok = self.routes.is_empty() || self.routes.contains(&yj.route());
         self.yj_prefixes
             .iter()
-            .find(|p| code.starts_with(p.as_str()))
+            .find(|p| route_ok && code.starts_with(p.as_str()))
             .map(|p| MatchedRule::Prefix(p))
             .or_else(|| {
                 self.ingredients
@@ -124,6 +132,30 @@ impl AlertClass {
                     .find(|i| *i == yj.ingredient7())
                     .map(|i| MatchedRule::Ingredient(i))
             })
+    }
+
+    /// Whether some code of ingredient `i` (7 characters) can fall in this class: listed, or
+    /// under a prefix (either way round) on a counted route, and not excluded.
+    fn holds_ingredient(&self, i: &str) -> bool {
+        let excluded = self
+            .exclude
+            .iter()
+            .any(|p| i.starts_with(p.as_str()) || p.starts_with(i));
+        let route_ok = self.routes.is_empty()
+            || YjCode::route_of_ingredient(i).is_some_and(|r| self.routes.contains(&r));
+        let by_prefix = self
+            .yj_prefixes
+            .iter()
+            .any(|p| i.starts_with(p.as_str()) || p.starts_with(i));
+        self.ingredients.iter().any(|x| x == i) || (!excluded && route_ok && by_prefix)
+    }
+
+    /// How many months a dispensing of `yj` counts, if it is a drug kept for emergencies.
+    fn kept_months(&self, yj: &YjCode) -> Option<u32> {
+        self.kept
+            .iter()
+            .find(|k| k.ingredients.iter().any(|i| i == yj.ingredient7()))
+            .map(|k| k.months)
     }
 
     /// The reversal agent for `yj`, if the class names one for its ingredient.
@@ -143,8 +175,9 @@ pub struct AlertTable {
     pub claims_drug_window_months: u32,
     /// E-prescriptions: the same, in days.
     pub e_prescription_window_days: u32,
+    /// Most urgent first. Private, so the precomputed classification cannot go stale.
     #[serde(rename = "class")]
-    pub classes: Vec<AlertClass>,
+    classes: Vec<AlertClass>,
     /// Each known YJ code's classes as a bit set (bit i = `classes[i]`), computed once by
     /// `classify_codes`. Codes not in it are classified on the fly.
     #[serde(skip)]
@@ -233,22 +266,34 @@ impl AlertTable {
                 }
                 _ => {}
             }
-            if let Some(m) = c.drug_window_months
-                && (m == 0 || m > MAX_DRUG_WINDOW_MONTHS)
+            for k in &c.kept {
+                if k.months == 0 || k.months > MAX_DRUG_WINDOW_MONTHS {
+                    return Err(bad(format!(
+                        "kept for {} months; 1 to {MAX_DRUG_WINDOW_MONTHS} allowed",
+                        k.months
+                    )));
+                }
+            }
+            if let Some(days) = c.surgery_within_days
+                && (days == 0 || days > MAX_PROCEDURE_WINDOW_MONTHS * 30)
             {
                 return Err(bad(format!(
-                    "drug window {m} months; 1 to {MAX_DRUG_WINDOW_MONTHS} allowed"
+                    "surgery window {days} days is outside what is read"
                 )));
             }
-            for r in &c.reversal {
-                for i in &r.ingredients {
-                    let listed = c.ingredients.contains(i)
-                        || c.yj_prefixes.iter().any(|p| i.starts_with(p.as_str()));
-                    if !listed {
-                        return Err(bad(format!(
-                            "reversal names ingredient {i} that the class does not hold"
-                        )));
-                    }
+            let named = c
+                .reversal
+                .iter()
+                .flat_map(|r| &r.ingredients)
+                .chain(c.kept.iter().flat_map(|k| &k.ingredients));
+            for i in named {
+                if i.len() != 7 || !i.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad(format!("ingredient code {i:?} is not 7 digits")));
+                }
+                if !c.holds_ingredient(i) {
+                    return Err(bad(format!(
+                        "names ingredient {i}, which the class never raises"
+                    )));
                 }
             }
             for p in c.yj_prefixes.iter().chain(&c.exclude) {
@@ -256,11 +301,7 @@ impl AlertTable {
                     return Err(bad(format!("bad YJ prefix {p:?}")));
                 }
             }
-            for i in c
-                .ingredients
-                .iter()
-                .chain(c.reversal.iter().flat_map(|r| &r.ingredients))
-            {
+            for i in &c.ingredients {
                 if i.len() != 7 || !i.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad(format!("ingredient code {i:?} is not 7 digits")));
                 }
@@ -270,6 +311,15 @@ impl AlertTable {
             return Err(AlertTableError::BadRule {
                 class: String::new(),
                 problem: format!("{} classes; at most {MAX_CLASSES}", self.classes.len()),
+            });
+        }
+        if self.e_prescription_window_days == 0 || self.e_prescription_window_days > 365 {
+            return Err(AlertTableError::BadRule {
+                class: String::new(),
+                problem: format!(
+                    "e-prescription window {} days; 1 to 365 allowed",
+                    self.e_prescription_window_days
+                ),
             });
         }
         if self.claims_drug_window_months > MAX_DRUG_WINDOW_MONTHS {
@@ -314,6 +364,11 @@ impl AlertTable {
         }
     }
 
+    /// The classes, most urgent first.
+    pub fn classes(&self) -> &[AlertClass] {
+        &self.classes
+    }
+
     pub fn class(&self, id: &str) -> Option<&AlertClass> {
         self.classes.iter().find(|c| c.id == id)
     }
@@ -346,16 +401,16 @@ impl AlertTable {
         let mut alerts = Vec::new();
         for (index, class) in self.classes.iter().enumerate() {
             let mut evidence = Vec::new();
-            let dispensed_from = class.drug_window_months.map(|m| {
-                today
-                    .checked_sub_months(Months::new(m))
-                    .unwrap_or(NaiveDate::MIN)
-            });
             for (d, mask) in records.dispensings.iter().zip(&masks) {
                 if mask & (1 << index) == 0 || d.available_on > today {
                     continue;
                 }
-                let active = match (dispensed_from, d.source) {
+                let kept_from = class.kept_months(&d.drug.yj).map(|m| {
+                    today
+                        .checked_sub_months(Months::new(m))
+                        .unwrap_or(NaiveDate::MIN)
+                });
+                let active = match (kept_from, d.source) {
                     (Some(from), _) => d.service_date >= from && d.service_date <= today,
                     (None, Source::EPrescription) => d.supply_end() >= erx_from,
                     (None, _) => d.supply_end() >= claims_from,

@@ -91,12 +91,17 @@ impl YjCode {
     }
     /// The 3-digit ingredient number; 001–399 oral, 400–699 injection, 700–999 external.
     pub fn route(&self) -> Route {
-        let n: u16 = self.0[4..7].parse().unwrap_or(0);
-        match n {
+        Self::route_of_ingredient(&self.0[..7]).unwrap_or(Route::Oral)
+    }
+
+    /// The route of a 7-digit ingredient code, by the same ranges; `None` if it is not one.
+    pub fn route_of_ingredient(ingredient: &str) -> Option<Route> {
+        let n: u16 = ingredient.get(4..7)?.parse().ok()?;
+        Some(match n {
             400..=699 => Route::Injection,
             700..=999 => Route::External,
             _ => Route::Oral,
-        }
+        })
     }
 }
 

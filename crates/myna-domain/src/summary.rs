@@ -150,7 +150,9 @@ impl Windows {
                 .min(start(self.procedures))
                 .min(alert_procedures),
             // Dialysis alerts look at the claims drug window, which may be wider than the section.
-            dialysis_from: start(self.dialysis).min(start(self.claims_drugs)),
+            dialysis_from: start(self.dialysis)
+                .min(start(self.claims_drugs))
+                .min(alert_drugs),
             health_check_rounds: match self.health_checks {
                 Window::Rounds(n) => n,
                 _ => 5,

@@ -204,7 +204,7 @@ fn every_alert_class_is_pinned_to_real_drugs() {
         }
     }
     // Every class in the table is pinned here, or is record-driven and tested in summary tests.
-    for c in &table.classes {
+    for c in table.classes() {
         let pinned = PINS.iter().any(|(id, _, _)| *id == c.id);
         assert!(
             pinned || c.surgery_within_days.is_some() || !c.procedure_codes.is_empty(),
@@ -250,4 +250,17 @@ fn malformed_tables_are_rejected() {
     assert!(AlertTable::from_toml(&ok).is_ok());
     assert!(AlertTable::from_toml(&dup).is_err());
     assert!(AlertTable::from_toml("version = ").is_err());
+    // A reversal or a kept window for an ingredient the class never raises would never fire.
+    let excluded = format!(
+        "{ok}exclude = [\"3332001\"]\nreversal = [{{ ingredients = [\"3332001\"], agent_ja = \"x\", agent_en = \"x\" }}]\n"
+    );
+    assert!(AlertTable::from_toml(&excluded).is_err());
+    let elsewhere = format!("{ok}kept = [{{ ingredients = [\"1124701\"], months = 12 }}]\n");
+    assert!(AlertTable::from_toml(&elsewhere).is_err());
+    let too_long = format!("{ok}kept = [{{ ingredients = [\"3332001\"], months = 13 }}]\n");
+    assert!(AlertTable::from_toml(&too_long).is_err());
+    let fine = format!("{ok}kept = [{{ ingredients = [\"3332001\"], months = 12 }}]\n");
+    assert!(AlertTable::from_toml(&fine).is_ok());
+    let procedure_without_window = format!("{no_trigger}procedure_codes = [\"113030210\"]\n");
+    assert!(AlertTable::from_toml(&procedure_without_window).is_err());
 }

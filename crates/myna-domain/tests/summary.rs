@@ -507,6 +507,28 @@ fn an_auto_injector_counts_for_twelve_months_whatever_its_supply() {
 }
 
 #[test]
+fn a_rescue_suppository_counts_while_kept_at_home() {
+    // Two doses dispensed eight months ago: past any days' supply, still in the house.
+    let supp = |date| dispensing("1124701J2029", "ダイアップ坐剤6", date, 2, Source::Claims);
+    let mut r = MedicalRecords::default();
+    r.dispensings.push(supp(d("2026-03-20")));
+    assert_eq!(alert_ids(&r), ["antiepileptic", "sedative_hypnotic"]);
+    let mut old = MedicalRecords::default();
+    old.dispensings.push(supp(d("2025-10-20")));
+    assert!(alert_ids(&old).is_empty());
+    // A sleeping tablet of the same class keeps its supply window.
+    let mut tablet = MedicalRecords::default();
+    tablet.dispensings.push(dispensing(
+        "1124009F1223",
+        "レンドルミン錠0.25mg",
+        d("2026-03-20"),
+        28,
+        Source::Claims,
+    ));
+    assert!(alert_ids(&tablet).is_empty());
+}
+
+#[test]
 fn anticoagulant_alerts_name_the_reversal_agent_of_each_drug() {
     let table = AlertTable::builtin().unwrap();
     let mut r = MedicalRecords::default();

@@ -207,7 +207,7 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
     let today = myna_provider::japan_date(now);
     let mut cards: Vec<Card> = Vec::new();
     let mut wanted: Vec<(String, String)> = table
-        .classes
+        .classes()
         .iter()
         .map(|c| (c.id.clone(), c.label_ja.clone()))
         .collect();
@@ -262,7 +262,7 @@ pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result
     // Table order: the most urgent classes first, as on the summary.
     cards.sort_by_key(|c| {
         table
-            .classes
+            .classes()
             .iter()
             .position(|k| k.id == c.id)
             .unwrap_or(usize::MAX)

@@ -331,7 +331,7 @@ fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency(
     );
     let (_server, url) = start_provider(dir);
     let table = AlertTable::builtin().unwrap();
-    let rank = |class: &str| table.classes.iter().position(|c| c.id == class).unwrap();
+    let rank = |class: &str| table.classes().iter().position(|c| c.id == class).unwrap();
     let deck: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cards.join("deck.json")).unwrap()).unwrap();
     let ids: Vec<&str> = deck["cards"]
@@ -340,7 +340,7 @@ fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency(
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    for class in &table.classes {
+    for class in table.classes() {
         assert!(ids.contains(&class.id.as_str()), "no card for {}", class.id);
         let cert = cards.join(format!("{}.cert.der", class.id));
         let o = run(&[

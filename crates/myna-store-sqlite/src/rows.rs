@@ -290,6 +290,24 @@ pub(crate) fn insert_persons(
                 ensure_inst(ph, masters)?;
             }
             if let Some(receipt) = &d.drug.receipt_code
+                && let Some(known) = masters.products.get(receipt.as_str())
+                && known != &d.drug
+            {
+                // One レセ電 code is one product: a second name for it is bad input, not a
+                // rename, and the whole load is refused.
+                return Err(StoreError::InvalidRecord {
+                    person: id,
+                    problem: format!(
+                        "drug {} is {:?} ({}) here but {:?} ({}) in an earlier record",
+                        receipt.as_str(),
+                        d.drug.name,
+                        d.drug.yj.as_str(),
+                        known.name,
+                        known.yj.as_str()
+                    ),
+                });
+            }
+            if let Some(receipt) = &d.drug.receipt_code
                 && !masters.products.contains_key(receipt.as_str())
             {
                 ins_product

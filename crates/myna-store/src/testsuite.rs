@@ -254,6 +254,32 @@ pub async fn products_sharing_a_yj_code_keep_their_own_names<S: ProviderStore>(s
         "each product keeps its name"
     );
     assert_eq!(granted.records, p.records, "records round-trip");
+
+    // The same レセ電 code under another name is refused, and nothing of that load is kept.
+    let mut other = sample_person(22, "01AA00000022");
+    other.records.dispensings[0].drug = product("620921701", "タモキシフェン錠10mg「サワイ」");
+    let err = store.load_persons(vec![other]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidRecord { person: 22, .. }),
+        "a second name for one product is refused: {err}"
+    );
+    assert!(
+        matches!(
+            store
+                .access_records(request("01AA00000022", View::Full, 2))
+                .await,
+            Err(StoreError::UnknownSerial(_))
+        ),
+        "the refused load left no person behind"
+    );
+    let again = store
+        .access_records(request("01AA00000021", View::Full, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.records, p.records,
+        "the first product's name is unchanged"
+    );
 }
 
 /// The summary view need not return records older than its widest window (5 years).

@@ -155,12 +155,13 @@ pub const GENERICS: &[&str] = &[
     "magnesium oxide",
     "amiodarone",
     "heparin",
-    "adrenaline",
     "levodopa",
     "rotigotine",
-    "diazepam",
     "phenobarbital",
 ];
+
+/// Products the generator names by YJ code. Tests check each is in the catalogue.
+pub const PRODUCTS: &[&str] = &[EPIPEN_015, EPIPEN_03, DIAP_4, DIAP_6];
 
 /// One generated person with everything the provider stores about them.
 #[derive(Debug, Clone, PartialEq)]
@@ -286,6 +287,11 @@ impl Generator {
                 return Err(SynthError::MissingDrug(g));
             }
         }
+        for yj in PRODUCTS {
+            if catalogue.by_yj(yj).is_none() {
+                return Err(SynthError::MissingDrug(yj));
+            }
+        }
         let history_start = as_of
             .checked_sub_months(Months::new(HISTORY_MONTHS))
             .unwrap_or(as_of);
@@ -365,17 +371,24 @@ impl Generator {
         let conditions = conditions_for(&mut rng, age, sex);
         let mut records = MedicalRecords::default();
         for c in &conditions {
-            self.chronic_care(&mut rng, *c, ward_idx, age, &mut records);
+            self.chronic_care(&mut rng, *c, ward_idx, birth_date, &mut records);
         }
-        self.acute_episodes(&mut rng, ward_idx, &mut records);
-        self.surgeries(&mut rng, &conditions, ward_idx, age, sex, &mut records);
+        self.acute_episodes(&mut rng, ward_idx, birth_date, &mut records);
+        self.surgeries(
+            &mut rng,
+            &conditions,
+            ward_idx,
+            birth_date,
+            sex,
+            &mut records,
+        );
         self.health_checks(&mut rng, &conditions, age, &mut records);
         let mut flag_rng = self.rng_for(index ^ FIRST_AID_STREAM);
         let flags = first_aid_flags(&mut flag_rng, age, &conditions);
         for c in &flags {
-            self.chronic_care(&mut flag_rng, *c, ward_idx, age, &mut records);
+            self.chronic_care(&mut flag_rng, *c, ward_idx, birth_date, &mut records);
         }
-        self.infections(&mut flag_rng, ward_idx, &mut records);
+        self.infections(&mut flag_rng, ward_idx, birth_date, &mut records);
         let mut conditions = conditions;
         conditions.extend(flags);
         records.visits.sort_by(|a, b| {
@@ -398,6 +411,13 @@ impl Generator {
         }
     }
 
+    /// Where a person's care can start (the history's start, or birth if later) and the days
+    /// from there to `as_of`.
+    fn care_span(&self, born: NaiveDate) -> (NaiveDate, u64) {
+        let from = self.history_start.max(born);
+        (from, (self.as_of - from).num_days().max(1) as u64)
+    }
+
     fn birth_and_sex(&self, rng: &mut ChaCha8Rng) -> (NaiveDate, Sex) {
         let band = pick_weighted(rng, AGE_BANDS.iter().map(|(n, _)| *n));
         let female_permille = AGE_BANDS[band].1;
@@ -415,15 +435,19 @@ impl Generator {
         (birth, sex)
     }
 
-    fn drug(&self, rng: &mut ChaCha8Rng, generic: &str) -> Option<&CatalogueDrug> {
-        let options = self.catalogue.by_generic(generic);
+    /// A product for `key`: a YJ code names one product; a generic name picks among them.
+    fn drug(&self, rng: &mut ChaCha8Rng, key: &str) -> Option<&CatalogueDrug> {
+        if let Some(d) = self.catalogue.by_yj(key) {
+            return Some(d);
+        }
+        let options = self.catalogue.by_generic(key);
         if options.is_empty() {
             return None;
         }
         Some(options[rng.random_range(0..options.len())])
     }
 
-    fn regimen(&self, rng: &mut ChaCha8Rng, c: Condition) -> Regimen {
+    fn regimen(&self, rng: &mut ChaCha8Rng, c: Condition, age: u32) -> Regimen {
         use Condition::*;
         let (drugs, department, clinic_kind, interval) = match c {
             Hypertension => (
@@ -614,7 +638,8 @@ impl Generator {
             }
             Anaphylaxis => {
                 return Regimen {
-                    drugs: vec!["adrenaline"],
+                    // エピペン 0.15 mg below about 30 kg (up to about 9 years), 0.3 mg above.
+                    drugs: vec![if age <= 9 { EPIPEN_015 } else { EPIPEN_03 }],
                     department: "小児科",
                     clinic_kind: None,
                     // Renewed before the pen expires; one pen, not a supply of days.
@@ -633,11 +658,16 @@ impl Generator {
             }
             FebrileSeizures => {
                 return Regimen {
-                    drugs: vec![one(rng, &["diazepam", "phenobarbital"])],
+                    // ダイアップ 0.4–0.5 mg/kg: 4 mg up to about 2 years, 6 mg after.
+                    drugs: vec![match (rng.random_bool(0.7), age <= 2) {
+                        (true, true) => DIAP_4,
+                        (true, false) => DIAP_6,
+                        (false, _) => "phenobarbital",
+                    }],
                     department: "小児科",
                     clinic_kind: None,
-                    interval_days: 84,
-                    // Kept at home for the next fever: two doses.
+                    // Renewed twice a year and kept at home for the next fever: two doses.
+                    interval_days: 182,
                     supply_days: Some(2),
                     claims: &[],
                     implant: None,
@@ -660,10 +690,11 @@ impl Generator {
         rng: &mut ChaCha8Rng,
         c: Condition,
         ward: usize,
-        age: u32,
+        born: NaiveDate,
         out: &mut MedicalRecords,
     ) {
-        let regimen = self.regimen(rng, c);
+        let age = age_on(born, self.as_of);
+        let regimen = self.regimen(rng, c, age);
         let wi = &self.institutions.wards[ward];
         let prescriber = match regimen.clinic_kind {
             Some(k) => pick(rng, &wi.clinics[k]),
@@ -682,6 +713,14 @@ impl Generator {
         } else {
             self.history_start + Days::new(rng.random_range(0..span_days))
         };
+        // Never before the age the condition can start at: care is not dated before birth.
+        let earliest = born
+            .checked_add_months(Months::new(earliest_onset_months(c)))
+            .unwrap_or(born);
+        let onset = onset.max(earliest);
+        if onset > self.as_of {
+            return;
+        }
         let drugs: Vec<(DrugRef, f64, String)> = regimen
             .drugs
             .iter()
@@ -785,11 +824,17 @@ impl Generator {
 
     /// Zero to three acute infections over the history, each a clinic visit and a course of a
     /// product drawn from the whole national master.
-    fn infections(&self, rng: &mut ChaCha8Rng, ward: usize, out: &mut MedicalRecords) {
+    fn infections(
+        &self,
+        rng: &mut ChaCha8Rng,
+        ward: usize,
+        born: NaiveDate,
+        out: &mut MedicalRecords,
+    ) {
         let wi = &self.institutions.wards[ward];
-        let span = (self.as_of - self.history_start).num_days().max(1) as u64;
+        let (from, span) = self.care_span(born);
         for _ in 0..rng.random_range(0..4) {
-            let date = self.history_start + Days::new(rng.random_range(0..span));
+            let date = from + Days::new(rng.random_range(0..span));
             let (Some(clinic), Some(pharmacy), Some(product)) = (
                 pick(rng, &wi.clinics[0]).cloned(),
                 pick(rng, &wi.pharmacies).cloned(),
@@ -823,12 +868,18 @@ impl Generator {
         }
     }
 
-    fn acute_episodes(&self, rng: &mut ChaCha8Rng, ward: usize, out: &mut MedicalRecords) {
+    fn acute_episodes(
+        &self,
+        rng: &mut ChaCha8Rng,
+        ward: usize,
+        born: NaiveDate,
+        out: &mut MedicalRecords,
+    ) {
         let wi = &self.institutions.wards[ward];
-        let span = (self.as_of - self.history_start).num_days().max(1) as u64;
+        let (from, span) = self.care_span(born);
         let episodes = rng.random_range(0..8);
         for _ in 0..episodes {
-            let date = self.history_start + Days::new(rng.random_range(0..span));
+            let date = from + Days::new(rng.random_range(0..span));
             let kind = rng.random_range(0..2usize);
             let Some(clinic) = pick(rng, &wi.clinics[kind]).cloned() else {
                 continue;
@@ -870,10 +921,11 @@ impl Generator {
         rng: &mut ChaCha8Rng,
         conditions: &[Condition],
         ward: usize,
-        age: u32,
+        born: NaiveDate,
         sex: Sex,
         out: &mut MedicalRecords,
     ) {
+        let age = age_on(born, self.as_of);
         // (区分番号, name, department, yearly probability)
         let mut candidates: Vec<(&str, &str, &str, f64)> = vec![
             ("K718", "虫垂切除術", "外科", 0.001),
@@ -900,12 +952,12 @@ impl Generator {
             candidates.push(("K719", "結腸切除術", "外科", 0.2));
         }
         let years = f64::from(HISTORY_MONTHS) / 12.0;
-        let span = (self.as_of - self.history_start).num_days().max(1) as u64;
+        let (from, span) = self.care_span(born);
         for (code, name, dept, p) in candidates {
             if p <= 0.0 || !rng.random_bool((p * years).min(1.0)) {
                 continue;
             }
-            let date = self.history_start + Days::new(rng.random_range(0..span));
+            let date = from + Days::new(rng.random_range(0..span));
             let Some(hospital) = pick(rng, &self.institutions.wards[ward].hospitals)
                 .or_else(|| pick(rng, &self.institutions.wards[0].hospitals))
                 .cloned()
@@ -1049,6 +1101,21 @@ fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
 }
 
 /// Age-banded prevalence of treated chronic conditions, roughly as in Japanese surveys.
+/// Age in months before which a condition's care cannot start.
+fn earliest_onset_months(c: Condition) -> u32 {
+    match c {
+        Condition::FebrileSeizures => 12,
+        Condition::Anaphylaxis => 12,
+        _ => 0,
+    }
+}
+
+/// Catalogue products chosen by age, by YJ code.
+const EPIPEN_015: &str = "2451402G2020";
+const EPIPEN_03: &str = "2451402G3026";
+const DIAP_4: &str = "1124701J1022";
+const DIAP_6: &str = "1124701J2029";
+
 /// Mixed into a person's index for the stream the first-aid flags are drawn from.
 const FIRST_AID_STREAM: u64 = 0x4649_5253_5441_4944;
 
@@ -1086,7 +1153,14 @@ fn first_aid_flags(rng: &mut ChaCha8Rng, age: u32, conditions: &[Condition]) -> 
                 _ => 0.0005,
             },
         ),
-        (Parkinson, band(0.0002, 0.001, 0.004, 0.01, 0.015)),
+        (
+            Parkinson,
+            match age {
+                0..=39 => 0.0,
+                40..=49 => 0.0002,
+                _ => band(0.0, 0.001, 0.004, 0.01, 0.015),
+            },
+        ),
         (
             FebrileSeizures,
             if (1..=5).contains(&age) { 0.04 } else { 0.0 },

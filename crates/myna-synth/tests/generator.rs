@@ -180,7 +180,7 @@ fn every_alert_class_occurs_in_a_modest_population() {
         seen.extend(s.alerts.into_iter().map(|a| a.class));
     }
     let missing: Vec<_> = table
-        .classes
+        .classes()
         .iter()
         .filter(|c| !seen.contains(&c.id))
         .map(|c| c.id.clone())
@@ -222,4 +222,49 @@ fn claims_name_drugs_of_the_whole_master_not_only_the_catalogue() {
         "only {} distinct codes outside the catalogue",
         beyond.len()
     );
+}
+
+#[test]
+fn no_care_before_birth_and_doses_fit_the_age() {
+    let g = Generator::new(7, as_of()).unwrap();
+    let mut pens = 0;
+    let mut rescue = 0;
+    for i in 0..20_000 {
+        let p = g.person(i);
+        let born = p.person.birth_date;
+        let dates = p
+            .records
+            .visits
+            .iter()
+            .map(|v| v.service_date)
+            .chain(p.records.dispensings.iter().map(|d| d.service_date))
+            .chain(p.records.procedures.iter().map(|x| x.service_date))
+            .chain(p.records.dialysis.iter().map(|x| x.service_date));
+        for d in dates {
+            assert!(d >= born, "person {i} born {born} has care on {d}");
+        }
+        p.records.check().unwrap();
+        for d in &p.records.dispensings {
+            let age = p.person.age_on(d.service_date);
+            match d.drug.yj.as_str() {
+                // エピペン 0.15 mg for small children, 0.3 mg above about 30 kg.
+                "2451402G2020" => {
+                    assert!(age <= 9, "0.15 mg pen at {age}");
+                    pens += 1;
+                }
+                "2451402G3026" => {
+                    assert!(age >= 5, "0.3 mg pen at {age}");
+                    pens += 1;
+                }
+                // ダイアップ 6 mg is too much for an infant.
+                "1124701J2029" => {
+                    assert!(age >= 1, "6 mg diazepam at {age}");
+                    rescue += 1;
+                }
+                "1124701J1022" => rescue += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(pens > 0 && rescue > 0, "pens {pens}, rescue {rescue}");
 }
