@@ -23,6 +23,15 @@ fn form(f: DosageForm) -> &'static str {
     }
 }
 
+/// The ids of the classes `yj` falls into, in table order.
+fn class_ids<'t>(table: &'t AlertTable, yj: &myna_domain::codes::YjCode) -> Vec<&'t str> {
+    table
+        .classify(yj)
+        .into_iter()
+        .map(|c| c.id.as_str())
+        .collect()
+}
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -114,11 +123,7 @@ fn no_moisturiser_adrenaline_or_ointment_raises_a_systemic_alert() {
     // Rectal steroids are absorbed, and listed by name for that reason.
     let rectal_steroids = ["2454700", "2454701", "2456700"];
     for p in master.products() {
-        let classes: Vec<&str> = table
-            .classify(&p.yj)
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect();
+        let classes = class_ids(&table, &p.yj);
         if p.form == DosageForm::External && !rectal_steroids.contains(&p.yj.ingredient7()) {
             for c in systemic {
                 assert!(!classes.contains(&c), "{} {} is {c}", p.yj.as_str(), p.name);
@@ -158,11 +163,7 @@ fn the_named_misses_are_caught_on_every_product_of_their_ingredient() {
     let table = AlertTable::builtin().unwrap();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for p in master.products() {
-        let classes: Vec<&str> = table
-            .classify(&p.yj)
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect();
+        let classes = class_ids(&table, &p.yj);
         let code = p.yj.as_str();
         let has = |c: &str| classes.contains(&c);
         let mut check = |what: &'static str, ok: bool| {

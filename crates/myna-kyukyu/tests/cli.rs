@@ -53,6 +53,63 @@ fn start_provider(dir: &Path) -> (Server, String) {
     (Server(child), url)
 }
 
+/// `ca init` and `card deck` for the database in `dir`; returns the deck's directory.
+fn issue_deck(dir: &Path, db: &str) -> std::path::PathBuf {
+    let pki = dir.join("pki");
+    assert!(
+        run(&["ca", "init", "--dir", pki.to_str().unwrap(), "--keys", "2"])
+            .status
+            .success()
+    );
+    let cards = dir.join("cards");
+    let o = run(&[
+        "card",
+        "deck",
+        "--db",
+        db,
+        "--pki",
+        pki.to_str().unwrap(),
+        "--out",
+        cards.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "card deck failed");
+    cards
+}
+
+/// Registers the bureau with the provider; the token goes to `token_file`.
+fn add_bureau(db: &str, token_file: &Path) -> Output {
+    run(&[
+        "provider",
+        "org",
+        "add",
+        "--db",
+        db,
+        "--id",
+        "kawasaki-fd",
+        "--name",
+        "川崎市消防局",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ])
+}
+
+/// `provider query` of one deck card.
+fn query(url: &str, token_file: &Path, cards: &Path, card: &str, extra: &[&str]) -> Output {
+    let cert = cards.join(format!("{card}.cert.der"));
+    let mut args = vec![
+        "provider",
+        "query",
+        "--url",
+        url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn generate_serve_query_and_audit_as_a_new_user_would() {
     let tmp = tempfile::tempdir().unwrap();
@@ -73,57 +130,14 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
         "gen must refuse to overwrite without --force"
     );
 
-    let pki = dir.join("pki");
-    assert!(
-        run(&["ca", "init", "--dir", pki.to_str().unwrap(), "--keys", "2"])
-            .status
-            .success()
-    );
-    let cards = dir.join("cards");
-    let o = run(&[
-        "card",
-        "deck",
-        "--db",
-        db_s,
-        "--pki",
-        pki.to_str().unwrap(),
-        "--out",
-        cards.to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
+    let cards = issue_deck(dir, db_s);
     let token_file = dir.join("provider.token");
-    let o = run(&[
-        "provider",
-        "org",
-        "add",
-        "--db",
-        db_s,
-        "--id",
-        "kawasaki-fd",
-        "--name",
-        "川崎市消防局",
-        "--token-file",
-        token_file.to_str().unwrap(),
-    ]);
+    let o = add_bureau(db_s, &token_file);
     assert!(o.status.success());
     assert!(stdout(&o).starts_with("kawasaki-fd."));
 
     let (_server, url) = start_provider(dir);
-    let query = |card: &str, extra: &[&str]| {
-        let cert = cards.join(format!("{card}.cert.der"));
-        let mut args = vec![
-            "provider",
-            "query",
-            "--url",
-            &url,
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let query = |card: &str, extra: &[&str]| query(&url, &token_file, &cards, card, extra);
     let o = query("doac", &["--json"]);
     assert!(o.status.success(), "query failed");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -293,42 +307,9 @@ fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency(
             .status
             .success()
     );
-    let pki = dir.join("pki");
-    assert!(
-        run(&["ca", "init", "--dir", pki.to_str().unwrap(), "--keys", "2"])
-            .status
-            .success()
-    );
-    let cards = dir.join("cards");
-    let deck_args = [
-        "card",
-        "deck",
-        "--db",
-        db_s,
-        "--pki",
-        pki.to_str().unwrap(),
-        "--out",
-        cards.to_str().unwrap(),
-    ];
-    assert!(run(&deck_args).status.success());
+    let cards = issue_deck(dir, db_s);
     let token_file = dir.join("provider.token");
-    assert!(
-        run(&[
-            "provider",
-            "org",
-            "add",
-            "--db",
-            db_s,
-            "--id",
-            "kawasaki-fd",
-            "--name",
-            "川崎市消防局",
-            "--token-file",
-            token_file.to_str().unwrap(),
-        ])
-        .status
-        .success()
-    );
+    assert!(add_bureau(db_s, &token_file).status.success());
     let (_server, url) = start_provider(dir);
     let table = AlertTable::builtin().unwrap();
     let rank = |class: &str| table.classes().iter().position(|c| c.id == class).unwrap();
@@ -342,18 +323,7 @@ fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency(
         .collect();
     for class in table.classes() {
         assert!(ids.contains(&class.id.as_str()), "no card for {}", class.id);
-        let cert = cards.join(format!("{}.cert.der", class.id));
-        let o = run(&[
-            "provider",
-            "query",
-            "--url",
-            &url,
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--json",
-        ]);
+        let o = query(&url, &token_file, &cards, &class.id, &["--json"]);
         assert!(o.status.success(), "query of card {} failed", class.id);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let alerts: Vec<&str> = v["summary"]["alerts"]
@@ -380,16 +350,6 @@ fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency(
         }
     }
     // The plain-text view names the reversal agent too.
-    let cert = cards.join("doac.cert.der");
-    let o = run(&[
-        "provider",
-        "query",
-        "--url",
-        &url,
-        "--token-file",
-        token_file.to_str().unwrap(),
-        "--cert",
-        cert.to_str().unwrap(),
-    ]);
+    let o = query(&url, &token_file, &cards, "doac", &[]);
     assert!(stdout(&o).contains("拮抗薬"), "{}", stdout(&o));
 }

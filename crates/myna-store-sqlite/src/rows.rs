@@ -78,59 +78,15 @@ impl Masters {
                 },
             );
         }
-        let mut stmt = conn
-            .prepare("SELECT yj, receipt_code, name, generic_name, strength FROM drug")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (yj, receipt, name, generic_name, strength) = row.map_err(db_err)?;
-            let drug = DrugRef {
-                yj: YjCode::parse(&yj).map_err(corrupt)?,
-                receipt_code: receipt
-                    .map(|r| ReceiptDrugCode::parse(&r))
-                    .transpose()
-                    .map_err(corrupt)?,
-                name,
-                generic_name,
-                strength,
-            };
-            m.drugs.insert(yj, drug);
-        }
-        let mut stmt = conn
-            .prepare("SELECT receipt_code, yj, name, generic_name, strength FROM drug_product")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (receipt, yj, name, generic_name, strength) = row.map_err(db_err)?;
-            let drug = DrugRef {
-                yj: YjCode::parse(&yj).map_err(corrupt)?,
-                receipt_code: Some(ReceiptDrugCode::parse(&receipt).map_err(corrupt)?),
-                name,
-                generic_name,
-                strength,
-            };
-            m.products.insert(receipt, drug);
-        }
+        // Names by YJ code (records without a レセ電 code), and by product.
+        m.drugs = drug_refs(
+            conn,
+            "SELECT yj, yj, receipt_code, name, generic_name, strength FROM drug",
+        )?;
+        m.products = drug_refs(
+            conn,
+            "SELECT receipt_code, yj, receipt_code, name, generic_name, strength FROM drug_product",
+        )?;
         Ok(m)
     }
 
@@ -165,6 +121,40 @@ impl Masters {
             }),
         }
     }
+}
+
+/// Named drugs keyed by the first column; the others are yj, receipt code, name, generic name
+/// and strength.
+fn drug_refs(conn: &Connection, sql: &str) -> Result<HashMap<String, DrugRef>, StoreError> {
+    let mut stmt = conn.prepare(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (key, yj, receipt, name, generic_name, strength) = row.map_err(db_err)?;
+        let drug = DrugRef {
+            yj: YjCode::parse(&yj).map_err(corrupt)?,
+            receipt_code: receipt
+                .map(|r| ReceiptDrugCode::parse(&r))
+                .transpose()
+                .map_err(corrupt)?,
+            name,
+            generic_name,
+            strength,
+        };
+        out.insert(key, drug);
+    }
+    Ok(out)
 }
 
 /// Inserts persons with their records, institutions and drugs. Caller holds the transaction.

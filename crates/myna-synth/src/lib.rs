@@ -13,8 +13,8 @@ use institutions::{CLINIC_KINDS, Institutions};
 use myna_domain::drugs::{Catalogue, CatalogueDrug};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
 use myna_domain::records::{
-    CareSetting, Dialysis, DialysisModality, Dispensing, DrugRef, HealthCheck, MedicalRecords,
-    Procedure, ProcedureKind, Source, Visit,
+    CareSetting, Dialysis, DialysisModality, Dispensing, DrugRef, HealthCheck, Institution,
+    MedicalRecords, Procedure, ProcedureKind, Source, Visit,
 };
 use myna_drug_master::{DosageForm, Master, Product};
 use names::{AGE_BANDS, FEMALE_GIVEN, MALE_GIVEN, SURNAMES, WARDS};
@@ -842,29 +842,21 @@ impl Generator {
             ) else {
                 continue;
             };
-            out.visits.push(Visit {
-                service_date: date,
-                available_on: claims_available_on(date),
-                institution: clinic.clone(),
-                department: CLINIC_KINDS[0].1.to_owned(),
-                setting: CareSetting::Outpatient,
-                source: Source::Claims,
-            });
             let per_day = match product.unit.as_str() {
                 "錠" | "カプセル" => 3.0,
                 _ => 1.5,
             };
-            out.dispensings.push(Dispensing {
-                service_date: date,
-                available_on: claims_available_on(date),
+            let course = AcuteCourse {
+                date,
+                clinic,
+                department: CLINIC_KINDS[0].1,
+                pharmacy,
                 drug: product.drug_ref(),
-                daily_quantity: per_day,
+                per_day,
                 unit: product.unit.clone(),
                 days: rng.random_range(3..=7),
-                prescriber: clinic,
-                pharmacy: Some(pharmacy),
-                source: Source::Claims,
-            });
+            };
+            course.record(out);
         }
     }
 
@@ -887,31 +879,23 @@ impl Generator {
             let Some(pharmacy) = pick(rng, &wi.pharmacies).cloned() else {
                 continue;
             };
-            out.visits.push(Visit {
-                service_date: date,
-                available_on: claims_available_on(date),
-                institution: clinic.clone(),
-                department: CLINIC_KINDS[kind].1.to_owned(),
-                setting: CareSetting::Outpatient,
-                source: Source::Claims,
-            });
             let generic = if rng.random_bool(0.5) {
                 "loxoprofen"
             } else {
                 "acetaminophen"
             };
             if let Some(d) = self.drug(rng, generic) {
-                out.dispensings.push(Dispensing {
-                    service_date: date,
-                    available_on: claims_available_on(date),
+                let course = AcuteCourse {
+                    date,
+                    clinic,
+                    department: CLINIC_KINDS[kind].1,
+                    pharmacy,
                     drug: drug_ref(d),
-                    daily_quantity: d.typical_daily_quantity,
+                    per_day: d.typical_daily_quantity,
                     unit: d.quantity_unit.clone(),
                     days: rng.random_range(3..=7),
-                    prescriber: clinic,
-                    pharmacy: Some(pharmacy),
-                    source: Source::Claims,
-                });
+                };
+                course.record(out);
             }
         }
     }
@@ -1101,6 +1085,42 @@ fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
 }
 
 /// Age-banded prevalence of treated chronic conditions, roughly as in Japanese surveys.
+/// One outpatient visit with a short course of one drug.
+struct AcuteCourse {
+    date: NaiveDate,
+    clinic: Institution,
+    department: &'static str,
+    pharmacy: Institution,
+    drug: DrugRef,
+    per_day: f64,
+    unit: String,
+    days: u32,
+}
+
+impl AcuteCourse {
+    fn record(self, out: &mut MedicalRecords) {
+        out.visits.push(Visit {
+            service_date: self.date,
+            available_on: claims_available_on(self.date),
+            institution: self.clinic.clone(),
+            department: self.department.to_owned(),
+            setting: CareSetting::Outpatient,
+            source: Source::Claims,
+        });
+        out.dispensings.push(Dispensing {
+            service_date: self.date,
+            available_on: claims_available_on(self.date),
+            drug: self.drug,
+            daily_quantity: self.per_day,
+            unit: self.unit,
+            days: self.days,
+            prescriber: self.clinic,
+            pharmacy: Some(self.pharmacy),
+            source: Source::Claims,
+        });
+    }
+}
+
 /// Age in months before which a condition's care cannot start.
 fn earliest_onset_months(c: Condition) -> u32 {
     match c {
