@@ -5,7 +5,8 @@ Usage: extract-procedure-codes.py DATA_DIR > crates/myna-domain/data/procedure-m
 
 DATA_DIR is the `DATA/` folder of the public repository miyako/4d-component-ssk-master
 (commit 6183e95b4ba339b4465a98236c3b841804b3ab19): `s_ALL20220218.zip` and the deltas
-`s_YYYYMMDD.csv`. The deltas are applied in date order (変更区分 column 1: 3 new; 5 changed and 9
+`s_YYYYMMDD.csv`. The folder also holds `s_20240531.zip`, a full master of that date; the
+deltas already carry its changes (rebuilding from it gives the same rows), so it is skipped. The deltas are applied in date order (変更区分 column 1: 3 new; 5 changed and 9
 abolished carry only the fields that change). Only rows whose name mentions an implanted cardiac device
 or home oxygen / home ventilation are kept: the alert table's procedure rules are tested
 against every such row, so a new code in a later master shows up as an unclassified row.
@@ -14,7 +15,7 @@ import csv, io, re, sys, zipfile, pathlib
 
 KEYWORDS = re.compile(
     "ペースメーカー|除細動器|在宅酸素|在宅人工呼吸|人工呼吸器加算|酸素ボンベ加算|酸素濃縮装置加算"
-    "|液化酸素装置加算|呼吸同調式デマンドバルブ|在宅ハイフロー|在宅持続陽圧呼吸|補助人工心臓|気管切開"
+    "|液化酸素装置加算|呼吸同調式デマンドバルブ|在宅ハイフロー|在宅持続陽圧呼吸|補助人工心臓|気管切開|喉頭摘出|排痰補助|横隔神経電気刺激"
 )
 # Column indices (0-based) of the 支払基金 診療行為マスター layout.
 CHANGE, CODE, NAME, SECTION, CHANGED, ABOLISHED, KUBUN, BRANCH, ITEM, BASIC_NAME = (

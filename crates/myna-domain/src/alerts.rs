@@ -134,20 +134,22 @@ impl AlertClass {
             })
     }
 
-    /// Whether some code of ingredient `i` (7 characters) can fall in this class: listed, or
-    /// under a prefix (either way round) on a counted route, and not excluded.
+    /// Whether an exclusion covers every code of ingredient `i`.
+    fn excludes_ingredient(&self, i: &str) -> bool {
+        self.exclude.iter().any(|p| i.starts_with(p.as_str()))
+    }
+
+    /// Whether some code of ingredient `i` (7 characters) can fall in this class: not wholly
+    /// excluded, and listed, or under a prefix (either way round) on a counted route.
     fn holds_ingredient(&self, i: &str) -> bool {
-        let excluded = self
-            .exclude
-            .iter()
-            .any(|p| i.starts_with(p.as_str()) || p.starts_with(i));
         let route_ok = self.routes.is_empty()
             || YjCode::route_of_ingredient(i).is_some_and(|r| self.routes.contains(&r));
         let by_prefix = self
             .yj_prefixes
             .iter()
             .any(|p| i.starts_with(p.as_str()) || p.starts_with(i));
-        self.ingredients.iter().any(|x| x == i) || (!excluded && route_ok && by_prefix)
+        !self.excludes_ingredient(i)
+            && (self.ingredients.iter().any(|x| x == i) || (route_ok && by_prefix))
     }
 
     /// How many months a dispensing of `yj` counts, if it is a drug kept for emergencies.
@@ -297,8 +299,26 @@ impl AlertTable {
                 }
             }
             for p in c.yj_prefixes.iter().chain(&c.exclude) {
-                if p.is_empty() || p.len() > 12 || !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                // YJ codes are digits and capital letters; anything else never matches.
+                let valid = |b: u8| b.is_ascii_digit() || b.is_ascii_uppercase();
+                if p.is_empty() || p.len() > 12 || !p.bytes().all(valid) {
                     return Err(bad(format!("bad YJ prefix {p:?}")));
+                }
+            }
+            for p in &c.yj_prefixes {
+                // A prefix that names the ingredient also names its route.
+                if let Some(route) = p.get(..7).and_then(YjCode::route_of_ingredient)
+                    && !c.routes.is_empty()
+                    && !c.routes.contains(&route)
+                {
+                    return Err(bad(format!(
+                        "prefix {p} is on a route the class does not count"
+                    )));
+                }
+            }
+            for i in &c.ingredients {
+                if c.excludes_ingredient(i) {
+                    return Err(bad(format!("ingredient {i} is listed and excluded")));
                 }
             }
             for i in &c.ingredients {
@@ -322,7 +342,9 @@ impl AlertTable {
                 ),
             });
         }
-        if self.claims_drug_window_months > MAX_DRUG_WINDOW_MONTHS {
+        if self.claims_drug_window_months == 0
+            || self.claims_drug_window_months > MAX_DRUG_WINDOW_MONTHS
+        {
             return Err(AlertTableError::BadRule {
                 class: String::new(),
                 problem: format!(
@@ -410,11 +432,13 @@ impl AlertTable {
                         .checked_sub_months(Months::new(m))
                         .unwrap_or(NaiveDate::MIN)
                 });
-                let active = match (kept_from, d.source) {
-                    (Some(from), _) => d.service_date >= from && d.service_date <= today,
-                    (None, Source::EPrescription) => d.supply_end() >= erx_from,
-                    (None, _) => d.supply_end() >= claims_from,
+                // A kept drug counts while kept or while its supply lasts, whichever is longer.
+                let kept = kept_from.is_some_and(|from| d.service_date >= from);
+                let supplied = match d.source {
+                    Source::EPrescription => d.supply_end() >= erx_from,
+                    _ => d.supply_end() >= claims_from,
                 };
+                let active = d.service_date <= today && (kept || supplied);
                 if active {
                     let reversal = class.reversal_for(&d.drug.yj);
                     evidence.push(AlertEvidence {
@@ -431,7 +455,11 @@ impl AlertTable {
                 && let Some(latest) = records
                     .dialysis
                     .iter()
-                    .filter(|x| x.available_on <= today && x.service_date >= claims_from)
+                    .filter(|x| {
+                        x.available_on <= today
+                            && x.service_date >= claims_from
+                            && x.service_date <= today
+                    })
                     .max_by_key(|x| x.service_date)
             {
                 evidence.push(AlertEvidence {
@@ -472,6 +500,7 @@ impl AlertTable {
                     if p.kind == ProcedureKind::Surgery
                         && p.available_on <= today
                         && p.service_date >= from
+                        && p.service_date <= today
                     {
                         evidence.push(AlertEvidence {
                             text: format!("{}（{}）", p.name, p.institution.name),
@@ -488,7 +517,7 @@ impl AlertTable {
                 // Newest first, one line per distinct drug or record.
                 evidence.sort_by_key(|e| std::cmp::Reverse(e.service_date));
                 let mut seen = std::collections::HashSet::new();
-                evidence.retain(|e| seen.insert(e.text.clone()));
+                evidence.retain(|e| seen.insert((e.code.clone(), e.text.clone())));
                 alerts.push(Alert {
                     class: class.id.clone(),
                     label_ja: class.label_ja.clone(),

@@ -263,4 +263,17 @@ fn malformed_tables_are_rejected() {
     assert!(AlertTable::from_toml(&fine).is_ok());
     let procedure_without_window = format!("{no_trigger}procedure_codes = [\"113030210\"]\n");
     assert!(AlertTable::from_toml(&procedure_without_window).is_err());
+    // Tables that pass a naive check yet could never fire.
+    let lower_case = format!("{no_trigger}yj_prefixes = [\"2451402g2\"]\n");
+    assert!(AlertTable::from_toml(&lower_case).is_err());
+    let wrong_route = format!("{no_trigger}yj_prefixes = [\"2451402G2\"]\nroutes = [\"oral\"]\n");
+    assert!(AlertTable::from_toml(&wrong_route).is_err());
+    let listed_and_excluded =
+        format!("{no_trigger}ingredients = [\"3332001\"]\nexclude = [\"3332\"]\n");
+    assert!(AlertTable::from_toml(&listed_and_excluded).is_err());
+    let no_window = ok.replace(
+        "claims_drug_window_months = 3",
+        "claims_drug_window_months = 0",
+    );
+    assert!(AlertTable::from_toml(&no_window).is_err());
 }

@@ -529,6 +529,37 @@ fn a_rescue_suppository_counts_while_kept_at_home() {
 }
 
 #[test]
+fn a_kept_window_never_shortens_a_running_supply() {
+    let table = AlertTable::from_toml(
+        "version = \"t\"\nsource = \"t\"\nclaims_drug_window_months = 3\n\
+         e_prescription_window_days = 45\n[[class]]\nid = \"vka\"\nlabel_ja = \"x\"\n\
+         label_en = \"x\"\nwhy_ja = \"x\"\nwhy_en = \"x\"\nsource = \"x\"\n\
+         ingredients = [\"3332001\"]\nkept = [{ ingredients = [\"3332001\"], months = 1 }]\n",
+    )
+    .unwrap();
+    let mut r = MedicalRecords::default();
+    // 90 days dispensed three months ago: the supply runs to next week.
+    r.dispensings.push(dispensing(
+        "3332001F1083",
+        "ワーファリン錠1mg",
+        d("2026-09-01"),
+        90,
+        Source::Claims,
+    ));
+    let s = build_summary(&person(), &r, View::Summary, today(), None, &table);
+    assert_eq!(s.alerts.len(), 1, "the running supply still counts");
+}
+
+#[test]
+fn future_dated_records_raise_nothing() {
+    let mut r = MedicalRecords::default();
+    let mut op = surgery(d("2026-12-20"));
+    op.available_on = d("2026-11-01");
+    r.procedures.push(op);
+    assert!(alert_ids(&r).is_empty());
+}
+
+#[test]
 fn anticoagulant_alerts_name_the_reversal_agent_of_each_drug() {
     let table = AlertTable::builtin().unwrap();
     let mut r = MedicalRecords::default();

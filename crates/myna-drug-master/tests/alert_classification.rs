@@ -219,10 +219,34 @@ fn the_named_misses_are_caught_on_every_product_of_their_ingredient() {
             "4299405" => check("talc pleurodesis is not antineoplastic", classes.is_empty()),
             "2454700" | "2456700" => check("a rectal steroid is systemic", has("systemic_steroid")),
             "2242001" | "2229101" => check("codeine antitussives are opioids", has("opioid")),
-            "6399424" | "3999064" | "3999020" => check(
-                "complement inhibitors and leflunomide are immunosuppressants",
+            "6399424" | "3999064" | "3999020" | "6399413" => check(
+                "complement inhibitors, leflunomide and ATG are immunosuppressants",
                 has("immunosuppressant"),
             ),
+            // Found by review of 2026.11-6.
+            "2229102" | "2229114" | "2249105" => {
+                check("dihydrocodeine syrups are opioids", has("opioid"))
+            }
+            "2900003" | "1319702" | "1319823" | "2129013" => check(
+                "infant propranolol, β-blocker eye drops and sotalol are β-blockers",
+                has("beta_blocker"),
+            ),
+            "1125003" | "1125004" | "1125402" | "1126001" => check(
+                "phenobarbital and bromide are antiepileptics",
+                has("antiepileptic"),
+            ),
+            "4299400" => check("OK-432 is a local treatment", !has("antineoplastic")),
+            "1129008" | "1129400" => check(
+                "tandospirone and dexmedetomidine are not sedatives here",
+                classes.is_empty(),
+            ),
+            "3334400"
+                if !["3334400A3", "3334400A8", "3334400G1"]
+                    .iter()
+                    .any(|p| code.starts_with(p)) =>
+            {
+                check("heparin calcium IV vials are hospital use", !has("heparin"))
+            }
             _ => {}
         }
         if p.name.contains("エピペン") {
@@ -249,11 +273,42 @@ fn the_named_misses_are_caught_on_every_product_of_their_ingredient() {
         "talc pleurodesis is not antineoplastic",
         "a rectal steroid is systemic",
         "codeine antitussives are opioids",
-        "complement inhibitors and leflunomide are immunosuppressants",
+        "complement inhibitors, leflunomide and ATG are immunosuppressants",
+        "dihydrocodeine syrups are opioids",
+        "infant propranolol, β-blocker eye drops and sotalol are β-blockers",
+        "phenobarbital and bromide are antiepileptics",
+        "OK-432 is a local treatment",
+        "tandospirone and dexmedetomidine are not sedatives here",
+        "heparin calcium IV vials are hospital use",
     ] {
         assert!(
             seen.get(what).copied().unwrap_or(0) > 0,
             "no product for {what:?}"
         );
+    }
+}
+
+/// A drug rule that never fires is a mistake (a typo in a code, a prefix on an excluded
+/// route): every drug class raises at least one code of the master.
+#[test]
+fn every_drug_class_raises_some_code_of_the_master() {
+    let master = Master::shipped().unwrap();
+    let table = AlertTable::builtin().unwrap();
+    for c in table.classes() {
+        if c.yj_prefixes.is_empty() && c.ingredients.is_empty() {
+            continue;
+        }
+        assert!(
+            master.products().any(|p| c.matches_drug(&p.yj)),
+            "class {} raises no code of the master",
+            c.id
+        );
+        for i in &c.ingredients {
+            assert!(
+                master.products().any(|p| p.yj.ingredient7() == i),
+                "class {} lists ingredient {i}, which the master does not hold",
+                c.id
+            );
+        }
     }
 }
