@@ -110,6 +110,16 @@ fn query(url: &str, token_file: &Path, cards: &Path, card: &str, extra: &[&str])
     run(&args)
 }
 
+/// The alert classes of a `provider query --json` answer, in order.
+fn alert_classes(answer: &serde_json::Value) -> Vec<&str> {
+    answer["summary"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["class"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn generate_serve_query_and_audit_as_a_new_user_would() {
     let tmp = tempfile::tempdir().unwrap();
@@ -141,12 +151,7 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     let o = query("doac", &["--json"]);
     assert!(o.status.success(), "query failed");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let alerts: Vec<&str> = v["summary"]["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["class"].as_str().unwrap())
-        .collect();
+    let alerts = alert_classes(&v);
     assert_eq!(
         alerts.first(),
         Some(&"doac"),
@@ -326,12 +331,7 @@ fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency(
         let o = query(&url, &token_file, &cards, &class.id, &["--json"]);
         assert!(o.status.success(), "query of card {} failed", class.id);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let alerts: Vec<&str> = v["summary"]["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["class"].as_str().unwrap())
-            .collect();
+        let alerts = alert_classes(&v);
         assert!(
             alerts.contains(&class.id.as_str()),
             "card {} shows {alerts:?}",
