@@ -7,6 +7,7 @@ pub mod access;
 pub mod alerts;
 pub mod codes;
 pub mod drugs;
+pub mod hospitals;
 pub mod incident;
 pub mod patient;
 pub mod person;

@@ -306,3 +306,162 @@ pub fn build_summary(
         },
     }
 }
+
+/// How far back a visit counts towards the かかりつけ (the patient's regular institution).
+pub const KAKARITSUKE_MONTHS: u32 = 12;
+
+/// One line of the grouped 受診歴: an institution and department, with how often and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitGroup {
+    pub institution: crate::records::Institution,
+    pub department: String,
+    pub visits: u32,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+    pub inpatient: bool,
+    /// The かかりつけ: the institution visited most within `KAKARITSUKE_MONTHS`.
+    pub kakaritsuke: bool,
+}
+
+/// Visits grouped by institution and department: the かかりつけ first, then by last visit,
+/// newest first. The tablet, the hospital's screen and the printed handoff show this.
+pub fn group_visits(visits: &[Visit], today: NaiveDate) -> Vec<VisitGroup> {
+    let mut groups: Vec<VisitGroup> = Vec::new();
+    for v in visits.iter().filter(|v| v.available_on <= today) {
+        let inpatient = v.setting == crate::records::CareSetting::Inpatient;
+        match groups
+            .iter_mut()
+            .find(|g| g.institution.code == v.institution.code && g.department == v.department)
+        {
+            Some(g) => {
+                g.visits += 1;
+                g.first = g.first.min(v.service_date);
+                g.last = g.last.max(v.service_date);
+                g.inpatient |= inpatient;
+            }
+            None => groups.push(VisitGroup {
+                institution: v.institution.clone(),
+                department: v.department.clone(),
+                visits: 1,
+                first: v.service_date,
+                last: v.service_date,
+                inpatient,
+                kakaritsuke: false,
+            }),
+        }
+    }
+    let regular = kakaritsuke(visits, today).into_iter().next();
+    for g in &mut groups {
+        g.kakaritsuke = regular
+            .as_ref()
+            .is_some_and(|k| k.institution_code == g.institution.code);
+    }
+    groups.sort_by(|a, b| {
+        b.kakaritsuke
+            .cmp(&a.kakaritsuke)
+            .then(b.last.cmp(&a.last))
+            .then(b.visits.cmp(&a.visits))
+            .then(a.institution.code.cmp(&b.institution.code))
+            .then(a.department.cmp(&b.department))
+    });
+    groups
+}
+
+/// The institutions visited within `KAKARITSUKE_MONTHS`, most visits first (ties: the most
+/// recent). The first is the かかりつけ; hospital selection prefers any of them.
+pub fn kakaritsuke(visits: &[Visit], today: NaiveDate) -> Vec<crate::hospitals::Kakaritsuke> {
+    let from = Window::Months(KAKARITSUKE_MONTHS)
+        .start(today)
+        .unwrap_or(NaiveDate::MIN);
+    let mut out: Vec<crate::hospitals::Kakaritsuke> = Vec::new();
+    for v in visits
+        .iter()
+        .filter(|v| v.available_on <= today && v.service_date >= from && v.service_date <= today)
+        .filter(|v| v.institution.kind != crate::records::InstitutionKind::Pharmacy)
+    {
+        match out
+            .iter_mut()
+            .find(|k| k.institution_code == v.institution.code)
+        {
+            Some(k) => {
+                k.visits += 1;
+                k.last_visit = k.last_visit.max(v.service_date);
+            }
+            None => out.push(crate::hospitals::Kakaritsuke {
+                institution_code: v.institution.code.clone(),
+                last_visit: v.service_date,
+                visits: 1,
+            }),
+        }
+    }
+    out.sort_by(|a, b| {
+        b.visits
+            .cmp(&a.visits)
+            .then(b.last_visit.cmp(&a.last_visit))
+            .then(a.institution_code.cmp(&b.institution_code))
+    });
+    out
+}
+
+/// One line of the grouped 薬剤: a product, with its first and last dispensing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrugGroup {
+    pub drug: crate::records::DrugRef,
+    pub dispensings: u32,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+    /// The last day any dispensing of it supplies.
+    pub supplied_until: NaiveDate,
+    /// Whether a supply runs today.
+    pub running: bool,
+}
+
+/// Dispensings grouped by product (レセ電 code, else YJ code and name): running supplies
+/// first, then by last dispensing, newest first.
+pub fn group_drugs(dispensings: &[Dispensing], today: NaiveDate) -> Vec<DrugGroup> {
+    let key = |d: &Dispensing| {
+        (
+            d.drug.receipt_code.as_ref().map(|c| c.as_str().to_owned()),
+            d.drug.yj.as_str().to_owned(),
+            d.drug.name.clone(),
+        )
+    };
+    let mut groups: Vec<(_, DrugGroup)> = Vec::new();
+    for d in dispensings.iter().filter(|d| d.available_on <= today) {
+        let k = key(d);
+        let end = d.supply_end();
+        match groups.iter_mut().find(|(gk, _)| *gk == k) {
+            Some((_, g)) => {
+                g.dispensings += 1;
+                g.first = g.first.min(d.service_date);
+                g.last = g.last.max(d.service_date);
+                g.supplied_until = g.supplied_until.max(end);
+            }
+            None => groups.push((
+                k,
+                DrugGroup {
+                    drug: d.drug.clone(),
+                    dispensings: 1,
+                    first: d.service_date,
+                    last: d.service_date,
+                    supplied_until: end,
+                    running: false,
+                },
+            )),
+        }
+    }
+    let mut out: Vec<DrugGroup> = groups
+        .into_iter()
+        .map(|(_, mut g)| {
+            g.running = g.first <= today && g.supplied_until >= today;
+            g
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.running
+            .cmp(&a.running)
+            .then(b.last.cmp(&a.last))
+            .then(a.drug.name.cmp(&b.drug.name))
+    });
+    out
+}

@@ -608,3 +608,115 @@ fn classifying_the_codes_once_gives_the_same_alerts_as_the_rules() {
     let ids: Vec<&str> = a.iter().map(|x| x.class.as_str()).collect();
     assert_eq!(ids, ["doac", "antiepileptic", "sedative_hypnotic"]);
 }
+
+fn hospital_visit(code: &str, name: &str, department: &str, service: NaiveDate) -> Visit {
+    Visit {
+        institution: Institution {
+            code: code.into(),
+            name: name.into(),
+            kind: InstitutionKind::Hospital,
+        },
+        department: department.into(),
+        ..visit(service)
+    }
+}
+
+#[test]
+fn visits_group_by_institution_and_department_with_the_kakaritsuke_first() {
+    use myna_domain::summary::{group_visits, kakaritsuke};
+    let mut visits = Vec::new();
+    // Monthly at the clinic this year; twice at the hospital, the latest last week.
+    for m in 1..=9 {
+        visits.push(visit(d(&format!("2026-{m:02}-10"))));
+    }
+    visits.push(hospital_visit(
+        "1419800005",
+        "関東労災病院",
+        "循環器内科",
+        d("2026-03-02"),
+    ));
+    visits.push(hospital_visit(
+        "1419800005",
+        "関東労災病院",
+        "循環器内科",
+        d("2026-10-01"),
+    ));
+    visits.push(hospital_visit(
+        "1419800005",
+        "関東労災病院",
+        "整形外科",
+        d("2025-01-05"),
+    ));
+    let groups = group_visits(&visits, today());
+    assert_eq!(groups.len(), 3);
+    assert!(groups[0].kakaritsuke);
+    assert_eq!(groups[0].institution.code, clinic().code);
+    assert_eq!(groups[0].visits, 9);
+    assert_eq!(groups[0].last, d("2026-09-10"));
+    assert_eq!(
+        (groups[1].department.as_str(), groups[1].visits),
+        ("循環器内科", 2)
+    );
+    assert_eq!(groups[2].department, "整形外科");
+    assert_eq!(groups.iter().filter(|g| g.kakaritsuke).count(), 1);
+    // The same institutions, most visited first, for hospital selection; older than 12
+    // months does not count.
+    let k = kakaritsuke(&visits, today());
+    assert_eq!(k.len(), 2);
+    assert_eq!(k[0].institution_code, clinic().code);
+    assert_eq!(
+        (k[1].institution_code.as_str(), k[1].visits, k[1].last_visit),
+        ("1419800005", 2, d("2026-10-01"))
+    );
+    // A claim not yet available is not shown.
+    let mut late = visits.clone();
+    let mut future = hospital_visit("1419800001", "川崎市立川崎病院", "内科", d("2026-11-20"));
+    future.available_on = d("2026-12-25");
+    late.push(future);
+    assert_eq!(group_visits(&late, today()).len(), 3);
+}
+
+#[test]
+fn drugs_group_by_product_with_running_supplies_first() {
+    use myna_domain::summary::group_drugs;
+    let mut ds = Vec::new();
+    for m in 6..=10 {
+        ds.push(dispensing(
+            "3339004F1029",
+            "エリキュース錠2.5mg",
+            d(&format!("2026-{m:02}-01")),
+            28,
+            Source::Claims,
+        ));
+    }
+    ds.push(dispensing(
+        "1149019F1560",
+        "ロキソニン錠60mg",
+        d("2026-02-01"),
+        5,
+        Source::Claims,
+    ));
+    // Dispensed 2026-10-01 for 60 days: runs until 2026-11-29.
+    ds.push(dispensing(
+        "2171022F2025",
+        "アムロジピン錠5mg",
+        d("2026-10-01"),
+        60,
+        Source::Claims,
+    ));
+    let groups = group_drugs(&ds, today());
+    assert_eq!(groups.len(), 3);
+    assert_eq!(groups[0].drug.name, "アムロジピン錠5mg");
+    assert!(groups[0].running);
+    let apixaban = &groups[1];
+    assert_eq!(apixaban.dispensings, 5);
+    assert_eq!(
+        (apixaban.first, apixaban.last),
+        (d("2026-06-01"), d("2026-10-01"))
+    );
+    assert!(
+        !apixaban.running,
+        "28 days from 2026-10-01 ended before today"
+    );
+    assert!(!groups[2].running);
+}

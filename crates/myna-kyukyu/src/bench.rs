@@ -31,6 +31,8 @@ pub enum BenchCommand {
     /// Card placed → auth certificate verified: APDUs, bytes and time, in process and
     /// through pcscd + vpcd, with and without emulated contactless latency.
     Card(crate::bench_card::CardBenchArgs),
+    /// Ranking every hospital of the registry for one patient.
+    Ranking(crate::bench_ranking::RankingBenchArgs),
     /// Loading the drug master, classifying every code, and what that saves each summary.
     Alerts(crate::bench_alerts::AlertsBenchArgs),
     /// A TCP proxy that delays every byte each way (the browser benchmark's 100 ms RTT link;
@@ -66,6 +68,9 @@ pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
             tokio::task::spawn_blocking(move || crate::bench_card::run(a)).await?
         }
         BenchCommand::DelayProxy(a) => crate::delay_proxy::run(a).await,
+        BenchCommand::Ranking(a) => {
+            tokio::task::spawn_blocking(move || crate::bench_ranking::run(a)).await?
+        }
         BenchCommand::Alerts(a) => {
             tokio::task::spawn_blocking(move || crate::bench_alerts::run(a)).await?
         }

@@ -1,26 +1,14 @@
 //! Hospitals, clinics and pharmacies of the synthetic Kawasaki.
 //!
-//! Hospital names are real Kawasaki emergency hospitals (shared/reference/maina-kyukyu-facts.md
-//! §6.4); every 医療機関番号 here is synthetic (digit 4 = 9 marks it), as are clinics and pharmacies.
+//! Hospitals are the registry's real Kawasaki emergency hospitals
+//! (`myna_domain::hospitals::Registry`, from shared/reference/maina-kyukyu-facts.md §6.4), with
+//! the registry's synthetic 医療機関番号, so a patient's かかりつけ in the claims is a hospital
+//! the ranking knows. Every 医療機関番号 here is synthetic (digit 4 = 9 marks it), as are the
+//! clinics and pharmacies.
 
 use crate::names::WARDS;
+use myna_domain::hospitals::Registry;
 use myna_domain::records::{Institution, InstitutionKind};
-
-/// (name, ward)
-const HOSPITALS: &[(&str, &str)] = &[
-    ("川崎市立川崎病院", "川崎区"),
-    ("川崎協同病院", "川崎区"),
-    ("川崎幸病院", "幸区"),
-    ("日本医科大学武蔵小杉病院", "中原区"),
-    ("関東労災病院", "中原区"),
-    ("川崎市立井田病院", "中原区"),
-    ("帝京大学医学部附属溝口病院", "高津区"),
-    ("総合高津中央病院", "高津区"),
-    ("聖マリアンナ医科大学病院", "宮前区"),
-    ("川崎市立多摩病院", "多摩区"),
-    ("麻生総合病院", "麻生区"),
-    ("新百合ケ丘総合病院", "麻生区"),
-];
 
 /// Clinic specialities (name suffix, department).
 pub const CLINIC_KINDS: &[(&str, &str)] = &[
@@ -50,7 +38,7 @@ fn code(kind_digit: u8, serial: usize) -> String {
 }
 
 impl Institutions {
-    pub fn kawasaki() -> Self {
+    pub fn kawasaki(registry: &Registry) -> Self {
         let mut serial = 0usize;
         let mut next = || {
             serial += 1;
@@ -59,12 +47,13 @@ impl Institutions {
         let wards = WARDS
             .iter()
             .map(|ward| {
-                let hospitals = HOSPITALS
+                let hospitals = registry
+                    .hospitals()
                     .iter()
-                    .filter(|(_, w)| *w == ward.name)
-                    .map(|(name, _)| Institution {
-                        code: code(1, next()),
-                        name: (*name).to_owned(),
+                    .filter(|h| h.ward == ward.name)
+                    .map(|h| Institution {
+                        code: h.institution_code.clone(),
+                        name: h.name.clone(),
                         kind: InstitutionKind::Hospital,
                     })
                     .collect();

@@ -11,6 +11,7 @@ pub mod names;
 use chrono::{Datelike, Days, Months, NaiveDate};
 use institutions::{CLINIC_KINDS, Institutions};
 use myna_domain::drugs::{Catalogue, CatalogueDrug};
+use myna_domain::hospitals::Registry;
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
 use myna_domain::records::{
     CareSetting, Dialysis, DialysisModality, Dispensing, DrugRef, HealthCheck, Institution,
@@ -36,6 +37,8 @@ pub enum SynthError {
     Catalogue(#[from] myna_domain::drugs::CatalogueError),
     #[error(transparent)]
     Master(#[from] myna_drug_master::MasterError),
+    #[error(transparent)]
+    Registry(#[from] myna_domain::hospitals::RegistryError),
 }
 
 /// Chronic conditions the generator knows. Each implies a regimen.
@@ -311,7 +314,7 @@ impl Generator {
             as_of,
             history_start,
             catalogue,
-            institutions: Institutions::kawasaki(),
+            institutions: Institutions::kawasaki(&Registry::kawasaki()?),
             acute_formulary,
         })
     }

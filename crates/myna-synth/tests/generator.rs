@@ -268,3 +268,22 @@ fn no_care_before_birth_and_doses_fit_the_age() {
     }
     assert!(pens > 0 && rescue > 0, "pens {pens}, rescue {rescue}");
 }
+
+#[test]
+fn every_hospital_a_patient_visits_is_in_the_selection_registry() {
+    let g = Generator::new(5, as_of()).unwrap();
+    let registry = myna_domain::hospitals::Registry::kawasaki().unwrap();
+    let mut hospital_visits = 0;
+    for i in 0..2_000 {
+        for v in g.person(i).records.visits {
+            if v.institution.kind == myna_domain::records::InstitutionKind::Hospital {
+                let h = registry
+                    .by_institution_code(&v.institution.code)
+                    .unwrap_or_else(|| panic!("{} is not in the registry", v.institution.name));
+                assert_eq!(h.name, v.institution.name);
+                hospital_visits += 1;
+            }
+        }
+    }
+    assert!(hospital_visits > 100, "{hospital_visits}");
+}
