@@ -99,9 +99,28 @@ test('consent path: 119 call → push to the terminal → phases → card → tw
   assert.match(await crew.locator('#lag').textContent(), /遅れ/);
   await screenshot(crew, 'terminal-summary');
 
+  // Read in ten seconds: visits grouped by institution and department with the かかりつけ
+  // first, drugs by product with running supplies first, the long tail one tap away.
+  const visitRows = await crew.locator('#visits tr').evaluateAll((rows) => rows.map((r) => ({ k: r.dataset.kakaritsuke, text: r.textContent })));
+  assert.ok(visitRows.length > 0 && visitRows.length <= 5, `grouped visits: ${visitRows.length} rows`);
+  for (const r of visitRows) assert.match(r.text, /\d+回/);
+  assert.ok(visitRows.slice(1).every((r) => r.k === 'false'), 'only the first row may be the かかりつけ');
+  const running = await crew.locator('#drugs tr').evaluateAll((rows) => rows.map((r) => r.dataset.running));
+  assert.ok(running.length > 0 && running.length <= 8, `grouped drugs: ${running.length} rows`);
+  assert.ok(running.indexOf('false') === -1 || running.slice(running.indexOf('false')).every((x) => x === 'false'), `running supplies first: ${running}`);
+
   await crew.click('#show-full');
   await crew.locator('#summary[data-view="full"]').waitFor();
   await screenshot(crew, 'terminal-summary-full');
+  // Five years of claims: the grouped full view stays a few screens, not the 20,000 px of one
+  // row per visit; the rest opens with one tap.
+  const height = await crew.evaluate(() => document.documentElement.scrollHeight);
+  assert.ok(height < 8000, `full view is ${height} px tall`);
+  console.log(`full view height: ${height} px`);
+  if (await crew.locator('#visits-more').count()) {
+    await crew.click('#visits-more summary');
+    assert.ok(await crew.locator('#visits-more tr').first().isVisible(), 'the long tail opens with one tap');
+  }
 
   await crew.click('#phase-in_vehicle');
   await crew.locator('#phase-in_vehicle[data-state="done"]').waitFor();
@@ -327,7 +346,7 @@ test('nothing medical stays: the summary goes after the idle timeout and on sign
     await placeCard(panel4, T4, c.id);
     await tablet.click('#reopen');
     await tablet.locator('#alerts').waitFor();
-    const drugs = [...new Set(await tablet.locator('#drugs tr td:nth-child(2)').allTextContents())];
+    const drugs = [...new Set(await tablet.locator('#summary td.drug-name').allTextContents())];
     assert.ok(drugs.length > 0, 'the summary lists drugs');
     await tablet.click('#sign-out');
     await tablet.locator('#sign-in').waitFor();

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use futures_util::Stream;
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::incident::{MynaOutcome, Phase};
-use myna_domain::summary::EmergencySummary;
+use myna_domain::summary::{DrugGroup, EmergencySummary, VisitGroup, group_drugs, group_visits};
 use myna_wire::View;
 use myna_wire::terminal::{CrewEvent, EventBody, IncidentView, PatientView};
 use serde::Deserialize;
@@ -135,6 +135,9 @@ struct ScreenTpl {
     phases: Vec<PhaseButton>,
     patients: Vec<PatientLine>,
     summary: Option<EmergencySummary>,
+    /// The summary's visits and drugs, grouped as on every screen that shows a summary.
+    visit_groups: Vec<VisitGroup>,
+    drug_groups: Vec<DrugGroup>,
     /// 傷病者N of the summary on screen.
     summary_patient: u32,
     /// The card on the reader is the summary's: the full view may be asked for.
@@ -291,6 +294,20 @@ fn render_screen(t: &Terminal) -> String {
             .map(|i| i.patients.iter().map(patient_line).collect())
             .unwrap_or_default(),
         summary: held.map(|h| h.response.summary.clone()),
+        visit_groups: held
+            .map(|h| {
+                group_visits(
+                    &h.response.summary.sections.visits,
+                    h.response.summary.as_of,
+                )
+            })
+            .unwrap_or_default(),
+        drug_groups: held
+            .map(|h| {
+                let sm = &h.response.summary;
+                group_drugs(&sm.sections.dispensings, sm.as_of)
+            })
+            .unwrap_or_default(),
         summary_patient: held.map_or(0, |h| h.patient),
         can_show_full: held.is_some_and(|h| Some(h.serial.as_str()) == card_serial),
         others: s
