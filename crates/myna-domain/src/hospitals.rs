@@ -135,7 +135,7 @@ pub struct Hospital {
     pub source: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     #[error("hospital registry row {row}: {problem}")]
     Row { row: usize, problem: String },
@@ -167,6 +167,16 @@ impl Registry {
     /// Kawasaki's emergency hospitals, compiled in.
     pub fn kawasaki() -> Result<Self, RegistryError> {
         Self::from_csv(REGISTRY_CSV)
+    }
+
+    /// The compiled-in registry, parsed once per process.
+    pub fn shared() -> Result<&'static Registry, RegistryError> {
+        static SHARED: std::sync::OnceLock<Result<Registry, RegistryError>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(Registry::kawasaki)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn from_csv(text: &str) -> Result<Self, RegistryError> {

@@ -214,7 +214,105 @@ pub enum EventKind {
     Outcome {
         outcome: MynaOutcome,
     },
+    /// 照会: the crew phoned a hospital (a registry id) and got this answer.
+    Inquiry {
+        hospital: String,
+        result: InquiryResult,
+        /// Why it declined; only for a decline.
+        reason: Option<DeclineReason>,
+    },
     Closed,
+}
+
+/// 照会結果: the hospital's answer to the crew's inquiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InquiryResult {
+    Accepted,
+    Declined,
+}
+
+impl InquiryResult {
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            InquiryResult::Accepted => "受入可",
+            InquiryResult::Declined => "受入不可",
+        }
+    }
+}
+
+/// 受入に至らなかった理由: why a hospital declined, in FDMA's survey categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    /// 手術中・患者対応中.
+    Busy,
+    /// ベッド満床.
+    BedsFull,
+    /// 処置困難.
+    TreatmentDifficult,
+    /// 専門外.
+    NotSpecialty,
+    /// 医師不在.
+    NoDoctor,
+    /// 初診（かかりつけ医なし）.
+    NotOurPatient,
+    /// 理由不明・その他.
+    Other,
+}
+
+impl DeclineReason {
+    pub const ALL: [DeclineReason; 7] = [
+        DeclineReason::Busy,
+        DeclineReason::BedsFull,
+        DeclineReason::TreatmentDifficult,
+        DeclineReason::NotSpecialty,
+        DeclineReason::NoDoctor,
+        DeclineReason::NotOurPatient,
+        DeclineReason::Other,
+    ];
+
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            DeclineReason::Busy => "手術中・患者対応中",
+            DeclineReason::BedsFull => "ベッド満床",
+            DeclineReason::TreatmentDifficult => "処置困難",
+            DeclineReason::NotSpecialty => "専門外",
+            DeclineReason::NoDoctor => "医師不在",
+            DeclineReason::NotOurPatient => "初診（かかりつけ医なし）",
+            DeclineReason::Other => "理由不明・その他",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclineReason::Busy => "busy",
+            DeclineReason::BedsFull => "beds_full",
+            DeclineReason::TreatmentDifficult => "treatment_difficult",
+            DeclineReason::NotSpecialty => "not_specialty",
+            DeclineReason::NoDoctor => "no_doctor",
+            DeclineReason::NotOurPatient => "not_our_patient",
+            DeclineReason::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        DeclineReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// FDMA's 搬送困難事案 (重症以上傷病者の搬送事案における医療機関の受入れ状況等実態調査): four
+/// or more inquiries and thirty or more minutes on scene.
+pub const DIFFICULT_TRANSPORT_INQUIRIES: usize = 4;
+pub const DIFFICULT_TRANSPORT_ON_SCENE_MINUTES: i64 = 30;
+
+/// One recorded inquiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inquiry {
+    pub hospital: String,
+    pub result: InquiryResult,
+    pub reason: Option<DeclineReason>,
+    pub at: DateTime<Utc>,
 }
 
 impl EventKind {
@@ -319,6 +417,10 @@ pub enum IncidentError {
     DeviceTimeBeforeCreation,
     #[error("the device time is before this terminal's previous event")]
     DeviceTimeBeforePrevious,
+    #[error("a declined inquiry needs its reason, and an accepted one has none")]
+    InquiryReason,
+    #[error("not a hospital of the bureau's registry")]
+    UnknownHospital,
 }
 
 /// How long after the call a summary may be requested (covers long transports; a bureau may
@@ -561,8 +663,82 @@ impl Incident {
             EventKind::Outcome { .. } if self.outcome().is_some() => {
                 Err(IncidentError::OutcomeRepeated)
             }
+            EventKind::Inquiry {
+                hospital,
+                result,
+                reason,
+            } => {
+                let team = actor.team().ok_or(IncidentError::NotACrewEvent)?;
+                match self.assigned_team() {
+                    None => return Err(IncidentError::NotAssigned),
+                    Some(t) if t != team => return Err(IncidentError::WrongTeam),
+                    Some(_) => {}
+                }
+                let id_ok = !hospital.is_empty()
+                    && hospital.len() <= 64
+                    && hospital
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !id_ok {
+                    return Err(IncidentError::UnknownHospital);
+                }
+                match (result, reason) {
+                    (InquiryResult::Declined, Some(_)) | (InquiryResult::Accepted, None) => Ok(()),
+                    _ => Err(IncidentError::InquiryReason),
+                }
+            }
             _ => Ok(()),
         }
+    }
+
+    /// The inquiries, in the order they were recorded.
+    pub fn inquiries(&self) -> Vec<Inquiry> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Inquiry {
+                    hospital,
+                    result,
+                    reason,
+                } => Some(Inquiry {
+                    hospital: hospital.clone(),
+                    result: *result,
+                    reason: *reason,
+                    at: e.at,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Hospitals that declined in this incident: hospital selection puts them last.
+    pub fn declined_hospitals(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .inquiries()
+            .into_iter()
+            .filter(|i| i.result == InquiryResult::Declined)
+            .map(|i| i.hospital)
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// 現場滞在時間: from 現着 to 現発, or to `now` while still on scene.
+    pub fn on_scene_minutes(&self, now: DateTime<Utc>) -> Option<i64> {
+        let times = self.phase_times();
+        let at = |p: Phase| times.iter().find(|(q, _)| *q == p).map(|(_, t)| *t);
+        let arrived = at(Phase::Arrival)?;
+        let left = at(Phase::Departure).unwrap_or(now);
+        Some((left - arrived).num_minutes())
+    }
+
+    /// FDMA's 搬送困難事案: `DIFFICULT_TRANSPORT_INQUIRIES` or more inquiries and
+    /// `DIFFICULT_TRANSPORT_ON_SCENE_MINUTES` or more on scene.
+    pub fn difficult_transport(&self, now: DateTime<Utc>) -> bool {
+        self.inquiries().len() >= DIFFICULT_TRANSPORT_INQUIRIES
+            && self
+                .on_scene_minutes(now)
+                .is_some_and(|m| m >= DIFFICULT_TRANSPORT_ON_SCENE_MINUTES)
     }
 
     /// Checks a crew event's device time against the server's time of receipt: not after it,

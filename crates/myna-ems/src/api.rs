@@ -127,7 +127,9 @@ async fn incidents<S: EmsStore>(
         )
         .await?;
     Ok(Json(
-        list.iter().map(|r| incident_view(r, &teams)).collect(),
+        list.iter()
+            .map(|r| incident_view(r, &teams, ems.now()))
+            .collect(),
     ))
 }
 
@@ -156,7 +158,7 @@ async fn incident<S: EmsStore>(
     let c = ems.crew(&headers).await?;
     let record = own_incident(&ems, &c, id).await?;
     let teams = ems.store.teams(c.at.bureau.id).await?;
-    Ok(Json(incident_view(&record, &teams)))
+    Ok(Json(incident_view(&record, &teams, ems.now())))
 }
 
 /// Keys of the events ems records itself (views, outcomes) start with this; a crew's may not,
@@ -256,6 +258,23 @@ fn to_event_kind(
             ));
         }
         CrewEvent::Outcome { outcome } => EventKind::Outcome { outcome },
+        CrewEvent::Inquiry {
+            hospital,
+            result,
+            reason,
+        } => {
+            // The bureau's registry names the hospitals a crew can phone.
+            let known = myna_domain::hospitals::Registry::shared()
+                .is_ok_and(|r| r.get(&hospital).is_some());
+            if !known {
+                return Err(EmsError::Rule(IncidentError::UnknownHospital));
+            }
+            EventKind::Inquiry {
+                hospital,
+                result,
+                reason,
+            }
+        }
         CrewEvent::Closed => EventKind::Closed,
     })
 }

@@ -232,7 +232,7 @@ async fn list<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
         let incidents = records
             .iter()
             .map(|r| {
-                let view = incident_view(r, &teams);
+                let view = incident_view(r, &teams, ems.now());
                 ListRow {
                     phases: view
                         .phases
@@ -490,6 +490,16 @@ fn describe(kind: &EventKind, teams: &[Team], log: &Incident) -> String {
             }
         ),
         EventKind::Outcome { outcome } => format!("マイナ救急の結果: {}", outcome.label_ja()),
+        EventKind::Inquiry {
+            hospital,
+            result,
+            reason,
+        } => format!(
+            "照会: {} {}{}",
+            crate::wire::hospital_name(hospital),
+            result.label_ja(),
+            reason.map_or(String::new(), |r| format!("（{}）", r.label_ja()))
+        ),
         EventKind::Closed => "事案終了".into(),
     }
 }
@@ -506,7 +516,7 @@ async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i
             .incident(d.bureau.id, id)
             .await?
             .ok_or(EmsError::IncidentNotFound)?;
-        let view = incident_view(&record, &teams);
+        let view = incident_view(&record, &teams, ems.now());
         let events = record
             .log
             .events

@@ -84,6 +84,8 @@ fn rule_code(e: &IncidentError) -> ErrorCode {
         IncidentError::DeviceTimeAhead => C::DeviceTimeAhead,
         IncidentError::DeviceTimeBeforeCreation => C::DeviceTimeBeforeCreation,
         IncidentError::DeviceTimeBeforePrevious => C::DeviceTimeBeforePrevious,
+        IncidentError::InquiryReason => C::InquiryReason,
+        IncidentError::UnknownHospital => C::UnknownHospital,
     }
 }
 

@@ -1,13 +1,26 @@
 //! The terminal API's JSON lives in `myna_wire::terminal`; this module builds its views from
 //! ems's records.
 
+use myna_domain::hospitals::Registry;
 use myna_domain::incident::{ComplaintCategory, EventKind, Incident, Phase};
 use myna_store::ems::{IncidentRecord, Team};
 pub use myna_wire::terminal::*;
 
+/// A registry hospital's name, or its id if the registry does not hold it.
+pub fn hospital_name(id: &str) -> String {
+    Registry::shared()
+        .ok()
+        .and_then(|r| r.get(id))
+        .map_or_else(|| id.to_owned(), |h| h.name.clone())
+}
+
 /// An incident as the terminal and the desk see it. Patients are listed with what the assigned
 /// team recorded for them.
-pub fn incident_view(r: &IncidentRecord, teams: &[Team]) -> IncidentView {
+pub fn incident_view(
+    r: &IncidentRecord,
+    teams: &[Team],
+    now: chrono::DateTime<chrono::Utc>,
+) -> IncidentView {
     let log: &Incident = &r.log;
     let (location, category, note, card_prep_requested) = match log.events.first().map(|e| &e.kind)
     {
@@ -86,6 +99,18 @@ pub fn incident_view(r: &IncidentRecord, teams: &[Team]) -> IncidentView {
         patients,
         outcome: log.outcome(),
         viewed: log.viewed(),
+        inquiries: log
+            .inquiries()
+            .into_iter()
+            .map(|i| InquiryView {
+                hospital_name: hospital_name(&i.hospital),
+                hospital: i.hospital,
+                result: i.result,
+                reason: i.reason,
+                at_ms: i.at.timestamp_millis(),
+            })
+            .collect(),
+        difficult_transport: log.difficult_transport(now),
         closed: log.is_closed(),
         events: u32::try_from(log.events.len()).unwrap_or(u32::MAX),
     }

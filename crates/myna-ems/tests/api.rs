@@ -1661,3 +1661,99 @@ mod hostile {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Inquiries (照会)
+
+#[tokio::test]
+async fn an_inquiry_is_recorded_for_a_registry_hospital_and_refused_otherwise() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    let declined = |key: &str, hospital: &str, reason: Value| {
+        event_body(
+            key,
+            json!({"kind": "inquiry", "hospital": hospital, "result": "declined", "reason": reason}),
+        )
+    };
+    let before = w.events(w.a, incident).await.len();
+    // A hospital the registry does not hold, a decline without its reason, and an unknown
+    // reason are refused and append nothing.
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            declined("i1", "no-such-hospital", json!("beds_full")),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "unknown_hospital"),
+        "{v}"
+    );
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            declined("i2", "kanto-rosai", Value::Null),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "inquiry_reason"),
+        "{v}"
+    );
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            declined("i3", "kanto-rosai", json!("tired")),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "malformed_request"),
+        "{v}"
+    );
+    assert_eq!(w.events(w.a, incident).await.len(), before);
+
+    let (s, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            declined("i4", "kanto-rosai", json!("beds_full")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Another team's tablet cannot record an inquiry for this incident.
+    let (_, other, other_session) = w.crew(w.a, "幸救急1", "crew06").await;
+    let (s, v) = w
+        .post_event(
+            &other,
+            &other_session,
+            incident,
+            declined("i5", "ida-municipal", json!("busy")),
+        )
+        .await;
+    assert_eq!(code(&v), "wrong_team", "{s} {v}");
+
+    let (s, view) = w
+        .call(
+            "GET",
+            &format!("/api/v1/terminal/incidents/{incident}"),
+            Some(&token),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{view}");
+    let inquiries = view["inquiries"].as_array().unwrap();
+    assert_eq!(inquiries.len(), 1);
+    assert_eq!(inquiries[0]["hospital_name"], "関東労災病院");
+    assert_eq!(inquiries[0]["reason"], "beds_full");
+    assert_eq!(view["difficult_transport"], false);
+}

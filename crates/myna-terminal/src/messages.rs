@@ -29,6 +29,8 @@ pub fn crew_message(code: ErrorCode) -> &'static str {
         C::PhaseRepeated => "この時刻はすでに記録されています。",
         C::PhaseOutOfOrder => "この時刻は順序が合わないため記録できません。",
         C::OutcomeRepeated => "マイナ救急の結果はすでに記録されています。",
+        C::InquiryReason => "受入不可の場合は理由を選んでください。",
+        C::UnknownHospital => "その病院は登録されていません。",
         C::DeviceTimeAhead | C::DeviceTimeBeforeCreation | C::DeviceTimeBeforePrevious => {
             "端末の時計がずれているため記録できませんでした。時刻設定を確認してください。"
         }

@@ -487,6 +487,8 @@ mod tests {
             patients,
             outcome: None,
             viewed: false,
+            inquiries: vec![],
+            difficult_transport: false,
             closed: false,
             events: 2,
         }

@@ -4,7 +4,7 @@
 use crate::View;
 use crate::wire_codes;
 use myna_domain::access::Consent;
-use myna_domain::incident::{ComplaintCategory, MynaOutcome, Phase};
+use myna_domain::incident::{ComplaintCategory, DeclineReason, InquiryResult, MynaOutcome, Phase};
 use serde::{Deserialize, Serialize};
 
 /// Header carrying the signed-in crew member's session (the terminal's own credential is the
@@ -129,6 +129,10 @@ pub struct IncidentView {
     pub outcome: Option<MynaOutcome>,
     /// A summary was viewed in this incident.
     pub viewed: bool,
+    /// 照会: the hospitals phoned, in order.
+    pub inquiries: Vec<InquiryView>,
+    /// FDMA's 搬送困難事案 (4+ inquiries and 30+ minutes on scene), as of the view.
+    pub difficult_transport: bool,
     pub closed: bool,
     pub events: u32,
 }
@@ -174,7 +178,23 @@ pub enum CrewEvent {
     Outcome {
         outcome: MynaOutcome,
     },
+    /// 照会: the crew phoned `hospital` (a registry id); a decline names its reason.
+    Inquiry {
+        hospital: String,
+        result: InquiryResult,
+        reason: Option<DeclineReason>,
+    },
     Closed,
+}
+
+/// One inquiry as the terminal and the desk show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InquiryView {
+    pub hospital: String,
+    pub hospital_name: String,
+    pub result: InquiryResult,
+    pub reason: Option<DeclineReason>,
+    pub at_ms: i64,
 }
 
 /// A crew event; a replay with the same key is answered, not appended.
@@ -255,6 +275,8 @@ wire_codes! {
         DeviceTimeAhead = "device_time_ahead",
         DeviceTimeBeforeCreation = "device_time_before_creation",
         DeviceTimeBeforePrevious = "device_time_before_previous",
+        InquiryReason = "inquiry_reason",
+        UnknownHospital = "unknown_hospital",
         IdempotencyKeyReused = "idempotency_key_reused",
         MalformedRequest = "malformed_request",
         PersonNotFound = "person_not_found",
