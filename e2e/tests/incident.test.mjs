@@ -122,6 +122,25 @@ test('consent path: 119 call → push to the terminal → phases → card → tw
     assert.ok(await crew.locator('#visits-more tr').first().isVisible(), 'the long tail opens with one tap');
   }
 
+  // 搬送先選定: the ranked list explains each rank; a decline takes two taps (辞退, then the
+  // reason) and moves that hospital last; the next is accepted in one tap.
+  const ranked = crew.locator('#hospitals tr[data-eligible="true"]');
+  await ranked.first().waitFor();
+  const firstId = await ranked.first().getAttribute('data-hospital');
+  assert.match(await ranked.first().textContent(), /\d+分・/);
+  await ranked.first().locator('details.decline summary').click();
+  await ranked.first().locator('button[data-reason="beds_full"]').click();
+  // It may sit in the collapsed tail, so it is attached rather than visible.
+  await crew.locator(`#hospitals tr[data-hospital="${firstId}"][data-declined="true"]`).waitFor({ state: 'attached' });
+  const order = await crew.locator('#hospitals tr').evaluateAll((rows) => rows.map((r) => r.dataset.hospital));
+  assert.equal(order[order.length - 1], firstId, `the declined hospital goes last: ${order}`);
+  await crew.locator('#inquiry-count[data-count="1"]').waitFor();
+  const nextId = await ranked.first().getAttribute('data-hospital');
+  assert.notEqual(nextId, firstId);
+  await ranked.first().locator('button.accept').click();
+  await crew.locator('#inquiry-count[data-count="2"]').waitFor();
+  await screenshot(crew, 'terminal-hospital-selection');
+
   await crew.click('#phase-in_vehicle');
   await crew.locator('#phase-in_vehicle[data-state="done"]').waitFor();
   await crew.click('#phase-departure');
@@ -130,7 +149,7 @@ test('consent path: 119 call → push to the terminal → phases → card → tw
   const rows = await timeline(desk, EMS, id);
   await screenshot(desk, 'dispatcher-timeline-consent');
   const text = rows.join('\n');
-  for (const expected of ['覚知', '指令: 中原救急1', '現着', '接触', '本人確認', '同意取得', '救急用サマリー閲覧', '閲覧', '車内収容', '現発']) {
+  for (const expected of ['覚知', '指令: 中原救急1', '現着', '接触', '本人確認', '同意取得', '救急用サマリー閲覧', '閲覧', '照会:', '受入不可（ベッド満床）', '受入可', '車内収容', '現発']) {
     assert.ok(text.includes(expected), `timeline has ${expected}:\n${text}`);
   }
   assert.equal(rows.filter((r) => r.includes('現発')).length, 1);

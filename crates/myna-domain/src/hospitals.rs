@@ -265,6 +265,70 @@ impl Registry {
     }
 }
 
+/// The ward offices of Kawasaki, approximately: where a crew's position is taken to be when
+/// only the incident's address is known (the ward named in it). Replace with the ambulance's
+/// GPS position when the tablet reports one.
+const WARD_POINTS: &[(&str, GeoPoint)] = &[
+    (
+        "川崎区",
+        GeoPoint {
+            lat: 35.5308,
+            lon: 139.7029,
+        },
+    ),
+    (
+        "幸区",
+        GeoPoint {
+            lat: 35.5440,
+            lon: 139.6860,
+        },
+    ),
+    (
+        "中原区",
+        GeoPoint {
+            lat: 35.5757,
+            lon: 139.6594,
+        },
+    ),
+    (
+        "高津区",
+        GeoPoint {
+            lat: 35.5995,
+            lon: 139.6120,
+        },
+    ),
+    (
+        "宮前区",
+        GeoPoint {
+            lat: 35.5870,
+            lon: 139.5810,
+        },
+    ),
+    (
+        "多摩区",
+        GeoPoint {
+            lat: 35.6170,
+            lon: 139.5620,
+        },
+    ),
+    (
+        "麻生区",
+        GeoPoint {
+            lat: 35.6040,
+            lon: 139.5070,
+        },
+    ),
+];
+
+/// The point an address stands for: its ward's office, if the address names a ward of
+/// Kawasaki. Approximate by up to a few km.
+pub fn ward_point(address: &str) -> Option<(&'static str, GeoPoint)> {
+    WARD_POINTS
+        .iter()
+        .find(|(ward, _)| address.contains(ward))
+        .map(|(ward, p)| (*ward, *p))
+}
+
 /// 応需情報: whether a hospital takes patients needing a capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -372,6 +436,16 @@ pub struct Criteria {
 impl Criteria {
     pub fn builtin() -> Result<Self, RegistryError> {
         Self::from_toml(CRITERIA_TOML)
+    }
+
+    /// The compiled-in table, parsed once per process.
+    pub fn shared() -> Result<&'static Criteria, RegistryError> {
+        static SHARED: std::sync::OnceLock<Result<Criteria, RegistryError>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(Criteria::builtin)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, RegistryError> {

@@ -17,11 +17,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
 use myna_domain::access::{Consent, ExceptionReason};
+use myna_domain::hospitals::{Criteria, GeoPoint, RankRequest, Ranked, Registry, rank, ward_point};
+use myna_domain::incident::{DeclineReason, InquiryResult};
 use myna_domain::incident::{MynaOutcome, Phase};
-use myna_domain::summary::{DrugGroup, EmergencySummary, VisitGroup, group_drugs, group_visits};
+use myna_domain::summary::{
+    DrugGroup, EmergencySummary, VisitGroup, group_drugs, group_visits, kakaritsuke,
+};
 use myna_wire::View;
 use myna_wire::terminal::{CrewEvent, EventBody, IncidentView, PatientView};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +47,7 @@ pub fn router(t: Arc<Terminal>, guard: Arc<Guard>) -> Router {
         .route("/incidents/{id}/consent", post(consent))
         .route("/incidents/{id}/refused", post(refused))
         .route("/incidents/{id}/outcome", post(outcome))
+        .route("/incidents/{id}/inquiry", post(inquiry))
         .route("/incidents/{id}/full", post(full))
         .route("/incidents/{id}/reopen", post(reopen))
         .route("/incidents/{id}/patients/{n}/withdraw", post(withdraw))
@@ -135,6 +141,14 @@ struct ScreenTpl {
     phases: Vec<PhaseButton>,
     patients: Vec<PatientLine>,
     summary: Option<EmergencySummary>,
+    /// 搬送先選定: every registry hospital ranked for this patient, with its reason.
+    hospitals: Vec<Ranked>,
+    /// Where the ranking takes the crew to be (the ward of the incident's address).
+    hospitals_from: String,
+    /// 病院照会 so far, and FDMA's 搬送困難事案.
+    inquiry_count: usize,
+    difficult_transport: bool,
+    decline_reasons: Vec<(&'static str, &'static str)>,
     /// The summary's visits and drugs, grouped as on every screen that shows a summary.
     visit_groups: Vec<VisitGroup>,
     drug_groups: Vec<DrugGroup>,
@@ -293,6 +307,23 @@ fn render_screen(t: &Terminal) -> String {
             .as_ref()
             .map(|i| i.patients.iter().map(patient_line).collect())
             .unwrap_or_default(),
+        hospitals: incident
+            .as_ref()
+            .map(|i| rank_hospitals(i, held.map(|h| &h.response.summary)))
+            .unwrap_or_default(),
+        hospitals_from: incident
+            .as_ref()
+            .and_then(|i| ward_point(&i.location))
+            .map_or_else(
+                || "市の中心".to_owned(),
+                |(ward, _)| format!("{ward}役所付近"),
+            ),
+        inquiry_count: incident.as_ref().map_or(0, |i| i.inquiries.len()),
+        difficult_transport: incident.as_ref().is_some_and(|i| i.difficult_transport),
+        decline_reasons: DeclineReason::ALL
+            .into_iter()
+            .map(|r| (r.as_str(), r.label_ja()))
+            .collect(),
         summary: held.map(|h| h.response.summary.clone()),
         visit_groups: held
             .map(|h| {
@@ -559,6 +590,79 @@ async fn outcome(State(t): St, Path(id): Path<i64>, Form(f): Form<OutcomeForm>) 
         None => Err("不明な結果区分です。".into()),
     };
     after(&t, result)
+}
+
+/// Every registry hospital ranked for the incident's patient. Acceptance statuses are not
+/// wired yet (the hospital screen that sets them is still to come), so each shows as unknown.
+fn rank_hospitals(i: &IncidentView, summary: Option<&EmergencySummary>) -> Vec<Ranked> {
+    let (Ok(registry), Ok(criteria)) = (Registry::shared(), Criteria::shared()) else {
+        return Vec::new();
+    };
+    // Kawasaki's city hall stands in when the address names no ward.
+    let from = ward_point(&i.location).map_or(
+        GeoPoint {
+            lat: 35.5308,
+            lon: 139.7029,
+        },
+        |(_, p)| p,
+    );
+    let alerts: Vec<String> = summary
+        .map(|s| s.alerts.iter().map(|a| a.class.clone()).collect())
+        .unwrap_or_default();
+    let regular = summary
+        .map(|s| kakaritsuke(&s.sections.visits, s.as_of))
+        .unwrap_or_default();
+    let declined: Vec<String> = i
+        .inquiries
+        .iter()
+        .filter(|q| q.result == InquiryResult::Declined)
+        .map(|q| q.hospital.clone())
+        .collect();
+    rank(
+        registry,
+        criteria,
+        &RankRequest {
+            from,
+            category: i.category,
+            alert_classes: &alerts,
+            kakaritsuke: &regular,
+            declined: &declined,
+            statuses: &HashMap::new(),
+            now: chrono::Utc::now(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct InquiryForm {
+    hospital: String,
+    result: String,
+    reason: Option<String>,
+}
+
+/// 病院照会: the crew's answer from a hospital, in one tap (受入可) or two (辞退, then the reason).
+async fn inquiry(State(t): St, Path(id): Path<i64>, Form(f): Form<InquiryForm>) -> Response {
+    touch(&t);
+    let result = match f.result.as_str() {
+        "accepted" => Some(InquiryResult::Accepted),
+        "declined" => Some(InquiryResult::Declined),
+        _ => None,
+    };
+    let reason = f.reason.as_deref().filter(|r| !r.is_empty());
+    let event = match (result, reason.map(DeclineReason::parse)) {
+        (Some(result), None) => Ok(CrewEvent::Inquiry {
+            hospital: f.hospital,
+            result,
+            reason: None,
+        }),
+        (Some(result), Some(Some(reason))) => Ok(CrewEvent::Inquiry {
+            hospital: f.hospital,
+            result,
+            reason: Some(reason),
+        }),
+        _ => Err("不明な照会結果です。".to_owned()),
+    };
+    after(&t, event.and_then(|e| enqueue(&t, id, e)))
 }
 
 /// A view of the card on the reader whose consent is recorded: the sync task sends it.
