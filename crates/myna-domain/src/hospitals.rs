@@ -359,6 +359,21 @@ pub struct HospitalStatus {
 }
 
 impl HospitalStatus {
+    /// Every capability of `h` accepting, set at `at`: the demo's and the tests' hospitals.
+    pub fn accepting_everything(h: &Hospital, at: DateTime<Utc>) -> Self {
+        HospitalStatus {
+            hospital_id: h.id.clone(),
+            capabilities: h
+                .capabilities
+                .iter()
+                .map(|c| (*c, Acceptance::Accepting))
+                .collect(),
+            beds: None,
+            note: String::new(),
+            updated_at: at,
+        }
+    }
+
     pub fn acceptance(&self, c: Capability) -> Option<Acceptance> {
         self.capabilities
             .iter()

@@ -23,22 +23,7 @@ fn all_accepting(registry: &Registry, at: DateTime<Utc>) -> HashMap<String, Hosp
     registry
         .hospitals()
         .iter()
-        .map(|h| {
-            (
-                h.id.clone(),
-                HospitalStatus {
-                    hospital_id: h.id.clone(),
-                    capabilities: h
-                        .capabilities
-                        .iter()
-                        .map(|c| (*c, Acceptance::Accepting))
-                        .collect(),
-                    beds: Some(2),
-                    note: String::new(),
-                    updated_at: at,
-                },
-            )
-        })
+        .map(|h| (h.id.clone(), HospitalStatus::accepting_everything(h, at)))
         .collect()
 }
 

@@ -1679,55 +1679,37 @@ async fn an_inquiry_is_recorded_for_a_registry_hospital_and_refused_otherwise() 
     let before = w.events(w.a, incident).await.len();
     // A hospital the registry does not hold, a decline without its reason, and an unknown
     // reason are refused and append nothing.
-    let (s, v) = w
-        .post_event(
-            &token,
-            &session,
-            incident,
-            declined("i1", "no-such-hospital", json!("beds_full")),
-        )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "unknown_hospital"),
-        "{v}"
-    );
-    let (s, v) = w
-        .post_event(
-            &token,
-            &session,
-            incident,
-            declined("i2", "kanto-rosai", Value::Null),
-        )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "inquiry_reason"),
-        "{v}"
-    );
-    let (s, v) = w
-        .post_event(
-            &token,
-            &session,
-            incident,
-            declined("i3", "kanto-rosai", json!("tired")),
-        )
-        .await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::BAD_REQUEST, "malformed_request"),
-        "{v}"
-    );
+    for (key, hospital, reason, status, expected) in [
+        (
+            "i1",
+            "no-such-hospital",
+            json!("beds_full"),
+            StatusCode::CONFLICT,
+            "unknown_hospital",
+        ),
+        (
+            "i2",
+            "kanto-rosai",
+            Value::Null,
+            StatusCode::CONFLICT,
+            "inquiry_reason",
+        ),
+        (
+            "i3",
+            "kanto-rosai",
+            json!("tired"),
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+        ),
+    ] {
+        let body = declined(key, hospital, reason);
+        let (s, v) = w.post_event(&token, &session, incident, body).await;
+        assert_eq!((s, code(&v)), (status, expected), "{v}");
+    }
     assert_eq!(w.events(w.a, incident).await.len(), before);
 
-    let (s, v) = w
-        .post_event(
-            &token,
-            &session,
-            incident,
-            declined("i4", "kanto-rosai", json!("beds_full")),
-        )
-        .await;
+    let body = declined("i4", "kanto-rosai", json!("beds_full"));
+    let (s, v) = w.post_event(&token, &session, incident, body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // Another team's tablet cannot record an inquiry for this incident.
     let (_, other, other_session) = w.crew(w.a, "幸救急1", "crew06").await;

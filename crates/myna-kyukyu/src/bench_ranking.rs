@@ -4,7 +4,7 @@
 use anyhow::Result;
 use chrono::Utc;
 use myna_domain::hospitals::{
-    Acceptance, Criteria, GeoPoint, HospitalStatus, Kakaritsuke, RankRequest, Registry, rank,
+    Criteria, GeoPoint, HospitalStatus, Kakaritsuke, RankRequest, Registry, rank,
 };
 use myna_domain::incident::ComplaintCategory;
 use std::collections::HashMap;
@@ -25,20 +25,7 @@ pub fn run(args: RankingBenchArgs) -> Result<ExitCode> {
     let statuses: HashMap<String, HospitalStatus> = registry
         .hospitals()
         .iter()
-        .map(|h| {
-            let status = HospitalStatus {
-                hospital_id: h.id.clone(),
-                capabilities: h
-                    .capabilities
-                    .iter()
-                    .map(|c| (*c, Acceptance::Accepting))
-                    .collect(),
-                beds: Some(3),
-                note: String::new(),
-                updated_at: now,
-            };
-            (h.id.clone(), status)
-        })
+        .map(|h| (h.id.clone(), HospitalStatus::accepting_everything(h, now)))
         .collect();
     let alerts = vec!["doac".to_owned(), "dialysis".to_owned()];
     let kakaritsuke = vec![Kakaritsuke {
