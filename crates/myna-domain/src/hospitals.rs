@@ -202,6 +202,17 @@ impl Registry {
                     Capability::parse(c.trim()).ok_or_else(|| bad(format!("capability {c:?}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let id_ok = !r.id.is_empty()
+                && r.id.len() <= 64
+                && r.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !id_ok {
+                return Err(bad(format!(
+                    "id {:?}: lower-case letters, digits and '-'",
+                    r.id
+                )));
+            }
             if r.institution_code.len() != 10
                 || !r.institution_code.bytes().all(|b| b.is_ascii_digit())
             {
@@ -418,7 +429,13 @@ pub struct CategoryRule {
     pub requires_any: Vec<Capability>,
     #[serde(default)]
     pub prefer_tertiary: bool,
+    /// Minutes decide (cardiac arrest, stroke, chest pain): the かかりつけ earns no bonus.
+    #[serde(default)]
+    pub time_critical: bool,
 }
+
+/// A かかりつけ needs at least this many visits within the window to earn its bonus.
+pub const KAKARITSUKE_MIN_VISITS: u32 = 2;
 
 /// A need the summary's alerts add.
 #[derive(Debug, Clone, Deserialize)]
@@ -488,6 +505,7 @@ impl Criteria {
             all_of: Vec::new(),
             prefers: Vec::new(),
             prefer_tertiary: rule.is_some_and(|r| r.prefer_tertiary),
+            time_critical: rule.is_some_and(|r| r.time_critical),
             reasons_ja: Vec::new(),
         };
         for m in &self.modifiers {
@@ -512,6 +530,7 @@ pub struct Need {
     pub all_of: Vec<Capability>,
     pub prefers: Vec<Capability>,
     pub prefer_tertiary: bool,
+    pub time_critical: bool,
     pub reasons_ja: Vec<String>,
 }
 
@@ -558,6 +577,11 @@ pub fn rank(registry: &Registry, criteria: &Criteria, req: &RankRequest<'_>) -> 
     let costs = &criteria.costs;
     let declined: HashSet<&str> = req.declined.iter().map(String::as_str).collect();
     let stale_after = chrono::Duration::minutes(costs.stale_after_minutes);
+    // The かかりつけ: the most visited institution, if visited often enough.
+    let regular = req
+        .kakaritsuke
+        .first()
+        .filter(|k| k.visits >= KAKARITSUKE_MIN_VISITS);
     let mut out: Vec<(u8, Ranked)> = registry
         .hospitals()
         .iter()
@@ -595,8 +619,13 @@ pub fn rank(registry: &Registry, criteria: &Criteria, req: &RankRequest<'_>) -> 
             // `any_of` that the hospital has, and every one of `all_of`.
             let status = req.statuses.get(&h.id);
             let acceptance_of = |c: Capability| status.and_then(|s| s.acceptance(c));
-            let chosen_any = need
-                .any_of
+            // With no stated need (その他), any capability of the hospital will do.
+            let options = if need.any_of.is_empty() {
+                &h.capabilities
+            } else {
+                &need.any_of
+            };
+            let chosen_any = options
                 .iter()
                 .copied()
                 .filter(|c| h.capabilities.contains(c))
@@ -640,12 +669,10 @@ pub fn rank(registry: &Registry, criteria: &Criteria, req: &RankRequest<'_>) -> 
                     (req.now - s.updated_at).num_minutes()
                 ));
             }
-            if let Some(k) = req
-                .kakaritsuke
-                .iter()
-                .find(|k| k.institution_code == h.institution_code)
-            {
-                score += costs.kakaritsuke;
+            if let Some(k) = regular.filter(|k| k.institution_code == h.institution_code) {
+                if !need.time_critical {
+                    score += costs.kakaritsuke;
+                }
                 parts.push(format!("かかりつけ（{}受診）", k.last_visit));
             }
             if need.prefer_tertiary && h.level == Level::Tertiary {

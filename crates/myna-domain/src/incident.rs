@@ -711,24 +711,37 @@ impl Incident {
             .collect()
     }
 
-    /// Hospitals that declined in this incident: hospital selection puts them last.
+    /// Hospitals whose latest answer in this incident is a decline: hospital selection puts
+    /// them last. A hospital that accepts on a later call is no longer among them.
     pub fn declined_hospitals(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .inquiries()
-            .into_iter()
-            .filter(|i| i.result == InquiryResult::Declined)
-            .map(|i| i.hospital)
-            .collect();
-        out.dedup();
+        let inquiries = self.inquiries();
+        let mut out: Vec<String> = Vec::new();
+        for i in &inquiries {
+            let latest = inquiries.iter().rev().find(|j| j.hospital == i.hospital);
+            if latest.is_some_and(|j| j.result == InquiryResult::Declined)
+                && !out.contains(&i.hospital)
+            {
+                out.push(i.hospital.clone());
+            }
+        }
         out
     }
 
-    /// 現場滞在時間: from 現着 to 現発, or to `now` while still on scene.
+    /// 現場滞在時間: from 現着 to 現発. Without 現発, to the next phase recorded (病着) or the
+    /// closing; only an open incident still on scene counts to `now`.
     pub fn on_scene_minutes(&self, now: DateTime<Utc>) -> Option<i64> {
         let times = self.phase_times();
         let at = |p: Phase| times.iter().find(|(q, _)| *q == p).map(|(_, t)| *t);
         let arrived = at(Phase::Arrival)?;
-        let left = at(Phase::Departure).unwrap_or(now);
+        let closed = self
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::Closed)
+            .map(|e| e.at);
+        let left = at(Phase::Departure)
+            .or_else(|| at(Phase::HospitalArrival))
+            .or(closed)
+            .unwrap_or(now);
         Some((left - arrived).num_minutes())
     }
 

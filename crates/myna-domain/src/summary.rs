@@ -419,12 +419,9 @@ pub struct DrugGroup {
 /// Dispensings grouped by product (レセ電 code, else YJ code and name): running supplies
 /// first, then by last dispensing, newest first.
 pub fn group_drugs(dispensings: &[Dispensing], today: NaiveDate) -> Vec<DrugGroup> {
-    let key = |d: &Dispensing| {
-        (
-            d.drug.receipt_code.as_ref().map(|c| c.as_str().to_owned()),
-            d.drug.yj.as_str().to_owned(),
-            d.drug.name.clone(),
-        )
+    let key = |d: &Dispensing| match &d.drug.receipt_code {
+        Some(c) => (c.as_str().to_owned(), String::new()),
+        None => (d.drug.yj.as_str().to_owned(), d.drug.name.clone()),
     };
     let mut groups: Vec<(_, DrugGroup)> = Vec::new();
     for d in dispensings.iter().filter(|d| d.available_on <= today) {

@@ -98,6 +98,10 @@ fn the_registry_names_its_sources_and_marks_what_is_approximate() {
     let far = "id,name,ward,institution_code,lat,lon,level,capabilities,approximate,source\n\
                x,X,川崎区,1419800001,43.0,141.3,tertiary,trauma,lat,s\n";
     assert!(Registry::from_csv(far).is_err());
+    // An id goes into the tablet's buttons: nothing but lower-case letters, digits and '-'.
+    let quote = "id,name,ward,institution_code,lat,lon,level,capabilities,approximate,source\n\
+                 \"x\"\"y\",X,川崎区,1419800001,35.5,139.7,tertiary,trauma,lat,s\n";
+    assert!(Registry::from_csv(quote).is_err());
 }
 
 #[test]
@@ -154,20 +158,23 @@ fn registry_hospital(id: &str) -> Hospital {
     Registry::kawasaki().unwrap().get(id).unwrap().clone()
 }
 
+fn regular(id: &str, visits: u32) -> Kakaritsuke {
+    Kakaritsuke {
+        institution_code: registry_hospital(id).institution_code,
+        last_visit: "2026-10-03".parse().unwrap(),
+        visits,
+    }
+}
+
 #[test]
 fn a_kakaritsuke_hospital_moves_up_and_says_so() {
-    let mut case = Case::new(ComplaintCategory::ChestPain);
+    let mut case = Case::new(ComplaintCategory::AbdominalPain);
     let without = case.rank();
     assert_eq!(
         without[0].hospital_id, "nms-musashikosugi",
         "the nearest first"
     );
-    let rosai = registry_hospital("kanto-rosai");
-    case.kakaritsuke = vec![Kakaritsuke {
-        institution_code: rosai.institution_code.clone(),
-        last_visit: "2026-10-03".parse().unwrap(),
-        visits: 6,
-    }];
+    case.kakaritsuke = vec![regular("kanto-rosai", 6)];
     let with = case.rank();
     assert_eq!(with[0].hospital_id, "kanto-rosai");
     assert!(
@@ -175,6 +182,41 @@ fn a_kakaritsuke_hospital_moves_up_and_says_so() {
         "{}",
         with[0].reason_ja
     );
+    // One visit does not make a かかりつけ, and only the most visited one counts.
+    case.kakaritsuke = vec![regular("kanto-rosai", 1)];
+    assert_eq!(case.rank()[0].hospital_id, "nms-musashikosugi");
+    case.kakaritsuke = vec![regular("nms-musashikosugi", 9), regular("kanto-rosai", 6)];
+    let r = case.rank();
+    assert!(!get(&r, "kanto-rosai").reason_ja.contains("かかりつけ"));
+}
+
+#[test]
+fn when_minutes_decide_the_kakaritsuke_is_named_but_not_preferred() {
+    let mut case = Case::new(ComplaintCategory::ChestPain);
+    case.kakaritsuke = vec![regular("kanto-rosai", 6)];
+    let r = case.rank();
+    assert_eq!(
+        r[0].hospital_id, "nms-musashikosugi",
+        "the nearest PCI hospital first"
+    );
+    assert!(get(&r, "kanto-rosai").reason_ja.contains("かかりつけ"));
+}
+
+#[test]
+fn with_no_stated_need_a_hospital_refusing_everything_is_not_eligible() {
+    let mut case = Case::new(ComplaintCategory::Other);
+    for (_, a) in &mut case
+        .statuses
+        .get_mut("nms-musashikosugi")
+        .unwrap()
+        .capabilities
+    {
+        *a = Acceptance::NotAccepting;
+    }
+    let r = case.rank();
+    let nms = get(&r, "nms-musashikosugi");
+    assert!(!nms.eligible, "{}", nms.reason_ja);
+    assert!(nms.reason_ja.contains("受入不可"));
 }
 
 #[test]

@@ -184,6 +184,43 @@ fn four_inquiries_and_thirty_minutes_on_scene_make_a_difficult_transport() {
 }
 
 #[test]
+fn closing_without_departure_stops_the_on_scene_clock() {
+    let mut log = on_scene();
+    for (i, h) in ["a", "b", "c", "d"].iter().enumerate() {
+        push(&mut log, declined(h), crew(TEAM), 10 + i as i64);
+    }
+    // 不搬送: closed at minute 20 without 現発; twelve minutes on scene, for ever.
+    push(
+        &mut log,
+        EventKind::Closed,
+        Actor::Dispatcher { account: 9 },
+        20,
+    );
+    assert_eq!(log.on_scene_minutes(t0() + Duration::hours(5)), Some(12));
+    assert!(!log.difficult_transport(t0() + Duration::hours(5)));
+}
+
+#[test]
+fn a_hospital_that_accepts_on_a_later_call_is_no_longer_declined() {
+    let mut log = on_scene();
+    push(&mut log, declined("kanto-rosai"), crew(TEAM), 10);
+    push(&mut log, declined("ida-municipal"), crew(TEAM), 11);
+    push(
+        &mut log,
+        EventKind::Inquiry {
+            hospital: "kanto-rosai".into(),
+            result: InquiryResult::Accepted,
+            reason: None,
+        },
+        crew(TEAM),
+        20,
+    );
+    assert_eq!(log.declined_hospitals(), ["ida-municipal"]);
+    // Every call counts towards FDMA's 照会回数, the accepting one too.
+    assert_eq!(log.inquiries().len(), 3);
+}
+
+#[test]
 fn decline_reasons_round_trip_as_text() {
     for r in DeclineReason::ALL {
         assert_eq!(DeclineReason::parse(r.as_str()), Some(r));

@@ -315,7 +315,7 @@ fn render_screen(t: &Terminal) -> String {
             .as_ref()
             .and_then(|i| ward_point(&i.location))
             .map_or_else(
-                || "市の中心".to_owned(),
+                || "位置不明（住所に区名がないため川崎区役所を仮定）".to_owned(),
                 |(ward, _)| format!("{ward}役所付近"),
             ),
         inquiry_count: incident.as_ref().map_or(0, |i| i.inquiries.len()),
