@@ -6,7 +6,7 @@
 //! files (`data/hospitals-kawasaki.csv`, `data/transport-criteria.toml`), each with its source.
 
 use crate::incident::ComplaintCategory;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -534,13 +534,7 @@ pub struct Need {
     pub reasons_ja: Vec<String>,
 }
 
-/// A recent hospital of the patient (かかりつけ), from the summary's visits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Kakaritsuke {
-    pub institution_code: String,
-    pub last_visit: NaiveDate,
-    pub visits: u32,
-}
+pub use crate::records::Kakaritsuke;
 
 /// Everything a ranking depends on besides the registry and the criteria.
 #[derive(Debug, Clone)]

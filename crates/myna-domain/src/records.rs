@@ -259,3 +259,12 @@ impl MedicalRecords {
         Ok(())
     }
 }
+
+/// An institution the patient visits (かかりつけ candidate), from the visits: the summary
+/// groups by it and hospital selection prefers the most visited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kakaritsuke {
+    pub institution_code: String,
+    pub last_visit: NaiveDate,
+    pub visits: u32,
+}

@@ -369,11 +369,11 @@ pub fn group_visits(visits: &[Visit], today: NaiveDate) -> Vec<VisitGroup> {
 
 /// The institutions visited within `KAKARITSUKE_MONTHS`, most visits first (ties: the most
 /// recent). The first is the かかりつけ; hospital selection prefers any of them.
-pub fn kakaritsuke(visits: &[Visit], today: NaiveDate) -> Vec<crate::hospitals::Kakaritsuke> {
+pub fn kakaritsuke(visits: &[Visit], today: NaiveDate) -> Vec<crate::records::Kakaritsuke> {
     let from = Window::Months(KAKARITSUKE_MONTHS)
         .start(today)
         .unwrap_or(NaiveDate::MIN);
-    let mut out: Vec<crate::hospitals::Kakaritsuke> = Vec::new();
+    let mut out: Vec<crate::records::Kakaritsuke> = Vec::new();
     for v in visits
         .iter()
         .filter(|v| v.available_on <= today && v.service_date >= from && v.service_date <= today)
@@ -387,7 +387,7 @@ pub fn kakaritsuke(visits: &[Visit], today: NaiveDate) -> Vec<crate::hospitals::
                 k.visits += 1;
                 k.last_visit = k.last_visit.max(v.service_date);
             }
-            None => out.push(crate::hospitals::Kakaritsuke {
+            None => out.push(crate::records::Kakaritsuke {
                 institution_code: v.institution.code.clone(),
                 last_visit: v.service_date,
                 visits: 1,
