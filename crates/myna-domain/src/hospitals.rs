@@ -448,6 +448,8 @@ pub struct Modifier {
     pub requires: Vec<Capability>,
     #[serde(default)]
     pub prefers: Vec<Capability>,
+    /// Why the modifier exists, for the people who review the table; a rank's reason line
+    /// names the capability instead.
     pub reason_ja: String,
 }
 
@@ -506,7 +508,6 @@ impl Criteria {
             prefers: Vec::new(),
             prefer_tertiary: rule.is_some_and(|r| r.prefer_tertiary),
             time_critical: rule.is_some_and(|r| r.time_critical),
-            reasons_ja: Vec::new(),
         };
         for m in &self.modifiers {
             let alert = m.alerts_any.iter().any(|a| alert_classes.contains(a));
@@ -514,7 +515,6 @@ impl Criteria {
             if alert && applies {
                 need.all_of.extend(m.requires.iter().copied());
                 need.prefers.extend(m.prefers.iter().copied());
-                need.reasons_ja.push(m.reason_ja.clone());
             }
         }
         need.all_of.sort();
@@ -531,7 +531,6 @@ pub struct Need {
     pub prefers: Vec<Capability>,
     pub prefer_tertiary: bool,
     pub time_critical: bool,
-    pub reasons_ja: Vec<String>,
 }
 
 pub use crate::records::Kakaritsuke;

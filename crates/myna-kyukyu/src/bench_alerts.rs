@@ -22,12 +22,10 @@ pub struct AlertsBenchArgs {
     pub repeat: usize,
 }
 
+/// p50, p95 and max in ms.
 fn quantiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
+    let at = |q: f64| crate::bench::nearest_rank(&samples, q).as_secs_f64() * 1e3;
     (at(0.5), at(0.95), at(1.0))
 }
 

@@ -48,8 +48,7 @@ struct Row {
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    crate::bench::nearest_rank(sorted, p) as f64 / 1000.0
 }
 
 impl Row {
