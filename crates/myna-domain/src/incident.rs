@@ -8,6 +8,7 @@
 use crate::access::Consent;
 use crate::patient::PatientKey;
 use crate::summary::View;
+use crate::vitals::{Vitals, VitalsError};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -221,6 +222,21 @@ pub enum EventKind {
         /// Why it declined; only for a decline.
         reason: Option<DeclineReason>,
     },
+    /// バイタルサイン: what the crew measured together.
+    Vitals {
+        vitals: Vitals,
+    },
+    /// 搬送先決定: the crew takes the patient to this registry hospital, which accepted on the
+    /// phone. A later one replaces it until 病着.
+    Destination {
+        hospital: String,
+    },
+    /// 引継ぎ: the destination hospital's doctor signed for the patient after 病着.
+    Handoff {
+        hospital: String,
+        /// The doctor who received the patient, as they signed.
+        received_by: String,
+    },
     Closed,
 }
 
@@ -342,19 +358,24 @@ pub enum Actor {
         terminal: i64,
         team: i64,
     },
+    /// Staff of a registry hospital, signed in on the hospital screen.
+    Hospital {
+        account: i64,
+        hospital: String,
+    },
 }
 
 impl Actor {
     pub fn team(&self) -> Option<i64> {
         match self {
-            Actor::Dispatcher { .. } => None,
+            Actor::Dispatcher { .. } | Actor::Hospital { .. } => None,
             Actor::Crew { team, .. } => Some(*team),
         }
     }
 
     pub fn terminal(&self) -> Option<i64> {
         match self {
-            Actor::Dispatcher { .. } => None,
+            Actor::Dispatcher { .. } | Actor::Hospital { .. } => None,
             Actor::Crew { terminal, .. } => Some(*terminal),
         }
     }
@@ -421,6 +442,22 @@ pub enum IncidentError {
     InquiryReason,
     #[error("not a hospital of the bureau's registry")]
     UnknownHospital,
+    #[error("vital signs: {0}")]
+    Vitals(VitalsError),
+    #[error("the hospital's latest answer in this incident is not an acceptance")]
+    DestinationNotAccepted,
+    #[error("the destination is fixed once the patient reached hospital")]
+    DestinationAfterArrival,
+    #[error("this hospital is not the incident's destination")]
+    NotDestination,
+    #[error("the handoff is signed after hospital arrival (病着)")]
+    NotArrived,
+    #[error("the handoff was already signed")]
+    HandoffRepeated,
+    #[error("the handoff is signed by hospital staff, who record nothing else")]
+    NotAHospitalEvent,
+    #[error("the receiving doctor's name is 1–100 characters")]
+    ReceiverName,
 }
 
 /// How long after the call a summary may be requested (covers long transports; a bureau may
@@ -603,6 +640,9 @@ impl Incident {
         if self.is_closed() {
             return Err(IncidentError::Closed);
         }
+        if matches!(actor, Actor::Hospital { .. }) != matches!(kind, EventKind::Handoff { .. }) {
+            return Err(IncidentError::NotAHospitalEvent);
+        }
         match kind {
             EventKind::Phase { phase } => {
                 if matches!(phase, Phase::Call | Phase::Dispatch) {
@@ -668,12 +708,7 @@ impl Incident {
                 result,
                 reason,
             } => {
-                let team = actor.team().ok_or(IncidentError::NotACrewEvent)?;
-                match self.assigned_team() {
-                    None => return Err(IncidentError::NotAssigned),
-                    Some(t) if t != team => return Err(IncidentError::WrongTeam),
-                    Some(_) => {}
-                }
+                self.assigned_crew(actor)?;
                 let id_ok = !hospital.is_empty()
                     && hospital.len() <= 64
                     && hospital
@@ -687,7 +722,138 @@ impl Incident {
                     _ => Err(IncidentError::InquiryReason),
                 }
             }
+            EventKind::Vitals { vitals } => {
+                self.assigned_crew(actor)?;
+                vitals.check().map_err(IncidentError::Vitals)
+            }
+            EventKind::Destination { hospital } => {
+                self.assigned_crew(actor)?;
+                if self.arrived_at_hospital().is_some() {
+                    return Err(IncidentError::DestinationAfterArrival);
+                }
+                let latest = self
+                    .inquiries()
+                    .into_iter()
+                    .rev()
+                    .find(|i| i.hospital == *hospital);
+                match latest {
+                    Some(i) if i.result == InquiryResult::Accepted => Ok(()),
+                    _ => Err(IncidentError::DestinationNotAccepted),
+                }
+            }
+            EventKind::Handoff {
+                hospital,
+                received_by,
+            } => {
+                match actor {
+                    Actor::Hospital { hospital: h, .. } if h == hospital => {}
+                    _ => return Err(IncidentError::NotDestination),
+                }
+                if self.destination().as_deref() != Some(hospital.as_str()) {
+                    return Err(IncidentError::NotDestination);
+                }
+                if self.arrived_at_hospital().is_none() {
+                    return Err(IncidentError::NotArrived);
+                }
+                if self.handoff().is_some() {
+                    return Err(IncidentError::HandoffRepeated);
+                }
+                let name = received_by.trim();
+                if name.is_empty() || name.chars().count() > 100 {
+                    return Err(IncidentError::ReceiverName);
+                }
+                Ok(())
+            }
             _ => Ok(()),
+        }
+    }
+
+    /// The actor is the crew of the team the incident is assigned to.
+    fn assigned_crew(&self, actor: &Actor) -> Result<(), IncidentError> {
+        let team = actor.team().ok_or(IncidentError::NotACrewEvent)?;
+        match self.assigned_team() {
+            None => Err(IncidentError::NotAssigned),
+            Some(t) if t != team => Err(IncidentError::WrongTeam),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The hospital the crew is taking the patient to: the latest 搬送先決定.
+    pub fn destination(&self) -> Option<String> {
+        self.events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Destination { hospital } => Some(hospital.clone()),
+            _ => None,
+        })
+    }
+
+    /// When the destination was last chosen.
+    pub fn destination_at(&self) -> Option<DateTime<Utc>> {
+        self.events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Destination { .. } => Some(e.device_at.unwrap_or(e.at)),
+            _ => None,
+        })
+    }
+
+    /// 病着: when the crew reached the hospital.
+    pub fn arrived_at_hospital(&self) -> Option<DateTime<Utc>> {
+        self.phase_times()
+            .into_iter()
+            .find(|(p, _)| *p == Phase::HospitalArrival)
+            .map(|(_, t)| t)
+    }
+
+    /// The signed handoff: who received the patient, and when.
+    pub fn handoff(&self) -> Option<(String, DateTime<Utc>)> {
+        self.events.iter().find_map(|e| match &e.kind {
+            EventKind::Handoff { received_by, .. } => Some((received_by.clone(), e.at)),
+            _ => None,
+        })
+    }
+
+    /// Every vital-signs record with its time (the device's when it was queued offline).
+    pub fn vitals(&self) -> Vec<(DateTime<Utc>, Vitals)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Vitals { vitals } => Some((e.device_at.unwrap_or(e.at), vitals)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The latest value of each vital sign, and when the latest record was taken.
+    pub fn latest_vitals(&self) -> Option<(DateTime<Utc>, Vitals)> {
+        self.vitals()
+            .into_iter()
+            .reduce(|(_, a), (t, b)| (t, a.overlay(b)))
+    }
+
+    /// Whether staff of `hospital` may see `patient`'s summary now, and on what lawful basis:
+    /// the crew's consent or exception for this patient, passed on for the handoff. All of
+    /// these must hold: the incident's destination is `hospital`; the assigned team recorded
+    /// the face check and the consent (or exception) for this patient and viewed the summary;
+    /// the patient neither withdrew nor refused. A closed incident stays readable to its
+    /// destination for the handoff's record.
+    pub fn may_hospital_view(
+        &self,
+        hospital: &str,
+        patient: &PatientKey,
+    ) -> Result<Consent, IncidentError> {
+        if self.destination().as_deref() != Some(hospital) {
+            return Err(IncidentError::NotDestination);
+        }
+        let team = self.assigned_team().ok_or(IncidentError::NotAssigned)?;
+        let status = self.patient_status(team, patient);
+        if status.withdrawn {
+            return Err(IncidentError::ConsentWithdrawn);
+        }
+        if status.refused {
+            return Err(IncidentError::ConsentRefused);
+        }
+        match (status.identity_confirmed, status.consent, status.viewed) {
+            (true, Some(consent), true) => Ok(consent),
+            (false, _, _) => Err(IncidentError::IdentityNotConfirmed),
+            _ => Err(IncidentError::NoConsent),
         }
     }
 

@@ -13,5 +13,6 @@ pub mod patient;
 pub mod person;
 pub mod records;
 pub mod summary;
+pub mod vitals;
 
 pub use chrono::NaiveDate;

@@ -263,10 +263,7 @@ fn to_event_kind(
             result,
             reason,
         } => {
-            // The bureau's registry names the hospitals a crew can phone.
-            let known = myna_domain::hospitals::Registry::shared()
-                .is_ok_and(|r| r.get(&hospital).is_some());
-            if !known {
+            if !registry_has(&hospital) {
                 return Err(EmsError::Rule(IncidentError::UnknownHospital));
             }
             EventKind::Inquiry {
@@ -274,6 +271,13 @@ fn to_event_kind(
                 result,
                 reason,
             }
+        }
+        CrewEvent::Vitals { vitals } => EventKind::Vitals { vitals },
+        CrewEvent::Destination { hospital } => {
+            if !registry_has(&hospital) {
+                return Err(EmsError::Rule(IncidentError::UnknownHospital));
+            }
+            EventKind::Destination { hospital }
         }
         CrewEvent::Closed => EventKind::Closed,
     })
@@ -437,6 +441,11 @@ async fn summary<S: EmsStore>(
             _ => Err(EmsError::ProviderRefused { code, message }),
         },
     }
+}
+
+/// The bureau's registry names the hospitals a crew can phone and take patients to.
+fn registry_has(hospital: &str) -> bool {
+    myna_domain::hospitals::Registry::shared().is_ok_and(|r| r.get(hospital).is_some())
 }
 
 fn crew_actor(c: &CrewCaller) -> Actor {

@@ -18,6 +18,7 @@ use futures_util::Stream;
 use myna_domain::incident::{Actor, ComplaintCategory, EventKind, Incident, Phase};
 use myna_domain::patient::PatientKey;
 use myna_domain::summary::View;
+use myna_domain::vitals::Vitals;
 use myna_store::ems::{Appended, Bureau, EmsStore, IncidentFilter, NewEvent, Role, Session, Team};
 use myna_store::hash_secret;
 use serde::Deserialize;
@@ -500,6 +501,29 @@ fn describe(kind: &EventKind, teams: &[Team], log: &Incident) -> String {
             result.label_ja(),
             reason.map_or(String::new(), |r| format!("（{}）", r.label_ja()))
         ),
+        EventKind::Vitals { vitals } => format!(
+            "バイタル: {}",
+            myna_domain::vitals::VitalSign::ALL
+                .into_iter()
+                .filter_map(|v| vitals.shown(v).map(|x| format!(
+                    "{} {x}{}",
+                    v.label_ja(),
+                    Vitals::unit(v)
+                )))
+                .collect::<Vec<_>>()
+                .join("、")
+        ),
+        EventKind::Destination { hospital } => {
+            format!("搬送先決定: {}", crate::wire::hospital_name(hospital))
+        }
+        EventKind::Handoff {
+            hospital,
+            received_by,
+        } => format!(
+            "引継ぎ受領: {}（{}）",
+            crate::wire::hospital_name(hospital),
+            received_by
+        ),
         EventKind::Closed => "事案終了".into(),
     }
 }
@@ -535,6 +559,7 @@ async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i
                 what: describe(&e.kind, &teams, &record.log),
                 who: match &e.actor {
                     Actor::Dispatcher { .. } => "指令員".into(),
+                    Actor::Hospital { hospital, .. } => crate::wire::hospital_name(hospital),
                     Actor::Crew { terminal, team, .. } => format!(
                         "{}（端末 {terminal}）",
                         teams

@@ -86,6 +86,14 @@ fn rule_code(e: &IncidentError) -> ErrorCode {
         IncidentError::DeviceTimeBeforePrevious => C::DeviceTimeBeforePrevious,
         IncidentError::InquiryReason => C::InquiryReason,
         IncidentError::UnknownHospital => C::UnknownHospital,
+        IncidentError::Vitals(_) => C::VitalsOutOfRange,
+        IncidentError::DestinationNotAccepted => C::DestinationNotAccepted,
+        IncidentError::DestinationAfterArrival => C::DestinationAfterArrival,
+        IncidentError::NotDestination => C::NotDestination,
+        IncidentError::NotArrived => C::NotArrived,
+        IncidentError::HandoffRepeated => C::HandoffRepeated,
+        IncidentError::NotAHospitalEvent => C::NotAHospitalEvent,
+        IncidentError::ReceiverName => C::ReceiverName,
     }
 }
 

@@ -111,6 +111,20 @@ pub fn incident_view(
             })
             .collect(),
         difficult_transport: log.difficult_transport(now),
+        destination: log.destination().map(|h| DestinationView {
+            hospital_name: hospital_name(&h),
+            hospital: h,
+            at_ms: log.destination_at().map_or(0, |t| t.timestamp_millis()),
+        }),
+        vitals: log.latest_vitals().map(|(at, vitals)| VitalsView {
+            at_ms: at.timestamp_millis(),
+            vitals,
+            records: u32::try_from(log.vitals().len()).unwrap_or(u32::MAX),
+        }),
+        handoff: log.handoff().map(|(received_by, at)| HandoffView {
+            received_by,
+            at_ms: at.timestamp_millis(),
+        }),
         closed: log.is_closed(),
         events: u32::try_from(log.events.len()).unwrap_or(u32::MAX),
     }

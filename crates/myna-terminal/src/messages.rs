@@ -31,6 +31,14 @@ pub fn crew_message(code: ErrorCode) -> &'static str {
         C::OutcomeRepeated => "マイナ救急の結果はすでに記録されています。",
         C::InquiryReason => "受入不可の場合は理由を選んでください。",
         C::UnknownHospital => "その病院は登録されていません。",
+        C::VitalsOutOfRange => "バイタルの値が範囲外です。もう一度選んでください。",
+        C::DestinationNotAccepted => "受入可と回答した病院だけを搬送先にできます。",
+        C::DestinationAfterArrival => "病着後は搬送先を変えられません。",
+        C::NotDestination => "この事案の搬送先ではありません。",
+        C::NotArrived => "病着の記録の後に引継ぎできます。",
+        C::HandoffRepeated => "引継ぎは受領済みです。",
+        C::NotAHospitalEvent => "引継ぎの受領は病院の職員だけが記録します。",
+        C::ReceiverName => "受領者の氏名を入力してください。",
         C::DeviceTimeAhead | C::DeviceTimeBeforeCreation | C::DeviceTimeBeforePrevious => {
             "端末の時計がずれているため記録できませんでした。時刻設定を確認してください。"
         }

@@ -489,6 +489,9 @@ mod tests {
             viewed: false,
             inquiries: vec![],
             difficult_transport: false,
+            destination: None,
+            vitals: None,
+            handoff: None,
             closed: false,
             events: 2,
         }

@@ -4,7 +4,9 @@
 use crate::View;
 use crate::wire_codes;
 use myna_domain::access::Consent;
+use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{ComplaintCategory, DeclineReason, InquiryResult, MynaOutcome, Phase};
+use myna_domain::vitals::Vitals;
 use serde::{Deserialize, Serialize};
 
 /// Header carrying the signed-in crew member's session (the terminal's own credential is the
@@ -21,6 +23,7 @@ pub mod route {
     pub const EVENTS: &str = "/api/v1/terminal/incidents/{id}/events";
     pub const SUMMARY: &str = "/api/v1/terminal/incidents/{id}/summary";
     pub const STREAM: &str = "/api/v1/terminal/stream";
+    pub const HOSPITALS: &str = "/api/v1/terminal/hospitals";
 
     pub fn incident(id: i64) -> String {
         INCIDENT.replace("{id}", &id.to_string())
@@ -133,6 +136,12 @@ pub struct IncidentView {
     pub inquiries: Vec<InquiryView>,
     /// FDMA's 搬送困難事案 (4+ inquiries and 30+ minutes on scene), as of the view.
     pub difficult_transport: bool,
+    /// 搬送先: the hospital chosen (registry id and name) and when.
+    pub destination: Option<DestinationView>,
+    /// The latest value of each vital sign, and when the latest record was taken.
+    pub vitals: Option<VitalsView>,
+    /// The doctor's signed receipt.
+    pub handoff: Option<HandoffView>,
     pub closed: bool,
     pub events: u32,
 }
@@ -184,7 +193,43 @@ pub enum CrewEvent {
         result: InquiryResult,
         reason: Option<DeclineReason>,
     },
+    /// バイタル: what was measured together.
+    Vitals {
+        vitals: Vitals,
+    },
+    /// 搬送先決定: a hospital that accepted.
+    Destination {
+        hospital: String,
+    },
     Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationView {
+    pub hospital: String,
+    pub hospital_name: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VitalsView {
+    pub at_ms: i64,
+    pub vitals: Vitals,
+    /// How many records were taken.
+    pub records: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffView {
+    pub received_by: String,
+    pub at_ms: i64,
+}
+
+/// The bureau's hospitals' acceptance statuses as their staff last set them
+/// (`GET route::HOSPITALS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HospitalStatuses {
+    pub statuses: Vec<HospitalStatus>,
 }
 
 /// One inquiry as the terminal and the desk show it.
@@ -277,6 +322,14 @@ wire_codes! {
         DeviceTimeBeforePrevious = "device_time_before_previous",
         InquiryReason = "inquiry_reason",
         UnknownHospital = "unknown_hospital",
+        VitalsOutOfRange = "vitals_out_of_range",
+        DestinationNotAccepted = "destination_not_accepted",
+        DestinationAfterArrival = "destination_after_arrival",
+        NotDestination = "not_destination",
+        NotArrived = "not_arrived",
+        HandoffRepeated = "handoff_repeated",
+        NotAHospitalEvent = "not_a_hospital_event",
+        ReceiverName = "receiver_name",
         IdempotencyKeyReused = "idempotency_key_reused",
         MalformedRequest = "malformed_request",
         PersonNotFound = "person_not_found",
