@@ -1026,8 +1026,14 @@ pub struct ViewRecord {
     pub patient_number: u32,
     pub consent: Consent,
     pub view: View,
-    /// The provider's access-log sequence number for this view.
+    /// The provider's access-log sequence number for this view (for a hospital's view, the
+    /// crew's view whose copy it read).
     pub provider_access_id: i64,
+    /// Set when staff of this registry hospital viewed the handoff copy: then `crew_member`
+    /// is the staff account's login, `terminal` is 0, and `consent` the crew's basis passed
+    /// on. Absent for a crew's view, so older entries hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hospital: Option<String>,
 }
 
 impl crate::access::Linked for ViewRecord {
@@ -1050,6 +1056,10 @@ impl crate::access::Linked for ViewRecord {
         );
         field(self.view.as_str().as_bytes());
         field(&self.provider_access_id.to_be_bytes());
+        if let Some(h) = &self.hospital {
+            field(b"hospital");
+            field(h.as_bytes());
+        }
     }
 }
 

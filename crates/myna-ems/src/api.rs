@@ -20,7 +20,9 @@ use myna_domain::incident::{Actor, EventKind, IncidentError, MynaOutcome, ViewRe
 use myna_domain::patient::PatientKey;
 use myna_provider::ViewerBody;
 use myna_provider::client::{ProviderClient, SummaryOutcome};
-use myna_store::ems::{Appended, EmsStore, IncidentFilter, IncidentRecord, NewEvent, Role};
+use myna_store::ems::{
+    Appended, EmsStore, HandoffSnapshot, IncidentFilter, IncidentRecord, NewEvent, Role,
+};
 use myna_store::hash_secret;
 use myna_wire::provider::ProviderErrorCode;
 use std::convert::Infallible;
@@ -416,7 +418,23 @@ async fn summary<S: EmsStore>(
                     consent,
                     view: body.view,
                     provider_access_id: response.access_id,
+                    hospital: None,
                 })
+                .await?;
+            // The copy the destination hospital will read (no second card read).
+            ems.store
+                .save_handoff(
+                    c.at.bureau.id,
+                    id,
+                    HandoffSnapshot {
+                        patient: card.patient.clone(),
+                        patient_number,
+                        view: body.view,
+                        provider_access_id: response.access_id,
+                        saved_ms: ems.now_ms(),
+                        summary: response.summary.clone(),
+                    },
+                )
                 .await?;
             // Checked again inside the append: a withdrawal or a reassignment that landed
             // while the provider answered stops the summary here.

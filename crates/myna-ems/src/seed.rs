@@ -57,6 +57,11 @@ pub fn crew_login(n: usize) -> String {
     format!("crew{n:02}")
 }
 
+/// The staff login of a registry hospital: `er-` and its id, e.g. `er-kawasaki-municipal`.
+pub fn hospital_login(hospital_id: &str) -> String {
+    format!("er-{hospital_id}")
+}
+
 pub const DISPATCHER_LOGIN: &str = "dispatcher";
 pub const ADMIN_LOGIN: &str = "admin";
 
@@ -73,6 +78,7 @@ pub fn kawasaki(
             display_name: "指令員（デモ）".into(),
             role: Role::Dispatcher,
             team: None,
+            hospital: None,
             password_hash: hash(Role::Dispatcher, DISPATCHER_LOGIN),
         },
         AccountSeed {
@@ -80,6 +86,7 @@ pub fn kawasaki(
             display_name: "システム管理者".into(),
             role: Role::Admin,
             team: None,
+            hospital: None,
             password_hash: hash(Role::Admin, ADMIN_LOGIN),
         },
     ];
@@ -95,6 +102,22 @@ pub fn kawasaki(
             login,
             role: Role::Crew,
             team: Some((*team).to_owned()),
+            hospital: None,
+        });
+    }
+    // The registry is compiled-in data that its own tests load; one account per hospital.
+    let hospitals = myna_domain::hospitals::Registry::shared()
+        .map(|r| r.hospitals().to_vec())
+        .unwrap_or_default();
+    for h in hospitals {
+        let login = hospital_login(&h.id);
+        accounts.push(AccountSeed {
+            password_hash: hash(Role::Hospital, &login),
+            display_name: format!("{} 救急外来", h.name),
+            login,
+            role: Role::Hospital,
+            team: None,
+            hospital: Some(h.id),
         });
     }
     BureauSeed {
@@ -126,7 +149,18 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), 31, "team names are unique");
-        assert_eq!(seed.accounts.len(), 33);
+        let hospitals = myna_domain::hospitals::Registry::shared()
+            .unwrap()
+            .hospitals()
+            .len();
+        assert_eq!(
+            seed.accounts.len(),
+            33 + hospitals,
+            "one account per hospital"
+        );
+        assert!(seed.accounts.iter().any(|a| a.role == Role::Hospital
+            && a.hospital.as_deref() == Some("kawasaki-municipal")
+            && a.login == "er-kawasaki-municipal"));
         assert_eq!(seed.accounts[2].login, "crew01");
         assert_eq!(seed.accounts[2].team.as_deref(), Some("川崎救急1"));
     }

@@ -189,7 +189,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     match ems_store.bureau(KAWASAKI_CODE).await? {
         Some(b) => ems_store.set_provider(b.id, &url, &token).await?,
         None => {
-            let hashes = [Role::Dispatcher, Role::Admin, Role::Crew]
+            let hashes = [Role::Dispatcher, Role::Admin, Role::Crew, Role::Hospital]
                 .map(|r| (r, hash_password(demo_password(r))));
             let mut failed = None;
             let seed = myna_ems::seed::kawasaki(&url, &token, |role, _| {

@@ -348,6 +348,7 @@ pub async fn run_terminal(args: TerminalArgs) -> Result<ExitCode> {
 pub const DEMO_DISPATCHER_PASSWORD: &str = "dispatch-119";
 pub const DEMO_ADMIN_PASSWORD: &str = "admin-2026-demo";
 pub const DEMO_CREW_PASSWORD: &str = "crew-2026-demo";
+pub const DEMO_HOSPITAL_PASSWORD: &str = "er-2026-demo";
 
 /// The crew login of team `name` in the Kawasaki seed.
 pub fn kawasaki_crew_login(name: &str) -> Option<String> {
@@ -363,5 +364,6 @@ pub fn demo_password(role: Role) -> &'static str {
         Role::Dispatcher => DEMO_DISPATCHER_PASSWORD,
         Role::Admin => DEMO_ADMIN_PASSWORD,
         Role::Crew => DEMO_CREW_PASSWORD,
+        Role::Hospital => DEMO_HOSPITAL_PASSWORD,
     }
 }

@@ -5,13 +5,15 @@
 use crate::rows::{corrupt, db_err};
 use chrono::DateTime;
 use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
+use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::PatientSecret;
 use myna_store::ChainReport;
 use myna_store::StoreError;
 use myna_store::ems::{
-    Account, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore, IncidentFilter,
-    IncidentId, IncidentRecord, NewEvent, Role, Session, Team, TeamId, Terminal, TerminalId,
+    Account, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore, HandoffSnapshot,
+    IncidentFilter, IncidentId, IncidentRecord, NewEvent, Role, Session, StatusChange, Team,
+    TeamId, Terminal, TerminalId,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
@@ -29,15 +31,30 @@ impl EmsSqlite {
     /// Opens (creating if needed) the ems database and runs its migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path).map_err(db_err)?;
+        // Foreign keys are off while migrating (a migration may rebuild a table, as SQLite
+        // asks), then on, and checked.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-             PRAGMA foreign_keys = ON;",
+             PRAGMA foreign_keys = OFF;",
         )
         .map_err(db_err)?;
         refuse_unbound_history(&conn, path)?;
         embedded::migrations::runner()
             .run(&mut conn)
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(db_err)?;
+        let dangling: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)?;
+        if dangling > 0 {
+            return Err(corrupt(format!(
+                "{}: {dangling} rows reference missing rows",
+                path.display()
+            )));
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -124,8 +141,8 @@ fn bureau_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Bureau> {
 
 const BUREAU_COLS: &str =
     "id, code, name, provider_url, provider_token, view_window_s, patient_secret";
-const ACCOUNT_COLS: &str =
-    "a.id, a.bureau_id, a.login, a.display_name, a.role, a.team_id, a.password_hash, a.disabled";
+const ACCOUNT_COLS: &str = "a.id, a.bureau_id, a.login, a.display_name, a.role, a.team_id, \
+     a.password_hash, a.disabled, a.hospital_id";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
     let role: String = r.get(4)?;
@@ -139,6 +156,7 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
             team_id: r.get(5)?,
             password_hash: r.get(6)?,
             disabled: r.get(7)?,
+            hospital_id: r.get(8)?,
         },
         role,
     ))
@@ -369,9 +387,17 @@ impl EmsStore for EmsSqlite {
                     ),
                 };
                 tx.execute(
-                    "INSERT INTO account (bureau_id, login, display_name, role, team_id, password_hash) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![bureau, a.login, a.display_name, a.role.as_str(), team, a.password_hash],
+                    "INSERT INTO account (bureau_id, login, display_name, role, team_id, \
+                     hospital_id, password_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        bureau,
+                        a.login,
+                        a.display_name,
+                        a.role.as_str(),
+                        team,
+                        a.hospital,
+                        a.password_hash
+                    ],
                 )
                 .map_err(db_err)?;
             }
@@ -530,8 +556,8 @@ impl EmsStore for EmsSqlite {
                     |r| {
                         Ok((
                             account_row(r)?,
-                            r.get::<_, Option<i64>>(8)?,
-                            r.get::<_, i64>(9)?,
+                            r.get::<_, Option<i64>>(9)?,
+                            r.get::<_, i64>(10)?,
                         ))
                     },
                 )
@@ -827,6 +853,165 @@ impl EmsStore for EmsSqlite {
                 entries: v.count(),
                 head_hash: v.head().map(|(_, h)| hex::encode(h)),
             })
+        })
+        .await
+    }
+
+    async fn set_hospital_status(
+        &self,
+        bureau: BureauId,
+        change: StatusChange,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let status = serde_json::to_string(&change.status)
+                .map_err(|e| StoreError::Corrupt(format!("encoding hospital status: {e}")))?;
+            let at = change.status.updated_at.timestamp_millis();
+            let hospital = &change.status.hospital_id;
+            tx.execute(
+                "INSERT INTO hospital_status (bureau_id, hospital_id, status, updated_ms, account_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (bureau_id, hospital_id) DO UPDATE SET \
+                 status = excluded.status, updated_ms = excluded.updated_ms, \
+                 account_id = excluded.account_id",
+                params![bureau, hospital, status, at, change.account],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO hospital_status_log (bureau_id, hospital_id, seq, status, updated_ms, \
+                 account_id) VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM \
+                 hospital_status_log WHERE bureau_id = ?1 AND hospital_id = ?2), ?3, ?4, ?5)",
+                params![bureau, hospital, status, at, change.account],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn hospital_statuses(&self, bureau: BureauId) -> Result<Vec<HospitalStatus>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT status FROM hospital_status WHERE bureau_id = ?1 ORDER BY hospital_id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([bureau], |r| r.get::<_, String>(0))
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let json = row.map_err(db_err)?;
+                out.push(
+                    serde_json::from_str(&json)
+                        .map_err(|e| corrupt(format!("hospital status: {e}")))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn hospital_status_history(
+        &self,
+        bureau: BureauId,
+        hospital: &str,
+        limit: u32,
+    ) -> Result<Vec<StatusChange>, StoreError> {
+        let hospital = hospital.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT status, account_id FROM hospital_status_log WHERE bureau_id = ?1 \
+                     AND hospital_id = ?2 ORDER BY seq DESC LIMIT ?3",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![bureau, hospital, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (json, account) = row.map_err(db_err)?;
+                out.push(StatusChange {
+                    status: serde_json::from_str(&json)
+                        .map_err(|e| corrupt(format!("hospital status: {e}")))?,
+                    account,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn save_handoff(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+        snapshot: HandoffSnapshot,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let ours: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM incident WHERE id = ?1 AND bureau_id = ?2",
+                    params![incident, bureau],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if ours.is_none() {
+                return Err(StoreError::Corrupt(format!(
+                    "no incident {incident} in bureau {bureau}"
+                )));
+            }
+            let json = serde_json::to_string(&snapshot)
+                .map_err(|e| StoreError::Corrupt(format!("encoding handoff: {e}")))?;
+            tx.execute(
+                "INSERT INTO handoff_snapshot (incident_id, patient, view, patient_number, \
+                 saved_ms, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (incident_id, patient, view) DO UPDATE SET \
+                 patient_number = excluded.patient_number, saved_ms = excluded.saved_ms, \
+                 snapshot = excluded.snapshot",
+                params![
+                    incident,
+                    snapshot.patient.as_str(),
+                    snapshot.view.as_str(),
+                    snapshot.patient_number,
+                    snapshot.saved_ms,
+                    json
+                ],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn handoffs(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+    ) -> Result<Vec<HandoffSnapshot>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT h.snapshot FROM handoff_snapshot h JOIN incident i \
+                     ON i.id = h.incident_id WHERE h.incident_id = ?1 AND i.bureau_id = ?2 \
+                     ORDER BY h.patient_number, h.view",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![incident, bureau], |r| r.get::<_, String>(0))
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let json = row.map_err(db_err)?;
+                out.push(
+                    serde_json::from_str(&json).map_err(|e| corrupt(format!("handoff: {e}")))?,
+                );
+            }
+            Ok(out)
         })
         .await
     }

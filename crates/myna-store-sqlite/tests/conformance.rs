@@ -47,5 +47,7 @@ mod ems {
         an_expired_session_is_not_returned,
         a_new_password_ends_that_accounts_sessions_only,
         revoking_a_terminal_ends_the_sessions_bound_to_it_only,
+        hospital_accounts_carry_their_hospital_and_statuses_are_per_bureau,
+        handoff_copies_are_kept_per_incident_patient_and_view_and_per_bureau,
     );
 }

@@ -155,14 +155,27 @@ async fn a_v1_file_that_holds_events_is_refused_as_predating_per_patient_consent
 
     // Control: a schema-1 file nobody used yet is migrated, and its bureau gets a secret.
     let unused = dir.path().join("unused.db");
-    drop(v1_file(&unused));
+    {
+        // An account with a live session: the rebuild of the account table (schema 3) keeps
+        // both, and the foreign keys still hold.
+        let conn = v1_file(&unused);
+        conn.execute_batch(
+            "INSERT INTO account (id, bureau_id, login, display_name, role, password_hash) \
+             VALUES (5, 1, 'dispatcher', '指令員', 'dispatcher', 'h'); \
+             INSERT INTO session (token_hash, account_id, expires_ms) VALUES ('tok', 5, 9e15);",
+        )
+        .unwrap();
+    }
     let store = EmsSqlite::open(&unused).unwrap();
+    let kept = store.session("tok", 0).await.unwrap().unwrap();
+    assert_eq!(kept.account.login, "dispatcher");
+    assert_eq!(kept.account.hospital_id, None);
     assert!(
         store.bureau("old-fd").await.unwrap().is_some(),
         "an unused schema-1 file migrates, and its bureau reads with a patient secret"
     );
     drop(store);
-    assert_eq!(schema_version(&unused), 2);
+    assert_eq!(schema_version(&unused), 3);
 
     // A schema-1 file with an incident whose face check names no card.
     let used = dir.path().join("used.db");

@@ -7,8 +7,11 @@
 
 use crate::{ChainReport, StoreError};
 use myna_domain::access::ChainedEntry;
+use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
-use myna_domain::patient::PatientSecret;
+use myna_domain::patient::{PatientKey, PatientSecret};
+use myna_domain::summary::{EmergencySummary, View};
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 
 pub type BureauId = i64;
@@ -48,6 +51,8 @@ pub enum Role {
     Dispatcher,
     Crew,
     Admin,
+    /// Staff of one registry hospital: the hospital screen only.
+    Hospital,
 }
 
 impl Role {
@@ -56,10 +61,11 @@ impl Role {
             Role::Dispatcher => "dispatcher",
             Role::Crew => "crew",
             Role::Admin => "admin",
+            Role::Hospital => "hospital",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Role::Dispatcher, Role::Crew, Role::Admin]
+        [Role::Dispatcher, Role::Crew, Role::Admin, Role::Hospital]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
@@ -74,6 +80,8 @@ pub struct Account {
     pub role: Role,
     /// The crew member's home team; a crew member signs in on any terminal of the bureau.
     pub team_id: Option<TeamId>,
+    /// For hospital staff: the registry id of their hospital (set exactly for that role).
+    pub hospital_id: Option<String>,
     /// PHC string (argon2id).
     pub password_hash: String,
     pub disabled: bool,
@@ -120,7 +128,30 @@ pub struct AccountSeed {
     pub role: Role,
     /// Team name, for crew.
     pub team: Option<String>,
+    /// Registry hospital id, for hospital staff.
+    pub hospital: Option<String>,
     pub password_hash: String,
+}
+
+/// What the crew saw, kept for the hospital's handoff: the summary exactly as the provider
+/// answered it for this patient in this incident. The hospital reads this copy; the card is
+/// not read again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoffSnapshot {
+    pub patient: PatientKey,
+    pub patient_number: u32,
+    pub view: View,
+    /// The provider's access-log entry that answered the crew.
+    pub provider_access_id: i64,
+    pub saved_ms: i64,
+    pub summary: EmergencySummary,
+}
+
+/// One change of a hospital's acceptance status, with who made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub status: HospitalStatus,
+    pub account: AccountId,
 }
 
 /// An incident with its log.
@@ -311,4 +342,42 @@ pub trait EmsStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<ChainedEntry<ViewRecord>>, StoreError>> + Send;
 
     fn verify_view_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
+
+    /// Sets a hospital's acceptance status (its `updated_at` is the change's time) and keeps
+    /// the change in the hospital's history, in one transaction.
+    fn set_hospital_status(
+        &self,
+        bureau: BureauId,
+        change: StatusChange,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The current status of every hospital of the bureau that set one.
+    fn hospital_statuses(
+        &self,
+        bureau: BureauId,
+    ) -> impl Future<Output = Result<Vec<HospitalStatus>, StoreError>> + Send;
+
+    /// A hospital's changes, newest first.
+    fn hospital_status_history(
+        &self,
+        bureau: BureauId,
+        hospital: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StatusChange>, StoreError>> + Send;
+
+    /// Keeps what the crew saw for the handoff; a later view of the same patient and view
+    /// replaces it.
+    fn save_handoff(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+        snapshot: HandoffSnapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The incident's handoff copies, by patient number, then view.
+    fn handoffs(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+    ) -> impl Future<Output = Result<Vec<HandoffSnapshot>, StoreError>> + Send;
 }

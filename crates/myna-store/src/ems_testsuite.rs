@@ -6,11 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::ems::{
-    AccountSeed, AppendError, Appended, BureauId, BureauSeed, EmsStore, IncidentFilter, IncidentId,
-    NewEvent, Role, TeamId,
+    AccountSeed, AppendError, Appended, BureauId, BureauSeed, EmsStore, HandoffSnapshot,
+    IncidentFilter, IncidentId, NewEvent, Role, StatusChange, TeamId,
 };
 use crate::{ChainReport, StoreError};
 use myna_domain::access::{Consent, ExceptionReason};
+use myna_domain::hospitals::{Acceptance, Capability, HospitalStatus};
 use myna_domain::incident::{
     Actor, ComplaintCategory, DEVICE_CLOCK_TOLERANCE, EventKind, IncidentError, MynaOutcome, Phase,
     ViewRecord,
@@ -62,6 +63,7 @@ pub fn kawasaki_like(code: &str) -> BureauSeed {
             display_name: "指令員".into(),
             role: Role::Dispatcher,
             team: None,
+            hospital: None,
             password_hash: "dispatcher-hash".into(),
         }],
     }
@@ -76,6 +78,7 @@ pub fn small(code: &str) -> BureauSeed {
         display_name: format!("{team} 隊長"),
         role: Role::Crew,
         team: Some(team.into()),
+        hospital: None,
         password_hash: format!("{code}-{login}-hash"),
     };
     BureauSeed {
@@ -94,11 +97,23 @@ pub fn small(code: &str) -> BureauSeed {
                 display_name: "指令員".into(),
                 role: Role::Dispatcher,
                 team: None,
+                hospital: None,
                 password_hash: format!("{code}-dispatcher-hash"),
+            },
+            AccountSeed {
+                login: "er-a".into(),
+                display_name: "救急外来".into(),
+                role: Role::Hospital,
+                team: None,
+                hospital: Some(HOSPITAL_A.into()),
+                password_hash: format!("{code}-er-a-hash"),
             },
         ],
     }
 }
+
+/// The registry hospital of the `small` bureaus' hospital account `er-a`.
+pub const HOSPITAL_A: &str = "kawasaki-municipal";
 
 /// Patient `n` of a `small` bureau: the card whose serial is `01AA000n`.
 pub fn patient(n: u32) -> PatientKey {
@@ -229,6 +244,7 @@ pub fn view_record(i: i64, n: u32) -> ViewRecord {
         consent: Consent::Obtained,
         view: View::Summary,
         provider_access_id: 100 + i,
+        hospital: None,
     }
 }
 
@@ -316,6 +332,7 @@ pub async fn a_seed_that_fails_half_way_leaves_no_bureau_behind<S: EmsStore>(sto
         display_name: "どこにもいない隊".into(),
         role: Role::Crew,
         team: Some("存在しない救急".into()),
+        hospital: None,
         password_hash: "h".into(),
     });
     assert!(store.seed_bureau(seed).await.is_err());
@@ -1221,4 +1238,141 @@ pub async fn revoking_a_terminal_ends_the_sessions_bound_to_it_only<S: EmsStore>
             .unwrap()
             .revoked
     );
+}
+
+fn status(hospital: &str, beds: u32, minute: i64) -> HospitalStatus {
+    HospitalStatus {
+        hospital_id: hospital.into(),
+        capabilities: vec![
+            (Capability::Stroke, Acceptance::Accepting),
+            (Capability::Trauma, Acceptance::NotAccepting),
+        ],
+        beds: Some(beds),
+        note: format!("{beds}床"),
+        updated_at: chrono::DateTime::from_timestamp_millis(T0 + minute * 60_000).unwrap(),
+    }
+}
+
+pub async fn hospital_accounts_carry_their_hospital_and_statuses_are_per_bureau<S: EmsStore>(
+    store: S,
+) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let staff = store.account(a, "er-a").await.unwrap().unwrap();
+    assert_eq!(staff.role, Role::Hospital);
+    assert_eq!(staff.hospital_id.as_deref(), Some(HOSPITAL_A));
+    let crew = store.account(a, "crew01").await.unwrap().unwrap();
+    assert_eq!(crew.hospital_id, None);
+
+    // A hospital account without its hospital is refused, and the seed leaves nothing.
+    let mut bad = small("c-fd");
+    bad.accounts.push(AccountSeed {
+        login: "er-none".into(),
+        display_name: "どこかの病院".into(),
+        role: Role::Hospital,
+        team: None,
+        hospital: None,
+        password_hash: "h".into(),
+    });
+    assert!(store.seed_bureau(bad).await.is_err());
+    assert_eq!(store.bureau("c-fd").await.unwrap(), None);
+
+    assert!(store.hospital_statuses(a).await.unwrap().is_empty());
+    for (beds, minute) in [(3, 0), (1, 5)] {
+        store
+            .set_hospital_status(
+                a,
+                StatusChange {
+                    status: status(HOSPITAL_A, beds, minute),
+                    account: staff.id,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let now = store.hospital_statuses(a).await.unwrap();
+    assert_eq!(
+        now,
+        vec![status(HOSPITAL_A, 1, 5)],
+        "the latest change is current"
+    );
+    let history = store
+        .hospital_status_history(a, HOSPITAL_A, 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].status.beds, Some(1), "newest first");
+    assert_eq!(history[1].status.beds, Some(3));
+    assert!(history.iter().all(|c| c.account == staff.id));
+    assert!(
+        store.hospital_statuses(b).await.unwrap().is_empty(),
+        "another bureau sees none of it"
+    );
+    assert!(
+        store
+            .hospital_status_history(b, HOSPITAL_A, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn snapshot(n: u32, view: View, access: i64) -> HandoffSnapshot {
+    let set = crate::testsuite::sample_person(1, "01AA00000001");
+    let table = myna_domain::alerts::AlertTable::builtin().unwrap();
+    HandoffSnapshot {
+        patient: patient(n),
+        patient_number: n,
+        view,
+        provider_access_id: access,
+        saved_ms: T0 + access,
+        summary: myna_domain::summary::build_summary(
+            &set.person,
+            &set.records,
+            view,
+            crate::testsuite::today(),
+            None,
+            &table,
+        ),
+    }
+}
+
+pub async fn handoff_copies_are_kept_per_incident_patient_and_view_and_per_bureau<S: EmsStore>(
+    store: S,
+) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let ia = assigned_incident(&store, a, "救急1").await;
+    let ib = assigned_incident(&store, b, "救急1").await;
+    store
+        .save_handoff(a, ia, snapshot(1, View::Summary, 1))
+        .await
+        .unwrap();
+    store
+        .save_handoff(a, ia, snapshot(1, View::Summary, 2))
+        .await
+        .unwrap();
+    store
+        .save_handoff(a, ia, snapshot(1, View::Full, 3))
+        .await
+        .unwrap();
+    let kept = store.handoffs(a, ia).await.unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|h| (h.view, h.provider_access_id))
+            .collect::<Vec<_>>(),
+        vec![(View::Full, 3), (View::Summary, 2)],
+        "a later view of the same patient and view replaces the earlier"
+    );
+    assert_eq!(kept[1], snapshot(1, View::Summary, 2), "kept exactly");
+    assert!(store.handoffs(b, ia).await.unwrap().is_empty());
+    assert!(store.handoffs(b, ib).await.unwrap().is_empty());
+    assert!(
+        store
+            .save_handoff(b, ia, snapshot(1, View::Summary, 4))
+            .await
+            .is_err(),
+        "bureau b cannot write into a's incident"
+    );
+    assert_eq!(store.handoffs(a, ia).await.unwrap().len(), 2);
 }
