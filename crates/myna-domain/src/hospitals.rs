@@ -340,6 +340,17 @@ pub fn ward_point(address: &str) -> Option<(&'static str, GeoPoint)> {
         .map(|(ward, p)| (*ward, *p))
 }
 
+/// Kawasaki City Hall: where an incident whose address names no ward is assumed to be.
+pub const CITY_HALL: GeoPoint = GeoPoint {
+    lat: 35.5308,
+    lon: 139.7029,
+};
+
+/// The point an incident's address stands for: its ward's office, else the city hall.
+pub fn incident_origin(address: &str) -> GeoPoint {
+    ward_point(address).map_or(CITY_HALL, |(_, p)| p)
+}
+
 /// 応需情報: whether a hospital takes patients needing a capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -383,6 +394,17 @@ impl HospitalStatus {
             note: String::new(),
             updated_at: at,
         }
+    }
+
+    /// Minutes since the staff last set it.
+    pub fn age_minutes(&self, now: DateTime<Utc>) -> i64 {
+        (now - self.updated_at).num_minutes()
+    }
+
+    /// Older than the criteria's `stale_after_minutes`: shown as stale, and ranked below a
+    /// fresh status.
+    pub fn is_stale(&self, now: DateTime<Utc>, criteria: &Criteria) -> bool {
+        now - self.updated_at > chrono::Duration::minutes(criteria.costs.stale_after_minutes)
     }
 
     pub fn acceptance(&self, c: Capability) -> Option<Acceptance> {
@@ -565,11 +587,21 @@ pub struct Ranked {
 
 /// Ranks every hospital of the registry for one patient: the eligible ones by score, then the
 /// ineligible ones by ETA, the hospitals that declined in this incident last.
+fn whole_minutes(m: f64) -> u32 {
+    m.round().clamp(0.0, f64::from(u32::MAX)) as u32
+}
+
+impl Criteria {
+    /// The model's driving time between two points, in whole minutes.
+    pub fn eta_minutes(&self, from: GeoPoint, to: GeoPoint) -> u32 {
+        whole_minutes(self.eta.minutes(from.km_to(to)))
+    }
+}
+
 pub fn rank(registry: &Registry, criteria: &Criteria, req: &RankRequest<'_>) -> Vec<Ranked> {
     let need = criteria.need(req.category, req.alert_classes);
     let costs = &criteria.costs;
     let declined: HashSet<&str> = req.declined.iter().map(String::as_str).collect();
-    let stale_after = chrono::Duration::minutes(costs.stale_after_minutes);
     // The かかりつけ: the most visited institution, if visited often enough.
     let regular = req
         .kakaritsuke
@@ -581,7 +613,7 @@ pub fn rank(registry: &Registry, criteria: &Criteria, req: &RankRequest<'_>) -> 
         .map(|h| {
             let km = req.from.km_to(h.location);
             let eta = criteria.eta.minutes(km);
-            let eta_minutes = eta.round().clamp(0.0, f64::from(u32::MAX)) as u32;
+            let eta_minutes = whole_minutes(eta);
             let mut parts = vec![format!("{eta_minutes}分")];
             let ranked = |eligible: bool, score: f64, parts: Vec<String>| Ranked {
                 hospital_id: h.id.clone(),
@@ -654,7 +686,7 @@ pub fn rank(registry: &Registry, criteria: &Criteria, req: &RankRequest<'_>) -> 
                 (Some(_), _) => parts.push(Acceptance::Accepting.label_ja().into()),
             }
             if let Some(s) = status
-                && req.now - s.updated_at > stale_after
+                && s.is_stale(req.now, criteria)
             {
                 score += costs.stale;
                 parts.push(format!(

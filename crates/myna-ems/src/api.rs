@@ -5,8 +5,9 @@
 use crate::auth::{CrewCaller, check_login, hash_password};
 use crate::error::EmsError;
 use crate::wire::{
-    ConsentTap, CrewEvent, EventAck, EventBody, IncidentView, PushEvent, SignInBody, SignedIn,
-    SignedOut, SummaryBody, TerminalInfo, TerminalSummary, incident_view, route,
+    ConsentTap, CrewEvent, EventAck, EventBody, HospitalStatuses, IncidentView, PushEvent,
+    SignInBody, SignedIn, SignedOut, SummaryBody, TerminalInfo, TerminalSummary, incident_view,
+    route,
 };
 use crate::{CREW_SHIFT, Change, Ems};
 use axum::extract::{Path, State};
@@ -42,6 +43,18 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route(route::EVENTS, post(event::<S>))
         .route(route::SUMMARY, post(summary::<S>))
         .route(route::STREAM, get(stream::<S>))
+        .route(route::HOSPITALS, get(hospitals::<S>))
+}
+
+/// The bureau's hospitals' acceptance statuses, for the tablet's ranking.
+async fn hospitals<S: EmsStore>(
+    State(ems): St<S>,
+    headers: HeaderMap,
+) -> Result<Json<HospitalStatuses>, EmsError> {
+    let c = ems.crew(&headers).await?;
+    Ok(Json(HospitalStatuses {
+        statuses: ems.store.hospital_statuses(c.at.bureau.id).await?,
+    }))
 }
 
 /// Parses a JSON body into our own error on failure (never axum's plain-text rejection).

@@ -58,7 +58,11 @@ impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Desk {
     async fn from_request_parts(parts: &mut Parts, ems: &Arc<Ems<S>>) -> Result<Self, Response> {
         let session = match ems.browser_session(&parts.headers).await {
             Ok(Some(s)) if matches!(s.account.role, Role::Dispatcher | Role::Admin) => s,
-            Ok(_) => return Err(Redirect::to("/login").into_response()),
+            // Hospital staff have their own screen, and nothing of the desk.
+            Ok(Some(s)) => {
+                return Err(Redirect::to(crate::hospital::home_of(s.account.role)).into_response());
+            }
+            Ok(None) => return Err(Redirect::to("/login").into_response()),
             Err(e) => return Err(e.into_response()),
         };
         match ems.store.bureau_by_id(session.account.bureau_id).await {
@@ -129,7 +133,12 @@ async fn login<S: EmsStore>(State(ems): St<S>, Form(f): Form<LoginForm>) -> Resp
         },
         None => None,
     };
-    let Some(account) = check_login(account, f.password, &[Role::Dispatcher, Role::Admin]).await
+    let Some(account) = check_login(
+        account,
+        f.password,
+        &[Role::Dispatcher, Role::Admin, Role::Hospital],
+    )
+    .await
     else {
         return refused(f.bureau);
     };
@@ -142,7 +151,7 @@ async fn login<S: EmsStore>(State(ems): St<S>, Form(f): Form<LoginForm>) -> Resp
     {
         return EmsError::from(e).into_response();
     }
-    let mut resp = Redirect::to("/dispatch").into_response();
+    let mut resp = Redirect::to(crate::hospital::home_of(account.role)).into_response();
     if let Ok(v) = HeaderValue::from_str(&myna_web::session_cookie(SESSION_COOKIE, &token)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }

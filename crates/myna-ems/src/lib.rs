@@ -10,6 +10,7 @@ mod api;
 pub mod auth;
 mod dispatch;
 pub mod error;
+mod hospital;
 pub mod seed;
 pub mod wire;
 
@@ -106,6 +107,7 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(api::routes())
         .merge(dispatch::routes())
+        .merge(hospital::routes())
         .merge(myna_web::static_routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ems)

@@ -1739,3 +1739,233 @@ async fn an_inquiry_is_recorded_for_a_registry_hospital_and_refused_otherwise() 
     assert_eq!(inquiries[0]["reason"], "beds_full");
     assert_eq!(view["difficult_transport"], false);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The hospital's side: destination, pre-arrival view, vitals, handoff, acceptance status
+
+impl World {
+    async fn statuses(&self, token: &str, session: &str) -> (StatusCode, Value) {
+        self.call(
+            "GET",
+            "/api/v1/terminal/hospitals",
+            Some(token),
+            Some(session),
+            None,
+        )
+        .await
+    }
+
+    async fn body_text(&self, req: Request<Body>) -> (StatusCode, String) {
+        let resp = self.send(req).await;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and_signs_the_handoff()
+{
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    let (s, v) = w
+        .summary(&token, &session, incident, consent_and_view(CARD_A, "t2"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let crew_views = w.store.view_records(A_CODE, 10).await.unwrap().len();
+
+    // A destination that never accepted is refused; after 受入可 it is taken.
+    let dest = |key: &str, h: &str| event_body(key, json!({"kind": "destination", "hospital": h}));
+    let (_, v) = w
+        .post_event(&token, &session, incident, dest("d1", "kawasaki-municipal"))
+        .await;
+    assert_eq!(code(&v), "destination_not_accepted", "{v}");
+    let accepted = json!({"kind": "inquiry", "hospital": "kawasaki-municipal", "result": "accepted", "reason": null});
+    w.ok_event(&token, &session, incident, accepted).await;
+    let chosen = json!({"kind": "destination", "hospital": "kawasaki-municipal"});
+    w.ok_event(&token, &session, incident, chosen).await;
+
+    // Vitals: out of range refused, in range kept and shown.
+    let (_, v) = w
+        .post_event(
+            &token,
+            &session,
+            incident,
+            event_body("v1", json!({"kind": "vitals", "vitals": {"spo2": 120}})),
+        )
+        .await;
+    assert_eq!(code(&v), "vitals_out_of_range", "{v}");
+    let vitals = json!({"kind": "vitals", "vitals": {"jcs": 10, "pulse": 112, "blood_pressure": {"systolic": 182, "diastolic": 104}}});
+    w.ok_event(&token, &session, incident, vitals).await;
+
+    // The destination's staff: the incoming list, then the patient with alerts and vitals.
+    let staff = w.desk(A_CODE, "er-kawasaki-municipal").await;
+    let resp = w.send(w.get("/dispatch", Some(&staff))).await;
+    assert_eq!(
+        resp.headers()[header::LOCATION],
+        "/hospital",
+        "staff have no desk"
+    );
+    let number = w
+        .store
+        .incident(w.a, incident)
+        .await
+        .unwrap()
+        .unwrap()
+        .number;
+    let (s, list) = w.body_text(w.get("/hospital/list", Some(&staff))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(list.contains(&number), "{list}");
+    let page = format!("/hospital/incidents/{incident}");
+    let (s, html) = w.body_text(w.get(&page, Some(&staff))).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("川崎　花子"), "the crew's copy, no card read");
+    assert!(html.contains("拮抗薬"), "the reversal agent for the DOAC");
+    assert!(html.contains("182/104"), "the vitals");
+    assert!(html.contains("救急隊が本人の同意を得て閲覧"));
+    let views = w.store.view_records(A_CODE, 10).await.unwrap();
+    assert_eq!(views.len(), crew_views + 1, "the hospital's view is logged");
+    let last = &views[0].entry;
+    assert_eq!(last.hospital.as_deref(), Some("kawasaki-municipal"));
+    assert_eq!(last.crew_member, "er-kawasaki-municipal");
+    assert_eq!(last.consent, myna_domain::access::Consent::Obtained);
+    assert!(matches!(
+        w.store.verify_view_log().await.unwrap(),
+        ChainReport::Intact { .. }
+    ));
+
+    // Another hospital of the bureau, and the same hospital's account in another bureau,
+    // see nothing of it, and nothing is logged.
+    for (bureau, login) in [
+        (A_CODE, "er-kanto-rosai"),
+        (B_CODE, "er-kawasaki-municipal"),
+    ] {
+        let other = w.desk(bureau, login).await;
+        let (_, list) = w.body_text(w.get("/hospital/list", Some(&other))).await;
+        assert!(!list.contains(&number), "{login}@{bureau}: {list}");
+        let (s, body) = w.body_text(w.get(&page, Some(&other))).await;
+        assert_ne!(s, StatusCode::OK, "{login}@{bureau}");
+        assert!(!body.contains("川崎　花子"));
+        let (s, _) = w
+            .body_text(w.form(
+                &format!("{page}/receipt"),
+                Some(&other),
+                "received_by=X".into(),
+            ))
+            .await;
+        assert_ne!(s, StatusCode::SEE_OTHER, "{login}@{bureau} cannot sign");
+    }
+    assert_eq!(
+        w.store.view_records(A_CODE, 10).await.unwrap().len(),
+        crew_views + 1
+    );
+
+    // The receipt: not before 病着, then once.
+    let receipt = |who: &str| {
+        w.form(
+            &format!("{page}/receipt"),
+            Some(&staff),
+            format!("received_by={who}"),
+        )
+    };
+    let (s, body) = w.body_text(receipt("山田")).await;
+    assert!(body.contains("not_arrived"), "{s} {body}");
+    let arrived = json!({"kind": "phase", "phase": "hospital_arrival"});
+    w.ok_event(&token, &session, incident, arrived).await;
+    let resp = w.send(receipt("救急科 山田")).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, body) = w.body_text(receipt("山田")).await;
+    assert!(body.contains("handoff_repeated"), "{body}");
+    let kinds = w.events(w.a, incident).await;
+    assert!(kinds.iter().any(|k| matches!(k,
+        EventKind::Handoff { hospital, received_by } if hospital == "kawasaki-municipal" && received_by == "救急科 山田")));
+    let (_, view) = w
+        .call(
+            "GET",
+            &format!("/api/v1/terminal/incidents/{incident}"),
+            Some(&token),
+            Some(&session),
+            None,
+        )
+        .await;
+    assert_eq!(view["handoff"]["received_by"], "救急科 山田");
+    assert_eq!(view["destination"]["hospital_name"], "川崎市立川崎病院");
+    assert_eq!(view["vitals"]["vitals"]["pulse"], 112);
+
+    // Withdrawal: the hospital loses the copy, and the refusal is not logged as a view.
+    let withdraw = json!({"kind": "consent_withdrawn", "patient": 1});
+    w.ok_event(&token, &session, incident, withdraw).await;
+    let (_, html) = w.body_text(w.get(&page, Some(&staff))).await;
+    assert!(!html.contains("川崎　花子"));
+    assert!(html.contains("撤回"));
+    assert_eq!(
+        w.store.view_records(A_CODE, 10).await.unwrap().len(),
+        crew_views + 1
+    );
+}
+
+#[tokio::test]
+async fn a_hospital_sets_its_status_and_only_its_bureaus_tablets_rank_by_it() {
+    let w = world().await;
+    let staff = w.desk(A_CODE, "er-kawasaki-municipal").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    let (_, b_token, b_session) = w.crew(w.b, "中原救急1", "crew10").await;
+    let (s, v) = w.statuses(&token, &session).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["statuses"], json!([]));
+
+    // A form missing a capability, or with a bed count that is no number, changes nothing.
+    let (_, html) = w
+        .body_text(w.form("/hospital/status", Some(&staff), "beds=2".into()))
+        .await;
+    assert!(html.contains("の応需を選んでください"), "{html}");
+    let registry = myna_domain::hospitals::Registry::shared().unwrap();
+    let caps = &registry.get("kawasaki-municipal").unwrap().capabilities;
+    let mut form: Vec<String> = caps
+        .iter()
+        .map(|c| {
+            let a = if *c == myna_domain::hospitals::Capability::Neurosurgery {
+                "not_accepting"
+            } else {
+                "accepting"
+            };
+            format!("cap.{}={a}", c.as_str())
+        })
+        .collect();
+    let (_, html) = w
+        .body_text(w.form(
+            "/hospital/status",
+            Some(&staff),
+            format!("{}&beds=many", form.join("&")),
+        ))
+        .await;
+    assert!(html.contains("空床数は"), "{html}");
+    let (_, v) = w.statuses(&token, &session).await;
+    assert_eq!(v["statuses"], json!([]));
+
+    form.push("beds=3".into());
+    form.push("note=%E8%84%B3%E5%A4%96%E6%89%8B%E8%A1%93%E4%B8%AD".into());
+    let (s, html) = w
+        .body_text(w.form("/hospital/status", Some(&staff), form.join("&")))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("応需情報を更新しました"), "{html}");
+    assert!(html.contains("脳外手術中"));
+    let (_, v) = w.statuses(&token, &session).await;
+    let st = &v["statuses"][0];
+    assert_eq!(st["hospital_id"], "kawasaki-municipal");
+    assert_eq!(st["beds"], 3);
+    assert!(
+        st["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["neurosurgery", "not_accepting"]))
+    );
+    let (_, v) = w.statuses(&b_token, &b_session).await;
+    assert_eq!(v["statuses"], json!([]), "another bureau's tablets");
+    // A crew session is no hospital session.
+    let resp = w.send(w.get("/hospital", None)).await;
+    assert_eq!(resp.headers()[header::LOCATION], "/login");
+}

@@ -10,8 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use myna_wire::terminal::{
-    CREW_SESSION_HEADER, ErrorCode, EventAck, EventBody, IncidentView, SignInBody, SignedIn,
-    SignedOut, SummaryBody, TerminalErrorBody, TerminalInfo, TerminalSummary, route,
+    CREW_SESSION_HEADER, ErrorCode, EventAck, EventBody, HospitalStatuses, IncidentView,
+    SignInBody, SignedIn, SignedOut, SummaryBody, TerminalErrorBody, TerminalInfo, TerminalSummary,
+    route,
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -158,6 +159,17 @@ impl EmsClient {
         self.call(
             Method::GET,
             route::INCIDENTS,
+            Some(session),
+            None,
+            self.timeout,
+        )
+        .await
+    }
+
+    pub async fn hospital_statuses(&self, session: &str) -> Result<HospitalStatuses, CallError> {
+        self.call(
+            Method::GET,
+            route::HOSPITALS,
             Some(session),
             None,
             self.timeout,

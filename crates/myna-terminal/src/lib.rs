@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod state;
 mod sync;
 mod ui;
+pub mod vitals_pad;
 
 use card::{CardState, EmulatedSlot};
 use ems_client::EmsClient;

@@ -7,6 +7,7 @@
 //! another card ends it at once, from the screen and from memory.
 
 use crate::card::{CardRead, CardState};
+use myna_domain::hospitals::HospitalStatus;
 use myna_wire::View;
 use myna_wire::provider::SummaryResponse;
 use myna_wire::terminal::{IncidentView, SignedIn};
@@ -85,6 +86,10 @@ pub struct Screen<R = SummaryResponse> {
     pub link: Link,
     pub notice: Option<Notice>,
     pub last_touch: Instant,
+    /// The bureau's hospitals' acceptance statuses as ems last gave them (not medical data).
+    pub hospital_statuses: Vec<HospitalStatus>,
+    /// The vitals pad's open row, between its two taps.
+    pub vitals_pad: Option<crate::vitals_pad::PadState>,
 }
 
 impl<R> Screen<R> {
@@ -101,6 +106,8 @@ impl<R> Screen<R> {
             link: Link::Unknown,
             notice: None,
             last_touch: now,
+            hospital_statuses: Vec::new(),
+            vitals_pad: None,
         }
     }
 

@@ -247,6 +247,7 @@ async fn ask_summary(
 
 /// Re-reads one incident after a change, keeping the list current.
 async fn refresh_incident(t: &Terminal, session: &str, id: i64) {
+    refresh_statuses(t, session).await;
     match t.ems.incident(session, id).await {
         Ok(view) => {
             t.screen().incident_updated(view);
@@ -264,8 +265,17 @@ async fn refresh_incident(t: &Terminal, session: &str, id: i64) {
     }
 }
 
+/// Takes the hospitals' latest acceptance statuses; on failure the last ones stay, and the
+/// ranking marks them by their age.
+async fn refresh_statuses(t: &Terminal, session: &str) {
+    if let Ok(s) = t.ems.hospital_statuses(session).await {
+        t.screen().hospital_statuses = s.statuses;
+    }
+}
+
 /// Replaces the list of open incidents of the team.
 pub(crate) async fn refresh_all(t: &Terminal, session: &str) -> Result<(), CallError> {
+    refresh_statuses(t, session).await;
     let list = t.ems.incidents(session).await?;
     t.screen().incidents_listed(list);
     t.redraw();

@@ -5,8 +5,10 @@
 use crate::card::{CardState, certificate_b64};
 use crate::guard::{self, Guard};
 use crate::messages::crew_message;
+use crate::outbox::Queued;
 use crate::state::CardStep;
 use crate::sync::{refresh_all, set_link};
+use crate::vitals_pad::{self, PadState, Tapped};
 use crate::{Link, Notice, Terminal};
 use askama::Template;
 use axum::Router;
@@ -17,16 +19,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
 use myna_domain::access::{Consent, ExceptionReason};
-use myna_domain::hospitals::{Criteria, GeoPoint, RankRequest, Ranked, Registry, rank, ward_point};
+use myna_domain::hospitals::{
+    Criteria, HospitalStatus, RankRequest, Ranked, Registry, incident_origin, rank, ward_point,
+};
 use myna_domain::incident::{DeclineReason, InquiryResult};
 use myna_domain::incident::{MynaOutcome, Phase};
 use myna_domain::summary::{
     DrugGroup, EmergencySummary, VisitGroup, group_drugs, group_visits, kakaritsuke,
 };
+use myna_domain::vitals::{VitalSign, Vitals};
 use myna_wire::View;
-use myna_wire::terminal::{CrewEvent, EventBody, IncidentView, PatientView};
+use myna_wire::terminal::{CrewEvent, ErrorCode, EventBody, IncidentView, PatientView};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +52,10 @@ pub fn router(t: Arc<Terminal>, guard: Arc<Guard>) -> Router {
         .route("/incidents/{id}/refused", post(refused))
         .route("/incidents/{id}/outcome", post(outcome))
         .route("/incidents/{id}/inquiry", post(inquiry))
+        .route("/incidents/{id}/destination", post(destination))
+        .route("/incidents/{id}/vitals/open", post(vitals_open))
+        .route("/incidents/{id}/vitals/record", post(vitals_record))
+        .route("/incidents/{id}/vitals/cancel", post(vitals_cancel))
         .route("/incidents/{id}/full", post(full))
         .route("/incidents/{id}/reopen", post(reopen))
         .route("/incidents/{id}/patients/{n}/withdraw", post(withdraw))
@@ -143,6 +151,13 @@ struct ScreenTpl {
     summary: Option<EmergencySummary>,
     /// 搬送先選定: every registry hospital ranked for this patient, with its reason.
     hospitals: Vec<Ranked>,
+    /// Hospitals whose latest answer (delivered or queued) is an acceptance.
+    accepted: Vec<String>,
+    destination: Option<String>,
+    destination_name: String,
+    statuses_note: String,
+    vitals: Vec<VitalsRow>,
+    vitals_at: String,
     /// Where the ranking takes the crew to be (the ward of the incident's address).
     hospitals_from: String,
     /// 病院照会 so far, and FDMA's 搬送困難事案.
@@ -309,7 +324,36 @@ fn render_screen(t: &Terminal) -> String {
             .unwrap_or_default(),
         hospitals: incident
             .as_ref()
-            .map(|i| rank_hospitals(i, held.map(|h| &h.response.summary)))
+            .map(|i| rank_hospitals(i, held.map(|h| &h.response.summary), &s.hospital_statuses))
+            .unwrap_or_default(),
+        accepted: incident
+            .as_ref()
+            .map(|i| accepted_hospitals(i, &pending))
+            .unwrap_or_default(),
+        destination: queued_destination(&pending, incident_id).or_else(|| {
+            incident
+                .as_ref()
+                .and_then(|i| i.destination.as_ref())
+                .map(|d| d.hospital.clone())
+        }),
+        destination_name: queued_destination(&pending, incident_id)
+            .map(|h| wire_hospital_name(&h))
+            .or_else(|| {
+                incident
+                    .as_ref()
+                    .and_then(|i| i.destination.as_ref())
+                    .map(|d| d.hospital_name.clone())
+            })
+            .unwrap_or_default(),
+        statuses_note: statuses_note(&s.hospital_statuses),
+        vitals: incident
+            .as_ref()
+            .map(|i| vitals_rows(i, &pending, s.vitals_pad))
+            .unwrap_or_default(),
+        vitals_at: incident
+            .as_ref()
+            .and_then(|i| i.vitals.as_ref())
+            .map(|v| format!("{} 記録（{}回）", myna_web::jst_time(v.at_ms), v.records))
             .unwrap_or_default(),
         hospitals_from: incident
             .as_ref()
@@ -594,18 +638,16 @@ async fn outcome(State(t): St, Path(id): Path<i64>, Form(f): Form<OutcomeForm>) 
 
 /// Every registry hospital ranked for the incident's patient. Acceptance statuses are not
 /// wired yet (the hospital screen that sets them is still to come), so each shows as unknown.
-fn rank_hospitals(i: &IncidentView, summary: Option<&EmergencySummary>) -> Vec<Ranked> {
+fn rank_hospitals(
+    i: &IncidentView,
+    summary: Option<&EmergencySummary>,
+    statuses: &[HospitalStatus],
+) -> Vec<Ranked> {
     let (Ok(registry), Ok(criteria)) = (Registry::shared(), Criteria::shared()) else {
         return Vec::new();
     };
     // Kawasaki's city hall stands in when the address names no ward.
-    let from = ward_point(&i.location).map_or(
-        GeoPoint {
-            lat: 35.5308,
-            lon: 139.7029,
-        },
-        |(_, p)| p,
-    );
+    let from = incident_origin(&i.location);
     let alerts: Vec<String> = summary
         .map(|s| s.alerts.iter().map(|a| a.class.clone()).collect())
         .unwrap_or_default();
@@ -627,10 +669,199 @@ fn rank_hospitals(i: &IncidentView, summary: Option<&EmergencySummary>) -> Vec<R
             alert_classes: &alerts,
             kakaritsuke: &regular,
             declined: &declined,
-            statuses: &HashMap::new(),
+            statuses: &statuses
+                .iter()
+                .map(|s| (s.hospital_id.clone(), s.clone()))
+                .collect(),
             now: chrono::Utc::now(),
         },
     )
+}
+
+fn wire_hospital_name(id: &str) -> String {
+    Registry::shared()
+        .ok()
+        .and_then(|r| r.get(id))
+        .map_or_else(|| id.to_owned(), |h| h.name.clone())
+}
+
+/// The queued events of this incident, in the order they will be delivered.
+fn queued_events(pending: &[Queued], incident: i64) -> impl Iterator<Item = &CrewEvent> {
+    pending
+        .iter()
+        .filter(move |q| q.incident == incident)
+        .map(|q| &q.body.event)
+}
+
+fn queued_destination(pending: &[Queued], incident: i64) -> Option<String> {
+    queued_events(pending, incident)
+        .filter_map(|e| match e {
+            CrewEvent::Destination { hospital } => Some(hospital.clone()),
+            _ => None,
+        })
+        .last()
+}
+
+/// Hospitals whose latest answer is an acceptance, counting queued answers after delivered
+/// ones (the outbox delivers in order, so a queued 搬送先決定 follows its acceptance).
+fn accepted_hospitals(i: &IncidentView, pending: &[Queued]) -> Vec<String> {
+    let mut latest: Vec<(String, InquiryResult)> = Vec::new();
+    let answers = i
+        .inquiries
+        .iter()
+        .map(|q| (q.hospital.clone(), q.result))
+        .chain(queued_events(pending, i.id).filter_map(|e| match e {
+            CrewEvent::Inquiry {
+                hospital, result, ..
+            } => Some((hospital.clone(), *result)),
+            _ => None,
+        }));
+    for (h, r) in answers {
+        latest.retain(|(x, _)| *x != h);
+        latest.push((h, r));
+    }
+    latest
+        .into_iter()
+        .filter(|(_, r)| *r == InquiryResult::Accepted)
+        .map(|(h, _)| h)
+        .collect()
+}
+
+/// One line saying how current the acceptance statuses are.
+fn statuses_note(statuses: &[HospitalStatus]) -> String {
+    match statuses.iter().map(|s| s.updated_at).max() {
+        None => "応需情報: 病院からの登録なし（照会で確認してください）".to_owned(),
+        Some(latest) => format!(
+            "応需情報: {}病院が登録（最新 {}）",
+            statuses.len(),
+            myna_web::jst_time(latest.timestamp_millis())
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct HospitalForm {
+    hospital: String,
+}
+
+/// 搬送先決定: one tap on a hospital that accepted.
+async fn destination(State(t): St, Path(id): Path<i64>, Form(f): Form<HospitalForm>) -> Response {
+    touch(&t);
+    let result = enqueue(
+        &t,
+        id,
+        CrewEvent::Destination {
+            hospital: f.hospital,
+        },
+    );
+    after(&t, result)
+}
+
+/// One row of the vitals pad.
+struct VitalsRow {
+    code: &'static str,
+    label: &'static str,
+    latest: String,
+    keys: Vec<(String, &'static str, u16)>,
+    /// The opened range's buttons, between the two taps.
+    opened: Vec<(String, u16)>,
+    /// The systolic value chosen, while the diastolic one is asked.
+    systolic: Option<u16>,
+}
+
+fn vitals_rows(i: &IncidentView, pending: &[Queued], pad: Option<PadState>) -> Vec<VitalsRow> {
+    // What ems holds, with what is still queued on top (shown at once, sent when it can be).
+    let latest = queued_events(pending, i.id)
+        .filter_map(|e| match e {
+            CrewEvent::Vitals { vitals } => Some(*vitals),
+            _ => None,
+        })
+        .fold(
+            i.vitals.as_ref().map(|v| v.vitals).unwrap_or_default(),
+            Vitals::overlay,
+        );
+    let pad = pad.filter(|p| p.incident == i.id);
+    VitalSign::ALL
+        .into_iter()
+        .map(|sign| {
+            let here = pad.filter(|p| p.sign == sign);
+            let systolic = here.and_then(|p| p.systolic);
+            VitalsRow {
+                code: sign.as_str(),
+                label: sign.label_ja(),
+                latest: latest
+                    .shown(sign)
+                    .map_or_else(|| "—".to_owned(), |v| format!("{v} {}", Vitals::unit(sign))),
+                keys: vitals_pad::first_row(sign, systolic)
+                    .into_iter()
+                    .map(|k| (k.label, k.action.kind(), k.action.value()))
+                    .collect(),
+                opened: here
+                    .and_then(|p| p.opened)
+                    .map(|o| vitals_pad::second_row(sign, o, systolic))
+                    .unwrap_or_default(),
+                systolic,
+            }
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct VitalsForm {
+    sign: String,
+    value: u16,
+}
+
+/// Tap 1 on a range key: its exact values appear.
+async fn vitals_open(State(t): St, Path(id): Path<i64>, Form(f): Form<VitalsForm>) -> Response {
+    touch(&t);
+    let result = match VitalSign::parse(&f.sign) {
+        Some(sign) => {
+            let mut s = t.screen();
+            let systolic = s
+                .vitals_pad
+                .filter(|p| p.incident == id && p.sign == sign)
+                .and_then(|p| p.systolic);
+            s.vitals_pad = Some(PadState {
+                incident: id,
+                sign,
+                opened: Some(f.value),
+                systolic,
+            });
+            Ok(())
+        }
+        None => Err("不明な操作です。".to_owned()),
+    };
+    after(&t, result)
+}
+
+/// A value tap: the record is queued (or, for the systolic pressure, the diastolic is asked).
+async fn vitals_record(State(t): St, Path(id): Path<i64>, Form(f): Form<VitalsForm>) -> Response {
+    touch(&t);
+    let Some(sign) = VitalSign::parse(&f.sign) else {
+        return after(&t, Err("不明な操作です。".to_owned()));
+    };
+    let pad = t.screen().vitals_pad;
+    let result = match vitals_pad::tap_value(id, sign, f.value, pad) {
+        Tapped::AskDiastolic(next) => {
+            t.screen().vitals_pad = Some(next);
+            Ok(())
+        }
+        Tapped::Send(vitals) => match vitals.check() {
+            Ok(()) => {
+                t.screen().vitals_pad = None;
+                enqueue(&t, id, CrewEvent::Vitals { vitals })
+            }
+            Err(_) => Err(crew_message(ErrorCode::VitalsOutOfRange).to_owned()),
+        },
+    };
+    after(&t, result)
+}
+
+async fn vitals_cancel(State(t): St) -> Response {
+    touch(&t);
+    t.screen().vitals_pad = None;
+    after(&t, Ok(()))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,720 @@
+//! The hospital screen, served by `ems` beside the desk and the terminal API. Staff of one
+//! registry hospital keep its 応需情報 (acceptance status) current, see the patients crews
+//! are bringing to it before they arrive (pushed), and sign the handoff.
+//!
+//! A staff account sees only incidents of its bureau whose destination is its hospital, and a
+//! patient's summary only under `Incident::may_hospital_view`; every such view is written to
+//! ems's view log with the crew's basis passed on.
+
+use crate::error::EmsError;
+use crate::wire::{IncidentView, incident_view};
+use crate::{Change, Ems};
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use myna_domain::hospitals::{
+    Acceptance, Capability, Criteria, Hospital, HospitalStatus, Registry, incident_origin,
+};
+use myna_domain::incident::{Actor, EventKind, IncidentError, Phase, ViewRecord};
+use myna_domain::summary::{
+    DrugGroup, EmergencySummary, View, VisitGroup, group_drugs, group_visits,
+};
+use myna_domain::vitals::{VitalSign, Vitals};
+use myna_store::ems::{
+    Bureau, EmsStore, HandoffSnapshot, IncidentFilter, IncidentRecord, NewEvent, Role, Session,
+    StatusChange,
+};
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+type St<S> = State<Arc<Ems<S>>>;
+
+/// How many recent incidents of the bureau are searched for this hospital's patients.
+const RECENT_INCIDENTS: u32 = 200;
+
+pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
+    Router::new()
+        .route("/hospital", get(home::<S>))
+        .route("/hospital/status", post(set_status::<S>))
+        .route("/hospital/list", get(list::<S>))
+        .route("/hospital/stream", get(stream::<S>))
+        .route("/hospital/incidents/{id}", get(patient_page::<S>))
+        .route("/hospital/incidents/{id}/live", get(live::<S>))
+        .route("/hospital/incidents/{id}/receipt", post(receipt::<S>))
+}
+
+/// A signed-in member of a hospital's staff, their bureau and their registry hospital.
+pub(crate) struct Staff {
+    session: Session,
+    bureau: Bureau,
+    hospital: Hospital,
+}
+
+impl Staff {
+    fn actor(&self) -> Actor {
+        Actor::Hospital {
+            account: self.session.account.id,
+            hospital: self.hospital.id.clone(),
+        }
+    }
+}
+
+impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ems: &Arc<Ems<S>>) -> Result<Self, Response> {
+        staff(ems, &parts.headers).await.map_err(|e| match e {
+            None => Redirect::to("/login").into_response(),
+            Some(e) => e.into_response(),
+        })
+    }
+}
+
+/// The staff member behind the session cookie; `Err(None)` when there is none.
+async fn staff<S: EmsStore>(
+    ems: &Ems<S>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Staff, Option<EmsError>> {
+    let session = match ems.browser_session(headers).await {
+        Ok(Some(s)) if s.account.role == Role::Hospital => s,
+        Ok(_) => return Err(None),
+        Err(e) => return Err(Some(e)),
+    };
+    let hospital = session
+        .account
+        .hospital_id
+        .as_deref()
+        .and_then(|id| Registry::shared().ok()?.get(id).cloned())
+        .ok_or(Some(EmsError::Forbidden(
+            "this account names no hospital of the registry",
+        )))?;
+    match ems.store.bureau_by_id(session.account.bureau_id).await {
+        Ok(Some(bureau)) => Ok(Staff {
+            session,
+            bureau,
+            hospital,
+        }),
+        Ok(None) => Err(None),
+        Err(e) => Err(Some(e.into())),
+    }
+}
+
+/// The incident if it is of the staff's bureau and its destination is their hospital. Anything
+/// else is refused alike, and leaves a trace.
+async fn own_patient<S: EmsStore>(
+    ems: &Ems<S>,
+    st: &Staff,
+    id: i64,
+) -> Result<IncidentRecord, EmsError> {
+    let record = ems.store.incident(st.bureau.id, id).await?;
+    match record {
+        Some(r) if r.log.destination().as_deref() == Some(st.hospital.id.as_str()) => Ok(r),
+        _ => {
+            tracing::warn!(
+                bureau = %st.bureau.code,
+                hospital = %st.hospital.id,
+                staff = %st.session.account.login,
+                incident = id,
+                "hospital view refused: not this hospital's patient"
+            );
+            Err(EmsError::Rule(IncidentError::NotDestination))
+        }
+    }
+}
+
+struct StatusRow {
+    capability: &'static str,
+    label: &'static str,
+    current: &'static str,
+}
+
+struct HistoryRow {
+    at: String,
+    summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "hospital_home.html")]
+struct HomePage {
+    hospital: String,
+    user: String,
+    bureau: String,
+    message: Option<String>,
+    rows: Vec<StatusRow>,
+    choices: [(&'static str, &'static str); 3],
+    beds: String,
+    note: String,
+    updated: Option<String>,
+    stale: bool,
+    stale_after: i64,
+    history: Vec<HistoryRow>,
+}
+
+fn acceptance_value(a: Acceptance) -> &'static str {
+    match a {
+        Acceptance::Accepting => "accepting",
+        Acceptance::Limited => "limited",
+        Acceptance::NotAccepting => "not_accepting",
+    }
+}
+
+fn parse_acceptance(s: &str) -> Option<Acceptance> {
+    [
+        Acceptance::Accepting,
+        Acceptance::Limited,
+        Acceptance::NotAccepting,
+    ]
+    .into_iter()
+    .find(|a| acceptance_value(*a) == s)
+}
+
+fn status_summary(s: &HospitalStatus) -> String {
+    let mut parts: Vec<String> = s
+        .capabilities
+        .iter()
+        .filter(|(_, a)| *a != Acceptance::Accepting)
+        .map(|(c, a)| format!("{} {}", c.label_ja(), a.label_ja()))
+        .collect();
+    if parts.is_empty() {
+        parts.push("全て応需可".into());
+    }
+    if let Some(b) = s.beds {
+        parts.push(format!("空床 {b}"));
+    }
+    if !s.note.is_empty() {
+        parts.push(s.note.clone());
+    }
+    parts.join("・")
+}
+
+async fn home_page<S: EmsStore>(ems: &Ems<S>, st: &Staff, message: Option<String>) -> Response {
+    let result = async {
+        let current = ems
+            .store
+            .hospital_statuses(st.bureau.id)
+            .await?
+            .into_iter()
+            .find(|s| s.hospital_id == st.hospital.id);
+        let history = ems
+            .store
+            .hospital_status_history(st.bureau.id, &st.hospital.id, 10)
+            .await?;
+        let criteria = Criteria::shared().map_err(|e| EmsError::Malformed(e.to_string()))?;
+        let now = ems.now();
+        Ok::<_, EmsError>(HomePage {
+            hospital: st.hospital.name.clone(),
+            user: st.session.account.display_name.clone(),
+            bureau: st.bureau.name.clone(),
+            message,
+            rows: st
+                .hospital
+                .capabilities
+                .iter()
+                .map(|c| StatusRow {
+                    capability: c.as_str(),
+                    label: c.label_ja(),
+                    current: acceptance_value(
+                        current
+                            .as_ref()
+                            .and_then(|s| s.acceptance(*c))
+                            .unwrap_or(Acceptance::Accepting),
+                    ),
+                })
+                .collect(),
+            choices: [
+                Acceptance::Accepting,
+                Acceptance::Limited,
+                Acceptance::NotAccepting,
+            ]
+            .map(|a| (acceptance_value(a), a.label_ja())),
+            beds: current
+                .as_ref()
+                .and_then(|s| s.beds)
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            note: current.as_ref().map(|s| s.note.clone()).unwrap_or_default(),
+            updated: current.as_ref().map(|s| {
+                format!(
+                    "{}（{}分前）",
+                    myna_web::jst_time(s.updated_at.timestamp_millis()),
+                    s.age_minutes(now)
+                )
+            }),
+            stale: current.as_ref().is_none_or(|s| s.is_stale(now, criteria)),
+            stale_after: criteria.costs.stale_after_minutes,
+            history: history
+                .iter()
+                .map(|c| HistoryRow {
+                    at: myna_web::jst_time(c.status.updated_at.timestamp_millis()),
+                    summary: status_summary(&c.status),
+                })
+                .collect(),
+        })
+    }
+    .await;
+    match result {
+        Ok(p) => myna_web::page(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn home<S: EmsStore>(State(ems): St<S>, st: Staff) -> Response {
+    home_page(&ems, &st, None).await
+}
+
+/// Largest bed count and note a hospital may set.
+const MAX_BEDS: u32 = 999;
+const MAX_NOTE_CHARS: usize = 200;
+
+async fn set_status<S: EmsStore>(
+    State(ems): St<S>,
+    st: Staff,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut capabilities: Vec<(Capability, Acceptance)> = Vec::new();
+    for c in &st.hospital.capabilities {
+        let chosen = form
+            .get(&format!("cap.{}", c.as_str()))
+            .and_then(|v| parse_acceptance(v));
+        match chosen {
+            Some(a) => capabilities.push((*c, a)),
+            None => {
+                return home_page(
+                    &ems,
+                    &st,
+                    Some(format!("{}の応需を選んでください", c.label_ja())),
+                )
+                .await;
+            }
+        }
+    }
+    let beds = match form.get("beds").map(|b| b.trim()).unwrap_or("") {
+        "" => None,
+        b => match b.parse::<u32>().ok().filter(|n| *n <= MAX_BEDS) {
+            Some(n) => Some(n),
+            None => {
+                return home_page(
+                    &ems,
+                    &st,
+                    Some(format!("空床数は0〜{MAX_BEDS}の数字で入力してください")),
+                )
+                .await;
+            }
+        },
+    };
+    let note = form.get("note").map(|n| n.trim()).unwrap_or("").to_owned();
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return home_page(
+            &ems,
+            &st,
+            Some(format!("備考は{MAX_NOTE_CHARS}文字以内にしてください")),
+        )
+        .await;
+    }
+    let status = HospitalStatus {
+        hospital_id: st.hospital.id.clone(),
+        capabilities,
+        beds,
+        note,
+        updated_at: ems.now(),
+    };
+    if let Err(e) = ems
+        .store
+        .set_hospital_status(
+            st.bureau.id,
+            StatusChange {
+                status,
+                account: st.session.account.id,
+            },
+        )
+        .await
+    {
+        return EmsError::from(e).into_response();
+    }
+    home_page(&ems, &st, Some("応需情報を更新しました".into())).await
+}
+
+/// Where the patient is on the way here.
+fn progress_ja(v: &IncidentView) -> &'static str {
+    if v.handoff.is_some() {
+        "引継ぎ済"
+    } else if v.phase_at(Phase::HospitalArrival).is_some() {
+        "病着"
+    } else if v.phase_at(Phase::Departure).is_some() {
+        "搬送中"
+    } else {
+        "現場（出発前）"
+    }
+}
+
+/// The expected arrival: the model's driving time from the incident's ward to the hospital,
+/// counted from 現発 once the crew left, else from now.
+fn eta_ja(v: &IncidentView, hospital: &Hospital, now_ms: i64) -> String {
+    let Ok(criteria) = Criteria::shared() else {
+        return String::new();
+    };
+    let minutes = criteria.eta_minutes(incident_origin(&v.location), hospital.location);
+    match (
+        v.handoff.is_some(),
+        v.phase_at(Phase::HospitalArrival),
+        v.phase_at(Phase::Departure),
+    ) {
+        (true, _, _) => String::new(),
+        (_, Some(at), _) => format!("病着 {}", myna_web::jst_time(at.at_ms)),
+        (_, None, Some(left)) => format!(
+            "到着予定 {}（約{minutes}分）",
+            myna_web::jst_time(left.at_ms + i64::from(minutes) * 60_000)
+        ),
+        (_, None, None) => format!(
+            "現場出発前・搬送 約{minutes}分（{}頃）",
+            myna_web::jst_time(now_ms + i64::from(minutes) * 60_000)
+        ),
+    }
+}
+
+struct IncomingRow {
+    view: IncidentView,
+    progress: &'static str,
+    eta: String,
+}
+
+#[derive(Template)]
+#[template(path = "hospital_list.html")]
+struct ListFragment {
+    incoming: Vec<IncomingRow>,
+}
+
+async fn list<S: EmsStore>(State(ems): St<S>, st: Staff) -> Response {
+    let result = async {
+        let teams = ems.store.teams(st.bureau.id).await?;
+        let records = ems
+            .store
+            .incidents(
+                st.bureau.id,
+                IncidentFilter {
+                    open_only: false,
+                    team: None,
+                    limit: RECENT_INCIDENTS,
+                },
+            )
+            .await?;
+        let now = ems.now();
+        let mut incoming: Vec<IncomingRow> = records
+            .iter()
+            .filter(|r| r.log.destination().as_deref() == Some(st.hospital.id.as_str()))
+            .map(|r| {
+                let view = incident_view(r, &teams, now);
+                IncomingRow {
+                    progress: progress_ja(&view),
+                    eta: eta_ja(&view, &st.hospital, now.timestamp_millis()),
+                    view,
+                }
+            })
+            .collect();
+        // Patients still to come first, then by the time they were sent here.
+        incoming.sort_by_key(|r| {
+            (
+                r.view.handoff.is_some(),
+                std::cmp::Reverse(r.view.destination.as_ref().map_or(0, |d| d.at_ms)),
+            )
+        });
+        Ok::<_, EmsError>(ListFragment { incoming })
+    }
+    .await;
+    match result {
+        Ok(f) => myna_web::page(&f),
+        Err(e) => e.into_response(),
+    }
+}
+
+struct VitalRow {
+    label: &'static str,
+    value: String,
+}
+
+fn vital_rows(v: &Vitals) -> Vec<VitalRow> {
+    VitalSign::ALL
+        .into_iter()
+        .map(|s| VitalRow {
+            label: s.label_ja(),
+            value: v
+                .shown(s)
+                .map_or_else(|| "—".to_owned(), |x| format!("{x} {}", Vitals::unit(s))),
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "hospital_live.html")]
+struct LiveFragment {
+    view: IncidentView,
+    progress: &'static str,
+    eta: String,
+    vitals: Vec<VitalRow>,
+    vitals_at: Option<String>,
+    can_sign: bool,
+    handoff: Option<(String, String)>,
+}
+
+fn live_fragment(view: IncidentView, hospital: &Hospital, now_ms: i64) -> LiveFragment {
+    LiveFragment {
+        progress: progress_ja(&view),
+        eta: eta_ja(&view, hospital, now_ms),
+        vitals: view
+            .vitals
+            .as_ref()
+            .map(|v| vital_rows(&v.vitals))
+            .unwrap_or_default(),
+        vitals_at: view.vitals.as_ref().map(|v| myna_web::jst_time(v.at_ms)),
+        can_sign: view.handoff.is_none() && view.phase_at(Phase::HospitalArrival).is_some(),
+        handoff: view
+            .handoff
+            .as_ref()
+            .map(|h| (h.received_by.clone(), myna_web::jst_time(h.at_ms))),
+        view,
+    }
+}
+
+async fn live<S: EmsStore>(State(ems): St<S>, st: Staff, Path(id): Path<i64>) -> Response {
+    let result = async {
+        let record = own_patient(&ems, &st, id).await?;
+        let teams = ems.store.teams(st.bureau.id).await?;
+        let view = incident_view(&record, &teams, ems.now());
+        Ok::<_, EmsError>(live_fragment(view, &st.hospital, ems.now_ms()))
+    }
+    .await;
+    match result {
+        Ok(f) => myna_web::page(&f),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Why the hospital may not read a patient's copy, in the staff's words.
+fn refusal_ja(e: &IncidentError) -> &'static str {
+    match e {
+        IncidentError::ConsentWithdrawn => "傷病者が同意を撤回したため閲覧できません",
+        IncidentError::ConsentRefused => "傷病者が同意を拒否したため閲覧できません",
+        IncidentError::NotDestination => "この病院は搬送先ではありません",
+        _ => "救急隊の閲覧根拠（本人確認と同意）が現在の出場隊にないため閲覧できません",
+    }
+}
+
+/// One patient's handoff copy as the hospital reads it, or why it may not.
+struct PatientCopy {
+    number: u32,
+    basis: String,
+    refused: Option<String>,
+    sm: Option<EmergencySummary>,
+    visit_groups: Vec<VisitGroup>,
+    drug_groups: Vec<DrugGroup>,
+}
+
+#[derive(Template)]
+#[template(path = "hospital_patient.html")]
+struct PatientPage {
+    hospital: String,
+    user: String,
+    live: LiveFragment,
+    patients: Vec<PatientCopy>,
+}
+
+/// The copy to show per patient: the full view when the crew opened it, else the summary.
+fn best_copies(mut copies: Vec<HandoffSnapshot>) -> Vec<HandoffSnapshot> {
+    copies.sort_by_key(|c| (c.patient_number, c.view != View::Full));
+    let mut seen = HashSet::new();
+    copies.retain(|c| seen.insert(c.patient_number));
+    copies
+}
+
+async fn patient_page<S: EmsStore>(State(ems): St<S>, st: Staff, Path(id): Path<i64>) -> Response {
+    let result = async {
+        let record = own_patient(&ems, &st, id).await?;
+        let teams = ems.store.teams(st.bureau.id).await?;
+        let view = incident_view(&record, &teams, ems.now());
+        let copies = best_copies(ems.store.handoffs(st.bureau.id, id).await?);
+        let mut patients = Vec::new();
+        for copy in copies {
+            match record.log.may_hospital_view(&st.hospital.id, &copy.patient) {
+                Ok(consent) => {
+                    // Audited before the copy leaves ems.
+                    ems.store
+                        .record_view(ViewRecord {
+                            at_ms: ems.now_ms(),
+                            bureau: st.bureau.code.clone(),
+                            incident_number: record.number.clone(),
+                            team: view.team_name.clone().unwrap_or_default(),
+                            crew_member: st.session.account.login.clone(),
+                            terminal: 0,
+                            patient: copy.patient.clone(),
+                            patient_number: copy.patient_number,
+                            consent,
+                            view: copy.view,
+                            provider_access_id: copy.provider_access_id,
+                            hospital: Some(st.hospital.id.clone()),
+                        })
+                        .await?;
+                    let sm = copy.summary;
+                    patients.push(PatientCopy {
+                        number: copy.patient_number,
+                        basis: match consent.reason() {
+                            None => "救急隊が本人の同意を得て閲覧".to_owned(),
+                            Some(r) => format!("同意なし閲覧（{}）の引継ぎ", r.label_ja()),
+                        },
+                        refused: None,
+                        visit_groups: group_visits(&sm.sections.visits, sm.as_of),
+                        drug_groups: group_drugs(&sm.sections.dispensings, sm.as_of),
+                        sm: Some(sm),
+                    });
+                }
+                Err(reason) => patients.push(PatientCopy {
+                    number: copy.patient_number,
+                    basis: String::new(),
+                    refused: Some(refusal_ja(&reason).to_owned()),
+                    sm: None,
+                    visit_groups: Vec::new(),
+                    drug_groups: Vec::new(),
+                }),
+            }
+        }
+        Ok::<_, EmsError>(PatientPage {
+            hospital: st.hospital.name.clone(),
+            user: st.session.account.display_name.clone(),
+            live: live_fragment(view, &st.hospital, ems.now_ms()),
+            patients,
+        })
+    }
+    .await;
+    match result {
+        Ok(p) => myna_web::page(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReceiptForm {
+    received_by: String,
+}
+
+/// 引継ぎ受領: the doctor signs for the patient.
+async fn receipt<S: EmsStore>(
+    State(ems): St<S>,
+    st: Staff,
+    Path(id): Path<i64>,
+    Form(f): Form<ReceiptForm>,
+) -> Response {
+    let result = async {
+        let record = own_patient(&ems, &st, id).await?;
+        ems.store
+            .append(
+                st.bureau.id,
+                id,
+                NewEvent {
+                    kind: EventKind::Handoff {
+                        hospital: st.hospital.id.clone(),
+                        received_by: f.received_by.trim().to_owned(),
+                    },
+                    actor: st.actor(),
+                    idempotency_key: myna_web::random_token(),
+                    device_at_ms: None,
+                    team_guard: None,
+                },
+                ems.now_ms(),
+            )
+            .await?;
+        ems.notify(Change {
+            bureau: st.bureau.id,
+            incident: id,
+            teams: record.log.assigned_team().into_iter().collect(),
+        });
+        Ok::<_, EmsError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to(&format!("/hospital/incidents/{id}")).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Server-sent `incident` events for incidents sent to this hospital (and one taken away from
+/// it, so the list drops it). The session is re-checked every 10 s, so a sign-out or a
+/// password reset ends the stream.
+async fn stream<S: EmsStore>(
+    State(ems): St<S>,
+    st: Staff,
+    headers: axum::http::HeaderMap,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = ems.subscribe();
+    let tick = tokio::time::interval(Duration::from_secs(10));
+    let state = StreamState {
+        rx,
+        tick,
+        ems: ems.clone(),
+        headers,
+        bureau: st.bureau.id,
+        hospital: st.hospital.id,
+        shown: HashSet::new(),
+    };
+    let events = futures_util::stream::unfold(Some(state), |state| async move {
+        let mut s = state?;
+        loop {
+            tokio::select! {
+                r = s.rx.recv() => match r {
+                    Ok(ch) if ch.bureau == s.bureau => {
+                        let ours = matches!(
+                            s.ems.store.incident(s.bureau, ch.incident).await,
+                            Ok(Some(r)) if r.log.destination().as_deref() == Some(s.hospital.as_str())
+                        );
+                        if ours || s.shown.contains(&ch.incident) {
+                            if ours {
+                                s.shown.insert(ch.incident);
+                            } else {
+                                s.shown.remove(&ch.incident);
+                            }
+                            let ev = SseEvent::default().event("incident").data(ch.incident.to_string());
+                            return Some((Ok(ev), Some(s)));
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        let ev = SseEvent::default().event("incident").data("lagged");
+                        return Some((Ok(ev), Some(s)));
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = s.tick.tick() => {
+                    if staff(&s.ems, &s.headers).await.is_err() {
+                        let ev = SseEvent::default().event("signed_out").data("ended");
+                        return Some((Ok(ev), None));
+                    }
+                }
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+struct StreamState<S> {
+    rx: tokio::sync::broadcast::Receiver<Change>,
+    tick: tokio::time::Interval,
+    ems: Arc<Ems<S>>,
+    headers: axum::http::HeaderMap,
+    bureau: i64,
+    hospital: String,
+    shown: HashSet<i64>,
+}
+
+/// Where a signed-in browser user belongs.
+pub(crate) fn home_of(role: Role) -> &'static str {
+    match role {
+        Role::Hospital => "/hospital",
+        Role::Admin | Role::Dispatcher | Role::Crew => "/dispatch",
+    }
+}
