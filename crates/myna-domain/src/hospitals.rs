@@ -340,6 +340,14 @@ pub fn ward_point(address: &str) -> Option<(&'static str, GeoPoint)> {
         .map(|(ward, p)| (*ward, *p))
 }
 
+/// Where a fire station's teams are assumed to start: the office of the station's ward
+/// (`中原消防署` → 中原区). Approximate: a team at a branch office (出張所) is counted at its
+/// station's ward office.
+pub fn station_point(station: &str) -> Option<GeoPoint> {
+    let ward = format!("{}区", station.strip_suffix("消防署")?);
+    ward_point(&ward).map(|(_, p)| p)
+}
+
 /// Kawasaki City Hall: where an incident whose address names no ward is assumed to be.
 pub const CITY_HALL: GeoPoint = GeoPoint {
     lat: 35.5308,

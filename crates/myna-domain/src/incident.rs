@@ -345,6 +345,44 @@ impl EventKind {
     }
 }
 
+/// 隊の状況 (team status), derived from the phases of the open incident a team is assigned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamStatus {
+    /// 待機: no open incident.
+    Available,
+    /// 出場: assigned, not yet on scene.
+    Dispatched,
+    /// 現場: arrived, in contact or loading the patient.
+    OnScene,
+    /// 搬送中: left the scene.
+    Transporting,
+    /// 病院: at the hospital until the incident is closed.
+    AtHospital,
+}
+
+impl TeamStatus {
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            TeamStatus::Available => "待機",
+            TeamStatus::Dispatched => "出場",
+            TeamStatus::OnScene => "現場活動",
+            TeamStatus::Transporting => "搬送中",
+            TeamStatus::AtHospital => "病院",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamStatus::Available => "available",
+            TeamStatus::Dispatched => "dispatched",
+            TeamStatus::OnScene => "on_scene",
+            TeamStatus::Transporting => "transporting",
+            TeamStatus::AtHospital => "at_hospital",
+        }
+    }
+}
+
 /// Who caused an event. A crew event names the team it was recorded for, because consent is
 /// given to a team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -765,6 +803,19 @@ impl Incident {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// What the assigned team is doing for this incident; `Available` once it is closed.
+    pub fn team_status(&self) -> TeamStatus {
+        if self.is_closed() || self.assigned_team().is_none() {
+            return TeamStatus::Available;
+        }
+        match self.latest_phase() {
+            Some(Phase::HospitalArrival) => TeamStatus::AtHospital,
+            Some(Phase::Departure) => TeamStatus::Transporting,
+            Some(Phase::Arrival | Phase::Contact | Phase::InVehicle) => TeamStatus::OnScene,
+            Some(Phase::Call | Phase::Dispatch) | None => TeamStatus::Dispatched,
         }
     }
 

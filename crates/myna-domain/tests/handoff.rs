@@ -356,3 +356,54 @@ fn vitals_are_the_crews_checked_and_overlaid() {
     assert_eq!(at, log.events.last().unwrap().at);
     assert_eq!(log.vitals().len(), 2);
 }
+
+#[test]
+fn a_team_status_follows_its_incidents_phases() {
+    let mut log = viewed();
+    assert_eq!(log.team_status(), TeamStatus::OnScene);
+    push(&mut log, answer(A, true), crew(TEAM));
+    push(&mut log, to(A), crew(TEAM));
+    push(&mut log, phase(Phase::Departure), crew(TEAM));
+    assert_eq!(log.team_status(), TeamStatus::Transporting);
+    push(&mut log, phase(Phase::HospitalArrival), crew(TEAM));
+    assert_eq!(log.team_status(), TeamStatus::AtHospital);
+    push(&mut log, EventKind::Closed, desk());
+    assert_eq!(log.team_status(), TeamStatus::Available);
+    let mut fresh = Incident { events: vec![] };
+    push(
+        &mut fresh,
+        EventKind::Created {
+            location: "川崎市麻生区".into(),
+            category: ComplaintCategory::Fever,
+            note: String::new(),
+            card_prep_requested: false,
+        },
+        desk(),
+    );
+    assert_eq!(
+        fresh.team_status(),
+        TeamStatus::Available,
+        "nobody assigned"
+    );
+    push(&mut fresh, EventKind::Assigned { team: TEAM }, desk());
+    assert_eq!(fresh.team_status(), TeamStatus::Dispatched);
+}
+
+#[test]
+fn every_kawasaki_station_has_a_starting_point() {
+    for station in [
+        "川崎消防署",
+        "幸消防署",
+        "中原消防署",
+        "高津消防署",
+        "宮前消防署",
+        "多摩消防署",
+        "麻生消防署",
+    ] {
+        assert!(
+            myna_domain::hospitals::station_point(station).is_some(),
+            "{station}"
+        );
+    }
+    assert!(myna_domain::hospitals::station_point("横浜消防署").is_none());
+}

@@ -15,7 +15,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
-use myna_domain::incident::{Actor, ComplaintCategory, EventKind, Incident, Phase};
+use myna_domain::hospitals::{incident_origin, station_point};
+use myna_domain::incident::{Actor, ComplaintCategory, EventKind, Incident, Phase, TeamStatus};
 use myna_domain::patient::PatientKey;
 use myna_domain::summary::View;
 use myna_domain::vitals::Vitals;
@@ -212,13 +213,68 @@ struct ListRow {
     view: IncidentView,
     phases: Vec<(&'static str, String)>,
     outcome: &'static str,
+    /// For an unassigned incident: the teams to pick from, available ones nearest first.
+    choices: Vec<(i64, String)>,
+}
+
+/// One line of the team board.
+struct TeamRow {
+    name: String,
+    station: String,
+    status: TeamStatus,
+    incident: Option<(i64, String)>,
 }
 
 #[derive(Template)]
 #[template(path = "list.html")]
 struct ListFragment {
     incidents: Vec<ListRow>,
-    teams: Vec<Team>,
+    team_rows: Vec<TeamRow>,
+}
+
+/// Each team's status from the open incident it is assigned to (the furthest along, if a
+/// team holds more than one).
+fn team_rows(teams: &[Team], open: &[myna_store::ems::IncidentRecord]) -> Vec<TeamRow> {
+    teams
+        .iter()
+        .map(|t| {
+            let busy = open
+                .iter()
+                .filter(|r| r.log.assigned_team() == Some(t.id))
+                .map(|r| (r.log.team_status(), r))
+                .max_by_key(|(s, _)| *s);
+            TeamRow {
+                name: t.name.clone(),
+                station: t.station.clone(),
+                status: busy.map_or(TeamStatus::Available, |(s, _)| s),
+                incident: busy.map(|(_, r)| (r.id, r.number.clone())),
+            }
+        })
+        .collect()
+}
+
+/// The teams to assign to an incident at `location`: available teams by straight-line
+/// distance from their station, then the busy ones, each labelled.
+fn choices(teams: &[Team], rows: &[TeamRow], location: &str) -> Vec<(i64, String)> {
+    let from = incident_origin(location);
+    let mut out: Vec<(bool, f64, i64, String)> = teams
+        .iter()
+        .zip(rows)
+        .map(|(t, r)| {
+            let km = station_point(&t.station).map_or(f64::MAX, |p| p.km_to(from));
+            let free = r.status == TeamStatus::Available;
+            let label = if km < f64::MAX {
+                format!("{}（{}・{:.1}km）", t.name, r.status.label_ja(), km)
+            } else {
+                format!("{}（{}）", t.name, r.status.label_ja())
+            };
+            (!free, km, t.id, label)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    out.into_iter()
+        .map(|(_, _, id, label)| (id, label))
+        .collect()
 }
 
 fn outcome_label(v: &IncidentView) -> &'static str {
@@ -239,6 +295,18 @@ async fn list<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
                 },
             )
             .await?;
+        let open = ems
+            .store
+            .incidents(
+                d.bureau.id,
+                IncidentFilter {
+                    open_only: true,
+                    team: None,
+                    limit: 1000,
+                },
+            )
+            .await?;
+        let team_rows = team_rows(&teams, &open);
         let incidents = records
             .iter()
             .map(|r| {
@@ -250,11 +318,19 @@ async fn list<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
                         .map(|p| (p.phase.label_ja(), myna_web::jst_time(p.at_ms)))
                         .collect(),
                     outcome: outcome_label(&view),
+                    choices: if view.team_id.is_none() && !view.closed {
+                        choices(&teams, &team_rows, &view.location)
+                    } else {
+                        Vec::new()
+                    },
                     view,
                 }
             })
             .collect();
-        Ok::<_, EmsError>(ListFragment { incidents, teams })
+        Ok::<_, EmsError>(ListFragment {
+            incidents,
+            team_rows,
+        })
     }
     .await;
     match result {

@@ -1969,3 +1969,54 @@ async fn a_hospital_sets_its_status_and_only_its_bureaus_tablets_rank_by_it() {
     let resp = w.send(w.get("/hospital", None)).await;
     assert_eq!(resp.headers()[header::LOCATION], "/login");
 }
+
+#[tokio::test]
+async fn the_board_shows_each_teams_status_and_offers_available_teams_nearest_first() {
+    let w = world().await;
+    let desk = w.desk(A_CODE, "dispatcher").await;
+    // 麻生救急1 is on scene elsewhere.
+    let busy = w.incident_for(w.a, "麻生救急1").await;
+    let (_, token, session) = w.crew(w.a, "麻生救急1", "crew27").await;
+    w.ok_event(
+        &token,
+        &session,
+        busy,
+        json!({"kind": "phase", "phase": "arrival"}),
+    )
+    .await;
+    // A new call in 麻生区, not yet assigned.
+    let resp = w
+        .send(w.form(
+            "/dispatch/incidents",
+            Some(&desk),
+            "location=%E5%B7%9D%E5%B4%8E%E5%B8%82%E9%BA%BB%E7%94%9F%E5%8C%BA%E4%B8%87%E7%A6%8F%E5%AF%BA1&category=fever&team=".into(),
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (s, html) = w.body_text(w.get("/dispatch/list", Some(&desk))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains(r#"data-team="麻生救急1" data-status="on_scene""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"data-team="中原救急1" data-status="available""#));
+    let select = html
+        .split(r#"<select name="team""#)
+        .nth(1)
+        .expect("the unassigned call offers teams");
+    let options: Vec<&str> = select
+        .split("<option")
+        .skip(1)
+        .map(|o| o.split('>').nth(1).unwrap_or(""))
+        .collect();
+    assert!(
+        options[0].starts_with("麻生救急2（待機・0.0km"),
+        "the nearest available team first: {options:?}"
+    );
+    let first_busy = options.iter().position(|o| o.contains("現場活動")).unwrap();
+    assert!(
+        options[..first_busy].iter().all(|o| o.contains("待機")),
+        "{options:?}"
+    );
+    assert!(options[first_busy].starts_with("麻生救急1"));
+}
