@@ -226,10 +226,13 @@ pub enum EventKind {
     Vitals {
         vitals: Vitals,
     },
-    /// 搬送先決定: the crew takes the patient to this registry hospital, which accepted on the
-    /// phone. A later one replaces it until 病着.
+    /// 搬送先決定: the crew takes these patients to this registry hospital, which accepted on
+    /// the phone. A later one replaces it until the handoff; a later decline by the hospital
+    /// undoes it.
     Destination {
         hospital: String,
+        /// The patients (read cards) transported; the hospital sees only their copies.
+        patients: Vec<PatientKey>,
     },
     /// 引継ぎ: the destination hospital's doctor signed for the patient after 病着.
     Handoff {
@@ -484,8 +487,8 @@ pub enum IncidentError {
     Vitals(VitalsError),
     #[error("the hospital's latest answer in this incident is not an acceptance")]
     DestinationNotAccepted,
-    #[error("the destination is fixed once the patient reached hospital")]
-    DestinationAfterArrival,
+    #[error("the destination is fixed once the hospital signed the handoff")]
+    DestinationAfterHandoff,
     #[error("this hospital is not the incident's destination")]
     NotDestination,
     #[error("the handoff is signed after hospital arrival (病着)")]
@@ -496,6 +499,8 @@ pub enum IncidentError {
     NotAHospitalEvent,
     #[error("the receiving doctor's name is 1–100 characters")]
     ReceiverName,
+    #[error("only the dispatcher creates and assigns an incident")]
+    DispatcherOnly,
 }
 
 /// How long after the call a summary may be requested (covers long transports; a bureau may
@@ -670,6 +675,11 @@ impl Incident {
     pub fn check(&self, kind: &EventKind, actor: &Actor) -> Result<(), IncidentError> {
         let created = !self.events.is_empty();
         match kind {
+            EventKind::Created { .. } | EventKind::Assigned { .. }
+                if !matches!(actor, Actor::Dispatcher { .. }) =>
+            {
+                return Err(IncidentError::DispatcherOnly);
+            }
             EventKind::Created { .. } if created => return Err(IncidentError::NotCreatedFirst),
             EventKind::Created { .. } => return Ok(()),
             _ if !created => return Err(IncidentError::NotCreatedFirst),
@@ -764,10 +774,13 @@ impl Incident {
                 self.assigned_crew(actor)?;
                 vitals.check().map_err(IncidentError::Vitals)
             }
-            EventKind::Destination { hospital } => {
+            EventKind::Destination { hospital, patients } => {
                 self.assigned_crew(actor)?;
-                if self.arrived_at_hospital().is_some() {
-                    return Err(IncidentError::DestinationAfterArrival);
+                if self.handoff().is_some() {
+                    return Err(IncidentError::DestinationAfterHandoff);
+                }
+                if patients.iter().any(|p| self.patient_number(p).is_none()) {
+                    return Err(IncidentError::UnknownPatient);
                 }
                 let latest = self
                     .inquiries()
@@ -829,12 +842,46 @@ impl Incident {
         }
     }
 
-    /// The hospital the crew is taking the patient to: the latest 搬送先決定.
+    /// The hospital the crew is taking the patients to: the latest 搬送先決定, unless that
+    /// hospital declined after it (then there is none until the crew chooses again).
     pub fn destination(&self) -> Option<String> {
-        self.events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::Destination { hospital } => Some(hospital.clone()),
-            _ => None,
-        })
+        self.destination_event().map(|(h, _)| h.to_owned())
+    }
+
+    /// The patients transported to the destination.
+    pub fn destination_patients(&self) -> Vec<PatientKey> {
+        self.destination_event()
+            .map(|(_, p)| p.to_vec())
+            .unwrap_or_default()
+    }
+
+    fn destination_event(&self) -> Option<(&str, &[PatientKey])> {
+        let (i, hospital, patients) =
+            self.events
+                .iter()
+                .enumerate()
+                .rev()
+                .find_map(|(i, e)| match &e.kind {
+                    EventKind::Destination { hospital, patients } => {
+                        Some((i, hospital.as_str(), patients.as_slice()))
+                    }
+                    _ => None,
+                })?;
+        let declined_since = self
+            .events
+            .get(i + 1..)
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                EventKind::Inquiry {
+                    hospital: h,
+                    result,
+                    ..
+                } if h == hospital => Some(*result == InquiryResult::Declined),
+                _ => None,
+            });
+        (declined_since != Some(true)).then_some((hospital, patients))
     }
 
     /// When the destination was last chosen.
@@ -872,26 +919,42 @@ impl Incident {
             .collect()
     }
 
-    /// The latest value of each vital sign, and when the latest record was taken.
+    /// The latest value of each vital sign, and when the latest record was taken. Ordered by
+    /// the time of measurement, so a record queued offline does not hide a later one.
     pub fn latest_vitals(&self) -> Option<(DateTime<Utc>, Vitals)> {
-        self.vitals()
+        let mut records = self.vitals();
+        records.sort_by_key(|(t, _)| *t);
+        records
             .into_iter()
             .reduce(|(_, a), (t, b)| (t, a.overlay(b)))
     }
 
-    /// Whether staff of `hospital` may see `patient`'s summary now, and on what lawful basis:
-    /// the crew's consent or exception for this patient, passed on for the handoff. All of
-    /// these must hold: the incident's destination is `hospital`; the assigned team recorded
-    /// the face check and the consent (or exception) for this patient and viewed the summary;
-    /// the patient neither withdrew nor refused. A closed incident stays readable to its
-    /// destination for the handoff's record.
+    /// Whether staff of `hospital` may read the crew's copy of `patient`'s summary now, and
+    /// on what lawful basis: the crew's consent or exception for this patient, passed on for
+    /// the handoff. All of these must hold:
+    /// - `hospital` is the destination and `patient` is among the patients taken there;
+    /// - within `window` of the call, or of the handoff once it is signed;
+    /// - the copy is of a view (`view_key`, the view's own event) of this patient by the
+    ///   team the incident is assigned to, in its current assignment;
+    /// - that team recorded the face check and consent (or exception) for this patient, who
+    ///   neither withdrew nor refused.
     pub fn may_hospital_view(
         &self,
         hospital: &str,
         patient: &PatientKey,
+        view_key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
     ) -> Result<Consent, IncidentError> {
-        if self.destination().as_deref() != Some(hospital) {
+        let created = self.created_at().ok_or(IncidentError::NotCreatedFirst)?;
+        if self.destination().as_deref() != Some(hospital)
+            || !self.destination_patients().contains(patient)
+        {
             return Err(IncidentError::NotDestination);
+        }
+        let from = self.handoff().map_or(created, |(_, at)| at.max(created));
+        if now > from + window {
+            return Err(IncidentError::WindowPassed);
         }
         let team = self.assigned_team().ok_or(IncidentError::NotAssigned)?;
         let status = self.patient_status(team, patient);
@@ -901,9 +964,14 @@ impl Incident {
         if status.refused {
             return Err(IncidentError::ConsentRefused);
         }
-        match (status.identity_confirmed, status.consent, status.viewed) {
-            (true, Some(consent), true) => Ok(consent),
-            (false, _, _) => Err(IncidentError::IdentityNotConfirmed),
+        let copy_is_current = self.current_assignment(team).iter().any(|e| {
+            e.idempotency_key == view_key
+                && e.actor.team() == Some(team)
+                && matches!(&e.kind, EventKind::SummaryViewed { patient: p, .. } if p == patient)
+        });
+        match (status.identity_confirmed, status.consent) {
+            (true, Some(consent)) if copy_is_current => Ok(consent),
+            (false, _) => Err(IncidentError::IdentityNotConfirmed),
             _ => Err(IncidentError::NoConsent),
         }
     }

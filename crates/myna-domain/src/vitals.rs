@@ -47,6 +47,7 @@ impl From<Jcs> for u16 {
 
 /// 血圧 in mmHg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BloodPressure {
     pub systolic: u16,
     pub diastolic: u16,

@@ -74,7 +74,29 @@ fn answer(hospital: &str, accepted: bool) -> EventKind {
 fn to(hospital: &str) -> EventKind {
     EventKind::Destination {
         hospital: hospital.into(),
+        patients: vec![patient(1)],
     }
+}
+
+const WINDOW: Duration = Duration::hours(6);
+
+fn now() -> DateTime<Utc> {
+    t0() + Duration::hours(1)
+}
+
+/// The key of the latest view of `p` (ems keys it by the provider's access).
+fn view_key(log: &Incident, p: &PatientKey) -> String {
+    log.events
+        .iter()
+        .rev()
+        .find(|e| matches!(&e.kind, EventKind::SummaryViewed { patient, .. } if patient == p))
+        .map(|e| e.idempotency_key.clone())
+        .unwrap_or_default()
+}
+
+fn hospital_view(log: &Incident, hospital: &str, n: u32) -> Result<Consent, IncidentError> {
+    let p = patient(n);
+    log.may_hospital_view(hospital, &p, &view_key(log, &p), now(), WINDOW)
 }
 
 fn handoff(hospital: &str) -> EventKind {
@@ -162,26 +184,123 @@ fn a_re_selection_moves_the_patient_and_the_old_hospital_loses_it() {
     let mut log = viewed();
     push(&mut log, answer(A, true), crew(TEAM));
     push(&mut log, to(A), crew(TEAM));
-    assert!(log.may_hospital_view(A, &patient(1)).is_ok());
+    assert!(hospital_view(&log, A, 1).is_ok());
     // A calls back: no bed after all. The crew phones B.
     push(&mut log, answer(A, false), crew(TEAM));
     push(&mut log, answer(B, true), crew(TEAM));
     push(&mut log, to(B), crew(TEAM));
     assert_eq!(log.destination().as_deref(), Some(B));
     assert_eq!(
-        log.may_hospital_view(A, &patient(1)),
+        hospital_view(&log, A, 1),
         Err(IncidentError::NotDestination)
     );
-    assert_eq!(log.may_hospital_view(B, &patient(1)), Ok(Consent::Obtained));
+    assert_eq!(hospital_view(&log, B, 1), Ok(Consent::Obtained));
     push(&mut log, phase(Phase::Departure), crew(TEAM));
     push(&mut log, phase(Phase::HospitalArrival), crew(TEAM));
     assert_eq!(
-        log.check(&to(A), &crew(TEAM)),
-        Err(IncidentError::DestinationAfterArrival)
-    );
-    assert_eq!(
         log.check(&handoff(A), &staff(A)),
         Err(IncidentError::NotDestination)
+    );
+    push(&mut log, handoff(B), staff(B));
+    assert_eq!(
+        log.check(&to(B), &crew(TEAM)),
+        Err(IncidentError::DestinationAfterHandoff)
+    );
+}
+
+#[test]
+fn a_decline_after_the_choice_takes_the_patient_away_from_that_hospital() {
+    let mut log = viewed();
+    push(&mut log, answer(A, true), crew(TEAM));
+    push(&mut log, to(A), crew(TEAM));
+    push(&mut log, phase(Phase::Departure), crew(TEAM));
+    // A phones back: no bed after all.
+    push(&mut log, answer(A, false), crew(TEAM));
+    assert_eq!(log.destination(), None);
+    assert_eq!(
+        hospital_view(&log, A, 1),
+        Err(IncidentError::NotDestination)
+    );
+    push(&mut log, phase(Phase::HospitalArrival), crew(TEAM));
+    assert_eq!(
+        log.check(&handoff(A), &staff(A)),
+        Err(IncidentError::NotDestination),
+        "A cannot sign for a patient it refused"
+    );
+    // Diverted to B and arrived before re-selecting: the crew may still choose B.
+    push(&mut log, answer(B, true), crew(TEAM));
+    push(&mut log, to(B), crew(TEAM));
+    assert_eq!(hospital_view(&log, B, 1), Ok(Consent::Obtained));
+    push(&mut log, handoff(B), staff(B));
+}
+
+#[test]
+fn only_the_patients_taken_there_are_seen_and_only_within_the_window() {
+    let mut log = viewed();
+    // A second patient, checked, consented and viewed, but not transported to A.
+    let second = patient(2);
+    push(
+        &mut log,
+        EventKind::IdentityConfirmed {
+            patient: second.clone(),
+        },
+        crew(TEAM),
+    );
+    push(
+        &mut log,
+        EventKind::Consent {
+            patient: second.clone(),
+            consent: Consent::Obtained,
+        },
+        crew(TEAM),
+    );
+    push(
+        &mut log,
+        EventKind::SummaryViewed {
+            patient: second,
+            view: View::Summary,
+        },
+        crew(TEAM),
+    );
+    push(&mut log, answer(A, true), crew(TEAM));
+    push(&mut log, to(A), crew(TEAM));
+    assert_eq!(hospital_view(&log, A, 1), Ok(Consent::Obtained));
+    assert_eq!(
+        hospital_view(&log, A, 2),
+        Err(IncidentError::NotDestination),
+        "patient 2 was not taken to A"
+    );
+    let unknown = EventKind::Destination {
+        hospital: A.into(),
+        patients: vec![patient(9)],
+    };
+    assert_eq!(
+        log.check(&unknown, &crew(TEAM)),
+        Err(IncidentError::UnknownPatient)
+    );
+    // The window: six hours from the call, then six hours from the handoff.
+    let p = patient(1);
+    let key = view_key(&log, &p);
+    let late = t0() + WINDOW + Duration::minutes(2);
+    assert_eq!(
+        log.may_hospital_view(A, &p, &key, late, WINDOW),
+        Err(IncidentError::WindowPassed)
+    );
+    push(&mut log, phase(Phase::HospitalArrival), crew(TEAM));
+    push(&mut log, handoff(A), staff(A));
+    assert_eq!(
+        log.may_hospital_view(A, &p, &key, late, WINDOW),
+        Ok(Consent::Obtained),
+        "readable for the window after the handoff"
+    );
+    assert_eq!(
+        log.may_hospital_view(A, &p, &key, late + WINDOW, WINDOW),
+        Err(IncidentError::WindowPassed)
+    );
+    assert_eq!(
+        log.may_hospital_view(A, &p, "k1", now(), WINDOW),
+        Err(IncidentError::NoConsent),
+        "a key that is not this patient's view"
     );
 }
 
@@ -240,14 +359,11 @@ fn a_hospital_sees_only_what_the_crew_was_allowed_to_see() {
     log.events.pop();
     push(&mut log, answer(A, true), crew(TEAM));
     push(&mut log, to(A), crew(TEAM));
-    assert_eq!(
-        log.may_hospital_view(A, &patient(1)),
-        Err(IncidentError::NoConsent)
-    );
+    assert_eq!(hospital_view(&log, A, 1), Err(IncidentError::NoConsent));
     // A card never read in this incident.
     assert_eq!(
-        log.may_hospital_view(A, &patient(2)),
-        Err(IncidentError::IdentityNotConfirmed)
+        hospital_view(&log, A, 2),
+        Err(IncidentError::NotDestination)
     );
 
     // Viewed under the exception: the exception is the basis passed on.
@@ -274,7 +390,7 @@ fn a_hospital_sees_only_what_the_crew_was_allowed_to_see() {
     push(&mut log, answer(A, true), crew(TEAM));
     push(&mut log, to(A), crew(TEAM));
     assert_eq!(
-        log.may_hospital_view(A, &patient(1)),
+        hospital_view(&log, A, 1),
         Ok(Consent::Exception {
             reason: ExceptionReason::Unconscious
         })
@@ -289,7 +405,7 @@ fn a_hospital_sees_only_what_the_crew_was_allowed_to_see() {
         crew(TEAM),
     );
     assert_eq!(
-        log.may_hospital_view(A, &patient(1)),
+        hospital_view(&log, A, 1),
         Err(IncidentError::ConsentWithdrawn)
     );
 }
@@ -301,10 +417,85 @@ fn a_reassigned_incident_passes_on_only_the_new_teams_basis() {
     push(&mut log, to(A), crew(TEAM));
     push(&mut log, EventKind::Assigned { team: OTHER_TEAM }, desk());
     assert_eq!(
-        log.may_hospital_view(A, &patient(1)),
+        hospital_view(&log, A, 1),
         Err(IncidentError::IdentityNotConfirmed),
         "the consent was given to the first team"
     );
+    // The new team checks and consents but views nothing: the first team's copy stays out.
+    let first_key = view_key(&log, &patient(1));
+    push(
+        &mut log,
+        EventKind::IdentityConfirmed {
+            patient: patient(1),
+        },
+        crew(OTHER_TEAM),
+    );
+    push(
+        &mut log,
+        EventKind::Consent {
+            patient: patient(1),
+            consent: Consent::Obtained,
+        },
+        crew(OTHER_TEAM),
+    );
+    assert_eq!(
+        log.may_hospital_view(A, &patient(1), &first_key, now(), WINDOW),
+        Err(IncidentError::NoConsent),
+        "a copy from the previous assignment is not passed on"
+    );
+}
+
+#[test]
+fn only_the_dispatcher_creates_and_assigns() {
+    let log = viewed();
+    for actor in [crew(TEAM), staff(A)] {
+        assert_eq!(
+            log.check(&EventKind::Assigned { team: TEAM }, &actor),
+            Err(IncidentError::DispatcherOnly)
+        );
+    }
+    let empty = Incident { events: vec![] };
+    let created = EventKind::Created {
+        location: "x".into(),
+        category: ComplaintCategory::Other,
+        note: String::new(),
+        card_prep_requested: false,
+    };
+    assert_eq!(
+        empty.check(&created, &staff(A)),
+        Err(IncidentError::DispatcherOnly)
+    );
+}
+
+#[test]
+fn the_latest_vitals_are_the_latest_measured_not_the_latest_delivered() {
+    let mut log = viewed();
+    let at = |m: i64| t0() + Duration::minutes(m);
+    for (measured, pulse) in [(30, 120), (20, 90)] {
+        let kind = EventKind::Vitals {
+            vitals: Vitals {
+                pulse: Some(pulse),
+                ..Vitals::default()
+            },
+        };
+        log.check(&kind, &crew(TEAM)).unwrap();
+        let seq = u32::try_from(log.events.len()).unwrap() + 1;
+        log.events.push(Event {
+            seq,
+            kind,
+            at: at(40),
+            device_at: Some(at(measured)),
+            idempotency_key: format!("v{seq}"),
+            actor: crew(TEAM),
+        });
+    }
+    let (when, latest) = log.latest_vitals().unwrap();
+    assert_eq!(
+        latest.pulse,
+        Some(120),
+        "the 20-minute reading came late from the outbox"
+    );
+    assert_eq!(when, at(30));
 }
 
 #[test]

@@ -194,6 +194,11 @@ fn check_key(key: &str) -> Result<(), EmsError> {
     Ok(())
 }
 
+/// The key of the event ems records for a view the provider answered with `access_id`.
+pub(crate) fn view_key(access_id: i64) -> String {
+    format!("{SERVER_KEY_PREFIX}view-{access_id}")
+}
+
 /// A device time must be a time at all (the rule then bounds it).
 fn check_device_ms(device_at_ms: Option<i64>) -> Result<(), EmsError> {
     match device_at_ms {
@@ -288,11 +293,22 @@ fn to_event_kind(
             }
         }
         CrewEvent::Vitals { vitals } => EventKind::Vitals { vitals },
-        CrewEvent::Destination { hospital } => {
+        CrewEvent::Destination { hospital, patients } => {
             if !registry_has(&hospital) {
                 return Err(EmsError::Rule(IncidentError::UnknownHospital));
             }
-            EventKind::Destination { hospital }
+            let known = record.log.patients();
+            let patients = patients
+                .iter()
+                .map(|n| {
+                    usize::try_from(*n)
+                        .ok()
+                        .and_then(|n| n.checked_sub(1))
+                        .and_then(|i| known.get(i).map(|k| (*k).clone()))
+                        .ok_or(EmsError::Rule(IncidentError::UnknownPatient))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            EventKind::Destination { hospital, patients }
         }
         CrewEvent::Closed => EventKind::Closed,
     })
@@ -434,7 +450,18 @@ async fn summary<S: EmsStore>(
                     hospital: None,
                 })
                 .await?;
-            // The copy the destination hospital will read (no second card read).
+
+            // Checked again inside the append: a withdrawal or a reassignment that landed
+            // while the provider answered stops the summary here.
+            let viewed = EventKind::SummaryViewed {
+                patient: card.patient.clone(),
+                view: body.view,
+            };
+            let key = view_key(response.access_id);
+            // The funnel's "viewed" is derived from this event (`Incident::outcome`).
+            append_server_event(&ems, &c, id, viewed, key).await?;
+            // Kept only once the view is committed: the copy the destination hospital will read
+            // (no second card read).
             ems.store
                 .save_handoff(
                     c.at.bureau.id,
@@ -444,20 +471,13 @@ async fn summary<S: EmsStore>(
                         patient_number,
                         view: body.view,
                         provider_access_id: response.access_id,
+                        team: c.at.team.name.clone(),
+                        crew_member: c.crew.login.clone(),
                         saved_ms: ems.now_ms(),
                         summary: response.summary.clone(),
                     },
                 )
                 .await?;
-            // Checked again inside the append: a withdrawal or a reassignment that landed
-            // while the provider answered stops the summary here.
-            let viewed = EventKind::SummaryViewed {
-                patient: card.patient,
-                view: body.view,
-            };
-            let key = format!("{SERVER_KEY_PREFIX}view-{}", response.access_id);
-            // The funnel's "viewed" is derived from this event (`Incident::outcome`).
-            append_server_event(&ems, &c, id, viewed, key).await?;
             Ok(Json(TerminalSummary {
                 patient: patient_number,
                 summary: *response,

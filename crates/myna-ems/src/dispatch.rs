@@ -598,9 +598,19 @@ fn describe(kind: &EventKind, teams: &[Team], log: &Incident) -> String {
                 .collect::<Vec<_>>()
                 .join("、")
         ),
-        EventKind::Destination { hospital } => {
-            format!("搬送先決定: {}", crate::wire::hospital_name(hospital))
-        }
+        EventKind::Destination { hospital, patients } => format!(
+            "搬送先決定: {}（{}）",
+            crate::wire::hospital_name(hospital),
+            if patients.is_empty() {
+                "カード読取なし".to_owned()
+            } else {
+                patients
+                    .iter()
+                    .map(|p| who(p))
+                    .collect::<Vec<_>>()
+                    .join("・")
+            }
+        ),
         EventKind::Handoff {
             hospital,
             received_by,
@@ -755,6 +765,20 @@ async fn reset<S: EmsStore>(
     AdminDesk(d): AdminDesk,
     Form(f): Form<ResetForm>,
 ) -> Response {
+    // Hospital staff are not the bureau's people: a desk admin who could set their password
+    // could read patients in a hospital's name. Their operator resets them (`ems` CLI).
+    match ems.store.account(d.bureau.id, f.login.trim()).await {
+        Ok(Some(a)) if a.role == Role::Hospital => {
+            return admin_view(
+                &ems,
+                &d,
+                Some("病院職員のパスワードはここでは再設定できません".into()),
+            )
+            .await;
+        }
+        Ok(_) => {}
+        Err(e) => return EmsError::from(e).into_response(),
+    }
     if f.password.chars().count() < crate::MIN_PASSWORD_CHARS {
         return admin_view(
             &ems,

@@ -17,6 +17,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
+use myna_domain::access::Consent;
 use myna_domain::hospitals::{
     Acceptance, Capability, Criteria, Hospital, HospitalStatus, Registry, incident_origin,
 };
@@ -25,6 +26,7 @@ use myna_domain::summary::{
     DrugGroup, EmergencySummary, View, VisitGroup, group_drugs, group_visits,
 };
 use myna_domain::vitals::{VitalSign, Vitals};
+use myna_fhir::{HandoffInput, handoff_bundle};
 use myna_store::ems::{
     Bureau, EmsStore, HandoffSnapshot, IncidentFilter, IncidentRecord, NewEvent, Role, Session,
     StatusChange,
@@ -49,6 +51,20 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/hospital/incidents/{id}", get(patient_page::<S>))
         .route("/hospital/incidents/{id}/live", get(live::<S>))
         .route("/hospital/incidents/{id}/receipt", post(receipt::<S>))
+        .route(
+            "/hospital/incidents/{id}/patients/{n}/handoff.json",
+            get(handoff_json::<S>),
+        )
+        // Patient data must not outlive the page in the browser's caches (a shared ER PC).
+        .layer(axum::middleware::map_response(
+            |mut r: Response| async move {
+                r.headers_mut().insert(
+                    axum::http::header::CACHE_CONTROL,
+                    axum::http::HeaderValue::from_static("no-store"),
+                );
+                r
+            },
+        ))
 }
 
 /// A signed-in member of a hospital's staff, their bureau and their registry hospital.
@@ -526,9 +542,124 @@ struct PatientPage {
     patients: Vec<PatientCopy>,
 }
 
-/// The copy to show per patient: the full view when the crew opened it, else the summary.
+/// The lawful basis for the staff to read `copy` now (`Incident::may_hospital_view`); a
+/// refusal leaves a trace.
+fn basis<S: EmsStore>(
+    ems: &Ems<S>,
+    st: &Staff,
+    record: &IncidentRecord,
+    copy: &HandoffSnapshot,
+) -> Result<Consent, IncidentError> {
+    let window = chrono::Duration::seconds(st.bureau.view_window_s);
+    let answer = record.log.may_hospital_view(
+        &st.hospital.id,
+        &copy.patient,
+        &crate::api::view_key(copy.provider_access_id),
+        ems.now(),
+        window,
+    );
+    if let Err(reason) = &answer {
+        tracing::warn!(
+            bureau = %st.bureau.code,
+            hospital = %st.hospital.id,
+            staff = %st.session.account.login,
+            incident = %record.number,
+            patient = copy.patient_number,
+            %reason,
+            "hospital view refused"
+        );
+    }
+    answer
+}
+
+/// Writes a staff member's view of a copy to the view log; called before the copy leaves ems.
+async fn log_view<S: EmsStore>(
+    ems: &Ems<S>,
+    st: &Staff,
+    record: &IncidentRecord,
+    copy: &HandoffSnapshot,
+    consent: Consent,
+) -> Result<(), EmsError> {
+    ems.store
+        .record_view(ViewRecord {
+            at_ms: ems.now_ms(),
+            bureau: st.bureau.code.clone(),
+            incident_number: record.number.clone(),
+            team: copy.team.clone(),
+            crew_member: st.session.account.login.clone(),
+            terminal: 0,
+            patient: copy.patient.clone(),
+            patient_number: copy.patient_number,
+            consent,
+            view: copy.view,
+            provider_access_id: copy.provider_access_id,
+            hospital: Some(st.hospital.id.clone()),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Patient `n`'s copy if the staff may read it now, with the basis, its view logged.
+async fn readable_copy<S: EmsStore>(
+    ems: &Ems<S>,
+    st: &Staff,
+    id: i64,
+    n: u32,
+) -> Result<(IncidentRecord, HandoffSnapshot, Consent), EmsError> {
+    let record = own_patient(ems, st, id).await?;
+    let copy = best_copies(ems.store.handoffs(st.bureau.id, id).await?)
+        .into_iter()
+        .find(|c| c.patient_number == n)
+        .ok_or(EmsError::Rule(IncidentError::UnknownPatient))?;
+    let consent = basis(ems, st, &record, &copy).map_err(EmsError::Rule)?;
+    log_view(ems, st, &record, &copy, consent).await?;
+    Ok((record, copy, consent))
+}
+
+/// The handoff document of patient `n` as FHIR R4 JSON.
+async fn handoff_json<S: EmsStore>(
+    State(ems): St<S>,
+    st: Staff,
+    Path((id, n)): Path<(i64, u32)>,
+) -> Response {
+    match readable_copy(&ems, &st, id, n).await {
+        Ok((record, copy, consent)) => {
+            let bundle = handoff_bundle(&HandoffInput {
+                incident_number: &record.number,
+                bureau_code: &st.bureau.code,
+                bureau_name: &st.bureau.name,
+                team: &copy.team,
+                crew_member: &copy.crew_member,
+                hospital: &st.hospital,
+                log: &record.log,
+                patient_number: copy.patient_number,
+                consent,
+                provider_access_id: copy.provider_access_id,
+                summary: &copy.summary,
+                generated_at: ems.now(),
+            });
+            let mut resp = axum::Json(bundle).into_response();
+            resp.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/fhir+json"),
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+                "attachment; filename=\"handoff-{}-{n}.json\"",
+                record.number
+            )) {
+                resp.headers_mut()
+                    .insert(axum::http::header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The copy passed on per patient: the 救急用サマリー (DESIGN §3.7 gives the hospital the
+/// summary, not the 全量版), else the full view if that is all there is.
 fn best_copies(mut copies: Vec<HandoffSnapshot>) -> Vec<HandoffSnapshot> {
-    copies.sort_by_key(|c| (c.patient_number, c.view != View::Full));
+    copies.sort_by_key(|c| (c.patient_number, c.view != View::Summary));
     let mut seen = HashSet::new();
     copies.retain(|c| seen.insert(c.patient_number));
     copies
@@ -542,25 +673,9 @@ async fn patient_page<S: EmsStore>(State(ems): St<S>, st: Staff, Path(id): Path<
         let copies = best_copies(ems.store.handoffs(st.bureau.id, id).await?);
         let mut patients = Vec::new();
         for copy in copies {
-            match record.log.may_hospital_view(&st.hospital.id, &copy.patient) {
+            match basis(&ems, &st, &record, &copy) {
                 Ok(consent) => {
-                    // Audited before the copy leaves ems.
-                    ems.store
-                        .record_view(ViewRecord {
-                            at_ms: ems.now_ms(),
-                            bureau: st.bureau.code.clone(),
-                            incident_number: record.number.clone(),
-                            team: view.team_name.clone().unwrap_or_default(),
-                            crew_member: st.session.account.login.clone(),
-                            terminal: 0,
-                            patient: copy.patient.clone(),
-                            patient_number: copy.patient_number,
-                            consent,
-                            view: copy.view,
-                            provider_access_id: copy.provider_access_id,
-                            hospital: Some(st.hospital.id.clone()),
-                        })
-                        .await?;
+                    log_view(&ems, &st, &record, &copy, consent).await?;
                     let sm = copy.summary;
                     patients.push(PatientCopy {
                         number: copy.patient_number,
@@ -715,6 +830,7 @@ struct StreamState<S> {
 pub(crate) fn home_of(role: Role) -> &'static str {
     match role {
         Role::Hospital => "/hospital",
-        Role::Admin | Role::Dispatcher | Role::Crew => "/dispatch",
+        Role::Admin | Role::Dispatcher => "/dispatch",
+        Role::Crew => "/login",
     }
 }

@@ -1777,14 +1777,19 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
     let crew_views = w.store.view_records(A_CODE, 10).await.unwrap().len();
 
     // A destination that never accepted is refused; after 受入可 it is taken.
-    let dest = |key: &str, h: &str| event_body(key, json!({"kind": "destination", "hospital": h}));
+    let dest = |key: &str, h: &str| {
+        event_body(
+            key,
+            json!({"kind": "destination", "hospital": h, "patients": [1]}),
+        )
+    };
     let (_, v) = w
         .post_event(&token, &session, incident, dest("d1", "kawasaki-municipal"))
         .await;
     assert_eq!(code(&v), "destination_not_accepted", "{v}");
     let accepted = json!({"kind": "inquiry", "hospital": "kawasaki-municipal", "result": "accepted", "reason": null});
     w.ok_event(&token, &session, incident, accepted).await;
-    let chosen = json!({"kind": "destination", "hospital": "kawasaki-municipal"});
+    let chosen = json!({"kind": "destination", "hospital": "kawasaki-municipal", "patients": [1]});
     w.ok_event(&token, &session, incident, chosen).await;
 
     // Vitals: out of range refused, in range kept and shown.
@@ -1825,8 +1830,14 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
     assert!(html.contains("拮抗薬"), "the reversal agent for the DOAC");
     assert!(html.contains("182/104"), "the vitals");
     assert!(html.contains("救急隊が本人の同意を得て閲覧"));
+    let resp = w.send(w.get(&page, Some(&staff))).await;
+    assert_eq!(
+        resp.headers()[header::CACHE_CONTROL],
+        "no-store",
+        "no copy stays in the browser"
+    );
     let views = w.store.view_records(A_CODE, 10).await.unwrap();
-    assert_eq!(views.len(), crew_views + 1, "the hospital's view is logged");
+    assert_eq!(views.len(), crew_views + 2, "each hospital view is logged");
     let last = &views[0].entry;
     assert_eq!(last.hospital.as_deref(), Some("kawasaki-municipal"));
     assert_eq!(last.crew_member, "er-kawasaki-municipal");
@@ -1835,6 +1846,18 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
         w.store.verify_view_log().await.unwrap(),
         ChainReport::Intact { .. }
     ));
+
+    // The FHIR handoff document: the same copy, logged as a view.
+    let json_url = format!("{page}/patients/1/handoff.json");
+    let (s, doc) = json_of(w.send(w.get(&json_url, Some(&staff))).await).await;
+    assert_eq!(s, StatusCode::OK, "{doc}");
+    assert_eq!(doc["type"], "document");
+    assert_eq!(doc["entry"][0]["resource"]["resourceType"], "Composition");
+    assert!(doc.to_string().contains("182"), "the vitals are in it");
+    assert_eq!(
+        w.store.view_records(A_CODE, 10).await.unwrap().len(),
+        crew_views + 3
+    );
 
     // Another hospital of the bureau, and the same hospital's account in another bureau,
     // see nothing of it, and nothing is logged.
@@ -1845,9 +1868,11 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
         let other = w.desk(bureau, login).await;
         let (_, list) = w.body_text(w.get("/hospital/list", Some(&other))).await;
         assert!(!list.contains(&number), "{login}@{bureau}: {list}");
-        let (s, body) = w.body_text(w.get(&page, Some(&other))).await;
-        assert_ne!(s, StatusCode::OK, "{login}@{bureau}");
-        assert!(!body.contains("川崎　花子"));
+        for url in [&page, &json_url] {
+            let (s, body) = w.body_text(w.get(url, Some(&other))).await;
+            assert_ne!(s, StatusCode::OK, "{login}@{bureau} {url}");
+            assert!(!body.contains("川崎　花子"));
+        }
         let (s, _) = w
             .body_text(w.form(
                 &format!("{page}/receipt"),
@@ -1859,7 +1884,7 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
     }
     assert_eq!(
         w.store.view_records(A_CODE, 10).await.unwrap().len(),
-        crew_views + 1
+        crew_views + 3
     );
 
     // The receipt: not before 病着, then once.
@@ -1902,8 +1927,60 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
     assert!(html.contains("撤回"));
     assert_eq!(
         w.store.view_records(A_CODE, 10).await.unwrap().len(),
-        crew_views + 1
+        crew_views + 3
     );
+}
+
+#[tokio::test]
+async fn a_hospital_that_declines_after_being_chosen_loses_the_patient() {
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.taps(&token, &session, incident, CARD_A).await;
+    let answer = |result: &str| {
+        json!({"kind": "inquiry", "hospital": "kawasaki-municipal", "result": result,
+               "reason": if result == "declined" { json!("beds_full") } else { Value::Null }})
+    };
+    w.ok_event(&token, &session, incident, answer("accepted"))
+        .await;
+    w.ok_event(
+        &token,
+        &session,
+        incident,
+        json!({"kind": "destination", "hospital": "kawasaki-municipal", "patients": [1]}),
+    )
+    .await;
+    let staff = w.desk(A_CODE, "er-kawasaki-municipal").await;
+    let page = format!("/hospital/incidents/{incident}");
+    let (s, _) = w.body_text(w.get(&page, Some(&staff))).await;
+    assert_eq!(s, StatusCode::OK);
+    // The hospital calls back: no bed after all.
+    w.ok_event(&token, &session, incident, answer("declined"))
+        .await;
+    let before = w.store.view_records(A_CODE, 10).await.unwrap().len();
+    let (s, body) = w.body_text(w.get(&page, Some(&staff))).await;
+    assert_ne!(s, StatusCode::OK, "{body}");
+    assert!(!body.contains("川崎　花子"));
+    assert_eq!(
+        w.store.view_records(A_CODE, 10).await.unwrap().len(),
+        before
+    );
+    // And the desk admin cannot take over a hospital account by resetting its password.
+    let admin = w.desk(A_CODE, "admin").await;
+    let (_, html) = w
+        .body_text(w.form(
+            "/admin/password",
+            Some(&admin),
+            "login=er-kawasaki-municipal&password=a-long-enough-password".into(),
+        ))
+        .await;
+    assert!(
+        html.contains("病院職員のパスワードはここでは再設定できません"),
+        "{html}"
+    );
+    let login = "bureau=kawasaki-fd&login=er-kawasaki-municipal&password=a-long-enough-password";
+    let resp = w.send(w.form("/login", None, login.into())).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

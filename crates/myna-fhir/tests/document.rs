@@ -117,6 +117,7 @@ fn handed_off() -> Incident {
         &mut log,
         EventKind::Destination {
             hospital: "kawasaki-municipal".into(),
+            patients: vec![PatientSecret::from_bytes([1; 32]).patient("01AA00000042")],
         },
         crew.clone(),
     );

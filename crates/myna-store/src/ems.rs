@@ -143,6 +143,9 @@ pub struct HandoffSnapshot {
     pub view: View,
     /// The provider's access-log entry that answered the crew.
     pub provider_access_id: i64,
+    /// The team and the crew member who viewed it.
+    pub team: String,
+    pub crew_member: String,
     pub saved_ms: i64,
     pub summary: EmergencySummary,
 }

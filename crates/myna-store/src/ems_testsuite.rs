@@ -1325,6 +1325,8 @@ fn snapshot(n: u32, view: View, access: i64) -> HandoffSnapshot {
         patient_number: n,
         view,
         provider_access_id: access,
+        team: "救急1".into(),
+        crew_member: "crew01".into(),
         saved_ms: T0 + access,
         summary: myna_domain::summary::build_summary(
             &set.person,

@@ -153,6 +153,7 @@ struct ScreenTpl {
     hospitals: Vec<Ranked>,
     /// Hospitals whose latest answer (delivered or queued) is an acceptance.
     accepted: Vec<String>,
+    transport_choices: Vec<(String, String)>,
     destination: Option<String>,
     destination_name: String,
     statuses_note: String,
@@ -328,8 +329,10 @@ fn render_screen(t: &Terminal) -> String {
             .unwrap_or_default(),
         accepted: incident
             .as_ref()
+            .filter(|i| i.handoff.is_none())
             .map(|i| accepted_hospitals(i, &pending))
             .unwrap_or_default(),
+        transport_choices: incident.as_ref().map(transport_choices).unwrap_or_default(),
         destination: queued_destination(&pending, incident_id).or_else(|| {
             incident
                 .as_ref()
@@ -696,7 +699,7 @@ fn queued_events(pending: &[Queued], incident: i64) -> impl Iterator<Item = &Cre
 fn queued_destination(pending: &[Queued], incident: i64) -> Option<String> {
     queued_events(pending, incident)
         .filter_map(|e| match e {
-            CrewEvent::Destination { hospital } => Some(hospital.clone()),
+            CrewEvent::Destination { hospital, .. } => Some(hospital.clone()),
             _ => None,
         })
         .last()
@@ -742,18 +745,59 @@ fn statuses_note(statuses: &[HospitalStatus]) -> String {
 #[derive(Deserialize)]
 struct HospitalForm {
     hospital: String,
+    /// The patients taken there, `1,2`; empty when no card was read.
+    #[serde(default)]
+    patients: String,
 }
 
-/// 搬送先決定: one tap on a hospital that accepted.
+/// The destination buttons of a hospital row: one for the only patient (or none read), else
+/// one per patient and one for all. (label, patients as `1,2`).
+fn transport_choices(i: &IncidentView) -> Vec<(String, String)> {
+    let taken: Vec<u32> = i
+        .patients
+        .iter()
+        .filter(|p| !p.withdrawn && !p.refused)
+        .map(|p| p.number)
+        .collect();
+    let csv = |ns: &[u32]| ns.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    if taken.len() <= 1 {
+        return vec![("搬送先に決定".to_owned(), csv(&taken))];
+    }
+    taken
+        .iter()
+        .map(|n| (format!("傷病者{n}を搬送"), n.to_string()))
+        .chain(std::iter::once(("全員を搬送".to_owned(), csv(&taken))))
+        .collect()
+}
+
+/// 搬送先決定: one tap on a hospital that accepted (checked here as ems will: its latest
+/// answer, queued ones included, is an acceptance, and no handoff is signed).
 async fn destination(State(t): St, Path(id): Path<i64>, Form(f): Form<HospitalForm>) -> Response {
     touch(&t);
-    let result = enqueue(
-        &t,
-        id,
-        CrewEvent::Destination {
-            hospital: f.hospital,
-        },
-    );
+    let pending = t.outbox.pending().unwrap_or_default();
+    let allowed = t
+        .screen()
+        .current_incident()
+        .filter(|i| i.id == id && i.handoff.is_none())
+        .is_some_and(|i| accepted_hospitals(i, &pending).contains(&f.hospital));
+    let patients: Result<Vec<u32>, _> = f
+        .patients
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::parse::<u32>)
+        .collect();
+    let result = match (allowed, patients) {
+        (true, Ok(patients)) => enqueue(
+            &t,
+            id,
+            CrewEvent::Destination {
+                hospital: f.hospital,
+                patients,
+            },
+        ),
+        (false, _) => Err(crew_message(ErrorCode::DestinationNotAccepted).to_owned()),
+        (_, Err(_)) => Err("不明な操作です。".to_owned()),
+    };
     after(&t, result)
 }
 

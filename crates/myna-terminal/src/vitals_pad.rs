@@ -119,8 +119,8 @@ pub fn second_row(sign: VitalSign, opened: u16, systolic: Option<u16>) -> Vec<(S
         (VitalSign::Spo2, 1) => (50..=69).collect(),
         (VitalSign::Temperature, 200) => (200..=339).step_by(10).collect(),
         (VitalSign::Temperature, 420) => (420..=450).collect(),
-        (VitalSign::Temperature, t) => (t..t + 10).collect(),
-        (_, d) => (d..d + 10).collect(),
+        // Any other start is a decade; the value came from a form, so no overflow.
+        (_, d) => (d..d.saturating_add(10)).collect(),
     };
     values
         .into_iter()
@@ -257,6 +257,17 @@ mod tests {
                     }
                 };
                 assert_eq!(sent.check(), Ok(()), "{sign:?} {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_forged_range_start_yields_only_valid_values() {
+        for sign in VitalSign::ALL {
+            for start in [0, 9, 65_530, u16::MAX] {
+                for (_, v) in second_row(sign, start, None) {
+                    assert!(sign.range().contains(&v), "{sign:?} {start} {v}");
+                }
             }
         }
     }

@@ -197,9 +197,10 @@ pub enum CrewEvent {
     Vitals {
         vitals: Vitals,
     },
-    /// 搬送先決定: a hospital that accepted.
+    /// 搬送先決定: a hospital that accepted, and the patients (傷病者N) taken there.
     Destination {
         hospital: String,
+        patients: Vec<u32>,
     },
     Closed,
 }
@@ -324,7 +325,8 @@ wire_codes! {
         UnknownHospital = "unknown_hospital",
         VitalsOutOfRange = "vitals_out_of_range",
         DestinationNotAccepted = "destination_not_accepted",
-        DestinationAfterArrival = "destination_after_arrival",
+        DestinationAfterHandoff = "destination_after_handoff",
+        DispatcherOnly = "dispatcher_only",
         NotDestination = "not_destination",
         NotArrived = "not_arrived",
         HandoffRepeated = "handoff_repeated",
