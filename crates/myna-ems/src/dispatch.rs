@@ -606,7 +606,7 @@ fn describe(kind: &EventKind, teams: &[Team], log: &Incident) -> String {
             } else {
                 patients
                     .iter()
-                    .map(|p| who(p))
+                    .map(who)
                     .collect::<Vec<_>>()
                     .join("・")
             }
