@@ -35,8 +35,11 @@ ensure_rust() {
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup) first"
 }
 
-# Packages every build and test needs.
-BASE_PACKAGES=(gcc libc6-dev pkg-config sqlite3 ca-certificates libpcsclite-dev)
+# Packages every build and test needs; the IPAex Gothic font is embedded in the handoff PDF.
+BASE_PACKAGES=(gcc libc6-dev pkg-config sqlite3 ca-certificates libpcsclite-dev fonts-ipaexfont-gothic)
+
+# The PDF tests read the handoff back with poppler (pdftoppm, pdftotext, pdffonts).
+REPORT_PACKAGES=(poppler-utils)
 
 # The PC/SC stack the card tests run against: pcscd with the vsmartcard virtual reader, and
 # OpenSC as an unmodified third-party client.

@@ -604,11 +604,7 @@ fn describe(kind: &EventKind, teams: &[Team], log: &Incident) -> String {
             if patients.is_empty() {
                 "カード読取なし".to_owned()
             } else {
-                patients
-                    .iter()
-                    .map(who)
-                    .collect::<Vec<_>>()
-                    .join("・")
+                patients.iter().map(who).collect::<Vec<_>>().join("・")
             }
         ),
         EventKind::Handoff {

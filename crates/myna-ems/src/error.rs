@@ -43,6 +43,8 @@ pub enum EmsError {
     ProviderUnavailable(String),
     #[error("storage is unavailable: {0}")]
     Store(StoreError),
+    #[error("the report could not be made: {0}")]
+    Report(String),
 }
 
 impl From<StoreError> for EmsError {
@@ -116,6 +118,7 @@ impl EmsError {
             EmsError::ProviderRefused { .. } => C::ProviderRefused,
             EmsError::ProviderUnavailable(_) => C::ProviderUnavailable,
             EmsError::Store(_) => C::StorageUnavailable,
+            EmsError::Report(_) => C::ReportUnavailable,
         }
     }
 
@@ -133,7 +136,7 @@ impl EmsError {
             EmsError::CardRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EmsError::Malformed(_) => StatusCode::BAD_REQUEST,
             EmsError::ProviderRefused { .. } => StatusCode::BAD_GATEWAY,
-            EmsError::ProviderUnavailable(_) | EmsError::Store(_) => {
+            EmsError::ProviderUnavailable(_) | EmsError::Store(_) | EmsError::Report(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -142,7 +145,10 @@ impl EmsError {
 
 impl IntoResponse for EmsError {
     fn into_response(self) -> Response {
-        if matches!(self, EmsError::Store(_) | EmsError::ProviderUnavailable(_)) {
+        if matches!(
+            self,
+            EmsError::Store(_) | EmsError::ProviderUnavailable(_) | EmsError::Report(_)
+        ) {
             tracing::warn!(error = %self, "request failed");
         }
         let body = TerminalErrorBody::new(self.code(), self.to_string());

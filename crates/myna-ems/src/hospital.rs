@@ -55,6 +55,10 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
             "/hospital/incidents/{id}/patients/{n}/handoff.json",
             get(handoff_json::<S>),
         )
+        .route(
+            "/hospital/incidents/{id}/patients/{n}/handoff.pdf",
+            get(handoff_pdf::<S>),
+        )
         // Patient data must not outlive the page in the browser's caches (a shared ER PC).
         .layer(axum::middleware::map_response(
             |mut r: Response| async move {
@@ -616,42 +620,86 @@ async fn readable_copy<S: EmsStore>(
     Ok((record, copy, consent))
 }
 
+/// Patient `n`'s handoff document (FHIR R4), its view logged.
+async fn handoff_document<S: EmsStore>(
+    ems: &Ems<S>,
+    st: &Staff,
+    id: i64,
+    n: u32,
+) -> Result<(String, serde_json::Value), EmsError> {
+    let (record, copy, consent) = readable_copy(ems, st, id, n).await?;
+    let bundle = handoff_bundle(&HandoffInput {
+        incident_number: &record.number,
+        bureau_code: &st.bureau.code,
+        bureau_name: &st.bureau.name,
+        team: &copy.team,
+        crew_member: &copy.crew_member,
+        hospital: &st.hospital,
+        log: &record.log,
+        patient_number: copy.patient_number,
+        consent,
+        provider_access_id: copy.provider_access_id,
+        summary: &copy.summary,
+        generated_at: ems.now(),
+    });
+    Ok((record.number, bundle))
+}
+
+fn attachment(mut resp: Response, content_type: &'static str, name: &str) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(content_type),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        resp.headers_mut()
+            .insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
 /// The handoff document of patient `n` as FHIR R4 JSON.
 async fn handoff_json<S: EmsStore>(
     State(ems): St<S>,
     st: Staff,
     Path((id, n)): Path<(i64, u32)>,
 ) -> Response {
-    match readable_copy(&ems, &st, id, n).await {
-        Ok((record, copy, consent)) => {
-            let bundle = handoff_bundle(&HandoffInput {
-                incident_number: &record.number,
-                bureau_code: &st.bureau.code,
-                bureau_name: &st.bureau.name,
-                team: &copy.team,
-                crew_member: &copy.crew_member,
-                hospital: &st.hospital,
-                log: &record.log,
-                patient_number: copy.patient_number,
-                consent,
-                provider_access_id: copy.provider_access_id,
-                summary: &copy.summary,
-                generated_at: ems.now(),
-            });
-            let mut resp = axum::Json(bundle).into_response();
-            resp.headers_mut().insert(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/fhir+json"),
-            );
-            if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
-                "attachment; filename=\"handoff-{}-{n}.json\"",
-                record.number
-            )) {
-                resp.headers_mut()
-                    .insert(axum::http::header::CONTENT_DISPOSITION, v);
-            }
-            resp
-        }
+    match handoff_document(&ems, &st, id, n).await {
+        Ok((number, bundle)) => attachment(
+            axum::Json(bundle).into_response(),
+            "application/fhir+json",
+            &format!("handoff-{number}-{n}.json"),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The printed handoff of patient `n`: an A4 PDF typeset from the same FHIR document.
+async fn handoff_pdf<S: EmsStore>(
+    State(ems): St<S>,
+    st: Staff,
+    Path((id, n)): Path<(i64, u32)>,
+) -> Response {
+    let result = async {
+        let (number, bundle) = handoff_document(&ems, &st, id, n).await?;
+        let today = crate::jst_date(ems.now());
+        let pdf = tokio::task::spawn_blocking(move || {
+            let fonts =
+                myna_report::Fonts::system().map_err(|e| EmsError::Report(e.to_string()))?;
+            myna_report::handoff_pdf(&bundle, fonts, today)
+                .map(|(pdf, _)| pdf)
+                .map_err(|e| EmsError::Report(e.to_string()))
+        })
+        .await
+        .map_err(|e| EmsError::Report(e.to_string()))??;
+        Ok::<_, EmsError>((number, pdf))
+    }
+    .await;
+    match result {
+        Ok((number, pdf)) => attachment(
+            pdf.into_response(),
+            "application/pdf",
+            &format!("handoff-{number}-{n}.pdf"),
+        ),
         Err(e) => e.into_response(),
     }
 }

@@ -39,6 +39,17 @@ pub const DESK_SESSION: chrono::Duration = chrono::Duration::hours(12);
 /// Shortest password an admin may set.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
+/// The date in Japan (UTC+9) at `t`: a report's date.
+pub fn jst_date(t: DateTime<Utc>) -> (i32, u8, u8) {
+    use chrono::Datelike;
+    let d = (t + chrono::Duration::hours(9)).date_naive();
+    (
+        d.year(),
+        u8::try_from(d.month()).unwrap_or(1),
+        u8::try_from(d.day()).unwrap_or(1),
+    )
+}
+
 /// Something changed in an incident; terminals of `teams` and the bureau's desks are told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {

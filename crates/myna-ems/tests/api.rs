@@ -1854,9 +1854,16 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
     assert_eq!(doc["type"], "document");
     assert_eq!(doc["entry"][0]["resource"]["resourceType"], "Composition");
     assert!(doc.to_string().contains("182"), "the vitals are in it");
+    let pdf_url = format!("{page}/patients/1/handoff.pdf");
+    let resp = w.send(w.get(&pdf_url, Some(&staff))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/pdf");
+    let pdf = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(pdf.starts_with(b"%PDF-"));
     assert_eq!(
         w.store.view_records(A_CODE, 10).await.unwrap().len(),
-        crew_views + 3
+        crew_views + 4,
+        "the PDF is a view too"
     );
 
     // Another hospital of the bureau, and the same hospital's account in another bureau,
@@ -1868,7 +1875,7 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
         let other = w.desk(bureau, login).await;
         let (_, list) = w.body_text(w.get("/hospital/list", Some(&other))).await;
         assert!(!list.contains(&number), "{login}@{bureau}: {list}");
-        for url in [&page, &json_url] {
+        for url in [&page, &json_url, &pdf_url] {
             let (s, body) = w.body_text(w.get(url, Some(&other))).await;
             assert_ne!(s, StatusCode::OK, "{login}@{bureau} {url}");
             assert!(!body.contains("川崎　花子"));
@@ -1884,7 +1891,7 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
     }
     assert_eq!(
         w.store.view_records(A_CODE, 10).await.unwrap().len(),
-        crew_views + 3
+        crew_views + 4
     );
 
     // The receipt: not before 病着, then once.
@@ -1927,7 +1934,7 @@ async fn only_the_destination_hospital_sees_the_patient_with_the_crews_basis_and
     assert!(html.contains("撤回"));
     assert_eq!(
         w.store.view_records(A_CODE, 10).await.unwrap().len(),
-        crew_views + 3
+        crew_views + 4
     );
 }
 

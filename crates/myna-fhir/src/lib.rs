@@ -17,6 +17,8 @@
 //! document rules of our own. Pure: the caller passes the time.
 
 pub mod check;
+#[cfg(feature = "sample")]
+pub mod sample;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use myna_domain::access::Consent;
@@ -117,6 +119,13 @@ fn date(d: NaiveDate) -> String {
 
 fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A time as people in Japan read it, for the narratives (the data elements stay UTC).
+fn jst(t: DateTime<Utc>) -> String {
+    (t + chrono::Duration::hours(9))
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
 }
 
 /// The document under construction: entries in order, and their references.
@@ -304,18 +313,21 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
     let (location, category, note) = created(h.log);
     let phases = h.log.phase_times();
     let at = |p: Phase| phases.iter().find(|(q, _)| *q == p).map(|(_, t)| *t);
-    let mut transport_lines = vec![format!("主訴区分: {}", category.label_ja())];
+    let mut transport_lines = vec![
+        format!("主訴区分: {}", category.label_ja()),
+        "時刻は日本時間".to_owned(),
+    ];
     if !note.is_empty() {
         transport_lines.push(format!("通報内容: {note}"));
     }
     transport_lines.push(format!("発生場所: {location}"));
     transport_lines.push(format!("救急隊: {}（{}）", h.team, h.bureau_name));
     for (phase, t) in &phases {
-        transport_lines.push(format!("{}: {}", phase.label_ja(), instant(*t)));
+        transport_lines.push(format!("{}: {}", phase.label_ja(), jst(*t)));
     }
     transport_lines.push(format!("搬送先: {}", h.hospital.name));
     if let Some((who, t)) = h.log.handoff() {
-        transport_lines.push(format!("引継ぎ受領: {} {}", instant(t), who));
+        transport_lines.push(format!("引継ぎ受領: {} {}", jst(t), who));
     }
     let mut period = json!({});
     if let Some(start) = at(Phase::Call) {
@@ -488,7 +500,7 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
             merge(&mut obs, value);
             vital_refs.push(doc.add(&format!("vital/{r}/{}", sign.as_str()), obs));
         }
-        vital_lines.push(format!("{} {}", instant(*t), shown.join("、")));
+        vital_lines.push(format!("{} {}", jst(*t), shown.join("、")));
     }
 
     // Visit history: every visit, the narrative grouped as on the screens.

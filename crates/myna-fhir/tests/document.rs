@@ -3,139 +3,18 @@
 //! `MYNA_FHIR_OUT=dir`, the documents are also written there for the FHIR validators
 //! (`scripts/fhir-validate`).
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::NaiveDate;
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::alerts::AlertTable;
-use myna_domain::hospitals::Registry;
 use myna_domain::incident::*;
 use myna_domain::patient::PatientSecret;
 use myna_domain::summary::{EmergencySummary, View, build_summary};
-use myna_domain::vitals::{BloodPressure, Jcs, Vitals};
 use myna_fhir::check::document_problems;
-use myna_fhir::{HandoffInput, handoff_bundle};
+use myna_fhir::sample::{handed_off_incident, sample_bundle};
 use serde_json::Value;
 
-fn t0() -> DateTime<Utc> {
-    "2026-11-24T01:00:00Z".parse().unwrap()
-}
-
-fn push(log: &mut Incident, kind: EventKind, actor: Actor) {
-    log.check(&kind, &actor).unwrap();
-    let seq = u32::try_from(log.events.len()).unwrap() + 1;
-    log.events.push(Event {
-        seq,
-        kind,
-        at: t0() + Duration::minutes(i64::from(seq)),
-        device_at: None,
-        idempotency_key: format!("k{seq}"),
-        actor,
-    });
-}
-
-/// An incident taken to hospital and handed off, with two vitals records.
 fn handed_off() -> Incident {
-    let desk = Actor::Dispatcher { account: 1 };
-    let crew = Actor::Crew {
-        account: 2,
-        terminal: 3,
-        team: 4,
-    };
-    let p = PatientSecret::from_bytes([1; 32]).patient("01AA00000042");
-    let mut log = Incident::default();
-    push(
-        &mut log,
-        EventKind::Created {
-            location: "川崎市中原区小杉町3-600".into(),
-            category: ComplaintCategory::Trauma,
-            note: "階段から転落 <頭部打撲>".into(),
-            card_prep_requested: true,
-        },
-        desk.clone(),
-    );
-    push(&mut log, EventKind::Assigned { team: 4 }, desk);
-    for phase in [Phase::Arrival, Phase::Contact] {
-        push(&mut log, EventKind::Phase { phase }, crew.clone());
-    }
-    push(
-        &mut log,
-        EventKind::IdentityConfirmed { patient: p.clone() },
-        crew.clone(),
-    );
-    push(
-        &mut log,
-        EventKind::Consent {
-            patient: p.clone(),
-            consent: Consent::Obtained,
-        },
-        crew.clone(),
-    );
-    push(
-        &mut log,
-        EventKind::SummaryViewed {
-            patient: p,
-            view: View::Summary,
-        },
-        crew.clone(),
-    );
-    push(
-        &mut log,
-        EventKind::Vitals {
-            vitals: Vitals {
-                jcs: Jcs::new(10),
-                pulse: Some(112),
-                blood_pressure: Some(BloodPressure {
-                    systolic: 182,
-                    diastolic: 104,
-                }),
-                spo2: Some(94),
-                respiratory_rate: Some(24),
-                temperature_tenths: Some(368),
-            },
-        },
-        crew.clone(),
-    );
-    push(
-        &mut log,
-        EventKind::Vitals {
-            vitals: Vitals {
-                pulse: Some(98),
-                ..Vitals::default()
-            },
-        },
-        crew.clone(),
-    );
-    push(
-        &mut log,
-        EventKind::Inquiry {
-            hospital: "kawasaki-municipal".into(),
-            result: InquiryResult::Accepted,
-            reason: None,
-        },
-        crew.clone(),
-    );
-    push(
-        &mut log,
-        EventKind::Destination {
-            hospital: "kawasaki-municipal".into(),
-            patients: vec![PatientSecret::from_bytes([1; 32]).patient("01AA00000042")],
-        },
-        crew.clone(),
-    );
-    for phase in [Phase::InVehicle, Phase::Departure, Phase::HospitalArrival] {
-        push(&mut log, EventKind::Phase { phase }, crew.clone());
-    }
-    push(
-        &mut log,
-        EventKind::Handoff {
-            hospital: "kawasaki-municipal".into(),
-            received_by: "救急科 山田".into(),
-        },
-        Actor::Hospital {
-            account: 9,
-            hospital: "kawasaki-municipal".into(),
-        },
-    );
-    log
+    handed_off_incident(&PatientSecret::from_bytes([1; 32]).patient("01AA00000042")).unwrap()
 }
 
 fn sample_summary() -> EmergencySummary {
@@ -151,21 +30,7 @@ fn sample_summary() -> EmergencySummary {
 }
 
 fn bundle(log: &Incident, summary: &EmergencySummary, consent: Consent) -> Value {
-    let registry = Registry::shared().unwrap();
-    handoff_bundle(&HandoffInput {
-        incident_number: "20261124-0001",
-        bureau_code: "kawasaki-fd",
-        bureau_name: "川崎市消防局",
-        team: "中原救急1",
-        crew_member: "crew10",
-        hospital: registry.get("kawasaki-municipal").unwrap(),
-        log,
-        patient_number: 1,
-        consent,
-        provider_access_id: 77,
-        summary,
-        generated_at: t0() + Duration::minutes(40),
-    })
+    sample_bundle(log, summary, consent).unwrap()
 }
 
 fn resources<'a>(b: &'a Value, kind: &str) -> Vec<&'a Value> {

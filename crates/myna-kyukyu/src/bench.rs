@@ -33,6 +33,8 @@ pub enum BenchCommand {
     Card(crate::bench_card::CardBenchArgs),
     /// Ranking every hospital of the registry for one patient.
     Ranking(crate::bench_ranking::RankingBenchArgs),
+    /// The handoff: its FHIR document and its PDF, per synthetic patient.
+    Handoff(crate::bench_handoff::HandoffBenchArgs),
     /// Loading the drug master, classifying every code, and what that saves each summary.
     Alerts(crate::bench_alerts::AlertsBenchArgs),
     /// A TCP proxy that delays every byte each way (the browser benchmark's 100 ms RTT link;
@@ -74,6 +76,9 @@ pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
             tokio::task::spawn_blocking(move || crate::bench_card::run(a)).await?
         }
         BenchCommand::DelayProxy(a) => crate::delay_proxy::run(a).await,
+        BenchCommand::Handoff(a) => {
+            tokio::task::spawn_blocking(move || crate::bench_handoff::run(a)).await?
+        }
         BenchCommand::Ranking(a) => {
             tokio::task::spawn_blocking(move || crate::bench_ranking::run(a)).await?
         }

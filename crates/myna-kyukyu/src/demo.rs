@@ -5,8 +5,9 @@
 
 use crate::cards::{CA_CERT, Deck, Expect, PkiDir, issue_deck};
 use crate::ems_cli::{
-    DEMO_ADMIN_PASSWORD, DEMO_CREW_PASSWORD, DEMO_DISPATCHER_PASSWORD, TerminalArgs, add_terminal,
-    demo_password, hash_password, kawasaki_crew_login, serve_ems, serve_terminal,
+    DEMO_ADMIN_PASSWORD, DEMO_CREW_PASSWORD, DEMO_DISPATCHER_PASSWORD, DEMO_HOSPITAL_PASSWORD,
+    TerminalArgs, add_terminal, demo_password, hash_password, kawasaki_crew_login, serve_ems,
+    serve_terminal,
 };
 use crate::profile_file::ProfileFile;
 use crate::provider::{add_organisation, read_token, serve, write_token};
@@ -213,6 +214,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .bureau(KAWASAKI_CODE)
         .await?
         .context("the seeded bureau is missing")?;
+    seed_hospitals(ems_store.as_ref(), bureau.id).await?;
     let terminals_dir = dir.join("terminals");
     std::fs::create_dir_all(&terminals_dir)?;
     for (file, team) in DEMO_TERMINALS {
@@ -313,6 +315,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "  カードを置く (panel): {terminal_url}/demo   (in the same browser window, after the launch URL)"
     );
     println!("  every team's crew login is crew01 … crew31 with the same demo password");
+    println!(
+        "  病院画面 (hospital):  {ems_url}/login   bureau {KAWASAKI_CODE}, login er-kawasaki-municipal / {DEMO_HOSPITAL_PASSWORD}"
+    );
+    println!(
+        "                        every registry hospital has er-<id>, e.g. er-kanto-rosai, er-nms-musashikosugi"
+    );
 
     if args.exit_after_samples {
         let _ = stop_tx.send(true);
@@ -323,4 +331,78 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     ems_server.await.context("ems task")??;
     terminal_server.await.context("terminal task")??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each registry hospital's staff account (added if a data directory from before hospitals
+/// lacks it) and its acceptance status as the staff would set it at the start of a shift, if
+/// it has none: every capability accepting, except that 関東労災病院 is limited for
+/// neurosurgery (so the ranking shows a status at work). Demo data, set in the staff's name.
+async fn seed_hospitals(store: &EmsSqlite, bureau: i64) -> Result<()> {
+    use myna_domain::hospitals::{Acceptance, Capability, HospitalStatus, Registry};
+    use myna_store::ems::{AccountSeed, Role};
+    let registry = Registry::shared().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut hash = None;
+    for h in registry.hospitals() {
+        let login = myna_ems::seed::hospital_login(&h.id);
+        if store.account(bureau, &login).await?.is_some() {
+            continue;
+        }
+        let password_hash = match &hash {
+            Some(x) => String::clone(x),
+            None => {
+                let x = hash_password(DEMO_HOSPITAL_PASSWORD)?;
+                hash = Some(x.clone());
+                x
+            }
+        };
+        store
+            .add_account(
+                bureau,
+                AccountSeed {
+                    login,
+                    display_name: format!("{} 救急外来", h.name),
+                    role: Role::Hospital,
+                    team: None,
+                    hospital: Some(h.id.clone()),
+                    password_hash,
+                },
+            )
+            .await?;
+    }
+    let known: Vec<String> = store
+        .hospital_statuses(bureau)
+        .await?
+        .into_iter()
+        .map(|s| s.hospital_id)
+        .collect();
+    for h in registry.hospitals() {
+        if known.contains(&h.id) {
+            continue;
+        }
+        let Some(staff) = store
+            .account(bureau, &myna_ems::seed::hospital_login(&h.id))
+            .await?
+        else {
+            continue;
+        };
+        let mut status = HospitalStatus::accepting_everything(h, chrono::Utc::now());
+        if h.id == "kanto-rosai" {
+            for (c, a) in &mut status.capabilities {
+                if *c == Capability::Neurosurgery {
+                    *a = Acceptance::Limited;
+                }
+            }
+            status.note = "脳外科医 手術中（デモ）".into();
+        }
+        store
+            .set_hospital_status(
+                bureau,
+                myna_store::ems::StatusChange {
+                    status,
+                    account: staff.id,
+                },
+            )
+            .await?;
+    }
+    Ok(())
 }

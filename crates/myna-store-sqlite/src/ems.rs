@@ -11,9 +11,9 @@ use myna_domain::patient::PatientSecret;
 use myna_store::ChainReport;
 use myna_store::StoreError;
 use myna_store::ems::{
-    Account, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore, HandoffSnapshot,
-    IncidentFilter, IncidentId, IncidentRecord, NewEvent, Role, Session, StatusChange, Team,
-    TeamId, Terminal, TerminalId,
+    Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
+    HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, NewEvent, Role, Session,
+    StatusChange, Team, TeamId, Terminal, TerminalId,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
@@ -328,6 +328,41 @@ fn to_chained(
     })
 }
 
+fn insert_account(
+    tx: &Transaction<'_>,
+    bureau: BureauId,
+    a: &AccountSeed,
+) -> Result<AccountId, StoreError> {
+    let team: Option<i64> = match &a.team {
+        None => None,
+        Some(name) => Some(
+            tx.query_row(
+                "SELECT id FROM team WHERE bureau_id = ?1 AND name = ?2",
+                params![bureau, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::Corrupt(format!("account {}: no team {name:?}", a.login)))?,
+        ),
+    };
+    tx.execute(
+        "INSERT INTO account (bureau_id, login, display_name, role, team_id, \
+                     hospital_id, password_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            bureau,
+            a.login,
+            a.display_name,
+            a.role.as_str(),
+            team,
+            a.hospital,
+            a.password_hash
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(tx.last_insert_rowid())
+}
+
 impl EmsStore for EmsSqlite {
     async fn seed_bureau(&self, seed: BureauSeed) -> Result<BureauId, StoreError> {
         self.run(move |conn| {
@@ -371,35 +406,7 @@ impl EmsStore for EmsSqlite {
                 }
             }
             for a in &seed.accounts {
-                let team: Option<i64> = match &a.team {
-                    None => None,
-                    Some(name) => Some(
-                        tx.query_row(
-                            "SELECT id FROM team WHERE bureau_id = ?1 AND name = ?2",
-                            params![bureau, name],
-                            |r| r.get(0),
-                        )
-                        .optional()
-                        .map_err(db_err)?
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!("account {}: no team {name:?}", a.login))
-                        })?,
-                    ),
-                };
-                tx.execute(
-                    "INSERT INTO account (bureau_id, login, display_name, role, team_id, \
-                     hospital_id, password_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        bureau,
-                        a.login,
-                        a.display_name,
-                        a.role.as_str(),
-                        team,
-                        a.hospital,
-                        a.password_hash
-                    ],
-                )
-                .map_err(db_err)?;
+                insert_account(&tx, bureau, a)?;
             }
             tx.commit().map_err(db_err)?;
             Ok(bureau)
@@ -489,6 +496,20 @@ impl EmsStore for EmsSqlite {
             .map_err(db_err)?
             .map(with_role)
             .transpose()
+        })
+        .await
+    }
+
+    async fn add_account(
+        &self,
+        bureau: BureauId,
+        account: AccountSeed,
+    ) -> Result<AccountId, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let id = insert_account(&tx, bureau, &account)?;
+            tx.commit().map_err(db_err)?;
+            Ok(id)
         })
         .await
     }

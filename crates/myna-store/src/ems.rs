@@ -250,6 +250,13 @@ pub trait EmsStore: Send + Sync + 'static {
         login: &str,
     ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
 
+    /// Adds one account to a bureau (e.g. a hospital's staff joining a running system).
+    fn add_account(
+        &self,
+        bureau: BureauId,
+        account: AccountSeed,
+    ) -> impl Future<Output = Result<AccountId, StoreError>> + Send;
+
     /// Replaces the password hash and ends the account's sessions.
     fn set_password(
         &self,

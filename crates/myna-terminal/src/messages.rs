@@ -45,6 +45,7 @@ pub fn crew_message(code: ErrorCode) -> &'static str {
         }
         C::ProviderUnavailable => "全国の医療情報サービスに接続できません。自動で再試行します。",
         C::StorageUnavailable => "消防本部のサーバーが一時的に使えません。自動で再試行します。",
+        C::ReportUnavailable => "報告書を作成できませんでした。",
         C::TerminalRevoked => "この端末は失効しています。管理者に連絡してください。",
         C::TerminalUnknown => "この端末は登録されていません。管理者に連絡してください。",
         C::CrewSignedOut => "サインインし直してください（勤務交代・期限切れ）。",

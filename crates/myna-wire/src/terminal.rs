@@ -339,6 +339,7 @@ wire_codes! {
         ProviderRefused = "provider_refused",
         ProviderUnavailable = "provider_unavailable",
         StorageUnavailable = "storage_unavailable",
+        ReportUnavailable = "report_unavailable",
     }
 }
 
