@@ -47,8 +47,9 @@ async function hospitalLogin(hospital) {
 
 /** The tablet's hospital rows, in rank order: { id, eligible, text }. */
 async function ranking() {
+  // `text` is the row's one-line reason (the decline buttons say かかりつけ too).
   return crew.locator('#hospitals tr[data-hospital]').evaluateAll((rows) => rows.map((r) => ({
-    id: r.dataset.hospital, eligible: r.dataset.eligible === 'true', text: r.textContent,
+    id: r.dataset.hospital, eligible: r.dataset.eligible === 'true', text: r.querySelector('small').textContent,
   })));
 }
 
@@ -114,7 +115,7 @@ test('a hospital\'s status reaches the tablet\'s ranking, and the かかりつ�
   const b = before.find((r) => r.id === B);
   assert.equal(b.eligible, false, `B refuses: ${b.text}`);
   assert.match(b.text, /受入不可/);
-  assert.ok(before.every((r) => !r.text.includes('かかりつけ')), 'no かかりつけ before the card is read');
+  assert.ok(before.every((r) => !r.text.includes('かかりつけ')), `no かかりつけ before the card is read: ${before.map((r) => r.text).join(' | ')}`);
   assert.match(await crew.locator('#statuses-note').textContent(), /\d+病院が登録/);
 
   // The card, two taps, the summary: now the ranking knows the patient's かかりつけ.
