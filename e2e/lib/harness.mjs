@@ -58,6 +58,16 @@ export async function waitForHttp(u, ms = 240_000) {
   throw new Error(`${u} did not come up: ${last}`);
 }
 
+/** The demo on the test ports, with a small population, keeping its data in `dataDir`. */
+export function demoCommand(dataDir) {
+  return [
+    'demo', '--data-dir', dataDir, '--persons', '2000',
+    '--listen', `127.0.0.1:${PORTS.provider}`,
+    '--ems-listen', `127.0.0.1:${PORTS.ems}`,
+    '--terminal-listen', `127.0.0.1:${PORTS.terminal}`,
+  ];
+}
+
 /** A data directory seeded by one `demo --exit-after-samples` run, shared by the tests. */
 export function seededDataDir() {
   return mkdtempSync(join(tmpdir(), 'myna-e2e-'));

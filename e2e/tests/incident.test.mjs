@@ -9,6 +9,7 @@ import {
   PORTS, url, start, stop, stopAll, waitForHttp, seededDataDir, runToCompletion, deck, token,
   launchBrowser, screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard,
   removeCard, Taps, timeline, openTablet,
+  demoCommand,
 } from '../lib/harness.mjs';
 
 const EMS = url(PORTS.ems);
@@ -20,12 +21,7 @@ let crew; // the tablet's page (中原救急1)
 let panel; // the demo panel
 let cards;
 
-const demoArgs = () => [
-  'demo', '--data-dir', dataDir, '--persons', '2000',
-  '--listen', `127.0.0.1:${PORTS.provider}`,
-  '--ems-listen', `127.0.0.1:${PORTS.ems}`,
-  '--terminal-listen', `127.0.0.1:${PORTS.terminal}`,
-];
+const demoArgs = () => demoCommand(dataDir);
 
 before(async () => {
   dataDir = seededDataDir();

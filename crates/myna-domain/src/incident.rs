@@ -232,6 +232,7 @@ pub enum EventKind {
     Destination {
         hospital: String,
         /// The patients (read cards) transported; the hospital sees only their copies.
+        #[serde(default)]
         patients: Vec<PatientKey>,
     },
     /// 引継ぎ: the destination hospital's doctor signed for the patient after 病着.
@@ -867,21 +868,19 @@ impl Incident {
                     }
                     _ => None,
                 })?;
+        // Any decline by that hospital after the choice voids it for good (a later acceptance
+        // needs a new choice); once the handoff is signed, calls no longer matter.
         let declined_since = self
             .events
             .get(i + 1..)
             .unwrap_or(&[])
             .iter()
-            .rev()
-            .find_map(|e| match &e.kind {
-                EventKind::Inquiry {
-                    hospital: h,
-                    result,
-                    ..
-                } if h == hospital => Some(*result == InquiryResult::Declined),
-                _ => None,
+            .take_while(|e| !matches!(e.kind, EventKind::Handoff { .. }))
+            .any(|e| {
+                matches!(&e.kind, EventKind::Inquiry { hospital: h, result: InquiryResult::Declined, .. }
+                    if h == hospital)
             });
-        (declined_since != Some(true)).then_some((hospital, patients))
+        (!declined_since).then_some((hospital, patients))
     }
 
     /// When the destination was last chosen.
@@ -952,7 +951,11 @@ impl Incident {
         {
             return Err(IncidentError::NotDestination);
         }
-        let from = self.handoff().map_or(created, |(_, at)| at.max(created));
+        // A handoff signed within the window extends it; a late one does not reopen it.
+        let from = match self.handoff() {
+            Some((_, at)) if at <= created + window => at.max(created),
+            _ => created,
+        };
         if now > from + window {
             return Err(IncidentError::WindowPassed);
         }

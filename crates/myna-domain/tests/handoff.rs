@@ -598,3 +598,47 @@ fn every_kawasaki_station_has_a_starting_point() {
     }
     assert!(myna_domain::hospitals::station_point("横浜消防署").is_none());
 }
+
+#[test]
+fn a_destination_voided_by_a_decline_stays_void_until_chosen_again_and_a_late_receipt_opens_nothing()
+ {
+    let mut log = viewed();
+    push(&mut log, answer(A, true), crew(TEAM));
+    push(&mut log, to(A), crew(TEAM));
+    push(&mut log, answer(A, false), crew(TEAM));
+    push(&mut log, answer(A, true), crew(TEAM));
+    assert_eq!(
+        log.destination(),
+        None,
+        "a new acceptance is not a new choice"
+    );
+    push(&mut log, to(A), crew(TEAM));
+    assert_eq!(log.destination().as_deref(), Some(A));
+    push(&mut log, phase(Phase::HospitalArrival), crew(TEAM));
+    push(&mut log, handoff(A), staff(A));
+    // A stray decline tap after the handoff does not take the signed patient away.
+    push(&mut log, answer(A, false), crew(TEAM));
+    assert_eq!(log.destination().as_deref(), Some(A));
+
+    // A receipt signed after the window does not reopen it.
+    let mut late = viewed();
+    push(&mut late, answer(A, true), crew(TEAM));
+    push(&mut late, to(A), crew(TEAM));
+    push(&mut late, phase(Phase::HospitalArrival), crew(TEAM));
+    late.check(&handoff(A), &staff(A)).unwrap();
+    let seq = u32::try_from(late.events.len()).unwrap() + 1;
+    late.events.push(Event {
+        seq,
+        kind: handoff(A),
+        at: t0() + WINDOW + Duration::hours(1),
+        device_at: None,
+        idempotency_key: "late".into(),
+        actor: staff(A),
+    });
+    let p = patient(1);
+    let key = view_key(&late, &p);
+    assert_eq!(
+        late.may_hospital_view(A, &p, &key, t0() + WINDOW + Duration::hours(2), WINDOW),
+        Err(IncidentError::WindowPassed)
+    );
+}

@@ -20,7 +20,7 @@ use myna_domain::incident::{Actor, ComplaintCategory, EventKind, Incident, Phase
 use myna_domain::patient::PatientKey;
 use myna_domain::summary::View;
 use myna_domain::vitals::Vitals;
-use myna_store::ems::{Appended, Bureau, EmsStore, IncidentFilter, NewEvent, Role, Session, Team};
+use myna_store::ems::{Bureau, EmsStore, IncidentFilter, NewEvent, Role, Session, Team};
 use myna_store::hash_secret;
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -429,36 +429,13 @@ async fn assign_team<S: EmsStore>(
     incident: i64,
     team: i64,
 ) -> Result<(), EmsError> {
-    let before = ems
-        .store
-        .incident(d.bureau.id, incident)
-        .await?
-        .ok_or(EmsError::IncidentNotFound)?;
-    let appended = ems
-        .store
-        .append(
-            d.bureau.id,
-            incident,
-            NewEvent {
-                kind: EventKind::Assigned { team },
-                actor: desk_actor(d),
-                idempotency_key: myna_web::random_token(),
-                device_at_ms: None,
-                team_guard: None,
-            },
-            ems.now_ms(),
-        )
-        .await?;
-    if matches!(appended, Appended::New(_)) {
-        let mut teams = vec![team];
-        teams.extend(before.log.assigned_team());
-        ems.notify(Change {
-            bureau: d.bureau.id,
-            incident,
-            teams,
-        });
-    }
-    Ok(())
+    ems.record(
+        d.bureau.id,
+        incident,
+        EventKind::Assigned { team },
+        desk_actor(d),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -492,35 +469,10 @@ async fn assign<S: EmsStore>(
 }
 
 async fn close<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i64>) -> Response {
-    let result = async {
-        let before = ems
-            .store
-            .incident(d.bureau.id, id)
-            .await?
-            .ok_or(EmsError::IncidentNotFound)?;
-        ems.store
-            .append(
-                d.bureau.id,
-                id,
-                NewEvent {
-                    kind: EventKind::Closed,
-                    actor: desk_actor(&d),
-                    idempotency_key: myna_web::random_token(),
-                    device_at_ms: None,
-                    team_guard: None,
-                },
-                ems.now_ms(),
-            )
-            .await?;
-        ems.notify(Change {
-            bureau: d.bureau.id,
-            incident: id,
-            teams: before.log.assigned_team().into_iter().collect(),
-        });
-        Ok::<_, EmsError>(())
-    }
-    .await;
-    match result {
+    match ems
+        .record(d.bureau.id, id, EventKind::Closed, desk_actor(&d))
+        .await
+    {
         Ok(()) => Redirect::to("/dispatch").into_response(),
         Err(e) => e.into_response(),
     }

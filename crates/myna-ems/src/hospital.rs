@@ -28,8 +28,7 @@ use myna_domain::summary::{
 use myna_domain::vitals::{VitalSign, Vitals};
 use myna_fhir::{HandoffInput, handoff_bundle};
 use myna_store::ems::{
-    Bureau, EmsStore, HandoffSnapshot, IncidentFilter, IncidentRecord, NewEvent, Role, Session,
-    StatusChange,
+    Bureau, EmsStore, HandoffSnapshot, IncidentFilter, IncidentRecord, Role, Session, StatusChange,
 };
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -49,7 +48,6 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/hospital/list", get(list::<S>))
         .route("/hospital/stream", get(stream::<S>))
         .route("/hospital/incidents/{id}", get(patient_page::<S>))
-        .route("/hospital/incidents/{id}/live", get(live::<S>))
         .route("/hospital/incidents/{id}/receipt", post(receipt::<S>))
         .route(
             "/hospital/incidents/{id}/patients/{n}/handoff.json",
@@ -400,6 +398,26 @@ fn eta_ja(v: &IncidentView, hospital: &Hospital, now_ms: i64) -> String {
     }
 }
 
+/// The bureau's recent incidents whose destination is the staff's hospital.
+async fn destined_here<S: EmsStore>(
+    ems: &Ems<S>,
+    st: &Staff,
+) -> Result<Vec<IncidentRecord>, EmsError> {
+    let mut records = ems
+        .store
+        .incidents(
+            st.bureau.id,
+            IncidentFilter {
+                open_only: false,
+                team: None,
+                limit: RECENT_INCIDENTS,
+            },
+        )
+        .await?;
+    records.retain(|r| r.log.destination().as_deref() == Some(st.hospital.id.as_str()));
+    Ok(records)
+}
+
 struct IncomingRow {
     view: IncidentView,
     progress: &'static str,
@@ -415,21 +433,10 @@ struct ListFragment {
 async fn list<S: EmsStore>(State(ems): St<S>, st: Staff) -> Response {
     let result = async {
         let teams = ems.store.teams(st.bureau.id).await?;
-        let records = ems
-            .store
-            .incidents(
-                st.bureau.id,
-                IncidentFilter {
-                    open_only: false,
-                    team: None,
-                    limit: RECENT_INCIDENTS,
-                },
-            )
-            .await?;
+        let records = destined_here(&ems, &st).await?;
         let now = ems.now();
         let mut incoming: Vec<IncomingRow> = records
             .iter()
-            .filter(|r| r.log.destination().as_deref() == Some(st.hospital.id.as_str()))
             .map(|r| {
                 let view = incident_view(r, &teams, now);
                 IncomingRow {
@@ -480,6 +487,8 @@ struct LiveFragment {
     eta: String,
     vitals: Vec<VitalRow>,
     vitals_at: Option<String>,
+    /// More than one patient: the vitals are the incident's, whose is not recorded.
+    several: bool,
     can_sign: bool,
     handoff: Option<(String, String)>,
 }
@@ -494,6 +503,7 @@ fn live_fragment(view: IncidentView, hospital: &Hospital, now_ms: i64) -> LiveFr
             .map(|v| vital_rows(&v.vitals))
             .unwrap_or_default(),
         vitals_at: view.vitals.as_ref().map(|v| myna_web::jst_time(v.at_ms)),
+        several: view.patients.len() > 1,
         can_sign: view.handoff.is_none() && view.phase_at(Phase::HospitalArrival).is_some(),
         handoff: view
             .handoff
@@ -503,26 +513,13 @@ fn live_fragment(view: IncidentView, hospital: &Hospital, now_ms: i64) -> LiveFr
     }
 }
 
-async fn live<S: EmsStore>(State(ems): St<S>, st: Staff, Path(id): Path<i64>) -> Response {
-    let result = async {
-        let record = own_patient(&ems, &st, id).await?;
-        let teams = ems.store.teams(st.bureau.id).await?;
-        let view = incident_view(&record, &teams, ems.now());
-        Ok::<_, EmsError>(live_fragment(view, &st.hospital, ems.now_ms()))
-    }
-    .await;
-    match result {
-        Ok(f) => myna_web::page(&f),
-        Err(e) => e.into_response(),
-    }
-}
-
 /// Why the hospital may not read a patient's copy, in the staff's words.
 fn refusal_ja(e: &IncidentError) -> &'static str {
     match e {
         IncidentError::ConsentWithdrawn => "傷病者が同意を撤回したため閲覧できません",
         IncidentError::ConsentRefused => "傷病者が同意を拒否したため閲覧できません",
-        IncidentError::NotDestination => "この病院は搬送先ではありません",
+        IncidentError::NotDestination => "この病院は（もう）この傷病者の搬送先ではありません",
+        IncidentError::WindowPassed => "閲覧できる期間を過ぎました",
         _ => "救急隊の閲覧根拠（本人確認と同意）が現在の出場隊にないため閲覧できません",
     }
 }
@@ -704,12 +701,11 @@ async fn handoff_pdf<S: EmsStore>(
     }
 }
 
-/// The copy passed on per patient: the 救急用サマリー (DESIGN §3.7 gives the hospital the
-/// summary, not the 全量版), else the full view if that is all there is.
+/// The copy passed on per patient: the 救急用サマリー only (DESIGN §3.7 gives the hospital
+/// the summary, not the 全量版). There is one per patient: a later view replaces it.
 fn best_copies(mut copies: Vec<HandoffSnapshot>) -> Vec<HandoffSnapshot> {
-    copies.sort_by_key(|c| (c.patient_number, c.view != View::Summary));
-    let mut seen = HashSet::new();
-    copies.retain(|c| seen.insert(c.patient_number));
+    copies.retain(|c| c.view == View::Summary);
+    copies.sort_by_key(|c| c.patient_number);
     copies
 }
 
@@ -757,8 +753,24 @@ async fn patient_page<S: EmsStore>(State(ems): St<S>, st: Staff, Path(id): Path<
     .await;
     match result {
         Ok(p) => myna_web::page(&p),
+        // Said in the staff's words on a page of its own, not as an API error.
+        Err(EmsError::Rule(reason)) => (
+            axum::http::StatusCode::FORBIDDEN,
+            myna_web::page(&RefusedPage {
+                hospital: st.hospital.name.clone(),
+                reason: refusal_ja(&reason),
+            }),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+#[derive(Template)]
+#[template(path = "hospital_refused.html")]
+struct RefusedPage {
+    hospital: String,
+    reason: &'static str,
 }
 
 #[derive(serde::Deserialize)]
@@ -774,30 +786,12 @@ async fn receipt<S: EmsStore>(
     Form(f): Form<ReceiptForm>,
 ) -> Response {
     let result = async {
-        let record = own_patient(&ems, &st, id).await?;
-        ems.store
-            .append(
-                st.bureau.id,
-                id,
-                NewEvent {
-                    kind: EventKind::Handoff {
-                        hospital: st.hospital.id.clone(),
-                        received_by: f.received_by.trim().to_owned(),
-                    },
-                    actor: st.actor(),
-                    idempotency_key: myna_web::random_token(),
-                    device_at_ms: None,
-                    team_guard: None,
-                },
-                ems.now_ms(),
-            )
-            .await?;
-        ems.notify(Change {
-            bureau: st.bureau.id,
-            incident: id,
-            teams: record.log.assigned_team().into_iter().collect(),
-        });
-        Ok::<_, EmsError>(())
+        own_patient(&ems, &st, id).await?;
+        let kind = EventKind::Handoff {
+            hospital: st.hospital.id.clone(),
+            received_by: f.received_by.trim().to_owned(),
+        };
+        ems.record(st.bureau.id, id, kind, st.actor()).await
     }
     .await;
     match result {
@@ -816,6 +810,13 @@ async fn stream<S: EmsStore>(
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = ems.subscribe();
     let tick = tokio::time::interval(Duration::from_secs(10));
+    // What the screen may show now: a change that takes one of these away is pushed too.
+    let shown: HashSet<i64> = destined_here(&ems, &st)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     let state = StreamState {
         rx,
         tick,
@@ -823,7 +824,7 @@ async fn stream<S: EmsStore>(
         headers,
         bureau: st.bureau.id,
         hospital: st.hospital.id,
-        shown: HashSet::new(),
+        shown,
     };
     let events = futures_util::stream::unfold(Some(state), |state| async move {
         let mut s = state?;

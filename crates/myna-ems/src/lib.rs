@@ -97,6 +97,49 @@ impl<S: EmsStore> Ems<S> {
         let _ = self.changes.send(change);
     }
 
+    /// Appends an event a browser user (the desk, a hospital's staff) records, under a fresh
+    /// key, and tells the teams the incident was assigned to before and after it.
+    pub(crate) async fn record(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+        kind: myna_domain::incident::EventKind,
+        actor: myna_domain::incident::Actor,
+    ) -> Result<(), EmsError> {
+        let before = self
+            .store
+            .incident(bureau, incident)
+            .await?
+            .ok_or(EmsError::IncidentNotFound)?;
+        let mut teams: Vec<TeamId> = before.log.assigned_team().into_iter().collect();
+        if let myna_domain::incident::EventKind::Assigned { team } = &kind {
+            teams.insert(0, *team);
+        }
+        let appended = self
+            .store
+            .append(
+                bureau,
+                incident,
+                myna_store::ems::NewEvent {
+                    kind,
+                    actor,
+                    idempotency_key: myna_web::random_token(),
+                    device_at_ms: None,
+                    team_guard: None,
+                },
+                self.now_ms(),
+            )
+            .await?;
+        if matches!(appended, myna_store::ems::Appended::New(_)) {
+            self.notify(Change {
+                bureau,
+                incident,
+                teams,
+            });
+        }
+        Ok(())
+    }
+
     /// The bureau's provider client, reused across requests (it pools connections).
     pub(crate) fn provider(&self, bureau: &Bureau) -> ProviderClient {
         let key = (bureau.provider_url.clone(), bureau.provider_token.clone());

@@ -115,6 +115,11 @@ pub fn incident_view(
             hospital_name: hospital_name(&h),
             hospital: h,
             at_ms: log.destination_at().map_or(0, |t| t.timestamp_millis()),
+            patients: log
+                .destination_patients()
+                .iter()
+                .filter_map(|p| log.patient_number(p))
+                .collect(),
         }),
         vitals: log.latest_vitals().map(|(at, vitals)| VitalsView {
             at_ms: at.timestamp_millis(),

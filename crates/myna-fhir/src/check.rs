@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 /// Which resource type a section of ours holds, by its LOINC code.
-const SECTION_TYPES: [(&str, &str); 7] = [
+const SECTION_TYPES: [(&str, &str); 8] = [
     ("10160-0", "MedicationStatement"),
     ("104605-1", "Flag"),
     ("47519-4", "Procedure"),
@@ -15,6 +15,7 @@ const SECTION_TYPES: [(&str, &str); 7] = [
     ("46240-8", "Encounter"),
     ("42349-1", "Encounter"),
     ("48765-2", "AllergyIntolerance"),
+    ("11450-4", "Condition"),
 ];
 
 fn collect_references<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
@@ -32,8 +33,11 @@ fn collect_references<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
+/// The section's LOINC code.
 fn section_code(s: &Value) -> Option<&str> {
-    s["code"]["coding"][0]["code"].as_str()
+    (s["code"]["coding"][0]["system"] == "http://loinc.org")
+        .then(|| s["code"]["coding"][0]["code"].as_str())
+        .flatten()
 }
 
 /// Every broken rule, or none.
@@ -48,7 +52,7 @@ pub fn document_problems(bundle: &Value) -> Vec<String> {
     if bundle["timestamp"].as_str().is_none() {
         problems.push("a document Bundle has a timestamp (bdl-10)".to_owned());
     }
-    let Some(entries) = bundle["entry"].as_array() else {
+    let Some(entries) = bundle["entry"].as_array().filter(|e| !e.is_empty()) else {
         problems.push("no entries".to_owned());
         return problems;
     };
@@ -66,13 +70,13 @@ pub fn document_problems(bundle: &Value) -> Vec<String> {
             problems.push(format!("fullUrl {url} is used twice"));
         }
         let id = e["resource"]["id"].as_str().unwrap_or("");
-        if !url.ends_with(id) || !ids.insert(id) {
+        if id.is_empty() || url != format!("urn:uuid:{id}") || !ids.insert(id) {
             problems.push(format!(
                 "{url}: its id {id:?} is missing, repeated or not its URL's"
             ));
         }
     }
-    let composition = &entries[0]["resource"];
+    let composition = &bundle["entry"][0]["resource"];
     if composition["resourceType"] != "Composition" {
         problems.push("the first entry is not the Composition (bdl-11)".to_owned());
     }
@@ -116,7 +120,18 @@ pub fn document_problems(bundle: &Value) -> Vec<String> {
             }
         }
     }
-    let composition_url = entries[0]["fullUrl"].as_str().unwrap_or("");
+    // Every resource about a patient is about the document's patient.
+    let subject = &composition["subject"]["reference"];
+    for e in entries {
+        let about = &e["resource"]["subject"]["reference"];
+        if !about.is_null() && about != subject {
+            problems.push(format!(
+                "{} is about {about}, not the document's patient",
+                e["fullUrl"]
+            ));
+        }
+    }
+    let composition_url = bundle["entry"][0]["fullUrl"].as_str().unwrap_or("");
     let provenance = entries
         .iter()
         .find(|e| e["resource"]["resourceType"] == "Provenance");

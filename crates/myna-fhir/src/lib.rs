@@ -86,8 +86,17 @@ fn uuid(seed: &str, part: &str) -> String {
     )
 }
 
+/// Text as FHIR and XML allow it: control characters (which a typed note may carry) become
+/// spaces.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
+    clean(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
@@ -161,12 +170,18 @@ fn sex_code(s: Sex) -> &'static str {
     }
 }
 
-/// A name as JP Core writes it: family and given split at the full-width space.
-fn human_name(text: &str, representation: Option<&str>) -> Value {
+/// A name as JP Core writes it: family and given split at the full-width space, the text
+/// joined with a half-width one. None for an empty name (FHIR has no empty strings).
+fn human_name(text: &str, representation: Option<&str>) -> Option<Value> {
+    let text = clean(text);
     let mut parts = text.split(['\u{3000}', ' ']).filter(|p| !p.is_empty());
-    let family = parts.next().unwrap_or(text);
+    let family = parts.next()?;
     let given: Vec<&str> = parts.collect();
-    let mut name = json!({ "use": "official", "text": text, "family": family });
+    let joined = std::iter::once(family)
+        .chain(given.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut name = json!({ "use": "official", "text": joined, "family": family });
     if !given.is_empty() {
         name["given"] = json!(given);
     }
@@ -176,7 +191,13 @@ fn human_name(text: &str, representation: Option<&str>) -> Value {
             "valueCode": r,
         }]);
     }
-    name
+    Some(name)
+}
+
+/// A string element, or none when it would be empty.
+fn some_text(s: &str) -> Option<String> {
+    let s = clean(s).trim().to_owned();
+    (!s.is_empty()).then_some(s)
 }
 
 /// A vital sign as an Observation's code and value.
@@ -198,11 +219,12 @@ fn vital_observation(sign: VitalSign, v: &Vitals) -> Option<(Value, Value)> {
             loinc("8867-4", "Heart rate"),
             quantity(f64::from(v.pulse?), "/min", "/min"),
         ),
+        // 2708-6 is the code the R4 oxygen-saturation profile requires; 59408-5 says how.
         VitalSign::Spo2 => (
-            loinc(
-                "59408-5",
-                "Oxygen saturation in Arterial blood by Pulse oximetry",
-            ),
+            json!({ "coding": [
+                { "system": LOINC, "code": "2708-6", "display": "Oxygen saturation in Arterial blood" },
+                { "system": LOINC, "code": "59408-5", "display": "Oxygen saturation in Arterial blood by Pulse oximetry" },
+            ] }),
             quantity(f64::from(v.spo2?), "%", "%"),
         ),
         VitalSign::Temperature => (
@@ -234,13 +256,25 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-fn section(title: &str, code: Value, lines: &[String], entries: Vec<Value>) -> Value {
+/// Why a section is empty: the claims were read and hold nothing (`nilknown`), or the
+/// summary cannot carry such data at all (`unavailable`).
+#[derive(Clone, Copy)]
+enum Empty {
+    NoneFound,
+    NotInClaims,
+}
+
+fn section(title: &str, code: Value, lines: &[String], entries: Vec<Value>, empty: Empty) -> Value {
     let mut s = json!({ "title": title, "code": code, "text": narrative(lines) });
     if entries.is_empty() {
+        let (code, display) = match empty {
+            Empty::NoneFound => ("nilknown", "Nil Known"),
+            Empty::NotInClaims => ("unavailable", "Unavailable"),
+        };
         s["emptyReason"] = json!({ "coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason",
-            "code": "unavailable",
-            "display": "Unavailable",
+            "code": code,
+            "display": display,
         }] });
     } else {
         s["entry"] = Value::Array(entries);
@@ -277,20 +311,29 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
 
     let p = &sm.patient;
     let c = &p.coverage;
-    let patient = doc.add(
-        "patient",
-        json!({
-            "resourceType": "Patient",
-            "identifier": [{
-                "system": INSURANCE_MEMBER_ID,
-                "value": format!("{}:{}:{}:{}", c.insurer_number, c.symbol, c.number, c.branch),
-            }],
-            "name": [human_name(&p.name, Some("IDE")), human_name(&p.name_kana, Some("SYL"))],
-            "gender": sex_code(p.sex),
-            "birthDate": date(p.birth_date),
-            "address": [{ "text": p.address }],
-        }),
-    );
+    let mut patient_resource = json!({
+        "resourceType": "Patient",
+        "identifier": [{
+            "system": INSURANCE_MEMBER_ID,
+            "value": format!("{}:{}:{}:{}", c.insurer_number, c.symbol, c.number, c.branch),
+        }],
+        "gender": sex_code(p.sex),
+        "birthDate": date(p.birth_date),
+    });
+    let names: Vec<Value> = [
+        human_name(&p.name, Some("IDE")),
+        human_name(&p.name_kana, Some("SYL")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !names.is_empty() {
+        patient_resource["name"] = Value::Array(names);
+    }
+    if let Some(a) = some_text(&p.address) {
+        patient_resource["address"] = json!([{ "text": a }]);
+    }
+    let patient = doc.add("patient", patient_resource);
     let bureau = doc.add(
         "bureau",
         json!({
@@ -342,7 +385,7 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
             "resourceType": "Encounter",
             "identifier": [{ "system": INCIDENT_ID, "value": format!("{}/{}", h.bureau_code, h.incident_number) }],
             "status": if h.log.handoff().is_some() { "finished" } else { "in-progress" },
-            "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER", "display": "emergency" },
+            "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "FLD", "display": "field" },
             "subject": patient.clone(),
             "period": period,
             "reasonCode": [{ "text": category.label_ja() }],
@@ -469,10 +512,21 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
         ));
     }
 
-    // Vital signs, every record the crew took.
+    // Vital signs, every record the crew took. They are the incident's (the tablet does not
+    // say whose they are): with more than one patient they stay narrative, never another
+    // patient's Observation.
     let mut vital_lines = Vec::new();
     let mut vital_refs = Vec::new();
-    for (r, (t, v)) in h.log.vitals().iter().enumerate() {
+    let single_patient = h.log.patients().len() <= 1;
+    if !single_patient && !h.log.vitals().is_empty() {
+        vital_lines.push(
+            "この事案には複数の傷病者がいます。以下は事案全体の測定値で、どの傷病者のものかは記録されていません"
+                .to_owned(),
+        );
+    }
+    let mut vitals = h.log.vitals();
+    vitals.sort_by_key(|(t, _)| *t);
+    for (r, (t, v)) in vitals.iter().enumerate() {
         let mut shown = Vec::new();
         for sign in VitalSign::ALL {
             let Some((code, value)) = vital_observation(sign, v) else {
@@ -498,7 +552,9 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
                 "performer": [bureau.clone()],
             });
             merge(&mut obs, value);
-            vital_refs.push(doc.add(&format!("vital/{r}/{}", sign.as_str()), obs));
+            if single_patient {
+                vital_refs.push(doc.add(&format!("vital/{r}/{}", sign.as_str()), obs));
+            }
         }
         vital_lines.push(format!("{} {}", jst(*t), shown.join("、")));
     }
@@ -534,7 +590,7 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
                 "resourceType": "Encounter",
                 "status": "finished",
                 "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class, "display": display },
-                "serviceType": { "text": v.department },
+                "serviceType": { "text": some_text(&v.department).unwrap_or_else(|| "診療科不明".to_owned()) },
                 "subject": patient.clone(),
                 "period": { "start": date(v.service_date), "end": date(v.service_date) },
                 "serviceProvider": {
@@ -554,11 +610,13 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
         Some(r) => format!("同意なし閲覧（{}）", r.label_ja()),
     };
     let mut targets: Vec<Value> = vec![json!({ "reference": composition_url.clone() })];
+    targets.push(patient.clone());
     targets.extend(
         alert_refs
             .iter()
             .chain(&med_refs)
             .chain(&proc_refs)
+            .chain(&visit_refs)
             .cloned(),
     );
     doc.add(
@@ -579,7 +637,7 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
                 },
                 {
                     "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "performer", "display": "Performer" }] },
-                    "who": { "display": format!("{} {}", h.team, h.crew_member) },
+                    "who": { "display": some_text(&format!("{} {}", h.team, h.crew_member)).unwrap_or_else(|| "救急隊".to_owned()) },
                     "onBehalfOf": bureau.clone(),
                 },
             ],
@@ -604,31 +662,42 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
             loinc("10160-0", "History of Medication use Narrative"),
             &med_lines,
             med_refs,
+            Empty::NoneFound,
         ),
         section(
             "アレルギー",
             loinc("48765-2", "Allergies and adverse reactions Document"),
             &["レセプト由来の救急用サマリーにはアレルギー情報が含まれません".to_owned()],
             Vec::new(),
+            Empty::NotInClaims,
         ),
         section(
             "傷病名",
             loinc("11450-4", "Problem list - Reported"),
             &["レセプト由来の救急用サマリーには傷病名が含まれません".to_owned()],
             Vec::new(),
+            Empty::NotInClaims,
         ),
-        section("警告", loinc("104605-1", "Alert"), &alert_lines, alert_refs),
+        section(
+            "警告",
+            loinc("104605-1", "Alert"),
+            &alert_lines,
+            alert_refs,
+            Empty::NoneFound,
+        ),
         section(
             "手術・処置・透析",
             loinc("47519-4", "History of Procedures Document"),
             &proc_lines,
             proc_refs,
+            Empty::NoneFound,
         ),
         section(
             "バイタルサイン（救急隊測定）",
             loinc("8716-3", "Vital signs"),
             &vital_lines,
             vital_refs,
+            Empty::NoneFound,
         ),
         section(
             "受診歴",
@@ -638,12 +707,14 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
             ),
             &visit_lines,
             visit_refs,
+            Empty::NoneFound,
         ),
         section(
             "救急搬送（主訴・経過）",
             loinc("42349-1", "Reason for referral (narrative)"),
             &transport_lines,
             vec![transport],
+            Empty::NoneFound,
         ),
     ];
     let mut event_period = json!({});
@@ -654,6 +725,7 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
     let composition = json!({
         "resourceType": "Composition",
         "id": uuid(&doc.seed, "composition"),
+        "identifier": { "system": "urn:ietf:rfc:3986", "value": composition_url.clone() },
         "status": "final",
         "type": loinc("60591-5", "Patient summary Document"),
         "subject": patient,
@@ -668,10 +740,15 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
     if let Some(first) = doc.entries.first_mut() {
         *first = json!({ "fullUrl": composition_url, "resource": composition });
     }
+    // A document's identifier changes with its content (vitals, the receipt); the
+    // Composition's stays the handoff's.
+    let content = serde_json::to_string(&doc.entries).unwrap_or_default();
+    let version = hex::encode(Sha256::digest(content.as_bytes()));
+    let bundle_id = uuid(&doc.seed, &format!("bundle/{version}"));
     json!({
         "resourceType": "Bundle",
-        "id": uuid(&doc.seed, "bundle"),
-        "identifier": { "system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", uuid(&doc.seed, "bundle")) },
+        "id": bundle_id,
+        "identifier": { "system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{bundle_id}") },
         "type": "document",
         "timestamp": instant(h.generated_at),
         "entry": doc.entries,

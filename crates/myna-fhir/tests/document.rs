@@ -96,7 +96,7 @@ fn the_sample_handoff_keeps_the_document_rules_and_carries_what_the_crew_saw() {
     assert_eq!(prov["entity"][0]["what"]["identifier"]["value"], "77");
     let transport = resources(&b, "Encounter")
         .into_iter()
-        .find(|e| e["class"]["code"] == "EMER")
+        .find(|e| e["class"]["code"] == "FLD")
         .unwrap();
     assert_eq!(transport["status"], "finished");
     assert_eq!(transport["reasonCode"][0]["text"], "外傷");
@@ -175,4 +175,49 @@ fn every_synthetic_persons_handoff_keeps_the_document_rules() {
         }
     }
     assert!(with_alerts > 10, "the population exercises the alerts");
+}
+
+#[test]
+fn vitals_of_a_several_patient_incident_are_nobodys_observation_and_odd_text_is_cleaned() {
+    let mut log = handed_off();
+    let crew = Actor::Crew {
+        account: 2,
+        terminal: 3,
+        team: 4,
+    };
+    let second = PatientSecret::from_bytes([1; 32]).patient("01AA00000043");
+    let kind = EventKind::IdentityConfirmed { patient: second };
+    log.check(&kind, &crew).unwrap();
+    let mut last = log.events.last().unwrap().clone();
+    last.seq += 1;
+    last.kind = kind;
+    last.actor = crew;
+    last.idempotency_key = "second".into();
+    log.events.push(last);
+    let mut sm = sample_summary();
+    sm.patient.name_kana = String::new();
+    sm.patient.address = "川崎市\u{1}中原区".into();
+    let b = bundle(&log, &sm, Consent::Obtained);
+    assert_eq!(document_problems(&b), Vec::<String>::new());
+    assert!(
+        resources(&b, "Observation").is_empty(),
+        "whose vitals they are is unknown"
+    );
+    assert!(b.to_string().contains("複数の傷病者"));
+    let patient = &resources(&b, "Patient")[0];
+    assert_eq!(
+        patient["name"].as_array().unwrap().len(),
+        1,
+        "no empty kana name"
+    );
+    assert_eq!(patient["address"][0]["text"], "川崎市 中原区");
+    assert!(!b.to_string().contains('\u{1}'));
+
+    // The document's identifier follows its content; the Composition's stays.
+    let one = bundle(&handed_off(), &sample_summary(), Consent::Obtained);
+    assert_ne!(one["identifier"], b["identifier"]);
+    assert_eq!(
+        one["entry"][0]["resource"]["identifier"],
+        b["entry"][0]["resource"]["identifier"]
+    );
 }

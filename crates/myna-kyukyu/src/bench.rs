@@ -63,12 +63,6 @@ pub struct ProviderBenchArgs {
     pub seed: u64,
 }
 
-/// The nearest-rank `p` quantile of sorted samples (the default when there are none).
-pub(crate) fn nearest_rank<T: Copy + Default>(sorted: &[T], p: f64) -> T {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Provider(a) => provider(a).await,

@@ -25,7 +25,7 @@ pub struct AlertsBenchArgs {
 /// p50, p95 and max in ms.
 fn quantiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
-    let at = |q: f64| crate::bench::nearest_rank(&samples, q).as_secs_f64() * 1e3;
+    let at = |q: f64| crate::quantile::nearest_rank(&samples, q).as_secs_f64() * 1e3;
     (at(0.5), at(0.95), at(1.0))
 }
 

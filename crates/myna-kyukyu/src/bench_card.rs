@@ -48,7 +48,7 @@ struct Row {
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
-    crate::bench::nearest_rank(sorted, p) as f64 / 1000.0
+    crate::quantile::nearest_rank(sorted, p) as f64 / 1000.0
 }
 
 impl Row {

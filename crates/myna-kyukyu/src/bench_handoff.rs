@@ -49,7 +49,7 @@ pub fn run(args: HandoffBenchArgs) -> Result<ExitCode> {
     }
     fhir.sort();
     pdf.sort();
-    let ms = |v: &[Duration], q: f64| crate::bench::nearest_rank(v, q).as_secs_f64() * 1e3;
+    let ms = |v: &[Duration], q: f64| crate::quantile::nearest_rank(v, q).as_secs_f64() * 1e3;
     println!(
         "font load ({}): {:.0} ms; first PDF: {:.0} ms",
         fonts.family(),

@@ -60,7 +60,7 @@ pub fn run(args: RankingBenchArgs) -> Result<ExitCode> {
         std::hint::black_box(r);
     }
     samples.sort();
-    let at = |q: f64| crate::bench::nearest_rank(&samples, q).as_secs_f64() * 1e6;
+    let at = |q: f64| crate::quantile::nearest_rank(&samples, q).as_secs_f64() * 1e6;
     println!(
         "rank {} hospitals, {} runs: p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs  (bound 5,000 µs)",
         registry.hospitals().len(),

@@ -6,6 +6,7 @@ mod bench_alerts;
 mod bench_card;
 mod bench_handoff;
 mod bench_ranking;
+mod quantile;
 mod card_cli;
 mod cards;
 mod delay_proxy;

@@ -33,29 +33,37 @@ pub const FONT_FILES: [&str; 2] = [
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
 ];
 
-/// The fonts a report is set in.
+/// The fonts a report is set in: the first file's family, then the others for the glyphs it
+/// lacks (IPAex has no 𠮷, Noto CJK has).
 pub struct Fonts {
     fonts: Vec<Font>,
     book: LazyHash<FontBook>,
-    family: String,
+    families: Vec<String>,
 }
 
 impl Fonts {
-    /// Loads the first of `files` that exists and holds a font.
+    /// Loads every one of `files` that exists and holds a font; at least one must.
     pub fn load(files: &[PathBuf]) -> Result<Self, ReportError> {
+        let mut fonts: Vec<Font> = Vec::new();
+        let mut families: Vec<String> = Vec::new();
         for f in files {
             let Ok(data) = std::fs::read(f) else {
                 continue;
             };
-            let fonts: Vec<Font> = Font::iter(Bytes::new(data)).collect();
-            if let Some(first) = fonts.first() {
-                let family = first.info().family.clone();
-                return Ok(Fonts {
-                    book: LazyHash::new(FontBook::from_fonts(&fonts)),
-                    fonts,
-                    family,
-                });
+            for font in Font::iter(Bytes::new(data)) {
+                let family = font.info().family.clone();
+                if !families.contains(&family) {
+                    families.push(family);
+                }
+                fonts.push(font);
             }
+        }
+        if !fonts.is_empty() {
+            return Ok(Fonts {
+                book: LazyHash::new(FontBook::from_fonts(&fonts)),
+                fonts,
+                families,
+            });
         }
         Err(ReportError::Font(format!(
             "none of {} could be read (install fonts-ipaexfont-gothic)",
@@ -67,17 +75,24 @@ impl Fonts {
         )))
     }
 
-    /// The system's fonts (`FONT_FILES`), loaded once per process.
+    /// The system's fonts (`FONT_FILES`), loaded once per process; a failure is not kept, so
+    /// installing the font package mends a running server.
     pub fn system() -> Result<&'static Fonts, ReportError> {
-        static FONTS: OnceLock<Result<Fonts, ReportError>> = OnceLock::new();
-        FONTS
-            .get_or_init(|| Fonts::load(&FONT_FILES.iter().map(PathBuf::from).collect::<Vec<_>>()))
-            .as_ref()
-            .map_err(Clone::clone)
+        static FONTS: OnceLock<Fonts> = OnceLock::new();
+        if let Some(f) = FONTS.get() {
+            return Ok(f);
+        }
+        let loaded = Fonts::load(&FONT_FILES.iter().map(PathBuf::from).collect::<Vec<_>>())?;
+        Ok(FONTS.get_or_init(|| loaded))
+    }
+
+    /// The families, in the order typst tries them.
+    pub fn families(&self) -> &[String] {
+        &self.families
     }
 
     pub fn family(&self) -> &str {
-        &self.family
+        self.families.first().map_or("", String::as_str)
     }
 }
 
@@ -162,8 +177,9 @@ fn text<'a>(v: &'a Value, what: &str) -> Result<&'a str, ReportError> {
         .ok_or_else(|| ReportError::NotADocument(format!("no {what}")))
 }
 
-/// The typst markup of the report for a handoff document.
-pub fn markup(bundle: &Value, family: &str) -> Result<String, ReportError> {
+/// The typst markup of the report for a handoff document, set in `families` (first choice
+/// first).
+pub fn markup(bundle: &Value, families: &[String]) -> Result<String, ReportError> {
     let composition = &bundle["entry"][0]["resource"];
     if bundle["type"] != "document" || composition["resourceType"] != "Composition" {
         return Err(ReportError::NotADocument(
@@ -185,14 +201,15 @@ pub fn markup(bundle: &Value, family: &str) -> Result<String, ReportError> {
         "#set page(paper: \"a4\", margin: (x: 16mm, top: 14mm, bottom: 16mm), \
          footer: context [#set text(size: 7.5pt); #{} #h(1fr) #counter(page).display(\"1 / 1\", both: true)])\n",
         lit(&format!(
-            "マイナ救急 引継ぎ書 ／ {} ／ 作成 {}",
+            "マイナ救急 引継ぎ書 ／ {} ／ 作成 {} (UTC)",
             text(&bundle["identifier"]["value"], "identifier")?,
             text(&bundle["timestamp"], "timestamp")?
         ))
     ));
+    let fonts: Vec<String> = families.iter().map(|f| lit(f)).collect();
     m.push_str(&format!(
-        "#set text(font: {}, size: 9.5pt, lang: \"ja\")\n#set par(leading: 0.55em)\n",
-        lit(family)
+        "#set text(font: ({},), size: 9.5pt, lang: \"ja\")\n#set par(leading: 0.55em)\n",
+        fonts.join(", ")
     ));
     m.push_str(&format!("#text(size: 15pt)[#{}]\n\n", lit(title)));
     m.push_str(&format!(
@@ -204,6 +221,12 @@ pub fn markup(bundle: &Value, family: &str) -> Result<String, ReportError> {
         lit(patient["identifier"][0]["value"].as_str().unwrap_or("")),
         lit(patient["address"][0]["text"].as_str().unwrap_or("")),
     ));
+    // Where the summary came from and on what basis (the Provenance).
+    if let Some(source) =
+        resource(bundle, "Provenance").and_then(|p| p["entity"][0]["what"]["display"].as_str())
+    {
+        m.push_str(&format!("\n#text(size: 8.5pt)[出典: #{}]\n", lit(source)));
+    }
     let sections = composition["section"]
         .as_array()
         .ok_or_else(|| ReportError::NotADocument("no sections".into()))?;
@@ -224,13 +247,22 @@ pub fn markup(bundle: &Value, family: &str) -> Result<String, ReportError> {
     Ok(m)
 }
 
+fn typeset_error(errs: &[typst::diag::SourceDiagnostic]) -> ReportError {
+    ReportError::Typeset(
+        errs.iter()
+            .map(|e| e.message.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
 /// A PDF (and its page count) of the handoff document, set in `fonts`, dated `today`.
 pub fn handoff_pdf(
     bundle: &Value,
     fonts: &Fonts,
     today: (i32, u8, u8),
 ) -> Result<(Vec<u8>, usize), ReportError> {
-    let text = markup(bundle, fonts.family())?;
+    let text = markup(bundle, fonts.families())?;
     let path =
         VirtualPath::new("handoff.typ").map_err(|e| ReportError::Typeset(format!("{e:?}")))?;
     let id = RootedPath::new(VirtualRoot::Project, path).intern();
@@ -242,23 +274,10 @@ pub fn handoff_pdf(
     };
     let document = typst::compile::<PagedDocument>(&world)
         .output
-        .map_err(|errs| {
-            ReportError::Typeset(
-                errs.iter()
-                    .map(|e| e.message.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        .map_err(|e| typeset_error(&e))?;
     let pages = document.pages().len();
-    let pdf = typst_pdf::pdf(&document, &typst_pdf::PdfOptions::default()).map_err(|errs| {
-        ReportError::Typeset(
-            errs.iter()
-                .map(|e| e.message.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let pdf = typst_pdf::pdf(&document, &typst_pdf::PdfOptions::default())
+        .map_err(|e| typeset_error(&e))?;
     Ok((pdf, pages))
 }
 

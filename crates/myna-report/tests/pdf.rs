@@ -152,8 +152,19 @@ fn a_bundle_that_is_not_a_document_is_refused_plainly() {
     // Typst syntax in the data is printed, not run.
     let mut hostile = sample();
     hostile["entry"][0]["resource"]["title"] = "#panic(\"x\") ]) #set page(width: 1pt)".into();
+    // A name outside IPAex's glyphs is set from the fallback font, not lost.
+    hostile["entry"][1]["resource"]["name"][0]["text"] = "𠮷田 太郎".into();
     let (pdf, _) = handoff_pdf(&hostile, fonts, (2026, 11, 24)).unwrap();
-    assert!(pdf.starts_with(b"%PDF"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let text = squeeze(&run("pdftotext", &[file.to_str().unwrap(), "-"]));
+    assert!(
+        text.contains(&squeeze("#panic(\"x\") ]) #set page(width: 1pt)")),
+        "printed as text"
+    );
+    assert!(text.contains("𠮷田"), "{text}");
+    assert!(run("pdfinfo", &[file.to_str().unwrap()]).contains("595.276 x 841.89"));
 }
 
 /// With `MYNA_REPORT_OUT=file.pdf`, keeps the sample PDF to look at.

@@ -144,7 +144,9 @@ pub struct HandoffSnapshot {
     /// The provider's access-log entry that answered the crew.
     pub provider_access_id: i64,
     /// The team and the crew member who viewed it.
+    #[serde(default)]
     pub team: String,
+    #[serde(default)]
     pub crew_member: String,
     pub saved_ms: i64,
     pub summary: EmergencySummary,

@@ -154,6 +154,8 @@ struct ScreenTpl {
     /// Hospitals whose latest answer (delivered or queued) is an acceptance.
     accepted: Vec<String>,
     transport_choices: Vec<(String, String)>,
+    /// The patients (`1,2`) already taken to the destination, as the choices write them.
+    destination_patients: String,
     destination: Option<String>,
     destination_name: String,
     statuses_note: String,
@@ -333,6 +335,17 @@ fn render_screen(t: &Terminal) -> String {
             .map(|i| accepted_hospitals(i, &pending))
             .unwrap_or_default(),
         transport_choices: incident.as_ref().map(transport_choices).unwrap_or_default(),
+        destination_patients: incident
+            .as_ref()
+            .and_then(|i| i.destination.as_ref())
+            .map(|d| {
+                d.patients
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
         destination: queued_destination(&pending, incident_id).or_else(|| {
             incident
                 .as_ref()

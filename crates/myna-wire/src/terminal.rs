@@ -200,6 +200,7 @@ pub enum CrewEvent {
     /// 搬送先決定: a hospital that accepted, and the patients (傷病者N) taken there.
     Destination {
         hospital: String,
+        #[serde(default)]
         patients: Vec<u32>,
     },
     Closed,
@@ -210,6 +211,9 @@ pub struct DestinationView {
     pub hospital: String,
     pub hospital_name: String,
     pub at_ms: i64,
+    /// 傷病者N of the patients taken there.
+    #[serde(default)]
+    pub patients: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
