@@ -155,6 +155,22 @@ impl<S: EmsStore> Ems<S> {
     }
 }
 
+/// How often ems deletes the handoff copies no hospital may read any more.
+pub const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes expired handoff copies now and every `PURGE_EVERY`, for as long as the task runs.
+pub async fn purge_handoffs_forever<S: EmsStore>(ems: Arc<Ems<S>>) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        match ems.store.purge_handoffs(ems.now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(copies = n, "expired handoff copies deleted"),
+            Err(e) => tracing::warn!(error = %e, "purging handoff copies failed"),
+        }
+    }
+}
+
 /// All of `ems`'s routes: the terminal API, the desk UI and the static files.
 pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
     Router::new()

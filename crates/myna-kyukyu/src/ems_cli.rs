@@ -157,10 +157,13 @@ pub async fn serve_ems(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let ems = Arc::new(Ems::new(store, Arc::new(chrono::Utc::now)));
-    axum::serve(listener, router(ems))
+    let purge = tokio::spawn(myna_ems::purge_handoffs_forever(ems.clone()));
+    let served = axum::serve(listener, router(ems))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("ems server")
+        .context("ems server");
+    purge.abort();
+    served
 }
 
 /// Loads a `card deck` directory as the demo reader's cards.

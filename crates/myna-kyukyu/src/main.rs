@@ -6,7 +6,6 @@ mod bench_alerts;
 mod bench_card;
 mod bench_handoff;
 mod bench_ranking;
-mod quantile;
 mod card_cli;
 mod cards;
 mod delay_proxy;
@@ -15,6 +14,7 @@ mod ems_cli;
 mod generate;
 mod profile_file;
 mod provider;
+mod quantile;
 mod render;
 mod secret_file;
 

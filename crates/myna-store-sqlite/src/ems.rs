@@ -1009,6 +1009,23 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn purge_handoffs(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM handoff_snapshot WHERE incident_id IN (SELECT i.id FROM \
+                     incident i JOIN bureau b ON b.id = i.bureau_id \
+                     WHERE i.created_ms < ?1 - 2 * b.view_window_s * 1000)",
+                    [now_ms],
+                )
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+        .await
+    }
+
     async fn handoffs(
         &self,
         bureau: BureauId,

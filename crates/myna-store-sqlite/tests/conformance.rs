@@ -49,5 +49,6 @@ mod ems {
         revoking_a_terminal_ends_the_sessions_bound_to_it_only,
         hospital_accounts_carry_their_hospital_and_statuses_are_per_bureau,
         handoff_copies_are_kept_per_incident_patient_and_view_and_per_bureau,
+        handoff_copies_are_purged_once_no_hospital_may_read_them,
     );
 }

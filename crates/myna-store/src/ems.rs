@@ -386,6 +386,11 @@ pub trait EmsStore: Send + Sync + 'static {
         snapshot: HandoffSnapshot,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Deletes the handoff copies no hospital may read any more: those of incidents called
+    /// more than twice their bureau's view window before `now_ms` (the window runs from the
+    /// call, or from a handoff signed within it). Answers how many went.
+    fn purge_handoffs(&self, now_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// The incident's handoff copies, by patient number, then view.
     fn handoffs(
         &self,

@@ -1378,3 +1378,24 @@ pub async fn handoff_copies_are_kept_per_incident_patient_and_view_and_per_burea
     );
     assert_eq!(store.handoffs(a, ia).await.unwrap().len(), 2);
 }
+
+pub async fn handoff_copies_are_purged_once_no_hospital_may_read_them<S: EmsStore>(store: S) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let id = assigned_incident(&store, a, "救急1").await;
+    store
+        .save_handoff(a, id, snapshot(1, View::Summary, 1))
+        .await
+        .unwrap();
+    // small() has a one-hour window: readable for up to two hours after the call.
+    let window_ms = 3_600_000;
+    assert_eq!(
+        store.purge_handoffs(T0 + 2 * window_ms - 1).await.unwrap(),
+        0
+    );
+    assert_eq!(store.handoffs(a, id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.purge_handoffs(T0 + 2 * window_ms + 1).await.unwrap(),
+        1
+    );
+    assert!(store.handoffs(a, id).await.unwrap().is_empty());
+}
