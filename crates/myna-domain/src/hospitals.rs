@@ -600,6 +600,13 @@ fn whole_minutes(m: f64) -> u32 {
 }
 
 impl Criteria {
+    /// The same criteria with a bureau's own age past which a status is stale.
+    pub fn with_stale_after(&self, minutes: i64) -> Criteria {
+        let mut c = self.clone();
+        c.costs.stale_after_minutes = minutes;
+        c
+    }
+
     /// The model's driving time between two points, in whole minutes.
     pub fn eta_minutes(&self, from: GeoPoint, to: GeoPoint) -> u32 {
         whole_minutes(self.eta.minutes(from.km_to(to)))

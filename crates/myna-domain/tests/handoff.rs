@@ -642,3 +642,19 @@ fn a_destination_voided_by_a_decline_stays_void_until_chosen_again_and_a_late_re
         Err(IncidentError::WindowPassed)
     );
 }
+
+#[test]
+fn a_bureau_sets_its_own_age_past_which_a_status_is_stale() {
+    use myna_domain::hospitals::{Criteria, HospitalStatus, Registry};
+    let registry = Registry::shared().unwrap();
+    let criteria = Criteria::shared().unwrap();
+    let h = registry.get(A).unwrap();
+    let status = HospitalStatus::accepting_everything(h, t0());
+    let later = t0() + Duration::minutes(30);
+    assert!(
+        !status.is_stale(later, criteria),
+        "120 minutes by the table"
+    );
+    assert!(status.is_stale(later, &criteria.with_stale_after(20)));
+    assert!(!status.is_stale(later, &criteria.with_stale_after(45)));
+}

@@ -54,6 +54,7 @@ async fn hospitals<S: EmsStore>(
     let c = ems.crew(&headers).await?;
     Ok(Json(HospitalStatuses {
         statuses: ems.store.hospital_statuses(c.at.bureau.id).await?,
+        stale_after_minutes: ems.status_stale_after_minutes,
     }))
 }
 

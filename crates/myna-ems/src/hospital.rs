@@ -225,7 +225,9 @@ async fn home_page<S: EmsStore>(ems: &Ems<S>, st: &Staff, message: Option<String
             .store
             .hospital_status_history(st.bureau.id, &st.hospital.id, 10)
             .await?;
-        let criteria = Criteria::shared().map_err(|e| EmsError::Malformed(e.to_string()))?;
+        let criteria = Criteria::shared()
+            .map_err(|e| EmsError::Malformed(e.to_string()))?
+            .with_stale_after(ems.status_stale_after_minutes);
         let now = ems.now();
         Ok::<_, EmsError>(HomePage {
             hospital: st.hospital.name.clone(),
@@ -266,7 +268,7 @@ async fn home_page<S: EmsStore>(ems: &Ems<S>, st: &Staff, message: Option<String
                     s.age_minutes(now)
                 )
             }),
-            stale: current.as_ref().is_none_or(|s| s.is_stale(now, criteria)),
+            stale: current.as_ref().is_none_or(|s| s.is_stale(now, &criteria)),
             stale_after: criteria.costs.stale_after_minutes,
             history: history
                 .iter()

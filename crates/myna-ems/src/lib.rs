@@ -66,6 +66,10 @@ pub struct Ems<S> {
     providers: Mutex<HashMap<(String, String), ProviderClient>>,
     /// Upper bound on one provider call, so a dead link fails plainly instead of hanging.
     pub provider_timeout: Duration,
+    /// The age past which a hospital's acceptance status is shown as stale and ranked lower
+    /// (the criteria table's, unless the bureau sets its own: `ems serve
+    /// --status-stale-minutes`). Sent to the tablets with the statuses.
+    pub status_stale_after_minutes: i64,
 }
 
 impl<S: EmsStore> Ems<S> {
@@ -77,6 +81,8 @@ impl<S: EmsStore> Ems<S> {
             changes,
             providers: Mutex::new(HashMap::new()),
             provider_timeout: Duration::from_secs(10),
+            status_stale_after_minutes: myna_domain::hospitals::Criteria::shared()
+                .map_or(120, |c| c.costs.stale_after_minutes),
         }
     }
 

@@ -1999,6 +1999,10 @@ async fn a_hospital_sets_its_status_and_only_its_bureaus_tablets_rank_by_it() {
     let (s, v) = w.statuses(&token, &session).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["statuses"], json!([]));
+    assert_eq!(
+        v["stale_after_minutes"], 120,
+        "the criteria table's unless the bureau sets one"
+    );
 
     // A form missing a capability, or with a bed count that is no number, changes nothing.
     let (_, html) = w

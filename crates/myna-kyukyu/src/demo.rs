@@ -242,7 +242,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.ems_listen))?;
     let ems_url = format!("http://{}", ems_listener.local_addr()?);
-    let ems_server = tokio::spawn(serve_ems(ems_store, ems_listener, stopped()));
+    let ems_server = tokio::spawn(serve_ems(ems_store, ems_listener, None, stopped()));
     let (first_file, first_team) = DEMO_TERMINALS[0];
     let terminal_args = TerminalArgs {
         ems: ems_url.clone(),

@@ -25,6 +25,10 @@ pub enum EmsCommand {
         db: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8441")]
         listen: SocketAddr,
+        /// Minutes after which a hospital's acceptance status is shown as stale and ranked
+        /// lower (default: the transport criteria table's, 120).
+        #[arg(long)]
+        status_stale_minutes: Option<i64>,
     },
     /// Create 川崎市消防局 with its 7 stations, 31 teams, a dispatcher, an admin and one crew
     /// account per team. Prints the generated passwords once.
@@ -154,9 +158,15 @@ pub async fn add_terminal<S: EmsStore>(
 pub async fn serve_ems(
     store: Arc<EmsSqlite>,
     listener: tokio::net::TcpListener,
+    status_stale_minutes: Option<i64>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let ems = Arc::new(Ems::new(store, Arc::new(chrono::Utc::now)));
+    let mut ems = Ems::new(store, Arc::new(chrono::Utc::now));
+    if let Some(m) = status_stale_minutes {
+        anyhow::ensure!(m > 0, "--status-stale-minutes must be positive");
+        ems.status_stale_after_minutes = m;
+    }
+    let ems = Arc::new(ems);
     let purge = tokio::spawn(myna_ems::purge_handoffs_forever(ems.clone()));
     let served = axum::serve(listener, router(ems))
         .with_graceful_shutdown(shutdown)
@@ -233,13 +243,23 @@ pub async fn serve_terminal(
 
 pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
     match cmd {
-        EmsCommand::Serve { db, listen } => {
+        EmsCommand::Serve {
+            db,
+            listen,
+            status_stale_minutes,
+        } => {
             let store = Arc::new(EmsSqlite::open(&db)?);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             println!("ems: http://{}", listener.local_addr()?);
-            serve_ems(store, listener, crate::provider::shutdown_signal()).await?;
+            serve_ems(
+                store,
+                listener,
+                status_stale_minutes,
+                crate::provider::shutdown_signal(),
+            )
+            .await?;
         }
         EmsCommand::SeedKawasaki {
             db,

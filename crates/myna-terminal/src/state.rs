@@ -86,8 +86,10 @@ pub struct Screen<R = SummaryResponse> {
     pub link: Link,
     pub notice: Option<Notice>,
     pub last_touch: Instant,
-    /// The bureau's hospitals' acceptance statuses as ems last gave them (not medical data).
+    /// The bureau's hospitals' acceptance statuses as ems last gave them (not medical data),
+    /// and the bureau's age past which one is stale.
     pub hospital_statuses: Vec<HospitalStatus>,
+    pub stale_after_minutes: Option<i64>,
     /// The vitals pad's open row, between its two taps.
     pub vitals_pad: Option<crate::vitals_pad::PadState>,
 }
@@ -107,6 +109,7 @@ impl<R> Screen<R> {
             notice: None,
             last_touch: now,
             hospital_statuses: Vec::new(),
+            stale_after_minutes: None,
             vitals_pad: None,
         }
     }

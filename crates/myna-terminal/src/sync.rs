@@ -269,7 +269,9 @@ async fn refresh_incident(t: &Terminal, session: &str, id: i64) {
 /// ranking marks them by their age.
 async fn refresh_statuses(t: &Terminal, session: &str) {
     if let Ok(s) = t.ems.hospital_statuses(session).await {
-        t.screen().hospital_statuses = s.statuses;
+        let mut screen = t.screen();
+        screen.hospital_statuses = s.statuses;
+        screen.stale_after_minutes = Some(s.stale_after_minutes);
     }
 }
 

@@ -327,7 +327,14 @@ fn render_screen(t: &Terminal) -> String {
             .unwrap_or_default(),
         hospitals: incident
             .as_ref()
-            .map(|i| rank_hospitals(i, held.map(|h| &h.response.summary), &s.hospital_statuses))
+            .map(|i| {
+                rank_hospitals(
+                    i,
+                    held.map(|h| &h.response.summary),
+                    &s.hospital_statuses,
+                    s.stale_after_minutes,
+                )
+            })
             .unwrap_or_default(),
         accepted: incident
             .as_ref()
@@ -658,6 +665,7 @@ fn rank_hospitals(
     i: &IncidentView,
     summary: Option<&EmergencySummary>,
     statuses: &[HospitalStatus],
+    stale_after_minutes: Option<i64>,
 ) -> Vec<Ranked> {
     let (Ok(registry), Ok(criteria)) = (Registry::shared(), Criteria::shared()) else {
         return Vec::new();
@@ -676,9 +684,11 @@ fn rank_hospitals(
         .filter(|q| q.result == InquiryResult::Declined)
         .map(|q| q.hospital.clone())
         .collect();
+    let criteria =
+        stale_after_minutes.map_or_else(|| criteria.clone(), |m| criteria.with_stale_after(m));
     rank(
         registry,
-        criteria,
+        &criteria,
         &RankRequest {
             from,
             category: i.category,

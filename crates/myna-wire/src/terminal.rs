@@ -235,6 +235,8 @@ pub struct HandoffView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HospitalStatuses {
     pub statuses: Vec<HospitalStatus>,
+    /// The bureau's age, in minutes, past which a status is stale.
+    pub stale_after_minutes: i64,
 }
 
 /// One inquiry as the terminal and the desk show it.
