@@ -348,6 +348,14 @@ pub fn station_point(station: &str) -> Option<GeoPoint> {
     ward_point(&ward).map(|(_, p)| p)
 }
 
+/// A registry hospital's name, or its id if the registry does not hold it.
+pub fn hospital_name(id: &str) -> String {
+    Registry::shared()
+        .ok()
+        .and_then(|r| r.get(id))
+        .map_or_else(|| id.to_owned(), |h| h.name.clone())
+}
+
 /// Kawasaki City Hall: where an incident whose address names no ward is assumed to be.
 pub const CITY_HALL: GeoPoint = GeoPoint {
     lat: 35.5308,
@@ -369,6 +377,24 @@ pub enum Acceptance {
 }
 
 impl Acceptance {
+    pub const ALL: [Acceptance; 3] = [
+        Acceptance::Accepting,
+        Acceptance::Limited,
+        Acceptance::NotAccepting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acceptance::Accepting => "accepting",
+            Acceptance::Limited => "limited",
+            Acceptance::NotAccepting => "not_accepting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
     pub fn label_ja(self) -> &'static str {
         match self {
             Acceptance::Accepting => "応需可",

@@ -326,6 +326,15 @@ impl DeclineReason {
 pub const DIFFICULT_TRANSPORT_INQUIRIES: usize = 4;
 pub const DIFFICULT_TRANSPORT_ON_SCENE_MINUTES: i64 = 30;
 
+/// The 119 call as the dispatcher recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call<'a> {
+    pub location: &'a str,
+    pub category: ComplaintCategory,
+    pub note: &'a str,
+    pub card_prep_requested: bool,
+}
+
 /// One recorded inquiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inquiry {
@@ -596,6 +605,30 @@ impl Incident {
             }
         }
         out
+    }
+
+    /// 傷病者N's key: the patient whose card was read `n`th (from 1).
+    pub fn patient_by_number(&self, n: u32) -> Option<PatientKey> {
+        let i = usize::try_from(n).ok()?.checked_sub(1)?;
+        self.patients().get(i).map(|k| (*k).clone())
+    }
+
+    /// What the dispatcher recorded from the 119 call (the `Created` event).
+    pub fn call(&self) -> Option<Call<'_>> {
+        match self.events.first().map(|e| &e.kind) {
+            Some(EventKind::Created {
+                location,
+                category,
+                note,
+                card_prep_requested,
+            }) => Some(Call {
+                location,
+                category: *category,
+                note,
+                card_prep_requested: *card_prep_requested,
+            }),
+            _ => None,
+        }
     }
 
     /// The patient's place in the incident, from 1.

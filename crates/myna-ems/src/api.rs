@@ -257,10 +257,9 @@ fn to_event_kind(
             patient: card_of(c, &certificate)?.patient,
         },
         CrewEvent::ConsentWithdrawn { patient } => {
-            let key = usize::try_from(patient)
-                .ok()
-                .and_then(|n| n.checked_sub(1))
-                .and_then(|i| record.log.patients().get(i).map(|k| (*k).clone()))
+            let key = record
+                .log
+                .patient_by_number(patient)
                 .ok_or(EmsError::Rule(IncidentError::UnknownPatient))?;
             EventKind::ConsentWithdrawn { patient: key }
         }
@@ -298,14 +297,12 @@ fn to_event_kind(
             if !registry_has(&hospital) {
                 return Err(EmsError::Rule(IncidentError::UnknownHospital));
             }
-            let known = record.log.patients();
             let patients = patients
                 .iter()
                 .map(|n| {
-                    usize::try_from(*n)
-                        .ok()
-                        .and_then(|n| n.checked_sub(1))
-                        .and_then(|i| known.get(i).map(|k| (*k).clone()))
+                    record
+                        .log
+                        .patient_by_number(*n)
                         .ok_or(EmsError::Rule(IncidentError::UnknownPatient))
                 })
                 .collect::<Result<Vec<_>, _>>()?;

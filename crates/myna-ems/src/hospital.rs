@@ -176,24 +176,6 @@ struct HomePage {
     history: Vec<HistoryRow>,
 }
 
-fn acceptance_value(a: Acceptance) -> &'static str {
-    match a {
-        Acceptance::Accepting => "accepting",
-        Acceptance::Limited => "limited",
-        Acceptance::NotAccepting => "not_accepting",
-    }
-}
-
-fn parse_acceptance(s: &str) -> Option<Acceptance> {
-    [
-        Acceptance::Accepting,
-        Acceptance::Limited,
-        Acceptance::NotAccepting,
-    ]
-    .into_iter()
-    .find(|a| acceptance_value(*a) == s)
-}
-
 fn status_summary(s: &HospitalStatus) -> String {
     let mut parts: Vec<String> = s
         .capabilities
@@ -241,7 +223,7 @@ async fn home_page<S: EmsStore>(ems: &Ems<S>, st: &Staff, message: Option<String
                 .map(|c| StatusRow {
                     capability: c.as_str(),
                     label: c.label_ja(),
-                    current: acceptance_value(
+                    current: Acceptance::as_str(
                         current
                             .as_ref()
                             .and_then(|s| s.acceptance(*c))
@@ -249,12 +231,7 @@ async fn home_page<S: EmsStore>(ems: &Ems<S>, st: &Staff, message: Option<String
                     ),
                 })
                 .collect(),
-            choices: [
-                Acceptance::Accepting,
-                Acceptance::Limited,
-                Acceptance::NotAccepting,
-            ]
-            .map(|a| (acceptance_value(a), a.label_ja())),
+            choices: Acceptance::ALL.map(|a| (a.as_str(), a.label_ja())),
             beds: current
                 .as_ref()
                 .and_then(|s| s.beds)
@@ -303,7 +280,7 @@ async fn set_status<S: EmsStore>(
     for c in &st.hospital.capabilities {
         let chosen = form
             .get(&format!("cap.{}", c.as_str()))
-            .and_then(|v| parse_acceptance(v));
+            .and_then(|v| Acceptance::parse(v));
         match chosen {
             Some(a) => capabilities.push((*c, a)),
             None => {

@@ -1,18 +1,10 @@
 //! The terminal API's JSON lives in `myna_wire::terminal`; this module builds its views from
 //! ems's records.
 
-use myna_domain::hospitals::Registry;
+pub use myna_domain::hospitals::hospital_name;
 use myna_domain::incident::{ComplaintCategory, EventKind, Incident, Phase};
 use myna_store::ems::{IncidentRecord, Team};
 pub use myna_wire::terminal::*;
-
-/// A registry hospital's name, or its id if the registry does not hold it.
-pub fn hospital_name(id: &str) -> String {
-    Registry::shared()
-        .ok()
-        .and_then(|r| r.get(id))
-        .map_or_else(|| id.to_owned(), |h| h.name.clone())
-}
 
 /// An incident as the terminal and the desk see it. Patients are listed with what the assigned
 /// team recorded for them.
@@ -22,26 +14,24 @@ pub fn incident_view(
     now: chrono::DateTime<chrono::Utc>,
 ) -> IncidentView {
     let log: &Incident = &r.log;
-    let (location, category, note, card_prep_requested) = match log.events.first().map(|e| &e.kind)
-    {
-        Some(EventKind::Created {
-            location,
-            category,
-            note,
-            card_prep_requested,
-        }) => (
-            location.clone(),
-            *category,
-            note.clone(),
-            *card_prep_requested,
-        ),
-        _ => (
-            String::new(),
-            ComplaintCategory::Other,
-            String::new(),
-            false,
-        ),
-    };
+    let (location, category, note, card_prep_requested) = log.call().map_or_else(
+        || {
+            (
+                String::new(),
+                ComplaintCategory::Other,
+                String::new(),
+                false,
+            )
+        },
+        |c| {
+            (
+                c.location.to_owned(),
+                c.category,
+                c.note.to_owned(),
+                c.card_prep_requested,
+            )
+        },
+    );
     let team_id = log.assigned_team();
     let phases = log
         .events

@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use myna_domain::access::Consent;
 use myna_domain::codes::uri;
 use myna_domain::hospitals::Hospital;
-use myna_domain::incident::{ComplaintCategory, EventKind, Incident, Phase};
+use myna_domain::incident::{ComplaintCategory, Incident, Phase};
 use myna_domain::person::Sex;
 use myna_domain::records::CareSetting;
 use myna_domain::summary::{EmergencySummary, group_drugs, group_visits};
@@ -282,19 +282,6 @@ fn section(title: &str, code: Value, lines: &[String], entries: Vec<Value>, empt
     s
 }
 
-/// The chief complaint, the place and the note the dispatcher recorded.
-fn created(log: &Incident) -> (String, ComplaintCategory, String) {
-    match log.events.first().map(|e| &e.kind) {
-        Some(EventKind::Created {
-            location,
-            category,
-            note,
-            ..
-        }) => (location.clone(), *category, note.clone()),
-        _ => (String::new(), ComplaintCategory::Other, String::new()),
-    }
-}
-
 /// Builds the handoff document.
 pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
     let sm = h.summary;
@@ -353,7 +340,12 @@ pub fn handoff_bundle(h: &HandoffInput<'_>) -> Value {
     );
 
     // The transport: chief complaint, phases, destination.
-    let (location, category, note) = created(h.log);
+    let (location, category, note) = h
+        .log
+        .call()
+        .map_or(("", ComplaintCategory::Other, ""), |c| {
+            (c.location, c.category, c.note)
+        });
     let phases = h.log.phase_times();
     let at = |p: Phase| phases.iter().find(|(q, _)| *q == p).map(|(_, t)| *t);
     let mut transport_lines = vec![

@@ -20,7 +20,8 @@ use axum::routing::{get, post};
 use futures_util::Stream;
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::hospitals::{
-    Criteria, HospitalStatus, RankRequest, Ranked, Registry, incident_origin, rank, ward_point,
+    Criteria, HospitalStatus, RankRequest, Ranked, Registry, hospital_name, incident_origin, rank,
+    ward_point,
 };
 use myna_domain::incident::{DeclineReason, InquiryResult};
 use myna_domain::incident::{MynaOutcome, Phase};
@@ -360,7 +361,7 @@ fn render_screen(t: &Terminal) -> String {
                 .map(|d| d.hospital.clone())
         }),
         destination_name: queued_destination(&pending, incident_id)
-            .map(|h| wire_hospital_name(&h))
+            .map(|h| hospital_name(&h))
             .or_else(|| {
                 incident
                     .as_ref()
@@ -702,13 +703,6 @@ fn rank_hospitals(
             now: chrono::Utc::now(),
         },
     )
-}
-
-fn wire_hospital_name(id: &str) -> String {
-    Registry::shared()
-        .ok()
-        .and_then(|r| r.get(id))
-        .map_or_else(|| id.to_owned(), |h| h.name.clone())
 }
 
 /// The queued events of this incident, in the order they will be delivered.
