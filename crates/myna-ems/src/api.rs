@@ -2,8 +2,9 @@
 //! `myna_wire::terminal`), the terminal's credential as bearer token and the crew session in
 //! `x-crew-session`.
 
-use crate::auth::{CrewCaller, check_login, hash_password};
+use crate::auth::CrewCaller;
 use crate::error::EmsError;
+use crate::sign_in::SignInFrom;
 use crate::wire::{
     ConsentTap, CrewEvent, EventAck, EventBody, HospitalStatuses, IncidentView, PushEvent,
     SignInBody, SignedIn, SignedOut, SummaryBody, TerminalInfo, TerminalSummary, incident_view,
@@ -88,10 +89,16 @@ async fn sign_in<S: EmsStore>(
 ) -> Result<Json<SignedIn>, EmsError> {
     let at = ems.terminal(&headers).await?;
     let body: SignInBody = parse(&body)?;
-    let account = ems.store.account(at.bureau.id, body.login.trim()).await?;
-    let Some(account) = check_login(account, body.password, &[Role::Crew]).await else {
-        return Err(EmsError::BadCredentials);
-    };
+    let account = ems
+        .sign_in(
+            SignInFrom::Terminal,
+            &at.bureau.code,
+            Some(&at.bureau),
+            body.login.trim(),
+            body.password,
+            &[Role::Crew],
+        )
+        .await?;
     let session = myna_web::random_token();
     let expires_ms = (ems.now() + CREW_SHIFT).timestamp_millis();
     ems.store
@@ -414,7 +421,7 @@ async fn summary<S: EmsStore>(
         .patient_number(&card.patient)
         .ok_or(EmsError::Rule(IncidentError::UnknownPatient))?;
 
-    let client = ems.provider(&c.at.bureau);
+    let client = ems.provider(&c.at.bureau)?;
     let request = ProviderClient::summary_body(
         &card.der,
         consent,
@@ -604,16 +611,17 @@ async fn stream<S: EmsStore>(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// Used by `ems crew reset-password` and the admin page.
+/// The admin page's password reset: a new password also lifts a lock.
 pub async fn reset_password<S: EmsStore>(
     ems: &Ems<S>,
     bureau: i64,
     login: &str,
     password: &str,
 ) -> Result<bool, EmsError> {
-    let password = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| EmsError::Malformed(e.to_string()))??;
-    Ok(ems.store.set_password(bureau, login, hash).await?)
+    let hash = ems.sign_in_guard.pool.hash(password.to_owned()).await?;
+    if !ems.store.set_password(bureau, login, hash).await? {
+        return Ok(false);
+    }
+    ems.store.clear_sign_in_failures(bureau, login).await?;
+    Ok(true)
 }

@@ -41,23 +41,6 @@ pub(crate) fn dummy_hash() -> &'static str {
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Qh6zq7P9ZkGhJ0i1dZ8mKpB1e2iXH7m7c5d0l3QGd5c"
 }
 
-/// The account if `password` is its password, it is enabled and its role is one of `roles`.
-/// An unknown login costs the same argon2 verification as a wrong password.
-pub async fn check_login(
-    account: Option<Account>,
-    password: String,
-    roles: &[Role],
-) -> Option<Account> {
-    let stored = account
-        .as_ref()
-        .map_or(dummy_hash(), |a| a.password_hash.as_str())
-        .to_owned();
-    let ok = tokio::task::spawn_blocking(move || password_matches(&password, &stored))
-        .await
-        .unwrap_or(false);
-    account.filter(|a| ok && !a.disabled && roles.contains(&a.role))
-}
-
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?

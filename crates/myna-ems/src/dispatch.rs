@@ -2,8 +2,9 @@
 //! call, assign a team, close), an incident's timeline, and the admin page (revoke a terminal,
 //! reset a crew password). Server-rendered with askama; htmx refreshes the list on push.
 
-use crate::auth::{SESSION_COOKIE, check_login};
+use crate::auth::SESSION_COOKIE;
 use crate::error::EmsError;
+use crate::sign_in::{ClientIp, SignInFrom};
 use crate::wire::{IncidentView, incident_view};
 use crate::{Change, DESK_SESSION, Ems};
 use askama::Template;
@@ -44,6 +45,7 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/admin", get(admin_page::<S>))
         .route("/admin/terminals/{id}/revoke", post(revoke::<S>))
         .route("/admin/password", post(reset::<S>))
+        .route("/admin/unlock", post(unlock::<S>))
 }
 
 /// The signed-in desk user (dispatcher or admin) and their bureau. Extracting it redirects to
@@ -112,36 +114,65 @@ struct LoginForm {
     password: String,
 }
 
-async fn login<S: EmsStore>(State(ems): St<S>, Form(f): Form<LoginForm>) -> Response {
-    let refused = |bureau: String| {
-        (
-            StatusCode::UNAUTHORIZED,
-            myna_web::page(&LoginPage {
-                error: Some("本部コード、ユーザーID、またはパスワードが違います".into()),
-                bureau,
-            }),
-        )
-            .into_response()
+/// The sign-in page again with what went wrong, in the status of the refusal.
+fn refused_login(e: &EmsError, bureau: String) -> Response {
+    let error = match e {
+        EmsError::BadCredentials => "本部コード、ユーザーID、またはパスワードが違います".into(),
+        EmsError::AccountLocked { until_ms } => format!(
+            "ログインの失敗が続いたため、このユーザーIDは{}までロックされています。管理者に解除を依頼できます",
+            jst_clock(*until_ms)
+        ),
+        EmsError::TooManyAttempts { retry_after_s } => {
+            format!("ログインの試行が多すぎます。{retry_after_s}秒後にもう一度お試しください")
+        }
+        EmsError::Busy => "サーバーが混み合っています。もう一度お試しください".into(),
+        _ => "ログインできませんでした。しばらくしてからもう一度お試しください".into(),
     };
-    let bureau = match ems.store.bureau(f.bureau.trim()).await {
+    let mut resp = (
+        e.status(),
+        myna_web::page(&LoginPage {
+            error: Some(error),
+            bureau,
+        }),
+    )
+        .into_response();
+    if let Some(s) = e.retry_after_s() {
+        resp.headers_mut().insert(header::RETRY_AFTER, s.into());
+    }
+    resp
+}
+
+/// `HH:MM` in Japan time.
+fn jst_clock(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| (t + chrono::Duration::hours(9)).format("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+async fn login<S: EmsStore>(
+    State(ems): St<S>,
+    ClientIp(ip): ClientIp,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let code = f.bureau.trim();
+    let bureau = match ems.store.bureau(code).await {
         Ok(b) => b,
         Err(e) => return EmsError::from(e).into_response(),
     };
-    let account = match &bureau {
-        Some(b) => match ems.store.account(b.id, f.login.trim()).await {
-            Ok(a) => a,
-            Err(e) => return EmsError::from(e).into_response(),
-        },
-        None => None,
-    };
-    let Some(account) = check_login(
-        account,
-        f.password,
-        &[Role::Dispatcher, Role::Admin, Role::Hospital],
-    )
-    .await
-    else {
-        return refused(f.bureau);
+    let signed_in = ems
+        .sign_in(
+            SignInFrom::Browser(ip),
+            code,
+            bureau.as_ref(),
+            f.login.trim(),
+            f.password,
+            &[Role::Dispatcher, Role::Admin, Role::Hospital],
+        )
+        .await;
+    let account = match signed_in {
+        Ok(a) => a,
+        Err(e @ EmsError::Store(_)) => return e.into_response(),
+        Err(e) => return refused_login(&e, f.bureau),
     };
     let token = myna_web::random_token();
     let expires = (ems.now() + DESK_SESSION).timestamp_millis();
@@ -658,6 +689,16 @@ struct AdminPage {
     message: Option<String>,
     /// id, label, team, revoked
     terminals: Vec<(i64, String, String, bool)>,
+    sign_in_failures: Vec<FailureRow>,
+}
+
+/// An account with failed sign-ins, as the admin sees it.
+struct FailureRow {
+    login: String,
+    display_name: String,
+    failures: u32,
+    /// When its lock ends, if it is locked now.
+    locked_until: Option<String>,
 }
 
 async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>) -> Response {
@@ -677,7 +718,26 @@ async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>
                 (t.id, t.label, team, t.revoked)
             })
             .collect();
-        Ok::<_, EmsError>(AdminPage { message, terminals })
+        let now_ms = ems.now_ms();
+        let sign_in_failures = ems
+            .store
+            .accounts_with_failures(d.bureau.id)
+            .await?
+            .into_iter()
+            .map(|a| FailureRow {
+                locked_until: a
+                    .is_locked(now_ms)
+                    .then(|| jst_clock(a.locked_until_ms.unwrap_or(now_ms))),
+                login: a.login,
+                display_name: a.display_name,
+                failures: a.failed_logins,
+            })
+            .collect();
+        Ok::<_, EmsError>(AdminPage {
+            message,
+            terminals,
+            sign_in_failures,
+        })
     }
     .await;
     match result {
@@ -698,6 +758,27 @@ async fn revoke<S: EmsStore>(
     match ems.store.revoke_terminal(d.bureau.id, id).await {
         Ok(true) => admin_view(&ems, &d, Some(format!("端末 {id} を失効させました"))).await,
         Ok(false) => EmsError::Malformed("no such terminal in this bureau".into()).into_response(),
+        Err(e) => EmsError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct UnlockForm {
+    login: String,
+}
+
+async fn unlock<S: EmsStore>(
+    State(ems): St<S>,
+    AdminDesk(d): AdminDesk,
+    Form(f): Form<UnlockForm>,
+) -> Response {
+    let login = f.login.trim();
+    match ems.store.clear_sign_in_failures(d.bureau.id, login).await {
+        Ok(true) => {
+            tracing::info!(login, admin = %d.session.account.login, "sign-in lock cleared");
+            admin_view(&ems, &d, Some(format!("{login} のロックを解除しました"))).await
+        }
+        Ok(false) => admin_view(&ems, &d, Some("そのユーザーIDはありません".into())).await,
         Err(e) => EmsError::from(e).into_response(),
     }
 }

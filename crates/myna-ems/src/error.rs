@@ -20,6 +20,12 @@ pub enum EmsError {
     CrewSignedOut,
     #[error("wrong login or password")]
     BadCredentials,
+    #[error("this account is locked after failed sign-ins")]
+    AccountLocked { until_ms: i64 },
+    #[error("too many sign-in attempts; retry in {retry_after_s} s")]
+    TooManyAttempts { retry_after_s: u64 },
+    #[error("ems is busy; retry shortly")]
+    Busy,
     #[error("not allowed: {0}")]
     Forbidden(&'static str),
     #[error("no such incident")]
@@ -108,6 +114,9 @@ impl EmsError {
             EmsError::TerminalRevoked => C::TerminalRevoked,
             EmsError::CrewSignedOut => C::CrewSignedOut,
             EmsError::BadCredentials => C::BadCredentials,
+            EmsError::AccountLocked { .. } => C::AccountLocked,
+            EmsError::TooManyAttempts { .. } => C::TooManyAttempts,
+            EmsError::Busy => C::Busy,
             EmsError::Forbidden(_) => C::Forbidden,
             EmsError::IncidentNotFound => C::IncidentNotFound,
             EmsError::Rule(r) => rule_code(r),
@@ -128,6 +137,9 @@ impl EmsError {
             | EmsError::TerminalRevoked
             | EmsError::CrewSignedOut
             | EmsError::BadCredentials => StatusCode::UNAUTHORIZED,
+            EmsError::AccountLocked { .. } => StatusCode::LOCKED,
+            EmsError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            EmsError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             EmsError::Forbidden(_) | EmsError::Rule(IncidentError::WrongTeam) => {
                 StatusCode::FORBIDDEN
             }
@@ -143,15 +155,49 @@ impl EmsError {
     }
 }
 
+impl EmsError {
+    /// The message a caller reads. Failures inside ems or past it (the database, the provider
+    /// link, the report) name only the code: their details are for the log, not the caller.
+    pub fn public_message(&self) -> String {
+        match self {
+            EmsError::Store(_) => "storage is unavailable".into(),
+            EmsError::ProviderUnavailable(_) => "the provider could not be reached".into(),
+            EmsError::ProviderRefused { code, .. } => {
+                format!("the provider refused the request: {code}")
+            }
+            EmsError::Report(_) => "the report could not be made".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Seconds after which the same request may pass, for `Retry-After`.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            EmsError::TooManyAttempts { retry_after_s } => Some(*retry_after_s),
+            EmsError::Busy => Some(1),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for EmsError {
     fn into_response(self) -> Response {
         if matches!(
             self,
-            EmsError::Store(_) | EmsError::ProviderUnavailable(_) | EmsError::Report(_)
+            EmsError::Store(_)
+                | EmsError::ProviderUnavailable(_)
+                | EmsError::ProviderRefused { .. }
+                | EmsError::Report(_)
+                | EmsError::Busy
         ) {
             tracing::warn!(error = %self, "request failed");
         }
-        let body = TerminalErrorBody::new(self.code(), self.to_string());
-        (self.status(), Json(body)).into_response()
+        let body = TerminalErrorBody::new(self.code(), self.public_message());
+        let mut resp = (self.status(), Json(body)).into_response();
+        if let Some(s) = self.retry_after_s() {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        resp
     }
 }

@@ -12,6 +12,7 @@ mod dispatch;
 pub mod error;
 mod hospital;
 pub mod seed;
+pub mod sign_in;
 pub mod wire;
 
 use axum::Router;
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use myna_provider::client::ProviderClient;
 use myna_store::ems::{Bureau, BureauId, EmsStore, IncidentId, TeamId};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -70,6 +72,8 @@ pub struct Ems<S> {
     /// (the criteria table's, unless the bureau sets its own: `ems serve
     /// --status-stale-minutes`). Sent to the tablets with the statuses.
     pub status_stale_after_minutes: i64,
+    /// The password pool and the sign-in rate limits (`sign_in`).
+    pub sign_in_guard: sign_in::SignInGuard,
 }
 
 impl<S: EmsStore> Ems<S> {
@@ -83,7 +87,14 @@ impl<S: EmsStore> Ems<S> {
             provider_timeout: Duration::from_secs(10),
             status_stale_after_minutes: myna_domain::hospitals::Criteria::shared()
                 .map_or(120, |c| c.costs.stale_after_minutes),
+            sign_in_guard: sign_in::SignInGuard::new(sign_in::SignInPolicy::default()),
         }
+    }
+
+    /// The same service with another sign-in policy (a bureau's own, or a test's).
+    pub fn with_sign_in_policy(mut self, policy: sign_in::SignInPolicy) -> Self {
+        self.sign_in_guard = sign_in::SignInGuard::new(policy);
+        self
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -146,29 +157,69 @@ impl<S: EmsStore> Ems<S> {
         Ok(())
     }
 
-    /// The bureau's provider client, reused across requests (it pools connections).
-    pub(crate) fn provider(&self, bureau: &Bureau) -> ProviderClient {
-        let key = (bureau.provider_url.clone(), bureau.provider_token.clone());
-        match self.providers.lock() {
+    /// The bureau's provider client, reused across requests (it pools connections). The
+    /// credential is read from the bureau's file on each call, so a rotated one takes effect
+    /// at once.
+    pub(crate) fn provider(&self, bureau: &Bureau) -> Result<ProviderClient, EmsError> {
+        let token = read_credential(Path::new(&bureau.provider_credential_file))
+            .map_err(EmsError::ProviderUnavailable)?;
+        let key = (bureau.provider_url.clone(), token);
+        Ok(match self.providers.lock() {
             Ok(mut map) => map
                 .entry(key)
-                .or_insert_with(|| {
-                    ProviderClient::new(&bureau.provider_url, &bureau.provider_token)
-                })
+                .or_insert_with_key(|(url, token)| ProviderClient::new(url, token))
                 .clone(),
-            Err(_) => ProviderClient::new(&bureau.provider_url, &bureau.provider_token),
-        }
+            Err(_) => ProviderClient::new(&key.0, &key.1),
+        })
     }
 }
+
+/// A credential from a file that only its owner may read (as `ssh` insists for keys): a file
+/// others can read has already leaked, and is refused with the fix in the message.
+pub fn read_credential(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("provider credential file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .map_err(|e| format!("provider credential file {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "provider credential file {} is readable by others (mode {:o}); run chmod 600",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut &file, &mut text)
+        .map_err(|e| format!("provider credential file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "provider credential file {} is empty",
+            path.display()
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+impl<S: EmsStore> Ems<S> {}
 
 /// How often ems deletes the handoff copies no hospital may read any more.
 pub const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-/// Deletes expired handoff copies now and every `PURGE_EVERY`, for as long as the task runs.
+/// Deletes expired handoff copies now and every `PURGE_EVERY`, for as long as the task runs,
+/// and forgets idle sign-in rate-limit entries.
 pub async fn purge_handoffs_forever<S: EmsStore>(ems: Arc<Ems<S>>) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
     loop {
         tick.tick().await;
+        ems.sign_in_guard.forget_idle();
         match ems.store.purge_handoffs(ems.now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(copies = n, "expired handoff copies deleted"),

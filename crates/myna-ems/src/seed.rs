@@ -69,7 +69,7 @@ pub const ADMIN_LOGIN: &str = "admin";
 /// account's login into its stored password hash (the caller decides the passwords).
 pub fn kawasaki(
     provider_url: &str,
-    provider_token: &str,
+    provider_credential_file: &str,
     mut hash: impl FnMut(Role, &str) -> String,
 ) -> BureauSeed {
     let mut accounts = vec![
@@ -124,7 +124,7 @@ pub fn kawasaki(
         code: KAWASAKI_CODE.into(),
         name: KAWASAKI_NAME.into(),
         provider_url: provider_url.into(),
-        provider_token: provider_token.into(),
+        provider_credential_file: provider_credential_file.into(),
         view_window_s: myna_domain::incident::DEFAULT_VIEW_WINDOW.num_seconds(),
         patient_secret: myna_domain::patient::PatientSecret::from_bytes(myna_web::random_secret()),
         stations: KAWASAKI_TEAMS

@@ -132,8 +132,22 @@ async fn start_provider(dir: &std::path::Path) -> String {
     format!("http://{addr}")
 }
 
+/// Writes a file only its owner may read, as `ems` requires of a credential.
+fn private_file(path: &std::path::Path, content: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(content.as_bytes()).unwrap();
+}
+
 struct World {
     _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
     store: Arc<EmsSqlite>,
     app: axum::Router,
     /// Kawasaki, and a second bureau seeded from the same template (same team names, same
@@ -147,8 +161,10 @@ async fn world() -> World {
     let provider = start_provider(dir.path()).await;
     let store = Arc::new(EmsSqlite::open(&dir.path().join("ems.db")).unwrap());
     let seed = |code: &str| {
-        let token = format!("{code}.{PROVIDER_SECRET}");
-        let mut s = myna_ems::seed::kawasaki(&provider, &token, |_, _| password_hash());
+        let file = dir.path().join(format!("{code}.token"));
+        private_file(&file, &format!("{code}.{PROVIDER_SECRET}\n"));
+        let mut s =
+            myna_ems::seed::kawasaki(&provider, file.to_str().unwrap(), |_, _| password_hash());
         s.code = code.into();
         s
     };
@@ -156,6 +172,7 @@ async fn world() -> World {
     let b = store.seed_bureau(seed(B_CODE)).await.unwrap();
     let ems = Arc::new(Ems::new(store.clone(), Arc::new(chrono::Utc::now)));
     World {
+        dir: dir.path().to_owned(),
         _dir: dir,
         store,
         app: router(ems),
@@ -747,7 +764,11 @@ async fn the_summary_before_the_face_check_then_before_consent_is_refused() {
 #[tokio::test]
 async fn a_dead_provider_is_503_provider_unavailable_and_no_view_is_logged() {
     let w = world().await;
-    w.store.set_provider(w.a, DEAD_PROVIDER, "t").await.unwrap();
+    let file = w.dir.join("kawasaki-fd.token");
+    w.store
+        .set_provider(w.a, DEAD_PROVIDER, file.to_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         w.store
             .bureau_by_id(w.a)

@@ -91,6 +91,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         write_token(&token_path, &token)?;
     }
     let token = read_token(&token_path)?;
+    // ems keeps the file's name, never the credential.
+    let credential_file = crate::ems_cli::credential_file_name(&token_path)?;
     let cards_dir = dir.join("cards");
     let today = myna_provider::japan_date(chrono::Utc::now());
     let deck = match Deck::load(&cards_dir) {
@@ -188,12 +190,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     // ems: 川崎市消防局 and its teams, pointed at this provider.
     let ems_store = Arc::new(EmsSqlite::open(&dir.join("ems.db"))?);
     match ems_store.bureau(KAWASAKI_CODE).await? {
-        Some(b) => ems_store.set_provider(b.id, &url, &token).await?,
+        Some(b) => ems_store.set_provider(b.id, &url, &credential_file).await?,
         None => {
             let hashes = [Role::Dispatcher, Role::Admin, Role::Crew, Role::Hospital]
                 .map(|r| (r, hash_password(demo_password(r))));
             let mut failed = None;
-            let seed = myna_ems::seed::kawasaki(&url, &token, |role, _| {
+            let seed = myna_ems::seed::kawasaki(&url, &credential_file, |role, _| {
                 match hashes.iter().find(|(r, _)| *r == role) {
                     Some((_, Ok(h))) => h.clone(),
                     Some((_, Err(e))) => {

@@ -38,6 +38,20 @@ pub enum EmsCommand {
         #[arg(long)]
         provider_url: String,
         /// File holding the bureau's provider credential (`provider org add` writes one).
+        /// ems keeps its path, never the credential; it must be readable by its owner only.
+        #[arg(long)]
+        provider_token_file: PathBuf,
+    },
+    /// Point a bureau at its provider: the URL and the file holding the credential (after the
+    /// provider moved, the credential was rotated, or an upgrade dropped a credential kept in
+    /// the database).
+    SetProvider {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        #[arg(long)]
+        provider_url: String,
         #[arg(long)]
         provider_token_file: PathBuf,
     },
@@ -131,6 +145,17 @@ pub async fn open_bureau(db: &Path, code: &str) -> Result<(EmsSqlite, BureauId)>
         .await?
         .with_context(|| format!("no bureau {code:?} in {}", db.display()))?;
     Ok((store, bureau.id))
+}
+
+/// The absolute name of a provider credential file, once it is readable and private.
+pub fn credential_file_name(path: &Path) -> Result<String> {
+    myna_ems::read_credential(path).map_err(|e| anyhow::anyhow!(e))?;
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    absolute
+        .to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not UTF-8", absolute.display()))
 }
 
 pub fn hash_password(password: &str) -> Result<String> {
@@ -266,11 +291,11 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             provider_url,
             provider_token_file,
         } => {
-            let token = crate::provider::read_token(&provider_token_file)?;
+            let credential_file = credential_file_name(&provider_token_file)?;
             let store = EmsSqlite::open(&db)?;
             let mut passwords = Vec::new();
             let mut failure = None;
-            let seed = myna_ems::seed::kawasaki(&provider_url, &token, |_, login| {
+            let seed = myna_ems::seed::kawasaki(&provider_url, &credential_file, |_, login| {
                 let password = myna_web::random_token();
                 let hash = hash_password(&password).unwrap_or_else(|e| {
                     failure = Some(e);
@@ -287,6 +312,19 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             for (login, password) in passwords {
                 println!("  {login:<12} {password}");
             }
+        }
+        EmsCommand::SetProvider {
+            db,
+            bureau,
+            provider_url,
+            provider_token_file,
+        } => {
+            let credential_file = credential_file_name(&provider_token_file)?;
+            let (store, id) = open_bureau(&db, &bureau).await?;
+            store
+                .set_provider(id, &provider_url, &credential_file)
+                .await?;
+            println!("{bureau}: provider {provider_url}, credential in {credential_file}");
         }
         EmsCommand::Terminal(TerminalAdmin::Add {
             db,

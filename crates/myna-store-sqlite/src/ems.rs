@@ -12,8 +12,8 @@ use myna_store::ChainReport;
 use myna_store::StoreError;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
-    HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, NewEvent, Role, Session,
-    StatusChange, Team, TeamId, Terminal, TerminalId,
+    HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, LockoutPolicy, NewEvent, Role,
+    Session, StatusChange, Team, TeamId, Terminal, TerminalId,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
@@ -30,6 +30,7 @@ pub struct EmsSqlite {
 impl EmsSqlite {
     /// Opens (creating if needed) the ems database and runs its migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        crate::create_owner_only(path)?;
         let mut conn = Connection::open(path).map_err(db_err)?;
         // Foreign keys are off while migrating (a migration may rebuild a table, as SQLite
         // asks), then on, and checked.
@@ -124,7 +125,7 @@ fn bureau_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Bureau> {
         code: r.get(1)?,
         name: r.get(2)?,
         provider_url: r.get(3)?,
-        provider_token: r.get(4)?,
+        provider_credential_file: r.get(4)?,
         view_window_s: r.get(5)?,
         patient_secret: {
             let bytes: Vec<u8> = r.get(6)?;
@@ -140,9 +141,11 @@ fn bureau_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Bureau> {
 }
 
 const BUREAU_COLS: &str =
-    "id, code, name, provider_url, provider_token, view_window_s, patient_secret";
+    "id, code, name, provider_url, provider_credential_file, view_window_s, patient_secret";
 const ACCOUNT_COLS: &str = "a.id, a.bureau_id, a.login, a.display_name, a.role, a.team_id, \
-     a.password_hash, a.disabled, a.hospital_id";
+     a.password_hash, a.disabled, a.hospital_id, a.failed_logins, a.locked_until_ms";
+/// How many columns `ACCOUNT_COLS` has: a query's own columns come after.
+const ACCOUNT_COL_COUNT: usize = 11;
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
     let role: String = r.get(4)?;
@@ -157,6 +160,8 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
             password_hash: r.get(6)?,
             disabled: r.get(7)?,
             hospital_id: r.get(8)?,
+            failed_logins: r.get(9)?,
+            locked_until_ms: r.get(10)?,
         },
         role,
     ))
@@ -377,13 +382,13 @@ impl EmsStore for EmsSqlite {
                 return Err(StoreError::OrganisationExists(seed.code));
             }
             tx.execute(
-                "INSERT INTO bureau (code, name, provider_url, provider_token, view_window_s, \
+                "INSERT INTO bureau (code, name, provider_url, provider_credential_file, view_window_s, \
                  patient_secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     seed.code,
                     seed.name,
                     seed.provider_url,
-                    seed.provider_token,
+                    seed.provider_credential_file,
                     seed.view_window_s,
                     seed.patient_secret.as_bytes().as_slice()
                 ],
@@ -418,13 +423,13 @@ impl EmsStore for EmsSqlite {
         &self,
         bureau: BureauId,
         url: &str,
-        token: &str,
+        credential_file: &str,
     ) -> Result<(), StoreError> {
-        let (url, token) = (url.to_owned(), token.to_owned());
+        let (url, file) = (url.to_owned(), credential_file.to_owned());
         self.run(move |conn| {
             conn.execute(
-                "UPDATE bureau SET provider_url = ?1, provider_token = ?2 WHERE id = ?3",
-                params![url, token, bureau],
+                "UPDATE bureau SET provider_url = ?1, provider_credential_file = ?2 WHERE id = ?3",
+                params![url, file, bureau],
             )
             .map_err(db_err)?;
             Ok(())
@@ -545,6 +550,88 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn sign_in_failed(
+        &self,
+        bureau: BureauId,
+        account: AccountId,
+        now_ms: i64,
+        policy: LockoutPolicy,
+    ) -> Result<Option<Account>, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            // A lock that has ended starts the count again.
+            let counted = tx
+                .execute(
+                    "UPDATE account SET \
+                     failed_logins = CASE WHEN locked_until_ms <= ?3 THEN 1 \
+                                          ELSE failed_logins + 1 END, \
+                     locked_until_ms = CASE WHEN locked_until_ms <= ?3 THEN NULL \
+                                            ELSE locked_until_ms END \
+                     WHERE id = ?1 AND bureau_id = ?2",
+                    params![account, bureau, now_ms],
+                )
+                .map_err(db_err)?;
+            if counted == 0 {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE account SET locked_until_ms = ?2 \
+                 WHERE id = ?1 AND failed_logins >= ?3 AND locked_until_ms IS NULL",
+                params![
+                    account,
+                    now_ms.saturating_add(policy.lock_ms),
+                    policy.lock_after
+                ],
+            )
+            .map_err(db_err)?;
+            let after = tx
+                .query_row(
+                    &format!("SELECT {ACCOUNT_COLS} FROM account a WHERE a.id = ?1"),
+                    [account],
+                    account_row,
+                )
+                .map_err(db_err)
+                .and_then(with_role)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Some(after))
+        })
+        .await
+    }
+
+    async fn clear_sign_in_failures(
+        &self,
+        bureau: BureauId,
+        login: &str,
+    ) -> Result<bool, StoreError> {
+        let login = login.to_owned();
+        self.run(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE account SET failed_logins = 0, locked_until_ms = NULL \
+                     WHERE bureau_id = ?1 AND login = ?2",
+                    params![bureau, login],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn accounts_with_failures(&self, bureau: BureauId) -> Result<Vec<Account>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLS} FROM account a WHERE a.bureau_id = ?1 \
+                     AND (a.failed_logins > 0 OR a.locked_until_ms IS NOT NULL) ORDER BY a.login"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([bureau], account_row).map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err).and_then(with_role))
+                .collect()
+        })
+        .await
+    }
+
     async fn create_session(
         &self,
         token_hash: String,
@@ -577,8 +664,8 @@ impl EmsStore for EmsSqlite {
                     |r| {
                         Ok((
                             account_row(r)?,
-                            r.get::<_, Option<i64>>(9)?,
-                            r.get::<_, i64>(10)?,
+                            r.get::<_, Option<i64>>(ACCOUNT_COL_COUNT)?,
+                            r.get::<_, i64>(ACCOUNT_COL_COUNT + 1)?,
                         ))
                     },
                 )

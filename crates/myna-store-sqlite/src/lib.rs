@@ -12,6 +12,27 @@ mod rows;
 
 pub use ems::EmsSqlite;
 
+/// Creates the database file readable by its owner only, before SQLite opens it: SQLite would
+/// create it with the umask's mode (usually 0644), and it gives the WAL and shared-memory
+/// files the database file's own mode. An existing file is left as it is.
+pub fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "creating {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 use chrono::NaiveDate;
 use myna_domain::access::{ChainBreak, ChainVerifier, Hash32, chain};
 use myna_domain::person::PersonId;
@@ -102,6 +123,7 @@ fn unavailable() -> StoreError {
 }
 
 fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    create_owner_only(path)?;
     let conn = Connection::open(path).map_err(db_err)?;
     let pragmas = match durability {
         Durability::Full => {

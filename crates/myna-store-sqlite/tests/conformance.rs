@@ -46,6 +46,7 @@ mod ems {
         view_records_keep_their_patient_and_the_chain_verifies,
         an_expired_session_is_not_returned,
         a_new_password_ends_that_accounts_sessions_only,
+        failed_sign_ins_lock_an_account_of_one_bureau_until_the_lock_ends_or_an_admin_clears_it,
         revoking_a_terminal_ends_the_sessions_bound_to_it_only,
         hospital_accounts_carry_their_hospital_and_statuses_are_per_bureau,
         handoff_copies_are_kept_per_incident_patient_and_view_and_per_bureau,

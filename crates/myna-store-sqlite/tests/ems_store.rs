@@ -170,12 +170,27 @@ async fn a_v1_file_that_holds_events_is_refused_as_predating_per_patient_consent
     let kept = store.session("tok", 0).await.unwrap().unwrap();
     assert_eq!(kept.account.login, "dispatcher");
     assert_eq!(kept.account.hospital_id, None);
+    let old = store.bureau("old-fd").await.unwrap();
     assert!(
-        store.bureau("old-fd").await.unwrap().is_some(),
+        old.is_some(),
         "an unused schema-1 file migrates, and its bureau reads with a patient secret"
     );
+    assert_eq!(
+        old.unwrap().provider_credential_file,
+        "",
+        "the credential kept in clear is dropped; the operator names its file"
+    );
     drop(store);
-    assert_eq!(schema_version(&unused), 3);
+    assert_eq!(schema_version(&unused), 4);
+    let columns: String = rusqlite::Connection::open(&unused)
+        .unwrap()
+        .query_row(
+            "SELECT group_concat(name) FROM pragma_table_info('bureau')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!columns.contains("provider_token"), "{columns}");
 
     // A schema-1 file with an incident whose face check names no card.
     let used = dir.path().join("used.db");
@@ -217,4 +232,26 @@ async fn a_v1_file_that_holds_events_is_refused_as_predating_per_patient_consent
         .query_row("SELECT count(*) FROM incident_event", [], |r| r.get(0))
         .unwrap();
     assert_eq!(events, 1, "the refused file's history is kept as it was");
+}
+
+/// Owner-only from the start: the database file and its WAL, for both stores.
+#[tokio::test]
+async fn new_database_files_and_their_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let ems = dir.path().join("ems.db");
+    let store = open(&ems);
+    store
+        .seed_bureau(myna_store::ems_testsuite::small("a-fd"))
+        .await
+        .unwrap();
+    let provider = dir.path().join("provider.db");
+    let p = myna_store_sqlite::SqliteStore::open(&provider).unwrap();
+    for path in [&ems, &provider] {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+        let wal = path.with_extension("db-wal");
+        assert_eq!(mode(&wal), 0o600, "{}", wal.display());
+    }
+    drop((store, p));
 }

@@ -28,9 +28,10 @@ pub struct Bureau {
     /// provider.
     pub code: String,
     pub name: String,
-    /// The provider's base URL and this bureau's credential there.
+    /// The provider's base URL, and the file (mode 0600) holding this bureau's credential
+    /// there. The credential itself is never in the database.
     pub provider_url: String,
-    pub provider_token: String,
+    pub provider_credential_file: String,
     /// How long after the call a summary may be requested.
     pub view_window_s: i64,
     /// The key of the bureau's patient pseudonyms (`PatientKey`).
@@ -85,6 +86,24 @@ pub struct Account {
     /// PHC string (argon2id).
     pub password_hash: String,
     pub disabled: bool,
+    /// Failed sign-ins in a row (a success, the lock's end or an admin clears them).
+    pub failed_logins: u32,
+    /// Signed-in is refused until then (ms since the epoch), after too many failures.
+    pub locked_until_ms: Option<i64>,
+}
+
+impl Account {
+    pub fn is_locked(&self, now_ms: i64) -> bool {
+        self.locked_until_ms.is_some_and(|until| until > now_ms)
+    }
+}
+
+/// When failed sign-ins lock an account, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// The failure in a row that locks the account.
+    pub lock_after: u32,
+    pub lock_ms: i64,
 }
 
 /// A registered tablet. Its credential is stored as a hash; revocation is checked on every
@@ -112,7 +131,7 @@ pub struct BureauSeed {
     pub code: String,
     pub name: String,
     pub provider_url: String,
-    pub provider_token: String,
+    pub provider_credential_file: String,
     pub view_window_s: i64,
     /// Made at random when the bureau is created; never changes (it names its patients).
     pub patient_secret: PatientSecret,
@@ -227,12 +246,13 @@ pub trait EmsStore: Send + Sync + 'static {
         seed: BureauSeed,
     ) -> impl Future<Output = Result<BureauId, StoreError>> + Send;
 
-    /// Points the bureau at a provider (URL and credential), e.g. after the provider moved.
+    /// Points the bureau at a provider: its URL and the file holding the credential, e.g.
+    /// after the provider moved or the credential was rotated.
     fn set_provider(
         &self,
         bureau: BureauId,
         url: &str,
-        token: &str,
+        credential_file: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn bureau(&self, code: &str)
@@ -266,6 +286,31 @@ pub trait EmsStore: Send + Sync + 'static {
         login: &str,
         password_hash: String,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Counts one failed sign-in of the bureau's account at `now_ms`. The `lock_after`th
+    /// failure in a row locks it for `lock_ms`; a failure after a lock ended starts the count
+    /// again. Returns the account as it is after (None if it is not the bureau's).
+    fn sign_in_failed(
+        &self,
+        bureau: BureauId,
+        account: AccountId,
+        now_ms: i64,
+        policy: LockoutPolicy,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+
+    /// Clears the account's failures and lock: after a successful sign-in, or by an admin.
+    /// False if there is no such account in the bureau.
+    fn clear_sign_in_failures(
+        &self,
+        bureau: BureauId,
+        login: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The bureau's accounts with failed sign-ins or a lock, for the admin.
+    fn accounts_with_failures(
+        &self,
+        bureau: BureauId,
+    ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
 
     fn create_session(
         &self,

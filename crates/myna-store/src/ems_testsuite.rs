@@ -7,7 +7,7 @@
 
 use crate::ems::{
     AccountSeed, AppendError, Appended, BureauId, BureauSeed, EmsStore, HandoffSnapshot,
-    IncidentFilter, IncidentId, NewEvent, Role, StatusChange, TeamId,
+    IncidentFilter, IncidentId, LockoutPolicy, NewEvent, Role, StatusChange, TeamId,
 };
 use crate::{ChainReport, StoreError};
 use myna_domain::access::{Consent, ExceptionReason};
@@ -46,7 +46,7 @@ pub fn kawasaki_like(code: &str) -> BureauSeed {
         code: code.into(),
         name: "川崎市消防局".into(),
         provider_url: "http://127.0.0.1:9".into(),
-        provider_token: "token".into(),
+        provider_credential_file: "/nonexistent/provider-token".into(),
         view_window_s: 6 * 3600,
         patient_secret: PatientSecret::from_bytes(KAWASAKI_SECRET),
         stations: KAWASAKI_SHAPE
@@ -85,7 +85,7 @@ pub fn small(code: &str) -> BureauSeed {
         code: code.into(),
         name: format!("{code} 消防本部"),
         provider_url: "http://127.0.0.1:9".into(),
-        provider_token: "token".into(),
+        provider_credential_file: "/nonexistent/provider-token".into(),
         view_window_s: 3600,
         patient_secret: PatientSecret::from_bytes(SMALL_SECRET),
         stations: vec![("本署".into(), vec!["救急1".into(), "救急2".into()])],
@@ -1398,4 +1398,93 @@ pub async fn handoff_copies_are_purged_once_no_hospital_may_read_them<S: EmsStor
         1
     );
     assert!(store.handoffs(a, id).await.unwrap().is_empty());
+}
+
+pub async fn failed_sign_ins_lock_an_account_of_one_bureau_until_the_lock_ends_or_an_admin_clears_it<
+    S: EmsStore,
+>(
+    store: S,
+) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let policy = LockoutPolicy {
+        lock_after: 3,
+        lock_ms: 60_000,
+    };
+    let crew = store.account(a, "crew01").await.unwrap().unwrap();
+    assert_eq!((crew.failed_logins, crew.locked_until_ms), (0, None));
+
+    // Another bureau cannot count failures against this account.
+    assert_eq!(
+        store.sign_in_failed(b, crew.id, T0, policy).await.unwrap(),
+        None
+    );
+    for n in 1..=2 {
+        let after = store
+            .sign_in_failed(a, crew.id, T0 + n, policy)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.failed_logins, u32::try_from(n).unwrap());
+        assert!(!after.is_locked(T0 + n), "{n} failures do not lock");
+    }
+    let locked = store
+        .sign_in_failed(a, crew.id, T0 + 3, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(locked.locked_until_ms, Some(T0 + 3 + 60_000));
+    assert!(locked.is_locked(T0 + 3 + 59_999));
+    assert!(!locked.is_locked(T0 + 3 + 60_000));
+    assert_eq!(
+        store.account(a, "crew01").await.unwrap().unwrap(),
+        locked,
+        "the lock is kept with the account"
+    );
+    // A further failure while locked does not extend the lock.
+    let still = store
+        .sign_in_failed(a, crew.id, T0 + 10, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.locked_until_ms, Some(T0 + 3 + 60_000));
+
+    // The same login in the other bureau is untouched; the admin sees only their own.
+    let other = store.account(b, "crew01").await.unwrap().unwrap();
+    assert_eq!((other.failed_logins, other.locked_until_ms), (0, None));
+    let listed = store.accounts_with_failures(a).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|x| x.login.as_str()).collect::<Vec<_>>(),
+        ["crew01"]
+    );
+    assert!(store.accounts_with_failures(b).await.unwrap().is_empty());
+
+    // After the lock ends, a failure starts the count again.
+    let again = store
+        .sign_in_failed(a, crew.id, T0 + 3 + 60_000, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.failed_logins, again.locked_until_ms), (1, None));
+
+    // The admin clears it; an unknown login in the bureau is reported.
+    for _ in 0..3 {
+        store
+            .sign_in_failed(a, crew.id, T0 + 70_000, policy)
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .account(a, "crew01")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_locked(T0 + 70_000)
+    );
+    assert!(!store.clear_sign_in_failures(b, "nobody").await.unwrap());
+    assert!(store.clear_sign_in_failures(a, "crew01").await.unwrap());
+    let cleared = store.account(a, "crew01").await.unwrap().unwrap();
+    assert_eq!((cleared.failed_logins, cleared.locked_until_ms), (0, None));
+    assert!(store.accounts_with_failures(a).await.unwrap().is_empty());
 }

@@ -50,6 +50,11 @@ pub fn crew_message(code: ErrorCode) -> &'static str {
         C::TerminalUnknown => "この端末は登録されていません。管理者に連絡してください。",
         C::CrewSignedOut => "サインインし直してください（勤務交代・期限切れ）。",
         C::BadCredentials => "ユーザーIDまたはパスワードが違います。",
+        C::AccountLocked => {
+            "ログインの失敗が続いたため、このユーザーIDはロックされています。時間をおくか、指令台の管理者に解除を依頼してください。"
+        }
+        C::TooManyAttempts => "ログインの試行が多すぎます。少し待ってからもう一度お試しください。",
+        C::Busy => "サーバーが混み合っています。もう一度お試しください。",
         C::Forbidden | C::NotACrewPhase | C::NotACrewEvent | C::NotCreatedFirst => {
             "この操作は端末からは行えません。"
         }

@@ -40,6 +40,19 @@ fn err(e: impl std::fmt::Display) -> OutboxError {
 
 impl Outbox {
     pub fn open(path: &Path) -> Result<Self, OutboxError> {
+        // The outbox holds card certificates: owner-only from the start (SQLite would use the
+        // umask, and gives the WAL the database file's mode).
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(err(e)),
+            _ => {}
+        }
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
@@ -182,6 +195,11 @@ mod tests {
             let o = Outbox::open(&path).unwrap();
             o.push(1, &body("a", Phase::Arrival)).unwrap();
             o.push(1, &body("b", Phase::Contact)).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            for p in [path.clone(), path.with_extension("db-wal")] {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is owner-only", p.display());
+            }
         }
         let o = Outbox::open(&path).unwrap();
         let head = o.head().unwrap().unwrap();

@@ -306,6 +306,9 @@ wire_codes! {
         TerminalRevoked = "terminal_revoked",
         CrewSignedOut = "crew_signed_out",
         BadCredentials = "bad_credentials",
+        AccountLocked = "account_locked",
+        TooManyAttempts = "too_many_attempts",
+        Busy = "busy",
         Forbidden = "forbidden",
         IncidentNotFound = "incident_not_found",
         IncidentClosed = "incident_closed",
@@ -362,7 +365,10 @@ impl ErrorCode {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            ErrorCode::ProviderUnavailable | ErrorCode::StorageUnavailable
+            ErrorCode::ProviderUnavailable
+                | ErrorCode::StorageUnavailable
+                | ErrorCode::Busy
+                | ErrorCode::TooManyAttempts
         )
     }
 }

@@ -1,0 +1,469 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The `ems` router attacked the way the security review did, on a real `EmsSqlite` file:
+//! a flood of sign-ins against the bounded password pool, password guessing against the rate
+//! limits and the lockout (and the admin who clears it), error bodies that must not echo the
+//! database, and the provider credential kept out of the database.
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use myna_ems::sign_in::SignInPolicy;
+use myna_ems::{Ems, router};
+use myna_store::ems::{BureauId, EmsStore, LockoutPolicy};
+use myna_store::hash_secret;
+use myna_store_sqlite::EmsSqlite;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+const CODE: &str = "kawasaki-fd";
+const PROVIDER_CREDENTIAL: &str = "kawasaki-fd.0123456789abcdef0123456789abcdef";
+
+fn password_hash() -> String {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| myna_ems::auth::hash_password(PASSWORD).unwrap())
+        .clone()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Arc<EmsSqlite>,
+    ems: Arc<Ems<EmsSqlite>>,
+    app: axum::Router,
+    bureau: BureauId,
+}
+
+/// Generous limits, so that each test turns on only the one it attacks.
+fn open_policy() -> SignInPolicy {
+    SignInPolicy {
+        per_ip_burst: 10_000,
+        per_ip_every: Duration::from_millis(1),
+        per_account_burst: 10_000,
+        per_account_every: Duration::from_millis(1),
+        lockout: LockoutPolicy {
+            lock_after: 1_000,
+            lock_ms: 60_000,
+        },
+        hash_workers: 1,
+        hash_queue: 4,
+    }
+}
+
+async fn world(policy: SignInPolicy) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let credential = dir.path().join("provider.token");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&credential)
+            .unwrap();
+        f.write_all(PROVIDER_CREDENTIAL.as_bytes()).unwrap();
+    }
+    let store = Arc::new(EmsSqlite::open(&dir.path().join("ems.db")).unwrap());
+    let seed = myna_ems::seed::kawasaki(
+        "http://127.0.0.1:9",
+        credential.to_str().unwrap(),
+        |_, _| password_hash(),
+    );
+    let bureau = store.seed_bureau(seed).await.unwrap();
+    let ems =
+        Arc::new(Ems::new(store.clone(), Arc::new(chrono::Utc::now)).with_sign_in_policy(policy));
+    World {
+        dir,
+        store,
+        app: router(ems.clone()),
+        ems,
+        bureau,
+    }
+}
+
+async fn text_of(resp: Response<Body>) -> (StatusCode, String) {
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn desk_login(login: &str, password: &str, from: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "bureau={CODE}&login={}&password={}",
+            form_encode(login),
+            form_encode(password)
+        )))
+        .unwrap();
+    if let Some(addr) = from {
+        req.extensions_mut()
+            .insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+    }
+    req
+}
+
+impl World {
+    async fn send(&self, req: Request<Body>) -> Response<Body> {
+        self.app.clone().oneshot(req).await.unwrap()
+    }
+
+    /// A registered tablet of 中原救急1 with crew10 signed in through the store (no password,
+    /// so no hashing): its bearer and session.
+    async fn crew_without_hashing(&self) -> (String, String) {
+        let team = self
+            .store
+            .teams(self.bureau)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == "中原救急1")
+            .unwrap()
+            .id;
+        let token = myna_web::random_token();
+        let terminal = self
+            .store
+            .add_terminal(self.bureau, team, "tablet", hash_secret(&token))
+            .await
+            .unwrap();
+        let crew = self
+            .store
+            .account(self.bureau, "crew10")
+            .await
+            .unwrap()
+            .unwrap();
+        let session = myna_web::random_token();
+        self.store
+            .create_session(
+                hash_secret(&session),
+                crew.id,
+                Some(terminal),
+                chrono::Utc::now().timestamp_millis() + 3_600_000,
+            )
+            .await
+            .unwrap();
+        (token, session)
+    }
+
+    async fn crew_sign_in(&self, token: &str, login: &str, password: &str) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/terminal/sign-in")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({ "login": login, "password": password }).to_string(),
+            ))
+            .unwrap();
+        let (s, text) = text_of(self.send(req).await).await;
+        (s, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn admin_cookie(&self) -> String {
+        let resp = self.send(desk_login("admin", PASSWORD, None)).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+        set.split(';').next().unwrap().trim().to_owned()
+    }
+
+    async fn admin_page(&self, cookie: &str) -> String {
+        let req = Request::builder()
+            .uri("/admin")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap();
+        let (s, text) = text_of(self.send(req).await).await;
+        assert_eq!(s, StatusCode::OK);
+        text
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_sign_ins_runs_one_hash_at_a_time_and_the_crews_requests_still_pass() {
+    let w = world(open_policy()).await;
+    let (token, session) = w.crew_without_hashing().await;
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let app = w.app.clone();
+            tokio::spawn(async move {
+                let resp = app
+                    .oneshot(desk_login(&format!("guess{i}"), "wrong", None))
+                    .await
+                    .unwrap();
+                let retry = resp.headers().get(header::RETRY_AFTER).cloned();
+                (resp.status(), retry)
+            })
+        })
+        .collect();
+    // A crew request in the middle of the flood is answered.
+    let req = Request::builder()
+        .uri("/api/v1/terminal/incidents")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("x-crew-session", &session)
+        .body(Body::empty())
+        .unwrap();
+    let (s, body) = text_of(w.send(req).await).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    let (mut refused, mut busy) = (0, 0);
+    for t in flood {
+        match t.await.unwrap() {
+            (StatusCode::UNAUTHORIZED, _) => refused += 1,
+            (StatusCode::SERVICE_UNAVAILABLE, Some(retry)) => {
+                assert_eq!(retry, "1");
+                busy += 1;
+            }
+            other => panic!("a sign-in was answered {other:?}"),
+        }
+    }
+    assert_eq!(refused + busy, 200);
+    assert!(busy > 0, "200 at once do not all wait for one worker");
+    assert!(refused > 0, "the pool did verify some");
+    assert_eq!(
+        w.ems.sign_in_guard.pool.peak(),
+        1,
+        "never more argon2 computations at once than the pool's workers"
+    );
+}
+
+#[tokio::test]
+async fn guessing_one_desk_account_locks_it_and_only_this_bureaus_admin_sees_and_clears_the_lock() {
+    let w = world(SignInPolicy {
+        lockout: LockoutPolicy {
+            lock_after: 3,
+            lock_ms: 15 * 60_000,
+        },
+        ..open_policy()
+    })
+    .await;
+    for expected in [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::UNAUTHORIZED,
+        StatusCode::LOCKED,
+    ] {
+        let (s, page) = text_of(w.send(desk_login("dispatcher", "guess", None)).await).await;
+        assert_eq!(s, expected);
+        if s == StatusCode::LOCKED {
+            assert!(page.contains("ロックされています"), "{page}");
+        }
+    }
+    // The right password does not open a locked account.
+    let (s, _) = text_of(w.send(desk_login("dispatcher", PASSWORD, None)).await).await;
+    assert_eq!(s, StatusCode::LOCKED);
+    let locked = w
+        .store
+        .account(w.bureau, "dispatcher")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        locked.failed_logins, 3,
+        "attempts while locked are not hashed"
+    );
+
+    // The admin sees it, with the time the lock ends, and clears it.
+    let cookie = w.admin_cookie().await;
+    let page = w.admin_page(&cookie).await;
+    let row = page
+        .split("<tr>")
+        .find(|r| r.contains("<td>dispatcher</td>"))
+        .expect("the locked account is listed");
+    assert!(row.contains("3回") && row.contains("ロック中"), "{row}");
+    let req = Request::builder()
+        .method("POST")
+        .uri("/admin/unlock")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("login=dispatcher"))
+        .unwrap();
+    let (s, page) = text_of(w.send(req).await).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("dispatcher のロックを解除しました"), "{page}");
+    assert!(!page.contains("<td>dispatcher</td>"), "no longer listed");
+    let resp = w.send(desk_login("dispatcher", PASSWORD, None)).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::SEE_OTHER,
+        "signed in after the unlock"
+    );
+
+    // A dispatcher cannot clear locks.
+    let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+    let dispatcher = set.split(';').next().unwrap().trim().to_owned();
+    for _ in 0..3 {
+        w.send(desk_login("crew10", "guess", None)).await;
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri("/admin/unlock")
+        .header(header::COOKIE, &dispatcher)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("login=crew10"))
+        .unwrap();
+    let resp = w.send(req).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(
+        w.store
+            .account(w.bureau, "crew10")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_locked(chrono::Utc::now().timestamp_millis())
+    );
+}
+
+#[tokio::test]
+async fn a_crew_tablet_gets_account_locked_and_a_password_reset_lifts_it() {
+    let w = world(SignInPolicy {
+        lockout: LockoutPolicy {
+            lock_after: 2,
+            lock_ms: 15 * 60_000,
+        },
+        ..open_policy()
+    })
+    .await;
+    let (token, _) = w.crew_without_hashing().await;
+    let (s, v) = w.crew_sign_in(&token, "crew10", "guess").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_credentials"))
+    );
+    let (s, v) = w.crew_sign_in(&token, "crew10", "guess").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::LOCKED, Some("account_locked"))
+    );
+    let (s, v) = w.crew_sign_in(&token, "crew10", PASSWORD).await;
+    assert_eq!(v["error"]["code"], "account_locked", "{s}");
+
+    let cookie = w.admin_cookie().await;
+    let new_password = "a new password of the shift";
+    let req = Request::builder()
+        .method("POST")
+        .uri("/admin/password")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "login=crew10&password={}",
+            form_encode(new_password)
+        )))
+        .unwrap();
+    let (s, _) = text_of(w.send(req).await).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = w.crew_sign_in(&token, "crew10", new_password).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn attempts_past_the_accounts_or_the_addresss_burst_are_429_before_any_hashing() {
+    let w = world(SignInPolicy {
+        per_account_burst: 2,
+        per_account_every: Duration::from_secs(3600),
+        // Every attempt counts for the address, the one refused for the account too.
+        per_ip_burst: 4,
+        per_ip_every: Duration::from_secs(3600),
+        ..open_policy()
+    })
+    .await;
+    let from = Some("192.0.2.7:50000");
+    for _ in 0..2 {
+        let resp = w.send(desk_login("dispatcher", "guess", from)).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = w.send(desk_login("dispatcher", "guess", from)).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    let (_, page) = text_of(resp).await;
+    assert!(page.contains("ログインの試行が多すぎます"), "{page}");
+    assert_eq!(
+        w.store
+            .account(w.bureau, "dispatcher")
+            .await
+            .unwrap()
+            .unwrap()
+            .failed_logins,
+        2,
+        "the refused attempt was not verified or counted"
+    );
+    // The address has one attempt left, on another account; then it is refused too.
+    let resp = w.send(desk_login("admin", "guess", from)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = w.send(desk_login("admin", PASSWORD, from)).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another address still signs in.
+    let resp = w
+        .send(desk_login("admin", PASSWORD, Some("198.51.100.3:40000")))
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_database_failure_answers_the_code_and_never_the_databases_message() {
+    let w = world(open_policy()).await;
+    let (token, session) = w.crew_without_hashing().await;
+    // Someone breaks the file under the running service.
+    let raw = rusqlite::Connection::open(w.dir.path().join("ems.db")).unwrap();
+    raw.execute_batch("PRAGMA foreign_keys = OFF; DROP TABLE incident_event; DROP TABLE incident;")
+        .unwrap();
+    let req = Request::builder()
+        .uri("/api/v1/terminal/incidents")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("x-crew-session", &session)
+        .body(Body::empty())
+        .unwrap();
+    let (s, text) = text_of(w.send(req).await).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "storage_unavailable");
+    assert_eq!(v["error"]["message"], "storage is unavailable");
+    for leak in ["no such table", "incident", "SQL", "sqlite"] {
+        assert!(!text.contains(leak), "the body names {leak:?}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_provider_credential_is_not_in_the_database_and_a_file_others_can_read_is_refused() {
+    let w = world(open_policy()).await;
+    let bureau = w.store.bureau(CODE).await.unwrap().unwrap();
+    assert_eq!(
+        myna_ems::read_credential(std::path::Path::new(&bureau.provider_credential_file)).unwrap(),
+        PROVIDER_CREDENTIAL
+    );
+    drop(w.store.clone());
+    for name in ["ems.db", "ems.db-wal"] {
+        let path = w.dir.path().join(name);
+        if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes
+                    .windows(PROVIDER_CREDENTIAL.len())
+                    .any(|x| x == PROVIDER_CREDENTIAL.as_bytes()),
+                "{name} holds the provider credential"
+            );
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::path::Path::new(&bureau.provider_credential_file);
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = myna_ems::read_credential(file).unwrap_err();
+    assert!(refused.contains("chmod 600"), "{refused}");
+}
