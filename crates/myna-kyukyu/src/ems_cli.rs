@@ -193,8 +193,7 @@ pub async fn serve_ems(
     }
     let ems = Arc::new(ems);
     let purge = tokio::spawn(myna_ems::purge_handoffs_forever(ems.clone()));
-    let served = axum::serve(listener, router(ems))
-        .with_graceful_shutdown(shutdown)
+    let served = myna_web::serve::serve(listener, router(ems), Default::default(), shutdown)
         .await
         .context("ems server");
     purge.abort();
@@ -260,10 +259,14 @@ pub async fn serve_terminal(
     if let Some(path) = &args.launch_file {
         crate::provider::write_token(path, &launch)?;
     }
-    axum::serve(listener, myna_terminal::router(terminal, guard))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("terminal server")
+    myna_web::serve::serve(
+        listener,
+        myna_terminal::router(terminal, guard),
+        Default::default(),
+        shutdown,
+    )
+    .await
+    .context("terminal server")
 }
 
 pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {

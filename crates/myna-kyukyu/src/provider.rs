@@ -167,10 +167,9 @@ pub async fn serve(
         alerts: alert_table()?,
         clock: system_clock(),
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    myna_web::serve::serve(listener, app, Default::default(), shutdown)
+        .await
+        .context("provider server")
 }
 
 pub async fn add_organisation<S: ProviderStore>(store: &S, id: &str, name: &str) -> Result<String> {

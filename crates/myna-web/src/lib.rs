@@ -2,6 +2,8 @@
 //! stylesheet (served by our own process, never a CDN), random tokens, cookies and rendering of
 //! askama pages.
 
+pub mod serve;
+
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
