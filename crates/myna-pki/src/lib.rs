@@ -10,6 +10,7 @@
 //! does not, so JPKI work uses RustCrypto throughout.
 
 mod ca;
+pub mod checkpoint;
 mod validate;
 
 pub use ca::{AUTH_POLICY_OID, CertShape, KeyPool, TestCa};
