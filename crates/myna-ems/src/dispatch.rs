@@ -53,6 +53,8 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
 struct Desk {
     session: Session,
     bureau: Bureau,
+    /// The session's token for its forms (`myna_web::csrf`).
+    csrf: String,
 }
 
 impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Desk {
@@ -69,7 +71,13 @@ impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Desk {
             Err(e) => return Err(e.into_response()),
         };
         match ems.store.bureau_by_id(session.account.bureau_id).await {
-            Ok(Some(bureau)) => Ok(Desk { session, bureau }),
+            Ok(Some(bureau)) => Ok(Desk {
+                session,
+                bureau,
+                csrf: myna_web::cookie(&parts.headers, SESSION_COOKIE)
+                    .map(myna_web::csrf::token)
+                    .unwrap_or_default(),
+            }),
             Ok(None) => Err(Redirect::to("/login").into_response()),
             Err(e) => Err(EmsError::from(e).into_response()),
         }
@@ -217,6 +225,7 @@ struct BoardPage {
     error: Option<String>,
     categories: Vec<(String, &'static str)>,
     teams: Vec<Team>,
+    csrf: String,
 }
 
 fn board_page(d: &Desk, teams: Vec<Team>, error: Option<String>) -> BoardPage {
@@ -230,6 +239,7 @@ fn board_page(d: &Desk, teams: Vec<Team>, error: Option<String>) -> BoardPage {
             .map(|c| (category_value(c), c.label_ja()))
             .collect(),
         teams,
+        csrf: d.csrf.clone(),
     }
 }
 
@@ -261,6 +271,7 @@ struct TeamRow {
 struct ListFragment {
     incidents: Vec<ListRow>,
     team_rows: Vec<TeamRow>,
+    csrf: String,
 }
 
 /// Each team's status from the open incident it is assigned to (the furthest along, if a
@@ -361,6 +372,7 @@ async fn list<S: EmsStore>(State(ems): St<S>, d: Desk) -> Response {
         Ok::<_, EmsError>(ListFragment {
             incidents,
             team_rows,
+            csrf: d.csrf.clone(),
         })
     }
     .await;
@@ -657,27 +669,54 @@ async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i
     }
 }
 
+/// How often an open desk stream checks that its session still holds.
+const SESSION_RECHECK: Duration = Duration::from_secs(10);
+
+/// The desk's push stream. The session is checked again before every event and every
+/// `SESSION_RECHECK`, so a sign-out, an expiry or a password reset ends the stream with
+/// `signed_out` (the page then goes to the sign-in).
 async fn stream<S: EmsStore>(
     State(ems): St<S>,
     d: Desk,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
+    use tokio::sync::broadcast::error::RecvError;
     let bureau = d.bureau.id;
     let rx = ems.subscribe();
-    let events = futures_util::stream::unfold(rx, move |mut rx| async move {
+    let tick = tokio::time::interval(SESSION_RECHECK);
+    let still_signed_in = move |ems: Arc<Ems<S>>, headers: HeaderMap| async move {
+        matches!(
+            ems.browser_session(&headers).await,
+            Ok(Some(s)) if matches!(s.account.role, Role::Dispatcher | Role::Admin)
+                && s.account.bureau_id == bureau
+        )
+    };
+    let state = (rx, tick, ems.clone(), headers);
+    let events = futures_util::stream::unfold(Some(state), move |state| async move {
+        let (mut rx, mut tick, ems, headers) = state?;
         loop {
-            match rx.recv().await {
-                Ok(ch) if ch.bureau == bureau => {
-                    let ev = SseEvent::default()
-                        .event("incident")
-                        .data(ch.incident.to_string());
-                    return Some((Ok(ev), rx));
+            let ev = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(ch) if ch.bureau == bureau => {
+                        SseEvent::default().event("incident").data(ch.incident.to_string())
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => SseEvent::default().event("incident").data("lagged"),
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = tick.tick() => {
+                    if still_signed_in(ems.clone(), headers.clone()).await {
+                        continue;
+                    }
+                    let ev = SseEvent::default().event("signed_out").data("ended");
+                    return Some((Ok(ev), None));
                 }
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(SseEvent::default().event("incident").data("lagged")), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            if !still_signed_in(ems.clone(), headers.clone()).await {
+                let ev = SseEvent::default().event("signed_out").data("ended");
+                return Some((Ok(ev), None));
             }
+            return Some((Ok(ev), Some((rx, tick, ems, headers))));
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -690,6 +729,7 @@ struct AdminPage {
     /// id, label, team, revoked
     terminals: Vec<(i64, String, String, bool)>,
     sign_in_failures: Vec<FailureRow>,
+    csrf: String,
 }
 
 /// An account with failed sign-ins, as the admin sees it.
@@ -737,6 +777,7 @@ async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>
             message,
             terminals,
             sign_in_failures,
+            csrf: d.csrf.clone(),
         })
     }
     .await;

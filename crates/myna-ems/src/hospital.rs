@@ -74,6 +74,8 @@ pub(crate) struct Staff {
     session: Session,
     bureau: Bureau,
     hospital: Hospital,
+    /// The session's token for its forms (`myna_web::csrf`).
+    csrf: String,
 }
 
 impl Staff {
@@ -119,6 +121,9 @@ async fn staff<S: EmsStore>(
             session,
             bureau,
             hospital,
+            csrf: myna_web::cookie(headers, crate::auth::SESSION_COOKIE)
+                .map(myna_web::csrf::token)
+                .unwrap_or_default(),
         }),
         Ok(None) => Err(None),
         Err(e) => Err(Some(e.into())),
@@ -174,6 +179,7 @@ struct HomePage {
     stale: bool,
     stale_after: i64,
     history: Vec<HistoryRow>,
+    csrf: String,
 }
 
 fn status_summary(s: &HospitalStatus) -> String {
@@ -212,6 +218,7 @@ async fn home_page<S: EmsStore>(ems: &Ems<S>, st: &Staff, message: Option<String
             .with_stale_after(ems.status_stale_after_minutes);
         let now = ems.now();
         Ok::<_, EmsError>(HomePage {
+            csrf: st.csrf.clone(),
             hospital: st.hospital.name.clone(),
             user: st.session.account.display_name.clone(),
             bureau: st.bureau.name.clone(),
@@ -470,10 +477,13 @@ struct LiveFragment {
     several: bool,
     can_sign: bool,
     handoff: Option<(String, String)>,
+    csrf: String,
 }
 
-fn live_fragment(view: IncidentView, hospital: &Hospital, now_ms: i64) -> LiveFragment {
+fn live_fragment(view: IncidentView, st: &Staff, now_ms: i64) -> LiveFragment {
+    let hospital = &st.hospital;
     LiveFragment {
+        csrf: st.csrf.clone(),
         progress: progress_ja(&view),
         eta: eta_ja(&view, hospital, now_ms),
         vitals: view
@@ -725,7 +735,7 @@ async fn patient_page<S: EmsStore>(State(ems): St<S>, st: Staff, Path(id): Path<
         Ok::<_, EmsError>(PatientPage {
             hospital: st.hospital.name.clone(),
             user: st.session.account.display_name.clone(),
-            live: live_fragment(view, &st.hospital, ems.now_ms()),
+            live: live_fragment(view, &st, ems.now_ms()),
             patients,
         })
     }

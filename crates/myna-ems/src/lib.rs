@@ -228,14 +228,31 @@ pub async fn purge_handoffs_forever<S: EmsStore>(ems: Arc<Ems<S>>) {
     }
 }
 
+/// The push script of the desk and the hospital screen.
+const EMS_JS: &str = include_str!("../assets/ems.js");
+
 /// All of `ems`'s routes: the terminal API, the desk UI and the static files.
 pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(api::routes())
-        .merge(dispatch::routes())
-        .merge(hospital::routes())
+        .merge(
+            // The browser screens: every form carries its session's token and comes from
+            // our own origin.
+            dispatch::routes()
+                .merge(hospital::routes())
+                .layer(axum::middleware::from_fn(|req, next| {
+                    myna_web::csrf::guard(auth::SESSION_COOKIE, req, next)
+                })),
+        )
         .merge(myna_web::static_routes())
+        .route(
+            "/static/ems.js",
+            axum::routing::get(|| async {
+                myna_web::asset(EMS_JS, "text/javascript; charset=utf-8")
+            }),
+        )
+        .layer(axum::middleware::from_fn(myna_web::security::layer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ems)
 }

@@ -357,9 +357,16 @@ impl World {
         let mut req = Request::builder()
             .method("POST")
             .uri(path)
+            .header(header::HOST, "ems.test")
+            .header(header::ORIGIN, "http://ems.test")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let mut body = body;
         if let Some(c) = cookie {
             req = req.header(header::COOKIE, c);
+            // The page's form carries its session's token.
+            let session = c.strip_prefix("ems_session=").unwrap_or(c);
+            let sep = if body.is_empty() { "" } else { "&" };
+            body = format!("{body}{sep}csrf={}", myna_web::csrf::token(session));
         }
         req.body(Body::from(body)).unwrap()
     }

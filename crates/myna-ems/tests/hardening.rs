@@ -104,6 +104,8 @@ fn desk_login(login: &str, password: &str, from: Option<&str>) -> Request<Body> 
     let mut req = Request::builder()
         .method("POST")
         .uri("/login")
+        .header(header::HOST, "ems.test")
+        .header(header::ORIGIN, "http://ems.test")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(format!(
             "bureau={CODE}&login={}&password={}",
@@ -116,6 +118,24 @@ fn desk_login(login: &str, password: &str, from: Option<&str>) -> Request<Body> 
             .insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
     }
     req
+}
+
+/// A form post from the page of the session in `cookie` (`ems_session=…`), with its token.
+fn desk_form(path: &str, cookie: &str, fields: &str) -> Request<Body> {
+    let session = cookie.strip_prefix("ems_session=").unwrap();
+    let sep = if fields.is_empty() { "" } else { "&" };
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(header::HOST, "ems.test")
+        .header(header::ORIGIN, "http://ems.test")
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "{fields}{sep}csrf={}",
+            myna_web::csrf::token(session)
+        )))
+        .unwrap()
 }
 
 impl World {
@@ -284,13 +304,7 @@ async fn guessing_one_desk_account_locks_it_and_only_this_bureaus_admin_sees_and
         .find(|r| r.contains("<td>dispatcher</td>"))
         .expect("the locked account is listed");
     assert!(row.contains("3回") && row.contains("ロック中"), "{row}");
-    let req = Request::builder()
-        .method("POST")
-        .uri("/admin/unlock")
-        .header(header::COOKIE, &cookie)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("login=dispatcher"))
-        .unwrap();
+    let req = desk_form("/admin/unlock", &cookie, "login=dispatcher");
     let (s, page) = text_of(w.send(req).await).await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains("dispatcher のロックを解除しました"), "{page}");
@@ -308,13 +322,7 @@ async fn guessing_one_desk_account_locks_it_and_only_this_bureaus_admin_sees_and
     for _ in 0..3 {
         w.send(desk_login("crew10", "guess", None)).await;
     }
-    let req = Request::builder()
-        .method("POST")
-        .uri("/admin/unlock")
-        .header(header::COOKIE, &dispatcher)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("login=crew10"))
-        .unwrap();
+    let req = desk_form("/admin/unlock", &dispatcher, "login=crew10");
     let resp = w.send(req).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(
@@ -353,16 +361,11 @@ async fn a_crew_tablet_gets_account_locked_and_a_password_reset_lifts_it() {
 
     let cookie = w.admin_cookie().await;
     let new_password = "a new password of the shift";
-    let req = Request::builder()
-        .method("POST")
-        .uri("/admin/password")
-        .header(header::COOKIE, &cookie)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(format!(
-            "login=crew10&password={}",
-            form_encode(new_password)
-        )))
-        .unwrap();
+    let req = desk_form(
+        "/admin/password",
+        &cookie,
+        &format!("login=crew10&password={}", form_encode(new_password)),
+    );
     let (s, _) = text_of(w.send(req).await).await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = w.crew_sign_in(&token, "crew10", new_password).await;
@@ -466,4 +469,193 @@ async fn the_provider_credential_is_not_in_the_database_and_a_file_others_can_re
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let refused = myna_ems::read_credential(file).unwrap_err();
     assert!(refused.contains("chmod 600"), "{refused}");
+}
+
+async fn incident_count(w: &World) -> usize {
+    w.store
+        .incidents(
+            w.bureau,
+            myna_store::ems::IncidentFilter {
+                open_only: false,
+                team: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap()
+        .len()
+}
+
+const NEW_INCIDENT: &str = "location=%E5%B7%9D%E5%B4%8E%E5%B8%82&category=chest_pain&note=&team=";
+
+#[tokio::test]
+async fn a_desk_form_from_another_origin_or_without_its_sessions_token_changes_nothing() {
+    let w = world(open_policy()).await;
+    let cookie = w.admin_cookie().await;
+    let other = w.admin_cookie().await;
+    let session = cookie.strip_prefix("ems_session=").unwrap();
+    let forged = |origin: Option<&str>, fetch_site: Option<&str>, token: Option<String>| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/dispatch/incidents")
+            .header(header::HOST, "ems.test")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        if let Some(s) = fetch_site {
+            req = req.header("sec-fetch-site", s);
+        }
+        let body = match token {
+            Some(t) => format!("{NEW_INCIDENT}&csrf={t}"),
+            None => NEW_INCIDENT.to_owned(),
+        };
+        req.body(Body::from(body)).unwrap()
+    };
+    let own = Some(myna_web::csrf::token(session));
+    let attacks = [
+        (
+            "another site, with the token",
+            forged(Some("https://evil.example"), None, own.clone()),
+        ),
+        (
+            "a sibling port",
+            forged(Some("http://ems.test:8080"), None, own.clone()),
+        ),
+        ("no origin at all", forged(None, None, own.clone())),
+        (
+            "same-site, not same-origin",
+            forged(None, Some("same-site"), own.clone()),
+        ),
+        (
+            "own origin, no token",
+            forged(Some("http://ems.test"), None, None),
+        ),
+        ("own origin, another session's token", {
+            let t = myna_web::csrf::token(other.strip_prefix("ems_session=").unwrap());
+            forged(Some("http://ems.test"), None, Some(t))
+        }),
+        (
+            "own origin, a made-up token",
+            forged(Some("http://ems.test"), None, Some("x".into())),
+        ),
+    ];
+    for (what, req) in attacks {
+        let resp = w.send(req).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{what}");
+    }
+    assert_eq!(
+        incident_count(&w).await,
+        0,
+        "no forged form made an incident"
+    );
+    // The page's own form does.
+    let resp = w
+        .send(forged(Some("http://ems.test"), None, own.clone()))
+        .await;
+    assert_ne!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(incident_count(&w).await, 1);
+    let resp = w.send(forged(None, Some("same-origin"), own)).await;
+    assert_ne!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(incident_count(&w).await, 2);
+
+    // Signing in from another site is refused too (login CSRF).
+    let mut req = desk_login("admin", PASSWORD, None);
+    req.headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(w.send(req).await.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers_and_no_inline_script() {
+    let w = world(open_policy()).await;
+    let cookie = w.admin_cookie().await;
+    for path in [
+        "/login",
+        "/dispatch",
+        "/admin",
+        "/dispatch/list",
+        "/static/ems.js",
+        "/healthz",
+    ] {
+        let req = Request::builder()
+            .uri(path)
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let resp = w.send(req).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let h = resp.headers();
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+        assert_eq!(h[header::REFERRER_POLICY], "same-origin", "{path}");
+        let (_, text) = text_of(resp).await;
+        if path != "/static/ems.js" {
+            for tag in text.match_indices("<script").map(|(i, _)| &text[i..]) {
+                let open = &tag[..tag.find('>').unwrap()];
+                assert!(
+                    open.contains(" src=\"/static/"),
+                    "{path}: inline script {open}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sign_out_ends_the_desks_open_push_stream() {
+    use http_body_util::BodyExt;
+    let w = world(open_policy()).await;
+    let dispatcher = {
+        let resp = w.send(desk_login("dispatcher", PASSWORD, None)).await;
+        let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+        set.split(';').next().unwrap().trim().to_owned()
+    };
+    let admin = w.admin_cookie().await;
+    let req = Request::builder()
+        .uri("/dispatch/stream")
+        .header(header::COOKIE, &dispatcher)
+        .body(Body::empty())
+        .unwrap();
+    let resp = w.send(req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+
+    // While signed in, a change arrives.
+    w.send(desk_form("/dispatch/incidents", &admin, NEW_INCIDENT))
+        .await;
+    let frame = tokio::time::timeout(Duration::from_secs(20), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
+    assert!(text.contains("event: incident"), "{text}");
+
+    // Signed out elsewhere (the same session), the next change ends the stream instead.
+    let resp = w.send(desk_form("/logout", &dispatcher, "")).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    w.send(desk_form("/dispatch/incidents", &admin, NEW_INCIDENT))
+        .await;
+    let mut seen = String::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), body.frame()).await {
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    seen.push_str(&String::from_utf8_lossy(d));
+                }
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => panic!("{e}"),
+            Err(_) => panic!("the stream stayed open after the sign-out: {seen}"),
+        }
+    }
+    assert!(seen.contains("event: signed_out"), "{seen}");
+    assert!(
+        !seen.contains("event: incident"),
+        "nothing was pushed after the sign-out: {seen}"
+    );
 }

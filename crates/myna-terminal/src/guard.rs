@@ -27,10 +27,8 @@ pub const COOKIE: &str = "terminal_key";
 /// Where the one-time launch code is redeemed: `/launch/{code}`.
 pub const LAUNCH_ROUTE: &str = "/launch/{code}";
 
-/// Sent with every response of the crew UI.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-     frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+/// Sent with every response of the crew UI (the same policy as every page of ours).
+pub const CONTENT_SECURITY_POLICY: &str = myna_web::security::CONTENT_SECURITY_POLICY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
@@ -214,28 +212,9 @@ pub async fn launch(
 pub async fn layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     if let Err(refusal) = guard.check(req.method(), req.uri().path(), req.headers()) {
         tracing::warn!(?refusal, path = req.uri().path(), "crew UI request refused");
-        return with_security_headers(refusal.into_response());
+        return myna_web::security::with_headers(refusal.into_response());
     }
-    with_security_headers(next.run(req).await)
-}
-
-fn with_security_headers(mut resp: Response) -> Response {
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Not `no-referrer`: under it Chromium sends `Origin: null` on same-origin form posts.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    resp
+    myna_web::security::with_headers(next.run(req).await)
 }
 
 #[cfg(test)]

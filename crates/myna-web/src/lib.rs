@@ -2,6 +2,8 @@
 //! stylesheet (served by our own process, never a CDN), random tokens, cookies and rendering of
 //! askama pages.
 
+pub mod csrf;
+pub mod security;
 pub mod serve;
 
 use axum::Router;
@@ -17,7 +19,8 @@ pub const CSS_PATH: &str = "/static/app.css";
 const HTMX: &str = include_str!("../assets/htmx-2.0.4.min.js");
 const CSS: &str = include_str!("../assets/app.css");
 
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+/// A static file of ours, cached for a day.
+pub fn asset(body: &'static str, content_type: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
