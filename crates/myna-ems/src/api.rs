@@ -91,7 +91,7 @@ async fn sign_in<S: EmsStore>(
     let body: SignInBody = parse(&body)?;
     let account = ems
         .sign_in(
-            SignInFrom::Terminal,
+            SignInFrom::Terminal(at.terminal.id),
             &at.bureau.code,
             Some(&at.bureau),
             body.login.trim(),
@@ -618,10 +618,10 @@ pub async fn reset_password<S: EmsStore>(
     login: &str,
     password: &str,
 ) -> Result<bool, EmsError> {
-    let hash = ems.sign_in_guard.pool.hash(password.to_owned()).await?;
-    if !ems.store.set_password(bureau, login, hash).await? {
-        return Ok(false);
-    }
-    ems.store.clear_sign_in_failures(bureau, login).await?;
-    Ok(true)
+    let hash = ems
+        .sign_in_guard
+        .browser_pool
+        .hash(password.to_owned())
+        .await?;
+    Ok(ems.store.set_password(bureau, login, hash).await?)
 }

@@ -1,11 +1,19 @@
 //! Signing in, hardened against floods and guessing.
-//! - Password hashing runs on its own bounded pool, never on the blocking threads the store
+//! - Password hashing runs on bounded pools of its own, never on the blocking threads the store
 //!   uses: a flood of sign-ins costs at most `hash_workers` argon2 computations (19 MiB each)
-//!   at a time, and what does not fit in the queue is answered `busy` at once.
-//! - Attempts are rate-limited per client address (the desk's open sign-in page) and per
-//!   account (both the desk and the crew's tablet), before any hashing.
-//! - Failed sign-ins in a row lock the account (`LockoutPolicy`) until the lock ends or the
-//!   desk admin clears it; the admin page lists them.
+//!   at a time, and what does not fit in the queue is answered `busy` at once. The crew's
+//!   tablets (registered devices) have a pool of their own, so a flood of the open desk
+//!   sign-in page cannot keep a crew from signing in.
+//! - Attempts are rate-limited before any hashing: per client address on the open page (an
+//!   IPv6 address by its /64), and per account on each path (the desk's page; a tablet and
+//!   the login typed on it), so one path cannot starve another.
+//! - Failed sign-ins in a row lock the account (`LockoutPolicy`) until the lock ends, an admin
+//!   clears it (admin page, `ems unlock`) or its password is reset. Only a path that accepts
+//!   the account's role counts: guessing a crew member's password on the desk's page neither
+//!   reaches it nor locks it.
+//! - Known limit: a lock answers `account_locked`, which tells a guesser the login exists
+//!   (unknown logins never lock). The desk logins are predictable anyway; see
+//!   `docs/security.md`.
 
 use crate::Ems;
 use crate::error::EmsError;
@@ -32,10 +40,20 @@ pub struct SignInPolicy {
     pub per_account_burst: u32,
     pub per_account_every: Duration,
     pub lockout: LockoutPolicy,
-    /// argon2 computations at once (each takes 19 MiB) and jobs waiting for one.
+    /// argon2 computations at once for the open sign-in page (each takes 19 MiB) and jobs
+    /// waiting for one. The tablets' pool has one worker and its own queue.
     pub hash_workers: usize,
     pub hash_queue: usize,
 }
+
+/// Longest bureau code and login looked at: anything longer is refused before it becomes a
+/// rate-limit key.
+const MAX_CODE_CHARS: usize = 32;
+const MAX_LOGIN_CHARS: usize = 64;
+
+/// Rate-limit entries kept before idle ones are dropped early (a spray of logins or
+/// addresses cannot grow memory for ever).
+const MAX_LIMITER_KEYS: usize = 100_000;
 
 impl Default for SignInPolicy {
     fn default() -> Self {
@@ -84,7 +102,14 @@ impl PasswordPool {
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
+                            // A panicking job must not take its worker with it.
+                            Ok(job) => {
+                                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                                    .is_err()
+                                {
+                                    tracing::error!("a password job panicked");
+                                }
+                            }
                             Err(_) => return,
                         }
                     }
@@ -151,12 +176,36 @@ impl PasswordPool {
     }
 }
 
-/// The pool and the rate limiters of one `ems` process.
+/// Where an attempt is counted: the open page, or one tablet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Path {
+    Browser,
+    Terminal(i64),
+}
+
+/// The pools and the rate limiters of one `ems` process.
 pub struct SignInGuard {
     pub policy: SignInPolicy,
-    pub pool: PasswordPool,
+    /// The open sign-in page's pool; admin password resets use it too.
+    pub browser_pool: PasswordPool,
+    pub terminal_pool: PasswordPool,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_account: DefaultKeyedRateLimiter<(String, String)>,
+    per_account: DefaultKeyedRateLimiter<(Path, String, String)>,
+}
+
+/// The key of an address: an IPv6 client controls its whole /64, so that is one key; an
+/// IPv4-mapped address is its IPv4 address.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 fn quota(burst: u32, every: Duration) -> Option<Quota> {
@@ -175,7 +224,8 @@ impl SignInGuard {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
         Self {
             policy,
-            pool: PasswordPool::new(policy.hash_workers, policy.hash_queue),
+            browser_pool: PasswordPool::new(policy.hash_workers, policy.hash_queue),
+            terminal_pool: PasswordPool::new(1, 8),
             per_ip: RateLimiter::keyed(ip),
             per_account: RateLimiter::keyed(account),
         }
@@ -188,13 +238,23 @@ impl SignInGuard {
     }
 
     fn check_ip(&self, ip: IpAddr) -> Result<(), EmsError> {
-        self.per_ip.check_key(&ip).map_err(|not_until| {
-            Self::refused(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
-        })
+        if self.per_ip.len() > MAX_LIMITER_KEYS {
+            self.per_ip.retain_recent();
+        }
+        self.per_ip
+            .check_key(&address_key(ip))
+            .map_err(|not_until| {
+                Self::refused(
+                    not_until.wait_time_from(governor::clock::DefaultClock::default().now()),
+                )
+            })
     }
 
-    fn check_account(&self, bureau_code: &str, login: &str) -> Result<(), EmsError> {
-        let key = (bureau_code.to_lowercase(), login.to_owned());
+    fn check_account(&self, path: Path, bureau_code: &str, login: &str) -> Result<(), EmsError> {
+        if self.per_account.len() > MAX_LIMITER_KEYS {
+            self.per_account.retain_recent();
+        }
+        let key = (path, bureau_code.to_lowercase(), login.to_owned());
         self.per_account.check_key(&key).map_err(|not_until| {
             Self::refused(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
         })
@@ -228,11 +288,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 }
 
 /// Where a sign-in comes from: the desk's open page (limited per address too) or a
-/// registered tablet, which already proved its credential.
+/// registered tablet (by its id), which already proved its credential.
 #[derive(Debug, Clone, Copy)]
 pub enum SignInFrom {
     Browser(Option<IpAddr>),
-    Terminal,
+    Terminal(i64),
 }
 
 impl<S: EmsStore> Ems<S> {
@@ -249,14 +309,24 @@ impl<S: EmsStore> Ems<S> {
         roles: &[Role],
     ) -> Result<Account, EmsError> {
         let guard = &self.sign_in_guard;
-        if let SignInFrom::Browser(ip) = from {
-            guard.check_ip(ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))?;
+        let (path, pool) = match from {
+            SignInFrom::Browser(ip) => {
+                guard.check_ip(ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))?;
+                (Path::Browser, &guard.browser_pool)
+            }
+            SignInFrom::Terminal(id) => (Path::Terminal(id), &guard.terminal_pool),
+        };
+        if bureau_code.chars().count() > MAX_CODE_CHARS || login.chars().count() > MAX_LOGIN_CHARS {
+            return Err(EmsError::BadCredentials);
         }
-        guard.check_account(bureau_code, login)?;
+        guard.check_account(path, bureau_code, login)?;
+        // An account this path does not serve (a crew member on the desk's page, a disabled
+        // one) is treated as unknown: verified against the dummy, never counted or locked.
         let account = match bureau {
             Some(b) => self.store.account(b.id, login).await?,
             None => None,
-        };
+        }
+        .filter(|a| !a.disabled && roles.contains(&a.role));
         let now_ms = self.now_ms();
         if let Some(a) = &account
             && a.is_locked(now_ms)
@@ -269,7 +339,7 @@ impl<S: EmsStore> Ems<S> {
             .as_ref()
             .map_or(crate::auth::dummy_hash(), |a| a.password_hash.as_str())
             .to_owned();
-        let matches = guard.pool.verify(password, stored).await?;
+        let matches = pool.verify(password, stored).await?;
         let Some(account) = account else {
             return Err(EmsError::BadCredentials);
         };
@@ -286,13 +356,15 @@ impl<S: EmsStore> Ems<S> {
                 None => Err(EmsError::BadCredentials),
             };
         }
-        if account.disabled || !roles.contains(&account.role) {
-            return Err(EmsError::BadCredentials);
-        }
-        if account.failed_logins > 0 {
-            self.store
-                .clear_sign_in_failures(account.bureau_id, &account.login)
-                .await?;
+        // A guess that raced this sign-in may have locked the account meanwhile.
+        if !self
+            .store
+            .sign_in_succeeded(account.bureau_id, account.id, now_ms)
+            .await?
+        {
+            return Err(EmsError::AccountLocked {
+                until_ms: now_ms.saturating_add(guard.policy.lockout.lock_ms),
+            });
         }
         Ok(account)
     }
@@ -337,8 +409,41 @@ mod tests {
             per_account_every: Duration::ZERO,
             ..SignInPolicy::default()
         });
-        assert!(guard.check_ip(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_ok());
-        assert!(guard.check_account("a-fd", "crew01").is_ok());
+        // The default bursts (30 and 5), not a one-per-second last resort.
+        let defaults = SignInPolicy::default();
+        for _ in 0..defaults.per_ip_burst {
+            assert!(guard.check_ip(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_ok());
+        }
+        for _ in 0..defaults.per_account_burst {
+            assert!(guard.check_account(Path::Browser, "a-fd", "crew01").is_ok());
+        }
+        assert!(
+            guard
+                .check_account(Path::Browser, "a-fd", "crew01")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_key_for_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let guard = SignInGuard::new(SignInPolicy {
+            per_ip_burst: 1,
+            per_ip_every: Duration::from_secs(3600),
+            ..SignInPolicy::default()
+        });
+        assert!(guard.check_ip(a).is_ok());
+        assert!(
+            guard.check_ip(b).is_err(),
+            "another address of the same /64"
+        );
+        assert!(guard.check_ip(c).is_ok());
     }
 
     #[test]
@@ -348,15 +453,21 @@ mod tests {
             per_account_every: Duration::from_secs(60),
             ..SignInPolicy::default()
         });
-        assert!(guard.check_account("a-fd", "crew01").is_ok());
-        assert!(guard.check_account("A-FD", "crew01").is_ok());
-        match guard.check_account("a-fd", "crew01") {
+        assert!(guard.check_account(Path::Browser, "a-fd", "crew01").is_ok());
+        assert!(guard.check_account(Path::Browser, "A-FD", "crew01").is_ok());
+        match guard.check_account(Path::Browser, "a-fd", "crew01") {
             Err(EmsError::TooManyAttempts { retry_after_s }) => {
                 assert!((1..=60).contains(&retry_after_s))
             }
             other => panic!("a third attempt went through: {other:?}"),
         }
-        assert!(guard.check_account("a-fd", "crew02").is_ok());
-        assert!(guard.check_account("b-fd", "crew01").is_ok());
+        assert!(guard.check_account(Path::Browser, "a-fd", "crew02").is_ok());
+        assert!(guard.check_account(Path::Browser, "b-fd", "crew01").is_ok());
+        assert!(
+            guard
+                .check_account(Path::Terminal(7), "a-fd", "crew01")
+                .is_ok(),
+            "the page's guesses do not starve a tablet"
+        );
     }
 }

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 const PASSWORD: &str = "correct horse battery staple";
 const CODE: &str = "kawasaki-fd";
+const OTHER_CODE: &str = "sagamihara-fd";
 const PROVIDER_CREDENTIAL: &str = "kawasaki-fd.0123456789abcdef0123456789abcdef";
 
 fn password_hash() -> String {
@@ -74,6 +75,14 @@ async fn world(policy: SignInPolicy) -> World {
         |_, _| password_hash(),
     );
     let bureau = store.seed_bureau(seed).await.unwrap();
+    // A second bureau with the same logins: only the bureau tells them apart.
+    let mut other = myna_ems::seed::kawasaki(
+        "http://127.0.0.1:9",
+        credential.to_str().unwrap(),
+        |_, _| password_hash(),
+    );
+    other.code = OTHER_CODE.into();
+    store.seed_bureau(other).await.unwrap();
     let ems =
         Arc::new(Ems::new(store.clone(), Arc::new(chrono::Utc::now)).with_sign_in_policy(policy));
     World {
@@ -101,6 +110,10 @@ fn form_encode(s: &str) -> String {
 }
 
 fn desk_login(login: &str, password: &str, from: Option<&str>) -> Request<Body> {
+    desk_login_at(CODE, login, password, from)
+}
+
+fn desk_login_at(bureau: &str, login: &str, password: &str, from: Option<&str>) -> Request<Body> {
     let mut req = Request::builder()
         .method("POST")
         .uri("/login")
@@ -108,7 +121,7 @@ fn desk_login(login: &str, password: &str, from: Option<&str>) -> Request<Body> 
         .header(header::ORIGIN, "http://ems.test")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(format!(
-            "bureau={CODE}&login={}&password={}",
+            "bureau={bureau}&login={}&password={}",
             form_encode(login),
             form_encode(password)
         )))
@@ -239,6 +252,9 @@ async fn a_flood_of_sign_ins_runs_one_hash_at_a_time_and_the_crews_requests_stil
         .unwrap();
     let (s, body) = text_of(w.send(req).await).await;
     assert_eq!(s, StatusCode::OK, "{body}");
+    // And a crew member signs in on a tablet meanwhile: the tablets hash on a pool of their own.
+    let (s, v) = w.crew_sign_in(&token, "crew10", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 
     let (mut refused, mut busy) = (0, 0);
     for t in flood {
@@ -255,7 +271,7 @@ async fn a_flood_of_sign_ins_runs_one_hash_at_a_time_and_the_crews_requests_stil
     assert!(busy > 0, "200 at once do not all wait for one worker");
     assert!(refused > 0, "the pool did verify some");
     assert_eq!(
-        w.ems.sign_in_guard.pool.peak(),
+        w.ems.sign_in_guard.browser_pool.peak(),
         1,
         "never more argon2 computations at once than the pool's workers"
     );
@@ -316,22 +332,52 @@ async fn guessing_one_desk_account_locks_it_and_only_this_bureaus_admin_sees_and
         "signed in after the unlock"
     );
 
-    // A dispatcher cannot clear locks.
+    // Guessing a crew member's password on the desk's page neither reaches nor locks it.
+    for _ in 0..5 {
+        let (s, _) = text_of(w.send(desk_login("crew10", "guess", None)).await).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let crew = w.store.account(w.bureau, "crew10").await.unwrap().unwrap();
+    assert_eq!((crew.failed_logins, crew.locked_until_ms), (0, None));
+
+    // A dispatcher cannot clear locks; another bureau's admin clears only their own.
     let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
     let dispatcher = set.split(';').next().unwrap().trim().to_owned();
     for _ in 0..3 {
-        w.send(desk_login("crew10", "guess", None)).await;
+        w.send(desk_login("dispatcher", "guess", None)).await;
     }
-    let req = desk_form("/admin/unlock", &dispatcher, "login=crew10");
-    let resp = w.send(req).await;
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert!(
+    let now = || chrono::Utc::now().timestamp_millis();
+    let locked = || async {
         w.store
-            .account(w.bureau, "crew10")
+            .account(w.bureau, "dispatcher")
             .await
             .unwrap()
             .unwrap()
-            .is_locked(chrono::Utc::now().timestamp_millis())
+            .is_locked(now())
+    };
+    assert!(locked().await);
+    let resp = w
+        .send(desk_form("/admin/unlock", &dispatcher, "login=dispatcher"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let other_admin = {
+        let resp = w
+            .send(desk_login_at(OTHER_CODE, "admin", PASSWORD, None))
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+        set.split(';').next().unwrap().trim().to_owned()
+    };
+    let page = w.admin_page(&other_admin).await;
+    assert!(
+        !page.contains("<td>dispatcher</td>"),
+        "another bureau's lock is not listed"
+    );
+    w.send(desk_form("/admin/unlock", &other_admin, "login=dispatcher"))
+        .await;
+    assert!(
+        locked().await,
+        "another bureau's admin cleared this bureau's lock"
     );
 }
 

@@ -67,6 +67,16 @@ pub enum EmsCommand {
         #[arg(long)]
         login: String,
     },
+    /// Clear an account's failed sign-ins and lock (for when no admin can sign in to the
+    /// admin page).
+    Unlock {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        #[arg(long)]
+        login: String,
+    },
     /// Verify the hash chain of ems's view log.
     VerifyViews {
         #[arg(long, default_value = "ems.db")]
@@ -190,6 +200,18 @@ pub async fn serve_ems(
     if let Some(m) = status_stale_minutes {
         anyhow::ensure!(m > 0, "--status-stale-minutes must be positive");
         ems.status_stale_after_minutes = m;
+    }
+    // A bureau that cannot reach its provider shows it on the first ambulance call; say it now.
+    for b in ems.store.bureaus().await? {
+        if let Err(e) = myna_ems::read_credential(Path::new(&b.provider_credential_file)) {
+            eprintln!(
+                "WARNING: bureau {} cannot ask the provider for summaries: {e}. Fix it with \
+                 `myna-kyukyu ems set-provider --bureau {} --provider-url URL \
+                 --provider-token-file FILE`.",
+                b.code, b.code
+            );
+            tracing::error!(bureau = %b.code, error = %e, "no usable provider credential");
+        }
     }
     let ems = Arc::new(ems);
     let purge = tokio::spawn(myna_ems::purge_handoffs_forever(ems.clone()));
@@ -380,6 +402,13 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 bail!("no account {login:?} in this bureau");
             }
             println!("password of {login} set; its sessions ended");
+        }
+        EmsCommand::Unlock { db, bureau, login } => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            if !store.clear_sign_in_failures(bureau, &login).await? {
+                bail!("no account {login:?} in this bureau");
+            }
+            println!("{login}: failed sign-ins and lock cleared");
         }
         EmsCommand::VerifyViews { db } => {
             let store = EmsSqlite::open(&db)?;

@@ -34,15 +34,29 @@ impl EmsSqlite {
         let mut conn = Connection::open(path).map_err(db_err)?;
         // Foreign keys are off while migrating (a migration may rebuild a table, as SQLite
         // asks), then on, and checked.
+        // secure_delete: a deleted row (a session, a copy past its time, a credential an older
+        // version kept) leaves no bytes in the file.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-             PRAGMA foreign_keys = OFF;",
+             PRAGMA foreign_keys = OFF; PRAGMA secure_delete = ON;",
         )
         .map_err(db_err)?;
         refuse_unbound_history(&conn, path)?;
+        let before = schema_version(&conn);
         embedded::migrations::runner()
             .run(&mut conn)
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        if before.is_some_and(|v| v < CREDENTIAL_LEFT_SCHEMA) {
+            // The provider credential an older version kept in clear was dropped: rewrite the
+            // file and empty the WAL so no copy of it survives in free pages.
+            conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(db_err)?;
+            tracing::warn!(
+                file = %path.display(),
+                "the provider credential was removed from the database; point each bureau at \
+                 its credential file with `ems set-provider`, and rotate the credential"
+            );
+        }
         conn.execute_batch("PRAGMA foreign_keys = ON;")
             .map_err(db_err)?;
         let dangling: i64 = conn
@@ -81,20 +95,26 @@ impl EmsSqlite {
     }
 }
 
+/// The schema that moved the provider credential out of the database (V4).
+const CREDENTIAL_LEFT_SCHEMA: i64 = 4;
+
+/// The applied schema version; `None` for a new file.
+fn schema_version(conn: &Connection) -> Option<i64> {
+    conn.query_row(
+        "SELECT max(version) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )
+    .ok()
+    .flatten()
+}
+
 /// A database written before consent was bound to a patient (schema 1) holds face checks and
 /// consents that name no card. They cannot be read under the per-patient rule and must not be
 /// rewritten (the view log is hash-chained), so such a file is refused with a plain message.
 fn refuse_unbound_history(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    // A new file has no history table yet: the query fails, and there is nothing to refuse.
-    let version: Option<i64> = conn
-        .query_row(
-            "SELECT max(version) FROM refinery_schema_history",
-            [],
-            |r| r.get(0),
-        )
-        .ok()
-        .flatten();
-    if version != Some(1) {
+    // A new file has no history table yet: there is nothing to refuse.
+    if schema_version(conn) != Some(1) {
         return Ok(());
     }
     let used: i64 = conn
@@ -451,6 +471,17 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn bureaus(&self) -> Result<Vec<Bureau>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!("SELECT {BUREAU_COLS} FROM bureau ORDER BY id"))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], bureau_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
     async fn bureau_by_id(&self, id: BureauId) -> Result<Option<Bureau>, StoreError> {
         self.run(move |conn| {
             conn.query_row(
@@ -538,7 +569,8 @@ impl EmsStore for EmsSqlite {
                 .map_err(db_err)?;
             let Some(id) = id else { return Ok(false) };
             tx.execute(
-                "UPDATE account SET password_hash = ?1 WHERE id = ?2",
+                "UPDATE account SET password_hash = ?1, failed_logins = 0, \
+                 locked_until_ms = NULL WHERE id = ?2",
                 params![password_hash, id],
             )
             .map_err(db_err)?;
@@ -594,6 +626,26 @@ impl EmsStore for EmsSqlite {
                 .and_then(with_role)?;
             tx.commit().map_err(db_err)?;
             Ok(Some(after))
+        })
+        .await
+    }
+
+    async fn sign_in_succeeded(
+        &self,
+        bureau: BureauId,
+        account: AccountId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE account SET failed_logins = 0, locked_until_ms = NULL \
+                     WHERE id = ?1 AND bureau_id = ?2 \
+                     AND (locked_until_ms IS NULL OR locked_until_ms <= ?3)",
+                    params![account, bureau, now_ms],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
         })
         .await
     }

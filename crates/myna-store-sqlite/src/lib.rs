@@ -14,8 +14,26 @@ pub use ems::EmsSqlite;
 
 /// Creates the database file readable by its owner only, before SQLite opens it: SQLite would
 /// create it with the umask's mode (usually 0644), and it gives the WAL and shared-memory
-/// files the database file's own mode. An existing file is left as it is.
+/// files the database file's own mode. An existing file (one an older version made 0644) and
+/// its WAL and shared memory are narrowed to 0600.
 pub fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = Path::new(&name);
+            if let Ok(meta) = std::fs::metadata(file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |e| StoreError::Unavailable(format!("restricting {}: {e}", file.display())),
+                )?;
+                tracing::warn!(file = %file.display(), "was readable by others; now 0600");
+            }
+        }
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

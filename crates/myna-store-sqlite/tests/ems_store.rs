@@ -121,6 +121,9 @@ async fn events_and_views_survive_a_reopen_and_a_tampered_view_breaks_the_chain(
     }
 }
 
+/// The provider credential an older ems kept in clear in its database.
+const OLD_TOKEN: &str = "old-fd.c0ffee0123456789abcdef0123456789abcdef";
+
 /// A file as the first ems release left it: schema 1 only, applied by refinery itself (so its
 /// history row and checksum are the real ones), with one bureau.
 fn v1_file(path: &Path) -> rusqlite::Connection {
@@ -131,8 +134,8 @@ fn v1_file(path: &Path) -> rusqlite::Connection {
     refinery::Runner::new(&[v1]).run(&mut conn).unwrap();
     conn.execute(
         "INSERT INTO bureau (id, code, name, provider_url, provider_token, view_window_s) \
-         VALUES (1, 'old-fd', 'old', 'http://127.0.0.1:9', 't', 3600)",
-        [],
+         VALUES (1, 'old-fd', 'old', 'http://127.0.0.1:9', ?1, 3600)",
+        [OLD_TOKEN],
     )
     .unwrap();
     conn
@@ -166,6 +169,10 @@ async fn a_v1_file_that_holds_events_is_refused_as_predating_per_patient_consent
         )
         .unwrap();
     }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&unused, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let store = EmsSqlite::open(&unused).unwrap();
     let kept = store.session("tok", 0).await.unwrap().unwrap();
     assert_eq!(kept.account.login, "dispatcher");
@@ -191,6 +198,21 @@ async fn a_v1_file_that_holds_events_is_refused_as_predating_per_patient_consent
         )
         .unwrap();
     assert!(!columns.contains("provider_token"), "{columns}");
+    for suffix in ["", "-wal"] {
+        let name = format!("{}{suffix}", unused.display());
+        let bytes = std::fs::read(&name).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(OLD_TOKEN.len())
+                .any(|w| w == OLD_TOKEN.as_bytes()),
+            "{name} still holds the old credential's bytes"
+        );
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&unused).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "an older file readable by others is narrowed");
+    }
 
     // A schema-1 file with an incident whose face check names no card.
     let used = dir.path().join("used.db");

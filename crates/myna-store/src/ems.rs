@@ -258,6 +258,9 @@ pub trait EmsStore: Send + Sync + 'static {
     fn bureau(&self, code: &str)
     -> impl Future<Output = Result<Option<Bureau>, StoreError>> + Send;
 
+    /// Every bureau (for the operator's checks at start).
+    fn bureaus(&self) -> impl Future<Output = Result<Vec<Bureau>, StoreError>> + Send;
+
     fn bureau_by_id(
         &self,
         id: BureauId,
@@ -279,7 +282,8 @@ pub trait EmsStore: Send + Sync + 'static {
         account: AccountSeed,
     ) -> impl Future<Output = Result<AccountId, StoreError>> + Send;
 
-    /// Replaces the password hash and ends the account's sessions.
+    /// Replaces the password hash, ends the account's sessions and clears its failed
+    /// sign-ins and lock (a new password is a new start).
     fn set_password(
         &self,
         bureau: BureauId,
@@ -298,8 +302,17 @@ pub trait EmsStore: Send + Sync + 'static {
         policy: LockoutPolicy,
     ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
 
-    /// Clears the account's failures and lock: after a successful sign-in, or by an admin.
-    /// False if there is no such account in the bureau.
+    /// A successful sign-in at `now_ms` clears the account's failures, unless a lock holds
+    /// (one set by a guess that raced this sign-in): false then, and the sign-in is refused.
+    fn sign_in_succeeded(
+        &self,
+        bureau: BureauId,
+        account: AccountId,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The admin clears the account's failures and lock. False if there is no such account
+    /// in the bureau.
     fn clear_sign_in_failures(
         &self,
         bureau: BureauId,

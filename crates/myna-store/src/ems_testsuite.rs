@@ -1458,6 +1458,16 @@ pub async fn failed_sign_ins_lock_an_account_of_one_bureau_until_the_lock_ends_o
         ["crew01"]
     );
     assert!(store.accounts_with_failures(b).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .bureaus()
+            .await
+            .unwrap()
+            .iter()
+            .map(|x| x.code.as_str())
+            .collect::<Vec<_>>(),
+        ["a-fd", "b-fd"]
+    );
 
     // After the lock ends, a failure starts the count again.
     let again = store
@@ -1467,7 +1477,37 @@ pub async fn failed_sign_ins_lock_an_account_of_one_bureau_until_the_lock_ends_o
         .unwrap();
     assert_eq!((again.failed_logins, again.locked_until_ms), (1, None));
 
-    // The admin clears it; an unknown login in the bureau is reported.
+    // A success while locked does not clear it (a guess locked it while this one was
+    // verified); one after the lock ended does, and only in its own bureau.
+    let locked_again = store
+        .sign_in_failed(a, crew.id, T0 + 3 + 60_000, policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(locked_again.failed_logins, 2);
+    store
+        .sign_in_failed(a, crew.id, T0 + 3 + 60_000, policy)
+        .await
+        .unwrap();
+    let until = store
+        .account(a, "crew01")
+        .await
+        .unwrap()
+        .unwrap()
+        .locked_until_ms
+        .unwrap();
+    assert!(
+        !store
+            .sign_in_succeeded(a, crew.id, until - 1)
+            .await
+            .unwrap()
+    );
+    assert!(!store.sign_in_succeeded(b, crew.id, until).await.unwrap());
+    assert!(store.sign_in_succeeded(a, crew.id, until).await.unwrap());
+    let clean = store.account(a, "crew01").await.unwrap().unwrap();
+    assert_eq!((clean.failed_logins, clean.locked_until_ms), (0, None));
+
+    // The admin clears it, in their own bureau only; an unknown login is reported.
     for _ in 0..3 {
         store
             .sign_in_failed(a, crew.id, T0 + 70_000, policy)
@@ -1482,9 +1522,30 @@ pub async fn failed_sign_ins_lock_an_account_of_one_bureau_until_the_lock_ends_o
             .unwrap()
             .is_locked(T0 + 70_000)
     );
-    assert!(!store.clear_sign_in_failures(b, "nobody").await.unwrap());
+    assert!(!store.clear_sign_in_failures(a, "nobody").await.unwrap());
+    // b has its own crew01; clearing it there leaves a's lock.
+    store.clear_sign_in_failures(b, "crew01").await.unwrap();
+    assert!(
+        store
+            .account(a, "crew01")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_locked(T0 + 70_000)
+    );
     assert!(store.clear_sign_in_failures(a, "crew01").await.unwrap());
     let cleared = store.account(a, "crew01").await.unwrap().unwrap();
     assert_eq!((cleared.failed_logins, cleared.locked_until_ms), (0, None));
     assert!(store.accounts_with_failures(a).await.unwrap().is_empty());
+
+    // A new password clears a lock too.
+    for _ in 0..3 {
+        store
+            .sign_in_failed(a, crew.id, T0 + 80_000, policy)
+            .await
+            .unwrap();
+    }
+    assert!(store.set_password(a, "crew01", "new".into()).await.unwrap());
+    let reset = store.account(a, "crew01").await.unwrap().unwrap();
+    assert_eq!((reset.failed_logins, reset.locked_until_ms), (0, None));
 }

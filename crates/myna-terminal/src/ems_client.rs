@@ -250,7 +250,12 @@ fn refusal(status: StatusCode, bytes: &[u8]) -> CallError {
             code: b.error.code,
             message: b.error.message,
         },
-        Err(_) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+        // A proxy's or the server's own plain answer (busy, too slow): retry, never drop.
+        Err(_)
+            if status.is_server_error()
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::REQUEST_TIMEOUT =>
+        {
             CallError::Offline(format!("the link answered {status}"))
         }
         Err(_) => CallError::Refused {
@@ -307,5 +312,31 @@ mod tests {
                 ("resync".to_owned(), "x".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_plain_busy_or_slow_answer_is_retried_and_a_typed_refusal_is_not() {
+        for status in [
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::BAD_GATEWAY,
+        ] {
+            assert!(
+                matches!(
+                    refusal(status, b"busy; retry shortly"),
+                    CallError::Offline(_)
+                ),
+                "{status}"
+            );
+        }
+        let typed = br#"{"error":{"code":"wrong_team","message":"x"}}"#;
+        assert!(matches!(
+            refusal(StatusCode::FORBIDDEN, typed),
+            CallError::Refused {
+                code: ErrorCode::WrongTeam,
+                ..
+            }
+        ));
     }
 }

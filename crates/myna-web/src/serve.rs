@@ -2,11 +2,16 @@
 //! hyper without a timer, so a client that sends its headers slowly holds a connection for
 //! ever; here every service gets:
 //! - a header-read timeout (hyper with a tokio timer), also for a kept-alive connection's
-//!   next request;
-//! - a body-read timeout and a timeout on the handler (until the response head: a push
-//!   stream then runs on);
-//! - a cap on open connections (the accept loop waits) and on requests in handlers at once
-//!   (past it: `503` with `Retry-After`, at once).
+//!   next request, and a small header buffer;
+//! - the whole request body read within one deadline, before the request counts as in
+//!   flight (a body trickled a byte at a time cannot hold a handler's place);
+//! - a write timeout: a client that stops reading is cut off;
+//! - a timeout on the handler (until the response head: a push stream then runs on), `503`
+//!   so that a tablet retries rather than drops;
+//! - caps on open connections (in all and per address; the accept loop waits for the first,
+//!   the second closes at once) and on requests in handlers at once (past it: `503` with
+//!   `Retry-After`, at once). The process's descriptor limit is raised to its hard limit, and
+//!   the connection cap kept below it.
 //!
 //! Each request carries the peer address as `axum::extract::ConnectInfo<SocketAddr>`.
 
@@ -16,8 +21,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -29,10 +36,16 @@ pub struct Limits {
     pub header_read: Duration,
     /// Reading the whole request body.
     pub body_read: Duration,
+    /// Largest request body read (the services keep their own, smaller, typed limits).
+    pub max_body: usize,
+    /// A write the client does not take within this is the end of the connection.
+    pub write: Duration,
     /// From the request to the response head.
     pub handler: Duration,
     /// Open connections; a push stream is one.
     pub max_connections: usize,
+    /// Open connections from one address (a fire bureau's tablets may share one NAT).
+    pub max_connections_per_address: usize,
     /// Requests in handlers at once.
     pub max_in_flight: usize,
     /// How long a shutdown waits for requests in flight.
@@ -43,39 +56,128 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read: Duration::from_secs(10),
-            body_read: Duration::from_secs(30),
+            body_read: Duration::from_secs(10),
+            max_body: 1024 * 1024,
+            write: Duration::from_secs(30),
             handler: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_address: 2_000,
             max_in_flight: 512,
             drain: Duration::from_secs(5),
         }
     }
 }
 
+fn refuse(status: StatusCode, text: &'static str) -> Response {
+    let mut resp = (status, text).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 /// Past `max_in_flight`: refused at once, not queued behind a stalled handler.
 async fn shed(permits: Arc<Semaphore>, req: Request, next: Next) -> Response {
     let Ok(_permit) = permits.try_acquire_owned() else {
-        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, "busy; retry shortly\n").into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return resp;
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "busy; retry shortly\n");
     };
     next.run(req).await
+}
+
+/// Reads the whole body within one deadline, so a request is in flight only once it is
+/// complete.
+async fn whole_body(limits: Limits, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(
+        limits.body_read,
+        axum::body::to_bytes(body, limits.max_body),
+    );
+    let bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        }
+        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "request body too slow\n"),
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The router with the per-request limits of `limits` (the connection limits are `serve`'s).
 pub fn limit(app: Router, limits: &Limits) -> Router {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
-    app.layer(axum::middleware::from_fn(move |req, next| {
-        shed(permits.clone(), req, next)
-    }))
-    .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        limits.body_read,
-    ))
-    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
+    let body_limits = *limits;
+    // Layers run outside in: the body first, then the handler's place and its deadline.
+    app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
         limits.handler,
     ))
+    .layer(axum::middleware::from_fn(move |req, next| {
+        shed(permits.clone(), req, next)
+    }))
+    .layer(axum::middleware::from_fn(move |req, next| {
+        whole_body(body_limits, req, next)
+    }))
+}
+
+/// Open connections per address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One open connection of an address; dropping it closes the count.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut map = self.0.lock().ok()?;
+        let n = map.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.table.0.lock()
+            && let Some(n) = map.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Raises the descriptor limit to the hard limit and returns the connection cap that fits
+/// under it (a few hundred descriptors stay for files, the database and outgoing calls).
+fn connection_cap(wanted: usize) -> usize {
+    const RESERVED: u64 = 256;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let room = usize::try_from(limit.saturating_sub(RESERVED)).unwrap_or(usize::MAX);
+            if room < wanted {
+                tracing::warn!(
+                    descriptors = limit,
+                    connections = room,
+                    "the descriptor limit caps open connections below the configured cap"
+                );
+            }
+            wanted.min(room).max(1)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the descriptor limit could not be read or raised");
+            wanted.max(1)
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits up to `limits.drain` for
@@ -87,7 +189,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = limit(app, &limits);
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -110,7 +213,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = per_address.take(peer.ip(), limits.max_connections_per_address) else {
+            tracing::warn!(%peer, "too many connections from one address");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write));
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -119,13 +229,15 @@ pub async fn serve(
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read);
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            .header_read_timeout(limits.header_read)
+            .max_buf_size(64 * 1024);
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
     tokio::select! {
@@ -144,13 +256,26 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
+    /// A response larger than the loopback socket buffers.
+    const BIG: usize = 32 * 1024 * 1024;
+
+    /// A connection from another loopback address (Linux routes all of 127/8 to lo).
+    async fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
     /// Limits small enough for a test to watch them act.
     fn tight() -> Limits {
         Limits {
             header_read: Duration::from_millis(500),
             body_read: Duration::from_millis(500),
+            max_body: 64 * 1024,
+            write: Duration::from_millis(500),
             handler: Duration::from_millis(800),
             max_connections: 8,
+            max_connections_per_address: 4,
             max_in_flight: 1,
             drain: Duration::from_millis(100),
         }
@@ -184,6 +309,7 @@ mod tests {
                     }
                 }),
             )
+            .route("/big", get(|| async { "x".repeat(BIG) }))
             .route(
                 "/stall",
                 get(|| async {
@@ -258,36 +384,99 @@ mod tests {
     async fn with_every_connection_held_by_slow_clients_a_real_request_still_passes() {
         let limits = tight();
         let addr = start(app(Default::default()), limits).await;
+        // Slow clients from two addresses: each address keeps its cap, the rest are closed.
         let mut slow = Vec::new();
-        for _ in 0..limits.max_connections * 2 {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: ")
-                .await
-                .unwrap();
-            slow.push(s);
+        for ip in ["127.0.0.3", "127.0.0.4"] {
+            for _ in 0..limits.max_connections {
+                let mut s = connect_from(ip, addr).await;
+                let _ = s
+                    .write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+                    .await;
+                slow.push(s);
+            }
         }
-        let answer = get_text(addr, "/peer").await;
+        // The cap per address closed the ones past it at once.
+        let mut closed_at_once = 0;
+        for s in &mut slow {
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(200), s.read(&mut byte)).await
+            {
+                closed_at_once += 1;
+            }
+        }
+        assert_eq!(
+            closed_at_once,
+            2 * (limits.max_connections - limits.max_connections_per_address),
+            "past its cap, an address's connections close at once"
+        );
+        // A real client from another address is served at once.
+        let mut s = connect_from("127.0.0.2", addr).await;
+        s.write_all(b"GET /peer HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut s, Duration::from_secs(20)).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(
-            answer.contains("127.0.0.1:"),
+            answer.contains("127.0.0.2:"),
             "the handler sees the peer: {answer}"
         );
         drop(slow);
     }
 
     #[tokio::test]
-    async fn a_body_that_trickles_is_refused_and_a_stalled_handler_times_out() {
+    async fn a_body_that_trickles_is_408_and_a_stalled_handler_503() {
         let addr = start(app(Default::default()), tight()).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabc")
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
             .await
             .unwrap();
-        let answer = until_closed(&mut s, Duration::from_secs(15)).await;
-        let answer = answer.expect("a trickling body holds the connection");
-        assert!(!answer.contains("\r\n\r\n1000"), "{answer}");
+        // One byte every 100 ms: each arrives well within any per-chunk timeout, but the
+        // whole body would take 10 s.
+        let (mut reader, mut writer) = s.into_split();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..100 {
+                if writer.write_all(b"a").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut answer)).await;
+        trickle.abort();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok(),
+            "a trickling body held the connection: {answer}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 
         let answer = get_text(addr, "/stall").await;
-        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 503"),
+            "a tablet retries a 503: {answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        let addr = start(app(Default::default()), tight()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // Read nothing while the server's writes stall past its write timeout.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "the connection stayed open");
+        assert!(
+            got.len() < BIG,
+            "the server went on writing to a client that did not read ({} bytes)",
+            got.len()
+        );
     }
 
     #[tokio::test]
