@@ -1,52 +1,152 @@
-//! `audit verify`: walk the provider's access log and report the first broken link.
+//! `audit …`: walk an audit chain (the provider's access log, ems's view log) and report the
+//! first broken link; make the checkpoint key; sign a checkpoint now; check the chain against
+//! the latest signed checkpoint.
 
+use crate::checkpoint::{self, ChainStore};
 use anyhow::{Result, anyhow, bail};
-use myna_domain::access::{ChainBreak, Checkpoint};
-use myna_store::{ChainReport, ProviderStore};
-use myna_store_sqlite::SqliteStore;
-use std::path::PathBuf;
+use myna_domain::access::Checkpoint;
+use myna_store::ChainReport;
+use myna_store_sqlite::{EmsSqlite, SqliteStore};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Which chain.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ChainArg {
+    /// The provider's access log (`--db` is the provider's database).
+    Provider,
+    /// ems's view log (`--db` is ems's database).
+    Ems,
+}
 
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
-    /// Verify the hash chain of the access log. Exit status 0 if intact, 1 if broken.
+    /// Verify the hash chain of an audit log. Exit status 0 if intact, 1 if broken.
     ///
-    /// It prints the head as `SEQ:HASH`. Keep that line somewhere else (a ticket, a print-out, a
-    /// second system) and pass it back with `--expect`: removing the newest entries leaves a
-    /// shorter chain that verifies on its own, but not against a head recorded earlier.
+    /// It prints the head as `SEQ:HASH`. With `--checkpoints` and `--public-key` it also checks
+    /// the chain against the latest signed checkpoint, so a chain rewritten or cut short by
+    /// someone with database access, but without the key, is found. `--expect SEQ:HASH` checks
+    /// against a head recorded by hand.
     Verify {
         #[arg(long, default_value = "data/provider.db")]
         db: PathBuf,
+        #[arg(long, value_enum, default_value = "provider")]
+        chain: ChainArg,
         /// Heads recorded by earlier runs (`SEQ:HASH`); each must still be in the chain.
         #[arg(long, value_name = "SEQ:HASH")]
         expect: Vec<String>,
+        /// A checkpoint log (`--checkpoint-log` of the service, or `audit checkpoint`).
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The checkpoint key's public half (`KEY.pub`, written by `audit keygen`).
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<PathBuf>,
     },
+    /// Make a checkpoint signing key: KEY (owner-only) and KEY.pub.
+    Keygen {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify a chain and append a signed checkpoint of its head to a log.
+    Checkpoint {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value = "provider")]
+        chain: ChainArg,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        log: PathBuf,
+    },
+}
+
+fn open(db: &Path, chain: ChainArg) -> Result<ChainStore> {
+    if !db.exists() {
+        bail!("{} does not exist", db.display());
+    }
+    Ok(match chain {
+        ChainArg::Provider => ChainStore::Provider(Arc::new(SqliteStore::open(db)?)),
+        ChainArg::Ems => ChainStore::Ems(Arc::new(EmsSqlite::open(db)?)),
+    })
 }
 
 pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { db, expect } => {
-            if !db.exists() {
-                bail!("{} does not exist", db.display());
+        AuditCommand::Keygen { key } => {
+            let id = checkpoint::keygen(&key)?;
+            println!(
+                "checkpoint key {id}: {} (keep it off the database host's backups), public half {}",
+                key.display(),
+                checkpoint::public_key_path(&key).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Checkpoint {
+            db,
+            chain,
+            key,
+            log,
+        } => {
+            let store = open(&db, chain)?;
+            let key = checkpoint::load_key(&key)?;
+            match checkpoint::sign_head(&store, &key, chrono::Utc::now().timestamp_millis()).await?
+            {
+                Some(cp) => {
+                    checkpoint::append(&log, &cp)?;
+                    println!("{}", cp.to_line());
+                }
+                None => println!("the chain is empty: nothing to sign"),
             }
-            let checkpoints = expect
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            db,
+            chain,
+            expect,
+            checkpoints,
+            public_key,
+        } => {
+            let recorded = expect
                 .iter()
                 .map(|s| {
                     Checkpoint::parse(s)
                         .ok_or_else(|| anyhow!("--expect {s:?} is not SEQ:HASH (64 hex digits)"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let store = SqliteStore::open(&db)?;
-            let report = store.verify_access_log().await?;
-            let mut broken: Option<(u64, ChainBreak)> = None;
+            let store = open(&db, chain)?;
+            let signed = match (&checkpoints, &public_key) {
+                (Some(log), Some(key)) => {
+                    let cp = checkpoint::latest(log, store.chain())?.ok_or_else(|| {
+                        anyhow!(
+                            "{} holds no checkpoint of the {} chain",
+                            log.display(),
+                            store.chain().as_str()
+                        )
+                    })?;
+                    Some((cp, checkpoint::load_public_key(key)?))
+                }
+                _ => None,
+            };
+            let name = match chain {
+                ChainArg::Provider => "access log",
+                ChainArg::Ems => "view log",
+            };
+            let mut broken: Option<String> = None;
             let mut summary = String::new();
-            match report {
+            match store.verify().await? {
                 ChainReport::Intact { entries, head_hash } => {
-                    for cp in &checkpoints {
-                        if let Err(b) = cp.check(store.access_log_hash(cp.seq).await?) {
-                            broken = Some((entries, b));
+                    for cp in &recorded {
+                        if let Err(b) = cp.check(store.hash_at(cp.seq).await?) {
+                            broken = Some(format!("{name} BROKEN at entry {}: {b}", b.seq()));
                             break;
                         }
+                    }
+                    if broken.is_none()
+                        && let Some((cp, key)) = &signed
+                        && let Err(why) = checkpoint::check_against(&store, cp, key).await?
+                    {
+                        broken = Some(format!("{name} BROKEN {why}"));
                     }
                     summary = match head_hash {
                         Some(h) => format!("{entries} entries, head {entries}:{h}"),
@@ -56,23 +156,35 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 ChainReport::Broken {
                     verified,
                     first_break,
-                } => broken = Some((verified, first_break)),
+                } => {
+                    broken = Some(format!(
+                        "{name} BROKEN at entry {}: {first_break}\n{verified} entries before it verified",
+                        first_break.seq()
+                    ));
+                }
             }
-            store.close()?;
+            // The provider's store folds its WAL back on close (the chain file stays tidy).
+            if let ChainStore::Provider(s) = store
+                && let Ok(s) = Arc::try_unwrap(s)
+            {
+                s.close()?;
+            }
             match broken {
                 None => {
-                    println!("access log intact: {summary}");
-                    if !checkpoints.is_empty() {
-                        println!("{} recorded head(s) still present", checkpoints.len());
+                    println!("{name} intact: {summary}");
+                    if !recorded.is_empty() {
+                        println!("{} recorded head(s) still present", recorded.len());
+                    }
+                    if let Some((cp, _)) = &signed {
+                        println!(
+                            "matches the signed checkpoint of entry {} (key {})",
+                            cp.seq, cp.key_id
+                        );
                     }
                     Ok(ExitCode::SUCCESS)
                 }
-                Some((verified, first_break)) => {
-                    println!(
-                        "access log BROKEN at entry {}: {first_break}",
-                        first_break.seq()
-                    );
-                    println!("{verified} entries before it verified");
+                Some(report) => {
+                    println!("{report}");
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -122,11 +122,22 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             }
         }
     };
+    // Both audit chains are checkpointed every 5 minutes with a key outside the databases.
+    let checkpoint_key = dir.join("audit-checkpoint.key");
+    if !checkpoint_key.exists() {
+        crate::checkpoint::keygen(&checkpoint_key)?;
+    }
+    let checkpoints = crate::checkpoint::CheckpointArgs {
+        checkpoint_key: Some(checkpoint_key),
+        checkpoint_log: Some(dir.join("audit-checkpoints.log")),
+        checkpoint_every_minutes: 5,
+    };
     let ca_cert = pki_dir.join(CA_CERT);
     let server = tokio::spawn({
         let store = store.clone();
         let stop = stopped();
-        async move { serve(store, &ca_cert, listener, stop).await }
+        let checkpoints = checkpoints.clone();
+        async move { serve(store, &ca_cert, listener, &checkpoints, stop).await }
     });
 
     let client = ProviderClient::new(&url, &token);
@@ -244,7 +255,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.ems_listen))?;
     let ems_url = format!("http://{}", ems_listener.local_addr()?);
-    let ems_server = tokio::spawn(serve_ems(ems_store, ems_listener, None, stopped()));
+    let ems_server = tokio::spawn({
+        let stop = stopped();
+        async move { serve_ems(ems_store, ems_listener, None, &checkpoints, stop).await }
+    });
     let (first_file, first_team) = DEMO_TERMINALS[0];
     let terminal_args = TerminalArgs {
         ems: ems_url.clone(),

@@ -29,6 +29,8 @@ pub enum EmsCommand {
         /// lower (default: the transport criteria table's, 120).
         #[arg(long)]
         status_stale_minutes: Option<i64>,
+        #[command(flatten)]
+        checkpoints: crate::checkpoint::CheckpointArgs,
     },
     /// Create 川崎市消防局 with its 7 stations, 31 teams, a dispatcher, an admin and one crew
     /// account per team. Prints the generated passwords once.
@@ -194,8 +196,13 @@ pub async fn serve_ems(
     store: Arc<EmsSqlite>,
     listener: tokio::net::TcpListener,
     status_stale_minutes: Option<i64>,
+    checkpoints: &crate::checkpoint::CheckpointArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let signing = crate::checkpoint::spawn(
+        checkpoints,
+        crate::checkpoint::ChainStore::Ems(store.clone()),
+    )?;
     let mut ems = Ems::new(store, Arc::new(chrono::Utc::now));
     if let Some(m) = status_stale_minutes {
         anyhow::ensure!(m > 0, "--status-stale-minutes must be positive");
@@ -219,6 +226,9 @@ pub async fn serve_ems(
         .await
         .context("ems server");
     purge.abort();
+    if let Some(task) = signing {
+        task.abort();
+    }
     served
 }
 
@@ -297,6 +307,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             db,
             listen,
             status_stale_minutes,
+            checkpoints,
         } => {
             let store = Arc::new(EmsSqlite::open(&db)?);
             let listener = tokio::net::TcpListener::bind(listen)
@@ -307,6 +318,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 store,
                 listener,
                 status_stale_minutes,
+                &checkpoints,
                 crate::provider::shutdown_signal(),
             )
             .await?;

@@ -8,6 +8,7 @@ mod bench_handoff;
 mod bench_ranking;
 mod card_cli;
 mod cards;
+mod checkpoint;
 mod delay_proxy;
 mod demo;
 mod ems_cli;

@@ -25,6 +25,8 @@ pub enum ProviderCommand {
         ca_cert: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8440")]
         listen: SocketAddr,
+        #[command(flatten)]
+        checkpoints: crate::checkpoint::CheckpointArgs,
     },
     /// Register a calling organisation (a fire bureau) and print its credential once.
     #[command(subcommand)]
@@ -90,6 +92,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             db,
             ca_cert,
             listen,
+            checkpoints,
         } => {
             if !db.exists() {
                 bail!(
@@ -102,7 +105,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             println!("provider listening on http://{}", listener.local_addr()?);
-            serve(store, &ca_cert, listener, shutdown_signal()).await?;
+            serve(store, &ca_cert, listener, &checkpoints, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         ProviderCommand::Org(OrgCommand::Add {
@@ -156,8 +159,13 @@ pub async fn serve(
     store: Arc<SqliteStore>,
     ca_cert: &Path,
     listener: tokio::net::TcpListener,
+    checkpoints: &crate::checkpoint::CheckpointArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let signing = crate::checkpoint::spawn(
+        checkpoints,
+        crate::checkpoint::ChainStore::Provider(store.clone()),
+    )?;
     let der = std::fs::read(ca_cert)
         .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))?;
     let app = router(Provider {
@@ -167,9 +175,13 @@ pub async fn serve(
         alerts: alert_table()?,
         clock: system_clock(),
     });
-    myna_web::serve::serve(listener, app, Default::default(), shutdown)
+    let served = myna_web::serve::serve(listener, app, Default::default(), shutdown)
         .await
-        .context("provider server")
+        .context("provider server");
+    if let Some(task) = signing {
+        task.abort();
+    }
+    served
 }
 
 pub async fn add_organisation<S: ProviderStore>(store: &S, id: &str, name: &str) -> Result<String> {

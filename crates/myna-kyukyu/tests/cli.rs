@@ -211,7 +211,67 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     let o = run(&["audit", "verify", "--db", db_s, "--expect", &head]);
     assert!(o.status.success(), "{}", stdout(&o));
 
-    // Removing the newest entry leaves a chain that verifies alone, but not against the head.
+    // A signed checkpoint, with a key kept outside the database.
+    let key = dir.join("checkpoint.key");
+    let key_s = key.to_str().unwrap();
+    let log = dir.join("checkpoints.log");
+    let log_s = log.to_str().unwrap();
+    let public = format!("{key_s}.pub");
+    assert!(run(&["audit", "keygen", "--key", key_s]).status.success());
+    assert!(
+        !run(&["audit", "keygen", "--key", key_s]).status.success(),
+        "a key is never replaced in place"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the signing key is owner-only");
+    }
+    let o = run(&[
+        "audit",
+        "checkpoint",
+        "--db",
+        db_s,
+        "--key",
+        key_s,
+        "--log",
+        log_s,
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("v1 provider-access 2 "),
+        "{}",
+        stdout(&o)
+    );
+    let verify_signed = || {
+        run(&[
+            "audit",
+            "verify",
+            "--db",
+            db_s,
+            "--checkpoints",
+            log_s,
+            "--public-key",
+            &public,
+        ])
+    };
+    let o = verify_signed();
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("matches the signed checkpoint of entry 2"),
+        "{}",
+        stdout(&o)
+    );
+    // An edited checkpoint (its entry number changed) is refused as not signed.
+    let line = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, line.replacen(" 2 ", " 1 ", 1)).unwrap();
+    let o = verify_signed();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("does not verify"), "{}", stdout(&o));
+    std::fs::write(&log, &line).unwrap();
+
+    // Removing the newest entry leaves a chain that verifies alone, but neither against the
+    // recorded head nor against the signed checkpoint.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute("DELETE FROM access_log WHERE seq = 2", [])
         .unwrap();
@@ -221,6 +281,13 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).contains("entry 2, recorded earlier as a head, is gone"),
+        "{}",
+        stdout(&o)
+    );
+    let o = verify_signed();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("BROKEN against the checkpoint"),
         "{}",
         stdout(&o)
     );

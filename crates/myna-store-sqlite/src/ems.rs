@@ -1017,6 +1017,23 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn view_log_hash(&self, seq: i64) -> Result<Option<Hash32>, StoreError> {
+        self.run(move |conn| {
+            let hash: Option<Vec<u8>> = conn
+                .query_row("SELECT hash FROM view_log WHERE seq = ?1", [seq], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)?;
+            hash.map(|h| {
+                Hash32::try_from(h.as_slice())
+                    .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn set_hospital_status(
         &self,
         bureau: BureauId,

@@ -413,6 +413,12 @@ pub trait EmsStore: Send + Sync + 'static {
 
     fn verify_view_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
 
+    /// The stored hash of view-log entry `seq`, if there is one (to check a checkpoint).
+    fn view_log_hash(
+        &self,
+        seq: i64,
+    ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
+
     /// Sets a hospital's acceptance status (its `updated_at` is the change's time) and keeps
     /// the change in the hospital's history, in one transaction.
     fn set_hospital_status(

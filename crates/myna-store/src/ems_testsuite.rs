@@ -1110,6 +1110,12 @@ pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>
         }
         broken => panic!("an untouched log must verify: {broken:?}"),
     }
+    assert_eq!(
+        store.view_log_hash(4).await.unwrap(),
+        Some(views[0].hash),
+        "a checkpoint's entry is found by its number"
+    );
+    assert_eq!(store.view_log_hash(5).await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------------------
