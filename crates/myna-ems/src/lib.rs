@@ -74,6 +74,9 @@ pub struct Ems<S> {
     pub status_stale_after_minutes: i64,
     /// The password pool and the sign-in rate limits (`sign_in`).
     pub sign_in_guard: sign_in::SignInGuard,
+    /// Whom ems trusts when it calls a provider over `https://`; the platform's roots when
+    /// `None` (`ems serve --provider-ca` names a private CA).
+    pub provider_tls: Option<Arc<myna_tls::rustls::ClientConfig>>,
 }
 
 impl<S: EmsStore> Ems<S> {
@@ -88,6 +91,7 @@ impl<S: EmsStore> Ems<S> {
             status_stale_after_minutes: myna_domain::hospitals::Criteria::shared()
                 .map_or(120, |c| c.costs.stale_after_minutes),
             sign_in_guard: sign_in::SignInGuard::new(sign_in::SignInPolicy::default()),
+            provider_tls: None,
         }
     }
 
@@ -163,13 +167,18 @@ impl<S: EmsStore> Ems<S> {
     pub(crate) fn provider(&self, bureau: &Bureau) -> Result<ProviderClient, EmsError> {
         let token = read_credential(Path::new(&bureau.provider_credential_file))
             .map_err(EmsError::ProviderUnavailable)?;
+        let tls = match &self.provider_tls {
+            Some(c) => c.clone(),
+            None => myna_tls::platform_client_config()
+                .map_err(|e| EmsError::ProviderUnavailable(e.to_string()))?,
+        };
         let key = (bureau.provider_url.clone(), token);
         Ok(match self.providers.lock() {
             Ok(mut map) => map
                 .entry(key)
-                .or_insert_with_key(|(url, token)| ProviderClient::new(url, token))
+                .or_insert_with_key(|(url, token)| ProviderClient::with_tls(url, token, tls))
                 .clone(),
-            Err(_) => ProviderClient::new(&key.0, &key.1),
+            Err(_) => ProviderClient::with_tls(&key.0, &key.1, tls),
         })
     }
 }

@@ -186,7 +186,7 @@ async fn provider(args: ProviderBenchArgs) -> Result<ExitCode> {
         let Some(url) = line.trim().strip_prefix("provider listening on ") else {
             bail!("provider did not start: {line:?}");
         };
-        let client = ProviderClient::new(url, &token);
+        let client = ProviderClient::new(url, &token)?;
         let (status, body) = client
             .post_json(
                 ProviderClient::summary_path(View::Summary),

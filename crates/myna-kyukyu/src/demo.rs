@@ -137,10 +137,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         let store = store.clone();
         let stop = stopped();
         let checkpoints = checkpoints.clone();
-        async move { serve(store, &ca_cert, listener, &checkpoints, stop).await }
+        async move { serve(store, &ca_cert, listener, &checkpoints, None, stop).await }
     });
 
-    let client = ProviderClient::new(&url, &token);
+    let client = ProviderClient::new(&url, &token)?;
     let viewer = || ViewerBody {
         organisation: DEMO_ORG.into(),
         team: "中原救急1".into(),
@@ -257,7 +257,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let ems_url = format!("http://{}", ems_listener.local_addr()?);
     let ems_server = tokio::spawn({
         let stop = stopped();
-        async move { serve_ems(ems_store, ems_listener, None, &checkpoints, stop).await }
+        let options = crate::ems_cli::EmsServeOptions {
+            status_stale_minutes: None,
+            checkpoints,
+            tls: None,
+            provider_ca: None,
+        };
+        async move { serve_ems(ems_store, ems_listener, options, stop).await }
     });
     let (first_file, first_team) = DEMO_TERMINALS[0];
     let terminal_args = TerminalArgs {
@@ -270,6 +276,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         latency_ms: args.latency_ms,
         idle_timeout_s: args.idle_timeout_s,
         launch_file: Some(dir.join("terminal.launch")),
+        ems_ca: None,
     };
     let terminal_url = format!("http://{}", args.terminal_listen);
     // A launch URL from an earlier run no longer works: wait for this run's.

@@ -31,6 +31,11 @@ pub enum EmsCommand {
         status_stale_minutes: Option<i64>,
         #[command(flatten)]
         checkpoints: crate::checkpoint::CheckpointArgs,
+        #[command(flatten)]
+        tls: crate::tls::TlsArgs,
+        /// The CA certificate(s) to trust for an `https://` provider (default: the platform's).
+        #[arg(long)]
+        provider_ca: Option<PathBuf>,
     },
     /// Create 川崎市消防局 with its 7 stations, 31 teams, a dispatcher, an admin and one crew
     /// account per team. Prints the generated passwords once.
@@ -148,6 +153,9 @@ pub struct TerminalArgs {
     /// Also write the one-time launch URL of the crew UI to this file (mode 0600).
     #[arg(long)]
     pub launch_file: Option<PathBuf>,
+    /// The CA certificate(s) to trust for an `https://` ems (default: the platform's).
+    #[arg(long)]
+    pub ems_ca: Option<PathBuf>,
 }
 
 pub async fn open_bureau(db: &Path, code: &str) -> Result<(EmsSqlite, BureauId)> {
@@ -192,19 +200,30 @@ pub async fn add_terminal<S: EmsStore>(
     Ok((id, token))
 }
 
+/// How `ems serve` (and the demo) runs ems.
+pub struct EmsServeOptions {
+    pub status_stale_minutes: Option<i64>,
+    pub checkpoints: crate::checkpoint::CheckpointArgs,
+    pub tls: Option<Arc<myna_tls::rustls::ServerConfig>>,
+    pub provider_ca: Option<PathBuf>,
+}
+
 pub async fn serve_ems(
     store: Arc<EmsSqlite>,
     listener: tokio::net::TcpListener,
-    status_stale_minutes: Option<i64>,
-    checkpoints: &crate::checkpoint::CheckpointArgs,
+    options: EmsServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    crate::tls::check_listener(&listener, options.tls.as_ref())?;
     let signing = crate::checkpoint::spawn(
-        checkpoints,
+        &options.checkpoints,
         crate::checkpoint::ChainStore::Ems(store.clone()),
     )?;
     let mut ems = Ems::new(store, Arc::new(chrono::Utc::now));
-    if let Some(m) = status_stale_minutes {
+    if let Some(ca) = &options.provider_ca {
+        ems.provider_tls = Some(crate::tls::client_roots(Some(ca))?);
+    }
+    if let Some(m) = options.status_stale_minutes {
         anyhow::ensure!(m > 0, "--status-stale-minutes must be positive");
         ems.status_stale_after_minutes = m;
     }
@@ -222,9 +241,15 @@ pub async fn serve_ems(
     }
     let ems = Arc::new(ems);
     let purge = tokio::spawn(myna_ems::purge_handoffs_forever(ems.clone()));
-    let served = myna_web::serve::serve(listener, router(ems), Default::default(), shutdown)
-        .await
-        .context("ems server");
+    let served = myna_web::serve::serve(
+        listener,
+        router(ems),
+        Default::default(),
+        options.tls,
+        shutdown,
+    )
+    .await
+    .context("ems server");
     purge.abort();
     if let Some(task) = signing {
         task.abort();
@@ -258,7 +283,11 @@ pub async fn serve_terminal(
     // The crew UI acts for the signed-in crew: only the tablet's own browser may reach it.
     myna_terminal::Guard::check_listen(args.listen)?;
     let token = crate::provider::read_token(&args.token_file)?;
-    let client = EmsClient::new(&args.ems, &token);
+    let client = EmsClient::new(
+        &args.ems,
+        &token,
+        crate::tls::client_roots(args.ems_ca.as_deref())?,
+    );
     let outbox = Outbox::open(&args.outbox)?;
     let config = TerminalConfig {
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
@@ -295,6 +324,7 @@ pub async fn serve_terminal(
         listener,
         myna_terminal::router(terminal, guard),
         Default::default(),
+        None,
         shutdown,
     )
     .await
@@ -308,17 +338,25 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             listen,
             status_stale_minutes,
             checkpoints,
+            tls,
+            provider_ca,
         } => {
             let store = Arc::new(EmsSqlite::open(&db)?);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            println!("ems: http://{}", listener.local_addr()?);
+            let tls = tls.server()?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            println!("ems: {scheme}://{}", listener.local_addr()?);
             serve_ems(
                 store,
                 listener,
-                status_stale_minutes,
-                &checkpoints,
+                EmsServeOptions {
+                    status_stale_minutes,
+                    checkpoints,
+                    tls,
+                    provider_ca,
+                },
                 crate::provider::shutdown_signal(),
             )
             .await?;

@@ -18,6 +18,7 @@ mod provider;
 mod quantile;
 mod render;
 mod secret_file;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +60,9 @@ enum Command {
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// TLS: the development CA and the certificates it issues.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// Run the demo: provider, ems and terminal in one process on SQLite, with synthetic data
     /// and an emulated card reader.
     Demo(demo::DemoArgs),
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             Command::Ca(c) => cards::run_ca(c).await,
             Command::Card(c) => cards::run_card(c).await,
             Command::Audit(c) => audit::run(c).await,
+            Command::Tls(c) => tls::run(c),
             Command::Ems(c) => ems_cli::run(c).await,
             Command::Terminal(a) => ems_cli::run_terminal(a).await,
             Command::Demo(a) => demo::run(a).await,

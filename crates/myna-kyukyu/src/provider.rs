@@ -27,6 +27,8 @@ pub enum ProviderCommand {
         listen: SocketAddr,
         #[command(flatten)]
         checkpoints: crate::checkpoint::CheckpointArgs,
+        #[command(flatten)]
+        tls: crate::tls::TlsArgs,
     },
     /// Register a calling organisation (a fire bureau) and print its credential once.
     #[command(subcommand)]
@@ -82,6 +84,9 @@ pub struct QueryArgs {
     pub team: String,
     #[arg(long, default_value = "K-0001")]
     pub crew: String,
+    /// The CA certificate(s) to trust for an `https://` provider (default: the platform's).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     #[arg(long, default_value = "DEMO-0001")]
     pub incident: String,
 }
@@ -93,6 +98,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             ca_cert,
             listen,
             checkpoints,
+            tls,
         } => {
             if !db.exists() {
                 bail!(
@@ -104,8 +110,22 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            println!("provider listening on http://{}", listener.local_addr()?);
-            serve(store, &ca_cert, listener, &checkpoints, shutdown_signal()).await?;
+            let tls = tls.server()?;
+            crate::tls::check_listener(&listener, tls.as_ref())?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            println!(
+                "provider listening on {scheme}://{}",
+                listener.local_addr()?
+            );
+            serve(
+                store,
+                &ca_cert,
+                listener,
+                &checkpoints,
+                tls,
+                shutdown_signal(),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         ProviderCommand::Org(OrgCommand::Add {
@@ -160,8 +180,10 @@ pub async fn serve(
     ca_cert: &Path,
     listener: tokio::net::TcpListener,
     checkpoints: &crate::checkpoint::CheckpointArgs,
+    tls: Option<Arc<myna_tls::rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    crate::tls::check_listener(&listener, tls.as_ref())?;
     let signing = crate::checkpoint::spawn(
         checkpoints,
         crate::checkpoint::ChainStore::Provider(store.clone()),
@@ -175,7 +197,7 @@ pub async fn serve(
         alerts: alert_table()?,
         clock: system_clock(),
     });
-    let served = myna_web::serve::serve(listener, app, Default::default(), shutdown)
+    let served = myna_web::serve::serve(listener, app, Default::default(), tls, shutdown)
         .await
         .context("provider server");
     if let Some(task) = signing {
@@ -239,7 +261,11 @@ async fn query(q: QueryArgs) -> Result<ExitCode> {
         .map(|(o, _)| o.to_owned())
         .unwrap_or_default();
     let cert = std::fs::read(&q.cert).with_context(|| format!("reading {}", q.cert.display()))?;
-    let client = ProviderClient::new(&q.url, &token);
+    let client = ProviderClient::with_tls(
+        &q.url,
+        &token,
+        crate::tls::client_roots(q.tls_ca.as_deref())?,
+    );
     let body = ProviderClient::summary_body(
         &cert,
         consent_from(q.exception.as_deref())?,

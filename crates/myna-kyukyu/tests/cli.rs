@@ -31,12 +31,17 @@ impl Drop for Server {
 }
 
 fn start_provider(dir: &Path) -> (Server, String) {
+    start_provider_with(dir, &[])
+}
+
+fn start_provider_with(dir: &Path, extra: &[&str]) -> (Server, String) {
     let mut child = bin()
         .args(["provider", "serve", "--listen", "127.0.0.1:0"])
         .arg("--db")
         .arg(dir.join("provider.db"))
         .arg("--ca-cert")
         .arg(dir.join("pki/ca.cert.der"))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -419,4 +424,101 @@ fn the_demo_deck_has_a_card_per_alert_class_and_alerts_come_in_order_of_urgency(
     // The plain-text view names the reversal agent too.
     let o = query(&url, &token_file, &cards, "doac", &[]);
     assert!(stdout(&o).contains("拮抗薬"), "{}", stdout(&o));
+}
+
+#[test]
+fn the_provider_serves_tls_from_the_dev_ca_and_refuses_plain_http_off_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("provider.db");
+    let db_s = db.to_str().unwrap();
+    assert!(
+        run(&["gen", "--db", db_s, "--persons", "300", "--seed", "7"])
+            .status
+            .success()
+    );
+    let cards = issue_deck(dir, db_s);
+    let token_file = dir.join("provider.token");
+    assert!(add_bureau(db_s, &token_file).status.success());
+
+    let tls = dir.join("tls");
+    let tls_s = tls.to_str().unwrap();
+    assert!(run(&["tls", "dev-ca", "--dir", tls_s]).status.success());
+    let o = run(&[
+        "tls",
+        "server-cert",
+        "--dir",
+        tls_s,
+        "--name",
+        "provider",
+        "--host",
+        "localhost",
+        "--host",
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["ca.key", "provider.key"] {
+            let mode = std::fs::metadata(tls.join(key))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{key} is owner-only");
+        }
+    }
+
+    // Plain HTTP on an address other hosts reach is refused at start.
+    let o = run(&[
+        "provider",
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--db",
+        db_s,
+        "--ca-cert",
+        dir.join("pki/ca.cert.der").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("serve it with TLS"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let cert = tls.join("provider.pem");
+    let key = tls.join("provider.key");
+    let (_server, url) = start_provider_with(
+        dir,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let ca = tls.join("ca.pem");
+    let o = query(
+        &url,
+        &token_file,
+        &cards,
+        "doac",
+        &["--tls-ca", ca.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Without the development CA, the platform's roots do not vouch for it.
+    let o = query(&url, &token_file, &cards, "doac", &[]);
+    assert!(
+        !o.status.success(),
+        "a certificate of an untrusted CA was accepted"
+    );
+    // Nor does plain HTTP reach it.
+    let plain = url.replacen("https://", "http://", 1);
+    let o = query(&plain, &token_file, &cards, "doac", &[]);
+    assert!(
+        !o.status.success(),
+        "plain HTTP was answered on a TLS listener"
+    );
 }

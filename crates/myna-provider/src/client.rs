@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use myna_domain::access::Consent;
 use myna_domain::summary::View;
@@ -15,7 +14,7 @@ use myna_wire::provider::{ProviderErrorBody, ProviderErrorCode};
 
 #[derive(Clone)]
 pub struct ProviderClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<myna_tls::Connector, Full<Bytes>>,
     base: String,
     token: String,
 }
@@ -31,9 +30,22 @@ pub enum SummaryOutcome {
 }
 
 impl ProviderClient {
-    pub fn new(base: &str, token: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    /// A client that trusts the platform's certificate authorities for `https://` URLs.
+    pub fn new(base: &str, token: &str) -> Result<Self> {
+        Ok(Self::with_tls(
+            base,
+            token,
+            myna_tls::platform_client_config()?,
+        ))
+    }
+
+    /// A client with its own TLS configuration (a private CA, later a client certificate).
+    pub fn with_tls(
+        base: &str,
+        token: &str,
+        tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
+    ) -> Self {
+        let connector = myna_tls::https_connector(tls, None);
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build(connector);

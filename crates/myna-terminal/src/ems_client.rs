@@ -7,7 +7,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use myna_wire::terminal::{
     CREW_SESSION_HEADER, ErrorCode, EventAck, EventBody, HospitalStatuses, IncidentView,
@@ -40,7 +39,7 @@ impl std::fmt::Display for CallError {
 
 #[derive(Clone)]
 pub struct EmsClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<myna_tls::Connector, Full<Bytes>>,
     base: String,
     token: String,
     /// Deadline of one call (the summary gets the provider's time on top).
@@ -48,10 +47,14 @@ pub struct EmsClient {
 }
 
 impl EmsClient {
-    pub fn new(base: &str, token: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+    /// A client of `base` with the tablet's credential; `tls` says whom it trusts for
+    /// `https://` (the platform's roots, or the bureau's CA).
+    pub fn new(
+        base: &str,
+        token: &str,
+        tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
+    ) -> Self {
+        let connector = myna_tls::https_connector(tls, Some(Duration::from_secs(3)));
         let http = Client::builder(TokioExecutor::new()).build(connector);
         Self {
             http,

@@ -13,6 +13,9 @@
 //!   `Retry-After`, at once). The process's descriptor limit is raised to its hard limit, and
 //!   the connection cap kept below it.
 //!
+//! - TLS (rustls) when given a server configuration, the handshake within the header
+//!   deadline. `require_tls` refuses a listener that is not loopback without it.
+//!
 //! Each request carries the peer address as `axum::extract::ConnectInfo<SocketAddr>`.
 
 use axum::Router;
@@ -180,14 +183,35 @@ fn connection_cap(wanted: usize) -> usize {
     }
 }
 
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send> Io for T {}
+
+/// Refuses to serve plain HTTP on an address other hosts can reach: the services carry
+/// medical data and credentials. Loopback stays plain (the tablet's own UI, tests, a local
+/// TLS-terminating proxy).
+pub fn require_tls(
+    addr: std::net::SocketAddr,
+    tls: Option<&rustls::ServerConfig>,
+) -> Result<(), String> {
+    if tls.is_none() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is reachable from other hosts: serve it with TLS (--tls-cert and --tls-key)"
+        ));
+    }
+    Ok(())
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits up to `limits.drain` for
-/// requests in flight.
+/// requests in flight. With `tls`, every connection is TLS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = limit(app, &limits);
     let connections = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
     let per_address = Arc::new(PerAddress::default());
@@ -231,9 +255,33 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read)
             .max_buf_size(64 * 1024);
-        let connection =
-            graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let io: std::pin::Pin<Box<dyn Io>> = match acceptor {
+                None => Box::pin(stream),
+                // The handshake counts against the header deadline: a client that starts one
+                // and stalls holds nothing for long.
+                Some(acceptor) => {
+                    match tokio::time::timeout(
+                        limits.header_read,
+                        acceptor.accept(Box::pin(stream)),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => Box::pin(tls),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake too slow");
+                            return;
+                        }
+                    }
+                }
+            };
+            let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
@@ -284,7 +332,7 @@ mod tests {
     async fn start(app: Router, limits: Limits) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, app, limits, std::future::pending()));
+        tokio::spawn(serve(listener, app, limits, None, std::future::pending()));
         addr
     }
 

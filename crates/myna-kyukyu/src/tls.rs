@@ -1,0 +1,123 @@
+//! TLS as the operator configures it: a listener's certificate and key, whom a client trusts,
+//! and `tls dev-ca` / `tls server-cert`, which make the project's development CA and the
+//! certificates it issues (keys owner-only from creation).
+
+use anyhow::{Context, Result, bail};
+use myna_tls::rustls::{ClientConfig, ServerConfig};
+use myna_tls::{Roots, devca};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A listener's certificate chain and key (PEM). Without them the listener must be loopback.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TlsArgs {
+    /// The listener's certificate chain (PEM, leaf first).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The listener's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn server(&self) -> Result<Option<Arc<ServerConfig>>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(myna_tls::server_config(cert, key)?)),
+            (None, None) => Ok(None),
+            _ => bail!("--tls-cert and --tls-key go together"),
+        }
+    }
+}
+
+/// Whom a client trusts: the CA certificates in `file`, or the platform's roots.
+pub fn client_roots(file: Option<&Path>) -> Result<Arc<ClientConfig>> {
+    Ok(match file {
+        Some(path) => myna_tls::client_config(&Roots::File(path.to_owned()))?,
+        None => myna_tls::platform_client_config()?,
+    })
+}
+
+/// Checks that a listener is loopback or has TLS.
+pub fn check_listener(
+    listener: &tokio::net::TcpListener,
+    tls: Option<&Arc<ServerConfig>>,
+) -> Result<()> {
+    let addr = listener.local_addr()?;
+    myna_web::serve::require_tls(addr, tls.map(|c| c.as_ref())).map_err(|e| anyhow::anyhow!(e))
+}
+
+pub const CA_CERT: &str = "ca.pem";
+pub const CA_KEY: &str = "ca.key";
+
+fn today() -> devca::Day {
+    let (y, m, d) = myna_ems::jst_date(chrono::Utc::now());
+    (y, m, d)
+}
+
+/// The development CA in `dir`, made if missing; returns its certificate's path.
+pub fn dev_ca(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cert = dir.join(CA_CERT);
+    let key = dir.join(CA_KEY);
+    if cert.exists() && key.exists() {
+        return Ok(cert);
+    }
+    let ca = devca::new_ca(today())?;
+    crate::secret_file::write(&key, ca.key_pem.as_bytes())?;
+    std::fs::write(&cert, ca.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
+    Ok(cert)
+}
+
+/// A server certificate `name.pem` and key `name.key` in `dir`, issued by the CA there for
+/// `hosts`; returns their paths.
+pub fn server_cert(dir: &Path, name: &str, hosts: &[String]) -> Result<(PathBuf, PathBuf)> {
+    let ca_key = std::fs::read_to_string(dir.join(CA_KEY)).with_context(|| {
+        format!(
+            "reading {} (run `tls dev-ca` first)",
+            dir.join(CA_KEY).display()
+        )
+    })?;
+    let issued = devca::issue_server(&ca_key, hosts, today())?;
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    crate::secret_file::write(&key, issued.key_pem.as_bytes())?;
+    std::fs::write(&cert, issued.cert_pem)
+        .with_context(|| format!("writing {}", cert.display()))?;
+    Ok((cert, key))
+}
+
+#[derive(clap::Subcommand)]
+pub enum TlsCommand {
+    /// Make the development CA (ca.pem, and ca.key owner-only) in a directory, if missing.
+    DevCa {
+        #[arg(long, default_value = "data/tls")]
+        dir: PathBuf,
+    },
+    /// Issue a server certificate from the development CA: NAME.pem and NAME.key.
+    ServerCert {
+        #[arg(long, default_value = "data/tls")]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// A host name or IP address the certificate is for (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+}
+
+pub fn run(cmd: TlsCommand) -> Result<std::process::ExitCode> {
+    match cmd {
+        TlsCommand::DevCa { dir } => {
+            let cert = dev_ca(&dir)?;
+            println!(
+                "development CA: {} (trust it in the browser to open the demo without a warning)",
+                cert.display()
+            );
+        }
+        TlsCommand::ServerCert { dir, name, hosts } => {
+            let (cert, key) = server_cert(&dir, &name, &hosts)?;
+            println!("{} and {}", cert.display(), key.display());
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,140 @@
+//! TLS for the services, on rustls with aws-lc-rs (the backend `myna-pki` already verifies
+//! with).
+//! - `server_config`: a listener's certificate chain and key from PEM files.
+//! - `client_config` and `https_connector`: outgoing HTTPS (ems → provider, tablet → ems) to
+//!   the platform's roots or to a named CA file, e.g. the development CA.
+//! - `devca`: the project's development CA, which the demo makes on first run and whose
+//!   certificate a user imports once to see the demo on HTTPS without a warning.
+
+pub mod devca;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use rustls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {problem}")]
+    File { path: PathBuf, problem: String },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+    #[error("generating a certificate: {0}")]
+    Generate(String),
+}
+
+fn file_error(path: &Path, problem: impl ToString) -> TlsError {
+    TlsError::File {
+        path: path.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Every certificate in a PEM file, in order (leaf first for a chain).
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, e))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A server's TLS configuration: its chain and key, HTTP/1.1 only.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certificates(cert)?, private_key(key)?)
+        .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Which certificate authorities a client trusts.
+#[derive(Debug, Clone)]
+pub enum Roots {
+    /// The operating system's store (`/etc/ssl/certs`).
+    Platform,
+    /// The CA certificates in a PEM file, and nothing else (a private deployment, the demo).
+    File(PathBuf),
+}
+
+/// A client's TLS configuration.
+pub fn client_config(roots: &Roots) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        Roots::Platform => {
+            let found = rustls_native_roots();
+            for cert in found {
+                // A platform store may hold a certificate rustls cannot use; skip it.
+                let _ = store.add(cert);
+            }
+        }
+        Roots::File(path) => {
+            for cert in certificates(path)? {
+                store
+                    .add(cert)
+                    .map_err(|e| file_error(path, format!("not a usable CA: {e}")))?;
+            }
+        }
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
+    // hyper-rustls's platform verifier reads the same store; read it once here.
+    let path = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    certificates(path).unwrap_or_default()
+}
+
+/// The platform's roots, read once per process.
+pub fn platform_client_config() -> Result<Arc<ClientConfig>, TlsError> {
+    static CONFIG: std::sync::OnceLock<Arc<ClientConfig>> = std::sync::OnceLock::new();
+    if let Some(c) = CONFIG.get() {
+        return Ok(c.clone());
+    }
+    let config = client_config(&Roots::Platform)?;
+    Ok(CONFIG.get_or_init(|| config).clone())
+}
+
+/// The connector type of our HTTP clients.
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// An HTTP client connector that speaks HTTPS with `config` and plain HTTP to `http://` URLs
+/// (loopback tests and a service behind a local proxy).
+pub fn https_connector(
+    config: Arc<ClientConfig>,
+    connect_timeout: Option<std::time::Duration>,
+) -> Connector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(connect_timeout);
+    http.enforce_http(false);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*config).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
