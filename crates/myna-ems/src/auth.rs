@@ -121,6 +121,10 @@ impl<S: EmsStore> Ems<S> {
 
     /// The browser user behind the session cookie, if any.
     pub async fn browser_session(&self, headers: &HeaderMap) -> Result<Option<Session>, EmsError> {
+        // Several values (one planted by a sibling site with a longer path): no session.
+        if myna_web::cookies(headers, SESSION_COOKIE).count() > 1 {
+            return Ok(None);
+        }
         let Some(token) = myna_web::cookie(headers, SESSION_COOKIE) else {
             return Ok(None);
         };

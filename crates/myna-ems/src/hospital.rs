@@ -47,15 +47,21 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/hospital/status", post(set_status::<S>))
         .route("/hospital/list", get(list::<S>))
         .route("/hospital/stream", get(stream::<S>))
-        .route("/hospital/incidents/{id}", get(patient_page::<S>))
         .route("/hospital/incidents/{id}/receipt", post(receipt::<S>))
-        .route(
-            "/hospital/incidents/{id}/patients/{n}/handoff.json",
-            get(handoff_json::<S>),
-        )
-        .route(
-            "/hospital/incidents/{id}/patients/{n}/handoff.pdf",
-            get(handoff_pdf::<S>),
+        .merge(
+            // Reading a copy writes the view log: only our own pages may ask (an image or a
+            // link on another site would record views in the staff member's name).
+            Router::new()
+                .route("/hospital/incidents/{id}", get(patient_page::<S>))
+                .route(
+                    "/hospital/incidents/{id}/patients/{n}/handoff.json",
+                    get(handoff_json::<S>),
+                )
+                .route(
+                    "/hospital/incidents/{id}/patients/{n}/handoff.pdf",
+                    get(handoff_pdf::<S>),
+                )
+                .route_layer(axum::middleware::from_fn(myna_web::csrf::own_pages_only)),
         )
         // Patient data must not outlive the page in the browser's caches (a shared ER PC).
         .layer(axum::middleware::map_response(
@@ -826,6 +832,11 @@ async fn stream<S: EmsStore>(
                             Ok(Some(r)) if r.log.destination().as_deref() == Some(s.hospital.as_str())
                         );
                         if ours || s.shown.contains(&ch.incident) {
+                            // Nothing more after a sign-out, not even an incident number.
+                            if staff(&s.ems, &s.headers).await.is_err() {
+                                let ev = SseEvent::default().event("signed_out").data("ended");
+                                return Some((Ok(ev), None));
+                            }
                             if ours {
                                 s.shown.insert(ch.incident);
                             } else {

@@ -251,7 +251,7 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
             dispatch::routes()
                 .merge(hospital::routes())
                 .layer(axum::middleware::from_fn(|req, next| {
-                    myna_web::csrf::guard(auth::SESSION_COOKIE, req, next)
+                    myna_web::csrf::guard(auth::SESSION_COOKIE, "/login", req, next)
                 })),
         )
         .merge(myna_web::static_routes())

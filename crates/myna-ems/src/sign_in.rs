@@ -193,20 +193,7 @@ pub struct SignInGuard {
     per_account: DefaultKeyedRateLimiter<(Path, String, String)>,
 }
 
-/// The key of an address: an IPv6 client controls its whole /64, so that is one key; an
-/// IPv4-mapped address is its IPv4 address.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
-            }
-        },
-    }
-}
+use myna_web::serve::address_key;
 
 fn quota(burst: u32, every: Duration) -> Option<Quota> {
     Some(Quota::with_period(every)?.allow_burst(NonZeroU32::new(burst)?))

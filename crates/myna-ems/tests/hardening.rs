@@ -532,6 +532,9 @@ async fn incident_count(w: &World) -> usize {
         .len()
 }
 
+/// The guard's own refusal (the handler's refusals say other things).
+const REFUSED_AS_CROSS_SITE: &str = "この操作は受け付けられません";
+
 const NEW_INCIDENT: &str = "location=%E5%B7%9D%E5%B4%8E%E5%B8%82&category=chest_pain&note=&team=";
 
 #[tokio::test]
@@ -703,5 +706,79 @@ async fn a_sign_out_ends_the_desks_open_push_stream() {
     assert!(
         !seen.contains("event: incident"),
         "nothing was pushed after the sign-out: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn a_browser_with_an_ended_sessions_cookie_still_signs_in_and_two_session_cookies_are_refused()
+ {
+    let w = world(open_policy()).await;
+    let mut req = desk_login("dispatcher", PASSWORD, None);
+    req.headers_mut().insert(
+        header::COOKIE,
+        "ems_session=ended-long-ago".parse().unwrap(),
+    );
+    assert_eq!(w.send(req).await.status(), StatusCode::SEE_OTHER);
+
+    // A second session cookie (planted by a sibling site with a longer path) makes neither a
+    // session nor a form go through.
+    let cookie = w.admin_cookie().await;
+    let both = format!("ems_session=planted; {cookie}");
+    let req = Request::builder()
+        .uri("/dispatch")
+        .header(header::COOKIE, &both)
+        .body(Body::empty())
+        .unwrap();
+    let resp = w.send(req).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/login");
+    let mut req = desk_form("/dispatch/incidents", &cookie, NEW_INCIDENT);
+    req.headers_mut()
+        .insert(header::COOKIE, both.parse().unwrap());
+    assert_eq!(w.send(req).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(incident_count(&w).await, 0);
+}
+
+#[tokio::test]
+async fn a_hospital_read_asked_for_by_another_site_is_refused_before_it_is_logged() {
+    let w = world(open_policy()).await;
+    let resp = w
+        .send(desk_login("er-kawasaki-municipal", PASSWORD, None))
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let set = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+    let staff = set.split(';').next().unwrap().trim().to_owned();
+    for path in [
+        "/hospital/incidents/1",
+        "/hospital/incidents/1/patients/1/handoff.json",
+        "/hospital/incidents/1/patients/1/handoff.pdf",
+    ] {
+        for site in ["cross-site", "same-site"] {
+            let req = Request::builder()
+                .uri(path)
+                .header(header::COOKIE, &staff)
+                .header("sec-fetch-site", site)
+                .body(Body::empty())
+                .unwrap();
+            let (s, body) = text_of(w.send(req).await).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{path} {site}");
+            assert!(
+                body.contains(REFUSED_AS_CROSS_SITE),
+                "{path} {site}: {body}"
+            );
+        }
+        // Our own page's link reaches the handler (which refuses: no such patient here).
+        let req = Request::builder()
+            .uri(path)
+            .header(header::COOKIE, &staff)
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::empty())
+            .unwrap();
+        let (_, body) = text_of(w.send(req).await).await;
+        assert!(!body.contains(REFUSED_AS_CROSS_SITE), "{path}: {body}");
+    }
+    assert!(
+        w.store.view_records(CODE, 10).await.unwrap().is_empty(),
+        "nothing was logged"
     );
 }

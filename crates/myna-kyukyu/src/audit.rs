@@ -42,6 +42,11 @@ pub enum AuditCommand {
         /// The checkpoint key's public half (`KEY.pub`, written by `audit keygen`).
         #[arg(long, requires = "checkpoints")]
         public_key: Option<PathBuf>,
+        /// Fail if the newest checkpoint is older than this (the service signs every few
+        /// minutes, also when nothing changed: an old newest line means lines were removed or
+        /// signing stopped).
+        #[arg(long, requires = "checkpoints")]
+        max_age_minutes: Option<i64>,
     },
     /// Make a checkpoint signing key: KEY (owner-only) and KEY.pub.
     Keygen {
@@ -90,12 +95,9 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
         } => {
             let store = open(&db, chain)?;
             let key = checkpoint::load_key(&key)?;
-            match checkpoint::sign_head(&store, &key, chrono::Utc::now().timestamp_millis()).await?
-            {
-                Some(cp) => {
-                    checkpoint::append(&log, &cp)?;
-                    println!("{}", cp.to_line());
-                }
+            let now = chrono::Utc::now().timestamp_millis();
+            match checkpoint::checkpoint_now(&store, &key, &log, now).await? {
+                Some(cp) => println!("{}", cp.to_line()),
                 None => println!("the chain is empty: nothing to sign"),
             }
             Ok(ExitCode::SUCCESS)
@@ -106,6 +108,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             expect,
             checkpoints,
             public_key,
+            max_age_minutes,
         } => {
             let recorded = expect
                 .iter()
@@ -115,24 +118,42 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let store = open(&db, chain)?;
-            let signed = match (&checkpoints, &public_key) {
-                (Some(log), Some(key)) => {
-                    let cp = checkpoint::latest(log, store.chain())?.ok_or_else(|| {
-                        anyhow!(
-                            "{} holds no checkpoint of the {} chain",
-                            log.display(),
-                            store.chain().as_str()
-                        )
-                    })?;
-                    Some((cp, checkpoint::load_public_key(key)?))
-                }
-                _ => None,
-            };
             let name = match chain {
                 ChainArg::Provider => "access log",
                 ChainArg::Ems => "view log",
             };
             let mut broken: Option<String> = None;
+            // Every checkpoint in the log, each signature checked, in order.
+            let signed = match (&checkpoints, &public_key) {
+                (Some(log), Some(key)) => {
+                    let key = checkpoint::load_public_key(key)?;
+                    match checkpoint::read_log(log, store.chain(), &key) {
+                        Ok(all) if all.is_empty() => bail!(
+                            "{} holds no checkpoint of the {} chain",
+                            log.display(),
+                            store.chain().as_str()
+                        ),
+                        Ok(all) => Some((all, key)),
+                        Err(e) => {
+                            broken = Some(format!("{name} BROKEN: the checkpoint log: {e:#}"));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let (Some((all, _)), Some(minutes)) = (&signed, max_age_minutes)
+                && let Some(newest) = all.last()
+            {
+                let age_ms = chrono::Utc::now().timestamp_millis() - newest.at_ms;
+                if age_ms > minutes.saturating_mul(60_000) {
+                    broken = Some(format!(
+                        "{name} BROKEN: the newest checkpoint is {} min old (more than {minutes}): \
+                         lines were removed from the log or signing stopped",
+                        age_ms / 60_000
+                    ));
+                }
+            }
             let mut summary = String::new();
             match store.verify().await? {
                 ChainReport::Intact { entries, head_hash } => {
@@ -143,10 +164,14 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                         }
                     }
                     if broken.is_none()
-                        && let Some((cp, key)) = &signed
-                        && let Err(why) = checkpoint::check_against(&store, cp, key).await?
+                        && let Some((all, key)) = &signed
                     {
-                        broken = Some(format!("{name} BROKEN {why}"));
+                        for cp in all {
+                            if let Err(why) = checkpoint::check_against(&store, cp, key).await? {
+                                broken = Some(format!("{name} BROKEN {why}"));
+                                break;
+                            }
+                        }
                     }
                     summary = match head_hash {
                         Some(h) => format!("{entries} entries, head {entries}:{h}"),
@@ -175,10 +200,14 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     if !recorded.is_empty() {
                         println!("{} recorded head(s) still present", recorded.len());
                     }
-                    if let Some((cp, _)) = &signed {
+                    if let Some((all, _)) = &signed
+                        && let Some(newest) = all.last()
+                    {
                         println!(
-                            "matches the signed checkpoint of entry {} (key {})",
-                            cp.seq, cp.key_id
+                            "matches all {} signed checkpoints, the newest of entry {} (key {})",
+                            all.len(),
+                            newest.seq,
+                            newest.key_id
                         );
                     }
                     Ok(ExitCode::SUCCESS)

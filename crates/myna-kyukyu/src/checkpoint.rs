@@ -1,7 +1,20 @@
 //! Signed checkpoints of the audit chains (`myna_pki::checkpoint`), as the operator runs them:
 //! a key made once and kept out of the database, a checkpoint signed on demand or on a
 //! schedule by the running service, appended to a log file the operator copies elsewhere, and
-//! `audit verify` against the latest one.
+//! `audit verify` against every checkpoint in it.
+//!
+//! The rules that make a checkpoint worth its signature:
+//! - a new one is signed only if the chain still holds every earlier signed head in the log
+//!   and has not grown shorter (a chain rewritten with recomputed links, or cut short, is
+//!   refused, not blessed);
+//! - the service signs on every tick, also when nothing moved (a heartbeat), so a log whose
+//!   newest line is old shows that lines were removed or signing stopped (`--max-age`);
+//! - `audit verify` checks every line's signature, requires each chain's lines in order of
+//!   sequence and time, and checks the chain against all of them.
+//!
+//! What stays the operator's: a copy of the log off the database host (someone who controls
+//! the host can delete the newest lines of the copy there), and the key readable only by the
+//! service's own user.
 
 use anyhow::{Context, Result, anyhow, bail};
 use myna_domain::access::{Checkpoint, Hash32};
@@ -68,11 +81,33 @@ pub fn keygen(path: &Path) -> Result<String> {
         );
     }
     let (key, pkcs8) = CheckpointKey::generate()?;
-    crate::secret_file::write(path, &pkcs8)?;
+    // Neither file may replace one that appeared meanwhile: created new, the key 0600.
+    create_new(path, &pkcs8, 0o600)?;
     let public = hex::encode(key.public_key());
-    std::fs::write(public_key_path(path), format!("{public}\n"))
-        .with_context(|| format!("writing {}", public_key_path(path).display()))?;
+    create_new(
+        &public_key_path(path),
+        format!("{public}\n").as_bytes(),
+        0o644,
+    )?;
     Ok(myna_pki::checkpoint::key_id(&key.public_key()))
+}
+
+fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn public_key_path(key: &Path) -> PathBuf {
@@ -82,6 +117,21 @@ pub fn public_key_path(key: &Path) -> PathBuf {
 }
 
 pub fn load_key(path: &Path) -> Result<CheckpointKey> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} is readable by others (mode {:o}); run chmod 600",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
     let der = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(CheckpointKey::from_pkcs8(&der)?)
 }
@@ -98,12 +148,22 @@ pub fn load_public_key(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Verifies the chain and signs its head; `None` for an empty chain. A broken chain is never
-/// signed.
+/// signed, nor one that lost or changed a head signed before (`earlier`, from the log).
 pub async fn sign_head(
     store: &ChainStore,
     key: &CheckpointKey,
+    earlier: &[SignedCheckpoint],
     now_ms: i64,
 ) -> Result<Option<SignedCheckpoint>> {
+    let public = key.public_key();
+    for cp in earlier.iter().filter(|c| c.chain == store.chain()) {
+        if let Err(why) = check_against(store, cp, &public).await? {
+            bail!(
+                "the {} chain no longer holds a head signed earlier ({why}); not signing it",
+                store.chain().as_str()
+            );
+        }
+    }
     match store.verify().await? {
         ChainReport::Intact {
             entries,
@@ -126,35 +186,57 @@ pub async fn sign_head(
     }
 }
 
-/// Appends a checkpoint line and flushes it to disk.
+/// Appends a checkpoint line (in one write, so two services sharing a log do not interleave)
+/// and flushes it to disk.
 pub fn append(log: &Path, cp: &SignedCheckpoint) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
-    writeln!(f, "{}", cp.to_line())
+    f.write_all(format!("{}\n", cp.to_line()).as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", log.display()))
 }
 
-/// The newest checkpoint of `chain` in a log file. A line that is not a checkpoint is an
-/// error: the file is evidence, and an edited one must not be read past.
-pub fn latest(log: &Path, chain: Chain) -> Result<Option<SignedCheckpoint>> {
-    let text =
-        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-    let mut newest = None;
+/// Every checkpoint of `chain` in a log file, each signature checked with `public_key`, in
+/// file order, which must also be the order of sequence numbers and times. A line that is
+/// not a valid checkpoint is an error: the file is evidence, and an edited one must not be
+/// read past. A missing file is an empty log.
+pub fn read_log(log: &Path, chain: Chain, public_key: &[u8]) -> Result<Vec<SignedCheckpoint>> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", log.display())),
+    };
+    let mut out: Vec<SignedCheckpoint> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let cp = SignedCheckpoint::parse_line(line)
-            .map_err(|e| anyhow!("{} line {}: {e}", log.display(), n + 1))?;
-        if cp.chain == chain {
-            newest = Some(cp);
+        let at = || format!("{} line {}", log.display(), n + 1);
+        let cp = SignedCheckpoint::parse_line(line).map_err(|e| anyhow!("{}: {e}", at()))?;
+        cp.verify(public_key)
+            .map_err(|e| anyhow!("{}: the checkpoint does not verify: {e}", at()))?;
+        if cp.chain != chain {
+            continue;
         }
+        if let Some(prev) = out.last()
+            && (cp.seq < prev.seq || cp.at_ms < prev.at_ms)
+        {
+            bail!(
+                "{}: out of order (entry {} at {} ms after entry {} at {} ms): lines were moved \
+                 or an old line appended",
+                at(),
+                cp.seq,
+                cp.at_ms,
+                prev.seq,
+                prev.at_ms
+            );
+        }
+        out.push(cp);
     }
-    Ok(newest)
+    Ok(out)
 }
 
 /// What `audit verify` concludes from a signed checkpoint.
@@ -175,23 +257,36 @@ pub async fn check_against(
         .map_err(|b| format!("against the checkpoint signed at {} ms: {b}", cp.at_ms)))
 }
 
-/// Signs a checkpoint every `every` while the service runs, when the head moved.
+/// Checks the chain against the log's checkpoints, signs its head and appends it: what
+/// `audit checkpoint` and the schedule both do. `None` for an empty chain.
+pub async fn checkpoint_now(
+    store: &ChainStore,
+    key: &CheckpointKey,
+    log: &Path,
+    now_ms: i64,
+) -> Result<Option<SignedCheckpoint>> {
+    let earlier = read_log(log, store.chain(), &key.public_key())?;
+    let Some(cp) = sign_head(store, key, &earlier, now_ms).await? else {
+        return Ok(None);
+    };
+    append(log, &cp)?;
+    Ok(Some(cp))
+}
+
+/// Signs a checkpoint every `every` while the service runs, also when nothing moved (a
+/// heartbeat). A chain that no longer holds an earlier head is reported on every tick and
+/// never signed.
 pub async fn sign_forever(store: ChainStore, key: CheckpointKey, log: PathBuf, every: Duration) {
     let mut tick = tokio::time::interval(every);
-    let mut last: Option<i64> = None;
     loop {
         tick.tick().await;
         let now = chrono::Utc::now().timestamp_millis();
-        match sign_head(&store, &key, now).await {
-            Ok(Some(cp)) if last != Some(cp.seq) => match append(&log, &cp) {
-                Ok(()) => {
-                    last = Some(cp.seq);
-                    tracing::info!(chain = cp.chain.as_str(), seq = cp.seq, "checkpoint signed");
-                }
-                Err(e) => tracing::error!(error = %e, "writing the checkpoint failed"),
-            },
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "no checkpoint signed"),
+        match checkpoint_now(&store, &key, &log, now).await {
+            Ok(Some(cp)) => {
+                tracing::info!(chain = cp.chain.as_str(), seq = cp.seq, "checkpoint signed")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "AUDIT: no checkpoint signed"),
         }
     }
 }

@@ -263,17 +263,57 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     let o = verify_signed();
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("matches the signed checkpoint of entry 2"),
+        stdout(&o).contains("matches all 1 signed checkpoints, the newest of entry 2"),
         "{}",
         stdout(&o)
     );
     // An edited checkpoint (its entry number changed) is refused as not signed.
-    let line = std::fs::read_to_string(&log).unwrap();
-    std::fs::write(&log, line.replacen(" 2 ", " 1 ", 1)).unwrap();
+    let first = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, first.replacen(" 2 ", " 1 ", 1)).unwrap();
     let o = verify_signed();
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("does not verify"), "{}", stdout(&o));
-    std::fs::write(&log, &line).unwrap();
+    std::fs::write(&log, &first).unwrap();
+    // A heartbeat signs the unchanged head again; an old line appended after it (to roll
+    // the log back) is out of order.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let o = run(&[
+        "audit",
+        "checkpoint",
+        "--db",
+        db_s,
+        "--key",
+        key_s,
+        "--log",
+        log_s,
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let both = std::fs::read_to_string(&log).unwrap();
+    assert!(verify_signed().status.success());
+    std::fs::write(&log, format!("{both}{first}")).unwrap();
+    let o = verify_signed();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("out of order"), "{}", stdout(&o));
+    std::fs::write(&log, &both).unwrap();
+    // A log whose newest line is older than allowed: lines were removed or signing stopped.
+    let o = run(&[
+        "audit",
+        "verify",
+        "--db",
+        db_s,
+        "--checkpoints",
+        log_s,
+        "--public-key",
+        &public,
+        "--max-age-minutes",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("newest checkpoint is"),
+        "{}",
+        stdout(&o)
+    );
 
     // Removing the newest entry leaves a chain that verifies alone, but neither against the
     // recorded head nor against the signed checkpoint.
@@ -295,6 +335,31 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
         stdout(&o).contains("BROKEN against the checkpoint"),
         "{}",
         stdout(&o)
+    );
+    // And the shortened chain is not signed: its earlier head is gone.
+    let o = run(&[
+        "audit",
+        "checkpoint",
+        "--db",
+        db_s,
+        "--key",
+        key_s,
+        "--log",
+        log_s,
+    ]);
+    assert!(
+        !o.status.success(),
+        "a chain that lost a signed head was signed"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no longer holds a head signed earlier"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        both,
+        "nothing appended"
     );
 
     // A privacy officer's worst case: someone rewrites who looked.

@@ -95,8 +95,9 @@ impl EmsSqlite {
     }
 }
 
-/// The schema that moved the provider credential out of the database (V4).
-const CREDENTIAL_LEFT_SCHEMA: i64 = 4;
+/// A file below this schema may hold the provider credential an older version kept (dropped
+/// at V4; V5 marks the files vacuumed since, as V4 ran without `secure_delete`).
+const CREDENTIAL_LEFT_SCHEMA: i64 = 5;
 
 /// The applied schema version; `None` for a new file.
 fn schema_version(conn: &Connection) -> Option<i64> {

@@ -56,17 +56,46 @@ fn refused(why: &'static str) -> Response {
         .into_response()
 }
 
+/// For a GET that records something (a hospital's read of a patient's copy goes into the
+/// view log): refused when the browser says another site asked for it (`Sec-Fetch-Site`
+/// `cross-site` or `same-site`, e.g. an image on a sibling site). A typed address or a
+/// bookmark (`none`) and our own pages pass.
+pub async fn own_pages_only(req: Request, next: Next) -> Response {
+    let site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if matches!(site, Some(s) if s != "same-origin" && s != "none") {
+        return refused("a read asked for by another site");
+    }
+    next.run(req).await
+}
+
 /// The middleware: refuses a state-changing request that fails either check. Requests that
-/// change nothing (GET, HEAD) pass.
-pub async fn guard(cookie_name: &'static str, req: Request, next: Next) -> Response {
+/// change nothing (GET, HEAD) pass. `login_path` needs the origin check only: a browser may
+/// still hold a session cookie of an ended session there, and its form has no token.
+pub async fn guard(
+    cookie_name: &'static str,
+    login_path: &'static str,
+    req: Request,
+    next: Next,
+) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
     if !same_origin(req.headers()) {
         return refused("origin");
     }
+    if req.uri().path() == login_path {
+        return next.run(req).await;
+    }
+    // Several values (a sibling site planted one with a longer path): refuse rather than
+    // guess which session the form belongs to.
+    if crate::cookies(req.headers(), cookie_name).count() > 1 {
+        return refused("more than one session cookie");
+    }
     let Some(session) = crate::cookie(req.headers(), cookie_name).map(str::to_owned) else {
-        // No session (the sign-in form): the origin check is the defence.
+        // No session: the handler sends the browser to the sign-in; the origin check holds.
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();

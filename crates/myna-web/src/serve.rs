@@ -60,11 +60,13 @@ impl Default for Limits {
         Self {
             header_read: Duration::from_secs(10),
             body_read: Duration::from_secs(10),
-            max_body: 1024 * 1024,
+            // Twice the services' own (typed) limits of 64 KiB: past this, a plain 413 before
+            // routing.
+            max_body: 128 * 1024,
             write: Duration::from_secs(30),
             handler: Duration::from_secs(60),
             max_connections: 10_000,
-            max_connections_per_address: 2_000,
+            max_connections_per_address: 512,
             max_in_flight: 512,
             drain: Duration::from_secs(5),
         }
@@ -122,7 +124,22 @@ pub fn limit(app: Router, limits: &Limits) -> Router {
     }))
 }
 
-/// Open connections per address.
+/// The key of an address for per-client limits: an IPv6 client controls its whole /64, so
+/// that is one key; an IPv4-mapped address is its IPv4 address.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
+/// Open connections per address (`address_key`).
 #[derive(Default)]
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
@@ -237,7 +254,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = per_address.take(peer.ip(), limits.max_connections_per_address) else {
+        let Some(slot) =
+            per_address.take(address_key(peer.ip()), limits.max_connections_per_address)
+        else {
             tracing::warn!(%peer, "too many connections from one address");
             drop(stream);
             continue;
