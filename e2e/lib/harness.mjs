@@ -15,6 +15,11 @@ mkdirSync(ARTIFACTS, { recursive: true });
 // Ports away from the demo's defaults, so a demo a developer left running does not interfere.
 export const PORTS = { provider: 18440, ems: 18441, terminal: 18442, terminal2: 18443, ems2: 18444, terminal3: 18445, evil: 18446 };
 export const url = (port) => `http://127.0.0.1:${port}`;
+/** The provider and ems of the demo serve HTTPS with the development CA in E2E_TLS. */
+export const httpsUrl = (port) => `https://127.0.0.1:${port}`;
+export const TLS_DIR = process.env.E2E_TLS;
+if (!TLS_DIR) throw new Error('E2E_TLS must name the development CA directory (scripts/e2e makes it)');
+export const CA = join(TLS_DIR, 'ca.pem');
 
 const children = new Set();
 
@@ -61,7 +66,7 @@ export async function waitForHttp(u, ms = 240_000) {
 /** The demo on the test ports, with a small population, keeping its data in `dataDir`. */
 export function demoCommand(dataDir) {
   return [
-    'demo', '--data-dir', dataDir, '--persons', '2000',
+    'demo', '--data-dir', dataDir, '--persons', '2000', '--tls-dir', TLS_DIR,
     '--listen', `127.0.0.1:${PORTS.provider}`,
     '--ems-listen', `127.0.0.1:${PORTS.ems}`,
     '--terminal-listen', `127.0.0.1:${PORTS.terminal}`,
@@ -108,6 +113,9 @@ export async function openTablet(browser, launchFile, options = {}) {
 export async function launchBrowser() {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
+    // A home whose NSS database trusts the development CA (scripts/e2e adds it with certutil,
+    // as the README tells a user to): the desk opens on HTTPS without a warning.
+    env: { ...process.env, HOME: process.env.E2E_HOME },
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',

@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  PORTS, url, start, stopAll, waitForHttp, seededDataDir, runToCompletion, launchBrowser,
+  PORTS, url, httpsUrl, CA, start, stopAll, waitForHttp, seededDataDir, runToCompletion, launchBrowser,
   screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard, removeCard, Taps,
   timeline, openTablet,
   demoCommand,
 } from '../lib/harness.mjs';
 import { fhirErrors } from '../lib/fhir.mjs';
 
-const EMS = url(PORTS.ems);
+const EMS = httpsUrl(PORTS.ems);
 const TERMINAL = url(PORTS.terminal);
 const A = 'kawasaki-municipal'; // 川崎市立川崎病院: the destination
 const B = 'kanto-rosai'; // 関東労災病院: another hospital of the bureau

@@ -6,13 +6,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  PORTS, url, start, stop, stopAll, waitForHttp, seededDataDir, runToCompletion, deck, token,
+  PORTS, url, httpsUrl, CA, start, stop, stopAll, waitForHttp, seededDataDir, runToCompletion, deck, token,
   launchBrowser, screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard,
   removeCard, Taps, timeline, openTablet,
   demoCommand,
 } from '../lib/harness.mjs';
 
-const EMS = url(PORTS.ems);
+const EMS = httpsUrl(PORTS.ems);
 const TERMINAL = url(PORTS.terminal);
 let dataDir;
 let browser;
@@ -206,7 +206,7 @@ test('a card with an unknown serial: the crew is told plainly and the outcome is
 
 test('a terminal of another team neither sees the incident nor may read or write it', async () => {
   const other = start('terminal-saiwai', [
-    'terminal', '--ems', EMS, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    'terminal', '--ems', EMS, '--ems-ca', CA, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
     '--listen', `127.0.0.1:${PORTS.terminal2}`, '--outbox', join(dataDir, 'outbox-saiwai.db'),
     '--demo-deck', join(dataDir, 'cards'), '--launch-file', join(dataDir, 'saiwai.launch'),
   ]);
@@ -262,7 +262,8 @@ test('a terminal of another team neither sees the incident nor may read or write
 
 test('offline: ems stops mid-incident, taps queue with device times, and arrive once, in order, when it returns', async () => {
   // A standalone ems on the same database, and 幸救急1's terminal talking to it.
-  const emsArgs = ['ems', 'serve', '--db', join(dataDir, 'ems.db'), '--listen', `127.0.0.1:${PORTS.ems2}`];
+  // Plain HTTP on loopback; it reaches the demo's provider over HTTPS with the development CA.
+  const emsArgs = ['ems', 'serve', '--db', join(dataDir, 'ems.db'), '--listen', `127.0.0.1:${PORTS.ems2}`, '--provider-ca', CA];
   const E2 = url(PORTS.ems2);
   const T3 = url(PORTS.terminal3);
   let ems = start('ems-standalone', emsArgs);
@@ -332,7 +333,7 @@ test('nothing medical stays: the summary goes after the idle timeout and on sign
   const T4 = url(PORTS.terminal3);
   const outbox = join(dataDir, 'outbox-idle.db');
   const term = start('terminal-idle', [
-    'terminal', '--ems', EMS, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    'terminal', '--ems', EMS, '--ems-ca', CA, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
     '--listen', `127.0.0.1:${PORTS.terminal3}`, '--outbox', outbox,
     '--demo-deck', join(dataDir, 'cards'), '--idle-timeout-s', '3',
     '--launch-file', join(dataDir, 'idle.launch'),

@@ -46,4 +46,4 @@ REPORT_PACKAGES=(poppler-utils)
 CARD_PACKAGES=(pcscd vsmartcard-vpcd opensc)
 
 # The browser tests: Debian's Chromium (playwright-core drives it; nothing is downloaded).
-BROWSER_PACKAGES=(chromium fonts-noto-cjk curl)
+BROWSER_PACKAGES=(chromium fonts-noto-cjk curl libnss3-tools)

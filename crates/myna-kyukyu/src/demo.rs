@@ -56,6 +56,41 @@ pub struct DemoArgs {
     /// Run the sample queries, then stop instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit_after_samples: bool,
+    /// The development CA and the demo's server certificates (default: DATA_DIR/tls). The
+    /// provider and ems serve HTTPS with them; trust `ca.pem` once to open the desk without a
+    /// warning.
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+}
+
+/// The demo's TLS: the development CA (made once) and a fresh server certificate for each
+/// service, for the names a browser on this machine uses.
+struct DemoTls {
+    ca: PathBuf,
+    provider: Arc<myna_tls::rustls::ServerConfig>,
+    ems: Arc<myna_tls::rustls::ServerConfig>,
+    clients: Arc<myna_tls::rustls::ClientConfig>,
+}
+
+fn demo_tls(dir: &std::path::Path, listens: &[SocketAddr]) -> Result<DemoTls> {
+    let ca = crate::tls::dev_ca(dir)?;
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    for l in listens {
+        let ip = l.ip().to_string();
+        if !hosts.contains(&ip) && !l.ip().is_unspecified() {
+            hosts.push(ip);
+        }
+    }
+    let server = |name: &str| -> Result<Arc<myna_tls::rustls::ServerConfig>> {
+        let (cert, key) = crate::tls::server_cert(dir, name, &hosts)?;
+        Ok(myna_tls::server_config(&cert, &key)?)
+    };
+    Ok(DemoTls {
+        provider: server("provider")?,
+        ems: server("ems")?,
+        clients: crate::tls::client_roots(Some(&ca))?,
+        ca,
+    })
 }
 
 /// The demo's two registered tablets: the one the demo serves, and another team's (for trying
@@ -108,10 +143,14 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         _ => issue_deck(&store, &pki, &cards_dir).await?,
     };
 
+    let tls = demo_tls(
+        &args.tls_dir.clone().unwrap_or_else(|| dir.join("tls")),
+        &[args.listen, args.ems_listen],
+    )?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {} (is another demo running?)", args.listen))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let url = format!("https://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -137,10 +176,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         let store = store.clone();
         let stop = stopped();
         let checkpoints = checkpoints.clone();
-        async move { serve(store, &ca_cert, listener, &checkpoints, None, stop).await }
+        let provider_tls = Some(tls.provider.clone());
+        async move { serve(store, &ca_cert, listener, &checkpoints, provider_tls, stop).await }
     });
 
-    let client = ProviderClient::new(&url, &token)?;
+    let client = ProviderClient::with_tls(&url, &token, tls.clients.clone());
     let viewer = || ViewerBody {
         organisation: DEMO_ORG.into(),
         team: "中原救急1".into(),
@@ -254,14 +294,14 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let ems_listener = tokio::net::TcpListener::bind(args.ems_listen)
         .await
         .with_context(|| format!("binding {}", args.ems_listen))?;
-    let ems_url = format!("http://{}", ems_listener.local_addr()?);
+    let ems_url = format!("https://{}", ems_listener.local_addr()?);
     let ems_server = tokio::spawn({
         let stop = stopped();
         let options = crate::ems_cli::EmsServeOptions {
             status_stale_minutes: None,
             checkpoints,
-            tls: None,
-            provider_ca: None,
+            tls: Some(tls.ems.clone()),
+            provider_ca: Some(tls.ca.clone()),
         };
         async move { serve_ems(ems_store, ems_listener, options, stop).await }
     });
@@ -276,7 +316,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         latency_ms: args.latency_ms,
         idle_timeout_s: args.idle_timeout_s,
         launch_file: Some(dir.join("terminal.launch")),
-        ems_ca: None,
+        ems_ca: Some(tls.ca.clone()),
     };
     let terminal_url = format!("http://{}", args.terminal_listen);
     // A launch URL from an earlier run no longer works: wait for this run's.
@@ -309,10 +349,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let d = dir.display();
     println!("\ntry, in another terminal:");
     println!(
-        "  {bin} provider query --url {url} --token-file {d}/provider.token --cert {d}/cards/insulin.cert.der"
+        "  {bin} provider query --url {url} --tls-ca {d}/tls/ca.pem --token-file {d}/provider.token --cert {d}/cards/insulin.cert.der"
     );
     println!(
-        "  {bin} provider query --url {url} --token-file {d}/provider.token --cert {d}/cards/dialysis.cert.der --exception unconscious --full"
+        "  {bin} provider query --url {url} --tls-ca {d}/tls/ca.pem --token-file {d}/provider.token --cert {d}/cards/dialysis.cert.der --exception unconscious --full"
     );
     println!("  {bin} audit verify --db {d}/provider.db");
     println!("  scripts/pcscd-vpcd start   # then put a card on the virtual PC/SC reader:");
@@ -320,6 +360,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     println!("  {bin} card read --test-root {d}/pki/{CA_CERT}");
 
     let crew = kawasaki_crew_login(first_team).unwrap_or_default();
+    println!(
+        "\nHTTPS: the provider and ems use certificates of the demo's development CA, {}.\n\
+         Trust it once to open the desk without a warning (README, \"Trusting the demo CA\");\n\
+         `provider query` needs --tls-ca {}.",
+        tls.ca.display(),
+        tls.ca.display()
+    );
     println!("\n━━━ マイナ救急 demo ━━━");
     println!(
         "  指令台 (dispatcher):  {ems_url}/login   bureau {KAWASAKI_CODE}, login dispatcher / {DEMO_DISPATCHER_PASSWORD}"
