@@ -12,8 +12,11 @@ use axum::http::{HeaderMap, header};
 use myna_store::ems::{Account, Bureau, EmsStore, Role, Session, Team, Terminal};
 use myna_store::hash_secret;
 
-/// Name of the browser session cookie.
+/// Name of the browser session cookie over plain HTTP (loopback).
 pub const SESSION_COOKIE: &str = "ems_session";
+/// Its name over TLS: the `__Host-` prefix makes the browser accept it only with `Secure`,
+/// `Path=/` and no `Domain`, so no sibling site can set or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-ems_session";
 
 /// Hashes a password for storage (argon2id, the crate's default parameters, random salt).
 pub fn hash_password(password: &str) -> Result<String, EmsError> {
@@ -122,10 +125,11 @@ impl<S: EmsStore> Ems<S> {
     /// The browser user behind the session cookie, if any.
     pub async fn browser_session(&self, headers: &HeaderMap) -> Result<Option<Session>, EmsError> {
         // Several values (one planted by a sibling site with a longer path): no session.
-        if myna_web::cookies(headers, SESSION_COOKIE).count() > 1 {
+        let name = self.session_cookie_name();
+        if myna_web::cookies(headers, name).count() > 1 {
             return Ok(None);
         }
-        let Some(token) = myna_web::cookie(headers, SESSION_COOKIE) else {
+        let Some(token) = myna_web::cookie(headers, name) else {
             return Ok(None);
         };
         let session = self

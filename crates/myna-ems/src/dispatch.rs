@@ -2,7 +2,6 @@
 //! call, assign a team, close), an incident's timeline, and the admin page (revoke a terminal,
 //! reset a crew password). Server-rendered with askama; htmx refreshes the list on push.
 
-use crate::auth::SESSION_COOKIE;
 use crate::error::EmsError;
 use crate::sign_in::{ClientIp, SignInFrom};
 use crate::wire::{IncidentView, incident_view};
@@ -74,7 +73,7 @@ impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Desk {
             Ok(Some(bureau)) => Ok(Desk {
                 session,
                 bureau,
-                csrf: myna_web::cookie(&parts.headers, SESSION_COOKIE)
+                csrf: myna_web::cookie(&parts.headers, ems.session_cookie_name())
                     .map(myna_web::csrf::token)
                     .unwrap_or_default(),
             }),
@@ -192,18 +191,21 @@ async fn login<S: EmsStore>(
         return EmsError::from(e).into_response();
     }
     let mut resp = Redirect::to(crate::hospital::home_of(account.role)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&myna_web::session_cookie(SESSION_COOKIE, &token)) {
+    let cookie = myna_web::session_cookie(ems.session_cookie_name(), &token, ems.tls);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
 }
 
 async fn logout<S: EmsStore>(State(ems): St<S>, headers: HeaderMap) -> Response {
-    if let Some(token) = myna_web::cookie(&headers, SESSION_COOKIE) {
+    if let Some(token) = myna_web::cookie(&headers, ems.session_cookie_name()) {
         let _ = ems.store.end_session(&hash_secret(token)).await;
     }
     let mut resp = Redirect::to("/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&myna_web::clear_cookie(SESSION_COOKIE)) {
+    if let Ok(v) =
+        HeaderValue::from_str(&myna_web::clear_cookie(ems.session_cookie_name(), ems.tls))
+    {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp

@@ -127,7 +127,7 @@ async fn staff<S: EmsStore>(
             session,
             bureau,
             hospital,
-            csrf: myna_web::cookie(headers, crate::auth::SESSION_COOKIE)
+            csrf: myna_web::cookie(headers, ems.session_cookie_name())
                 .map(myna_web::csrf::token)
                 .unwrap_or_default(),
         }),

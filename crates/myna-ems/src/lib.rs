@@ -77,6 +77,10 @@ pub struct Ems<S> {
     /// Whom ems trusts when it calls a provider over `https://`; the platform's roots when
     /// `None` (`ems serve --provider-ca` names a private CA).
     pub provider_tls: Option<Arc<myna_tls::rustls::ClientConfig>>,
+    /// Served over TLS: the session cookie is `Secure` and `__Host-` prefixed.
+    pub tls: bool,
+    /// The `Host` values ems answers to; `None` answers any (in-process tests).
+    pub allowed_hosts: Option<Arc<myna_web::security::AllowedHosts>>,
 }
 
 impl<S: EmsStore> Ems<S> {
@@ -92,6 +96,17 @@ impl<S: EmsStore> Ems<S> {
                 .map_or(120, |c| c.costs.stale_after_minutes),
             sign_in_guard: sign_in::SignInGuard::new(sign_in::SignInPolicy::default()),
             provider_tls: None,
+            tls: false,
+            allowed_hosts: None,
+        }
+    }
+
+    /// The browser session cookie's name (`auth::SECURE_SESSION_COOKIE` under TLS).
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.tls {
+            auth::SECURE_SESSION_COOKIE
+        } else {
+            auth::SESSION_COOKIE
         }
     }
 
@@ -242,7 +257,9 @@ const EMS_JS: &str = include_str!("../assets/ems.js");
 
 /// All of `ems`'s routes: the terminal API, the desk UI and the static files.
 pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
-    Router::new()
+    let cookie = ems.session_cookie_name();
+    let hosts = ems.allowed_hosts.clone();
+    let app = Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(api::routes())
         .merge(
@@ -251,7 +268,7 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
             dispatch::routes()
                 .merge(hospital::routes())
                 .layer(axum::middleware::from_fn(|req, next| {
-                    myna_web::csrf::guard(auth::SESSION_COOKIE, "/login", req, next)
+                    myna_web::csrf::guard(cookie, "/login", req, next)
                 })),
         )
         .merge(myna_web::static_routes())
@@ -263,5 +280,11 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
         )
         .layer(axum::middleware::from_fn(myna_web::security::layer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(ems)
+        .with_state(ems);
+    match hosts {
+        Some(h) => app.layer(axum::middleware::from_fn(move |req, next| {
+            myna_web::security::host_guard(h.clone(), req, next)
+        })),
+        None => app,
+    }
 }

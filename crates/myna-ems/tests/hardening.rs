@@ -782,3 +782,89 @@ async fn a_hospital_read_asked_for_by_another_site_is_refused_before_it_is_logge
         "nothing was logged"
     );
 }
+
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_secure_and_host_prefixed_and_the_plain_name_is_no_session()
+{
+    let w = world(open_policy()).await;
+    let mut ems = Ems::new(w.store.clone(), Arc::new(chrono::Utc::now));
+    ems.tls = true;
+    let app = router(Arc::new(ems));
+    let resp = app
+        .clone()
+        .oneshot(desk_login("admin", PASSWORD, None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let set = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set.starts_with("__Host-ems_session="), "{set}");
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    let pair = set.split(';').next().unwrap().to_owned();
+    let page = |cookie: String| {
+        Request::builder()
+            .uri("/admin")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let resp = app.clone().oneshot(page(pair.clone())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The same value under the plain name (which a sibling site could set) is no session.
+    let plain = pair.replacen("__Host-ems_session=", "ems_session=", 1);
+    let resp = app.clone().oneshot(page(plain)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_request_for_a_host_name_that_is_not_ours_is_misdirected() {
+    let w = world(open_policy()).await;
+    let mut ems = Ems::new(w.store.clone(), Arc::new(chrono::Utc::now));
+    ems.allowed_hosts = Some(Arc::new(myna_web::security::AllowedHosts::for_listener(
+        "127.0.0.1:8441".parse().unwrap(),
+        &[],
+    )));
+    let app = router(Arc::new(ems));
+    let get = |host: &str, path: &str| {
+        Request::builder()
+            .uri(path)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A page on a name the attacker controls, rebound to ems's address, gets nothing.
+    let resp = app
+        .clone()
+        .oneshot(get("rebind.example:8441", "/login"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::MISDIRECTED_REQUEST);
+    let mut login = desk_login("admin", PASSWORD, None);
+    login
+        .headers_mut()
+        .insert(header::HOST, "rebind.example:8441".parse().unwrap());
+    login.headers_mut().insert(
+        header::ORIGIN,
+        "http://rebind.example:8441".parse().unwrap(),
+    );
+    let resp = app.clone().oneshot(login).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::MISDIRECTED_REQUEST,
+        "no password is tried"
+    );
+    // Our own name passes, and a load balancer's probe answers on any.
+    let resp = app
+        .clone()
+        .oneshot(get("127.0.0.1:8441", "/login"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = app.oneshot(get("10.9.9.9:80", "/healthz")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

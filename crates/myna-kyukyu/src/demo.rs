@@ -302,6 +302,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             checkpoints,
             tls: Some(tls.ems.clone()),
             provider_ca: Some(tls.ca.clone()),
+            public_hosts: Vec::new(),
         };
         async move { serve_ems(ems_store, ems_listener, options, stop).await }
     });

@@ -36,6 +36,11 @@ pub enum EmsCommand {
         /// The CA certificate(s) to trust for an `https://` provider (default: the platform's).
         #[arg(long)]
         provider_ca: Option<PathBuf>,
+        /// A host name browsers and tablets use for ems (repeat for more; with or without
+        /// `:port`). ems answers only its own listen address (and `localhost` on loopback) and
+        /// these names, which stops DNS rebinding.
+        #[arg(long = "public-host")]
+        public_hosts: Vec<String>,
     },
     /// Create 川崎市消防局 with its 7 stations, 31 teams, a dispatcher, an admin and one crew
     /// account per team. Prints the generated passwords once.
@@ -206,6 +211,7 @@ pub struct EmsServeOptions {
     pub checkpoints: crate::checkpoint::CheckpointArgs,
     pub tls: Option<Arc<myna_tls::rustls::ServerConfig>>,
     pub provider_ca: Option<PathBuf>,
+    pub public_hosts: Vec<String>,
 }
 
 pub async fn serve_ems(
@@ -220,6 +226,11 @@ pub async fn serve_ems(
         crate::checkpoint::ChainStore::Ems(store.clone()),
     )?;
     let mut ems = Ems::new(store, Arc::new(chrono::Utc::now));
+    ems.tls = options.tls.is_some();
+    ems.allowed_hosts = Some(Arc::new(myna_web::security::AllowedHosts::for_listener(
+        listener.local_addr()?,
+        &options.public_hosts,
+    )));
     if let Some(ca) = &options.provider_ca {
         ems.provider_tls = Some(crate::tls::client_roots(Some(ca))?);
     }
@@ -340,6 +351,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             checkpoints,
             tls,
             provider_ca,
+            public_hosts,
         } => {
             let store = Arc::new(EmsSqlite::open(&db)?);
             let listener = tokio::net::TcpListener::bind(listen)
@@ -356,6 +368,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                     checkpoints,
                     tls,
                     provider_ca,
+                    public_hosts,
                 },
                 crate::provider::shutdown_signal(),
             )

@@ -187,7 +187,9 @@ impl Guard {
         };
         if redeemed {
             let mut resp = Redirect::to("/").into_response();
-            if let Ok(v) = HeaderValue::from_str(&myna_web::session_cookie(COOKIE, &self.key)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&myna_web::session_cookie(COOKIE, &self.key, false))
+            {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
             }
             return resp;

@@ -92,13 +92,15 @@ pub fn jst_time(ms: i64) -> String {
 }
 
 /// A `Set-Cookie` value for a session cookie: HttpOnly, SameSite=Strict, whole site.
-pub fn session_cookie(name: &str, value: &str) -> String {
-    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict")
+pub fn session_cookie(name: &str, value: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}")
 }
 
 /// A `Set-Cookie` value that removes the cookie.
-pub fn clear_cookie(name: &str) -> String {
-    format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn clear_cookie(name: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
 /// Renders a page; a template error is a 500 with a plain message, never a panic.

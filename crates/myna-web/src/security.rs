@@ -36,3 +36,99 @@ pub fn with_headers(mut resp: Response) -> Response {
 pub async fn layer(req: Request, next: Next) -> Response {
     with_headers(next.run(req).await)
 }
+
+/// The `Host` values a service answers to: its own names only, so that a page on a name the
+/// attacker controls (DNS rebinding to the service's address) gets nothing, and the origin
+/// check of the forms compares with a host that is really ours.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts(Vec<String>);
+
+impl AllowedHosts {
+    /// The listener's own address, `localhost` for a loopback one, and the names given
+    /// (`host` or `host:port`; a name without a port gets the listener's).
+    pub fn for_listener(addr: std::net::SocketAddr, names: &[String]) -> Self {
+        let port = addr.port();
+        let mut hosts = vec![addr.to_string()];
+        if addr.ip().is_loopback() {
+            hosts.push(format!("localhost:{port}"));
+            hosts.push(format!("127.0.0.1:{port}"));
+        }
+        for n in names {
+            let n = n.trim().to_ascii_lowercase();
+            if n.contains(':') && !n.starts_with('[') {
+                hosts.push(n.clone());
+            } else {
+                hosts.push(format!("{n}:{port}"));
+            }
+            // A browser omits the default port.
+            if port == 443 {
+                hosts.push(n.trim_end_matches(":443").to_owned());
+            }
+        }
+        hosts.dedup();
+        Self(hosts)
+    }
+
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        host.is_some_and(|h| self.0.iter().any(|a| a.eq_ignore_ascii_case(h)))
+    }
+}
+
+/// Refuses a request whose `Host` is not one of ours (421, as HTTP says for a request sent to
+/// the wrong server). `/healthz` answers any host (load balancers probe by address).
+pub async fn host_guard(hosts: std::sync::Arc<AllowedHosts>, req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if req.uri().path() != "/healthz" && !hosts.allows(host) {
+        tracing::warn!(host, "request for a host name that is not ours");
+        return with_headers(
+            (
+                axum::http::StatusCode::MISDIRECTED_REQUEST,
+                "unknown host\n",
+            )
+                .into_response(),
+        );
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_our_own_names_and_address_are_allowed() {
+        let loopback = AllowedHosts::for_listener("127.0.0.1:8441".parse().unwrap(), &[]);
+        for ok in ["127.0.0.1:8441", "localhost:8441", "LOCALHOST:8441"] {
+            assert!(loopback.allows(Some(ok)), "{ok}");
+        }
+        for no in ["rebind.example:8441", "127.0.0.1:9999", "localhost", ""] {
+            assert!(!loopback.allows(Some(no)), "{no}");
+        }
+        assert!(!loopback.allows(None), "no Host header");
+
+        let public = AllowedHosts::for_listener(
+            "10.0.0.5:443".parse().unwrap(),
+            &["ems.kawasaki.example".into(), "desk.example:8443".into()],
+        );
+        for ok in [
+            "10.0.0.5:443",
+            "ems.kawasaki.example",
+            "ems.kawasaki.example:443",
+            "desk.example:8443",
+        ] {
+            assert!(public.allows(Some(ok)), "{ok}");
+        }
+        for no in [
+            "localhost:443",
+            "evil.example",
+            "ems.kawasaki.example.evil.example",
+        ] {
+            assert!(!public.allows(Some(no)), "{no}");
+        }
+    }
+}
