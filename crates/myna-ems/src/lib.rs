@@ -188,13 +188,23 @@ impl<S: EmsStore> Ems<S> {
                 .map_err(|e| EmsError::ProviderUnavailable(e.to_string()))?,
         };
         let key = (bureau.provider_url.clone(), token);
-        Ok(match self.providers.lock() {
-            Ok(mut map) => map
-                .entry(key)
-                .or_insert_with_key(|(url, token)| ProviderClient::with_tls(url, token, tls))
-                .clone(),
-            Err(_) => ProviderClient::with_tls(&key.0, &key.1, tls),
-        })
+        let make = |(url, token): &(String, String)| {
+            // A plain http:// provider on another host is refused (a database writer could
+            // otherwise send the credential anywhere in clear).
+            ProviderClient::with_tls(url, token, tls.clone())
+                .map_err(|e| EmsError::ProviderUnavailable(format!("{e:#}")))
+        };
+        match self.providers.lock() {
+            Ok(mut map) => {
+                if let Some(c) = map.get(&key) {
+                    return Ok(c.clone());
+                }
+                let client = make(&key)?;
+                map.insert(key, client.clone());
+                Ok(client)
+            }
+            Err(_) => make(&key),
+        }
     }
 }
 

@@ -47,6 +47,10 @@ pub enum AuditCommand {
         /// signing stopped).
         #[arg(long, requires = "checkpoints")]
         max_age_minutes: Option<i64>,
+        /// The key id the operator recorded off the host when the key was made (`audit
+        /// keygen` prints it): a public key swapped in beside a forged log is refused.
+        #[arg(long, requires = "checkpoints")]
+        key_id: Option<String>,
     },
     /// Make a checkpoint signing key: KEY (owner-only) and KEY.pub.
     Keygen {
@@ -109,6 +113,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             checkpoints,
             public_key,
             max_age_minutes,
+            key_id,
         } => {
             let recorded = expect
                 .iter()
@@ -127,6 +132,18 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let signed = match (&checkpoints, &public_key) {
                 (Some(log), Some(key)) => {
                     let key = checkpoint::load_public_key(key)?;
+                    let found = myna_pki::checkpoint::key_id(&key);
+                    match &key_id {
+                        Some(pinned) if !pinned.eq_ignore_ascii_case(&found) => bail!(
+                            "the public key is {found}, not the key {pinned} recorded for this \
+                             system: it was replaced"
+                        ),
+                        Some(_) => {}
+                        None => eprintln!(
+                            "note: without --key-id, a key swapped in with a forged log is not \
+                             detected; the key id is {found}"
+                        ),
+                    }
                     match checkpoint::read_log(log, store.chain(), &key) {
                         Ok(all) if all.is_empty() => bail!(
                             "{} holds no checkpoint of the {} chain",

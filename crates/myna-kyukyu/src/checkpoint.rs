@@ -216,11 +216,12 @@ pub fn read_log(log: &Path, chain: Chain, public_key: &[u8]) -> Result<Vec<Signe
         }
         let at = || format!("{} line {}", log.display(), n + 1);
         let cp = SignedCheckpoint::parse_line(line).map_err(|e| anyhow!("{}: {e}", at()))?;
-        cp.verify(public_key)
-            .map_err(|e| anyhow!("{}: the checkpoint does not verify: {e}", at()))?;
+        // Another chain's lines may be signed by another service's key.
         if cp.chain != chain {
             continue;
         }
+        cp.verify(public_key)
+            .map_err(|e| anyhow!("{}: the checkpoint does not verify: {e}", at()))?;
         if let Some(prev) = out.last()
             && (cp.seq < prev.seq || cp.at_ms < prev.at_ms)
         {
@@ -265,11 +266,29 @@ pub async fn checkpoint_now(
     log: &Path,
     now_ms: i64,
 ) -> Result<Option<SignedCheckpoint>> {
+    // One signer at a time per log (the service's schedule and `audit checkpoint`): an
+    // exclusive lock on a file beside it, held from reading the log to appending.
+    let lock_path = {
+        let mut name = log.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    };
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     let earlier = read_log(log, store.chain(), &key.public_key())?;
-    let Some(cp) = sign_head(store, key, &earlier, now_ms).await? else {
+    // Time never goes back in the log, even if the clock does.
+    let at_ms = earlier.last().map_or(now_ms, |last| now_ms.max(last.at_ms));
+    let Some(cp) = sign_head(store, key, &earlier, at_ms).await? else {
         return Ok(None);
     };
     append(log, &cp)?;
+    drop(lock);
     Ok(Some(cp))
 }
 

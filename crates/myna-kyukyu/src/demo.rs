@@ -180,7 +180,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         async move { serve(store, &ca_cert, listener, &checkpoints, provider_tls, stop).await }
     });
 
-    let client = ProviderClient::with_tls(&url, &token, tls.clients.clone());
+    let client = ProviderClient::with_tls(&url, &token, tls.clients.clone())?;
     let viewer = || ViewerBody {
         organisation: DEMO_ORG.into(),
         team: "中原救急1".into(),

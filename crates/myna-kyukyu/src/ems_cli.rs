@@ -227,10 +227,15 @@ pub async fn serve_ems(
     )?;
     let mut ems = Ems::new(store, Arc::new(chrono::Utc::now));
     ems.tls = options.tls.is_some();
-    ems.allowed_hosts = Some(Arc::new(myna_web::security::AllowedHosts::for_listener(
+    let hosts = myna_web::security::AllowedHosts::for_listener(
         listener.local_addr()?,
         &options.public_hosts,
-    )));
+    );
+    anyhow::ensure!(
+        !hosts.is_empty(),
+        "ems listens on every address: name the hosts browsers and tablets use with --public-host"
+    );
+    ems.allowed_hosts = Some(Arc::new(hosts));
     if let Some(ca) = &options.provider_ca {
         ems.provider_tls = Some(crate::tls::client_roots(Some(ca))?);
     }
@@ -298,7 +303,7 @@ pub async fn serve_terminal(
         &args.ems,
         &token,
         crate::tls::client_roots(args.ems_ca.as_deref())?,
-    );
+    )?;
     let outbox = Outbox::open(&args.outbox)?;
     let config = TerminalConfig {
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
@@ -379,6 +384,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             provider_url,
             provider_token_file,
         } => {
+            myna_tls::check_url(&provider_url)?;
             let credential_file = credential_file_name(&provider_token_file)?;
             let store = EmsSqlite::open(&db)?;
             let mut passwords = Vec::new();
@@ -407,6 +413,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             provider_url,
             provider_token_file,
         } => {
+            myna_tls::check_url(&provider_url)?;
             let credential_file = credential_file_name(&provider_token_file)?;
             let (store, id) = open_bureau(&db, &bureau).await?;
             store

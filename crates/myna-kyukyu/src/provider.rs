@@ -265,7 +265,7 @@ async fn query(q: QueryArgs) -> Result<ExitCode> {
         &q.url,
         &token,
         crate::tls::client_roots(q.tls_ca.as_deref())?,
-    );
+    )?;
     let body = ProviderClient::summary_body(
         &cert,
         consent_from(q.exception.as_deref())?,

@@ -49,9 +49,16 @@ pub fn check_listener(
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
 
+/// Today in UTC: the CA's dates are UTC midnights, so a certificate made now is already
+/// valid (a Japanese date would be up to 9 hours ahead).
 fn today() -> devca::Day {
-    let (y, m, d) = myna_ems::jst_date(chrono::Utc::now());
-    (y, m, d)
+    use chrono::Datelike;
+    let d = chrono::Utc::now().date_naive();
+    (
+        d.year(),
+        u8::try_from(d.month()).unwrap_or(1),
+        u8::try_from(d.day()).unwrap_or(1),
+    )
 }
 
 /// The development CA in `dir`, made if missing; returns its certificate's path.

@@ -222,7 +222,15 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     let log = dir.join("checkpoints.log");
     let log_s = log.to_str().unwrap();
     let public = format!("{key_s}.pub");
-    assert!(run(&["audit", "keygen", "--key", key_s]).status.success());
+    let o = run(&["audit", "keygen", "--key", key_s]);
+    assert!(o.status.success());
+    // The key id, which the operator records off the host.
+    let key_id = stdout(&o)
+        .strip_prefix("checkpoint key ")
+        .and_then(|r| r.split(':').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(key_id.len(), 16, "{}", stdout(&o));
     assert!(
         !run(&["audit", "keygen", "--key", key_s]).status.success(),
         "a key is never replaced in place"
@@ -266,6 +274,29 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
         stdout(&o).contains("matches all 1 signed checkpoints, the newest of entry 2"),
         "{}",
         stdout(&o)
+    );
+    // Pinned to the recorded key id; another key's public half is refused.
+    let pinned = |id: &str| {
+        run(&[
+            "audit",
+            "verify",
+            "--db",
+            db_s,
+            "--checkpoints",
+            log_s,
+            "--public-key",
+            &public,
+            "--key-id",
+            id,
+        ])
+    };
+    assert!(pinned(&key_id).status.success());
+    let o = pinned("0000000000000000");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("it was replaced"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
     // An edited checkpoint (its entry number changed) is refused as not signed.
     let first = std::fs::read_to_string(&log).unwrap();

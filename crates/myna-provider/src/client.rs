@@ -32,11 +32,7 @@ pub enum SummaryOutcome {
 impl ProviderClient {
     /// A client that trusts the platform's certificate authorities for `https://` URLs.
     pub fn new(base: &str, token: &str) -> Result<Self> {
-        Ok(Self::with_tls(
-            base,
-            token,
-            myna_tls::platform_client_config()?,
-        ))
+        Self::with_tls(base, token, myna_tls::platform_client_config()?)
     }
 
     /// A client with its own TLS configuration (a private CA, later a client certificate).
@@ -44,16 +40,17 @@ impl ProviderClient {
         base: &str,
         token: &str,
         tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
-    ) -> Self {
+    ) -> Result<Self> {
+        myna_tls::check_url(base)?;
         let connector = myna_tls::https_connector(tls, None);
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build(connector);
-        Self {
+        Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-        }
+        })
     }
 
     pub fn summary_body(

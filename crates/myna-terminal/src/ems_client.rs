@@ -53,15 +53,16 @@ impl EmsClient {
         base: &str,
         token: &str,
         tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
-    ) -> Self {
+    ) -> Result<Self, myna_tls::TlsError> {
+        myna_tls::check_url(base)?;
         let connector = myna_tls::https_connector(tls, Some(Duration::from_secs(3)));
         let http = Client::builder(TokioExecutor::new()).build(connector);
-        Self {
+        Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             timeout: Duration::from_secs(5),
-        }
+        })
     }
 
     fn request(

@@ -86,6 +86,13 @@ pub fn client_config(roots: &Roots) -> Result<Arc<ClientConfig>, TlsError> {
                 // A platform store may hold a certificate rustls cannot use; skip it.
                 let _ = store.add(cert);
             }
+            if store.is_empty() {
+                return Err(TlsError::Config(
+                    "no platform CA certificates found (install ca-certificates or set \
+                     SSL_CERT_FILE), or name the CA to trust"
+                        .into(),
+                ));
+            }
         }
         Roots::File(path) => {
             for cert in certificates(path)? {
@@ -103,10 +110,38 @@ pub fn client_config(roots: &Roots) -> Result<Arc<ClientConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// The platform's CA bundle: `SSL_CERT_FILE` if set (as OpenSSL reads it), else Debian's.
 fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
-    // hyper-rustls's platform verifier reads the same store; read it once here.
-    let path = Path::new("/etc/ssl/certs/ca-certificates.crt");
-    certificates(path).unwrap_or_default()
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    certificates(&path).unwrap_or_default()
+}
+
+/// Refuses a plain `http://` address of another host: credentials and medical data never
+/// cross a network in clear (a loopback address stays allowed: tests, a local proxy).
+pub fn check_url(url: &str) -> Result<(), TlsError> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(TlsError::Config(format!(
+            "{url}: plain http:// to another host is refused; use https://"
+        )))
+    }
 }
 
 /// The platform's roots, read once per process.
@@ -137,4 +172,32 @@ pub fn https_connector(
         .https_or_http()
         .enable_http1()
         .wrap_connector(http)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_only() {
+        for ok in [
+            "https://ems.example:8441",
+            "http://127.0.0.1:8441",
+            "http://localhost:1/x",
+            "http://[::1]:8441/",
+            "http://127.9.9.9",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for no in [
+            "http://10.0.0.5:8441",
+            "http://ems.example",
+            "http://[fd00::1]:80/",
+            "http://user@10.0.0.5/",
+            "http://localhost.evil.example",
+        ] {
+            assert!(check_url(no).is_err(), "{no}");
+        }
+    }
 }

@@ -44,29 +44,42 @@ pub async fn layer(req: Request, next: Next) -> Response {
 pub struct AllowedHosts(Vec<String>);
 
 impl AllowedHosts {
-    /// The listener's own address, `localhost` for a loopback one, and the names given
-    /// (`host` or `host:port`; a name without a port gets the listener's).
+    /// The listener's own address, `localhost` for a loopback one, and the names given. A
+    /// name with a port (`ems.example:8443`, `[fd00::1]:8443`) is taken as written; a name
+    /// without one matches with the listener's port and without a port (a browser omits 443,
+    /// and a proxy in front may listen on it).
     pub fn for_listener(addr: std::net::SocketAddr, names: &[String]) -> Self {
         let port = addr.port();
-        let mut hosts = vec![addr.to_string()];
+        let mut hosts = Vec::new();
+        if !addr.ip().is_unspecified() {
+            hosts.push(addr.to_string());
+        }
         if addr.ip().is_loopback() {
             hosts.push(format!("localhost:{port}"));
             hosts.push(format!("127.0.0.1:{port}"));
         }
         for n in names {
             let n = n.trim().to_ascii_lowercase();
-            if n.contains(':') && !n.starts_with('[') {
-                hosts.push(n.clone());
+            let has_port = match n.strip_prefix('[') {
+                Some(v6) => v6.contains("]:"),
+                None => n.contains(':'),
+            };
+            if has_port {
+                hosts.push(n);
             } else {
                 hosts.push(format!("{n}:{port}"));
-            }
-            // A browser omits the default port.
-            if port == 443 {
-                hosts.push(n.trim_end_matches(":443").to_owned());
+                hosts.push(n);
             }
         }
+        hosts.sort();
         hosts.dedup();
         Self(hosts)
+    }
+
+    /// A listener on every address answers only the names given: without any it would
+    /// answer none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn allows(&self, host: Option<&str>) -> bool {
@@ -112,23 +125,35 @@ mod tests {
         assert!(!loopback.allows(None), "no Host header");
 
         let public = AllowedHosts::for_listener(
-            "10.0.0.5:443".parse().unwrap(),
-            &["ems.kawasaki.example".into(), "desk.example:8443".into()],
+            "10.0.0.5:8441".parse().unwrap(),
+            &[
+                "ems.kawasaki.example".into(),
+                "desk.example:8443".into(),
+                "[fd00::1]:8443".into(),
+                "[fd00::2]".into(),
+            ],
         );
         for ok in [
-            "10.0.0.5:443",
+            "10.0.0.5:8441",
             "ems.kawasaki.example",
-            "ems.kawasaki.example:443",
+            "ems.kawasaki.example:8441",
             "desk.example:8443",
+            "[fd00::1]:8443",
+            "[fd00::2]",
+            "[fd00::2]:8441",
         ] {
             assert!(public.allows(Some(ok)), "{ok}");
         }
         for no in [
-            "localhost:443",
+            "localhost:8441",
             "evil.example",
             "ems.kawasaki.example.evil.example",
+            "desk.example",
+            "[fd00::1]:8443:8443",
         ] {
             assert!(!public.allows(Some(no)), "{no}");
         }
+        let wildcard = AllowedHosts::for_listener("0.0.0.0:8441".parse().unwrap(), &[]);
+        assert!(wildcard.is_empty(), "0.0.0.0 is nobody's name");
     }
 }
