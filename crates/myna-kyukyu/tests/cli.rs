@@ -618,3 +618,73 @@ fn the_provider_serves_tls_from_the_dev_ca_and_refuses_plain_http_off_loopback()
         "plain HTTP was answered on a TLS listener"
     );
 }
+
+#[test]
+fn a_serving_provider_signs_a_checkpoint_of_its_chain_with_the_key_it_was_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("provider.db");
+    let db_s = db.to_str().unwrap();
+    assert!(
+        run(&["gen", "--db", db_s, "--persons", "300", "--seed", "7"])
+            .status
+            .success()
+    );
+    let cards = issue_deck(dir, db_s);
+    let token_file = dir.join("provider.token");
+    assert!(add_bureau(db_s, &token_file).status.success());
+    let key = dir.join("audit.key");
+    let log = dir.join("audit.log");
+    assert!(
+        run(&["audit", "keygen", "--key", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    // One view, so that the chain is not empty, then a provider that signs on its schedule
+    // (the first tick is at start).
+    {
+        let (_server, url) = start_provider(dir);
+        assert!(
+            query(&url, &token_file, &cards, "doac", &[])
+                .status
+                .success()
+        );
+    }
+    let (_server, _url) = start_provider_with(
+        dir,
+        &[
+            "--checkpoint-key",
+            key.to_str().unwrap(),
+            "--checkpoint-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| !t.trim().is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was signed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let line = std::fs::read_to_string(&log).unwrap();
+    assert!(line.starts_with("v1 provider-access 1 "), "{line}");
+    let public = format!("{}.pub", key.display());
+    let o = run(&[
+        "audit",
+        "verify",
+        "--db",
+        db_s,
+        "--checkpoints",
+        log.to_str().unwrap(),
+        "--public-key",
+        &public,
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("matches all 1 signed checkpoints"),
+        "{}",
+        stdout(&o)
+    );
+}
