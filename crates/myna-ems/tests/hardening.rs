@@ -151,6 +151,16 @@ fn desk_form(path: &str, cookie: &str, fields: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// A tablet's request for its team's incidents.
+fn crew_incidents(token: &str, session: &str) -> Request<Body> {
+    Request::builder()
+        .uri("/api/v1/terminal/incidents")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header("x-crew-session", session)
+        .body(Body::empty())
+        .unwrap()
+}
+
 impl World {
     async fn send(&self, req: Request<Body>) -> Response<Body> {
         self.app.clone().oneshot(req).await.unwrap()
@@ -244,12 +254,7 @@ async fn a_flood_of_sign_ins_runs_one_hash_at_a_time_and_the_crews_requests_stil
         })
         .collect();
     // A crew request in the middle of the flood is answered.
-    let req = Request::builder()
-        .uri("/api/v1/terminal/incidents")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header("x-crew-session", &session)
-        .body(Body::empty())
-        .unwrap();
+    let req = crew_incidents(&token, &session);
     let (s, body) = text_of(w.send(req).await).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     // And a crew member signs in on a tablet meanwhile: the tablets hash on a pool of their own.
@@ -474,12 +479,7 @@ async fn a_database_failure_answers_the_code_and_never_the_databases_message() {
     let raw = rusqlite::Connection::open(w.dir.path().join("ems.db")).unwrap();
     raw.execute_batch("PRAGMA foreign_keys = OFF; DROP TABLE incident_event; DROP TABLE incident;")
         .unwrap();
-    let req = Request::builder()
-        .uri("/api/v1/terminal/incidents")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header("x-crew-session", &session)
-        .body(Body::empty())
-        .unwrap();
+    let req = crew_incidents(&token, &session);
     let (s, text) = text_of(w.send(req).await).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();

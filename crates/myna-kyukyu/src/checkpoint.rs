@@ -82,32 +82,14 @@ pub fn keygen(path: &Path) -> Result<String> {
     }
     let (key, pkcs8) = CheckpointKey::generate()?;
     // Neither file may replace one that appeared meanwhile: created new, the key 0600.
-    create_new(path, &pkcs8, 0o600)?;
+    crate::secret_file::create_new(path, &pkcs8, 0o600)?;
     let public = hex::encode(key.public_key());
-    create_new(
+    crate::secret_file::create_new(
         &public_key_path(path),
         format!("{public}\n").as_bytes(),
         0o644,
     )?;
     Ok(myna_pki::checkpoint::key_id(&key.public_key()))
-}
-
-fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn public_key_path(key: &Path) -> PathBuf {

@@ -20,17 +20,8 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
     let _ = std::fs::remove_file(&tmp);
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    let mut file = open_new(&tmp, 0o600).with_context(|| format!("writing {}", tmp.display()))?;
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
@@ -39,4 +30,28 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written.with_context(|| format!("writing {}", path.display()))
+}
+
+/// A new file with `mode` from its creation; it must not exist yet.
+fn open_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path)
+}
+
+/// Writes a file that must not exist yet (it never replaces one, not even atomically), with
+/// `mode` from its creation.
+pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut f = open_new(path, mode)
+        .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
