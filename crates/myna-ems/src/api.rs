@@ -2,7 +2,7 @@
 //! `myna_wire::terminal`), the terminal's credential as bearer token and the crew session in
 //! `x-crew-session`.
 
-use crate::auth::CrewCaller;
+use crate::auth::{CrewCaller, TerminalRequest};
 use crate::error::EmsError;
 use crate::sign_in::SignInFrom;
 use crate::wire::{
@@ -12,7 +12,6 @@ use crate::wire::{
 };
 use crate::{CREW_SHIFT, Change, Ems};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,9 +49,9 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
 /// The bureau's hospitals' acceptance statuses, for the tablet's ranking.
 async fn hospitals<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
 ) -> Result<Json<HospitalStatuses>, EmsError> {
-    let c = ems.crew(&headers).await?;
+    let c = ems.crew(&req).await?;
     Ok(Json(HospitalStatuses {
         statuses: ems.store.hospital_statuses(c.at.bureau.id).await?,
         stale_after_minutes: ems.status_stale_after_minutes,
@@ -76,18 +75,18 @@ fn terminal_info(c: &crate::auth::TerminalCaller) -> TerminalInfo {
 
 async fn whoami<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
 ) -> Result<Json<TerminalInfo>, EmsError> {
-    let at = ems.terminal(&headers).await?;
+    let at = ems.terminal(&req).await?;
     Ok(Json(terminal_info(&at)))
 }
 
 async fn sign_in<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
     body: axum::body::Bytes,
 ) -> Result<Json<SignedIn>, EmsError> {
-    let at = ems.terminal(&headers).await?;
+    let at = ems.terminal(&req).await?;
     let body: SignInBody = parse(&body)?;
     let account = ems
         .sign_in(
@@ -120,10 +119,11 @@ async fn sign_in<S: EmsStore>(
 
 async fn sign_out<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
 ) -> Result<Json<SignedOut>, EmsError> {
-    ems.crew(&headers).await?;
-    if let Some(token) = headers
+    ems.crew(&req).await?;
+    if let Some(token) = req
+        .headers
         .get(crate::wire::CREW_SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
     {
@@ -134,9 +134,9 @@ async fn sign_out<S: EmsStore>(
 
 async fn incidents<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
 ) -> Result<Json<Vec<IncidentView>>, EmsError> {
-    let c = ems.crew(&headers).await?;
+    let c = ems.crew(&req).await?;
     let teams = ems.store.teams(c.at.bureau.id).await?;
     let list = ems
         .store
@@ -175,10 +175,10 @@ async fn own_incident<S: EmsStore>(
 
 async fn incident<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
     Path(id): Path<i64>,
 ) -> Result<Json<IncidentView>, EmsError> {
-    let c = ems.crew(&headers).await?;
+    let c = ems.crew(&req).await?;
     let record = own_incident(&ems, &c, id).await?;
     let teams = ems.store.teams(c.at.bureau.id).await?;
     Ok(Json(incident_view(&record, &teams, ems.now())))
@@ -321,11 +321,11 @@ fn to_event_kind(
 
 async fn event<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Result<Json<EventAck>, EmsError> {
-    let c = ems.crew(&headers).await?;
+    let c = ems.crew(&req).await?;
     let body: EventBody = parse(&body)?;
     check_key(&body.idempotency_key)?;
     check_device_ms(body.device_at_ms)?;
@@ -366,11 +366,11 @@ async fn ack<S: EmsStore>(
 /// viewing rule is checked for this card's patient, then the provider is asked.
 async fn summary<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Result<Json<TerminalSummary>, EmsError> {
-    let c = ems.crew(&headers).await?;
+    let c = ems.crew(&req).await?;
     let body: SummaryBody = parse(&body)?;
     let card = card_of(&c, &body.certificate)?;
     let mut record = own_incident(&ems, &c, id).await?;
@@ -573,42 +573,75 @@ async fn record_outcome<S: EmsStore>(
 }
 
 /// Server-sent events for the terminal: `incident` with the incident id whenever an incident
-/// assigned to (or taken from) the terminal's team changes. The credential is re-checked every
-/// 10 s, so a revoked terminal or an ended shift closes the stream.
+/// assigned to (or taken from) the terminal's team changes. A revocation on the admin page
+/// ends the stream at once; the credential is also re-checked every 10 s, so a revocation by
+/// another process (`ems terminal revoke`) or an ended shift closes it too.
 async fn stream<S: EmsStore>(
     State(ems): St<S>,
-    headers: HeaderMap,
+    req: TerminalRequest,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, EmsError> {
-    let c = ems.crew(&headers).await?;
-    let rx = ems.subscribe();
-    let tick = tokio::time::interval(Duration::from_secs(10));
-    let state = (rx, tick, ems.clone(), headers, c.at.bureau.id, c.at.team.id);
-    let events = futures_util::stream::unfold(Some(state), |state| async move {
-        let (mut rx, mut tick, ems, headers, bureau, team) = state?;
+    let c = ems.crew(&req).await?;
+    let watch = Watch {
+        changes: ems.subscribe(),
+        revocations: ems.subscribe_revocations(),
+        tick: tokio::time::interval(Duration::from_secs(10)),
+        ems: ems.clone(),
+        req,
+        bureau: c.at.bureau.id,
+        team: c.at.team.id,
+        terminal: c.at.terminal.id,
+    };
+    let events = futures_util::stream::unfold(Some(watch), |watch| async move {
+        let mut w = watch?;
+        let ended = || {
+            SseEvent::default()
+                .event(PushEvent::SignedOut.as_str())
+                .data("ended")
+        };
         loop {
             tokio::select! {
-                r = rx.recv() => match r {
-                    Ok(ch) if ch.bureau == bureau && ch.teams.contains(&team) => {
+                r = w.changes.recv() => match r {
+                    Ok(ch) if ch.bureau == w.bureau && ch.teams.contains(&w.team) => {
                         let ev = SseEvent::default().event(PushEvent::Incident.as_str()).data(ch.incident.to_string());
-                        return Some((Ok(ev), Some((rx, tick, ems, headers, bureau, team))));
+                        return Some((Ok(ev), Some(w)));
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {
                         let ev = SseEvent::default().event(PushEvent::Resync.as_str()).data("lagged");
-                        return Some((Ok(ev), Some((rx, tick, ems, headers, bureau, team))));
+                        return Some((Ok(ev), Some(w)));
                     }
                     Err(RecvError::Closed) => return None,
                 },
-                _ = tick.tick() => {
-                    if ems.crew(&headers).await.is_err() {
-                        let ev = SseEvent::default().event(PushEvent::SignedOut.as_str()).data("ended");
-                        return Some((Ok(ev), None));
+                r = w.revocations.recv() => match r {
+                    Ok(id) if id == w.terminal => return Some((Ok(ended()), None)),
+                    // Missed revocations: check this terminal now.
+                    Err(RecvError::Lagged(_)) if w.ems.crew(&w.req).await.is_err() => {
+                        return Some((Ok(ended()), None));
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = w.tick.tick() => {
+                    if w.ems.crew(&w.req).await.is_err() {
+                        return Some((Ok(ended()), None));
                     }
                 }
             }
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// What one terminal's push stream watches.
+struct Watch<S> {
+    changes: tokio::sync::broadcast::Receiver<Change>,
+    revocations: tokio::sync::broadcast::Receiver<myna_store::ems::TerminalId>,
+    tick: tokio::time::Interval,
+    ems: Arc<Ems<S>>,
+    req: TerminalRequest,
+    bureau: myna_store::ems::BureauId,
+    team: myna_store::ems::TeamId,
+    terminal: myna_store::ems::TerminalId,
 }
 
 /// The admin page's password reset: a new password also lifts a lock.

@@ -1,6 +1,7 @@
-//! Who is calling: a registered terminal (bearer credential, checked against the store on every
-//! request so a revocation bites on the next one), the crew member signed in on it, or a
-//! dispatcher or admin in a browser (session cookie). Passwords are argon2id PHC strings.
+//! Who is calling: a registered terminal (its client certificate under a device CA, or else a
+//! bearer token; checked against the store on every request so a revocation bites on the next
+//! one), the crew member signed in on it, or a dispatcher or admin in a browser (session
+//! cookie). Passwords are argon2id PHC strings.
 
 use crate::Ems;
 use crate::error::EmsError;
@@ -8,9 +9,12 @@ use crate::wire::CREW_SESSION_HEADER;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use myna_store::ems::{Account, Bureau, EmsStore, Role, Session, Team, Terminal};
 use myna_store::hash_secret;
+use myna_web::serve::PeerCertificate;
 
 /// Name of the browser session cookie over plain HTTP (loopback).
 pub const SESSION_COOKIE: &str = "ems_session";
@@ -53,6 +57,25 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// What a terminal request presents: its headers (bearer token, crew session) and the client
+/// certificate of its TLS connection, if it sent one.
+#[derive(Debug, Clone)]
+pub struct TerminalRequest {
+    pub headers: HeaderMap,
+    pub certificate: Option<PeerCertificate>,
+}
+
+impl<St: Send + Sync> FromRequestParts<St> for TerminalRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, Self::Rejection> {
+        Ok(TerminalRequest {
+            headers: parts.headers.clone(),
+            certificate: parts.extensions.get::<PeerCertificate>().cloned(),
+        })
+    }
+}
+
 /// A verified terminal and its bureau and team.
 #[derive(Debug, Clone)]
 pub struct TerminalCaller {
@@ -69,13 +92,28 @@ pub struct CrewCaller {
 }
 
 impl<S: EmsStore> Ems<S> {
-    pub async fn terminal(&self, headers: &HeaderMap) -> Result<TerminalCaller, EmsError> {
-        let token = bearer(headers).ok_or(EmsError::TerminalUnknown)?;
-        let terminal = self
-            .store
-            .terminal_by_token(&hash_secret(token))
-            .await?
-            .ok_or(EmsError::TerminalUnknown)?;
+    /// The terminal behind a request: with a device CA, the one bound to the client
+    /// certificate (a bearer token is not enough); without, the one holding the bearer token.
+    pub async fn terminal(&self, req: &TerminalRequest) -> Result<TerminalCaller, EmsError> {
+        let terminal = if self.device_ca.is_some() {
+            // The TLS verifier already checked the chain to the device CA; the binding to a
+            // registered terminal is ems's own record of the certificate it issued.
+            let cert = req
+                .certificate
+                .as_ref()
+                .ok_or(EmsError::TerminalCertificateRequired)?;
+            let fingerprint = hex::encode(myna_tls::identity::certificate_sha256(&cert.0));
+            self.store
+                .terminal_by_certificate(&fingerprint)
+                .await?
+                .ok_or(EmsError::TerminalUnknown)?
+        } else {
+            let token = bearer(&req.headers).ok_or(EmsError::TerminalUnknown)?;
+            self.store
+                .terminal_by_token(&hash_secret(token))
+                .await?
+                .ok_or(EmsError::TerminalUnknown)?
+        };
         if terminal.revoked {
             return Err(EmsError::TerminalRevoked);
         }
@@ -98,9 +136,10 @@ impl<S: EmsStore> Ems<S> {
         })
     }
 
-    pub async fn crew(&self, headers: &HeaderMap) -> Result<CrewCaller, EmsError> {
-        let at = self.terminal(headers).await?;
-        let token = headers
+    pub async fn crew(&self, req: &TerminalRequest) -> Result<CrewCaller, EmsError> {
+        let at = self.terminal(req).await?;
+        let token = req
+            .headers
             .get(CREW_SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .ok_or(EmsError::CrewSignedOut)?;

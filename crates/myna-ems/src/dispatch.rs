@@ -43,6 +43,8 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/dispatch/incidents/{id}/close", post(close::<S>))
         .route("/admin", get(admin_page::<S>))
         .route("/admin/terminals/{id}/revoke", post(revoke::<S>))
+        .route("/admin/enrollments/{id}/approve", post(approve::<S>))
+        .route("/admin/enrollments/{id}/reject", post(reject::<S>))
         .route("/admin/password", post(reset::<S>))
         .route("/admin/unlock", post(unlock::<S>))
 }
@@ -728,10 +730,24 @@ async fn stream<S: EmsStore>(
 #[template(path = "admin.html")]
 struct AdminPage {
     message: Option<String>,
-    /// id, label, team, revoked
-    terminals: Vec<(i64, String, String, bool)>,
+    /// id, label, team, revoked, bound to a certificate
+    terminals: Vec<(i64, String, String, bool, bool)>,
+    /// Requests waiting for approval; empty without a device CA.
+    enrollments: Vec<EnrollmentRow>,
+    /// The bureau's teams (id, name), for the approval's team choice.
+    teams: Vec<(i64, String)>,
+    enrollment_open: bool,
     sign_in_failures: Vec<FailureRow>,
     csrf: String,
+}
+
+/// A waiting enrollment, as the admin sees it.
+struct EnrollmentRow {
+    id: i64,
+    label: String,
+    code: String,
+    from: String,
+    at: String,
 }
 
 /// An account with failed sign-ins, as the admin sees it.
@@ -757,7 +773,22 @@ async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>
                     .find(|x| x.id == t.team_id)
                     .map(|x| x.name.clone())
                     .unwrap_or_default();
-                (t.id, t.label, team, t.revoked)
+                (t.id, t.label, team, t.revoked, t.certificate_bound)
+            })
+            .collect();
+        let enrollments = ems
+            .store
+            .enrollments(d.bureau.id, true)
+            .await?
+            .into_iter()
+            // Lapsed requests cannot be approved; the next request marks them rejected.
+            .filter(|e| e.requested_ms >= ems.now_ms() - ems.enrollment_limits.pending_for_ms)
+            .map(|e| EnrollmentRow {
+                id: e.id,
+                at: jst_clock(e.requested_ms),
+                label: e.label,
+                code: e.code,
+                from: e.requested_from,
             })
             .collect();
         let now_ms = ems.now_ms();
@@ -778,6 +809,9 @@ async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>
         Ok::<_, EmsError>(AdminPage {
             message,
             terminals,
+            enrollments,
+            teams: teams.into_iter().map(|t| (t.id, t.name)).collect(),
+            enrollment_open: ems.device_ca.is_some(),
             sign_in_failures,
             csrf: d.csrf.clone(),
         })
@@ -798,9 +832,81 @@ async fn revoke<S: EmsStore>(
     AdminDesk(d): AdminDesk,
     Path(id): Path<i64>,
 ) -> Response {
-    match ems.store.revoke_terminal(d.bureau.id, id).await {
-        Ok(true) => admin_view(&ems, &d, Some(format!("端末 {id} を失効させました"))).await,
+    match ems.revoke_terminal(d.bureau.id, id).await {
+        Ok(true) => {
+            tracing::info!(terminal = id, admin = %d.session.account.login, "terminal revoked");
+            admin_view(&ems, &d, Some(format!("端末 {id} を失効させました"))).await
+        }
         Ok(false) => EmsError::Malformed("no such terminal in this bureau".into()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ApproveForm {
+    team: i64,
+}
+
+async fn approve<S: EmsStore>(
+    State(ems): St<S>,
+    AdminDesk(d): AdminDesk,
+    Path(id): Path<i64>,
+    Form(f): Form<ApproveForm>,
+) -> Response {
+    let Some(ca) = ems.device_ca.clone() else {
+        return EmsError::EnrollmentUnavailable.into_response();
+    };
+    let approved = crate::enroll::approve(
+        ems.store.as_ref(),
+        &ca,
+        &d.bureau,
+        id,
+        f.team,
+        ems.now_ms(),
+        crate::enroll::utc_today(ems.now()),
+    )
+    .await;
+    match approved {
+        Ok(Some(t)) => {
+            tracing::info!(enrollment = id, terminal = t, admin = %d.session.account.login, "enrollment approved");
+            admin_view(
+                &ems,
+                &d,
+                Some(format!("申請 {id} を承認しました（端末 {t}）")),
+            )
+            .await
+        }
+        Ok(None) => {
+            admin_view(
+                &ems,
+                &d,
+                Some(format!("申請 {id} は承認待ちではありません")),
+            )
+            .await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn reject<S: EmsStore>(
+    State(ems): St<S>,
+    AdminDesk(d): AdminDesk,
+    Path(id): Path<i64>,
+) -> Response {
+    match ems
+        .store
+        .reject_enrollment(d.bureau.id, id, ems.now_ms())
+        .await
+    {
+        Ok(true) => admin_view(&ems, &d, Some(format!("申請 {id} を却下しました"))).await,
+        Ok(false) => {
+            admin_view(
+                &ems,
+                &d,
+                Some(format!("申請 {id} は承認待ちではありません")),
+            )
+            .await
+        }
         Err(e) => EmsError::from(e).into_response(),
     }
 }

@@ -16,6 +16,18 @@ pub enum EmsError {
     TerminalUnknown,
     #[error("this terminal was revoked by the bureau")]
     TerminalRevoked,
+    #[error("terminals prove themselves with a client certificate here; enroll this tablet")]
+    TerminalCertificateRequired,
+    #[error("no bureau with that code")]
+    UnknownBureau,
+    #[error("the certificate signing request is not usable: {0}")]
+    CertificateRequestInvalid(String),
+    #[error("too many enrollment requests are waiting for an admin")]
+    TooManyEnrollments,
+    #[error("no such enrollment request")]
+    EnrollmentUnknown,
+    #[error("this ems issues no terminal certificates (no device CA configured)")]
+    EnrollmentUnavailable,
     #[error("no crew member is signed in on this terminal")]
     CrewSignedOut,
     #[error("wrong login or password")]
@@ -112,6 +124,12 @@ impl EmsError {
         match self {
             EmsError::TerminalUnknown => C::TerminalUnknown,
             EmsError::TerminalRevoked => C::TerminalRevoked,
+            EmsError::TerminalCertificateRequired => C::TerminalCertificateRequired,
+            EmsError::UnknownBureau => C::UnknownBureau,
+            EmsError::CertificateRequestInvalid(_) => C::CertificateRequestInvalid,
+            EmsError::TooManyEnrollments => C::TooManyEnrollments,
+            EmsError::EnrollmentUnknown => C::EnrollmentUnknown,
+            EmsError::EnrollmentUnavailable => C::EnrollmentUnavailable,
             EmsError::CrewSignedOut => C::CrewSignedOut,
             EmsError::BadCredentials => C::BadCredentials,
             EmsError::AccountLocked { .. } => C::AccountLocked,
@@ -135,6 +153,7 @@ impl EmsError {
         match self {
             EmsError::TerminalUnknown
             | EmsError::TerminalRevoked
+            | EmsError::TerminalCertificateRequired
             | EmsError::CrewSignedOut
             | EmsError::BadCredentials => StatusCode::UNAUTHORIZED,
             EmsError::AccountLocked { .. } => StatusCode::LOCKED,
@@ -143,7 +162,13 @@ impl EmsError {
             EmsError::Forbidden(_) | EmsError::Rule(IncidentError::WrongTeam) => {
                 StatusCode::FORBIDDEN
             }
-            EmsError::IncidentNotFound | EmsError::PersonNotFound => StatusCode::NOT_FOUND,
+            EmsError::IncidentNotFound
+            | EmsError::PersonNotFound
+            | EmsError::UnknownBureau
+            | EmsError::EnrollmentUnknown => StatusCode::NOT_FOUND,
+            EmsError::CertificateRequestInvalid(_) => StatusCode::BAD_REQUEST,
+            EmsError::TooManyEnrollments => StatusCode::TOO_MANY_REQUESTS,
+            EmsError::EnrollmentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             EmsError::Rule(_) | EmsError::KeyReused(_) => StatusCode::CONFLICT,
             EmsError::CardRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EmsError::Malformed(_) => StatusCode::BAD_REQUEST,

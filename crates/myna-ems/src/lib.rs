@@ -9,6 +9,7 @@
 mod api;
 pub mod auth;
 mod dispatch;
+pub mod enroll;
 pub mod error;
 mod hospital;
 pub mod seed;
@@ -81,11 +82,19 @@ pub struct Ems<S> {
     pub tls: bool,
     /// The `Host` values ems answers to; `None` answers any (in-process tests).
     pub allowed_hosts: Option<Arc<myna_web::security::AllowedHosts>>,
+    /// The bureau's device CA. With it, tablets enroll and prove themselves by the client
+    /// certificate it issued (mutual TLS) and bearer tokens are refused; without it (loopback
+    /// deployments, tests) the terminal's credential is a bearer token.
+    pub device_ca: Option<Arc<enroll::DeviceCa>>,
+    pub enrollment_limits: myna_store::ems::EnrollmentLimits,
+    /// Terminals the admin page revoked: their open push streams end at once.
+    revocations: broadcast::Sender<myna_store::ems::TerminalId>,
 }
 
 impl<S: EmsStore> Ems<S> {
     pub fn new(store: Arc<S>, clock: Clock) -> Self {
         let (changes, _) = broadcast::channel(1024);
+        let (revocations, _) = broadcast::channel(64);
         Self {
             store,
             clock,
@@ -98,6 +107,9 @@ impl<S: EmsStore> Ems<S> {
             provider_tls: None,
             tls: false,
             allowed_hosts: None,
+            device_ca: None,
+            enrollment_limits: myna_store::ems::EnrollmentLimits::default(),
+            revocations,
         }
     }
 
@@ -126,6 +138,24 @@ impl<S: EmsStore> Ems<S> {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    pub fn subscribe_revocations(&self) -> broadcast::Receiver<myna_store::ems::TerminalId> {
+        self.revocations.subscribe()
+    }
+
+    /// Revokes a terminal of the bureau and ends its push streams now (a stream also re-checks
+    /// its credential every 10 s, which catches a revocation by another process).
+    pub async fn revoke_terminal(
+        &self,
+        bureau: BureauId,
+        terminal: myna_store::ems::TerminalId,
+    ) -> Result<bool, EmsError> {
+        let revoked = self.store.revoke_terminal(bureau, terminal).await?;
+        if revoked {
+            let _ = self.revocations.send(terminal);
+        }
+        Ok(revoked)
     }
 
     pub(crate) fn notify(&self, change: Change) {
@@ -272,6 +302,7 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
     let app = Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(api::routes())
+        .merge(enroll::routes())
         .merge(
             // The browser screens: every form carries its session's token and comes from
             // our own origin.

@@ -224,7 +224,7 @@ impl SignInGuard {
         }
     }
 
-    fn check_ip(&self, ip: IpAddr) -> Result<(), EmsError> {
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), EmsError> {
         if self.per_ip.len() > MAX_LIMITER_KEYS {
             self.per_ip.retain_recent();
         }

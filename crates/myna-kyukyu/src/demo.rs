@@ -6,8 +6,7 @@
 use crate::cards::{CA_CERT, Deck, Expect, PkiDir, issue_deck};
 use crate::ems_cli::{
     DEMO_ADMIN_PASSWORD, DEMO_CREW_PASSWORD, DEMO_DISPATCHER_PASSWORD, DEMO_HOSPITAL_PASSWORD,
-    TerminalArgs, add_terminal, demo_password, hash_password, kawasaki_crew_login, serve_ems,
-    serve_terminal,
+    TerminalArgs, demo_password, hash_password, kawasaki_crew_login, serve_ems, serve_terminal,
 };
 use crate::profile_file::ProfileFile;
 use crate::provider::{add_organisation, read_token, serve, write_token};
@@ -22,6 +21,7 @@ use myna_provider::client::{ProviderClient, SummaryOutcome};
 use myna_store::ems::{EmsStore, Role};
 use myna_store_sqlite::EmsSqlite;
 use myna_store_sqlite::SqliteStore;
+use myna_terminal::ems_client::EmsClient;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +70,8 @@ struct DemoTls {
     provider: Arc<myna_tls::rustls::ServerConfig>,
     ems: Arc<myna_tls::rustls::ServerConfig>,
     clients: Arc<myna_tls::rustls::ClientConfig>,
+    /// The bureau's device CA: ems issues the demo tablets' certificates from it.
+    device_ca: crate::ems_cli::DeviceCaArgs,
 }
 
 fn demo_tls(dir: &std::path::Path, listens: &[SocketAddr]) -> Result<DemoTls> {
@@ -81,15 +83,24 @@ fn demo_tls(dir: &std::path::Path, listens: &[SocketAddr]) -> Result<DemoTls> {
             hosts.push(ip);
         }
     }
-    let server = |name: &str| -> Result<Arc<myna_tls::rustls::ServerConfig>> {
+    let (device_ca_cert, device_ca_key) = crate::tls::named_ca(
+        dir,
+        crate::tls::DEVICE_CA,
+        "Myna Kyukyu demo device CA (not for production)",
+    )?;
+    let server = |name: &str, clients: Option<&std::path::Path>| {
         let (cert, key) = crate::tls::server_cert(dir, name, &hosts)?;
-        Ok(myna_tls::server_config(&cert, &key)?)
+        anyhow::Ok(myna_tls::server_config(&cert, &key, clients)?)
     };
     Ok(DemoTls {
-        provider: server("provider")?,
-        ems: server("ems")?,
+        provider: server("provider", None)?,
+        ems: server("ems", Some(&device_ca_cert))?,
         clients: crate::tls::client_roots(Some(&ca))?,
         ca,
+        device_ca: crate::ems_cli::DeviceCaArgs {
+            device_ca_cert: Some(device_ca_cert),
+            device_ca_key: Some(device_ca_key),
+        },
     })
 }
 
@@ -270,27 +281,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     seed_hospitals(ems_store.as_ref(), bureau.id).await?;
     let terminals_dir = dir.join("terminals");
     std::fs::create_dir_all(&terminals_dir)?;
-    for (file, team) in DEMO_TERMINALS {
-        let path = terminals_dir.join(format!("{file}.token"));
-        // Re-register when the credential is missing, or unknown to this ems database.
-        let known = match read_token(&path) {
-            Ok(t) => ems_store
-                .terminal_by_token(&myna_store::hash_secret(&t))
-                .await?
-                .is_some_and(|t| !t.revoked),
-            Err(_) => false,
-        };
-        if !known {
-            let (_, credential) = add_terminal(
-                ems_store.as_ref(),
-                bureau.id,
-                team,
-                &format!("{team} タブレット"),
-            )
-            .await?;
-            write_token(&path, &credential)?;
-        }
-    }
+    let device_ca = tls
+        .device_ca
+        .load()?
+        .context("the demo's device CA is missing")?;
     let ems_listener = tokio::net::TcpListener::bind(args.ems_listen)
         .await
         .with_context(|| format!("binding {}", args.ems_listen))?;
@@ -303,13 +297,33 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             tls: Some(tls.ems.clone()),
             provider_ca: Some(tls.ca.clone()),
             public_hosts: Vec::new(),
+            device_ca: Some(device_ca.clone()),
         };
+        let ems_store = ems_store.clone();
         async move { serve_ems(ems_store, ems_listener, options, stop).await }
     });
+    // The demo's tablets enroll as a real one does, over HTTPS; the demo approves them as
+    // the bureau's admin would.
+    let enroller = EmsClient::without_bearer(&ems_url, tls.clients.clone())?;
+    wait_for_ems(&enroller, &ems_server).await?;
+    for (file, team) in DEMO_TERMINALS {
+        enroll_demo_terminal(
+            &enroller,
+            ems_store.as_ref(),
+            &device_ca,
+            &bureau,
+            team,
+            &terminals_dir.join(format!("{file}.pem")),
+            &terminals_dir.join(format!("{file}.key")),
+        )
+        .await?;
+    }
     let (first_file, first_team) = DEMO_TERMINALS[0];
     let terminal_args = TerminalArgs {
         ems: ems_url.clone(),
-        token_file: terminals_dir.join(format!("{first_file}.token")),
+        cert: Some(terminals_dir.join(format!("{first_file}.pem"))),
+        key: Some(terminals_dir.join(format!("{first_file}.key"))),
+        token_file: None,
         listen: args.terminal_listen,
         outbox: dir.join("terminal-outbox.db"),
         reader: None,
@@ -476,4 +490,88 @@ async fn seed_hospitals(store: &EmsSqlite, bureau: i64) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// Waits until ems answers (it was just spawned).
+async fn wait_for_ems(
+    client: &EmsClient,
+    server: &tokio::task::JoinHandle<Result<()>>,
+) -> Result<()> {
+    for _ in 0..100 {
+        // Any answer from ems, even a refusal, means it is up.
+        match client.enroll_status("-").await {
+            Err(myna_terminal::ems_client::CallError::Offline(_)) => {}
+            _ => return Ok(()),
+        }
+        if server.is_finished() {
+            bail!("ems stopped while starting");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    bail!("ems did not start")
+}
+
+/// Enrolls a demo tablet for `team` unless its certificate is already bound to a live
+/// terminal: the tablet's key and request (`enroll`), the admin's approval, the collection.
+async fn enroll_demo_terminal(
+    client: &EmsClient,
+    store: &EmsSqlite,
+    ca: &myna_ems::enroll::DeviceCa,
+    bureau: &myna_store::ems::Bureau,
+    team: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<()> {
+    if let Ok(pem) = std::fs::read_to_string(cert)
+        && key.exists()
+    {
+        let fingerprint =
+            myna_ems::enroll::certificate_fingerprint(&pem).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if store
+            .terminal_by_certificate(&fingerprint)
+            .await?
+            .is_some_and(|t| !t.revoked)
+        {
+            return Ok(());
+        }
+    }
+    for stale in [cert, key] {
+        let _ = std::fs::remove_file(stale);
+    }
+    let _ = std::fs::remove_file(format!("{}.enrollment", key.display()));
+    let label = format!("{team} タブレット");
+    let filed = crate::enroll::file_request(client, &bureau.code, &label, key).await?;
+    let request = store
+        .enrollments(bureau.id, true)
+        .await?
+        .into_iter()
+        .find(|e| e.code == filed.code && e.label == label)
+        .context("the demo's enrollment request is not waiting")?;
+    let team_id = store
+        .teams(bureau.id)
+        .await?
+        .into_iter()
+        .find(|t| t.name == team)
+        .with_context(|| format!("no team {team}"))?
+        .id;
+    let now = chrono::Utc::now();
+    myna_ems::enroll::approve(
+        store,
+        ca,
+        bureau,
+        request.id,
+        team_id,
+        now.timestamp_millis(),
+        myna_ems::enroll::utc_today(now),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .context("the demo's enrollment was not approved")?;
+    match crate::enroll::collect(client, &filed, key, cert).await? {
+        crate::enroll::Answer::Approved => {
+            println!("enrolled the {team} tablet (照合コード {})", filed.code);
+            Ok(())
+        }
+        _ => bail!("the demo's approved enrollment gave no certificate"),
+    }
 }

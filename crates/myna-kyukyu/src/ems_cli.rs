@@ -41,6 +41,8 @@ pub enum EmsCommand {
         /// these names, which stops DNS rebinding.
         #[arg(long = "public-host")]
         public_hosts: Vec<String>,
+        #[command(flatten)]
+        device_ca: DeviceCaArgs,
     },
     /// Create 川崎市消防局 with its 7 stations, 31 teams, a dispatcher, an admin and one crew
     /// account per team. Prints the generated passwords once.
@@ -128,6 +130,92 @@ pub enum TerminalAdmin {
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
     },
+    /// Enrollment requests waiting for approval, with their comparison codes.
+    Pending {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+    },
+    /// Approve an enrollment request (compare its code with the tablet's first): issues the
+    /// tablet's certificate from the device CA and registers it for the team.
+    Approve {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        /// The request's number (`ems terminal pending`).
+        #[arg(long)]
+        id: i64,
+        /// Team name, e.g. 中原救急1.
+        #[arg(long)]
+        team: String,
+        #[command(flatten)]
+        device_ca: DeviceCaArgs,
+    },
+    /// Reject an enrollment request.
+    Reject {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        #[arg(long)]
+        id: i64,
+    },
+}
+
+/// The bureau's device CA (`tls device-ca` makes one).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct DeviceCaArgs {
+    /// The device CA's certificate: tablets present client certificates chaining to it, and
+    /// bearer tokens are refused.
+    #[arg(long, requires = "device_ca_key")]
+    pub device_ca_cert: Option<PathBuf>,
+    /// Its key (owner-only), with which ems signs approved enrollments.
+    #[arg(long, requires = "device_ca_cert")]
+    pub device_ca_key: Option<PathBuf>,
+}
+
+impl DeviceCaArgs {
+    pub fn load(&self) -> Result<Option<myna_ems::enroll::DeviceCa>> {
+        let (Some(cert), Some(key)) = (&self.device_ca_cert, &self.device_ca_key) else {
+            return Ok(None);
+        };
+        crate::secret_file::check_private(key)?;
+        let cert_pem =
+            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let key_pem =
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+        // Both must be usable now, not at the first approval.
+        myna_tls::certificates(cert)?;
+        myna_tls::private_key(key)?;
+        Ok(Some(myna_ems::enroll::DeviceCa::new(cert_pem, key_pem)))
+    }
+}
+
+/// `enroll`: the tablet asks ems for its client certificate.
+#[derive(clap::Args)]
+pub struct EnrollArgs {
+    /// Base URL of the bureau's ems.
+    #[arg(long)]
+    pub ems: String,
+    /// The CA certificate(s) to trust for an `https://` ems (default: the platform's).
+    #[arg(long)]
+    pub ems_ca: Option<PathBuf>,
+    #[arg(long, default_value = KAWASAKI_CODE)]
+    pub bureau: String,
+    /// How the admin will know this tablet, e.g. "中原救急1 車載タブレット".
+    #[arg(long)]
+    pub label: String,
+    /// Where the certificate goes once approved.
+    #[arg(long, default_value = "terminal.pem")]
+    pub cert: PathBuf,
+    /// The tablet's key, made here (owner-only); it never leaves the tablet.
+    #[arg(long, default_value = "terminal.key")]
+    pub key: PathBuf,
+    /// Give up waiting for the admin after this many minutes (run again to keep waiting).
+    #[arg(long, default_value_t = 30)]
+    pub wait_minutes: u64,
 }
 
 #[derive(clap::Args)]
@@ -135,9 +223,16 @@ pub struct TerminalArgs {
     /// Base URL of the bureau's ems.
     #[arg(long)]
     pub ems: String,
-    /// File holding this terminal's credential (`ems terminal add` writes one).
+    /// The tablet's client certificate (`enroll` fetches it); with --key.
+    #[arg(long, requires = "key", conflicts_with = "token_file")]
+    pub cert: Option<PathBuf>,
+    /// The tablet's key (`enroll` made it).
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Instead: a file holding a bearer credential (`ems terminal add`), for an ems without a
+    /// device CA on loopback.
     #[arg(long)]
-    pub token_file: PathBuf,
+    pub token_file: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:8442")]
     pub listen: SocketAddr,
     /// The durable outbox of incident events (no medical data).
@@ -212,6 +307,8 @@ pub struct EmsServeOptions {
     pub tls: Option<Arc<myna_tls::rustls::ServerConfig>>,
     pub provider_ca: Option<PathBuf>,
     pub public_hosts: Vec<String>,
+    /// With it, tablets prove themselves by client certificates (and `tls` verifies them).
+    pub device_ca: Option<myna_ems::enroll::DeviceCa>,
 }
 
 pub async fn serve_ems(
@@ -221,6 +318,16 @@ pub async fn serve_ems(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     crate::tls::check_listener(&listener, options.tls.as_ref())?;
+    let addr = listener.local_addr()?;
+    anyhow::ensure!(
+        options.device_ca.is_some() || addr.ip().is_loopback(),
+        "{addr} is reachable from other hosts: tablets there must prove themselves by \
+         certificate; give --device-ca-cert and --device-ca-key (`tls device-ca` makes them)"
+    );
+    anyhow::ensure!(
+        options.device_ca.is_none() || options.tls.is_some(),
+        "tablet certificates need TLS: give --tls-cert and --tls-key"
+    );
     let signing = crate::checkpoint::spawn(
         &options.checkpoints,
         crate::checkpoint::ChainStore::Ems(store.clone()),
@@ -236,6 +343,7 @@ pub async fn serve_ems(
         "ems listens on every address: name the hosts browsers and tablets use with --public-host"
     );
     ems.allowed_hosts = Some(Arc::new(hosts));
+    ems.device_ca = options.device_ca.map(Arc::new);
     if let Some(ca) = &options.provider_ca {
         ems.provider_tls = Some(crate::tls::client_roots(Some(ca))?);
     }
@@ -298,12 +406,20 @@ pub async fn serve_terminal(
 ) -> Result<()> {
     // The crew UI acts for the signed-in crew: only the tablet's own browser may reach it.
     myna_terminal::Guard::check_listen(args.listen)?;
-    let token = crate::provider::read_token(&args.token_file)?;
-    let client = EmsClient::new(
-        &args.ems,
-        &token,
-        crate::tls::client_roots(args.ems_ca.as_deref())?,
-    )?;
+    let client = match (&args.cert, &args.key, &args.token_file) {
+        (Some(cert), Some(key), None) => EmsClient::without_bearer(
+            &args.ems,
+            crate::tls::client_identity(args.ems_ca.as_deref(), cert, key)?,
+        )?,
+        (None, None, Some(token_file)) => EmsClient::new(
+            &args.ems,
+            &crate::provider::read_token(token_file)?,
+            crate::tls::client_roots(args.ems_ca.as_deref())?,
+        )?,
+        _ => {
+            bail!("give the tablet's credential: --cert and --key (from `enroll`), or --token-file")
+        }
+    };
     let outbox = Outbox::open(&args.outbox)?;
     let config = TerminalConfig {
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
@@ -357,12 +473,14 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             tls,
             provider_ca,
             public_hosts,
+            device_ca,
         } => {
             let store = Arc::new(EmsSqlite::open(&db)?);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let tls = tls.server()?;
+            let tls = tls.server(device_ca.device_ca_cert.as_deref())?;
+            let device_ca = device_ca.load()?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             println!("ems: {scheme}://{}", listener.local_addr()?);
             serve_ems(
@@ -374,6 +492,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                     tls,
                     provider_ca,
                     public_hosts,
+                    device_ca,
                 },
                 crate::provider::shutdown_signal(),
             )
@@ -453,8 +572,75 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                     .find(|x| x.id == t.team_id)
                     .map_or("?", |x| x.name.as_str());
                 let state = if t.revoked { "revoked" } else { "active" };
-                println!("{:>4}  {:<8} {team:<10} {}", t.id, state, t.label);
+                let by = if t.certificate_bound {
+                    "certificate"
+                } else {
+                    "token"
+                };
+                println!("{:>4}  {:<8} {by:<11} {team:<10} {}", t.id, state, t.label);
             }
+        }
+        EmsCommand::Terminal(TerminalAdmin::Pending { db, bureau }) => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            let waiting = store.enrollments(bureau, true).await?;
+            if waiting.is_empty() {
+                println!("no enrollment request is waiting");
+            }
+            for e in waiting {
+                let at = chrono::DateTime::from_timestamp_millis(e.requested_ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                println!(
+                    "{:>4}  code {}  {at}  from {:<15} {}",
+                    e.id, e.code, e.requested_from, e.label
+                );
+            }
+        }
+        EmsCommand::Terminal(TerminalAdmin::Approve {
+            db,
+            bureau,
+            id,
+            team,
+            device_ca,
+        }) => {
+            let Some(ca) = device_ca.load()? else {
+                bail!("approving needs the device CA: --device-ca-cert and --device-ca-key");
+            };
+            let store = EmsSqlite::open(&db)?;
+            let b = store
+                .bureau(&bureau)
+                .await?
+                .with_context(|| format!("no bureau {bureau:?} in {}", db.display()))?;
+            let teams = store.teams(b.id).await?;
+            let Some(t) = teams.iter().find(|t| t.name == team) else {
+                bail!("no team {team:?} in this bureau");
+            };
+            let now = chrono::Utc::now();
+            match myna_ems::enroll::approve(
+                &store,
+                &ca,
+                &b,
+                id,
+                t.id,
+                now.timestamp_millis(),
+                myna_ems::enroll::utc_today(now),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                Some(terminal) => println!("request {id} approved: terminal {terminal} for {team}"),
+                None => bail!("request {id} is not waiting in this bureau"),
+            }
+        }
+        EmsCommand::Terminal(TerminalAdmin::Reject { db, bureau, id }) => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            if !store
+                .reject_enrollment(bureau, id, chrono::Utc::now().timestamp_millis())
+                .await?
+            {
+                bail!("request {id} is not waiting in this bureau");
+            }
+            println!("request {id} rejected");
         }
         EmsCommand::ResetPassword { db, bureau, login } => {
             let (store, bureau) = open_bureau(&db, &bureau).await?;

@@ -12,6 +12,7 @@ mod checkpoint;
 mod delay_proxy;
 mod demo;
 mod ems_cli;
+mod enroll;
 mod generate;
 mod profile_file;
 mod provider;
@@ -57,6 +58,9 @@ enum Command {
     Ems(ems_cli::EmsCommand),
     /// The ambulance tablet: serves the crew UI and reads cards.
     Terminal(ems_cli::TerminalArgs),
+    /// The ambulance tablet's enrollment: make its key, ask ems for a client certificate, and
+    /// wait for an admin's approval.
+    Enroll(ems_cli::EnrollArgs),
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
             Command::Tls(c) => tls::run(c),
             Command::Ems(c) => ems_cli::run(c).await,
             Command::Terminal(a) => ems_cli::run_terminal(a).await,
+            Command::Enroll(a) => enroll::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Bench(c) => bench::run(c).await,
         }

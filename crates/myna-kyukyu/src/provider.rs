@@ -110,7 +110,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let tls = tls.server()?;
+            let tls = tls.server(None)?;
             crate::tls::check_listener(&listener, tls.as_ref())?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             println!(

@@ -55,3 +55,21 @@ pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// Refuses a secret file others may read (as `ssh` does for keys): it has already leaked.
+pub fn check_private(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{} is readable by others (mode {mode:o}); run chmod 600",
+            path.display()
+        );
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}

@@ -20,10 +20,18 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    pub fn server(&self) -> Result<Option<Arc<ServerConfig>>> {
+    /// The listener's configuration; with `client_ca`, clients may present certificates that
+    /// chain to it (mutual TLS).
+    pub fn server(&self, client_ca: Option<&Path>) -> Result<Option<Arc<ServerConfig>>> {
         match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Ok(Some(myna_tls::server_config(cert, key)?)),
-            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(myna_tls::server_config(cert, key, client_ca)?)),
+            (None, None) => {
+                anyhow::ensure!(
+                    client_ca.is_none(),
+                    "client certificates need TLS: give --tls-cert and --tls-key"
+                );
+                Ok(None)
+            }
             _ => bail!("--tls-cert and --tls-key go together"),
         }
     }
@@ -32,9 +40,24 @@ impl TlsArgs {
 /// Whom a client trusts: the CA certificates in `file`, or the platform's roots.
 pub fn client_roots(file: Option<&Path>) -> Result<Arc<ClientConfig>> {
     Ok(match file {
-        Some(path) => myna_tls::client_config(&Roots::File(path.to_owned()))?,
+        Some(path) => myna_tls::client_config(&Roots::File(path.to_owned()), None)?,
         None => myna_tls::platform_client_config()?,
     })
+}
+
+/// A client that trusts `roots` (or the platform's) and presents the certificate `cert` with
+/// its key `key` (mutual TLS). The key file must be its owner's alone.
+pub fn client_identity(roots: Option<&Path>, cert: &Path, key: &Path) -> Result<Arc<ClientConfig>> {
+    crate::secret_file::check_private(key)?;
+    let roots = match roots {
+        Some(path) => Roots::File(path.to_owned()),
+        None => Roots::Platform,
+    };
+    let identity = myna_tls::ClientIdentity {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+    };
+    Ok(myna_tls::client_config(&roots, Some(&identity))?)
 }
 
 /// Checks that a listener is loopback or has TLS.
@@ -51,7 +74,7 @@ pub const CA_KEY: &str = "ca.key";
 
 /// Today in UTC: the CA's dates are UTC midnights, so a certificate made now is already
 /// valid (a Japanese date would be up to 9 hours ahead).
-fn today() -> devca::Day {
+pub fn today() -> devca::Day {
     use chrono::Datelike;
     let d = chrono::Utc::now().date_naive();
     (
@@ -93,8 +116,80 @@ pub fn server_cert(dir: &Path, name: &str, hosts: &[String]) -> Result<(PathBuf,
     Ok((cert, key))
 }
 
+/// The bureau's device CA, which issues the tablets' client certificates on approved
+/// enrollments (`ems serve --device-ca-cert/--device-ca-key`).
+pub const DEVICE_CA: &str = "device-ca";
+/// The provider's organisation CA, which issues each bureau's client certificate naming its
+/// organisation (`provider serve --client-ca`).
+pub const ORG_CA: &str = "org-ca";
+
+/// A CA `stem.pem` / `stem.key` (owner-only) in `dir` named `title`, made if missing; returns
+/// the certificate's and the key's paths.
+pub fn named_ca(dir: &Path, stem: &str, title: &str) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    if !(cert.exists() && key.exists()) {
+        let ca = devca::new_named_ca(title, today())?;
+        crate::secret_file::write(&key, ca.key_pem.as_bytes())?;
+        std::fs::write(&cert, ca.cert_pem)
+            .with_context(|| format!("writing {}", cert.display()))?;
+    }
+    Ok((cert, key))
+}
+
+/// A client certificate `stem.pem` and key `stem.key` (owner-only) in `dir`, issued by the CA
+/// `ca_cert` / `ca_key` for `subject`; returns their paths.
+pub fn client_cert(
+    ca_cert: &Path,
+    ca_key: &Path,
+    subject: &myna_tls::identity::ClientSubject,
+    dir: &Path,
+    stem: &str,
+) -> Result<(PathBuf, PathBuf)> {
+    crate::secret_file::check_private(ca_key)?;
+    let ca_cert_pem = std::fs::read_to_string(ca_cert)
+        .with_context(|| format!("reading {}", ca_cert.display()))?;
+    let ca_key_pem = zeroize::Zeroizing::new(
+        std::fs::read_to_string(ca_key).with_context(|| format!("reading {}", ca_key.display()))?,
+    );
+    let issued = myna_tls::identity::issue_with_key(&ca_cert_pem, &ca_key_pem, subject, today())?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    crate::secret_file::write(&key, issued.key_pem.as_bytes())?;
+    std::fs::write(&cert, issued.cert_pem)
+        .with_context(|| format!("writing {}", cert.display()))?;
+    Ok((cert, key))
+}
+
 #[derive(clap::Subcommand)]
 pub enum TlsCommand {
+    /// Make a bureau's device CA (device-ca.pem, device-ca.key) in a directory, if missing:
+    /// ems issues the tablets' client certificates from it.
+    DeviceCa {
+        #[arg(long, default_value = "data/tls")]
+        dir: PathBuf,
+    },
+    /// Make the provider's organisation CA (org-ca.pem, org-ca.key), if missing: it issues
+    /// each bureau's client certificate.
+    OrgCa {
+        #[arg(long, default_value = "data/tls")]
+        dir: PathBuf,
+    },
+    /// Issue a bureau's client certificate for the provider from the organisation CA:
+    /// ORG.pem and ORG.key in the directory. The certificate's common name is the
+    /// organisation id the provider knows it by.
+    OrgCert {
+        #[arg(long, default_value = "data/tls")]
+        dir: PathBuf,
+        /// The organisation id (`provider org add`), e.g. kawasaki-fd.
+        #[arg(long)]
+        org: String,
+        /// Its name, e.g. 川崎市消防局.
+        #[arg(long)]
+        name: String,
+    },
     /// Make the development CA (ca.pem, and ca.key owner-only) in a directory, if missing.
     DevCa {
         #[arg(long, default_value = "data/tls")]
@@ -120,6 +215,28 @@ pub fn run(cmd: TlsCommand) -> Result<std::process::ExitCode> {
                 "development CA: {} (trust it in the browser to open the demo without a warning)",
                 cert.display()
             );
+        }
+        TlsCommand::DeviceCa { dir } => {
+            let (cert, key) = named_ca(&dir, DEVICE_CA, "Myna Kyukyu device CA (development)")?;
+            println!("device CA: {} and {}", cert.display(), key.display());
+        }
+        TlsCommand::OrgCa { dir } => {
+            let (cert, key) = named_ca(&dir, ORG_CA, "Myna Kyukyu organisation CA (development)")?;
+            println!("organisation CA: {} and {}", cert.display(), key.display());
+        }
+        TlsCommand::OrgCert { dir, org, name } => {
+            let subject = myna_tls::identity::ClientSubject {
+                common_name: org.clone(),
+                organization: name,
+            };
+            let (cert, key) = client_cert(
+                &dir.join(format!("{ORG_CA}.pem")),
+                &dir.join(format!("{ORG_CA}.key")),
+                &subject,
+                &dir,
+                &org,
+            )?;
+            println!("{} and {}", cert.display(), key.display());
         }
         TlsCommand::ServerCert { dir, name, hosts } => {
             let (cert, key) = server_cert(&dir, &name, &hosts)?;

@@ -433,9 +433,18 @@ fn demo_runs_and_a_second_run_reuses_the_data() {
         first.contains("refused as expected: unknown_serial"),
         "{first}"
     );
+    assert!(
+        first.contains("enrolled the 中原救急1 tablet"),
+        "the demo's tablet enrolls for its certificate: {first}"
+    );
     let o = run(&args);
     assert!(o.status.success());
     assert!(stdout(&o).contains("reusing"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("enrolled the"),
+        "a second run keeps the tablets' certificates: {}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -687,4 +696,200 @@ fn a_serving_provider_signs_a_checkpoint_of_its_chain_with_the_key_it_was_given(
         "{}",
         stdout(&o)
     );
+}
+
+/// 端末登録 as the bureau runs it: `tls device-ca`, ems serving with it, `enroll` on the tablet
+/// showing its code, `ems terminal pending` showing the same code to the admin, `ems terminal
+/// approve`, and the tablet's certificate arriving; an ems others can reach without a device CA
+/// does not start.
+#[test]
+fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let tls = dir.join("tls");
+    let tls_s = tls.to_str().unwrap();
+    assert!(run(&["tls", "dev-ca", "--dir", tls_s]).status.success());
+    assert!(run(&["tls", "device-ca", "--dir", tls_s]).status.success());
+    let o = run(&[
+        "tls",
+        "server-cert",
+        "--dir",
+        tls_s,
+        "--name",
+        "ems",
+        "--host",
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success());
+    let credential = dir.join("provider.token");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&credential)
+            .unwrap();
+        std::fs::write(&credential, "kawasaki-fd.secret").unwrap();
+    }
+    let db = dir.join("ems.db");
+    let db_s = db.to_str().unwrap();
+    let o = run(&[
+        "ems",
+        "seed-kawasaki",
+        "--db",
+        db_s,
+        "--provider-url",
+        "http://127.0.0.1:9",
+        "--provider-token-file",
+        credential.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ca_cert = tls.join("device-ca.pem");
+    let ca_key = tls.join("device-ca.key");
+    let tls_args = |listen: &str| -> Vec<String> {
+        [
+            "ems",
+            "serve",
+            "--db",
+            db_s,
+            "--listen",
+            listen,
+            "--tls-cert",
+            tls.join("ems.pem").to_str().unwrap(),
+            "--tls-key",
+            tls.join("ems.key").to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+
+    // Reachable from other hosts and no device CA: refused at start.
+    let mut args = tls_args("0.0.0.0:0");
+    args.extend(["--public-host", "ems.example"].map(String::from));
+    let o = bin().args(&args).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--device-ca-cert"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let mut args = tls_args("127.0.0.1:0");
+    args.extend([
+        "--device-ca-cert".into(),
+        ca_cert.to_str().unwrap().into(),
+        "--device-ca-key".into(),
+        ca_key.to_str().unwrap().into(),
+    ]);
+    let mut child = bin()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ems = Server(child);
+    let url = line.trim().strip_prefix("ems: ").unwrap().to_owned();
+
+    let cert = dir.join("tablet.pem");
+    let key = dir.join("tablet.key");
+    let mut tablet = bin()
+        .args(["enroll", "--ems", &url, "--ems-ca"])
+        .arg(tls.join("ca.pem"))
+        .args(["--label", "中原1 車載タブレット", "--wait-minutes", "2"])
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(tablet.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let code = line
+        .trim()
+        .strip_prefix("照合コード (comparison code): ")
+        .unwrap_or_else(|| panic!("no code: {line:?}"))
+        .to_owned();
+    assert_eq!(code.len(), 9, "{code}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the tablet's key is its owner's alone");
+    }
+
+    // The admin sees the same code beside the request.
+    let o = run(&["ems", "terminal", "pending", "--db", db_s]);
+    let pending = stdout(&o);
+    let row = pending
+        .lines()
+        .find(|l| l.contains(&code))
+        .unwrap_or_else(|| panic!("{pending}"));
+    assert!(row.contains("中原1 車載タブレット"), "{row}");
+    let id = row.split_whitespace().next().unwrap();
+    let o = run(&[
+        "ems",
+        "terminal",
+        "approve",
+        "--db",
+        db_s,
+        "--id",
+        id,
+        "--team",
+        "中原救急1",
+        "--device-ca-cert",
+        ca_cert.to_str().unwrap(),
+        "--device-ca-key",
+        ca_key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status = tablet.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("approved"), "{rest}");
+    assert!(
+        std::fs::read_to_string(&cert)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    let o = run(&["ems", "terminal", "list", "--db", db_s]);
+    let list = stdout(&o);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("certificate") && l.contains("中原救急1")),
+        "{list}"
+    );
+    // Approving twice does nothing.
+    let o = run(&[
+        "ems",
+        "terminal",
+        "approve",
+        "--db",
+        db_s,
+        "--id",
+        id,
+        "--team",
+        "中原救急1",
+        "--device-ca-cert",
+        ca_cert.to_str().unwrap(),
+        "--device-ca-key",
+        ca_key.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    // A second enrollment refuses to overwrite the tablet's certificate.
+    let o = bin()
+        .args(["enroll", "--ems", &url, "--label", "again", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
 }

@@ -15,6 +15,7 @@ use myna_store::ems::{
     HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, LockoutPolicy, NewEvent, Role,
     Session, StatusChange, Team, TeamId, Terminal, TerminalId,
 };
+use myna_store::ems::{Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, NewEnrollment};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -200,7 +201,55 @@ fn terminal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Terminal> {
         team_id: r.get(2)?,
         label: r.get(3)?,
         revoked: r.get(4)?,
+        certificate_bound: r.get(5)?,
     })
+}
+
+const TERMINAL_COLUMNS: &str = "id, bureau_id, team_id, label, revoked, cert_sha256 IS NOT NULL";
+
+const ENROLLMENT_COLUMNS: &str = "id, bureau_id, label, code, csr_pem, requested_ms, \
+     requested_from, state, terminal_id, certificate_pem";
+
+fn enrollment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Enrollment, Option<String>)> {
+    let state: String = r.get(7)?;
+    let terminal: Option<TerminalId> = r.get(8)?;
+    let certificate_pem: Option<String> = r.get(9)?;
+    let (state, problem) = match (state.as_str(), terminal, certificate_pem) {
+        ("pending", _, _) => (EnrollmentState::Pending, None),
+        ("rejected", _, _) => (EnrollmentState::Rejected, None),
+        ("approved", Some(terminal), Some(certificate_pem)) => (
+            EnrollmentState::Approved {
+                terminal,
+                certificate_pem,
+            },
+            None,
+        ),
+        (other, ..) => (
+            EnrollmentState::Rejected,
+            Some(format!("enrollment state {other}")),
+        ),
+    };
+    Ok((
+        Enrollment {
+            id: r.get(0)?,
+            bureau_id: r.get(1)?,
+            label: r.get(2)?,
+            code: r.get(3)?,
+            csr_pem: r.get(4)?,
+            requested_ms: r.get(5)?,
+            requested_from: r.get(6)?,
+            state,
+        },
+        problem,
+    ))
+}
+
+/// An enrollment row, or `Corrupt` if its state and columns disagree.
+fn checked_enrollment(row: (Enrollment, Option<String>)) -> Result<Enrollment, StoreError> {
+    match row {
+        (e, None) => Ok(e),
+        (e, Some(problem)) => Err(corrupt(format!("enrollment {}: {problem}", e.id))),
+    }
 }
 
 fn ms_to_time(ms: i64) -> Result<DateTime<chrono::Utc>, StoreError> {
@@ -810,7 +859,7 @@ impl EmsStore for EmsSqlite {
         let token_hash = token_hash.to_owned();
         self.run(move |conn| {
             conn.query_row(
-                "SELECT id, bureau_id, team_id, label, revoked FROM terminal WHERE token_hash = ?1",
+                &format!("SELECT {TERMINAL_COLUMNS} FROM terminal WHERE token_hash = ?1"),
                 [token_hash],
                 terminal_row,
             )
@@ -823,12 +872,185 @@ impl EmsStore for EmsSqlite {
     async fn terminals(&self, bureau: BureauId) -> Result<Vec<Terminal>, StoreError> {
         self.run(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, bureau_id, team_id, label, revoked FROM terminal WHERE bureau_id = ?1 ORDER BY id",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {TERMINAL_COLUMNS} FROM terminal WHERE bureau_id = ?1 ORDER BY id"
+                ))
                 .map_err(db_err)?;
             let rows = stmt.query_map([bureau], terminal_row).map_err(db_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn terminal_by_certificate(
+        &self,
+        cert_sha256: &str,
+    ) -> Result<Option<Terminal>, StoreError> {
+        let cert_sha256 = cert_sha256.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                &format!("SELECT {TERMINAL_COLUMNS} FROM terminal WHERE cert_sha256 = ?1"),
+                [cert_sha256],
+                terminal_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn request_enrollment(
+        &self,
+        bureau: BureauId,
+        request: NewEnrollment,
+        limits: EnrollmentLimits,
+        now_ms: i64,
+    ) -> Result<Option<EnrollmentId>, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            tx.execute(
+                "UPDATE enrollment SET state = 'rejected', decided_ms = ?1 \
+                 WHERE bureau_id = ?2 AND state = 'pending' AND requested_ms < ?3",
+                params![now_ms, bureau, now_ms.saturating_sub(limits.pending_for_ms)],
+            )
+            .map_err(db_err)?;
+            let pending: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM enrollment WHERE bureau_id = ?1 AND state = 'pending'",
+                    [bureau],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            if pending >= i64::from(limits.max_pending) {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO enrollment (bureau_id, label, code, csr_pem, poll_hash, \
+                 requested_ms, requested_from, state) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+                params![
+                    bureau,
+                    request.label,
+                    request.code,
+                    request.csr_pem,
+                    request.poll_hash,
+                    now_ms,
+                    request.requested_from
+                ],
+            )
+            .map_err(db_err)?;
+            let id = tx.last_insert_rowid();
+            tx.commit().map_err(db_err)?;
+            Ok(Some(id))
+        })
+        .await
+    }
+
+    async fn enrollment_by_poll(&self, poll_hash: &str) -> Result<Option<Enrollment>, StoreError> {
+        let poll_hash = poll_hash.to_owned();
+        self.run(move |conn| {
+            conn.query_row(
+                &format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollment WHERE poll_hash = ?1"),
+                [poll_hash],
+                enrollment_row,
+            )
+            .optional()
+            .map_err(db_err)?
+            .map(checked_enrollment)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn enrollments(
+        &self,
+        bureau: BureauId,
+        pending_only: bool,
+    ) -> Result<Vec<Enrollment>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {ENROLLMENT_COLUMNS} FROM enrollment WHERE bureau_id = ?1 \
+                     AND (?2 = 0 OR state = 'pending') ORDER BY id DESC LIMIT 200"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![bureau, pending_only], enrollment_row)
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err).and_then(checked_enrollment))
+                .collect()
+        })
+        .await
+    }
+
+    async fn approve_enrollment(
+        &self,
+        bureau: BureauId,
+        enrollment: EnrollmentId,
+        team: TeamId,
+        certificate_pem: String,
+        cert_sha256: String,
+        now_ms: i64,
+    ) -> Result<Option<TerminalId>, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let label: Option<String> = tx
+                .query_row(
+                    "SELECT label FROM enrollment WHERE id = ?1 AND bureau_id = ?2 \
+                     AND state = 'pending'",
+                    params![enrollment, bureau],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let team_ok: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM team WHERE id = ?1 AND bureau_id = ?2",
+                    params![team, bureau],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let (Some(label), Some(_)) = (label, team_ok) else {
+                return Ok(None);
+            };
+            // Not a token's hash (those are bare hex), so no bearer token ever matches: the
+            // terminal proves itself by its certificate alone.
+            let unusable_token = format!("certificate:{cert_sha256}");
+            tx.execute(
+                "INSERT INTO terminal (bureau_id, team_id, label, token_hash, cert_sha256) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![bureau, team, label, unusable_token, cert_sha256],
+            )
+            .map_err(db_err)?;
+            let terminal = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE enrollment SET state = 'approved', decided_ms = ?1, terminal_id = ?2, \
+                 certificate_pem = ?3 WHERE id = ?4",
+                params![now_ms, terminal, certificate_pem, enrollment],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Some(terminal))
+        })
+        .await
+    }
+
+    async fn reject_enrollment(
+        &self,
+        bureau: BureauId,
+        enrollment: EnrollmentId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE enrollment SET state = 'rejected', decided_ms = ?1 \
+                     WHERE id = ?2 AND bureau_id = ?3 AND state = 'pending'",
+                    params![now_ms, enrollment, bureau],
+                )
+                .map_err(db_err)?;
+            Ok(n == 1)
         })
         .await
     }

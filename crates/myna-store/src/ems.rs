@@ -18,6 +18,7 @@ pub type BureauId = i64;
 pub type TeamId = i64;
 pub type AccountId = i64;
 pub type TerminalId = i64;
+pub type EnrollmentId = i64;
 pub type IncidentId = i64;
 
 /// 消防本部 (fire bureau): one tenant.
@@ -115,6 +116,63 @@ pub struct Terminal {
     pub team_id: TeamId,
     pub label: String,
     pub revoked: bool,
+    /// Bound to a client certificate (mutual TLS) rather than a bearer token.
+    pub certificate_bound: bool,
+}
+
+/// 端末登録申請 (a tablet's enrollment request): the signing request of a key the tablet made,
+/// waiting for an admin, who compares `code` with the one the tablet shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub id: EnrollmentId,
+    pub bureau_id: BureauId,
+    pub label: String,
+    /// The comparison code of the request's public key (`NNNN-NNNN`).
+    pub code: String,
+    pub csr_pem: String,
+    pub requested_ms: i64,
+    /// The client address the request came from, for the admin to judge.
+    pub requested_from: String,
+    pub state: EnrollmentState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollmentState {
+    Pending,
+    /// The terminal registered for it and its certificate (PEM), which the tablet collects.
+    Approved {
+        terminal: TerminalId,
+        certificate_pem: String,
+    },
+    Rejected,
+}
+
+/// What a tablet sends to enroll.
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    pub label: String,
+    pub code: String,
+    pub csr_pem: String,
+    /// Hash of the secret the tablet polls with (`hash_secret`).
+    pub poll_hash: String,
+    pub requested_from: String,
+}
+
+/// How many requests may wait per bureau, and for how long: unauthenticated requests cannot
+/// fill the admin's list or the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollmentLimits {
+    pub max_pending: u32,
+    pub pending_for_ms: i64,
+}
+
+impl Default for EnrollmentLimits {
+    fn default() -> Self {
+        EnrollmentLimits {
+            max_pending: 20,
+            pending_for_ms: 24 * 3600 * 1000,
+        }
+    }
 }
 
 /// A signed-in account. Crew sessions are bound to the terminal they signed in on.
@@ -367,6 +425,56 @@ pub trait EmsStore: Send + Sync + 'static {
         &self,
         bureau: BureauId,
     ) -> impl Future<Output = Result<Vec<Terminal>, StoreError>> + Send;
+
+    /// The terminal bound to the certificate with this SHA-256 (hex), revoked or not.
+    fn terminal_by_certificate(
+        &self,
+        cert_sha256: &str,
+    ) -> impl Future<Output = Result<Option<Terminal>, StoreError>> + Send;
+
+    /// Files an enrollment request. Requests pending longer than `limits.pending_for_ms` are
+    /// rejected first; None when `limits.max_pending` are still waiting.
+    fn request_enrollment(
+        &self,
+        bureau: BureauId,
+        request: NewEnrollment,
+        limits: EnrollmentLimits,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<EnrollmentId>, StoreError>> + Send;
+
+    /// The enrollment a tablet polls for, by its poll secret's hash.
+    fn enrollment_by_poll(
+        &self,
+        poll_hash: &str,
+    ) -> impl Future<Output = Result<Option<Enrollment>, StoreError>> + Send;
+
+    /// The bureau's enrollments, newest first; only those pending when `pending_only`.
+    fn enrollments(
+        &self,
+        bureau: BureauId,
+        pending_only: bool,
+    ) -> impl Future<Output = Result<Vec<Enrollment>, StoreError>> + Send;
+
+    /// Approves a pending enrollment of the bureau: registers its terminal for `team`, bound to
+    /// the certificate issued for it, in one transaction. None if it is not pending in this
+    /// bureau (decided already, another bureau's, unknown) or the team is not the bureau's.
+    fn approve_enrollment(
+        &self,
+        bureau: BureauId,
+        enrollment: EnrollmentId,
+        team: TeamId,
+        certificate_pem: String,
+        cert_sha256: String,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<TerminalId>, StoreError>> + Send;
+
+    /// Rejects a pending enrollment of the bureau; false if it was not pending there.
+    fn reject_enrollment(
+        &self,
+        bureau: BureauId,
+        enrollment: EnrollmentId,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Creates an incident whose first event is `created` (an `EventKind::Created`).
     fn create_incident(

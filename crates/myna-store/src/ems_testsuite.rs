@@ -1555,3 +1555,177 @@ pub async fn failed_sign_ins_lock_an_account_of_one_bureau_until_the_lock_ends_o
     let reset = store.account(a, "crew01").await.unwrap().unwrap();
     assert_eq!((reset.failed_logins, reset.locked_until_ms), (0, None));
 }
+
+fn enrollment_request(label: &str, poll: &str) -> crate::ems::NewEnrollment {
+    crate::ems::NewEnrollment {
+        label: label.into(),
+        code: "1234-5678".into(),
+        csr_pem: format!("-----BEGIN CERTIFICATE REQUEST----- {label}"),
+        poll_hash: poll.into(),
+        requested_from: "192.0.2.7".into(),
+    }
+}
+
+pub async fn an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate_bound_terminal<
+    S: EmsStore,
+>(
+    store: S,
+) {
+    use crate::ems::{EnrollmentLimits, EnrollmentState};
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let a_team = team(&store, a, "救急1").await;
+    let b_team = team(&store, b, "救急1").await;
+    let limits = EnrollmentLimits::default();
+    let id = store
+        .request_enrollment(a, enrollment_request("A tablet", "poll-a"), limits, T0)
+        .await
+        .unwrap()
+        .expect("a first request is filed");
+    let pending = store.enrollments(a, true).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].state, EnrollmentState::Pending);
+    assert_eq!(pending[0].code, "1234-5678");
+    assert!(store.enrollments(b, false).await.unwrap().is_empty());
+
+    // Another bureau cannot approve or reject it, nor approve it for a team not A's.
+    let cert = || "-----BEGIN CERTIFICATE----- a".to_string();
+    assert_eq!(
+        store
+            .approve_enrollment(b, id, b_team, cert(), "aa".repeat(32), T0 + 1)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!store.reject_enrollment(b, id, T0 + 1).await.unwrap());
+    assert_eq!(
+        store
+            .approve_enrollment(a, id, b_team, cert(), "aa".repeat(32), T0 + 1)
+            .await
+            .unwrap(),
+        None,
+        "approved for another bureau's team"
+    );
+    assert_eq!(
+        store
+            .terminal_by_certificate(&"aa".repeat(32))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let terminal = store
+        .approve_enrollment(a, id, a_team, cert(), "aa".repeat(32), T0 + 2)
+        .await
+        .unwrap()
+        .expect("A's admin approves");
+    // Once only, and a decided request cannot be rejected afterwards.
+    assert_eq!(
+        store
+            .approve_enrollment(a, id, a_team, cert(), "bb".repeat(32), T0 + 3)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!store.reject_enrollment(a, id, T0 + 3).await.unwrap());
+
+    let bound = store
+        .terminal_by_certificate(&"aa".repeat(32))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (bound.id, bound.bureau_id, bound.team_id),
+        (terminal, a, a_team)
+    );
+    assert!(bound.certificate_bound && !bound.revoked);
+    assert_eq!(bound.label, "A tablet");
+    let polled = store.enrollment_by_poll("poll-a").await.unwrap().unwrap();
+    assert_eq!(
+        polled.state,
+        EnrollmentState::Approved {
+            terminal,
+            certificate_pem: cert()
+        }
+    );
+    assert_eq!(store.enrollment_by_poll("poll-x").await.unwrap(), None);
+    // No bearer token reaches it: its token column is no token's hash.
+    for t in store.terminals(a).await.unwrap() {
+        assert!(t.certificate_bound);
+    }
+    assert!(store.revoke_terminal(a, terminal).await.unwrap());
+    assert!(
+        store
+            .terminal_by_certificate(&"aa".repeat(32))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
+pub async fn enrollment_requests_are_capped_per_bureau_and_old_ones_lapse<S: EmsStore>(store: S) {
+    use crate::ems::{EnrollmentLimits, EnrollmentState};
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let limits = EnrollmentLimits {
+        max_pending: 2,
+        pending_for_ms: 1_000,
+    };
+    let first = store
+        .request_enrollment(a, enrollment_request("1", "p1"), limits, T0)
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    assert!(
+        store
+            .request_enrollment(a, enrollment_request("2", "p2"), limits, T0 + 10)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .request_enrollment(a, enrollment_request("3", "p3"), limits, T0 + 20)
+            .await
+            .unwrap(),
+        None,
+        "a third waiting request was filed"
+    );
+    // The cap is per bureau.
+    assert!(
+        store
+            .request_enrollment(b, enrollment_request("b", "pb"), limits, T0 + 20)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Past their time the old ones lapse (rejected) and make room.
+    assert!(
+        store
+            .request_enrollment(a, enrollment_request("4", "p4"), limits, T0 + 5_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let lapsed = store.enrollment_by_poll("p1").await.unwrap().unwrap();
+    assert_eq!(lapsed.state, EnrollmentState::Rejected);
+    let a_team = team(&store, a, "救急1").await;
+    assert_eq!(
+        store
+            .approve_enrollment(
+                a,
+                first.unwrap(),
+                a_team,
+                "c".into(),
+                "cc".repeat(32),
+                T0 + 5_001
+            )
+            .await
+            .unwrap(),
+        None,
+        "a lapsed request was approved"
+    );
+    assert_eq!(store.enrollments(a, true).await.unwrap().len(), 1);
+    assert_eq!(store.enrollments(a, false).await.unwrap().len(), 3);
+}

@@ -1,5 +1,5 @@
-//! The terminal's client of `ems`: its own credential as bearer token, the crew session in a
-//! header, a deadline on every call, and a split between "the link is down" (retry later) and
+//! The terminal's client of `ems`: its own credential (the client certificate in its TLS
+//! configuration, or a bearer token), the crew session in a header, a deadline on every call, and a split between "the link is down" (retry later) and
 //! "ems refused" (show the crew why).
 
 use bytes::Bytes;
@@ -9,9 +9,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use myna_wire::terminal::{
-    CREW_SESSION_HEADER, ErrorCode, EventAck, EventBody, HospitalStatuses, IncidentView,
-    SignInBody, SignedIn, SignedOut, SummaryBody, TerminalErrorBody, TerminalInfo, TerminalSummary,
-    route,
+    CREW_SESSION_HEADER, EnrollAccepted, EnrollBody, EnrollPoll, EnrollStatus, ErrorCode, EventAck,
+    EventBody, HospitalStatuses, IncidentView, SignInBody, SignedIn, SignedOut, SummaryBody,
+    TerminalErrorBody, TerminalInfo, TerminalSummary, route,
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -41,7 +41,8 @@ impl std::fmt::Display for CallError {
 pub struct EmsClient {
     http: Client<myna_tls::Connector, Full<Bytes>>,
     base: String,
-    token: String,
+    /// The bearer token; `None` when the tablet proves itself by its client certificate.
+    token: Option<String>,
     /// Deadline of one call (the summary gets the provider's time on top).
     pub timeout: Duration,
 }
@@ -54,13 +55,24 @@ impl EmsClient {
         token: &str,
         tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
     ) -> Result<Self, myna_tls::TlsError> {
+        let mut client = Self::without_bearer(base, tls)?;
+        client.token = Some(token.to_owned());
+        Ok(client)
+    }
+
+    /// A client whose TLS configuration carries the tablet's client certificate (mutual TLS),
+    /// or nothing yet (enrollment).
+    pub fn without_bearer(
+        base: &str,
+        tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
+    ) -> Result<Self, myna_tls::TlsError> {
         myna_tls::check_url(base)?;
         let connector = myna_tls::https_connector(tls, Some(Duration::from_secs(3)));
         let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            token: None,
             timeout: Duration::from_secs(5),
         })
     }
@@ -74,8 +86,10 @@ impl EmsClient {
     ) -> Result<Request<Full<Bytes>>, CallError> {
         let mut b = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token));
+            .uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            b = b.header("authorization", format!("Bearer {token}"));
+        }
         if let Some(s) = session {
             b = b.header(CREW_SESSION_HEADER, s);
         }
@@ -132,6 +146,28 @@ impl EmsClient {
 
     fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, CallError> {
         serde_json::to_vec(v).map_err(|e| CallError::Offline(format!("encoding: {e}")))
+    }
+
+    /// Files an enrollment request (no credential needed).
+    pub async fn enroll(&self, body: &EnrollBody) -> Result<EnrollAccepted, CallError> {
+        let body = Self::json(body)?;
+        self.call(Method::POST, route::ENROLL, None, Some(body), self.timeout)
+            .await
+    }
+
+    /// Where an enrollment stands.
+    pub async fn enroll_status(&self, poll_token: &str) -> Result<EnrollStatus, CallError> {
+        let body = Self::json(&EnrollPoll {
+            poll_token: poll_token.to_owned(),
+        })?;
+        self.call(
+            Method::POST,
+            route::ENROLL_STATUS,
+            None,
+            Some(body),
+            self.timeout,
+        )
+        .await
     }
 
     pub async fn whoami(&self) -> Result<TerminalInfo, CallError> {

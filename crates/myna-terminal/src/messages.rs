@@ -14,6 +14,18 @@ pub fn crew_message(code: ErrorCode) -> &'static str {
             "このカードの証明書は使えません（失効・期限切れ等）。口頭で聴取してください。"
         }
         C::WrongTeam => "この事案は他の隊に指令されています。この端末では閲覧できません。",
+        C::TerminalCertificateRequired => {
+            "この端末には登録済みの証明書がありません。管理者に端末登録を依頼してください。"
+        }
+        C::UnknownBureau => "その消防本部はこの ems に登録されていません。",
+        C::CertificateRequestInvalid => {
+            "端末登録の申請データが不正です。もう一度申請してください。"
+        }
+        C::TooManyEnrollments => "承認待ちの端末登録申請が多すぎます。管理者に連絡してください。",
+        C::EnrollmentUnknown => "その端末登録申請は見つかりません。もう一度申請してください。",
+        C::EnrollmentUnavailable => {
+            "この ems は端末登録を受け付けていません（端末用CAが設定されていません）。"
+        }
         C::IncidentClosed => "事案は終了しています。",
         C::NotAssigned => "この事案はまだ指令されていません。",
         C::WindowPassed => "閲覧できる時間を過ぎています。",

@@ -36,10 +36,10 @@ fn years_later((y, m, d): Day, years: i32) -> Day {
     (y + years, m, d.min(28))
 }
 
-fn ca_params(today: Day) -> Result<CertificateParams, TlsError> {
+fn ca_params(name: &str, today: Day) -> Result<CertificateParams, TlsError> {
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(generate_err)?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, CA_NAME);
+    dn.push(DnType::CommonName, name);
     dn.push(DnType::OrganizationName, "Myna Kyukyu");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -53,8 +53,16 @@ fn ca_params(today: Day) -> Result<CertificateParams, TlsError> {
 
 /// A new development CA.
 pub fn new_ca(today: Day) -> Result<Generated, TlsError> {
+    new_named_ca(CA_NAME, today)
+}
+
+/// A new CA with its own name, e.g. the bureau's device CA that issues the tablets'
+/// certificates, or the provider's organisation CA.
+pub fn new_named_ca(name: &str, today: Day) -> Result<Generated, TlsError> {
     let key = KeyPair::generate().map_err(generate_err)?;
-    let cert = ca_params(today)?.self_signed(&key).map_err(generate_err)?;
+    let cert = ca_params(name, today)?
+        .self_signed(&key)
+        .map_err(generate_err)?;
     Ok(Generated {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -70,7 +78,7 @@ pub fn issue_server(ca_key_pem: &str, hosts: &[String], today: Day) -> Result<Ge
         ));
     }
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(generate_err)?;
-    let issuer = Issuer::new(ca_params(today)?, ca_key);
+    let issuer = Issuer::new(ca_params(CA_NAME, today)?, ca_key);
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(generate_err)?;
     for host in hosts {
         let san = match host.parse::<IpAddr>() {
@@ -126,8 +134,8 @@ mod tests {
         key: &std::path::Path,
         name: &str,
     ) -> Result<(), String> {
-        let server = server_config(cert, key).map_err(|e| e.to_string())?;
-        let client = client_config(&Roots::File(ca.to_owned())).map_err(|e| e.to_string())?;
+        let server = server_config(cert, key, None).map_err(|e| e.to_string())?;
+        let client = client_config(&Roots::File(ca.to_owned()), None).map_err(|e| e.to_string())?;
         let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
         let mut c = rustls::ClientConnection::new(client, name).map_err(|e| e.to_string())?;
         let mut s = rustls::ServerConnection::new(server).map_err(|e| e.to_string())?;
@@ -179,7 +187,10 @@ mod tests {
     fn bad_files_are_reported_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let empty = write(dir.path(), "empty.pem", "");
-        let err = server_config(&empty, &empty).err().unwrap().to_string();
+        let err = server_config(&empty, &empty, None)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("empty.pem"), "{err}");
         assert!(issue_server("not a key", &["localhost".into()], (2026, 1, 1)).is_err());
         let ca = new_ca((2026, 1, 1)).unwrap();

@@ -7,6 +7,7 @@
 //!   certificate a user imports once to see the demo on HTTPS without a warning.
 
 pub mod devca;
+pub mod identity;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -25,6 +26,8 @@ pub enum TlsError {
     Config(String),
     #[error("generating a certificate: {0}")]
     Generate(String),
+    #[error("certificate signing request: {0}")]
+    Request(String),
 }
 
 fn file_error(path: &Path, problem: impl ToString) -> TlsError {
@@ -55,12 +58,38 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// A server's TLS configuration: its chain and key, HTTP/1.1 only.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
+/// A server's TLS configuration: its chain and key, HTTP/1.1 only. With `client_ca`, a client
+/// may present a certificate, which must chain to that CA and allow client authentication; a
+/// client without one still connects (browsers at the desk), and the service decides what it
+/// may do (`myna_web::serve::PeerCertificate`).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in certificates(ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| file_error(ca, format!("not a usable CA: {e}")))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| file_error(ca, e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certificates(cert)?, private_key(key)?)
         .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -76,8 +105,18 @@ pub enum Roots {
     File(PathBuf),
 }
 
-/// A client's TLS configuration.
-pub fn client_config(roots: &Roots) -> Result<Arc<ClientConfig>, TlsError> {
+/// A client certificate chain and its key (PEM files), presented for mutual TLS.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A client's TLS configuration, presenting `identity` when given.
+pub fn client_config(
+    roots: &Roots,
+    identity: Option<&ClientIdentity>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let mut store = RootCertStore::empty();
     match roots {
         Roots::Platform => {
@@ -105,8 +144,13 @@ pub fn client_config(roots: &Roots) -> Result<Arc<ClientConfig>, TlsError> {
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+        .with_root_certificates(store);
+    let config = match identity {
+        None => config.with_no_client_auth(),
+        Some(id) => config
+            .with_client_auth_cert(certificates(&id.cert)?, private_key(&id.key)?)
+            .map_err(|e| file_error(&id.cert, e))?,
+    };
     Ok(Arc::new(config))
 }
 
@@ -150,7 +194,7 @@ pub fn platform_client_config() -> Result<Arc<ClientConfig>, TlsError> {
     if let Some(c) = CONFIG.get() {
         return Ok(c.clone());
     }
-    let config = client_config(&Roots::Platform)?;
+    let config = client_config(&Roots::Platform, None)?;
     Ok(CONFIG.get_or_init(|| config).clone())
 }
 

@@ -16,7 +16,8 @@
 //! - TLS (rustls) when given a server configuration, the handshake within the header
 //!   deadline. `require_tls` refuses a listener that is not loopback without it.
 //!
-//! Each request carries the peer address as `axum::extract::ConnectInfo<SocketAddr>`.
+//! Each request carries the peer address as `axum::extract::ConnectInfo<SocketAddr>`, and the
+//! client's verified certificate as `PeerCertificate` when it presented one.
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
@@ -201,6 +202,11 @@ fn connection_cap(wanted: usize) -> usize {
 }
 
 /// A connection's byte stream, plain or TLS.
+/// The client certificate (DER, the leaf) a TLS peer presented and the server's verifier
+/// accepted; a request extension. Absent on plain HTTP and when the client sent none.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<[u8]>);
+
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send> Io for T {}
 
@@ -265,10 +271,6 @@ pub async fn serve(
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write));
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
-        });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -277,8 +279,8 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let io: std::pin::Pin<Box<dyn Io>> = match acceptor {
-                None => Box::pin(stream),
+            let (io, certificate): (std::pin::Pin<Box<dyn Io>>, _) = match acceptor {
+                None => (Box::pin(stream), None),
                 // The handshake counts against the header deadline: a client that starts one
                 // and stalls holds nothing for long.
                 Some(acceptor) => {
@@ -288,7 +290,15 @@ pub async fn serve(
                     )
                     .await
                     {
-                        Ok(Ok(tls)) => Box::pin(tls),
+                        Ok(Ok(tls)) => {
+                            let certificate = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| PeerCertificate(Arc::from(leaf.as_ref())));
+                            (Box::pin(tls), certificate)
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
@@ -300,6 +310,14 @@ pub async fn serve(
                     }
                 }
             };
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    if let Some(c) = &certificate {
+                        req.extensions_mut().insert(c.clone());
+                    }
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
             let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended");

@@ -24,6 +24,10 @@ pub mod route {
     pub const SUMMARY: &str = "/api/v1/terminal/incidents/{id}/summary";
     pub const STREAM: &str = "/api/v1/terminal/stream";
     pub const HOSPITALS: &str = "/api/v1/terminal/hospitals";
+    /// A tablet without an identity yet asks for one (no credential).
+    pub const ENROLL: &str = "/api/v1/enroll";
+    /// It collects the answer with the poll token it was given.
+    pub const ENROLL_STATUS: &str = "/api/v1/enroll/status";
 
     pub fn incident(id: i64) -> String {
         INCIDENT.replace("{id}", &id.to_string())
@@ -299,11 +303,57 @@ pub struct TerminalSummary {
     pub summary: crate::provider::SummaryResponse,
 }
 
+/// 端末登録申請 (enrollment): a tablet sends the signing request of a key it made itself, for the
+/// bureau's device CA; an admin of the bureau approves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBody {
+    /// The bureau's code, e.g. `kawasaki-fd`.
+    pub bureau: String,
+    /// How the admin will know the tablet, e.g. `川崎1 車載タブレット`.
+    pub label: String,
+    /// PKCS#10, PEM.
+    pub csr_pem: String,
+}
+
+/// The request is filed: the tablet shows `code`, the admin approves when theirs matches, and
+/// the tablet polls with `poll_token`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollAccepted {
+    pub code: String,
+    pub poll_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollPoll {
+    pub poll_token: String,
+}
+
+/// Where an enrollment stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EnrollStatus {
+    Pending,
+    /// The tablet's client certificate (PEM), for mutual TLS with ems.
+    Approved {
+        certificate_pem: String,
+    },
+    /// Rejected by an admin, or lapsed unanswered.
+    Rejected,
+}
+
 wire_codes! {
     /// Why ems refused a terminal request.
     pub enum ErrorCode {
         TerminalUnknown = "terminal_unknown",
         TerminalRevoked = "terminal_revoked",
+        TerminalCertificateRequired = "terminal_certificate_required",
+        UnknownBureau = "unknown_bureau",
+        CertificateRequestInvalid = "certificate_request_invalid",
+        TooManyEnrollments = "too_many_enrollments",
+        EnrollmentUnknown = "enrollment_unknown",
+        EnrollmentUnavailable = "enrollment_unavailable",
         CrewSignedOut = "crew_signed_out",
         BadCredentials = "bad_credentials",
         AccountLocked = "account_locked",
@@ -357,7 +407,10 @@ impl ErrorCode {
     pub fn is_auth_failure(self) -> bool {
         matches!(
             self,
-            ErrorCode::CrewSignedOut | ErrorCode::TerminalRevoked | ErrorCode::TerminalUnknown
+            ErrorCode::CrewSignedOut
+                | ErrorCode::TerminalRevoked
+                | ErrorCode::TerminalUnknown
+                | ErrorCode::TerminalCertificateRequired
         )
     }
 

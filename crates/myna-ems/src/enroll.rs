@@ -1,0 +1,229 @@
+//! 端末登録 (terminal enrollment): how a tablet gets the client certificate it proves itself with.
+//!
+//! 1. The tablet makes a key (it never leaves the tablet) and posts a signing request to
+//!    `route::ENROLL` with no credential. It shows the request's comparison code.
+//! 2. An admin of the bureau sees the request on the admin page (or `ems terminal pending`),
+//!    compares the code with the tablet's, picks the team and approves. ems issues the
+//!    certificate from the bureau's device CA, taking only the request's public key, and
+//!    registers the terminal bound to that certificate's hash, in one transaction.
+//! 3. The tablet collects the certificate at `route::ENROLL_STATUS` with its poll token.
+//!
+//! Revoking the terminal refuses its next request and ends its push stream.
+
+use crate::Ems;
+use crate::api::parse;
+use crate::error::EmsError;
+use crate::sign_in::ClientIp;
+use crate::wire::route;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use myna_store::ems::{
+    Bureau, EmsStore, EnrollmentId, EnrollmentState, NewEnrollment, TeamId, TerminalId,
+};
+use myna_store::hash_secret;
+use myna_tls::identity::{ClientSubject, check_request};
+use myna_wire::terminal::{EnrollAccepted, EnrollBody, EnrollPoll, EnrollStatus};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// The longest label an admin will read.
+const MAX_LABEL_CHARS: usize = 64;
+
+/// The bureau's device CA: the certificate tablets' client certificates chain to, and its key,
+/// with which ems signs approved requests.
+#[derive(Clone)]
+pub struct DeviceCa {
+    pub cert_pem: String,
+    key_pem: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for DeviceCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCa").finish_non_exhaustive()
+    }
+}
+
+impl DeviceCa {
+    pub fn new(cert_pem: String, key_pem: String) -> Self {
+        DeviceCa {
+            cert_pem,
+            key_pem: Zeroizing::new(key_pem),
+        }
+    }
+}
+
+pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
+    Router::new()
+        .route(route::ENROLL, post(request::<S>))
+        .route(route::ENROLL_STATUS, post(status::<S>))
+}
+
+/// A label an admin can read: 1 to 64 characters, no control characters.
+fn check_label(label: &str) -> Result<String, EmsError> {
+    let label = label.trim();
+    let n = label.chars().count();
+    if n == 0 || n > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+        return Err(EmsError::Malformed(format!(
+            "the label must be 1 to {MAX_LABEL_CHARS} characters without control characters"
+        )));
+    }
+    Ok(label.to_owned())
+}
+
+async fn request<S: EmsStore>(
+    State(ems): State<Arc<Ems<S>>>,
+    ClientIp(ip): ClientIp,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<EnrollAccepted>), EmsError> {
+    if ems.device_ca.is_none() {
+        return Err(EmsError::EnrollmentUnavailable);
+    }
+    // No credential yet: the same per-address budget as the open sign-in page.
+    ems.sign_in_guard
+        .check_ip(ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))?;
+    let body: EnrollBody = parse(&body)?;
+    let label = check_label(&body.label)?;
+    let bureau = bureau_by_code(&ems, &body.bureau).await?;
+    let checked = check_request(&body.csr_pem)
+        .map_err(|e| EmsError::CertificateRequestInvalid(e.to_string()))?;
+    let code = checked.comparison_code();
+    let poll_token = myna_web::random_token();
+    let filed = ems
+        .store
+        .request_enrollment(
+            bureau.id,
+            NewEnrollment {
+                label,
+                code: code.clone(),
+                csr_pem: body.csr_pem,
+                poll_hash: hash_secret(&poll_token),
+                requested_from: ip.map_or_else(|| "in-process".into(), |ip| ip.to_string()),
+            },
+            ems.enrollment_limits,
+            ems.now_ms(),
+        )
+        .await?;
+    match filed {
+        Some(id) => {
+            tracing::info!(bureau = %bureau.code, enrollment = id, %code, "enrollment requested");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(EnrollAccepted { code, poll_token }),
+            ))
+        }
+        None => Err(EmsError::TooManyEnrollments),
+    }
+}
+
+async fn status<S: EmsStore>(
+    State(ems): State<Arc<Ems<S>>>,
+    body: axum::body::Bytes,
+) -> Result<Json<EnrollStatus>, EmsError> {
+    let poll: EnrollPoll = parse(&body)?;
+    let enrollment = ems
+        .store
+        .enrollment_by_poll(&hash_secret(&poll.poll_token))
+        .await?
+        .ok_or(EmsError::EnrollmentUnknown)?;
+    Ok(Json(match enrollment.state {
+        EnrollmentState::Pending => EnrollStatus::Pending,
+        EnrollmentState::Approved {
+            certificate_pem, ..
+        } => EnrollStatus::Approved { certificate_pem },
+        EnrollmentState::Rejected => EnrollStatus::Rejected,
+    }))
+}
+
+async fn bureau_by_code<S: EmsStore>(ems: &Ems<S>, code: &str) -> Result<Bureau, EmsError> {
+    ems.store
+        .bureaus()
+        .await?
+        .into_iter()
+        .find(|b| b.code == code)
+        .ok_or(EmsError::UnknownBureau)
+}
+
+/// Approves a pending enrollment of `bureau` for `team`: issues its certificate from `ca` and
+/// registers the terminal bound to it. `None` if it is not pending in this bureau or the team
+/// is not the bureau's. `today` is the certificate's first day (UTC).
+pub async fn approve<S: EmsStore>(
+    store: &S,
+    ca: &DeviceCa,
+    bureau: &Bureau,
+    enrollment: EnrollmentId,
+    team: TeamId,
+    now_ms: i64,
+    today: myna_tls::devca::Day,
+) -> Result<Option<TerminalId>, EmsError> {
+    let Some(pending) = store
+        .enrollments(bureau.id, true)
+        .await?
+        .into_iter()
+        .find(|e| e.id == enrollment)
+    else {
+        return Ok(None);
+    };
+    let checked = check_request(&pending.csr_pem)
+        .map_err(|e| EmsError::CertificateRequestInvalid(e.to_string()))?;
+    let subject = ClientSubject {
+        common_name: pending.label.clone(),
+        organization: bureau.code.clone(),
+    };
+    let cert_pem =
+        myna_tls::identity::issue_for_request(&ca.cert_pem, &ca.key_pem, checked, &subject, today)
+            .map_err(|e| EmsError::CertificateRequestInvalid(e.to_string()))?;
+    let fingerprint = certificate_fingerprint(&cert_pem)?;
+    let terminal = store
+        .approve_enrollment(bureau.id, enrollment, team, cert_pem, fingerprint, now_ms)
+        .await?;
+    if let Some(t) = terminal {
+        tracing::info!(bureau = %bureau.code, enrollment, terminal = t, "enrollment approved");
+    }
+    Ok(terminal)
+}
+
+/// The SHA-256 (hex) by which ems binds a terminal to its certificate (PEM).
+pub fn certificate_fingerprint(cert_pem: &str) -> Result<String, EmsError> {
+    Ok(hex::encode(myna_tls::identity::certificate_sha256(
+        &pem_der(cert_pem)?,
+    )))
+}
+
+/// The DER of the one certificate in a PEM text.
+fn pem_der(pem: &str) -> Result<Vec<u8>, EmsError> {
+    use myna_tls::rustls::pki_types::CertificateDer;
+    use myna_tls::rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|c| c.to_vec())
+        .map_err(|e| EmsError::CertificateRequestInvalid(e.to_string()))
+}
+
+/// UTC today as the CA's dates want it.
+pub fn utc_today(now: chrono::DateTime<chrono::Utc>) -> myna_tls::devca::Day {
+    use chrono::Datelike;
+    let d = now.date_naive();
+    (
+        d.year(),
+        u8::try_from(d.month()).unwrap_or(1),
+        u8::try_from(d.day()).unwrap_or(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn labels_are_short_printable_text() {
+        assert_eq!(check_label("  川崎1 車載  ").unwrap(), "川崎1 車載");
+        assert!(check_label("").is_err());
+        assert!(check_label("   ").is_err());
+        assert!(check_label("a\u{7}b").is_err());
+        assert!(check_label("\u{202e}x\n").is_err());
+        assert!(check_label(&"あ".repeat(65)).is_err());
+        assert!(check_label(&"あ".repeat(64)).is_ok());
+    }
+}
