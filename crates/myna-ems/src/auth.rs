@@ -103,10 +103,20 @@ impl<S: EmsStore> Ems<S> {
                 .as_ref()
                 .ok_or(EmsError::TerminalCertificateRequired)?;
             let fingerprint = hex::encode(myna_tls::identity::certificate_sha256(&cert.0));
-            self.store
+            let terminal = self
+                .store
                 .terminal_by_certificate(&fingerprint)
                 .await?
-                .ok_or(EmsError::TerminalUnknown)?
+                .ok_or(EmsError::TerminalUnknown)?;
+            // Checked per request too: a connection (or a resumed session) opened while the
+            // certificate was valid does not outlive it.
+            if terminal
+                .certificate_not_after_ms
+                .is_some_and(|end| self.now_ms() >= end)
+            {
+                return Err(EmsError::TerminalCertificateExpired);
+            }
+            terminal
         } else {
             let token = bearer(&req.headers).ok_or(EmsError::TerminalUnknown)?;
             self.store

@@ -43,6 +43,7 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/dispatch/incidents/{id}/close", post(close::<S>))
         .route("/admin", get(admin_page::<S>))
         .route("/admin/terminals/{id}/revoke", post(revoke::<S>))
+        .route("/admin/enrollment-invites", post(open_invite::<S>))
         .route("/admin/enrollments/{id}/approve", post(approve::<S>))
         .route("/admin/enrollments/{id}/reject", post(reject::<S>))
         .route("/admin/password", post(reset::<S>))
@@ -734,8 +735,10 @@ struct AdminPage {
     terminals: Vec<(i64, String, String, bool, bool)>,
     /// Requests waiting for approval; empty without a device CA.
     enrollments: Vec<EnrollmentRow>,
-    /// The bureau's teams (id, name), for the approval's team choice.
+    /// The bureau's teams (id, name), for an invitation's team.
     teams: Vec<(i64, String)>,
+    /// An invitation's secret, shown once right after it was opened.
+    new_invite: Option<(String, String)>,
     enrollment_open: bool,
     sign_in_failures: Vec<FailureRow>,
     csrf: String,
@@ -744,6 +747,7 @@ struct AdminPage {
 /// A waiting enrollment, as the admin sees it.
 struct EnrollmentRow {
     id: i64,
+    team: String,
     label: String,
     code: String,
     from: String,
@@ -760,6 +764,15 @@ struct FailureRow {
 }
 
 async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>) -> Response {
+    admin_view_with(ems, d, message, None).await
+}
+
+async fn admin_view_with<S: EmsStore>(
+    ems: &Ems<S>,
+    d: &Desk,
+    message: Option<String>,
+    new_invite: Option<(String, String)>,
+) -> Response {
     let result = async {
         let teams = ems.store.teams(d.bureau.id).await?;
         let terminals = ems
@@ -785,6 +798,11 @@ async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>
             .filter(|e| e.requested_ms >= ems.now_ms() - ems.enrollment_limits.pending_for_ms)
             .map(|e| EnrollmentRow {
                 id: e.id,
+                team: teams
+                    .iter()
+                    .find(|t| t.id == e.team_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
                 at: jst_clock(e.requested_ms),
                 label: e.label,
                 code: e.code,
@@ -811,6 +829,7 @@ async fn admin_view<S: EmsStore>(ems: &Ems<S>, d: &Desk, message: Option<String>
             terminals,
             enrollments,
             teams: teams.into_iter().map(|t| (t.id, t.name)).collect(),
+            new_invite,
             enrollment_open: ems.device_ca.is_some(),
             sign_in_failures,
             csrf: d.csrf.clone(),
@@ -843,15 +862,42 @@ async fn revoke<S: EmsStore>(
 }
 
 #[derive(Deserialize)]
-struct ApproveForm {
+struct InviteForm {
     team: i64,
+}
+
+/// Opens an invitation for one of the bureau's teams and shows its secret once.
+async fn open_invite<S: EmsStore>(
+    State(ems): St<S>,
+    AdminDesk(d): AdminDesk,
+    Form(f): Form<InviteForm>,
+) -> Response {
+    if ems.device_ca.is_none() {
+        return EmsError::EnrollmentUnavailable.into_response();
+    }
+    let login = d.session.account.login.clone();
+    match crate::enroll::invite(ems.store.as_ref(), &d.bureau, f.team, &login, ems.now_ms()).await {
+        Ok(Some(secret)) => {
+            let team = match ems.store.teams(d.bureau.id).await {
+                Ok(teams) => teams
+                    .into_iter()
+                    .find(|t| t.id == f.team)
+                    .map(|t| t.name)
+                    .unwrap_or_default(),
+                Err(e) => return EmsError::from(e).into_response(),
+            };
+            tracing::info!(team = %team, admin = %login, "enrollment invitation opened");
+            admin_view_with(&ems, &d, None, Some((team, secret))).await
+        }
+        Ok(None) => EmsError::Malformed("no such team in this bureau".into()).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn approve<S: EmsStore>(
     State(ems): St<S>,
     AdminDesk(d): AdminDesk,
     Path(id): Path<i64>,
-    Form(f): Form<ApproveForm>,
 ) -> Response {
     let Some(ca) = ems.device_ca.clone() else {
         return EmsError::EnrollmentUnavailable.into_response();
@@ -861,7 +907,7 @@ async fn approve<S: EmsStore>(
         &ca,
         &d.bureau,
         id,
-        f.team,
+        ems.enrollment_limits,
         ems.now_ms(),
         crate::enroll::utc_today(ems.now()),
     )

@@ -1,12 +1,18 @@
 //! 端末登録 (terminal enrollment): how a tablet gets the client certificate it proves itself with.
 //!
-//! 1. The tablet makes a key (it never leaves the tablet) and posts a signing request to
-//!    `route::ENROLL` with no credential. It shows the request's comparison code.
-//! 2. An admin of the bureau sees the request on the admin page (or `ems terminal pending`),
-//!    compares the code with the tablet's, picks the team and approves. ems issues the
-//!    certificate from the bureau's device CA, taking only the request's public key, and
-//!    registers the terminal bound to that certificate's hash, in one transaction.
-//! 3. The tablet collects the certificate at `route::ENROLL_STATUS` with its poll token.
+//! 1. An admin of the bureau opens an invitation for a team (admin page or `ems terminal
+//!    invite`) and hands its one-time secret to the crew setting up the tablet.
+//! 2. The tablet makes a key (it never leaves the tablet) and posts a signing request with the
+//!    invitation to `route::ENROLL`; the invitation is used up. The tablet shows the request's
+//!    comparison code, computed from its own key.
+//! 3. The admin sees the request on the admin page (or `ems terminal pending`), compares the
+//!    code with the tablet's and approves. ems issues the certificate from the bureau's device
+//!    CA, taking only the request's public key, and registers the terminal for the
+//!    invitation's team, bound to that certificate's hash, in one transaction.
+//! 4. The tablet collects the certificate at `route::ENROLL_STATUS` with its poll token.
+//!
+//! Without an invitation nothing is filed, so nobody can fill the admin's list or file a
+//! look-alike request (a key whose code matches the real one's takes minutes to find).
 //!
 //! Revoking the terminal refuses its next request and ends its push stream.
 
@@ -20,7 +26,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use myna_store::ems::{
-    Bureau, EmsStore, EnrollmentId, EnrollmentState, NewEnrollment, TeamId, TerminalId,
+    Bureau, EmsStore, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
+    NewEnrollment, NewInvite, TeamId, TerminalId,
 };
 use myna_store::hash_secret;
 use myna_tls::identity::{ClientSubject, check_request};
@@ -60,16 +67,55 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route(route::ENROLL_STATUS, post(status::<S>))
 }
 
-/// A label an admin can read: 1 to 64 characters, no control characters.
+/// Characters that change how the text around them reads without showing themselves:
+/// controls, bidirectional overrides and isolates, zero-width and invisible formatting, line
+/// and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// A label an admin can read as it is: 1 to 64 characters, none of them invisible.
 fn check_label(label: &str) -> Result<String, EmsError> {
     let label = label.trim();
     let n = label.chars().count();
-    if n == 0 || n > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+    if n == 0 || n > MAX_LABEL_CHARS || label.chars().any(is_invisible) {
         return Err(EmsError::Malformed(format!(
-            "the label must be 1 to {MAX_LABEL_CHARS} characters without control characters"
+            "the label must be 1 to {MAX_LABEL_CHARS} visible characters"
         )));
     }
     Ok(label.to_owned())
+}
+
+/// How long an invitation stays open.
+pub const INVITE_VALID_MS: i64 = 24 * 3600 * 1000;
+
+/// Opens an invitation for `team` of `bureau`; returns its one-time secret (shown once), or
+/// None if the team is not the bureau's.
+pub async fn invite<S: EmsStore>(
+    store: &S,
+    bureau: &Bureau,
+    team: TeamId,
+    created_by: &str,
+    now_ms: i64,
+) -> Result<Option<String>, EmsError> {
+    let secret = myna_web::random_token();
+    let opened = store
+        .create_invite(
+            bureau.id,
+            NewInvite {
+                team,
+                secret_hash: hash_secret(&secret),
+                expires_ms: now_ms.saturating_add(INVITE_VALID_MS),
+                created_by: created_by.to_owned(),
+            },
+            now_ms,
+        )
+        .await?;
+    Ok(opened.map(|_| secret))
 }
 
 async fn request<S: EmsStore>(
@@ -95,6 +141,7 @@ async fn request<S: EmsStore>(
         .request_enrollment(
             bureau.id,
             NewEnrollment {
+                invite_hash: hash_secret(&body.invite),
                 label,
                 code: code.clone(),
                 csr_pem: body.csr_pem,
@@ -106,14 +153,15 @@ async fn request<S: EmsStore>(
         )
         .await?;
     match filed {
-        Some(id) => {
+        Filing::Filed(id) => {
             tracing::info!(bureau = %bureau.code, enrollment = id, %code, "enrollment requested");
             Ok((
                 StatusCode::ACCEPTED,
                 Json(EnrollAccepted { code, poll_token }),
             ))
         }
-        None => Err(EmsError::TooManyEnrollments),
+        Filing::NoInvite => Err(EmsError::InvitationInvalid),
+        Filing::TooManyPending => Err(EmsError::TooManyEnrollments),
     }
 }
 
@@ -145,15 +193,15 @@ async fn bureau_by_code<S: EmsStore>(ems: &Ems<S>, code: &str) -> Result<Bureau,
         .ok_or(EmsError::UnknownBureau)
 }
 
-/// Approves a pending enrollment of `bureau` for `team`: issues its certificate from `ca` and
-/// registers the terminal bound to it. `None` if it is not pending in this bureau or the team
-/// is not the bureau's. `today` is the certificate's first day (UTC).
+/// Approves a pending enrollment of `bureau`: issues its certificate from `ca` and registers
+/// the terminal for the invitation's team, bound to it. `None` if it is not pending in this
+/// bureau (or lapsed). `today` is the certificate's first day (UTC).
 pub async fn approve<S: EmsStore>(
     store: &S,
     ca: &DeviceCa,
     bureau: &Bureau,
     enrollment: EnrollmentId,
-    team: TeamId,
+    limits: EnrollmentLimits,
     now_ms: i64,
     today: myna_tls::devca::Day,
 ) -> Result<Option<TerminalId>, EmsError> {
@@ -174,9 +222,16 @@ pub async fn approve<S: EmsStore>(
     let cert_pem =
         myna_tls::identity::issue_for_request(&ca.cert_pem, &ca.key_pem, checked, &subject, today)
             .map_err(|e| EmsError::CertificateRequestInvalid(e.to_string()))?;
-    let fingerprint = certificate_fingerprint(&cert_pem)?;
+    let der = pem_der(&cert_pem)?;
+    let certificate = IssuedCertificate {
+        sha256: hex::encode(myna_tls::identity::certificate_sha256(&der)),
+        not_after_ms: myna_tls::identity::not_after_ms(&der).ok_or_else(|| {
+            EmsError::CertificateRequestInvalid("the issued certificate has no end date".into())
+        })?,
+        pem: cert_pem,
+    };
     let terminal = store
-        .approve_enrollment(bureau.id, enrollment, team, cert_pem, fingerprint, now_ms)
+        .approve_enrollment(bureau.id, enrollment, certificate, limits, now_ms)
         .await?;
     if let Some(t) = terminal {
         tracing::info!(bureau = %bureau.code, enrollment, terminal = t, "enrollment approved");
@@ -222,7 +277,15 @@ mod tests {
         assert!(check_label("").is_err());
         assert!(check_label("   ").is_err());
         assert!(check_label("a\u{7}b").is_err());
-        assert!(check_label("\u{202e}x\n").is_err());
+        for invisible in [
+            "\u{202e}x",
+            "a\u{200b}b",
+            "x\u{2066}y",
+            "\u{feff}z",
+            "a\u{2028}b",
+        ] {
+            assert!(check_label(invisible).is_err(), "{invisible:?}");
+        }
         assert!(check_label(&"あ".repeat(65)).is_err());
         assert!(check_label(&"あ".repeat(64)).is_ok());
     }

@@ -20,6 +20,10 @@ pub enum EmsError {
     TerminalCertificateRequired,
     #[error("no bureau with that code")]
     UnknownBureau,
+    #[error("this terminal's certificate has expired; enroll it again")]
+    TerminalCertificateExpired,
+    #[error("no open invitation has that secret (unknown, used or expired)")]
+    InvitationInvalid,
     #[error("the certificate signing request is not usable: {0}")]
     CertificateRequestInvalid(String),
     #[error("too many enrollment requests are waiting for an admin")]
@@ -126,6 +130,8 @@ impl EmsError {
             EmsError::TerminalRevoked => C::TerminalRevoked,
             EmsError::TerminalCertificateRequired => C::TerminalCertificateRequired,
             EmsError::UnknownBureau => C::UnknownBureau,
+            EmsError::TerminalCertificateExpired => C::TerminalCertificateExpired,
+            EmsError::InvitationInvalid => C::InvitationInvalid,
             EmsError::CertificateRequestInvalid(_) => C::CertificateRequestInvalid,
             EmsError::TooManyEnrollments => C::TooManyEnrollments,
             EmsError::EnrollmentUnknown => C::EnrollmentUnknown,
@@ -154,6 +160,7 @@ impl EmsError {
             EmsError::TerminalUnknown
             | EmsError::TerminalRevoked
             | EmsError::TerminalCertificateRequired
+            | EmsError::TerminalCertificateExpired
             | EmsError::CrewSignedOut
             | EmsError::BadCredentials => StatusCode::UNAUTHORIZED,
             EmsError::AccountLocked { .. } => StatusCode::LOCKED,
@@ -166,6 +173,7 @@ impl EmsError {
             | EmsError::PersonNotFound
             | EmsError::UnknownBureau
             | EmsError::EnrollmentUnknown => StatusCode::NOT_FOUND,
+            EmsError::InvitationInvalid => StatusCode::FORBIDDEN,
             EmsError::CertificateRequestInvalid(_) => StatusCode::BAD_REQUEST,
             EmsError::TooManyEnrollments => StatusCode::TOO_MANY_REQUESTS,
             EmsError::EnrollmentUnavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -78,6 +78,9 @@ pub struct Ems<S> {
     /// Whom ems trusts when it calls a provider over `https://`; the platform's roots when
     /// `None` (`ems serve --provider-ca` names a private CA).
     pub provider_tls: Option<Arc<myna_tls::rustls::ClientConfig>>,
+    /// The CA file behind `provider_tls`, for the bureaus whose credential is a client
+    /// certificate (their configurations carry it).
+    pub provider_ca: Option<std::path::PathBuf>,
     /// Served over TLS: the session cookie is `Secure` and `__Host-` prefixed.
     pub tls: bool,
     /// The `Host` values ems answers to; `None` answers any (in-process tests).
@@ -105,6 +108,7 @@ impl<S: EmsStore> Ems<S> {
                 .map_or(120, |c| c.costs.stale_after_minutes),
             sign_in_guard: sign_in::SignInGuard::new(sign_in::SignInPolicy::default()),
             provider_tls: None,
+            provider_ca: None,
             tls: false,
             allowed_hosts: None,
             device_ca: None,
@@ -210,19 +214,36 @@ impl<S: EmsStore> Ems<S> {
     /// credential is read from the bureau's file on each call, so a rotated one takes effect
     /// at once.
     pub(crate) fn provider(&self, bureau: &Bureau) -> Result<ProviderClient, EmsError> {
-        let token = read_credential(Path::new(&bureau.provider_credential_file))
-            .map_err(EmsError::ProviderUnavailable)?;
-        let tls = match &self.provider_tls {
-            Some(c) => c.clone(),
-            None => myna_tls::platform_client_config()
-                .map_err(|e| EmsError::ProviderUnavailable(e.to_string()))?,
-        };
-        let key = (bureau.provider_url.clone(), token);
-        let make = |(url, token): &(String, String)| {
+        let file = Path::new(&bureau.provider_credential_file);
+        let credential = read_credential(file).map_err(EmsError::ProviderUnavailable)?;
+        let key = (bureau.provider_url.clone(), credential);
+        let make = |(url, credential): &(String, String)| {
+            let unavailable = |e: String| EmsError::ProviderUnavailable(e);
             // A plain http:// provider on another host is refused (a database writer could
             // otherwise send the credential anywhere in clear).
-            ProviderClient::with_tls(url, token, tls.clone())
-                .map_err(|e| EmsError::ProviderUnavailable(format!("{e:#}")))
+            if is_client_identity(credential) {
+                // The bureau's certificate and key (PEM, one file): mutual TLS.
+                let roots = match &self.provider_ca {
+                    Some(ca) => myna_tls::Roots::File(ca.clone()),
+                    None => myna_tls::Roots::Platform,
+                };
+                let identity = myna_tls::ClientIdentity {
+                    cert: file.to_owned(),
+                    key: file.to_owned(),
+                };
+                let tls = myna_tls::client_config(&roots, Some(&identity))
+                    .map_err(|e| unavailable(e.to_string()))?;
+                ProviderClient::with_client_certificate(url, tls)
+                    .map_err(|e| unavailable(format!("{e:#}")))
+            } else {
+                let tls = match &self.provider_tls {
+                    Some(c) => c.clone(),
+                    None => myna_tls::platform_client_config()
+                        .map_err(|e| unavailable(e.to_string()))?,
+                };
+                ProviderClient::with_tls(url, credential, tls)
+                    .map_err(|e| unavailable(format!("{e:#}")))
+            }
         };
         match self.providers.lock() {
             Ok(mut map) => {
@@ -236,6 +257,12 @@ impl<S: EmsStore> Ems<S> {
             Err(_) => make(&key),
         }
     }
+}
+
+/// A provider credential file holding a certificate and its private key (PEM) is a client
+/// identity for mutual TLS; anything else is a bearer token.
+pub fn is_client_identity(credential: &str) -> bool {
+    credential.contains("-----BEGIN CERTIFICATE-----") && credential.contains("PRIVATE KEY-----")
 }
 
 /// A credential from a file that only its owner may read (as `ssh` insists for keys): a file

@@ -868,3 +868,157 @@ async fn a_request_for_a_host_name_that_is_not_ours_is_misdirected() {
     let resp = app.oneshot(get("10.9.9.9:80", "/healthz")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// The admin page's enrollment controls, attacked: an invitation for another bureau's team,
+/// approving another bureau's request, a form without its token, and a label written to
+/// inject markup. Only the bureau's own request, approved with the form's token, becomes a
+/// terminal of the invitation's team.
+#[tokio::test]
+async fn the_admin_page_opens_invitations_and_approves_only_its_own_bureaus_requests() {
+    use myna_store::ems::{EnrollmentLimits, Filing, NewEnrollment};
+    let w = world(open_policy()).await;
+    let ca = myna_tls::devca::new_named_ca("test device CA", (2026, 11, 1)).unwrap();
+    let mut ems = Ems::new(w.store.clone(), Arc::new(chrono::Utc::now));
+    ems.device_ca = Some(Arc::new(myna_ems::enroll::DeviceCa::new(
+        ca.cert_pem,
+        ca.key_pem,
+    )));
+    let app = router(Arc::new(ems));
+    let send = |req: Request<Body>| {
+        let app = app.clone();
+        async move { text_of(app.oneshot(req).await.unwrap()).await }
+    };
+    let other = w.store.bureau(OTHER_CODE).await.unwrap().unwrap();
+    let team_of = |bureau: BureauId| {
+        let store = w.store.clone();
+        async move {
+            store
+                .teams(bureau)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|t| t.name == "中原救急1")
+                .unwrap()
+                .id
+        }
+    };
+    let (ours, theirs) = (team_of(w.bureau).await, team_of(other.id).await);
+    let cookie = w.admin_cookie().await;
+
+    // An invitation for this bureau's team shows its secret once; another bureau's team gets
+    // none.
+    let (s, page) = send(desk_form(
+        "/admin/enrollment-invites",
+        &cookie,
+        &format!("team={ours}"),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let secret = page
+        .split("<code>")
+        .nth(1)
+        .and_then(|r| r.split("</code>").next())
+        .expect("the invitation's secret is shown")
+        .to_owned();
+    let (s, _) = send(desk_form(
+        "/admin/enrollment-invites",
+        &cookie,
+        &format!("team={theirs}"),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // A request in this bureau with a label made to inject markup, and one in the other.
+    let file = |bureau: BureauId, invite: String, label: &str| {
+        let store = w.store.clone();
+        let label = label.to_owned();
+        async move {
+            let request = myna_tls::identity::new_request("t").unwrap();
+            let Filing::Filed(id) = store
+                .request_enrollment(
+                    bureau,
+                    NewEnrollment {
+                        invite_hash: hash_secret(&invite),
+                        label,
+                        code: "0000-0001".into(),
+                        csr_pem: request.csr_pem,
+                        poll_hash: hash_secret(&myna_web::random_token()),
+                        requested_from: "192.0.2.9".into(),
+                    },
+                    EnrollmentLimits::default(),
+                    chrono::Utc::now().timestamp_millis(),
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("not filed");
+            };
+            id
+        }
+    };
+    let mine = file(w.bureau, secret, "<script>alert(1)</script>").await;
+    let their_secret = myna_ems::enroll::invite(
+        w.store.as_ref(),
+        &other,
+        theirs,
+        "their admin",
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let foreign = file(other.id, their_secret, "their tablet").await;
+
+    let page = {
+        let req = Request::builder()
+            .uri("/admin")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        send(req).await.1
+    };
+    assert!(
+        page.contains("&#60;script&#62;alert(1)"),
+        "the label is shown escaped: {page}"
+    );
+    assert!(!page.contains("<script>alert"), "the label was injected");
+    assert!(
+        !page.contains("their tablet"),
+        "another bureau's request is listed"
+    );
+
+    // Approving the other bureau's request from this admin page: nothing happens there.
+    let (_, page) = send(desk_form(
+        &format!("/admin/enrollments/{foreign}/approve"),
+        &cookie,
+        "",
+    ))
+    .await;
+    assert!(page.contains("承認待ちではありません"), "{page}");
+    assert!(w.store.terminals(other.id).await.unwrap().is_empty());
+    // Without the form's token: refused, nothing approved.
+    let no_token = Request::builder()
+        .method("POST")
+        .uri(format!("/admin/enrollments/{mine}/approve"))
+        .header(header::HOST, "ems.test")
+        .header(header::ORIGIN, "http://ems.test")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::empty())
+        .unwrap();
+    let (s, _) = send(no_token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(w.store.terminals(w.bureau).await.unwrap().is_empty());
+
+    let (s, _) = send(desk_form(
+        &format!("/admin/enrollments/{mine}/approve"),
+        &cookie,
+        "",
+    ))
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let terminals = w.store.terminals(w.bureau).await.unwrap();
+    assert_eq!(terminals.len(), 1);
+    assert_eq!(terminals[0].team_id, ours);
+    assert!(terminals[0].certificate_bound);
+}

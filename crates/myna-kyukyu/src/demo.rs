@@ -9,7 +9,7 @@ use crate::ems_cli::{
     TerminalArgs, demo_password, hash_password, kawasaki_crew_login, serve_ems, serve_terminal,
 };
 use crate::profile_file::ProfileFile;
-use crate::provider::{add_organisation, read_token, serve, write_token};
+use crate::provider::{add_organisation, serve};
 use anyhow::{Context, Result, bail};
 use myna_card_emu::card::Card as EmulatedCard;
 use myna_card_emu::reader::{EmulatedReader, Faults};
@@ -18,6 +18,8 @@ use myna_domain::summary::View;
 use myna_ems::seed::KAWASAKI_CODE;
 use myna_provider::ViewerBody;
 use myna_provider::client::{ProviderClient, SummaryOutcome};
+use myna_provider::{Callers, ClientCertificates};
+use myna_store::ProviderStore;
 use myna_store::ems::{EmsStore, Role};
 use myna_store_sqlite::EmsSqlite;
 use myna_store_sqlite::SqliteStore;
@@ -72,6 +74,9 @@ struct DemoTls {
     clients: Arc<myna_tls::rustls::ClientConfig>,
     /// The bureau's device CA: ems issues the demo tablets' certificates from it.
     device_ca: crate::ems_cli::DeviceCaArgs,
+    /// The bureau's client certificate and key for the provider, in one owner-only file
+    /// (ems's provider credential).
+    bureau_identity: PathBuf,
 }
 
 fn demo_tls(dir: &std::path::Path, listens: &[SocketAddr]) -> Result<DemoTls> {
@@ -88,12 +93,30 @@ fn demo_tls(dir: &std::path::Path, listens: &[SocketAddr]) -> Result<DemoTls> {
         crate::tls::DEVICE_CA,
         "Myna Kyukyu demo device CA (not for production)",
     )?;
+    let (org_ca_cert, org_ca_key) = crate::tls::named_ca(
+        dir,
+        crate::tls::ORG_CA,
+        "Myna Kyukyu demo organisation CA (not for production)",
+    )?;
+    let bureau_identity = dir.join(format!("{DEMO_ORG}.identity.pem"));
+    if !bureau_identity.exists() {
+        let subject = myna_tls::identity::ClientSubject {
+            common_name: DEMO_ORG.into(),
+            organization: "川崎市消防局".into(),
+        };
+        let (cert, key) =
+            crate::tls::client_cert(&org_ca_cert, &org_ca_key, &subject, dir, DEMO_ORG)?;
+        let mut pem = std::fs::read(&cert)?;
+        pem.extend(std::fs::read(&key)?);
+        crate::secret_file::write(&bureau_identity, &pem)?;
+    }
     let server = |name: &str, clients: Option<&std::path::Path>| {
         let (cert, key) = crate::tls::server_cert(dir, name, &hosts)?;
         anyhow::Ok(myna_tls::server_config(&cert, &key, clients)?)
     };
     Ok(DemoTls {
-        provider: server("provider", None)?,
+        provider: server("provider", Some(&org_ca_cert))?,
+        bureau_identity,
         ems: server("ems", Some(&device_ca_cert))?,
         clients: crate::tls::client_roots(Some(&ca))?,
         ca,
@@ -131,14 +154,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let store = Arc::new(SqliteStore::open(&db)?);
     let pki_dir = dir.join("pki");
     let pki = PkiDir::open_or_create(&pki_dir)?;
-    let token_path = dir.join("provider.token");
-    if !token_path.exists() {
-        let token = add_organisation(store.as_ref(), DEMO_ORG, "川崎市消防局").await?;
-        write_token(&token_path, &token)?;
+    // The bureau proves itself to the provider by its client certificate (mutual TLS); its
+    // registration's bearer token is not kept.
+    if store.organisation(DEMO_ORG).await?.is_none() {
+        add_organisation(store.as_ref(), DEMO_ORG, "川崎市消防局").await?;
     }
-    let token = read_token(&token_path)?;
-    // ems keeps the file's name, never the credential.
-    let credential_file = crate::ems_cli::credential_file_name(&token_path)?;
     let cards_dir = dir.join("cards");
     let today = myna_provider::japan_date(chrono::Utc::now());
     let deck = match Deck::load(&cards_dir) {
@@ -188,10 +208,27 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         let stop = stopped();
         let checkpoints = checkpoints.clone();
         let provider_tls = Some(tls.provider.clone());
-        async move { serve(store, &ca_cert, listener, &checkpoints, provider_tls, stop).await }
+        let callers = Callers::Certificates(ClientCertificates::new());
+        async move {
+            serve(
+                store,
+                &ca_cert,
+                listener,
+                &checkpoints,
+                provider_tls,
+                callers,
+                stop,
+            )
+            .await
+        }
     });
 
-    let client = ProviderClient::with_tls(&url, &token, tls.clients.clone())?;
+    // ems keeps the file's name, never the credential.
+    let credential_file = crate::ems_cli::credential_file_name(&tls.bureau_identity)?;
+    let client = ProviderClient::with_client_certificate(
+        &url,
+        crate::tls::client_identity(Some(&tls.ca), &tls.bureau_identity, &tls.bureau_identity)?,
+    )?;
     let viewer = || ViewerBody {
         organisation: DEMO_ORG.into(),
         team: "中原救急1".into(),
@@ -351,8 +388,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 
     println!(
-        "\nprovider: {url}   (organisation {DEMO_ORG}, credential in {})",
-        token_path.display()
+        "\nprovider: {url}   (organisation {DEMO_ORG} by its client certificate, {})",
+        tls.bureau_identity.display()
     );
     println!("cards in {}:", cards_dir.display());
     for c in &deck.cards {
@@ -362,12 +399,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .next()
         .unwrap_or_else(|| "myna-kyukyu".into());
     let d = dir.display();
+    let id = tls.bureau_identity.display();
     println!("\ntry, in another terminal:");
     println!(
-        "  {bin} provider query --url {url} --tls-ca {d}/tls/ca.pem --token-file {d}/provider.token --cert {d}/cards/insulin.cert.der"
+        "  {bin} provider query --url {url} --tls-ca {d}/tls/ca.pem --identity {id} --cert {d}/cards/insulin.cert.der"
     );
     println!(
-        "  {bin} provider query --url {url} --tls-ca {d}/tls/ca.pem --token-file {d}/provider.token --cert {d}/cards/dialysis.cert.der --exception unconscious --full"
+        "  {bin} provider query --url {url} --tls-ca {d}/tls/ca.pem --identity {id} --cert {d}/cards/dialysis.cert.der --exception unconscious --full"
     );
     println!("  {bin} audit verify --db {d}/provider.db");
     println!("  scripts/pcscd-vpcd start   # then put a card on the virtual PC/SC reader:");
@@ -540,13 +578,6 @@ async fn enroll_demo_terminal(
     }
     let _ = std::fs::remove_file(format!("{}.enrollment", key.display()));
     let label = format!("{team} タブレット");
-    let filed = crate::enroll::file_request(client, &bureau.code, &label, key).await?;
-    let request = store
-        .enrollments(bureau.id, true)
-        .await?
-        .into_iter()
-        .find(|e| e.code == filed.code && e.label == label)
-        .context("the demo's enrollment request is not waiting")?;
     let team_id = store
         .teams(bureau.id)
         .await?
@@ -555,12 +586,23 @@ async fn enroll_demo_terminal(
         .with_context(|| format!("no team {team}"))?
         .id;
     let now = chrono::Utc::now();
+    let invite = myna_ems::enroll::invite(store, bureau, team_id, "demo", now.timestamp_millis())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("the demo's team is not the bureau's")?;
+    let filed = crate::enroll::file_request(client, &bureau.code, &invite, &label, key).await?;
+    let request = store
+        .enrollments(bureau.id, true)
+        .await?
+        .into_iter()
+        .find(|e| e.code == filed.code && e.label == label)
+        .context("the demo's enrollment request is not waiting")?;
     myna_ems::enroll::approve(
         store,
         ca,
         bureau,
         request.id,
-        team_id,
+        myna_store::ems::EnrollmentLimits::default(),
         now.timestamp_millis(),
         myna_ems::enroll::utc_today(now),
     )

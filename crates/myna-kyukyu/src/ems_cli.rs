@@ -130,6 +130,17 @@ pub enum TerminalAdmin {
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
     },
+    /// Open an enrollment invitation for a team: prints its one-time secret, which the crew
+    /// gives `enroll --invite` on the tablet (valid 24 hours, one tablet).
+    Invite {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        /// Team name, e.g. 中原救急1.
+        #[arg(long)]
+        team: String,
+    },
     /// Enrollment requests waiting for approval, with their comparison codes.
     Pending {
         #[arg(long, default_value = "ems.db")]
@@ -138,7 +149,7 @@ pub enum TerminalAdmin {
         bureau: String,
     },
     /// Approve an enrollment request (compare its code with the tablet's first): issues the
-    /// tablet's certificate from the device CA and registers it for the team.
+    /// tablet's certificate from the device CA and registers it for its invitation's team.
     Approve {
         #[arg(long, default_value = "ems.db")]
         db: PathBuf,
@@ -147,9 +158,6 @@ pub enum TerminalAdmin {
         /// The request's number (`ems terminal pending`).
         #[arg(long)]
         id: i64,
-        /// Team name, e.g. 中原救急1.
-        #[arg(long)]
-        team: String,
         #[command(flatten)]
         device_ca: DeviceCaArgs,
     },
@@ -181,15 +189,15 @@ impl DeviceCaArgs {
         let (Some(cert), Some(key)) = (&self.device_ca_cert, &self.device_ca_key) else {
             return Ok(None);
         };
-        crate::secret_file::check_private(key)?;
+        let key_pem = crate::secret_file::read_private(key)?;
         let cert_pem =
             std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
-        let key_pem =
-            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
-        // Both must be usable now, not at the first approval.
+        // Usable now, not at the first approval.
         myna_tls::certificates(cert)?;
-        myna_tls::private_key(key)?;
-        Ok(Some(myna_ems::enroll::DeviceCa::new(cert_pem, key_pem)))
+        Ok(Some(myna_ems::enroll::DeviceCa::new(
+            cert_pem,
+            key_pem.to_string(),
+        )))
     }
 }
 
@@ -204,6 +212,10 @@ pub struct EnrollArgs {
     pub ems_ca: Option<PathBuf>,
     #[arg(long, default_value = KAWASAKI_CODE)]
     pub bureau: String,
+    /// The invitation's one-time secret from the bureau's admin (`ems terminal invite`, or
+    /// the admin page).
+    #[arg(long)]
+    pub invite: String,
     /// How the admin will know this tablet, e.g. "中原救急1 車載タブレット".
     #[arg(long)]
     pub label: String,
@@ -346,6 +358,7 @@ pub async fn serve_ems(
     ems.device_ca = options.device_ca.map(Arc::new);
     if let Some(ca) = &options.provider_ca {
         ems.provider_tls = Some(crate::tls::client_roots(Some(ca))?);
+        ems.provider_ca = Some(ca.clone());
     }
     if let Some(m) = options.status_stale_minutes {
         anyhow::ensure!(m > 0, "--status-stale-minutes must be positive");
@@ -596,11 +609,27 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 );
             }
         }
+        EmsCommand::Terminal(TerminalAdmin::Invite { db, bureau, team }) => {
+            let store = EmsSqlite::open(&db)?;
+            let b = store
+                .bureau(&bureau)
+                .await?
+                .with_context(|| format!("no bureau {bureau:?} in {}", db.display()))?;
+            let teams = store.teams(b.id).await?;
+            let Some(t) = teams.iter().find(|t| t.name == team) else {
+                bail!("no team {team:?} in this bureau");
+            };
+            let now = chrono::Utc::now().timestamp_millis();
+            let secret = myna_ems::enroll::invite(&store, &b, t.id, "cli", now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .context("the team is not the bureau's")?;
+            println!("invitation for {team} (24 hours, one tablet): {secret}");
+        }
         EmsCommand::Terminal(TerminalAdmin::Approve {
             db,
             bureau,
             id,
-            team,
             device_ca,
         }) => {
             let Some(ca) = device_ca.load()? else {
@@ -611,24 +640,20 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 .bureau(&bureau)
                 .await?
                 .with_context(|| format!("no bureau {bureau:?} in {}", db.display()))?;
-            let teams = store.teams(b.id).await?;
-            let Some(t) = teams.iter().find(|t| t.name == team) else {
-                bail!("no team {team:?} in this bureau");
-            };
             let now = chrono::Utc::now();
             match myna_ems::enroll::approve(
                 &store,
                 &ca,
                 &b,
                 id,
-                t.id,
+                myna_store::ems::EnrollmentLimits::default(),
                 now.timestamp_millis(),
                 myna_ems::enroll::utc_today(now),
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
             {
-                Some(terminal) => println!("request {id} approved: terminal {terminal} for {team}"),
+                Some(terminal) => println!("request {id} approved: terminal {terminal}"),
                 None => bail!("request {id} is not waiting in this bureau"),
             }
         }

@@ -24,18 +24,23 @@ fn poll_file(key: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Makes the key at `key` (it must not exist) and files the request.
+/// Makes the key at `key` (it must not exist) and files the request with the invitation's
+/// secret.
 pub async fn file_request(
     client: &EmsClient,
     bureau: &str,
+    invite: &str,
     label: &str,
     key: &Path,
 ) -> Result<Filed> {
     let request = myna_tls::identity::new_request(label)?;
+    // The code the admin must see is the one of this key, computed here, not taken from ems.
+    let code = myna_tls::identity::check_request(&request.csr_pem)?.comparison_code();
     crate::secret_file::create_new(key, request.key_pem.as_bytes(), 0o600)?;
     let accepted = match client
         .enroll(&EnrollBody {
             bureau: bureau.to_owned(),
+            invite: invite.to_owned(),
             label: label.to_owned(),
             csr_pem: request.csr_pem,
         })
@@ -48,12 +53,20 @@ pub async fn file_request(
             bail!("ems did not take the request: {e}");
         }
     };
+    if accepted.code != code {
+        let _ = std::fs::remove_file(key);
+        bail!(
+            "ems computed the comparison code {} for this tablet's key, whose code is {code}: \
+             this is not the request the tablet sent; do not approve it",
+            accepted.code
+        );
+    }
     crate::secret_file::write(
         &poll_file(key),
-        format!("{}\n{}\n", accepted.code, accepted.poll_token).as_bytes(),
+        format!("{code}\n{}\n", accepted.poll_token).as_bytes(),
     )?;
     Ok(Filed {
-        code: accepted.code,
+        code,
         poll_token: accepted.poll_token,
     })
 }
@@ -133,7 +146,7 @@ pub async fn run(args: EnrollArgs) -> Result<ExitCode> {
                     args.key.display()
                 );
             }
-            file_request(&client, &args.bureau, &args.label, &args.key).await?
+            file_request(&client, &args.bureau, &args.invite, &args.label, &args.key).await?
         }
     };
     println!(

@@ -6,7 +6,9 @@ use myna_domain::alerts::AlertTable;
 use myna_domain::summary::View;
 use myna_pki::TrustAnchor;
 use myna_provider::client::{ProviderClient, SummaryOutcome};
-use myna_provider::{BearerTokens, Provider, ViewerBody, router, system_clock};
+use myna_provider::{
+    BearerTokens, Callers, ClientCertificates, Provider, ViewerBody, router, system_clock,
+};
 use myna_store::{Organisation, ProviderStore, hash_secret};
 use myna_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -29,6 +31,11 @@ pub enum ProviderCommand {
         checkpoints: crate::checkpoint::CheckpointArgs,
         #[command(flatten)]
         tls: crate::tls::TlsArgs,
+        /// The organisation CA (`tls org-ca`): callers prove themselves by a client
+        /// certificate from it whose common name is their organisation id, and bearer tokens
+        /// are refused. Required on a listener other hosts can reach.
+        #[arg(long)]
+        client_ca: Option<PathBuf>,
     },
     /// Register a calling organisation (a fire bureau) and print its credential once.
     #[command(subcommand)]
@@ -68,6 +75,9 @@ pub struct QueryArgs {
     /// File holding the organisation credential (`<org>.<secret>`).
     #[arg(long, default_value = "data/provider.token")]
     pub token_file: PathBuf,
+    /// Instead: the organisation's client certificate and key in one PEM file (mutual TLS).
+    #[arg(long, conflicts_with = "token_file")]
+    pub identity: Option<PathBuf>,
     /// DER certificate read from the card.
     #[arg(long)]
     pub cert: PathBuf,
@@ -99,6 +109,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             listen,
             checkpoints,
             tls,
+            client_ca,
         } => {
             if !db.exists() {
                 bail!(
@@ -110,8 +121,18 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let tls = tls.server(None)?;
+            let tls = tls.server(client_ca.as_deref())?;
             crate::tls::check_listener(&listener, tls.as_ref())?;
+            let addr = listener.local_addr()?;
+            anyhow::ensure!(
+                client_ca.is_some() || addr.ip().is_loopback(),
+                "{addr} is reachable from other hosts: callers there must prove themselves by \
+                 certificate; give --client-ca (`tls org-ca` makes one)"
+            );
+            let callers = match client_ca {
+                Some(_) => Callers::Certificates(ClientCertificates::new()),
+                None => Callers::Bearer(BearerTokens::new()),
+            };
             let scheme = if tls.is_some() { "https" } else { "http" };
             println!(
                 "provider listening on {scheme}://{}",
@@ -123,6 +144,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
                 listener,
                 &checkpoints,
                 tls,
+                callers,
                 shutdown_signal(),
             )
             .await?;
@@ -181,6 +203,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     checkpoints: &crate::checkpoint::CheckpointArgs,
     tls: Option<Arc<myna_tls::rustls::ServerConfig>>,
+    callers: Callers,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     crate::tls::check_listener(&listener, tls.as_ref())?;
@@ -192,7 +215,7 @@ pub async fn serve(
         .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))?;
     let app = router(Provider {
         store,
-        auth: BearerTokens::new(),
+        auth: callers,
         anchor: TrustAnchor::from_der(&der)?,
         alerts: alert_table()?,
         clock: system_clock(),
@@ -242,6 +265,20 @@ pub fn read_token(path: &Path) -> Result<String> {
         .to_owned())
 }
 
+/// The organisation id a client certificate names (its common name).
+pub fn identity_organisation(identity: &Path) -> Result<String> {
+    let certs = myna_tls::certificates(identity)?;
+    certs
+        .first()
+        .and_then(|c| myna_tls::identity::subject_common_name(c))
+        .with_context(|| {
+            format!(
+                "{}: the certificate names no organisation",
+                identity.display()
+            )
+        })
+}
+
 fn consent_from(exception: Option<&str>) -> Result<Consent> {
     match exception {
         None => Ok(Consent::Obtained),
@@ -255,17 +292,25 @@ fn consent_from(exception: Option<&str>) -> Result<Consent> {
 }
 
 async fn query(q: QueryArgs) -> Result<ExitCode> {
-    let token = read_token(&q.token_file)?;
-    let org = token
-        .split_once('.')
-        .map(|(o, _)| o.to_owned())
-        .unwrap_or_default();
+    let (client, org) = match &q.identity {
+        Some(identity) => {
+            let tls = crate::tls::client_identity(q.tls_ca.as_deref(), identity, identity)?;
+            (
+                ProviderClient::with_client_certificate(&q.url, tls)?,
+                identity_organisation(identity)?,
+            )
+        }
+        None => {
+            let token = read_token(&q.token_file)?;
+            let org = token
+                .split_once('.')
+                .map(|(o, _)| o.to_owned())
+                .unwrap_or_default();
+            let tls = crate::tls::client_roots(q.tls_ca.as_deref())?;
+            (ProviderClient::with_tls(&q.url, &token, tls)?, org)
+        }
+    };
     let cert = std::fs::read(&q.cert).with_context(|| format!("reading {}", q.cert.display()))?;
-    let client = ProviderClient::with_tls(
-        &q.url,
-        &token,
-        crate::tls::client_roots(q.tls_ca.as_deref())?,
-    )?;
     let body = ProviderClient::summary_body(
         &cert,
         consent_from(q.exception.as_deref())?,

@@ -56,9 +56,25 @@ pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// A secret file's text, refused if others may read it; the mode is checked on the file that
+/// is read, not on its name a moment before.
+pub fn read_private(path: &Path) -> Result<zeroize::Zeroizing<String>> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    private_mode(&file.metadata()?, path)?;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut file, &mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(text)
+}
+
 /// Refuses a secret file others may read (as `ssh` does for keys): it has already leaked.
 pub fn check_private(path: &Path) -> Result<()> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    private_mode(&meta, path)
+}
+
+fn private_mode(meta: &std::fs::Metadata, path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -89,6 +89,7 @@ pub fn dev_ca(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cert = dir.join(CA_CERT);
     let key = dir.join(CA_KEY);
+    both_or_neither(&cert, &key)?;
     if cert.exists() && key.exists() {
         return Ok(cert);
     }
@@ -116,6 +117,24 @@ pub fn server_cert(dir: &Path, name: &str, hosts: &[String]) -> Result<(PathBuf,
     Ok((cert, key))
 }
 
+/// A CA is its certificate and its key: with one missing, making a new pair would silently
+/// replace a CA others trust (every tablet's chain), so that is left to the operator.
+fn both_or_neither(cert: &Path, key: &Path) -> Result<()> {
+    if cert.exists() != key.exists() {
+        let (present, missing) = if cert.exists() {
+            (cert, key)
+        } else {
+            (key, cert)
+        };
+        bail!(
+            "{} exists but {} does not: restore it, or move both away to make a new CA",
+            present.display(),
+            missing.display()
+        );
+    }
+    Ok(())
+}
+
 /// The bureau's device CA, which issues the tablets' client certificates on approved
 /// enrollments (`ems serve --device-ca-cert/--device-ca-key`).
 pub const DEVICE_CA: &str = "device-ca";
@@ -129,6 +148,7 @@ pub fn named_ca(dir: &Path, stem: &str, title: &str) -> Result<(PathBuf, PathBuf
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cert = dir.join(format!("{stem}.pem"));
     let key = dir.join(format!("{stem}.key"));
+    both_or_neither(&cert, &key)?;
     if !(cert.exists() && key.exists()) {
         let ca = devca::new_named_ca(title, today())?;
         crate::secret_file::write(&key, ca.key_pem.as_bytes())?;
@@ -147,12 +167,9 @@ pub fn client_cert(
     dir: &Path,
     stem: &str,
 ) -> Result<(PathBuf, PathBuf)> {
-    crate::secret_file::check_private(ca_key)?;
+    let ca_key_pem = crate::secret_file::read_private(ca_key)?;
     let ca_cert_pem = std::fs::read_to_string(ca_cert)
         .with_context(|| format!("reading {}", ca_cert.display()))?;
-    let ca_key_pem = zeroize::Zeroizing::new(
-        std::fs::read_to_string(ca_key).with_context(|| format!("reading {}", ca_key.display()))?,
-    );
     let issued = myna_tls::identity::issue_with_key(&ca_cert_pem, &ca_key_pem, subject, today())?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cert = dir.join(format!("{stem}.pem"));

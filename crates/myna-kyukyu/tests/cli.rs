@@ -795,10 +795,21 @@ fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
     let _ems = Server(child);
     let url = line.trim().strip_prefix("ems: ").unwrap().to_owned();
 
+    let o = run(&[
+        "ems",
+        "terminal",
+        "invite",
+        "--db",
+        db_s,
+        "--team",
+        "中原救急1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let invite = stdout(&o).trim().rsplit(' ').next().unwrap().to_owned();
     let cert = dir.join("tablet.pem");
     let key = dir.join("tablet.key");
     let mut tablet = bin()
-        .args(["enroll", "--ems", &url, "--ems-ca"])
+        .args(["enroll", "--ems", &url, "--invite", &invite, "--ems-ca"])
         .arg(tls.join("ca.pem"))
         .args(["--label", "中原1 車載タブレット", "--wait-minutes", "2"])
         .arg("--cert")
@@ -841,8 +852,6 @@ fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
         db_s,
         "--id",
         id,
-        "--team",
-        "中原救急1",
         "--device-ca-cert",
         ca_cert.to_str().unwrap(),
         "--device-ca-key",
@@ -875,21 +884,231 @@ fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
         db_s,
         "--id",
         id,
-        "--team",
-        "中原救急1",
         "--device-ca-cert",
         ca_cert.to_str().unwrap(),
         "--device-ca-key",
         ca_key.to_str().unwrap(),
     ]);
     assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not waiting"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // A second enrollment refuses to overwrite the tablet's certificate.
     let o = bin()
-        .args(["enroll", "--ems", &url, "--label", "again", "--cert"])
+        .args([
+            "enroll", "--ems", &url, "--invite", &invite, "--label", "again", "--cert",
+        ])
         .arg(&cert)
         .arg("--key")
-        .arg(&key)
+        .arg(dir.join("other.key"))
         .output()
         .unwrap();
     assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is enrolled"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The used invitation files nothing for another tablet.
+    let o = bin()
+        .args([
+            "enroll", "--ems", &url, "--invite", &invite, "--label", "twin", "--ems-ca",
+        ])
+        .arg(tls.join("ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("twin.pem"))
+        .arg("--key")
+        .arg(dir.join("twin.key"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("invitation_invalid"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !dir.join("twin.key").exists(),
+        "a refused request left its key behind"
+    );
+}
+
+/// One PEM file with a client certificate and its key, owner-only, as ems's provider
+/// credential holds it.
+fn identity_file(dir: &Path, stem: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut pem = std::fs::read(dir.join(format!("{stem}.pem"))).unwrap();
+    pem.extend(std::fs::read(dir.join(format!("{stem}.key"))).unwrap());
+    let path = dir.join(format!("{stem}.identity.pem"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &pem).unwrap();
+    path
+}
+
+/// Mutual TLS between a bureau and the provider: the organisation is the one its certificate
+/// from the organisation CA names; its bearer token, a certificate for an organisation the
+/// provider does not know, and one from another CA are refused; a provider others can reach
+/// does not start without the organisation CA.
+#[test]
+fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_longer_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("provider.db");
+    let db_s = db.to_str().unwrap();
+    assert!(
+        run(&["gen", "--db", db_s, "--persons", "300", "--seed", "7"])
+            .status
+            .success()
+    );
+    let cards = issue_deck(dir, db_s);
+    let token_file = dir.join("provider.token");
+    assert!(add_bureau(db_s, &token_file).status.success());
+    let tls = dir.join("tls");
+    let tls_s = tls.to_str().unwrap();
+    let other = dir.join("other-ca");
+    let other_s = other.to_str().unwrap();
+    for args in [
+        vec!["tls", "dev-ca", "--dir", tls_s],
+        vec![
+            "tls",
+            "server-cert",
+            "--dir",
+            tls_s,
+            "--name",
+            "provider",
+            "--host",
+            "127.0.0.1",
+        ],
+        vec!["tls", "org-ca", "--dir", tls_s],
+        vec![
+            "tls",
+            "org-cert",
+            "--dir",
+            tls_s,
+            "--org",
+            "kawasaki-fd",
+            "--name",
+            "川崎市消防局",
+        ],
+        vec![
+            "tls",
+            "org-cert",
+            "--dir",
+            tls_s,
+            "--org",
+            "nobody-fd",
+            "--name",
+            "不明",
+        ],
+        vec!["tls", "org-ca", "--dir", other_s],
+        vec![
+            "tls",
+            "org-cert",
+            "--dir",
+            other_s,
+            "--org",
+            "kawasaki-fd",
+            "--name",
+            "偽",
+        ],
+    ] {
+        let o = run(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let kawasaki = identity_file(&tls, "kawasaki-fd");
+    let nobody = identity_file(&tls, "nobody-fd");
+    let forged = identity_file(&other, "kawasaki-fd");
+    let server_tls = [
+        "--tls-cert",
+        tls.join("provider.pem").to_str().unwrap(),
+        "--tls-key",
+        tls.join("provider.key").to_str().unwrap(),
+    ]
+    .map(String::from);
+
+    // Reachable from other hosts without the organisation CA: refused at start.
+    let o = bin()
+        .args([
+            "provider",
+            "serve",
+            "--db",
+            db_s,
+            "--listen",
+            "0.0.0.0:0",
+            "--ca-cert",
+        ])
+        .arg(dir.join("pki/ca.cert.der"))
+        .args(&server_tls)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--client-ca"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let mut extra: Vec<&str> = server_tls.iter().map(String::as_str).collect();
+    let org_ca = tls.join("org-ca.pem");
+    extra.extend(["--client-ca", org_ca.to_str().unwrap()]);
+    let (_server, url) = start_provider_with(dir, &extra);
+    assert!(url.starts_with("https://"), "{url}");
+    let ask = |credential: &[&str]| {
+        let cert = cards.join("doac.cert.der");
+        let mut args = vec![
+            "provider",
+            "query",
+            "--url",
+            &url,
+            "--tls-ca",
+            tls.join("ca.pem").to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(credential.iter().map(|s| s.to_string()));
+        bin().args(&args).output().unwrap()
+    };
+    let o = ask(&["--identity", kawasaki.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("救急用サマリー"), "{}", stdout(&o));
+
+    // The same organisation's bearer token: refused by the provider (exit 3), not sent on.
+    let o = ask(&["--token-file", token_file.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unauthenticated"));
+    // A valid certificate of an organisation the provider never registered.
+    let o = ask(&["--identity", nobody.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The right name from another CA: the handshake fails.
+    let o = ask(&["--identity", forged.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_ne!(
+        o.status.code(),
+        Some(3),
+        "the forged certificate reached the handler"
+    );
 }

@@ -1,19 +1,25 @@
-//! Authentication of the calling organisation. Kept behind a trait so mutual TLS can replace
-//! bearer tokens without touching the handlers.
+//! Authentication of the calling organisation: by the client certificate of its TLS connection
+//! (mutual TLS, the organisation named by the certificate's common name under the provider's
+//! organisation CA), or by a bearer token where the provider is not reachable from other hosts
+//! (tests, a loopback deployment).
 
 use crate::ApiError;
 use axum::http::{HeaderMap, header};
 use myna_store::{Organisation, ProviderStore, hash_secret};
+use myna_tls::PeerCertificate;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub trait CallerAuth<S: ProviderStore>: Send + Sync + 'static {
+    /// The organisation behind a request: its headers, and the client certificate its TLS
+    /// connection presented (already verified against the organisation CA), if any.
     fn authenticate(
         &self,
         store: &S,
         headers: &HeaderMap,
+        certificate: Option<&PeerCertificate>,
     ) -> impl Future<Output = Result<Organisation, ApiError>> + Send;
 }
 
@@ -57,7 +63,12 @@ impl BearerTokens {
 }
 
 impl<S: ProviderStore> CallerAuth<S> for BearerTokens {
-    async fn authenticate(&self, store: &S, headers: &HeaderMap) -> Result<Organisation, ApiError> {
+    async fn authenticate(
+        &self,
+        store: &S,
+        headers: &HeaderMap,
+        _certificate: Option<&PeerCertificate>,
+    ) -> Result<Organisation, ApiError> {
         let value = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -79,5 +90,69 @@ impl<S: ProviderStore> CallerAuth<S> for BearerTokens {
             .ok_or(ApiError::Unauthenticated)?;
         self.remember(key, &org);
         Ok(org)
+    }
+}
+
+/// Mutual TLS: the organisation is the common name of the client certificate, which the TLS
+/// layer verified against the provider's organisation CA; it must be registered and enabled.
+/// A bearer token counts for nothing. Lookups are remembered for `CREDENTIAL_CACHE_TTL`, like
+/// verified tokens.
+#[derive(Debug, Default)]
+pub struct ClientCertificates {
+    verified: BearerTokens,
+}
+
+impl ClientCertificates {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S: ProviderStore> CallerAuth<S> for ClientCertificates {
+    async fn authenticate(
+        &self,
+        store: &S,
+        _headers: &HeaderMap,
+        certificate: Option<&PeerCertificate>,
+    ) -> Result<Organisation, ApiError> {
+        let certificate = certificate.ok_or(ApiError::Unauthenticated)?;
+        let org_id = myna_tls::identity::subject_common_name(&certificate.0)
+            .filter(|id| !id.is_empty() && id.len() <= 64)
+            .ok_or(ApiError::Unauthenticated)?;
+        // Keyed by the whole certificate, so a new certificate is looked up afresh.
+        let key = (
+            org_id.clone(),
+            hex::encode(myna_tls::identity::certificate_sha256(&certificate.0)),
+        );
+        if let Some(org) = self.verified.cached(&key) {
+            return Ok(org);
+        }
+        let org = store
+            .organisation(&org_id)
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        self.verified.remember(key, &org);
+        Ok(org)
+    }
+}
+
+/// How a provider authenticates its callers, chosen at start.
+#[derive(Debug)]
+pub enum Callers {
+    Bearer(BearerTokens),
+    Certificates(ClientCertificates),
+}
+
+impl<S: ProviderStore> CallerAuth<S> for Callers {
+    async fn authenticate(
+        &self,
+        store: &S,
+        headers: &HeaderMap,
+        certificate: Option<&PeerCertificate>,
+    ) -> Result<Organisation, ApiError> {
+        match self {
+            Callers::Bearer(b) => b.authenticate(store, headers, certificate).await,
+            Callers::Certificates(c) => c.authenticate(store, headers, certificate).await,
+        }
     }
 }

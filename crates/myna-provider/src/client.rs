@@ -16,7 +16,9 @@ use myna_wire::provider::{ProviderErrorBody, ProviderErrorCode};
 pub struct ProviderClient {
     http: Client<myna_tls::Connector, Full<Bytes>>,
     base: String,
-    token: String,
+    /// The bearer token; `None` when the TLS configuration carries the organisation's client
+    /// certificate.
+    token: Option<String>,
 }
 
 /// Either the summary or the provider's error body.
@@ -35,10 +37,21 @@ impl ProviderClient {
         Self::with_tls(base, token, myna_tls::platform_client_config()?)
     }
 
-    /// A client with its own TLS configuration (a private CA, later a client certificate).
+    /// A client with a bearer token and its own TLS configuration (a private CA).
     pub fn with_tls(
         base: &str,
         token: &str,
+        tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
+    ) -> Result<Self> {
+        let mut client = Self::with_client_certificate(base, tls)?;
+        client.token = Some(token.to_owned());
+        Ok(client)
+    }
+
+    /// A client whose TLS configuration presents the organisation's client certificate
+    /// (mutual TLS); no bearer token is sent.
+    pub fn with_client_certificate(
+        base: &str,
         tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
     ) -> Result<Self> {
         myna_tls::check_url(base)?;
@@ -49,7 +62,7 @@ impl ProviderClient {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            token: None,
         })
     }
 
@@ -74,12 +87,14 @@ impl ProviderClient {
 
     /// Sends a prepared JSON body; returns status and body bytes.
     pub async fn post_json(&self, path: &str, body: Bytes) -> Result<(StatusCode, Bytes)> {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {}", self.token))
-            .body(Full::new(body))?;
+            .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(body))?;
         self.send(req).await
     }
 

@@ -10,7 +10,7 @@ pub mod client;
 mod error;
 mod summary;
 
-pub use auth::{BearerTokens, CallerAuth};
+pub use auth::{BearerTokens, CallerAuth, Callers, ClientCertificates};
 pub use error::ApiError;
 pub use summary::{SummaryRequestBody, SummaryResponse, ViewerBody};
 

@@ -29,10 +29,14 @@ fn malformed(msg: impl Into<String>) -> ApiError {
 pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
     State(p): State<Arc<Provider<S, A>>>,
     query: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,
+    certificate: Option<axum::Extension<myna_tls::PeerCertificate>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<SummaryResponse>, ApiError> {
-    let org = p.auth.authenticate(&p.store, &headers).await?;
+    let org = p
+        .auth
+        .authenticate(&p.store, &headers, certificate.as_ref().map(|c| &c.0))
+        .await?;
     let view = match query
         .map_err(|e| malformed(format!("query string: {e}")))?
         .0

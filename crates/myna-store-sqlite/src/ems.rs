@@ -15,7 +15,10 @@ use myna_store::ems::{
     HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, LockoutPolicy, NewEvent, Role,
     Session, StatusChange, Team, TeamId, Terminal, TerminalId,
 };
-use myna_store::ems::{Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, NewEnrollment};
+use myna_store::ems::{
+    Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
+    NewEnrollment, NewInvite,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -202,13 +205,15 @@ fn terminal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Terminal> {
         label: r.get(3)?,
         revoked: r.get(4)?,
         certificate_bound: r.get(5)?,
+        certificate_not_after_ms: r.get(6)?,
     })
 }
 
-const TERMINAL_COLUMNS: &str = "id, bureau_id, team_id, label, revoked, cert_sha256 IS NOT NULL";
+const TERMINAL_COLUMNS: &str =
+    "id, bureau_id, team_id, label, revoked, cert_sha256 IS NOT NULL, cert_not_after_ms";
 
 const ENROLLMENT_COLUMNS: &str = "id, bureau_id, label, code, csr_pem, requested_ms, \
-     requested_from, state, terminal_id, certificate_pem";
+     requested_from, state, terminal_id, certificate_pem, team_id";
 
 fn enrollment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Enrollment, Option<String>)> {
     let state: String = r.get(7)?;
@@ -233,6 +238,7 @@ fn enrollment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Enrollment, Option
         Enrollment {
             id: r.get(0)?,
             bureau_id: r.get(1)?,
+            team_id: r.get(10)?,
             label: r.get(2)?,
             code: r.get(3)?,
             csr_pem: r.get(4)?,
@@ -899,15 +905,66 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn create_invite(
+        &self,
+        bureau: BureauId,
+        invite: NewInvite,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let team_ok: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM team WHERE id = ?1 AND bureau_id = ?2",
+                    params![invite.team, bureau],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if team_ok.is_none() {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO enrollment_invite (bureau_id, team_id, secret_hash, created_ms, \
+                 created_by, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    bureau,
+                    invite.team,
+                    invite.secret_hash,
+                    now_ms,
+                    invite.created_by,
+                    invite.expires_ms
+                ],
+            )
+            .map_err(db_err)?;
+            let id = tx.last_insert_rowid();
+            tx.commit().map_err(db_err)?;
+            Ok(Some(id))
+        })
+        .await
+    }
+
     async fn request_enrollment(
         &self,
         bureau: BureauId,
         request: NewEnrollment,
         limits: EnrollmentLimits,
         now_ms: i64,
-    ) -> Result<Option<EnrollmentId>, StoreError> {
+    ) -> Result<Filing, StoreError> {
         self.run(move |conn| {
             let tx = immediate(conn)?;
+            let invite: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT id, team_id FROM enrollment_invite WHERE secret_hash = ?1 \
+                     AND bureau_id = ?2 AND used_ms IS NULL AND expires_ms > ?3",
+                    params![request.invite_hash, bureau, now_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some((invite, team)) = invite else {
+                return Ok(Filing::NoInvite);
+            };
             tx.execute(
                 "UPDATE enrollment SET state = 'rejected', decided_ms = ?1 \
                  WHERE bureau_id = ?2 AND state = 'pending' AND requested_ms < ?3",
@@ -922,14 +979,21 @@ impl EmsStore for EmsSqlite {
                 )
                 .map_err(db_err)?;
             if pending >= i64::from(limits.max_pending) {
-                return Ok(None);
+                return Ok(Filing::TooManyPending);
             }
             tx.execute(
-                "INSERT INTO enrollment (bureau_id, label, code, csr_pem, poll_hash, \
-                 requested_ms, requested_from, state) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+                "UPDATE enrollment_invite SET used_ms = ?1 WHERE id = ?2",
+                params![now_ms, invite],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO enrollment (bureau_id, team_id, invite_id, label, code, csr_pem, \
+                 poll_hash, requested_ms, requested_from, state) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
                 params![
                     bureau,
+                    team,
+                    invite,
                     request.label,
                     request.code,
                     request.csr_pem,
@@ -941,7 +1005,7 @@ impl EmsStore for EmsSqlite {
             .map_err(db_err)?;
             let id = tx.last_insert_rowid();
             tx.commit().map_err(db_err)?;
-            Ok(Some(id))
+            Ok(Filing::Filed(id))
         })
         .await
     }
@@ -987,47 +1051,49 @@ impl EmsStore for EmsSqlite {
         &self,
         bureau: BureauId,
         enrollment: EnrollmentId,
-        team: TeamId,
-        certificate_pem: String,
-        cert_sha256: String,
+        certificate: IssuedCertificate,
+        limits: EnrollmentLimits,
         now_ms: i64,
     ) -> Result<Option<TerminalId>, StoreError> {
         self.run(move |conn| {
             let tx = immediate(conn)?;
-            let label: Option<String> = tx
+            let pending: Option<(String, TeamId)> = tx
                 .query_row(
-                    "SELECT label FROM enrollment WHERE id = ?1 AND bureau_id = ?2 \
-                     AND state = 'pending'",
-                    params![enrollment, bureau],
-                    |r| r.get(0),
+                    "SELECT label, team_id FROM enrollment WHERE id = ?1 AND bureau_id = ?2 \
+                     AND state = 'pending' AND requested_ms >= ?3",
+                    params![
+                        enrollment,
+                        bureau,
+                        now_ms.saturating_sub(limits.pending_for_ms)
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
                 .map_err(db_err)?;
-            let team_ok: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM team WHERE id = ?1 AND bureau_id = ?2",
-                    params![team, bureau],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)?;
-            let (Some(label), Some(_)) = (label, team_ok) else {
+            let Some((label, team)) = pending else {
                 return Ok(None);
             };
             // Not a token's hash (those are bare hex), so no bearer token ever matches: the
             // terminal proves itself by its certificate alone.
-            let unusable_token = format!("certificate:{cert_sha256}");
+            let unusable_token = format!("certificate:{}", certificate.sha256);
             tx.execute(
-                "INSERT INTO terminal (bureau_id, team_id, label, token_hash, cert_sha256) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![bureau, team, label, unusable_token, cert_sha256],
+                "INSERT INTO terminal (bureau_id, team_id, label, token_hash, cert_sha256, \
+                 cert_not_after_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    bureau,
+                    team,
+                    label,
+                    unusable_token,
+                    certificate.sha256,
+                    certificate.not_after_ms
+                ],
             )
             .map_err(db_err)?;
             let terminal = tx.last_insert_rowid();
             tx.execute(
                 "UPDATE enrollment SET state = 'approved', decided_ms = ?1, terminal_id = ?2, \
                  certificate_pem = ?3 WHERE id = ?4",
-                params![now_ms, terminal, certificate_pem, enrollment],
+                params![now_ms, terminal, certificate.pem, enrollment],
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;

@@ -571,6 +571,19 @@ impl ProviderStore for SqliteStore {
         .await
     }
 
+    async fn organisation(&self, org_id: &str) -> Result<Option<Organisation>, StoreError> {
+        let org_id = org_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT name FROM organisation WHERE id = ?1 AND disabled = 0")
+                .map_err(db_err)?
+                .query_row([&org_id], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(db_err)
+                .map(|name| name.map(|name| Organisation { id: org_id, name }))
+        })
+        .await
+    }
+
     async fn add_organisation(
         &self,
         org: Organisation,

@@ -51,6 +51,7 @@ mod ems {
         hospital_accounts_carry_their_hospital_and_statuses_are_per_bureau,
         handoff_copies_are_kept_per_incident_patient_and_view_and_per_bureau,
         handoff_copies_are_purged_once_no_hospital_may_read_them,
+        an_enrollment_needs_an_open_invitation_of_its_bureau_and_uses_it_up,
         an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate_bound_terminal,
         enrollment_requests_are_capped_per_bureau_and_old_ones_lapse,
     );

@@ -118,14 +118,32 @@ pub struct Terminal {
     pub revoked: bool,
     /// Bound to a client certificate (mutual TLS) rather than a bearer token.
     pub certificate_bound: bool,
+    /// The bound certificate's end of validity.
+    pub certificate_not_after_ms: Option<i64>,
+}
+
+/// 端末登録の招待 (an enrollment invitation): an admin of the bureau opens it for one team;
+/// its one-time secret is what lets a tablet file a request at all, so nobody else can fill the
+/// admin's list or slip a look-alike request in beside the real one.
+#[derive(Debug, Clone)]
+pub struct NewInvite {
+    pub team: TeamId,
+    /// Hash of the one-time secret (`hash_secret`); the admin hands the secret to the crew.
+    pub secret_hash: String,
+    pub expires_ms: i64,
+    /// The admin's login, for the record.
+    pub created_by: String,
 }
 
 /// 端末登録申請 (a tablet's enrollment request): the signing request of a key the tablet made,
-/// waiting for an admin, who compares `code` with the one the tablet shows.
+/// filed with an invitation, waiting for an admin, who compares `code` with the one the tablet
+/// shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrollment {
     pub id: EnrollmentId,
     pub bureau_id: BureauId,
+    /// The team of the invitation it was filed with.
+    pub team_id: TeamId,
     pub label: String,
     /// The comparison code of the request's public key (`NNNN-NNNN`).
     pub code: String,
@@ -150,6 +168,8 @@ pub enum EnrollmentState {
 /// What a tablet sends to enroll.
 #[derive(Debug, Clone)]
 pub struct NewEnrollment {
+    /// Hash of the invitation's secret the tablet presents.
+    pub invite_hash: String,
     pub label: String,
     pub code: String,
     pub csr_pem: String,
@@ -158,8 +178,27 @@ pub struct NewEnrollment {
     pub requested_from: String,
 }
 
-/// How many requests may wait per bureau, and for how long: unauthenticated requests cannot
-/// fill the admin's list or the disk.
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filing {
+    Filed(EnrollmentId),
+    /// No open invitation of this bureau has that secret (unknown, used, expired).
+    NoInvite,
+    /// `EnrollmentLimits::max_pending` requests are still waiting.
+    TooManyPending,
+}
+
+/// A certificate issued for an approved request, as the terminal row keeps it.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub pem: String,
+    /// SHA-256 of its DER, hex: the binding.
+    pub sha256: String,
+    /// Its end of validity: requests after it are refused even on a connection opened before.
+    pub not_after_ms: i64,
+}
+
+/// How many requests may wait per bureau, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnrollmentLimits {
     pub max_pending: u32,
@@ -432,15 +471,25 @@ pub trait EmsStore: Send + Sync + 'static {
         cert_sha256: &str,
     ) -> impl Future<Output = Result<Option<Terminal>, StoreError>> + Send;
 
-    /// Files an enrollment request. Requests pending longer than `limits.pending_for_ms` are
-    /// rejected first; None when `limits.max_pending` are still waiting.
+    /// Opens an invitation for one of the bureau's teams; None if the team is not the
+    /// bureau's.
+    fn create_invite(
+        &self,
+        bureau: BureauId,
+        invite: NewInvite,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// Files an enrollment request with an open invitation of the bureau, which it uses up,
+    /// in one transaction. Requests pending longer than `limits.pending_for_ms` are rejected
+    /// first.
     fn request_enrollment(
         &self,
         bureau: BureauId,
         request: NewEnrollment,
         limits: EnrollmentLimits,
         now_ms: i64,
-    ) -> impl Future<Output = Result<Option<EnrollmentId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Filing, StoreError>> + Send;
 
     /// The enrollment a tablet polls for, by its poll secret's hash.
     fn enrollment_by_poll(
@@ -455,16 +504,16 @@ pub trait EmsStore: Send + Sync + 'static {
         pending_only: bool,
     ) -> impl Future<Output = Result<Vec<Enrollment>, StoreError>> + Send;
 
-    /// Approves a pending enrollment of the bureau: registers its terminal for `team`, bound to
-    /// the certificate issued for it, in one transaction. None if it is not pending in this
-    /// bureau (decided already, another bureau's, unknown) or the team is not the bureau's.
+    /// Approves a pending enrollment of the bureau, filed within `limits.pending_for_ms`:
+    /// registers its terminal for the invitation's team, bound to the certificate issued for
+    /// it, in one transaction. None if it is not pending there (decided, lapsed, another
+    /// bureau's, unknown).
     fn approve_enrollment(
         &self,
         bureau: BureauId,
         enrollment: EnrollmentId,
-        team: TeamId,
-        certificate_pem: String,
-        cert_sha256: String,
+        certificate: IssuedCertificate,
+        limits: EnrollmentLimits,
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<TerminalId>, StoreError>> + Send;
 

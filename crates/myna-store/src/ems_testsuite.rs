@@ -1556,8 +1556,9 @@ pub async fn failed_sign_ins_lock_an_account_of_one_bureau_until_the_lock_ends_o
     assert_eq!((reset.failed_logins, reset.locked_until_ms), (0, None));
 }
 
-fn enrollment_request(label: &str, poll: &str) -> crate::ems::NewEnrollment {
+fn enrollment_request(invite: &str, label: &str, poll: &str) -> crate::ems::NewEnrollment {
     crate::ems::NewEnrollment {
+        invite_hash: invite.into(),
         label: label.into(),
         code: "1234-5678".into(),
         csr_pem: format!("-----BEGIN CERTIFICATE REQUEST----- {label}"),
@@ -1566,46 +1567,136 @@ fn enrollment_request(label: &str, poll: &str) -> crate::ems::NewEnrollment {
     }
 }
 
-pub async fn an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate_bound_terminal<
-    S: EmsStore,
->(
+fn invite(team: TeamId, secret_hash: &str, expires_ms: i64) -> crate::ems::NewInvite {
+    crate::ems::NewInvite {
+        team,
+        secret_hash: secret_hash.into(),
+        expires_ms,
+        created_by: "admin".into(),
+    }
+}
+
+fn issued(sha: &str) -> crate::ems::IssuedCertificate {
+    crate::ems::IssuedCertificate {
+        pem: format!("-----BEGIN CERTIFICATE----- {sha}"),
+        sha256: sha.repeat(32),
+        not_after_ms: T0 + 365 * 86_400_000,
+    }
+}
+
+pub async fn an_enrollment_needs_an_open_invitation_of_its_bureau_and_uses_it_up<S: EmsStore>(
     store: S,
 ) {
-    use crate::ems::{EnrollmentLimits, EnrollmentState};
+    use crate::ems::{EnrollmentLimits, Filing};
     let a = store.seed_bureau(small("a-fd")).await.unwrap();
     let b = store.seed_bureau(small("b-fd")).await.unwrap();
     let a_team = team(&store, a, "救急1").await;
     let b_team = team(&store, b, "救急1").await;
     let limits = EnrollmentLimits::default();
-    let id = store
-        .request_enrollment(a, enrollment_request("A tablet", "poll-a"), limits, T0)
-        .await
-        .unwrap()
-        .expect("a first request is filed");
-    let pending = store.enrollments(a, true).await.unwrap();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].state, EnrollmentState::Pending);
-    assert_eq!(pending[0].code, "1234-5678");
-    assert!(store.enrollments(b, false).await.unwrap().is_empty());
-
-    // Another bureau cannot approve or reject it, nor approve it for a team not A's.
-    let cert = || "-----BEGIN CERTIFICATE----- a".to_string();
     assert_eq!(
         store
-            .approve_enrollment(b, id, b_team, cert(), "aa".repeat(32), T0 + 1)
+            .create_invite(a, invite(b_team, "smuggled", T0 + 1_000), T0)
+            .await
+            .unwrap(),
+        None,
+        "an invitation for another bureau's team"
+    );
+    store
+        .create_invite(a, invite(a_team, "inv-a", T0 + 1_000), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .create_invite(a, invite(a_team, "inv-old", T0 + 10), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    // Unknown, another bureau's, expired: nothing is filed.
+    for (bureau, secret, poll) in [(a, "guess", "p1"), (b, "inv-a", "p2"), (a, "inv-old", "p3")] {
+        assert_eq!(
+            store
+                .request_enrollment(
+                    bureau,
+                    enrollment_request(secret, "x", poll),
+                    limits,
+                    T0 + 20
+                )
+                .await
+                .unwrap(),
+            Filing::NoInvite,
+            "{secret} in bureau {bureau}"
+        );
+    }
+    assert!(store.enrollments(a, false).await.unwrap().is_empty());
+    assert!(store.enrollments(b, false).await.unwrap().is_empty());
+    let Filing::Filed(id) = store
+        .request_enrollment(
+            a,
+            enrollment_request("inv-a", "A tablet", "poll-a"),
+            limits,
+            T0 + 20,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the open invitation did not file the request");
+    };
+    // Used up: a second request with it is refused.
+    assert_eq!(
+        store
+            .request_enrollment(
+                a,
+                enrollment_request("inv-a", "twin", "poll-b"),
+                limits,
+                T0 + 21
+            )
+            .await
+            .unwrap(),
+        Filing::NoInvite
+    );
+    let pending = store.enrollments(a, true).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].id, pending[0].team_id), (id, a_team));
+    assert_eq!(pending[0].code, "1234-5678");
+}
+
+pub async fn an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate_bound_terminal<
+    S: EmsStore,
+>(
+    store: S,
+) {
+    use crate::ems::{EnrollmentLimits, EnrollmentState, Filing};
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let a_team = team(&store, a, "救急1").await;
+    let limits = EnrollmentLimits::default();
+    store
+        .create_invite(a, invite(a_team, "inv", T0 + 100_000), T0)
+        .await
+        .unwrap();
+    let Filing::Filed(id) = store
+        .request_enrollment(
+            a,
+            enrollment_request("inv", "A tablet", "poll-a"),
+            limits,
+            T0,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not filed");
+    };
+    assert!(store.enrollments(b, false).await.unwrap().is_empty());
+
+    // Another bureau cannot approve or reject it.
+    assert_eq!(
+        store
+            .approve_enrollment(b, id, issued("aa"), limits, T0 + 1)
             .await
             .unwrap(),
         None
     );
     assert!(!store.reject_enrollment(b, id, T0 + 1).await.unwrap());
-    assert_eq!(
-        store
-            .approve_enrollment(a, id, b_team, cert(), "aa".repeat(32), T0 + 1)
-            .await
-            .unwrap(),
-        None,
-        "approved for another bureau's team"
-    );
     assert_eq!(
         store
             .terminal_by_certificate(&"aa".repeat(32))
@@ -1615,19 +1706,26 @@ pub async fn an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate
     );
 
     let terminal = store
-        .approve_enrollment(a, id, a_team, cert(), "aa".repeat(32), T0 + 2)
+        .approve_enrollment(a, id, issued("aa"), limits, T0 + 2)
         .await
         .unwrap()
         .expect("A's admin approves");
     // Once only, and a decided request cannot be rejected afterwards.
     assert_eq!(
         store
-            .approve_enrollment(a, id, a_team, cert(), "bb".repeat(32), T0 + 3)
+            .approve_enrollment(a, id, issued("bb"), limits, T0 + 3)
             .await
             .unwrap(),
         None
     );
     assert!(!store.reject_enrollment(a, id, T0 + 3).await.unwrap());
+    assert_eq!(
+        store
+            .terminal_by_certificate(&"bb".repeat(32))
+            .await
+            .unwrap(),
+        None
+    );
 
     let bound = store
         .terminal_by_certificate(&"aa".repeat(32))
@@ -1636,22 +1734,32 @@ pub async fn an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate
         .unwrap();
     assert_eq!(
         (bound.id, bound.bureau_id, bound.team_id),
-        (terminal, a, a_team)
+        (terminal, a, a_team),
+        "the terminal is the invitation's team"
     );
     assert!(bound.certificate_bound && !bound.revoked);
+    assert_eq!(
+        bound.certificate_not_after_ms,
+        Some(issued("aa").not_after_ms)
+    );
     assert_eq!(bound.label, "A tablet");
     let polled = store.enrollment_by_poll("poll-a").await.unwrap().unwrap();
     assert_eq!(
         polled.state,
         EnrollmentState::Approved {
             terminal,
-            certificate_pem: cert()
+            certificate_pem: issued("aa").pem
         }
     );
     assert_eq!(store.enrollment_by_poll("poll-x").await.unwrap(), None);
-    // No bearer token reaches it: its token column is no token's hash.
-    for t in store.terminals(a).await.unwrap() {
-        assert!(t.certificate_bound);
+    // No bearer token reaches it: a presented token is looked up by its hash (bare hex), and
+    // neither the certificate's hash nor anything derived from it is stored as one.
+    for token_hash in [
+        "aa".repeat(32),
+        crate::hash_secret(&"aa".repeat(32)),
+        crate::hash_secret(&format!("certificate:{}", "aa".repeat(32))),
+    ] {
+        assert_eq!(store.terminal_by_token(&token_hash).await.unwrap(), None);
     }
     assert!(store.revoke_terminal(a, terminal).await.unwrap());
     assert!(
@@ -1665,67 +1773,52 @@ pub async fn an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate
 }
 
 pub async fn enrollment_requests_are_capped_per_bureau_and_old_ones_lapse<S: EmsStore>(store: S) {
-    use crate::ems::{EnrollmentLimits, EnrollmentState};
+    use crate::ems::{EnrollmentLimits, EnrollmentState, Filing};
     let a = store.seed_bureau(small("a-fd")).await.unwrap();
-    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let a_team = team(&store, a, "救急1").await;
     let limits = EnrollmentLimits {
         max_pending: 2,
         pending_for_ms: 1_000,
     };
-    let first = store
-        .request_enrollment(a, enrollment_request("1", "p1"), limits, T0)
-        .await
-        .unwrap();
-    assert!(first.is_some());
-    assert!(
+    for i in 1..=5 {
         store
-            .request_enrollment(a, enrollment_request("2", "p2"), limits, T0 + 10)
+            .create_invite(a, invite(a_team, &format!("i{i}"), T0 + 1_000_000), T0)
             .await
-            .unwrap()
-            .is_some()
-    );
+            .unwrap();
+    }
+    let file = |i: u32, at: i64| {
+        let store = &store;
+        async move {
+            store
+                .request_enrollment(
+                    a,
+                    enrollment_request(&format!("i{i}"), &i.to_string(), &format!("p{i}")),
+                    limits,
+                    at,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let Filing::Filed(first) = file(1, T0).await else {
+        panic!("not filed");
+    };
+    assert!(matches!(file(2, T0 + 10).await, Filing::Filed(_)));
+    assert_eq!(file(3, T0 + 20).await, Filing::TooManyPending);
+    // A refused request leaves its invitation open.
+    // The first is past its time but not swept yet: it cannot be approved.
     assert_eq!(
         store
-            .request_enrollment(a, enrollment_request("3", "p3"), limits, T0 + 20)
-            .await
-            .unwrap(),
-        None,
-        "a third waiting request was filed"
-    );
-    // The cap is per bureau.
-    assert!(
-        store
-            .request_enrollment(b, enrollment_request("b", "pb"), limits, T0 + 20)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    // Past their time the old ones lapse (rejected) and make room.
-    assert!(
-        store
-            .request_enrollment(a, enrollment_request("4", "p4"), limits, T0 + 5_000)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let lapsed = store.enrollment_by_poll("p1").await.unwrap().unwrap();
-    assert_eq!(lapsed.state, EnrollmentState::Rejected);
-    let a_team = team(&store, a, "救急1").await;
-    assert_eq!(
-        store
-            .approve_enrollment(
-                a,
-                first.unwrap(),
-                a_team,
-                "c".into(),
-                "cc".repeat(32),
-                T0 + 5_001
-            )
+            .approve_enrollment(a, first, issued("cc"), limits, T0 + 1_500)
             .await
             .unwrap(),
         None,
         "a lapsed request was approved"
     );
+    // The next request sweeps the lapsed ones (rejected) and makes room.
+    assert!(matches!(file(3, T0 + 5_000).await, Filing::Filed(_)));
+    let lapsed = store.enrollment_by_poll("p1").await.unwrap().unwrap();
+    assert_eq!(lapsed.state, EnrollmentState::Rejected);
     assert_eq!(store.enrollments(a, true).await.unwrap().len(), 1);
     assert_eq!(store.enrollments(a, false).await.unwrap().len(), 3);
 }

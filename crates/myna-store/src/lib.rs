@@ -134,6 +134,13 @@ pub trait ProviderStore: Send + Sync + 'static {
         secret: &str,
     ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
 
+    /// The organisation with this id, if it exists and is not disabled (a caller that proved
+    /// the id by a client certificate of the provider's organisation CA).
+    fn organisation(
+        &self,
+        org_id: &str,
+    ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
+
     /// Registers an organisation with the hash of its secret.
     fn add_organisation(
         &self,

@@ -383,7 +383,7 @@ pub async fn refused_access_writes_nothing<S: ProviderStore>(store: S) {
     );
 }
 
-/// Organisations authenticate with their secret only.
+/// Organisations authenticate with their secret only (or, proved by certificate, by id).
 pub async fn organisations_authenticate<S: ProviderStore>(store: S) {
     let org = Organisation {
         id: "kawasaki".into(),
@@ -408,6 +408,13 @@ pub async fn organisations_authenticate<S: ProviderStore>(store: S) {
             .unwrap(),
         None
     );
+    // By certificate: the id alone, for registered organisations only.
+    assert_eq!(
+        store.organisation("kawasaki").await.unwrap(),
+        Some(org.clone())
+    );
+    assert_eq!(store.organisation("yokohama").await.unwrap(), None);
+    assert_eq!(store.organisation("").await.unwrap(), None);
     let dup = store
         .add_organisation(org, hash_secret("other"))
         .await

@@ -18,6 +18,12 @@ pub fn crew_message(code: ErrorCode) -> &'static str {
             "この端末には登録済みの証明書がありません。管理者に端末登録を依頼してください。"
         }
         C::UnknownBureau => "その消防本部はこの ems に登録されていません。",
+        C::TerminalCertificateExpired => {
+            "この端末の証明書の有効期限が切れています。管理者に端末登録をやり直してもらってください。"
+        }
+        C::InvitationInvalid => {
+            "招待コードが違うか、使用済みか、期限切れです。管理者に新しい招待コードを発行してもらってください。"
+        }
         C::CertificateRequestInvalid => {
             "端末登録の申請データが不正です。もう一度申請してください。"
         }

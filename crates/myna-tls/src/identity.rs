@@ -109,9 +109,14 @@ fn client_params(subject: &ClientSubject, today: Day) -> Result<CertificateParam
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let (y, m, _) = today;
-    p.not_before = rcgen::date_time_ymd(y, m, 1);
+    // A random serial: two certificates for one key differ, as RFC 5280 wants of an issuer.
+    let mut serial = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut serial).map_err(|_| TlsError::Generate("no randomness".into()))?;
+    serial[0] &= 0x7f;
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    // From today's UTC midnight (the caller passes the UTC date, so it is already past).
     let (y, m, d) = today;
+    p.not_before = rcgen::date_time_ymd(y, m, d);
     p.not_after = rcgen::date_time_ymd(y + CLIENT_YEARS, m, d.min(28));
     Ok(p)
 }
@@ -158,6 +163,12 @@ pub fn issue_with_key(
 /// The SHA-256 of a certificate's DER: how a relying party remembers one certificate.
 pub fn certificate_sha256(der: &[u8]) -> [u8; 32] {
     Sha256::digest(der).into()
+}
+
+/// The end of a certificate's validity (DER), in Unix milliseconds.
+pub fn not_after_ms(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    cert.validity().not_after.timestamp().checked_mul(1000)
 }
 
 /// The subject's common name of a certificate (DER), if it has exactly one that is text.
@@ -210,6 +221,10 @@ mod tests {
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);
         assert_eq!(subject_common_name(&der).as_deref(), Some("川崎1"));
+        let not_after = not_after_ms(&der).unwrap();
+        // 2027-11-26 00:00 UTC: a year from the day of issue, not longer.
+        assert_eq!(not_after, 1_827_187_200_000);
+        assert!(cert.tbs_certificate.serial.bits() > 64, "a random serial");
         // The certificate carries the request's key: the code matches it.
         let spki = cert.public_key().subject_public_key.data.to_vec();
         let mut h = [0u8; 32];

@@ -105,6 +105,12 @@ pub enum Roots {
     File(PathBuf),
 }
 
+/// The client certificate (DER, the leaf) a TLS peer presented and the server's verifier
+/// accepted; the services put it in each request's extensions. Absent on plain HTTP and when
+/// the client sent none.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<[u8]>);
+
 /// A client certificate chain and its key (PEM files), presented for mutual TLS.
 #[derive(Debug, Clone)]
 pub struct ClientIdentity {

@@ -202,10 +202,7 @@ fn connection_cap(wanted: usize) -> usize {
 }
 
 /// A connection's byte stream, plain or TLS.
-/// The client certificate (DER, the leaf) a TLS peer presented and the server's verifier
-/// accepted; a request extension. Absent on plain HTTP and when the client sent none.
-#[derive(Debug, Clone)]
-pub struct PeerCertificate(pub Arc<[u8]>);
+pub use myna_tls::PeerCertificate;
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send> Io for T {}

@@ -310,6 +310,8 @@ pub struct TerminalSummary {
 pub struct EnrollBody {
     /// The bureau's code, e.g. `kawasaki-fd`.
     pub bureau: String,
+    /// The one-time secret of the invitation an admin of the bureau opened for a team.
+    pub invite: String,
     /// How the admin will know the tablet, e.g. `川崎1 車載タブレット`.
     pub label: String,
     /// PKCS#10, PEM.
@@ -349,6 +351,8 @@ wire_codes! {
         TerminalUnknown = "terminal_unknown",
         TerminalRevoked = "terminal_revoked",
         TerminalCertificateRequired = "terminal_certificate_required",
+        TerminalCertificateExpired = "terminal_certificate_expired",
+        InvitationInvalid = "invitation_invalid",
         UnknownBureau = "unknown_bureau",
         CertificateRequestInvalid = "certificate_request_invalid",
         TooManyEnrollments = "too_many_enrollments",
@@ -411,6 +415,7 @@ impl ErrorCode {
                 | ErrorCode::TerminalRevoked
                 | ErrorCode::TerminalUnknown
                 | ErrorCode::TerminalCertificateRequired
+                | ErrorCode::TerminalCertificateExpired
         )
     }
 
