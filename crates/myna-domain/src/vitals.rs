@@ -45,8 +45,24 @@ impl From<Jcs> for u16 {
     }
 }
 
+// The schema lists the scores, from `Jcs::ALL`: the derive would say any integer.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Jcs {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .enum_values(Some(Jcs::ALL))
+            .description(Some("JCS (Japan Coma Scale) score"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Jcs {}
+
 /// 血圧 in mmHg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BloodPressure {
     pub systolic: u16,
@@ -55,6 +71,7 @@ pub struct BloodPressure {
 
 /// One vital-signs record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Vitals {
     #[serde(default, skip_serializing_if = "Option::is_none")]

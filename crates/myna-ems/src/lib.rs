@@ -11,6 +11,7 @@ pub mod auth;
 mod dispatch;
 pub mod error;
 mod hospital;
+pub mod openapi;
 pub mod seed;
 pub mod sign_in;
 pub mod wire;

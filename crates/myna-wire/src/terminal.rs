@@ -65,6 +65,7 @@ impl PushEvent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignInBody {
     pub login: String,
@@ -72,6 +73,7 @@ pub struct SignInBody {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedIn {
     pub session: String,
     pub crew_login: String,
@@ -81,11 +83,13 @@ pub struct SignedIn {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedOut {
     pub signed_out: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalInfo {
     pub terminal_id: i64,
     pub label: String,
@@ -95,6 +99,7 @@ pub struct TerminalInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhaseTime {
     pub phase: Phase,
     pub at_ms: i64,
@@ -105,6 +110,7 @@ pub struct PhaseTime {
 /// 傷病者N: one patient of the incident as the assigned team recorded them. The patient's key
 /// never leaves ems; the number is their place in the incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatientView {
     pub number: u32,
     pub identity_confirmed: bool,
@@ -116,6 +122,7 @@ pub struct PatientView {
 
 /// An incident as the terminal and the dispatcher see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentView {
     pub id: i64,
     pub number: String,
@@ -159,6 +166,7 @@ impl IncidentView {
 /// What a crew may record. The face check and the consent carry the card's certificate, so
 /// ems knows which patient they are for; a view is never posted (ems records it itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CrewEvent {
     Phase {
@@ -207,6 +215,7 @@ pub enum CrewEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationView {
     pub hospital: String,
     pub hospital_name: String,
@@ -217,6 +226,7 @@ pub struct DestinationView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VitalsView {
     pub at_ms: i64,
     pub vitals: Vitals,
@@ -225,6 +235,7 @@ pub struct VitalsView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HandoffView {
     pub received_by: String,
     pub at_ms: i64,
@@ -233,6 +244,7 @@ pub struct HandoffView {
 /// The bureau's hospitals' acceptance statuses as their staff last set them
 /// (`GET route::HOSPITALS`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HospitalStatuses {
     pub statuses: Vec<HospitalStatus>,
     /// The bureau's age, in minutes, past which a status is stale.
@@ -241,6 +253,7 @@ pub struct HospitalStatuses {
 
 /// One inquiry as the terminal and the desk show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InquiryView {
     pub hospital: String,
     pub hospital_name: String,
@@ -251,16 +264,20 @@ pub struct InquiryView {
 
 /// A crew event; a replay with the same key is answered, not appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventBody {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub idempotency_key: String,
     /// The device's clock when the crew tapped, in ms since the epoch. Refused if after the
     /// server's receipt, before the incident was created, or before the crew's previous tap.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub device_at_ms: Option<i64>,
     pub event: CrewEvent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventAck {
     pub seq: u32,
     pub at_ms: i64,
@@ -272,14 +289,18 @@ pub struct EventAck {
 /// The consent tap sent with the summary request, so tap 2 costs one round trip. It is
 /// appended exactly as a `CrewEvent::Consent` with this key would be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConsentTap {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub idempotency_key: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub device_at_ms: Option<i64>,
     pub consent: Consent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SummaryBody {
     /// DER of the card's JPKI user-authentication certificate, standard base64.
@@ -293,6 +314,7 @@ pub struct SummaryBody {
 
 /// The summary for the terminal, with the patient it is for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalSummary {
     /// 傷病者N.
     pub patient: u32,
@@ -343,6 +365,7 @@ wire_codes! {
         ReceiverName = "receiver_name",
         IdempotencyKeyReused = "idempotency_key_reused",
         MalformedRequest = "malformed_request",
+        PayloadTooLarge = "payload_too_large",
         PersonNotFound = "person_not_found",
         CardRejected = "card_rejected",
         ProviderRefused = "provider_refused",
