@@ -65,7 +65,10 @@ impl utoipa::ToSchema for Jcs {}
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BloodPressure {
+    // The derive says int32 for u16; a larger number is refused by the parser (400).
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub systolic: u16,
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub diastolic: u16,
 }
 
@@ -78,17 +81,21 @@ pub struct Vitals {
     pub jcs: Option<Jcs>,
     /// 呼吸数, breaths per minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub respiratory_rate: Option<u16>,
     /// 脈拍, beats per minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub pulse: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blood_pressure: Option<BloodPressure>,
     /// SpO2 in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub spo2: Option<u16>,
     /// 体温 in tenths of a degree Celsius (36.5 °C is 365), so the record stays exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub temperature_tenths: Option<u16>,
 }
 
