@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 /// Why the data is read. Only emergency care (v3-ActReason ETREAT) is lawful here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     EmergencyCare,
@@ -27,6 +28,7 @@ impl Purpose {
 /// Why consent could not be obtained. Viewing without consent is lawful only when the patient
 /// cannot consent and viewing is needed to protect life or body (生命・身体の保護のため必要).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExceptionReason {
     /// 意識不明.
@@ -64,6 +66,7 @@ impl ExceptionReason {
 
 /// 同意 (oral consent) or the no-consent exception.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", try_from = "ConsentWire")]
 pub enum Consent {
     Obtained,

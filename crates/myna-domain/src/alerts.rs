@@ -198,6 +198,7 @@ pub enum AlertTableError {
 
 /// One alert on the summary, with the records that raised it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alert {
     pub class: String,
     pub label_ja: String,
@@ -208,6 +209,7 @@ pub struct Alert {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertEvidence {
     pub text: String,
     pub code: Option<String>,

@@ -33,6 +33,7 @@ pub enum CodeError {
 /// 個別医薬品コード (YJ code): 4-digit 薬効分類, 3-digit ingredient and route, form letter,
 /// strength digit, 2 brand characters and a check character.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct YjCode(String);
 
@@ -132,6 +133,7 @@ pub enum Route {
 
 /// レセプト電算処理システム 医薬品コード (9 digits), the code claims data carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct ReceiptDrugCode(String);
 

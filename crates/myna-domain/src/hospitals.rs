@@ -33,6 +33,7 @@ impl GeoPoint {
 
 /// What a hospital can take. 診療科・対応能力 as the criteria tables name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     CardiacArrest,
@@ -369,6 +370,7 @@ pub fn incident_origin(address: &str) -> GeoPoint {
 
 /// 応需情報: whether a hospital takes patients needing a capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Acceptance {
     Accepting,
@@ -406,6 +408,7 @@ impl Acceptance {
 
 /// A hospital's acceptance status as its staff last set it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HospitalStatus {
     pub hospital_id: String,
     pub capabilities: Vec<(Capability, Acceptance)>,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// The FDMA time phases of an ambulance call, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// 覚知 (the 119 call is received).
@@ -74,6 +75,7 @@ impl Phase {
 
 /// 主訴区分 (chief-complaint category), as the dispatcher records it from the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ComplaintCategory {
     CardiacArrest,
@@ -117,6 +119,7 @@ impl ComplaintCategory {
 
 /// How the マイナ救急 step of an incident ended: the FDMA funnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MynaOutcome {
     /// The summary was viewed.
@@ -246,6 +249,7 @@ pub enum EventKind {
 
 /// 照会結果: the hospital's answer to the crew's inquiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InquiryResult {
     Accepted,
@@ -263,6 +267,7 @@ impl InquiryResult {
 
 /// 受入に至らなかった理由: why a hospital declined, in FDMA's survey categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeclineReason {
     /// 手術中・患者対応中.

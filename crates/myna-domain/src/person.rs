@@ -10,6 +10,7 @@ pub struct PersonId(pub i64);
 
 /// Sex as coded on the card (JIS X 0303 / ISO 5218).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Sex {
     Male,
@@ -90,6 +91,7 @@ impl Person {
 
 /// 保険資格 (coverage): 保険者番号 and 被保険者証 記号・番号・枝番.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Coverage {
     /// 保険者番号: 8 digits (6 for 国保).
     pub insurer_number: String,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// レセプト (claims) from 支払基金 / 国保中央会.
@@ -46,6 +47,7 @@ impl Source {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InstitutionKind {
     Hospital,
@@ -55,6 +57,7 @@ pub enum InstitutionKind {
 
 /// 保険医療機関・保険薬局.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Institution {
     /// 医療機関番号, 10 digits.
     pub code: String,
@@ -63,6 +66,7 @@ pub struct Institution {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CareSetting {
     Outpatient,
@@ -71,6 +75,7 @@ pub enum CareSetting {
 
 /// 受診歴 (visit history): one claims month at one institution, or one admission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Visit {
     pub service_date: NaiveDate,
     pub available_on: NaiveDate,
@@ -83,6 +88,7 @@ pub struct Visit {
 
 /// The drug as dispensed, with the codes claims and e-prescriptions carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrugRef {
     pub yj: YjCode,
     pub receipt_code: Option<ReceiptDrugCode>,
@@ -95,6 +101,7 @@ pub struct DrugRef {
 
 /// 薬剤情報 (dispensing), from claims or from the e-prescription service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dispensing {
     pub service_date: NaiveDate,
     pub available_on: NaiveDate,
@@ -119,6 +126,7 @@ impl Dispensing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ProcedureKind {
     /// 手術.
@@ -129,6 +137,7 @@ pub enum ProcedureKind {
 
 /// 手術情報 / 診療情報: a claimed procedure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Procedure {
     pub service_date: NaiveDate,
     pub available_on: NaiveDate,
@@ -141,6 +150,7 @@ pub struct Procedure {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DialysisModality {
     /// 血液透析.
@@ -151,6 +161,7 @@ pub enum DialysisModality {
 
 /// 透析情報: one claims month of dialysis at one institution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dialysis {
     pub service_date: NaiveDate,
     pub available_on: NaiveDate,
@@ -163,6 +174,7 @@ pub struct Dialysis {
 
 /// 特定健診 (specific health check) main values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthCheck {
     pub service_date: NaiveDate,
     pub available_on: NaiveDate,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which screen the viewer asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum View {
     /// 救急用サマリー.
@@ -37,6 +38,7 @@ impl View {
 
 /// A window is a span ending today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
     Months(u32),
@@ -66,6 +68,7 @@ impl Window {
 
 /// Per-section windows. Defaults are MHLW's 救急用サマリー and 通常表示 windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Windows {
     pub visits: Window,
     pub claims_drugs: Window,
@@ -163,6 +166,7 @@ impl Windows {
 
 /// How fresh the data is, shown at the top of every summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DataCurrency {
     /// The newest claims data the provider holds covers care up to this date.
     pub claims_through: Option<NaiveDate>,
@@ -171,6 +175,7 @@ pub struct DataCurrency {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatientHeader {
     pub name: String,
     pub name_kana: String,
@@ -182,6 +187,7 @@ pub struct PatientHeader {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sections {
     pub visits: Vec<Visit>,
     pub dispensings: Vec<Dispensing>,
@@ -193,6 +199,7 @@ pub struct Sections {
 
 /// The summary as returned to a fire bureau: alerts first, then sections, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EmergencySummary {
     pub view: View,
     pub as_of: NaiveDate,

@@ -45,33 +45,57 @@ impl From<Jcs> for u16 {
     }
 }
 
+// The schema lists the scores, from `Jcs::ALL`: the derive would say any integer.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Jcs {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .enum_values(Some(Jcs::ALL))
+            .description(Some("JCS (Japan Coma Scale) score"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Jcs {}
+
 /// 血圧 in mmHg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BloodPressure {
+    // The derive says int32 for u16; a larger number is refused by the parser (400).
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub systolic: u16,
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub diastolic: u16,
 }
 
 /// One vital-signs record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Vitals {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jcs: Option<Jcs>,
     /// 呼吸数, breaths per minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub respiratory_rate: Option<u16>,
     /// 脈拍, beats per minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub pulse: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blood_pressure: Option<BloodPressure>,
     /// SpO2 in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub spo2: Option<u16>,
     /// 体温 in tenths of a degree Celsius (36.5 °C is 365), so the record stays exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub temperature_tenths: Option<u16>,
 }
 

@@ -11,6 +11,7 @@ use crate::wire::{
     route,
 };
 use crate::{CREW_SHIFT, Change, Ems};
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::{get, post};
@@ -26,6 +27,7 @@ use myna_store::ems::{
 };
 use myna_store::hash_secret;
 use myna_wire::provider::ProviderErrorCode;
+use myna_wire::{ErrorBody, terminal::ErrorCode};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +49,18 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
 }
 
 /// The bureau's hospitals' acceptance statuses, for the tablet's ranking.
+#[utoipa::path(
+    get,
+    path = route::HOSPITALS,
+    operation_id = "hospitals",
+    tag = "terminal",
+    security(("terminal" = [], "crew_session" = []), ("terminal_certificate" = [], "crew_session" = [])),
+    responses(
+        (status = 200, description = "The bureau's hospitals' acceptance statuses.", body = HospitalStatuses),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `crew_signed_out`.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn hospitals<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
@@ -56,6 +70,25 @@ async fn hospitals<S: EmsStore>(
         statuses: ems.store.hospital_statuses(c.at.bureau.id).await?,
         stale_after_minutes: ems.status_stale_after_minutes,
     }))
+}
+
+/// A request body, or our own error (axum's rejection is plain text, outside the contract).
+pub(crate) fn body_bytes(
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<axum::body::Bytes, EmsError> {
+    body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            EmsError::PayloadTooLarge(crate::MAX_BODY_BYTES)
+        } else {
+            EmsError::Malformed(e.body_text())
+        }
+    })
+}
+
+/// The incident id of the path, or our own error.
+fn incident_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, EmsError> {
+    id.map(|Path(id)| id)
+        .map_err(|e| EmsError::Malformed(format!("incident id: {}", e.body_text())))
 }
 
 /// Parses a JSON body into our own error on failure (never axum's plain-text rejection).
@@ -73,6 +106,18 @@ fn terminal_info(c: &crate::auth::TerminalCaller) -> TerminalInfo {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = route::WHOAMI,
+    operation_id = "whoami",
+    tag = "terminal",
+    security(("terminal" = []), ("terminal_certificate" = [])),
+    responses(
+        (status = 200, description = "The terminal, its bureau and team.", body = TerminalInfo),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`: the terminal's credential.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn whoami<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
@@ -81,13 +126,30 @@ async fn whoami<S: EmsStore>(
     Ok(Json(terminal_info(&at)))
 }
 
+#[utoipa::path(
+    post,
+    path = route::SIGN_IN,
+    operation_id = "sign_in",
+    tag = "terminal",
+    request_body(content = SignInBody, content_type = "application/json"),
+    security(("terminal" = []), ("terminal_certificate" = [])),
+    responses(
+        (status = 200, description = "A crew session on this terminal.", body = SignedIn),
+        (status = 400, description = "`malformed_request`: the body is not the type, or a value is out of its bounds.", body = ErrorBody<ErrorCode>),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `bad_credentials`.", body = ErrorBody<ErrorCode>),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody<ErrorCode>),
+        (status = 423, description = "`account_locked`: too many failed sign-ins in a row.", body = ErrorBody<ErrorCode>),
+        (status = 429, description = "`too_many_attempts`: the sign-in rate limit.", body = ErrorBody<ErrorCode>, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`busy` (the password pool is full, with `Retry-After`) or `storage_unavailable`.", body = ErrorBody<ErrorCode>, headers(("Retry-After" = u64, description = "Seconds to wait (with `busy`)."))),
+    ),
+)]
 async fn sign_in<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<SignedIn>, EmsError> {
     let at = ems.terminal(&req).await?;
-    let body: SignInBody = parse(&body)?;
+    let body: SignInBody = parse(&body_bytes(body)?)?;
     let account = ems
         .sign_in(
             SignInFrom::Terminal(at.terminal.id),
@@ -117,6 +179,18 @@ async fn sign_in<S: EmsStore>(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = route::SIGN_OUT,
+    operation_id = "sign_out",
+    tag = "terminal",
+    security(("terminal" = [], "crew_session" = []), ("terminal_certificate" = [], "crew_session" = [])),
+    responses(
+        (status = 200, description = "The session ended.", body = SignedOut),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `crew_signed_out`.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn sign_out<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
@@ -132,6 +206,18 @@ async fn sign_out<S: EmsStore>(
     Ok(Json(SignedOut { signed_out: true }))
 }
 
+#[utoipa::path(
+    get,
+    path = route::INCIDENTS,
+    operation_id = "incidents",
+    tag = "terminal",
+    security(("terminal" = [], "crew_session" = []), ("terminal_certificate" = [], "crew_session" = [])),
+    responses(
+        (status = 200, description = "The team's open incidents, newest first.", body = Vec<IncidentView>),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `crew_signed_out`.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn incidents<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
@@ -173,12 +259,29 @@ async fn own_incident<S: EmsStore>(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = route::INCIDENT,
+    operation_id = "incident",
+    tag = "terminal",
+    params(("id" = i64, Path, description = "The incident's id.")),
+    security(("terminal" = [], "crew_session" = []), ("terminal_certificate" = [], "crew_session" = [])),
+    responses(
+        (status = 200, description = "The incident.", body = IncidentView),
+        (status = 400, description = "`malformed_request`: the id is not an integer.", body = ErrorBody<ErrorCode>),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `crew_signed_out`.", body = ErrorBody<ErrorCode>),
+        (status = 403, description = "`wrong_team`: the incident is not assigned to the caller's team.", body = ErrorBody<ErrorCode>),
+        (status = 404, description = "`incident_not_found`.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn incident<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<IncidentView>, EmsError> {
     let c = ems.crew(&req).await?;
+    let id = incident_id(id)?;
     let record = own_incident(&ems, &c, id).await?;
     let teams = ems.store.teams(c.at.bureau.id).await?;
     Ok(Json(incident_view(&record, &teams, ems.now())))
@@ -319,14 +422,34 @@ fn to_event_kind(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = route::EVENTS,
+    operation_id = "event",
+    tag = "terminal",
+    params(("id" = i64, Path, description = "The incident's id.")),
+    request_body(content = EventBody, content_type = "application/json"),
+    security(("terminal" = [], "crew_session" = []), ("terminal_certificate" = [], "crew_session" = [])),
+    responses(
+        (status = 200, description = "The event, appended or (for a known key) answered.", body = EventAck),
+        (status = 400, description = "`malformed_request`: the body is not the type, or a value is out of its bounds.", body = ErrorBody<ErrorCode>),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `crew_signed_out`.", body = ErrorBody<ErrorCode>),
+        (status = 403, description = "`wrong_team`, or `forbidden` (an outcome ems derives itself).", body = ErrorBody<ErrorCode>),
+        (status = 404, description = "`incident_not_found`.", body = ErrorBody<ErrorCode>),
+        (status = 409, description = "The incident's rules refused the event (`incident_closed`, `phase_out_of_order`, `device_time_ahead`, …), or `idempotency_key_reused`.", body = ErrorBody<ErrorCode>),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn event<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<EventAck>, EmsError> {
     let c = ems.crew(&req).await?;
-    let body: EventBody = parse(&body)?;
+    let id = incident_id(id)?;
+    let body: EventBody = parse(&body_bytes(body)?)?;
     check_key(&body.idempotency_key)?;
     check_device_ms(body.device_at_ms)?;
     let record = own_incident(&ems, &c, id).await?;
@@ -364,14 +487,36 @@ async fn ack<S: EmsStore>(
 /// The summary for the card in the request. With `consent`, tap 2 is one round trip: the
 /// consent is appended first (idempotently, exactly like a posted `Consent` event), then the
 /// viewing rule is checked for this card's patient, then the provider is asked.
+#[utoipa::path(
+    post,
+    path = route::SUMMARY,
+    operation_id = "summary",
+    tag = "terminal",
+    params(("id" = i64, Path, description = "The incident's id.")),
+    request_body(content = SummaryBody, content_type = "application/json"),
+    security(("terminal" = [], "crew_session" = []), ("terminal_certificate" = [], "crew_session" = [])),
+    responses(
+        (status = 200, description = "The summary, recorded in ems's view log before it left.", body = TerminalSummary),
+        (status = 400, description = "`malformed_request`: the body is not the type, or a value is out of its bounds.", body = ErrorBody<ErrorCode>),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `crew_signed_out`.", body = ErrorBody<ErrorCode>),
+        (status = 403, description = "`wrong_team`: the incident is not assigned to the caller's team.", body = ErrorBody<ErrorCode>),
+        (status = 404, description = "`incident_not_found`, or `person_not_found` (no insured person is linked to the card).", body = ErrorBody<ErrorCode>),
+        (status = 409, description = "The viewing rule refused (`no_consent`, `identity_not_confirmed`, `consent_withdrawn`, `window_passed`, …), or the consent tap's rules did.", body = ErrorBody<ErrorCode>),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody<ErrorCode>),
+        (status = 422, description = "`card_rejected`: the provider refused the card's certificate.", body = ErrorBody<ErrorCode>),
+        (status = 502, description = "`provider_refused`: the provider refused the request itself.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`provider_unavailable` or `storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn summary<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<TerminalSummary>, EmsError> {
     let c = ems.crew(&req).await?;
-    let body: SummaryBody = parse(&body)?;
+    let id = incident_id(id)?;
+    let body: SummaryBody = parse(&body_bytes(body)?)?;
     let card = card_of(&c, &body.certificate)?;
     let mut record = own_incident(&ems, &c, id).await?;
     if let Some(ConsentTap {
@@ -576,6 +721,20 @@ async fn record_outcome<S: EmsStore>(
 /// assigned to (or taken from) the terminal's team changes. A revocation on the admin page
 /// ends the stream at once; the credential is also re-checked every 10 s, so a revocation by
 /// another process (`ems terminal revoke`) or an ended shift closes it too.
+// The push stream is described as `text/event-stream`; its events are not JSON (`incident`
+// carries the id, `resync` and `signed_out` a word), so no schema is given for them.
+#[utoipa::path(
+    get,
+    path = route::STREAM,
+    operation_id = "stream",
+    tag = "terminal",
+    security(("terminal" = [], "crew_session" = []), ("terminal_certificate" = [], "crew_session" = [])),
+    responses(
+        (status = 200, description = "Server-sent events: `incident` (data: the incident id), `resync`, `signed_out`.", content_type = "text/event-stream"),
+        (status = 401, description = "`terminal_unknown`, `terminal_revoked`, `terminal_certificate_required`, `terminal_certificate_expired`, `crew_signed_out`.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
 async fn stream<S: EmsStore>(
     State(ems): St<S>,
     req: TerminalRequest,

@@ -22,6 +22,7 @@ use crate::error::EmsError;
 use crate::sign_in::ClientIp;
 use crate::wire::route;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -31,7 +32,8 @@ use myna_store::ems::{
 };
 use myna_store::hash_secret;
 use myna_tls::identity::{ClientSubject, check_request};
-use myna_wire::terminal::{EnrollAccepted, EnrollBody, EnrollPoll, EnrollStatus};
+use myna_wire::ErrorBody;
+use myna_wire::terminal::{EnrollAccepted, EnrollBody, EnrollPoll, EnrollStatus, ErrorCode};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -118,10 +120,26 @@ pub async fn invite<S: EmsStore>(
     Ok(opened.map(|_| secret))
 }
 
-async fn request<S: EmsStore>(
+#[utoipa::path(
+    post,
+    path = route::ENROLL,
+    operation_id = "enroll",
+    tag = "enrollment",
+    request_body(content = EnrollBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Filed: the tablet shows `code` (it computes the same from its key) and polls with `poll_token`.", body = EnrollAccepted),
+        (status = 400, description = "`malformed_request` (the body, the label) or `certificate_request_invalid`.", body = ErrorBody<ErrorCode>),
+        (status = 403, description = "`invitation_invalid`: no open invitation of the bureau has that secret.", body = ErrorBody<ErrorCode>),
+        (status = 404, description = "`unknown_bureau`, or `enrollment_unavailable` (this ems has no device CA).", body = ErrorBody<ErrorCode>),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody<ErrorCode>),
+        (status = 429, description = "`too_many_attempts` (per address, with `Retry-After`) or `too_many_enrollments` (the bureau's waiting list is full).", body = ErrorBody<ErrorCode>, headers(("Retry-After" = u64, description = "Seconds to wait (with `too_many_attempts`)."))),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
+pub(crate) async fn request<S: EmsStore>(
     State(ems): State<Arc<Ems<S>>>,
     ClientIp(ip): ClientIp,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<EnrollAccepted>), EmsError> {
     if ems.device_ca.is_none() {
         return Err(EmsError::EnrollmentUnavailable);
@@ -129,7 +147,7 @@ async fn request<S: EmsStore>(
     // No credential yet: the same per-address budget as the open sign-in page.
     ems.sign_in_guard
         .check_ip(ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))?;
-    let body: EnrollBody = parse(&body)?;
+    let body: EnrollBody = parse(&crate::api::body_bytes(body)?)?;
     let label = check_label(&body.label)?;
     let bureau = bureau_by_code(&ems, &body.bureau).await?;
     let checked = check_request(&body.csr_pem)
@@ -165,11 +183,25 @@ async fn request<S: EmsStore>(
     }
 }
 
-async fn status<S: EmsStore>(
+#[utoipa::path(
+    post,
+    path = route::ENROLL_STATUS,
+    operation_id = "enroll_status",
+    tag = "enrollment",
+    request_body(content = EnrollPoll, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Pending, approved (with the certificate) or rejected.", body = EnrollStatus),
+        (status = 400, description = "`malformed_request`.", body = ErrorBody<ErrorCode>),
+        (status = 404, description = "`enrollment_unknown`: no request has that poll token.", body = ErrorBody<ErrorCode>),
+        (status = 413, description = "`payload_too_large`: the body is over 64 KiB.", body = ErrorBody<ErrorCode>),
+        (status = 503, description = "`storage_unavailable`.", body = ErrorBody<ErrorCode>),
+    ),
+)]
+pub(crate) async fn status<S: EmsStore>(
     State(ems): State<Arc<Ems<S>>>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<EnrollStatus>, EmsError> {
-    let poll: EnrollPoll = parse(&body)?;
+    let poll: EnrollPoll = parse(&crate::api::body_bytes(body)?)?;
     let enrollment = ems
         .store
         .enrollment_by_poll(&hash_secret(&poll.poll_token))

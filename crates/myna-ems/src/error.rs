@@ -52,6 +52,8 @@ pub enum EmsError {
     KeyReused(String),
     #[error("malformed request: {0}")]
     Malformed(String),
+    #[error("the request body is over {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("no insured person is linked to this card")]
     PersonNotFound,
     #[error("the provider refused the card's certificate: {0}")]
@@ -146,6 +148,7 @@ impl EmsError {
             EmsError::Rule(r) => rule_code(r),
             EmsError::KeyReused(_) => C::IdempotencyKeyReused,
             EmsError::Malformed(_) => C::MalformedRequest,
+            EmsError::PayloadTooLarge(_) => C::PayloadTooLarge,
             EmsError::PersonNotFound => C::PersonNotFound,
             EmsError::CardRejected(_) => C::CardRejected,
             EmsError::ProviderRefused { .. } => C::ProviderRefused,
@@ -172,14 +175,16 @@ impl EmsError {
             EmsError::IncidentNotFound
             | EmsError::PersonNotFound
             | EmsError::UnknownBureau
-            | EmsError::EnrollmentUnknown => StatusCode::NOT_FOUND,
+            | EmsError::EnrollmentUnknown
+            // Not a failure of ems: enrollment is not a service this one offers.
+            | EmsError::EnrollmentUnavailable => StatusCode::NOT_FOUND,
             EmsError::InvitationInvalid => StatusCode::FORBIDDEN,
             EmsError::CertificateRequestInvalid(_) => StatusCode::BAD_REQUEST,
             EmsError::TooManyEnrollments => StatusCode::TOO_MANY_REQUESTS,
-            EmsError::EnrollmentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             EmsError::Rule(_) | EmsError::KeyReused(_) => StatusCode::CONFLICT,
             EmsError::CardRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EmsError::Malformed(_) => StatusCode::BAD_REQUEST,
+            EmsError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EmsError::ProviderRefused { .. } => StatusCode::BAD_GATEWAY,
             EmsError::ProviderUnavailable(_) | EmsError::Store(_) | EmsError::Report(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -12,6 +12,7 @@ mod dispatch;
 pub mod enroll;
 pub mod error;
 mod hospital;
+pub mod openapi;
 pub mod seed;
 pub mod sign_in;
 pub mod wire;

@@ -9,7 +9,7 @@ use crate::ems_cli::{
     TerminalArgs, demo_password, hash_password, kawasaki_crew_login, serve_ems, serve_terminal,
 };
 use crate::profile_file::ProfileFile;
-use crate::provider::{add_organisation, serve};
+use crate::provider::{add_organisation, serve, write_token};
 use anyhow::{Context, Result, bail};
 use myna_card_emu::card::Card as EmulatedCard;
 use myna_card_emu::reader::{EmulatedReader, Faults};
@@ -154,10 +154,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let store = Arc::new(SqliteStore::open(&db)?);
     let pki_dir = dir.join("pki");
     let pki = PkiDir::open_or_create(&pki_dir)?;
-    // The bureau proves itself to the provider by its client certificate (mutual TLS); its
-    // registration's bearer token is not kept.
+    // The bureau proves itself to the demo's provider by its client certificate (mutual
+    // TLS). Its bearer token works only with a provider on loopback without the organisation
+    // CA (tests, scripts/schemathesis); it is kept, owner-only, for those.
     if store.organisation(DEMO_ORG).await?.is_none() {
-        add_organisation(store.as_ref(), DEMO_ORG, "川崎市消防局").await?;
+        let token = add_organisation(store.as_ref(), DEMO_ORG, "川崎市消防局").await?;
+        write_token(&dir.join("provider.token"), &token)?;
     }
     let cards_dir = dir.join("cards");
     let today = myna_provider::japan_date(chrono::Utc::now());

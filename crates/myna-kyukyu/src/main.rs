@@ -73,6 +73,28 @@ enum Command {
     /// Benchmarks (not tests): measure and report.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print a service's OpenAPI document (JSON) on stdout.
+    Openapi {
+        #[arg(value_enum)]
+        api: OpenapiDoc,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OpenapiDoc {
+    /// The provider API (docs/openapi/provider.json).
+    Provider,
+    /// ems's terminal API (docs/openapi/ems-terminal.json).
+    Ems,
+}
+
+fn print_openapi(api: OpenapiDoc) -> anyhow::Result<ExitCode> {
+    let json = match api {
+        OpenapiDoc::Provider => myna_provider::openapi::json()?,
+        OpenapiDoc::Ems => myna_ems::openapi::json()?,
+    };
+    print!("{json}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -107,6 +129,7 @@ fn main() -> ExitCode {
             Command::Enroll(a) => enroll::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Bench(c) => bench::run(c).await,
+            Command::Openapi { api } => print_openapi(api),
         }
     });
     match result {

@@ -8,6 +8,7 @@
 mod auth;
 pub mod client;
 mod error;
+pub mod openapi;
 mod summary;
 
 pub use auth::{BearerTokens, CallerAuth, Callers, ClientCertificates};
@@ -46,11 +47,23 @@ pub struct Provider<S, A> {
     pub clock: Clock,
 }
 
+/// For load balancers; no authentication.
+#[utoipa::path(
+    get,
+    path = myna_wire::provider::HEALTHZ_PATH,
+    operation_id = "healthz",
+    tag = "provider",
+    responses((status = 200, description = "The service is up.", body = String, content_type = "text/plain", example = "ok")),
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// The provider's HTTP routes.
 pub fn router<S: ProviderStore, A: CallerAuth<S>>(provider: Provider<S, A>) -> Router {
     let state = Arc::new(provider);
     Router::new()
-        .route(myna_wire::provider::HEALTHZ_PATH, get(|| async { "ok" }))
+        .route(myna_wire::provider::HEALTHZ_PATH, get(healthz))
         .route(
             myna_wire::provider::SUMMARY_PATH,
             post(summary::handle::<S, A>),

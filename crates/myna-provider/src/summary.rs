@@ -11,6 +11,7 @@ use myna_domain::person::PersonId;
 use myna_domain::summary::{View, build_summary};
 use myna_store::{AccessRequest, ProviderStore};
 pub use myna_wire::provider::{SummaryRequestBody, SummaryResponse, ViewerBody};
+use myna_wire::{ErrorBody, provider::ProviderErrorCode};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -26,6 +27,30 @@ fn malformed(msg: impl Into<String>) -> ApiError {
     ApiError::MalformedRequest(msg.into())
 }
 
+/// The emergency summary for the card's certificate, logged in the access log before it is
+/// sent.
+#[utoipa::path(
+    post,
+    path = myna_wire::provider::SUMMARY_PATH,
+    operation_id = "emergency_summary",
+    tag = "provider",
+    params(("view" = Option<View>, Query, description = "`summary` (救急用サマリー, the default) or `full` (全量版)")),
+    request_body(content = SummaryRequestBody, content_type = "application/json"),
+    security(("organisation" = []), ("organisation_certificate" = [])),
+    responses(
+        (status = 200, description = "The summary; its access is in the access log.", body = SummaryResponse),
+        (status = 400, description = "`malformed_request`: invalid JSON, missing or unknown field, bad base64, unknown purpose or consent, empty or over-long identifier, bad `view`.", body = ErrorBody<ProviderErrorCode>),
+        (status = 401, description = "`unauthenticated`: no, malformed or wrong credential.", body = ErrorBody<ProviderErrorCode>,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"myna-provider\"`"))),
+        (status = 403, description = "`viewer_organisation_mismatch`.", body = ErrorBody<ProviderErrorCode>),
+        (status = 404, description = "`unknown_serial`: no insured person is linked to the certificate.", body = ErrorBody<ProviderErrorCode>),
+        (status = 413, description = "`payload_too_large`: body over 64 KiB.", body = ErrorBody<ProviderErrorCode>),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`.", body = ErrorBody<ProviderErrorCode>),
+        (status = 422, description = "The certificate was refused (`certificate_*`).", body = ErrorBody<ProviderErrorCode>),
+        (status = 500, description = "`internal`: stored data is inconsistent (details are logged).", body = ErrorBody<ProviderErrorCode>),
+        (status = 503, description = "`unavailable`: the database cannot be reached or a commit failed.", body = ErrorBody<ProviderErrorCode>),
+    ),
+)]
 pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
     State(p): State<Arc<Provider<S, A>>>,
     query: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,

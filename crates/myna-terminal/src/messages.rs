@@ -77,8 +77,10 @@ pub fn crew_message(code: ErrorCode) -> &'static str {
             "この操作は端末からは行えません。"
         }
         C::IncidentNotFound => "事案が見つかりません。",
-        C::IdempotencyKeyReused | C::MalformedRequest | C::ProviderRefused | C::Unknown => {
-            "処理できませんでした。もう一度操作してください。"
-        }
+        C::IdempotencyKeyReused
+        | C::MalformedRequest
+        | C::PayloadTooLarge
+        | C::ProviderRefused
+        | C::Unknown => "処理できませんでした。もう一度操作してください。",
     }
 }

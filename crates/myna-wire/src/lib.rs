@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 /// Every error answer of both APIs: `{"error": {"code": …, "message": …}}`. `C` is the API's
 /// code enum; the message is for people and may change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody<C> {
     pub error: ErrorDetail<C>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail<C> {
     pub code: C,
     pub message: String,
@@ -57,6 +59,21 @@ macro_rules! wire_codes {
                 }
             }
         }
+
+        // The schema lists the codes a server sends (`ALL`); `unknown` is only a client's
+        // reading of a newer peer's code.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::ALL.iter().map(|c| c.as_str())))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -21,25 +21,34 @@ pub fn summary_path(view: View) -> &'static str {
 /// Who looks: the calling organisation (it must be the authenticated one), the team and the
 /// crew member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ViewerBody {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub organisation: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub team: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub crew_member: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SummaryRequestBody {
     /// DER of the JPKI user-authentication certificate, standard base64.
     pub certificate: String,
+    // A string so an unknown purpose is the handler's `malformed_request`, not serde's.
+    #[cfg_attr(feature = "openapi", schema(value_type = myna_domain::access::Purpose))]
     pub purpose: String,
     pub consent: Consent,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub incident_ref: String,
     pub viewer: ViewerBody,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SummaryResponse {
     /// Sequence number of the access-log entry recorded for this view.
     pub access_id: i64,

@@ -69,6 +69,7 @@ impl PushEvent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignInBody {
     pub login: String,
@@ -76,6 +77,7 @@ pub struct SignInBody {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedIn {
     pub session: String,
     pub crew_login: String,
@@ -85,11 +87,13 @@ pub struct SignedIn {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedOut {
     pub signed_out: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalInfo {
     pub terminal_id: i64,
     pub label: String,
@@ -99,6 +103,7 @@ pub struct TerminalInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhaseTime {
     pub phase: Phase,
     pub at_ms: i64,
@@ -109,6 +114,7 @@ pub struct PhaseTime {
 /// 傷病者N: one patient of the incident as the assigned team recorded them. The patient's key
 /// never leaves ems; the number is their place in the incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatientView {
     pub number: u32,
     pub identity_confirmed: bool,
@@ -120,6 +126,7 @@ pub struct PatientView {
 
 /// An incident as the terminal and the dispatcher see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IncidentView {
     pub id: i64,
     pub number: String,
@@ -163,6 +170,7 @@ impl IncidentView {
 /// What a crew may record. The face check and the consent carry the card's certificate, so
 /// ems knows which patient they are for; a view is never posted (ems records it itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CrewEvent {
     Phase {
@@ -211,6 +219,7 @@ pub enum CrewEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationView {
     pub hospital: String,
     pub hospital_name: String,
@@ -221,6 +230,7 @@ pub struct DestinationView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VitalsView {
     pub at_ms: i64,
     pub vitals: Vitals,
@@ -229,6 +239,7 @@ pub struct VitalsView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HandoffView {
     pub received_by: String,
     pub at_ms: i64,
@@ -237,6 +248,7 @@ pub struct HandoffView {
 /// The bureau's hospitals' acceptance statuses as their staff last set them
 /// (`GET route::HOSPITALS`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HospitalStatuses {
     pub statuses: Vec<HospitalStatus>,
     /// The bureau's age, in minutes, past which a status is stale.
@@ -245,6 +257,7 @@ pub struct HospitalStatuses {
 
 /// One inquiry as the terminal and the desk show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InquiryView {
     pub hospital: String,
     pub hospital_name: String,
@@ -255,16 +268,20 @@ pub struct InquiryView {
 
 /// A crew event; a replay with the same key is answered, not appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventBody {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub idempotency_key: String,
     /// The device's clock when the crew tapped, in ms since the epoch. Refused if after the
     /// server's receipt, before the incident was created, or before the crew's previous tap.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub device_at_ms: Option<i64>,
     pub event: CrewEvent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventAck {
     pub seq: u32,
     pub at_ms: i64,
@@ -276,14 +293,18 @@ pub struct EventAck {
 /// The consent tap sent with the summary request, so tap 2 costs one round trip. It is
 /// appended exactly as a `CrewEvent::Consent` with this key would be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConsentTap {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub idempotency_key: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub device_at_ms: Option<i64>,
     pub consent: Consent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SummaryBody {
     /// DER of the card's JPKI user-authentication certificate, standard base64.
@@ -297,6 +318,7 @@ pub struct SummaryBody {
 
 /// The summary for the terminal, with the patient it is for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TerminalSummary {
     /// 傷病者N.
     pub patient: u32,
@@ -306,6 +328,7 @@ pub struct TerminalSummary {
 /// 端末登録申請 (enrollment): a tablet sends the signing request of a key it made itself, for the
 /// bureau's device CA; an admin of the bureau approves it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
     /// The bureau's code, e.g. `kawasaki-fd`.
@@ -321,12 +344,14 @@ pub struct EnrollBody {
 /// The request is filed: the tablet shows `code`, the admin approves when theirs matches, and
 /// the tablet polls with `poll_token`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollAccepted {
     pub code: String,
     pub poll_token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollPoll {
     pub poll_token: String,
@@ -334,6 +359,7 @@ pub struct EnrollPoll {
 
 /// Where an enrollment stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum EnrollStatus {
     Pending,
@@ -397,6 +423,7 @@ wire_codes! {
         ReceiverName = "receiver_name",
         IdempotencyKeyReused = "idempotency_key_reused",
         MalformedRequest = "malformed_request",
+        PayloadTooLarge = "payload_too_large",
         PersonNotFound = "person_not_found",
         CardRejected = "card_rejected",
         ProviderRefused = "provider_refused",

@@ -1,0 +1,98 @@
+//! The provider API's OpenAPI document, generated from the handlers' attributes and the
+//! `myna-wire` types (`myna-kyukyu openapi provider`; committed as `docs/openapi/provider.json`).
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Myna Kyukyu provider API",
+        description = "The national emergency-summary service, called by fire bureaus' ems servers (docs/api.md)."
+    ),
+    paths(crate::healthz, crate::summary::handle),
+    modifiers(&Security),
+)]
+struct ProviderApi;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "organisation",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("<organisation id>.<secret>")
+                    .description(Some(
+                        "The calling organisation's bearer credential (`provider org add` \
+                         prints it), only on a provider without an organisation CA (loopback, \
+                         tests).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "organisation_certificate",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "The bureau's client certificate from the provider's organisation CA; its \
+                     common name is the organisation id (`provider serve --client-ca`). A \
+                     provider others can reach accepts only this."
+                        .into(),
+                ),
+                deprecated: None,
+                extensions: None,
+            },
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ProviderApi::openapi()
+}
+
+/// The document as committed: pretty JSON with a final newline.
+pub fn json() -> Result<String, serde_json::Error> {
+    Ok(format!("{}\n", document().to_pretty_json()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    const COMMITTED: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/openapi/provider.json"
+    );
+
+    /// The committed document is the one the code generates. `UPDATE_GOLDEN=1` rewrites it.
+    #[test]
+    fn the_committed_document_is_the_generated_one() {
+        let generated = super::json().unwrap();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(COMMITTED, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+        if committed != generated {
+            panic!(
+                "docs/openapi/provider.json is not the generated document; refresh it with\n  \
+                 cargo run -p myna-kyukyu -- openapi provider > docs/openapi/provider.json\n\
+                 (or UPDATE_GOLDEN=1 cargo test -p myna-provider openapi)"
+            );
+        }
+    }
+
+    #[test]
+    fn both_routes_are_documented() {
+        let doc = super::document();
+        for path in [
+            myna_wire::provider::SUMMARY_PATH,
+            myna_wire::provider::HEALTHZ_PATH,
+        ] {
+            assert!(doc.paths.paths.contains_key(path), "{path}");
+        }
+    }
+}
