@@ -37,6 +37,9 @@ pub enum BenchCommand {
     Handoff(crate::bench_handoff::HandoffBenchArgs),
     /// Loading the drug master, classifying every code, and what that saves each summary.
     Alerts(crate::bench_alerts::AlertsBenchArgs),
+    /// The real ems and provider processes under Kawasaki's busiest hour, or every team of the
+    /// country connected with push streams open (docs/benchmarks.md).
+    EmsLoad(crate::bench_ems_load::EmsLoadArgs),
     /// A TCP proxy that delays every byte each way (the browser benchmark's 100 ms RTT link;
     /// this kernel has no netem).
     DelayProxy(crate::delay_proxy::DelayProxyArgs),
@@ -70,6 +73,7 @@ pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
             tokio::task::spawn_blocking(move || crate::bench_card::run(a)).await?
         }
         BenchCommand::DelayProxy(a) => crate::delay_proxy::run(a).await,
+        BenchCommand::EmsLoad(a) => crate::bench_ems_load::run(a).await,
         BenchCommand::Handoff(a) => {
             tokio::task::spawn_blocking(move || crate::bench_handoff::run(a)).await?
         }

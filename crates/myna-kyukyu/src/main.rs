@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod bench_alerts;
 mod bench_card;
+mod bench_ems_load;
 mod bench_handoff;
 mod bench_ranking;
 mod card_cli;

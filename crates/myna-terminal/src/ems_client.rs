@@ -55,7 +55,17 @@ impl EmsClient {
         token: &str,
         tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
     ) -> Result<Self, myna_tls::TlsError> {
-        let mut client = Self::without_bearer(base, tls)?;
+        Self::new_from(base, token, tls, None)
+    }
+
+    /// `new`, with every connection leaving from `local` (the load benchmark's tablets).
+    pub fn new_from(
+        base: &str,
+        token: &str,
+        tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Self, myna_tls::TlsError> {
+        let mut client = Self::connect(base, tls, local)?;
         client.token = Some(token.to_owned());
         Ok(client)
     }
@@ -66,8 +76,16 @@ impl EmsClient {
         base: &str,
         tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
     ) -> Result<Self, myna_tls::TlsError> {
+        Self::connect(base, tls, None)
+    }
+
+    fn connect(
+        base: &str,
+        tls: std::sync::Arc<myna_tls::rustls::ClientConfig>,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Self, myna_tls::TlsError> {
         myna_tls::check_url(base)?;
-        let connector = myna_tls::https_connector(tls, Some(Duration::from_secs(3)));
+        let connector = myna_tls::https_connector_from(tls, Some(Duration::from_secs(3)), local);
         let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self {
             http,

@@ -213,7 +213,18 @@ pub fn https_connector(
     config: Arc<ClientConfig>,
     connect_timeout: Option<std::time::Duration>,
 ) -> Connector {
+    https_connector_from(config, connect_timeout, None)
+}
+
+/// `https_connector` whose connections leave from `local` (a load test gives each simulated
+/// tablet its own loopback address, as each real tablet has its own).
+pub fn https_connector_from(
+    config: Arc<ClientConfig>,
+    connect_timeout: Option<std::time::Duration>,
+    local: Option<std::net::IpAddr>,
+) -> Connector {
     let mut http = HttpConnector::new();
+    http.set_local_address(local);
     http.set_nodelay(true);
     http.set_connect_timeout(connect_timeout);
     http.enforce_http(false);
