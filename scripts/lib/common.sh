@@ -47,3 +47,7 @@ CARD_PACKAGES=(pcscd vsmartcard-vpcd opensc)
 
 # The browser tests: Debian's Chromium (playwright-core drives it; nothing is downloaded).
 BROWSER_PACKAGES=(chromium fonts-noto-cjk curl libnss3-tools)
+
+# The partition test (crates/myna-kyukyu/tests/partition.rs): network namespaces, veth pairs
+# and iptables rules that it makes and removes itself (as root).
+NETWORK_PACKAGES=(iproute2 iptables)

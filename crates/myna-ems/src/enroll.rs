@@ -208,6 +208,12 @@ pub(crate) async fn status<S: EmsStore>(
         .await?
         .ok_or(EmsError::EnrollmentUnknown)?;
     Ok(Json(match enrollment.state {
+        // Past its time it can no longer be approved: say so rather than "pending".
+        EnrollmentState::Pending
+            if enrollment.requested_ms < ems.now_ms() - ems.enrollment_limits.pending_for_ms =>
+        {
+            EnrollStatus::Rejected
+        }
         EnrollmentState::Pending => EnrollStatus::Pending,
         EnrollmentState::Approved {
             certificate_pem, ..

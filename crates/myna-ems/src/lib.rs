@@ -67,7 +67,9 @@ pub struct Ems<S> {
     pub store: Arc<S>,
     pub clock: Clock,
     changes: broadcast::Sender<Change>,
-    providers: Mutex<HashMap<(String, String), ProviderClient>>,
+    /// Per bureau: the provider URL and the SHA-256 of the credential the client was made
+    /// with, and the client. A rotated credential replaces the bureau's entry.
+    providers: Mutex<HashMap<BureauId, (String, String, ProviderClient)>>,
     /// Upper bound on one provider call, so a dead link fails plainly instead of hanging.
     pub provider_timeout: Duration,
     /// The age past which a hospital's acceptance status is shown as stale and ranked lower
@@ -217,8 +219,11 @@ impl<S: EmsStore> Ems<S> {
     pub(crate) fn provider(&self, bureau: &Bureau) -> Result<ProviderClient, EmsError> {
         let file = Path::new(&bureau.provider_credential_file);
         let credential = read_credential(file).map_err(EmsError::ProviderUnavailable)?;
-        let key = (bureau.provider_url.clone(), credential);
-        let make = |(url, credential): &(String, String)| {
+        let credential = zeroize::Zeroizing::new(credential);
+        let fingerprint = myna_store::hash_secret(&credential);
+        let url = bureau.provider_url.as_str();
+        let make = || {
+            let credential = credential.as_str();
             let unavailable = |e: String| EmsError::ProviderUnavailable(e);
             // A plain http:// provider on another host is refused (a database writer could
             // otherwise send the credential anywhere in clear).
@@ -248,14 +253,17 @@ impl<S: EmsStore> Ems<S> {
         };
         match self.providers.lock() {
             Ok(mut map) => {
-                if let Some(c) = map.get(&key) {
+                if let Some((u, f, c)) = map.get(&bureau.id)
+                    && u == url
+                    && *f == fingerprint
+                {
                     return Ok(c.clone());
                 }
-                let client = make(&key)?;
-                map.insert(key, client.clone());
+                let client = make()?;
+                map.insert(bureau.id, (url.to_owned(), fingerprint, client.clone()));
                 Ok(client)
             }
-            Err(_) => make(&key),
+            Err(_) => make(),
         }
     }
 }

@@ -595,7 +595,14 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
         }
         EmsCommand::Terminal(TerminalAdmin::Pending { db, bureau }) => {
             let (store, bureau) = open_bureau(&db, &bureau).await?;
-            let waiting = store.enrollments(bureau, true).await?;
+            let lapse = chrono::Utc::now().timestamp_millis()
+                - myna_store::ems::EnrollmentLimits::default().pending_for_ms;
+            let waiting: Vec<_> = store
+                .enrollments(bureau, true)
+                .await?
+                .into_iter()
+                .filter(|e| e.requested_ms >= lapse)
+                .collect();
             if waiting.is_empty() {
                 println!("no enrollment request is waiting");
             }

@@ -242,6 +242,21 @@ pub fn run(cmd: TlsCommand) -> Result<std::process::ExitCode> {
             println!("organisation CA: {} and {}", cert.display(), key.display());
         }
         TlsCommand::OrgCert { dir, org, name } => {
+            // The id names the files: no path, no name of the CAs' or servers' own files, and
+            // nothing already there is replaced.
+            myna_domain::access::check_identifier("organisation id", &org)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if [ORG_CA, DEVICE_CA, "ca", "provider", "ems"].contains(&org.as_str())
+                || org.contains(['/', '.'])
+            {
+                bail!("{org:?} cannot be an organisation id here");
+            }
+            for ext in ["pem", "key"] {
+                let path = dir.join(format!("{org}.{ext}"));
+                if path.exists() {
+                    bail!("{} exists; move it away first", path.display());
+                }
+            }
             let subject = myna_tls::identity::ClientSubject {
                 common_name: org.clone(),
                 organization: name,

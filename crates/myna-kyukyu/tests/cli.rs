@@ -1103,6 +1103,7 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unauthenticated"));
     // The right name from another CA: the handshake fails.
     let o = ask(&["--identity", forged.to_str().unwrap()]);
     assert!(!o.status.success());

@@ -301,7 +301,18 @@ async fn acknowledged_events_and_views_survive_sigkill_of_ems_and_the_provider_u
     provider.start();
     ems.start();
 
-    let token = std::fs::read_to_string(data.join("terminals/nakahara1.token"))
+    // The demo's tablets hold certificates; this ems is on loopback without a device CA, where
+    // a tablet's credential is a bearer token.
+    let token_file = data.join("crash-tablet.token");
+    let o = bin()
+        .args(["ems", "terminal", "add", "--team", "中原救急1", "--db"])
+        .arg(data.join("ems.db"))
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let token = std::fs::read_to_string(&token_file)
         .unwrap()
         .trim()
         .to_owned();

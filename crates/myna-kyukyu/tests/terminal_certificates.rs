@@ -414,3 +414,45 @@ async fn enrollment_needs_the_invitation_and_a_rejected_request_gives_no_certifi
     assert_eq!(approved, None, "a rejected request was approved");
     assert!(w.store.terminals(w.bureau.id).await.unwrap().is_empty());
 }
+
+/// The certificate's end is ems's own check on every request: an ems whose clock is past it
+/// refuses the tablet though the handshake (on the real clock) passed.
+#[tokio::test]
+async fn a_tablet_whose_certificate_has_ended_is_refused_on_its_next_request() {
+    let w = world().await;
+    let (tablet, _) = w.enrolled("中原1", "中原救急1").await;
+    assert!(tablet.whoami().await.is_ok());
+    let later: myna_ems::Clock = Arc::new(|| chrono::Utc::now() + chrono::Duration::days(2 * 365));
+    let mut ems = Ems::new(w.store.clone(), later);
+    ems.tls = true;
+    ems.device_ca = w.ems.device_ca.clone();
+    let tls = server_config(
+        &w.dir.path().join("ems.pem"),
+        &w.dir.path().join("ems.key"),
+        Some(&w.dir.path().join("device-ca.pem")),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(myna_web::serve::serve(
+        listener,
+        myna_ems::router(Arc::new(ems)),
+        Default::default(),
+        Some(tls),
+        std::future::pending(),
+    ));
+    let pem = std::fs::read_to_string(w.dir.path().join("中原1.pem")).unwrap();
+    let key = std::fs::read_to_string(w.dir.path().join("中原1.key")).unwrap();
+    let two_years_on = {
+        let identity = ClientIdentity {
+            cert: write(w.dir.path(), "later.pem", &pem),
+            key: write(w.dir.path(), "later.key", &key),
+        };
+        EmsClient::without_bearer(&url, client_config(&w.roots(), Some(&identity)).unwrap())
+            .unwrap()
+    };
+    assert_eq!(
+        refused_code(two_years_on.whoami().await),
+        ErrorCode::TerminalCertificateExpired
+    );
+}

@@ -116,6 +116,16 @@ impl<S: ProviderStore> CallerAuth<S> for ClientCertificates {
         certificate: Option<&PeerCertificate>,
     ) -> Result<Organisation, ApiError> {
         let certificate = certificate.ok_or(ApiError::Unauthenticated)?;
+        // The handshake checked the dates, but a kept-alive connection or a resumed session
+        // outlives that moment: check them on every request.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let (from, until) =
+            myna_tls::identity::validity_ms(&certificate.0).ok_or(ApiError::Unauthenticated)?;
+        if now_ms < from || now_ms >= until {
+            return Err(ApiError::Unauthenticated);
+        }
         let org_id = myna_tls::identity::subject_common_name(&certificate.0)
             .filter(|id| !id.is_empty() && id.len() <= 64)
             .ok_or(ApiError::Unauthenticated)?;

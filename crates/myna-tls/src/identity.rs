@@ -167,8 +167,17 @@ pub fn certificate_sha256(der: &[u8]) -> [u8; 32] {
 
 /// The end of a certificate's validity (DER), in Unix milliseconds.
 pub fn not_after_ms(der: &[u8]) -> Option<i64> {
+    validity_ms(der).map(|(_, end)| end)
+}
+
+/// A certificate's validity (DER), `(not before, not after)` in Unix milliseconds.
+pub fn validity_ms(der: &[u8]) -> Option<(i64, i64)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    cert.validity().not_after.timestamp().checked_mul(1000)
+    let v = cert.validity();
+    Some((
+        v.not_before.timestamp().checked_mul(1000)?,
+        v.not_after.timestamp().checked_mul(1000)?,
+    ))
 }
 
 /// The subject's common name of a certificate (DER), if it has exactly one that is text.
@@ -222,6 +231,11 @@ mod tests {
         assert!(eku.client_auth && !eku.server_auth);
         assert_eq!(subject_common_name(&der).as_deref(), Some("川崎1"));
         let not_after = not_after_ms(&der).unwrap();
+        assert_eq!(
+            validity_ms(&der).unwrap().0,
+            1_795_651_200_000,
+            "2026-11-26 00:00 UTC"
+        );
         // 2027-11-26 00:00 UTC: a year from the day of issue, not longer.
         assert_eq!(not_after, 1_827_187_200_000);
         assert!(cert.tbs_certificate.serial.bits() > 64, "a random serial");
