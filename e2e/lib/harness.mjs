@@ -2,6 +2,7 @@
 // terminal), launches Debian's Chromium through playwright-core, and keeps screenshots.
 
 import { spawn } from 'node:child_process';
+import https from 'node:https';
 import { mkdirSync, mkdtempSync, readFileSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,8 +89,33 @@ export function deck(dataDir) {
   return JSON.parse(readFileSync(join(dataDir, 'cards', 'deck.json'), 'utf8'));
 }
 
-export function token(dataDir, file) {
-  return readFileSync(join(dataDir, 'terminals', `${file}.token`), 'utf8').trim();
+/** The `terminal` options of a demo tablet's client certificate (it enrolled in the demo). */
+export function tabletCertificate(dataDir, file) {
+  return ['--cert', join(dataDir, 'terminals', `${file}.pem`), '--key', join(dataDir, 'terminals', `${file}.key`)];
+}
+
+/**
+ * A request to ems as a tablet does: over TLS with the tablet's client certificate (fetch
+ * cannot present one). Resolves to `{ status, json() }`.
+ */
+export function asTablet(dataDir, file, target, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(target, {
+      method,
+      headers,
+      ca: readFileSync(CA),
+      cert: readFileSync(join(dataDir, 'terminals', `${file}.pem`)),
+      key: readFileSync(join(dataDir, 'terminals', `${file}.key`)),
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => { text += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode, json: () => JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    if (body) req.write(body);
+    req.end();
+  });
 }
 
 /** The one-time launch URL a terminal wrote (`--launch-file`; the demo's is terminal.launch). */

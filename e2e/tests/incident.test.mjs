@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  PORTS, url, httpsUrl, CA, start, stop, stopAll, waitForHttp, seededDataDir, runToCompletion, deck, token,
+  PORTS, url, httpsUrl, CA, start, stop, stopAll, waitForHttp, seededDataDir, runToCompletion, deck, tabletCertificate, asTablet, TLS_DIR,
   launchBrowser, screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard,
   removeCard, Taps, timeline, openTablet,
   demoCommand,
@@ -206,7 +206,7 @@ test('a card with an unknown serial: the crew is told plainly and the outcome is
 
 test('a terminal of another team neither sees the incident nor may read or write it', async () => {
   const other = start('terminal-saiwai', [
-    'terminal', '--ems', EMS, '--ems-ca', CA, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    'terminal', '--ems', EMS, '--ems-ca', CA, ...tabletCertificate(dataDir, 'saiwai1'),
     '--listen', `127.0.0.1:${PORTS.terminal2}`, '--outbox', join(dataDir, 'outbox-saiwai.db'),
     '--demo-deck', join(dataDir, 'cards'), '--launch-file', join(dataDir, 'saiwai.launch'),
   ]);
@@ -222,31 +222,31 @@ test('a terminal of another team neither sees the incident nor may read or write
     assert.equal(await page.locator(`#incident[data-incident="${id}"]`).count(), 0);
     await screenshot(page, 'other-team-terminal-standby');
 
-    // The other team's terminal asks ems directly: refused.
-    const bearer = { authorization: `Bearer ${token(dataDir, 'saiwai1')}` };
-    const signIn = await fetch(`${EMS}/api/v1/terminal/sign-in`, {
-      method: 'POST', headers: { ...bearer, 'content-type': 'application/json' },
+    // The other team's terminal asks ems directly, with its own certificate: refused.
+    const saiwai = (path, options) => asTablet(dataDir, 'saiwai1', `${EMS}${path}`, options);
+    const signIn = await saiwai('/api/v1/terminal/sign-in', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ login: DEMO.crew['幸救急1'], password: DEMO.crewPassword }),
     });
     assert.equal(signIn.status, 200);
     const { session } = await signIn.json();
-    const headers = { ...bearer, 'x-crew-session': session, 'content-type': 'application/json' };
-    const get = await fetch(`${EMS}/api/v1/terminal/incidents/${id}`, { headers });
+    const headers = { 'x-crew-session': session, 'content-type': 'application/json' };
+    const get = await saiwai(`/api/v1/terminal/incidents/${id}`, { headers });
     assert.equal(get.status, 403);
     assert.equal((await get.json()).error.code, 'wrong_team');
-    const post = await fetch(`${EMS}/api/v1/terminal/incidents/${id}/events`, {
+    const post = await saiwai(`/api/v1/terminal/incidents/${id}/events`, {
       method: 'POST', headers,
       body: JSON.stringify({ idempotency_key: `wrong-${id}`, device_at_ms: Date.now(), event: { kind: 'phase', phase: 'arrival' } }),
     });
     assert.equal(post.status, 403);
     assert.equal((await post.json()).error.code, 'wrong_team');
     const certificate = Buffer.from(await (await import('node:fs/promises')).readFile(join(dataDir, 'cards', 'doac.cert.der'))).toString('base64');
-    const face = await fetch(`${EMS}/api/v1/terminal/incidents/${id}/events`, {
+    const face = await saiwai(`/api/v1/terminal/incidents/${id}/events`, {
       method: 'POST', headers,
       body: JSON.stringify({ idempotency_key: `face-${id}`, device_at_ms: Date.now(), event: { kind: 'identity_confirmed', certificate } }),
     });
     assert.equal(face.status, 403);
-    const summary = await fetch(`${EMS}/api/v1/terminal/incidents/${id}/summary`, {
+    const summary = await saiwai(`/api/v1/terminal/incidents/${id}/summary`, {
       method: 'POST', headers, body: JSON.stringify({ certificate }),
     });
     assert.equal(summary.status, 403);
@@ -261,14 +261,17 @@ test('a terminal of another team neither sees the incident nor may read or write
 });
 
 test('offline: ems stops mid-incident, taps queue with device times, and arrive once, in order, when it returns', async () => {
-  // A standalone ems on the same database, and 幸救急1's terminal talking to it.
-  // Plain HTTP on loopback; it reaches the demo's provider over HTTPS with the development CA.
-  const emsArgs = ['ems', 'serve', '--db', join(dataDir, 'ems.db'), '--listen', `127.0.0.1:${PORTS.ems2}`, '--provider-ca', CA];
-  const E2 = url(PORTS.ems2);
+  // A standalone ems on the same database, as the demo's (HTTPS, the tablets by their
+  // certificates), and 幸救急1's terminal talking to it. It reaches the demo's provider over
+  // HTTPS with the development CA and the bureau's certificate.
+  const emsArgs = ['ems', 'serve', '--db', join(dataDir, 'ems.db'), '--listen', `127.0.0.1:${PORTS.ems2}`, '--provider-ca', CA,
+    '--tls-cert', join(TLS_DIR, 'ems.pem'), '--tls-key', join(TLS_DIR, 'ems.key'),
+    '--device-ca-cert', join(TLS_DIR, 'device-ca.pem'), '--device-ca-key', join(TLS_DIR, 'device-ca.key')];
+  const E2 = httpsUrl(PORTS.ems2);
   const T3 = url(PORTS.terminal3);
   let ems = start('ems-standalone', emsArgs);
   const term = start('terminal-offline', [
-    'terminal', '--ems', E2, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    'terminal', '--ems', E2, '--ems-ca', CA, ...tabletCertificate(dataDir, 'saiwai1'),
     '--listen', `127.0.0.1:${PORTS.terminal3}`, '--outbox', join(dataDir, 'outbox-offline.db'),
     '--demo-deck', join(dataDir, 'cards'), '--launch-file', join(dataDir, 'offline.launch'),
   ]);
@@ -333,7 +336,7 @@ test('nothing medical stays: the summary goes after the idle timeout and on sign
   const T4 = url(PORTS.terminal3);
   const outbox = join(dataDir, 'outbox-idle.db');
   const term = start('terminal-idle', [
-    'terminal', '--ems', EMS, '--ems-ca', CA, '--token-file', join(dataDir, 'terminals', 'saiwai1.token'),
+    'terminal', '--ems', EMS, '--ems-ca', CA, ...tabletCertificate(dataDir, 'saiwai1'),
     '--listen', `127.0.0.1:${PORTS.terminal3}`, '--outbox', outbox,
     '--demo-deck', join(dataDir, 'cards'), '--idle-timeout-s', '3',
     '--launch-file', join(dataDir, 'idle.launch'),

@@ -128,7 +128,10 @@ impl Bureau {
         for pid in pids.split_whitespace() {
             let _ = Command::new("kill").args(["-9", pid]).status();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .stderr(Stdio::null())
+            .status();
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
             .stderr(Stdio::null())
