@@ -74,8 +74,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 /// The document as committed: pretty JSON with a final newline.
-pub fn json() -> Result<String, serde_json::Error> {
-    Ok(format!("{}\n", document().to_pretty_json()?))
+pub fn json() -> Result<String, String> {
+    myna_wire::openapi::committed_json(&document())
 }
 
 #[cfg(test)]
@@ -91,16 +91,12 @@ mod tests {
     #[test]
     fn the_committed_document_is_the_generated_one() {
         let generated = super::json().unwrap();
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(COMMITTED, &generated).unwrap();
-        }
-        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-        if committed != generated {
-            panic!(
-                "docs/openapi/ems-terminal.json is not the generated document; refresh it with\n  \
-                 cargo run -p myna-kyukyu -- openapi ems > docs/openapi/ems-terminal.json\n\
-                 (or UPDATE_GOLDEN=1 cargo test -p myna-ems openapi)"
-            );
+        if let Err(e) = myna_wire::openapi::check_committed(
+            COMMITTED,
+            &generated,
+            "cargo run -p myna-kyukyu -- openapi ems > docs/openapi/ems-terminal.json",
+        ) {
+            panic!("{e}");
         }
     }
 

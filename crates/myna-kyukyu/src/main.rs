@@ -91,9 +91,10 @@ enum OpenapiDoc {
 
 fn print_openapi(api: OpenapiDoc) -> anyhow::Result<ExitCode> {
     let json = match api {
-        OpenapiDoc::Provider => myna_provider::openapi::json()?,
-        OpenapiDoc::Ems => myna_ems::openapi::json()?,
-    };
+        OpenapiDoc::Provider => myna_provider::openapi::json(),
+        OpenapiDoc::Ems => myna_ems::openapi::json(),
+    }
+    .map_err(|e| anyhow::anyhow!("writing the OpenAPI document: {e}"))?;
     print!("{json}");
     Ok(ExitCode::SUCCESS)
 }

@@ -83,3 +83,32 @@ macro_rules! wire_codes {
     };
 }
 pub(crate) use wire_codes;
+
+/// What the services' OpenAPI documents share: how one is written to `docs/openapi/`, and the
+/// test that the committed file is the generated one.
+#[cfg(feature = "openapi")]
+pub mod openapi {
+    /// A document as committed: pretty JSON with a final newline.
+    pub fn committed_json(doc: &utoipa::openapi::OpenApi) -> Result<String, String> {
+        doc.to_pretty_json()
+            .map(|json| format!("{json}\n"))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the committed `file` is `generated`; `UPDATE_GOLDEN` set rewrites it first. The
+    /// error says how to refresh it (`refresh`).
+    pub fn check_committed(file: &str, generated: &str, refresh: &str) -> Result<(), String> {
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(file, generated).map_err(|e| format!("{file}: {e}"))?;
+        }
+        let committed = std::fs::read_to_string(file).unwrap_or_default();
+        if committed == generated {
+            Ok(())
+        } else {
+            Err(format!(
+                "{file} is not the generated document; refresh it with\n  {refresh}\n\
+                 (or set UPDATE_GOLDEN=1 and run the test)"
+            ))
+        }
+    }
+}
