@@ -66,6 +66,21 @@ pub enum OrgCommand {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Disable an organisation: its token and its certificates are refused (within 5 s by a
+    /// running provider, which caches a verified caller that long).
+    Disable {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+    /// Enable a disabled organisation again.
+    Enable {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -165,6 +180,8 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
+        ProviderCommand::Org(OrgCommand::Disable { db, id }) => set_disabled(&db, &id, true).await,
+        ProviderCommand::Org(OrgCommand::Enable { db, id }) => set_disabled(&db, &id, false).await,
         ProviderCommand::Revoke { db, serial, reason } => {
             // Normalise as validation does, or a typed `01:ab:…` would revoke nothing.
             let serial = myna_pki::parse_serial(&serial)?;
@@ -176,6 +193,17 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
         }
         ProviderCommand::Query(q) => query(q).await,
     }
+}
+
+async fn set_disabled(db: &Path, id: &str, disabled: bool) -> Result<ExitCode> {
+    let store = SqliteStore::open(db)?;
+    let found = store.set_organisation_disabled(id, disabled).await?;
+    store.close()?;
+    if !found {
+        bail!("no organisation {id:?} in {}", db.display());
+    }
+    println!("{id} {}", if disabled { "disabled" } else { "enabled" });
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn shutdown_signal() {

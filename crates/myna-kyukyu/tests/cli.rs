@@ -1086,6 +1086,59 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("救急用サマリー"), "{}", stdout(&o));
 
+    // Disabled, the organisation's certificate is refused once the 5 s cache has passed;
+    // enabled again, it is accepted.
+    assert!(
+        run(&[
+            "provider",
+            "org",
+            "disable",
+            "--db",
+            db_s,
+            "--id",
+            "kawasaki-fd"
+        ])
+        .status
+        .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(5_500));
+    let o = ask(&["--identity", kawasaki.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unauthenticated"));
+    assert!(
+        run(&[
+            "provider",
+            "org",
+            "enable",
+            "--db",
+            db_s,
+            "--id",
+            "kawasaki-fd"
+        ])
+        .status
+        .success()
+    );
+    let o = ask(&["--identity", kawasaki.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !run(&[
+            "provider",
+            "org",
+            "disable",
+            "--db",
+            db_s,
+            "--id",
+            "nobody-fd"
+        ])
+        .status
+        .success()
+    );
+
     // The same organisation's bearer token: refused by the provider (exit 3), not sent on.
     let o = ask(&["--token-file", token_file.to_str().unwrap()]);
     assert_eq!(

@@ -100,6 +100,7 @@ enum AdminJob {
         oneshot::Sender<Result<(), StoreError>>,
     ),
     Revoke(String, String, oneshot::Sender<Result<(), StoreError>>),
+    DisableOrganisation(String, bool, oneshot::Sender<Result<bool, StoreError>>),
     SetInfo(DatasetInfo, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -340,6 +341,18 @@ impl Writer {
                     )
                     .map_err(db_err)?;
                     Ok(())
+                });
+                let _ = reply.send(r);
+            }
+            AdminJob::DisableOrganisation(id, disabled, reply) => {
+                let r = self.in_tx(|conn, _| {
+                    let n = conn
+                        .execute(
+                            "UPDATE organisation SET disabled = ?1 WHERE id = ?2",
+                            params![i64::from(disabled), id],
+                        )
+                        .map_err(db_err)?;
+                    Ok(n == 1)
                 });
                 let _ = reply.send(r);
             }
@@ -590,6 +603,16 @@ impl ProviderStore for SqliteStore {
         secret_hash: String,
     ) -> Result<(), StoreError> {
         self.submit(|tx| Job::Admin(AdminJob::AddOrganisation(org, secret_hash, tx)))
+            .await
+    }
+
+    async fn set_organisation_disabled(
+        &self,
+        org_id: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        let id = org_id.to_owned();
+        self.submit(|tx| Job::Admin(AdminJob::DisableOrganisation(id, disabled, tx)))
             .await
     }
 

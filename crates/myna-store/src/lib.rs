@@ -141,6 +141,14 @@ pub trait ProviderStore: Send + Sync + 'static {
         org_id: &str,
     ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
 
+    /// Disables (or enables again) an organisation: a disabled one is refused by either
+    /// credential. False if there is no such organisation.
+    fn set_organisation_disabled(
+        &self,
+        org_id: &str,
+        disabled: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Registers an organisation with the hash of its secret.
     fn add_organisation(
         &self,

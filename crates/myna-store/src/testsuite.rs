@@ -415,6 +415,37 @@ pub async fn organisations_authenticate<S: ProviderStore>(store: S) {
     );
     assert_eq!(store.organisation("yokohama").await.unwrap(), None);
     assert_eq!(store.organisation("").await.unwrap(), None);
+    // Disabled: refused by either credential, until enabled again.
+    assert!(
+        store
+            .set_organisation_disabled("kawasaki", true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.organisation("kawasaki").await.unwrap(), None);
+    assert_eq!(
+        store
+            .authenticate("kawasaki", "s3cret-token")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .set_organisation_disabled("kawasaki", false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.organisation("kawasaki").await.unwrap(),
+        Some(org.clone())
+    );
+    assert!(
+        !store
+            .set_organisation_disabled("yokohama", true)
+            .await
+            .unwrap()
+    );
     let dup = store
         .add_organisation(org, hash_secret("other"))
         .await
