@@ -479,3 +479,82 @@ async fn inconsistent_stored_data_is_an_internal_error_that_logs_nothing() {
     );
     assert_eq!(log_len(&f.store).await, 0);
 }
+
+/// Mutual TLS as the provider sees it, one request at a time: the certificate's common name is
+/// the organisation, which must be registered and enabled, and the certificate's dates are
+/// checked on the request itself (a kept-alive connection or a resumed session outlives the
+/// handshake that checked them first).
+#[tokio::test]
+async fn a_bureau_certificate_names_its_organisation_and_its_dates_are_checked_per_request() {
+    use myna_provider::{CallerAuth, ClientCertificates};
+    use myna_tls::PeerCertificate;
+    use myna_tls::identity::{ClientSubject, issue_with_key};
+    use myna_tls::rustls::pki_types::CertificateDer;
+    use myna_tls::rustls::pki_types::pem::PemObject;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("provider.db")).unwrap();
+    store
+        .add_organisation(
+            Organisation {
+                id: "kawasaki-fd".into(),
+                name: "川崎市消防局".into(),
+            },
+            hash_secret("s"),
+        )
+        .await
+        .unwrap();
+    let ca = myna_tls::devca::new_named_ca("org CA", (2026, 1, 1)).unwrap();
+    let cert = |org: &str, day: myna_tls::devca::Day| {
+        let subject = ClientSubject {
+            common_name: org.into(),
+            organization: "x".into(),
+        };
+        let pem = issue_with_key(&ca.cert_pem, &ca.key_pem, &subject, day)
+            .unwrap()
+            .cert_pem;
+        PeerCertificate(
+            CertificateDer::from_pem_slice(pem.as_bytes())
+                .unwrap()
+                .to_vec()
+                .into(),
+        )
+    };
+    let today = {
+        use chrono::Datelike;
+        let d = Utc::now().date_naive();
+        (d.year(), d.month() as u8, d.day() as u8)
+    };
+    let auth = ClientCertificates::new();
+    let headers = axum::http::HeaderMap::new();
+    let org = auth
+        .authenticate(&store, &headers, Some(&cert("kawasaki-fd", today)))
+        .await
+        .unwrap();
+    assert_eq!(org.id, "kawasaki-fd");
+    for (what, peer) in [
+        (
+            "an organisation never registered",
+            Some(cert("nobody-fd", today)),
+        ),
+        (
+            "a certificate that ended",
+            Some(cert("kawasaki-fd", (2020, 1, 1))),
+        ),
+        (
+            "a certificate not yet valid",
+            Some(cert("kawasaki-fd", (today.0 + 1, 1, 1))),
+        ),
+        ("no certificate", None),
+    ] {
+        let refused = auth.authenticate(&store, &headers, peer.as_ref()).await;
+        assert!(
+            matches!(refused, Err(myna_provider::ApiError::Unauthenticated)),
+            "{what} was accepted"
+        );
+    }
+    // A bearer token of the same organisation counts for nothing here.
+    let mut bearer = axum::http::HeaderMap::new();
+    bearer.insert("authorization", "Bearer kawasaki-fd.s".parse().unwrap());
+    assert!(auth.authenticate(&store, &bearer, None).await.is_err());
+}
