@@ -456,3 +456,38 @@ async fn a_tablet_whose_certificate_has_ended_is_refused_on_its_next_request() {
         ErrorCode::TerminalCertificateExpired
     );
 }
+
+/// A revocation by another process (`ems terminal revoke` writes the database; this ems hears
+/// nothing of it) still ends the tablet's open push stream, at the stream's 10 s re-check.
+#[tokio::test]
+async fn a_revocation_written_by_another_process_ends_the_stream_at_its_next_check() {
+    let w = world().await;
+    let (tablet, terminal) = w.enrolled("中原1", "中原救急1").await;
+    let session = tablet
+        .sign_in(&crew_login("中原救急1"), PASSWORD)
+        .await
+        .unwrap()
+        .session;
+    let mut stream = tablet.stream(&session).await.unwrap();
+    // Past the stream's first check (at its start), so the periodic one is what sees it
+    // (about 10 s here; the test asserts only that it ends).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Straight to the store, as the CLI does: no broadcast reaches the stream.
+    assert!(
+        w.store
+            .revoke_terminal(w.bureau.id, terminal)
+            .await
+            .unwrap()
+    );
+    let mut text = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(frame) = stream.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its 10 s re-check");
+    assert!(text.contains("event: signed_out"), "{text:?}");
+}
