@@ -50,4 +50,4 @@ BROWSER_PACKAGES=(chromium fonts-noto-cjk curl libnss3-tools)
 
 # The partition test (crates/myna-kyukyu/tests/partition.rs): network namespaces, veth pairs
 # and iptables rules that it makes and removes itself (as root).
-NETWORK_PACKAGES=(iproute2 iptables)
+NETWORK_PACKAGES=(iproute2 iptables procps)

@@ -271,12 +271,21 @@ pub struct TerminalArgs {
 }
 
 pub async fn open_bureau(db: &Path, code: &str) -> Result<(EmsSqlite, BureauId)> {
+    let (store, bureau) = open_bureau_record(db, code).await?;
+    Ok((store, bureau.id))
+}
+
+/// The store and the whole bureau record (its code and name, for what ems issues in its name).
+pub async fn open_bureau_record(
+    db: &Path,
+    code: &str,
+) -> Result<(EmsSqlite, myna_store::ems::Bureau)> {
     let store = EmsSqlite::open(db)?;
     let bureau = store
         .bureau(code)
         .await?
         .with_context(|| format!("no bureau {code:?} in {}", db.display()))?;
-    Ok((store, bureau.id))
+    Ok((store, bureau))
 }
 
 /// The absolute name of a provider credential file, once it is readable and private.
@@ -617,11 +626,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             }
         }
         EmsCommand::Terminal(TerminalAdmin::Invite { db, bureau, team }) => {
-            let store = EmsSqlite::open(&db)?;
-            let b = store
-                .bureau(&bureau)
-                .await?
-                .with_context(|| format!("no bureau {bureau:?} in {}", db.display()))?;
+            let (store, b) = open_bureau_record(&db, &bureau).await?;
             let teams = store.teams(b.id).await?;
             let Some(t) = teams.iter().find(|t| t.name == team) else {
                 bail!("no team {team:?} in this bureau");
@@ -642,11 +647,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             let Some(ca) = device_ca.load()? else {
                 bail!("approving needs the device CA: --device-ca-cert and --device-ca-key");
             };
-            let store = EmsSqlite::open(&db)?;
-            let b = store
-                .bureau(&bureau)
-                .await?
-                .with_context(|| format!("no bureau {bureau:?} in {}", db.display()))?;
+            let (store, b) = open_bureau_record(&db, &bureau).await?;
             let now = chrono::Utc::now();
             match myna_ems::enroll::approve(
                 &store,

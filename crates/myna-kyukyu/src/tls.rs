@@ -75,13 +75,7 @@ pub const CA_KEY: &str = "ca.key";
 /// Today in UTC: the CA's dates are UTC midnights, so a certificate made now is already
 /// valid (a Japanese date would be up to 9 hours ahead).
 pub fn today() -> devca::Day {
-    use chrono::Datelike;
-    let d = chrono::Utc::now().date_naive();
-    (
-        d.year(),
-        u8::try_from(d.month()).unwrap_or(1),
-        u8::try_from(d.day()).unwrap_or(1),
-    )
+    myna_ems::enroll::utc_today(chrono::Utc::now())
 }
 
 /// The development CA in `dir`, made if missing; returns its certificate's path.

@@ -121,12 +121,13 @@ impl<S: ProviderStore> CallerAuth<S> for ClientCertificates {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let (from, until) =
-            myna_tls::identity::validity_ms(&certificate.0).ok_or(ApiError::Unauthenticated)?;
-        if now_ms < from || now_ms >= until {
+        let facts = myna_tls::identity::certificate_facts(&certificate.0)
+            .ok_or(ApiError::Unauthenticated)?;
+        if now_ms < facts.not_before_ms || now_ms >= facts.not_after_ms {
             return Err(ApiError::Unauthenticated);
         }
-        let org_id = myna_tls::identity::subject_common_name(&certificate.0)
+        let org_id = facts
+            .common_name
             .filter(|id| !id.is_empty() && id.len() <= 64)
             .ok_or(ApiError::Unauthenticated)?;
         // Keyed by the whole certificate, so a new certificate is looked up afresh.

@@ -165,30 +165,41 @@ pub fn certificate_sha256(der: &[u8]) -> [u8; 32] {
     Sha256::digest(der).into()
 }
 
-/// The end of a certificate's validity (DER), in Unix milliseconds.
-pub fn not_after_ms(der: &[u8]) -> Option<i64> {
-    validity_ms(der).map(|(_, end)| end)
+/// What a relying party reads of a client certificate, from one parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// The subject's common name, if it has exactly one that is text.
+    pub common_name: Option<String>,
+    /// The validity, in Unix milliseconds.
+    pub not_before_ms: i64,
+    pub not_after_ms: i64,
 }
 
-/// A certificate's validity (DER), `(not before, not after)` in Unix milliseconds.
-pub fn validity_ms(der: &[u8]) -> Option<(i64, i64)> {
+/// The facts of a certificate (DER); None if it does not parse.
+pub fn certificate_facts(der: &[u8]) -> Option<CertificateFacts> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut names = cert.subject().iter_common_name();
+    let first = names
+        .next()
+        .and_then(|n| n.as_str().ok())
+        .map(str::to_owned);
+    let common_name = if names.next().is_some() { None } else { first };
     let v = cert.validity();
-    Some((
-        v.not_before.timestamp().checked_mul(1000)?,
-        v.not_after.timestamp().checked_mul(1000)?,
-    ))
+    Some(CertificateFacts {
+        common_name,
+        not_before_ms: v.not_before.timestamp().checked_mul(1000)?,
+        not_after_ms: v.not_after.timestamp().checked_mul(1000)?,
+    })
+}
+
+/// The end of a certificate's validity (DER), in Unix milliseconds.
+pub fn not_after_ms(der: &[u8]) -> Option<i64> {
+    certificate_facts(der).map(|f| f.not_after_ms)
 }
 
 /// The subject's common name of a certificate (DER), if it has exactly one that is text.
 pub fn subject_common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let mut names = cert.subject().iter_common_name();
-    let first = names.next()?.as_str().ok()?.to_owned();
-    if names.next().is_some() {
-        return None;
-    }
-    Some(first)
+    certificate_facts(der)?.common_name
 }
 
 #[cfg(test)]
@@ -232,7 +243,7 @@ mod tests {
         assert_eq!(subject_common_name(&der).as_deref(), Some("川崎1"));
         let not_after = not_after_ms(&der).unwrap();
         assert_eq!(
-            validity_ms(&der).unwrap().0,
+            certificate_facts(&der).unwrap().not_before_ms,
             1_795_651_200_000,
             "2026-11-26 00:00 UTC"
         );
