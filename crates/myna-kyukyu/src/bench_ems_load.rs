@@ -3,9 +3,12 @@
 //! loopback. Each simulated tablet has its own loopback address (Linux routes 127/8 to lo),
 //! holds its push stream open, and sends what the tablet sends: phases, vitals, the face check,
 //! the consent with the summary request, the hospital inquiry and destination, closing. The
-//! dispatcher creates and assigns each incident through the desk's form. A benchmark, not a
-//! test: it prints latencies, errors, push delivery and the services' memory, and never fails
-//! on a number. The rates and their sources are in `docs/benchmarks.md`.
+//! dispatcher creates and assigns each incident through the desk's form. A benchmark: it prints
+//! latencies, errors, push delivery and the services' memory, and never fails on a number.
+//! With `--check` (how CI runs the Kawasaki hour) it also fails when a request failed, a push
+//! stream closed or missed a dispatch, or ems does not hold every acknowledged crew event
+//! exactly once with an intact view log. The rates and their sources are in
+//! `docs/benchmarks.md`.
 
 use crate::cards::{CA_CERT, PkiDir};
 use crate::quantile::nearest_rank;
@@ -83,6 +86,11 @@ pub struct EmsLoadArgs {
     pub data_dir: PathBuf,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Fail (exit 1) unless the run lost nothing: no failed request, every stream open to the
+    /// end with every dispatch pushed, and ems holding each acknowledged crew event exactly
+    /// once with its view log intact. Never judges a latency.
+    #[arg(long)]
+    pub check: bool,
 }
 
 const PASSWORD: &str = "bench-load-2026";
@@ -147,6 +155,8 @@ impl Rng {
 struct Record {
     latencies: Mutex<BTreeMap<&'static str, Vec<u64>>>,
     errors: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// The idempotency keys of crew events that ems acknowledged.
+    acknowledged: Mutex<Vec<String>>,
 }
 
 impl Record {
@@ -775,7 +785,91 @@ pub async fn run(args: EmsLoadArgs) -> Result<ExitCode> {
         "\nems log: {warnings} warning/error lines ({})",
         dir.join("ems.log").display()
     );
-    Ok(ExitCode::SUCCESS)
+    if !args.check {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = setup.tablets.len();
+    let mut failures = Vec::new();
+    if !errors.is_empty() {
+        failures.push(format!("{} kinds of failed request", errors.len()));
+    }
+    if opened != n || still_open != n {
+        failures.push(format!(
+            "push streams: {opened}/{n} opened, {still_open}/{n} open to the end"
+        ));
+    }
+    if dispatched == 0 || pushed != dispatched {
+        failures.push(format!("{pushed}/{dispatched} dispatches pushed"));
+    }
+    let acknowledged = record
+        .acknowledged
+        .lock()
+        .map(|a| a.clone())
+        .unwrap_or_default();
+    failures.extend(stored_events_check(&ems_db, &acknowledged).await?);
+    if failures.is_empty() {
+        println!(
+            "\ncheck: passed ({} acknowledged crew events, each stored once; view log intact)",
+            acknowledged.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\ncheck: FAILED");
+        for f in &failures {
+            println!("- {f}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// After ems stopped: every acknowledged crew event is in its incident's log exactly once, no
+/// bench event is there that was not acknowledged, and the view log's chain verifies.
+async fn stored_events_check(ems_db: &Path, acknowledged: &[String]) -> Result<Vec<String>> {
+    let store = EmsSqlite::open(ems_db)?;
+    let mut stored: BTreeMap<String, u32> = BTreeMap::new();
+    for bureau in store.bureaus().await? {
+        let filter = myna_store::ems::IncidentFilter {
+            open_only: false,
+            team: None,
+            limit: u32::MAX,
+        };
+        for incident in store.incidents(bureau.id, filter).await? {
+            for event in &incident.log.events {
+                if event.idempotency_key.starts_with("load-") {
+                    *stored.entry(event.idempotency_key.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    let twice = stored.values().filter(|&&c| c > 1).count();
+    if twice > 0 {
+        failures.push(format!("{twice} idempotency keys stored more than once"));
+    }
+    let acked: HashSet<&str> = acknowledged.iter().map(String::as_str).collect();
+    if acked.len() != acknowledged.len() {
+        failures.push("ems acknowledged one key twice as new".into());
+    }
+    let missing = acked.iter().filter(|k| !stored.contains_key(**k)).count();
+    if missing > 0 {
+        failures.push(format!("{missing} acknowledged crew events missing from ems"));
+    }
+    // Consent taps ride on the summary request under their own keys; any other stored key
+    // must have been acknowledged.
+    let unacked = stored
+        .keys()
+        .filter(|k| !acked.contains(k.as_str()))
+        .count();
+    println!("stored bench events: {} ({unacked} from consent taps)", stored.len());
+    match store.verify_view_log().await? {
+        myna_store::ChainReport::Intact { entries, .. } => {
+            println!("view log: {entries} entries, chain intact");
+        }
+        myna_store::ChainReport::Broken { verified, .. } => {
+            failures.push(format!("view log broken after {verified} entries"));
+        }
+    }
+    Ok(failures)
 }
 
 async fn desk_sign_in(
@@ -1048,8 +1142,14 @@ async fn dispatch(
             event,
         };
         let t0 = Instant::now();
+        let key = body.idempotency_key.clone();
         match tablet.client.post_event(&tablet.session, id, &body).await {
-            Ok(_) => record.ok(kind, t0),
+            Ok(_) => {
+                record.ok(kind, t0);
+                if let Ok(mut acked) = record.acknowledged.lock() {
+                    acked.push(key);
+                }
+            }
             Err(e) => record.call_err(kind, &e),
         }
     }
