@@ -44,6 +44,10 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
         .route("/admin", get(admin_page::<S>))
         .route("/admin/terminals/{id}/revoke", post(revoke::<S>))
         .route("/admin/enrollment-invites", post(open_invite::<S>))
+        .route(
+            "/admin/enrollment-invites/{id}/cancel",
+            post(cancel_invite::<S>),
+        )
         .route("/admin/enrollments/{id}/approve", post(approve::<S>))
         .route("/admin/enrollments/{id}/reject", post(reject::<S>))
         .route("/admin/password", post(reset::<S>))
@@ -739,6 +743,8 @@ struct AdminPage {
     teams: Vec<(i64, String)>,
     /// An invitation's secret, shown once right after it was opened.
     new_invite: Option<(String, String)>,
+    /// Invitations not yet used nor expired.
+    open_invites: Vec<InviteRow>,
     enrollment_open: bool,
     sign_in_failures: Vec<FailureRow>,
     csrf: String,
@@ -752,6 +758,15 @@ struct EnrollmentRow {
     code: String,
     from: String,
     at: String,
+}
+
+/// An open invitation, as the admin sees it.
+struct InviteRow {
+    id: i64,
+    team: String,
+    created_by: String,
+    at: String,
+    until: String,
 }
 
 /// An account with failed sign-ins, as the admin sees it.
@@ -810,6 +825,23 @@ async fn admin_view_with<S: EmsStore>(
             })
             .collect();
         let now_ms = ems.now_ms();
+        let open_invites = ems
+            .store
+            .open_invites(d.bureau.id, now_ms)
+            .await?
+            .into_iter()
+            .map(|i| InviteRow {
+                id: i.id,
+                team: teams
+                    .iter()
+                    .find(|t| t.id == i.team_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                created_by: i.created_by,
+                at: jst_clock(i.created_ms),
+                until: jst_clock(i.expires_ms),
+            })
+            .collect();
         let sign_in_failures = ems
             .store
             .accounts_with_failures(d.bureau.id)
@@ -830,6 +862,7 @@ async fn admin_view_with<S: EmsStore>(
             enrollments,
             teams: teams.into_iter().map(|t| (t.id, t.name)).collect(),
             new_invite,
+            open_invites,
             enrollment_open: ems.device_ca.is_some(),
             sign_in_failures,
             csrf: d.csrf.clone(),
@@ -891,6 +924,29 @@ async fn open_invite<S: EmsStore>(
         }
         Ok(None) => EmsError::Malformed("no such team in this bureau".into()).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// Cancels an open invitation of the bureau, e.g. one whose secret went to the wrong person.
+async fn cancel_invite<S: EmsStore>(
+    State(ems): St<S>,
+    AdminDesk(d): AdminDesk,
+    Path(id): Path<i64>,
+) -> Response {
+    match ems.store.cancel_invite(d.bureau.id, id, ems.now_ms()).await {
+        Ok(true) => {
+            tracing::info!(invite = id, admin = %d.session.account.login, "enrollment invitation cancelled");
+            admin_view(&ems, &d, Some(format!("招待 {id} を取り消しました"))).await
+        }
+        Ok(false) => {
+            admin_view(
+                &ems,
+                &d,
+                Some(format!("招待 {id} は有効な招待ではありません")),
+            )
+            .await
+        }
+        Err(e) => EmsError::from(e).into_response(),
     }
 }
 

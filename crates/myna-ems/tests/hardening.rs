@@ -874,7 +874,8 @@ async fn a_request_for_a_host_name_that_is_not_ours_is_misdirected() {
 /// inject markup. Only the bureau's own request, approved with the form's token, becomes a
 /// terminal of the invitation's team.
 #[tokio::test]
-async fn the_admin_page_opens_invitations_and_approves_only_its_own_bureaus_requests() {
+async fn the_admin_page_opens_lists_and_cancels_invitations_and_approves_only_its_own_bureaus_requests()
+ {
     use myna_store::ems::{EnrollmentLimits, Filing, NewEnrollment};
     let w = world(open_policy()).await;
     let ca = myna_tls::devca::new_named_ca("test device CA", (2026, 11, 1)).unwrap();
@@ -1021,4 +1022,70 @@ async fn the_admin_page_opens_invitations_and_approves_only_its_own_bureaus_requ
     assert_eq!(terminals.len(), 1);
     assert_eq!(terminals[0].team_id, ours);
     assert!(terminals[0].certificate_bound);
+
+    // Open invitations are listed for their own bureau's admin, who can cancel them; the
+    // other bureau's cannot be cancelled from here.
+    let now = || chrono::Utc::now().timestamp_millis();
+    myna_ems::enroll::invite(
+        w.store.as_ref(),
+        &w.store.bureau_by_id(w.bureau).await.unwrap().unwrap(),
+        ours,
+        "admin",
+        now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    myna_ems::enroll::invite(w.store.as_ref(), &other, theirs, "their admin", now())
+        .await
+        .unwrap()
+        .unwrap();
+    let mine_open = w.store.open_invites(w.bureau, now()).await.unwrap();
+    let theirs_open = w.store.open_invites(other.id, now()).await.unwrap();
+    assert_eq!((mine_open.len(), theirs_open.len()), (1, 1));
+    let page = {
+        let req = Request::builder()
+            .uri("/admin")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        send(req).await.1
+    };
+    assert!(
+        page.contains(&format!(
+            "/admin/enrollment-invites/{}/cancel",
+            mine_open[0].id
+        )),
+        "{page}"
+    );
+    assert!(!page.contains(&format!(
+        "/admin/enrollment-invites/{}/cancel",
+        theirs_open[0].id
+    )));
+    let (_, page) = send(desk_form(
+        &format!("/admin/enrollment-invites/{}/cancel", theirs_open[0].id),
+        &cookie,
+        "",
+    ))
+    .await;
+    assert!(page.contains("有効な招待ではありません"), "{page}");
+    assert_eq!(
+        w.store.open_invites(other.id, now()).await.unwrap().len(),
+        1
+    );
+    let (s, page) = send(desk_form(
+        &format!("/admin/enrollment-invites/{}/cancel", mine_open[0].id),
+        &cookie,
+        "",
+    ))
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("取り消しました"), "{page}");
+    assert!(
+        w.store
+            .open_invites(w.bureau, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -852,7 +852,9 @@ async fn stored_events_check(ems_db: &Path, acknowledged: &[String]) -> Result<V
     }
     let missing = acked.iter().filter(|k| !stored.contains_key(**k)).count();
     if missing > 0 {
-        failures.push(format!("{missing} acknowledged crew events missing from ems"));
+        failures.push(format!(
+            "{missing} acknowledged crew events missing from ems"
+        ));
     }
     // Consent taps ride on the summary request under their own keys; any other stored key
     // must have been acknowledged.
@@ -860,7 +862,10 @@ async fn stored_events_check(ems_db: &Path, acknowledged: &[String]) -> Result<V
         .keys()
         .filter(|k| !acked.contains(k.as_str()))
         .count();
-    println!("stored bench events: {} ({unacked} from consent taps)", stored.len());
+    println!(
+        "stored bench events: {} ({unacked} from consent taps)",
+        stored.len()
+    );
     match store.verify_view_log().await? {
         myna_store::ChainReport::Intact { entries, .. } => {
             println!("view log: {entries} entries, chain intact");

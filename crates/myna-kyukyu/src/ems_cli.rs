@@ -141,6 +141,23 @@ pub enum TerminalAdmin {
         #[arg(long)]
         team: String,
     },
+    /// Invitations not yet used nor expired.
+    Invites {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+    },
+    /// Cancel an open invitation (e.g. its secret went to the wrong person).
+    CancelInvite {
+        #[arg(long, default_value = "ems.db")]
+        db: PathBuf,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        /// The invitation's number (`ems terminal invites`).
+        #[arg(long)]
+        id: i64,
+    },
     /// Enrollment requests waiting for approval, with their comparison codes.
     Pending {
         #[arg(long, default_value = "ems.db")]
@@ -213,9 +230,10 @@ pub struct EnrollArgs {
     #[arg(long, default_value = KAWASAKI_CODE)]
     pub bureau: String,
     /// The invitation's one-time secret from the bureau's admin (`ems terminal invite`, or
-    /// the admin page).
-    #[arg(long)]
-    pub invite: String,
+    /// the admin page). `-` reads it from standard input; the variable keeps it out of the
+    /// process list, which other local users can read. Not needed to resume a filed request.
+    #[arg(long, env = "MYNA_ENROLL_INVITE", hide_env_values = true)]
+    pub invite: Option<String>,
     /// How the admin will know this tablet, e.g. "中原救急1 車載タブレット".
     #[arg(long)]
     pub label: String,
@@ -637,6 +655,43 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .context("the team is not the bureau's")?;
             println!("invitation for {team} (24 hours, one tablet): {secret}");
+        }
+        EmsCommand::Terminal(TerminalAdmin::Invites { db, bureau }) => {
+            let (store, b) = open_bureau_record(&db, &bureau).await?;
+            let teams = store.teams(b.id).await?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let invites = store.open_invites(b.id, now).await?;
+            if invites.is_empty() {
+                println!("no open invitation");
+            }
+            let clock = |ms: i64| {
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            };
+            for i in invites {
+                let team = teams
+                    .iter()
+                    .find(|t| t.id == i.team_id)
+                    .map_or("?", |t| t.name.as_str());
+                println!(
+                    "{:>4}  {team}  by {}  {}  until {}",
+                    i.id,
+                    i.created_by,
+                    clock(i.created_ms),
+                    clock(i.expires_ms)
+                );
+            }
+        }
+        EmsCommand::Terminal(TerminalAdmin::CancelInvite { db, bureau, id }) => {
+            let (store, bureau) = open_bureau(&db, &bureau).await?;
+            if !store
+                .cancel_invite(bureau, id, chrono::Utc::now().timestamp_millis())
+                .await?
+            {
+                bail!("invitation {id} is not open in this bureau");
+            }
+            println!("invitation {id} cancelled");
         }
         EmsCommand::Terminal(TerminalAdmin::Approve {
             db,

@@ -146,7 +146,16 @@ pub async fn run(args: EnrollArgs) -> Result<ExitCode> {
                     args.key.display()
                 );
             }
-            file_request(&client, &args.bureau, &args.invite, &args.label, &args.key).await?
+            let invite = match args.invite.as_deref() {
+                None => bail!("--invite (or MYNA_ENROLL_INVITE) is needed to file a request"),
+                Some("-") => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim().to_owned()
+                }
+                Some(s) => s.trim().to_owned(),
+            };
+            file_request(&client, &args.bureau, &invite, &args.label, &args.key).await?
         }
     };
     println!(

@@ -808,8 +808,19 @@ fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
     let invite = stdout(&o).trim().rsplit(' ').next().unwrap().to_owned();
     let cert = dir.join("tablet.pem");
     let key = dir.join("tablet.key");
+    // The invitation listed for the admin, then handed to the tablet by its variable (not on
+    // the command line, which other local users can read).
+    let o = run(&["ems", "terminal", "invites", "--db", db_s]);
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.contains("中原救急1") && l.contains("by cli")),
+        "{}",
+        stdout(&o)
+    );
     let mut tablet = bin()
-        .args(["enroll", "--ems", &url, "--invite", &invite, "--ems-ca"])
+        .args(["enroll", "--ems", &url, "--ems-ca"])
+        .env("MYNA_ENROLL_INVITE", &invite)
         .arg(tls.join("ca.pem"))
         .args(["--label", "中原1 車載タブレット", "--wait-minutes", "2"])
         .arg("--cert")
@@ -911,18 +922,72 @@ fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // The used invitation files nothing for another tablet.
-    let o = bin()
-        .args([
-            "enroll", "--ems", &url, "--invite", &invite, "--label", "twin", "--ems-ca",
-        ])
-        .arg(tls.join("ca.pem"))
-        .arg("--cert")
-        .arg(dir.join("twin.pem"))
-        .arg("--key")
-        .arg(dir.join("twin.key"))
-        .output()
+    // The used invitation files nothing for another tablet (its secret read from stdin).
+    let o = run(&["ems", "terminal", "invites", "--db", db_s]);
+    assert!(stdout(&o).contains("no open invitation"), "{}", stdout(&o));
+    let enroll_with_stdin = |secret: &str, name: &str| {
+        let mut child = bin()
+            .args(["enroll", "--ems", &url, "--invite", "-", "--label", name])
+            .arg("--ems-ca")
+            .arg(tls.join("ca.pem"))
+            .arg("--cert")
+            .arg(dir.join(format!("{name}.pem")))
+            .arg("--key")
+            .arg(dir.join(format!("{name}.key")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            child.stdin.as_mut().unwrap(),
+            format!("{secret}\n").as_bytes(),
+        )
         .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = enroll_with_stdin(&invite, "twin");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("invitation_invalid"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A cancelled invitation files nothing either.
+    let o = run(&[
+        "ems",
+        "terminal",
+        "invite",
+        "--db",
+        db_s,
+        "--team",
+        "中原救急1",
+    ]);
+    let second = stdout(&o).trim().rsplit(' ').next().unwrap().to_owned();
+    let o = run(&["ems", "terminal", "invites", "--db", db_s]);
+    let listed = stdout(&o);
+    let number = listed.split_whitespace().next().unwrap().to_owned();
+    let o = run(&[
+        "ems",
+        "terminal",
+        "cancel-invite",
+        "--db",
+        db_s,
+        "--id",
+        &number,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "ems",
+        "terminal",
+        "cancel-invite",
+        "--db",
+        db_s,
+        "--id",
+        &number,
+    ]);
+    assert!(!o.status.success(), "only an open invitation is cancelled");
+    let o = enroll_with_stdin(&second, "cancelled");
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("invitation_invalid"),

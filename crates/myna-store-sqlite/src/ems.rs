@@ -17,7 +17,7 @@ use myna_store::ems::{
 };
 use myna_store::ems::{
     Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
-    NewEnrollment, NewInvite,
+    NewEnrollment, NewInvite, OpenInvite,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
@@ -940,6 +940,54 @@ impl EmsStore for EmsSqlite {
             let id = tx.last_insert_rowid();
             tx.commit().map_err(db_err)?;
             Ok(Some(id))
+        })
+        .await
+    }
+
+    async fn open_invites(
+        &self,
+        bureau: BureauId,
+        now_ms: i64,
+    ) -> Result<Vec<OpenInvite>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, team_id, created_ms, created_by, expires_ms FROM enrollment_invite \
+                     WHERE bureau_id = ?1 AND used_ms IS NULL AND expires_ms > ?2 \
+                     ORDER BY id DESC",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![bureau, now_ms], |r| {
+                    Ok(OpenInvite {
+                        id: r.get(0)?,
+                        team_id: r.get(1)?,
+                        created_ms: r.get(2)?,
+                        created_by: r.get(3)?,
+                        expires_ms: r.get(4)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn cancel_invite(
+        &self,
+        bureau: BureauId,
+        invite: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE enrollment_invite SET expires_ms = ?3 WHERE id = ?1 \
+                     AND bureau_id = ?2 AND used_ms IS NULL AND expires_ms > ?3",
+                    params![invite, bureau, now_ms],
+                )
+                .map_err(db_err)?;
+            Ok(changed == 1)
         })
         .await
     }

@@ -52,6 +52,7 @@ mod ems {
         handoff_copies_are_kept_per_incident_patient_and_view_and_per_bureau,
         handoff_copies_are_purged_once_no_hospital_may_read_them,
         an_enrollment_needs_an_open_invitation_of_its_bureau_and_uses_it_up,
+        open_invitations_are_listed_per_bureau_and_a_cancelled_one_files_nothing,
         an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate_bound_terminal,
         enrollment_requests_are_capped_per_bureau_and_old_ones_lapse,
     );

@@ -135,6 +135,16 @@ pub struct NewInvite {
     pub created_by: String,
 }
 
+/// An invitation not yet used nor expired, as the admin sees it (the secret is never kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenInvite {
+    pub id: i64,
+    pub team_id: TeamId,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub expires_ms: i64,
+}
+
 /// 端末登録申請 (a tablet's enrollment request): the signing request of a key the tablet made,
 /// filed with an invitation, waiting for an admin, who compares `code` with the one the tablet
 /// shows.
@@ -479,6 +489,22 @@ pub trait EmsStore: Send + Sync + 'static {
         invite: NewInvite,
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// The bureau's invitations that are neither used nor expired at `now_ms`, newest first.
+    fn open_invites(
+        &self,
+        bureau: BureauId,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<OpenInvite>, StoreError>> + Send;
+
+    /// Cancels an open invitation of the bureau (it expires at `now_ms`); false when the
+    /// bureau has no such open invitation.
+    fn cancel_invite(
+        &self,
+        bureau: BureauId,
+        invite: i64,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Files an enrollment request with an open invitation of the bureau, which it uses up,
     /// in one transaction. Requests pending longer than `limits.pending_for_ms` are rejected

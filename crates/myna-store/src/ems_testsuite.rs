@@ -1660,6 +1660,96 @@ pub async fn an_enrollment_needs_an_open_invitation_of_its_bureau_and_uses_it_up
     assert_eq!(pending[0].code, "1234-5678");
 }
 
+pub async fn open_invitations_are_listed_per_bureau_and_a_cancelled_one_files_nothing<
+    S: EmsStore,
+>(
+    store: S,
+) {
+    use crate::ems::{EnrollmentLimits, Filing};
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let a_team = team(&store, a, "救急1").await;
+    let b_team = team(&store, b, "救急1").await;
+    let limits = EnrollmentLimits::default();
+    let open = |bureau, team, secret: &'static str, expires| {
+        let store = &store;
+        async move {
+            store
+                .create_invite(bureau, invite(team, secret, expires), T0)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let kept = open(a, a_team, "kept", T0 + 1_000).await;
+    let cancelled = open(a, a_team, "cancelled", T0 + 1_000).await;
+    let used = open(a, a_team, "used", T0 + 1_000).await;
+    let _expired = open(a, a_team, "expired", T0 + 10).await;
+    let theirs = open(b, b_team, "theirs", T0 + 1_000).await;
+    store
+        .request_enrollment(
+            a,
+            enrollment_request("used", "t", "p-used"),
+            limits,
+            T0 + 20,
+        )
+        .await
+        .unwrap();
+    let ids = |v: Vec<crate::ems::OpenInvite>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.open_invites(a, T0 + 20).await.unwrap()),
+        vec![cancelled, kept],
+        "newest first, without the used and the expired ones"
+    );
+    let listed = store.open_invites(a, T0 + 20).await.unwrap();
+    assert_eq!(
+        (
+            listed[1].team_id,
+            listed[1].created_by.as_str(),
+            listed[1].expires_ms
+        ),
+        (a_team, "admin", T0 + 1_000)
+    );
+    // Another bureau cannot cancel it, nor can anyone cancel a used, expired or unknown one.
+    assert!(!store.cancel_invite(b, cancelled, T0 + 30).await.unwrap());
+    assert!(!store.cancel_invite(a, used, T0 + 30).await.unwrap());
+    assert!(!store.cancel_invite(a, theirs, T0 + 30).await.unwrap());
+    assert!(!store.cancel_invite(a, 999_999, T0 + 30).await.unwrap());
+    assert!(store.cancel_invite(a, cancelled, T0 + 30).await.unwrap());
+    assert!(
+        !store.cancel_invite(a, cancelled, T0 + 31).await.unwrap(),
+        "only once"
+    );
+    assert_eq!(
+        ids(store.open_invites(a, T0 + 31).await.unwrap()),
+        vec![kept]
+    );
+    assert_eq!(
+        ids(store.open_invites(b, T0 + 31).await.unwrap()),
+        vec![theirs]
+    );
+    assert_eq!(
+        store
+            .request_enrollment(
+                a,
+                enrollment_request("cancelled", "t", "p-c"),
+                limits,
+                T0 + 32
+            )
+            .await
+            .unwrap(),
+        Filing::NoInvite,
+        "a cancelled invitation files nothing"
+    );
+    assert!(matches!(
+        store
+            .request_enrollment(a, enrollment_request("kept", "t", "p-k"), limits, T0 + 32)
+            .await
+            .unwrap(),
+        Filing::Filed(_)
+    ));
+}
+
 pub async fn an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate_bound_terminal<
     S: EmsStore,
 >(
