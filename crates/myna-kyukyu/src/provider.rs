@@ -74,6 +74,23 @@ pub enum OrgCommand {
         #[arg(long)]
         id: String,
     },
+    /// Revoke one client certificate of an organisation (its key was lost or leaked): it is
+    /// refused within 5 s by a serving provider, and the organisation's other certificates
+    /// keep working. Issue the bureau a new one with `tls org-cert`.
+    RevokeCert {
+        #[arg(long, default_value = "data/provider.db")]
+        db: PathBuf,
+        /// The certificate (PEM); its common name names the organisation.
+        #[arg(long, required_unless_present = "sha256", conflicts_with = "sha256")]
+        cert: Option<PathBuf>,
+        /// Or the certificate's SHA-256 (64 hex digits), with --org.
+        #[arg(long, requires = "org")]
+        sha256: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value = "keyCompromise")]
+        reason: String,
+    },
     /// Enable a disabled organisation again.
     Enable {
         #[arg(long, default_value = "data/provider.db")]
@@ -182,6 +199,50 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
         }
         ProviderCommand::Org(OrgCommand::Disable { db, id }) => set_disabled(&db, &id, true).await,
         ProviderCommand::Org(OrgCommand::Enable { db, id }) => set_disabled(&db, &id, false).await,
+        ProviderCommand::Org(OrgCommand::RevokeCert {
+            db,
+            cert,
+            sha256,
+            org,
+            reason,
+        }) => {
+            let (org, sha256) = match (cert, sha256, org) {
+                (Some(path), _, org) => {
+                    let certs = myna_tls::certificates(&path)?;
+                    let [der] = certs.as_slice() else {
+                        bail!("{} must hold exactly one certificate", path.display());
+                    };
+                    let named = myna_tls::identity::certificate_facts(der)
+                        .and_then(|f| f.common_name)
+                        .with_context(|| format!("{} names no organisation", path.display()))?;
+                    if org.as_ref().is_some_and(|o| *o != named) {
+                        bail!("{} names {named:?}, not {org:?}", path.display());
+                    }
+                    (
+                        named,
+                        hex::encode(myna_tls::identity::certificate_sha256(der)),
+                    )
+                }
+                (None, Some(sha256), Some(org)) => {
+                    let sha256 = sha256.trim().replace(':', "").to_ascii_lowercase();
+                    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        bail!("--sha256 must be 64 hex digits");
+                    }
+                    (org, sha256)
+                }
+                _ => bail!("give --cert, or --sha256 with --org"),
+            };
+            let store = SqliteStore::open(&db)?;
+            let found = store
+                .revoke_organisation_certificate(&org, &sha256, &reason)
+                .await?;
+            store.close()?;
+            if !found {
+                bail!("no organisation {org:?} in {}", db.display());
+            }
+            println!("{org}: certificate {sha256} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
         ProviderCommand::Revoke { db, serial, reason } => {
             // Normalise as validation does, or a typed `01:ab:…` would revoke nothing.
             let serial = myna_pki::parse_serial(&serial)?;

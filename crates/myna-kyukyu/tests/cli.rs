@@ -1190,6 +1190,70 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
     );
     let o = ask(&["--identity", kawasaki.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // One certificate revoked (its key leaked): refused once the cache has passed, while a
+    // new certificate of the same organisation works. Another organisation's certificate
+    // cannot be revoked in its name.
+    let leaked = dir.join("leaked");
+    std::fs::create_dir(&leaked).unwrap();
+    for ext in ["pem", "key", "identity.pem"] {
+        std::fs::rename(
+            tls.join(format!("kawasaki-fd.{ext}")),
+            leaked.join(format!("kawasaki-fd.{ext}")),
+        )
+        .unwrap();
+    }
+    let kawasaki = leaked.join("kawasaki-fd.identity.pem");
+    let o = run(&[
+        "tls",
+        "org-cert",
+        "--dir",
+        tls_s,
+        "--org",
+        "kawasaki-fd",
+        "--name",
+        "川崎市消防局",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let renewed = identity_file(&tls, "kawasaki-fd");
+    let leaked_pem = leaked.join("kawasaki-fd.pem");
+    let o = run(&[
+        "provider",
+        "org",
+        "revoke-cert",
+        "--db",
+        db_s,
+        "--cert",
+        leaked_pem.to_str().unwrap(),
+        "--org",
+        "nobody-fd",
+    ]);
+    assert!(!o.status.success(), "the certificate names kawasaki-fd");
+    let o = run(&[
+        "provider",
+        "org",
+        "revoke-cert",
+        "--db",
+        db_s,
+        "--cert",
+        leaked_pem.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout(&o).contains("kawasaki-fd: certificate"),
+        "{}",
+        stdout(&o)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(5_500));
+    let o = ask(&["--identity", kawasaki.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the revoked certificate: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ask(&["--identity", renewed.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         !run(&[
             "provider",

@@ -95,8 +95,9 @@ impl<S: ProviderStore> CallerAuth<S> for BearerTokens {
 
 /// Mutual TLS: the organisation is the common name of the client certificate, which the TLS
 /// layer verified against the provider's organisation CA; it must be registered and enabled.
-/// A bearer token counts for nothing. Lookups are remembered for `CREDENTIAL_CACHE_TTL`, like
-/// verified tokens.
+/// A revoked certificate (`revoke_organisation_certificate`) is refused; the organisation's
+/// other certificates are not. A bearer token counts for nothing. Lookups are remembered for
+/// `CREDENTIAL_CACHE_TTL`, like verified tokens.
 #[derive(Debug, Default)]
 pub struct ClientCertificates {
     verified: BearerTokens,
@@ -139,7 +140,7 @@ impl<S: ProviderStore> CallerAuth<S> for ClientCertificates {
             return Ok(org);
         }
         let org = store
-            .organisation(&org_id)
+            .organisation_for_certificate(&org_id, &key.1)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
         self.verified.remember(key, &org);

@@ -101,6 +101,13 @@ enum AdminJob {
     ),
     Revoke(String, String, oneshot::Sender<Result<(), StoreError>>),
     DisableOrganisation(String, bool, oneshot::Sender<Result<bool, StoreError>>),
+    /// Organisation, certificate SHA-256, reason.
+    RevokeOrganisationCertificate(
+        String,
+        String,
+        String,
+        oneshot::Sender<Result<bool, StoreError>>,
+    ),
     SetInfo(DatasetInfo, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -356,6 +363,28 @@ impl Writer {
                 });
                 let _ = reply.send(r);
             }
+            AdminJob::RevokeOrganisationCertificate(org, sha256, reason, reply) => {
+                let r = self.in_tx(|conn, _| {
+                    let known: Option<i64> = conn
+                        .query_row("SELECT 1 FROM organisation WHERE id = ?1", [&org], |r| {
+                            r.get(0)
+                        })
+                        .optional()
+                        .map_err(db_err)?;
+                    if known.is_none() {
+                        return Ok(false);
+                    }
+                    conn.execute(
+                        "INSERT INTO organisation_certificate_revocation \
+                         (sha256, organisation_id, revoked_at, reason) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (sha256) DO NOTHING",
+                        params![sha256, org, chrono::Utc::now().to_rfc3339(), reason],
+                    )
+                    .map_err(db_err)?;
+                    Ok(true)
+                });
+                let _ = reply.send(r);
+            }
             AdminJob::Revoke(serial, reason, reply) => {
                 let r = self.in_tx(|conn, _| {
                     conn.execute(
@@ -595,6 +624,41 @@ impl ProviderStore for SqliteStore {
                 .map(|name| name.map(|name| Organisation { id: org_id, name }))
         })
         .await
+    }
+
+    async fn organisation_for_certificate(
+        &self,
+        org_id: &str,
+        certificate_sha256: &str,
+    ) -> Result<Option<Organisation>, StoreError> {
+        let (org_id, sha256) = (org_id.to_owned(), certificate_sha256.to_ascii_lowercase());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT name FROM organisation WHERE id = ?1 AND disabled = 0 AND NOT EXISTS \
+                 (SELECT 1 FROM organisation_certificate_revocation WHERE sha256 = ?2)",
+            )
+            .map_err(db_err)?
+            .query_row(params![&org_id, &sha256], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db_err)
+            .map(|name| name.map(|name| Organisation { id: org_id, name }))
+        })
+        .await
+    }
+
+    async fn revoke_organisation_certificate(
+        &self,
+        org_id: &str,
+        certificate_sha256: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let (o, c, r) = (
+            org_id.to_owned(),
+            certificate_sha256.to_ascii_lowercase(),
+            reason.to_owned(),
+        );
+        self.submit(|tx| Job::Admin(AdminJob::RevokeOrganisationCertificate(o, c, r, tx)))
+            .await
     }
 
     async fn add_organisation(

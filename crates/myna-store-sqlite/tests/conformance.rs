@@ -22,6 +22,7 @@ mod provider {
         refused_access_writes_nothing,
         long_supplies_are_read_and_impossible_ones_refused,
         organisations_authenticate,
+        a_revoked_organisation_certificate_is_refused_and_its_others_are_not,
         concurrent_accesses_chain_correctly,
         dataset_info_round_trips,
     );

@@ -141,6 +141,25 @@ pub trait ProviderStore: Send + Sync + 'static {
         org_id: &str,
     ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
 
+    /// The organisation for a caller that proved `org_id` by the client certificate whose
+    /// SHA-256 (hex) is `certificate_sha256`: registered, not disabled, and that certificate
+    /// not revoked.
+    fn organisation_for_certificate(
+        &self,
+        org_id: &str,
+        certificate_sha256: &str,
+    ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
+
+    /// Revokes one client certificate of an organisation (by its SHA-256, hex) before its
+    /// end; the organisation's other certificates keep working. False if there is no such
+    /// organisation. Revoking twice keeps the first record.
+    fn revoke_organisation_certificate(
+        &self,
+        org_id: &str,
+        certificate_sha256: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Disables (or enables again) an organisation: a disabled one is refused by either
     /// credential. False if there is no such organisation.
     fn set_organisation_disabled(

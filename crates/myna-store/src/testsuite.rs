@@ -453,6 +453,99 @@ pub async fn organisations_authenticate<S: ProviderStore>(store: S) {
     assert_eq!(dup, StoreError::OrganisationExists("kawasaki".into()));
 }
 
+/// One revoked client certificate of an organisation is refused; its other certificates, and
+/// other organisations' certificates, are not; a disabled organisation refuses them all.
+pub async fn a_revoked_organisation_certificate_is_refused_and_its_others_are_not<
+    S: ProviderStore,
+>(
+    store: S,
+) {
+    let kawasaki = Organisation {
+        id: "kawasaki".into(),
+        name: "川崎市消防局".into(),
+    };
+    let yokohama = Organisation {
+        id: "yokohama".into(),
+        name: "横浜市消防局".into(),
+    };
+    for org in [&kawasaki, &yokohama] {
+        store
+            .add_organisation(org.clone(), hash_secret(&org.id))
+            .await
+            .unwrap();
+    }
+    let (leaked, spare) = ("aa".repeat(32), "bb".repeat(32));
+    let check = |org: &'static str, cert: String| {
+        let store = &store;
+        async move {
+            store
+                .organisation_for_certificate(org, &cert)
+                .await
+                .unwrap()
+                .map(|o| o.id)
+        }
+    };
+    assert_eq!(
+        check("kawasaki", leaked.clone()).await,
+        Some("kawasaki".into())
+    );
+    assert_eq!(check("nagoya", leaked.clone()).await, None, "unregistered");
+    assert!(
+        !store
+            .revoke_organisation_certificate("nagoya", &leaked, "lost")
+            .await
+            .unwrap(),
+        "no such organisation"
+    );
+    assert!(
+        store
+            .revoke_organisation_certificate("kawasaki", &leaked, "tablet lost")
+            .await
+            .unwrap()
+    );
+    // Upper-case hex names the same certificate.
+    assert!(
+        store
+            .revoke_organisation_certificate("kawasaki", &leaked.to_uppercase(), "again")
+            .await
+            .unwrap()
+    );
+    assert_eq!(check("kawasaki", leaked.clone()).await, None, "revoked");
+    assert_eq!(
+        check("kawasaki", leaked.to_uppercase()).await,
+        None,
+        "revoked, whatever the case of its hex"
+    );
+    assert_eq!(
+        check("kawasaki", spare.clone()).await,
+        Some("kawasaki".into())
+    );
+    assert_eq!(
+        check("yokohama", spare.clone()).await,
+        Some("yokohama".into())
+    );
+    // The bearer secret is a separate credential.
+    assert_eq!(
+        store.authenticate("kawasaki", "kawasaki").await.unwrap(),
+        Some(kawasaki)
+    );
+    assert!(
+        store
+            .set_organisation_disabled("kawasaki", true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(check("kawasaki", spare.clone()).await, None, "disabled");
+    assert!(
+        store
+            .set_organisation_disabled("kawasaki", false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(check("kawasaki", spare).await, Some("kawasaki".into()));
+    assert_eq!(check("kawasaki", leaked).await, None, "still revoked");
+}
+
 /// Concurrent accesses each get their own entry and the chain stays intact.
 pub async fn concurrent_accesses_chain_correctly<S: ProviderStore>(store: S) {
     let store = std::sync::Arc::new(store);
