@@ -1073,6 +1073,24 @@ async fn the_admin_page_opens_lists_and_cancels_invitations_and_approves_only_it
         w.store.open_invites(other.id, now()).await.unwrap().len(),
         1
     );
+    // Without the form's token: refused, still open.
+    let no_token = Request::builder()
+        .method("POST")
+        .uri(format!(
+            "/admin/enrollment-invites/{}/cancel",
+            mine_open[0].id
+        ))
+        .header(header::HOST, "ems.test")
+        .header(header::ORIGIN, "http://ems.test")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(no_token).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        w.store.open_invites(w.bureau, now()).await.unwrap().len(),
+        1
+    );
     let (s, page) = send(desk_form(
         &format!("/admin/enrollment-invites/{}/cancel", mine_open[0].id),
         &cookie,

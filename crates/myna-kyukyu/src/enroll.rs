@@ -155,6 +155,9 @@ pub async fn run(args: EnrollArgs) -> Result<ExitCode> {
                 }
                 Some(s) => s.trim().to_owned(),
             };
+            if invite.is_empty() {
+                bail!("the invitation's secret is empty");
+            }
             file_request(&client, &args.bureau, &invite, &args.label, &args.key).await?
         }
     };

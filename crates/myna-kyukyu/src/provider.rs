@@ -74,18 +74,22 @@ pub enum OrgCommand {
         #[arg(long)]
         id: String,
     },
-    /// Revoke one client certificate of an organisation (its key was lost or leaked): it is
-    /// refused within 5 s by a serving provider, and the organisation's other certificates
-    /// keep working. Issue the bureau a new one with `tls org-cert`.
+    /// Revoke one key of an organisation (lost or leaked): every certificate for that key is
+    /// refused within 5 s by a serving provider, and the organisation's other keys keep
+    /// working. Issue the bureau a new key and certificate with `tls org-cert`.
     RevokeCert {
         #[arg(long, default_value = "data/provider.db")]
         db: PathBuf,
         /// The certificate (PEM); its common name names the organisation.
-        #[arg(long, required_unless_present = "sha256", conflicts_with = "sha256")]
+        #[arg(
+            long,
+            required_unless_present = "public_key_sha256",
+            conflicts_with = "public_key_sha256"
+        )]
         cert: Option<PathBuf>,
-        /// Or the certificate's SHA-256 (64 hex digits), with --org.
+        /// Or the SHA-256 of its public key (SubjectPublicKeyInfo, 64 hex digits), with --org.
         #[arg(long, requires = "org")]
-        sha256: Option<String>,
+        public_key_sha256: Option<String>,
         #[arg(long)]
         org: Option<String>,
         #[arg(long, default_value = "keyCompromise")]
@@ -202,35 +206,34 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
         ProviderCommand::Org(OrgCommand::RevokeCert {
             db,
             cert,
-            sha256,
+            public_key_sha256,
             org,
             reason,
         }) => {
-            let (org, sha256) = match (cert, sha256, org) {
+            let (org, sha256) = match (cert, public_key_sha256, org) {
                 (Some(path), _, org) => {
                     let certs = myna_tls::certificates(&path)?;
                     let [der] = certs.as_slice() else {
                         bail!("{} must hold exactly one certificate", path.display());
                     };
-                    let named = myna_tls::identity::certificate_facts(der)
-                        .and_then(|f| f.common_name)
+                    let facts = myna_tls::identity::certificate_facts(der)
+                        .with_context(|| format!("{} does not parse", path.display()))?;
+                    let named = facts
+                        .common_name
                         .with_context(|| format!("{} names no organisation", path.display()))?;
                     if org.as_ref().is_some_and(|o| *o != named) {
                         bail!("{} names {named:?}, not {org:?}", path.display());
                     }
-                    (
-                        named,
-                        hex::encode(myna_tls::identity::certificate_sha256(der)),
-                    )
+                    (named, hex::encode(facts.public_key_sha256))
                 }
                 (None, Some(sha256), Some(org)) => {
                     let sha256 = sha256.trim().replace(':', "").to_ascii_lowercase();
                     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        bail!("--sha256 must be 64 hex digits");
+                        bail!("--public-key-sha256 must be 64 hex digits");
                     }
                     (org, sha256)
                 }
-                _ => bail!("give --cert, or --sha256 with --org"),
+                _ => bail!("give --cert, or --public-key-sha256 with --org"),
             };
             let store = SqliteStore::open(&db)?;
             let found = store
@@ -240,7 +243,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             if !found {
                 bail!("no organisation {org:?} in {}", db.display());
             }
-            println!("{org}: certificate {sha256} revoked");
+            println!("{org}: key {sha256} revoked (every certificate for it)");
             Ok(ExitCode::SUCCESS)
         }
         ProviderCommand::Revoke { db, serial, reason } => {

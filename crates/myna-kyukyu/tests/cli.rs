@@ -1239,11 +1239,7 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
         leaked_pem.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(
-        stdout(&o).contains("kawasaki-fd: certificate"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("kawasaki-fd: key"), "{}", stdout(&o));
     std::thread::sleep(std::time::Duration::from_millis(5_500));
     let o = ask(&["--identity", kawasaki.to_str().unwrap()]);
     assert_eq!(

@@ -95,8 +95,8 @@ impl<S: ProviderStore> CallerAuth<S> for BearerTokens {
 
 /// Mutual TLS: the organisation is the common name of the client certificate, which the TLS
 /// layer verified against the provider's organisation CA; it must be registered and enabled.
-/// A revoked certificate (`revoke_organisation_certificate`) is refused; the organisation's
-/// other certificates are not. A bearer token counts for nothing. Lookups are remembered for
+/// A certificate whose public key was revoked (`revoke_organisation_certificate`) is refused;
+/// the organisation's other keys are not. A bearer token counts for nothing. Lookups are remembered for
 /// `CREDENTIAL_CACHE_TTL`, like verified tokens.
 #[derive(Debug, Default)]
 pub struct ClientCertificates {
@@ -131,11 +131,9 @@ impl<S: ProviderStore> CallerAuth<S> for ClientCertificates {
             .common_name
             .filter(|id| !id.is_empty() && id.len() <= 64)
             .ok_or(ApiError::Unauthenticated)?;
-        // Keyed by the whole certificate, so a new certificate is looked up afresh.
-        let key = (
-            org_id.clone(),
-            hex::encode(myna_tls::identity::certificate_sha256(&certificate.0)),
-        );
+        // Keyed by the certificate's public key, which is also what a revocation names: a
+        // re-encoded signature or a second certificate for a revoked key is still refused.
+        let key = (org_id.clone(), hex::encode(facts.public_key_sha256));
         if let Some(org) = self.verified.cached(&key) {
             return Ok(org);
         }

@@ -485,7 +485,8 @@ async fn inconsistent_stored_data_is_an_internal_error_that_logs_nothing() {
 /// checked on the request itself (a kept-alive connection or a resumed session outlives the
 /// handshake that checked them first).
 #[tokio::test]
-async fn a_bureau_certificate_names_its_organisation_and_its_dates_are_checked_per_request() {
+async fn a_bureau_certificate_names_its_organisation_its_dates_are_checked_per_request_and_a_revoked_key_is_refused()
+ {
     use myna_provider::{CallerAuth, ClientCertificates};
     use myna_tls::PeerCertificate;
     use myna_tls::identity::{ClientSubject, issue_with_key};
@@ -557,4 +558,66 @@ async fn a_bureau_certificate_names_its_organisation_and_its_dates_are_checked_p
     let mut bearer = axum::http::HeaderMap::new();
     bearer.insert("authorization", "Bearer kawasaki-fd.s".parse().unwrap());
     assert!(auth.authenticate(&store, &bearer, None).await.is_err());
+
+    // A revoked key: every certificate for it is refused, not only the one revoked (a second
+    // certificate for the same key stands in for a re-encoded signature, which also changes
+    // the certificate's hash but not its key); the organisation's other key still works.
+    let request = myna_tls::identity::new_request("kawasaki").unwrap();
+    let subject = ClientSubject {
+        common_name: "kawasaki-fd".into(),
+        organization: "x".into(),
+    };
+    let for_the_key = || {
+        let checked = myna_tls::identity::check_request(&request.csr_pem).unwrap();
+        let pem = myna_tls::identity::issue_for_request(
+            &ca.cert_pem,
+            &ca.key_pem,
+            checked,
+            &subject,
+            today,
+        )
+        .unwrap();
+        PeerCertificate(
+            CertificateDer::from_pem_slice(pem.as_bytes())
+                .unwrap()
+                .to_vec()
+                .into(),
+        )
+    };
+    let (first, second) = (for_the_key(), for_the_key());
+    assert_ne!(
+        myna_tls::identity::certificate_sha256(&first.0),
+        myna_tls::identity::certificate_sha256(&second.0),
+        "two certificates"
+    );
+    let key_hash = hex::encode(
+        myna_tls::identity::certificate_facts(&first.0)
+            .unwrap()
+            .public_key_sha256,
+    );
+    assert!(
+        store
+            .revoke_organisation_certificate("kawasaki-fd", &key_hash, "leaked")
+            .await
+            .unwrap()
+    );
+    let fresh = ClientCertificates::new();
+    for peer in [&first, &second] {
+        assert!(
+            matches!(
+                fresh.authenticate(&store, &headers, Some(peer)).await,
+                Err(myna_provider::ApiError::Unauthenticated)
+            ),
+            "a certificate for the revoked key was accepted"
+        );
+    }
+    let other_key = cert("kawasaki-fd", today);
+    assert_eq!(
+        fresh
+            .authenticate(&store, &headers, Some(&other_key))
+            .await
+            .unwrap()
+            .id,
+        "kawasaki-fd"
+    );
 }

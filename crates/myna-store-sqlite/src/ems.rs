@@ -982,7 +982,8 @@ impl EmsStore for EmsSqlite {
         self.run(move |conn| {
             let changed = conn
                 .execute(
-                    "UPDATE enrollment_invite SET expires_ms = ?3 WHERE id = ?1 \
+                    // Expired since the epoch: a clock stepped back cannot revive it.
+                    "UPDATE enrollment_invite SET expires_ms = 0 WHERE id = ?1 \
                      AND bureau_id = ?2 AND used_ms IS NULL AND expires_ms > ?3",
                     params![invite, bureau, now_ms],
                 )

@@ -376,8 +376,8 @@ impl Writer {
                     }
                     conn.execute(
                         "INSERT INTO organisation_certificate_revocation \
-                         (sha256, organisation_id, revoked_at, reason) VALUES (?1, ?2, ?3, ?4) \
-                         ON CONFLICT (sha256) DO NOTHING",
+                         (public_key_sha256, organisation_id, revoked_at, reason) \
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key_sha256) DO NOTHING",
                         params![sha256, org, chrono::Utc::now().to_rfc3339(), reason],
                     )
                     .map_err(db_err)?;
@@ -629,13 +629,13 @@ impl ProviderStore for SqliteStore {
     async fn organisation_for_certificate(
         &self,
         org_id: &str,
-        certificate_sha256: &str,
+        public_key_sha256: &str,
     ) -> Result<Option<Organisation>, StoreError> {
-        let (org_id, sha256) = (org_id.to_owned(), certificate_sha256.to_ascii_lowercase());
+        let (org_id, sha256) = (org_id.to_owned(), public_key_sha256.to_ascii_lowercase());
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT name FROM organisation WHERE id = ?1 AND disabled = 0 AND NOT EXISTS \
-                 (SELECT 1 FROM organisation_certificate_revocation WHERE sha256 = ?2)",
+                 (SELECT 1 FROM organisation_certificate_revocation WHERE public_key_sha256 = ?2)",
             )
             .map_err(db_err)?
             .query_row(params![&org_id, &sha256], |r| r.get::<_, String>(0))
@@ -649,12 +649,12 @@ impl ProviderStore for SqliteStore {
     async fn revoke_organisation_certificate(
         &self,
         org_id: &str,
-        certificate_sha256: &str,
+        public_key_sha256: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
         let (o, c, r) = (
             org_id.to_owned(),
-            certificate_sha256.to_ascii_lowercase(),
+            public_key_sha256.to_ascii_lowercase(),
             reason.to_owned(),
         );
         self.submit(|tx| Job::Admin(AdminJob::RevokeOrganisationCertificate(o, c, r, tx)))

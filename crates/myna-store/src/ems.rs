@@ -497,8 +497,8 @@ pub trait EmsStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = Result<Vec<OpenInvite>, StoreError>> + Send;
 
-    /// Cancels an open invitation of the bureau (it expires at `now_ms`); false when the
-    /// bureau has no such open invitation.
+    /// Cancels an open invitation of the bureau for good (even if the clock later steps
+    /// back); false when the bureau has no such open invitation.
     fn cancel_invite(
         &self,
         bureau: BureauId,

@@ -141,22 +141,23 @@ pub trait ProviderStore: Send + Sync + 'static {
         org_id: &str,
     ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
 
-    /// The organisation for a caller that proved `org_id` by the client certificate whose
-    /// SHA-256 (hex) is `certificate_sha256`: registered, not disabled, and that certificate
-    /// not revoked.
+    /// The organisation for a caller that proved `org_id` by a client certificate whose public
+    /// key (SubjectPublicKeyInfo) has the SHA-256 `public_key_sha256` (hex): registered, not
+    /// disabled, and that key not revoked.
     fn organisation_for_certificate(
         &self,
         org_id: &str,
-        certificate_sha256: &str,
+        public_key_sha256: &str,
     ) -> impl Future<Output = Result<Option<Organisation>, StoreError>> + Send;
 
-    /// Revokes one client certificate of an organisation (by its SHA-256, hex) before its
-    /// end; the organisation's other certificates keep working. False if there is no such
-    /// organisation. Revoking twice keeps the first record.
+    /// Revokes one key of an organisation (the SHA-256 of its certificate's public key, hex)
+    /// before its certificate ends: every certificate for that key is refused, the
+    /// organisation's other keys keep working. False if there is no such organisation.
+    /// Revoking twice keeps the first record.
     fn revoke_organisation_certificate(
         &self,
         org_id: &str,
-        certificate_sha256: &str,
+        public_key_sha256: &str,
         reason: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

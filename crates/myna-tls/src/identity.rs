@@ -173,6 +173,11 @@ pub struct CertificateFacts {
     /// The validity, in Unix milliseconds.
     pub not_before_ms: i64,
     pub not_after_ms: i64,
+    /// SHA-256 of the subject's public key (SubjectPublicKeyInfo DER). Unlike the whole
+    /// certificate's hash, the CA's signature does not enter it: an ECDSA signature can be
+    /// rewritten into another valid encoding, giving the same certificate a new hash, and a
+    /// key certified again keeps it. A denylist must use this.
+    pub public_key_sha256: [u8; 32],
 }
 
 /// The facts of a certificate (DER); None if it does not parse.
@@ -186,6 +191,7 @@ pub fn certificate_facts(der: &[u8]) -> Option<CertificateFacts> {
     let common_name = if names.next().is_some() { None } else { first };
     let v = cert.validity();
     Some(CertificateFacts {
+        public_key_sha256: Sha256::digest(cert.public_key().raw).into(),
         common_name,
         not_before_ms: v.not_before.timestamp().checked_mul(1000)?,
         not_after_ms: v.not_after.timestamp().checked_mul(1000)?,
