@@ -173,7 +173,9 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             }
             let mut summary = String::new();
             match store.verify().await? {
-                ChainReport::Intact { entries, head_hash } => {
+                ChainReport::Intact {
+                    entries, head_hash, ..
+                } => {
                     for cp in &recorded {
                         if let Err(b) = cp.check(store.hash_at(cp.seq).await?) {
                             broken = Some(format!("{name} BROKEN at entry {}: {b}", b.seq()));

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use myna_domain::access::{Checkpoint, Hash32};
 use myna_pki::checkpoint::{Chain, CheckpointKey, SignedCheckpoint};
 use myna_store::ems::EmsStore;
-use myna_store::{ChainReport, ProviderStore};
+use myna_store::{ChainPosition, ChainReport, ProviderStore};
 use myna_store_sqlite::{EmsSqlite, SqliteStore};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,11 @@ impl ChainStore {
 
     pub async fn hash_at(&self, seq: i64) -> Result<Option<Hash32>> {
         Ok(match self {
-            ChainStore::Provider(s) => s.access_log_hash(seq).await?,
+            // The SQLite log is one chain, partition 0 (`ChainPosition`).
+            ChainStore::Provider(s) => {
+                s.access_log_hash(ChainPosition { partition: 0, seq })
+                    .await?
+            }
             ChainStore::Ems(s) => s.view_log_hash(seq).await?,
         })
     }
@@ -147,9 +151,18 @@ pub async fn sign_head(
         }
     }
     match store.verify().await? {
+        ChainReport::Intact { partitions, .. } if partitions > 1 => {
+            // A line signs one head; a log of many chains needs a digest of their heads,
+            // which is not built yet. Refuse rather than sign one chain as the whole log.
+            bail!(
+                "the {} log has {partitions} chains; checkpoints of a partitioned log are not built yet",
+                store.chain().as_str()
+            )
+        }
         ChainReport::Intact {
             entries,
             head_hash: Some(head),
+            ..
         } => {
             let head: [u8; 32] = hex::decode(&head)
                 .ok()

@@ -757,7 +757,9 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
         EmsCommand::VerifyViews { db } => {
             let store = EmsSqlite::open(&db)?;
             match store.verify_view_log().await? {
-                ChainReport::Intact { entries, head_hash } => {
+                ChainReport::Intact {
+                    entries, head_hash, ..
+                } => {
                     println!(
                         "view log intact: {entries} entries, head {}",
                         head_hash.unwrap_or_else(|| "-".into())

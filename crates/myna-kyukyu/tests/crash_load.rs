@@ -417,7 +417,15 @@ async fn acknowledged_events_and_views_survive_sigkill_of_ems_and_the_provider_u
     let provider_store = SqliteStore::open(&data.join("provider.db")).unwrap();
     for id in &acks.access_ids {
         assert!(
-            provider_store.access_log_hash(*id).await.unwrap().is_some(),
+            // SQLite's log is one chain: an access id is its place in it.
+            provider_store
+                .access_log_hash(myna_store::ChainPosition {
+                    partition: 0,
+                    seq: *id
+                })
+                .await
+                .unwrap()
+                .is_some(),
             "provider access {id} is missing"
         );
     }

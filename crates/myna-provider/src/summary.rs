@@ -158,7 +158,7 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
         &p.alerts,
     );
     Ok(Json(SummaryResponse {
-        access_id: granted.access_seq,
+        access_id: granted.access_id,
         summary,
     }))
 }

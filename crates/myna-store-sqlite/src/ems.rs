@@ -1349,6 +1349,7 @@ impl EmsStore for EmsSqlite {
             }
             Ok(ChainReport::Intact {
                 entries: v.count(),
+                partitions: u64::from(v.count() > 0),
                 head_hash: v.head().map(|(_, h)| hex::encode(h)),
             })
         })

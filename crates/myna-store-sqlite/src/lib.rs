@@ -56,8 +56,8 @@ use myna_domain::access::{ChainBreak, ChainVerifier, Hash32, chain};
 use myna_domain::person::PersonId;
 use myna_domain::summary::Windows;
 use myna_store::{
-    AccessGranted, AccessRequest, ChainReport, DatasetInfo, Organisation, PersonRecordSet,
-    ProviderStore, StoreError,
+    AccessGranted, AccessRequest, ChainPosition, ChainReport, DatasetInfo, Organisation,
+    PersonRecordSet, ProviderStore, StoreError,
 };
 use rows::{Masters, corrupt, db_err};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -571,7 +571,12 @@ impl Writer {
             person,
             records,
             claims_through,
-            access_seq: chained.seq,
+            // The log's one chain: an entry's id is its place in it.
+            access_id: chained.seq,
+            position: ChainPosition {
+                partition: 0,
+                seq: chained.seq,
+            },
         })
     }
 }
@@ -745,13 +750,19 @@ impl ProviderStore for SqliteStore {
             }
             Ok(ChainReport::Intact {
                 entries: v.count(),
+                // One chain (partition 0): SQLite has a single writer, so nothing waits.
+                partitions: u64::from(v.count() > 0),
                 head_hash: v.head().map(|(_, h)| hex::encode(h)),
             })
         })
         .await
     }
 
-    async fn access_log_hash(&self, seq: i64) -> Result<Option<Hash32>, StoreError> {
+    async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
+        let seq = at.seq;
+        if at.partition != 0 {
+            return Ok(None);
+        }
         self.read(move |conn| {
             let hash: Option<String> = conn
                 .query_row("SELECT hash FROM access_log WHERE seq = ?1", [seq], |r| {

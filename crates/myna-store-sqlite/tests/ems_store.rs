@@ -82,7 +82,9 @@ async fn events_and_views_survive_a_reopen_and_a_tampered_view_breaks_the_chain(
     // The chain continues across the reopen.
     assert_eq!(store.record_view(view_record(4, 1)).await.unwrap(), 4);
     match store.verify_view_log().await.unwrap() {
-        ChainReport::Intact { entries, head_hash } => {
+        ChainReport::Intact {
+            entries, head_hash, ..
+        } => {
             assert_eq!(entries, 4);
             assert!(head_hash.is_some());
         }

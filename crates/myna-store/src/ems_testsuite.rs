@@ -1048,6 +1048,7 @@ pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>
         store.verify_view_log().await.unwrap(),
         ChainReport::Intact {
             entries: 0,
+            partitions: 0,
             head_hash: None
         },
         "an empty log verifies"
@@ -1100,7 +1101,9 @@ pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>
     assert!(store.view_records("c-fd", 10).await.unwrap().is_empty());
 
     match store.verify_view_log().await.unwrap() {
-        ChainReport::Intact { entries, head_hash } => {
+        ChainReport::Intact {
+            entries, head_hash, ..
+        } => {
             assert_eq!(entries, 4);
             assert_eq!(
                 head_hash,

@@ -51,8 +51,21 @@ pub struct AccessGranted {
     pub person: Person,
     pub records: MedicalRecords,
     pub claims_through: Option<NaiveDate>,
-    /// Sequence number of the access-log entry written for this access.
-    pub access_seq: i64,
+    /// The access-log entry written for this access: its id, unique in the log and sent to
+    /// the caller, and its place in its chain.
+    pub access_id: i64,
+    pub position: ChainPosition,
+}
+
+/// An entry's place in a log that is a set of hash chains, one per partition (the log's
+/// distribution key). An append reads and extends only its own partition's chain, so appends
+/// to different partitions never wait for one another, and each chain verifies on its own.
+/// SQLite, with its single writer, keeps one chain (partition 0); PostgreSQL keeps one per
+/// person for the provider's access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChainPosition {
+    pub partition: i64,
+    pub seq: i64,
 }
 
 /// A calling organisation (a fire bureau's `ems` server).
@@ -78,11 +91,14 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Outcome of walking the whole access log.
+/// Outcome of walking a whole log, every partition's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainReport {
     Intact {
         entries: u64,
+        /// How many chains the log holds (`ChainPosition`).
+        partitions: u64,
+        /// The head of the log's only chain; None when it is empty or has several chains.
         head_hash: Option<String>,
     },
     Broken {
@@ -197,13 +213,14 @@ pub trait ProviderStore: Send + Sync + 'static {
         info: DatasetInfo,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Walks the whole access log and reports the first broken link.
+    /// Walks every chain of the access log and reports the first broken link.
     fn verify_access_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
 
-    /// The stored hash of access-log entry `seq`, if there is one (to check a `Checkpoint`).
+    /// The stored hash of the access-log entry at `at`, if there is one (to check a
+    /// `Checkpoint`).
     fn access_log_hash(
         &self,
-        seq: i64,
+        at: ChainPosition,
     ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
 
     /// Access-log entries for one person, newest first (the patient's own view, later).

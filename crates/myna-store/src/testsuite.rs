@@ -173,7 +173,7 @@ pub async fn access_returns_records_and_logs<S: ProviderStore>(store: S) {
         granted.records, p.records,
         "records round-trip within the full view"
     );
-    assert_eq!(granted.access_seq, 1);
+    assert_eq!(granted.position.seq, 1, "a chain starts at 1");
     let log = store.access_log_for(PersonId(11), 10).await.unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
@@ -193,22 +193,41 @@ pub async fn access_returns_records_and_logs<S: ProviderStore>(store: S) {
         .access_records(request("01AA00000002", View::Summary, 2))
         .await
         .unwrap();
-    assert_eq!(second.access_seq, 2);
-    assert_eq!(entries(&store).await, 2);
-    let ChainReport::Intact {
-        head_hash: Some(head),
-        ..
-    } = store.verify_access_log().await.unwrap()
-    else {
-        panic!("no head");
-    };
-    let stored = store.access_log_hash(2).await.unwrap().map(hex::encode);
-    assert_eq!(
-        stored,
-        Some(head),
-        "the head's hash is what access_log_hash returns"
+    assert_ne!(
+        second.access_id, granted.access_id,
+        "each access has its own id"
     );
-    assert_eq!(store.access_log_hash(3).await.unwrap(), None);
+    assert_eq!(entries(&store).await, 2);
+    // The second entry either follows the first in one chain or starts its person's own.
+    let same_chain = second.position.partition == granted.position.partition;
+    assert_eq!(second.position.seq, if same_chain { 2 } else { 1 });
+    let report = store.verify_access_log().await.unwrap();
+    let ChainReport::Intact {
+        entries: 2,
+        partitions,
+        head_hash,
+    } = report
+    else {
+        panic!("{report:?}");
+    };
+    assert_eq!(partitions, if same_chain { 1 } else { 2 });
+    let stored = store.access_log_hash(second.position).await.unwrap();
+    assert!(
+        stored.is_some(),
+        "access_log_hash finds an entry by its position"
+    );
+    if same_chain {
+        assert_eq!(
+            stored.map(hex::encode),
+            head_hash,
+            "the head's hash is what access_log_hash returns"
+        );
+    }
+    let past_the_head = ChainPosition {
+        seq: second.position.seq + 1,
+        ..second.position
+    };
+    assert_eq!(store.access_log_hash(past_the_head).await.unwrap(), None);
 }
 
 /// A claim names its product by レセ電 code; products under one 統一名 share a YJ code and
@@ -561,22 +580,28 @@ pub async fn concurrent_accesses_chain_correctly<S: ProviderStore>(store: S) {
     for n in 0..64i64 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
-            s.access_records(request(&format!("01BB{:08X}", n % 8), View::Summary, n))
+            let g = s
+                .access_records(request(&format!("01BB{:08X}", n % 8), View::Summary, n))
                 .await
-                .unwrap()
-                .access_seq
+                .unwrap();
+            (g.access_id, g.position)
         }));
     }
-    let mut seqs = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let mut chains: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
     for t in tasks {
-        seqs.push(t.await.unwrap());
+        let (id, at) = t.await.unwrap();
+        assert!(ids.insert(id), "access id {id} given twice");
+        chains.entry(at.partition).or_default().push(at.seq);
     }
-    seqs.sort_unstable();
-    assert_eq!(
-        seqs,
-        (1..=64).collect::<Vec<i64>>(),
-        "every access gets a distinct sequence number"
-    );
+    for (partition, seqs) in &mut chains {
+        seqs.sort_unstable();
+        assert_eq!(
+            *seqs,
+            (1..=seqs.len() as i64).collect::<Vec<i64>>(),
+            "chain {partition}: every access gets the next place, none twice, none skipped"
+        );
+    }
     assert_eq!(entries(store.as_ref()).await, 64);
 }
 
