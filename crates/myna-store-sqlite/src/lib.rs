@@ -55,11 +55,12 @@ use chrono::NaiveDate;
 use myna_domain::access::{ChainBreak, ChainVerifier, Hash32, chain};
 use myna_domain::person::PersonId;
 use myna_domain::summary::Windows;
+use myna_store::columns::Masters;
 use myna_store::{
     AccessGranted, AccessRequest, ChainPosition, ChainReport, DatasetInfo, Organisation,
     PersonRecordSet, ProviderStore, StoreError,
 };
-use rows::{Masters, corrupt, db_err};
+use rows::{corrupt, db_err};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -176,7 +177,7 @@ impl SqliteStore {
         embedded::migrations::runner()
             .run(&mut conn)
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
-        let masters = Masters::load(&conn)?;
+        let masters = rows::load_masters(&conn)?;
         let claims_through = read_claims_through(&conn)?;
         let checkpointer = match durability {
             Durability::Full => {
@@ -327,7 +328,7 @@ impl Writer {
                 let r = self.in_tx(|conn, masters| rows::insert_persons(conn, masters, &persons));
                 if r.is_err() {
                     // The cache may name rows the rollback removed.
-                    if let Ok(m) = Masters::load(&self.conn) {
+                    if let Ok(m) = rows::load_masters(&self.conn) {
                         self.masters = m;
                     }
                 }

@@ -6,121 +6,56 @@ use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
 use myna_domain::records::*;
 use myna_domain::summary::{FetchPlan, View};
+pub(crate) use myna_store::columns::corrupt;
+use myna_store::columns::{
+    Masters, care_setting, care_setting_str, date, dialysis_modality, dialysis_modality_str,
+    institution_kind, institution_kind_str, procedure_kind, procedure_kind_str, product_conflict,
+    source,
+};
 use myna_store::{PersonRecordSet, StoreError};
 use rusqlite::{Connection, Row, params};
 use std::collections::HashMap;
-
-pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn date(s: &str) -> Result<NaiveDate, StoreError> {
-    s.parse().map_err(|_| corrupt(format!("bad date {s:?}")))
-}
-
-fn source(s: &str) -> Result<Source, StoreError> {
-    Source::parse(s).ok_or_else(|| corrupt(format!("bad source {s:?}")))
-}
-
-fn kind_str(k: InstitutionKind) -> &'static str {
-    match k {
-        InstitutionKind::Hospital => "hospital",
-        InstitutionKind::Clinic => "clinic",
-        InstitutionKind::Pharmacy => "pharmacy",
+/// Loads the reference names into memory (the writer keeps them; loads add to them).
+pub(crate) fn load_masters(conn: &Connection) -> Result<Masters, StoreError> {
+    let mut m = Masters::default();
+    let mut stmt = conn
+        .prepare("SELECT code, name, kind FROM institution")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (code, name, k) = row.map_err(db_err)?;
+        m.institutions.insert(
+            code.clone(),
+            Institution {
+                code,
+                name,
+                kind: institution_kind(&k)?,
+            },
+        );
     }
-}
-
-fn kind(s: &str) -> Result<InstitutionKind, StoreError> {
-    match s {
-        "hospital" => Ok(InstitutionKind::Hospital),
-        "clinic" => Ok(InstitutionKind::Clinic),
-        "pharmacy" => Ok(InstitutionKind::Pharmacy),
-        _ => Err(corrupt(format!("bad institution kind {s:?}"))),
-    }
-}
-
-/// Reference data kept in memory: institutions and drug names by code.
-#[derive(Default)]
-pub(crate) struct Masters {
-    pub institutions: HashMap<String, Institution>,
-    pub drugs: HashMap<String, DrugRef>,
-    /// Products by レセ電 code (`drug_product`).
-    pub products: HashMap<String, DrugRef>,
-}
-
-impl Masters {
-    pub fn load(conn: &Connection) -> Result<Self, StoreError> {
-        let mut m = Masters::default();
-        let mut stmt = conn
-            .prepare("SELECT code, name, kind FROM institution")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (code, name, k) = row.map_err(db_err)?;
-            m.institutions.insert(
-                code.clone(),
-                Institution {
-                    code,
-                    name,
-                    kind: kind(&k)?,
-                },
-            );
-        }
-        // Names by YJ code (records without a レセ電 code), and by product.
-        m.drugs = drug_refs(
-            conn,
-            "SELECT yj, yj, receipt_code, name, generic_name, strength FROM drug",
-        )?;
-        m.products = drug_refs(
-            conn,
-            "SELECT receipt_code, yj, receipt_code, name, generic_name, strength FROM drug_product",
-        )?;
-        Ok(m)
-    }
-
-    fn institution(&self, code: &str) -> Institution {
-        self.institutions
-            .get(code)
-            .cloned()
-            .unwrap_or_else(|| Institution {
-                code: code.to_owned(),
-                name: format!("医療機関 {code}"),
-                kind: InstitutionKind::Clinic,
-            })
-    }
-
-    /// The dispensed product: by its レセ電 code when the record has one, else by YJ code.
-    fn dispensed(&self, yj: &str, receipt: Option<&str>) -> Result<DrugRef, StoreError> {
-        match receipt.and_then(|r| self.products.get(r)) {
-            Some(d) => Ok(d.clone()),
-            None => self.drug(yj),
-        }
-    }
-
-    fn drug(&self, yj: &str) -> Result<DrugRef, StoreError> {
-        match self.drugs.get(yj) {
-            Some(d) => Ok(d.clone()),
-            None => Ok(DrugRef {
-                yj: YjCode::parse(yj).map_err(corrupt)?,
-                receipt_code: None,
-                name: format!("医薬品 {yj}"),
-                generic_name: String::new(),
-                strength: String::new(),
-            }),
-        }
-    }
+    // Names by YJ code (records without a レセ電 code), and by product.
+    m.drugs = drug_refs(
+        conn,
+        "SELECT yj, yj, receipt_code, name, generic_name, strength FROM drug",
+    )?;
+    m.products = drug_refs(
+        conn,
+        "SELECT receipt_code, yj, receipt_code, name, generic_name, strength FROM drug_product",
+    )?;
+    Ok(m)
 }
 
 /// Named drugs keyed by the first column; the others are yj, receipt code, name, generic name
@@ -181,7 +116,7 @@ pub(crate) fn insert_persons(
     let mut ensure_inst = |i: &Institution, masters: &mut Masters| -> Result<(), StoreError> {
         if !masters.institutions.contains_key(&i.code) {
             ins_inst
-                .execute(params![i.code, i.name, kind_str(i.kind)])
+                .execute(params![i.code, i.name, institution_kind_str(i.kind)])
                 .map_err(db_err)?;
             masters.institutions.insert(i.code.clone(), i.clone());
         }
@@ -257,10 +192,7 @@ pub(crate) fn insert_persons(
         let r = &set.records;
         for (seq, v) in r.visits.iter().enumerate() {
             ensure_inst(&v.institution, masters)?;
-            let setting = match v.setting {
-                CareSetting::Outpatient => "outpatient",
-                CareSetting::Inpatient => "inpatient",
-            };
+            let setting = care_setting_str(v.setting);
             ins_visit
                 .execute(params![
                     id,
@@ -281,21 +213,9 @@ pub(crate) fn insert_persons(
             }
             if let Some(receipt) = &d.drug.receipt_code
                 && let Some(known) = masters.products.get(receipt.as_str())
-                && known != &d.drug
+                && let Some(conflict) = product_conflict(id, d, known)
             {
-                // One レセ電 code is one product: a second name for it is bad input, not a
-                // rename, and the whole load is refused.
-                return Err(StoreError::InvalidRecord {
-                    person: id,
-                    problem: format!(
-                        "drug {} is {:?} ({}) here but {:?} ({}) in an earlier record",
-                        receipt.as_str(),
-                        d.drug.name,
-                        d.drug.yj.as_str(),
-                        known.name,
-                        known.yj.as_str()
-                    ),
-                });
+                return Err(conflict);
             }
             if let Some(receipt) = &d.drug.receipt_code
                 && !masters.products.contains_key(receipt.as_str())
@@ -344,10 +264,7 @@ pub(crate) fn insert_persons(
         }
         for (seq, p) in r.procedures.iter().enumerate() {
             ensure_inst(&p.institution, masters)?;
-            let k = match p.kind {
-                ProcedureKind::Surgery => "surgery",
-                ProcedureKind::Procedure => "procedure",
-            };
+            let k = procedure_kind_str(p.kind);
             ins_proc
                 .execute(params![
                     id,
@@ -364,10 +281,7 @@ pub(crate) fn insert_persons(
         }
         for (seq, d) in r.dialysis.iter().enumerate() {
             ensure_inst(&d.institution, masters)?;
-            let m = match d.modality {
-                DialysisModality::Hemodialysis => "hemodialysis",
-                DialysisModality::Peritoneal => "peritoneal",
-            };
+            let m = dialysis_modality_str(d.modality);
             ins_dial
                 .execute(params![
                     id,
@@ -491,11 +405,7 @@ pub(crate) fn read_records(
                 available_on: date_col(r, 1)?,
                 institution: masters.institution(&col::<String>(r, 2)?),
                 department: col(r, 3)?,
-                setting: match col::<String>(r, 4)?.as_str() {
-                    "inpatient" => CareSetting::Inpatient,
-                    "outpatient" => CareSetting::Outpatient,
-                    other => return Err(corrupt(format!("bad setting {other:?}"))),
-                },
+                setting: care_setting(&col::<String>(r, 4)?)?,
                 source: source_col(r, 5)?,
             })
         },
@@ -531,11 +441,7 @@ pub(crate) fn read_records(
             Ok(Procedure {
                 service_date: date_col(r, 0)?,
                 available_on: date_col(r, 1)?,
-                kind: match col::<String>(r, 2)?.as_str() {
-                    "surgery" => ProcedureKind::Surgery,
-                    "procedure" => ProcedureKind::Procedure,
-                    other => return Err(corrupt(format!("bad procedure kind {other:?}"))),
-                },
+                kind: procedure_kind(&col::<String>(r, 2)?)?,
                 code: col(r, 3)?,
                 name: col(r, 4)?,
                 institution: masters.institution(&col::<String>(r, 5)?),
@@ -552,11 +458,7 @@ pub(crate) fn read_records(
             Ok(Dialysis {
                 service_date: date_col(r, 0)?,
                 available_on: date_col(r, 1)?,
-                modality: match col::<String>(r, 2)?.as_str() {
-                    "hemodialysis" => DialysisModality::Hemodialysis,
-                    "peritoneal" => DialysisModality::Peritoneal,
-                    other => return Err(corrupt(format!("bad dialysis modality {other:?}"))),
-                },
+                modality: dialysis_modality(&col::<String>(r, 2)?)?,
                 sessions: col(r, 3)?,
                 institution: masters.institution(&col::<String>(r, 4)?),
                 source: source_col(r, 5)?,

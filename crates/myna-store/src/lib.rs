@@ -1,6 +1,7 @@
 //! Storage of the `provider` role (and, in `ems`, of the `ems` role) behind one trait each, so SQLite (embedded default) and PostgreSQL
 //! (scale-out) backends are interchangeable and pass the same conformance suite.
 
+pub mod columns;
 pub mod ems;
 #[cfg(feature = "testsuite")]
 pub mod ems_testsuite;
