@@ -1,0 +1,123 @@
+//! The stores on PostgreSQL, chosen by a `postgres://` database URL. The SQL stays within what
+//! Citus, CockroachDB and YugabyteDB also accept:
+//! - keys are made by the client (hashed natural keys, or time-then-random ids), never a
+//!   sequence on a hot path;
+//! - every large table carries its distribution key first in every unique key (the person for
+//!   medical data);
+//! - writes use `INSERT … ON CONFLICT`, never an engine-specific upsert;
+//! - a transaction that loses a race (SQLSTATE 40001, 40P01, or the unique key of a chain's
+//!   next place) runs again.
+//!
+//! Only `ProviderStore` is here so far; `EmsStore` follows.
+
+mod provider;
+
+pub use provider::PgProviderStore;
+
+use myna_store::StoreError;
+use tokio_postgres::error::SqlState;
+
+/// Connections per store. A serving provider has at most a few hundred requests in flight, and
+/// each holds a connection only for its one transaction.
+const POOL_SIZE: usize = 16;
+
+/// How often a transaction that lost a race is run again before the caller gets `Unavailable`.
+const MAX_ATTEMPTS: u32 = 8;
+
+pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn pool_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("database pool: {e}"))
+}
+
+/// A column of the expected type; anything else is bad stored data (500), not an outage.
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i)
+        .map_err(|e| myna_store::columns::corrupt(format!("column {i}: {e}")))
+}
+
+/// A race another transaction won: running again is correct.
+pub(crate) fn lost_race(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::UNIQUE_VIOLATION
+    )
+}
+
+/// Parses a `postgres://` URL and builds a pool of `POOL_SIZE` connections (without TLS: the
+/// database is on loopback or a private network in the deployments documented).
+pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(pool_err)
+}
+
+pub(crate) async fn connection(
+    pool: &deadpool_postgres::Pool,
+) -> Result<deadpool_postgres::Object, StoreError> {
+    pool.get().await.map_err(pool_err)
+}
+
+/// A new id: milliseconds since the epoch, then 20 random bits. Ids sort by time, need no
+/// sequence, and two made in the same millisecond differ with probability 1 − 2⁻²⁰.
+pub(crate) fn new_id(now_ms: i64) -> i64 {
+    (now_ms << 20) | i64::from(rand::random::<u32>() & 0xF_FFFF)
+}
+
+/// A URL with its password hidden, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time_and_stay_positive() {
+        let a = new_id(1_800_000_000_000);
+        let b = new_id(1_800_000_000_001);
+        assert!(a > 0 && b > a);
+        assert_eq!(a >> 20, 1_800_000_000_000);
+    }
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(
+            redacted("postgres://myna:s3cret@db.example:5432/provider"),
+            "postgres://myna:***@db.example:5432/provider"
+        );
+        assert_eq!(
+            redacted("postgres://myna@127.0.0.1:54329/postgres"),
+            "postgres://myna@127.0.0.1:54329/postgres"
+        );
+    }
+}

@@ -1,0 +1,1102 @@
+//! `ProviderStore` on PostgreSQL. An access is one transaction on one person's rows: the
+//! records, then the next place in that person's chain of the access log. Two accesses to
+//! different persons touch no common row; two to the same person race for the chain's next
+//! place, and the loser runs again.
+
+use crate::{MAX_ATTEMPTS, col, connection, db_err, lost_race, new_id};
+use chrono::NaiveDate;
+use futures_util::{StreamExt, pin_mut};
+use myna_domain::access::{
+    AccessEntry, ChainBreak, ChainVerifier, ChainedEntry, Consent, Hash32, Purpose, Viewer, chain,
+};
+use myna_domain::codes::{ReceiptDrugCode, YjCode};
+use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
+use myna_domain::records::{
+    Dialysis, Dispensing, DrugRef, HealthCheck, Institution, MedicalRecords, Procedure, Visit,
+};
+use myna_domain::summary::{FetchPlan, View, Windows};
+use myna_store::columns::{
+    Masters, care_setting, care_setting_str, corrupt, dialysis_modality, dialysis_modality_str,
+    institution_kind, institution_kind_str, procedure_kind, procedure_kind_str, product_conflict,
+    source,
+};
+use myna_store::{
+    AccessGranted, AccessRequest, ChainPosition, ChainReport, DatasetInfo, Organisation,
+    PersonRecordSet, ProviderStore, StoreError, secret_matches,
+};
+use std::collections::{HashMap, HashSet};
+use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/provider");
+}
+
+/// The provider's migrations are recorded apart from ems's, so both can share one database.
+const HISTORY_TABLE: &str = "provider_schema_history";
+
+pub struct PgProviderStore {
+    pool: deadpool_postgres::Pool,
+}
+
+/// Why one run of a transaction ended: a race to run again, or an answer.
+enum Attempt {
+    Retry(tokio_postgres::Error),
+    Fail(StoreError),
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Self {
+        Attempt::Fail(e)
+    }
+}
+
+fn attempt(e: tokio_postgres::Error) -> Attempt {
+    if lost_race(&e) {
+        Attempt::Retry(e)
+    } else {
+        Attempt::Fail(db_err(e))
+    }
+}
+
+fn hash32(bytes: &[u8], what: impl std::fmt::Display) -> Result<Hash32, String> {
+    Hash32::try_from(bytes).map_err(|_| format!("{what}: hash is not 32 bytes"))
+}
+
+fn to_i32(n: u32, what: &str) -> Result<i32, StoreError> {
+    i32::try_from(n).map_err(|_| StoreError::InvalidRecord {
+        person: 0,
+        problem: format!("{what} {n} is out of range"),
+    })
+}
+
+fn to_u32(n: i32, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| corrupt(format!("{what} {n} is negative")))
+}
+
+fn to_u16(n: i32, what: &str) -> Result<u16, StoreError> {
+    u16::try_from(n).map_err(|_| corrupt(format!("{what} {n} is out of range")))
+}
+
+impl PgProviderStore {
+    /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = crate::pool(url)?;
+        let mut client = connection(&pool).await?;
+        let mut runner = embedded::migrations::runner();
+        runner.set_migration_table_name(HISTORY_TABLE);
+        runner.run_async(&mut **client).await.map_err(|e| {
+            StoreError::Unavailable(format!("migrating {}: {e}", crate::redacted(url)))
+        })?;
+        Ok(Self { pool })
+    }
+
+    async fn access_once(&self, request: &AccessRequest) -> Result<AccessGranted, Attempt> {
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(attempt)?;
+        let serial = &request.serial_hex;
+        let person_id: i64 = match tx
+            .query_opt(
+                "SELECT person_id FROM auth_cert WHERE serial = $1",
+                &[serial],
+            )
+            .await
+            .map_err(attempt)?
+        {
+            Some(row) => col(&row, 0)?,
+            None => return Err(StoreError::UnknownSerial(serial.clone()).into()),
+        };
+        if let Some(row) = tx
+            .query_opt(
+                "SELECT revoked_at FROM revoked_cert WHERE serial = $1",
+                &[serial],
+            )
+            .await
+            .map_err(attempt)?
+        {
+            return Err(StoreError::Revoked {
+                serial: serial.clone(),
+                revoked_at: col(&row, 0)?,
+            }
+            .into());
+        }
+        let id = PersonId(person_id);
+        let person = read_person(&tx, id).await?;
+        let plan = Windows::for_view(request.view).fetch_plan(request.today);
+        let records = read_records(&tx, id, &plan, request.today).await?;
+        let claims_through = tx
+            .query_opt(
+                "SELECT value FROM dataset_info WHERE key = 'claims_through'",
+                &[],
+            )
+            .await
+            .map_err(attempt)?
+            .map(|row| col::<String>(&row, 0))
+            .transpose()?
+            .and_then(|s| s.parse::<NaiveDate>().ok());
+        let head = tx
+            .query_opt(
+                "SELECT seq, hash FROM access_log WHERE person_id = $1 ORDER BY seq DESC LIMIT 1",
+                &[&person_id],
+            )
+            .await
+            .map_err(attempt)?;
+        let prev = match head {
+            Some(row) => {
+                let seq: i64 = col(&row, 0)?;
+                let hash = hash32(
+                    col::<&[u8]>(&row, 1)?,
+                    format!("access log {person_id}/{seq}"),
+                )
+                .map_err(corrupt)?;
+                Some((seq, hash))
+            }
+            None => None,
+        };
+        let mut entry = request.entry.clone();
+        entry.person_id = id;
+        let chained = chain(prev, entry);
+        let access_id = new_id(chained.entry.at_ms);
+        insert_access(&tx, access_id, &chained)
+            .await
+            .map_err(attempt)?;
+        tx.commit().await.map_err(attempt)?;
+        Ok(AccessGranted {
+            person,
+            records,
+            claims_through,
+            access_id,
+            position: ChainPosition {
+                partition: person_id,
+                seq: chained.seq,
+            },
+        })
+    }
+
+    async fn load_once(&self, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(attempt)?;
+        insert_persons(&tx, persons).await?;
+        tx.commit().await.map_err(attempt)?;
+        Ok(())
+    }
+}
+
+/// Runs `once` again while it loses races, up to `MAX_ATTEMPTS` times.
+async fn retrying<T, F, Fut>(mut once: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Attempt>>,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match once().await {
+            Ok(v) => return Ok(v),
+            Err(Attempt::Retry(e)) if attempts < MAX_ATTEMPTS => {
+                tracing::debug!(error = %e, attempts, "transaction lost a race; running it again");
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    u64::from(attempts) * (1 + u64::from(rand::random::<u8>() % 8)),
+                ))
+                .await;
+            }
+            Err(Attempt::Retry(e)) => return Err(db_err(e)),
+            Err(Attempt::Fail(e)) => return Err(e),
+        }
+    }
+}
+
+const ACCESS_COLUMNS: &str = "person_id, seq, access_id, at_ms, organisation_id, \
+     viewer_organisation, viewer_team, viewer_crew_member, incident_ref, cert_serial, purpose, \
+     consent, exception_reason, view, prev_hash, hash";
+
+async fn insert_access(
+    tx: &Transaction<'_>,
+    access_id: i64,
+    e: &ChainedEntry,
+) -> Result<u64, tokio_postgres::Error> {
+    let x = &e.entry;
+    let reason = x.consent.reason().map(|r| r.as_str());
+    tx.execute(
+        &format!(
+            "INSERT INTO access_log ({ACCESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15, $16)"
+        ),
+        &[
+            &x.person_id.0,
+            &e.seq,
+            &access_id,
+            &x.at_ms,
+            &x.organisation_id,
+            &x.viewer.organisation,
+            &x.viewer.team,
+            &x.viewer.crew_member,
+            &x.incident_ref,
+            &x.cert_serial,
+            &x.purpose.as_str(),
+            &x.consent.kind_str(),
+            &reason,
+            &x.view.as_str(),
+            &e.prev_hash.as_slice(),
+            &e.hash.as_slice(),
+        ],
+    )
+    .await
+}
+
+/// Decodes one access_log row (its place, and the entry with its links); an undecodable row
+/// is reported with its place, not hidden.
+fn chained_from_row(
+    row: &tokio_postgres::Row,
+) -> Result<(ChainPosition, Result<ChainedEntry, String>), StoreError> {
+    let at = ChainPosition {
+        partition: col(row, 0)?,
+        seq: col(row, 1)?,
+    };
+    let decoded = (|| -> Result<ChainedEntry, String> {
+        let text = |i: usize| -> Result<String, String> {
+            row.try_get::<_, String>(i).map_err(|e| e.to_string())
+        };
+        let purpose = text(10)?;
+        let consent = text(11)?;
+        let reason: Option<String> = row.try_get(12).map_err(|e| e.to_string())?;
+        let view = text(13)?;
+        let entry = AccessEntry {
+            at_ms: row.try_get(3).map_err(|e| e.to_string())?,
+            organisation_id: text(4)?,
+            viewer: Viewer {
+                organisation: text(5)?,
+                team: text(6)?,
+                crew_member: text(7)?,
+            },
+            incident_ref: text(8)?,
+            person_id: PersonId(at.partition),
+            cert_serial: text(9)?,
+            purpose: Purpose::parse(&purpose).ok_or(format!("unknown purpose {purpose:?}"))?,
+            consent: Consent::from_parts(&consent, reason.as_deref())
+                .ok_or(format!("unknown consent {consent:?}/{reason:?}"))?,
+            view: View::parse(&view).ok_or(format!("unknown view {view:?}"))?,
+        };
+        let prev: &[u8] = row.try_get(14).map_err(|e| e.to_string())?;
+        let hash: &[u8] = row.try_get(15).map_err(|e| e.to_string())?;
+        Ok(ChainedEntry {
+            seq: at.seq,
+            entry,
+            prev_hash: hash32(prev, "previous")?,
+            hash: hash32(hash, "entry")?,
+        })
+    })();
+    Ok((at, decoded))
+}
+
+async fn read_person(tx: &Transaction<'_>, id: PersonId) -> Result<Person, Attempt> {
+    let row = tx
+        .query_opt(
+            "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, \
+             street, insurer_number, insurer_name, insured_symbol, insured_number, \
+             insured_branch FROM person WHERE id = $1",
+            &[&id.0],
+        )
+        .await
+        .map_err(attempt)?
+        .ok_or_else(|| corrupt(format!("certificate links to missing person {}", id.0)))?;
+    let sex: i16 = col(&row, 3)?;
+    Ok(Person {
+        id,
+        name: col(&row, 0)?,
+        name_kana: col(&row, 1)?,
+        birth_date: col(&row, 2)?,
+        sex: u8::try_from(sex)
+            .ok()
+            .and_then(Sex::from_code)
+            .ok_or_else(|| corrupt("bad sex code"))?,
+        address: Address {
+            postal_code: col(&row, 4)?,
+            prefecture: col(&row, 5)?,
+            municipality: col(&row, 6)?,
+            street: col(&row, 7)?,
+        },
+        coverage: Coverage {
+            insurer_number: col(&row, 8)?,
+            insurer_name: col(&row, 9)?,
+            symbol: col(&row, 10)?,
+            number: col(&row, 11)?,
+            branch: col(&row, 12)?,
+        },
+    })
+}
+
+/// The reference names the records' codes need, read in the same transaction.
+async fn read_masters(
+    tx: &Transaction<'_>,
+    institutions: Vec<String>,
+    yj: Vec<String>,
+    receipts: Vec<String>,
+) -> Result<Masters, Attempt> {
+    let mut m = Masters::default();
+    for row in tx
+        .query(
+            "SELECT code, name, kind FROM institution WHERE code = ANY($1)",
+            &[&institutions],
+        )
+        .await
+        .map_err(attempt)?
+    {
+        let code: String = col(&row, 0)?;
+        m.institutions.insert(
+            code.clone(),
+            Institution {
+                code,
+                name: col(&row, 1)?,
+                kind: institution_kind(col(&row, 2)?)?,
+            },
+        );
+    }
+    for row in tx
+        .query(
+            "SELECT yj, yj, receipt_code, name, generic_name, strength FROM drug \
+             WHERE yj = ANY($1)",
+            &[&yj],
+        )
+        .await
+        .map_err(attempt)?
+    {
+        let (key, drug) = drug_ref(&row)?;
+        m.drugs.insert(key, drug);
+    }
+    for row in tx
+        .query(
+            "SELECT receipt_code, yj, receipt_code, name, generic_name, strength \
+             FROM drug_product WHERE receipt_code = ANY($1)",
+            &[&receipts],
+        )
+        .await
+        .map_err(attempt)?
+    {
+        let (key, drug) = drug_ref(&row)?;
+        m.products.insert(key, drug);
+    }
+    Ok(m)
+}
+
+/// A drug row keyed by its first column; the others are yj, receipt code, name, generic name
+/// and strength.
+fn drug_ref(row: &tokio_postgres::Row) -> Result<(String, DrugRef), StoreError> {
+    let receipt: Option<String> = col(row, 2)?;
+    Ok((
+        col(row, 0)?,
+        DrugRef {
+            yj: YjCode::parse(col(row, 1)?).map_err(corrupt)?,
+            receipt_code: receipt
+                .map(|r| ReceiptDrugCode::parse(&r))
+                .transpose()
+                .map_err(corrupt)?,
+            name: col(row, 3)?,
+            generic_name: col(row, 4)?,
+            strength: col(row, 5)?,
+        },
+    ))
+}
+
+/// The records a view needs, per the fetch plan, with their names from the masters.
+async fn read_records(
+    tx: &Transaction<'_>,
+    id: PersonId,
+    plan: &FetchPlan,
+    today: NaiveDate,
+) -> Result<MedicalRecords, Attempt> {
+    let person = &id.0;
+    let visits = tx
+        .query(
+            "SELECT service_date, available_on, institution_code, department, setting, source \
+             FROM visit WHERE person_id = $1 AND service_date >= $2 ORDER BY service_date, seq",
+            &[person, &plan.visits_from],
+        )
+        .await
+        .map_err(attempt)?;
+    let dispensings = tx
+        .query(
+            "SELECT service_date, available_on, yj, daily_quantity, unit, days, \
+             prescriber_code, pharmacy_code, source, receipt_code FROM dispensing \
+             WHERE person_id = $1 AND service_date >= $2 ORDER BY service_date, seq",
+            &[person, &plan.dispensings_from],
+        )
+        .await
+        .map_err(attempt)?;
+    let procedures = tx
+        .query(
+            "SELECT service_date, available_on, kind, code, name, institution_code, source \
+             FROM procedure_record WHERE person_id = $1 AND service_date >= $2 \
+             ORDER BY service_date, seq",
+            &[person, &plan.procedures_from],
+        )
+        .await
+        .map_err(attempt)?;
+    let dialysis = tx
+        .query(
+            "SELECT service_date, available_on, modality, sessions, institution_code, source \
+             FROM dialysis WHERE person_id = $1 AND service_date >= $2 \
+             ORDER BY service_date, seq",
+            &[person, &plan.dialysis_from],
+        )
+        .await
+        .map_err(attempt)?;
+    let rounds = i64::from(plan.health_check_rounds);
+    let health_checks = tx
+        .query(
+            "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, \
+             diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source \
+             FROM health_check WHERE person_id = $1 AND available_on <= $2 \
+             ORDER BY service_date DESC, seq DESC LIMIT $3",
+            &[person, &today, &rounds],
+        )
+        .await
+        .map_err(attempt)?;
+
+    let mut institutions = HashSet::new();
+    let (mut yj, mut receipts) = (HashSet::new(), HashSet::new());
+    for r in &visits {
+        institutions.insert(col::<String>(r, 2)?);
+    }
+    for r in &dispensings {
+        yj.insert(col::<String>(r, 2)?);
+        institutions.insert(col::<String>(r, 6)?);
+        institutions.extend(col::<Option<String>>(r, 7)?);
+        receipts.extend(col::<Option<String>>(r, 9)?);
+    }
+    for r in &procedures {
+        institutions.insert(col::<String>(r, 5)?);
+    }
+    for r in &dialysis {
+        institutions.insert(col::<String>(r, 4)?);
+    }
+    let m = read_masters(
+        tx,
+        institutions.into_iter().collect(),
+        yj.into_iter().collect(),
+        receipts.into_iter().collect(),
+    )
+    .await?;
+
+    let mut out = MedicalRecords::default();
+    for r in &visits {
+        out.visits.push(Visit {
+            service_date: col(r, 0)?,
+            available_on: col(r, 1)?,
+            institution: m.institution(col(r, 2)?),
+            department: col(r, 3)?,
+            setting: care_setting(col(r, 4)?)?,
+            source: source(col(r, 5)?)?,
+        });
+    }
+    for r in &dispensings {
+        out.dispensings.push(Dispensing {
+            service_date: col(r, 0)?,
+            available_on: col(r, 1)?,
+            drug: m.dispensed(col(r, 2)?, col::<Option<&str>>(r, 9)?)?,
+            daily_quantity: col(r, 3)?,
+            unit: col(r, 4)?,
+            days: to_u32(col(r, 5)?, "days")?,
+            prescriber: m.institution(col(r, 6)?),
+            pharmacy: col::<Option<&str>>(r, 7)?.map(|c| m.institution(c)),
+            source: source(col(r, 8)?)?,
+        });
+    }
+    for r in &procedures {
+        out.procedures.push(Procedure {
+            service_date: col(r, 0)?,
+            available_on: col(r, 1)?,
+            kind: procedure_kind(col(r, 2)?)?,
+            code: col(r, 3)?,
+            name: col(r, 4)?,
+            institution: m.institution(col(r, 5)?),
+            source: source(col(r, 6)?)?,
+        });
+    }
+    for r in &dialysis {
+        out.dialysis.push(Dialysis {
+            service_date: col(r, 0)?,
+            available_on: col(r, 1)?,
+            modality: dialysis_modality(col(r, 2)?)?,
+            sessions: to_u32(col(r, 3)?, "sessions")?,
+            institution: m.institution(col(r, 4)?),
+            source: source(col(r, 5)?)?,
+        });
+    }
+    for r in health_checks.iter().rev() {
+        out.health_checks.push(HealthCheck {
+            service_date: col(r, 0)?,
+            available_on: col(r, 1)?,
+            height_cm: col(r, 2)?,
+            weight_kg: col(r, 3)?,
+            systolic_mmhg: to_u16(col(r, 4)?, "systolic")?,
+            diastolic_mmhg: to_u16(col(r, 5)?, "diastolic")?,
+            hba1c_percent: col(r, 6)?,
+            ldl_mg_dl: col::<Option<i32>>(r, 7)?
+                .map(|v| to_u16(v, "LDL"))
+                .transpose()?,
+            egfr: col(r, 8)?,
+            urine_protein: col(r, 9)?,
+            source: source(col(r, 10)?)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Inserts persons with their records and the institutions and drugs they name, in the
+/// caller's transaction. A レセ電 code already naming another product refuses the whole batch.
+async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
+    // Products already stored under the batch's レセ電 codes, then the batch's own, in order.
+    let codes: Vec<String> = persons
+        .iter()
+        .flat_map(|p| &p.records.dispensings)
+        .filter_map(|d| d.drug.receipt_code.as_ref().map(|c| c.as_str().to_owned()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut products: HashMap<String, DrugRef> = read_masters(tx, Vec::new(), Vec::new(), codes)
+        .await?
+        .products;
+    let mut new_products: Vec<&DrugRef> = Vec::new();
+    for p in persons {
+        for d in &p.records.dispensings {
+            let Some(code) = &d.drug.receipt_code else {
+                continue;
+            };
+            match products.get(code.as_str()) {
+                Some(known) => {
+                    if let Some(conflict) = product_conflict(p.person.id.0, d, known) {
+                        return Err(conflict.into());
+                    }
+                }
+                None => {
+                    products.insert(code.as_str().to_owned(), d.drug.clone());
+                    new_products.push(&d.drug);
+                }
+            }
+        }
+    }
+    for d in new_products {
+        let code = d.receipt_code.as_ref().map(|c| c.as_str());
+        tx.execute(
+            "INSERT INTO drug_product (receipt_code, yj, name, generic_name, strength) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (receipt_code) DO NOTHING",
+            &[&code, &d.yj.as_str(), &d.name, &d.generic_name, &d.strength],
+        )
+        .await
+        .map_err(attempt)?;
+    }
+
+    let ins_inst = tx
+        .prepare(
+            "INSERT INTO institution (code, name, kind) VALUES ($1, $2, $3) \
+             ON CONFLICT (code) DO NOTHING",
+        )
+        .await
+        .map_err(attempt)?;
+    let ins_drug = tx
+        .prepare(
+            "INSERT INTO drug (yj, receipt_code, name, generic_name, strength) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (yj) DO NOTHING",
+        )
+        .await
+        .map_err(attempt)?;
+    let mut seen_inst = HashSet::new();
+    let mut seen_drug = HashSet::new();
+    let mut institution = async |i: &Institution| -> Result<(), Attempt> {
+        if seen_inst.insert(i.code.clone()) {
+            tx.execute(
+                &ins_inst,
+                &[&i.code, &i.name, &institution_kind_str(i.kind)],
+            )
+            .await
+            .map_err(attempt)?;
+        }
+        Ok(())
+    };
+    let ins_person = tx
+        .prepare(
+            "INSERT INTO person (id, name, name_kana, birth_date, sex, postal_code, prefecture, \
+             municipality, street, insurer_number, insurer_name, insured_symbol, insured_number, \
+             insured_branch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .await
+        .map_err(attempt)?;
+    let ins_cert = tx
+        .prepare("INSERT INTO auth_cert (serial, person_id) VALUES ($1, $2)")
+        .await
+        .map_err(attempt)?;
+    let ins_visit = tx
+        .prepare(
+            "INSERT INTO visit (person_id, service_date, seq, available_on, institution_code, \
+             department, setting, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await
+        .map_err(attempt)?;
+    let ins_disp = tx
+        .prepare(
+            "INSERT INTO dispensing (person_id, service_date, seq, available_on, yj, \
+             daily_quantity, unit, days, prescriber_code, pharmacy_code, source, receipt_code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .await
+        .map_err(attempt)?;
+    let ins_proc = tx
+        .prepare(
+            "INSERT INTO procedure_record (person_id, service_date, seq, available_on, kind, \
+             code, name, institution_code, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await
+        .map_err(attempt)?;
+    let ins_dial = tx
+        .prepare(
+            "INSERT INTO dialysis (person_id, service_date, seq, available_on, modality, \
+             sessions, institution_code, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await
+        .map_err(attempt)?;
+    let ins_hc = tx
+        .prepare(
+            "INSERT INTO health_check (person_id, service_date, seq, available_on, height_cm, \
+             weight_kg, systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, \
+             urine_protein, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .await
+        .map_err(attempt)?;
+
+    for set in persons {
+        let p = &set.person;
+        let id = p.id.0;
+        let sex = i16::from(p.sex.code());
+        tx.execute(
+            &ins_person,
+            &[
+                &id,
+                &p.name,
+                &p.name_kana,
+                &p.birth_date,
+                &sex,
+                &p.address.postal_code,
+                &p.address.prefecture,
+                &p.address.municipality,
+                &p.address.street,
+                &p.coverage.insurer_number,
+                &p.coverage.insurer_name,
+                &p.coverage.symbol,
+                &p.coverage.number,
+                &p.coverage.branch,
+            ],
+        )
+        .await
+        .map_err(attempt)?;
+        tx.execute(&ins_cert, &[&set.cert_serial, &id])
+            .await
+            .map_err(attempt)?;
+        let r = &set.records;
+        for (seq, v) in (0i32..).zip(&r.visits) {
+            institution(&v.institution).await?;
+            let row: [&(dyn ToSql + Sync); 8] = [
+                &id,
+                &v.service_date,
+                &seq,
+                &v.available_on,
+                &v.institution.code,
+                &v.department,
+                &care_setting_str(v.setting),
+                &v.source.as_str(),
+            ];
+            tx.execute(&ins_visit, &row).await.map_err(attempt)?;
+        }
+        for (seq, d) in (0i32..).zip(&r.dispensings) {
+            institution(&d.prescriber).await?;
+            if let Some(ph) = &d.pharmacy {
+                institution(ph).await?;
+            }
+            if seen_drug.insert(d.drug.yj.as_str().to_owned()) {
+                let receipt = d.drug.receipt_code.as_ref().map(|c| c.as_str());
+                tx.execute(
+                    &ins_drug,
+                    &[
+                        &d.drug.yj.as_str(),
+                        &receipt,
+                        &d.drug.name,
+                        &d.drug.generic_name,
+                        &d.drug.strength,
+                    ],
+                )
+                .await
+                .map_err(attempt)?;
+            }
+            let days = to_i32(d.days, "days")?;
+            let pharmacy = d.pharmacy.as_ref().map(|p| p.code.as_str());
+            let receipt = d.drug.receipt_code.as_ref().map(|c| c.as_str());
+            let row: [&(dyn ToSql + Sync); 12] = [
+                &id,
+                &d.service_date,
+                &seq,
+                &d.available_on,
+                &d.drug.yj.as_str(),
+                &d.daily_quantity,
+                &d.unit,
+                &days,
+                &d.prescriber.code,
+                &pharmacy,
+                &d.source.as_str(),
+                &receipt,
+            ];
+            tx.execute(&ins_disp, &row).await.map_err(attempt)?;
+        }
+        for (seq, p) in (0i32..).zip(&r.procedures) {
+            institution(&p.institution).await?;
+            let row: [&(dyn ToSql + Sync); 9] = [
+                &id,
+                &p.service_date,
+                &seq,
+                &p.available_on,
+                &procedure_kind_str(p.kind),
+                &p.code,
+                &p.name,
+                &p.institution.code,
+                &p.source.as_str(),
+            ];
+            tx.execute(&ins_proc, &row).await.map_err(attempt)?;
+        }
+        for (seq, d) in (0i32..).zip(&r.dialysis) {
+            institution(&d.institution).await?;
+            let sessions = to_i32(d.sessions, "sessions")?;
+            let row: [&(dyn ToSql + Sync); 8] = [
+                &id,
+                &d.service_date,
+                &seq,
+                &d.available_on,
+                &dialysis_modality_str(d.modality),
+                &sessions,
+                &d.institution.code,
+                &d.source.as_str(),
+            ];
+            tx.execute(&ins_dial, &row).await.map_err(attempt)?;
+        }
+        for (seq, h) in (0i32..).zip(&r.health_checks) {
+            let (sys, dia) = (i32::from(h.systolic_mmhg), i32::from(h.diastolic_mmhg));
+            let ldl = h.ldl_mg_dl.map(i32::from);
+            let row: [&(dyn ToSql + Sync); 13] = [
+                &id,
+                &h.service_date,
+                &seq,
+                &h.available_on,
+                &h.height_cm,
+                &h.weight_kg,
+                &sys,
+                &dia,
+                &h.hba1c_percent,
+                &ldl,
+                &h.egfr,
+                &h.urine_protein,
+                &h.source.as_str(),
+            ];
+            tx.execute(&ins_hc, &row).await.map_err(attempt)?;
+        }
+    }
+    Ok(())
+}
+
+impl ProviderStore for PgProviderStore {
+    async fn access_records(&self, request: AccessRequest) -> Result<AccessGranted, StoreError> {
+        retrying(|| self.access_once(&request)).await
+    }
+
+    async fn authenticate(
+        &self,
+        org_id: &str,
+        secret: &str,
+    ) -> Result<Option<Organisation>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let row = client
+            .query_opt(
+                "SELECT name, secret_sha256, disabled FROM organisation WHERE id = $1",
+                &[&org_id],
+            )
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let (name, hash, disabled): (String, String, bool) =
+            (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+        Ok(
+            (!disabled && secret_matches(secret, &hash)).then(|| Organisation {
+                id: org_id.to_owned(),
+                name,
+            }),
+        )
+    }
+
+    async fn organisation(&self, org_id: &str) -> Result<Option<Organisation>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let row = client
+            .query_opt(
+                "SELECT name FROM organisation WHERE id = $1 AND NOT disabled",
+                &[&org_id],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(Organisation {
+                id: org_id.to_owned(),
+                name: col(&r, 0)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn organisation_for_certificate(
+        &self,
+        org_id: &str,
+        public_key_sha256: &str,
+    ) -> Result<Option<Organisation>, StoreError> {
+        let key = public_key_sha256.to_ascii_lowercase();
+        let client = connection(&self.pool).await?;
+        let row = client
+            .query_opt(
+                "SELECT name FROM organisation WHERE id = $1 AND NOT disabled AND NOT EXISTS \
+                 (SELECT 1 FROM organisation_certificate_revocation \
+                  WHERE public_key_sha256 = $2)",
+                &[&org_id, &key],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(Organisation {
+                id: org_id.to_owned(),
+                name: col(&r, 0)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_organisation_certificate(
+        &self,
+        org_id: &str,
+        public_key_sha256: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let key = public_key_sha256.to_ascii_lowercase();
+        let client = connection(&self.pool).await?;
+        // One statement: the revocation is written only for an organisation that exists, and
+        // the answer says whether it does.
+        let row = client
+            .query_one(
+                "WITH known AS (SELECT id FROM organisation WHERE id = $1), \
+                 written AS (INSERT INTO organisation_certificate_revocation \
+                   (public_key_sha256, organisation_id, revoked_at, reason) \
+                   SELECT $2, id, $3, $4 FROM known \
+                   ON CONFLICT (public_key_sha256) DO NOTHING RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM known)",
+                &[&org_id, &key, &chrono::Utc::now().to_rfc3339(), &reason],
+            )
+            .await
+            .map_err(db_err)?;
+        col(&row, 0)
+    }
+
+    async fn set_organisation_disabled(
+        &self,
+        org_id: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        let client = connection(&self.pool).await?;
+        let n = client
+            .execute(
+                "UPDATE organisation SET disabled = $1 WHERE id = $2",
+                &[&disabled, &org_id],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn add_organisation(
+        &self,
+        org: Organisation,
+        secret_hash: String,
+    ) -> Result<(), StoreError> {
+        let client = connection(&self.pool).await?;
+        let n = client
+            .execute(
+                "INSERT INTO organisation (id, name, secret_sha256, disabled) \
+                 VALUES ($1, $2, $3, false) ON CONFLICT (id) DO NOTHING",
+                &[&org.id, &org.name, &secret_hash],
+            )
+            .await
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(StoreError::OrganisationExists(org.id));
+        }
+        Ok(())
+    }
+
+    async fn revoke_serial(&self, serial_hex: &str, reason: &str) -> Result<(), StoreError> {
+        let client = connection(&self.pool).await?;
+        client
+            .execute(
+                "INSERT INTO revoked_cert (serial, revoked_at, reason) VALUES ($1, $2, $3) \
+                 ON CONFLICT (serial) DO NOTHING",
+                &[&serial_hex, &chrono::Utc::now().to_rfc3339(), &reason],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn load_persons(&self, persons: Vec<PersonRecordSet>) -> Result<(), StoreError> {
+        myna_store::check_persons(&persons)?;
+        retrying(|| self.load_once(&persons)).await
+    }
+
+    async fn dataset_info(&self) -> Result<DatasetInfo, StoreError> {
+        let client = connection(&self.pool).await?;
+        let mut values = HashMap::new();
+        for row in client
+            .query("SELECT key, value FROM dataset_info", &[])
+            .await
+            .map_err(db_err)?
+        {
+            values.insert(col::<String>(&row, 0)?, col::<String>(&row, 1)?);
+        }
+        let date = |k: &str| -> Result<Option<NaiveDate>, StoreError> {
+            values
+                .get(k)
+                .map(|s| myna_store::columns::date(s))
+                .transpose()
+        };
+        Ok(DatasetInfo {
+            persons: values
+                .get("persons")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            seed: values.get("seed").and_then(|s| s.parse().ok()),
+            generated_as_of: date("generated_as_of")?,
+            claims_through: date("claims_through")?,
+        })
+    }
+
+    async fn set_dataset_info(&self, info: DatasetInfo) -> Result<(), StoreError> {
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let values = [
+            ("persons", Some(info.persons.to_string())),
+            ("seed", info.seed.map(|s| s.to_string())),
+            (
+                "generated_as_of",
+                info.generated_as_of.map(|d| d.to_string()),
+            ),
+            ("claims_through", info.claims_through.map(|d| d.to_string())),
+        ];
+        for (key, value) in values {
+            match value {
+                Some(v) => {
+                    tx.execute(
+                        "INSERT INTO dataset_info (key, value) VALUES ($1, $2) \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        &[&key, &v],
+                    )
+                    .await
+                }
+                None => {
+                    tx.execute("DELETE FROM dataset_info WHERE key = $1", &[&key])
+                        .await
+                }
+            }
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// Streams the log in (person, seq) order and verifies each person's chain on its own.
+    async fn verify_access_log(&self) -> Result<ChainReport, StoreError> {
+        let client = connection(&self.pool).await?;
+        let stream = client
+            .query_raw(
+                &format!("SELECT {ACCESS_COLUMNS} FROM access_log ORDER BY person_id, seq"),
+                std::iter::empty::<i64>(),
+            )
+            .await
+            .map_err(db_err)?;
+        pin_mut!(stream);
+        let (mut entries, mut partitions) = (0u64, 0u64);
+        let mut current: Option<(i64, ChainVerifier)> = None;
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(db_err)?;
+            let (at, decoded) = chained_from_row(&row)?;
+            let verifier = match &mut current {
+                Some((p, v)) if *p == at.partition => v,
+                _ => {
+                    partitions += 1;
+                    &mut current.insert((at.partition, ChainVerifier::default())).1
+                }
+            };
+            let checked = match decoded {
+                Ok(e) => verifier.push(&e),
+                Err(problem) => Err(ChainBreak::Unreadable {
+                    seq: at.seq,
+                    problem,
+                }),
+            };
+            if let Err(first_break) = checked {
+                tracing::error!(person = at.partition, %first_break, "access log broken");
+                return Ok(ChainReport::Broken {
+                    verified: entries,
+                    first_break,
+                });
+            }
+            entries += 1;
+        }
+        let head_hash = match (&current, partitions) {
+            (Some((_, v)), 1) => v.head().map(|(_, h)| hex::encode(h)),
+            _ => None,
+        };
+        Ok(ChainReport::Intact {
+            entries,
+            partitions,
+            head_hash,
+        })
+    }
+
+    async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let row = client
+            .query_opt(
+                "SELECT hash FROM access_log WHERE person_id = $1 AND seq = $2",
+                &[&at.partition, &at.seq],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|r| hash32(col::<&[u8]>(&r, 0)?, format!("access log {at:?}")).map_err(corrupt))
+            .transpose()
+    }
+
+    async fn access_log_for(
+        &self,
+        person: PersonId,
+        limit: u32,
+    ) -> Result<Vec<AccessEntry>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {ACCESS_COLUMNS} FROM access_log WHERE person_id = $1 \
+                     ORDER BY seq DESC LIMIT $2"
+                ),
+                &[&person.0, &i64::from(limit)],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let (at, decoded) = chained_from_row(row)?;
+                decoded
+                    .map(|e| e.entry)
+                    .map_err(|problem| corrupt(format!("access-log entry {at:?}: {problem}")))
+            })
+            .collect()
+    }
+}

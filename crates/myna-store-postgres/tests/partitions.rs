@@ -1,0 +1,122 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! What only the PostgreSQL store promises beyond the shared suite: the access log is chained
+//! per person, so accesses to one person queue on that person's chain alone, and `verify`
+//! walks every person's chain and finds an edit in any of them.
+
+mod common;
+
+use myna_domain::access::ChainBreak;
+use myna_domain::person::PersonId;
+use myna_domain::summary::View;
+use myna_store::testsuite::{request, sample_person};
+use myna_store::{ChainReport, ProviderStore};
+use myna_store_postgres::PgProviderStore;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
+    let db = common::TestDb::create("partitions").await;
+    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
+    store
+        .load_persons(vec![
+            sample_person(501, "01CC00000501"),
+            sample_person(502, "01CC00000502"),
+        ])
+        .await
+        .unwrap();
+    // 12 accesses to each person at once: the same person's race for the next place.
+    let mut tasks = Vec::new();
+    for n in 0..24i64 {
+        let s = store.clone();
+        let serial = if n % 2 == 0 {
+            "01CC00000501"
+        } else {
+            "01CC00000502"
+        };
+        tasks.push(tokio::spawn(async move {
+            s.access_records(request(serial, View::Summary, n))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut places: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for t in tasks {
+        let g = t.await.unwrap();
+        assert_eq!(
+            g.position.partition, g.person.id.0,
+            "the chain is the person's own"
+        );
+        places
+            .entry(g.position.partition)
+            .or_default()
+            .push(g.position.seq);
+    }
+    for seqs in places.values_mut() {
+        seqs.sort_unstable();
+        assert_eq!(*seqs, (1..=12).collect::<Vec<i64>>());
+    }
+    assert_eq!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact {
+            entries: 24,
+            partitions: 2,
+            head_hash: None
+        }
+    );
+    assert_eq!(
+        store
+            .access_log_for(PersonId(501), 100)
+            .await
+            .unwrap()
+            .len(),
+        12
+    );
+
+    // Someone with database access edits one person's entry, then removes another's.
+    let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .execute(
+            "UPDATE access_log SET viewer_team = 'someone else' WHERE person_id = 502 AND seq = 7",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ChainReport::Broken { first_break, .. } = store.verify_access_log().await.unwrap() else {
+        panic!("an edited entry verified");
+    };
+    assert_eq!(first_break, ChainBreak::Content { seq: 7 });
+    admin
+        .execute(
+            "UPDATE access_log SET viewer_team = (SELECT viewer_team FROM access_log \
+             WHERE person_id = 502 AND seq = 6) WHERE person_id = 502 AND seq = 7",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { entries: 24, .. }
+    ));
+    admin
+        .execute(
+            "DELETE FROM access_log WHERE person_id = 501 AND seq = 4",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ChainReport::Broken { first_break, .. } = store.verify_access_log().await.unwrap() else {
+        panic!("a removed entry went unnoticed");
+    };
+    assert_eq!(
+        first_break,
+        ChainBreak::Sequence {
+            seq: 5,
+            expected: 4
+        }
+    );
+    drop(store);
+    db.drop_now().await;
+}
