@@ -232,7 +232,13 @@ pub struct EnrollArgs {
     /// The invitation's one-time secret from the bureau's admin (`ems terminal invite`, or
     /// the admin page). `-` reads it from standard input; the variable keeps it out of the
     /// process list, which other local users can read. Not needed to resume a filed request.
-    #[arg(long, env = "MYNA_ENROLL_INVITE", hide_env_values = true)]
+    /// (A secret may begin with `-`: it is taken as the value, not as an option.)
+    #[arg(
+        long,
+        env = "MYNA_ENROLL_INVITE",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub invite: Option<String>,
     /// How the admin will know this tablet, e.g. "中原救急1 車載タブレット".
     #[arg(long)]
@@ -804,5 +810,32 @@ pub fn demo_password(role: Role) -> &'static str {
         Role::Admin => DEMO_ADMIN_PASSWORD,
         Role::Crew => DEMO_CREW_PASSWORD,
         Role::Hospital => DEMO_HOSPITAL_PASSWORD,
+    }
+}
+
+#[cfg(test)]
+mod enroll_args_tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        enroll: super::EnrollArgs,
+    }
+
+    /// A URL-safe secret begins with `-` once in 64; it is still the option's value.
+    #[test]
+    fn an_invitation_secret_may_begin_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "enroll",
+            "--ems",
+            "https://ems",
+            "--invite",
+            "-Ab_9",
+            "--label",
+            "t",
+        ])
+        .map_err(|e| e.to_string());
+        assert_eq!(cli.map(|c| c.enroll.invite), Ok(Some("-Ab_9".to_owned())));
     }
 }
