@@ -3,11 +3,12 @@
 //! the latest signed checkpoint.
 
 use crate::checkpoint::{self, ChainStore};
+use crate::store::{DbTarget, ProviderDb};
 use anyhow::{Result, anyhow, bail};
 use myna_domain::access::Checkpoint;
 use myna_store::ChainReport;
-use myna_store_sqlite::{EmsSqlite, SqliteStore};
-use std::path::{Path, PathBuf};
+use myna_store_sqlite::EmsSqlite;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ pub enum AuditCommand {
     /// against a head recorded by hand.
     Verify {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, value_enum, default_value = "provider")]
         chain: ChainArg,
         /// Heads recorded by earlier runs (`SEQ:HASH`); each must still be in the chain.
@@ -60,7 +61,7 @@ pub enum AuditCommand {
     /// Verify a chain and append a signed checkpoint of its head to a log.
     Checkpoint {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, value_enum, default_value = "provider")]
         chain: ChainArg,
         #[arg(long)]
@@ -70,13 +71,20 @@ pub enum AuditCommand {
     },
 }
 
-fn open(db: &Path, chain: ChainArg) -> Result<ChainStore> {
-    if !db.exists() {
-        bail!("{} does not exist", db.display());
-    }
-    Ok(match chain {
-        ChainArg::Provider => ChainStore::Provider(Arc::new(SqliteStore::open(db)?)),
-        ChainArg::Ems => ChainStore::Ems(Arc::new(EmsSqlite::open(db)?)),
+async fn open(db: &DbTarget, chain: ChainArg) -> Result<ChainStore> {
+    Ok(match (chain, db) {
+        (ChainArg::Provider, db) => {
+            ChainStore::Provider(Arc::new(ProviderDb::open_existing(db, "").await?))
+        }
+        (ChainArg::Ems, DbTarget::Sqlite(path)) => {
+            if !path.exists() {
+                bail!("{} does not exist", path.display());
+            }
+            ChainStore::Ems(Arc::new(EmsSqlite::open(path)?))
+        }
+        (ChainArg::Ems, DbTarget::Postgres(_)) => {
+            bail!("ems on PostgreSQL is not built yet")
+        }
     })
 }
 
@@ -97,7 +105,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             key,
             log,
         } => {
-            let store = open(&db, chain)?;
+            let store = open(&db, chain).await?;
             let key = checkpoint::load_key(&key)?;
             let now = chrono::Utc::now().timestamp_millis();
             match checkpoint::checkpoint_now(&store, &key, &log, now).await? {
@@ -122,7 +130,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                         .ok_or_else(|| anyhow!("--expect {s:?} is not SEQ:HASH (64 hex digits)"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let store = open(&db, chain)?;
+            let store = open(&db, chain).await?;
             let name = match chain {
                 ChainArg::Provider => "access log",
                 ChainArg::Ems => "view log",

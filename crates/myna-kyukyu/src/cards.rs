@@ -1,12 +1,12 @@
 //! Test CA files, and card decks: certificates for synthetic persons, one card per alert class.
 
 use crate::profile_file::{HolderFile, ProfileFile};
+use crate::store::{DbTarget, ProviderDb};
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, NaiveDate, Utc};
 use myna_domain::summary::{View, build_summary};
 use myna_pki::{KeyPool, TestCa};
 use myna_store::ProviderStore;
-use myna_store_sqlite::SqliteStore;
 use myna_synth::{Generator, SyntheticPerson};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub enum CardCommand {
     /// Issue a deck: one card per alert class, a card with no alerts, and error cards.
     Deck {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = "data/pki")]
         pki: PathBuf,
         #[arg(long, default_value = "data/cards")]
@@ -156,7 +156,7 @@ pub async fn run_ca(cmd: CaCommand) -> Result<ExitCode> {
 pub async fn run_card(cmd: CardCommand) -> Result<ExitCode> {
     match cmd {
         CardCommand::Deck { db, pki, out } => {
-            let store = SqliteStore::open(&db)?;
+            let store = ProviderDb::open_existing(&db, "; run `myna-kyukyu gen` first").await?;
             let pki = PkiDir::open_or_create(&pki)?;
             let deck = issue_deck(&store, &pki, &out).await?;
             store.close()?;
@@ -196,7 +196,7 @@ fn card_for(p: &SyntheticPerson, id: &str, label: &str, expected_alerts: Vec<Str
 
 /// Picks one person per alert class (plus a person with no alert) from the population the
 /// database was generated with, and issues their card certificates.
-pub async fn issue_deck(store: &SqliteStore, pki: &PkiDir, out: &Path) -> Result<Deck> {
+pub async fn issue_deck<S: ProviderStore>(store: &S, pki: &PkiDir, out: &Path) -> Result<Deck> {
     let info = store.dataset_info().await?;
     let (Some(seed), Some(as_of)) = (info.seed, info.generated_as_of) else {
         bail!("the database has no generator seed; card decks need a generated population");

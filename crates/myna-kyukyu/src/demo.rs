@@ -151,7 +151,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             r.rate()
         );
     }
-    let store = Arc::new(SqliteStore::open(&db)?);
+    let store = Arc::new(crate::store::ProviderDb::Sqlite(SqliteStore::open(&db)?));
     let pki_dir = dir.join("pki");
     let pki = PkiDir::open_or_create(&pki_dir)?;
     // The bureau proves itself to the demo's provider by its client certificate (mutual
@@ -173,7 +173,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         {
             d
         }
-        _ => issue_deck(&store, &pki, &cards_dir).await?,
+        _ => issue_deck(store.as_ref(), &pki, &cards_dir).await?,
     };
 
     let tls = demo_tls(

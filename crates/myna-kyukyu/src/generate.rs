@@ -1,12 +1,13 @@
 //! `gen`: build a provider database from the synthetic population.
 
+use crate::store::DbTarget;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use myna_store::{DatasetInfo, PersonRecordSet, ProviderStore};
 use myna_store_sqlite::{Durability, SqliteStore};
 use myna_synth::Generator;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -15,9 +16,9 @@ const BATCH: u64 = 2_000;
 
 #[derive(clap::Args)]
 pub struct GenArgs {
-    /// Provider database file to create.
+    /// Provider database to create: a file, or an empty PostgreSQL database (`postgres://…`).
     #[arg(long, default_value = "data/provider.db")]
-    pub db: PathBuf,
+    pub db: DbTarget,
     /// Number of insured persons.
     #[arg(long, default_value_t = 10_000)]
     pub persons: u64,
@@ -48,14 +49,38 @@ pub async fn run(args: GenArgs) -> Result<ExitCode> {
     let as_of = args
         .as_of
         .unwrap_or_else(|| myna_provider::japan_date(chrono::Utc::now()));
-    if args.db.exists() && !args.force {
-        bail!("{} exists; pass --force to replace it", args.db.display());
-    }
-    let report = generate(&args.db, args.persons, args.seed, as_of, true).await?;
+    let report = match &args.db {
+        DbTarget::Sqlite(path) => {
+            if path.exists() && !args.force {
+                bail!("{} exists; pass --force to replace it", path.display());
+            }
+            generate(path, args.persons, args.seed, as_of, true).await?
+        }
+        DbTarget::Postgres(url) => {
+            if args.force {
+                bail!("--force cannot empty a PostgreSQL database; name a new one");
+            }
+            let store = myna_store_postgres::PgProviderStore::connect(url).await?;
+            let held = store.dataset_info().await?.persons;
+            if held > 0 {
+                bail!(
+                    "{} already holds {held} persons; name a new database",
+                    args.db
+                );
+            }
+            let started = Instant::now();
+            fill(&store, args.persons, args.seed, as_of, true).await?;
+            GenReport {
+                persons: args.persons,
+                seconds: started.elapsed().as_secs_f64(),
+                bytes: 0,
+            }
+        }
+    };
     println!(
         "generated {} persons into {} in {:.1} s ({:.0} persons/s, {:.1} MiB, {:.0} bytes/person)",
         report.persons,
-        args.db.display(),
+        args.db,
         report.seconds,
         report.rate(),
         report.bytes as f64 / 1_048_576.0,
@@ -80,7 +105,30 @@ pub async fn generate(
     let started = Instant::now();
     let store = SqliteStore::open_with(&partial, Durability::BulkLoad)
         .context("opening the new database")?;
+    fill(&store, persons, seed, as_of, progress).await?;
+    store.close()?;
+    // Reopen with full durability to switch the file to WAL before it goes live.
+    SqliteStore::open(&partial)?.close()?;
+    std::fs::rename(&partial, db)
+        .with_context(|| format!("moving the database to {}", db.display()))?;
+    let bytes = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    Ok(GenReport {
+        persons,
+        seconds: started.elapsed().as_secs_f64(),
+        bytes,
+    })
+}
 
+/// Generates `persons` on worker threads and loads them into `store` in person order, then
+/// records the dataset's facts.
+async fn fill<S: ProviderStore>(
+    store: &S,
+    persons: u64,
+    seed: u64,
+    as_of: NaiveDate,
+    progress: bool,
+) -> Result<()> {
+    let started = Instant::now();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .saturating_sub(1)
@@ -149,15 +197,5 @@ pub async fn generate(
             claims_through: Some(myna_synth::claims_through(as_of)),
         })
         .await?;
-    store.close()?;
-    // Reopen with full durability to switch the file to WAL before it goes live.
-    SqliteStore::open(&partial)?.close()?;
-    std::fs::rename(&partial, db)
-        .with_context(|| format!("moving the database to {}", db.display()))?;
-    let bytes = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
-    Ok(GenReport {
-        persons,
-        seconds: started.elapsed().as_secs_f64(),
-        bytes,
-    })
+    Ok(())
 }

@@ -20,6 +20,7 @@ mod provider;
 mod quantile;
 mod render;
 mod secret_file;
+mod store;
 mod tls;
 
 use clap::{Parser, Subcommand};

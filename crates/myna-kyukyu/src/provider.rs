@@ -1,5 +1,6 @@
 //! `provider serve | org add | revoke | query`.
 
+use crate::store::{DbTarget, ProviderDb};
 use anyhow::{Context, Result, bail};
 use myna_domain::access::{Consent, ExceptionReason};
 use myna_domain::alerts::AlertTable;
@@ -10,7 +11,6 @@ use myna_provider::{
     BearerTokens, Callers, ClientCertificates, Provider, ViewerBody, router, system_clock,
 };
 use myna_store::{Organisation, ProviderStore, hash_secret};
-use myna_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ pub enum ProviderCommand {
     /// Serve the emergency-summary API.
     Serve {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         /// DER certificate of the JPKI CA to trust.
         #[arg(long, default_value = "data/pki/ca.cert.der")]
         ca_cert: PathBuf,
@@ -43,7 +43,7 @@ pub enum ProviderCommand {
     /// Put a certificate serial on the revocation list.
     Revoke {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long)]
         serial: String,
         #[arg(long, default_value = "keyCompromise")]
@@ -57,7 +57,7 @@ pub enum ProviderCommand {
 pub enum OrgCommand {
     Add {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long)]
         id: String,
         #[arg(long)]
@@ -70,7 +70,7 @@ pub enum OrgCommand {
     /// running provider, which caches a verified caller that long).
     Disable {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long)]
         id: String,
     },
@@ -79,7 +79,7 @@ pub enum OrgCommand {
     /// working. Issue the bureau a new key and certificate with `tls org-cert`.
     RevokeCert {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         /// The certificate (PEM); its common name names the organisation.
         #[arg(
             long,
@@ -98,7 +98,7 @@ pub enum OrgCommand {
     /// Enable a disabled organisation again.
     Enable {
         #[arg(long, default_value = "data/provider.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long)]
         id: String,
     },
@@ -147,13 +147,8 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             tls,
             client_ca,
         } => {
-            if !db.exists() {
-                bail!(
-                    "{} does not exist; run `myna-kyukyu gen` first",
-                    db.display()
-                );
-            }
-            let store = Arc::new(SqliteStore::open(&db)?);
+            let store =
+                Arc::new(ProviderDb::open_existing(&db, "; run `myna-kyukyu gen` first").await?);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -192,7 +187,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             name,
             token_file,
         }) => {
-            let store = SqliteStore::open(&db)?;
+            let store = ProviderDb::open(&db).await?;
             let token = add_organisation(&store, &id, &name).await?;
             store.close()?;
             if let Some(path) = token_file {
@@ -235,13 +230,13 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
                 }
                 _ => bail!("give --cert, or --public-key-sha256 with --org"),
             };
-            let store = SqliteStore::open(&db)?;
+            let store = ProviderDb::open(&db).await?;
             let found = store
                 .revoke_organisation_certificate(&org, &sha256, &reason)
                 .await?;
             store.close()?;
             if !found {
-                bail!("no organisation {org:?} in {}", db.display());
+                bail!("no organisation {org:?} in {db}");
             }
             println!("{org}: key {sha256} revoked (every certificate for it)");
             Ok(ExitCode::SUCCESS)
@@ -249,7 +244,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
         ProviderCommand::Revoke { db, serial, reason } => {
             // Normalise as validation does, or a typed `01:ab:…` would revoke nothing.
             let serial = myna_pki::parse_serial(&serial)?;
-            let store = SqliteStore::open(&db)?;
+            let store = ProviderDb::open(&db).await?;
             store.revoke_serial(&serial, &reason).await?;
             store.close()?;
             println!("revoked {serial}");
@@ -259,12 +254,12 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
     }
 }
 
-async fn set_disabled(db: &Path, id: &str, disabled: bool) -> Result<ExitCode> {
-    let store = SqliteStore::open(db)?;
+async fn set_disabled(db: &DbTarget, id: &str, disabled: bool) -> Result<ExitCode> {
+    let store = ProviderDb::open(db).await?;
     let found = store.set_organisation_disabled(id, disabled).await?;
     store.close()?;
     if !found {
-        bail!("no organisation {id:?} in {}", db.display());
+        bail!("no organisation {id:?} in {db}");
     }
     println!("{id} {}", if disabled { "disabled" } else { "enabled" });
     Ok(ExitCode::SUCCESS)
@@ -290,7 +285,7 @@ pub fn alert_table() -> Result<AlertTable> {
 
 /// Serves the provider API on `listener` until `shutdown` completes.
 pub async fn serve(
-    store: Arc<SqliteStore>,
+    store: Arc<ProviderDb>,
     ca_cert: &Path,
     listener: tokio::net::TcpListener,
     checkpoints: &crate::checkpoint::CheckpointArgs,

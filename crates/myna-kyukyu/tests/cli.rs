@@ -35,10 +35,15 @@ fn start_provider(dir: &Path) -> (Server, String) {
 }
 
 fn start_provider_with(dir: &Path, extra: &[&str]) -> (Server, String) {
+    start_provider_on(dir.join("provider.db").as_os_str(), dir, extra)
+}
+
+/// `provider serve` on the database `db` (a file or a URL), with the CA in `dir/pki`.
+fn start_provider_on(db: &std::ffi::OsStr, dir: &Path, extra: &[&str]) -> (Server, String) {
     let mut child = bin()
         .args(["provider", "serve", "--listen", "127.0.0.1:0"])
         .arg("--db")
-        .arg(dir.join("provider.db"))
+        .arg(db)
         .arg("--ca-cert")
         .arg(dir.join("pki/ca.cert.der"))
         .args(extra)
@@ -1290,4 +1295,73 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
         Some(3),
         "the forged certificate reached the handler"
     );
+}
+
+/// The same provider on PostgreSQL, chosen by its URL: generate, deck, register, serve, query,
+/// verify. Checkpoints of its per-person chains are refused as not built, not signed wrongly.
+#[test]
+fn the_provider_runs_on_postgresql_chosen_by_its_url() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(myna_store_postgres::testing::TestDb::create("cli_provider"))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = run(&["gen", "--db", &db.url, "--persons", "300", "--seed", "7"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout(&o).contains("generated 300 persons"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["gen", "--db", &db.url, "--persons", "300", "--seed", "7"]);
+    assert!(
+        !o.status.success(),
+        "a second population loaded over the first"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already holds 300 persons"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let cards = issue_deck(dir, &db.url);
+    let token_file = dir.join("provider.token");
+    assert!(add_bureau(&db.url, &token_file).status.success());
+    let (server, url) = start_provider_on(std::ffi::OsStr::new(&db.url), dir, &[]);
+    for card in ["doac", "doac"] {
+        let o = query(&url, &token_file, &cards, card, &[]);
+        assert!(
+            o.status.success(),
+            "{card}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout(&o).contains("救急用サマリー"), "{}", stdout(&o));
+    }
+    drop(server);
+    let o = run(&["audit", "verify", "--db", &db.url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("intact"), "{}", stdout(&o));
+    let key = dir.join("checkpoint.key");
+    assert!(
+        run(&["audit", "keygen", "--key", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let o = run(&[
+        "audit",
+        "checkpoint",
+        "--db",
+        &db.url,
+        "--key",
+        key.to_str().unwrap(),
+        "--log",
+        dir.join("checkpoints.log").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not built yet"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    rt.block_on(db.drop_now()).unwrap();
 }

@@ -11,6 +11,7 @@
 //! Only `ProviderStore` is here so far; `EmsStore` follows.
 
 mod provider;
+pub mod testing;
 
 pub use provider::PgProviderStore;
 

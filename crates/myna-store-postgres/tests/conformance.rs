@@ -2,17 +2,17 @@
 //! The shared store conformance suites on a real PostgreSQL server, each test on a fresh
 //! database.
 
-mod common;
-
 /// `suite!(module, Store; tests…)`: one test per suite function, on a fresh database.
 macro_rules! suite {
     ($suite:ident, $store:ty; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let db = crate::common::TestDb::create(stringify!($name)).await;
+            let db = myna_store_postgres::testing::TestDb::create(stringify!($name))
+                .await
+                .unwrap();
             let store = <$store>::connect(&db.url).await.unwrap();
             myna_store::$suite::$name(store).await;
-            db.drop_now().await;
+            db.drop_now().await.unwrap();
         }
     )*};
 }

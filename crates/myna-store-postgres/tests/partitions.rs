@@ -3,8 +3,6 @@
 //! per person, so accesses to one person queue on that person's chain alone, and `verify`
 //! walks every person's chain and finds an edit in any of them.
 
-mod common;
-
 use myna_domain::access::ChainBreak;
 use myna_domain::person::PersonId;
 use myna_domain::summary::View;
@@ -15,7 +13,9 @@ use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
-    let db = common::TestDb::create("partitions").await;
+    let db = myna_store_postgres::testing::TestDb::create("partitions")
+        .await
+        .unwrap();
     let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
     store
         .load_persons(vec![
@@ -118,5 +118,5 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
         }
     );
     drop(store);
-    db.drop_now().await;
+    db.drop_now().await.unwrap();
 }
