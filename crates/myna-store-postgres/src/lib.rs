@@ -3,16 +3,19 @@
 //! - keys are made by the client (hashed natural keys, or time-then-random ids), never a
 //!   sequence on a hot path;
 //! - every large table carries its distribution key first in every unique key (the person for
-//!   medical data);
+//!   medical data, the bureau for ems);
 //! - writes use `INSERT … ON CONFLICT`, never an engine-specific upsert;
 //! - a transaction that loses a race (SQLSTATE 40001, 40P01, or the unique key of a chain's
 //!   next place) runs again.
 //!
-//! Only `ProviderStore` is here so far; `EmsStore` follows.
+//! `ProviderStore` is `PgProviderStore`; `EmsStore` is `PgEmsStore`. Each keeps its own
+//! migration history, so both can share one database.
 
+mod ems;
 mod provider;
 pub mod testing;
 
+pub use ems::PgEmsStore;
 pub use provider::PgProviderStore;
 
 use myna_store::StoreError;
@@ -50,6 +53,43 @@ pub(crate) fn lost_race(e: &tokio_postgres::Error) -> bool {
             || *c == SqlState::T_R_DEADLOCK_DETECTED
             || *c == SqlState::UNIQUE_VIOLATION
     )
+}
+
+/// Why one run of a transaction ended: a race to run again, or an answer.
+pub(crate) enum Attempt<E = StoreError> {
+    Retry(tokio_postgres::Error),
+    Fail(E),
+}
+
+impl<E: From<StoreError>> From<StoreError> for Attempt<E> {
+    fn from(e: StoreError) -> Self {
+        Attempt::Fail(e.into())
+    }
+}
+
+/// Runs `once` again while it loses races, up to `MAX_ATTEMPTS` times.
+pub(crate) async fn retrying<T, E, F, Fut>(mut once: F) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Attempt<E>>>,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match once().await {
+            Ok(v) => return Ok(v),
+            Err(Attempt::Retry(e)) if attempts < MAX_ATTEMPTS => {
+                tracing::debug!(error = %e, attempts, "transaction lost a race; running it again");
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    u64::from(attempts) * (1 + u64::from(rand::random::<u8>() % 8)),
+                ))
+                .await;
+            }
+            Err(Attempt::Retry(e)) => return Err(db_err(e).into()),
+            Err(Attempt::Fail(e)) => return Err(e),
+        }
+    }
 }
 
 /// Parses a `postgres://` URL and builds a pool of `POOL_SIZE` connections (without TLS: the

@@ -3,7 +3,7 @@
 //! different persons touch no common row; two to the same person race for the chain's next
 //! place, and the loser runs again.
 
-use crate::{MAX_ATTEMPTS, col, connection, db_err, lost_race, new_id};
+use crate::{Attempt, col, connection, db_err, lost_race, new_id, retrying};
 use chrono::NaiveDate;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
@@ -37,18 +37,6 @@ const HISTORY_TABLE: &str = "provider_schema_history";
 
 pub struct PgProviderStore {
     pool: deadpool_postgres::Pool,
-}
-
-/// Why one run of a transaction ended: a race to run again, or an answer.
-enum Attempt {
-    Retry(tokio_postgres::Error),
-    Fail(StoreError),
-}
-
-impl From<StoreError> for Attempt {
-    fn from(e: StoreError) -> Self {
-        Attempt::Fail(e)
-    }
 }
 
 fn attempt(e: tokio_postgres::Error) -> Attempt {
@@ -179,30 +167,6 @@ impl PgProviderStore {
         insert_persons(&tx, persons).await?;
         tx.commit().await.map_err(attempt)?;
         Ok(())
-    }
-}
-
-/// Runs `once` again while it loses races, up to `MAX_ATTEMPTS` times.
-async fn retrying<T, F, Fut>(mut once: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Attempt>>,
-{
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match once().await {
-            Ok(v) => return Ok(v),
-            Err(Attempt::Retry(e)) if attempts < MAX_ATTEMPTS => {
-                tracing::debug!(error = %e, attempts, "transaction lost a race; running it again");
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    u64::from(attempts) * (1 + u64::from(rand::random::<u8>() % 8)),
-                ))
-                .await;
-            }
-            Err(Attempt::Retry(e)) => return Err(db_err(e)),
-            Err(Attempt::Fail(e)) => return Err(e),
-        }
     }
 }
 

@@ -1,0 +1,272 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! What the shared suite runs one call at a time, here at once: each read-then-write of the
+//! PostgreSQL ems store stays correct when callers race (row locks, and the unique keys as the
+//! backstop of a transaction that runs again).
+
+mod common;
+
+use myna_domain::incident::ViewRecord;
+use myna_store::ChainReport;
+use myna_store::StoreError;
+use myna_store::ems::{Appended, EmsStore, EnrollmentLimits, Filing, NewEnrollment, NewInvite};
+use myna_store::ems_testsuite::{
+    T0, assigned_incident, created, crew_event, dispatcher_event, face, patient, small, team,
+    view_record,
+};
+use myna_store_postgres::PgEmsStore;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+async fn store(test: &str) -> (common::TestDb, Arc<PgEmsStore>) {
+    let db = common::TestDb::create(test).await;
+    let store = Arc::new(PgEmsStore::connect(&db.url).await.unwrap());
+    (db, store)
+}
+
+async fn all<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_appends_to_one_incident_each_get_their_own_place_and_a_resend_is_one_event() {
+    let (db, store) = store("racing_appends").await;
+    let b = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&*store, b, "救急1").await;
+    let id = assigned_incident(&*store, b, "救急1").await;
+    let mut tasks = Vec::new();
+    for n in 1..=12u32 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.append(
+                b,
+                id,
+                crew_event(t, face(&patient(n)), &format!("face-{n}"), None),
+                T0 + 10,
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    // The same tap sent five times at once: one event.
+    for _ in 0..5 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.append(
+                b,
+                id,
+                crew_event(t, face(&patient(99)), "resent", None),
+                T0 + 10,
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let answers = all(tasks).await;
+    let new = answers
+        .iter()
+        .filter(|a| matches!(a, Appended::New(_)))
+        .count();
+    assert_eq!(new, 13, "12 faces and the resent tap once");
+    let log = store.incident(b, id).await.unwrap().unwrap().log;
+    assert_eq!(
+        log.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=15).collect::<Vec<u32>>(),
+        "created, assigned and 13 taps, gapless"
+    );
+    let resent = log.by_key("resent").unwrap();
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.event().idempotency_key == "resent")
+            .all(|a| a.event() == resent)
+    );
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_created_at_once_get_the_days_numbers_in_turn_per_bureau() {
+    let (db, store) = store("racing_numbers").await;
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let s = store.clone();
+        let bureau = if n % 2 == 0 { a } else { b };
+        tasks.push(tokio::spawn(async move {
+            let r = s
+                .create_incident(bureau, dispatcher_event(created(), "create"), T0)
+                .await
+                .unwrap();
+            (bureau, r.number)
+        }));
+    }
+    let made = all(tasks).await;
+    for bureau in [a, b] {
+        let numbers: BTreeSet<String> = made
+            .iter()
+            .filter(|(x, _)| *x == bureau)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let expected: BTreeSet<String> = (1..=8).map(|i| format!("20260921-{i:04}")).collect();
+        assert_eq!(numbers, expected, "bureau {bureau}");
+    }
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_recorded_at_once_form_one_gapless_chain() {
+    let (db, store) = store("racing_views").await;
+    let mut tasks = Vec::new();
+    for i in 1..=20i64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let record = if i % 3 == 0 {
+                ViewRecord {
+                    bureau: "b-fd".into(),
+                    ..view_record(i, 1)
+                }
+            } else {
+                view_record(i, 1)
+            };
+            s.record_view(record).await.unwrap()
+        }));
+    }
+    let mut seqs = all(tasks).await;
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=20).collect::<Vec<i64>>());
+    match store.verify_view_log().await.unwrap() {
+        ChainReport::Intact { entries, .. } => assert_eq!(entries, 20),
+        broken => panic!("{broken:?}"),
+    }
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bureau_seeded_at_once_twice_exists_once() {
+    let (db, store) = store("racing_seeds").await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(
+            async move { s.seed_bureau(small("a-fd")).await },
+        ));
+    }
+    let results = all(tasks).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| *r == Err(StoreError::OrganisationExists("a-fd".into())))
+    );
+    assert_eq!(store.bureaus().await.unwrap().len(), 1);
+    db.drop_now().await;
+}
+
+fn request(secret: &str, poll: &str) -> NewEnrollment {
+    NewEnrollment {
+        invite_hash: secret.into(),
+        label: poll.into(),
+        code: "1234-5678".into(),
+        csr_pem: "-----BEGIN CERTIFICATE REQUEST-----".into(),
+        poll_hash: poll.into(),
+        requested_from: "192.0.2.7".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_enrollments_use_an_invitation_once_and_keep_the_cap() {
+    let (db, store) = store("racing_enrollments").await;
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&*store, a, "救急1").await;
+    for i in 0..7 {
+        store
+            .create_invite(
+                a,
+                NewInvite {
+                    team: t,
+                    secret_hash: format!("inv-{i}"),
+                    expires_ms: T0 + 1_000_000,
+                    created_by: "admin".into(),
+                },
+                T0,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let limits = EnrollmentLimits {
+        max_pending: 3,
+        pending_for_ms: 1_000_000,
+    };
+    // Five tablets with one invitation.
+    let mut tasks = Vec::new();
+    for n in 0..5 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.request_enrollment(a, request("inv-0", &format!("same-{n}")), limits, T0 + 1)
+                .await
+                .unwrap()
+        }));
+    }
+    let filed = all(tasks)
+        .await
+        .into_iter()
+        .filter(|f| matches!(f, Filing::Filed(_)))
+        .count();
+    assert_eq!(filed, 1, "one invitation files one request");
+    // Six invitations at once against a cap of 3, one already pending.
+    let mut tasks = Vec::new();
+    for i in 1..7 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.request_enrollment(
+                a,
+                request(&format!("inv-{i}"), &format!("p-{i}")),
+                limits,
+                T0 + 2,
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let answers = all(tasks).await;
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|f| matches!(f, Filing::Filed(_)))
+            .count(),
+        2
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|f| **f == Filing::TooManyPending)
+            .count(),
+        4
+    );
+    assert_eq!(store.enrollments(a, true).await.unwrap().len(), 3);
+    assert_eq!(store.open_invites(a, T0 + 3).await.unwrap().len(), 4);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_and_ems_share_one_database() {
+    use myna_store::ProviderStore;
+    let (db, ems) = store("shared_database").await;
+    let provider = myna_store_postgres::PgProviderStore::connect(&db.url)
+        .await
+        .unwrap();
+    // Each keeps its own history: connecting again migrates nothing twice.
+    let ems = {
+        drop(ems);
+        PgEmsStore::connect(&db.url).await.unwrap()
+    };
+    ems.seed_bureau(small("a-fd")).await.unwrap();
+    assert!(provider.dataset_info().await.is_ok());
+    db.drop_now().await;
+}
