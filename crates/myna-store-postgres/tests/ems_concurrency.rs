@@ -3,7 +3,7 @@
 //! PostgreSQL ems store stays correct when callers race (row locks, and the unique keys as the
 //! backstop of a transaction that runs again).
 
-mod common;
+use myna_store_postgres::testing::TestDb;
 
 use myna_domain::incident::ViewRecord;
 use myna_store::ChainReport;
@@ -17,8 +17,8 @@ use myna_store_postgres::PgEmsStore;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-async fn store(test: &str) -> (common::TestDb, Arc<PgEmsStore>) {
-    let db = common::TestDb::create(test).await;
+async fn store(test: &str) -> (TestDb, Arc<PgEmsStore>) {
+    let db = TestDb::create(test).await.unwrap();
     let store = Arc::new(PgEmsStore::connect(&db.url).await.unwrap());
     (db, store)
 }
@@ -84,7 +84,7 @@ async fn racing_appends_to_one_incident_each_get_their_own_place_and_a_resend_is
             .filter(|a| a.event().idempotency_key == "resent")
             .all(|a| a.event() == resent)
     );
-    db.drop_now().await;
+    db.drop_now().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +114,7 @@ async fn incidents_created_at_once_get_the_days_numbers_in_turn_per_bureau() {
         let expected: BTreeSet<String> = (1..=8).map(|i| format!("20260921-{i:04}")).collect();
         assert_eq!(numbers, expected, "bureau {bureau}");
     }
-    db.drop_now().await;
+    db.drop_now().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +142,7 @@ async fn views_recorded_at_once_form_one_gapless_chain() {
         ChainReport::Intact { entries, .. } => assert_eq!(entries, 20),
         broken => panic!("{broken:?}"),
     }
-    db.drop_now().await;
+    db.drop_now().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +164,7 @@ async fn a_bureau_seeded_at_once_twice_exists_once() {
             .all(|r| *r == Err(StoreError::OrganisationExists("a-fd".into())))
     );
     assert_eq!(store.bureaus().await.unwrap().len(), 1);
-    db.drop_now().await;
+    db.drop_now().await.unwrap();
 }
 
 fn request(secret: &str, poll: &str) -> NewEnrollment {
@@ -251,7 +251,7 @@ async fn racing_enrollments_use_an_invitation_once_and_keep_the_cap() {
     );
     assert_eq!(store.enrollments(a, true).await.unwrap().len(), 3);
     assert_eq!(store.open_invites(a, T0 + 3).await.unwrap().len(), 4);
-    db.drop_now().await;
+    db.drop_now().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,5 +268,5 @@ async fn the_provider_and_ems_share_one_database() {
     };
     ems.seed_bureau(small("a-fd")).await.unwrap();
     assert!(provider.dataset_info().await.is_ok());
-    db.drop_now().await;
+    db.drop_now().await.unwrap();
 }
