@@ -28,8 +28,13 @@ const POOL_SIZE: usize = 16;
 /// How often a transaction that lost a race is run again before the caller gets `Unavailable`.
 const MAX_ATTEMPTS: u32 = 8;
 
+/// The server's code and message (its DETAIL, which can hold logins or person ids, is left
+/// out), or the client's own error.
 pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    })
 }
 
 fn pool_err(e: impl std::fmt::Display) -> StoreError {
@@ -92,12 +97,21 @@ where
     }
 }
 
+/// How long a request waits for a connection, a new connection for the server, a statement
+/// for a lock, and a transaction left idle: a stuck database answers 503 rather than hanging
+/// every crew's request behind it.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const SERVER_LIMITS: &str = "-c statement_timeout=10000 -c lock_timeout=5000 \
+     -c idle_in_transaction_session_timeout=30000";
+
 /// Parses a `postgres://` URL and builds a pool of `POOL_SIZE` connections (without TLS: the
 /// database is on loopback or a private network in the deployments documented).
 pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
-    let config: tokio_postgres::Config = url
+    let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
+    config.connect_timeout(WAIT);
+    config.options(SERVER_LIMITS);
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -107,6 +121,9 @@ pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
     );
     deadpool_postgres::Pool::builder(manager)
         .max_size(POOL_SIZE)
+        .wait_timeout(Some(WAIT))
+        .create_timeout(Some(WAIT))
+        .recycle_timeout(Some(WAIT))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(pool_err)
@@ -124,17 +141,32 @@ pub(crate) fn new_id(now_ms: i64) -> i64 {
     (now_ms << 20) | i64::from(rand::random::<u32>() & 0xF_FFFF)
 }
 
-/// A URL with its password hidden, for messages and logs.
+/// A URL with its password hidden, for messages and logs: in the user part and in a
+/// `password=` parameter.
 pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match base[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+            None => base.to_owned(),
+        },
+        _ => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(q) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", q.join("&"))
         }
-        _ => url.to_owned(),
     }
 }
 
@@ -159,6 +191,10 @@ mod tests {
         assert_eq!(
             redacted("postgres://myna@127.0.0.1:54329/postgres"),
             "postgres://myna@127.0.0.1:54329/postgres"
+        );
+        assert_eq!(
+            redacted("postgres://db.example/provider?user=myna&password=s3cret&sslmode=disable"),
+            "postgres://db.example/provider?user=myna&password=***&sslmode=disable"
         );
     }
 }

@@ -39,8 +39,15 @@ pub struct PgProviderStore {
     pool: deadpool_postgres::Pool,
 }
 
+/// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
+/// place. Any other unique key (a person or serial loaded twice) is the caller's error.
 fn attempt(e: tokio_postgres::Error) -> Attempt {
-    if lost_race(&e) {
+    let chain_place = e
+        .as_db_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c.starts_with("access_log_"));
+    let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
+    if lost_race(&e) && (!unique || chain_place) {
         Attempt::Retry(e)
     } else {
         Attempt::Fail(db_err(e))
@@ -253,12 +260,15 @@ fn chained_from_row(
     Ok((at, decoded))
 }
 
+/// The person, with their row locked until the access commits: accesses to one person queue
+/// for the next place in their chain rather than race for it (the unique key stays the
+/// backstop), and accesses to other persons do not wait.
 async fn read_person(tx: &Transaction<'_>, id: PersonId) -> Result<Person, Attempt> {
     let row = tx
         .query_opt(
             "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, \
              street, insurer_number, insurer_name, insured_symbol, insured_number, \
-             insured_branch FROM person WHERE id = $1",
+             insured_branch FROM person WHERE id = $1 FOR NO KEY UPDATE",
             &[&id.0],
         )
         .await
@@ -844,22 +854,30 @@ impl ProviderStore for PgProviderStore {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let key = public_key_sha256.to_ascii_lowercase();
-        let client = connection(&self.pool).await?;
-        // One statement: the revocation is written only for an organisation that exists, and
-        // the answer says whether it does.
-        let row = client
-            .query_one(
-                "WITH known AS (SELECT id FROM organisation WHERE id = $1), \
-                 written AS (INSERT INTO organisation_certificate_revocation \
-                   (public_key_sha256, organisation_id, revoked_at, reason) \
-                   SELECT $2, id, $3, $4 FROM known \
-                   ON CONFLICT (public_key_sha256) DO NOTHING RETURNING 1) \
-                 SELECT EXISTS (SELECT 1 FROM known)",
-                &[&org_id, &key, &chrono::Utc::now().to_rfc3339(), &reason],
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // The organisation's row is locked, so it cannot go between the check and the write.
+        if tx
+            .query_opt(
+                "SELECT 1 FROM organisation WHERE id = $1 FOR NO KEY UPDATE",
+                &[&org_id],
             )
             .await
-            .map_err(db_err)?;
-        col(&row, 0)
+            .map_err(db_err)?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO organisation_certificate_revocation \
+             (public_key_sha256, organisation_id, revoked_at, reason) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (public_key_sha256) DO NOTHING",
+            &[&key, &org_id, &chrono::Utc::now().to_rfc3339(), &reason],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn set_organisation_disabled(
