@@ -3,11 +3,10 @@
 //! the latest signed checkpoint.
 
 use crate::checkpoint::{self, ChainStore};
-use crate::store::{DbTarget, ProviderDb};
+use crate::store::{DbTarget, EmsDb, ProviderDb};
 use anyhow::{Result, anyhow, bail};
 use myna_domain::access::Checkpoint;
 use myna_store::ChainReport;
-use myna_store_sqlite::EmsSqlite;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -76,15 +75,7 @@ async fn open(db: &DbTarget, chain: ChainArg) -> Result<ChainStore> {
         (ChainArg::Provider, db) => {
             ChainStore::Provider(Arc::new(ProviderDb::open_existing(db, "").await?))
         }
-        (ChainArg::Ems, DbTarget::Sqlite(path)) => {
-            if !path.exists() {
-                bail!("{} does not exist", path.display());
-            }
-            ChainStore::Ems(Arc::new(EmsSqlite::open(path)?))
-        }
-        (ChainArg::Ems, DbTarget::Postgres(_)) => {
-            bail!("ems on PostgreSQL is not built yet")
-        }
+        (ChainArg::Ems, db) => ChainStore::Ems(Arc::new(EmsDb::open_existing(db).await?)),
     })
 }
 

@@ -16,13 +16,12 @@
 //! the host can delete the newest lines of the copy there), and the key readable only by the
 //! service's own user.
 
-use crate::store::ProviderDb;
+use crate::store::{EmsDb, ProviderDb};
 use anyhow::{Context, Result, anyhow, bail};
 use myna_domain::access::{Checkpoint, Hash32};
 use myna_pki::checkpoint::{Chain, CheckpointKey, SignedCheckpoint};
 use myna_store::ems::EmsStore;
 use myna_store::{ChainPosition, ChainReport, ProviderStore};
-use myna_store_sqlite::EmsSqlite;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub enum ChainStore {
     Provider(Arc<ProviderDb>),
-    Ems(Arc<EmsSqlite>),
+    Ems(Arc<EmsDb>),
 }
 
 impl ChainStore {

@@ -289,7 +289,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 
     // ems: 川崎市消防局 and its teams, pointed at this provider.
-    let ems_store = Arc::new(EmsSqlite::open(&dir.join("ems.db"))?);
+    let ems_store = Arc::new(crate::store::EmsDb::Sqlite(EmsSqlite::open(
+        &dir.join("ems.db"),
+    )?));
     match ems_store.bureau(KAWASAKI_CODE).await? {
         Some(b) => ems_store.set_provider(b.id, &url, &credential_file).await?,
         None => {
@@ -462,7 +464,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 /// lacks it) and its acceptance status as the staff would set it at the start of a shift, if
 /// it has none: every capability accepting, except that 関東労災病院 is limited for
 /// neurosurgery (so the ranking shows a status at work). Demo data, set in the staff's name.
-async fn seed_hospitals(store: &EmsSqlite, bureau: i64) -> Result<()> {
+async fn seed_hospitals<S: EmsStore>(store: &S, bureau: i64) -> Result<()> {
     use myna_domain::hospitals::{Acceptance, Capability, HospitalStatus, Registry};
     use myna_store::ems::{AccountSeed, Role};
     let registry = Registry::shared().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -553,9 +555,9 @@ async fn wait_for_ems(
 
 /// Enrolls a demo tablet for `team` unless its certificate is already bound to a live
 /// terminal: the tablet's key and request (`enroll`), the admin's approval, the collection.
-async fn enroll_demo_terminal(
+async fn enroll_demo_terminal<S: EmsStore>(
     client: &EmsClient,
-    store: &EmsSqlite,
+    store: &S,
     ca: &myna_ems::enroll::DeviceCa,
     bureau: &myna_store::ems::Bureau,
     team: &str,

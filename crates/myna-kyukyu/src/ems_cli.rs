@@ -1,12 +1,12 @@
 //! `ems …` and `terminal …`: serve the bureau's service and the tablet, and the admin commands
 //! (seed a bureau, register and revoke terminals, reset a crew password, verify the view log).
 
+use crate::store::{DbTarget, EmsDb};
 use anyhow::{Context, Result, bail};
 use myna_ems::seed::{KAWASAKI_CODE, KAWASAKI_TEAMS};
 use myna_ems::{Ems, router};
 use myna_store::ChainReport;
 use myna_store::ems::{BureauId, EmsStore, Role};
-use myna_store_sqlite::EmsSqlite;
 use myna_terminal::card::{DemoCard, EmulatedSlot};
 use myna_terminal::ems_client::EmsClient;
 use myna_terminal::outbox::Outbox;
@@ -22,7 +22,7 @@ pub enum EmsCommand {
     /// Serve the ems API, the push stream and the desk UI.
     Serve {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = "127.0.0.1:8441")]
         listen: SocketAddr,
         /// Minutes after which a hospital's acceptance status is shown as stale and ranked
@@ -48,7 +48,7 @@ pub enum EmsCommand {
     /// account per team. Prints the generated passwords once.
     SeedKawasaki {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long)]
         provider_url: String,
         /// File holding the bureau's provider credential (`provider org add` writes one).
@@ -61,7 +61,7 @@ pub enum EmsCommand {
     /// the database).
     SetProvider {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         #[arg(long)]
@@ -75,7 +75,7 @@ pub enum EmsCommand {
     /// Set a crew member's (or dispatcher's) password; reads it from standard input.
     ResetPassword {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         #[arg(long)]
@@ -85,7 +85,7 @@ pub enum EmsCommand {
     /// admin page).
     Unlock {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         #[arg(long)]
@@ -94,7 +94,7 @@ pub enum EmsCommand {
     /// Verify the hash chain of ems's view log.
     VerifyViews {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
     },
 }
 
@@ -103,7 +103,7 @@ pub enum TerminalAdmin {
     /// Register a terminal for a team; writes its credential to a file (mode 0600).
     Add {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         /// Team name, e.g. 中原救急1.
@@ -117,7 +117,7 @@ pub enum TerminalAdmin {
     /// Revoke a terminal: its next request is refused and its crew sessions end.
     Revoke {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         #[arg(long)]
@@ -126,7 +126,7 @@ pub enum TerminalAdmin {
     /// List the bureau's terminals.
     List {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
     },
@@ -134,7 +134,7 @@ pub enum TerminalAdmin {
     /// gives `enroll --invite` on the tablet (valid 24 hours, one tablet).
     Invite {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         /// Team name, e.g. 中原救急1.
@@ -144,14 +144,14 @@ pub enum TerminalAdmin {
     /// Invitations not yet used nor expired.
     Invites {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
     },
     /// Cancel an open invitation (e.g. its secret went to the wrong person).
     CancelInvite {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         /// The invitation's number (`ems terminal invites`).
@@ -161,7 +161,7 @@ pub enum TerminalAdmin {
     /// Enrollment requests waiting for approval, with their comparison codes.
     Pending {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
     },
@@ -169,7 +169,7 @@ pub enum TerminalAdmin {
     /// tablet's certificate from the device CA and registers it for its invitation's team.
     Approve {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         /// The request's number (`ems terminal pending`).
@@ -181,7 +181,7 @@ pub enum TerminalAdmin {
     /// Reject an enrollment request.
     Reject {
         #[arg(long, default_value = "ems.db")]
-        db: PathBuf,
+        db: DbTarget,
         #[arg(long, default_value = KAWASAKI_CODE)]
         bureau: String,
         #[arg(long)]
@@ -294,21 +294,21 @@ pub struct TerminalArgs {
     pub ems_ca: Option<PathBuf>,
 }
 
-pub async fn open_bureau(db: &Path, code: &str) -> Result<(EmsSqlite, BureauId)> {
+pub async fn open_bureau(db: &DbTarget, code: &str) -> Result<(EmsDb, BureauId)> {
     let (store, bureau) = open_bureau_record(db, code).await?;
     Ok((store, bureau.id))
 }
 
 /// The store and the whole bureau record (its code and name, for what ems issues in its name).
 pub async fn open_bureau_record(
-    db: &Path,
+    db: &DbTarget,
     code: &str,
-) -> Result<(EmsSqlite, myna_store::ems::Bureau)> {
-    let store = EmsSqlite::open(db)?;
+) -> Result<(EmsDb, myna_store::ems::Bureau)> {
+    let store = EmsDb::open_existing(db).await?;
     let bureau = store
         .bureau(code)
         .await?
-        .with_context(|| format!("no bureau {code:?} in {}", db.display()))?;
+        .with_context(|| format!("no bureau {code:?} in {db}"))?;
     Ok((store, bureau))
 }
 
@@ -357,7 +357,7 @@ pub struct EmsServeOptions {
 }
 
 pub async fn serve_ems(
-    store: Arc<EmsSqlite>,
+    store: Arc<EmsDb>,
     listener: tokio::net::TcpListener,
     options: EmsServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -521,7 +521,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             public_hosts,
             device_ca,
         } => {
-            let store = Arc::new(EmsSqlite::open(&db)?);
+            let store = Arc::new(EmsDb::open(&db).await?);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -551,7 +551,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
         } => {
             myna_tls::check_url(&provider_url)?;
             let credential_file = credential_file_name(&provider_token_file)?;
-            let store = EmsSqlite::open(&db)?;
+            let store = EmsDb::open(&db).await?;
             let mut passwords = Vec::new();
             let mut failure = None;
             let seed = myna_ems::seed::kawasaki(&provider_url, &credential_file, |_, login| {
@@ -761,7 +761,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             println!("{login}: failed sign-ins and lock cleared");
         }
         EmsCommand::VerifyViews { db } => {
-            let store = EmsSqlite::open(&db)?;
+            let store = EmsDb::open(&db).await?;
             match store.verify_view_log().await? {
                 ChainReport::Intact {
                     entries, head_hash, ..

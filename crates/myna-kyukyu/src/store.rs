@@ -8,12 +8,13 @@ use myna_store::{
     AccessGranted, AccessRequest, ChainPosition, ChainReport, DatasetInfo, Organisation,
     PersonRecordSet, ProviderStore, StoreError,
 };
-use myna_store_postgres::PgProviderStore;
-use myna_store_sqlite::SqliteStore;
+use myna_store_postgres::{PgEmsStore, PgProviderStore};
+use myna_store_sqlite::{EmsSqlite, SqliteStore};
 use std::path::PathBuf;
 
-/// `--db`: a file path, or a `postgres://` / `postgresql://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `--db`: a file path, or a `postgres://` / `postgresql://` URL. Printed (`Display` and
+/// `Debug` alike) without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DbTarget {
     Sqlite(PathBuf),
     Postgres(String),
@@ -23,7 +24,10 @@ impl std::str::FromStr for DbTarget {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(
-            if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            if ["postgres://", "postgresql://"].iter().any(|scheme| {
+                s.get(..scheme.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+            }) {
                 DbTarget::Postgres(s.to_owned())
             } else {
                 DbTarget::Sqlite(PathBuf::from(s))
@@ -39,6 +43,12 @@ impl std::fmt::Display for DbTarget {
             DbTarget::Sqlite(p) => write!(f, "{}", p.display()),
             DbTarget::Postgres(url) => f.write_str(&myna_store_postgres::redacted(url)),
         }
+    }
+}
+
+impl std::fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DbTarget({self})")
     }
 }
 
@@ -77,35 +87,36 @@ impl ProviderDb {
     }
 }
 
+/// The same call on whichever backend the enum holds.
 macro_rules! either {
-    ($self:ident, $s:ident => $call:expr) => {
+    ($db:ident, $self:ident, $s:ident => $call:expr) => {
         match $self {
-            ProviderDb::Sqlite($s) => $call.await,
-            ProviderDb::Postgres($s) => $call.await,
+            $db::Sqlite($s) => $call.await,
+            $db::Postgres($s) => $call.await,
         }
     };
 }
 
 impl ProviderStore for ProviderDb {
     async fn access_records(&self, request: AccessRequest) -> Result<AccessGranted, StoreError> {
-        either!(self, s => s.access_records(request))
+        either!(ProviderDb, self, s => s.access_records(request))
     }
     async fn authenticate(
         &self,
         org_id: &str,
         secret: &str,
     ) -> Result<Option<Organisation>, StoreError> {
-        either!(self, s => s.authenticate(org_id, secret))
+        either!(ProviderDb, self, s => s.authenticate(org_id, secret))
     }
     async fn organisation(&self, org_id: &str) -> Result<Option<Organisation>, StoreError> {
-        either!(self, s => s.organisation(org_id))
+        either!(ProviderDb, self, s => s.organisation(org_id))
     }
     async fn organisation_for_certificate(
         &self,
         org_id: &str,
         public_key_sha256: &str,
     ) -> Result<Option<Organisation>, StoreError> {
-        either!(self, s => s.organisation_for_certificate(org_id, public_key_sha256))
+        either!(ProviderDb, self, s => s.organisation_for_certificate(org_id, public_key_sha256))
     }
     async fn revoke_organisation_certificate(
         &self,
@@ -113,46 +124,361 @@ impl ProviderStore for ProviderDb {
         public_key_sha256: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        either!(self, s => s.revoke_organisation_certificate(org_id, public_key_sha256, reason))
+        either!(ProviderDb, self, s => s.revoke_organisation_certificate(org_id, public_key_sha256, reason))
     }
     async fn set_organisation_disabled(
         &self,
         org_id: &str,
         disabled: bool,
     ) -> Result<bool, StoreError> {
-        either!(self, s => s.set_organisation_disabled(org_id, disabled))
+        either!(ProviderDb, self, s => s.set_organisation_disabled(org_id, disabled))
     }
     async fn add_organisation(
         &self,
         org: Organisation,
         secret_hash: String,
     ) -> Result<(), StoreError> {
-        either!(self, s => s.add_organisation(org, secret_hash))
+        either!(ProviderDb, self, s => s.add_organisation(org, secret_hash))
     }
     async fn revoke_serial(&self, serial_hex: &str, reason: &str) -> Result<(), StoreError> {
-        either!(self, s => s.revoke_serial(serial_hex, reason))
+        either!(ProviderDb, self, s => s.revoke_serial(serial_hex, reason))
     }
     async fn load_persons(&self, persons: Vec<PersonRecordSet>) -> Result<(), StoreError> {
-        either!(self, s => s.load_persons(persons))
+        either!(ProviderDb, self, s => s.load_persons(persons))
     }
     async fn dataset_info(&self) -> Result<DatasetInfo, StoreError> {
-        either!(self, s => s.dataset_info())
+        either!(ProviderDb, self, s => s.dataset_info())
     }
     async fn set_dataset_info(&self, info: DatasetInfo) -> Result<(), StoreError> {
-        either!(self, s => s.set_dataset_info(info))
+        either!(ProviderDb, self, s => s.set_dataset_info(info))
     }
     async fn verify_access_log(&self) -> Result<ChainReport, StoreError> {
-        either!(self, s => s.verify_access_log())
+        either!(ProviderDb, self, s => s.verify_access_log())
     }
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
-        either!(self, s => s.access_log_hash(at))
+        either!(ProviderDb, self, s => s.access_log_hash(at))
     }
     async fn access_log_for(
         &self,
         person: PersonId,
         limit: u32,
     ) -> Result<Vec<AccessEntry>, StoreError> {
-        either!(self, s => s.access_log_for(person, limit))
+        either!(ProviderDb, self, s => s.access_log_for(person, limit))
+    }
+}
+
+/// ems's store on either backend.
+pub enum EmsDb {
+    Sqlite(EmsSqlite),
+    Postgres(PgEmsStore),
+}
+
+impl EmsDb {
+    /// Opens (creating a SQLite file if needed) and migrates the database.
+    pub async fn open(target: &DbTarget) -> Result<Self> {
+        Ok(match target {
+            DbTarget::Sqlite(path) => EmsDb::Sqlite(EmsSqlite::open(path)?),
+            DbTarget::Postgres(url) => EmsDb::Postgres(PgEmsStore::connect(url).await?),
+        })
+    }
+
+    /// Opens a database that must already hold ems's data (a SQLite file that exists).
+    pub async fn open_existing(target: &DbTarget) -> Result<Self> {
+        if let DbTarget::Sqlite(path) = target
+            && !path.exists()
+        {
+            bail!("{} does not exist", path.display());
+        }
+        Self::open(target).await
+    }
+}
+
+mod ems_delegation {
+    use super::EmsDb;
+    use myna_domain::access::ChainedEntry;
+    use myna_domain::hospitals::HospitalStatus;
+    use myna_domain::incident::ViewRecord;
+    use myna_store::ems::*;
+    use myna_store::{ChainReport, StoreError};
+
+    impl EmsStore for EmsDb {
+        async fn seed_bureau(&self, seed: BureauSeed) -> Result<BureauId, StoreError> {
+            either!(EmsDb, self, s => s.seed_bureau(seed))
+        }
+        async fn set_provider(
+            &self,
+            bureau: BureauId,
+            url: &str,
+            credential_file: &str,
+        ) -> Result<(), StoreError> {
+            either!(EmsDb, self, s => s.set_provider(bureau, url, credential_file))
+        }
+        async fn bureau(&self, code: &str) -> Result<Option<Bureau>, StoreError> {
+            either!(EmsDb, self, s => s.bureau(code))
+        }
+        async fn bureaus(&self) -> Result<Vec<Bureau>, StoreError> {
+            either!(EmsDb, self, s => s.bureaus())
+        }
+        async fn bureau_by_id(&self, id: BureauId) -> Result<Option<Bureau>, StoreError> {
+            either!(EmsDb, self, s => s.bureau_by_id(id))
+        }
+        async fn teams(&self, bureau: BureauId) -> Result<Vec<Team>, StoreError> {
+            either!(EmsDb, self, s => s.teams(bureau))
+        }
+        async fn account(
+            &self,
+            bureau: BureauId,
+            login: &str,
+        ) -> Result<Option<Account>, StoreError> {
+            either!(EmsDb, self, s => s.account(bureau, login))
+        }
+        async fn add_account(
+            &self,
+            bureau: BureauId,
+            account: AccountSeed,
+        ) -> Result<AccountId, StoreError> {
+            either!(EmsDb, self, s => s.add_account(bureau, account))
+        }
+        async fn set_password(
+            &self,
+            bureau: BureauId,
+            login: &str,
+            password_hash: String,
+        ) -> Result<bool, StoreError> {
+            either!(EmsDb, self, s => s.set_password(bureau, login, password_hash))
+        }
+        async fn sign_in_failed(
+            &self,
+            bureau: BureauId,
+            account: AccountId,
+            now_ms: i64,
+            policy: LockoutPolicy,
+        ) -> Result<Option<Account>, StoreError> {
+            either!(EmsDb, self, s => s.sign_in_failed(bureau, account, now_ms, policy))
+        }
+        async fn sign_in_succeeded(
+            &self,
+            bureau: BureauId,
+            account: AccountId,
+            now_ms: i64,
+        ) -> Result<bool, StoreError> {
+            either!(EmsDb, self, s => s.sign_in_succeeded(bureau, account, now_ms))
+        }
+        async fn clear_sign_in_failures(
+            &self,
+            bureau: BureauId,
+            login: &str,
+        ) -> Result<bool, StoreError> {
+            either!(EmsDb, self, s => s.clear_sign_in_failures(bureau, login))
+        }
+        async fn accounts_with_failures(
+            &self,
+            bureau: BureauId,
+        ) -> Result<Vec<Account>, StoreError> {
+            either!(EmsDb, self, s => s.accounts_with_failures(bureau))
+        }
+        async fn create_session(
+            &self,
+            token_hash: String,
+            account: AccountId,
+            terminal: Option<TerminalId>,
+            expires_ms: i64,
+        ) -> Result<(), StoreError> {
+            either!(EmsDb, self, s => s.create_session(token_hash, account, terminal, expires_ms))
+        }
+        async fn session(
+            &self,
+            token_hash: &str,
+            now_ms: i64,
+        ) -> Result<Option<Session>, StoreError> {
+            either!(EmsDb, self, s => s.session(token_hash, now_ms))
+        }
+        async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {
+            either!(EmsDb, self, s => s.end_session(token_hash))
+        }
+        async fn add_terminal(
+            &self,
+            bureau: BureauId,
+            team: TeamId,
+            label: &str,
+            token_hash: String,
+        ) -> Result<TerminalId, StoreError> {
+            either!(EmsDb, self, s => s.add_terminal(bureau, team, label, token_hash))
+        }
+        async fn revoke_terminal(
+            &self,
+            bureau: BureauId,
+            terminal: TerminalId,
+        ) -> Result<bool, StoreError> {
+            either!(EmsDb, self, s => s.revoke_terminal(bureau, terminal))
+        }
+        async fn terminal_by_token(
+            &self,
+            token_hash: &str,
+        ) -> Result<Option<Terminal>, StoreError> {
+            either!(EmsDb, self, s => s.terminal_by_token(token_hash))
+        }
+        async fn terminals(&self, bureau: BureauId) -> Result<Vec<Terminal>, StoreError> {
+            either!(EmsDb, self, s => s.terminals(bureau))
+        }
+        async fn terminal_by_certificate(
+            &self,
+            cert_sha256: &str,
+        ) -> Result<Option<Terminal>, StoreError> {
+            either!(EmsDb, self, s => s.terminal_by_certificate(cert_sha256))
+        }
+        async fn create_invite(
+            &self,
+            bureau: BureauId,
+            invite: NewInvite,
+            now_ms: i64,
+        ) -> Result<Option<i64>, StoreError> {
+            either!(EmsDb, self, s => s.create_invite(bureau, invite, now_ms))
+        }
+        async fn open_invites(
+            &self,
+            bureau: BureauId,
+            now_ms: i64,
+        ) -> Result<Vec<OpenInvite>, StoreError> {
+            either!(EmsDb, self, s => s.open_invites(bureau, now_ms))
+        }
+        async fn cancel_invite(
+            &self,
+            bureau: BureauId,
+            invite: i64,
+            now_ms: i64,
+        ) -> Result<bool, StoreError> {
+            either!(EmsDb, self, s => s.cancel_invite(bureau, invite, now_ms))
+        }
+        async fn request_enrollment(
+            &self,
+            bureau: BureauId,
+            request: NewEnrollment,
+            limits: EnrollmentLimits,
+            now_ms: i64,
+        ) -> Result<Filing, StoreError> {
+            either!(EmsDb, self, s => s.request_enrollment(bureau, request, limits, now_ms))
+        }
+        async fn enrollment_by_poll(
+            &self,
+            poll_hash: &str,
+        ) -> Result<Option<Enrollment>, StoreError> {
+            either!(EmsDb, self, s => s.enrollment_by_poll(poll_hash))
+        }
+        async fn enrollments(
+            &self,
+            bureau: BureauId,
+            pending_only: bool,
+        ) -> Result<Vec<Enrollment>, StoreError> {
+            either!(EmsDb, self, s => s.enrollments(bureau, pending_only))
+        }
+        async fn approve_enrollment(
+            &self,
+            bureau: BureauId,
+            enrollment: EnrollmentId,
+            certificate: IssuedCertificate,
+            limits: EnrollmentLimits,
+            now_ms: i64,
+        ) -> Result<Option<TerminalId>, StoreError> {
+            either!(EmsDb, self, s => s.approve_enrollment(bureau, enrollment, certificate, limits, now_ms))
+        }
+        async fn reject_enrollment(
+            &self,
+            bureau: BureauId,
+            enrollment: EnrollmentId,
+            now_ms: i64,
+        ) -> Result<bool, StoreError> {
+            either!(EmsDb, self, s => s.reject_enrollment(bureau, enrollment, now_ms))
+        }
+        async fn create_incident(
+            &self,
+            bureau: BureauId,
+            created: NewEvent,
+            now_ms: i64,
+        ) -> Result<IncidentRecord, AppendError> {
+            either!(EmsDb, self, s => s.create_incident(bureau, created, now_ms))
+        }
+        async fn append(
+            &self,
+            bureau: BureauId,
+            incident: IncidentId,
+            event: NewEvent,
+            now_ms: i64,
+        ) -> Result<Appended, AppendError> {
+            either!(EmsDb, self, s => s.append(bureau, incident, event, now_ms))
+        }
+        async fn incident(
+            &self,
+            bureau: BureauId,
+            incident: IncidentId,
+        ) -> Result<Option<IncidentRecord>, StoreError> {
+            either!(EmsDb, self, s => s.incident(bureau, incident))
+        }
+        async fn incidents(
+            &self,
+            bureau: BureauId,
+            filter: IncidentFilter,
+        ) -> Result<Vec<IncidentRecord>, StoreError> {
+            either!(EmsDb, self, s => s.incidents(bureau, filter))
+        }
+        async fn record_view(&self, record: ViewRecord) -> Result<i64, StoreError> {
+            either!(EmsDb, self, s => s.record_view(record))
+        }
+        async fn view_records(
+            &self,
+            bureau: &str,
+            limit: u32,
+        ) -> Result<Vec<ChainedEntry<ViewRecord>>, StoreError> {
+            either!(EmsDb, self, s => s.view_records(bureau, limit))
+        }
+        async fn verify_view_log(&self) -> Result<ChainReport, StoreError> {
+            either!(EmsDb, self, s => s.verify_view_log())
+        }
+        async fn view_log_hash(
+            &self,
+            seq: i64,
+        ) -> Result<Option<myna_domain::access::Hash32>, StoreError> {
+            either!(EmsDb, self, s => s.view_log_hash(seq))
+        }
+        async fn set_hospital_status(
+            &self,
+            bureau: BureauId,
+            change: StatusChange,
+        ) -> Result<(), StoreError> {
+            either!(EmsDb, self, s => s.set_hospital_status(bureau, change))
+        }
+        async fn hospital_statuses(
+            &self,
+            bureau: BureauId,
+        ) -> Result<Vec<HospitalStatus>, StoreError> {
+            either!(EmsDb, self, s => s.hospital_statuses(bureau))
+        }
+        async fn hospital_status_history(
+            &self,
+            bureau: BureauId,
+            hospital: &str,
+            limit: u32,
+        ) -> Result<Vec<StatusChange>, StoreError> {
+            either!(EmsDb, self, s => s.hospital_status_history(bureau, hospital, limit))
+        }
+        async fn save_handoff(
+            &self,
+            bureau: BureauId,
+            incident: IncidentId,
+            snapshot: HandoffSnapshot,
+        ) -> Result<(), StoreError> {
+            either!(EmsDb, self, s => s.save_handoff(bureau, incident, snapshot))
+        }
+        async fn purge_handoffs(&self, now_ms: i64) -> Result<u64, StoreError> {
+            either!(EmsDb, self, s => s.purge_handoffs(now_ms))
+        }
+        async fn handoffs(
+            &self,
+            bureau: BureauId,
+            incident: IncidentId,
+        ) -> Result<Vec<HandoffSnapshot>, StoreError> {
+            either!(EmsDb, self, s => s.handoffs(bureau, incident))
+        }
     }
 }
 
@@ -180,5 +506,8 @@ mod tests {
                 .map(|t| t.to_string()),
             Ok("postgres://u:***@h/db".into())
         );
+        let upper = "POSTGRES://u:s3cret@h/db".parse::<DbTarget>();
+        assert!(matches!(upper, Ok(DbTarget::Postgres(_))), "{upper:?}");
+        assert!(!format!("{upper:?}").contains("s3cret"));
     }
 }

@@ -710,7 +710,25 @@ fn a_serving_provider_signs_a_checkpoint_of_its_chain_with_the_key_it_was_given(
 #[test]
 fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+    let db = tmp.path().join("ems.db");
+    tablet_enrollment(tmp.path(), db.to_str().unwrap());
+}
+
+/// The same on an ems whose store is PostgreSQL, chosen by its URL.
+#[test]
+fn a_tablet_enrolls_on_an_ems_backed_by_postgresql() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(myna_store_postgres::testing::TestDb::create("cli_ems"))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    tablet_enrollment(tmp.path(), &db.url);
+    let o = run(&["ems", "verify-views", "--db", &db.url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    rt.block_on(db.drop_now()).unwrap();
+}
+
+fn tablet_enrollment(dir: &Path, db_s: &str) {
     let tls = dir.join("tls");
     let tls_s = tls.to_str().unwrap();
     assert!(run(&["tls", "dev-ca", "--dir", tls_s]).status.success());
@@ -737,8 +755,6 @@ fn a_tablet_enrolls_and_an_admin_approves_it_by_its_comparison_code() {
             .unwrap();
         std::fs::write(&credential, "kawasaki-fd.secret").unwrap();
     }
-    let db = dir.join("ems.db");
-    let db_s = db.to_str().unwrap();
     let o = run(&[
         "ems",
         "seed-kawasaki",
