@@ -26,7 +26,8 @@ use myna_store::{
 };
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::Transaction;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 mod embedded {
     refinery::embed_migrations!("migrations/provider");
@@ -561,92 +562,92 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         .map_err(attempt)?;
     }
 
-    let ins_inst = tx
-        .prepare(
-            "INSERT INTO institution (code, name, kind) VALUES ($1, $2, $3) \
-             ON CONFLICT (code) DO NOTHING",
-        )
-        .await
-        .map_err(attempt)?;
-    let ins_drug = tx
-        .prepare(
-            "INSERT INTO drug (yj, receipt_code, name, generic_name, strength) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (yj) DO NOTHING",
-        )
-        .await
-        .map_err(attempt)?;
-    let mut seen_inst = HashSet::new();
-    let mut seen_drug = HashSet::new();
-    let mut institution = async |i: &Institution| -> Result<(), Attempt> {
-        if seen_inst.insert(i.code.clone()) {
-            tx.execute(
-                &ins_inst,
-                &[&i.code, &i.name, &institution_kind_str(i.kind)],
-            )
-            .await
-            .map_err(attempt)?;
+    // Institutions and drugs the batch names, once each; the first name stored for a code
+    // stays (as on SQLite).
+    let mut institutions: HashMap<&str, &Institution> = HashMap::new();
+    let mut drugs: HashMap<&str, &DrugRef> = HashMap::new();
+    for set in persons {
+        let r = &set.records;
+        let named = r
+            .visits
+            .iter()
+            .map(|v| &v.institution)
+            .chain(r.dispensings.iter().map(|d| &d.prescriber))
+            .chain(r.dispensings.iter().filter_map(|d| d.pharmacy.as_ref()))
+            .chain(r.procedures.iter().map(|p| &p.institution))
+            .chain(r.dialysis.iter().map(|d| &d.institution));
+        for i in named {
+            institutions.entry(i.code.as_str()).or_insert(i);
         }
-        Ok(())
-    };
-    let ins_person = tx
-        .prepare(
-            "INSERT INTO person (id, name, name_kana, birth_date, sex, postal_code, prefecture, \
-             municipality, street, insurer_number, insurer_name, insured_symbol, insured_number, \
-             insured_branch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .await
-        .map_err(attempt)?;
-    let ins_cert = tx
-        .prepare("INSERT INTO auth_cert (serial, person_id) VALUES ($1, $2)")
-        .await
-        .map_err(attempt)?;
-    let ins_visit = tx
-        .prepare(
-            "INSERT INTO visit (person_id, service_date, seq, available_on, institution_code, \
-             department, setting, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await
-        .map_err(attempt)?;
-    let ins_disp = tx
-        .prepare(
-            "INSERT INTO dispensing (person_id, service_date, seq, available_on, yj, \
-             daily_quantity, unit, days, prescriber_code, pharmacy_code, source, receipt_code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .await
-        .map_err(attempt)?;
-    let ins_proc = tx
-        .prepare(
-            "INSERT INTO procedure_record (person_id, service_date, seq, available_on, kind, \
-             code, name, institution_code, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .await
-        .map_err(attempt)?;
-    let ins_dial = tx
-        .prepare(
-            "INSERT INTO dialysis (person_id, service_date, seq, available_on, modality, \
-             sessions, institution_code, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await
-        .map_err(attempt)?;
-    let ins_hc = tx
-        .prepare(
-            "INSERT INTO health_check (person_id, service_date, seq, available_on, height_cm, \
-             weight_kg, systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, \
-             urine_protein, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .await
-        .map_err(attempt)?;
+        for d in &r.dispensings {
+            drugs.entry(d.drug.yj.as_str()).or_insert(&d.drug);
+        }
+    }
+    let (codes, names, kinds): (Vec<&str>, Vec<&str>, Vec<&str>) = institutions
+        .values()
+        .map(|i| {
+            (
+                i.code.as_str(),
+                i.name.as_str(),
+                institution_kind_str(i.kind),
+            )
+        })
+        .collect();
+    tx.execute(
+        "INSERT INTO institution (code, name, kind) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) ON CONFLICT (code) DO NOTHING",
+        &[&codes, &names, &kinds],
+    )
+    .await
+    .map_err(attempt)?;
+    let mut yj = Vec::new();
+    let mut receipt: Vec<Option<&str>> = Vec::new();
+    let (mut name, mut generic, mut strength) = (Vec::new(), Vec::new(), Vec::new());
+    for d in drugs.values() {
+        yj.push(d.yj.as_str());
+        receipt.push(d.receipt_code.as_ref().map(|c| c.as_str()));
+        name.push(d.name.as_str());
+        generic.push(d.generic_name.as_str());
+        strength.push(d.strength.as_str());
+    }
+    tx.execute(
+        "INSERT INTO drug (yj, receipt_code, name, generic_name, strength) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         ON CONFLICT (yj) DO NOTHING",
+        &[&yj, &receipt, &name, &generic, &strength],
+    )
+    .await
+    .map_err(attempt)?;
 
+    // The persons and their records by COPY, one stream per table.
+    let mut people = Copy::start(
+        tx,
+        "person (id, name, name_kana, birth_date, sex, postal_code, prefecture, municipality, \
+         street, insurer_number, insurer_name, insured_symbol, insured_number, insured_branch)",
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::DATE,
+            Type::INT2,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ],
+    )
+    .await?;
     for set in persons {
         let p = &set.person;
-        let id = p.id.0;
         let sex = i16::from(p.sex.code());
-        tx.execute(
-            &ins_person,
-            &[
-                &id,
+        people
+            .row(&[
+                &p.id.0,
                 &p.name,
                 &p.name_kana,
                 &p.birth_date,
@@ -660,119 +661,249 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
                 &p.coverage.symbol,
                 &p.coverage.number,
                 &p.coverage.branch,
-            ],
-        )
-        .await
-        .map_err(attempt)?;
-        tx.execute(&ins_cert, &[&set.cert_serial, &id])
-            .await
-            .map_err(attempt)?;
-        let r = &set.records;
-        for (seq, v) in (0i32..).zip(&r.visits) {
-            institution(&v.institution).await?;
-            let row: [&(dyn ToSql + Sync); 8] = [
-                &id,
-                &v.service_date,
-                &seq,
-                &v.available_on,
-                &v.institution.code,
-                &v.department,
-                &care_setting_str(v.setting),
-                &v.source.as_str(),
-            ];
-            tx.execute(&ins_visit, &row).await.map_err(attempt)?;
+            ])
+            .await?;
+    }
+    people.finish().await?;
+
+    let mut certs = Copy::start(
+        tx,
+        "auth_cert (serial, person_id)",
+        &[Type::TEXT, Type::INT8],
+    )
+    .await?;
+    for set in persons {
+        certs.row(&[&set.cert_serial, &set.person.id.0]).await?;
+    }
+    certs.finish().await?;
+
+    let mut visits = Copy::start(
+        tx,
+        "visit (person_id, service_date, seq, available_on, institution_code, department, \
+         setting, source)",
+        &[
+            Type::INT8,
+            Type::DATE,
+            Type::INT4,
+            Type::DATE,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ],
+    )
+    .await?;
+    for set in persons {
+        for (seq, v) in (0i32..).zip(&set.records.visits) {
+            visits
+                .row(&[
+                    &set.person.id.0,
+                    &v.service_date,
+                    &seq,
+                    &v.available_on,
+                    &v.institution.code,
+                    &v.department,
+                    &care_setting_str(v.setting),
+                    &v.source.as_str(),
+                ])
+                .await?;
         }
-        for (seq, d) in (0i32..).zip(&r.dispensings) {
-            institution(&d.prescriber).await?;
-            if let Some(ph) = &d.pharmacy {
-                institution(ph).await?;
-            }
-            if seen_drug.insert(d.drug.yj.as_str().to_owned()) {
-                let receipt = d.drug.receipt_code.as_ref().map(|c| c.as_str());
-                tx.execute(
-                    &ins_drug,
-                    &[
-                        &d.drug.yj.as_str(),
-                        &receipt,
-                        &d.drug.name,
-                        &d.drug.generic_name,
-                        &d.drug.strength,
-                    ],
-                )
-                .await
-                .map_err(attempt)?;
-            }
+    }
+    visits.finish().await?;
+
+    let mut dispensings = Copy::start(
+        tx,
+        "dispensing (person_id, service_date, seq, available_on, yj, daily_quantity, unit, days, \
+         prescriber_code, pharmacy_code, source, receipt_code)",
+        &[
+            Type::INT8,
+            Type::DATE,
+            Type::INT4,
+            Type::DATE,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::TEXT,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ],
+    )
+    .await?;
+    for set in persons {
+        for (seq, d) in (0i32..).zip(&set.records.dispensings) {
             let days = to_i32(d.days, "days")?;
             let pharmacy = d.pharmacy.as_ref().map(|p| p.code.as_str());
             let receipt = d.drug.receipt_code.as_ref().map(|c| c.as_str());
-            let row: [&(dyn ToSql + Sync); 12] = [
-                &id,
-                &d.service_date,
-                &seq,
-                &d.available_on,
-                &d.drug.yj.as_str(),
-                &d.daily_quantity,
-                &d.unit,
-                &days,
-                &d.prescriber.code,
-                &pharmacy,
-                &d.source.as_str(),
-                &receipt,
-            ];
-            tx.execute(&ins_disp, &row).await.map_err(attempt)?;
-        }
-        for (seq, p) in (0i32..).zip(&r.procedures) {
-            institution(&p.institution).await?;
-            let row: [&(dyn ToSql + Sync); 9] = [
-                &id,
-                &p.service_date,
-                &seq,
-                &p.available_on,
-                &procedure_kind_str(p.kind),
-                &p.code,
-                &p.name,
-                &p.institution.code,
-                &p.source.as_str(),
-            ];
-            tx.execute(&ins_proc, &row).await.map_err(attempt)?;
-        }
-        for (seq, d) in (0i32..).zip(&r.dialysis) {
-            institution(&d.institution).await?;
-            let sessions = to_i32(d.sessions, "sessions")?;
-            let row: [&(dyn ToSql + Sync); 8] = [
-                &id,
-                &d.service_date,
-                &seq,
-                &d.available_on,
-                &dialysis_modality_str(d.modality),
-                &sessions,
-                &d.institution.code,
-                &d.source.as_str(),
-            ];
-            tx.execute(&ins_dial, &row).await.map_err(attempt)?;
-        }
-        for (seq, h) in (0i32..).zip(&r.health_checks) {
-            let (sys, dia) = (i32::from(h.systolic_mmhg), i32::from(h.diastolic_mmhg));
-            let ldl = h.ldl_mg_dl.map(i32::from);
-            let row: [&(dyn ToSql + Sync); 13] = [
-                &id,
-                &h.service_date,
-                &seq,
-                &h.available_on,
-                &h.height_cm,
-                &h.weight_kg,
-                &sys,
-                &dia,
-                &h.hba1c_percent,
-                &ldl,
-                &h.egfr,
-                &h.urine_protein,
-                &h.source.as_str(),
-            ];
-            tx.execute(&ins_hc, &row).await.map_err(attempt)?;
+            dispensings
+                .row(&[
+                    &set.person.id.0,
+                    &d.service_date,
+                    &seq,
+                    &d.available_on,
+                    &d.drug.yj.as_str(),
+                    &d.daily_quantity,
+                    &d.unit,
+                    &days,
+                    &d.prescriber.code,
+                    &pharmacy,
+                    &d.source.as_str(),
+                    &receipt,
+                ])
+                .await?;
         }
     }
+    dispensings.finish().await?;
+
+    let mut procedures = Copy::start(
+        tx,
+        "procedure_record (person_id, service_date, seq, available_on, kind, code, name, \
+         institution_code, source)",
+        &[
+            Type::INT8,
+            Type::DATE,
+            Type::INT4,
+            Type::DATE,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ],
+    )
+    .await?;
+    for set in persons {
+        for (seq, p) in (0i32..).zip(&set.records.procedures) {
+            procedures
+                .row(&[
+                    &set.person.id.0,
+                    &p.service_date,
+                    &seq,
+                    &p.available_on,
+                    &procedure_kind_str(p.kind),
+                    &p.code,
+                    &p.name,
+                    &p.institution.code,
+                    &p.source.as_str(),
+                ])
+                .await?;
+        }
+    }
+    procedures.finish().await?;
+
+    let mut dialysis = Copy::start(
+        tx,
+        "dialysis (person_id, service_date, seq, available_on, modality, sessions, \
+         institution_code, source)",
+        &[
+            Type::INT8,
+            Type::DATE,
+            Type::INT4,
+            Type::DATE,
+            Type::TEXT,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+        ],
+    )
+    .await?;
+    for set in persons {
+        for (seq, d) in (0i32..).zip(&set.records.dialysis) {
+            let sessions = to_i32(d.sessions, "sessions")?;
+            dialysis
+                .row(&[
+                    &set.person.id.0,
+                    &d.service_date,
+                    &seq,
+                    &d.available_on,
+                    &dialysis_modality_str(d.modality),
+                    &sessions,
+                    &d.institution.code,
+                    &d.source.as_str(),
+                ])
+                .await?;
+        }
+    }
+    dialysis.finish().await?;
+
+    let mut checks = Copy::start(
+        tx,
+        "health_check (person_id, service_date, seq, available_on, height_cm, weight_kg, \
+         systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source)",
+        &[
+            Type::INT8,
+            Type::DATE,
+            Type::INT4,
+            Type::DATE,
+            Type::FLOAT8,
+            Type::FLOAT8,
+            Type::INT4,
+            Type::INT4,
+            Type::FLOAT8,
+            Type::INT4,
+            Type::FLOAT8,
+            Type::TEXT,
+            Type::TEXT,
+        ],
+    )
+    .await?;
+    for set in persons {
+        for (seq, h) in (0i32..).zip(&set.records.health_checks) {
+            let (sys, dia) = (i32::from(h.systolic_mmhg), i32::from(h.diastolic_mmhg));
+            let ldl = h.ldl_mg_dl.map(i32::from);
+            checks
+                .row(&[
+                    &set.person.id.0,
+                    &h.service_date,
+                    &seq,
+                    &h.available_on,
+                    &h.height_cm,
+                    &h.weight_kg,
+                    &sys,
+                    &dia,
+                    &h.hba1c_percent,
+                    &ldl,
+                    &h.egfr,
+                    &h.urine_protein,
+                    &h.source.as_str(),
+                ])
+                .await?;
+        }
+    }
+    checks.finish().await?;
     Ok(())
+}
+
+/// One `COPY … FROM STDIN BINARY` into a table, inside the caller's transaction: the bulk
+/// path PostgreSQL offers for loads (and the claims import), a stream rather than a statement
+/// per row.
+struct Copy {
+    writer: std::pin::Pin<Box<BinaryCopyInWriter>>,
+}
+
+impl Copy {
+    async fn start(
+        tx: &Transaction<'_>,
+        table_and_columns: &str,
+        types: &[Type],
+    ) -> Result<Copy, Attempt> {
+        let sink = tx
+            .copy_in(&format!("COPY {table_and_columns} FROM STDIN BINARY"))
+            .await
+            .map_err(attempt)?;
+        Ok(Copy {
+            writer: Box::pin(BinaryCopyInWriter::new(sink, types)),
+        })
+    }
+
+    async fn row(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), Attempt> {
+        self.writer.as_mut().write(values).await.map_err(attempt)
+    }
+
+    async fn finish(mut self) -> Result<u64, Attempt> {
+        self.writer.as_mut().finish().await.map_err(attempt)
+    }
 }
 
 impl ProviderStore for PgProviderStore {
