@@ -66,14 +66,10 @@ pub struct PgEmsStore {
 impl PgEmsStore {
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = crate::pool(url)?;
-        let mut client = connection(&pool).await?;
-        let mut runner = embedded::migrations::runner();
-        runner.set_migration_table_name(HISTORY_TABLE);
-        runner.run_async(&mut **client).await.map_err(|e| {
-            StoreError::Unavailable(format!("migrating {}: {e}", crate::redacted(url)))
-        })?;
-        Ok(Self { pool })
+        let runner = embedded::migrations::runner();
+        Ok(Self {
+            pool: crate::migrated_pool(url, runner, HISTORY_TABLE).await?,
+        })
     }
 }
 

@@ -129,6 +129,22 @@ pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
         .map_err(pool_err)
 }
 
+/// A pool on `url` whose schema `runner` brought up to date, its history kept in `history`.
+pub(crate) async fn migrated_pool(
+    url: &str,
+    mut runner: refinery::Runner,
+    history: &str,
+) -> Result<deadpool_postgres::Pool, StoreError> {
+    let pool = pool(url)?;
+    let mut client = connection(&pool).await?;
+    runner.set_migration_table_name(history);
+    runner
+        .run_async(&mut **client)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", redacted(url))))?;
+    Ok(pool)
+}
+
 pub(crate) async fn connection(
     pool: &deadpool_postgres::Pool,
 ) -> Result<deadpool_postgres::Object, StoreError> {

@@ -77,14 +77,10 @@ fn to_u16(n: i32, what: &str) -> Result<u16, StoreError> {
 impl PgProviderStore {
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = crate::pool(url)?;
-        let mut client = connection(&pool).await?;
-        let mut runner = embedded::migrations::runner();
-        runner.set_migration_table_name(HISTORY_TABLE);
-        runner.run_async(&mut **client).await.map_err(|e| {
-            StoreError::Unavailable(format!("migrating {}: {e}", crate::redacted(url)))
-        })?;
-        Ok(Self { pool })
+        let runner = embedded::migrations::runner();
+        Ok(Self {
+            pool: crate::migrated_pool(url, runner, HISTORY_TABLE).await?,
+        })
     }
 
     async fn access_once(&self, request: &AccessRequest) -> Result<AccessGranted, Attempt> {

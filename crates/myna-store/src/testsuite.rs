@@ -626,3 +626,22 @@ pub async fn dataset_info_round_trips<S: ProviderStore>(store: S) {
         .unwrap();
     assert_eq!(granted.claims_through, info.claims_through);
 }
+
+/// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the
+/// suite once, so a new test runs on every backend.
+#[macro_export]
+macro_rules! provider_suite {
+    ($m:ident!($($args:tt)*)) => {
+        $m!($($args)*;
+            access_returns_records_and_logs,
+            products_sharing_a_yj_code_keep_their_own_names,
+            summary_view_reads_within_its_windows,
+            refused_access_writes_nothing,
+            long_supplies_are_read_and_impossible_ones_refused,
+            organisations_authenticate,
+            a_revoked_organisation_certificate_is_refused_and_its_others_are_not,
+            concurrent_accesses_chain_correctly,
+            dataset_info_round_trips,
+        );
+    };
+}
