@@ -1550,7 +1550,8 @@ impl EmsStore for PgEmsStore {
             .map_err(db_err)?
             .map(|r| col(&r, 0))
             .transpose()?
-            .unwrap_or(0);
+            // The migration writes the row; without it a truncation could not be seen.
+            .ok_or_else(|| corrupt("the view log's head row is missing"))?;
         let stream = client
             .query_raw(
                 "SELECT seq, entry, prev_hash, hash FROM view_log ORDER BY seq",

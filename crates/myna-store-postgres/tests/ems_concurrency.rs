@@ -142,6 +142,20 @@ async fn views_recorded_at_once_form_one_gapless_chain() {
         ChainReport::Intact { entries, .. } => assert_eq!(entries, 20),
         broken => panic!("{broken:?}"),
     }
+    // The newest entries cut together with the head row that remembers them: refused as
+    // corrupt, not verified as a shorter chain.
+    let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute("DELETE FROM view_log WHERE seq > 17; DELETE FROM view_log_head")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.verify_view_log().await,
+        Err(myna_store::StoreError::Corrupt(_))
+    ));
     db.drop_now().await.unwrap();
 }
 
