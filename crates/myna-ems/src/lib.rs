@@ -95,6 +95,9 @@ pub struct Ems<S> {
     pub enrollment_limits: myna_store::ems::EnrollmentLimits,
     /// Terminals the admin page revoked: their open push streams end at once.
     revocations: broadcast::Sender<myna_store::ems::TerminalId>,
+    /// This process among those sharing the database: its own published changes come back
+    /// through the feed and are not told twice.
+    origin: u64,
 }
 
 impl<S: EmsStore> Ems<S> {
@@ -117,7 +120,40 @@ impl<S: EmsStore> Ems<S> {
             device_ca: None,
             enrollment_limits: myna_store::ems::EnrollmentLimits::default(),
             revocations,
+            origin: {
+                let b = myna_web::random_secret();
+                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+            },
         }
+    }
+
+    /// Follows the changes other ems processes on the same database publish and tells this
+    /// process's push streams, for as long as the service runs; a failed feed is followed again
+    /// after a second. With a store one process holds alone it ends at once.
+    pub fn follow_other_processes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let (changes, origin) = (self.changes.clone(), self.origin);
+        tokio::spawn(async move {
+            loop {
+                let changes = changes.clone();
+                let deliver: myna_store::ems::ChangeSink = Arc::new(move |note| {
+                    if note.origin != origin {
+                        let _ = changes.send(Change {
+                            bureau: note.bureau,
+                            incident: note.incident,
+                            teams: note.teams,
+                        });
+                    }
+                });
+                match store.follow_changes(deliver).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the change feed failed; following it again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
     }
 
     /// The browser session cookie's name (`auth::SECURE_SESSION_COOKIE` under TLS).
@@ -166,6 +202,17 @@ impl<S: EmsStore> Ems<S> {
     }
 
     pub(crate) fn notify(&self, change: Change) {
+        // Other processes on the database too (a no-op for a store one process holds).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            let note = myna_store::ems::ChangeNote {
+                origin: self.origin,
+                bureau: change.bureau,
+                incident: change.incident,
+                teams: change.teams.clone(),
+            };
+            runtime.spawn(async move { store.publish_change(note).await });
+        }
         // No receiver is not an error: nobody is watching.
         let _ = self.changes.send(change);
     }

@@ -410,6 +410,8 @@ pub async fn serve_ems(
         }
     }
     let ems = Arc::new(ems);
+    // Other ems processes on the same database (PostgreSQL) tell this one's streams too.
+    let follow = ems.follow_other_processes();
     let purge = tokio::spawn(myna_ems::purge_handoffs_forever(ems.clone()));
     let served = myna_web::serve::serve(
         listener,
@@ -421,6 +423,7 @@ pub async fn serve_ems(
     .await
     .context("ems server");
     purge.abort();
+    follow.abort();
     if let Some(task) = signing {
         task.abort();
     }

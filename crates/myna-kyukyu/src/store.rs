@@ -202,6 +202,12 @@ mod ems_delegation {
     use myna_store::{ChainReport, StoreError};
 
     impl EmsStore for EmsDb {
+        async fn publish_change(&self, note: ChangeNote) {
+            either!(EmsDb, self, s => s.publish_change(note))
+        }
+        async fn follow_changes(&self, deliver: ChangeSink) -> Result<(), StoreError> {
+            either!(EmsDb, self, s => s.follow_changes(deliver))
+        }
         async fn seed_bureau(&self, seed: BureauSeed) -> Result<BureauId, StoreError> {
             either!(EmsDb, self, s => s.seed_bureau(seed))
         }

@@ -13,11 +13,11 @@ use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, Vi
 use myna_domain::patient::PatientSecret;
 use myna_store::columns::corrupt;
 use myna_store::ems::{
-    Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
-    Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, HandoffSnapshot,
-    IncidentFilter, IncidentId, IncidentRecord, IssuedCertificate, LockoutPolicy, NewEnrollment,
-    NewEvent, NewInvite, OpenInvite, Role, Session, StatusChange, Team, TeamId, Terminal,
-    TerminalId,
+    Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed,
+    ChangeNote, ChangeSink, EmsStore, Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState,
+    Filing, HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, IssuedCertificate,
+    LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, Role, Session, StatusChange,
+    Team, TeamId, Terminal, TerminalId,
 };
 use myna_store::{ChainReport, StoreError};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -61,7 +61,12 @@ const VIEW_CHAIN: &str = "all";
 
 pub struct PgEmsStore {
     pool: deadpool_postgres::Pool,
+    /// How to open the change feed's own connection.
+    follow: Box<tokio_postgres::Config>,
 }
+
+/// The channel ems processes on one database tell each other of changes on.
+const CHANGES_CHANNEL: &str = "ems_changes";
 
 impl PgEmsStore {
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
@@ -69,6 +74,7 @@ impl PgEmsStore {
         let runner = embedded::migrations::runner();
         Ok(Self {
             pool: crate::migrated_pool(url, runner, HISTORY_TABLE).await?,
+            follow: Box::new(crate::config(url)?),
         })
     }
 }
@@ -1722,5 +1728,59 @@ impl EmsStore for PgEmsStore {
             .iter()
             .map(|r| serde_json::from_str(col(r, 0)?).map_err(|e| corrupt(format!("handoff: {e}"))))
             .collect()
+    }
+
+    /// `NOTIFY` on the channel every ems process on this database listens to.
+    async fn publish_change(&self, note: ChangeNote) {
+        let sent = match connection(&self.pool).await {
+            Ok(client) => client
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&CHANGES_CHANNEL, &note.encode()],
+                )
+                .await
+                .map_err(db_err),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            // The change is committed; another process's streams see it at their next
+            // refresh rather than at once.
+            tracing::warn!(error = %e, "could not tell other ems processes of a change");
+        }
+    }
+
+    /// `LISTEN` on a connection of its own (a pooled one would be handed to others), driven
+    /// here so its notifications are read.
+    async fn follow_changes(&self, deliver: ChangeSink) -> Result<(), StoreError> {
+        let (client, mut connection) = self
+            .follow
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(db_err)?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message
+                    && tx.send(n.payload().to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+            .await
+            .map_err(db_err)?;
+        while let Some(payload) = rx.recv().await {
+            match ChangeNote::decode(&payload) {
+                Some(note) => deliver(note),
+                None => tracing::warn!(payload, "an unreadable change note"),
+            }
+        }
+        driver.abort();
+        Err(StoreError::Unavailable(
+            "the change feed's connection closed".into(),
+        ))
     }
 }

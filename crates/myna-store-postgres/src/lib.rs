@@ -104,14 +104,20 @@ const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const SERVER_LIMITS: &str = "-c statement_timeout=10000 -c lock_timeout=5000 \
      -c idle_in_transaction_session_timeout=30000";
 
-/// Parses a `postgres://` URL and builds a pool of `POOL_SIZE` connections (without TLS: the
-/// database is on loopback or a private network in the deployments documented).
-pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
+/// The connection settings of a `postgres://` URL, with the timeouts.
+pub(crate) fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
     config.connect_timeout(WAIT);
     config.options(SERVER_LIMITS);
+    Ok(config)
+}
+
+/// Parses a `postgres://` URL and builds a pool of `POOL_SIZE` connections (without TLS: the
+/// database is on loopback or a private network in the deployments documented).
+pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
+    let config = config(url)?;
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tokio_postgres::NoTls,

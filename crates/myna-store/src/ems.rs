@@ -644,4 +644,90 @@ pub trait EmsStore: Send + Sync + 'static {
         bureau: BureauId,
         incident: IncidentId,
     ) -> impl Future<Output = Result<Vec<HandoffSnapshot>, StoreError>> + Send;
+
+    /// Tells the other ems processes on this database that an incident changed, so their
+    /// push streams see it. A store that one process holds alone (SQLite) has nobody to tell.
+    fn publish_change(&self, note: ChangeNote) -> impl Future<Output = ()> + Send {
+        let _ = note;
+        async {}
+    }
+
+    /// Hands `deliver` every change the processes on this database publish (its own among
+    /// them: the note's origin tells), until the feed fails. A store that one process holds
+    /// alone returns at once.
+    fn follow_changes(
+        &self,
+        deliver: ChangeSink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = deliver;
+        async { Ok(()) }
+    }
+}
+
+/// What an incident change tells other processes: which process made it, and which incident
+/// of which bureau for which teams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeNote {
+    pub origin: u64,
+    pub bureau: BureauId,
+    pub incident: IncidentId,
+    pub teams: Vec<TeamId>,
+}
+
+/// Where a followed change goes.
+pub type ChangeSink = std::sync::Arc<dyn Fn(ChangeNote) + Send + Sync>;
+
+impl ChangeNote {
+    /// `origin:bureau:incident:team,team` (numbers only, so it fits a NOTIFY payload).
+    pub fn encode(&self) -> String {
+        let teams: Vec<String> = self.teams.iter().map(i64::to_string).collect();
+        format!(
+            "{}:{}:{}:{}",
+            self.origin,
+            self.bureau,
+            self.incident,
+            teams.join(",")
+        )
+    }
+
+    pub fn decode(s: &str) -> Option<ChangeNote> {
+        let mut parts = s.splitn(4, ':');
+        let origin = parts.next()?.parse().ok()?;
+        let bureau = parts.next()?.parse().ok()?;
+        let incident = parts.next()?.parse().ok()?;
+        let teams = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|t| t.parse().ok())
+                .collect::<Option<Vec<_>>>()?,
+        };
+        Some(ChangeNote {
+            origin,
+            bureau,
+            incident,
+            teams,
+        })
+    }
+}
+
+#[cfg(test)]
+mod change_note_tests {
+    use super::ChangeNote;
+
+    #[test]
+    fn a_note_round_trips_and_garbage_is_refused() {
+        for teams in [vec![], vec![7], vec![7, -3]] {
+            let note = ChangeNote {
+                origin: u64::MAX,
+                bureau: 1_800_000_000_000 << 20,
+                incident: 42,
+                teams,
+            };
+            assert_eq!(ChangeNote::decode(&note.encode()), Some(note));
+        }
+        for bad in ["", "1:2", "1:2:3", "x:2:3:", "1:2:3:4,,5", "1:2:3:a"] {
+            assert_eq!(ChangeNote::decode(bad), None, "{bad:?}");
+        }
+    }
 }
