@@ -1149,23 +1149,15 @@ async fn dispatch(
                     }),
                 };
                 let t0 = Instant::now();
-                let mut attempt = 1;
-                loop {
-                    match tablet.client.summary(&tablet.session, id, &body).await {
-                        Ok(_) => {
-                            record.ok("summary (with consent)", t0);
-                            record.summaries.fetch_add(1, Ordering::Relaxed);
-                            record.acknowledge(key.clone());
-                        }
-                        Err(CallError::Offline(_)) if attempt < SEND_ATTEMPTS => {
-                            attempt += 1;
-                            record.resent.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                        Err(e) => record.call_err("summary (with consent)", &e),
+                let sent =
+                    resending(record, || tablet.client.summary(&tablet.session, id, &body)).await;
+                match sent {
+                    Ok(_) => {
+                        record.ok("summary (with consent)", t0);
+                        record.summaries.fetch_add(1, Ordering::Relaxed);
+                        record.acknowledge(key.clone());
                     }
-                    break;
+                    Err(e) => record.call_err("summary (with consent)", &e),
                 }
                 continue;
             }
@@ -1180,22 +1172,36 @@ async fn dispatch(
             event,
         };
         let t0 = Instant::now();
-        let mut attempt = 1;
-        loop {
-            match tablet.client.post_event(&tablet.session, id, &body).await {
-                Ok(_) => {
-                    record.ok(kind, t0);
-                    record.acknowledge(body.idempotency_key.clone());
-                }
-                Err(CallError::Offline(_)) if attempt < SEND_ATTEMPTS => {
-                    attempt += 1;
-                    record.resent.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(e) => record.call_err(kind, &e),
+        match resending(record, || {
+            tablet.client.post_event(&tablet.session, id, &body)
+        })
+        .await
+        {
+            Ok(_) => {
+                record.ok(kind, t0);
+                record.acknowledge(body.idempotency_key.clone());
             }
-            break;
+            Err(e) => record.call_err(kind, &e),
+        }
+    }
+}
+
+/// Sends again (the same request, so the same idempotency key) after a connection failure or
+/// timeout, up to `SEND_ATTEMPTS` times a second apart, as the tablet's outbox does.
+async fn resending<T, F, Fut>(record: &Record, mut send: F) -> Result<T, CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match send().await {
+            Err(CallError::Offline(_)) if attempt < SEND_ATTEMPTS => {
+                attempt += 1;
+                record.resent.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            done => return done,
         }
     }
 }

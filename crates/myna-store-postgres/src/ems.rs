@@ -4,7 +4,7 @@
 //! unique key it would race for (the loser runs again, `retrying`). Where each applies is said
 //! at the method.
 
-use crate::{Attempt, col, connection, db_err, new_id, retrying};
+use crate::{Attempt, col, connection, db_err, new_id, retrying, to_u32};
 use chrono::DateTime;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{ChainBreak, ChainVerifier, ChainedEntry, Hash32, chain};
@@ -149,10 +149,6 @@ fn to_i32(n: u32, what: &str) -> Result<i32, StoreError> {
     i32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{what} {n} is out of range")))
 }
 
-fn to_u32(n: i32, what: &str) -> Result<u32, StoreError> {
-    u32::try_from(n).map_err(|_| corrupt(format!("{what} {n} is negative")))
-}
-
 /// The one row found by a credential's hash, which names no bureau: the hash is unique only
 /// within a bureau, so one found in two is refused rather than guessed.
 fn only_row(mut rows: Vec<Row>, what: &str) -> Result<Option<Row>, StoreError> {
@@ -181,7 +177,7 @@ fn japan_day(ms: i64) -> Result<String, StoreError> {
 }
 
 fn hash32(bytes: &[u8], what: impl std::fmt::Display) -> Result<Hash32, StoreError> {
-    Hash32::try_from(bytes).map_err(|_| corrupt(format!("{what}: hash is not 32 bytes")))
+    crate::hash32(bytes, what).map_err(corrupt)
 }
 
 const BUREAU_COLUMNS: &str =

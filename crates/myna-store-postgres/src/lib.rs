@@ -50,6 +50,25 @@ pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
         .map_err(|e| myna_store::columns::corrupt(format!("column {i}: {e}")))
 }
 
+/// A stored count that must not be negative; one that is, is bad stored data.
+pub(crate) fn to_u32(n: i32, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| myna_store::columns::corrupt(format!("{what} {n} is negative")))
+}
+
+pub(crate) fn to_u16(n: i32, what: &str) -> Result<u16, StoreError> {
+    u16::try_from(n)
+        .map_err(|_| myna_store::columns::corrupt(format!("{what} {n} is out of range")))
+}
+
+/// A stored SHA-256.
+pub(crate) fn hash32(
+    bytes: &[u8],
+    what: impl std::fmt::Display,
+) -> Result<myna_domain::access::Hash32, String> {
+    myna_domain::access::Hash32::try_from(bytes)
+        .map_err(|_| format!("{what}: hash is not 32 bytes"))
+}
+
 /// A race another transaction won: running again is correct.
 pub(crate) fn lost_race(e: &tokio_postgres::Error) -> bool {
     matches!(

@@ -3,7 +3,9 @@
 //! different persons touch no common row; two to the same person race for the chain's next
 //! place, and the loser runs again.
 
-use crate::{Attempt, col, connection, db_err, lost_race, new_id, retrying};
+use crate::{
+    Attempt, col, connection, db_err, hash32, lost_race, new_id, retrying, to_u16, to_u32,
+};
 use chrono::NaiveDate;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
@@ -55,23 +57,11 @@ fn attempt(e: tokio_postgres::Error) -> Attempt {
     }
 }
 
-fn hash32(bytes: &[u8], what: impl std::fmt::Display) -> Result<Hash32, String> {
-    Hash32::try_from(bytes).map_err(|_| format!("{what}: hash is not 32 bytes"))
-}
-
 fn to_i32(n: u32, what: &str) -> Result<i32, StoreError> {
     i32::try_from(n).map_err(|_| StoreError::InvalidRecord {
         person: 0,
         problem: format!("{what} {n} is out of range"),
     })
-}
-
-fn to_u32(n: i32, what: &str) -> Result<u32, StoreError> {
-    u32::try_from(n).map_err(|_| corrupt(format!("{what} {n} is negative")))
-}
-
-fn to_u16(n: i32, what: &str) -> Result<u16, StoreError> {
-    u16::try_from(n).map_err(|_| corrupt(format!("{what} {n} is out of range")))
 }
 
 impl PgProviderStore {
