@@ -348,6 +348,60 @@ impl ChainVerifier {
     }
 }
 
+/// Incremental verifier of a log kept as several chains (one per partition, each from seq 1):
+/// feed entries in (partition, seq) order. Each chain is checked as `ChainVerifier` checks
+/// one; a partition seen again after another began is a break of its own (it restarts at 1).
+#[derive(Debug, Default)]
+pub struct PartitionedVerifier {
+    current: Option<(i64, ChainVerifier)>,
+    entries: u64,
+    partitions: u64,
+}
+
+/// A chain the walk has finished: its partition and its head (last seq, hash).
+pub type ChainHead = (i64, (i64, Hash32));
+
+impl PartitionedVerifier {
+    /// Checks `e` (or the reason it could not be read) as the next entry of `partition`;
+    /// returns the chain that ended here, if `e` begins a new partition.
+    pub fn push<E: Linked>(
+        &mut self,
+        partition: i64,
+        e: Result<&ChainedEntry<E>, ChainBreak>,
+    ) -> Result<Option<ChainHead>, ChainBreak> {
+        let mut ended = None;
+        if self.current.as_ref().map(|(p, _)| *p) != Some(partition) {
+            if let Some((p, v)) = self.current.take() {
+                ended = v.head().map(|h| (p, h));
+            }
+            self.partitions += 1;
+            self.current = Some((partition, ChainVerifier::default()));
+        }
+        if let Some((_, v)) = &mut self.current {
+            v.push(e?)?;
+        }
+        self.entries += 1;
+        Ok(ended)
+    }
+
+    /// The last chain's head, once every entry was fed.
+    pub fn last(&self) -> Option<ChainHead> {
+        self.current
+            .as_ref()
+            .and_then(|(p, v)| v.head().map(|h| (*p, h)))
+    }
+
+    /// Entries verified so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Chains (partitions with at least one entry) seen so far.
+    pub fn partitions(&self) -> u64 {
+        self.partitions
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +450,46 @@ mod tests {
     #[test]
     fn intact_chain_verifies() {
         assert_eq!(verify(&build(10)), Ok(10));
+    }
+
+    #[test]
+    fn partitioned_chains_verify_each_on_its_own_and_report_their_heads() {
+        let (a, b) = (build(3), build(2));
+        let mut v = PartitionedVerifier::default();
+        let mut ended = Vec::new();
+        for (p, chain) in [(7, &a), (9, &b)] {
+            for e in chain.iter() {
+                ended.extend(v.push(p, Ok(e)).unwrap());
+            }
+        }
+        assert_eq!(ended, vec![(7, (3, a[2].hash))]);
+        assert_eq!(v.last(), Some((9, (2, b[1].hash))));
+        assert_eq!((v.entries(), v.partitions()), (5, 2));
+
+        // A partition that comes back after another began restarts at 1: a break.
+        let mut v = PartitionedVerifier::default();
+        v.push(7, Ok(&a[0])).unwrap();
+        v.push(9, Ok(&b[0])).unwrap();
+        assert_eq!(
+            v.push(7, Ok(&a[1])),
+            Err(ChainBreak::Sequence {
+                seq: 2,
+                expected: 1
+            })
+        );
+        // A gap inside one partition, and an unreadable entry, are breaks too.
+        let mut v = PartitionedVerifier::default();
+        v.push(7, Ok(&a[0])).unwrap();
+        assert!(v.push(7, Ok(&a[2])).is_err());
+        let unreadable = ChainBreak::Unreadable {
+            seq: 1,
+            problem: "x".into(),
+        };
+        let mut v = PartitionedVerifier::default();
+        assert_eq!(
+            v.push::<AccessEntry>(1, Err(unreadable.clone())),
+            Err(unreadable)
+        );
     }
 
     #[test]

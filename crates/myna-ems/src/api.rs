@@ -10,7 +10,7 @@ use crate::wire::{
     SignInBody, SignedIn, SignedOut, SummaryBody, TerminalInfo, TerminalSummary, incident_view,
     route,
 };
-use crate::{CREW_SHIFT, Change, Ems};
+use crate::{CREW_SHIFT, Change, Ems, Push};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -718,9 +718,10 @@ async fn record_outcome<S: EmsStore>(
 }
 
 /// Server-sent events for the terminal: `incident` with the incident id whenever an incident
-/// assigned to (or taken from) the terminal's team changes. A revocation on the admin page
-/// ends the stream at once; the credential is also re-checked every 10 s, so a revocation by
-/// another process (`ems terminal revoke`) or an ended shift closes it too.
+/// assigned to (or taken from) the terminal's team changes. A revocation (the admin page,
+/// `ems terminal revoke`, another ems process on the database) ends the stream at once; the
+/// credential is also re-checked every 10 s (`ems serve --stream-recheck-s`), so an ended
+/// shift closes it too.
 // The push stream is described as `text/event-stream`; its events are not JSON (`incident`
 // carries the id, `resync` and `signed_out` a word), so no schema is given for them.
 #[utoipa::path(
@@ -743,7 +744,7 @@ async fn stream<S: EmsStore>(
     let watch = Watch {
         changes: ems.subscribe(),
         revocations: ems.subscribe_revocations(),
-        tick: tokio::time::interval(Duration::from_secs(10)),
+        tick: tokio::time::interval(ems.stream_recheck),
         ems: ems.clone(),
         req,
         bureau: c.at.bureau.id,
@@ -760,19 +761,19 @@ async fn stream<S: EmsStore>(
         loop {
             tokio::select! {
                 r = w.changes.recv() => match r {
-                    Ok(ch) if ch.bureau == w.bureau && ch.teams.contains(&w.team) => {
+                    Ok(Push::Changed(ch)) if ch.bureau == w.bureau && ch.teams.contains(&w.team) => {
                         let ev = SseEvent::default().event(PushEvent::Incident.as_str()).data(ch.incident.to_string());
                         return Some((Ok(ev), Some(w)));
                     }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {
+                    Ok(Push::Changed(_)) => continue,
+                    Ok(Push::Resync) | Err(RecvError::Lagged(_)) => {
                         let ev = SseEvent::default().event(PushEvent::Resync.as_str()).data("lagged");
                         return Some((Ok(ev), Some(w)));
                     }
                     Err(RecvError::Closed) => return None,
                 },
                 r = w.revocations.recv() => match r {
-                    Ok(id) if id == w.terminal => return Some((Ok(ended()), None)),
+                    Ok(revoked) if revoked == (w.bureau, w.terminal) => return Some((Ok(ended()), None)),
                     // Missed revocations: check this terminal now.
                     Err(RecvError::Lagged(_)) if w.ems.crew(&w.req).await.is_err() => {
                         return Some((Ok(ended()), None));
@@ -793,8 +794,9 @@ async fn stream<S: EmsStore>(
 
 /// What one terminal's push stream watches.
 struct Watch<S> {
-    changes: tokio::sync::broadcast::Receiver<Change>,
-    revocations: tokio::sync::broadcast::Receiver<myna_store::ems::TerminalId>,
+    changes: tokio::sync::broadcast::Receiver<Push>,
+    revocations:
+        tokio::sync::broadcast::Receiver<(myna_store::ems::BureauId, myna_store::ems::TerminalId)>,
     tick: tokio::time::Interval,
     ems: Arc<Ems<S>>,
     req: TerminalRequest,

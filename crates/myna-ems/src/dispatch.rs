@@ -5,7 +5,7 @@
 use crate::error::EmsError;
 use crate::sign_in::{ClientIp, SignInFrom};
 use crate::wire::{IncidentView, incident_view};
-use crate::{Change, DESK_SESSION, Ems};
+use crate::{Change, DESK_SESSION, Ems, Push};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Path, State};
@@ -678,11 +678,8 @@ async fn incident_page<S: EmsStore>(State(ems): St<S>, d: Desk, Path(id): Path<i
     }
 }
 
-/// How often an open desk stream checks that its session still holds.
-const SESSION_RECHECK: Duration = Duration::from_secs(10);
-
 /// The desk's push stream. The session is checked again before every event and every
-/// `SESSION_RECHECK`, so a sign-out, an expiry or a password reset ends the stream with
+/// `Ems::stream_recheck`, so a sign-out, an expiry or a password reset ends the stream with
 /// `signed_out` (the page then goes to the sign-in).
 async fn stream<S: EmsStore>(
     State(ems): St<S>,
@@ -692,7 +689,7 @@ async fn stream<S: EmsStore>(
     use tokio::sync::broadcast::error::RecvError;
     let bureau = d.bureau.id;
     let rx = ems.subscribe();
-    let tick = tokio::time::interval(SESSION_RECHECK);
+    let tick = tokio::time::interval(ems.stream_recheck);
     let still_signed_in = move |ems: Arc<Ems<S>>, headers: HeaderMap| async move {
         matches!(
             ems.browser_session(&headers).await,
@@ -706,11 +703,11 @@ async fn stream<S: EmsStore>(
         loop {
             let ev = tokio::select! {
                 r = rx.recv() => match r {
-                    Ok(ch) if ch.bureau == bureau => {
+                    Ok(Push::Changed(ch)) if ch.bureau == bureau => {
                         SseEvent::default().event("incident").data(ch.incident.to_string())
                     }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => SseEvent::default().event("incident").data("lagged"),
+                    Ok(Push::Changed(_)) => continue,
+                    Ok(Push::Resync) | Err(RecvError::Lagged(_)) => SseEvent::default().event("incident").data("lagged"),
                     Err(RecvError::Closed) => return None,
                 },
                 _ = tick.tick() => {

@@ -8,7 +8,7 @@
 
 use crate::error::EmsError;
 use crate::wire::{IncidentView, incident_view};
-use crate::{Change, Ems};
+use crate::{Ems, Push};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Path, State};
@@ -804,7 +804,7 @@ async fn stream<S: EmsStore>(
     headers: axum::http::HeaderMap,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = ems.subscribe();
-    let tick = tokio::time::interval(Duration::from_secs(10));
+    let tick = tokio::time::interval(ems.stream_recheck);
     // What the screen may show now: a change that takes one of these away is pushed too.
     let shown: HashSet<i64> = destined_here(&ems, &st)
         .await
@@ -826,7 +826,7 @@ async fn stream<S: EmsStore>(
         loop {
             tokio::select! {
                 r = s.rx.recv() => match r {
-                    Ok(ch) if ch.bureau == s.bureau => {
+                    Ok(Push::Changed(ch)) if ch.bureau == s.bureau => {
                         let ours = matches!(
                             s.ems.store.incident(s.bureau, ch.incident).await,
                             Ok(Some(r)) if r.log.destination().as_deref() == Some(s.hospital.as_str())
@@ -846,8 +846,8 @@ async fn stream<S: EmsStore>(
                             return Some((Ok(ev), Some(s)));
                         }
                     }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {
+                    Ok(Push::Changed(_)) => continue,
+                    Ok(Push::Resync) | Err(RecvError::Lagged(_)) => {
                         let ev = SseEvent::default().event("incident").data("lagged");
                         return Some((Ok(ev), Some(s)));
                     }
@@ -866,7 +866,7 @@ async fn stream<S: EmsStore>(
 }
 
 struct StreamState<S> {
-    rx: tokio::sync::broadcast::Receiver<Change>,
+    rx: tokio::sync::broadcast::Receiver<Push>,
     tick: tokio::time::Interval,
     ems: Arc<Ems<S>>,
     headers: axum::http::HeaderMap,

@@ -63,10 +63,22 @@ pub struct Change {
     pub teams: Vec<TeamId>,
 }
 
+/// `Ems::stream_recheck` unless the operator chose another.
+pub const DEFAULT_STREAM_RECHECK: Duration = Duration::from_secs(10);
+
+/// What the push streams of this process are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    Changed(Change),
+    /// Changes may have been missed (another process's feed was down): every screen and
+    /// tablet refreshes what it shows, as after a lagged channel.
+    Resync,
+}
+
 pub struct Ems<S> {
     pub store: Arc<S>,
     pub clock: Clock,
-    changes: broadcast::Sender<Change>,
+    changes: broadcast::Sender<Push>,
     /// Per bureau: the provider URL and the SHA-256 of the credential the client was made
     /// with, and the client. A rotated credential replaces the bureau's entry.
     providers: Mutex<HashMap<BureauId, (String, String, ProviderClient)>>,
@@ -93,8 +105,12 @@ pub struct Ems<S> {
     /// deployments, tests) the terminal's credential is a bearer token.
     pub device_ca: Option<Arc<enroll::DeviceCa>>,
     pub enrollment_limits: myna_store::ems::EnrollmentLimits,
-    /// Terminals the admin page revoked: their open push streams end at once.
-    revocations: broadcast::Sender<myna_store::ems::TerminalId>,
+    /// How often an open push stream (tablet, desk, hospital) checks that its credential still
+    /// holds: this catches an ended shift, a sign-out, or a revocation whose note was lost.
+    pub stream_recheck: Duration,
+    /// Terminals revoked (on the admin page, by `ems terminal revoke`, or in another process
+    /// on the database): their open push streams end at once.
+    revocations: broadcast::Sender<(BureauId, myna_store::ems::TerminalId)>,
     /// This process among those sharing the database: its own published changes come back
     /// through the feed and are not told twice.
     origin: u64,
@@ -119,30 +135,43 @@ impl<S: EmsStore> Ems<S> {
             allowed_hosts: None,
             device_ca: None,
             enrollment_limits: myna_store::ems::EnrollmentLimits::default(),
+            stream_recheck: DEFAULT_STREAM_RECHECK,
             revocations,
-            origin: {
-                let b = myna_web::random_secret();
-                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-            },
+            origin: myna_web::random_u64(),
         }
     }
 
     /// Follows the changes other ems processes on the same database publish and tells this
     /// process's push streams, for as long as the service runs; a failed feed is followed again
-    /// after a second. With a store one process holds alone it ends at once.
+    /// after a second, and once it listens again every stream resyncs (notes sent while it
+    /// was down are lost). With a store one process holds alone it ends at once.
     pub fn follow_other_processes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
-        let (changes, origin) = (self.changes.clone(), self.origin);
+        let (changes, revocations, origin) =
+            (self.changes.clone(), self.revocations.clone(), self.origin);
         tokio::spawn(async move {
             loop {
-                let changes = changes.clone();
-                let deliver: myna_store::ems::ChangeSink = Arc::new(move |note| {
-                    if note.origin != origin {
-                        let _ = changes.send(Change {
-                            bureau: note.bureau,
-                            incident: note.incident,
-                            teams: note.teams,
-                        });
+                let (changes, revocations) = (changes.clone(), revocations.clone());
+                let deliver: myna_store::ems::ChangeSink = Arc::new(move |feed| {
+                    use myna_store::ems::{Changed, Feed};
+                    // No receiver is not an error: nobody is watching.
+                    match feed {
+                        Feed::Listening => {
+                            let _ = changes.send(Push::Resync);
+                        }
+                        Feed::Note(note) if note.origin == origin => {}
+                        Feed::Note(note) => match note.what {
+                            Changed::Incident { incident, teams } => {
+                                let _ = changes.send(Push::Changed(Change {
+                                    bureau: note.bureau,
+                                    incident,
+                                    teams,
+                                }));
+                            }
+                            Changed::TerminalRevoked(terminal) => {
+                                let _ = revocations.send((note.bureau, terminal));
+                            }
+                        },
                     }
                 });
                 match store.follow_changes(deliver).await {
@@ -179,16 +208,19 @@ impl<S: EmsStore> Ems<S> {
         self.now().timestamp_millis()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Push> {
         self.changes.subscribe()
     }
 
-    pub fn subscribe_revocations(&self) -> broadcast::Receiver<myna_store::ems::TerminalId> {
+    pub fn subscribe_revocations(
+        &self,
+    ) -> broadcast::Receiver<(BureauId, myna_store::ems::TerminalId)> {
         self.revocations.subscribe()
     }
 
-    /// Revokes a terminal of the bureau and ends its push streams now (a stream also re-checks
-    /// its credential every 10 s, which catches a revocation by another process).
+    /// Revokes a terminal of the bureau and ends its push streams now, in this process and in
+    /// the others on the database (a stream also re-checks its credential every
+    /// `stream_recheck`, which catches a revocation whose note was lost).
     pub async fn revoke_terminal(
         &self,
         bureau: BureauId,
@@ -196,25 +228,35 @@ impl<S: EmsStore> Ems<S> {
     ) -> Result<bool, EmsError> {
         let revoked = self.store.revoke_terminal(bureau, terminal).await?;
         if revoked {
-            let _ = self.revocations.send(terminal);
+            let _ = self.revocations.send((bureau, terminal));
+            self.publish(bureau, myna_store::ems::Changed::TerminalRevoked(terminal));
         }
         Ok(revoked)
     }
 
     pub(crate) fn notify(&self, change: Change) {
-        // Other processes on the database too (a no-op for a store one process holds).
+        self.publish(
+            change.bureau,
+            myna_store::ems::Changed::Incident {
+                incident: change.incident,
+                teams: change.teams.clone(),
+            },
+        );
+        // No receiver is not an error: nobody is watching.
+        let _ = self.changes.send(Push::Changed(change));
+    }
+
+    /// Tells the other processes on the database (a no-op for a store one process holds).
+    fn publish(&self, bureau: BureauId, what: myna_store::ems::Changed) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let store = self.store.clone();
             let note = myna_store::ems::ChangeNote {
                 origin: self.origin,
-                bureau: change.bureau,
-                incident: change.incident,
-                teams: change.teams.clone(),
+                bureau,
+                what,
             };
             runtime.spawn(async move { store.publish_change(note).await });
         }
-        // No receiver is not an error: nobody is watching.
-        let _ = self.changes.send(change);
     }
 
     /// Appends an event a browser user (the desk, a hospital's staff) records, under a fresh

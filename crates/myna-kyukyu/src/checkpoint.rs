@@ -42,16 +42,20 @@ impl ChainStore {
         }
     }
 
-    /// Checkpoints sign the head of a log kept as one chain. A PostgreSQL provider keeps one
-    /// chain per person; signing those heads (a digest of them, chained to the previous
-    /// checkpoint) is not built yet, so it is refused rather than signed wrongly.
+    /// Checkpoints sign the head of a log kept as one chain. On PostgreSQL the provider keeps
+    /// one chain per person and ems one per bureau; signing those heads (a digest of them,
+    /// chained to the previous checkpoint) is not built yet, so it is refused rather than
+    /// signed wrongly.
     pub fn checkpointable(&self) -> Result<()> {
-        if let ChainStore::Provider(s) = self
-            && matches!(s.as_ref(), ProviderDb::Postgres(_))
-        {
+        let partitioned = match self {
+            ChainStore::Provider(s) => matches!(s.as_ref(), ProviderDb::Postgres(_)),
+            ChainStore::Ems(s) => matches!(s.as_ref(), EmsDb::Postgres(_)),
+        };
+        if partitioned {
             bail!(
-                "signed checkpoints of a PostgreSQL provider's per-person chains are not built \
-                 yet; `audit verify` checks every chain without them"
+                "signed checkpoints of PostgreSQL's partitioned chains ({} log) are not built \
+                 yet; `audit verify` checks every chain without them",
+                self.chain().as_str()
             );
         }
         Ok(())
@@ -65,14 +69,12 @@ impl ChainStore {
     }
 
     pub async fn hash_at(&self, seq: i64) -> Result<Option<Hash32>> {
+        self.checkpointable()?;
+        // A checkpointable log is one chain, partition 0 (`ChainPosition`).
+        let at = ChainPosition { partition: 0, seq };
         Ok(match self {
-            // The SQLite log is one chain, partition 0 (`ChainPosition`).
-            ChainStore::Provider(s) => {
-                self.checkpointable()?;
-                s.access_log_hash(ChainPosition { partition: 0, seq })
-                    .await?
-            }
-            ChainStore::Ems(s) => s.view_log_hash(seq).await?,
+            ChainStore::Provider(s) => s.access_log_hash(at).await?,
+            ChainStore::Ems(s) => s.view_log_hash(at).await?,
         })
     }
 }

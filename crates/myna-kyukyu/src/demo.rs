@@ -339,6 +339,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             provider_ca: Some(tls.ca.clone()),
             public_hosts: Vec::new(),
             device_ca: Some(device_ca.clone()),
+            stream_recheck: myna_ems::DEFAULT_STREAM_RECHECK,
         };
         let ems_store = ems_store.clone();
         async move { serve_ems(ems_store, ems_listener, options, stop).await }

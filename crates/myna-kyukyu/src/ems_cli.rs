@@ -43,6 +43,10 @@ pub enum EmsCommand {
         public_hosts: Vec<String>,
         #[command(flatten)]
         device_ca: DeviceCaArgs,
+        /// Seconds between an open push stream's checks of its credential (a revocation ends
+        /// a stream at once; the check catches an ended shift or sign-out).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        stream_recheck_s: u64,
     },
     /// Create 川崎市消防局 with its 7 stations, 31 teams, a dispatcher, an admin and one crew
     /// account per team. Prints the generated passwords once.
@@ -354,6 +358,7 @@ pub struct EmsServeOptions {
     pub public_hosts: Vec<String>,
     /// With it, tablets prove themselves by client certificates (and `tls` verifies them).
     pub device_ca: Option<myna_ems::enroll::DeviceCa>,
+    pub stream_recheck: std::time::Duration,
 }
 
 pub async fn serve_ems(
@@ -389,6 +394,7 @@ pub async fn serve_ems(
     );
     ems.allowed_hosts = Some(Arc::new(hosts));
     ems.device_ca = options.device_ca.map(Arc::new);
+    ems.stream_recheck = options.stream_recheck;
     if let Some(ca) = &options.provider_ca {
         ems.provider_tls = Some(crate::tls::client_roots(Some(ca))?);
         ems.provider_ca = Some(ca.clone());
@@ -523,6 +529,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             provider_ca,
             public_hosts,
             device_ca,
+            stream_recheck_s,
         } => {
             let store = Arc::new(EmsDb::open(&db).await?);
             let listener = tokio::net::TcpListener::bind(listen)
@@ -542,6 +549,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                     provider_ca,
                     public_hosts,
                     device_ca,
+                    stream_recheck: std::time::Duration::from_secs(stream_recheck_s),
                 },
                 crate::provider::shutdown_signal(),
             )
@@ -610,6 +618,14 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             if !store.revoke_terminal(bureau, id).await? {
                 bail!("no terminal {id} in this bureau");
             }
+            // Running ems processes on a shared database end the terminal's streams now.
+            store
+                .publish_change(myna_store::ems::ChangeNote {
+                    origin: myna_web::random_u64(),
+                    bureau,
+                    what: myna_store::ems::Changed::TerminalRevoked(id),
+                })
+                .await;
             println!("terminal {id} revoked");
         }
         EmsCommand::Terminal(TerminalAdmin::List { db, bureau }) => {

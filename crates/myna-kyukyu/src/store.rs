@@ -199,7 +199,7 @@ mod ems_delegation {
     use myna_domain::hospitals::HospitalStatus;
     use myna_domain::incident::ViewRecord;
     use myna_store::ems::*;
-    use myna_store::{ChainReport, StoreError};
+    use myna_store::{ChainPosition, ChainReport, StoreError};
 
     impl EmsStore for EmsDb {
         async fn publish_change(&self, note: ChangeNote) {
@@ -427,7 +427,7 @@ mod ems_delegation {
         ) -> Result<Vec<IncidentRecord>, StoreError> {
             either!(EmsDb, self, s => s.incidents(bureau, filter))
         }
-        async fn record_view(&self, record: ViewRecord) -> Result<i64, StoreError> {
+        async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
             either!(EmsDb, self, s => s.record_view(record))
         }
         async fn view_records(
@@ -442,9 +442,9 @@ mod ems_delegation {
         }
         async fn view_log_hash(
             &self,
-            seq: i64,
+            at: ChainPosition,
         ) -> Result<Option<myna_domain::access::Hash32>, StoreError> {
-            either!(EmsDb, self, s => s.view_log_hash(seq))
+            either!(EmsDb, self, s => s.view_log_hash(at))
         }
         async fn set_hospital_status(
             &self,

@@ -82,8 +82,12 @@ impl From<StoreError> for ApiError {
                 ApiError::CertificateRevoked { serial, revoked_at }
             }
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
-            StoreError::Corrupt(m) | StoreError::OrganisationExists(m) => ApiError::Internal(m),
-            e @ StoreError::InvalidRecord { .. } => ApiError::Internal(e.to_string()),
+            StoreError::Corrupt(m)
+            | StoreError::OrganisationExists(m)
+            | StoreError::UnknownOrganisation(m) => ApiError::Internal(m),
+            e @ (StoreError::InvalidRecord { .. } | StoreError::ImportRejected { .. }) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }

@@ -7,7 +7,9 @@
 use crate::{Attempt, col, connection, db_err, new_id, retrying, to_u32};
 use chrono::DateTime;
 use futures_util::{StreamExt, pin_mut};
-use myna_domain::access::{ChainBreak, ChainVerifier, ChainedEntry, Hash32, chain};
+use myna_domain::access::{
+    ChainBreak, ChainHead, ChainedEntry, Hash32, PartitionedVerifier, chain,
+};
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::PatientSecret;
@@ -15,11 +17,12 @@ use myna_store::columns::corrupt;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed,
     ChangeNote, ChangeSink, EmsStore, Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState,
-    Filing, HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, IssuedCertificate,
+    Feed, Filing, HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, IssuedCertificate,
     LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, Role, Session, StatusChange,
     Team, TeamId, Terminal, TerminalId,
 };
-use myna_store::{ChainReport, StoreError};
+use myna_store::{ChainPosition, ChainReport, StoreError};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Transaction};
@@ -54,10 +57,6 @@ const RACING_KEYS: &[&str] = &[
     "hospital_status_log_pkey",
     "view_log_pkey",
 ];
-
-/// Interim: one chain for all bureaus (the suite's contract); partitioning it by bureau follows
-/// the provider's ChainPosition change.
-const VIEW_CHAIN: &str = "all";
 
 pub struct PgEmsStore {
     pool: deadpool_postgres::Pool,
@@ -454,6 +453,12 @@ impl PgEmsStore {
         if inserted.is_none() {
             return Err(StoreError::OrganisationExists(seed.code.clone()).into());
         }
+        tx.execute(
+            "INSERT INTO view_log_head (bureau_id, seq, hash) VALUES ($1, 0, NULL)",
+            &[&id],
+        )
+        .await
+        .map_err(attempt)?;
         for (station, teams) in &seed.stations {
             let station_id = next_id(now);
             tx.execute(
@@ -896,22 +901,37 @@ impl PgEmsStore {
         Ok(Appended::New(committed))
     }
 
-    /// Globally serialised, as the one chain asks: the chain's head row is locked
-    /// (`FOR UPDATE`) for the append; `view_log_pkey` is the backstop.
-    async fn record_view_once(&self, record: &ViewRecord) -> Result<i64, Attempt> {
+    /// Serialised per bureau: the bureau's chain head row is locked (`FOR UPDATE`) for the
+    /// append; `view_log_pkey` is the backstop.
+    async fn record_view_once(&self, record: &ViewRecord) -> Result<ChainPosition, Attempt> {
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
-        // Interim: one chain for all bureaus (the suite's contract); partitioning it by bureau
-        // follows the provider's ChainPosition change.
         let head = tx
             .query_opt(
-                "SELECT seq, hash FROM view_log_head WHERE chain = $1 FOR UPDATE",
-                &[&VIEW_CHAIN],
+                "SELECT h.bureau_id, h.seq, h.hash FROM view_log_head h \
+                 JOIN bureau b ON b.id = h.bureau_id WHERE b.code = $1 FOR UPDATE OF h",
+                &[&record.bureau],
             )
             .await
-            .map_err(attempt)?
-            .ok_or_else(|| corrupt("the view log has no head row"))?;
-        let (seq, hash): (i64, Option<&[u8]>) = (col(&head, 0)?, col(&head, 1)?);
+            .map_err(attempt)?;
+        let Some(head) = head else {
+            let known = tx
+                .query_opt("SELECT 1 FROM bureau WHERE code = $1", &[&record.bureau])
+                .await
+                .map_err(attempt)?
+                .is_some();
+            return Err(if known {
+                corrupt(format!(
+                    "the view log of bureau {} has no head row",
+                    record.bureau
+                ))
+            } else {
+                StoreError::UnknownOrganisation(record.bureau.clone())
+            }
+            .into());
+        };
+        let (bureau, seq, hash): (i64, i64, Option<&[u8]>) =
+            (col(&head, 0)?, col(&head, 1)?, col(&head, 2)?);
         let prev = match (seq, hash) {
             (0, _) => None,
             (seq, Some(h)) => Some((seq, hash32(h, format!("view log head {seq}"))?)),
@@ -920,10 +940,10 @@ impl PgEmsStore {
         let linked = chain(prev, record.clone());
         let entry = serde_json::to_string(&linked.entry).map_err(encoding("view record"))?;
         tx.execute(
-            "INSERT INTO view_log (bureau, seq, entry, prev_hash, hash) \
+            "INSERT INTO view_log (bureau_id, seq, entry, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5)",
             &[
-                &record.bureau,
+                &bureau,
                 &linked.seq,
                 &entry,
                 &linked.prev_hash.as_slice(),
@@ -933,13 +953,16 @@ impl PgEmsStore {
         .await
         .map_err(attempt)?;
         tx.execute(
-            "UPDATE view_log_head SET seq = $2, hash = $3 WHERE chain = $1",
-            &[&VIEW_CHAIN, &linked.seq, &linked.hash.as_slice()],
+            "UPDATE view_log_head SET seq = $2, hash = $3 WHERE bureau_id = $1",
+            &[&bureau, &linked.seq, &linked.hash.as_slice()],
         )
         .await
         .map_err(attempt)?;
         tx.commit().await.map_err(attempt)?;
-        Ok(linked.seq)
+        Ok(ChainPosition {
+            partition: bureau,
+            seq: linked.seq,
+        })
     }
 
     /// Per hospital, serialised: the upsert of the current status locks the hospital's row,
@@ -1515,7 +1538,7 @@ impl EmsStore for PgEmsStore {
         Ok(out)
     }
 
-    async fn record_view(&self, record: ViewRecord) -> Result<i64, StoreError> {
+    async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
         retrying(|| self.record_view_once(&record)).await
     }
 
@@ -1527,8 +1550,9 @@ impl EmsStore for PgEmsStore {
         let client = connection(&self.pool).await?;
         client
             .query(
-                "SELECT seq, entry, prev_hash, hash FROM view_log WHERE bureau = $1 \
-                 ORDER BY seq DESC LIMIT $2",
+                "SELECT v.seq, v.entry, v.prev_hash, v.hash FROM view_log v \
+                 JOIN bureau b ON b.id = v.bureau_id WHERE b.code = $1 \
+                 ORDER BY v.seq DESC LIMIT $2",
                 &[&bureau, &i64::from(limit)],
             )
             .await
@@ -1538,68 +1562,87 @@ impl EmsStore for PgEmsStore {
             .collect()
     }
 
-    /// Walks the one chain in seq order; a head recorded beyond the last entry found means
-    /// the newest entries were removed.
+    /// Walks the bureaus' chains in (bureau, seq) order. The head rows are read first
+    /// (entries appended meanwhile only lengthen what the walk finds): a head beyond its
+    /// chain's last entry means the newest entries were removed, and a chain without a head
+    /// row means the head was removed with them.
     async fn verify_view_log(&self) -> Result<ChainReport, StoreError> {
         let client = connection(&self.pool).await?;
-        // The head first: entries appended meanwhile only lengthen what the walk finds.
-        let head: i64 = client
-            .query_opt(
-                "SELECT seq FROM view_log_head WHERE chain = $1",
-                &[&VIEW_CHAIN],
-            )
+        let mut heads: HashMap<i64, i64> = client
+            .query("SELECT bureau_id, seq FROM view_log_head", &[])
             .await
             .map_err(db_err)?
-            .map(|r| col(&r, 0))
-            .transpose()?
-            // The migration writes the row; without it a truncation could not be seen.
-            .ok_or_else(|| corrupt("the view log's head row is missing"))?;
+            .iter()
+            .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+            .collect::<Result<_, StoreError>>()?;
         let stream = client
             .query_raw(
-                "SELECT seq, entry, prev_hash, hash FROM view_log ORDER BY seq",
+                "SELECT seq, entry, prev_hash, hash, bureau_id FROM view_log \
+                 ORDER BY bureau_id, seq",
                 std::iter::empty::<i64>(),
             )
             .await
             .map_err(db_err)?;
         pin_mut!(stream);
-        let mut v = ChainVerifier::default();
+        let mut v = PartitionedVerifier::default();
+        let broken = |v: &PartitionedVerifier, first_break: ChainBreak| {
+            tracing::error!(%first_break, "view log broken");
+            Ok(ChainReport::Broken {
+                verified: v.entries(),
+                first_break,
+            })
+        };
+        // A finished chain against its head row: a break if entries were cut from its end.
+        let mut against_head =
+            |(bureau, (last, _)): ChainHead| -> Result<Option<ChainBreak>, StoreError> {
+                match heads.remove(&bureau) {
+                    Some(head) if head > last => Ok(Some(ChainBreak::Truncated { seq: head })),
+                    Some(_) => Ok(None),
+                    None => Err(corrupt(format!(
+                        "the view log of bureau {bureau} has entries but no head row"
+                    ))),
+                }
+            };
         while let Some(row) = stream.next().await {
             let row = row.map_err(db_err)?;
-            if let Err(first_break) = view_from(&row)?.and_then(|e| v.push(&e)) {
-                tracing::error!(%first_break, "view log broken");
-                return Ok(ChainReport::Broken {
-                    verified: v.count(),
-                    first_break,
-                });
+            let bureau: i64 = col(&row, 4)?;
+            let decoded = view_from(&row)?;
+            let ended = match v.push(bureau, decoded.as_ref().map_err(Clone::clone)) {
+                Err(first_break) => return broken(&v, first_break),
+                Ok(ended) => ended,
+            };
+            if let Some(first_break) = ended.map(&mut against_head).transpose()?.flatten() {
+                return broken(&v, first_break);
             }
         }
-        let last = v.head().map_or(0, |(seq, _)| seq);
-        if head > last {
-            let first_break = ChainBreak::Truncated { seq: head };
-            tracing::error!(%first_break, "view log broken");
-            return Ok(ChainReport::Broken {
-                verified: v.count(),
-                first_break,
-            });
+        if let Some(first_break) = v.last().map(&mut against_head).transpose()?.flatten() {
+            return broken(&v, first_break);
         }
+        // Heads of chains the walk found no entry of: emptied, unless never written to.
+        if let Some(seq) = heads.values().copied().find(|&seq| seq > 0) {
+            return broken(&v, ChainBreak::Truncated { seq });
+        }
+        let head_hash = match (v.last(), v.partitions()) {
+            (Some((_, (_, h))), 1) => Some(hex::encode(h)),
+            _ => None,
+        };
         Ok(ChainReport::Intact {
-            entries: v.count(),
-            partitions: u64::from(v.count() > 0),
-            head_hash: v.head().map(|(_, h)| hex::encode(h)),
+            entries: v.entries(),
+            partitions: v.partitions(),
+            head_hash,
         })
     }
 
-    async fn view_log_hash(&self, seq: i64) -> Result<Option<Hash32>, StoreError> {
+    async fn view_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
         let client = connection(&self.pool).await?;
-        let rows = client
-            .query("SELECT hash FROM view_log WHERE seq = $1 LIMIT 2", &[&seq])
+        let row = client
+            .query_opt(
+                "SELECT hash FROM view_log WHERE bureau_id = $1 AND seq = $2",
+                &[&at.partition, &at.seq],
+            )
             .await
             .map_err(db_err)?;
-        if rows.len() > 1 {
-            return Err(corrupt(format!("view log entry {seq} is stored twice")));
-        }
-        rows.first()
-            .map(|r| hash32(col(r, 0)?, format!("view log {seq}")))
+        row.map(|r| hash32(col(&r, 0)?, format!("view log {at:?}")))
             .transpose()
     }
 
@@ -1768,9 +1811,10 @@ impl EmsStore for PgEmsStore {
             .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
             .await
             .map_err(db_err)?;
+        deliver(Feed::Listening);
         while let Some(payload) = rx.recv().await {
             match ChangeNote::decode(&payload) {
-                Some(note) => deliver(note),
+                Some(note) => deliver(Feed::Note(note)),
                 None => tracing::warn!(payload, "an unreadable change note"),
             }
         }

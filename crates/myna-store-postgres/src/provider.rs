@@ -9,7 +9,8 @@ use crate::{
 use chrono::NaiveDate;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
-    AccessEntry, ChainBreak, ChainVerifier, ChainedEntry, Consent, Hash32, Purpose, Viewer, chain,
+    AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, PartitionedVerifier, Purpose, Viewer,
+    chain,
 };
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
@@ -1121,41 +1122,30 @@ impl ProviderStore for PgProviderStore {
             .await
             .map_err(db_err)?;
         pin_mut!(stream);
-        let (mut entries, mut partitions) = (0u64, 0u64);
-        let mut current: Option<(i64, ChainVerifier)> = None;
+        let mut v = PartitionedVerifier::default();
         while let Some(row) = stream.next().await {
             let row = row.map_err(db_err)?;
             let (at, decoded) = chained_from_row(&row)?;
-            let verifier = match &mut current {
-                Some((p, v)) if *p == at.partition => v,
-                _ => {
-                    partitions += 1;
-                    &mut current.insert((at.partition, ChainVerifier::default())).1
-                }
-            };
-            let checked = match decoded {
-                Ok(e) => verifier.push(&e),
-                Err(problem) => Err(ChainBreak::Unreadable {
-                    seq: at.seq,
-                    problem,
-                }),
-            };
-            if let Err(first_break) = checked {
+            let decoded = decoded.map_err(|problem| ChainBreak::Unreadable {
+                seq: at.seq,
+                problem,
+            });
+            if let Err(first_break) = v.push(at.partition, decoded.as_ref().map_err(Clone::clone)) {
                 tracing::error!(person = at.partition, %first_break, "access log broken");
                 return Ok(ChainReport::Broken {
-                    verified: entries,
+                    verified: v.entries(),
                     first_break,
                 });
             }
-            entries += 1;
         }
-        let head_hash = match (&current, partitions) {
-            (Some((_, v)), 1) => v.head().map(|(_, h)| hex::encode(h)),
+        // One chain's head is the log's; a digest of many heads is not built yet.
+        let head_hash = match (v.last(), v.partitions()) {
+            (Some((_, (_, h))), 1) => Some(hex::encode(h)),
             _ => None,
         };
         Ok(ChainReport::Intact {
-            entries,
-            partitions,
+            entries: v.entries(),
+            partitions: v.partitions(),
             head_hash,
         })
     }

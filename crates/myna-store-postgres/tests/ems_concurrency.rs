@@ -118,8 +118,10 @@ async fn incidents_created_at_once_get_the_days_numbers_in_turn_per_bureau() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn views_recorded_at_once_form_one_gapless_chain() {
+async fn views_recorded_at_once_form_one_gapless_chain_per_bureau() {
     let (db, store) = store("racing_views").await;
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
     let mut tasks = Vec::new();
     for i in 1..=20i64 {
         let s = store.clone();
@@ -135,26 +137,75 @@ async fn views_recorded_at_once_form_one_gapless_chain() {
             s.record_view(record).await.unwrap()
         }));
     }
-    let mut seqs = all(tasks).await;
-    seqs.sort_unstable();
-    assert_eq!(seqs, (1..=20).collect::<Vec<i64>>());
-    match store.verify_view_log().await.unwrap() {
-        ChainReport::Intact { entries, .. } => assert_eq!(entries, 20),
-        broken => panic!("{broken:?}"),
-    }
-    // The newest entries cut together with the head row that remembers them: refused as
-    // corrupt, not verified as a shorter chain.
+    let placed = all(tasks).await;
+    let seqs = |bureau: i64| -> Vec<i64> {
+        let mut s: Vec<i64> = placed
+            .iter()
+            .filter(|p| p.partition == bureau)
+            .map(|p| p.seq)
+            .collect();
+        s.sort_unstable();
+        s
+    };
+    assert_eq!(seqs(a), (1..=14).collect::<Vec<i64>>(), "a-fd's own chain");
+    assert_eq!(seqs(b), (1..=6).collect::<Vec<i64>>(), "b-fd's own chain");
+    assert_eq!(
+        store.verify_view_log().await.unwrap(),
+        ChainReport::Intact {
+            entries: 20,
+            partitions: 2,
+            head_hash: None
+        }
+    );
+    // A view of a bureau this database does not hold is refused, and changes nothing.
+    let stranger = ViewRecord {
+        bureau: "z-fd".into(),
+        ..view_record(1, 1)
+    };
+    assert_eq!(
+        store.record_view(stranger).await,
+        Err(StoreError::UnknownOrganisation("z-fd".into()))
+    );
+
     let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
-    admin
-        .batch_execute("DELETE FROM view_log WHERE seq > 17; DELETE FROM view_log_head")
-        .await
-        .unwrap();
+    let cut = |sql: String| {
+        let admin = &admin;
+        async move { admin.batch_execute(&sql).await.unwrap() }
+    };
+    // The newest entries of one bureau cut: its head row remembers them.
+    cut(format!(
+        "DELETE FROM view_log WHERE bureau_id = {b} AND seq > 4"
+    ))
+    .await;
+    assert!(matches!(
+        store.verify_view_log().await.unwrap(),
+        ChainReport::Broken {
+            first_break: myna_domain::access::ChainBreak::Truncated { seq: 6 },
+            ..
+        }
+    ));
+    // Every entry of that bureau cut: its head still remembers six.
+    cut(format!("DELETE FROM view_log WHERE bureau_id = {b}")).await;
+    assert!(matches!(
+        store.verify_view_log().await.unwrap(),
+        ChainReport::Broken {
+            first_break: myna_domain::access::ChainBreak::Truncated { seq: 6 },
+            ..
+        }
+    ));
+    // The other bureau's newest entries cut together with its head row: refused as corrupt,
+    // not verified as a shorter chain.
+    cut(format!(
+        "DELETE FROM view_log WHERE bureau_id = {a} AND seq > 11; \
+         DELETE FROM view_log_head WHERE bureau_id = {a}"
+    ))
+    .await;
     assert!(matches!(
         store.verify_view_log().await,
-        Err(myna_store::StoreError::Corrupt(_))
+        Err(StoreError::Corrupt(_))
     ));
     db.drop_now().await.unwrap();
 }
@@ -285,44 +336,47 @@ async fn the_provider_and_ems_share_one_database() {
     db.drop_now().await.unwrap();
 }
 
-/// Two stores on one database, as two ems processes hold it: a change one publishes reaches
-/// the other's feed (LISTEN/NOTIFY), with its origin, so that process can tell its own push
-/// streams. (The test of two ems processes with a desk on one and a tablet on the other is
-/// not written yet.)
+/// Two stores on one database, as two ems processes hold it: the feed says when it listens,
+/// then a change one store publishes (an incident, a revoked terminal) reaches the other's
+/// feed with its origin, so that process can tell its own push streams. (The ems processes
+/// themselves are tested in myna-kyukyu's `tests/processes.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_published_by_one_store_reaches_another_on_the_same_database() {
-    use myna_store::ems::{ChangeNote, ChangeSink};
+    use myna_store::ems::{ChangeNote, ChangeSink, Changed, Feed};
     let db = TestDb::create("change_feed").await.unwrap();
     let desk_side = PgEmsStore::connect(&db.url).await.unwrap();
     let tablet_side = Arc::new(PgEmsStore::connect(&db.url).await.unwrap());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let deliver: ChangeSink = Arc::new(move |note| {
-        let _ = tx.send(note);
+    let deliver: ChangeSink = Arc::new(move |feed| {
+        let _ = tx.send(feed);
     });
     let follower = {
         let store = tablet_side.clone();
         tokio::spawn(async move { store.follow_changes(deliver).await })
     };
-    let note = ChangeNote {
-        origin: 7,
-        bureau: 11,
-        incident: 42,
-        teams: vec![3, 5],
-    };
-    // The feed listens once its connection is up; publish until the note arrives.
-    let received = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            desk_side.publish_change(note.clone()).await;
-            match tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv()).await {
-                Ok(Some(n)) => return n,
-                Ok(None) => panic!("the feed ended"),
-                Err(_) => continue,
-            }
-        }
-    })
-    .await
-    .expect("no change reached the other store in 10 s");
-    assert_eq!(received, note);
+    let wait = std::time::Duration::from_secs(10);
+    let first = tokio::time::timeout(wait, rx.recv())
+        .await
+        .expect("the feed never listened");
+    assert_eq!(first, Some(Feed::Listening));
+    for what in [
+        Changed::Incident {
+            incident: 42,
+            teams: vec![3, 5],
+        },
+        Changed::TerminalRevoked(9),
+    ] {
+        let note = ChangeNote {
+            origin: 7,
+            bureau: 11,
+            what,
+        };
+        desk_side.publish_change(note.clone()).await;
+        let received = tokio::time::timeout(wait, rx.recv())
+            .await
+            .expect("no change reached the other store in 10 s");
+        assert_eq!(received, Some(Feed::Note(note)));
+    }
     follower.abort();
     db.drop_now().await.unwrap();
 }

@@ -8,7 +8,6 @@ use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::PatientSecret;
-use myna_store::ChainReport;
 use myna_store::StoreError;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
@@ -19,6 +18,7 @@ use myna_store::ems::{
     Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
     NewEnrollment, NewInvite, OpenInvite,
 };
+use myna_store::{ChainPosition, ChainReport};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -1274,7 +1274,7 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
-    async fn record_view(&self, record: ViewRecord) -> Result<i64, StoreError> {
+    async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
         self.run(move |conn| {
             let tx = immediate(conn)?;
             let prev = tx
@@ -1301,7 +1301,11 @@ impl EmsStore for EmsSqlite {
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
-            Ok(linked.seq)
+            // One chain for every bureau: SQLite has a single writer anyway.
+            Ok(ChainPosition {
+                partition: 0,
+                seq: linked.seq,
+            })
         })
         .await
     }
@@ -1356,7 +1360,11 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
-    async fn view_log_hash(&self, seq: i64) -> Result<Option<Hash32>, StoreError> {
+    async fn view_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
+        if at.partition != 0 {
+            return Ok(None);
+        }
+        let seq = at.seq;
         self.run(move |conn| {
             let hash: Option<Vec<u8>> = conn
                 .query_row("SELECT hash FROM view_log WHERE seq = ?1", [seq], |r| {

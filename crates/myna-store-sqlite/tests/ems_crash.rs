@@ -40,7 +40,7 @@ async fn ems_crash_child_writer() {
                 )
                 .await
                 .unwrap();
-                let view = s.record_view(view_record(i, 1)).await.unwrap();
+                let view = s.record_view(view_record(i, 1)).await.unwrap().seq;
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "ACK {incident} {key} {view}").unwrap();
                 out.flush().unwrap();

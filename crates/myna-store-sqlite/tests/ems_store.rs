@@ -45,7 +45,7 @@ async fn events_and_views_survive_a_reopen_and_a_tampered_view_breaks_the_chain(
             .await
             .unwrap();
         for i in 1..=3 {
-            assert_eq!(store.record_view(view_record(i, 1)).await.unwrap(), i);
+            assert_eq!(store.record_view(view_record(i, 1)).await.unwrap().seq, i);
         }
         let before = store.incident(bureau, id).await.unwrap().unwrap();
         (bureau, id, before)
@@ -80,7 +80,7 @@ async fn events_and_views_survive_a_reopen_and_a_tampered_view_breaks_the_chain(
     assert!(store.view_records("b-fd", 10).await.unwrap().is_empty());
 
     // The chain continues across the reopen.
-    assert_eq!(store.record_view(view_record(4, 1)).await.unwrap(), 4);
+    assert_eq!(store.record_view(view_record(4, 1)).await.unwrap().seq, 4);
     match store.verify_view_log().await.unwrap() {
         ChainReport::Intact {
             entries, head_hash, ..

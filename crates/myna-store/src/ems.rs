@@ -582,11 +582,12 @@ pub trait EmsStore: Send + Sync + 'static {
         filter: IncidentFilter,
     ) -> impl Future<Output = Result<Vec<IncidentRecord>, StoreError>> + Send;
 
-    /// Appends a view record to the hash chain; returns its sequence number.
+    /// Appends a view record to its bureau's chain (SQLite: the one chain, partition 0;
+    /// PostgreSQL: one per bureau, the bureau's id); returns its place.
     fn record_view(
         &self,
         record: ViewRecord,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<crate::ChainPosition, StoreError>> + Send;
 
     fn view_records(
         &self,
@@ -596,10 +597,10 @@ pub trait EmsStore: Send + Sync + 'static {
 
     fn verify_view_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
 
-    /// The stored hash of view-log entry `seq`, if there is one (to check a checkpoint).
+    /// The stored hash of the view-log entry at `at`, if there is one (to check a checkpoint).
     fn view_log_hash(
         &self,
-        seq: i64,
+        at: crate::ChainPosition,
     ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
 
     /// Sets a hospital's acceptance status (its `updated_at` is the change's time) and keeps
@@ -652,9 +653,9 @@ pub trait EmsStore: Send + Sync + 'static {
         async {}
     }
 
-    /// Hands `deliver` every change the processes on this database publish (its own among
-    /// them: the note's origin tells), until the feed fails. A store that one process holds
-    /// alone returns at once.
+    /// Hands `deliver` `Feed::Listening` once the feed listens, then every note the processes
+    /// on this database publish (its own among them: the note's origin tells), until the feed
+    /// fails. A store that one process holds alone returns at once.
     fn follow_changes(
         &self,
         deliver: ChangeSink,
@@ -664,69 +665,129 @@ pub trait EmsStore: Send + Sync + 'static {
     }
 }
 
-/// What an incident change tells other processes: which process made it, and which incident
-/// of which bureau for which teams.
+/// What one ems process tells the others on its database: which process it is, which bureau,
+/// and what changed there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeNote {
     pub origin: u64,
     pub bureau: BureauId,
-    pub incident: IncidentId,
-    pub teams: Vec<TeamId>,
+    pub what: Changed,
 }
 
-/// Where a followed change goes.
-pub type ChangeSink = std::sync::Arc<dyn Fn(ChangeNote) + Send + Sync>;
+/// What changed in a bureau.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// An incident, for the teams it is (or was, before a reassignment) assigned to.
+    Incident {
+        incident: IncidentId,
+        teams: Vec<TeamId>,
+    },
+    /// A terminal was revoked: its push streams end at once, in every process.
+    TerminalRevoked(TerminalId),
+}
+
+/// What a change feed hands its follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    /// The feed is listening (again): notes published while it was not are lost, so whoever
+    /// follows must refresh everything once.
+    Listening,
+    Note(ChangeNote),
+}
+
+/// Where a followed feed goes.
+pub type ChangeSink = std::sync::Arc<dyn Fn(Feed) + Send + Sync>;
 
 impl ChangeNote {
-    /// `origin:bureau:incident:team,team` (numbers only, so it fits a NOTIFY payload).
+    /// `origin:bureau:i:incident:team,team` or `origin:bureau:t:terminal` (numbers and one
+    /// letter only, so it fits a NOTIFY payload).
     pub fn encode(&self) -> String {
-        let teams: Vec<String> = self.teams.iter().map(i64::to_string).collect();
-        format!(
-            "{}:{}:{}:{}",
-            self.origin,
-            self.bureau,
-            self.incident,
-            teams.join(",")
-        )
+        match &self.what {
+            Changed::Incident { incident, teams } => {
+                let teams: Vec<String> = teams.iter().map(i64::to_string).collect();
+                format!(
+                    "{}:{}:i:{}:{}",
+                    self.origin,
+                    self.bureau,
+                    incident,
+                    teams.join(",")
+                )
+            }
+            Changed::TerminalRevoked(terminal) => {
+                format!("{}:{}:t:{}", self.origin, self.bureau, terminal)
+            }
+        }
     }
 
     pub fn decode(s: &str) -> Option<ChangeNote> {
-        let mut parts = s.splitn(4, ':');
+        let mut parts = s.splitn(5, ':');
         let origin = parts.next()?.parse().ok()?;
         let bureau = parts.next()?.parse().ok()?;
-        let incident = parts.next()?.parse().ok()?;
-        let teams = match parts.next()? {
-            "" => Vec::new(),
-            list => list
-                .split(',')
-                .map(|t| t.parse().ok())
-                .collect::<Option<Vec<_>>>()?,
+        let what = match parts.next()? {
+            "i" => {
+                let incident = parts.next()?.parse().ok()?;
+                let teams = match parts.next()? {
+                    "" => Vec::new(),
+                    list => list
+                        .split(',')
+                        .map(|t| t.parse().ok())
+                        .collect::<Option<Vec<_>>>()?,
+                };
+                Changed::Incident { incident, teams }
+            }
+            "t" => {
+                let terminal = parts.next()?.parse().ok()?;
+                if parts.next().is_some() {
+                    return None;
+                }
+                Changed::TerminalRevoked(terminal)
+            }
+            _ => return None,
         };
         Some(ChangeNote {
             origin,
             bureau,
-            incident,
-            teams,
+            what,
         })
     }
 }
 
 #[cfg(test)]
 mod change_note_tests {
-    use super::ChangeNote;
+    use super::{ChangeNote, Changed};
 
     #[test]
     fn a_note_round_trips_and_garbage_is_refused() {
-        for teams in [vec![], vec![7], vec![7, -3]] {
+        let mut notes: Vec<Changed> = [vec![], vec![7], vec![7, -3]]
+            .into_iter()
+            .map(|teams| Changed::Incident {
+                incident: 42,
+                teams,
+            })
+            .collect();
+        notes.push(Changed::TerminalRevoked(i64::MIN));
+        for what in notes {
             let note = ChangeNote {
                 origin: u64::MAX,
                 bureau: 1_800_000_000_000 << 20,
-                incident: 42,
-                teams,
+                what,
             };
             assert_eq!(ChangeNote::decode(&note.encode()), Some(note));
         }
-        for bad in ["", "1:2", "1:2:3", "x:2:3:", "1:2:3:4,,5", "1:2:3:a"] {
+        for bad in [
+            "",
+            "1:2",
+            "1:2:i",
+            "1:2:i:3",
+            "x:2:i:3:",
+            "1:2:i:3:4,,5",
+            "1:2:i:3:a",
+            "1:2:3:4",
+            "1:2:t:",
+            "1:2:t:5:6",
+            "1:2:x:5",
+            "1:2:3:",
+        ] {
             assert_eq!(ChangeNote::decode(bad), None, "{bad:?}");
         }
     }

@@ -1057,16 +1057,31 @@ pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>
         bureau: "b-fd".into(),
         ..view_record(3, 1)
     };
+    // A view names a bureau the database holds.
+    store.seed_bureau(small("a-fd")).await.unwrap();
+    store.seed_bureau(small("b-fd")).await.unwrap();
     let records = [
         view_record(1, 1),
         view_record(2, 2),
         other_bureau.clone(),
         view_record(4, 1),
     ];
-    for (i, r) in records.iter().enumerate() {
+    let mut at = Vec::new();
+    for r in &records {
+        at.push(store.record_view(r.clone()).await.unwrap());
+    }
+    // One chain for all (SQLite) or one per bureau (PostgreSQL): either way a bureau's views
+    // share a chain, and each chain is numbered from 1 without gaps.
+    assert_eq!(at[0].partition, at[1].partition);
+    assert_eq!(at[0].partition, at[3].partition);
+    let mut chains: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for p in &at {
+        chains.entry(p.partition).or_default().push(p.seq);
+    }
+    for seqs in chains.values() {
         assert_eq!(
-            store.record_view(r.clone()).await.unwrap(),
-            i64::try_from(i).unwrap() + 1,
+            *seqs,
+            (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>(),
             "view records are numbered from 1 without gaps"
         );
     }
@@ -1074,7 +1089,7 @@ pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>
     let views = store.view_records("a-fd", 10).await.unwrap();
     assert_eq!(
         views.iter().map(|v| v.seq).collect::<Vec<_>>(),
-        vec![4, 2, 1],
+        vec![at[3].seq, at[1].seq, at[0].seq],
         "newest first, this bureau's only"
     );
     assert_eq!(views[2].entry, records[0]);
@@ -1092,33 +1107,42 @@ pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>
     let newest_two = store.view_records("a-fd", 2).await.unwrap();
     assert_eq!(
         newest_two.iter().map(|v| v.seq).collect::<Vec<_>>(),
-        vec![4, 2]
+        vec![at[3].seq, at[1].seq]
     );
     let b = store.view_records("b-fd", 10).await.unwrap();
     assert_eq!(b.len(), 1);
-    assert_eq!(b[0].seq, 3);
+    assert_eq!(b[0].seq, at[2].seq);
     assert_eq!(b[0].entry, other_bureau);
     assert!(store.view_records("c-fd", 10).await.unwrap().is_empty());
 
     match store.verify_view_log().await.unwrap() {
         ChainReport::Intact {
-            entries, head_hash, ..
+            entries,
+            partitions,
+            head_hash,
         } => {
             assert_eq!(entries, 4);
-            assert_eq!(
-                head_hash,
-                Some(hex::encode(views[0].hash)),
-                "the head is the newest entry's hash"
-            );
+            assert_eq!(partitions, chains.len() as u64);
+            if partitions == 1 {
+                assert_eq!(
+                    head_hash,
+                    Some(hex::encode(views[0].hash)),
+                    "the head is the newest entry's hash"
+                );
+            }
         }
         broken => panic!("an untouched log must verify: {broken:?}"),
     }
     assert_eq!(
-        store.view_log_hash(4).await.unwrap(),
+        store.view_log_hash(at[3]).await.unwrap(),
         Some(views[0].hash),
-        "a checkpoint's entry is found by its number"
+        "a checkpoint's entry is found by its place"
     );
-    assert_eq!(store.view_log_hash(5).await.unwrap(), None);
+    let beyond = crate::ChainPosition {
+        seq: at[3].seq + 1,
+        ..at[3]
+    };
+    assert_eq!(store.view_log_hash(beyond).await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------------------

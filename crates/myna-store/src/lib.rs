@@ -5,6 +5,7 @@ pub mod columns;
 pub mod ems;
 #[cfg(feature = "testsuite")]
 pub mod ems_testsuite;
+pub mod import;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
@@ -84,6 +85,11 @@ pub enum StoreError {
     Revoked { serial: String, revoked_at: String },
     #[error("organisation {0:?} already exists")]
     OrganisationExists(String),
+    #[error("no organisation {0:?} is held here")]
+    UnknownOrganisation(String),
+    /// An import line that cannot be applied; its batch changed nothing.
+    #[error("line {line}: {problem}")]
+    ImportRejected { line: u64, problem: String },
     #[error("person {person}: {problem}")]
     InvalidRecord { person: i64, problem: String },
     #[error("stored data is inconsistent: {0}")]

@@ -59,6 +59,11 @@ pub fn random_secret() -> [u8; 32] {
     bytes
 }
 
+/// A fresh random number (a process's origin among those sharing a database).
+pub fn random_u64() -> u64 {
+    rand::rng().next_u64()
+}
+
 /// The value of cookie `name`, if the request carries it.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     cookies(headers, name).next()
