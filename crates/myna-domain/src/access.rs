@@ -349,8 +349,9 @@ impl ChainVerifier {
 }
 
 /// Incremental verifier of a log kept as several chains (one per partition, each from seq 1):
-/// feed entries in (partition, seq) order. Each chain is checked as `ChainVerifier` checks
-/// one; a partition seen again after another began is a break of its own (it restarts at 1).
+/// feed entries in (partition, seq) order, calling `begins` with each entry's partition before
+/// `push`. Each chain is checked as `ChainVerifier` checks one; partitions must come in
+/// increasing order, so no chain can be walked twice.
 #[derive(Debug, Default)]
 pub struct PartitionedVerifier {
     current: Option<(i64, ChainVerifier)>,
@@ -362,26 +363,47 @@ pub struct PartitionedVerifier {
 pub type ChainHead = (i64, (i64, Hash32));
 
 impl PartitionedVerifier {
-    /// Checks `e` (or the reason it could not be read) as the next entry of `partition`;
-    /// returns the chain that ended here, if `e` begins a new partition.
+    /// The next entry is of `partition`: if that starts a new chain, the one before ends here
+    /// and is returned (to be checked against a head kept elsewhere, before the new entry
+    /// counts). `seq` is the entry's, for the message if the partition comes out of order.
+    pub fn begins(&mut self, partition: i64, seq: i64) -> Result<Option<ChainHead>, ChainBreak> {
+        match &self.current {
+            Some((p, _)) if *p == partition => return Ok(None),
+            Some((p, _)) if *p > partition => {
+                return Err(ChainBreak::Unreadable {
+                    seq,
+                    problem: format!("partition {partition} comes after partition {p}"),
+                });
+            }
+            _ => {}
+        }
+        let ended = self
+            .current
+            .take()
+            .and_then(|(p, v)| v.head().map(|h| (p, h)));
+        self.partitions += 1;
+        self.current = Some((partition, ChainVerifier::default()));
+        Ok(ended)
+    }
+
+    /// Checks `e` (or the reason it could not be read) as the next entry of the partition
+    /// `begins` named.
     pub fn push<E: Linked>(
         &mut self,
-        partition: i64,
         e: Result<&ChainedEntry<E>, ChainBreak>,
-    ) -> Result<Option<ChainHead>, ChainBreak> {
-        let mut ended = None;
-        if self.current.as_ref().map(|(p, _)| *p) != Some(partition) {
-            if let Some((p, v)) = self.current.take() {
-                ended = v.head().map(|h| (p, h));
+    ) -> Result<(), ChainBreak> {
+        let e = e?;
+        match &mut self.current {
+            Some((_, v)) => v.push(e)?,
+            None => {
+                return Err(ChainBreak::Unreadable {
+                    seq: e.seq,
+                    problem: "an entry of no partition".into(),
+                });
             }
-            self.partitions += 1;
-            self.current = Some((partition, ChainVerifier::default()));
-        }
-        if let Some((_, v)) = &mut self.current {
-            v.push(e?)?;
         }
         self.entries += 1;
-        Ok(ended)
+        Ok(())
     }
 
     /// The last chain's head, once every entry was fed.
@@ -455,39 +477,43 @@ mod tests {
     #[test]
     fn partitioned_chains_verify_each_on_its_own_and_report_their_heads() {
         let (a, b) = (build(3), build(2));
+        let feed = |v: &mut PartitionedVerifier, p: i64, e: &ChainedEntry| {
+            let ended = v.begins(p, e.seq)?;
+            v.push(Ok(e))?;
+            Ok::<_, ChainBreak>(ended)
+        };
         let mut v = PartitionedVerifier::default();
         let mut ended = Vec::new();
         for (p, chain) in [(7, &a), (9, &b)] {
             for e in chain.iter() {
-                ended.extend(v.push(p, Ok(e)).unwrap());
+                ended.extend(feed(&mut v, p, e).unwrap());
             }
         }
         assert_eq!(ended, vec![(7, (3, a[2].hash))]);
         assert_eq!(v.last(), Some((9, (2, b[1].hash))));
         assert_eq!((v.entries(), v.partitions()), (5, 2));
 
-        // A partition that comes back after another began restarts at 1: a break.
+        // A partition that comes back after another began is refused, even from seq 1.
         let mut v = PartitionedVerifier::default();
-        v.push(7, Ok(&a[0])).unwrap();
-        v.push(9, Ok(&b[0])).unwrap();
-        assert_eq!(
-            v.push(7, Ok(&a[1])),
-            Err(ChainBreak::Sequence {
-                seq: 2,
-                expected: 1
-            })
-        );
+        feed(&mut v, 7, &a[0]).unwrap();
+        feed(&mut v, 9, &b[0]).unwrap();
+        assert!(matches!(
+            feed(&mut v, 7, &a[0]),
+            Err(ChainBreak::Unreadable { seq: 1, .. })
+        ));
+        assert_eq!(v.entries(), 2, "the refused entry is not counted");
         // A gap inside one partition, and an unreadable entry, are breaks too.
         let mut v = PartitionedVerifier::default();
-        v.push(7, Ok(&a[0])).unwrap();
-        assert!(v.push(7, Ok(&a[2])).is_err());
+        feed(&mut v, 7, &a[0]).unwrap();
+        assert!(feed(&mut v, 7, &a[2]).is_err());
         let unreadable = ChainBreak::Unreadable {
             seq: 1,
             problem: "x".into(),
         };
         let mut v = PartitionedVerifier::default();
+        v.begins(1, 1).unwrap();
         assert_eq!(
-            v.push::<AccessEntry>(1, Err(unreadable.clone())),
+            v.push::<AccessEntry>(Err(unreadable.clone())),
             Err(unreadable)
         );
     }

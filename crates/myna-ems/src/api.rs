@@ -767,13 +767,23 @@ async fn stream<S: EmsStore>(
                     }
                     Ok(Push::Changed(_)) => continue,
                     Ok(Push::Resync) | Err(RecvError::Lagged(_)) => {
+                        // Notes may have been lost, a revocation among them.
+                        if w.ems.crew(&w.req).await.is_err() {
+                            return Some((Ok(ended()), None));
+                        }
                         let ev = SseEvent::default().event(PushEvent::Resync.as_str()).data("lagged");
                         return Some((Ok(ev), Some(w)));
                     }
                     Err(RecvError::Closed) => return None,
                 },
                 r = w.revocations.recv() => match r {
-                    Ok(revoked) if revoked == (w.bureau, w.terminal) => return Some((Ok(ended()), None)),
+                    // Confirmed in the store: anyone who can NOTIFY on the database could send
+                    // a note, and ending a stream signs the crew out of the tablet.
+                    Ok(revoked) if revoked == (w.bureau, w.terminal) => {
+                        if w.ems.crew(&w.req).await.is_err() {
+                            return Some((Ok(ended()), None));
+                        }
+                    }
                     // Missed revocations: check this terminal now.
                     Err(RecvError::Lagged(_)) if w.ems.crew(&w.req).await.is_err() => {
                         return Some((Ok(ended()), None));

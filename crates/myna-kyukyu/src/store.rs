@@ -165,6 +165,12 @@ impl ProviderStore for ProviderDb {
     ) -> Result<Vec<AccessEntry>, StoreError> {
         either!(ProviderDb, self, s => s.access_log_for(person, limit))
     }
+    async fn import_batch(
+        &self,
+        batch: myna_store::import::ImportBatch,
+    ) -> Result<myna_store::import::Imported, StoreError> {
+        either!(ProviderDb, self, s => s.import_batch(batch))
+    }
 }
 
 /// ems's store on either backend.

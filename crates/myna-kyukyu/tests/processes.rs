@@ -166,6 +166,14 @@ async fn the_desk_on_one_ems_process_reaches_a_tablet_on_another_and_a_revocatio
     let (desk_side, desk_url) = ems_serve(&db.url, &["--stream-recheck-s", "3600"]);
     let (tablet_side, tablet_url) = ems_serve(&db.url, &["--stream-recheck-s", "3600"]);
     assert_ne!(desk_url, tablet_url);
+    // Both feeds listening before anything happens (a note sent earlier is not heard).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while db.listeners().await.unwrap() < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the two ems processes did not both listen within 30 s");
 
     // The tablet signs its crew in on the second process and opens its push stream there.
     let tls = myna_tls::platform_client_config().unwrap();
@@ -234,9 +242,19 @@ async fn the_desk_on_one_ems_process_reaches_a_tablet_on_another_and_a_revocatio
     assert_eq!(created.status(), StatusCode::SEE_OTHER);
 
     // The push crosses processes; the tablet then reads the incident from its own process.
-    let (event, data) = next_event(&mut pushes, Duration::from_secs(30))
-        .await
-        .expect("no push reached the tablet's process in 30 s");
+    // (A resync may come first: the feed tells each new stream's process it listens.)
+    let (event, data) = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match pushes.recv().await {
+                Some((event, _)) if event == "resync" => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("no push reached the tablet's process in 30 s");
     assert_eq!(event, "incident", "{data}");
     let incident: i64 = data.parse().unwrap();
     let shown = tablet.incident(&crew.session, incident).await.unwrap();
@@ -244,8 +262,7 @@ async fn the_desk_on_one_ems_process_reaches_a_tablet_on_another_and_a_revocatio
 
     // The feeds' connections cut, as by a network failure: each process listens again, and
     // since notes sent meanwhile are lost, the tablet is told to resync everything.
-    // (At least the tablet's process listens: the push above crossed on its feed.)
-    assert!(db.cut_listeners().await.unwrap() >= 1);
+    assert_eq!(db.cut_listeners().await.unwrap(), 2, "one feed per process");
     let resync = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match pushes.recv().await {
@@ -257,6 +274,39 @@ async fn the_desk_on_one_ems_process_reaches_a_tablet_on_another_and_a_revocatio
     .await
     .expect("no resync 30 s after the feed was cut");
     assert_eq!(resync.map(|(event, _)| event).as_deref(), Some("resync"));
+
+    // A forged note (anyone who can NOTIFY on the database can send one) revoking this
+    // terminal: the stream checks the store, finds the terminal valid, and stays open. (A
+    // wrongly ended stream would say so within milliseconds; two seconds are waited.)
+    let bureau = myna_store_postgres::PgEmsStore::connect(&db.url)
+        .await
+        .unwrap();
+    let bureau_id = {
+        use myna_store::ems::EmsStore;
+        let b = bureau
+            .bureau(myna_ems::seed::KAWASAKI_CODE)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        bureau
+            .publish_change(myna_store::ems::ChangeNote {
+                origin: 1,
+                bureau: b,
+                what: myna_store::ems::Changed::TerminalRevoked(terminal),
+            })
+            .await;
+        b
+    };
+    assert!(bureau_id != 0);
+    match next_event(&mut pushes, Duration::from_secs(2)).await {
+        None => {}
+        Some((event, data)) => assert!(
+            event == "incident" && data == incident.to_string(),
+            "a forged revocation note reached the tablet as {event}: {data}"
+        ),
+    }
+    assert!(tablet.incident(&crew.session, incident).await.is_ok());
 
     // Revoked by a third process: the stream on the second ends now, not in an hour (the
     // feed it rides on is the one just re-established).

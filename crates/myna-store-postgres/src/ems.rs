@@ -73,7 +73,17 @@ impl PgEmsStore {
         let runner = embedded::migrations::runner();
         Ok(Self {
             pool: crate::migrated_pool(url, runner, HISTORY_TABLE).await?,
-            follow: Box::new(crate::config(url)?),
+            follow: Box::new({
+                // A feed connection is idle for long; a half-open one (a NAT or firewall
+                // dropped it) must fail within about half a minute, so the feed reconnects
+                // and every stream resyncs, rather than hearing nothing for hours.
+                let mut c = crate::config(url)?;
+                c.keepalives(true)
+                    .keepalives_idle(std::time::Duration::from_secs(15))
+                    .keepalives_interval(std::time::Duration::from_secs(5))
+                    .keepalives_retries(3);
+                c
+            }),
         })
     }
 }
@@ -1562,20 +1572,42 @@ impl EmsStore for PgEmsStore {
             .collect()
     }
 
-    /// Walks the bureaus' chains in (bureau, seq) order. The head rows are read first
-    /// (entries appended meanwhile only lengthen what the walk finds): a head beyond its
-    /// chain's last entry means the newest entries were removed, and a chain without a head
-    /// row means the head was removed with them.
+    /// Walks the bureaus' chains in (bureau, seq) order, in one snapshot with the bureaus' head
+    /// rows (`REPEATABLE READ`), so each chain must end exactly at its head: a head beyond the
+    /// chain (or a head over no entry) means the newest entries were removed, a head that is
+    /// not the chain's last entry means the chain or its head was rewritten, a bureau without a
+    /// head row means its head was removed, and an entry naming another bureau than the chain
+    /// it sits in was moved.
     async fn verify_view_log(&self) -> Result<ChainReport, StoreError> {
-        let client = connection(&self.pool).await?;
-        let mut heads: HashMap<i64, i64> = client
-            .query("SELECT bureau_id, seq FROM view_log_head", &[])
+        let mut client = connection(&self.pool).await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db_err)?;
+        // Every bureau with its head (seq, hash); a missing row is corruption.
+        let mut heads: HashMap<i64, (String, i64, Option<Hash32>)> = HashMap::new();
+        for r in tx
+            .query(
+                "SELECT b.id, b.code, h.seq, h.hash FROM bureau b \
+                 LEFT JOIN view_log_head h ON h.bureau_id = b.id",
+                &[],
+            )
             .await
             .map_err(db_err)?
-            .iter()
-            .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
-            .collect::<Result<_, StoreError>>()?;
-        let stream = client
+        {
+            let (id, code): (i64, String) = (col(&r, 0)?, col(&r, 1)?);
+            let Some(seq) = col::<Option<i64>>(&r, 2)? else {
+                return Err(corrupt(format!("bureau {code} has no view-log head row")));
+            };
+            let hash = col::<Option<&[u8]>>(&r, 3)?
+                .map(|h| hash32(h, format!("bureau {code}'s view-log head")))
+                .transpose()?;
+            heads.insert(id, (code, seq, hash));
+        }
+        let stream = tx
             .query_raw(
                 "SELECT seq, entry, prev_hash, hash, bureau_id FROM view_log \
                  ORDER BY bureau_id, seq",
@@ -1585,43 +1617,63 @@ impl EmsStore for PgEmsStore {
             .map_err(db_err)?;
         pin_mut!(stream);
         let mut v = PartitionedVerifier::default();
-        let broken = |v: &PartitionedVerifier, first_break: ChainBreak| {
-            tracing::error!(%first_break, "view log broken");
+        let broken = |v: &PartitionedVerifier, bureau: i64, first_break: ChainBreak| {
+            tracing::error!(bureau, %first_break, "view log broken");
             Ok(ChainReport::Broken {
                 verified: v.entries(),
                 first_break,
             })
         };
-        // A finished chain against its head row: a break if entries were cut from its end.
-        let mut against_head =
-            |(bureau, (last, _)): ChainHead| -> Result<Option<ChainBreak>, StoreError> {
-                match heads.remove(&bureau) {
-                    Some(head) if head > last => Ok(Some(ChainBreak::Truncated { seq: head })),
-                    Some(_) => Ok(None),
-                    None => Err(corrupt(format!(
-                        "the view log of bureau {bureau} has entries but no head row"
-                    ))),
-                }
-            };
+        // A finished chain against its head: it must end exactly there.
+        type Heads = HashMap<i64, (String, i64, Option<Hash32>)>;
+        fn against_head(
+            heads: &mut Heads,
+            (bureau, (last, hash)): ChainHead,
+        ) -> Option<ChainBreak> {
+            match heads.remove(&bureau) {
+                Some((_, seq, Some(h))) if seq == last && h == hash => None,
+                Some((_, seq, _)) if seq > last => Some(ChainBreak::Truncated { seq }),
+                _ => Some(ChainBreak::Rewritten { seq: last }),
+            }
+        }
         while let Some(row) = stream.next().await {
             let row = row.map_err(db_err)?;
             let bureau: i64 = col(&row, 4)?;
-            let decoded = view_from(&row)?;
-            let ended = match v.push(bureau, decoded.as_ref().map_err(Clone::clone)) {
-                Err(first_break) => return broken(&v, first_break),
-                Ok(ended) => ended,
-            };
-            if let Some(first_break) = ended.map(&mut against_head).transpose()?.flatten() {
-                return broken(&v, first_break);
+            let seq: i64 = col(&row, 0)?;
+            match v.begins(bureau, seq) {
+                Err(first_break) => return broken(&v, bureau, first_break),
+                Ok(Some(ended)) => {
+                    if let Some(first_break) = against_head(&mut heads, ended) {
+                        return broken(&v, ended.0, first_break);
+                    }
+                }
+                Ok(None) => {}
+            }
+            let code = heads.get(&bureau).map(|(code, _, _)| code.as_str());
+            let decoded = view_from(&row)?.and_then(|e| match code {
+                Some(code) if e.entry.bureau == code => Ok(e),
+                _ => Err(ChainBreak::Unreadable {
+                    seq,
+                    problem: format!(
+                        "the entry names bureau {} but sits in another bureau's chain",
+                        e.entry.bureau
+                    ),
+                }),
+            });
+            if let Err(first_break) = v.push(decoded.as_ref().map_err(Clone::clone)) {
+                return broken(&v, bureau, first_break);
             }
         }
-        if let Some(first_break) = v.last().map(&mut against_head).transpose()?.flatten() {
-            return broken(&v, first_break);
+        if let Some(last) = v.last()
+            && let Some(first_break) = against_head(&mut heads, last)
+        {
+            return broken(&v, last.0, first_break);
         }
-        // Heads of chains the walk found no entry of: emptied, unless never written to.
-        if let Some(seq) = heads.values().copied().find(|&seq| seq > 0) {
-            return broken(&v, ChainBreak::Truncated { seq });
+        // Heads of bureaus the walk found no entry of: emptied, unless never written to.
+        if let Some((bureau, (_, seq, _))) = heads.iter().find(|(_, (_, seq, _))| *seq > 0) {
+            return broken(&v, *bureau, ChainBreak::Truncated { seq: *seq });
         }
+        tx.commit().await.map_err(db_err)?;
         let head_hash = match (v.last(), v.partitions()) {
             (Some((_, (_, h))), 1) => Some(hex::encode(h)),
             _ => None,
@@ -1769,22 +1821,30 @@ impl EmsStore for PgEmsStore {
             .collect()
     }
 
-    /// `NOTIFY` on the channel every ems process on this database listens to.
+    /// `NOTIFY` on the channel every ems process on this database listens to, tried three
+    /// times over about a second.
     async fn publish_change(&self, note: ChangeNote) {
-        let sent = match connection(&self.pool).await {
-            Ok(client) => client
-                .execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&CHANGES_CHANNEL, &note.encode()],
-                )
-                .await
-                .map_err(db_err),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
-            // The change is committed; another process's streams see it at their next
-            // refresh rather than at once.
-            tracing::warn!(error = %e, "could not tell other ems processes of a change");
+        let payload = note.encode();
+        for attempt in 1..=3u64 {
+            let sent = match connection(&self.pool).await {
+                Ok(client) => client
+                    .execute("SELECT pg_notify($1, $2)", &[&CHANGES_CHANNEL, &payload])
+                    .await
+                    .map_err(db_err),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(_) => return,
+                Err(e) if attempt == 3 => {
+                    // The change is committed; other processes' streams learn of it only when
+                    // their screens reload (not built: a periodic refresh on the tablet).
+                    tracing::error!(error = %e, "could not tell other ems processes of a change");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "telling other ems processes failed; again");
+                    tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
+                }
+            }
         }
     }
 

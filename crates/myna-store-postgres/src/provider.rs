@@ -23,6 +23,7 @@ use myna_store::columns::{
     institution_kind, institution_kind_str, procedure_kind, procedure_kind_str, product_conflict,
     source,
 };
+use myna_store::import::{ImportBatch, Imported, LineNo, Record};
 use myna_store::{
     AccessGranted, AccessRequest, ChainPosition, ChainReport, DatasetInfo, Organisation,
     PersonRecordSet, ProviderStore, StoreError, secret_matches,
@@ -46,17 +47,30 @@ pub struct PgProviderStore {
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
 /// place. Any other unique key (a person or serial loaded twice) is the caller's error.
 fn attempt(e: tokio_postgres::Error) -> Attempt {
-    let chain_place = e
-        .as_db_error()
-        .and_then(|d| d.constraint())
-        .is_some_and(|c| c.starts_with("access_log_"));
+    let constraint = e.as_db_error().and_then(|d| d.constraint()).unwrap_or("");
     let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
-    if lost_race(&e) && (!unique || chain_place) {
+    if lost_race(&e) && (!unique || constraint.starts_with("access_log_")) {
         Attempt::Retry(e)
+    } else if unique && RECORD_KEYS.contains(&constraint) {
+        // Which record: `import_batch` looks it up by the batch's keys.
+        Attempt::Fail(StoreError::InvalidRecord {
+            person: 0,
+            problem: RECORD_HELD.into(),
+        })
     } else {
         Attempt::Fail(db_err(e))
     }
 }
+
+/// The record tables' keys (person, service date, seq).
+const RECORD_KEYS: [&str; 5] = [
+    "visit_pkey",
+    "dispensing_pkey",
+    "procedure_record_pkey",
+    "dialysis_pkey",
+    "health_check_pkey",
+];
+const RECORD_HELD: &str = "a record with this key (service date, seq) is already held";
 
 fn to_i32(n: u32, what: &str) -> Result<i32, StoreError> {
     i32::try_from(n).map_err(|_| StoreError::InvalidRecord {
@@ -163,6 +177,252 @@ impl PgProviderStore {
         tx.commit().await.map_err(attempt)?;
         Ok(())
     }
+}
+
+impl PgProviderStore {
+    /// One batch in one transaction. Its `import_batch` row is written first, so a second
+    /// import of the same batch waits on that key and then finds it applied.
+    async fn import_once(&self, batch: &ImportBatch) -> Result<Imported, Attempt> {
+        let rejected = |line: LineNo, problem: String| {
+            Attempt::from(StoreError::ImportRejected { line, problem })
+        };
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(attempt)?;
+        let first = i64::try_from(batch.lines.0).unwrap_or(i64::MAX);
+        let last = i64::try_from(batch.lines.1).unwrap_or(i64::MAX);
+        let items = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+        let claimed = tx
+            .query_opt(
+                "INSERT INTO import_batch (id, digest, first_line, last_line, items, imported_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id",
+                &[
+                    &batch.id,
+                    &batch.digest.as_slice(),
+                    &first,
+                    &last,
+                    &items,
+                    &chrono::Utc::now().timestamp_millis(),
+                ],
+            )
+            .await
+            .map_err(attempt)?;
+        if claimed.is_none() {
+            let row = tx
+                .query_one(
+                    "SELECT digest FROM import_batch WHERE id = $1",
+                    &[&batch.id],
+                )
+                .await
+                .map_err(attempt)?;
+            let digest: &[u8] = col(&row, 0)?;
+            return if digest == batch.digest.as_slice() {
+                Ok(Imported::AlreadyImported)
+            } else {
+                Err(rejected(
+                    batch.lines.0,
+                    format!(
+                        "batch {:?} was imported before with other content",
+                        batch.id
+                    ),
+                ))
+            };
+        }
+
+        // Demographics: added, or updated to the batch's.
+        if !batch.persons.is_empty() {
+            upsert_people(&tx, batch.persons.iter().map(|(_, p)| p)).await?;
+        }
+        // Every person a card or a record names is in the batch or already held.
+        let declared: HashSet<i64> = batch.persons.iter().map(|(_, p)| p.id.0).collect();
+        let named: Vec<i64> = batch
+            .cards
+            .iter()
+            .map(|(_, c)| c.person.0)
+            .chain(batch.records.iter().map(|(_, r)| r.person.0))
+            .filter(|id| !declared.contains(id))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let held: HashSet<i64> = tx
+            .query("SELECT id FROM person WHERE id = ANY($1)", &[&named])
+            .await
+            .map_err(attempt)?
+            .iter()
+            .map(|r| col(r, 0))
+            .collect::<Result<_, _>>()?;
+        let known = |id: i64| declared.contains(&id) || held.contains(&id);
+        for (line, c) in &batch.cards {
+            if !known(c.person.0) {
+                return Err(rejected(
+                    *line,
+                    format!("card {}: person {} is not held", c.serial, c.person.0),
+                ));
+            }
+        }
+        for (line, r) in &batch.records {
+            if !known(r.person.0) {
+                return Err(rejected(
+                    *line,
+                    format!("{}: the person is not held", r.describe()),
+                ));
+            }
+        }
+        // Card links: new ones added; one already linking its serial elsewhere refuses all.
+        if !batch.cards.is_empty() {
+            let serials: Vec<&str> = batch.cards.iter().map(|(_, c)| c.serial.as_str()).collect();
+            let linked: HashMap<String, i64> = tx
+                .query(
+                    "SELECT serial, person_id FROM auth_cert WHERE serial = ANY($1)",
+                    &[&serials],
+                )
+                .await
+                .map_err(attempt)?
+                .iter()
+                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let (mut new_serials, mut new_persons) = (Vec::new(), Vec::new());
+            for (line, c) in &batch.cards {
+                match linked.get(&c.serial) {
+                    None => {
+                        new_serials.push(c.serial.as_str());
+                        new_persons.push(c.person.0);
+                    }
+                    Some(p) if *p == c.person.0 => {}
+                    Some(p) => {
+                        return Err(rejected(
+                            *line,
+                            format!("card {} is linked to another person ({p})", c.serial),
+                        ));
+                    }
+                }
+            }
+            tx.execute(
+                "INSERT INTO auth_cert (serial, person_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::int8[])",
+                &[&new_serials, &new_persons],
+            )
+            .await
+            .map_err(attempt)?;
+        }
+        let rows = RecordRows::of_batch(batch)?;
+        insert_masters(&tx, &rows).await?;
+        copy_records(&tx, &rows).await?;
+        tx.commit().await.map_err(attempt)?;
+        Ok(Imported::Applied { items: batch.len() })
+    }
+
+    /// The first record of `batch` whose key is already held (after a refused import).
+    async fn held_record(&self, batch: &ImportBatch) -> Result<StoreError, StoreError> {
+        let client = connection(&self.pool).await?;
+        for (line, r) in &batch.records {
+            let table = match r.record {
+                Record::Visit(_) => "visit",
+                Record::Dispensing(_) => "dispensing",
+                Record::Procedure(_) => "procedure_record",
+                Record::Dialysis(_) => "dialysis",
+                Record::HealthCheck(_) => "health_check",
+            };
+            let seq = i32::try_from(r.seq).unwrap_or(i32::MAX);
+            let found = client
+                .query_opt(
+                    &format!(
+                        "SELECT 1 FROM {table} WHERE person_id = $1 AND service_date = $2 \
+                         AND seq = $3"
+                    ),
+                    &[&r.person.0, &r.record.service_date(), &seq],
+                )
+                .await
+                .map_err(db_err)?;
+            if found.is_some() {
+                return Ok(StoreError::ImportRejected {
+                    line: *line,
+                    problem: format!("{}: {RECORD_HELD}", r.describe()),
+                });
+            }
+        }
+        // Gone by now (another writer's transaction rolled back): say so without a line.
+        Ok(StoreError::ImportRejected {
+            line: batch.lines.0,
+            problem: format!("batch {:?}: {RECORD_HELD}", batch.id),
+        })
+    }
+}
+
+/// Demographics by UNNEST: added, or updated to these (`INSERT … ON CONFLICT`).
+async fn upsert_people<'p>(
+    tx: &Transaction<'_>,
+    people: impl Iterator<Item = &'p Person>,
+) -> Result<(), Attempt> {
+    let mut id = Vec::new();
+    let mut sex = Vec::new();
+    let mut birth = Vec::new();
+    let mut text: [Vec<&str>; 11] = Default::default();
+    for p in people {
+        id.push(p.id.0);
+        sex.push(i16::from(p.sex.code()));
+        birth.push(p.birth_date);
+        for (column, value) in text.iter_mut().zip([
+            &p.name,
+            &p.name_kana,
+            &p.address.postal_code,
+            &p.address.prefecture,
+            &p.address.municipality,
+            &p.address.street,
+            &p.coverage.insurer_number,
+            &p.coverage.insurer_name,
+            &p.coverage.symbol,
+            &p.coverage.number,
+            &p.coverage.branch,
+        ]) {
+            column.push(value.as_str());
+        }
+    }
+    let [
+        name,
+        kana,
+        postal,
+        prefecture,
+        municipality,
+        street,
+        insurer,
+        insurer_name,
+        symbol,
+        number,
+        branch,
+    ] = &text;
+    tx.execute(
+        &format!(
+            "INSERT INTO {PERSON_COLUMNS} SELECT * FROM UNNEST($1::int8[], $2::text[], \
+             $3::text[], $4::date[], $5::int2[], $6::text[], $7::text[], $8::text[], $9::text[], \
+             $10::text[], $11::text[], $12::text[], $13::text[], $14::text[]) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_kana = excluded.name_kana, \
+             birth_date = excluded.birth_date, sex = excluded.sex, \
+             postal_code = excluded.postal_code, prefecture = excluded.prefecture, \
+             municipality = excluded.municipality, street = excluded.street, \
+             insurer_number = excluded.insurer_number, insurer_name = excluded.insurer_name, \
+             insured_symbol = excluded.insured_symbol, insured_number = excluded.insured_number, \
+             insured_branch = excluded.insured_branch"
+        ),
+        &[
+            &id,
+            name,
+            kana,
+            &birth,
+            &sex,
+            postal,
+            prefecture,
+            municipality,
+            street,
+            insurer,
+            insurer_name,
+            symbol,
+            number,
+            branch,
+        ],
+    )
+    .await
+    .map_err(attempt)?;
+    Ok(())
 }
 
 const ACCESS_COLUMNS: &str = "person_id, seq, access_id, at_ms, organisation_id, \
@@ -505,14 +765,84 @@ async fn read_records(
     Ok(out)
 }
 
+/// The record-table rows of a load or an import batch: (person, seq, record, line), the line
+/// being where an import read it (0 in a load) for messages.
+#[derive(Default)]
+struct RecordRows<'a> {
+    visits: Vec<(i64, i32, &'a Visit)>,
+    dispensings: Vec<(i64, i32, &'a Dispensing, LineNo)>,
+    procedures: Vec<(i64, i32, &'a Procedure)>,
+    dialysis: Vec<(i64, i32, &'a Dialysis)>,
+    health_checks: Vec<(i64, i32, &'a HealthCheck)>,
+}
+
+impl<'a> RecordRows<'a> {
+    /// A load numbers each person's records of a kind from 0, in order.
+    fn of_persons(persons: &'a [PersonRecordSet]) -> Self {
+        let mut rows = RecordRows::default();
+        for set in persons {
+            let (id, r) = (set.person.id.0, &set.records);
+            rows.visits
+                .extend((0i32..).zip(&r.visits).map(|(s, v)| (id, s, v)));
+            rows.dispensings
+                .extend((0i32..).zip(&r.dispensings).map(|(s, d)| (id, s, d, 0)));
+            rows.procedures
+                .extend((0i32..).zip(&r.procedures).map(|(s, p)| (id, s, p)));
+            rows.dialysis
+                .extend((0i32..).zip(&r.dialysis).map(|(s, d)| (id, s, d)));
+            rows.health_checks
+                .extend((0i32..).zip(&r.health_checks).map(|(s, h)| (id, s, h)));
+        }
+        rows
+    }
+
+    fn of_batch(batch: &'a ImportBatch) -> Result<Self, StoreError> {
+        let mut rows = RecordRows::default();
+        for (line, r) in &batch.records {
+            let id = r.person.0;
+            let seq = i32::try_from(r.seq).map_err(|_| StoreError::ImportRejected {
+                line: *line,
+                problem: format!("{}: seq is too large", r.describe()),
+            })?;
+            match &r.record {
+                Record::Visit(v) => rows.visits.push((id, seq, v)),
+                Record::Dispensing(d) => rows.dispensings.push((id, seq, d, *line)),
+                Record::Procedure(p) => rows.procedures.push((id, seq, p)),
+                Record::Dialysis(d) => rows.dialysis.push((id, seq, d)),
+                Record::HealthCheck(h) => rows.health_checks.push((id, seq, h)),
+            }
+        }
+        Ok(rows)
+    }
+}
+
 /// Inserts persons with their records and the institutions and drugs they name, in the
 /// caller's transaction. A レセ電 code already naming another product refuses the whole batch.
 async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
-    // Products already stored under the batch's レセ電 codes, then the batch's own, in order.
-    let codes: Vec<String> = persons
+    let rows = RecordRows::of_persons(persons);
+    insert_masters(tx, &rows).await?;
+    copy_people(tx, persons.iter().map(|s| &s.person)).await?;
+    let mut certs = Copy::start(
+        tx,
+        "auth_cert (serial, person_id)",
+        &[Type::TEXT, Type::INT8],
+    )
+    .await?;
+    for set in persons {
+        certs.row(&[&set.cert_serial, &set.person.id.0]).await?;
+    }
+    certs.finish().await?;
+    copy_records(tx, &rows).await
+}
+
+/// The institutions, drugs and products the rows name that are not stored yet. A product
+/// conflict names the dispensing's line in an import, its person in a load.
+async fn insert_masters(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(), Attempt> {
+    // Products already stored under the rows' レセ電 codes, then the rows' own, in order.
+    let codes: Vec<String> = rows
+        .dispensings
         .iter()
-        .flat_map(|p| &p.records.dispensings)
-        .filter_map(|d| d.drug.receipt_code.as_ref().map(|c| c.as_str().to_owned()))
+        .filter_map(|(_, _, d, _)| d.drug.receipt_code.as_ref().map(|c| c.as_str().to_owned()))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -520,21 +850,28 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         .await?
         .products;
     let mut new_products: Vec<&DrugRef> = Vec::new();
-    for p in persons {
-        for d in &p.records.dispensings {
-            let Some(code) = &d.drug.receipt_code else {
-                continue;
-            };
-            match products.get(code.as_str()) {
-                Some(known) => {
-                    if let Some(conflict) = product_conflict(p.person.id.0, d, known) {
-                        return Err(conflict.into());
+    for (person, _, d, line) in &rows.dispensings {
+        let Some(code) = &d.drug.receipt_code else {
+            continue;
+        };
+        match products.get(code.as_str()) {
+            Some(known) => {
+                if let Some(conflict) = product_conflict(*person, d, known) {
+                    return Err(match conflict {
+                        StoreError::InvalidRecord { problem, .. } if *line > 0 => {
+                            StoreError::ImportRejected {
+                                line: *line,
+                                problem: format!("dispensing of person {person}: {problem}"),
+                            }
+                        }
+                        other => other,
                     }
+                    .into());
                 }
-                None => {
-                    products.insert(code.as_str().to_owned(), d.drug.clone());
-                    new_products.push(&d.drug);
-                }
+            }
+            None => {
+                products.insert(code.as_str().to_owned(), d.drug.clone());
+                new_products.push(&d.drug);
             }
         }
     }
@@ -549,26 +886,27 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         .map_err(attempt)?;
     }
 
-    // Institutions and drugs the batch names, once each; the first name stored for a code
+    // Institutions and drugs the rows name, once each; the first name stored for a code
     // stays (as on SQLite).
     let mut institutions: HashMap<&str, &Institution> = HashMap::new();
     let mut drugs: HashMap<&str, &DrugRef> = HashMap::new();
-    for set in persons {
-        let r = &set.records;
-        let named = r
-            .visits
-            .iter()
-            .map(|v| &v.institution)
-            .chain(r.dispensings.iter().map(|d| &d.prescriber))
-            .chain(r.dispensings.iter().filter_map(|d| d.pharmacy.as_ref()))
-            .chain(r.procedures.iter().map(|p| &p.institution))
-            .chain(r.dialysis.iter().map(|d| &d.institution));
-        for i in named {
-            institutions.entry(i.code.as_str()).or_insert(i);
-        }
-        for d in &r.dispensings {
-            drugs.entry(d.drug.yj.as_str()).or_insert(&d.drug);
-        }
+    let named = rows
+        .visits
+        .iter()
+        .map(|(_, _, v)| &v.institution)
+        .chain(rows.dispensings.iter().map(|(_, _, d, _)| &d.prescriber))
+        .chain(
+            rows.dispensings
+                .iter()
+                .filter_map(|(_, _, d, _)| d.pharmacy.as_ref()),
+        )
+        .chain(rows.procedures.iter().map(|(_, _, p)| &p.institution))
+        .chain(rows.dialysis.iter().map(|(_, _, d)| &d.institution));
+    for i in named {
+        institutions.entry(i.code.as_str()).or_insert(i);
+    }
+    for (_, _, d, _) in &rows.dispensings {
+        drugs.entry(d.drug.yj.as_str()).or_insert(&d.drug);
     }
     let (codes, names, kinds): (Vec<&str>, Vec<&str>, Vec<&str>) = institutions
         .values()
@@ -605,65 +943,69 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
     )
     .await
     .map_err(attempt)?;
+    Ok(())
+}
 
-    // The persons and their records by COPY, one stream per table.
-    let mut people = Copy::start(
-        tx,
-        "person (id, name, name_kana, birth_date, sex, postal_code, prefecture, municipality, \
-         street, insurer_number, insurer_name, insured_symbol, insured_number, insured_branch)",
-        &[
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::DATE,
-            Type::INT2,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-        ],
-    )
-    .await?;
-    for set in persons {
-        let p = &set.person;
+const PERSON_COLUMNS: &str = "person (id, name, name_kana, birth_date, sex, postal_code, \
+     prefecture, municipality, street, insurer_number, insurer_name, insured_symbol, \
+     insured_number, insured_branch)";
+const PERSON_TYPES: [Type; 14] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::DATE,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// Persons by COPY into `target` (the person table, or an import's staging table).
+async fn copy_people_into<'p>(
+    tx: &Transaction<'_>,
+    target: &str,
+    people: impl Iterator<Item = &'p Person>,
+) -> Result<(), Attempt> {
+    let mut copy = Copy::start(tx, target, &PERSON_TYPES).await?;
+    for p in people {
         let sex = i16::from(p.sex.code());
-        people
-            .row(&[
-                &p.id.0,
-                &p.name,
-                &p.name_kana,
-                &p.birth_date,
-                &sex,
-                &p.address.postal_code,
-                &p.address.prefecture,
-                &p.address.municipality,
-                &p.address.street,
-                &p.coverage.insurer_number,
-                &p.coverage.insurer_name,
-                &p.coverage.symbol,
-                &p.coverage.number,
-                &p.coverage.branch,
-            ])
-            .await?;
+        copy.row(&[
+            &p.id.0,
+            &p.name,
+            &p.name_kana,
+            &p.birth_date,
+            &sex,
+            &p.address.postal_code,
+            &p.address.prefecture,
+            &p.address.municipality,
+            &p.address.street,
+            &p.coverage.insurer_number,
+            &p.coverage.insurer_name,
+            &p.coverage.symbol,
+            &p.coverage.number,
+            &p.coverage.branch,
+        ])
+        .await?;
     }
-    people.finish().await?;
+    copy.finish().await?;
+    Ok(())
+}
 
-    let mut certs = Copy::start(
-        tx,
-        "auth_cert (serial, person_id)",
-        &[Type::TEXT, Type::INT8],
-    )
-    .await?;
-    for set in persons {
-        certs.row(&[&set.cert_serial, &set.person.id.0]).await?;
-    }
-    certs.finish().await?;
+async fn copy_people<'p>(
+    tx: &Transaction<'_>,
+    people: impl Iterator<Item = &'p Person>,
+) -> Result<(), Attempt> {
+    copy_people_into(tx, PERSON_COLUMNS, people).await
+}
 
+/// The record tables by COPY, one stream per table.
+async fn copy_records(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(), Attempt> {
     let mut visits = Copy::start(
         tx,
         "visit (person_id, service_date, seq, available_on, institution_code, department, \
@@ -680,21 +1022,19 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         ],
     )
     .await?;
-    for set in persons {
-        for (seq, v) in (0i32..).zip(&set.records.visits) {
-            visits
-                .row(&[
-                    &set.person.id.0,
-                    &v.service_date,
-                    &seq,
-                    &v.available_on,
-                    &v.institution.code,
-                    &v.department,
-                    &care_setting_str(v.setting),
-                    &v.source.as_str(),
-                ])
-                .await?;
-        }
+    for (id, seq, v) in &rows.visits {
+        visits
+            .row(&[
+                id,
+                &v.service_date,
+                seq,
+                &v.available_on,
+                &v.institution.code,
+                &v.department,
+                &care_setting_str(v.setting),
+                &v.source.as_str(),
+            ])
+            .await?;
     }
     visits.finish().await?;
 
@@ -718,28 +1058,26 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         ],
     )
     .await?;
-    for set in persons {
-        for (seq, d) in (0i32..).zip(&set.records.dispensings) {
-            let days = to_i32(d.days, "days")?;
-            let pharmacy = d.pharmacy.as_ref().map(|p| p.code.as_str());
-            let receipt = d.drug.receipt_code.as_ref().map(|c| c.as_str());
-            dispensings
-                .row(&[
-                    &set.person.id.0,
-                    &d.service_date,
-                    &seq,
-                    &d.available_on,
-                    &d.drug.yj.as_str(),
-                    &d.daily_quantity,
-                    &d.unit,
-                    &days,
-                    &d.prescriber.code,
-                    &pharmacy,
-                    &d.source.as_str(),
-                    &receipt,
-                ])
-                .await?;
-        }
+    for (id, seq, d, _) in &rows.dispensings {
+        let days = to_i32(d.days, "days")?;
+        let pharmacy = d.pharmacy.as_ref().map(|p| p.code.as_str());
+        let receipt = d.drug.receipt_code.as_ref().map(|c| c.as_str());
+        dispensings
+            .row(&[
+                id,
+                &d.service_date,
+                seq,
+                &d.available_on,
+                &d.drug.yj.as_str(),
+                &d.daily_quantity,
+                &d.unit,
+                &days,
+                &d.prescriber.code,
+                &pharmacy,
+                &d.source.as_str(),
+                &receipt,
+            ])
+            .await?;
     }
     dispensings.finish().await?;
 
@@ -760,22 +1098,20 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         ],
     )
     .await?;
-    for set in persons {
-        for (seq, p) in (0i32..).zip(&set.records.procedures) {
-            procedures
-                .row(&[
-                    &set.person.id.0,
-                    &p.service_date,
-                    &seq,
-                    &p.available_on,
-                    &procedure_kind_str(p.kind),
-                    &p.code,
-                    &p.name,
-                    &p.institution.code,
-                    &p.source.as_str(),
-                ])
-                .await?;
-        }
+    for (id, seq, p) in &rows.procedures {
+        procedures
+            .row(&[
+                id,
+                &p.service_date,
+                seq,
+                &p.available_on,
+                &procedure_kind_str(p.kind),
+                &p.code,
+                &p.name,
+                &p.institution.code,
+                &p.source.as_str(),
+            ])
+            .await?;
     }
     procedures.finish().await?;
 
@@ -795,22 +1131,20 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         ],
     )
     .await?;
-    for set in persons {
-        for (seq, d) in (0i32..).zip(&set.records.dialysis) {
-            let sessions = to_i32(d.sessions, "sessions")?;
-            dialysis
-                .row(&[
-                    &set.person.id.0,
-                    &d.service_date,
-                    &seq,
-                    &d.available_on,
-                    &dialysis_modality_str(d.modality),
-                    &sessions,
-                    &d.institution.code,
-                    &d.source.as_str(),
-                ])
-                .await?;
-        }
+    for (id, seq, d) in &rows.dialysis {
+        let sessions = to_i32(d.sessions, "sessions")?;
+        dialysis
+            .row(&[
+                id,
+                &d.service_date,
+                seq,
+                &d.available_on,
+                &dialysis_modality_str(d.modality),
+                &sessions,
+                &d.institution.code,
+                &d.source.as_str(),
+            ])
+            .await?;
     }
     dialysis.finish().await?;
 
@@ -835,28 +1169,26 @@ async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Re
         ],
     )
     .await?;
-    for set in persons {
-        for (seq, h) in (0i32..).zip(&set.records.health_checks) {
-            let (sys, dia) = (i32::from(h.systolic_mmhg), i32::from(h.diastolic_mmhg));
-            let ldl = h.ldl_mg_dl.map(i32::from);
-            checks
-                .row(&[
-                    &set.person.id.0,
-                    &h.service_date,
-                    &seq,
-                    &h.available_on,
-                    &h.height_cm,
-                    &h.weight_kg,
-                    &sys,
-                    &dia,
-                    &h.hba1c_percent,
-                    &ldl,
-                    &h.egfr,
-                    &h.urine_protein,
-                    &h.source.as_str(),
-                ])
-                .await?;
-        }
+    for (id, seq, h) in &rows.health_checks {
+        let (sys, dia) = (i32::from(h.systolic_mmhg), i32::from(h.diastolic_mmhg));
+        let ldl = h.ldl_mg_dl.map(i32::from);
+        checks
+            .row(&[
+                id,
+                &h.service_date,
+                seq,
+                &h.available_on,
+                &h.height_cm,
+                &h.weight_kg,
+                &sys,
+                &dia,
+                &h.hba1c_percent,
+                &ldl,
+                &h.egfr,
+                &h.urine_protein,
+                &h.source.as_str(),
+            ])
+            .await?;
     }
     checks.finish().await?;
     Ok(())
@@ -1052,6 +1384,16 @@ impl ProviderStore for PgProviderStore {
         retrying(|| self.load_once(&persons)).await
     }
 
+    async fn import_batch(&self, batch: ImportBatch) -> Result<Imported, StoreError> {
+        myna_store::import::check(&batch)?;
+        match retrying(|| self.import_once(&batch)).await {
+            Err(StoreError::InvalidRecord { person: 0, problem }) if problem == RECORD_HELD => {
+                Err(self.held_record(&batch).await?)
+            }
+            other => other,
+        }
+    }
+
     async fn dataset_info(&self) -> Result<DatasetInfo, StoreError> {
         let client = connection(&self.pool).await?;
         let mut values = HashMap::new();
@@ -1130,7 +1472,10 @@ impl ProviderStore for PgProviderStore {
                 seq: at.seq,
                 problem,
             });
-            if let Err(first_break) = v.push(at.partition, decoded.as_ref().map_err(Clone::clone)) {
+            let checked = v
+                .begins(at.partition, at.seq)
+                .and_then(|_| v.push(decoded.as_ref().map_err(Clone::clone)));
+            if let Err(first_break) = checked {
                 tracing::error!(person = at.partition, %first_break, "access log broken");
                 return Ok(ChainReport::Broken {
                     verified: v.entries(),

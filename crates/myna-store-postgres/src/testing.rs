@@ -68,6 +68,19 @@ impl TestDb {
         })
     }
 
+    /// How many connections LISTEN on this database (the ems change feeds).
+    pub async fn listeners(&self) -> Result<i64, String> {
+        let row = admin()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'",
+                &[&self.name],
+            )
+            .await
+            .map_err(|e| format!("counting the listeners on {}: {e}", self.name))?;
+        row.try_get(0).map_err(|e| e.to_string())
+    }
+
     /// Ends the connections that LISTEN on this database (the ems change feeds), as a network
     /// failure between ems and its database would; how many were ended.
     pub async fn cut_listeners(&self) -> Result<i64, String> {

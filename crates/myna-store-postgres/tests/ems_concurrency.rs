@@ -175,6 +175,59 @@ async fn views_recorded_at_once_form_one_gapless_chain_per_bureau() {
         let admin = &admin;
         async move { admin.batch_execute(&sql).await.unwrap() }
     };
+    let broken = |r: ChainReport| match r {
+        ChainReport::Broken { first_break, .. } => first_break,
+        intact => panic!("tampering went unseen: {intact:?}"),
+    };
+    // A head set back one entry, or given another hash: the chain no longer ends at it.
+    cut(format!(
+        "UPDATE view_log_head SET seq = seq - 1 WHERE bureau_id = {a}"
+    ))
+    .await;
+    assert!(matches!(
+        broken(store.verify_view_log().await.unwrap()),
+        myna_domain::access::ChainBreak::Rewritten { seq: 14 }
+    ));
+    cut(format!(
+        "UPDATE view_log_head SET seq = seq + 1, hash = decode(repeat('00', 32), 'hex') \
+         WHERE bureau_id = {a}"
+    ))
+    .await;
+    assert!(matches!(
+        broken(store.verify_view_log().await.unwrap()),
+        myna_domain::access::ChainBreak::Rewritten { seq: 14 }
+    ));
+    cut(format!(
+        "UPDATE view_log_head h SET hash = v.hash FROM view_log v \
+         WHERE v.bureau_id = h.bureau_id AND v.seq = h.seq AND h.bureau_id = {a}"
+    ))
+    .await;
+    assert!(matches!(
+        store.verify_view_log().await.unwrap(),
+        ChainReport::Intact { .. }
+    ));
+    // A whole chain moved, with its head, to a bureau with no views: its entries name b-fd.
+    let c = store.seed_bureau(small("c-fd")).await.unwrap();
+    let swap = |from: i64, to: i64| {
+        format!(
+            "UPDATE view_log SET bureau_id = {to} WHERE bureau_id = {from}; \
+             UPDATE view_log_head t SET seq = f.seq, hash = f.hash FROM view_log_head f \
+             WHERE t.bureau_id = {to} AND f.bureau_id = {from}; \
+             UPDATE view_log_head SET seq = 0, hash = NULL WHERE bureau_id = {from}"
+        )
+    };
+    cut(swap(b, c)).await;
+    assert!(matches!(
+        broken(store.verify_view_log().await.unwrap()),
+        myna_domain::access::ChainBreak::Unreadable { seq: 1, .. }
+    ));
+    assert!(store.view_records("c-fd", 10).await.unwrap().len() == 6);
+    cut(swap(c, b)).await;
+    assert!(matches!(
+        store.verify_view_log().await.unwrap(),
+        ChainReport::Intact { .. }
+    ));
+
     // The newest entries of one bureau cut: its head row remembers them.
     cut(format!(
         "DELETE FROM view_log WHERE bureau_id = {b} AND seq > 4"

@@ -8,6 +8,7 @@
 //! Reads that write nothing use a small pool of read-only connections.
 
 pub mod ems;
+mod import;
 mod rows;
 
 pub use ems::EmsSqlite;
@@ -94,6 +95,10 @@ enum AdminJob {
     Load(
         Vec<PersonRecordSet>,
         oneshot::Sender<Result<(), StoreError>>,
+    ),
+    Import(
+        Box<myna_store::import::ImportBatch>,
+        oneshot::Sender<Result<myna_store::import::Imported, StoreError>>,
     ),
     AddOrganisation(
         Organisation,
@@ -331,6 +336,17 @@ impl Writer {
                     if let Ok(m) = rows::load_masters(&self.conn) {
                         self.masters = m;
                     }
+                }
+                let _ = reply.send(r);
+            }
+            AdminJob::Import(batch, reply) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                let r =
+                    self.in_tx(|conn, masters| import::import_batch(conn, masters, &batch, now_ms));
+                if r.is_err()
+                    && let Ok(m) = rows::load_masters(&self.conn)
+                {
+                    self.masters = m;
                 }
                 let _ = reply.send(r);
             }
@@ -695,6 +711,14 @@ impl ProviderStore for SqliteStore {
     async fn load_persons(&self, persons: Vec<PersonRecordSet>) -> Result<(), StoreError> {
         myna_store::check_persons(&persons)?;
         self.submit(|tx| Job::Admin(AdminJob::Load(persons, tx)))
+            .await
+    }
+
+    async fn import_batch(
+        &self,
+        batch: myna_store::import::ImportBatch,
+    ) -> Result<myna_store::import::Imported, StoreError> {
+        self.submit(|tx| Job::Admin(AdminJob::Import(Box::new(batch), tx)))
             .await
     }
 

@@ -20,6 +20,21 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// A record insert's error: its key already held is the record's fault, not an outage.
+fn record_err(person: i64, e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::InvalidRecord {
+                person,
+                problem: "a record with this key (service date, seq) is already held".into(),
+            }
+        }
+        _ => db_err(e),
+    }
+}
+
 /// Loads the reference names into memory (the writer keeps them; loads add to them).
 pub(crate) fn load_masters(conn: &Connection) -> Result<Masters, StoreError> {
     let mut m = Masters::default();
@@ -98,79 +113,83 @@ pub(crate) fn insert_persons(
     masters: &mut Masters,
     persons: &[PersonRecordSet],
 ) -> Result<(), StoreError> {
-    let mut ins_inst = conn
-        .prepare_cached("INSERT INTO institution (code, name, kind) VALUES (?1, ?2, ?3) ON CONFLICT (code) DO NOTHING")
-        .map_err(db_err)?;
-    let mut ins_drug = conn
-        .prepare_cached(
-            "INSERT INTO drug (yj, receipt_code, name, generic_name, strength) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (yj) DO NOTHING",
-        )
-        .map_err(db_err)?;
-    let mut ins_product = conn
-        .prepare_cached(
-            "INSERT INTO drug_product (receipt_code, yj, name, generic_name, strength) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (receipt_code) DO NOTHING",
-        )
-        .map_err(db_err)?;
-    let mut ensure_inst = |i: &Institution, masters: &mut Masters| -> Result<(), StoreError> {
-        if !masters.institutions.contains_key(&i.code) {
-            ins_inst
-                .execute(params![i.code, i.name, institution_kind_str(i.kind)])
-                .map_err(db_err)?;
-            masters.institutions.insert(i.code.clone(), i.clone());
-        }
-        Ok(())
-    };
-    let mut ins_person = conn
-        .prepare_cached(
-            "INSERT INTO person (id, name, name_kana, birth_date, sex, postal_code, prefecture, municipality, street, \
-             insurer_number, insurer_name, insured_symbol, insured_number, insured_branch) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
-        .map_err(db_err)?;
-    let mut ins_cert = conn
-        .prepare_cached("INSERT INTO auth_cert (serial, person_id) VALUES (?1, ?2)")
-        .map_err(db_err)?;
-    let mut ins_visit = conn
-        .prepare_cached(
-            "INSERT INTO visit (person_id, service_date, seq, available_on, institution_code, department, setting, source) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(db_err)?;
-    let mut ins_disp = conn
-        .prepare_cached(
-            "INSERT INTO dispensing (person_id, service_date, seq, available_on, yj, daily_quantity, unit, days, \
-             prescriber_code, pharmacy_code, source, receipt_code) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .map_err(db_err)?;
-    let mut ins_proc = conn
-        .prepare_cached(
-            "INSERT INTO procedure_record (person_id, service_date, seq, available_on, kind, code, name, institution_code, source) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .map_err(db_err)?;
-    let mut ins_dial = conn
-        .prepare_cached(
-            "INSERT INTO dialysis (person_id, service_date, seq, available_on, modality, sessions, institution_code, source) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(db_err)?;
-    let mut ins_hc = conn
-        .prepare_cached(
-            "INSERT INTO health_check (person_id, service_date, seq, available_on, height_cm, weight_kg, systolic_mmhg, \
-             diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .map_err(db_err)?;
-
+    let w = RowWriter::new(conn)?;
     for set in persons {
         let p = &set.person;
         let id = p.id.0;
-        ins_person
+        w.person(p, false)?;
+        w.card(&set.cert_serial, id)?;
+        let r = &set.records;
+        for (seq, v) in r.visits.iter().enumerate() {
+            w.visit(masters, id, seq as i64, v)?;
+        }
+        for (seq, d) in r.dispensings.iter().enumerate() {
+            w.dispensing(masters, id, seq as i64, d)?;
+        }
+        for (seq, p) in r.procedures.iter().enumerate() {
+            w.procedure(masters, id, seq as i64, p)?;
+        }
+        for (seq, d) in r.dialysis.iter().enumerate() {
+            w.dialysis(masters, id, seq as i64, d)?;
+        }
+        for (seq, h) in r.health_checks.iter().enumerate() {
+            w.health_check(id, seq as i64, h)?;
+        }
+    }
+    Ok(())
+}
+
+macro_rules! person_insert {
+    () => {
+        "INSERT INTO person (id, name, name_kana, birth_date, sex, postal_code, prefecture, \
+         municipality, street, insurer_number, insurer_name, insured_symbol, insured_number, \
+         insured_branch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    };
+}
+const PERSON_INSERT: &str = person_insert!();
+const PERSON_UPSERT: &str = concat!(
+    person_insert!(),
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_kana = excluded.name_kana, \
+     birth_date = excluded.birth_date, sex = excluded.sex, postal_code = excluded.postal_code, \
+     prefecture = excluded.prefecture, municipality = excluded.municipality, \
+     street = excluded.street, insurer_number = excluded.insurer_number, \
+     insurer_name = excluded.insurer_name, insured_symbol = excluded.insured_symbol, \
+     insured_number = excluded.insured_number, insured_branch = excluded.insured_branch"
+);
+
+/// The prepared inserts of persons, card links and records (with the institutions and drugs
+/// they name), for a load or an import. Caller holds the transaction.
+pub(crate) struct RowWriter<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> RowWriter<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Result<Self, StoreError> {
+        Ok(Self { conn })
+    }
+
+    fn stmt(&self, sql: &str) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+        self.conn.prepare_cached(sql).map_err(db_err)
+    }
+
+    fn institution(&self, i: &Institution, masters: &mut Masters) -> Result<(), StoreError> {
+        if !masters.institutions.contains_key(&i.code) {
+            self.stmt(
+                "INSERT INTO institution (code, name, kind) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (code) DO NOTHING",
+            )?
+            .execute(params![i.code, i.name, institution_kind_str(i.kind)])
+            .map_err(db_err)?;
+            masters.institutions.insert(i.code.clone(), i.clone());
+        }
+        Ok(())
+    }
+
+    /// A person's demographics; `update` replaces those of a person already held.
+    pub(crate) fn person(&self, p: &Person, update: bool) -> Result<(), StoreError> {
+        self.stmt(if update { PERSON_UPSERT } else { PERSON_INSERT })?
             .execute(params![
-                id,
+                p.id.0,
                 p.name,
                 p.name_kana,
                 p.birth_date.to_string(),
@@ -186,41 +205,65 @@ pub(crate) fn insert_persons(
                 p.coverage.branch
             ])
             .map_err(db_err)?;
-        ins_cert
-            .execute(params![set.cert_serial, id])
+        Ok(())
+    }
+
+    pub(crate) fn card(&self, serial: &str, person: i64) -> Result<(), StoreError> {
+        self.stmt("INSERT INTO auth_cert (serial, person_id) VALUES (?1, ?2)")?
+            .execute(params![serial, person])
             .map_err(db_err)?;
-        let r = &set.records;
-        for (seq, v) in r.visits.iter().enumerate() {
-            ensure_inst(&v.institution, masters)?;
-            let setting = care_setting_str(v.setting);
-            ins_visit
-                .execute(params![
-                    id,
-                    v.service_date.to_string(),
-                    seq as i64,
-                    v.available_on.to_string(),
-                    v.institution.code,
-                    v.department,
-                    setting,
-                    v.source.as_str()
-                ])
-                .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(crate) fn visit(
+        &self,
+        masters: &mut Masters,
+        id: i64,
+        seq: i64,
+        v: &Visit,
+    ) -> Result<(), StoreError> {
+        self.institution(&v.institution, masters)?;
+        self.stmt(
+            "INSERT INTO visit (person_id, service_date, seq, available_on, institution_code, \
+             department, setting, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            id,
+            v.service_date.to_string(),
+            seq,
+            v.available_on.to_string(),
+            v.institution.code,
+            v.department,
+            care_setting_str(v.setting),
+            v.source.as_str()
+        ])
+        .map_err(|e| record_err(id, e))?;
+        Ok(())
+    }
+
+    pub(crate) fn dispensing(
+        &self,
+        masters: &mut Masters,
+        id: i64,
+        seq: i64,
+        d: &Dispensing,
+    ) -> Result<(), StoreError> {
+        self.institution(&d.prescriber, masters)?;
+        if let Some(ph) = &d.pharmacy {
+            self.institution(ph, masters)?;
         }
-        for (seq, d) in r.dispensings.iter().enumerate() {
-            ensure_inst(&d.prescriber, masters)?;
-            if let Some(ph) = &d.pharmacy {
-                ensure_inst(ph, masters)?;
-            }
-            if let Some(receipt) = &d.drug.receipt_code
-                && let Some(known) = masters.products.get(receipt.as_str())
-                && let Some(conflict) = product_conflict(id, d, known)
-            {
-                return Err(conflict);
-            }
-            if let Some(receipt) = &d.drug.receipt_code
-                && !masters.products.contains_key(receipt.as_str())
-            {
-                ins_product
+        if let Some(receipt) = &d.drug.receipt_code {
+            match masters.products.get(receipt.as_str()) {
+                Some(known) => {
+                    if let Some(conflict) = product_conflict(id, d, known) {
+                        return Err(conflict);
+                    }
+                }
+                None => {
+                    self.stmt(
+                        "INSERT INTO drug_product (receipt_code, yj, name, generic_name, strength) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (receipt_code) DO NOTHING",
+                    )?
                     .execute(params![
                         receipt.as_str(),
                         d.drug.yj.as_str(),
@@ -229,93 +272,132 @@ pub(crate) fn insert_persons(
                         d.drug.strength
                     ])
                     .map_err(db_err)?;
-                masters
-                    .products
-                    .insert(receipt.as_str().to_owned(), d.drug.clone());
+                    masters
+                        .products
+                        .insert(receipt.as_str().to_owned(), d.drug.clone());
+                }
             }
-            if !masters.drugs.contains_key(d.drug.yj.as_str()) {
-                ins_drug
-                    .execute(params![
-                        d.drug.yj.as_str(),
-                        d.drug.receipt_code.as_ref().map(|c| c.as_str()),
-                        d.drug.name,
-                        d.drug.generic_name,
-                        d.drug.strength
-                    ])
-                    .map_err(db_err)?;
-                masters.drugs.insert(d.drug.yj.to_string(), d.drug.clone());
-            }
-            ins_disp
-                .execute(params![
-                    id,
-                    d.service_date.to_string(),
-                    seq as i64,
-                    d.available_on.to_string(),
-                    d.drug.yj.as_str(),
-                    d.daily_quantity,
-                    d.unit,
-                    d.days,
-                    d.prescriber.code,
-                    d.pharmacy.as_ref().map(|p| p.code.as_str()),
-                    d.source.as_str(),
-                    d.drug.receipt_code.as_ref().map(|c| c.as_str())
-                ])
-                .map_err(db_err)?;
         }
-        for (seq, p) in r.procedures.iter().enumerate() {
-            ensure_inst(&p.institution, masters)?;
-            let k = procedure_kind_str(p.kind);
-            ins_proc
-                .execute(params![
-                    id,
-                    p.service_date.to_string(),
-                    seq as i64,
-                    p.available_on.to_string(),
-                    k,
-                    p.code,
-                    p.name,
-                    p.institution.code,
-                    p.source.as_str()
-                ])
-                .map_err(db_err)?;
+        if !masters.drugs.contains_key(d.drug.yj.as_str()) {
+            self.stmt(
+                "INSERT INTO drug (yj, receipt_code, name, generic_name, strength) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (yj) DO NOTHING",
+            )?
+            .execute(params![
+                d.drug.yj.as_str(),
+                d.drug.receipt_code.as_ref().map(|c| c.as_str()),
+                d.drug.name,
+                d.drug.generic_name,
+                d.drug.strength
+            ])
+            .map_err(db_err)?;
+            masters.drugs.insert(d.drug.yj.to_string(), d.drug.clone());
         }
-        for (seq, d) in r.dialysis.iter().enumerate() {
-            ensure_inst(&d.institution, masters)?;
-            let m = dialysis_modality_str(d.modality);
-            ins_dial
-                .execute(params![
-                    id,
-                    d.service_date.to_string(),
-                    seq as i64,
-                    d.available_on.to_string(),
-                    m,
-                    d.sessions,
-                    d.institution.code,
-                    d.source.as_str()
-                ])
-                .map_err(db_err)?;
-        }
-        for (seq, h) in r.health_checks.iter().enumerate() {
-            ins_hc
-                .execute(params![
-                    id,
-                    h.service_date.to_string(),
-                    seq as i64,
-                    h.available_on.to_string(),
-                    h.height_cm,
-                    h.weight_kg,
-                    h.systolic_mmhg,
-                    h.diastolic_mmhg,
-                    h.hba1c_percent,
-                    h.ldl_mg_dl,
-                    h.egfr,
-                    h.urine_protein,
-                    h.source.as_str()
-                ])
-                .map_err(db_err)?;
-        }
+        self.stmt(
+            "INSERT INTO dispensing (person_id, service_date, seq, available_on, yj, \
+             daily_quantity, unit, days, prescriber_code, pharmacy_code, source, receipt_code) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            id,
+            d.service_date.to_string(),
+            seq,
+            d.available_on.to_string(),
+            d.drug.yj.as_str(),
+            d.daily_quantity,
+            d.unit,
+            d.days,
+            d.prescriber.code,
+            d.pharmacy.as_ref().map(|p| p.code.as_str()),
+            d.source.as_str(),
+            d.drug.receipt_code.as_ref().map(|c| c.as_str())
+        ])
+        .map_err(|e| record_err(id, e))?;
+        Ok(())
     }
-    Ok(())
+
+    pub(crate) fn procedure(
+        &self,
+        masters: &mut Masters,
+        id: i64,
+        seq: i64,
+        p: &Procedure,
+    ) -> Result<(), StoreError> {
+        self.institution(&p.institution, masters)?;
+        self.stmt(
+            "INSERT INTO procedure_record (person_id, service_date, seq, available_on, kind, \
+             code, name, institution_code, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            id,
+            p.service_date.to_string(),
+            seq,
+            p.available_on.to_string(),
+            procedure_kind_str(p.kind),
+            p.code,
+            p.name,
+            p.institution.code,
+            p.source.as_str()
+        ])
+        .map_err(|e| record_err(id, e))?;
+        Ok(())
+    }
+
+    pub(crate) fn dialysis(
+        &self,
+        masters: &mut Masters,
+        id: i64,
+        seq: i64,
+        d: &Dialysis,
+    ) -> Result<(), StoreError> {
+        self.institution(&d.institution, masters)?;
+        self.stmt(
+            "INSERT INTO dialysis (person_id, service_date, seq, available_on, modality, \
+             sessions, institution_code, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            id,
+            d.service_date.to_string(),
+            seq,
+            d.available_on.to_string(),
+            dialysis_modality_str(d.modality),
+            d.sessions,
+            d.institution.code,
+            d.source.as_str()
+        ])
+        .map_err(|e| record_err(id, e))?;
+        Ok(())
+    }
+
+    pub(crate) fn health_check(
+        &self,
+        id: i64,
+        seq: i64,
+        h: &HealthCheck,
+    ) -> Result<(), StoreError> {
+        self.stmt(
+            "INSERT INTO health_check (person_id, service_date, seq, available_on, height_cm, \
+             weight_kg, systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, \
+             urine_protein, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            id,
+            h.service_date.to_string(),
+            seq,
+            h.available_on.to_string(),
+            h.height_cm,
+            h.weight_kg,
+            h.systolic_mmhg,
+            h.diastolic_mmhg,
+            h.hba1c_percent,
+            h.ldl_mg_dl,
+            h.egfr,
+            h.urine_protein,
+            h.source.as_str()
+        ])
+        .map_err(|e| record_err(id, e))?;
+        Ok(())
+    }
 }
 
 pub(crate) fn read_person(conn: &Connection, id: PersonId) -> Result<Person, StoreError> {

@@ -91,3 +91,68 @@ pub enum Imported {
     /// Applied before (same id, same digest): nothing changed.
     AlreadyImported,
 }
+
+/// What a batch must satisfy before any store looks at it: each record passes
+/// `MedicalRecords::check` on its own, no record key (person, kind, service date, seq) and no
+/// card serial appears twice, and no person is declared twice. Names the offending line.
+pub fn check(batch: &ImportBatch) -> Result<(), crate::StoreError> {
+    use myna_domain::records::MedicalRecords;
+    use std::collections::HashMap;
+    let rejected =
+        |line: LineNo, problem: String| crate::StoreError::ImportRejected { line, problem };
+    let mut persons: HashMap<i64, LineNo> = HashMap::new();
+    for (line, p) in &batch.persons {
+        if let Some(first) = persons.insert(p.id.0, *line) {
+            return Err(rejected(
+                *line,
+                format!(
+                    "person {} is declared twice (first at line {first})",
+                    p.id.0
+                ),
+            ));
+        }
+    }
+    let mut serials: HashMap<&str, LineNo> = HashMap::new();
+    for (line, c) in &batch.cards {
+        if let Some(first) = serials.insert(c.serial.as_str(), *line) {
+            return Err(rejected(
+                *line,
+                format!("card {} is linked twice (first at line {first})", c.serial),
+            ));
+        }
+    }
+    let mut keys: HashMap<(i64, &'static str, chrono::NaiveDate, u32), LineNo> = HashMap::new();
+    for (line, r) in &batch.records {
+        let mut one = MedicalRecords::default();
+        match &r.record {
+            Record::Visit(v) => one.visits.push(v.clone()),
+            Record::Dispensing(d) => one.dispensings.push(d.clone()),
+            Record::Procedure(p) => one.procedures.push(p.clone()),
+            Record::Dialysis(d) => one.dialysis.push(d.clone()),
+            Record::HealthCheck(h) => one.health_checks.push(h.clone()),
+        }
+        one.check()
+            .map_err(|e| rejected(*line, format!("{}: {e}", r.record.kind())))?;
+        let key = (r.person.0, r.record.kind(), r.record.service_date(), r.seq);
+        if let Some(first) = keys.insert(key, *line) {
+            return Err(rejected(
+                *line,
+                format!("{} appears twice (first at line {first})", r.describe()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ClaimRecord {
+    /// The record by its key, for messages: `visit of person 7 on 2026-10-01, seq 0`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} of person {} on {}, seq {}",
+            self.record.kind(),
+            self.person.0,
+            self.record.service_date(),
+            self.seq
+        )
+    }
+}

@@ -213,6 +213,16 @@ pub trait ProviderStore: Send + Sync + 'static {
         persons: Vec<PersonRecordSet>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Applies one claims-import batch in one transaction, or nothing. A batch applied before
+    /// (same id and digest) changes nothing. Refused, naming the line (`ImportRejected`): the
+    /// same id with another digest; a record whose key (person, kind, service date, seq) is
+    /// already held; a record or card of a person neither held nor in the batch; a serial
+    /// linked to another person; a record failing `MedicalRecords::check`.
+    fn import_batch(
+        &self,
+        batch: import::ImportBatch,
+    ) -> impl Future<Output = Result<import::Imported, StoreError>> + Send;
+
     fn dataset_info(&self) -> impl Future<Output = Result<DatasetInfo, StoreError>> + Send;
 
     fn set_dataset_info(

@@ -627,6 +627,289 @@ pub async fn dataset_info_round_trips<S: ProviderStore>(store: S) {
     assert_eq!(granted.claims_through, info.claims_through);
 }
 
+/// An import batch holding whole persons, numbered as a file would be from `first_line`
+/// (header, then each person, card and record on a line of its own); records are numbered
+/// within their kind per person, as a load numbers them.
+pub fn import_batch_of(
+    id: &str,
+    digest: u8,
+    first_line: u64,
+    sets: &[PersonRecordSet],
+) -> import::ImportBatch {
+    use import::{CardLink, ClaimRecord, Record};
+    let mut line = first_line;
+    let mut next = || {
+        line += 1;
+        line
+    };
+    let mut b = import::ImportBatch {
+        id: id.into(),
+        digest: [digest; 32],
+        lines: (first_line, first_line),
+        persons: Vec::new(),
+        cards: Vec::new(),
+        records: Vec::new(),
+    };
+    for set in sets {
+        let person = set.person.id;
+        b.persons.push((next(), set.person.clone()));
+        b.cards.push((
+            next(),
+            CardLink {
+                serial: set.cert_serial.clone(),
+                person,
+            },
+        ));
+        let r = &set.records;
+        let kinds: Vec<Vec<Record>> = vec![
+            r.visits.iter().cloned().map(Record::Visit).collect(),
+            r.dispensings
+                .iter()
+                .cloned()
+                .map(Record::Dispensing)
+                .collect(),
+            r.procedures
+                .iter()
+                .cloned()
+                .map(Record::Procedure)
+                .collect(),
+            r.dialysis.iter().cloned().map(Record::Dialysis).collect(),
+            r.health_checks
+                .iter()
+                .cloned()
+                .map(Record::HealthCheck)
+                .collect(),
+        ];
+        for records in kinds {
+            for (seq, record) in (0u32..).zip(records) {
+                b.records.push((
+                    next(),
+                    ClaimRecord {
+                        person,
+                        seq,
+                        record,
+                    },
+                ));
+            }
+        }
+    }
+    b.lines.1 = line;
+    b
+}
+
+/// A batch is applied whole, once: its persons, card links and records read back as loaded
+/// ones do; the same batch again changes nothing; the same id with other content is refused
+/// at its header; a later batch adds records to a held person and updates its demographics.
+pub async fn an_import_batch_applies_whole_and_once<S: ProviderStore>(store: S) {
+    use import::{ClaimRecord, Imported, Record};
+    let p = sample_person(21, "01AB00000021");
+    let first = import_batch_of("2026-10-a", 1, 1, std::slice::from_ref(&p));
+    let items = first.len();
+    assert_eq!(
+        store.import_batch(first.clone()).await.unwrap(),
+        Imported::Applied { items }
+    );
+    let granted = store
+        .access_records(request("01AB00000021", View::Full, 1))
+        .await
+        .unwrap();
+    assert_eq!(granted.person, p.person);
+    assert_eq!(
+        granted.records, p.records,
+        "imported records read back whole"
+    );
+
+    assert_eq!(
+        store.import_batch(first.clone()).await.unwrap(),
+        Imported::AlreadyImported,
+        "the same batch again changes nothing"
+    );
+    let again = store
+        .access_records(request("01AB00000021", View::Full, 2))
+        .await
+        .unwrap();
+    assert_eq!(again.records, p.records, "nothing was added twice");
+
+    let changed = import::ImportBatch {
+        digest: [9; 32],
+        ..first.clone()
+    };
+    assert_eq!(
+        store.import_batch(changed).await,
+        Err(StoreError::ImportRejected {
+            line: 1,
+            problem: "batch \"2026-10-a\" was imported before with other content".into()
+        })
+    );
+
+    // A month later: a new visit for the held person, and a move.
+    let mut moved = p.person.clone();
+    moved.address.street = "小杉町9-9-9".into();
+    let mut visit = p.records.visits[0].clone();
+    visit.department = "整形外科".into();
+    let seq = u32::try_from(p.records.visits.len()).unwrap();
+    let later = import::ImportBatch {
+        id: "2026-11-a".into(),
+        digest: [2; 32],
+        lines: (1, 3),
+        persons: vec![(2, moved.clone())],
+        cards: Vec::new(),
+        records: vec![(
+            3,
+            ClaimRecord {
+                person: p.person.id,
+                seq,
+                record: Record::Visit(visit.clone()),
+            },
+        )],
+    };
+    assert_eq!(
+        store.import_batch(later).await.unwrap(),
+        Imported::Applied { items: 2 }
+    );
+    let after = store
+        .access_records(request("01AB00000021", View::Full, 3))
+        .await
+        .unwrap();
+    assert_eq!(after.person, moved, "demographics updated");
+    assert_eq!(after.records.visits.len(), p.records.visits.len() + 1);
+    assert!(after.records.visits.contains(&visit));
+}
+
+/// A batch with one bad line changes nothing, and the error names that line: a record of a
+/// person neither held nor in the batch, a record key already held, a serial linked to
+/// another person, a record that fails the record checks, a key twice in one batch.
+pub async fn a_bad_import_batch_changes_nothing_and_names_its_line<S: ProviderStore>(store: S) {
+    use import::{CardLink, ClaimRecord, Record};
+    let held = sample_person(31, "01AC00000031");
+    store
+        .import_batch(import_batch_of("held", 1, 1, std::slice::from_ref(&held)))
+        .await
+        .unwrap();
+    let newcomer = sample_person(32, "01AC00000032");
+    let fresh = |id: &str| import_batch_of(id, 3, 100, std::slice::from_ref(&newcomer));
+    let line_of = |b: &import::ImportBatch| b.lines.1 + 1;
+    let rejected_at = |r: Result<import::Imported, StoreError>| match r {
+        Err(StoreError::ImportRejected { line, .. }) => line,
+        other => panic!("expected a refusal naming a line: {other:?}"),
+    };
+
+    // Each bad batch holds the newcomer too, and the newcomer's card must stay unknown.
+    let stranger = {
+        let mut b = fresh("stranger");
+        let line = line_of(&b);
+        b.records.push((
+            line,
+            ClaimRecord {
+                person: PersonId(999),
+                seq: 0,
+                record: Record::Visit(held.records.visits[0].clone()),
+            },
+        ));
+        b.lines.1 = line;
+        b
+    };
+    assert_eq!(
+        rejected_at(store.import_batch(stranger.clone()).await),
+        line_of(&stranger) - 1
+    );
+
+    let already = {
+        let mut b = fresh("already");
+        let line = line_of(&b);
+        b.records.push((
+            line,
+            ClaimRecord {
+                person: held.person.id,
+                seq: 0,
+                record: Record::Visit(held.records.visits[0].clone()),
+            },
+        ));
+        b.lines.1 = line;
+        b
+    };
+    assert_eq!(
+        rejected_at(store.import_batch(already.clone()).await),
+        already.lines.1
+    );
+
+    let taken = {
+        let mut b = fresh("taken");
+        let line = line_of(&b);
+        b.cards.push((
+            line,
+            CardLink {
+                serial: held.cert_serial.clone(),
+                person: newcomer.person.id,
+            },
+        ));
+        b.lines.1 = line;
+        b
+    };
+    assert_eq!(
+        rejected_at(store.import_batch(taken.clone()).await),
+        taken.lines.1
+    );
+
+    let impossible = {
+        let mut b = fresh("impossible");
+        let line = line_of(&b);
+        let mut d = held.records.dispensings[0].clone();
+        d.days = 0;
+        b.records.push((
+            line,
+            ClaimRecord {
+                person: newcomer.person.id,
+                seq: 99,
+                record: Record::Dispensing(d),
+            },
+        ));
+        b.lines.1 = line;
+        b
+    };
+    assert_eq!(
+        rejected_at(store.import_batch(impossible.clone()).await),
+        impossible.lines.1
+    );
+
+    let twice = {
+        let mut b = fresh("twice");
+        let (first_line, first) = b.records[0].clone();
+        let line = line_of(&b);
+        b.records.push((line, first));
+        b.lines.1 = line;
+        assert!(first_line < line);
+        b
+    };
+    assert_eq!(
+        rejected_at(store.import_batch(twice.clone()).await),
+        twice.lines.1
+    );
+
+    for refused in ["stranger", "already", "taken", "impossible", "twice"] {
+        assert!(
+            matches!(
+                store
+                    .access_records(request("01AC00000032", View::Full, 1))
+                    .await,
+                Err(StoreError::UnknownSerial(_))
+            ),
+            "batch {refused} left its newcomer behind"
+        );
+    }
+    // The held person is as the first batch left it, and its log untouched by refusals.
+    let granted = store
+        .access_records(request("01AC00000031", View::Full, 2))
+        .await
+        .unwrap();
+    assert_eq!(granted.records, held.records);
+    // The refused batches were not recorded as applied: the good one goes through now.
+    assert!(matches!(
+        store.import_batch(fresh("stranger")).await.unwrap(),
+        import::Imported::Applied { .. }
+    ));
+}
+
 /// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the
 /// suite once, so a new test runs on every backend.
 #[macro_export]
@@ -642,6 +925,8 @@ macro_rules! provider_suite {
             a_revoked_organisation_certificate_is_refused_and_its_others_are_not,
             concurrent_accesses_chain_correctly,
             dataset_info_round_trips,
+            an_import_batch_applies_whole_and_once,
+            a_bad_import_batch_changes_nothing_and_names_its_line,
         );
     };
 }

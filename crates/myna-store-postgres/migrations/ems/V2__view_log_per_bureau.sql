@@ -4,12 +4,13 @@
 -- (bureau_id, seq) order, checking each head row against its chain's last entry.
 --
 -- V1's single chain was an interim that no deployment used. Its entries are not re-chained
--- (that would rewrite audit evidence): a database that holds any is refused here, to be
--- verified and archived (`ems verify-views`) by its operator first.
+-- (that would rewrite audit evidence): a database that holds any is refused here. Its
+-- operator verifies them with the previous release (`ems verify-views`), keeps a copy
+-- (`pg_dump --table=view_log --table=view_log_head`), empties view_log, and upgrades.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM view_log) THEN
-        RAISE EXCEPTION 'view_log holds entries of the interim single chain; verify and archive them before this upgrade';
+        RAISE EXCEPTION 'view_log holds entries of the interim single chain: verify them (ems verify-views), keep a copy (pg_dump --table=view_log --table=view_log_head), empty view_log, then upgrade';
     END IF;
 END
 $$;
