@@ -72,7 +72,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Line, String> {
             }))
         }
         "visit" => record(map, "visit", |r| &mut r.visits, Record::Visit),
-        "dispensing" => record(map, "dispensing", |r| &mut r.dispensings, Record::Dispensing),
+        "dispensing" => record(
+            map,
+            "dispensing",
+            |r| &mut r.dispensings,
+            Record::Dispensing,
+        ),
         "procedure" => record(map, "procedure", |r| &mut r.procedures, Record::Procedure),
         "dialysis" => record(map, "dialysis", |r| &mut r.dialysis, Record::Dialysis),
         "health_check" => record(
@@ -155,7 +160,10 @@ fn strict<T: DeserializeOwned>(kind: &str, map: Map<String, Value>) -> Result<T,
 /// A domain type, whose serde accepts unknown fields and missing optional ones: deserialized,
 /// then serialized back and compared field by field with the line, so that every field the
 /// line holds is known and every field of the type is present (`null` for none).
-fn typed<T: DeserializeOwned + Serialize>(kind: &str, map: Map<String, Value>) -> Result<T, String> {
+fn typed<T: DeserializeOwned + Serialize>(
+    kind: &str,
+    map: Map<String, Value>,
+) -> Result<T, String> {
     let input = Value::Object(map);
     let value = T::deserialize(&input).map_err(|e| format!("{kind}: {e}"))?;
     let back = serde_json::to_value(&value).map_err(|e| format!("{kind}: {e}"))?;
@@ -178,7 +186,10 @@ fn same_fields(input: &Value, back: &Value, path: &str) -> Result<(), String> {
         return Err(format!("unknown field {}", shorten(&at(k))));
     }
     if let Some(k) = back.keys().find(|k| !input.contains_key(*k)) {
-        return Err(format!("missing field `{}` (null when there is none)", at(k)));
+        return Err(format!(
+            "missing field `{}` (null when there is none)",
+            at(k)
+        ));
     }
     for (k, v) in input {
         if let Some(b) = back.get(k) {

@@ -1,7 +1,7 @@
 //! The streaming reader: a file into batches, one at a time.
 
 use crate::line::{self, Line};
-use crate::{ImportBatch, LineNo, Limits, ParseError};
+use crate::{ImportBatch, Limits, LineNo, ParseError};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, ErrorKind};
 

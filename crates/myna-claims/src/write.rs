@@ -37,7 +37,10 @@ impl<W: Write> BatchWriter<W> {
         check_batch_id(id).map_err(invalid)?;
         self.pending.clear();
         self.line.clear();
-        write!(self.line, "{{\"type\":\"batch\",\"format\":{FORMAT},\"id\":")?;
+        write!(
+            self.line,
+            "{{\"type\":\"batch\",\"format\":{FORMAT},\"id\":"
+        )?;
         serde_json::to_writer(&mut self.line, id).map_err(io::Error::other)?;
         self.line.push(b'}');
         self.push_line()?;
@@ -60,7 +63,10 @@ impl<W: Write> BatchWriter<W> {
         };
         let id = set.person.id;
         if id.0 <= 0 {
-            return Err(invalid(format!("person id must be positive (got {})", id.0)));
+            return Err(invalid(format!(
+                "person id must be positive (got {})",
+                id.0
+            )));
         }
         check_serial(&set.cert_serial).map_err(invalid)?;
         let r = &set.records;
@@ -71,9 +77,14 @@ impl<W: Write> BatchWriter<W> {
             .iter()
             .map(|d| d.daily_quantity)
             .chain(r.health_checks.iter().flat_map(|h| {
-                [Some(h.height_cm), Some(h.weight_kg), h.hba1c_percent, h.egfr]
-                    .into_iter()
-                    .flatten()
+                [
+                    Some(h.height_cm),
+                    Some(h.weight_kg),
+                    h.hba1c_percent,
+                    h.egfr,
+                ]
+                .into_iter()
+                .flatten()
             }))
             .all(f64::is_finite);
         if !finite {
@@ -82,7 +93,8 @@ impl<W: Write> BatchWriter<W> {
                 id.0
             )));
         }
-        let count = 2 + r.visits.len()
+        let count = 2
+            + r.visits.len()
             + r.dispensings.len()
             + r.procedures.len()
             + r.dialysis.len()
@@ -97,7 +109,8 @@ impl<W: Write> BatchWriter<W> {
         self.pending.clear();
         self.object_line("{\"type\":\"person\",", &set.person)?;
         self.line.clear();
-        self.line.extend_from_slice(b"{\"type\":\"card\",\"serial\":");
+        self.line
+            .extend_from_slice(b"{\"type\":\"card\",\"serial\":");
         serde_json::to_writer(&mut self.line, &set.cert_serial).map_err(io::Error::other)?;
         write!(self.line, ",\"person\":{}}}", id.0)?;
         self.push_line()?;
@@ -117,9 +130,17 @@ impl<W: Write> BatchWriter<W> {
         Ok(self.out)
     }
 
-    fn records<T: Serialize>(&mut self, kind: &str, person: PersonId, list: &[T]) -> io::Result<()> {
+    fn records<T: Serialize>(
+        &mut self,
+        kind: &str,
+        person: PersonId,
+        list: &[T],
+    ) -> io::Result<()> {
         for (seq, rec) in list.iter().enumerate() {
-            let head = format!("{{\"type\":\"{kind}\",\"person\":{},\"seq\":{seq},", person.0);
+            let head = format!(
+                "{{\"type\":\"{kind}\",\"person\":{},\"seq\":{seq},",
+                person.0
+            );
             self.object_line(&head, rec)?;
         }
         Ok(())

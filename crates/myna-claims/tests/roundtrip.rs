@@ -70,7 +70,10 @@ fn digest_of(lines: &[&str]) -> [u8; 32] {
 #[test]
 fn two_batches_round_trip() {
     let all = sets(0..12);
-    let bytes = write(&[("claims-2026-10/a", &all[..5]), ("claims-2026-10/b", &all[5..])]);
+    let bytes = write(&[
+        ("claims-2026-10/a", &all[..5]),
+        ("claims-2026-10/b", &all[5..]),
+    ]);
     let text = String::from_utf8(bytes.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let batches = read_all(&bytes).unwrap();
@@ -131,7 +134,13 @@ fn every_kind_of_record_round_trips() {
     assert_eq!(batches.len(), 2);
     assert_eq!(rebuild(&batches[0]), all[..3]);
     assert_eq!(rebuild(&batches[1]), all[3..]);
-    for kind in ["visit", "dispensing", "procedure", "dialysis", "health_check"] {
+    for kind in [
+        "visit",
+        "dispensing",
+        "procedure",
+        "dialysis",
+        "health_check",
+    ] {
         assert!(
             batches
                 .iter()
@@ -187,5 +196,8 @@ fn progress_counts_bytes_and_lines() {
 fn a_file_without_a_final_line_end_reads() {
     let mut bytes = join(sample_lines());
     bytes.pop();
-    assert_eq!(read_all(&bytes).unwrap(), read_all(&join(sample_lines())).unwrap());
+    assert_eq!(
+        read_all(&bytes).unwrap(),
+        read_all(&join(sample_lines())).unwrap()
+    );
 }
