@@ -1,4 +1,5 @@
 //! Synthetic persons written in two batches and read back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

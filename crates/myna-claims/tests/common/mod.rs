@@ -1,5 +1,5 @@
 //! Synthetic files for the tests.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::panic, dead_code)]
 
 use chrono::NaiveDate;
 use myna_claims::{BatchReader, BatchWriter, ImportBatch, Limits, ParseError};
