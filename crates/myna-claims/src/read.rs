@@ -192,6 +192,13 @@ impl<R: BufRead> BatchReader<R> {
     }
 }
 
-fn error(line: LineNo, problem: String) -> ParseError {
+/// Longest problem reported, in characters: a message quoting a long line is cut.
+const MAX_PROBLEM: usize = 300;
+
+fn error(line: LineNo, mut problem: String) -> ParseError {
+    if let Some((cut, _)) = problem.char_indices().nth(MAX_PROBLEM) {
+        problem.truncate(cut);
+        problem.push('…');
+    }
     ParseError { line, problem }
 }

@@ -207,6 +207,15 @@ fn lines_that_are_not_records() {
 }
 
 #[test]
+fn long_values_are_cut_short_in_errors() {
+    let e = edited("person", |m| {
+        m.insert("sex".into(), json!("x".repeat(10_000)));
+    });
+    assert!(e.problem.starts_with("person: unknown variant `xxx"), "{e}");
+    assert!(e.problem.chars().count() <= 301 && e.problem.ends_with('…'));
+}
+
+#[test]
 fn a_field_given_twice_is_refused() {
     let line = r#"{"type":"card","serial":"01AB","person":1,"person":2}"#;
     let e = first_error(format!("{HEADER}\n{line}").as_bytes());
