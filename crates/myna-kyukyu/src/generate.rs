@@ -7,7 +7,7 @@ use myna_store::{DatasetInfo, PersonRecordSet, ProviderStore};
 use myna_store_sqlite::{Durability, SqliteStore};
 use myna_synth::Generator;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -31,6 +31,13 @@ pub struct GenArgs {
     /// Replace an existing database.
     #[arg(long)]
     pub force: bool,
+    /// Write the population as a claims-import file (docs/import-format.md) instead of a
+    /// database, for `import`.
+    #[arg(long, conflicts_with = "force")]
+    pub claims_out: Option<PathBuf>,
+    /// Persons per batch of the claims-import file (about 85 lines each).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+    pub batch_persons: u64,
 }
 
 pub struct GenReport {
@@ -49,6 +56,19 @@ pub async fn run(args: GenArgs) -> Result<ExitCode> {
     let as_of = args
         .as_of
         .unwrap_or_else(|| myna_provider::japan_date(chrono::Utc::now()));
+    if let Some(out) = &args.claims_out {
+        let started = Instant::now();
+        let lines = emit_claims(out, args.persons, args.seed, as_of, args.batch_persons)?;
+        let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "wrote {} persons as {lines} import lines to {} in {:.1} s ({:.1} MiB)",
+            args.persons,
+            out.display(),
+            started.elapsed().as_secs_f64(),
+            bytes as f64 / 1_048_576.0
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = match &args.db {
         DbTarget::Sqlite(path) => {
             if path.exists() && !args.force {
@@ -129,65 +149,19 @@ async fn fill<S: ProviderStore>(
     progress: bool,
 ) -> Result<()> {
     let started = Instant::now();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .max(1) as u64;
-    let batches = persons.div_ceil(BATCH);
-    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<PersonRecordSet>)>(workers as usize * 2);
-    let mut handles = Vec::new();
-    for w in 0..workers {
-        let tx = tx.clone();
-        let generator = Generator::new(seed, as_of)?;
-        handles.push(std::thread::spawn(move || {
-            let mut b = w;
-            while b < batches {
-                let start = b * BATCH;
-                let end = ((b + 1) * BATCH).min(persons);
-                let batch = (start..end)
-                    .map(|i| {
-                        let p = generator.person(i);
-                        PersonRecordSet {
-                            person: p.person,
-                            cert_serial: p.cert_serial,
-                            records: p.records,
-                        }
-                    })
-                    .collect();
-                if tx.send((b, batch)).is_err() {
-                    return;
-                }
-                b += workers;
-            }
-        }));
-    }
-    drop(tx);
-
-    // Write batches in person order so the clustered tables are appended, not split.
-    let mut waiting = BTreeMap::new();
-    let mut next = 0u64;
+    let mut population = InOrder::start(persons, seed, as_of, BATCH)?;
     let mut last_report = Instant::now();
-    while next < batches {
-        let (b, batch) = match rx.recv() {
-            Ok(x) => x,
-            Err(_) => bail!("a generator thread stopped early"),
-        };
-        waiting.insert(b, batch);
-        while let Some(batch) = waiting.remove(&next) {
-            store.load_persons(batch).await.context("writing persons")?;
-            next += 1;
-            if progress && last_report.elapsed().as_secs() >= 5 {
-                let done = (next * BATCH).min(persons);
-                eprintln!(
-                    "  {done}/{persons} persons ({:.0}/s)",
-                    done as f64 / started.elapsed().as_secs_f64()
-                );
-                last_report = Instant::now();
-            }
+    let mut done = 0u64;
+    while let Some(batch) = population.next()? {
+        done += batch.len() as u64;
+        store.load_persons(batch).await.context("writing persons")?;
+        if progress && last_report.elapsed().as_secs() >= 5 {
+            eprintln!(
+                "  {done}/{persons} persons ({:.0}/s)",
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
         }
-    }
-    for h in handles {
-        let _ = h.join();
     }
     store
         .set_dataset_info(DatasetInfo {
@@ -198,4 +172,126 @@ async fn fill<S: ProviderStore>(
         })
         .await?;
     Ok(())
+}
+
+/// Writes the population as a claims-import file, `batch_persons` persons per batch, batch
+/// ids naming the seed, the date and the batch (`gen-2026-2026-11-26-000000`); the lines
+/// written. The file appears only when complete.
+pub fn emit_claims(
+    out: &Path,
+    persons: u64,
+    seed: u64,
+    as_of: NaiveDate,
+    batch_persons: u64,
+) -> Result<u64> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let partial = out.with_extension("partial");
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut writer =
+        myna_claims::BatchWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let mut population = InOrder::start(persons, seed, as_of, batch_persons)?;
+    let (mut batches, mut lines) = (0u64, 0u64);
+    let mut begin = |writer: &mut myna_claims::BatchWriter<_>| -> Result<()> {
+        lines += writer.batch_lines().unwrap_or(0);
+        writer.begin_batch(&format!("gen-{seed}-{as_of}-{batches:06}"))?;
+        batches += 1;
+        Ok(())
+    };
+    while let Some(batch) = population.next()? {
+        begin(&mut writer)?;
+        for set in &batch {
+            // A person with a long history could take a batch past the format's limit.
+            if writer.batch_lines().unwrap_or(0) > myna_claims::MAX_BATCH_LINES / 2 {
+                begin(&mut writer)?;
+            }
+            writer.person_set(set)?;
+        }
+    }
+    lines += writer.batch_lines().unwrap_or(0);
+    let mut file = writer.finish()?;
+    std::io::Write::flush(&mut file)?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("moving the file to {}", out.display()))?;
+    Ok(lines)
+}
+
+/// The synthetic population in batches of `batch` persons, generated on worker threads and
+/// handed out in person order (so clustered tables are appended, not split).
+struct InOrder {
+    rx: mpsc::Receiver<(u64, Vec<PersonRecordSet>)>,
+    waiting: BTreeMap<u64, Vec<PersonRecordSet>>,
+    next: u64,
+    batches: u64,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl InOrder {
+    fn start(persons: u64, seed: u64, as_of: NaiveDate, batch: u64) -> Result<Self> {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1) as u64;
+        let batch = batch.max(1);
+        let batches = persons.div_ceil(batch);
+        let (tx, rx) = mpsc::sync_channel::<(u64, Vec<PersonRecordSet>)>(workers as usize * 2);
+        let mut handles = Vec::new();
+        for w in 0..workers {
+            let tx = tx.clone();
+            let generator = Generator::new(seed, as_of)?;
+            handles.push(std::thread::spawn(move || {
+                let mut b = w;
+                while b < batches {
+                    let start = b * batch;
+                    let end = ((b + 1) * batch).min(persons);
+                    let sets = (start..end)
+                        .map(|i| {
+                            let p = generator.person(i);
+                            PersonRecordSet {
+                                person: p.person,
+                                cert_serial: p.cert_serial,
+                                records: p.records,
+                            }
+                        })
+                        .collect();
+                    if tx.send((b, sets)).is_err() {
+                        return;
+                    }
+                    b += workers;
+                }
+            }));
+        }
+        Ok(Self {
+            rx,
+            waiting: BTreeMap::new(),
+            next: 0,
+            batches,
+            handles,
+        })
+    }
+
+    /// The next batch in order; None after the last.
+    fn next(&mut self) -> Result<Option<Vec<PersonRecordSet>>> {
+        if self.next >= self.batches {
+            for h in self.handles.drain(..) {
+                let _ = h.join();
+            }
+            return Ok(None);
+        }
+        loop {
+            if let Some(sets) = self.waiting.remove(&self.next) {
+                self.next += 1;
+                return Ok(Some(sets));
+            }
+            match self.rx.recv() {
+                Ok((b, sets)) => {
+                    self.waiting.insert(b, sets);
+                }
+                Err(_) => bail!("a generator thread stopped early"),
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod demo;
 mod ems_cli;
 mod enroll;
 mod generate;
+mod import;
 mod profile_file;
 mod provider;
 mod quantile;
@@ -44,8 +45,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a synthetic population into a provider database.
+    /// Generate a synthetic population into a provider database (or a claims-import file).
     Gen(generate::GenArgs),
+    /// Import claims batches (docs/import-format.md) into a provider database: each batch in
+    /// one transaction, a batch imported before skipped, a bad line reported with its number.
+    Import(import::ImportArgs),
     /// The national emergency-summary service.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Gen(a) => generate::run(a).await,
+            Command::Import(a) => import::run(a).await,
             Command::Provider(c) => provider::run(c).await,
             Command::Ca(c) => cards::run_ca(c).await,
             Command::Card(c) => cards::run_card(c).await,
