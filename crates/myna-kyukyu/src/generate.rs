@@ -141,7 +141,7 @@ pub async fn generate(
 
 /// Generates `persons` on worker threads and loads them into `store` in person order, then
 /// records the dataset's facts.
-async fn fill<S: ProviderStore>(
+pub async fn fill<S: ProviderStore>(
     store: &S,
     persons: u64,
     seed: u64,

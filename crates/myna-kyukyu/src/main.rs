@@ -6,6 +6,7 @@ mod bench_alerts;
 mod bench_card;
 mod bench_ems_load;
 mod bench_handoff;
+mod bench_import;
 mod bench_ranking;
 mod card_cli;
 mod cards;

@@ -16,7 +16,7 @@ mod provider;
 pub mod testing;
 
 pub use ems::PgEmsStore;
-pub use provider::PgProviderStore;
+pub use provider::{PgProviderStore, baseline_copy};
 
 use myna_store::StoreError;
 use tokio_postgres::error::SqlState;

@@ -215,17 +215,7 @@ impl PgProviderStore {
                 .await
                 .map_err(attempt)?;
             let digest: &[u8] = col(&row, 0)?;
-            return if digest == batch.digest.as_slice() {
-                Ok(Imported::AlreadyImported)
-            } else {
-                Err(rejected(
-                    batch.lines.0,
-                    format!(
-                        "batch {:?} was imported before with other content",
-                        batch.id
-                    ),
-                ))
-            };
+            return Ok(myna_store::import::seen_before(batch, digest)?);
         }
 
         // Demographics: added, or updated to the batch's.
@@ -305,8 +295,8 @@ impl PgProviderStore {
             .map_err(attempt)?;
         }
         let rows = RecordRows::of_batch(batch)?;
-        insert_masters(&tx, &rows).await?;
-        copy_records(&tx, &rows).await?;
+        insert_masters(&tx, "", &rows).await?;
+        copy_records(&tx, "", &rows).await?;
         tx.commit().await.map_err(attempt)?;
         Ok(Imported::Applied { items: batch.len() })
     }
@@ -348,6 +338,24 @@ impl PgProviderStore {
     }
 }
 
+/// A person's text columns in `PERSON_COLUMNS` order (name, reading, then address and
+/// coverage), for the COPY and the UNNEST upsert alike.
+fn person_texts(p: &Person) -> [&str; 11] {
+    [
+        &p.name,
+        &p.name_kana,
+        &p.address.postal_code,
+        &p.address.prefecture,
+        &p.address.municipality,
+        &p.address.street,
+        &p.coverage.insurer_number,
+        &p.coverage.insurer_name,
+        &p.coverage.symbol,
+        &p.coverage.number,
+        &p.coverage.branch,
+    ]
+}
+
 /// Demographics by UNNEST: added, or updated to these (`INSERT … ON CONFLICT`).
 async fn upsert_people<'p>(
     tx: &Transaction<'_>,
@@ -361,20 +369,8 @@ async fn upsert_people<'p>(
         id.push(p.id.0);
         sex.push(i16::from(p.sex.code()));
         birth.push(p.birth_date);
-        for (column, value) in text.iter_mut().zip([
-            &p.name,
-            &p.name_kana,
-            &p.address.postal_code,
-            &p.address.prefecture,
-            &p.address.municipality,
-            &p.address.street,
-            &p.coverage.insurer_number,
-            &p.coverage.insurer_name,
-            &p.coverage.symbol,
-            &p.coverage.number,
-            &p.coverage.branch,
-        ]) {
-            column.push(value.as_str());
+        for (column, value) in text.iter_mut().zip(person_texts(p)) {
+            column.push(value);
         }
     }
     let [
@@ -820,24 +816,125 @@ impl<'a> RecordRows<'a> {
 /// caller's transaction. A レセ電 code already naming another product refuses the whole batch.
 async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
     let rows = RecordRows::of_persons(persons);
-    insert_masters(tx, &rows).await?;
+    insert_masters(tx, "", &rows).await?;
     copy_people(tx, persons.iter().map(|s| &s.person)).await?;
-    let mut certs = Copy::start(
+    copy_cards(
         tx,
-        "auth_cert (serial, person_id)",
+        "",
+        persons
+            .iter()
+            .map(|s| (s.cert_serial.as_str(), s.person.id.0)),
+    )
+    .await?;
+    copy_records(tx, "", &rows).await
+}
+
+/// Card links (serial, person) by COPY.
+async fn copy_cards<'a>(
+    tx: &Transaction<'_>,
+    prefix: &str,
+    cards: impl Iterator<Item = (&'a str, i64)>,
+) -> Result<(), Attempt> {
+    let mut copy = Copy::start(
+        tx,
+        &format!("{prefix}auth_cert (serial, person_id)"),
         &[Type::TEXT, Type::INT8],
     )
     .await?;
-    for set in persons {
-        certs.row(&[&set.cert_serial, &set.person.id.0]).await?;
+    for (serial, person) in cards {
+        copy.row(&[&serial, &person]).await?;
     }
-    certs.finish().await?;
-    copy_records(tx, &rows).await
+    copy.finish().await?;
+    Ok(())
+}
+
+/// The import benchmark's baseline (`bench import`): PostgreSQL's own bulk path for the same
+/// rows, binary `COPY` into tables with no key or index (in a fresh database) (the reference tables keep their
+/// unique codes, which the inserts' `ON CONFLICT` needs), all in one transaction. `next` gives
+/// each batch; only the time spent writing is counted. Returns the rows written and that time.
+pub async fn baseline_copy<F>(
+    url: &str,
+    mut next: F,
+) -> Result<(u64, std::time::Duration), StoreError>
+where
+    F: FnMut() -> Option<Result<ImportBatch, String>>,
+{
+    let fail = |a: Attempt| match a {
+        Attempt::Retry(e) => db_err(e),
+        Attempt::Fail(e) => e,
+    };
+    drop(PgProviderStore::connect(url).await?);
+    let (mut client, connection) = crate::config(url)?
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(db_err)?;
+    let driver = tokio::spawn(connection);
+    for t in [
+        "person",
+        "auth_cert",
+        "visit",
+        "dispensing",
+        "procedure_record",
+        "dialysis",
+        "health_check",
+    ] {
+        client
+            .batch_execute(&format!("CREATE TABLE baseline_{t} (LIKE {t})"))
+            .await
+            .map_err(db_err)?;
+    }
+    for t in ["institution", "drug", "drug_product"] {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE baseline_{t} (LIKE {t} INCLUDING INDEXES)"
+            ))
+            .await
+            .map_err(db_err)?;
+    }
+    let tx = client.transaction().await.map_err(db_err)?;
+    let (mut rows_written, mut spent) = (0u64, std::time::Duration::ZERO);
+    while let Some(batch) = next() {
+        let batch = batch.map_err(StoreError::Unavailable)?;
+        let t0 = std::time::Instant::now();
+        copy_people_into(
+            &tx,
+            &format!("baseline_{PERSON_COLUMNS}"),
+            batch.persons.iter().map(|(_, p)| p),
+        )
+        .await
+        .map_err(fail)?;
+        copy_cards(
+            &tx,
+            "baseline_",
+            batch
+                .cards
+                .iter()
+                .map(|(_, c)| (c.serial.as_str(), c.person.0)),
+        )
+        .await
+        .map_err(fail)?;
+        let rows = RecordRows::of_batch(&batch)?;
+        insert_masters(&tx, "baseline_", &rows)
+            .await
+            .map_err(fail)?;
+        copy_records(&tx, "baseline_", &rows).await.map_err(fail)?;
+        spent += t0.elapsed();
+        rows_written += batch.len();
+    }
+    let t0 = std::time::Instant::now();
+    tx.commit().await.map_err(db_err)?;
+    spent += t0.elapsed();
+    driver.abort();
+    Ok((rows_written, spent))
 }
 
 /// The institutions, drugs and products the rows name that are not stored yet. A product
 /// conflict names the dispensing's line in an import, its person in a load.
-async fn insert_masters(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(), Attempt> {
+async fn insert_masters(
+    tx: &Transaction<'_>,
+    prefix: &str,
+    rows: &RecordRows<'_>,
+) -> Result<(), Attempt> {
     // Products already stored under the rows' レセ電 codes, then the rows' own, in order.
     let codes: Vec<String> = rows
         .dispensings
@@ -878,8 +975,10 @@ async fn insert_masters(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(
     for d in new_products {
         let code = d.receipt_code.as_ref().map(|c| c.as_str());
         tx.execute(
-            "INSERT INTO drug_product (receipt_code, yj, name, generic_name, strength) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (receipt_code) DO NOTHING",
+            &format!(
+                "INSERT INTO {prefix}drug_product (receipt_code, yj, name, generic_name, \
+                 strength) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (receipt_code) DO NOTHING"
+            ),
             &[&code, &d.yj.as_str(), &d.name, &d.generic_name, &d.strength],
         )
         .await
@@ -919,8 +1018,10 @@ async fn insert_masters(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(
         })
         .collect();
     tx.execute(
-        "INSERT INTO institution (code, name, kind) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) ON CONFLICT (code) DO NOTHING",
+        &format!(
+            "INSERT INTO {prefix}institution (code, name, kind) SELECT * FROM \
+             UNNEST($1::text[], $2::text[], $3::text[]) ON CONFLICT (code) DO NOTHING"
+        ),
         &[&codes, &names, &kinds],
     )
     .await
@@ -936,9 +1037,11 @@ async fn insert_masters(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(
         strength.push(d.strength.as_str());
     }
     tx.execute(
-        "INSERT INTO drug (yj, receipt_code, name, generic_name, strength) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-         ON CONFLICT (yj) DO NOTHING",
+        &format!(
+            "INSERT INTO {prefix}drug (yj, receipt_code, name, generic_name, strength) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+             ON CONFLICT (yj) DO NOTHING"
+        ),
         &[&yj, &receipt, &name, &generic, &strength],
     )
     .await
@@ -975,23 +1078,10 @@ async fn copy_people_into<'p>(
     let mut copy = Copy::start(tx, target, &PERSON_TYPES).await?;
     for p in people {
         let sex = i16::from(p.sex.code());
-        copy.row(&[
-            &p.id.0,
-            &p.name,
-            &p.name_kana,
-            &p.birth_date,
-            &sex,
-            &p.address.postal_code,
-            &p.address.prefecture,
-            &p.address.municipality,
-            &p.address.street,
-            &p.coverage.insurer_number,
-            &p.coverage.insurer_name,
-            &p.coverage.symbol,
-            &p.coverage.number,
-            &p.coverage.branch,
-        ])
-        .await?;
+        let [name, kana, t @ ..] = person_texts(p);
+        let mut row: Vec<&(dyn ToSql + Sync)> = vec![&p.id.0, &name, &kana, &p.birth_date, &sex];
+        row.extend(t.iter().map(|v| v as &(dyn ToSql + Sync)));
+        copy.row(&row).await?;
     }
     copy.finish().await?;
     Ok(())
@@ -1005,11 +1095,17 @@ async fn copy_people<'p>(
 }
 
 /// The record tables by COPY, one stream per table.
-async fn copy_records(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(), Attempt> {
+async fn copy_records(
+    tx: &Transaction<'_>,
+    prefix: &str,
+    rows: &RecordRows<'_>,
+) -> Result<(), Attempt> {
     let mut visits = Copy::start(
         tx,
-        "visit (person_id, service_date, seq, available_on, institution_code, department, \
-         setting, source)",
+        &format!(
+            "{prefix}visit (person_id, service_date, seq, available_on, institution_code, department, \
+         setting, source)"
+        ),
         &[
             Type::INT8,
             Type::DATE,
@@ -1040,8 +1136,10 @@ async fn copy_records(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(),
 
     let mut dispensings = Copy::start(
         tx,
-        "dispensing (person_id, service_date, seq, available_on, yj, daily_quantity, unit, days, \
-         prescriber_code, pharmacy_code, source, receipt_code)",
+        &format!(
+            "{prefix}dispensing (person_id, service_date, seq, available_on, yj, daily_quantity, unit, days, \
+         prescriber_code, pharmacy_code, source, receipt_code)"
+        ),
         &[
             Type::INT8,
             Type::DATE,
@@ -1083,8 +1181,10 @@ async fn copy_records(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(),
 
     let mut procedures = Copy::start(
         tx,
-        "procedure_record (person_id, service_date, seq, available_on, kind, code, name, \
-         institution_code, source)",
+        &format!(
+            "{prefix}procedure_record (person_id, service_date, seq, available_on, kind, code, name, \
+         institution_code, source)"
+        ),
         &[
             Type::INT8,
             Type::DATE,
@@ -1117,8 +1217,10 @@ async fn copy_records(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(),
 
     let mut dialysis = Copy::start(
         tx,
-        "dialysis (person_id, service_date, seq, available_on, modality, sessions, \
-         institution_code, source)",
+        &format!(
+            "{prefix}dialysis (person_id, service_date, seq, available_on, modality, sessions, \
+         institution_code, source)"
+        ),
         &[
             Type::INT8,
             Type::DATE,
@@ -1150,8 +1252,10 @@ async fn copy_records(tx: &Transaction<'_>, rows: &RecordRows<'_>) -> Result<(),
 
     let mut checks = Copy::start(
         tx,
-        "health_check (person_id, service_date, seq, available_on, height_cm, weight_kg, \
-         systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source)",
+        &format!(
+            "{prefix}health_check (person_id, service_date, seq, available_on, height_cm, weight_kg, \
+         systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source)"
+        ),
         &[
             Type::INT8,
             Type::DATE,

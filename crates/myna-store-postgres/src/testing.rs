@@ -68,6 +68,16 @@ impl TestDb {
         })
     }
 
+    /// The database's size on disk, in bytes.
+    pub async fn size(&self) -> Result<i64, String> {
+        let row = admin()
+            .await?
+            .query_one("SELECT pg_database_size($1)", &[&self.name])
+            .await
+            .map_err(|e| format!("sizing {}: {e}", self.name))?;
+        row.try_get(0).map_err(|e| e.to_string())
+    }
+
     /// How many connections LISTEN on this database (the ems change feeds).
     pub async fn listeners(&self) -> Result<i64, String> {
         let row = admin()

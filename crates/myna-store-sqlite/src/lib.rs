@@ -7,6 +7,7 @@
 //! durable before its summary leaves the server, while one fsync serves many accesses.
 //! Reads that write nothing use a small pool of read-only connections.
 
+pub mod baseline;
 pub mod ems;
 mod import;
 mod rows;

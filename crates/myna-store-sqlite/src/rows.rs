@@ -161,15 +161,34 @@ const PERSON_UPSERT: &str = concat!(
 /// they name), for a load or an import. Caller holds the transaction.
 pub(crate) struct RowWriter<'c> {
     conn: &'c Connection,
+    /// Tables named with this prefix (`baseline_` for the import benchmark's baseline), each
+    /// statement's text rewritten once.
+    prefix: &'static str,
+    prefixed: std::cell::RefCell<HashMap<&'static str, String>>,
 }
 
 impl<'c> RowWriter<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Result<Self, StoreError> {
-        Ok(Self { conn })
+        Ok(Self::with_prefix(conn, ""))
     }
 
-    fn stmt(&self, sql: &str) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
-        self.conn.prepare_cached(sql).map_err(db_err)
+    pub(crate) fn with_prefix(conn: &'c Connection, prefix: &'static str) -> Self {
+        Self {
+            conn,
+            prefix,
+            prefixed: Default::default(),
+        }
+    }
+
+    fn stmt(&self, sql: &'static str) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+        if self.prefix.is_empty() {
+            return self.conn.prepare_cached(sql).map_err(db_err);
+        }
+        let mut prefixed = self.prefixed.borrow_mut();
+        let text = prefixed.entry(sql).or_insert_with(|| {
+            sql.replacen("INSERT INTO ", &format!("INSERT INTO {}", self.prefix), 1)
+        });
+        self.conn.prepare_cached(text).map_err(db_err)
     }
 
     fn institution(&self, i: &Institution, masters: &mut Masters) -> Result<(), StoreError> {

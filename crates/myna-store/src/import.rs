@@ -92,6 +92,22 @@ pub enum Imported {
     AlreadyImported,
 }
 
+/// A batch whose id is already held with `stored` digest: skipped if it is the same batch,
+/// refused at its header if its content changed.
+pub fn seen_before(batch: &ImportBatch, stored: &[u8]) -> Result<Imported, crate::StoreError> {
+    if stored == batch.digest.as_slice() {
+        Ok(Imported::AlreadyImported)
+    } else {
+        Err(crate::StoreError::ImportRejected {
+            line: batch.lines.0,
+            problem: format!(
+                "batch {:?} was imported before with other content",
+                batch.id
+            ),
+        })
+    }
+}
+
 /// What a batch must satisfy before any store looks at it: each record passes
 /// `MedicalRecords::check` on its own, no record key (person, kind, service date, seq) and no
 /// card serial appears twice, and no person is declared twice. Names the offending line.
