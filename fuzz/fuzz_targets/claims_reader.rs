@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         Limits {
             max_line_bytes: 256,
             max_batch_lines: 8,
+            ..Limits::default()
         },
     ] {
         let mut reader = BatchReader::with_limits(data, limits);

@@ -24,6 +24,16 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// split: the store applies a batch in one transaction and the reader holds it in memory.
 pub const MAX_BATCH_LINES: u64 = 200_000;
 
+/// Most bytes in one batch (its lines without their line ends): what a batch may take in
+/// memory is bounded by this, not by lines × the longest line.
+pub const MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Longest institution code, in characters (a key the store indexes).
+pub const MAX_CODE_CHARS: usize = 32;
+
+/// Longest card serial, in hexadecimal digits.
+pub const MAX_SERIAL_DIGITS: usize = 64;
+
 /// Longest batch id, in bytes.
 pub const MAX_BATCH_ID: usize = 128;
 
@@ -33,6 +43,7 @@ pub const MAX_BATCH_ID: usize = 128;
 pub struct Limits {
     pub max_line_bytes: usize,
     pub max_batch_lines: u64,
+    pub max_batch_bytes: u64,
 }
 
 impl Default for Limits {
@@ -40,6 +51,7 @@ impl Default for Limits {
         Self {
             max_line_bytes: MAX_LINE_BYTES,
             max_batch_lines: MAX_BATCH_LINES,
+            max_batch_bytes: MAX_BATCH_BYTES,
         }
     }
 }
@@ -77,6 +89,12 @@ pub fn check_batch_id(id: &str) -> Result<(), String> {
 pub fn check_serial(serial: &str) -> Result<(), String> {
     if serial.is_empty() {
         return Err("serial is empty".into());
+    }
+    if serial.len() > MAX_SERIAL_DIGITS {
+        return Err(format!(
+            "serial has {} digits; at most {MAX_SERIAL_DIGITS} allowed",
+            serial.len()
+        ));
     }
     if !serial
         .bytes()

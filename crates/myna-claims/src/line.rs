@@ -31,6 +31,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Line, String> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1))?;
+    // PostgreSQL text cannot hold a NUL; SQLite would, so both refuse it here alike.
+    if text.contains("\\u0000") {
+        return Err("a NUL character (\\u0000) is not allowed".into());
+    }
     let StrictValue(value) = serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
         let at = format!(" at line {} column {}", e.line(), e.column());
@@ -137,6 +141,20 @@ fn record<T: DeserializeOwned + Serialize>(
     }
     let key: RecordKey = strict(kind, key)?;
     positive(&format!("{kind}: person"), key.person)?;
+    // Institution codes are keys the store indexes: bounded here, for both engines.
+    for field in ["institution", "prescriber", "pharmacy"] {
+        if let Some(code) = map
+            .get(field)
+            .and_then(|i| i.get("code"))
+            .and_then(Value::as_str)
+            && code.chars().count() > crate::MAX_CODE_CHARS
+        {
+            return Err(format!(
+                "{kind}: {field} code is longer than {} characters",
+                crate::MAX_CODE_CHARS
+            ));
+        }
+    }
     let rec: T = typed(kind, map)?;
     // The domain's own check, on a record set of this one record.
     let mut one = MedicalRecords::default();

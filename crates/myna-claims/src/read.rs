@@ -102,6 +102,7 @@ impl<R: BufRead> BatchReader<R> {
             records: Vec::new(),
         };
         let mut count: u64 = 1;
+        let mut bytes = header.raw.len() as u64;
         while let Some(n) = self.read_line()? {
             let parsed = line::parse(&self.line).map_err(|problem| error(n, problem))?;
             if let Line::Batch(id) = parsed {
@@ -119,6 +120,16 @@ impl<R: BufRead> BatchReader<R> {
                     format!(
                         "batch {:?} has more than {} lines; split it into smaller batches",
                         batch.id, self.limits.max_batch_lines
+                    ),
+                ));
+            }
+            bytes += self.line.len() as u64;
+            if bytes > self.limits.max_batch_bytes {
+                return Err(error(
+                    n,
+                    format!(
+                        "batch {:?} is over {} bytes; split it into smaller batches",
+                        batch.id, self.limits.max_batch_bytes
                     ),
                 ));
             }

@@ -106,6 +106,7 @@ fn a_line_over_the_limit_is_not_buffered_whole() {
     let limits = Limits {
         max_line_bytes: 100,
         max_batch_lines: 10,
+        ..Limits::default()
     };
     let huge = vec![b'x'; 10_000_000];
     let mut r = BatchReader::with_limits(&huge[..], limits);
@@ -135,6 +136,7 @@ fn the_batch_size_limit() {
     let limits = Limits {
         max_line_bytes: MAX_LINE_BYTES,
         max_batch_lines: 4,
+        ..Limits::default()
     };
     let lines = sample_lines();
     let ok = join(&lines[..4]);
@@ -382,7 +384,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let n = count_lines(&bytes);
-        for limits in [Limits::default(), Limits { max_line_bytes: 16, max_batch_lines: 3 }] {
+        for limits in [Limits::default(), Limits { max_line_bytes: 16, max_batch_lines: 3, ..Limits::default() }] {
             if let Err(e) = read_all_with(&bytes, limits) {
                 prop_assert!((1..=n).contains(&e.line), "{e} of {n} lines");
             }

@@ -99,7 +99,8 @@ async fn import_file<S: ProviderStore>(
     };
     let bar = progress_bar(progress, size, &name);
     // The next batch is parsed while the store applies this one.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Read>(2);
+    // One batch read ahead: at most three in memory (read, waiting, being applied).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Read>(1);
     let reader = std::thread::spawn(move || {
         let mut reader = BatchReader::new(input);
         loop {
@@ -148,12 +149,17 @@ async fn import_file<S: ProviderStore>(
     }
     .await;
     drop(rx);
-    let _ = reader.join();
+    let joined = reader.join();
     bar.finish_and_clear();
     report.batches_applied += applied;
     report.batches_skipped += skipped;
     report.items += items;
     outcome?;
+    if joined.is_err() {
+        return Err(anyhow!(
+            "{name}: reading stopped unexpectedly; nothing after the last applied batch was imported"
+        ));
+    }
     if !progress {
         eprintln!("{name}: {applied} batches applied ({items} items), {skipped} skipped");
     }

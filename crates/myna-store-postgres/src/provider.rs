@@ -188,6 +188,11 @@ impl PgProviderStore {
         };
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
+        // A batch of 200,000 lines takes longer than a crew's request may: its own limits
+        // (a second import of the same batch waits on the first's row).
+        tx.batch_execute("SET LOCAL statement_timeout = '10min'; SET LOCAL lock_timeout = '10min'")
+            .await
+            .map_err(attempt)?;
         let first = i64::try_from(batch.lines.0).unwrap_or(i64::MAX);
         let last = i64::try_from(batch.lines.1).unwrap_or(i64::MAX);
         let items = i64::try_from(batch.len()).unwrap_or(i64::MAX);
@@ -286,13 +291,38 @@ impl PgProviderStore {
                     }
                 }
             }
-            tx.execute(
-                "INSERT INTO auth_cert (serial, person_id) \
-                 SELECT * FROM UNNEST($1::text[], $2::int8[])",
-                &[&new_serials, &new_persons],
-            )
-            .await
-            .map_err(attempt)?;
+            // A batch importing at the same time may link one of these first: what was
+            // inserted is read back, and a serial now linked elsewhere refuses this batch.
+            let inserted = tx
+                .execute(
+                    "INSERT INTO auth_cert (serial, person_id) \
+                     SELECT * FROM UNNEST($1::text[], $2::int8[]) ON CONFLICT (serial) DO NOTHING",
+                    &[&new_serials, &new_persons],
+                )
+                .await
+                .map_err(attempt)?;
+            if inserted != new_serials.len() as u64 {
+                let now: HashMap<String, i64> = tx
+                    .query(
+                        "SELECT serial, person_id FROM auth_cert WHERE serial = ANY($1)",
+                        &[&new_serials],
+                    )
+                    .await
+                    .map_err(attempt)?
+                    .iter()
+                    .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                    .collect::<Result<_, StoreError>>()?;
+                for (line, c) in &batch.cards {
+                    if let Some(p) = now.get(&c.serial)
+                        && *p != c.person.0
+                    {
+                        return Err(rejected(
+                            *line,
+                            format!("card {} is linked to another person ({p})", c.serial),
+                        ));
+                    }
+                }
+            }
         }
         let rows = RecordRows::of_batch(batch)?;
         insert_masters(&tx, "", &rows).await?;
@@ -547,6 +577,7 @@ async fn read_person(tx: &Transaction<'_>, id: PersonId) -> Result<Person, Attem
 /// The reference names the records' codes need, read in the same transaction.
 async fn read_masters(
     tx: &Transaction<'_>,
+    prefix: &str,
     institutions: Vec<String>,
     yj: Vec<String>,
     receipts: Vec<String>,
@@ -554,7 +585,7 @@ async fn read_masters(
     let mut m = Masters::default();
     for row in tx
         .query(
-            "SELECT code, name, kind FROM institution WHERE code = ANY($1)",
+            &format!("SELECT code, name, kind FROM {prefix}institution WHERE code = ANY($1)"),
             &[&institutions],
         )
         .await
@@ -572,8 +603,10 @@ async fn read_masters(
     }
     for row in tx
         .query(
-            "SELECT yj, yj, receipt_code, name, generic_name, strength FROM drug \
-             WHERE yj = ANY($1)",
+            &format!(
+                "SELECT yj, yj, receipt_code, name, generic_name, strength FROM {prefix}drug \
+                 WHERE yj = ANY($1)"
+            ),
             &[&yj],
         )
         .await
@@ -584,8 +617,10 @@ async fn read_masters(
     }
     for row in tx
         .query(
-            "SELECT receipt_code, yj, receipt_code, name, generic_name, strength \
-             FROM drug_product WHERE receipt_code = ANY($1)",
+            &format!(
+                "SELECT receipt_code, yj, receipt_code, name, generic_name, strength \
+                 FROM {prefix}drug_product WHERE receipt_code = ANY($1)"
+            ),
             &[&receipts],
         )
         .await
@@ -690,6 +725,7 @@ async fn read_records(
     }
     let m = read_masters(
         tx,
+        "",
         institutions.into_iter().collect(),
         yj.into_iter().collect(),
         receipts.into_iter().collect(),
@@ -804,7 +840,13 @@ impl<'a> RecordRows<'a> {
                 Record::Visit(v) => rows.visits.push((id, seq, v)),
                 Record::Dispensing(d) => rows.dispensings.push((id, seq, d, *line)),
                 Record::Procedure(p) => rows.procedures.push((id, seq, p)),
-                Record::Dialysis(d) => rows.dialysis.push((id, seq, d)),
+                Record::Dialysis(d) => {
+                    to_i32(d.sessions, "sessions").map_err(|_| StoreError::ImportRejected {
+                        line: *line,
+                        problem: format!("{}: sessions is too large", r.describe()),
+                    })?;
+                    rows.dialysis.push((id, seq, d))
+                }
                 Record::HealthCheck(h) => rows.health_checks.push((id, seq, h)),
             }
         }
@@ -943,9 +985,10 @@ async fn insert_masters(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut products: HashMap<String, DrugRef> = read_masters(tx, Vec::new(), Vec::new(), codes)
-        .await?
-        .products;
+    let mut products: HashMap<String, DrugRef> =
+        read_masters(tx, prefix, Vec::new(), Vec::new(), codes)
+            .await?
+            .products;
     let mut new_products: Vec<&DrugRef> = Vec::new();
     for (person, _, d, line) in &rows.dispensings {
         let Some(code) = &d.drug.receipt_code else {

@@ -51,8 +51,8 @@ pub(crate) fn import_batch(
             return Ok(true);
         }
         let found = conn
-            .query_row("SELECT 1 FROM person WHERE id = ?1", [id], |_| Ok(()))
-            .optional()
+            .prepare_cached("SELECT 1 FROM person WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |_| Ok(())).optional())
             .map_err(db_err)?
             .is_some();
         if found {
@@ -68,12 +68,8 @@ pub(crate) fn import_batch(
             ));
         }
         let linked: Option<i64> = conn
-            .query_row(
-                "SELECT person_id FROM auth_cert WHERE serial = ?1",
-                [&c.serial],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT person_id FROM auth_cert WHERE serial = ?1")
+            .and_then(|mut s| s.query_row([&c.serial], |r| r.get(0)).optional())
             .map_err(db_err)?;
         match linked {
             None => w.card(&c.serial, c.person.0)?,

@@ -197,10 +197,12 @@ impl SqliteStore {
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
+                let data_version = data_version(&conn).unwrap_or(0);
                 Writer {
                     conn,
                     masters,
                     claims_through,
+                    data_version,
                 }
                 .run(rx)
             })
@@ -291,6 +293,14 @@ struct Writer {
     masters: Masters,
     /// `dataset_info.claims_through`, kept here because every access reports it.
     claims_through: Option<NaiveDate>,
+    /// `PRAGMA data_version` when `masters` was last read: another process's commit (an
+    /// `import` beside a serving provider) changes it, and the names are read again.
+    data_version: i64,
+}
+
+fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(db_err)
 }
 
 fn read_claims_through(conn: &Connection) -> Result<Option<NaiveDate>, StoreError> {
@@ -475,6 +485,14 @@ impl Writer {
                 let _ = reply.send(Err(StoreError::Unavailable(format!("begin failed: {e}"))));
             }
             return;
+        }
+        // Institutions and drugs another process added since: their names, not placeholders.
+        if let Ok(v) = data_version(&self.conn)
+            && v != self.data_version
+            && let Ok(m) = rows::load_masters(&self.conn)
+        {
+            self.masters = m;
+            self.data_version = v;
         }
         let mut results = Vec::with_capacity(batch.len());
         let mut lost: Option<String> = None;

@@ -789,114 +789,79 @@ pub async fn a_bad_import_batch_changes_nothing_and_names_its_line<S: ProviderSt
     let newcomer = sample_person(32, "01AC00000032");
     let fresh = |id: &str| import_batch_of(id, 3, 100, std::slice::from_ref(&newcomer));
     let line_of = |b: &import::ImportBatch| b.lines.1 + 1;
-    let rejected_at = |r: Result<import::Imported, StoreError>| match r {
-        Err(StoreError::ImportRejected { line, .. }) => line,
-        other => panic!("expected a refusal naming a line: {other:?}"),
-    };
 
-    // Each bad batch holds the newcomer too, and the newcomer's card must stay unknown.
-    let stranger = {
-        let mut b = fresh("stranger");
+    // Each bad batch holds the newcomer too (whose card must stay unknown), the bad line, and
+    // a good record after it, so the line named is the bad one, not the batch's last.
+    let good_after = ClaimRecord {
+        person: newcomer.person.id,
+        seq: 500,
+        record: Record::Visit(held.records.visits[0].clone()),
+    };
+    let spoiled = |id: &str, bad: Record, person: PersonId, seq: u32| {
+        let mut b = fresh(id);
         let line = line_of(&b);
         b.records.push((
             line,
             ClaimRecord {
-                person: PersonId(999),
-                seq: 0,
-                record: Record::Visit(held.records.visits[0].clone()),
+                person,
+                seq,
+                record: bad,
             },
         ));
-        b.lines.1 = line;
-        b
+        b.records.push((line + 1, good_after.clone()));
+        b.lines.1 = line + 1;
+        (b, line)
     };
-    assert_eq!(
-        rejected_at(store.import_batch(stranger.clone()).await),
-        line_of(&stranger) - 1
+    let refused = |r: Result<import::Imported, StoreError>, line: u64, says: &str| match r {
+        Err(StoreError::ImportRejected { line: l, problem }) => {
+            assert_eq!(l, line, "{problem}");
+            assert!(problem.contains(says), "{problem:?} does not say {says:?}");
+        }
+        other => panic!("expected a refusal at line {line}: {other:?}"),
+    };
+
+    let visit = Record::Visit(held.records.visits[0].clone());
+    let (stranger, line) = spoiled("stranger", visit.clone(), PersonId(999), 0);
+    refused(store.import_batch(stranger).await, line, "not held");
+
+    let (already, line) = spoiled("already", visit.clone(), held.person.id, 0);
+    refused(store.import_batch(already).await, line, "already held");
+
+    // A card line in place of the bad record: the held person's serial for the newcomer.
+    let (mut taken, line) = spoiled("taken", visit.clone(), newcomer.person.id, 501);
+    let at = taken.records.len() - 2;
+    taken.records.remove(at);
+    taken.cards.push((
+        line,
+        CardLink {
+            serial: held.cert_serial.clone(),
+            person: newcomer.person.id,
+        },
+    ));
+    refused(
+        store.import_batch(taken).await,
+        line,
+        "linked to another person",
     );
 
-    let already = {
-        let mut b = fresh("already");
-        let line = line_of(&b);
-        b.records.push((
-            line,
-            ClaimRecord {
-                person: held.person.id,
-                seq: 0,
-                record: Record::Visit(held.records.visits[0].clone()),
-            },
-        ));
-        b.lines.1 = line;
-        b
-    };
-    assert_eq!(
-        rejected_at(store.import_batch(already.clone()).await),
-        already.lines.1
-    );
+    let mut d = held.records.dispensings[0].clone();
+    d.days = 0;
+    let (impossible, line) = spoiled("impossible", Record::Dispensing(d), newcomer.person.id, 99);
+    refused(store.import_batch(impossible).await, line, "days supplied");
 
-    let taken = {
-        let mut b = fresh("taken");
-        let line = line_of(&b);
-        b.cards.push((
-            line,
-            CardLink {
-                serial: held.cert_serial.clone(),
-                person: newcomer.person.id,
-            },
-        ));
-        b.lines.1 = line;
-        b
-    };
-    assert_eq!(
-        rejected_at(store.import_batch(taken.clone()).await),
-        taken.lines.1
-    );
+    // The bad record has the good one's key: the good one, after it, is the second.
+    let (twice, line) = spoiled("twice", visit.clone(), newcomer.person.id, 500);
+    refused(store.import_batch(twice).await, line + 1, "appears twice");
 
-    let impossible = {
-        let mut b = fresh("impossible");
-        let line = line_of(&b);
-        let mut d = held.records.dispensings[0].clone();
-        d.days = 0;
-        b.records.push((
-            line,
-            ClaimRecord {
-                person: newcomer.person.id,
-                seq: 99,
-                record: Record::Dispensing(d),
-            },
-        ));
-        b.lines.1 = line;
-        b
-    };
-    assert_eq!(
-        rejected_at(store.import_batch(impossible.clone()).await),
-        impossible.lines.1
+    assert!(
+        matches!(
+            store
+                .access_records(request("01AC00000032", View::Full, 1))
+                .await,
+            Err(StoreError::UnknownSerial(_))
+        ),
+        "a refused batch left its newcomer behind"
     );
-
-    let twice = {
-        let mut b = fresh("twice");
-        let (first_line, first) = b.records[0].clone();
-        let line = line_of(&b);
-        b.records.push((line, first));
-        b.lines.1 = line;
-        assert!(first_line < line);
-        b
-    };
-    assert_eq!(
-        rejected_at(store.import_batch(twice.clone()).await),
-        twice.lines.1
-    );
-
-    for refused in ["stranger", "already", "taken", "impossible", "twice"] {
-        assert!(
-            matches!(
-                store
-                    .access_records(request("01AC00000032", View::Full, 1))
-                    .await,
-                Err(StoreError::UnknownSerial(_))
-            ),
-            "batch {refused} left its newcomer behind"
-        );
-    }
     // The held person is as the first batch left it, and its log untouched by refusals.
     let granted = store
         .access_records(request("01AC00000031", View::Full, 2))
