@@ -7,6 +7,7 @@ use crate::{
     Attempt, col, connection, db_err, hash32, lost_race, new_id, retrying, to_u16, to_u32,
 };
 use chrono::NaiveDate;
+use deadpool_postgres::Transaction;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
     AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, PartitionedVerifier, Purpose, Viewer,
@@ -29,7 +30,6 @@ use myna_store::{
     PersonRecordSet, ProviderStore, StoreError, secret_matches,
 };
 use std::collections::{HashMap, HashSet};
-use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -94,7 +94,9 @@ impl PgProviderStore {
         let serial = &request.serial_hex;
         let person_id: i64 = match tx
             .query_opt(
-                "SELECT person_id FROM auth_cert WHERE serial = $1",
+                &prepared(&tx, "SELECT person_id FROM auth_cert WHERE serial = $1")
+                    .await
+                    .map_err(attempt)?,
                 &[serial],
             )
             .await
@@ -105,7 +107,9 @@ impl PgProviderStore {
         };
         if let Some(row) = tx
             .query_opt(
-                "SELECT revoked_at FROM revoked_cert WHERE serial = $1",
+                &prepared(&tx, "SELECT revoked_at FROM revoked_cert WHERE serial = $1")
+                    .await
+                    .map_err(attempt)?,
                 &[serial],
             )
             .await
@@ -123,7 +127,12 @@ impl PgProviderStore {
         let records = read_records(&tx, id, &plan, request.today).await?;
         let claims_through = tx
             .query_opt(
-                "SELECT value FROM dataset_info WHERE key = 'claims_through'",
+                &prepared(
+                    &tx,
+                    "SELECT value FROM dataset_info WHERE key = 'claims_through'",
+                )
+                .await
+                .map_err(attempt)?,
                 &[],
             )
             .await
@@ -133,7 +142,7 @@ impl PgProviderStore {
             .and_then(|s| s.parse::<NaiveDate>().ok());
         let head = tx
             .query_opt(
-                "SELECT seq, hash FROM access_log WHERE person_id = $1 ORDER BY seq DESC LIMIT 1",
+                &prepared(&tx, "SELECT seq, hash FROM access_log WHERE person_id = $1 ORDER BY seq DESC LIMIT 1").await.map_err(attempt)?,
                 &[&person_id],
             )
             .await
@@ -451,6 +460,15 @@ async fn upsert_people<'p>(
     Ok(())
 }
 
+/// A statement prepared once per connection (the server keeps its plan), not on every call:
+/// the access path runs a dozen statements per summary.
+async fn prepared(
+    tx: &Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    tx.prepare_cached(sql).await
+}
+
 const ACCESS_COLUMNS: &str = "person_id, seq, access_id, at_ms, organisation_id, \
      viewer_organisation, viewer_team, viewer_crew_member, incident_ref, cert_serial, purpose, \
      consent, exception_reason, view, prev_hash, hash";
@@ -463,10 +481,14 @@ async fn insert_access(
     let x = &e.entry;
     let reason = x.consent.reason().map(|r| r.as_str());
     tx.execute(
-        &format!(
-            "INSERT INTO access_log ({ACCESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+        &prepared(
+            tx,
+            &format!(
+                "INSERT INTO access_log ({ACCESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
              $9, $10, $11, $12, $13, $14, $15, $16)"
-        ),
+            ),
+        )
+        .await?,
         &[
             &x.person_id.0,
             &e.seq,
@@ -540,9 +562,14 @@ fn chained_from_row(
 async fn read_person(tx: &Transaction<'_>, id: PersonId) -> Result<Person, Attempt> {
     let row = tx
         .query_opt(
-            "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, \
+            &prepared(
+                tx,
+                "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, \
              street, insurer_number, insurer_name, insured_symbol, insured_number, \
              insured_branch FROM person WHERE id = $1 FOR NO KEY UPDATE",
+            )
+            .await
+            .map_err(attempt)?,
             &[&id.0],
         )
         .await
@@ -585,7 +612,12 @@ async fn read_masters(
     let mut m = Masters::default();
     for row in tx
         .query(
-            &format!("SELECT code, name, kind FROM {prefix}institution WHERE code = ANY($1)"),
+            &prepared(
+                tx,
+                &format!("SELECT code, name, kind FROM {prefix}institution WHERE code = ANY($1)"),
+            )
+            .await
+            .map_err(attempt)?,
             &[&institutions],
         )
         .await
@@ -603,10 +635,15 @@ async fn read_masters(
     }
     for row in tx
         .query(
-            &format!(
-                "SELECT yj, yj, receipt_code, name, generic_name, strength FROM {prefix}drug \
+            &prepared(
+                tx,
+                &format!(
+                    "SELECT yj, yj, receipt_code, name, generic_name, strength FROM {prefix}drug \
                  WHERE yj = ANY($1)"
-            ),
+                ),
+            )
+            .await
+            .map_err(attempt)?,
             &[&yj],
         )
         .await
@@ -617,10 +654,15 @@ async fn read_masters(
     }
     for row in tx
         .query(
-            &format!(
-                "SELECT receipt_code, yj, receipt_code, name, generic_name, strength \
+            &prepared(
+                tx,
+                &format!(
+                    "SELECT receipt_code, yj, receipt_code, name, generic_name, strength \
                  FROM {prefix}drug_product WHERE receipt_code = ANY($1)"
-            ),
+                ),
+            )
+            .await
+            .map_err(attempt)?,
             &[&receipts],
         )
         .await
@@ -661,35 +703,55 @@ async fn read_records(
     let person = &id.0;
     let visits = tx
         .query(
-            "SELECT service_date, available_on, institution_code, department, setting, source \
+            &prepared(
+                tx,
+                "SELECT service_date, available_on, institution_code, department, setting, source \
              FROM visit WHERE person_id = $1 AND service_date >= $2 ORDER BY service_date, seq",
+            )
+            .await
+            .map_err(attempt)?,
             &[person, &plan.visits_from],
         )
         .await
         .map_err(attempt)?;
     let dispensings = tx
         .query(
-            "SELECT service_date, available_on, yj, daily_quantity, unit, days, \
+            &prepared(
+                tx,
+                "SELECT service_date, available_on, yj, daily_quantity, unit, days, \
              prescriber_code, pharmacy_code, source, receipt_code FROM dispensing \
              WHERE person_id = $1 AND service_date >= $2 ORDER BY service_date, seq",
+            )
+            .await
+            .map_err(attempt)?,
             &[person, &plan.dispensings_from],
         )
         .await
         .map_err(attempt)?;
     let procedures = tx
         .query(
-            "SELECT service_date, available_on, kind, code, name, institution_code, source \
+            &prepared(
+                tx,
+                "SELECT service_date, available_on, kind, code, name, institution_code, source \
              FROM procedure_record WHERE person_id = $1 AND service_date >= $2 \
              ORDER BY service_date, seq",
+            )
+            .await
+            .map_err(attempt)?,
             &[person, &plan.procedures_from],
         )
         .await
         .map_err(attempt)?;
     let dialysis = tx
         .query(
-            "SELECT service_date, available_on, modality, sessions, institution_code, source \
+            &prepared(
+                tx,
+                "SELECT service_date, available_on, modality, sessions, institution_code, source \
              FROM dialysis WHERE person_id = $1 AND service_date >= $2 \
              ORDER BY service_date, seq",
+            )
+            .await
+            .map_err(attempt)?,
             &[person, &plan.dialysis_from],
         )
         .await
@@ -697,10 +759,15 @@ async fn read_records(
     let rounds = i64::from(plan.health_check_rounds);
     let health_checks = tx
         .query(
-            "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, \
+            &prepared(
+                tx,
+                "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, \
              diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source \
              FROM health_check WHERE person_id = $1 AND available_on <= $2 \
              ORDER BY service_date DESC, seq DESC LIMIT $3",
+            )
+            .await
+            .map_err(attempt)?,
             &[person, &today, &rounds],
         )
         .await
@@ -906,11 +973,8 @@ where
         Attempt::Fail(e) => e,
     };
     drop(PgProviderStore::connect(url).await?);
-    let (mut client, connection) = crate::config(url)?
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(db_err)?;
-    let driver = tokio::spawn(connection);
+    let pool = crate::pool(url)?;
+    let mut client = connection(&pool).await?;
     for t in [
         "person",
         "auth_cert",
@@ -966,7 +1030,6 @@ where
     let t0 = std::time::Instant::now();
     tx.commit().await.map_err(db_err)?;
     spent += t0.elapsed();
-    driver.abort();
     Ok((rows_written, spent))
 }
 
