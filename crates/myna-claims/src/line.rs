@@ -64,6 +64,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Line, String> {
         "person" => {
             let p: Person = typed("person", map)?;
             positive("person: id", p.id)?;
+            in_years("person: birth_date", p.birth_date)?;
             Ok(Line::Person(p))
         }
         "card" => {
@@ -141,6 +142,16 @@ fn record<T: DeserializeOwned + Serialize>(
     }
     let key: RecordKey = strict(kind, key)?;
     positive(&format!("{kind}: person"), key.person)?;
+    // Dates a store keeps as text sort as dates only within four-digit years.
+    for field in ["service_date", "available_on"] {
+        if let Some(d) = map
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<chrono::NaiveDate>().ok())
+        {
+            in_years(&format!("{kind}: {field}"), d)?;
+        }
+    }
     // Institution codes are keys the store indexes: bounded here, for both engines.
     for field in ["institution", "prescriber", "pharmacy"] {
         if let Some(code) = map
@@ -168,6 +179,22 @@ fn record<T: DeserializeOwned + Serialize>(
         seq: key.seq,
         record: wrap(rec),
     }))
+}
+
+/// The years a date may fall in.
+pub(crate) const YEARS: std::ops::RangeInclusive<i32> = 1900..=2199;
+
+fn in_years(what: &str, d: chrono::NaiveDate) -> Result<(), String> {
+    use chrono::Datelike;
+    if YEARS.contains(&d.year()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {d} is outside the years {}–{}",
+            YEARS.start(),
+            YEARS.end()
+        ))
+    }
 }
 
 /// A type that refuses unknown fields by itself.

@@ -260,6 +260,13 @@ fn persons_are_checked() {
     });
     assert!(e.problem.starts_with("person: "), "{e}");
     let e = edited("person", |m| {
+        m.insert("birth_date".into(), json!("1850-01-01"));
+    });
+    assert_eq!(
+        e.problem,
+        "person: birth_date 1850-01-01 is outside the years 1900–2199"
+    );
+    let e = edited("person", |m| {
         m["address"]
             .as_object_mut()
             .unwrap()
@@ -293,6 +300,19 @@ fn records_are_checked_by_the_domain_rules() {
             m.insert("available_on".into(), json!("1999-12-31"));
         });
         assert!(e.problem.contains("before the care"), "{kind}: {e}");
+        for (field, date) in [
+            ("service_date", "2300-01-01"),
+            ("available_on", "1899-12-31"),
+        ] {
+            let e = edited(kind, |m| {
+                m.insert(field.into(), json!(date));
+            });
+            assert_eq!(
+                e.problem,
+                format!("{kind}: {field} {date} is outside the years 1900–2199"),
+                "{e}"
+            );
+        }
         let e = edited(kind, |m| {
             m.insert("person".into(), json!(0));
         });
