@@ -271,9 +271,19 @@ impl PgProviderStore {
                 ));
             }
         }
-        // Card links: new ones added; one already linking its serial elsewhere refuses all.
+        // Card links: added where new, then every serial read back. One linked to another
+        // person (before, or by a batch importing at the same moment, whose insert this one
+        // waited for) refuses the batch.
         if !batch.cards.is_empty() {
             let serials: Vec<&str> = batch.cards.iter().map(|(_, c)| c.serial.as_str()).collect();
+            let persons: Vec<i64> = batch.cards.iter().map(|(_, c)| c.person.0).collect();
+            tx.execute(
+                "INSERT INTO auth_cert (serial, person_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::int8[]) ON CONFLICT (serial) DO NOTHING",
+                &[&serials, &persons],
+            )
+            .await
+            .map_err(attempt)?;
             let linked: HashMap<String, i64> = tx
                 .query(
                     "SELECT serial, person_id FROM auth_cert WHERE serial = ANY($1)",
@@ -284,13 +294,8 @@ impl PgProviderStore {
                 .iter()
                 .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
                 .collect::<Result<_, StoreError>>()?;
-            let (mut new_serials, mut new_persons) = (Vec::new(), Vec::new());
             for (line, c) in &batch.cards {
                 match linked.get(&c.serial) {
-                    None => {
-                        new_serials.push(c.serial.as_str());
-                        new_persons.push(c.person.0);
-                    }
                     Some(p) if *p == c.person.0 => {}
                     Some(p) => {
                         return Err(rejected(
@@ -298,38 +303,7 @@ impl PgProviderStore {
                             format!("card {} is linked to another person ({p})", c.serial),
                         ));
                     }
-                }
-            }
-            // A batch importing at the same time may link one of these first: what was
-            // inserted is read back, and a serial now linked elsewhere refuses this batch.
-            let inserted = tx
-                .execute(
-                    "INSERT INTO auth_cert (serial, person_id) \
-                     SELECT * FROM UNNEST($1::text[], $2::int8[]) ON CONFLICT (serial) DO NOTHING",
-                    &[&new_serials, &new_persons],
-                )
-                .await
-                .map_err(attempt)?;
-            if inserted != new_serials.len() as u64 {
-                let now: HashMap<String, i64> = tx
-                    .query(
-                        "SELECT serial, person_id FROM auth_cert WHERE serial = ANY($1)",
-                        &[&new_serials],
-                    )
-                    .await
-                    .map_err(attempt)?
-                    .iter()
-                    .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
-                    .collect::<Result<_, StoreError>>()?;
-                for (line, c) in &batch.cards {
-                    if let Some(p) = now.get(&c.serial)
-                        && *p != c.person.0
-                    {
-                        return Err(rejected(
-                            *line,
-                            format!("card {} is linked to another person ({p})", c.serial),
-                        ));
-                    }
+                    None => return Err(corrupt(format!("card {} was not stored", c.serial)).into()),
                 }
             }
         }
