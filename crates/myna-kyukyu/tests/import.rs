@@ -25,21 +25,34 @@ fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn claims_file(dir: &Path, persons: u64, batch: u64) -> String {
-    let file = dir.join(format!("claims-{persons}.ndjson"));
-    ok(run(&[
+/// `gen` of `persons` of the one population (seed and date), into what `out` names.
+fn gen_population(persons: u64, out: &[&str]) {
+    let (persons, seed) = (persons.to_string(), SEED.to_string());
+    let mut args = vec![
         "gen",
-        "--claims-out",
-        file.to_str().unwrap(),
         "--persons",
-        &persons.to_string(),
+        &persons,
         "--seed",
-        &SEED.to_string(),
+        &seed,
         "--as-of",
         AS_OF,
-        "--batch-persons",
-        &batch.to_string(),
-    ]));
+    ];
+    args.extend_from_slice(out);
+    ok(run(&args));
+}
+
+fn claims_file(dir: &Path, persons: u64, batch: u64) -> String {
+    let file = dir.join(format!("claims-{persons}.ndjson"));
+    let batch = batch.to_string();
+    gen_population(
+        persons,
+        &[
+            "--claims-out",
+            file.to_str().unwrap(),
+            "--batch-persons",
+            &batch,
+        ],
+    );
     file.to_str().unwrap().to_owned()
 }
 
@@ -66,17 +79,7 @@ async fn same_people<A: ProviderStore, B: ProviderStore>(loaded: &A, imported: &
 
 fn loaded_db(dir: &Path, persons: u64) -> std::path::PathBuf {
     let db = dir.join("loaded.db");
-    ok(run(&[
-        "gen",
-        "--db",
-        db.to_str().unwrap(),
-        "--persons",
-        &persons.to_string(),
-        "--seed",
-        &SEED.to_string(),
-        "--as-of",
-        AS_OF,
-    ]));
+    gen_population(persons, &["--db", db.to_str().unwrap()]);
     db
 }
 

@@ -308,8 +308,8 @@ impl PgProviderStore {
             }
         }
         let rows = RecordRows::of_batch(batch)?;
-        insert_masters(&tx, "", &rows).await?;
-        copy_records(&tx, "", &rows).await?;
+        insert_masters(&tx, Tables::Store, &rows).await?;
+        copy_records(&tx, Tables::Store, &rows).await?;
         tx.commit().await.map_err(attempt)?;
         Ok(Imported::Applied { items: batch.len() })
     }
@@ -575,10 +575,60 @@ async fn read_person(tx: &Transaction<'_>, id: PersonId) -> Result<Person, Attem
     })
 }
 
+/// Which tables a write or a reference lookup uses: the store's own, or the import
+/// benchmark's baseline copies (`baseline_…`). The lookups are static text, so the access
+/// path builds no SQL per call.
+#[derive(Clone, Copy)]
+enum Tables {
+    Store,
+    Baseline,
+}
+
+macro_rules! master_lookups {
+    ($prefix:literal) => {
+        [
+            concat!(
+                "SELECT code, name, kind FROM ",
+                $prefix,
+                "institution WHERE code = ANY($1)"
+            ),
+            concat!(
+                "SELECT yj, yj, receipt_code, name, generic_name, strength FROM ",
+                $prefix,
+                "drug WHERE yj = ANY($1)"
+            ),
+            concat!(
+                "SELECT receipt_code, yj, receipt_code, name, generic_name, strength FROM ",
+                $prefix,
+                "drug_product WHERE receipt_code = ANY($1)"
+            ),
+        ]
+    };
+}
+
+impl Tables {
+    fn prefix(self) -> &'static str {
+        match self {
+            Tables::Store => "",
+            Tables::Baseline => "baseline_",
+        }
+    }
+
+    /// Institutions by code, drugs by YJ code, products by レセ電 code.
+    fn lookups(self) -> &'static [&'static str; 3] {
+        const STORE: [&str; 3] = master_lookups!("");
+        const BASELINE: [&str; 3] = master_lookups!("baseline_");
+        match self {
+            Tables::Store => &STORE,
+            Tables::Baseline => &BASELINE,
+        }
+    }
+}
+
 /// The reference names the records' codes need, read in the same transaction.
 async fn read_masters(
     tx: &Transaction<'_>,
-    prefix: &str,
+    tables: Tables,
     institutions: Vec<String>,
     yj: Vec<String>,
     receipts: Vec<String>,
@@ -586,12 +636,7 @@ async fn read_masters(
     let mut m = Masters::default();
     for row in tx
         .query(
-            &prepared(
-                tx,
-                &format!("SELECT code, name, kind FROM {prefix}institution WHERE code = ANY($1)"),
-            )
-            .await
-            .map_err(attempt)?,
+            &prepared(tx, tables.lookups()[0]).await.map_err(attempt)?,
             &[&institutions],
         )
         .await
@@ -609,15 +654,7 @@ async fn read_masters(
     }
     for row in tx
         .query(
-            &prepared(
-                tx,
-                &format!(
-                    "SELECT yj, yj, receipt_code, name, generic_name, strength FROM {prefix}drug \
-                 WHERE yj = ANY($1)"
-                ),
-            )
-            .await
-            .map_err(attempt)?,
+            &prepared(tx, tables.lookups()[1]).await.map_err(attempt)?,
             &[&yj],
         )
         .await
@@ -628,15 +665,7 @@ async fn read_masters(
     }
     for row in tx
         .query(
-            &prepared(
-                tx,
-                &format!(
-                    "SELECT receipt_code, yj, receipt_code, name, generic_name, strength \
-                 FROM {prefix}drug_product WHERE receipt_code = ANY($1)"
-                ),
-            )
-            .await
-            .map_err(attempt)?,
+            &prepared(tx, tables.lookups()[2]).await.map_err(attempt)?,
             &[&receipts],
         )
         .await
@@ -766,7 +795,7 @@ async fn read_records(
     }
     let m = read_masters(
         tx,
-        "",
+        Tables::Store,
         institutions.into_iter().collect(),
         yj.into_iter().collect(),
         receipts.into_iter().collect(),
@@ -899,25 +928,26 @@ impl<'a> RecordRows<'a> {
 /// caller's transaction. A レセ電 code already naming another product refuses the whole batch.
 async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
     let rows = RecordRows::of_persons(persons);
-    insert_masters(tx, "", &rows).await?;
+    insert_masters(tx, Tables::Store, &rows).await?;
     copy_people(tx, persons.iter().map(|s| &s.person)).await?;
     copy_cards(
         tx,
-        "",
+        Tables::Store,
         persons
             .iter()
             .map(|s| (s.cert_serial.as_str(), s.person.id.0)),
     )
     .await?;
-    copy_records(tx, "", &rows).await
+    copy_records(tx, Tables::Store, &rows).await
 }
 
 /// Card links (serial, person) by COPY.
 async fn copy_cards<'a>(
     tx: &Transaction<'_>,
-    prefix: &str,
+    tables: Tables,
     cards: impl Iterator<Item = (&'a str, i64)>,
 ) -> Result<(), Attempt> {
+    let prefix = tables.prefix();
     let mut copy = Copy::start(
         tx,
         &format!("{prefix}auth_cert (serial, person_id)"),
@@ -978,14 +1008,14 @@ where
         let t0 = std::time::Instant::now();
         copy_people_into(
             &tx,
-            &format!("baseline_{PERSON_COLUMNS}"),
+            &format!("{}{PERSON_COLUMNS}", Tables::Baseline.prefix()),
             batch.persons.iter().map(|(_, p)| p),
         )
         .await
         .map_err(fail)?;
         copy_cards(
             &tx,
-            "baseline_",
+            Tables::Baseline,
             batch
                 .cards
                 .iter()
@@ -994,10 +1024,12 @@ where
         .await
         .map_err(fail)?;
         let rows = RecordRows::of_batch(&batch)?;
-        insert_masters(&tx, "baseline_", &rows)
+        insert_masters(&tx, Tables::Baseline, &rows)
             .await
             .map_err(fail)?;
-        copy_records(&tx, "baseline_", &rows).await.map_err(fail)?;
+        copy_records(&tx, Tables::Baseline, &rows)
+            .await
+            .map_err(fail)?;
         spent += t0.elapsed();
         rows_written += batch.len();
     }
@@ -1011,9 +1043,10 @@ where
 /// conflict names the dispensing's line in an import, its person in a load.
 async fn insert_masters(
     tx: &Transaction<'_>,
-    prefix: &str,
+    tables: Tables,
     rows: &RecordRows<'_>,
 ) -> Result<(), Attempt> {
+    let prefix = tables.prefix();
     // Products already stored under the rows' レセ電 codes, then the rows' own, in order.
     let codes: Vec<String> = rows
         .dispensings
@@ -1023,7 +1056,7 @@ async fn insert_masters(
         .into_iter()
         .collect();
     let mut products: HashMap<String, DrugRef> =
-        read_masters(tx, prefix, Vec::new(), Vec::new(), codes)
+        read_masters(tx, tables, Vec::new(), Vec::new(), codes)
             .await?
             .products;
     let mut new_products: Vec<&DrugRef> = Vec::new();
@@ -1177,9 +1210,10 @@ async fn copy_people<'p>(
 /// The record tables by COPY, one stream per table.
 async fn copy_records(
     tx: &Transaction<'_>,
-    prefix: &str,
+    tables: Tables,
     rows: &RecordRows<'_>,
 ) -> Result<(), Attempt> {
+    let prefix = tables.prefix();
     let mut visits = Copy::start(
         tx,
         &format!(
