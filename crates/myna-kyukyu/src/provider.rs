@@ -1,4 +1,4 @@
-//! `provider serve | org add | revoke | query`.
+//! `provider serve | org add | revoke | query | shard | nodes`.
 
 use crate::store::{DbTarget, ProviderDb};
 use anyhow::{Context, Result, bail};
@@ -51,6 +51,23 @@ pub enum ProviderCommand {
     },
     /// Ask a running provider for a summary, as a fire bureau's ems server would.
     Query(QueryArgs),
+    /// Make an empty PostgreSQL provider database the coordinator of data nodes: each
+    /// person-keyed table is split by hash of the person over the nodes (postgres_fdw). Run
+    /// once, before `gen` or `import` (docs/deployment-postgres-fdw.md).
+    Shard {
+        /// The coordinator: an empty database (`postgres://…`).
+        #[arg(long)]
+        db: String,
+        /// A data node: an empty database (`postgres://user@host:port/db`), reachable from
+        /// the coordinator's server. Give it once per node, in order.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Print the data nodes of a sharded provider database (its partition map).
+    Nodes {
+        #[arg(long)]
+        db: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -251,6 +268,31 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ProviderCommand::Query(q) => query(q).await,
+        ProviderCommand::Shard { db, nodes } => {
+            let layout = myna_store_postgres::sharded::shard_provider(&db, &nodes).await?;
+            print_layout(&db, &layout);
+            Ok(ExitCode::SUCCESS)
+        }
+        ProviderCommand::Nodes { db } => {
+            let layout = myna_store_postgres::sharded::layout(&db).await?;
+            print_layout(&db, &layout);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_layout(db: &str, layout: &[myna_store_postgres::sharded::Shard]) {
+    let db = myna_store_postgres::redacted(db);
+    if layout.is_empty() {
+        println!("{db}: one node (not sharded)");
+        return;
+    }
+    println!("{db}: coordinator of {} data nodes", layout.len());
+    for s in layout {
+        println!(
+            "  hash(person) mod {} = {}: {} ({})",
+            s.modulus, s.remainder, s.address, s.server
+        );
     }
 }
 

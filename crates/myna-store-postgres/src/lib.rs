@@ -13,6 +13,7 @@
 
 mod ems;
 mod provider;
+pub mod sharded;
 pub mod testing;
 
 pub use ems::PgEmsStore;

@@ -41,15 +41,18 @@ mod embedded {
 const HISTORY_TABLE: &str = "provider_schema_history";
 
 pub struct PgProviderStore {
-    pool: deadpool_postgres::Pool,
+    pub(crate) pool: deadpool_postgres::Pool,
 }
 
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
 /// place. Any other unique key (a person or serial loaded twice) is the caller's error.
 fn attempt(e: tokio_postgres::Error) -> Attempt {
-    let constraint = e.as_db_error().and_then(|d| d.constraint()).unwrap_or("");
+    let constraint = violated_constraint(&e).unwrap_or("");
     let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
-    if lost_race(&e) && (!unique || constraint.starts_with("access_log_")) {
+    // `person_pkey`: two imports inserting one new person at once; the loser runs again and
+    // then finds the person held.
+    let raced = constraint.starts_with("access_log_") || constraint == "person_pkey";
+    if lost_race(&e) && (!unique || raced) {
         Attempt::Retry(e)
     } else if unique && RECORD_KEYS.contains(&constraint) {
         // Which record: `import_batch` looks it up by the batch's keys.
@@ -60,6 +63,17 @@ fn attempt(e: tokio_postgres::Error) -> Attempt {
     } else {
         Attempt::Fail(db_err(e))
     }
+}
+
+/// The unique key an error names. On the several-node deployment a data node's error reaches
+/// the coordinator's client with its SQLSTATE and message but without the constraint field
+/// (postgres_fdw passes on only those), so the name is read from the message there.
+fn violated_constraint(e: &tokio_postgres::Error) -> Option<&str> {
+    let d = e.as_db_error()?;
+    d.constraint().or_else(|| {
+        let rest = d.message().split_once("unique constraint \"")?.1;
+        Some(rest.split_once('"')?.0)
+    })
 }
 
 /// The record tables' keys (person, service date, seq).
@@ -92,66 +106,63 @@ impl PgProviderStore {
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
         let serial = &request.serial_hex;
-        let person_id: i64 = match tx
-            .query_opt(
-                &prepared(&tx, "SELECT person_id FROM auth_cert WHERE serial = $1")
-                    .await
-                    .map_err(attempt)?,
-                &[serial],
-            )
-            .await
-            .map_err(attempt)?
-        {
-            Some(row) => col(&row, 0)?,
+        // The card's person and its revocation, asked together (one round trip).
+        let (linked, revoked) = tokio::try_join!(
+            rows(
+                &tx,
+                "SELECT person_id FROM auth_cert WHERE serial = $1",
+                [serial]
+            ),
+            rows(
+                &tx,
+                "SELECT revoked_at FROM revoked_cert WHERE serial = $1",
+                [serial]
+            ),
+        )?;
+        let person_id: i64 = match linked.first() {
+            Some(row) => col(row, 0)?,
             None => return Err(StoreError::UnknownSerial(serial.clone()).into()),
         };
-        if let Some(row) = tx
-            .query_opt(
-                &prepared(&tx, "SELECT revoked_at FROM revoked_cert WHERE serial = $1")
-                    .await
-                    .map_err(attempt)?,
-                &[serial],
-            )
-            .await
-            .map_err(attempt)?
-        {
+        if let Some(row) = revoked.first() {
             return Err(StoreError::Revoked {
                 serial: serial.clone(),
-                revoked_at: col(&row, 0)?,
+                revoked_at: col(row, 0)?,
             }
             .into());
         }
         let id = PersonId(person_id);
-        let person = read_person(&tx, id).await?;
         let plan = Windows::for_view(request.view).fetch_plan(request.today);
-        let records = read_records(&tx, id, &plan, request.today).await?;
-        let claims_through = tx
-            .query_opt(
-                &prepared(
-                    &tx,
-                    "SELECT value FROM dataset_info WHERE key = 'claims_through'",
-                )
-                .await
-                .map_err(attempt)?,
-                &[],
+        // The person (locked) then their chain's head, beside the records and the dataset's
+        // date: sent together, the server runs them in order on this one connection.
+        let person_then_head = async {
+            let person = read_person(&tx, id).await?;
+            let head = rows(
+                &tx,
+                "SELECT seq, hash FROM access_log WHERE person_id = $1 ORDER BY seq DESC LIMIT 1",
+                [&person_id],
             )
-            .await
-            .map_err(attempt)?
-            .map(|row| col::<String>(&row, 0))
+            .await?;
+            Ok::<_, Attempt>((person, head))
+        };
+        let ((person, head), records, claims_through) = tokio::try_join!(
+            person_then_head,
+            read_records(&tx, id, &plan, request.today),
+            rows(
+                &tx,
+                "SELECT value FROM dataset_info WHERE key = 'claims_through'",
+                []
+            ),
+        )?;
+        let claims_through = claims_through
+            .first()
+            .map(|row| col::<String>(row, 0))
             .transpose()?
             .and_then(|s| s.parse::<NaiveDate>().ok());
-        let head = tx
-            .query_opt(
-                &prepared(&tx, "SELECT seq, hash FROM access_log WHERE person_id = $1 ORDER BY seq DESC LIMIT 1").await.map_err(attempt)?,
-                &[&person_id],
-            )
-            .await
-            .map_err(attempt)?;
-        let prev = match head {
+        let prev = match head.first() {
             Some(row) => {
-                let seq: i64 = col(&row, 0)?;
+                let seq: i64 = col(row, 0)?;
                 let hash = hash32(
-                    col::<&[u8]>(&row, 1)?,
+                    col::<&[u8]>(row, 1)?,
                     format!("access log {person_id}/{seq}"),
                 )
                 .map_err(corrupt)?;
@@ -369,16 +380,58 @@ fn person_texts(p: &Person) -> [&str; 11] {
     ]
 }
 
-/// Demographics by UNNEST: added, or updated to these (`INSERT … ON CONFLICT`).
+/// Demographics: the persons already held are updated to these, one prepared `UPDATE` each
+/// (sent together, so one round trip), and the rest inserted by UNNEST. Not
+/// `ON CONFLICT (id) DO UPDATE`: on the several-node deployment `person` is partitioned over
+/// foreign tables, which carry no unique index for a conflict target. A person that another
+/// import inserts at the same moment makes this insert fail on the key, and the batch runs
+/// again (`attempt`).
 async fn upsert_people<'p>(
     tx: &Transaction<'_>,
     people: impl Iterator<Item = &'p Person>,
 ) -> Result<(), Attempt> {
+    let people: Vec<&Person> = people.collect();
+    let ids: Vec<i64> = people.iter().map(|p| p.id.0).collect();
+    let held: HashSet<i64> = tx
+        .query("SELECT id FROM person WHERE id = ANY($1)", &[&ids])
+        .await
+        .map_err(attempt)?
+        .iter()
+        .map(|r| col(r, 0))
+        .collect::<Result<_, _>>()?;
+    let (update, insert): (Vec<&Person>, Vec<&Person>) =
+        people.into_iter().partition(|p| held.contains(&p.id.0));
+    if !update.is_empty() {
+        let statement = tx
+            .prepare(
+                "UPDATE person SET name = $2, name_kana = $3, birth_date = $4, sex = $5, \
+                 postal_code = $6, prefecture = $7, municipality = $8, street = $9, \
+                 insurer_number = $10, insurer_name = $11, insured_symbol = $12, \
+                 insured_number = $13, insured_branch = $14 WHERE id = $1",
+            )
+            .await
+            .map_err(attempt)?;
+        let sexes: Vec<i16> = update.iter().map(|p| i16::from(p.sex.code())).collect();
+        let texts: Vec<[&str; 11]> = update.iter().map(|p| person_texts(p)).collect();
+        let updates = update.iter().zip(&sexes).zip(&texts).map(|((p, sex), t)| {
+            let mut values: Vec<&(dyn ToSql + Sync)> = vec![&p.id.0];
+            values.extend([&t[0] as &(dyn ToSql + Sync), &t[1], &p.birth_date, sex]);
+            values.extend(t[2..].iter().map(|v| v as &(dyn ToSql + Sync)));
+            let statement = &statement;
+            async move { tx.execute(statement, &values).await }
+        });
+        futures_util::future::try_join_all(updates)
+            .await
+            .map_err(attempt)?;
+    }
+    if insert.is_empty() {
+        return Ok(());
+    }
     let mut id = Vec::new();
     let mut sex = Vec::new();
     let mut birth = Vec::new();
     let mut text: [Vec<&str>; 11] = Default::default();
-    for p in people {
+    for p in insert {
         id.push(p.id.0);
         sex.push(i16::from(p.sex.code()));
         birth.push(p.birth_date);
@@ -403,14 +456,7 @@ async fn upsert_people<'p>(
         &format!(
             "INSERT INTO {PERSON_COLUMNS} SELECT * FROM UNNEST($1::int8[], $2::text[], \
              $3::text[], $4::date[], $5::int2[], $6::text[], $7::text[], $8::text[], $9::text[], \
-             $10::text[], $11::text[], $12::text[], $13::text[], $14::text[]) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_kana = excluded.name_kana, \
-             birth_date = excluded.birth_date, sex = excluded.sex, \
-             postal_code = excluded.postal_code, prefecture = excluded.prefecture, \
-             municipality = excluded.municipality, street = excluded.street, \
-             insurer_number = excluded.insurer_number, insurer_name = excluded.insurer_name, \
-             insured_symbol = excluded.insured_symbol, insured_number = excluded.insured_number, \
-             insured_branch = excluded.insured_branch"
+             $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])"
         ),
         &[
             &id,
@@ -696,6 +742,16 @@ fn drug_ref(row: &tokio_postgres::Row) -> Result<(String, DrugRef), StoreError> 
     ))
 }
 
+/// A prepared statement's rows.
+async fn rows<const N: usize>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: [&(dyn ToSql + Sync); N],
+) -> Result<Vec<tokio_postgres::Row>, Attempt> {
+    let statement = prepared(tx, sql).await.map_err(attempt)?;
+    tx.query(&statement, &params).await.map_err(attempt)
+}
+
 /// The records a view needs, per the fetch plan, with their names from the masters.
 async fn read_records(
     tx: &Transaction<'_>,
@@ -704,77 +760,45 @@ async fn read_records(
     today: NaiveDate,
 ) -> Result<MedicalRecords, Attempt> {
     let person = &id.0;
-    let visits = tx
-        .query(
-            &prepared(
-                tx,
-                "SELECT service_date, available_on, institution_code, department, setting, source \
+    let rounds = i64::from(plan.health_check_rounds);
+    // Sent together: one connection pipelines them, one round trip instead of five.
+    let (visits, dispensings, procedures, dialysis, health_checks) = tokio::try_join!(
+        rows(
+            tx,
+            "SELECT service_date, available_on, institution_code, department, setting, source \
              FROM visit WHERE person_id = $1 AND service_date >= $2 ORDER BY service_date, seq",
-            )
-            .await
-            .map_err(attempt)?,
-            &[person, &plan.visits_from],
-        )
-        .await
-        .map_err(attempt)?;
-    let dispensings = tx
-        .query(
-            &prepared(
-                tx,
-                "SELECT service_date, available_on, yj, daily_quantity, unit, days, \
+            [person, &plan.visits_from],
+        ),
+        rows(
+            tx,
+            "SELECT service_date, available_on, yj, daily_quantity, unit, days, \
              prescriber_code, pharmacy_code, source, receipt_code FROM dispensing \
              WHERE person_id = $1 AND service_date >= $2 ORDER BY service_date, seq",
-            )
-            .await
-            .map_err(attempt)?,
-            &[person, &plan.dispensings_from],
-        )
-        .await
-        .map_err(attempt)?;
-    let procedures = tx
-        .query(
-            &prepared(
-                tx,
-                "SELECT service_date, available_on, kind, code, name, institution_code, source \
+            [person, &plan.dispensings_from],
+        ),
+        rows(
+            tx,
+            "SELECT service_date, available_on, kind, code, name, institution_code, source \
              FROM procedure_record WHERE person_id = $1 AND service_date >= $2 \
              ORDER BY service_date, seq",
-            )
-            .await
-            .map_err(attempt)?,
-            &[person, &plan.procedures_from],
-        )
-        .await
-        .map_err(attempt)?;
-    let dialysis = tx
-        .query(
-            &prepared(
-                tx,
-                "SELECT service_date, available_on, modality, sessions, institution_code, source \
+            [person, &plan.procedures_from],
+        ),
+        rows(
+            tx,
+            "SELECT service_date, available_on, modality, sessions, institution_code, source \
              FROM dialysis WHERE person_id = $1 AND service_date >= $2 \
              ORDER BY service_date, seq",
-            )
-            .await
-            .map_err(attempt)?,
-            &[person, &plan.dialysis_from],
-        )
-        .await
-        .map_err(attempt)?;
-    let rounds = i64::from(plan.health_check_rounds);
-    let health_checks = tx
-        .query(
-            &prepared(
-                tx,
-                "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, \
+            [person, &plan.dialysis_from],
+        ),
+        rows(
+            tx,
+            "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, \
              diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source \
              FROM health_check WHERE person_id = $1 AND available_on <= $2 \
              ORDER BY service_date DESC, seq DESC LIMIT $3",
-            )
-            .await
-            .map_err(attempt)?,
-            &[person, &today, &rounds],
-        )
-        .await
-        .map_err(attempt)?;
+            [person, &today, &rounds],
+        ),
+    )?;
 
     let mut institutions = HashSet::new();
     let (mut yj, mut receipts) = (HashSet::new(), HashSet::new());
@@ -957,7 +981,7 @@ async fn copy_cards<'a>(
     for (serial, person) in cards {
         copy.row(&[&serial, &person]).await?;
     }
-    copy.finish().await?;
+    copy.finish(tx).await?;
     Ok(())
 }
 
@@ -1196,7 +1220,7 @@ async fn copy_people_into<'p>(
         row.extend(t.iter().map(|v| v as &(dyn ToSql + Sync)));
         copy.row(&row).await?;
     }
-    copy.finish().await?;
+    copy.finish(tx).await?;
     Ok(())
 }
 
@@ -1246,7 +1270,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    visits.finish().await?;
+    visits.finish(tx).await?;
 
     let mut dispensings = Copy::start(
         tx,
@@ -1291,7 +1315,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    dispensings.finish().await?;
+    dispensings.finish(tx).await?;
 
     let mut procedures = Copy::start(
         tx,
@@ -1327,7 +1351,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    procedures.finish().await?;
+    procedures.finish(tx).await?;
 
     let mut dialysis = Copy::start(
         tx,
@@ -1362,7 +1386,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    dialysis.finish().await?;
+    dialysis.finish(tx).await?;
 
     let mut checks = Copy::start(
         tx,
@@ -1408,15 +1432,20 @@ async fn copy_records(
             ])
             .await?;
     }
-    checks.finish().await?;
+    checks.finish(tx).await?;
     Ok(())
 }
 
 /// One `COPY … FROM STDIN BINARY` into a table, inside the caller's transaction: the bulk
 /// path PostgreSQL offers for loads (and the claims import), a stream rather than a statement
-/// per row.
+/// per row. A partitioned table (the several-node deployment's person-keyed tables, whose
+/// partitions are foreign tables) is written through a temporary staging table and one
+/// `INSERT … SELECT`: PostgreSQL 15 sends a COPY's rows to a foreign partition one `INSERT`
+/// each, an `INSERT … SELECT` in batches of the server's `batch_size`.
 struct Copy {
     writer: std::pin::Pin<Box<BinaryCopyInWriter>>,
+    /// For a staged copy: the statements that move the staged rows to the table.
+    then: Option<String>,
 }
 
 impl Copy {
@@ -1425,12 +1454,48 @@ impl Copy {
         table_and_columns: &str,
         types: &[Type],
     ) -> Result<Copy, Attempt> {
+        let (table, columns) = table_and_columns
+            .split_once(' ')
+            .unwrap_or((table_and_columns, ""));
+        let partitioned: bool = tx
+            .query_one(
+                &prepared(
+                    tx,
+                    "SELECT coalesce((SELECT relkind = 'p' FROM pg_class \
+                     WHERE oid = to_regclass($1)), false)",
+                )
+                .await
+                .map_err(attempt)?,
+                &[&table],
+            )
+            .await
+            .map_err(attempt)
+            .and_then(|row| Ok(col(&row, 0)?))?;
+        let (target, then) = if partitioned {
+            let staging = format!("staging_{table}");
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+            ))
+            .await
+            .map_err(attempt)?;
+            let names = columns.trim_start_matches('(').trim_end_matches(')');
+            (
+                format!("{staging} {columns}"),
+                Some(format!(
+                    "INSERT INTO {table} {columns} SELECT {names} FROM {staging}; \
+                     TRUNCATE {staging}"
+                )),
+            )
+        } else {
+            (table_and_columns.to_owned(), None)
+        };
         let sink = tx
-            .copy_in(&format!("COPY {table_and_columns} FROM STDIN BINARY"))
+            .copy_in(&format!("COPY {target} FROM STDIN BINARY"))
             .await
             .map_err(attempt)?;
         Ok(Copy {
             writer: Box::pin(BinaryCopyInWriter::new(sink, types)),
+            then,
         })
     }
 
@@ -1438,8 +1503,12 @@ impl Copy {
         self.writer.as_mut().write(values).await.map_err(attempt)
     }
 
-    async fn finish(mut self) -> Result<u64, Attempt> {
-        self.writer.as_mut().finish().await.map_err(attempt)
+    async fn finish(mut self, tx: &Transaction<'_>) -> Result<u64, Attempt> {
+        let rows = self.writer.as_mut().finish().await.map_err(attempt)?;
+        if let Some(then) = &self.then {
+            tx.batch_execute(then).await.map_err(attempt)?;
+        }
+        Ok(rows)
     }
 }
 

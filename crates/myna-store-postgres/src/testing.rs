@@ -118,3 +118,120 @@ impl TestDb {
             .map_err(|e| format!("dropping {}: {e}", self.name))
     }
 }
+
+/// The data nodes' server URLs, starting them (and the coordinator) once per process
+/// (`scripts/postgres-shards`).
+pub fn shard_server_urls() -> Result<Vec<String>, String> {
+    static URLS: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
+    URLS.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres-shards");
+        let started = std::process::Command::new(script)
+            .arg("start")
+            .status()
+            .map_err(|e| format!("running {script} start: {e}"))?;
+        if !started.success() {
+            return Err(format!("{script} start failed"));
+        }
+        let out = std::process::Command::new(script)
+            .arg("urls")
+            .output()
+            .map_err(|e| format!("running {script} urls: {e}"))?;
+        let urls: Vec<String> = String::from_utf8(out.stdout)
+            .map_err(|e| e.to_string())?
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(format!("{script} urls named no server"));
+        }
+        Ok(urls)
+    })
+    .clone()
+}
+
+/// A provider made for one test on the several-node deployment: a coordinator database on the
+/// project's server and one database of the same name on each data node, sharded
+/// (`sharded::shard_provider`). `url` is the coordinator's.
+pub struct ShardedTestDb {
+    pub url: String,
+    pub shard_urls: Vec<String>,
+    name: String,
+}
+
+impl ShardedTestDb {
+    pub async fn create(test: &str) -> Result<ShardedTestDb, String> {
+        let coordinator = TestDb::create(test).await?;
+        let name = coordinator.name.clone();
+        let mut shard_urls = Vec::new();
+        for server in shard_server_urls()? {
+            let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("connecting to {}: {e}", crate::redacted(&server)))?;
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .map_err(|e| format!("creating {name} on {}: {e}", crate::redacted(&server)))?;
+            let cut = server
+                .rfind('/')
+                .ok_or("a database URL ends with /dbname")?;
+            shard_urls.push(format!("{}/{name}", &server[..cut]));
+        }
+        crate::sharded::shard_provider(&coordinator.url, &shard_urls)
+            .await
+            .map_err(|e| format!("sharding {name}: {e}"))?;
+        Ok(ShardedTestDb {
+            url: coordinator.url,
+            shard_urls,
+            name,
+        })
+    }
+
+    /// The bytes on disk of the coordinator's database and every data node's.
+    pub async fn size(&self) -> Result<i64, String> {
+        let mut total = 0;
+        for url in std::iter::once(&self.url).chain(&self.shard_urls) {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("connecting to {}: {e}", crate::redacted(url)))?;
+            tokio::spawn(conn);
+            let row = client
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await
+                .map_err(|e| format!("sizing {}: {e}", crate::redacted(url)))?;
+            total += row.try_get::<_, i64>(0).map_err(|e| e.to_string())?;
+        }
+        Ok(total)
+    }
+
+    /// Drops the coordinator's database, then each shard's.
+    pub async fn drop_now(self) -> Result<(), String> {
+        TestDb {
+            url: self.url,
+            name: self.name.clone(),
+        }
+        .drop_now()
+        .await?;
+        for server in shard_server_urls()? {
+            let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("connecting to {}: {e}", crate::redacted(&server)))?;
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "dropping {} on {}: {e}",
+                        self.name,
+                        crate::redacted(&server)
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}

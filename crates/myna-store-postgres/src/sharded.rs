@@ -1,0 +1,233 @@
+//! The provider on several PostgreSQL nodes: PostgreSQL's own hash partitioning, with each
+//! partition of a person-keyed table a `postgres_fdw` foreign table on one data node (a
+//! shard). The coordinator holds the partition map (in its catalog: which remainder of
+//! `hash(person id) mod n` lives on which server) and the small tables (card serials,
+//! revocations, masters, organisations, import batches); the shards hold the persons, their
+//! records and their chains of the access log.
+//!
+//! The store's SQL does not change: `PgProviderStore` connects to the coordinator. An access
+//! names one person, so the planner prunes every person-keyed statement to one partition and
+//! the access runs on one shard: the records read and the log entry written stay in that
+//! shard's one remote transaction, which postgres_fdw commits with the coordinator's
+//! (docs/deployment-postgres-fdw.md).
+
+use crate::{PgProviderStore, connection, db_err};
+use myna_store::StoreError;
+
+/// The person-keyed tables and the column each is split by: the person, their records, and
+/// their chain of the access log.
+pub const PERSON_KEYED: [(&str, &str); 7] = [
+    ("person", "id"),
+    ("visit", "person_id"),
+    ("dispensing", "person_id"),
+    ("procedure_record", "person_id"),
+    ("dialysis", "person_id"),
+    ("health_check", "person_id"),
+    ("access_log", "person_id"),
+];
+
+/// One data node as the coordinator's catalog names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    /// The remainder of `hash(person id) mod modulus` this node holds.
+    pub remainder: i32,
+    pub modulus: i32,
+    /// The foreign server's name on the coordinator.
+    pub server: String,
+    /// Where it is: `host:port/dbname`.
+    pub address: String,
+}
+
+/// Makes the empty provider database at `coordinator` the coordinator of `shards` (each an
+/// empty database, `postgres://…`): each shard gets the provider's schema, and each
+/// person-keyed table on the coordinator becomes a table partitioned by hash whose partitions
+/// are the shards' tables. Run once, before any data; the result is kept in the coordinator's
+/// catalog, so every later `PgProviderStore::connect(coordinator)` uses the shards.
+pub async fn shard_provider(
+    coordinator: &str,
+    shards: &[String],
+) -> Result<Vec<Shard>, StoreError> {
+    let modulus = i32::try_from(shards.len())
+        .ok()
+        .filter(|n| (1..=64).contains(n))
+        .ok_or_else(|| invalid("between 1 and 64 shards are needed"))?;
+    let mut servers = Vec::new();
+    for (i, url) in shards.iter().enumerate() {
+        // Each shard is a provider database of its own: its tables carry every key and index.
+        PgProviderStore::connect(url).await?;
+        servers.push(server_options(url).map_err(|e| invalid(format!("shard {i}: {e}")))?);
+    }
+    let store = PgProviderStore::connect(coordinator).await?;
+    let mut client = connection(&store.pool).await?;
+    let tx = client.transaction().await.map_err(db_err)?;
+    if !layout_in(&tx).await?.is_empty() {
+        return Err(invalid("this database is already a coordinator of shards"));
+    }
+    for (table, _) in PERSON_KEYED {
+        let held = tx
+            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+            .await
+            .map_err(db_err)?;
+        if held.try_get::<_, bool>(0).map_err(db_err)? {
+            return Err(invalid(format!(
+                "the coordinator already holds rows in {table}: shard a new, empty database"
+            )));
+        }
+    }
+    let mut ddl = String::from("CREATE EXTENSION IF NOT EXISTS postgres_fdw;\n");
+    for (i, (options, user)) in servers.iter().enumerate() {
+        ddl.push_str(&format!(
+            "CREATE SERVER myna_shard_{i} FOREIGN DATA WRAPPER postgres_fdw OPTIONS ({options});\n\
+             CREATE USER MAPPING FOR CURRENT_USER SERVER myna_shard_{i} OPTIONS ({user});\n"
+        ));
+    }
+    for (table, column) in PERSON_KEYED {
+        ddl.push_str(&format!(
+            "ALTER TABLE {table} RENAME TO {table}_unsharded;\n\
+             CREATE TABLE {table} (LIKE {table}_unsharded INCLUDING DEFAULTS) \
+             PARTITION BY HASH ({column});\n\
+             DROP TABLE {table}_unsharded;\n"
+        ));
+        for i in 0..modulus {
+            ddl.push_str(&format!(
+                "CREATE FOREIGN TABLE {table}_shard{i} PARTITION OF {table} \
+                 FOR VALUES WITH (MODULUS {modulus}, REMAINDER {i}) SERVER myna_shard_{i} \
+                 OPTIONS (schema_name 'public', table_name '{table}');\n"
+            ));
+        }
+    }
+    tx.batch_execute(&ddl).await.map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    layout(coordinator).await
+}
+
+/// The shards of the provider database at `url`, by remainder; empty when it is one node.
+pub async fn layout(url: &str) -> Result<Vec<Shard>, StoreError> {
+    let pool = crate::pool(url)?;
+    let mut client = connection(&pool).await?;
+    let tx = client.transaction().await.map_err(db_err)?;
+    layout_in(&tx).await
+}
+
+async fn layout_in(tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<Shard>, StoreError> {
+    // The partitions of `person`, their bounds and their servers, from the catalog.
+    let rows = tx
+        .query(
+            "SELECT pg_get_expr(c.relpartbound, c.oid), s.srvname, \
+                    array_to_string(s.srvoptions, ' ') \
+             FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_foreign_table f ON f.ftrelid = c.oid \
+             JOIN pg_foreign_server s ON s.oid = f.ftserver \
+             WHERE i.inhparent = 'person'::regclass",
+            &[],
+        )
+        .await
+        .map_err(db_err)?;
+    let mut shards = Vec::new();
+    for row in rows {
+        let bound: String = row.try_get(0).map_err(db_err)?;
+        let server: String = row.try_get(1).map_err(db_err)?;
+        let options: String = row.try_get(2).map_err(db_err)?;
+        let (modulus, remainder) = hash_bound(&bound)
+            .ok_or_else(|| myna_store::columns::corrupt(format!("partition bound {bound:?}")))?;
+        let option = |key: &str| {
+            options
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or("")
+                .to_owned()
+        };
+        shards.push(Shard {
+            remainder,
+            modulus,
+            server,
+            address: format!("{}:{}/{}", option("host"), option("port"), option("dbname")),
+        });
+    }
+    shards.sort_by_key(|s| s.remainder);
+    Ok(shards)
+}
+
+/// `FOR VALUES WITH (modulus 3, remainder 1)` → (3, 1).
+fn hash_bound(bound: &str) -> Option<(i32, i32)> {
+    let inner = bound.strip_prefix("FOR VALUES WITH (")?.strip_suffix(')')?;
+    let mut modulus = None;
+    let mut remainder = None;
+    for part in inner.split(',') {
+        match part.trim().split_once(' ')? {
+            ("modulus", n) => modulus = n.parse().ok(),
+            ("remainder", n) => remainder = n.parse().ok(),
+            _ => return None,
+        }
+    }
+    Some((modulus?, remainder?))
+}
+
+/// The foreign server's options (host, port, dbname) and the user mapping's (user, password)
+/// from a shard's URL, as SQL option lists.
+fn server_options(url: &str) -> Result<(String, String), String> {
+    let config = crate::config(url).map_err(|e| e.to_string())?;
+    let host = match config.get_hosts() {
+        [tokio_postgres::config::Host::Tcp(h)] => h.clone(),
+        _ => return Err("a shard's URL names one TCP host".into()),
+    };
+    let port = match config.get_ports() {
+        [] => 5432,
+        [p] => *p,
+        _ => return Err("a shard's URL names one port".into()),
+    };
+    let dbname = config.get_dbname().unwrap_or("postgres");
+    let user = config
+        .get_user()
+        .ok_or("a shard's URL names its user (postgres://user@host/db)")?;
+    let mut mapping = format!("user {}", literal(user));
+    if let Some(password) = config.get_password() {
+        let password = std::str::from_utf8(password).map_err(|_| "the password is not UTF-8")?;
+        mapping.push_str(&format!(", password {}", literal(password)));
+    }
+    Ok((
+        format!(
+            "host {}, port '{port}', dbname {}, fetch_size '1000', batch_size '1000'",
+            literal(&host),
+            literal(dbname)
+        ),
+        mapping,
+    ))
+}
+
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn invalid(message: impl Into<String>) -> StoreError {
+    StoreError::Unavailable(format!("sharding: {}", message.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_bounds_read_back() {
+        assert_eq!(
+            hash_bound("FOR VALUES WITH (modulus 3, remainder 1)"),
+            Some((3, 1))
+        );
+        assert_eq!(hash_bound("FOR VALUES FROM (1) TO (2)"), None);
+        assert_eq!(hash_bound("FOR VALUES WITH (modulus x, remainder 1)"), None);
+    }
+
+    #[test]
+    fn server_options_quote_what_the_url_gives() {
+        let (server, user) =
+            server_options("postgres://my'na:pa'ss@127.0.0.1:54331/t_x").unwrap_or_default();
+        assert_eq!(
+            server,
+            "host '127.0.0.1', port '54331', dbname 't_x', fetch_size '1000', batch_size '1000'"
+        );
+        assert_eq!(user, "user 'my''na', password 'pa''ss'");
+        assert!(server_options("postgres://127.0.0.1/x").is_err());
+    }
+}
