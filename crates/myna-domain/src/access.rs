@@ -311,6 +311,154 @@ impl std::fmt::Display for Checkpoint {
     }
 }
 
+/// One chain's head (its last place and hash), as a checkpoint of a log of several chains
+/// records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionHead {
+    pub partition: i64,
+    pub seq: i64,
+    pub hash: Hash32,
+}
+
+/// The digest a checkpoint of a log of several chains signs: the previous checkpoint's digest,
+/// then the heads that moved since, in partition order. Chained, so a checkpoint dropped from
+/// the middle of the record (or a moved head edited) breaks every digest after it.
+pub fn heads_digest(previous: &Hash32, moved: &[PartitionHead]) -> Hash32 {
+    let mut h = Sha256::new();
+    field(&mut h, b"myna-kyukyu/chain-heads/v1");
+    field(&mut h, previous);
+    field(&mut h, &(moved.len() as u64).to_be_bytes());
+    for m in moved {
+        field(&mut h, &m.partition.to_be_bytes());
+        field(&mut h, &m.seq.to_be_bytes());
+        field(&mut h, &m.hash);
+    }
+    h.finalize().into()
+}
+
+/// The heads of every chain of a partitioned log as its checkpoints recorded them, rebuilt by
+/// applying each checkpoint's moved heads in order; a log's entries are the sum of its heads'
+/// places, since every chain starts at 1.
+#[derive(Debug, Default, Clone)]
+pub struct RecordedHeads {
+    heads: std::collections::BTreeMap<i64, (i64, Hash32)>,
+    digest: Hash32,
+    entries: i64,
+}
+
+/// What the store must still show for the recorded heads to hold, and what moved since.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeadsDelta {
+    /// Heads that are new or further on than recorded, in partition order: the next
+    /// checkpoint's record.
+    pub moved: Vec<PartitionHead>,
+    /// Recorded heads whose chain has grown: the store must still hold each at its place,
+    /// with its hash (a head still in place was compared whole already).
+    pub to_check: Vec<PartitionHead>,
+}
+
+impl RecordedHeads {
+    /// Applies the next checkpoint: its moved heads, the digest it signed and the entries it
+    /// counted. Refused if the heads are out of order or go back, or the digest or count
+    /// differs: the record was edited, or a checkpoint removed.
+    pub fn apply(
+        &mut self,
+        moved: &[PartitionHead],
+        digest: &Hash32,
+        entries: i64,
+    ) -> Result<(), String> {
+        let mut last = None;
+        for m in moved {
+            if last.is_some_and(|p| m.partition <= p) {
+                return Err(format!("chain {} recorded out of order", m.partition));
+            }
+            last = Some(m.partition);
+            if m.seq < 1
+                || self
+                    .heads
+                    .get(&m.partition)
+                    .is_some_and(|(s, _)| m.seq <= *s)
+            {
+                return Err(format!(
+                    "chain {} recorded at entry {}, not beyond its earlier head",
+                    m.partition, m.seq
+                ));
+            }
+        }
+        if heads_digest(&self.digest, moved) != *digest {
+            return Err("the recorded heads do not match the signed digest".into());
+        }
+        let mut next = self.heads.clone();
+        for m in moved {
+            next.insert(m.partition, (m.seq, m.hash));
+        }
+        let counted: i64 = next.values().map(|(seq, _)| *seq).sum();
+        if counted != entries {
+            return Err(format!(
+                "the recorded heads add up to {counted} entries, the checkpoint says {entries}"
+            ));
+        }
+        self.heads = next;
+        self.digest = *digest;
+        self.entries = entries;
+        Ok(())
+    }
+
+    /// Compares the recorded heads with the store's heads now (any order). A chain that is
+    /// gone or shorter, or whose head at the recorded place has another hash, is an error
+    /// naming the chain (partition).
+    pub fn delta(&self, now: &[PartitionHead]) -> Result<HeadsDelta, (i64, ChainBreak)> {
+        let now: std::collections::BTreeMap<i64, (i64, Hash32)> =
+            now.iter().map(|h| (h.partition, (h.seq, h.hash))).collect();
+        let mut delta = HeadsDelta::default();
+        for (partition, (seq, hash)) in &self.heads {
+            match now.get(partition) {
+                None => return Err((*partition, ChainBreak::Truncated { seq: *seq })),
+                Some((s, _)) if s < seq => {
+                    return Err((*partition, ChainBreak::Truncated { seq: *seq }));
+                }
+                Some((s, h)) if s == seq && h != hash => {
+                    return Err((*partition, ChainBreak::Rewritten { seq: *seq }));
+                }
+                Some((s, _)) if s == seq => {}
+                Some(_) => delta.to_check.push(PartitionHead {
+                    partition: *partition,
+                    seq: *seq,
+                    hash: *hash,
+                }),
+            }
+        }
+        for (partition, (seq, hash)) in now {
+            if self.heads.get(&partition).is_none_or(|(s, _)| seq > *s) {
+                delta.moved.push(PartitionHead {
+                    partition,
+                    seq,
+                    hash,
+                });
+            }
+        }
+        Ok(delta)
+    }
+
+    pub fn digest(&self) -> Hash32 {
+        self.digest
+    }
+
+    pub fn entries(&self) -> i64 {
+        self.entries
+    }
+
+    /// Chains recorded.
+    pub fn chains(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// The recorded head of `partition`, if any.
+    pub fn head(&self, partition: i64) -> Option<(i64, Hash32)> {
+        self.heads.get(&partition).copied()
+    }
+}
+
 /// Incremental verifier: feed entries in sequence order.
 #[derive(Debug, Default)]
 pub struct ChainVerifier {
@@ -427,6 +575,71 @@ impl PartitionedVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head(partition: i64, seq: i64, byte: u8) -> PartitionHead {
+        PartitionHead {
+            partition,
+            seq,
+            hash: [byte; 32],
+        }
+    }
+
+    #[test]
+    fn recorded_heads_replay_only_as_signed() {
+        let first = [head(1, 3, 1), head(7, 1, 2)];
+        let d1 = heads_digest(&[0; 32], &first);
+        let mut r = RecordedHeads::default();
+        r.apply(&first, &d1, 4).unwrap();
+        let second = [head(7, 5, 3), head(9, 2, 4)];
+        let d2 = heads_digest(&d1, &second);
+        // A count, a digest, an order or a place that does not add up is refused.
+        assert!(r.clone().apply(&second, &d2, 9).is_err());
+        assert!(r.clone().apply(&second, &d1, 10).is_err());
+        assert!(
+            r.clone()
+                .apply(&[head(9, 2, 4), head(7, 5, 3)], &d2, 10)
+                .is_err()
+        );
+        let back = [head(1, 3, 9)];
+        assert!(
+            r.clone()
+                .apply(&back, &heads_digest(&d1, &back), 4)
+                .is_err()
+        );
+        // The second checkpoint replayed without the first does not match its digest.
+        assert!(RecordedHeads::default().apply(&second, &d2, 7).is_err());
+        r.apply(&second, &d2, 10).unwrap();
+        assert_eq!((r.entries(), r.chains(), r.digest()), (10, 3, d2));
+        assert_eq!(r.head(7), Some((5, [3; 32])));
+    }
+
+    #[test]
+    fn the_delta_names_what_moved_and_what_the_store_must_still_hold() {
+        let mut r = RecordedHeads::default();
+        let first = [head(1, 3, 1), head(7, 1, 2)];
+        r.apply(&first, &heads_digest(&[0; 32], &first), 4).unwrap();
+        let delta = r
+            .delta(&[head(7, 1, 2), head(1, 5, 5), head(2, 1, 6)])
+            .unwrap();
+        assert_eq!(delta.moved, vec![head(1, 5, 5), head(2, 1, 6)]);
+        assert_eq!(delta.to_check, vec![head(1, 3, 1)]);
+        assert_eq!(
+            r.delta(&[head(1, 3, 1)]),
+            Err((7, ChainBreak::Truncated { seq: 1 })),
+            "a chain gone"
+        );
+        assert_eq!(
+            r.delta(&[head(1, 2, 1), head(7, 1, 2)]),
+            Err((1, ChainBreak::Truncated { seq: 3 })),
+            "a chain cut short"
+        );
+        assert_eq!(
+            r.delta(&[head(1, 3, 8), head(7, 1, 2)]),
+            Err((1, ChainBreak::Rewritten { seq: 3 })),
+            "a head rewritten in place"
+        );
+        assert_eq!(r.delta(&first).unwrap(), HeadsDelta::default());
+    }
 
     fn entry(i: i64) -> AccessEntry {
         AccessEntry {

@@ -173,7 +173,9 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let mut summary = String::new();
             match store.verify().await? {
                 ChainReport::Intact {
-                    entries, head_hash, ..
+                    entries,
+                    partitions,
+                    head_hash,
                 } => {
                     for cp in &recorded {
                         if let Err(b) = cp.check(store.hash_at(cp.seq).await?) {
@@ -182,17 +184,18 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                         }
                     }
                     if broken.is_none()
-                        && let Some((all, key)) = &signed
+                        && let (Some((all, key)), Some(log)) = (&signed, &checkpoints)
                     {
-                        for cp in all {
-                            if let Err(why) = checkpoint::check_against(&store, cp, key).await? {
-                                broken = Some(format!("{name} BROKEN {why}"));
-                                break;
-                            }
+                        let rows = checkpoint::read_heads(log)?;
+                        if let Err(why) = checkpoint::check_all(&store, all, key, &rows).await? {
+                            broken = Some(format!("{name} BROKEN {why}"));
                         }
                     }
                     summary = match head_hash {
                         Some(h) => format!("{entries} entries, head {entries}:{h}"),
+                        None if partitions > 1 || (entries > 0 && partitions == 1) => {
+                            format!("{entries} entries in {partitions} chains")
+                        }
                         None => "0 entries".into(),
                     };
                 }

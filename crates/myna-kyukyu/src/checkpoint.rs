@@ -12,16 +12,25 @@
 //! - `audit verify` checks every line's signature, requires each chain's lines in order of
 //!   sequence and time, and checks the chain against all of them.
 //!
-//! What stays the operator's: a copy of the log off the database host (someone who controls
-//! the host can delete the newest lines of the copy there), and the key readable only by the
-//! service's own user.
+//! A log kept as several chains (PostgreSQL: one per person, one per bureau) is checkpointed by
+//! the digest of every chain's head (`Form::Heads`): each checkpoint records the heads that
+//! moved since the previous one in `LOG.heads` (one line each, `CHAIN AT_MS PARTITION SEQ
+//! HASH`), written before its signed line, and signs the digest of those chained to the
+//! previous digest. Verifying replays every checkpoint's heads against its signature, then
+//! requires the store to hold each recorded head: unchanged where the chain has not moved,
+//! and at its place, with its hash, where it has.
+//!
+//! What stays the operator's: a copy of the log (and `LOG.heads`) off the database host
+//! (someone who controls the host can delete the newest lines of the copy there), and the key
+//! readable only by the service's own user.
 
 use crate::store::{EmsDb, ProviderDb};
 use anyhow::{Context, Result, anyhow, bail};
-use myna_domain::access::{Checkpoint, Hash32};
-use myna_pki::checkpoint::{Chain, CheckpointKey, SignedCheckpoint};
+use myna_domain::access::{Checkpoint, Hash32, PartitionHead, RecordedHeads, heads_digest};
+use myna_pki::checkpoint::{Chain, CheckpointKey, Form, SignedCheckpoint};
 use myna_store::ems::EmsStore;
 use myna_store::{ChainPosition, ChainReport, ProviderStore};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,23 +51,14 @@ impl ChainStore {
         }
     }
 
-    /// Checkpoints sign the head of a log kept as one chain. On PostgreSQL the provider keeps
-    /// one chain per person and ems one per bureau; signing those heads (a digest of them,
-    /// chained to the previous checkpoint) is not built yet, so it is refused rather than
-    /// signed wrongly.
-    pub fn checkpointable(&self) -> Result<()> {
-        let partitioned = match self {
+    /// How the log is kept, so what its checkpoints sign: on PostgreSQL the provider keeps
+    /// one chain per person and ems one per bureau.
+    pub fn form(&self) -> Form {
+        let several = match self {
             ChainStore::Provider(s) => matches!(s.as_ref(), ProviderDb::Postgres(_)),
             ChainStore::Ems(s) => matches!(s.as_ref(), EmsDb::Postgres(_)),
         };
-        if partitioned {
-            bail!(
-                "signed checkpoints of PostgreSQL's partitioned chains ({} log) are not built \
-                 yet; `audit verify` checks every chain without them",
-                self.chain().as_str()
-            );
-        }
-        Ok(())
+        if several { Form::Heads } else { Form::OneChain }
     }
 
     pub async fn verify(&self) -> Result<ChainReport> {
@@ -68,13 +68,33 @@ impl ChainStore {
         })
     }
 
+    /// The hash at `seq` of a log kept as one chain (`SEQ:HASH` names no chain of several).
     pub async fn hash_at(&self, seq: i64) -> Result<Option<Hash32>> {
-        self.checkpointable()?;
-        // A checkpointable log is one chain, partition 0 (`ChainPosition`).
-        let at = ChainPosition { partition: 0, seq };
+        if self.form() == Form::Heads {
+            bail!(
+                "the {} log is kept as one chain per {}; a recorded SEQ:HASH names no one of \
+                 them (use --checkpoints)",
+                self.chain().as_str(),
+                match self {
+                    ChainStore::Provider(_) => "person",
+                    ChainStore::Ems(_) => "bureau",
+                }
+            );
+        }
+        self.hash_in(ChainPosition { partition: 0, seq }).await
+    }
+
+    async fn hash_in(&self, at: ChainPosition) -> Result<Option<Hash32>> {
         Ok(match self {
             ChainStore::Provider(s) => s.access_log_hash(at).await?,
             ChainStore::Ems(s) => s.view_log_hash(at).await?,
+        })
+    }
+
+    async fn heads(&self) -> Result<Vec<PartitionHead>> {
+        Ok(match self {
+            ChainStore::Provider(s) => s.access_log_heads().await?,
+            ChainStore::Ems(s) => s.view_log_heads().await?,
         })
     }
 }
@@ -152,52 +172,202 @@ pub fn load_public_key(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Verifies the chain and signs its head; `None` for an empty chain. A broken chain is never
-/// signed, nor one that lost or changed a head signed before (`earlier`, from the log).
+/// signed, nor one that lost or changed a head signed before (`earlier`, from the log). For a
+/// log of several chains, `recorded` holds the earlier checkpoints' moved heads (`LOG.heads`),
+/// and the heads that moved since are returned with the checkpoint, to be recorded before it.
 pub async fn sign_head(
     store: &ChainStore,
     key: &CheckpointKey,
     earlier: &[SignedCheckpoint],
+    recorded: &HeadRows,
     now_ms: i64,
-) -> Result<Option<SignedCheckpoint>> {
-    store.checkpointable()?;
+) -> Result<Option<(SignedCheckpoint, Vec<PartitionHead>)>> {
     let public = key.public_key();
-    for cp in earlier.iter().filter(|c| c.chain == store.chain()) {
-        if let Err(why) = check_against(store, cp, &public).await? {
-            bail!(
-                "the {} chain no longer holds a head signed earlier ({why}); not signing it",
-                store.chain().as_str()
-            );
-        }
+    let mine: Vec<SignedCheckpoint> = earlier
+        .iter()
+        .filter(|c| c.chain == store.chain())
+        .cloned()
+        .collect();
+    if let Err(why) = check_all(store, &mine, &public, recorded).await? {
+        bail!(
+            "the {} log no longer holds a head signed earlier ({why}); not signing it",
+            store.chain().as_str()
+        );
     }
-    match store.verify().await? {
-        ChainReport::Intact { partitions, .. } if partitions > 1 => {
-            // A line signs one head; a log of many chains needs a digest of their heads,
-            // which is not built yet. Refuse rather than sign one chain as the whole log.
-            bail!(
-                "the {} log has {partitions} chains; checkpoints of a partitioned log are not built yet",
-                store.chain().as_str()
-            )
-        }
-        ChainReport::Intact {
-            entries,
-            head_hash: Some(head),
-            ..
-        } => {
-            let head: [u8; 32] = hex::decode(&head)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| anyhow!("the store reported a malformed head hash"))?;
-            let seq = i64::try_from(entries).context("chain length")?;
-            Ok(Some(key.sign(store.chain(), seq, head, now_ms)))
-        }
-        ChainReport::Intact { .. } => Ok(None),
-        ChainReport::Broken { first_break, .. } => {
-            bail!(
+    match store.form() {
+        Form::OneChain => match store.verify().await? {
+            ChainReport::Intact {
+                entries,
+                head_hash: Some(head),
+                ..
+            } => {
+                let head: [u8; 32] = hex::decode(&head)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| anyhow!("the store reported a malformed head hash"))?;
+                let seq = i64::try_from(entries).context("chain length")?;
+                Ok(Some((
+                    key.sign(store.chain(), Form::OneChain, seq, head, now_ms),
+                    Vec::new(),
+                )))
+            }
+            ChainReport::Intact { .. } => Ok(None),
+            ChainReport::Broken { first_break, .. } => bail!(
                 "the {} chain is broken ({first_break}); not signing it",
                 store.chain().as_str()
-            )
+            ),
+        },
+        Form::Heads => {
+            let before = replay(&mine, recorded).map_err(|e| anyhow!(e))?;
+            // The heads first, then the walk: the walk then covers every head signed.
+            let now = store.heads().await?;
+            let delta = match before.delta(&now) {
+                Ok(d) => d,
+                Err((partition, b)) => bail!(
+                    "the {} log's chain {partition} no longer holds its signed head ({b}); not \
+                     signing it",
+                    store.chain().as_str()
+                ),
+            };
+            if let ChainReport::Broken { first_break, .. } = store.verify().await? {
+                bail!(
+                    "the {} log is broken ({first_break}); not signing it",
+                    store.chain().as_str()
+                );
+            }
+            let entries: i64 = now.iter().map(|h| h.seq).sum();
+            if entries == 0 {
+                return Ok(None);
+            }
+            let digest = heads_digest(&before.digest(), &delta.moved);
+            Ok(Some((
+                key.sign(store.chain(), Form::Heads, entries, digest, now_ms),
+                delta.moved,
+            )))
         }
     }
+}
+
+/// The heads each checkpoint of a log of several chains recorded, by chain and by the
+/// checkpoint's time, as read from `LOG.heads`.
+#[derive(Debug, Default)]
+pub struct HeadRows(BTreeMap<(String, i64), Vec<PartitionHead>>);
+
+impl HeadRows {
+    fn moved(&self, chain: Chain, at_ms: i64) -> &[PartitionHead] {
+        self.0
+            .get(&(chain.as_str().to_owned(), at_ms))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The latest time any line of `chain` was recorded at (also one whose checkpoint was
+    /// never signed, after a crash between the two writes).
+    fn latest(&self, chain: Chain) -> Option<i64> {
+        self.0
+            .keys()
+            .filter(|(c, _)| c == chain.as_str())
+            .map(|(_, at)| *at)
+            .max()
+    }
+}
+
+/// Where the moved heads of a log's checkpoints are recorded: `LOG.heads`.
+pub fn heads_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".heads");
+    PathBuf::from(name)
+}
+
+/// Reads `LOG.heads`; a missing file records nothing. A line that does not parse is an error,
+/// as in the log itself.
+pub fn read_heads(log: &Path) -> Result<HeadRows> {
+    let path = heads_path(log);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HeadRows::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut rows = HeadRows::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || {
+            anyhow!(
+                "{} line {}: not CHAIN AT_MS PARTITION SEQ HASH",
+                path.display(),
+                n + 1
+            )
+        };
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        let [chain, at_ms, partition, seq, hash] = f.as_slice() else {
+            return Err(bad());
+        };
+        let chain = Chain::parse(chain).ok_or_else(bad)?;
+        let head = PartitionHead {
+            partition: partition.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+            hash: hex::decode(hash)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)?,
+        };
+        let at_ms: i64 = at_ms.parse().map_err(|_| bad())?;
+        rows.0
+            .entry((chain.as_str().to_owned(), at_ms))
+            .or_default()
+            .push(head);
+    }
+    Ok(rows)
+}
+
+/// Appends one checkpoint's moved heads to `LOG.heads` (in one write) and flushes it, before
+/// the checkpoint is signed into the log.
+fn append_heads(log: &Path, chain: Chain, at_ms: i64, moved: &[PartitionHead]) -> Result<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let path = heads_path(log);
+    let mut text = String::new();
+    for h in moved {
+        text.push_str(&format!(
+            "{} {at_ms} {} {} {}\n",
+            chain.as_str(),
+            h.partition,
+            h.seq,
+            hex::encode(h.hash)
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The heads a log of several chains had at its newest checkpoint, rebuilt from every
+/// checkpoint in order (each line's signature already checked).
+fn replay(
+    checkpoints: &[SignedCheckpoint],
+    rows: &HeadRows,
+) -> std::result::Result<RecordedHeads, String> {
+    let mut heads = RecordedHeads::default();
+    for cp in checkpoints {
+        if cp.form != Form::Heads {
+            return Err(format!(
+                "the checkpoint signed at {} ms signs one chain's head, but this log is kept as \
+                 several chains",
+                cp.at_ms
+            ));
+        }
+        heads
+            .apply(rows.moved(cp.chain, cp.at_ms), &cp.head, cp.seq)
+            .map_err(|e| format!("the checkpoint signed at {} ms: {e}", cp.at_ms))?;
+    }
+    Ok(heads)
 }
 
 /// Appends a checkpoint line (in one write, so two services sharing a log do not interleave)
@@ -254,7 +424,7 @@ pub fn read_log(log: &Path, chain: Chain, public_key: &[u8]) -> Result<Vec<Signe
     Ok(out)
 }
 
-/// What `audit verify` concludes from a signed checkpoint.
+/// What `audit verify` concludes from a signed checkpoint of a log kept as one chain.
 pub async fn check_against(
     store: &ChainStore,
     cp: &SignedCheckpoint,
@@ -263,13 +433,84 @@ pub async fn check_against(
     if let Err(e) = cp.verify(public_key) {
         return Ok(Err(format!("the checkpoint itself does not verify: {e}")));
     }
+    if cp.form != Form::OneChain {
+        return Ok(Err(format!(
+            "the checkpoint signed at {} ms signs the heads of several chains, but this log is \
+             kept as one chain",
+            cp.at_ms
+        )));
+    }
     let recorded = Checkpoint {
         seq: cp.seq,
         hash: cp.head,
     };
     Ok(recorded
-        .check(store.hash_at(cp.seq).await?)
+        .check(
+            store
+                .hash_in(ChainPosition {
+                    partition: 0,
+                    seq: cp.seq,
+                })
+                .await?,
+        )
         .map_err(|b| format!("against the checkpoint signed at {} ms: {b}", cp.at_ms)))
+}
+
+/// What `audit verify` concludes from every checkpoint of the store's chain in a log (each
+/// line's signature checked): one chain against each signed head; several chains by replaying
+/// every checkpoint's recorded heads, then finding each recorded head still in the store.
+pub async fn check_all(
+    store: &ChainStore,
+    checkpoints: &[SignedCheckpoint],
+    public_key: &[u8],
+    rows: &HeadRows,
+) -> Result<std::result::Result<(), String>> {
+    match store.form() {
+        Form::OneChain => {
+            for cp in checkpoints {
+                if let Err(why) = check_against(store, cp, public_key).await? {
+                    return Ok(Err(why));
+                }
+            }
+            Ok(Ok(()))
+        }
+        Form::Heads => {
+            for cp in checkpoints {
+                if let Err(e) = cp.verify(public_key) {
+                    return Ok(Err(format!("the checkpoint itself does not verify: {e}")));
+                }
+            }
+            let recorded = match replay(checkpoints, rows) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            let delta = match recorded.delta(&store.heads().await?) {
+                Ok(d) => d,
+                Err((partition, b)) => {
+                    return Ok(Err(format!(
+                        "chain {partition}, against the newest checkpoint: {b}"
+                    )));
+                }
+            };
+            for h in delta.to_check {
+                let at = ChainPosition {
+                    partition: h.partition,
+                    seq: h.seq,
+                };
+                let signed = Checkpoint {
+                    seq: h.seq,
+                    hash: h.hash,
+                };
+                if let Err(b) = signed.check(store.hash_in(at).await?) {
+                    return Ok(Err(format!(
+                        "chain {}, against the newest checkpoint: {b}",
+                        h.partition
+                    )));
+                }
+            }
+            Ok(Ok(()))
+        }
+    }
 }
 
 /// Checks the chain against the log's checkpoints, signs its head and appends it: what
@@ -296,11 +537,23 @@ pub async fn checkpoint_now(
     lock.lock()
         .with_context(|| format!("locking {}", lock_path.display()))?;
     let earlier = read_log(log, store.chain(), &key.public_key())?;
-    // Time never goes back in the log, even if the clock does.
-    let at_ms = earlier.last().map_or(now_ms, |last| now_ms.max(last.at_ms));
-    let Some(cp) = sign_head(store, key, &earlier, at_ms).await? else {
+    let rows = read_heads(log)?;
+    // Time never goes back in the log, even if the clock does. A checkpoint of heads is
+    // found in LOG.heads by its time, so each has a time of its own, after any recorded
+    // there (also by a checkpoint that crashed before it was signed).
+    let at_ms = match store.form() {
+        Form::OneChain => earlier.last().map_or(now_ms, |last| now_ms.max(last.at_ms)),
+        Form::Heads => earlier
+            .last()
+            .map(|c| c.at_ms + 1)
+            .into_iter()
+            .chain(rows.latest(store.chain()).map(|at| at + 1))
+            .fold(now_ms, i64::max),
+    };
+    let Some((cp, moved)) = sign_head(store, key, &earlier, &rows, at_ms).await? else {
         return Ok(None);
     };
+    append_heads(log, store.chain(), cp.at_ms, &moved)?;
     append(log, &cp)?;
     drop(lock);
     Ok(Some(cp))
@@ -338,7 +591,6 @@ pub fn spawn(
     if args.checkpoint_every_minutes == 0 {
         bail!("--checkpoint-every-minutes must be positive");
     }
-    store.checkpointable()?;
     let key = load_key(key)?;
     let every = Duration::from_secs(args.checkpoint_every_minutes * 60);
     Ok(Some(tokio::spawn(sign_forever(

@@ -158,6 +158,11 @@ impl ProviderStore for ProviderDb {
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
         either!(ProviderDb, self, s => s.access_log_hash(at))
     }
+    async fn access_log_heads(
+        &self,
+    ) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
+        either!(ProviderDb, self, s => s.access_log_heads())
+    }
     async fn access_log_for(
         &self,
         person: PersonId,
@@ -451,6 +456,11 @@ mod ems_delegation {
             at: ChainPosition,
         ) -> Result<Option<myna_domain::access::Hash32>, StoreError> {
             either!(EmsDb, self, s => s.view_log_hash(at))
+        }
+        async fn view_log_heads(
+            &self,
+        ) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
+            either!(EmsDb, self, s => s.view_log_heads())
         }
         async fn set_hospital_status(
             &self,

@@ -1314,7 +1314,9 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
 }
 
 /// The same provider on PostgreSQL, chosen by its URL: generate, deck, register, serve, query,
-/// verify. Checkpoints of its per-person chains are refused as not built, not signed wrongly.
+/// verify. Its per-person chains are checkpointed by the digest of their heads: the newest
+/// entry of one person's chain removed verifies on its own, and fails against the checkpoints;
+/// so does the checkpoint record with a checkpoint removed.
 #[test]
 fn the_provider_runs_on_postgresql_chosen_by_its_url() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1353,15 +1355,112 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
         );
         assert!(stdout(&o).contains("救急用サマリー"), "{}", stdout(&o));
     }
-    drop(server);
-    let o = run(&["audit", "verify", "--db", &db.url]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout(&o).contains("intact"), "{}", stdout(&o));
     let key = dir.join("checkpoint.key");
     assert!(
         run(&["audit", "keygen", "--key", key.to_str().unwrap()])
             .status
             .success()
+    );
+    let log = dir.join("checkpoints.log");
+    let checkpoint = || {
+        let o = run(&[
+            "audit",
+            "checkpoint",
+            "--db",
+            &db.url,
+            "--key",
+            key.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    checkpoint();
+    for card in ["doac", "insulin"] {
+        assert!(query(&url, &token_file, &cards, card, &[]).status.success());
+    }
+    checkpoint();
+    checkpoint(); // nothing moved: a heartbeat
+    drop(server);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log_text.lines().count(), 3);
+    assert!(
+        log_text
+            .lines()
+            .all(|l| l.starts_with("v2 provider-access "))
+    );
+    let public = format!("{}.pub", key.to_str().unwrap());
+    let verify_signed = |log: &std::path::Path| {
+        run(&[
+            "audit",
+            "verify",
+            "--db",
+            &db.url,
+            "--checkpoints",
+            log.to_str().unwrap(),
+            "--public-key",
+            &public,
+        ])
+    };
+    let o = verify_signed(&log);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout(&o).contains("4 entries in 2 chains"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("matches all 3 signed checkpoints"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The first checkpoint dropped from a copy of the record: the digests no longer chain.
+    let cut = dir.join("cut.log");
+    std::fs::write(
+        &cut,
+        log_text
+            .lines()
+            .skip(1)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    std::fs::copy(
+        format!("{}.heads", log.display()),
+        format!("{}.heads", cut.display()),
+    )
+    .unwrap();
+    let o = verify_signed(&cut);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("BROKEN"), "{}", stdout(&o));
+
+    // The newest entry of the doac patient's chain removed: the walk alone cannot tell.
+    let removed = rt
+        .block_on(db.execute(
+            "DELETE FROM access_log WHERE (person_id, seq) = \
+             (SELECT person_id, max(seq) FROM access_log GROUP BY person_id \
+              ORDER BY max(seq) DESC LIMIT 1)",
+        ))
+        .unwrap();
+    assert_eq!(removed, 1);
+    let o = run(&["audit", "verify", "--db", &db.url]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = verify_signed(&log);
+    assert!(
+        !o.status.success(),
+        "a cut chain passed its checkpoints: {}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("BROKEN") && stdout(&o).contains("entry 3"),
+        "{}",
+        stdout(&o)
     );
     let o = run(&[
         "audit",
@@ -1371,13 +1470,8 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
         "--key",
         key.to_str().unwrap(),
         "--log",
-        dir.join("checkpoints.log").to_str().unwrap(),
+        log.to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not built yet"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(!o.status.success(), "a cut chain was signed");
     rt.block_on(db.drop_now()).unwrap();
 }

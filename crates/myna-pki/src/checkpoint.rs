@@ -4,7 +4,11 @@
 //! is not in the database; `audit verify` then checks the chain against the latest one.
 //!
 //! One checkpoint is one text line, so a log of them can be appended to, copied and read by
-//! anyone: `v1 CHAIN SEQ HEAD AT_MS KEY_ID SIGNATURE` (hex, except the chain and numbers).
+//! anyone: `v1 CHAIN SEQ HEAD AT_MS KEY_ID SIGNATURE` (hex, except the chain and numbers) for a
+//! log kept as one chain. A log kept as several chains (one per person or bureau, on
+//! PostgreSQL) is checkpointed by `v2` lines of the same fields: SEQ counts the entries of all
+//! chains and HEAD is the digest of their heads (`myna_domain::access::heads_digest`), whose
+//! moved heads are recorded beside the log.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -46,10 +50,30 @@ pub enum CheckpointError {
     BadSignature,
 }
 
-/// A signed head of one chain.
+/// What a checkpoint's SEQ and HEAD are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `v1`: the head of a log kept as one chain: its last place and that entry's hash.
+    OneChain,
+    /// `v2`: a log kept as several chains: the entries of all of them, and the digest of their
+    /// heads chained to the previous checkpoint's.
+    Heads,
+}
+
+impl Form {
+    fn version(self) -> &'static str {
+        match self {
+            Form::OneChain => "v1",
+            Form::Heads => "v2",
+        }
+    }
+}
+
+/// A signed head of one chain, or of the heads of several (`Form`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {
     pub chain: Chain,
+    pub form: Form,
     pub seq: i64,
     pub head: [u8; 32],
     pub at_ms: i64,
@@ -58,8 +82,11 @@ pub struct SignedCheckpoint {
     pub signature: Vec<u8>,
 }
 
-fn message(chain: Chain, seq: i64, head: &[u8; 32], at_ms: i64) -> Vec<u8> {
-    let mut m = b"myna-kyukyu audit checkpoint v1\0".to_vec();
+fn message(chain: Chain, form: Form, seq: i64, head: &[u8; 32], at_ms: i64) -> Vec<u8> {
+    let mut m = match form {
+        Form::OneChain => b"myna-kyukyu audit checkpoint v1\0".to_vec(),
+        Form::Heads => b"myna-kyukyu audit checkpoint v2 heads\0".to_vec(),
+    };
     m.extend_from_slice(chain.as_str().as_bytes());
     m.push(0);
     m.extend_from_slice(&seq.to_be_bytes());
@@ -76,7 +103,8 @@ pub fn key_id(public_key: &[u8]) -> String {
 impl SignedCheckpoint {
     pub fn to_line(&self) -> String {
         format!(
-            "v1 {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
+            self.form.version(),
             self.chain.as_str(),
             self.seq,
             hex::encode(self.head),
@@ -91,12 +119,15 @@ impl SignedCheckpoint {
         let [version, chain, seq, head, at_ms, key_id, signature] = f.as_slice() else {
             return Err(CheckpointError::Malformed("seven fields expected"));
         };
-        if *version != "v1" {
-            return Err(CheckpointError::Malformed("unknown version"));
-        }
+        let form = match *version {
+            "v1" => Form::OneChain,
+            "v2" => Form::Heads,
+            _ => return Err(CheckpointError::Malformed("unknown version")),
+        };
         let hex32 = |s: &str| -> Option<[u8; 32]> { hex::decode(s).ok()?.try_into().ok() };
         Ok(SignedCheckpoint {
             chain: Chain::parse(chain).ok_or(CheckpointError::Malformed("unknown chain"))?,
+            form,
             seq: seq
                 .parse()
                 .ok()
@@ -128,7 +159,7 @@ impl SignedCheckpoint {
         }
         UnparsedPublicKey::new(&ED25519, public_key)
             .verify(
-                &message(self.chain, self.seq, &self.head, self.at_ms),
+                &message(self.chain, self.form, self.seq, &self.head, self.at_ms),
                 &self.signature,
             )
             .map_err(|_| CheckpointError::BadSignature)
@@ -160,10 +191,18 @@ impl CheckpointKey {
         self.pair.public_key().as_ref().to_vec()
     }
 
-    pub fn sign(&self, chain: Chain, seq: i64, head: [u8; 32], at_ms: i64) -> SignedCheckpoint {
-        let signature = self.pair.sign(&message(chain, seq, &head, at_ms));
+    pub fn sign(
+        &self,
+        chain: Chain,
+        form: Form,
+        seq: i64,
+        head: [u8; 32],
+        at_ms: i64,
+    ) -> SignedCheckpoint {
+        let signature = self.pair.sign(&message(chain, form, seq, &head, at_ms));
         SignedCheckpoint {
             chain,
+            form,
             seq,
             head,
             at_ms,
@@ -184,7 +223,13 @@ mod tests {
         let (key, pkcs8) = CheckpointKey::generate().unwrap();
         let again = CheckpointKey::from_pkcs8(&pkcs8).unwrap();
         assert_eq!(key.public_key(), again.public_key());
-        let cp = key.sign(Chain::EmsViews, 42, [7; 32], 1_790_000_000_000);
+        let cp = key.sign(
+            Chain::EmsViews,
+            Form::OneChain,
+            42,
+            [7; 32],
+            1_790_000_000_000,
+        );
         let line = cp.to_line();
         let parsed = SignedCheckpoint::parse_line(&line).unwrap();
         assert_eq!(parsed, cp);
@@ -210,6 +255,16 @@ mod tests {
             Err(CheckpointError::BadSignature)
         );
         let mut tampered = parsed.clone();
+        tampered.form = Form::Heads;
+        assert_eq!(
+            tampered.verify(&key.public_key()),
+            Err(CheckpointError::BadSignature),
+            "a one-chain head is not taken for a digest of heads"
+        );
+        let heads = key.sign(Chain::ProviderAccess, Form::Heads, 9, [3; 32], 1);
+        assert!(heads.to_line().starts_with("v2 provider-access 9 "));
+        assert_eq!(SignedCheckpoint::parse_line(&heads.to_line()), Ok(heads));
+        let mut tampered = parsed.clone();
         tampered.at_ms += 1;
         assert_eq!(
             tampered.verify(&key.public_key()),
@@ -222,7 +277,13 @@ mod tests {
             parsed.verify(&other.public_key()),
             Err(CheckpointError::OtherKey { .. })
         ));
-        let mut forged = other.sign(Chain::EmsViews, 42, [7; 32], 1_790_000_000_000);
+        let mut forged = other.sign(
+            Chain::EmsViews,
+            Form::OneChain,
+            42,
+            [7; 32],
+            1_790_000_000_000,
+        );
         forged.key_id = parsed.key_id.clone();
         assert_eq!(
             forged.verify(&key.public_key()),
@@ -234,7 +295,7 @@ mod tests {
     fn malformed_lines_are_refused() {
         for line in [
             "",
-            "v2 ems-views 1 00 1 0011223344556677 00",
+            "v3 ems-views 1 00 1 0011223344556677 00",
             "v1 other 1",
             &format!(
                 "v1 ems-views 0 {} 1 0011223344556677 {}",

@@ -1685,6 +1685,35 @@ impl EmsStore for PgEmsStore {
         })
     }
 
+    /// Each bureau's head row (a bureau whose chain is still empty has none to record).
+    async fn view_log_heads(&self) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
+        let client = connection(&self.pool).await?;
+        client
+            .query(
+                "SELECT bureau_id, seq, hash FROM view_log_head WHERE seq > 0 ORDER BY bureau_id",
+                &[],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                let (partition, seq): (i64, i64) = (col(r, 0)?, col(r, 1)?);
+                let hash: Option<&[u8]> = col(r, 2)?;
+                let hash = hash.ok_or_else(|| {
+                    myna_store::columns::corrupt(format!(
+                        "view log head {partition}: no hash at entry {seq}"
+                    ))
+                })?;
+                let hash = hash32(hash, format!("view log head {partition}"))?;
+                Ok(myna_domain::access::PartitionHead {
+                    partition,
+                    seq,
+                    hash,
+                })
+            })
+            .collect()
+    }
+
     async fn view_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
         let client = connection(&self.pool).await?;
         let row = client

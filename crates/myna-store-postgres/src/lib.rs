@@ -4,9 +4,11 @@
 //!   sequence on a hot path;
 //! - every large table carries its distribution key first in every unique key (the person for
 //!   medical data, the bureau for ems);
-//! - writes use `INSERT … ON CONFLICT`, never an engine-specific upsert;
+//! - writes use `INSERT … ON CONFLICT`, never an engine-specific upsert, and no conflict target
+//!   on a person-keyed table (the several-node deployment's foreign partitions have no unique
+//!   index): there an `UPDATE` of what is held, then an `INSERT` of the rest;
 //! - a transaction that loses a race (SQLSTATE 40001, 40P01, or the unique key of a chain's
-//!   next place) runs again.
+//!   next place or of a person two imports insert at once) runs again.
 //!
 //! `ProviderStore` is `PgProviderStore`; `EmsStore` is `PgEmsStore`. Each keeps its own
 //! migration history, so both can share one database.

@@ -10,8 +10,8 @@ use chrono::NaiveDate;
 use deadpool_postgres::Transaction;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
-    AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, PartitionedVerifier, Purpose, Viewer,
-    chain,
+    AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, PartitionHead, PartitionedVerifier,
+    Purpose, Viewer, chain,
 };
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
@@ -42,6 +42,9 @@ const HISTORY_TABLE: &str = "provider_schema_history";
 
 pub struct PgProviderStore {
     pub(crate) pool: deadpool_postgres::Pool,
+    /// The database is a coordinator of data nodes (`sharded`): its person-keyed tables are
+    /// partitioned over foreign tables.
+    sharded: bool,
 }
 
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
@@ -49,10 +52,7 @@ pub struct PgProviderStore {
 fn attempt(e: tokio_postgres::Error) -> Attempt {
     let constraint = violated_constraint(&e).unwrap_or("");
     let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
-    // `person_pkey`: two imports inserting one new person at once; the loser runs again and
-    // then finds the person held.
-    let raced = constraint.starts_with("access_log_") || constraint == "person_pkey";
-    if lost_race(&e) && (!unique || raced) {
+    if lost_race(&e) && (!unique || constraint.starts_with("access_log_")) {
         Attempt::Retry(e)
     } else if unique && RECORD_KEYS.contains(&constraint) {
         // Which record: `import_batch` looks it up by the batch's keys.
@@ -63,6 +63,34 @@ fn attempt(e: tokio_postgres::Error) -> Attempt {
     } else {
         Attempt::Fail(db_err(e))
     }
+}
+
+/// For a statement whose only unique key is a race's (the next place in a chain, a person two
+/// imports insert at once): any unique violation runs the transaction again. Decided by the
+/// statement, not by the constraint's name, which a data node's error does not carry.
+fn raced(e: tokio_postgres::Error) -> Attempt {
+    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+        Attempt::Retry(e)
+    } else {
+        attempt(e)
+    }
+}
+
+/// Of statements sent together, the error to report: a race to run again first, then the
+/// first real failure; the statements after a failure only say the transaction is aborted
+/// (25P02, as `db_err` writes it).
+fn cause<const N: usize>(errors: [Option<Attempt>; N]) -> Attempt {
+    let aborted = |a: &Attempt| matches!(a, Attempt::Fail(StoreError::Unavailable(m)) if m.ends_with("(25P02)"));
+    let mut errors: Vec<Attempt> = errors.into_iter().flatten().collect();
+    errors.sort_by_key(|a| match a {
+        Attempt::Retry(_) => 0,
+        a if !aborted(a) => 1,
+        _ => 2,
+    });
+    errors
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Attempt::Fail(StoreError::Unavailable("statements failed".into())))
 }
 
 /// The unique key an error names. On the several-node deployment a data node's error reaches
@@ -97,9 +125,9 @@ impl PgProviderStore {
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let runner = embedded::migrations::runner();
-        Ok(Self {
-            pool: crate::migrated_pool(url, runner, HISTORY_TABLE).await?,
-        })
+        let pool = crate::migrated_pool(url, runner, HISTORY_TABLE).await?;
+        let sharded = crate::sharded::is_coordinator(&pool).await?;
+        Ok(Self { pool, sharded })
     }
 
     async fn access_once(&self, request: &AccessRequest) -> Result<AccessGranted, Attempt> {
@@ -107,7 +135,7 @@ impl PgProviderStore {
         let tx = client.transaction().await.map_err(attempt)?;
         let serial = &request.serial_hex;
         // The card's person and its revocation, asked together (one round trip).
-        let (linked, revoked) = tokio::try_join!(
+        let (linked, revoked) = tokio::join!(
             rows(
                 &tx,
                 "SELECT person_id FROM auth_cert WHERE serial = $1",
@@ -118,7 +146,11 @@ impl PgProviderStore {
                 "SELECT revoked_at FROM revoked_cert WHERE serial = $1",
                 [serial]
             ),
-        )?;
+        );
+        let (linked, revoked) = match (linked, revoked) {
+            (Ok(l), Ok(r)) => (l, r),
+            (l, r) => return Err(cause([l.err(), r.err()])),
+        };
         let person_id: i64 = match linked.first() {
             Some(row) => col(row, 0)?,
             None => return Err(StoreError::UnknownSerial(serial.clone()).into()),
@@ -131,9 +163,23 @@ impl PgProviderStore {
             .into());
         }
         let id = PersonId(person_id);
+        if self.sharded {
+            // A data node runs its side of the transaction as REPEATABLE READ from its first
+            // statement, so an access that waited there for the person's row would still
+            // read the old head and lose the race for the next place. Accesses to one person
+            // queue here on the coordinator instead, before any statement reaches a node.
+            tx.execute(
+                &prepared(&tx, "SELECT pg_advisory_xact_lock($1)")
+                    .await
+                    .map_err(attempt)?,
+                &[&person_id],
+            )
+            .await
+            .map_err(attempt)?;
+        }
         let plan = Windows::for_view(request.view).fetch_plan(request.today);
-        // The person (locked) then their chain's head, beside the records and the dataset's
-        // date: sent together, the server runs them in order on this one connection.
+        // The person (locked), then their chain's head once the lock is held; beside them the
+        // records and the dataset's date, sent together on this one connection.
         let person_then_head = async {
             let person = read_person(&tx, id).await?;
             let head = rows(
@@ -144,7 +190,7 @@ impl PgProviderStore {
             .await?;
             Ok::<_, Attempt>((person, head))
         };
-        let ((person, head), records, claims_through) = tokio::try_join!(
+        let (person_head, records, claims_through) = tokio::join!(
             person_then_head,
             read_records(&tx, id, &plan, request.today),
             rows(
@@ -152,7 +198,12 @@ impl PgProviderStore {
                 "SELECT value FROM dataset_info WHERE key = 'claims_through'",
                 []
             ),
-        )?;
+        );
+        let ((person, head), records, claims_through) = match (person_head, records, claims_through)
+        {
+            (Ok(p), Ok(r), Ok(c)) => (p, r, c),
+            (p, r, c) => return Err(cause([p.err(), r.err(), c.err()])),
+        };
         let claims_through = claims_through
             .first()
             .map(|row| col::<String>(row, 0))
@@ -176,7 +227,7 @@ impl PgProviderStore {
         let access_id = new_id(chained.entry.at_ms);
         insert_access(&tx, access_id, &chained)
             .await
-            .map_err(attempt)?;
+            .map_err(raced)?;
         tx.commit().await.map_err(attempt)?;
         Ok(AccessGranted {
             person,
@@ -380,58 +431,20 @@ fn person_texts(p: &Person) -> [&str; 11] {
     ]
 }
 
-/// Demographics: the persons already held are updated to these, one prepared `UPDATE` each
-/// (sent together, so one round trip), and the rest inserted by UNNEST. Not
-/// `ON CONFLICT (id) DO UPDATE`: on the several-node deployment `person` is partitioned over
-/// foreign tables, which carry no unique index for a conflict target. A person that another
-/// import inserts at the same moment makes this insert fail on the key, and the batch runs
-/// again (`attempt`).
+/// Demographics: the persons already held are updated to these, and the rest inserted, each
+/// by one UNNEST statement. Not `ON CONFLICT (id) DO UPDATE`: on the several-node deployment
+/// `person` is partitioned over foreign tables, which carry no unique index for a conflict
+/// target. A person that another import inserts at the same moment makes the insert fail on
+/// the key, and the batch runs again, then finding the person held.
 async fn upsert_people<'p>(
     tx: &Transaction<'_>,
     people: impl Iterator<Item = &'p Person>,
 ) -> Result<(), Attempt> {
-    let people: Vec<&Person> = people.collect();
-    let ids: Vec<i64> = people.iter().map(|p| p.id.0).collect();
-    let held: HashSet<i64> = tx
-        .query("SELECT id FROM person WHERE id = ANY($1)", &[&ids])
-        .await
-        .map_err(attempt)?
-        .iter()
-        .map(|r| col(r, 0))
-        .collect::<Result<_, _>>()?;
-    let (update, insert): (Vec<&Person>, Vec<&Person>) =
-        people.into_iter().partition(|p| held.contains(&p.id.0));
-    if !update.is_empty() {
-        let statement = tx
-            .prepare(
-                "UPDATE person SET name = $2, name_kana = $3, birth_date = $4, sex = $5, \
-                 postal_code = $6, prefecture = $7, municipality = $8, street = $9, \
-                 insurer_number = $10, insurer_name = $11, insured_symbol = $12, \
-                 insured_number = $13, insured_branch = $14 WHERE id = $1",
-            )
-            .await
-            .map_err(attempt)?;
-        let sexes: Vec<i16> = update.iter().map(|p| i16::from(p.sex.code())).collect();
-        let texts: Vec<[&str; 11]> = update.iter().map(|p| person_texts(p)).collect();
-        let updates = update.iter().zip(&sexes).zip(&texts).map(|((p, sex), t)| {
-            let mut values: Vec<&(dyn ToSql + Sync)> = vec![&p.id.0];
-            values.extend([&t[0] as &(dyn ToSql + Sync), &t[1], &p.birth_date, sex]);
-            values.extend(t[2..].iter().map(|v| v as &(dyn ToSql + Sync)));
-            let statement = &statement;
-            async move { tx.execute(statement, &values).await }
-        });
-        futures_util::future::try_join_all(updates)
-            .await
-            .map_err(attempt)?;
-    }
-    if insert.is_empty() {
-        return Ok(());
-    }
     let mut id = Vec::new();
     let mut sex = Vec::new();
     let mut birth = Vec::new();
     let mut text: [Vec<&str>; 11] = Default::default();
-    for p in insert {
+    for p in people {
         id.push(p.id.0);
         sex.push(i16::from(p.sex.code()));
         birth.push(p.birth_date);
@@ -452,31 +465,51 @@ async fn upsert_people<'p>(
         number,
         branch,
     ] = &text;
+    let columns: [&(dyn ToSql + Sync); 14] = [
+        &id,
+        name,
+        kana,
+        &birth,
+        &sex,
+        postal,
+        prefecture,
+        municipality,
+        street,
+        insurer,
+        insurer_name,
+        symbol,
+        number,
+        branch,
+    ];
+    const BATCH: &str = "UNNEST($1::int8[], $2::text[], $3::text[], $4::date[], $5::int2[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+         $13::text[], $14::text[]) AS n (id, name, name_kana, birth_date, sex, postal_code, \
+         prefecture, municipality, street, insurer_number, insurer_name, insured_symbol, \
+         insured_number, insured_branch)";
+    // `person.id = ANY($1)` lets a data node find the rows by its index.
     tx.execute(
         &format!(
-            "INSERT INTO {PERSON_COLUMNS} SELECT * FROM UNNEST($1::int8[], $2::text[], \
-             $3::text[], $4::date[], $5::int2[], $6::text[], $7::text[], $8::text[], $9::text[], \
-             $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])"
+            "UPDATE person SET name = n.name, name_kana = n.name_kana, \
+             birth_date = n.birth_date, sex = n.sex, postal_code = n.postal_code, \
+             prefecture = n.prefecture, municipality = n.municipality, street = n.street, \
+             insurer_number = n.insurer_number, insurer_name = n.insurer_name, \
+             insured_symbol = n.insured_symbol, insured_number = n.insured_number, \
+             insured_branch = n.insured_branch FROM {BATCH} \
+             WHERE person.id = n.id AND person.id = ANY($1)"
         ),
-        &[
-            &id,
-            name,
-            kana,
-            &birth,
-            &sex,
-            postal,
-            prefecture,
-            municipality,
-            street,
-            insurer,
-            insurer_name,
-            symbol,
-            number,
-            branch,
-        ],
+        &columns,
     )
     .await
     .map_err(attempt)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {PERSON_COLUMNS} SELECT n.* FROM {BATCH} \
+             WHERE NOT EXISTS (SELECT 1 FROM person p WHERE p.id = n.id AND p.id = ANY($1))"
+        ),
+        &columns,
+    )
+    .await
+    .map_err(raced)?;
     Ok(())
 }
 
@@ -679,15 +712,18 @@ async fn read_masters(
     yj: Vec<String>,
     receipts: Vec<String>,
 ) -> Result<Masters, Attempt> {
+    let [institution_sql, drug_sql, product_sql] = tables.lookups();
+    // Sent together: one round trip.
+    let (institution_rows, drug_rows, product_rows) = match tokio::join!(
+        rows(tx, institution_sql, [&institutions]),
+        rows(tx, drug_sql, [&yj]),
+        rows(tx, product_sql, [&receipts]),
+    ) {
+        (Ok(i), Ok(d), Ok(p)) => (i, d, p),
+        (i, d, p) => return Err(cause([i.err(), d.err(), p.err()])),
+    };
     let mut m = Masters::default();
-    for row in tx
-        .query(
-            &prepared(tx, tables.lookups()[0]).await.map_err(attempt)?,
-            &[&institutions],
-        )
-        .await
-        .map_err(attempt)?
-    {
+    for row in institution_rows {
         let code: String = col(&row, 0)?;
         m.institutions.insert(
             code.clone(),
@@ -698,25 +734,11 @@ async fn read_masters(
             },
         );
     }
-    for row in tx
-        .query(
-            &prepared(tx, tables.lookups()[1]).await.map_err(attempt)?,
-            &[&yj],
-        )
-        .await
-        .map_err(attempt)?
-    {
+    for row in drug_rows {
         let (key, drug) = drug_ref(&row)?;
         m.drugs.insert(key, drug);
     }
-    for row in tx
-        .query(
-            &prepared(tx, tables.lookups()[2]).await.map_err(attempt)?,
-            &[&receipts],
-        )
-        .await
-        .map_err(attempt)?
-    {
+    for row in product_rows {
         let (key, drug) = drug_ref(&row)?;
         m.products.insert(key, drug);
     }
@@ -762,7 +784,7 @@ async fn read_records(
     let person = &id.0;
     let rounds = i64::from(plan.health_check_rounds);
     // Sent together: one connection pipelines them, one round trip instead of five.
-    let (visits, dispensings, procedures, dialysis, health_checks) = tokio::try_join!(
+    let (visits, dispensings, procedures, dialysis, health_checks) = match tokio::join!(
         rows(
             tx,
             "SELECT service_date, available_on, institution_code, department, setting, source \
@@ -798,7 +820,10 @@ async fn read_records(
              ORDER BY service_date DESC, seq DESC LIMIT $3",
             [person, &today, &rounds],
         ),
-    )?;
+    ) {
+        (Ok(v), Ok(d), Ok(p), Ok(l), Ok(h)) => (v, d, p, l, h),
+        (v, d, p, l, h) => return Err(cause([v.err(), d.err(), p.err(), l.err(), h.err()])),
+    };
 
     let mut institutions = HashSet::new();
     let (mut yj, mut receipts) = (HashSet::new(), HashSet::new());
@@ -1473,8 +1498,11 @@ impl Copy {
             .and_then(|row| Ok(col(&row, 0)?))?;
         let (target, then) = if partitioned {
             let staging = format!("staging_{table}");
+            // Kept for the connection's life, emptied at each commit; made once, so its
+            // "already exists" notice is not sent on every later load.
             tx.batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+                "SET LOCAL client_min_messages = warning; \
+                 CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
             ))
             .await
             .map_err(attempt)?;
@@ -1782,6 +1810,31 @@ impl ProviderStore for PgProviderStore {
         })
     }
 
+    /// Each person's newest entry. No head is kept per person, so this reads the log's key
+    /// index once (on the several-node deployment, from every node).
+    async fn access_log_heads(&self) -> Result<Vec<PartitionHead>, StoreError> {
+        let client = connection(&self.pool).await?;
+        client
+            .query(
+                "SELECT DISTINCT ON (person_id) person_id, seq, hash FROM access_log \
+                 ORDER BY person_id, seq DESC",
+                &[],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                let (partition, seq): (i64, i64) = (col(r, 0)?, col(r, 1)?);
+                Ok(PartitionHead {
+                    partition,
+                    seq,
+                    hash: hash32(col::<&[u8]>(r, 2)?, format!("access log {partition}/{seq}"))
+                        .map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
         let client = connection(&self.pool).await?;
         let row = client
@@ -1819,5 +1872,27 @@ impl ProviderStore for PgProviderStore {
                     .map_err(|problem| corrupt(format!("access-log entry {at:?}: {problem}")))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_statements_sent_together_the_first_real_failure_is_reported() {
+        let fail = |m: &str| Some(Attempt::Fail(StoreError::Unavailable(m.into())));
+        let picked = cause([
+            fail("current transaction is aborted (25P02)"),
+            None,
+            fail("terminating connection (57P01)"),
+        ]);
+        assert!(
+            matches!(&picked, Attempt::Fail(StoreError::Unavailable(m)) if m.contains("57P01"))
+        );
+        let picked = cause([fail("current transaction is aborted (25P02)")]);
+        assert!(
+            matches!(&picked, Attempt::Fail(StoreError::Unavailable(m)) if m.contains("25P02"))
+        );
     }
 }

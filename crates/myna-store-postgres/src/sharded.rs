@@ -51,10 +51,32 @@ pub async fn shard_provider(
         .ok()
         .filter(|n| (1..=64).contains(n))
         .ok_or_else(|| invalid("between 1 and 64 shards are needed"))?;
+    // Each node once, and none the coordinator itself (its foreign tables would point back
+    // at it).
+    let mut places = std::collections::HashSet::from([place(coordinator)?]);
+    for (i, url) in shards.iter().enumerate() {
+        if !places.insert(place(url)?) {
+            return Err(invalid(format!(
+                "node {i} is the coordinator or another node given again"
+            )));
+        }
+    }
     let mut servers = Vec::new();
     for (i, url) in shards.iter().enumerate() {
         // Each shard is a provider database of its own: its tables carry every key and index.
-        PgProviderStore::connect(url).await?;
+        let node = PgProviderStore::connect(url).await?;
+        let client = connection(&node.pool).await?;
+        for (table, _) in PERSON_KEYED {
+            let held = client
+                .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+                .await
+                .map_err(db_err)?;
+            if held.try_get::<_, bool>(0).map_err(db_err)? {
+                return Err(invalid(format!(
+                    "node {i} already holds rows in {table}: give empty databases"
+                )));
+            }
+        }
         servers.push(server_options(url).map_err(|e| invalid(format!("shard {i}: {e}")))?);
     }
     let store = PgProviderStore::connect(coordinator).await?;
@@ -88,17 +110,34 @@ pub async fn shard_provider(
              PARTITION BY HASH ({column});\n\
              DROP TABLE {table}_unsharded;\n"
         ));
+        // The access path reads one person's chain newest first and stops at one row; the
+        // LIMIT does not reach a partition, so the node sends rows in batches of this size.
+        let fetch = if table == "access_log" { 16 } else { 1000 };
         for i in 0..modulus {
             ddl.push_str(&format!(
                 "CREATE FOREIGN TABLE {table}_shard{i} PARTITION OF {table} \
                  FOR VALUES WITH (MODULUS {modulus}, REMAINDER {i}) SERVER myna_shard_{i} \
-                 OPTIONS (schema_name 'public', table_name '{table}');\n"
+                 OPTIONS (schema_name 'public', table_name '{table}', fetch_size '{fetch}');\n"
             ));
         }
     }
     tx.batch_execute(&ddl).await.map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     layout(coordinator).await
+}
+
+/// Whether the database behind `pool` is a coordinator: its `person` is partitioned.
+pub(crate) async fn is_coordinator(pool: &deadpool_postgres::Pool) -> Result<bool, StoreError> {
+    let client = connection(pool).await?;
+    let row = client
+        .query_one(
+            "SELECT coalesce((SELECT relkind = 'p' FROM pg_class \
+             WHERE oid = to_regclass('person')), false)",
+            &[],
+        )
+        .await
+        .map_err(db_err)?;
+    row.try_get(0).map_err(db_err)
 }
 
 /// The shards of the provider database at `url`, by remainder; empty when it is one node.
@@ -196,7 +235,18 @@ fn server_options(url: &str) -> Result<(String, String), String> {
     ))
 }
 
-/// A SQL string literal.
+/// Where a URL's database is: host, port and database name.
+fn place(url: &str) -> Result<String, StoreError> {
+    let config = crate::config(url)?;
+    Ok(format!(
+        "{:?}:{:?}/{}",
+        config.get_hosts(),
+        config.get_ports(),
+        config.get_dbname().unwrap_or("postgres")
+    ))
+}
+
+/// A SQL string literal (`standard_conforming_strings`, on since PostgreSQL 9.1).
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

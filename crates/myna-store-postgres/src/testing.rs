@@ -78,6 +78,19 @@ impl TestDb {
         row.try_get(0).map_err(|e| e.to_string())
     }
 
+    /// Runs one statement on this database as its owner (a test's tampering); the rows it
+    /// changed.
+    pub async fn execute(&self, sql: &str) -> Result<u64, String> {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", self.name))?;
+        tokio::spawn(conn);
+        client
+            .execute(sql, &[])
+            .await
+            .map_err(|e| format!("on {}: {e}", self.name))
+    }
+
     /// How many connections LISTEN on this database (the ems change feeds).
     pub async fn listeners(&self) -> Result<i64, String> {
         let row = admin()

@@ -157,6 +157,26 @@ async fn views_recorded_at_once_form_one_gapless_chain_per_bureau() {
             head_hash: None
         }
     );
+    // The heads a checkpoint records: each bureau's last place, with the hash stored there.
+    let heads = store.view_log_heads().await.unwrap();
+    assert_eq!(
+        heads
+            .iter()
+            .map(|h| (h.partition, h.seq))
+            .collect::<Vec<_>>(),
+        {
+            let mut want = vec![(a, 14), (b, 6)];
+            want.sort_unstable();
+            want
+        }
+    );
+    for h in &heads {
+        let at = myna_store::ChainPosition {
+            partition: h.partition,
+            seq: h.seq,
+        };
+        assert_eq!(store.view_log_hash(at).await.unwrap(), Some(h.hash));
+    }
     // A view of a bureau this database does not hold is refused, and changes nothing.
     let stranger = ViewRecord {
         bureau: "z-fd".into(),

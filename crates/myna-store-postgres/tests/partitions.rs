@@ -72,6 +72,23 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
         12
     );
 
+    // The heads a checkpoint records: each person's last place, with the hash stored there.
+    let heads = store.access_log_heads().await.unwrap();
+    assert_eq!(
+        heads
+            .iter()
+            .map(|h| (h.partition, h.seq))
+            .collect::<Vec<_>>(),
+        vec![(501, 12), (502, 12)]
+    );
+    for h in &heads {
+        let at = myna_store::ChainPosition {
+            partition: h.partition,
+            seq: h.seq,
+        };
+        assert_eq!(store.access_log_hash(at).await.unwrap(), Some(h.hash));
+    }
+
     // Someone with database access edits one person's entry, then removes another's.
     let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await

@@ -207,21 +207,66 @@ async fn sharding_twice_or_over_data_is_refused() {
     );
     db.drop_now().await.unwrap();
 
-    // A database already holding persons is not made a coordinator (its rows would be hidden
-    // behind the partitions).
+    // The coordinator named as its own node, or a node twice.
     let plain = myna_store_postgres::testing::TestDb::create("sharded_over_data")
         .await
         .unwrap();
+    let node = myna_store_postgres::testing::TestDb::create("sharded_node")
+        .await
+        .unwrap();
+    for nodes in [
+        vec![plain.url.clone()],
+        vec![node.url.clone(), node.url.clone()],
+    ] {
+        let refused = sharded::shard_provider(&plain.url, &nodes).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("given again")),
+            "{refused:?}"
+        );
+    }
+    // A coordinator already holding persons (its rows would be hidden behind the
+    // partitions), or a node holding some, is refused.
     let store = PgProviderStore::connect(&plain.url).await.unwrap();
     store
         .load_persons(vec![sample_person(1, &serial(1))])
         .await
         .unwrap();
     drop(store);
-    let refused = sharded::shard_provider(&plain.url, std::slice::from_ref(&plain.url)).await;
+    let refused = sharded::shard_provider(&plain.url, std::slice::from_ref(&node.url)).await;
     assert!(
-        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("already holds rows in person")),
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("coordinator already holds rows in person")),
+        "{refused:?}"
+    );
+    let refused = sharded::shard_provider(&node.url, std::slice::from_ref(&plain.url)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("node 0 already holds rows in person")),
         "{refused:?}"
     );
     plain.drop_now().await.unwrap();
+    node.drop_now().await.unwrap();
+}
+
+/// Many accesses to one person at once, each on its own connection: every one is served and
+/// gets its own place, none exhausting its retries (a node's REPEATABLE READ side would
+/// otherwise read a stale head after waiting for the person).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_accesses_to_one_person_all_get_the_next_place() {
+    let db = ShardedTestDb::create("sharded_burst").await.unwrap();
+    let store = std::sync::Arc::new(loaded(&db).await);
+    let mut tasks = Vec::new();
+    for n in 0..32i64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.access_records(request(&serial(5), View::Summary, n))
+                .await
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap().position.seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=32).collect::<Vec<i64>>());
+    drop(store);
+    db.drop_now().await.unwrap();
 }

@@ -1360,6 +1360,32 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn view_log_heads(&self) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
+        // One chain, partition 0.
+        self.run(|conn| {
+            let head: Option<(i64, Vec<u8>)> = conn
+                .query_row(
+                    "SELECT seq, hash FROM view_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?;
+            head.map(|(seq, h)| {
+                let hash = Hash32::try_from(h.as_slice())
+                    .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))?;
+                Ok(myna_domain::access::PartitionHead {
+                    partition: 0,
+                    seq,
+                    hash,
+                })
+            })
+            .into_iter()
+            .collect()
+        })
+        .await
+    }
+
     async fn view_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
         if at.partition != 0 {
             return Ok(None);

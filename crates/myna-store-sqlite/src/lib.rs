@@ -802,6 +802,36 @@ impl ProviderStore for SqliteStore {
         .await
     }
 
+    async fn access_log_heads(
+        &self,
+    ) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
+        // One chain, partition 0.
+        self.read(|conn| {
+            let head: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?;
+            head.map(|(seq, h)| {
+                let hash = hex::decode(&h)
+                    .ok()
+                    .and_then(|b| Hash32::try_from(b).ok())
+                    .ok_or_else(|| corrupt(format!("access-log head {seq} hash")))?;
+                Ok(myna_domain::access::PartitionHead {
+                    partition: 0,
+                    seq,
+                    hash,
+                })
+            })
+            .into_iter()
+            .collect()
+        })
+        .await
+    }
+
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
         let seq = at.seq;
         if at.partition != 0 {

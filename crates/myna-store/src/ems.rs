@@ -603,6 +603,11 @@ pub trait EmsStore: Send + Sync + 'static {
         at: crate::ChainPosition,
     ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
 
+    /// The head of every chain of the view log, in partition order (for a checkpoint).
+    fn view_log_heads(
+        &self,
+    ) -> impl Future<Output = Result<Vec<myna_domain::access::PartitionHead>, StoreError>> + Send;
+
     /// Sets a hospital's acceptance status (its `updated_at` is the change's time) and keeps
     /// the change in the hospital's history, in one transaction.
     fn set_hospital_status(

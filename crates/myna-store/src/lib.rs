@@ -240,6 +240,12 @@ pub trait ProviderStore: Send + Sync + 'static {
         at: ChainPosition,
     ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
 
+    /// The head (last place and hash) of every chain of the access log, in partition order:
+    /// what a checkpoint of a log of several chains records.
+    fn access_log_heads(
+        &self,
+    ) -> impl Future<Output = Result<Vec<myna_domain::access::PartitionHead>, StoreError>> + Send;
+
     /// Access-log entries for one person, newest first (the patient's own view, later).
     fn access_log_for(
         &self,
