@@ -45,6 +45,9 @@ pub struct PgProviderStore {
     /// The database is a coordinator of data nodes (`sharded`): its person-keyed tables are
     /// partitioned over foreign tables.
     sharded: bool,
+    /// Institution and drug names read before. The masters are only ever added to (`ON
+    /// CONFLICT … DO NOTHING`), so a name once read stays right and is not read again.
+    names: std::sync::RwLock<Masters>,
 }
 
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
@@ -127,7 +130,11 @@ impl PgProviderStore {
         let runner = embedded::migrations::runner();
         let pool = crate::migrated_pool(url, runner, HISTORY_TABLE).await?;
         let sharded = crate::sharded::is_coordinator(&pool).await?;
-        Ok(Self { pool, sharded })
+        Ok(Self {
+            pool,
+            sharded,
+            names: Default::default(),
+        })
     }
 
     async fn access_once(&self, request: &AccessRequest) -> Result<AccessGranted, Attempt> {
@@ -192,7 +199,7 @@ impl PgProviderStore {
         };
         let (person_head, records, claims_through) = tokio::join!(
             person_then_head,
-            read_records(&tx, id, &plan, request.today),
+            read_records(&tx, &self.names, id, &plan, request.today),
             rows(
                 &tx,
                 "SELECT value FROM dataset_info WHERE key = 'claims_through'",
@@ -745,6 +752,61 @@ async fn read_masters(
     Ok(m)
 }
 
+/// The names of these codes: from `cache` where read before, the rest from the masters (and
+/// then cached). A code the masters lack is not cached, so its name is found once it is added.
+async fn names_for(
+    tx: &Transaction<'_>,
+    cache: &std::sync::RwLock<Masters>,
+    institutions: HashSet<String>,
+    yj: HashSet<String>,
+    receipts: HashSet<String>,
+) -> Result<Masters, Attempt> {
+    fn split<T: Clone>(
+        codes: HashSet<String>,
+        cached: &HashMap<String, T>,
+        found: &mut HashMap<String, T>,
+    ) -> Vec<String> {
+        let mut missing = Vec::new();
+        for code in codes {
+            match cached.get(&code) {
+                Some(v) => {
+                    found.insert(code, v.clone());
+                }
+                None => missing.push(code),
+            }
+        }
+        missing
+    }
+    let mut m = Masters::default();
+    let (institutions, yj, receipts) = {
+        // A panic elsewhere while holding the lock leaves entries that were each read whole.
+        let c = cache.read().unwrap_or_else(|e| e.into_inner());
+        (
+            split(institutions, &c.institutions, &mut m.institutions),
+            split(yj, &c.drugs, &mut m.drugs),
+            split(receipts, &c.products, &mut m.products),
+        )
+    };
+    if institutions.is_empty() && yj.is_empty() && receipts.is_empty() {
+        return Ok(m);
+    }
+    let read = read_masters(tx, Tables::Store, institutions, yj, receipts).await?;
+    let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
+    for (code, v) in read.institutions {
+        c.institutions.insert(code.clone(), v.clone());
+        m.institutions.insert(code, v);
+    }
+    for (code, v) in read.drugs {
+        c.drugs.insert(code.clone(), v.clone());
+        m.drugs.insert(code, v);
+    }
+    for (code, v) in read.products {
+        c.products.insert(code.clone(), v.clone());
+        m.products.insert(code, v);
+    }
+    Ok(m)
+}
+
 /// A drug row keyed by its first column; the others are yj, receipt code, name, generic name
 /// and strength.
 fn drug_ref(row: &tokio_postgres::Row) -> Result<(String, DrugRef), StoreError> {
@@ -777,6 +839,7 @@ async fn rows<const N: usize>(
 /// The records a view needs, per the fetch plan, with their names from the masters.
 async fn read_records(
     tx: &Transaction<'_>,
+    names: &std::sync::RwLock<Masters>,
     id: PersonId,
     plan: &FetchPlan,
     today: NaiveDate,
@@ -842,14 +905,7 @@ async fn read_records(
     for r in &dialysis {
         institutions.insert(col::<String>(r, 4)?);
     }
-    let m = read_masters(
-        tx,
-        Tables::Store,
-        institutions.into_iter().collect(),
-        yj.into_iter().collect(),
-        receipts.into_iter().collect(),
-    )
-    .await?;
+    let m = names_for(tx, names, institutions, yj, receipts).await?;
 
     let mut out = MedicalRecords::default();
     for r in &visits {
