@@ -325,7 +325,7 @@ pub struct PartitionHead {
 /// the middle of the record (or a moved head edited) breaks every digest after it.
 pub fn heads_digest(previous: &Hash32, moved: &[PartitionHead]) -> Hash32 {
     let mut h = Sha256::new();
-    field(&mut h, b"myna-kyukyu/chain-heads/v1");
+    field(&mut h, b"myna-kyukyu/chain-heads/v2");
     field(&mut h, previous);
     field(&mut h, &(moved.len() as u64).to_be_bytes());
     for m in moved {
@@ -368,40 +368,40 @@ impl RecordedHeads {
         entries: i64,
     ) -> Result<(), String> {
         let mut last = None;
+        let mut counted = self.entries;
         for m in moved {
             if last.is_some_and(|p| m.partition <= p) {
                 return Err(format!("chain {} recorded out of order", m.partition));
             }
             last = Some(m.partition);
-            if m.seq < 1
-                || self
-                    .heads
-                    .get(&m.partition)
-                    .is_some_and(|(s, _)| m.seq <= *s)
-            {
+            let before = self.heads.get(&m.partition).map_or(0, |(s, _)| *s);
+            if m.seq < 1 || m.seq <= before {
                 return Err(format!(
                     "chain {} recorded at entry {}, not beyond its earlier head",
                     m.partition, m.seq
                 ));
             }
+            counted = counted.saturating_add(m.seq - before);
         }
         if heads_digest(&self.digest, moved) != *digest {
             return Err("the recorded heads do not match the signed digest".into());
         }
-        let mut next = self.heads.clone();
-        for m in moved {
-            next.insert(m.partition, (m.seq, m.hash));
-        }
-        let counted: i64 = next.values().map(|(seq, _)| *seq).sum();
         if counted != entries {
             return Err(format!(
                 "the recorded heads add up to {counted} entries, the checkpoint says {entries}"
             ));
         }
-        self.heads = next;
+        for m in moved {
+            self.heads.insert(m.partition, (m.seq, m.hash));
+        }
         self.digest = *digest;
         self.entries = entries;
         Ok(())
+    }
+
+    /// Each recorded chain's place, for the walk to report the hash found there.
+    pub fn places(&self) -> std::collections::BTreeMap<i64, i64> {
+        self.heads.iter().map(|(p, (seq, _))| (*p, *seq)).collect()
     }
 
     /// Compares the recorded heads with the store's heads now (any order). A chain that is
@@ -505,12 +505,41 @@ pub struct PartitionedVerifier {
     current: Option<(i64, ChainVerifier)>,
     entries: u64,
     partitions: u64,
+    /// Kept for a checkpoint of the heads: each finished chain's head, and the hash at the
+    /// place asked for in each watched chain.
+    keep_heads: bool,
+    heads: Vec<PartitionHead>,
+    watch: std::collections::BTreeMap<i64, i64>,
+    found: std::collections::BTreeMap<i64, Hash32>,
 }
 
 /// A chain the walk has finished: its partition and its head (last seq, hash).
 pub type ChainHead = (i64, (i64, Hash32));
 
 impl PartitionedVerifier {
+    /// A verifier that also keeps every chain's head, and the hash at `watch[partition]` of
+    /// each chain named there: what a checkpoint of the heads needs, from the walk itself.
+    pub fn keeping_heads(watch: std::collections::BTreeMap<i64, i64>) -> Self {
+        PartitionedVerifier {
+            keep_heads: true,
+            watch,
+            ..Default::default()
+        }
+    }
+
+    /// The heads of every chain walked, in the order walked, and the hashes found at the
+    /// watched places, once every entry was fed.
+    pub fn into_heads(mut self) -> (Vec<PartitionHead>, std::collections::BTreeMap<i64, Hash32>) {
+        if let Some((p, (seq, hash))) = self.last() {
+            self.heads.push(PartitionHead {
+                partition: p,
+                seq,
+                hash,
+            });
+        }
+        (self.heads, self.found)
+    }
+
     /// The next entry is of `partition`: if that starts a new chain, the one before ends here
     /// and is returned (to be checked against a head kept elsewhere, before the new entry
     /// counts). `seq` is the entry's, for the message if the partition comes out of order.
@@ -529,6 +558,15 @@ impl PartitionedVerifier {
             .current
             .take()
             .and_then(|(p, v)| v.head().map(|h| (p, h)));
+        if self.keep_heads
+            && let Some((p, (seq, hash))) = ended
+        {
+            self.heads.push(PartitionHead {
+                partition: p,
+                seq,
+                hash,
+            });
+        }
         self.partitions += 1;
         self.current = Some((partition, ChainVerifier::default()));
         Ok(ended)
@@ -542,7 +580,12 @@ impl PartitionedVerifier {
     ) -> Result<(), ChainBreak> {
         let e = e?;
         match &mut self.current {
-            Some((_, v)) => v.push(e)?,
+            Some((p, v)) => {
+                v.push(e)?;
+                if self.watch.get(p) == Some(&e.seq) {
+                    self.found.insert(*p, e.hash);
+                }
+            }
             None => {
                 return Err(ChainBreak::Unreadable {
                     seq: e.seq,

@@ -186,9 +186,17 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     if broken.is_none()
                         && let (Some((all, key)), Some(log)) = (&signed, &checkpoints)
                     {
-                        let rows = checkpoint::read_heads(log)?;
-                        if let Err(why) = checkpoint::check_all(&store, all, key, &rows).await? {
-                            broken = Some(format!("{name} BROKEN {why}"));
+                        match checkpoint::read_heads(log) {
+                            Ok(rows) => {
+                                if let Err(why) =
+                                    checkpoint::check_all(&store, all, key, &rows).await?
+                                {
+                                    broken = Some(format!("{name} BROKEN {why}"));
+                                }
+                            }
+                            Err(e) => {
+                                broken = Some(format!("{name} BROKEN: the recorded heads: {e:#}"));
+                            }
                         }
                     }
                     summary = match head_hash {

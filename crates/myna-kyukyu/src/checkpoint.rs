@@ -14,11 +14,15 @@
 //!
 //! A log kept as several chains (PostgreSQL: one per person, one per bureau) is checkpointed by
 //! the digest of every chain's head (`Form::Heads`): each checkpoint records the heads that
-//! moved since the previous one in `LOG.heads` (one line each, `CHAIN AT_MS PARTITION SEQ
-//! HASH`), written before its signed line, and signs the digest of those chained to the
-//! previous digest. Verifying replays every checkpoint's heads against its signature, then
-//! requires the store to hold each recorded head: unchanged where the chain has not moved,
-//! and at its place, with its hash, where it has.
+//! moved since the previous one in `LOG.heads` (one line each, `CHAIN DIGEST PARTITION SEQ
+//! HASH`, under the digest the checkpoint signs), written before its signed line, and signs
+//! the digest of those chained to the previous digest. The heads signed come from the walk
+//! that verifies the chains (`access_log_walk`, one snapshot), which also reads the hash at
+//! each recorded head's place. Verifying replays every checkpoint's heads against its
+//! signature, then requires, in one walk, the newest recorded head of every chain: unchanged
+//! where the chain has not moved, and at its place with its hash where it has. (A v1 log
+//! checks each signed head; here each chain's newest recorded head stands for its earlier
+//! ones, which the walk reaches through the links.)
 //!
 //! What stays the operator's: a copy of the log (and `LOG.heads`) off the database host
 //! (someone who controls the host can delete the newest lines of the copy there), and the key
@@ -91,11 +95,47 @@ impl ChainStore {
         })
     }
 
-    async fn heads(&self) -> Result<Vec<PartitionHead>> {
+    /// The walk a checkpoint of the heads signs and checks: every chain verified, its head,
+    /// and the hash at each recorded place, from one snapshot.
+    async fn walk(&self, places: BTreeMap<i64, i64>) -> Result<myna_store::ChainWalk> {
         Ok(match self {
-            ChainStore::Provider(s) => s.access_log_heads().await?,
-            ChainStore::Ems(s) => s.view_log_heads().await?,
+            ChainStore::Provider(s) => s.access_log_walk(places).await?,
+            ChainStore::Ems(s) => s.view_log_walk(places).await?,
         })
+    }
+
+    /// Checks the walk against the heads recorded by the checkpoints so far: every chain
+    /// recorded is still there, no shorter, with the recorded hash at the recorded place.
+    /// The walk's heads, and what moved since, when they hold.
+    async fn against(
+        &self,
+        recorded: &RecordedHeads,
+    ) -> Result<std::result::Result<(Vec<PartitionHead>, Vec<PartitionHead>), String>> {
+        let walk = self.walk(recorded.places()).await?;
+        if let ChainReport::Broken { first_break, .. } = walk.report {
+            return Ok(Err(format!("the log is broken ({first_break})")));
+        }
+        let delta = match recorded.delta(&walk.heads) {
+            Ok(d) => d,
+            Err((partition, b)) => {
+                return Ok(Err(format!(
+                    "chain {partition}, against the newest checkpoint: {b}"
+                )));
+            }
+        };
+        for h in &delta.to_check {
+            let signed = Checkpoint {
+                seq: h.seq,
+                hash: h.hash,
+            };
+            if let Err(b) = signed.check(walk.found.get(&h.partition).copied()) {
+                return Ok(Err(format!(
+                    "chain {}, against the newest checkpoint: {b}",
+                    h.partition
+                )));
+            }
+        }
+        Ok(Ok((walk.heads, delta.moved)))
     }
 }
 
@@ -188,86 +228,79 @@ pub async fn sign_head(
         .filter(|c| c.chain == store.chain())
         .cloned()
         .collect();
-    if let Err(why) = check_all(store, &mine, &public, recorded).await? {
-        bail!(
-            "the {} log no longer holds a head signed earlier ({why}); not signing it",
-            store.chain().as_str()
-        );
-    }
     match store.form() {
-        Form::OneChain => match store.verify().await? {
-            ChainReport::Intact {
-                entries,
-                head_hash: Some(head),
-                ..
-            } => {
-                let head: [u8; 32] = hex::decode(&head)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| anyhow!("the store reported a malformed head hash"))?;
-                let seq = i64::try_from(entries).context("chain length")?;
-                Ok(Some((
-                    key.sign(store.chain(), Form::OneChain, seq, head, now_ms),
-                    Vec::new(),
-                )))
-            }
-            ChainReport::Intact { .. } => Ok(None),
-            ChainReport::Broken { first_break, .. } => bail!(
-                "the {} chain is broken ({first_break}); not signing it",
-                store.chain().as_str()
-            ),
-        },
-        Form::Heads => {
-            let before = replay(&mine, recorded).map_err(|e| anyhow!(e))?;
-            // The heads first, then the walk: the walk then covers every head signed.
-            let now = store.heads().await?;
-            let delta = match before.delta(&now) {
-                Ok(d) => d,
-                Err((partition, b)) => bail!(
-                    "the {} log's chain {partition} no longer holds its signed head ({b}); not \
-                     signing it",
-                    store.chain().as_str()
-                ),
-            };
-            if let ChainReport::Broken { first_break, .. } = store.verify().await? {
+        Form::OneChain => {
+            if let Err(why) = check_all(store, &mine, &public, recorded).await? {
                 bail!(
-                    "the {} log is broken ({first_break}); not signing it",
+                    "the {} chain no longer holds a head signed earlier ({why}); not signing it",
                     store.chain().as_str()
                 );
             }
-            let entries: i64 = now.iter().map(|h| h.seq).sum();
+            match store.verify().await? {
+                ChainReport::Intact {
+                    entries,
+                    head_hash: Some(head),
+                    ..
+                } => {
+                    let head: [u8; 32] = hex::decode(&head)
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| anyhow!("the store reported a malformed head hash"))?;
+                    let seq = i64::try_from(entries).context("chain length")?;
+                    Ok(Some((
+                        key.sign(store.chain(), Form::OneChain, seq, head, now_ms),
+                        Vec::new(),
+                    )))
+                }
+                ChainReport::Intact { .. } => Ok(None),
+                ChainReport::Broken { first_break, .. } => bail!(
+                    "the {} chain is broken ({first_break}); not signing it",
+                    store.chain().as_str()
+                ),
+            }
+        }
+        Form::Heads => {
+            for cp in &mine {
+                cp.verify(&public)
+                    .map_err(|e| anyhow!("a checkpoint in the log does not verify: {e}"))?;
+            }
+            let before = replay(&mine, recorded).map_err(|e| anyhow!(e))?;
+            // The heads signed are the walk's own, checked against the recorded ones in the
+            // same snapshot: nothing is signed that the walk did not verify.
+            let (heads, moved) = match store.against(&before).await? {
+                Ok(v) => v,
+                Err(why) => bail!(
+                    "the {} log no longer holds a head signed earlier ({why}); not signing it",
+                    store.chain().as_str()
+                ),
+            };
+            let entries = heads
+                .iter()
+                .try_fold(0i64, |sum, h| sum.checked_add(h.seq))
+                .ok_or_else(|| anyhow!("the log's entries overflow a count"))?;
             if entries == 0 {
                 return Ok(None);
             }
-            let digest = heads_digest(&before.digest(), &delta.moved);
+            let digest = heads_digest(&before.digest(), &moved);
             Ok(Some((
                 key.sign(store.chain(), Form::Heads, entries, digest, now_ms),
-                delta.moved,
+                moved,
             )))
         }
     }
 }
 
-/// The heads each checkpoint of a log of several chains recorded, by chain and by the
-/// checkpoint's time, as read from `LOG.heads`.
+/// The heads each checkpoint of a log of several chains recorded, by chain and by the digest
+/// the checkpoint signed, as read from `LOG.heads`. Rows no signed line names (a checkpoint
+/// that crashed before it was signed, or rows added by hand) are never read.
 #[derive(Debug, Default)]
-pub struct HeadRows(BTreeMap<(String, i64), Vec<PartitionHead>>);
+pub struct HeadRows(BTreeMap<(String, Hash32), Vec<PartitionHead>>);
 
 impl HeadRows {
-    fn moved(&self, chain: Chain, at_ms: i64) -> &[PartitionHead] {
+    fn moved(&self, chain: Chain, digest: &Hash32) -> &[PartitionHead] {
         self.0
-            .get(&(chain.as_str().to_owned(), at_ms))
+            .get(&(chain.as_str().to_owned(), *digest))
             .map_or(&[], Vec::as_slice)
-    }
-
-    /// The latest time any line of `chain` was recorded at (also one whose checkpoint was
-    /// never signed, after a crash between the two writes).
-    fn latest(&self, chain: Chain) -> Option<i64> {
-        self.0
-            .keys()
-            .filter(|(c, _)| c == chain.as_str())
-            .map(|(_, at)| *at)
-            .max()
     }
 }
 
@@ -279,7 +312,7 @@ pub fn heads_path(log: &Path) -> PathBuf {
 }
 
 /// Reads `LOG.heads`; a missing file records nothing. A line that does not parse is an error,
-/// as in the log itself.
+/// as in the log itself, except a last line cut short by a crash while it was written.
 pub fn read_heads(log: &Path) -> Result<HeadRows> {
     let path = heads_path(log);
     let text = match std::fs::read_to_string(&path) {
@@ -287,62 +320,88 @@ pub fn read_heads(log: &Path) -> Result<HeadRows> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HeadRows::default()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
     let mut rows = HeadRows::default();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = || {
-            anyhow!(
-                "{} line {}: not CHAIN AT_MS PARTITION SEQ HASH",
+        let Some((chain, digest, head)) = parse_head_row(line) else {
+            if !complete && n + 1 == lines.len() {
+                break;
+            }
+            bail!(
+                "{} line {}: not CHAIN DIGEST PARTITION SEQ HASH",
                 path.display(),
                 n + 1
-            )
+            );
         };
-        let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        let [chain, at_ms, partition, seq, hash] = f.as_slice() else {
-            return Err(bad());
-        };
-        let chain = Chain::parse(chain).ok_or_else(bad)?;
-        let head = PartitionHead {
-            partition: partition.parse().map_err(|_| bad())?,
-            seq: seq.parse().map_err(|_| bad())?,
-            hash: hex::decode(hash)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(bad)?,
-        };
-        let at_ms: i64 = at_ms.parse().map_err(|_| bad())?;
-        rows.0
-            .entry((chain.as_str().to_owned(), at_ms))
-            .or_default()
-            .push(head);
+        let group = rows
+            .0
+            .entry((chain.as_str().to_owned(), digest))
+            .or_default();
+        // The same rows twice (a checkpoint retried after a crash, unchanged) are one record.
+        if !group.contains(&head) {
+            group.push(head);
+        }
     }
     Ok(rows)
 }
 
-/// Appends one checkpoint's moved heads to `LOG.heads` (in one write) and flushes it, before
-/// the checkpoint is signed into the log.
-fn append_heads(log: &Path, chain: Chain, at_ms: i64, moved: &[PartitionHead]) -> Result<()> {
+fn parse_head_row(line: &str) -> Option<(Chain, Hash32, PartitionHead)> {
+    let hash32 = |s: &str| -> Option<Hash32> { hex::decode(s).ok()?.try_into().ok() };
+    let f: Vec<&str> = line.split_ascii_whitespace().collect();
+    let [chain, digest, partition, seq, hash] = f.as_slice() else {
+        return None;
+    };
+    Some((
+        Chain::parse(chain)?,
+        hash32(digest)?,
+        PartitionHead {
+            partition: partition.parse().ok()?,
+            seq: seq.parse().ok()?,
+            hash: hash32(hash)?,
+        },
+    ))
+}
+
+/// Appends one checkpoint's moved heads to `LOG.heads` (in one write), under the digest it
+/// signs, and flushes it, before the checkpoint is signed into the log.
+fn append_heads(log: &Path, chain: Chain, digest: &Hash32, moved: &[PartitionHead]) -> Result<()> {
     if moved.is_empty() {
         return Ok(());
     }
     let path = heads_path(log);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // A line cut short by an earlier crash is ended first, so it stays one bad line.
     let mut text = String::new();
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > 0 {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| f.read_exact(&mut last))
+            .with_context(|| format!("reading {}", path.display()))?;
+        if last[0] != b'\n' {
+            text.push('\n');
+        }
+    }
+    let digest = hex::encode(digest);
     for h in moved {
         text.push_str(&format!(
-            "{} {at_ms} {} {} {}\n",
+            "{} {digest} {} {} {}\n",
             chain.as_str(),
             h.partition,
             h.seq,
             hex::encode(h.hash)
         ));
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))
@@ -364,7 +423,7 @@ fn replay(
             ));
         }
         heads
-            .apply(rows.moved(cp.chain, cp.at_ms), &cp.head, cp.seq)
+            .apply(rows.moved(cp.chain, &cp.head), &cp.head, cp.seq)
             .map_err(|e| format!("the checkpoint signed at {} ms: {e}", cp.at_ms))?;
     }
     Ok(heads)
@@ -484,31 +543,7 @@ pub async fn check_all(
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            let delta = match recorded.delta(&store.heads().await?) {
-                Ok(d) => d,
-                Err((partition, b)) => {
-                    return Ok(Err(format!(
-                        "chain {partition}, against the newest checkpoint: {b}"
-                    )));
-                }
-            };
-            for h in delta.to_check {
-                let at = ChainPosition {
-                    partition: h.partition,
-                    seq: h.seq,
-                };
-                let signed = Checkpoint {
-                    seq: h.seq,
-                    hash: h.hash,
-                };
-                if let Err(b) = signed.check(store.hash_in(at).await?) {
-                    return Ok(Err(format!(
-                        "chain {}, against the newest checkpoint: {b}",
-                        h.partition
-                    )));
-                }
-            }
-            Ok(Ok(()))
+            Ok(store.against(&recorded).await?.map(|_| ()))
         }
     }
 }
@@ -538,22 +573,12 @@ pub async fn checkpoint_now(
         .with_context(|| format!("locking {}", lock_path.display()))?;
     let earlier = read_log(log, store.chain(), &key.public_key())?;
     let rows = read_heads(log)?;
-    // Time never goes back in the log, even if the clock does. A checkpoint of heads is
-    // found in LOG.heads by its time, so each has a time of its own, after any recorded
-    // there (also by a checkpoint that crashed before it was signed).
-    let at_ms = match store.form() {
-        Form::OneChain => earlier.last().map_or(now_ms, |last| now_ms.max(last.at_ms)),
-        Form::Heads => earlier
-            .last()
-            .map(|c| c.at_ms + 1)
-            .into_iter()
-            .chain(rows.latest(store.chain()).map(|at| at + 1))
-            .fold(now_ms, i64::max),
-    };
+    // Time never goes back in the log, even if the clock does.
+    let at_ms = earlier.last().map_or(now_ms, |last| now_ms.max(last.at_ms));
     let Some((cp, moved)) = sign_head(store, key, &earlier, &rows, at_ms).await? else {
         return Ok(None);
     };
-    append_heads(log, store.chain(), cp.at_ms, &moved)?;
+    append_heads(log, store.chain(), &cp.head, &moved)?;
     append(log, &cp)?;
     drop(lock);
     Ok(Some(cp))
@@ -599,4 +624,104 @@ pub fn spawn(
         log.clone(),
         every,
     ))))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use myna_domain::access::chain;
+    use myna_domain::person::PersonId;
+    use myna_domain::summary::View;
+    use myna_store::testsuite::{request, sample_person};
+    use myna_store_postgres::testing::TestDb;
+
+    /// A person's chain rewritten with recomputed links and then grown: the walk verifies it,
+    /// so only the recorded head's hash at its place can tell, and it must, both when
+    /// signing and when verifying.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chain_rewritten_and_grown_since_its_checkpoint_is_found() {
+        let db = TestDb::create("checkpoint_rewrite").await.unwrap();
+        let store = myna_store_postgres::PgProviderStore::connect(&db.url)
+            .await
+            .unwrap();
+        store
+            .load_persons(vec![
+                sample_person(71, "01EE00000071"),
+                sample_person(72, "01EE00000072"),
+            ])
+            .await
+            .unwrap();
+        for n in 0..3 {
+            store
+                .access_records(request("01EE00000071", View::Summary, n))
+                .await
+                .unwrap();
+        }
+        store
+            .access_records(request("01EE00000072", View::Summary, 9))
+            .await
+            .unwrap();
+        let chains = ChainStore::Provider(Arc::new(ProviderDb::Postgres(store)));
+        let (key, _) = CheckpointKey::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("checkpoints.log");
+        checkpoint_now(&chains, &key, &log, 1_800_000_000_000)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Entry 2 of person 71 edited, and 2 and 3 relinked, as someone with the database
+        // but not the key would.
+        let ChainStore::Provider(s) = &chains else {
+            unreachable!()
+        };
+        let mut entries = s.access_log_for(PersonId(71), 10).await.unwrap();
+        entries.reverse();
+        let first = chain(None, entries[0].clone());
+        let mut edited = entries[1].clone();
+        edited.viewer.team = "someone else".into();
+        let second = chain(Some((1, first.hash)), edited);
+        let third = chain(Some((2, second.hash)), entries[2].clone());
+        for (seq, e, team) in [
+            (2, &second, "someone else"),
+            (3, &third, entries[2].viewer.team.as_str()),
+        ] {
+            db.execute(&format!(
+                "UPDATE access_log SET viewer_team = '{team}', \
+                 prev_hash = decode('{}', 'hex'), hash = decode('{}', 'hex') \
+                 WHERE person_id = 71 AND seq = {seq}",
+                hex::encode(e.prev_hash),
+                hex::encode(e.hash)
+            ))
+            .await
+            .unwrap();
+        }
+        // The chain grows past the rewrite; the walk alone finds nothing.
+        s.access_records(request("01EE00000071", View::Summary, 4))
+            .await
+            .unwrap();
+        assert!(matches!(
+            chains.verify().await.unwrap(),
+            ChainReport::Intact { entries: 5, .. }
+        ));
+
+        let signed = read_log(&log, Chain::ProviderAccess, &key.public_key()).unwrap();
+        let rows = read_heads(&log).unwrap();
+        let found = check_all(&chains, &signed, &key.public_key(), &rows)
+            .await
+            .unwrap();
+        assert!(
+            found.as_ref().is_err_and(|e| e.starts_with("chain 71")),
+            "{found:?}"
+        );
+        assert!(
+            checkpoint_now(&chains, &key, &log, 1_800_000_060_000)
+                .await
+                .is_err(),
+            "a rewritten chain was signed"
+        );
+        drop(chains);
+        db.drop_now().await.unwrap();
+    }
 }

@@ -158,10 +158,11 @@ impl ProviderStore for ProviderDb {
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {
         either!(ProviderDb, self, s => s.access_log_hash(at))
     }
-    async fn access_log_heads(
+    async fn access_log_walk(
         &self,
-    ) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
-        either!(ProviderDb, self, s => s.access_log_heads())
+        places: std::collections::BTreeMap<i64, i64>,
+    ) -> Result<myna_store::ChainWalk, StoreError> {
+        either!(ProviderDb, self, s => s.access_log_walk(places))
     }
     async fn access_log_for(
         &self,
@@ -457,10 +458,11 @@ mod ems_delegation {
         ) -> Result<Option<myna_domain::access::Hash32>, StoreError> {
             either!(EmsDb, self, s => s.view_log_hash(at))
         }
-        async fn view_log_heads(
+        async fn view_log_walk(
             &self,
-        ) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
-            either!(EmsDb, self, s => s.view_log_heads())
+            places: std::collections::BTreeMap<i64, i64>,
+        ) -> Result<myna_store::ChainWalk, StoreError> {
+            either!(EmsDb, self, s => s.view_log_walk(places))
         }
         async fn set_hospital_status(
             &self,

@@ -1579,6 +1579,14 @@ impl EmsStore for PgEmsStore {
     /// head row means its head was removed, and an entry naming another bureau than the chain
     /// it sits in was moved.
     async fn verify_view_log(&self) -> Result<ChainReport, StoreError> {
+        Ok(self.view_log_walk(Default::default()).await?.report)
+    }
+
+    /// In one `REPEATABLE READ` snapshot: the heads kept are the ends of the chains verified.
+    async fn view_log_walk(
+        &self,
+        places: std::collections::BTreeMap<i64, i64>,
+    ) -> Result<myna_store::ChainWalk, StoreError> {
         let mut client = connection(&self.pool).await?;
         let tx = client
             .build_transaction()
@@ -1616,12 +1624,16 @@ impl EmsStore for PgEmsStore {
             .await
             .map_err(db_err)?;
         pin_mut!(stream);
-        let mut v = PartitionedVerifier::default();
+        let mut v = PartitionedVerifier::keeping_heads(places);
         let broken = |v: &PartitionedVerifier, bureau: i64, first_break: ChainBreak| {
             tracing::error!(bureau, %first_break, "view log broken");
-            Ok(ChainReport::Broken {
-                verified: v.entries(),
-                first_break,
+            Ok(myna_store::ChainWalk {
+                report: ChainReport::Broken {
+                    verified: v.entries(),
+                    first_break,
+                },
+                heads: Vec::new(),
+                found: Default::default(),
             })
         };
         // A finished chain against its head: it must end exactly there.
@@ -1678,40 +1690,17 @@ impl EmsStore for PgEmsStore {
             (Some((_, (_, h))), 1) => Some(hex::encode(h)),
             _ => None,
         };
-        Ok(ChainReport::Intact {
+        let report = ChainReport::Intact {
             entries: v.entries(),
             partitions: v.partitions(),
             head_hash,
+        };
+        let (heads, found) = v.into_heads();
+        Ok(myna_store::ChainWalk {
+            report,
+            heads,
+            found,
         })
-    }
-
-    /// Each bureau's head row (a bureau whose chain is still empty has none to record).
-    async fn view_log_heads(&self) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
-        let client = connection(&self.pool).await?;
-        client
-            .query(
-                "SELECT bureau_id, seq, hash FROM view_log_head WHERE seq > 0 ORDER BY bureau_id",
-                &[],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| {
-                let (partition, seq): (i64, i64) = (col(r, 0)?, col(r, 1)?);
-                let hash: Option<&[u8]> = col(r, 2)?;
-                let hash = hash.ok_or_else(|| {
-                    myna_store::columns::corrupt(format!(
-                        "view log head {partition}: no hash at entry {seq}"
-                    ))
-                })?;
-                let hash = hash32(hash, format!("view log head {partition}"))?;
-                Ok(myna_domain::access::PartitionHead {
-                    partition,
-                    seq,
-                    hash,
-                })
-            })
-            .collect()
     }
 
     async fn view_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {

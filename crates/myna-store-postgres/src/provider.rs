@@ -10,8 +10,8 @@ use chrono::NaiveDate;
 use deadpool_postgres::Transaction;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
-    AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, PartitionHead, PartitionedVerifier,
-    Purpose, Viewer, chain,
+    AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, PartitionedVerifier, Purpose, Viewer,
+    chain,
 };
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
@@ -26,7 +26,7 @@ use myna_store::columns::{
 };
 use myna_store::import::{ImportBatch, Imported, LineNo, Record};
 use myna_store::{
-    AccessGranted, AccessRequest, ChainPosition, ChainReport, DatasetInfo, Organisation,
+    AccessGranted, AccessRequest, ChainPosition, ChainReport, ChainWalk, DatasetInfo, Organisation,
     PersonRecordSet, ProviderStore, StoreError, secret_matches,
 };
 use std::collections::{HashMap, HashSet};
@@ -1826,6 +1826,14 @@ impl ProviderStore for PgProviderStore {
 
     /// Streams the log in (person, seq) order and verifies each person's chain on its own.
     async fn verify_access_log(&self) -> Result<ChainReport, StoreError> {
+        Ok(self.access_log_walk(Default::default()).await?.report)
+    }
+
+    /// One statement, so one snapshot: the heads kept are the ends of the chains verified.
+    async fn access_log_walk(
+        &self,
+        places: std::collections::BTreeMap<i64, i64>,
+    ) -> Result<ChainWalk, StoreError> {
         let client = connection(&self.pool).await?;
         let stream = client
             .query_raw(
@@ -1835,7 +1843,7 @@ impl ProviderStore for PgProviderStore {
             .await
             .map_err(db_err)?;
         pin_mut!(stream);
-        let mut v = PartitionedVerifier::default();
+        let mut v = PartitionedVerifier::keeping_heads(places);
         while let Some(row) = stream.next().await {
             let row = row.map_err(db_err)?;
             let (at, decoded) = chained_from_row(&row)?;
@@ -1848,47 +1856,32 @@ impl ProviderStore for PgProviderStore {
                 .and_then(|_| v.push(decoded.as_ref().map_err(Clone::clone)));
             if let Err(first_break) = checked {
                 tracing::error!(person = at.partition, %first_break, "access log broken");
-                return Ok(ChainReport::Broken {
-                    verified: v.entries(),
-                    first_break,
+                return Ok(ChainWalk {
+                    report: ChainReport::Broken {
+                        verified: v.entries(),
+                        first_break,
+                    },
+                    heads: Vec::new(),
+                    found: Default::default(),
                 });
             }
         }
-        // One chain's head is the log's; a digest of many heads is not built yet.
+        // One chain's head is the log's; several are checkpointed by their digest.
         let head_hash = match (v.last(), v.partitions()) {
             (Some((_, (_, h))), 1) => Some(hex::encode(h)),
             _ => None,
         };
-        Ok(ChainReport::Intact {
+        let report = ChainReport::Intact {
             entries: v.entries(),
             partitions: v.partitions(),
             head_hash,
+        };
+        let (heads, found) = v.into_heads();
+        Ok(ChainWalk {
+            report,
+            heads,
+            found,
         })
-    }
-
-    /// Each person's newest entry. No head is kept per person, so this reads the log's key
-    /// index once (on the several-node deployment, from every node).
-    async fn access_log_heads(&self) -> Result<Vec<PartitionHead>, StoreError> {
-        let client = connection(&self.pool).await?;
-        client
-            .query(
-                "SELECT DISTINCT ON (person_id) person_id, seq, hash FROM access_log \
-                 ORDER BY person_id, seq DESC",
-                &[],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| {
-                let (partition, seq): (i64, i64) = (col(r, 0)?, col(r, 1)?);
-                Ok(PartitionHead {
-                    partition,
-                    seq,
-                    hash: hash32(col::<&[u8]>(r, 2)?, format!("access log {partition}/{seq}"))
-                        .map_err(corrupt)?,
-                })
-            })
-            .collect()
     }
 
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {

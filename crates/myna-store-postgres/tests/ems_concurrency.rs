@@ -158,7 +158,7 @@ async fn views_recorded_at_once_form_one_gapless_chain_per_bureau() {
         }
     );
     // The heads a checkpoint records: each bureau's last place, with the hash stored there.
-    let heads = store.view_log_heads().await.unwrap();
+    let heads = store.view_log_walk(Default::default()).await.unwrap().heads;
     assert_eq!(
         heads
             .iter()

@@ -72,8 +72,27 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
         12
     );
 
-    // The heads a checkpoint records: each person's last place, with the hash stored there.
-    let heads = store.access_log_heads().await.unwrap();
+    // The heads a checkpoint records, from the verifying walk: each person's last place, with
+    // the hash stored there, and the hash at a place asked for.
+    let walk = store
+        .access_log_walk([(501, 5)].into_iter().collect())
+        .await
+        .unwrap();
+    assert!(matches!(
+        walk.report,
+        ChainReport::Intact { entries: 24, .. }
+    ));
+    assert_eq!(
+        walk.found.get(&501).copied(),
+        store
+            .access_log_hash(myna_store::ChainPosition {
+                partition: 501,
+                seq: 5
+            })
+            .await
+            .unwrap()
+    );
+    let heads = walk.heads;
     assert_eq!(
         heads
             .iter()

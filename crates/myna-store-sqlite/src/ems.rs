@@ -1360,30 +1360,50 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
-    async fn view_log_heads(&self) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
-        // One chain, partition 0.
-        self.run(|conn| {
-            let head: Option<(i64, Vec<u8>)> = conn
-                .query_row(
+    /// One chain (partition 0), checkpointed by its head (`v1`), which every verify checks
+    /// against each signed head; the walk and the head are read one after the other here.
+    async fn view_log_walk(
+        &self,
+        places: std::collections::BTreeMap<i64, i64>,
+    ) -> Result<myna_store::ChainWalk, StoreError> {
+        let report = self.verify_view_log().await?;
+        let head = self
+            .run(|conn| {
+                conn.query_row(
                     "SELECT seq, hash FROM view_log ORDER BY seq DESC LIMIT 1",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
                 )
                 .optional()
-                .map_err(db_err)?;
-            head.map(|(seq, h)| {
-                let hash = Hash32::try_from(h.as_slice())
-                    .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))?;
-                Ok(myna_domain::access::PartitionHead {
-                    partition: 0,
-                    seq,
-                    hash,
-                })
+                .map_err(db_err)
             })
-            .into_iter()
-            .collect()
+            .await?;
+        let mut heads = Vec::new();
+        if let Some((seq, h)) = head {
+            let hash = Hash32::try_from(h.as_slice())
+                .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))?;
+            heads.push(myna_domain::access::PartitionHead {
+                partition: 0,
+                seq,
+                hash,
+            });
+        }
+        let mut found = std::collections::BTreeMap::new();
+        if let Some(seq) = places.get(&0)
+            && let Some(hash) = self
+                .view_log_hash(ChainPosition {
+                    partition: 0,
+                    seq: *seq,
+                })
+                .await?
+        {
+            found.insert(0, hash);
+        }
+        Ok(myna_store::ChainWalk {
+            report,
+            heads,
+            found,
         })
-        .await
     }
 
     async fn view_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {

@@ -802,34 +802,52 @@ impl ProviderStore for SqliteStore {
         .await
     }
 
-    async fn access_log_heads(
+    /// One chain (partition 0), checkpointed by its head (`v1`), which every verify checks
+    /// against each signed head; the walk and the head are read one after the other here.
+    async fn access_log_walk(
         &self,
-    ) -> Result<Vec<myna_domain::access::PartitionHead>, StoreError> {
-        // One chain, partition 0.
-        self.read(|conn| {
-            let head: Option<(i64, String)> = conn
-                .query_row(
+        places: std::collections::BTreeMap<i64, i64>,
+    ) -> Result<myna_store::ChainWalk, StoreError> {
+        let report = self.verify_access_log().await?;
+        let head = self
+            .read(|conn| {
+                conn.query_row(
                     "SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
                 )
                 .optional()
-                .map_err(db_err)?;
-            head.map(|(seq, h)| {
-                let hash = hex::decode(&h)
-                    .ok()
-                    .and_then(|b| Hash32::try_from(b).ok())
-                    .ok_or_else(|| corrupt(format!("access-log head {seq} hash")))?;
-                Ok(myna_domain::access::PartitionHead {
-                    partition: 0,
-                    seq,
-                    hash,
-                })
+                .map_err(db_err)
             })
-            .into_iter()
-            .collect()
+            .await?;
+        let mut heads = Vec::new();
+        if let Some((seq, h)) = head {
+            let hash = hex::decode(&h)
+                .ok()
+                .and_then(|b| Hash32::try_from(b).ok())
+                .ok_or_else(|| corrupt(format!("access-log head {seq} hash")))?;
+            heads.push(myna_domain::access::PartitionHead {
+                partition: 0,
+                seq,
+                hash,
+            });
+        }
+        let mut found = std::collections::BTreeMap::new();
+        if let Some(seq) = places.get(&0)
+            && let Some(hash) = self
+                .access_log_hash(ChainPosition {
+                    partition: 0,
+                    seq: *seq,
+                })
+                .await?
+        {
+            found.insert(0, hash);
+        }
+        Ok(myna_store::ChainWalk {
+            report,
+            heads,
+            found,
         })
-        .await
     }
 
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {

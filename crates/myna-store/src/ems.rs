@@ -603,10 +603,12 @@ pub trait EmsStore: Send + Sync + 'static {
         at: crate::ChainPosition,
     ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
 
-    /// The head of every chain of the view log, in partition order (for a checkpoint).
-    fn view_log_heads(
+    /// Walks the view log as `verify_view_log` does, keeping every chain's head and the hash
+    /// at `places[partition]` of each chain named (for a checkpoint of the heads).
+    fn view_log_walk(
         &self,
-    ) -> impl Future<Output = Result<Vec<myna_domain::access::PartitionHead>, StoreError>> + Send;
+        places: std::collections::BTreeMap<i64, i64>,
+    ) -> impl Future<Output = Result<crate::ChainWalk, StoreError>> + Send;
 
     /// Sets a hospital's acceptance status (its `updated_at` is the change's time) and keeps
     /// the change in the hospital's history, in one transaction.

@@ -98,6 +98,16 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// A walk of a whole log for a checkpoint of its heads: the report, every chain's head, and
+/// the hash found at each place asked for (by partition), all from the one walk, so what is
+/// signed is what was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainWalk {
+    pub report: ChainReport,
+    pub heads: Vec<myna_domain::access::PartitionHead>,
+    pub found: std::collections::BTreeMap<i64, myna_domain::access::Hash32>,
+}
+
 /// Outcome of walking a whole log, every partition's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainReport {
@@ -240,11 +250,13 @@ pub trait ProviderStore: Send + Sync + 'static {
         at: ChainPosition,
     ) -> impl Future<Output = Result<Option<myna_domain::access::Hash32>, StoreError>> + Send;
 
-    /// The head (last place and hash) of every chain of the access log, in partition order:
-    /// what a checkpoint of a log of several chains records.
-    fn access_log_heads(
+    /// Walks the access log as `verify_access_log` does, keeping every chain's head and the
+    /// hash at `places[partition]` of each chain named: what a checkpoint of a log of several
+    /// chains signs and checks.
+    fn access_log_walk(
         &self,
-    ) -> impl Future<Output = Result<Vec<myna_domain::access::PartitionHead>, StoreError>> + Send;
+        places: std::collections::BTreeMap<i64, i64>,
+    ) -> impl Future<Output = Result<ChainWalk, StoreError>> + Send;
 
     /// Access-log entries for one person, newest first (the patient's own view, later).
     fn access_log_for(
