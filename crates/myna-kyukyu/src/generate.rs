@@ -32,7 +32,8 @@ pub struct GenArgs {
     #[arg(long)]
     pub force: bool,
     /// Write the population as a claims-import file (docs/import-format.md) instead of a
-    /// database, for `import`.
+    /// database, for `import`; `-` writes it to stdout (`gen --claims-out - | import --db … -`,
+    /// for a population larger than the disk holds twice).
     #[arg(long, conflicts_with = "force")]
     pub claims_out: Option<PathBuf>,
     /// Persons per batch of the claims-import file (about 85 lines each).
@@ -58,6 +59,22 @@ pub async fn run(args: GenArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| myna_provider::japan_date(chrono::Utc::now()));
     if let Some(out) = &args.claims_out {
         let started = Instant::now();
+        if out.as_os_str() == "-" {
+            let stdout = std::io::stdout().lock();
+            let (lines, _) = write_claims(
+                std::io::BufWriter::with_capacity(1 << 20, stdout),
+                args.persons,
+                args.seed,
+                as_of,
+                args.batch_persons,
+            )?;
+            eprintln!(
+                "wrote {} persons as {lines} import lines to stdout in {:.1} s",
+                args.persons,
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         let lines = emit_claims(out, args.persons, args.seed, as_of, args.batch_persons)?;
         let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
         println!(
@@ -190,8 +207,28 @@ pub fn emit_claims(
     let partial = out.with_extension("partial");
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("creating {}", partial.display()))?;
-    let mut writer =
-        myna_claims::BatchWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let (lines, file) = write_claims(
+        std::io::BufWriter::with_capacity(1 << 20, file),
+        persons,
+        seed,
+        as_of,
+        batch_persons,
+    )?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("moving the file to {}", out.display()))?;
+    Ok(lines)
+}
+
+/// The population in the import format on `out`, flushed; the lines written, and `out`.
+fn write_claims<W: std::io::Write>(
+    out: W,
+    persons: u64,
+    seed: u64,
+    as_of: NaiveDate,
+    batch_persons: u64,
+) -> Result<(u64, W)> {
+    let mut writer = myna_claims::BatchWriter::new(out);
     let mut population = InOrder::start(persons, seed, as_of, batch_persons)?;
     let (mut batches, mut lines) = (0u64, 0u64);
     let mut begin = |writer: &mut myna_claims::BatchWriter<_>| -> Result<()> {
@@ -211,12 +248,9 @@ pub fn emit_claims(
         }
     }
     lines += writer.batch_lines().unwrap_or(0);
-    let mut file = writer.finish()?;
-    std::io::Write::flush(&mut file)?;
-    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&partial, out)
-        .with_context(|| format!("moving the file to {}", out.display()))?;
-    Ok(lines)
+    let mut out = writer.finish()?;
+    std::io::Write::flush(&mut out)?;
+    Ok((lines, out))
 }
 
 /// The synthetic population in batches of `batch` persons, generated on worker threads and
