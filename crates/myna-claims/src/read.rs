@@ -172,7 +172,7 @@ impl<R: BufRead> BatchReader<R> {
                 break;
             }
             any = true;
-            let (chunk, found) = match buf.iter().position(|b| *b == b'\n') {
+            let (chunk, found) = match memchr::memchr(b'\n', buf) {
                 Some(i) => (&buf[..i], true),
                 None => (buf, false),
             };
