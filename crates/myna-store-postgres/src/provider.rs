@@ -459,35 +459,10 @@ async fn upsert_people<'p>(
             column.push(value);
         }
     }
-    let [
-        name,
-        kana,
-        postal,
-        prefecture,
-        municipality,
-        street,
-        insurer,
-        insurer_name,
-        symbol,
-        number,
-        branch,
-    ] = &text;
-    let columns: [&(dyn ToSql + Sync); 14] = [
-        &id,
-        name,
-        kana,
-        &birth,
-        &sex,
-        postal,
-        prefecture,
-        municipality,
-        street,
-        insurer,
-        insurer_name,
-        symbol,
-        number,
-        branch,
-    ];
+    // In `PERSON_COLUMNS` order: id, the name and its reading, birth date, sex, the rest.
+    let [name, kana, rest @ ..] = &text;
+    let mut columns: Vec<&(dyn ToSql + Sync)> = vec![&id, name, kana, &birth, &sex];
+    columns.extend(rest.iter().map(|c| c as &(dyn ToSql + Sync)));
     const BATCH: &str = "UNNEST($1::int8[], $2::text[], $3::text[], $4::date[], $5::int2[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
          $13::text[], $14::text[]) AS n (id, name, name_kana, birth_date, sex, postal_code, \

@@ -4,6 +4,20 @@
 
 use std::sync::OnceLock;
 
+/// Runs one of the project's scripts (`scripts/NAME ARG`); its stdout, or why it failed.
+fn run_script(name: &str, arg: &str) -> Result<String, String> {
+    let script = format!("{}/../../scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&script)
+        .arg(arg)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {script} {arg}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{script} {arg} failed"));
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
+}
+
 /// The server's URL (its `postgres` database), starting the server once per process.
 pub fn server_url() -> Result<String, String> {
     static URL: OnceLock<Result<String, String>> = OnceLock::new();
@@ -11,21 +25,8 @@ pub fn server_url() -> Result<String, String> {
         if let Ok(url) = std::env::var("MYNA_PG_URL") {
             return Ok(url);
         }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres");
-        let started = std::process::Command::new(script)
-            .arg("start")
-            .status()
-            .map_err(|e| format!("running {script} start: {e}"))?;
-        if !started.success() {
-            return Err(format!("{script} start failed"));
-        }
-        let out = std::process::Command::new(script)
-            .arg("url")
-            .output()
-            .map_err(|e| format!("running {script} url: {e}"))?;
-        String::from_utf8(out.stdout)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| e.to_string())
+        run_script("postgres", "start")?;
+        run_script("postgres", "url").map(|s| s.trim().to_owned())
     })
     .clone()
 }
@@ -137,26 +138,14 @@ impl TestDb {
 pub fn shard_server_urls() -> Result<Vec<String>, String> {
     static URLS: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
     URLS.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres-shards");
-        let started = std::process::Command::new(script)
-            .arg("start")
-            .status()
-            .map_err(|e| format!("running {script} start: {e}"))?;
-        if !started.success() {
-            return Err(format!("{script} start failed"));
-        }
-        let out = std::process::Command::new(script)
-            .arg("urls")
-            .output()
-            .map_err(|e| format!("running {script} urls: {e}"))?;
-        let urls: Vec<String> = String::from_utf8(out.stdout)
-            .map_err(|e| e.to_string())?
+        run_script("postgres-shards", "start")?;
+        let urls: Vec<String> = run_script("postgres-shards", "urls")?
             .lines()
             .map(|l| l.trim().to_owned())
             .filter(|l| !l.is_empty())
             .collect();
         if urls.is_empty() {
-            return Err(format!("{script} urls named no server"));
+            return Err("scripts/postgres-shards urls named no server".into());
         }
         Ok(urls)
     })

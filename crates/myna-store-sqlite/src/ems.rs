@@ -1378,32 +1378,25 @@ impl EmsStore for EmsSqlite {
                 .map_err(db_err)
             })
             .await?;
-        let mut heads = Vec::new();
-        if let Some((seq, h)) = head {
-            let hash = Hash32::try_from(h.as_slice())
-                .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))?;
-            heads.push(myna_domain::access::PartitionHead {
-                partition: 0,
-                seq,
-                hash,
-            });
-        }
-        let mut found = std::collections::BTreeMap::new();
-        if let Some(seq) = places.get(&0)
-            && let Some(hash) = self
-                .view_log_hash(ChainPosition {
+        let head = match head {
+            Some((seq, h)) => {
+                let hash = Hash32::try_from(h.as_slice())
+                    .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))?;
+                Some((seq, hash))
+            }
+            None => None,
+        };
+        let found = match places.get(&0) {
+            Some(seq) => {
+                self.view_log_hash(ChainPosition {
                     partition: 0,
                     seq: *seq,
                 })
                 .await?
-        {
-            found.insert(0, hash);
-        }
-        Ok(myna_store::ChainWalk {
-            report,
-            heads,
-            found,
-        })
+            }
+            None => None,
+        };
+        Ok(myna_store::ChainWalk::of_one_chain(report, head, found))
     }
 
     async fn view_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {

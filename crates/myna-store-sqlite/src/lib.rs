@@ -820,34 +820,27 @@ impl ProviderStore for SqliteStore {
                 .map_err(db_err)
             })
             .await?;
-        let mut heads = Vec::new();
-        if let Some((seq, h)) = head {
-            let hash = hex::decode(&h)
-                .ok()
-                .and_then(|b| Hash32::try_from(b).ok())
-                .ok_or_else(|| corrupt(format!("access-log head {seq} hash")))?;
-            heads.push(myna_domain::access::PartitionHead {
-                partition: 0,
-                seq,
-                hash,
-            });
-        }
-        let mut found = std::collections::BTreeMap::new();
-        if let Some(seq) = places.get(&0)
-            && let Some(hash) = self
-                .access_log_hash(ChainPosition {
+        let head = match head {
+            Some((seq, h)) => {
+                let hash = hex::decode(&h)
+                    .ok()
+                    .and_then(|b| Hash32::try_from(b).ok())
+                    .ok_or_else(|| corrupt(format!("access-log head {seq} hash")))?;
+                Some((seq, hash))
+            }
+            None => None,
+        };
+        let found = match places.get(&0) {
+            Some(seq) => {
+                self.access_log_hash(ChainPosition {
                     partition: 0,
                     seq: *seq,
                 })
                 .await?
-        {
-            found.insert(0, hash);
-        }
-        Ok(myna_store::ChainWalk {
-            report,
-            heads,
-            found,
-        })
+            }
+            None => None,
+        };
+        Ok(myna_store::ChainWalk::of_one_chain(report, head, found))
     }
 
     async fn access_log_hash(&self, at: ChainPosition) -> Result<Option<Hash32>, StoreError> {

@@ -108,6 +108,29 @@ pub struct ChainWalk {
     pub found: std::collections::BTreeMap<i64, myna_domain::access::Hash32>,
 }
 
+impl ChainWalk {
+    /// The walk of a log kept as one chain (partition 0): its report, its head, and the hash
+    /// found at the place asked for, if any.
+    pub fn of_one_chain(
+        report: ChainReport,
+        head: Option<(i64, myna_domain::access::Hash32)>,
+        found: Option<myna_domain::access::Hash32>,
+    ) -> Self {
+        ChainWalk {
+            report,
+            heads: head
+                .map(|(seq, hash)| myna_domain::access::PartitionHead {
+                    partition: 0,
+                    seq,
+                    hash,
+                })
+                .into_iter()
+                .collect(),
+            found: found.map(|h| (0, h)).into_iter().collect(),
+        }
+    }
+}
+
 /// Outcome of walking a whole log, every partition's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainReport {
