@@ -636,6 +636,73 @@ mod tests {
     use myna_store::testsuite::{request, sample_person};
     use myna_store_postgres::testing::TestDb;
 
+    /// ems's view log on PostgreSQL (one chain per bureau, each with a head row): a bureau's
+    /// newest view removed and its head row set back with it passes the walk, and fails
+    /// against the signed heads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bureau_chain_cut_with_its_head_row_is_found_against_the_checkpoint() {
+        use myna_store::ems::EmsStore;
+        use myna_store::ems_testsuite::{small, view_record};
+        let db = TestDb::create("checkpoint_ems").await.unwrap();
+        let store = myna_store_postgres::PgEmsStore::connect(&db.url)
+            .await
+            .unwrap();
+        store.seed_bureau(small("a-fd")).await.unwrap();
+        for i in 1..=4 {
+            store.record_view(view_record(i, 1)).await.unwrap();
+        }
+        let chains = ChainStore::Ems(Arc::new(EmsDb::Postgres(store)));
+        let (key, _) = CheckpointKey::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("checkpoints.log");
+        let cp = checkpoint_now(&chains, &key, &log, 1_800_000_000_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (cp.chain, cp.form, cp.seq),
+            (Chain::EmsViews, Form::Heads, 4)
+        );
+
+        let bureau = "(SELECT id FROM bureau WHERE code = 'a-fd')";
+        db.execute(&format!(
+            "DELETE FROM view_log WHERE bureau_id = {bureau} AND seq = 4"
+        ))
+        .await
+        .unwrap();
+        db.execute(&format!(
+            "UPDATE view_log_head SET seq = 3, hash = (SELECT hash FROM view_log \
+             WHERE bureau_id = {bureau} AND seq = 3) WHERE bureau_id = {bureau}"
+        ))
+        .await
+        .unwrap();
+        assert!(matches!(
+            chains.verify().await.unwrap(),
+            ChainReport::Intact { entries: 3, .. }
+        ));
+        let signed = read_log(&log, Chain::EmsViews, &key.public_key()).unwrap();
+        let found = check_all(
+            &chains,
+            &signed,
+            &key.public_key(),
+            &read_heads(&log).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            found.as_ref().is_err_and(|e| e.contains("entry 4")),
+            "{found:?}"
+        );
+        assert!(
+            checkpoint_now(&chains, &key, &log, 1_800_000_060_000)
+                .await
+                .is_err(),
+            "a cut chain was signed"
+        );
+        drop(chains);
+        db.drop_now().await.unwrap();
+    }
+
     /// A person's chain rewritten with recomputed links and then grown: the walk verifies it,
     /// so only the recorded head's hash at its place can tell, and it must, both when
     /// signing and when verifying.
