@@ -1515,13 +1515,9 @@ impl Copy {
             .unwrap_or((table_and_columns, ""));
         let partitioned: bool = tx
             .query_one(
-                &prepared(
-                    tx,
-                    "SELECT coalesce((SELECT relkind = 'p' FROM pg_class \
-                     WHERE oid = to_regclass($1)), false)",
-                )
-                .await
-                .map_err(attempt)?,
+                &prepared(tx, crate::sharded::IS_PARTITIONED)
+                    .await
+                    .map_err(attempt)?,
                 &[&table],
             )
             .await

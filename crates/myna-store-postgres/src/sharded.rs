@@ -66,16 +66,10 @@ pub async fn shard_provider(
         // Each shard is a provider database of its own: its tables carry every key and index.
         let node = PgProviderStore::connect(url).await?;
         let client = connection(&node.pool).await?;
-        for (table, _) in PERSON_KEYED {
-            let held = client
-                .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
-                .await
-                .map_err(db_err)?;
-            if held.try_get::<_, bool>(0).map_err(db_err)? {
-                return Err(invalid(format!(
-                    "node {i} already holds rows in {table}: give empty databases"
-                )));
-            }
+        if let Some(table) = first_held(&client).await? {
+            return Err(invalid(format!(
+                "node {i} already holds rows in {table}: give empty databases"
+            )));
         }
         servers.push(server_options(url).map_err(|e| invalid(format!("shard {i}: {e}")))?);
     }
@@ -85,16 +79,10 @@ pub async fn shard_provider(
     if !layout_in(&tx).await?.is_empty() {
         return Err(invalid("this database is already a coordinator of shards"));
     }
-    for (table, _) in PERSON_KEYED {
-        let held = tx
-            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
-            .await
-            .map_err(db_err)?;
-        if held.try_get::<_, bool>(0).map_err(db_err)? {
-            return Err(invalid(format!(
-                "the coordinator already holds rows in {table}: shard a new, empty database"
-            )));
-        }
+    if let Some(table) = first_held(&tx).await? {
+        return Err(invalid(format!(
+            "the coordinator already holds rows in {table}: shard a new, empty database"
+        )));
     }
     let mut ddl = String::from("CREATE EXTENSION IF NOT EXISTS postgres_fdw;\n");
     for (i, (options, user)) in servers.iter().enumerate() {
@@ -130,14 +118,30 @@ pub async fn shard_provider(
 pub(crate) async fn is_coordinator(pool: &deadpool_postgres::Pool) -> Result<bool, StoreError> {
     let client = connection(pool).await?;
     let row = client
-        .query_one(
-            "SELECT coalesce((SELECT relkind = 'p' FROM pg_class \
-             WHERE oid = to_regclass('person')), false)",
-            &[],
-        )
+        .query_one(IS_PARTITIONED, &[&"person"])
         .await
         .map_err(db_err)?;
     row.try_get(0).map_err(db_err)
+}
+
+/// Whether the table named `$1` is partitioned (false when there is no such table).
+pub(crate) const IS_PARTITIONED: &str = "SELECT coalesce((SELECT relkind = 'p' FROM pg_class \
+     WHERE oid = to_regclass($1)), false)";
+
+/// The first person-keyed table that holds a row, if any.
+async fn first_held(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Option<&'static str>, StoreError> {
+    for (table, _) in PERSON_KEYED {
+        let held = client
+            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+            .await
+            .map_err(db_err)?;
+        if held.try_get::<_, bool>(0).map_err(db_err)? {
+            return Ok(Some(table));
+        }
+    }
+    Ok(None)
 }
 
 /// The shards of the provider database at `url`, by remainder; empty when it is one node.

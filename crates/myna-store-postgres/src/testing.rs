@@ -31,13 +31,17 @@ pub fn server_url() -> Result<String, String> {
     .clone()
 }
 
-async fn admin() -> Result<tokio_postgres::Client, String> {
-    let url = server_url()?;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+/// A client on `url`, its connection driven by a task of its own.
+async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("connecting to {}: {e}", crate::redacted(&url)))?;
+        .map_err(|e| format!("connecting to {}: {e}", crate::redacted(url)))?;
     tokio::spawn(conn);
     Ok(client)
+}
+
+async fn admin() -> Result<tokio_postgres::Client, String> {
+    connect(&server_url()?).await
 }
 
 /// A database made for one test; `drop_now` removes it.
@@ -82,10 +86,7 @@ impl TestDb {
     /// Runs one statement on this database as its owner (a test's tampering); the rows it
     /// changed.
     pub async fn execute(&self, sql: &str) -> Result<u64, String> {
-        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", self.name))?;
-        tokio::spawn(conn);
+        let client = connect(&self.url).await?;
         client
             .execute(sql, &[])
             .await
@@ -167,10 +168,7 @@ impl ShardedTestDb {
         let name = coordinator.name.clone();
         let mut shard_urls = Vec::new();
         for server in shard_server_urls()? {
-            let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| format!("connecting to {}: {e}", crate::redacted(&server)))?;
-            tokio::spawn(conn);
+            let client = connect(&server).await?;
             client
                 .batch_execute(&format!("CREATE DATABASE \"{name}\""))
                 .await
@@ -194,10 +192,7 @@ impl ShardedTestDb {
     pub async fn size(&self) -> Result<i64, String> {
         let mut total = 0;
         for url in std::iter::once(&self.url).chain(&self.shard_urls) {
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| format!("connecting to {}: {e}", crate::redacted(url)))?;
-            tokio::spawn(conn);
+            let client = connect(url).await?;
             let row = client
                 .query_one("SELECT pg_database_size(current_database())", &[])
                 .await
@@ -216,10 +211,7 @@ impl ShardedTestDb {
         .drop_now()
         .await?;
         for server in shard_server_urls()? {
-            let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| format!("connecting to {}: {e}", crate::redacted(&server)))?;
-            tokio::spawn(conn);
+            let client = connect(&server).await?;
             client
                 .batch_execute(&format!(
                     "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",

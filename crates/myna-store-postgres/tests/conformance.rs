@@ -2,12 +2,13 @@
 //! The shared store conformance suites on a real PostgreSQL server, each test on a fresh
 //! database.
 
-/// `suite!(module, Store; tests…)`: one test per suite function, on a fresh database.
+/// `suite!(Db, module, Store; tests…)`: one test per suite function, on fresh databases made by
+/// `Db` (`TestDb`: one node; `ShardedTestDb`: a coordinator and three data nodes).
 macro_rules! suite {
-    ($suite:ident, $store:ty; $($name:ident),* $(,)?) => {$(
+    ($db:ident, $suite:ident, $store:ty; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let db = myna_store_postgres::testing::TestDb::create(stringify!($name))
+            let db = myna_store_postgres::testing::$db::create(stringify!($name))
                 .await
                 .unwrap();
             let store = <$store>::connect(&db.url).await.unwrap();
@@ -18,31 +19,25 @@ macro_rules! suite {
 }
 
 mod provider {
-    myna_store::provider_suite!(suite!(testsuite, myna_store_postgres::PgProviderStore));
+    myna_store::provider_suite!(suite!(
+        TestDb,
+        testsuite,
+        myna_store_postgres::PgProviderStore
+    ));
 }
 
 mod ems {
-    myna_store::ems_suite!(suite!(ems_testsuite, myna_store_postgres::PgEmsStore));
+    myna_store::ems_suite!(suite!(
+        TestDb,
+        ems_testsuite,
+        myna_store_postgres::PgEmsStore
+    ));
 }
 
-/// `sharded_suite!(module, Store; tests…)`: the same tests on the several-node deployment
-/// (a coordinator and three data nodes, postgres_fdw), each on fresh databases.
-macro_rules! sharded_suite {
-    ($suite:ident, $store:ty; $($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let db = myna_store_postgres::testing::ShardedTestDb::create(stringify!($name))
-                .await
-                .unwrap();
-            let store = <$store>::connect(&db.url).await.unwrap();
-            myna_store::$suite::$name(store).await;
-            db.drop_now().await.unwrap();
-        }
-    )*};
-}
-
+/// The provider suite on the several-node deployment (postgres_fdw).
 mod provider_sharded {
-    myna_store::provider_suite!(sharded_suite!(
+    myna_store::provider_suite!(suite!(
+        ShardedTestDb,
         testsuite,
         myna_store_postgres::PgProviderStore
     ));
