@@ -6,6 +6,11 @@
 //! `synchronous=FULL`, and only then answers. Each access is thus atomic with its log entry and
 //! durable before its summary leaves the server, while one fsync serves many accesses.
 //! Reads that write nothing use a small pool of read-only connections.
+//!
+//! The accesses' reads stay on the writer on purpose: a read transaction on another connection
+//! that starts after a commit drops that connection's whole page cache (and its memory map),
+//! and the writer commits all the time. Moving the reads to reader connections was measured
+//! slower (`docs/benchmarks.md`).
 
 pub mod baseline;
 pub mod ems;
@@ -74,6 +79,9 @@ mod embedded {
 
 /// Most accesses committed in one transaction.
 const MAX_BATCH: usize = 256;
+
+/// Prepared statements kept per connection: an access's reads alone use about fifteen.
+const STATEMENT_CACHE: usize = 64;
 
 /// How the file is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +177,7 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
         }
     };
     conn.execute_batch(pragmas).map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -184,6 +193,7 @@ impl SqliteStore {
             .run(&mut conn)
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
         let masters = rows::load_masters(&conn)?;
+        let names = rows::Names::new(masters.clone());
         let claims_through = read_claims_through(&conn)?;
         let checkpointer = match durability {
             Durability::Full => {
@@ -201,6 +211,7 @@ impl SqliteStore {
                 Writer {
                     conn,
                     masters,
+                    names,
                     claims_through,
                     data_version,
                 }
@@ -274,6 +285,7 @@ impl SqliteStore {
                     .map_err(db_err)?;
                     c.execute_batch("PRAGMA busy_timeout = 5000;")
                         .map_err(db_err)?;
+                    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                     c
                 }
             };
@@ -290,7 +302,10 @@ impl SqliteStore {
 
 struct Writer {
     conn: Connection,
+    /// What loads check against; kept in step with the tables inside each load's transaction.
     masters: Masters,
+    /// The names accesses read.
+    names: rows::Names,
     /// `dataset_info.claims_through`, kept here because every access reports it.
     claims_through: Option<NaiveDate>,
     /// `PRAGMA data_version` when `masters` was last read: another process's commit (an
@@ -460,7 +475,15 @@ impl Writer {
         &mut self,
         f: impl FnOnce(&Connection, &mut Masters) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+        run(&self.conn, "BEGIN IMMEDIATE")?;
+        // Institutions and drugs another process added since: a load checks against them.
+        if let Ok(v) = data_version(&self.conn)
+            && v != self.data_version
+            && let Ok(m) = rows::load_masters(&self.conn)
+        {
+            self.masters = m;
+            self.data_version = v;
+        }
         match f(&self.conn, &mut self.masters) {
             Ok(v) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => Ok(v),
@@ -480,19 +503,11 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(&self.conn, "BEGIN IMMEDIATE") {
             for (_, reply) in batch {
                 let _ = reply.send(Err(StoreError::Unavailable(format!("begin failed: {e}"))));
             }
             return;
-        }
-        // Institutions and drugs another process added since: their names, not placeholders.
-        if let Ok(v) = data_version(&self.conn)
-            && v != self.data_version
-            && let Ok(m) = rows::load_masters(&self.conn)
-        {
-            self.masters = m;
-            self.data_version = v;
         }
         let mut results = Vec::with_capacity(batch.len());
         let mut lost: Option<String> = None;
@@ -521,7 +536,7 @@ impl Writer {
             }
             return;
         }
-        match self.conn.execute_batch("COMMIT") {
+        match run(&self.conn, "COMMIT") {
             Ok(()) => {
                 for (r, reply) in results {
                     let _ = reply.send(r);
@@ -539,74 +554,34 @@ impl Writer {
 
     /// One access inside the open transaction, in its own savepoint.
     fn one_access(&mut self, req: &AccessRequest) -> Result<AccessGranted, StoreError> {
-        self.conn
-            .execute_batch("SAVEPOINT access")
-            .map_err(db_err)?;
+        run(&self.conn, "SAVEPOINT access")?;
         let r = self.access_in_savepoint(req);
         if self.conn.is_autocommit() {
             // SQLite already rolled back everything; there is no savepoint left to end.
             return r;
         }
-        let end = if r.is_ok() {
-            "RELEASE access"
-        } else {
-            "ROLLBACK TO access; RELEASE access"
-        };
-        self.conn.execute_batch(end).map_err(db_err)?;
+        if r.is_err() {
+            run(&self.conn, "ROLLBACK TO access")?;
+        }
+        run(&self.conn, "RELEASE access")?;
         r
     }
 
     fn access_in_savepoint(&mut self, req: &AccessRequest) -> Result<AccessGranted, StoreError> {
         let conn = &self.conn;
-        let person_id: i64 = conn
-            .prepare_cached("SELECT person_id FROM auth_cert WHERE serial = ?1")
-            .map_err(db_err)?
-            .query_row([&req.serial_hex], |r| r.get(0))
-            .optional()
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::UnknownSerial(req.serial_hex.clone()))?;
-        if let Some(revoked_at) = conn
-            .prepare_cached("SELECT revoked_at FROM revoked_cert WHERE serial = ?1")
-            .map_err(db_err)?
-            .query_row([&req.serial_hex], |r| r.get::<_, String>(0))
-            .optional()
-            .map_err(db_err)?
-        {
-            return Err(StoreError::Revoked {
-                serial: req.serial_hex.clone(),
-                revoked_at,
-            });
-        }
-        let id = PersonId(person_id);
+        let id = card_holder(conn, &req.serial_hex)?;
         let person = rows::read_person(conn, id)?;
         let plan = Windows::for_view(req.view).fetch_plan(req.today);
-        let records = rows::read_records(conn, &self.masters, id, &plan, req.today)?;
-        let head = conn
-            .prepare_cached("SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1")
-            .map_err(db_err)?
-            .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .optional()
-            .map_err(db_err)?;
-        let prev = match head {
-            Some((seq, h)) => {
-                let bytes = hex::decode(&h)
-                    .map_err(|_| corrupt(format!("access-log head {seq} hash is not hex")))?;
-                let hash: Hash32 = bytes
-                    .try_into()
-                    .map_err(|_| corrupt(format!("access-log head {seq} hash length")))?;
-                Some((seq, hash))
-            }
-            None => None,
-        };
+        let records = rows::read_records(conn, &self.names, id, &plan, req.today)?;
+        let prev = rows::access_head(conn)?;
         let mut entry = req.entry.clone();
         entry.person_id = id;
         let chained = chain(prev, entry);
         rows::insert_access(conn, &chained)?;
-        let claims_through = self.claims_through;
         Ok(AccessGranted {
             person,
             records,
-            claims_through,
+            claims_through: self.claims_through,
             // The log's one chain: an entry's id is its place in it.
             access_id: chained.seq,
             position: ChainPosition {
@@ -615,6 +590,39 @@ impl Writer {
             },
         })
     }
+}
+
+/// Runs one statement that returns no rows, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .map_err(db_err)?
+        .execute([])
+        .map(|_| ())
+        .map_err(db_err)
+}
+
+/// The person a card's serial links to, unless the card is revoked.
+fn card_holder(conn: &Connection, serial_hex: &str) -> Result<PersonId, StoreError> {
+    let person_id: i64 = conn
+        .prepare_cached("SELECT person_id FROM auth_cert WHERE serial = ?1")
+        .map_err(db_err)?
+        .query_row([serial_hex], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::UnknownSerial(serial_hex.to_owned()))?;
+    if let Some(revoked_at) = conn
+        .prepare_cached("SELECT revoked_at FROM revoked_cert WHERE serial = ?1")
+        .map_err(db_err)?
+        .query_row([serial_hex], |r| r.get::<_, String>(0))
+        .optional()
+        .map_err(db_err)?
+    {
+        return Err(StoreError::Revoked {
+            serial: serial_hex.to_owned(),
+            revoked_at,
+        });
+    }
+    Ok(PersonId(person_id))
 }
 
 impl ProviderStore for SqliteStore {
@@ -809,27 +817,7 @@ impl ProviderStore for SqliteStore {
         places: std::collections::BTreeMap<i64, i64>,
     ) -> Result<myna_store::ChainWalk, StoreError> {
         let report = self.verify_access_log().await?;
-        let head = self
-            .read(|conn| {
-                conn.query_row(
-                    "SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-                )
-                .optional()
-                .map_err(db_err)
-            })
-            .await?;
-        let head = match head {
-            Some((seq, h)) => {
-                let hash = hex::decode(&h)
-                    .ok()
-                    .and_then(|b| Hash32::try_from(b).ok())
-                    .ok_or_else(|| corrupt(format!("access-log head {seq} hash")))?;
-                Some((seq, hash))
-            }
-            None => None,
-        };
+        let head = self.read(rows::access_head).await?;
         let found = match places.get(&0) {
             Some(seq) => {
                 self.access_log_hash(ChainPosition {
@@ -848,26 +836,7 @@ impl ProviderStore for SqliteStore {
         if at.partition != 0 {
             return Ok(None);
         }
-        self.read(move |conn| {
-            let hash: Option<String> = conn
-                .query_row("SELECT hash FROM access_log WHERE seq = ?1", [seq], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(db_err)?;
-            hash.map(|h| {
-                hex::decode(&h)
-                    .ok()
-                    .and_then(|b| Hash32::try_from(b).ok())
-                    .ok_or_else(|| {
-                        corrupt(format!(
-                            "access-log entry {seq} hash is not 32 bytes of hex"
-                        ))
-                    })
-            })
-            .transpose()
-        })
-        .await
+        self.read(move |conn| rows::access_hash(conn, seq)).await
     }
 
     async fn access_log_for(
@@ -903,6 +872,7 @@ impl ProviderStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use myna_domain::summary::View;
 
     /// A SIGKILL test cannot see a missing fsync (the OS keeps the pages), so pin the settings
     /// that make a commit survive power loss.
@@ -918,5 +888,191 @@ mod tests {
             .unwrap();
         assert_eq!(sync, 2, "synchronous must be FULL");
         assert_eq!(mode, "wal");
+    }
+
+    /// A file written before V5 (text dates and enums, hex hashes) migrates to integers and
+    /// BLOBs: the same person reads back as a file created at V5 holds it, and the log's chain,
+    /// with an entry written before and one after, verifies.
+    #[tokio::test]
+    async fn a_v4_file_migrates_to_integer_dates_enums_and_binary_hashes() {
+        use myna_domain::records::*;
+        use myna_store::columns::{care_setting_str, dialysis_modality_str, procedure_kind_str};
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = myna_store::testsuite::sample_person(41, "01AD00000041");
+        let d = set.records.visits[1].service_date;
+        set.records.dialysis.push(Dialysis {
+            service_date: d,
+            available_on: d + chrono::Days::new(30),
+            modality: DialysisModality::Peritoneal,
+            sessions: 30,
+            institution: set.records.visits[1].institution.clone(),
+            source: Source::Claims,
+        });
+
+        let old_path = dir.path().join("v4.db");
+        let mut conn = open_conn(&old_path, Durability::Full).unwrap();
+        embedded::migrations::runner()
+            .set_target(refinery::Target::Version(4))
+            .run(&mut conn)
+            .unwrap();
+        let (p, r) = (&set.person, &set.records);
+        conn.execute(
+            "INSERT INTO person VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                p.id.0, p.name, p.name_kana, p.birth_date.to_string(), p.sex.code(),
+                p.address.postal_code, p.address.prefecture, p.address.municipality,
+                p.address.street, p.coverage.insurer_number, p.coverage.insurer_name,
+                p.coverage.symbol, p.coverage.number, p.coverage.branch
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO auth_cert VALUES (?1, ?2)",
+            params![set.cert_serial, p.id.0],
+        )
+        .unwrap();
+        for (seq, v) in r.visits.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO institution VALUES (?1, ?2, 'clinic') ON CONFLICT DO NOTHING",
+                params![v.institution.code, v.institution.name],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO visit VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    p.id.0,
+                    v.service_date.to_string(),
+                    seq as i64,
+                    v.available_on.to_string(),
+                    v.institution.code,
+                    v.department,
+                    care_setting_str(v.setting),
+                    v.source.as_str()
+                ],
+            )
+            .unwrap();
+        }
+        for (seq, x) in r.dispensings.iter().enumerate() {
+            for i in [Some(&x.prescriber), x.pharmacy.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                conn.execute(
+                    "INSERT INTO institution VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![
+                        i.code,
+                        i.name,
+                        myna_store::columns::institution_kind_str(i.kind)
+                    ],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO drug VALUES (?1, NULL, ?2, ?3, ?4)",
+                params![
+                    x.drug.yj.as_str(),
+                    x.drug.name,
+                    x.drug.generic_name,
+                    x.drug.strength
+                ],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO dispensing VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)",
+                params![
+                    p.id.0, x.service_date.to_string(), seq as i64, x.available_on.to_string(),
+                    x.drug.yj.as_str(), x.daily_quantity, x.unit, x.days, x.prescriber.code,
+                    x.pharmacy.as_ref().map(|i| i.code.as_str()), x.source.as_str()
+                ],
+            )
+            .unwrap();
+        }
+        for (seq, x) in r.procedures.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO procedure_record VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    p.id.0,
+                    x.service_date.to_string(),
+                    seq as i64,
+                    x.available_on.to_string(),
+                    procedure_kind_str(x.kind),
+                    x.code,
+                    x.name,
+                    x.institution.code,
+                    x.source.as_str()
+                ],
+            )
+            .unwrap();
+        }
+        for (seq, x) in r.dialysis.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO dialysis VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    p.id.0,
+                    x.service_date.to_string(),
+                    seq as i64,
+                    x.available_on.to_string(),
+                    dialysis_modality_str(x.modality),
+                    x.sessions,
+                    x.institution.code,
+                    x.source.as_str()
+                ],
+            )
+            .unwrap();
+        }
+        for (seq, x) in r.health_checks.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO health_check VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    p.id.0, x.service_date.to_string(), seq as i64, x.available_on.to_string(),
+                    x.height_cm, x.weight_kg, x.systolic_mmhg, x.diastolic_mmhg,
+                    x.hba1c_percent, x.ldl_mg_dl, x.egfr, x.urine_protein, x.source.as_str()
+                ],
+            )
+            .unwrap();
+        }
+        let mut before = myna_store::testsuite::request(&set.cert_serial, View::Full, 1).entry;
+        before.person_id = p.id;
+        let e = chain(None, before);
+        let x = &e.entry;
+        conn.execute(
+            &format!("INSERT INTO access_log ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)", rows::ACCESS_COLUMNS),
+            params![
+                e.seq, x.at_ms, x.organisation_id, x.viewer.organisation, x.viewer.team,
+                x.viewer.crew_member, x.incident_ref, x.person_id.0, x.cert_serial,
+                x.purpose.as_str(), x.consent.kind_str(), x.consent.reason().map(|r| r.as_str()),
+                x.view.as_str(), hex::encode(e.prev_hash), hex::encode(e.hash)
+            ],
+        )
+        .unwrap();
+        drop(conn);
+
+        let migrated = SqliteStore::open(&old_path).unwrap();
+        let fresh = SqliteStore::open(&dir.path().join("v5.db")).unwrap();
+        fresh.load_persons(vec![set.clone()]).await.unwrap();
+        let request = || myna_store::testsuite::request(&set.cert_serial, View::Full, 2);
+        let got = migrated.access_records(request()).await.unwrap();
+        let want = fresh.access_records(request()).await.unwrap();
+        assert_eq!(got.person, want.person);
+        assert_eq!(got.records, want.records);
+        assert_eq!(
+            got.records.dialysis.len(),
+            1,
+            "the dialysis record is in the view"
+        );
+        assert_eq!(
+            got.access_id, 2,
+            "appended after the entry written before V5"
+        );
+        assert_eq!(entries(&migrated).await, 2);
+        let head = migrated.access_log_hash(got.position).await.unwrap();
+        assert!(head.is_some());
+    }
+
+    async fn entries(store: &SqliteStore) -> u64 {
+        match store.verify_access_log().await.unwrap() {
+            ChainReport::Intact { entries, .. } => entries,
+            broken => panic!("{broken:?}"),
+        }
     }
 }

@@ -7,13 +7,9 @@ use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
 use myna_domain::records::*;
 use myna_domain::summary::{FetchPlan, View};
 pub(crate) use myna_store::columns::corrupt;
-use myna_store::columns::{
-    Masters, care_setting, care_setting_str, date, dialysis_modality, dialysis_modality_str,
-    institution_kind, institution_kind_str, procedure_kind, procedure_kind_str, product_conflict,
-    source,
-};
+use myna_store::columns::{Masters, institution_kind, institution_kind_str, product_conflict};
 use myna_store::{PersonRecordSet, StoreError};
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
@@ -62,49 +58,140 @@ pub(crate) fn load_masters(conn: &Connection) -> Result<Masters, StoreError> {
         );
     }
     // Names by YJ code (records without a レセ電 code), and by product.
-    m.drugs = drug_refs(
-        conn,
-        "SELECT yj, yj, receipt_code, name, generic_name, strength FROM drug",
-    )?;
+    m.drugs = drug_refs(conn, &format!("SELECT yj, {DRUG_COLUMNS} FROM drug"))?;
     m.products = drug_refs(
         conn,
-        "SELECT receipt_code, yj, receipt_code, name, generic_name, strength FROM drug_product",
+        &format!("SELECT receipt_code, {DRUG_COLUMNS} FROM drug_product"),
     )?;
     Ok(m)
 }
 
-/// Named drugs keyed by the first column; the others are yj, receipt code, name, generic name
-/// and strength.
+const DRUG_COLUMNS: &str = "yj, receipt_code, name, generic_name, strength";
+
+/// Named drugs keyed by the first column; the others are [`DRUG_COLUMNS`].
 fn drug_refs(conn: &Connection, sql: &str) -> Result<HashMap<String, DrugRef>, StoreError> {
     let mut stmt = conn.prepare(sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })
-        .map_err(db_err)?;
+    let mut rows = stmt.query([]).map_err(db_err)?;
     let mut out = HashMap::new();
-    for row in rows {
-        let (key, yj, receipt, name, generic_name, strength) = row.map_err(db_err)?;
-        let drug = DrugRef {
-            yj: YjCode::parse(&yj).map_err(corrupt)?,
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let (key, drug) = drug_ref(row)?;
+        out.insert(key, drug);
+    }
+    Ok(out)
+}
+
+/// A drug row: its key, then [`DRUG_COLUMNS`].
+fn drug_ref(r: &Row<'_>) -> Result<(String, DrugRef), StoreError> {
+    let receipt: Option<String> = col(r, 2)?;
+    Ok((
+        col(r, 0)?,
+        DrugRef {
+            yj: YjCode::parse(&col::<String>(r, 1)?).map_err(corrupt)?,
             receipt_code: receipt
                 .map(|r| ReceiptDrugCode::parse(&r))
                 .transpose()
                 .map_err(corrupt)?,
-            name,
-            generic_name,
-            strength,
-        };
-        out.insert(key, drug);
+            name: col(r, 3)?,
+            generic_name: col(r, 4)?,
+            strength: col(r, 5)?,
+        },
+    ))
+}
+
+/// Institution and drug names for the reads of accesses, on any connection. Loaded whole at
+/// open; a code it lacks (added since, by this store's writer or another process) is read from
+/// the reading connection and kept. The masters are only ever added to (`ON CONFLICT DO
+/// NOTHING`), so a kept name stays right; a code the masters lack is not kept.
+pub(crate) struct Names(std::sync::RwLock<Masters>);
+
+impl Names {
+    pub(crate) fn new(masters: Masters) -> Self {
+        Self(std::sync::RwLock::new(masters))
     }
-    Ok(out)
+
+    fn cached<T>(&self, get: impl FnOnce(&Masters) -> Option<T>) -> Option<T> {
+        // A panic elsewhere while holding the lock leaves entries that were each written whole.
+        get(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn keep(&self, put: impl FnOnce(&mut Masters)) {
+        put(&mut self.0.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub(crate) fn institution(
+        &self,
+        conn: &Connection,
+        code: &str,
+    ) -> Result<Institution, StoreError> {
+        if let Some(i) = self.cached(|m| m.institutions.get(code).cloned()) {
+            return Ok(i);
+        }
+        let mut found = Masters::default();
+        let row = collect(
+            conn,
+            "SELECT name, kind FROM institution WHERE code = ?1",
+            [code],
+            |r| {
+                Ok(Institution {
+                    code: code.to_owned(),
+                    name: col(r, 0)?,
+                    kind: institution_kind(&col::<String>(r, 1)?)?,
+                })
+            },
+        )?
+        .pop();
+        if let Some(i) = row {
+            self.keep(|m| {
+                m.institutions.insert(code.to_owned(), i.clone());
+            });
+            found.institutions.insert(code.to_owned(), i);
+        }
+        Ok(found.institution(code))
+    }
+
+    /// The dispensed product: by its レセ電 code when the record has one, else by YJ code.
+    pub(crate) fn dispensed(
+        &self,
+        conn: &Connection,
+        yj: &str,
+        receipt: Option<&str>,
+    ) -> Result<DrugRef, StoreError> {
+        if let Some(code) = receipt {
+            if let Some(d) = self.cached(|m| m.products.get(code).cloned()) {
+                return Ok(d);
+            }
+            let sql = format!(
+                "SELECT receipt_code, {DRUG_COLUMNS} FROM drug_product WHERE receipt_code = ?1"
+            );
+            if let Some(d) = self.read_drug(conn, &sql, code, |m| &mut m.products)? {
+                return Ok(d);
+            }
+        }
+        if let Some(d) = self.cached(|m| m.drugs.get(yj).cloned()) {
+            return Ok(d);
+        }
+        let sql = format!("SELECT yj, {DRUG_COLUMNS} FROM drug WHERE yj = ?1");
+        match self.read_drug(conn, &sql, yj, |m| &mut m.drugs)? {
+            Some(d) => Ok(d),
+            None => Masters::default().drug(yj),
+        }
+    }
+
+    fn read_drug(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        code: &str,
+        table: impl FnOnce(&mut Masters) -> &mut HashMap<String, DrugRef>,
+    ) -> Result<Option<DrugRef>, StoreError> {
+        let Some((key, d)) = collect(conn, sql, [code], drug_ref)?.pop() else {
+            return Ok(None);
+        };
+        self.keep(|m| {
+            table(m).insert(key, d.clone());
+        });
+        Ok(Some(d))
+    }
 }
 
 /// Inserts persons with their records, institutions and drugs. Caller holds the transaction.
@@ -211,7 +298,7 @@ impl<'c> RowWriter<'c> {
                 p.id.0,
                 p.name,
                 p.name_kana,
-                p.birth_date.to_string(),
+                Day(p.birth_date),
                 p.sex.code(),
                 p.address.postal_code,
                 p.address.prefecture,
@@ -248,13 +335,13 @@ impl<'c> RowWriter<'c> {
         )?
         .execute(params![
             id,
-            v.service_date.to_string(),
+            Day(v.service_date),
             seq,
-            v.available_on.to_string(),
+            Day(v.available_on),
             v.institution.code,
             v.department,
-            care_setting_str(v.setting),
-            v.source.as_str()
+            v.setting.int_code(),
+            v.source.int_code()
         ])
         .map_err(|e| record_err(id, e))?;
         Ok(())
@@ -319,16 +406,16 @@ impl<'c> RowWriter<'c> {
         )?
         .execute(params![
             id,
-            d.service_date.to_string(),
+            Day(d.service_date),
             seq,
-            d.available_on.to_string(),
+            Day(d.available_on),
             d.drug.yj.as_str(),
             d.daily_quantity,
             d.unit,
             d.days,
             d.prescriber.code,
             d.pharmacy.as_ref().map(|p| p.code.as_str()),
-            d.source.as_str(),
+            d.source.int_code(),
             d.drug.receipt_code.as_ref().map(|c| c.as_str())
         ])
         .map_err(|e| record_err(id, e))?;
@@ -349,14 +436,14 @@ impl<'c> RowWriter<'c> {
         )?
         .execute(params![
             id,
-            p.service_date.to_string(),
+            Day(p.service_date),
             seq,
-            p.available_on.to_string(),
-            procedure_kind_str(p.kind),
+            Day(p.available_on),
+            p.kind.int_code(),
             p.code,
             p.name,
             p.institution.code,
-            p.source.as_str()
+            p.source.int_code()
         ])
         .map_err(|e| record_err(id, e))?;
         Ok(())
@@ -376,13 +463,13 @@ impl<'c> RowWriter<'c> {
         )?
         .execute(params![
             id,
-            d.service_date.to_string(),
+            Day(d.service_date),
             seq,
-            d.available_on.to_string(),
-            dialysis_modality_str(d.modality),
+            Day(d.available_on),
+            d.modality.int_code(),
             d.sessions,
             d.institution.code,
-            d.source.as_str()
+            d.source.int_code()
         ])
         .map_err(|e| record_err(id, e))?;
         Ok(())
@@ -401,9 +488,9 @@ impl<'c> RowWriter<'c> {
         )?
         .execute(params![
             id,
-            h.service_date.to_string(),
+            Day(h.service_date),
             seq,
-            h.available_on.to_string(),
+            Day(h.available_on),
             h.height_cm,
             h.weight_kg,
             h.systolic_mmhg,
@@ -412,7 +499,7 @@ impl<'c> RowWriter<'c> {
             h.ldl_mg_dl,
             h.egfr,
             h.urine_protein,
-            h.source.as_str()
+            h.source.int_code()
         ])
         .map_err(|e| record_err(id, e))?;
         Ok(())
@@ -480,17 +567,76 @@ fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Result<T, StoreE
 }
 
 fn date_col(row: &Row<'_>, i: usize) -> Result<NaiveDate, StoreError> {
-    date(&col::<String>(row, i)?)
+    let days = col::<i64>(row, i)?;
+    Day::from_days(days).ok_or_else(|| corrupt(format!("day {days} is out of range")))
+}
+
+fn code_col<T: IntCode>(row: &Row<'_>, i: usize) -> Result<T, StoreError> {
+    let code = col::<i64>(row, i)?;
+    T::from_int_code(code).ok_or_else(|| {
+        corrupt(format!(
+            "{code} is not a code of {}",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 fn source_col(row: &Row<'_>, i: usize) -> Result<Source, StoreError> {
-    source(&col::<String>(row, i)?)
+    code_col(row, i)
 }
+
+/// A date as the schema stores it: days since 1970-01-01 (an INTEGER, 2 bytes until 2059).
+pub(crate) struct Day(pub(crate) NaiveDate);
+
+impl Day {
+    const EPOCH: NaiveDate = NaiveDate::from_epoch_days(0).expect("1970-01-01 is a date");
+
+    fn from_days(days: i64) -> Option<NaiveDate> {
+        Self::EPOCH.checked_add_signed(chrono::TimeDelta::try_days(days)?)
+    }
+}
+
+impl rusqlite::ToSql for Day {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok((self.0 - Self::EPOCH).num_days().into())
+    }
+}
+
+/// A records' enum as the schema stores it: a small integer, fixed forever (a new variant
+/// takes a new number; V5 maps the older text values to these).
+pub(crate) trait IntCode: Sized {
+    fn int_code(self) -> i64;
+    fn from_int_code(code: i64) -> Option<Self>;
+}
+
+/// One list serves both directions, and the `match` on the variant is exhaustive.
+macro_rules! int_codes {
+    ($t:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        impl IntCode for $t {
+            fn int_code(self) -> i64 {
+                match self {
+                    $($t::$variant => $code,)+
+                }
+            }
+            fn from_int_code(code: i64) -> Option<Self> {
+                match code {
+                    $($code => Some($t::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+int_codes!(CareSetting { Outpatient = 0, Inpatient = 1 });
+int_codes!(Source { Claims = 0, EPrescription = 1, Insurer = 2 });
+int_codes!(ProcedureKind { Surgery = 0, Procedure = 1 });
+int_codes!(DialysisModality { Hemodialysis = 0, Peritoneal = 1 });
 
 /// Reads the records a view needs, per the fetch plan.
 pub(crate) fn read_records(
     conn: &Connection,
-    masters: &Masters,
+    names: &Names,
     id: PersonId,
     plan: &FetchPlan,
     today: NaiveDate,
@@ -499,14 +645,14 @@ pub(crate) fn read_records(
         conn,
         "SELECT service_date, available_on, institution_code, department, setting, source FROM visit \
          WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        params![id.0, plan.visits_from.to_string()],
+        params![id.0, Day(plan.visits_from)],
         |r| {
             Ok(Visit {
                 service_date: date_col(r, 0)?,
                 available_on: date_col(r, 1)?,
-                institution: masters.institution(&col::<String>(r, 2)?),
+                institution: names.institution(conn, &col::<String>(r, 2)?)?,
                 department: col(r, 3)?,
-                setting: care_setting(&col::<String>(r, 4)?)?,
+                setting: code_col(r, 4)?,
                 source: source_col(r, 5)?,
             })
         },
@@ -515,20 +661,23 @@ pub(crate) fn read_records(
         conn,
         "SELECT service_date, available_on, yj, daily_quantity, unit, days, prescriber_code, pharmacy_code, source, \
          receipt_code FROM dispensing WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        params![id.0, plan.dispensings_from.to_string()],
+        params![id.0, Day(plan.dispensings_from)],
         |r| {
             Ok(Dispensing {
                 service_date: date_col(r, 0)?,
                 available_on: date_col(r, 1)?,
-                drug: masters.dispensed(
+                drug: names.dispensed(
+                    conn,
                     &col::<String>(r, 2)?,
                     col::<Option<String>>(r, 9)?.as_deref(),
                 )?,
                 daily_quantity: col(r, 3)?,
                 unit: col(r, 4)?,
                 days: col(r, 5)?,
-                prescriber: masters.institution(&col::<String>(r, 6)?),
-                pharmacy: col::<Option<String>>(r, 7)?.map(|c| masters.institution(&c)),
+                prescriber: names.institution(conn, &col::<String>(r, 6)?)?,
+                pharmacy: col::<Option<String>>(r, 7)?
+                    .map(|c| names.institution(conn, &c))
+                    .transpose()?,
                 source: source_col(r, 8)?,
             })
         },
@@ -537,15 +686,15 @@ pub(crate) fn read_records(
         conn,
         "SELECT service_date, available_on, kind, code, name, institution_code, source FROM procedure_record \
          WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        params![id.0, plan.procedures_from.to_string()],
+        params![id.0, Day(plan.procedures_from)],
         |r| {
             Ok(Procedure {
                 service_date: date_col(r, 0)?,
                 available_on: date_col(r, 1)?,
-                kind: procedure_kind(&col::<String>(r, 2)?)?,
+                kind: code_col(r, 2)?,
                 code: col(r, 3)?,
                 name: col(r, 4)?,
-                institution: masters.institution(&col::<String>(r, 5)?),
+                institution: names.institution(conn, &col::<String>(r, 5)?)?,
                 source: source_col(r, 6)?,
             })
         },
@@ -554,14 +703,14 @@ pub(crate) fn read_records(
         conn,
         "SELECT service_date, available_on, modality, sessions, institution_code, source FROM dialysis \
          WHERE person_id = ?1 AND service_date >= ?2 ORDER BY service_date, seq",
-        params![id.0, plan.dialysis_from.to_string()],
+        params![id.0, Day(plan.dialysis_from)],
         |r| {
             Ok(Dialysis {
                 service_date: date_col(r, 0)?,
                 available_on: date_col(r, 1)?,
-                modality: dialysis_modality(&col::<String>(r, 2)?)?,
+                modality: code_col(r, 2)?,
                 sessions: col(r, 3)?,
-                institution: masters.institution(&col::<String>(r, 4)?),
+                institution: names.institution(conn, &col::<String>(r, 4)?)?,
                 source: source_col(r, 5)?,
             })
         },
@@ -571,7 +720,7 @@ pub(crate) fn read_records(
         "SELECT service_date, available_on, height_cm, weight_kg, systolic_mmhg, diastolic_mmhg, hba1c_percent, \
          ldl_mg_dl, egfr, urine_protein, source FROM health_check WHERE person_id = ?1 AND available_on <= ?2 \
          ORDER BY service_date DESC, seq DESC LIMIT ?3",
-        params![id.0, today.to_string(), plan.health_check_rounds],
+        params![id.0, Day(today), plan.health_check_rounds],
         |r| {
             Ok(HealthCheck {
                 service_date: date_col(r, 0)?,
@@ -598,11 +747,34 @@ pub(crate) fn read_records(
     })
 }
 
-fn hash_from_hex(seq: i64, s: &str) -> Result<Hash32, String> {
-    let bytes = hex::decode(s).map_err(|e| format!("hash of entry {seq} is not hex: {e}"))?;
+fn hash_from_blob(seq: i64, bytes: Vec<u8>) -> Result<Hash32, String> {
     bytes
         .try_into()
         .map_err(|_| format!("hash of entry {seq} is not 32 bytes"))
+}
+
+/// The log's newest entry: its place and hash.
+pub(crate) fn access_head(conn: &Connection) -> Result<Option<(i64, Hash32)>, StoreError> {
+    let head = conn
+        .prepare_cached("SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1")
+        .map_err(db_err)?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .optional()
+        .map_err(db_err)?;
+    head.map(|(seq, h)| Ok((seq, hash_from_blob(seq, h).map_err(corrupt)?)))
+        .transpose()
+}
+
+/// The hash of the entry at `seq`, if it is held.
+pub(crate) fn access_hash(conn: &Connection, seq: i64) -> Result<Option<Hash32>, StoreError> {
+    let hash = conn
+        .prepare_cached("SELECT hash FROM access_log WHERE seq = ?1")
+        .map_err(db_err)?
+        .query_row([seq], |r| r.get::<_, Vec<u8>>(0))
+        .optional()
+        .map_err(db_err)?;
+    hash.map(|h| hash_from_blob(seq, h).map_err(corrupt))
+        .transpose()
 }
 
 pub(crate) const ACCESS_COLUMNS: &str = "seq, at_ms, organisation_id, viewer_organisation, viewer_team, viewer_crew_member, \
@@ -617,8 +789,8 @@ pub(crate) fn chained_from_row(
     let consent: String = r.get(10)?;
     let reason: Option<String> = r.get(11)?;
     let view: String = r.get(12)?;
-    let prev: String = r.get(13)?;
-    let hash: String = r.get(14)?;
+    let prev: Vec<u8> = r.get(13)?;
+    let hash: Vec<u8> = r.get(14)?;
     let entry = AccessEntry {
         at_ms: r.get(1)?,
         organisation_id: r.get(2)?,
@@ -648,11 +820,11 @@ pub(crate) fn chained_from_row(
             None => return Ok(Err((seq, format!("unknown view {view:?}")))),
         },
     };
-    let prev_hash = match hash_from_hex(seq, &prev) {
+    let prev_hash = match hash_from_blob(seq, prev) {
         Ok(h) => h,
         Err(e) => return Ok(Err((seq, e))),
     };
-    let hash = match hash_from_hex(seq, &hash) {
+    let hash = match hash_from_blob(seq, hash) {
         Ok(h) => h,
         Err(e) => return Ok(Err((seq, e))),
     };
@@ -684,8 +856,8 @@ pub(crate) fn insert_access(conn: &Connection, e: &ChainedEntry) -> Result<(), S
         x.consent.kind_str(),
         x.consent.reason().map(|r| r.as_str()),
         x.view.as_str(),
-        hex::encode(e.prev_hash),
-        hex::encode(e.hash)
+        &e.prev_hash[..],
+        &e.hash[..]
     ])
     .map_err(db_err)?;
     Ok(())
