@@ -1,7 +1,13 @@
 -- Dates as days since 1970-01-01, the records' enums as small integers (codes in
 -- src/rows.rs, `int_codes!`), and the access log's hashes as 32-byte BLOBs: each record row
--- shrinks by about half and compares integers. A value with no code leaves a NULL, which the
--- NOT NULL columns refuse, so a bad row fails the migration instead of being lost.
+-- shrinks by about a third and compares integers. The new tables are STRICT, so a process
+-- still running an older binary cannot write text into them.
+-- A value with no code, a date that is not a canonical YYYY-MM-DD, or a hash that is not hex
+-- becomes NULL, which the NOT NULL columns refuse: a bad row fails the whole migration
+-- (naming its table and column) instead of being lost or changed.
+-- Cost: every table is copied in one transaction, so the WAL grows by about the size of the
+-- new tables and the write lock is held until it ends; run it with the services stopped and
+-- the disk room of the file once more (README, "Upgrading"), then VACUUM to return the pages.
 
 CREATE TABLE person_v5 (
     id INTEGER PRIMARY KEY,
@@ -18,9 +24,9 @@ CREATE TABLE person_v5 (
     insured_symbol TEXT NOT NULL,
     insured_number TEXT NOT NULL,
     insured_branch TEXT NOT NULL
-);
+) STRICT;
 INSERT INTO person_v5 SELECT id, name, name_kana,
-    CAST(julianday(birth_date) - 2440587.5 AS INTEGER), sex, postal_code, prefecture,
+    CASE WHEN date(birth_date) IS birth_date THEN CAST(julianday(birth_date) - 2440587.5 AS INTEGER) END, sex, postal_code, prefecture,
     municipality, street, insurer_number, insurer_name, insured_symbol, insured_number,
     insured_branch
 FROM person;
@@ -37,10 +43,10 @@ CREATE TABLE visit_v5 (
     setting INTEGER NOT NULL,
     source INTEGER NOT NULL,
     PRIMARY KEY (person_id, service_date, seq)
-) WITHOUT ROWID;
+) STRICT, WITHOUT ROWID;
 INSERT INTO visit_v5 SELECT person_id,
-    CAST(julianday(service_date) - 2440587.5 AS INTEGER), seq,
-    CAST(julianday(available_on) - 2440587.5 AS INTEGER), institution_code, department,
+    CASE WHEN date(service_date) IS service_date THEN CAST(julianday(service_date) - 2440587.5 AS INTEGER) END, seq,
+    CASE WHEN date(available_on) IS available_on THEN CAST(julianday(available_on) - 2440587.5 AS INTEGER) END, institution_code, department,
     CASE setting WHEN 'outpatient' THEN 0 WHEN 'inpatient' THEN 1 END,
     CASE source WHEN 'claims' THEN 0 WHEN 'e_prescription' THEN 1 WHEN 'insurer' THEN 2 END
 FROM visit;
@@ -61,10 +67,10 @@ CREATE TABLE dispensing_v5 (
     source INTEGER NOT NULL,
     receipt_code TEXT,
     PRIMARY KEY (person_id, service_date, seq)
-) WITHOUT ROWID;
+) STRICT, WITHOUT ROWID;
 INSERT INTO dispensing_v5 SELECT person_id,
-    CAST(julianday(service_date) - 2440587.5 AS INTEGER), seq,
-    CAST(julianday(available_on) - 2440587.5 AS INTEGER), yj, daily_quantity, unit, days,
+    CASE WHEN date(service_date) IS service_date THEN CAST(julianday(service_date) - 2440587.5 AS INTEGER) END, seq,
+    CASE WHEN date(available_on) IS available_on THEN CAST(julianday(available_on) - 2440587.5 AS INTEGER) END, yj, daily_quantity, unit, days,
     prescriber_code, pharmacy_code,
     CASE source WHEN 'claims' THEN 0 WHEN 'e_prescription' THEN 1 WHEN 'insurer' THEN 2 END,
     receipt_code
@@ -83,10 +89,10 @@ CREATE TABLE procedure_record_v5 (
     institution_code TEXT NOT NULL,
     source INTEGER NOT NULL,
     PRIMARY KEY (person_id, service_date, seq)
-) WITHOUT ROWID;
+) STRICT, WITHOUT ROWID;
 INSERT INTO procedure_record_v5 SELECT person_id,
-    CAST(julianday(service_date) - 2440587.5 AS INTEGER), seq,
-    CAST(julianday(available_on) - 2440587.5 AS INTEGER),
+    CASE WHEN date(service_date) IS service_date THEN CAST(julianday(service_date) - 2440587.5 AS INTEGER) END, seq,
+    CASE WHEN date(available_on) IS available_on THEN CAST(julianday(available_on) - 2440587.5 AS INTEGER) END,
     CASE kind WHEN 'surgery' THEN 0 WHEN 'procedure' THEN 1 END, code, name, institution_code,
     CASE source WHEN 'claims' THEN 0 WHEN 'e_prescription' THEN 1 WHEN 'insurer' THEN 2 END
 FROM procedure_record;
@@ -103,10 +109,10 @@ CREATE TABLE dialysis_v5 (
     institution_code TEXT NOT NULL,
     source INTEGER NOT NULL,
     PRIMARY KEY (person_id, service_date, seq)
-) WITHOUT ROWID;
+) STRICT, WITHOUT ROWID;
 INSERT INTO dialysis_v5 SELECT person_id,
-    CAST(julianday(service_date) - 2440587.5 AS INTEGER), seq,
-    CAST(julianday(available_on) - 2440587.5 AS INTEGER),
+    CASE WHEN date(service_date) IS service_date THEN CAST(julianday(service_date) - 2440587.5 AS INTEGER) END, seq,
+    CASE WHEN date(available_on) IS available_on THEN CAST(julianday(available_on) - 2440587.5 AS INTEGER) END,
     CASE modality WHEN 'hemodialysis' THEN 0 WHEN 'peritoneal' THEN 1 END, sessions,
     institution_code,
     CASE source WHEN 'claims' THEN 0 WHEN 'e_prescription' THEN 1 WHEN 'insurer' THEN 2 END
@@ -129,10 +135,10 @@ CREATE TABLE health_check_v5 (
     urine_protein TEXT NOT NULL,
     source INTEGER NOT NULL,
     PRIMARY KEY (person_id, service_date, seq)
-) WITHOUT ROWID;
+) STRICT, WITHOUT ROWID;
 INSERT INTO health_check_v5 SELECT person_id,
-    CAST(julianday(service_date) - 2440587.5 AS INTEGER), seq,
-    CAST(julianday(available_on) - 2440587.5 AS INTEGER), height_cm, weight_kg,
+    CASE WHEN date(service_date) IS service_date THEN CAST(julianday(service_date) - 2440587.5 AS INTEGER) END, seq,
+    CASE WHEN date(available_on) IS available_on THEN CAST(julianday(available_on) - 2440587.5 AS INTEGER) END, height_cm, weight_kg,
     systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein,
     CASE source WHEN 'claims' THEN 0 WHEN 'e_prescription' THEN 1 WHEN 'insurer' THEN 2 END
 FROM health_check;
@@ -155,7 +161,7 @@ CREATE TABLE access_log_v5 (
     view TEXT NOT NULL,
     prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
     hash BLOB NOT NULL CHECK (length(hash) = 32)
-);
+) STRICT;
 INSERT INTO access_log_v5 SELECT seq, at_ms, organisation_id, viewer_organisation,
     viewer_team, viewer_crew_member, incident_ref, person_id, cert_serial, purpose, consent,
     exception_reason, view, unhex(prev_hash), unhex(hash)

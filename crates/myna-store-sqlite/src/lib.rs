@@ -890,27 +890,10 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
-    /// A file written before V5 (text dates and enums, hex hashes) migrates to integers and
-    /// BLOBs: the same person reads back as a file created at V5 holds it, and the log's chain,
-    /// with an entry written before and one after, verifies.
-    #[tokio::test]
-    async fn a_v4_file_migrates_to_integer_dates_enums_and_binary_hashes() {
-        use myna_domain::records::*;
+    /// A file at V4 holding `set` and one access-log entry, written as V4 code wrote them.
+    fn write_v4_file(path: &Path, set: &PersonRecordSet) {
         use myna_store::columns::{care_setting_str, dialysis_modality_str, procedure_kind_str};
-        let dir = tempfile::tempdir().unwrap();
-        let mut set = myna_store::testsuite::sample_person(41, "01AD00000041");
-        let d = set.records.visits[1].service_date;
-        set.records.dialysis.push(Dialysis {
-            service_date: d,
-            available_on: d + chrono::Days::new(30),
-            modality: DialysisModality::Peritoneal,
-            sessions: 30,
-            institution: set.records.visits[1].institution.clone(),
-            source: Source::Claims,
-        });
-
-        let old_path = dir.path().join("v4.db");
-        let mut conn = open_conn(&old_path, Durability::Full).unwrap();
+        let mut conn = open_conn(path, Durability::Full).unwrap();
         embedded::migrations::runner()
             .set_target(refinery::Target::Version(4))
             .run(&mut conn)
@@ -967,22 +950,46 @@ mod tests {
                 )
                 .unwrap();
             }
+            let receipt = x.drug.receipt_code.as_ref().map(|c| c.as_str());
             conn.execute(
-                "INSERT INTO drug VALUES (?1, NULL, ?2, ?3, ?4)",
+                "INSERT INTO drug VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     x.drug.yj.as_str(),
+                    receipt,
                     x.drug.name,
                     x.drug.generic_name,
                     x.drug.strength
                 ],
             )
             .unwrap();
+            if let Some(code) = receipt {
+                conn.execute(
+                    "INSERT INTO drug_product VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        code,
+                        x.drug.yj.as_str(),
+                        x.drug.name,
+                        x.drug.generic_name,
+                        x.drug.strength
+                    ],
+                )
+                .unwrap();
+            }
             conn.execute(
-                "INSERT INTO dispensing VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)",
+                "INSERT INTO dispensing VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
-                    p.id.0, x.service_date.to_string(), seq as i64, x.available_on.to_string(),
-                    x.drug.yj.as_str(), x.daily_quantity, x.unit, x.days, x.prescriber.code,
-                    x.pharmacy.as_ref().map(|i| i.code.as_str()), x.source.as_str()
+                    p.id.0,
+                    x.service_date.to_string(),
+                    seq as i64,
+                    x.available_on.to_string(),
+                    x.drug.yj.as_str(),
+                    x.daily_quantity,
+                    x.unit,
+                    x.days,
+                    x.prescriber.code,
+                    x.pharmacy.as_ref().map(|i| i.code.as_str()),
+                    x.source.as_str(),
+                    receipt
                 ],
             )
             .unwrap();
@@ -1046,6 +1053,32 @@ mod tests {
         )
         .unwrap();
         drop(conn);
+    }
+
+    /// A file written before V5 (text dates and enums, hex hashes) migrates to integers and
+    /// BLOBs: the same person reads back as a file created at V5 holds it, and the log's chain,
+    /// with an entry written before and one after, verifies.
+    #[tokio::test]
+    async fn a_v4_file_migrates_to_integer_dates_enums_and_binary_hashes() {
+        use myna_domain::records::*;
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = myna_store::testsuite::sample_person(41, "01AD00000041");
+        // A product code, stored last in `dispensing`: a column out of order in V5's copy
+        // would move it.
+        set.records.dispensings[0].drug.receipt_code =
+            Some(myna_domain::codes::ReceiptDrugCode::parse("622004601").unwrap());
+        let d = set.records.visits[1].service_date;
+        set.records.dialysis.push(Dialysis {
+            service_date: d,
+            available_on: d + chrono::Days::new(30),
+            modality: DialysisModality::Peritoneal,
+            sessions: 30,
+            institution: set.records.visits[1].institution.clone(),
+            source: Source::Claims,
+        });
+
+        let old_path = dir.path().join("v4.db");
+        write_v4_file(&old_path, &set);
 
         let migrated = SqliteStore::open(&old_path).unwrap();
         let fresh = SqliteStore::open(&dir.path().join("v5.db")).unwrap();
@@ -1067,6 +1100,60 @@ mod tests {
         assert_eq!(entries(&migrated).await, 2);
         let head = migrated.access_log_hash(got.position).await.unwrap();
         assert!(head.is_some());
+        let conn = rusqlite::Connection::open(&old_path).unwrap();
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'access_log_by_person'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1, "the log's index by person is back");
+    }
+
+    /// A V4 row V5 cannot convert fails the whole migration, naming its table and column, and
+    /// leaves the file at V4 with the row as it was.
+    #[tokio::test]
+    async fn a_v4_row_v5_cannot_convert_fails_the_migration_and_changes_nothing() {
+        let bad = [
+            ("UPDATE visit SET setting = 'daycare'", "visit_v5.setting"),
+            (
+                "UPDATE visit SET service_date = '2024-02-30'",
+                "visit_v5.service_date",
+            ),
+            (
+                "UPDATE health_check SET available_on = '2460000'",
+                "health_check_v5.available_on",
+            ),
+            (
+                "UPDATE access_log SET hash = 'not hex'",
+                "access_log_v5.hash",
+            ),
+        ];
+        for (corrupt_row, column) in bad {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("v4.db");
+            let set = myna_store::testsuite::sample_person(41, "01AD00000041");
+            write_v4_file(&path, &set);
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute(corrupt_row, [])
+                .unwrap();
+            let err = SqliteStore::open(&path)
+                .err()
+                .expect(corrupt_row)
+                .to_string();
+            assert!(err.contains(column), "{corrupt_row}: {err}");
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let text: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM visit WHERE typeof(service_date) = 'text'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(text, 2, "{corrupt_row}: the V4 tables are untouched");
+        }
     }
 
     async fn entries(store: &SqliteStore) -> u64 {
