@@ -1316,7 +1316,7 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
 /// The same provider on PostgreSQL, chosen by its URL: generate, deck, register, serve, query,
 /// verify. Its per-person chains are checkpointed by the digest of their heads: the newest
 /// entry of one person's chain removed verifies on its own, and fails against the checkpoints;
-/// so does the checkpoint record with a checkpoint removed.
+/// so does the checkpoint record with a checkpoint removed, or its `.heads` file edited.
 #[test]
 fn the_provider_runs_on_postgresql_chosen_by_its_url() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1439,6 +1439,37 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
     let o = verify_signed(&cut);
     assert!(!o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).contains("BROKEN"), "{}", stdout(&o));
+
+    // `LOG.heads` is not signed itself: a head's hash changed, or a head's row removed, no
+    // longer gives the digest its checkpoint signed.
+    let heads_text = std::fs::read_to_string(format!("{}.heads", log.display())).unwrap();
+    let first = heads_text.lines().next().unwrap().to_owned();
+    let mut flipped = first.clone();
+    let last = flipped.pop().unwrap();
+    flipped.push(if last == '0' { '1' } else { '0' });
+    for (what, heads) in [
+        (
+            "a head's hash changed",
+            heads_text.replacen(&first, &flipped, 1),
+        ),
+        (
+            "a head's row removed",
+            heads_text.replacen(&format!("{first}\n"), "", 1),
+        ),
+    ] {
+        assert_ne!(heads, heads_text);
+        let edited = dir.join("edited.log");
+        std::fs::copy(&log, &edited).unwrap();
+        std::fs::write(format!("{}.heads", edited.display()), heads).unwrap();
+        let o = verify_signed(&edited);
+        assert!(!o.status.success(), "{what}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains("BROKEN")
+                && stdout(&o).contains("the recorded heads do not match the signed digest"),
+            "{what}: {}",
+            stdout(&o)
+        );
+    }
 
     // The newest entry of the doac patient's chain removed: the walk alone cannot tell.
     let removed = rt
