@@ -309,7 +309,7 @@ struct Writer {
     /// `dataset_info.claims_through`, kept here because every access reports it.
     claims_through: Option<NaiveDate>,
     /// `PRAGMA data_version` when `masters` was last read: another process's commit (an
-    /// `import` beside a serving provider) changes it, and the names are read again.
+    /// `import` beside a serving provider) changes it, and the next load reads them again.
     data_version: i64,
 }
 

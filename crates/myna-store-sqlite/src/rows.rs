@@ -126,7 +126,6 @@ impl Names {
         if let Some(i) = self.cached(|m| m.institutions.get(code).cloned()) {
             return Ok(i);
         }
-        let mut found = Masters::default();
         let row = collect(
             conn,
             "SELECT name, kind FROM institution WHERE code = ?1",
@@ -140,13 +139,15 @@ impl Names {
             },
         )?
         .pop();
-        if let Some(i) = row {
-            self.keep(|m| {
-                m.institutions.insert(code.to_owned(), i.clone());
-            });
-            found.institutions.insert(code.to_owned(), i);
+        match row {
+            Some(i) => {
+                self.keep(|m| {
+                    m.institutions.insert(code.to_owned(), i.clone());
+                });
+                Ok(i)
+            }
+            None => Ok(Masters::default().institution(code)),
         }
-        Ok(found.institution(code))
     }
 
     /// The dispensed product: by its レセ電 code when the record has one, else by YJ code.
@@ -581,10 +582,6 @@ fn code_col<T: IntCode>(row: &Row<'_>, i: usize) -> Result<T, StoreError> {
     })
 }
 
-fn source_col(row: &Row<'_>, i: usize) -> Result<Source, StoreError> {
-    code_col(row, i)
-}
-
 /// A date as the schema stores it: days since 1970-01-01 (an INTEGER, 2 bytes until 2059).
 pub(crate) struct Day(pub(crate) NaiveDate);
 
@@ -653,7 +650,7 @@ pub(crate) fn read_records(
                 institution: names.institution(conn, &col::<String>(r, 2)?)?,
                 department: col(r, 3)?,
                 setting: code_col(r, 4)?,
-                source: source_col(r, 5)?,
+                source: code_col(r, 5)?,
             })
         },
     )?;
@@ -678,7 +675,7 @@ pub(crate) fn read_records(
                 pharmacy: col::<Option<String>>(r, 7)?
                     .map(|c| names.institution(conn, &c))
                     .transpose()?,
-                source: source_col(r, 8)?,
+                source: code_col(r, 8)?,
             })
         },
     )?;
@@ -695,7 +692,7 @@ pub(crate) fn read_records(
                 code: col(r, 3)?,
                 name: col(r, 4)?,
                 institution: names.institution(conn, &col::<String>(r, 5)?)?,
-                source: source_col(r, 6)?,
+                source: code_col(r, 6)?,
             })
         },
     )?;
@@ -711,7 +708,7 @@ pub(crate) fn read_records(
                 modality: code_col(r, 2)?,
                 sessions: col(r, 3)?,
                 institution: names.institution(conn, &col::<String>(r, 4)?)?,
-                source: source_col(r, 5)?,
+                source: code_col(r, 5)?,
             })
         },
     )?;
@@ -733,7 +730,7 @@ pub(crate) fn read_records(
                 ldl_mg_dl: col(r, 7)?,
                 egfr: col(r, 8)?,
                 urine_protein: col(r, 9)?,
-                source: source_col(r, 10)?,
+                source: code_col(r, 10)?,
             })
         },
     )?;
