@@ -327,6 +327,56 @@ pub async fn summary_view_reads_within_its_windows<S: ProviderStore>(store: S) {
     );
 }
 
+/// Health checks are read by rounds: the newest the view asks for (summary 1, full 5) among
+/// those available by today, oldest first; a round not yet available is not read.
+pub async fn health_checks_are_read_by_newest_rounds<S: ProviderStore>(store: S) {
+    let mut p = sample_person(22, "01AA00000022");
+    let template = p.records.health_checks[0].clone();
+    p.records.health_checks = (0..7u64)
+        .map(|years| {
+            let service_date = today() - Days::new(365 * years + 100);
+            HealthCheck {
+                service_date,
+                available_on: service_date + Days::new(90),
+                systolic_mmhg: 120 + u16::try_from(years).unwrap_or(0),
+                ..template.clone()
+            }
+        })
+        .collect();
+    // Done last month, not available until next month: not read.
+    p.records.health_checks.push(HealthCheck {
+        service_date: today() - Days::new(30),
+        available_on: today() + Days::new(30),
+        systolic_mmhg: 199,
+        ..template.clone()
+    });
+    store.load_persons(vec![p]).await.unwrap();
+    let read = |view, seq| {
+        let store = &store;
+        async move {
+            store
+                .access_records(request("01AA00000022", view, seq))
+                .await
+                .unwrap()
+                .records
+                .health_checks
+                .iter()
+                .map(|h| h.systolic_mmhg)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        read(View::Summary, 1).await,
+        vec![120],
+        "summary: the newest round"
+    );
+    assert_eq!(
+        read(View::Full, 2).await,
+        vec![124, 123, 122, 121, 120],
+        "full: the five newest rounds, oldest first"
+    );
+}
+
 /// A long supply dispensed before the drug window is still read, so its alert is not lost; an
 /// impossible supply is refused at load and nothing of that batch is stored.
 pub async fn long_supplies_are_read_and_impossible_ones_refused<S: ProviderStore>(store: S) {
@@ -884,6 +934,7 @@ macro_rules! provider_suite {
             access_returns_records_and_logs,
             products_sharing_a_yj_code_keep_their_own_names,
             summary_view_reads_within_its_windows,
+            health_checks_are_read_by_newest_rounds,
             refused_access_writes_nothing,
             long_supplies_are_read_and_impossible_ones_refused,
             organisations_authenticate,
