@@ -107,6 +107,11 @@ struct Level {
     p99_ms: f64,
     errors: u64,
     healthz_per_s: f64,
+    /// The whole machine's busy CPU time per request (`/proc/stat`; every process, the load
+    /// client and any database server included). Unlike the rates, it does not move with the
+    /// time the host takes from this VM (steal), so it compares builds on a noisy host.
+    cpu_us_per_summary: Option<f64>,
+    cpu_us_per_healthz: Option<f64>,
 }
 
 struct ChildGuard(Child);
@@ -187,22 +192,31 @@ async fn provider(args: ProviderBenchArgs) -> Result<ExitCode> {
             );
         }
         println!(
-            "| engine | concurrency | summaries/s | p50 ms | p99 ms | errors | /healthz per s | ratio |"
+            "| engine | concurrency | summaries/s | p50 ms | p99 ms | errors | /healthz per s | ratio \
+             | CPU µs/summary | CPU µs/healthz | CPU ratio |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let engines = std::iter::once(("SQLite", &levels))
             .chain(postgres.iter().map(|(d, l, _, _)| (d.engine(), l)));
         for (engine, levels) in engines {
             for l in levels {
+                let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+                let cpu_ratio = match (l.cpu_us_per_summary, l.cpu_us_per_healthz) {
+                    (Some(s), Some(h)) if s > 0.0 => format!("{:.3}", h / s),
+                    _ => "-".to_owned(),
+                };
                 println!(
-                    "| {engine} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} |",
+                    "| {engine} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2} | {} | {} | {} |",
                     l.concurrency,
                     l.summaries_per_s,
                     l.p50_ms,
                     l.p99_ms,
                     l.errors,
                     l.healthz_per_s,
-                    l.summaries_per_s / l.healthz_per_s.max(1.0)
+                    l.summaries_per_s / l.healthz_per_s.max(1.0),
+                    us(l.cpu_us_per_summary),
+                    us(l.cpu_us_per_healthz),
+                    cpu_ratio,
                 );
             }
         }
@@ -394,6 +408,8 @@ async fn serve_and_measure(
             p99_ms: s.hist.value_at_quantile(0.99) as f64 / 1000.0,
             errors: s.errors,
             healthz_per_s: h.per_second,
+            cpu_us_per_summary: s.cpu_us_per_request,
+            cpu_us_per_healthz: h.cpu_us_per_request,
         });
     }
     Ok(levels)
@@ -409,7 +425,27 @@ struct LoadResult {
     per_second: f64,
     hist: Histogram<u64>,
     errors: u64,
+    cpu_us_per_request: Option<f64>,
 }
+
+/// The machine's busy CPU time so far, in clock ticks: user, nice, system, irq and softirq
+/// from the first line of `/proc/stat` (idle, iowait and steal are not work done here).
+fn busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let at = |i: usize| fields.get(i).copied();
+    // user nice system idle iowait irq softirq steal …
+    Some(at(0)? + at(1)? + at(2)? + at(5)? + at(6)?)
+}
+
+/// Clock ticks per second of `/proc/stat` (USER_HZ; 100 on Linux).
+const USER_HZ: f64 = 100.0;
 
 /// `concurrency` loops, each with one request in flight, for `duration`.
 async fn load(
@@ -421,6 +457,7 @@ async fn load(
 ) -> Result<LoadResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
+    let busy_before = busy_ticks();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -464,9 +501,15 @@ async fn load(
         ok += o;
         errors += e;
     }
+    let busy = busy_before
+        .zip(busy_ticks())
+        .map(|(a, b)| b.saturating_sub(a));
     Ok(LoadResult {
         per_second: ok as f64 / started.elapsed().as_secs_f64(),
         hist,
         errors,
+        cpu_us_per_request: busy
+            .filter(|_| ok > 0)
+            .map(|t| t as f64 / USER_HZ * 1e6 / ok as f64),
     })
 }
