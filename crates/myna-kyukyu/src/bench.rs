@@ -107,9 +107,10 @@ struct Level {
     p99_ms: f64,
     errors: u64,
     healthz_per_s: f64,
-    /// The whole machine's busy CPU time per request (`/proc/stat`; every process, the load
-    /// client and any database server included). Unlike the rates, it does not move with the
-    /// time the host takes from this VM (steal), so it compares builds on a noisy host.
+    /// The whole machine's busy CPU time per request answered (`/proc/stat`; every process,
+    /// the load client and any database server included, and so also anything else running,
+    /// such as a checkpoint left over from the phase before). Unlike the rates, it does not
+    /// count the time the host takes from this VM (steal).
     cpu_us_per_summary: Option<f64>,
     cpu_us_per_healthz: Option<f64>,
 }
@@ -444,7 +445,7 @@ fn busy_ticks() -> Option<u64> {
     Some(at(0)? + at(1)? + at(2)? + at(5)? + at(6)?)
 }
 
-/// Clock ticks per second of `/proc/stat` (USER_HZ; 100 on Linux).
+/// Clock ticks per second of `/proc/stat`: USER_HZ, fixed at 100 in Linux's ABI.
 const USER_HZ: f64 = 100.0;
 
 /// `concurrency` loops, each with one request in flight, for `duration`.
@@ -508,8 +509,9 @@ async fn load(
         per_second: ok as f64 / started.elapsed().as_secs_f64(),
         hist,
         errors,
+        // Refused requests used CPU too: divide by every request answered.
         cpu_us_per_request: busy
-            .filter(|_| ok > 0)
-            .map(|t| t as f64 / USER_HZ * 1e6 / ok as f64),
+            .filter(|_| ok + errors > 0)
+            .map(|t| t as f64 / USER_HZ * 1e6 / (ok + errors) as f64),
     })
 }
