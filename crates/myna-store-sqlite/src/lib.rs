@@ -890,6 +890,14 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
+    /// The one number a `SELECT count(*) …` on the file at `path` answers.
+    fn count(path: &Path, sql: &str) -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
     /// A file at V4 holding `set` and one access-log entry, written as V4 code wrote them.
     fn write_v4_file(path: &Path, set: &PersonRecordSet) {
         use myna_store::columns::{care_setting_str, dialysis_modality_str, procedure_kind_str};
@@ -1100,14 +1108,10 @@ mod tests {
         assert_eq!(entries(&migrated).await, 2);
         let head = migrated.access_log_hash(got.position).await.unwrap();
         assert!(head.is_some());
-        let conn = rusqlite::Connection::open(&old_path).unwrap();
-        let index: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'access_log_by_person'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let index = count(
+            &old_path,
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'access_log_by_person'",
+        );
         assert_eq!(index, 1, "the log's index by person is back");
     }
 
@@ -1144,14 +1148,10 @@ mod tests {
                 .expect(corrupt_row)
                 .to_string();
             assert!(err.contains(column), "{corrupt_row}: {err}");
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            let text: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM visit WHERE typeof(service_date) = 'text'",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap();
+            let text = count(
+                &path,
+                "SELECT count(*) FROM visit WHERE typeof(service_date) = 'text'",
+            );
             assert_eq!(text, 2, "{corrupt_row}: the V4 tables are untouched");
         }
     }
