@@ -340,6 +340,7 @@ pub async fn serve(
         checkpoints,
         crate::checkpoint::ChainStore::Provider(store.clone()),
     )?;
+    let recovering = tokio::spawn(recover_spanning_writes(store.clone()));
     let der = std::fs::read(ca_cert)
         .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))?;
     let app = router(Provider {
@@ -355,7 +356,27 @@ pub async fn serve(
     if let Some(task) = signing {
         task.abort();
     }
+    recovering.abort();
     served
+}
+
+/// How often a serving provider on several PostgreSQL nodes resolves the writes a crashed
+/// loader left prepared on them. Until then those persons' rows stay locked on their node.
+const RECOVERY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Resolves cut-short writes that spanned data nodes while the service runs; nothing to do on
+/// SQLite or one PostgreSQL node.
+async fn recover_spanning_writes(store: Arc<ProviderDb>) {
+    let ProviderDb::Postgres(pg) = &*store else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RECOVERY_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = pg.recover_spanning_writes().await {
+            tracing::error!(error = %e, "prepared writes on the data nodes not resolved");
+        }
+    }
 }
 
 pub async fn add_organisation<S: ProviderStore>(store: &S, id: &str, name: &str) -> Result<String> {

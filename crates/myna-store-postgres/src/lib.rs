@@ -17,9 +17,11 @@ mod ems;
 mod provider;
 pub mod sharded;
 pub mod testing;
+mod two_phase;
 
 pub use ems::PgEmsStore;
 pub use provider::{PgProviderStore, baseline_copy};
+pub use two_phase::{CrashPoint, Recovered};
 
 use myna_store::StoreError;
 use tokio_postgres::error::SqlState;
@@ -128,18 +130,30 @@ const SERVER_LIMITS: &str = "-c statement_timeout=10000 -c lock_timeout=5000 \
 
 /// The connection settings of a `postgres://` URL, with the timeouts.
 pub(crate) fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    let mut config: tokio_postgres::Config = url
+    let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
+    Ok(limited(config))
+}
+
+/// Connection settings with the timeouts added.
+pub(crate) fn limited(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
     config.connect_timeout(WAIT);
     config.options(SERVER_LIMITS);
-    Ok(config)
+    config
 }
 
 /// Parses a `postgres://` URL and builds a pool of `POOL_SIZE` connections (without TLS: the
 /// database is on loopback or a private network in the deployments documented).
 pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
-    let config = config(url)?;
+    pool_of(config(url)?, POOL_SIZE)
+}
+
+/// A pool of at most `size` connections with these settings.
+pub(crate) fn pool_of(
+    config: tokio_postgres::Config,
+    size: usize,
+) -> Result<deadpool_postgres::Pool, StoreError> {
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -148,7 +162,7 @@ pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
         },
     );
     deadpool_postgres::Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(size)
         .wait_timeout(Some(WAIT))
         .create_timeout(Some(WAIT))
         .recycle_timeout(Some(WAIT))

@@ -3,6 +3,7 @@
 //! different persons touch no common row; two to the same person race for the chain's next
 //! place, and the loser runs again.
 
+use crate::two_phase::{CrashPoint, CrashSwitch, Nodes, Recovered, Spanning};
 use crate::{
     Attempt, col, connection, db_err, hash32, lost_race, new_id, retrying, to_u16, to_u32,
 };
@@ -42,9 +43,11 @@ const HISTORY_TABLE: &str = "provider_schema_history";
 
 pub struct PgProviderStore {
     pub(crate) pool: deadpool_postgres::Pool,
-    /// The database is a coordinator of data nodes (`sharded`): its person-keyed tables are
-    /// partitioned over foreign tables.
-    sharded: bool,
+    /// The data nodes, when the database is their coordinator (`sharded`): its person-keyed
+    /// tables are partitioned over foreign tables on them.
+    nodes: Option<Nodes>,
+    /// Where a write that spans nodes stops, in a test of recovery.
+    crash: CrashSwitch,
     /// Institution and drug names read before. The masters are only ever added to (`ON
     /// CONFLICT … DO NOTHING`), so a name once read stays right and is not read again.
     names: std::sync::RwLock<Masters>,
@@ -52,7 +55,7 @@ pub struct PgProviderStore {
 
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
 /// place. Any other unique key (a person or serial loaded twice) is the caller's error.
-fn attempt(e: tokio_postgres::Error) -> Attempt {
+pub(crate) fn attempt(e: tokio_postgres::Error) -> Attempt {
     let constraint = violated_constraint(&e).unwrap_or("");
     let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
     if lost_race(&e) && (!unique || constraint.starts_with("access_log_")) {
@@ -129,12 +132,119 @@ impl PgProviderStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let runner = embedded::migrations::runner();
         let pool = crate::migrated_pool(url, runner, HISTORY_TABLE).await?;
-        let sharded = crate::sharded::is_coordinator(&pool).await?;
-        Ok(Self {
+        let nodes = if crate::sharded::is_coordinator(&pool).await? {
+            Nodes::of(&pool).await?
+        } else {
+            None
+        };
+        let store = Self {
             pool,
-            sharded,
+            nodes,
+            crash: CrashSwitch::default(),
             names: Default::default(),
-        })
+        };
+        // Writes a crash left prepared on the nodes are resolved before any other; a node not
+        // reached is resolved later.
+        store.recover_spanning_writes().await?;
+        Ok(store)
+    }
+
+    /// Resolves the prepared shares of writes that spanned data nodes and were cut short
+    /// (`two_phase`): committed where the coordinator decided, rolled back where it did not.
+    /// Nothing to do on one node. `provider serve` runs this on a schedule.
+    pub async fn recover_spanning_writes(&self) -> Result<Recovered, StoreError> {
+        match &self.nodes {
+            Some(nodes) => crate::two_phase::recover(&self.pool, nodes).await,
+            None => Ok(Recovered::default()),
+        }
+    }
+
+    /// For tests of recovery: stop each write that spans nodes at `at`, as if the process died.
+    #[doc(hidden)]
+    pub fn crash_spanning_writes_at(&self, at: Option<CrashPoint>) {
+        self.crash.set(at);
+    }
+
+    /// Writes `people` and `rows` on their data nodes, committed on all of them with the
+    /// coordinator's transaction `tx`, or on none (`two_phase`).
+    async fn commit_on_nodes(
+        &self,
+        nodes: &Nodes,
+        tx: Transaction<'_>,
+        people: &[&Person],
+        write_people: PeopleWrite,
+        rows: RecordRows<'_>,
+    ) -> Result<(), Attempt> {
+        let ids: Vec<i64> = people
+            .iter()
+            .map(|p| p.id.0)
+            .chain(rows.persons())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let node_of = nodes.route(&tx, &ids).await?;
+        let mut shares: Vec<(Vec<&Person>, RecordRows<'_>)> =
+            (0..nodes.len()).map(|_| Default::default()).collect();
+        for p in people {
+            if let Some(share) = node_of.get(&p.id.0).and_then(|n| shares.get_mut(*n)) {
+                share.0.push(p);
+            }
+        }
+        rows.split_into(&node_of, &mut shares);
+        let spanning = Spanning::begin(&tx).await?;
+        let spanning_ref = &spanning;
+        let written = futures_util::future::join_all(
+            shares
+                .iter()
+                .enumerate()
+                .filter(|(_, (p, r))| !p.is_empty() || !r.is_empty())
+                .map(|(node, (people, rows))| async move {
+                    let result = async {
+                        let mut client = connection(nodes.pool(node)?).await?;
+                        let node_tx = client.transaction().await.map_err(attempt)?;
+                        node_tx
+                            .batch_execute(
+                                "SET LOCAL statement_timeout = '10min'; \
+                                 SET LOCAL lock_timeout = '10min'",
+                            )
+                            .await
+                            .map_err(attempt)?;
+                        if !people.is_empty() {
+                            match write_people {
+                                PeopleWrite::Add => {
+                                    copy_people(&node_tx, people.iter().copied()).await?
+                                }
+                                PeopleWrite::AddOrUpdate => {
+                                    upsert_people(&node_tx, people.iter().copied()).await?
+                                }
+                            }
+                        }
+                        copy_records(&node_tx, Tables::Store, rows).await?;
+                        spanning_ref.prepare(node_tx).await
+                    }
+                    .await;
+                    (node, result)
+                }),
+        )
+        .await;
+        let prepared: Vec<usize> = written
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| *n)
+            .collect();
+        if let Some(failed) = written.into_iter().find_map(|(_, r)| r.err()) {
+            drop(tx);
+            spanning.abandon(nodes, &prepared).await;
+            return Err(failed);
+        }
+        // A crash here drops `tx`, which rolls the coordinator back as a lost connection would.
+        self.crash.at(CrashPoint::BeforeDecision)?;
+        // The decision. Should the commit's answer be lost, the prepared shares stay for
+        // `recover`, which finds whether the token's row was committed.
+        tx.commit().await.map_err(attempt)?;
+        self.crash.at(CrashPoint::AfterDecision)?;
+        spanning.finish(&self.pool, nodes, &prepared).await;
+        Ok(())
     }
 
     async fn access_once(&self, request: &AccessRequest) -> Result<AccessGranted, Attempt> {
@@ -170,7 +280,7 @@ impl PgProviderStore {
             .into());
         }
         let id = PersonId(person_id);
-        if self.sharded {
+        if self.nodes.is_some() {
             // A data node runs its side of the transaction as REPEATABLE READ from its first
             // statement, so an access that waited there for the person's row would still
             // read the old head and lose the race for the next place. Accesses to one person
@@ -251,8 +361,27 @@ impl PgProviderStore {
     async fn load_once(&self, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
-        insert_persons(&tx, persons).await?;
-        tx.commit().await.map_err(attempt)?;
+        let rows = RecordRows::of_persons(persons);
+        insert_masters(&tx, Tables::Store, &rows).await?;
+        let cards = persons
+            .iter()
+            .map(|s| (s.cert_serial.as_str(), s.person.id.0));
+        let people: Vec<&Person> = persons.iter().map(|s| &s.person).collect();
+        match &self.nodes {
+            None => {
+                copy_people(&tx, people.into_iter()).await?;
+                copy_cards(&tx, Tables::Store, cards).await?;
+                copy_records(&tx, Tables::Store, &rows).await?;
+                tx.commit().await.map_err(attempt)?;
+            }
+            Some(nodes) => {
+                self.recover_spanning_writes().await?;
+                // Card links stay on the coordinator; persons and records go to their nodes.
+                copy_cards(&tx, Tables::Store, cards).await?;
+                self.commit_on_nodes(nodes, tx, &people, PeopleWrite::Add, rows)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }
@@ -264,6 +393,9 @@ impl PgProviderStore {
         let rejected = |line: LineNo, problem: String| {
             Attempt::from(StoreError::ImportRejected { line, problem })
         };
+        if self.nodes.is_some() {
+            self.recover_spanning_writes().await?;
+        }
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
         // A batch of 200,000 lines takes longer than a crew's request may: its own limits
@@ -301,8 +433,9 @@ impl PgProviderStore {
             return Ok(myna_store::import::seen_before(batch, digest)?);
         }
 
-        // Demographics: added, or updated to the batch's.
-        if !batch.persons.is_empty() {
+        // Demographics: added, or updated to the batch's (on several nodes, with the records
+        // at the end).
+        if self.nodes.is_none() && !batch.persons.is_empty() {
             upsert_people(&tx, batch.persons.iter().map(|(_, p)| p)).await?;
         }
         // Every person a card or a record names is in the batch or already held.
@@ -378,8 +511,17 @@ impl PgProviderStore {
         }
         let rows = RecordRows::of_batch(batch)?;
         insert_masters(&tx, Tables::Store, &rows).await?;
-        copy_records(&tx, Tables::Store, &rows).await?;
-        tx.commit().await.map_err(attempt)?;
+        match &self.nodes {
+            None => {
+                copy_records(&tx, Tables::Store, &rows).await?;
+                tx.commit().await.map_err(attempt)?;
+            }
+            Some(nodes) => {
+                let people: Vec<&Person> = batch.persons.iter().map(|(_, p)| p).collect();
+                self.commit_on_nodes(nodes, tx, &people, PeopleWrite::AddOrUpdate, rows)
+                    .await?;
+            }
+        }
         Ok(Imported::Applied { items: batch.len() })
     }
 
@@ -947,6 +1089,14 @@ async fn read_records(
     Ok(out)
 }
 
+/// How a write that spans nodes puts its persons: a load adds them; an import adds them or
+/// updates the ones held.
+#[derive(Clone, Copy)]
+enum PeopleWrite {
+    Add,
+    AddOrUpdate,
+}
+
 /// The record-table rows of a load or an import batch: (person, seq, record, line), the line
 /// being where an import read it (0 in a load) for messages.
 #[derive(Default)]
@@ -978,6 +1128,59 @@ impl<'a> RecordRows<'a> {
         rows
     }
 
+    fn is_empty(&self) -> bool {
+        self.visits.is_empty()
+            && self.dispensings.is_empty()
+            && self.procedures.is_empty()
+            && self.dialysis.is_empty()
+            && self.health_checks.is_empty()
+    }
+
+    /// The persons the rows belong to, with repeats.
+    fn persons(&self) -> impl Iterator<Item = i64> + '_ {
+        (self.visits.iter().map(|r| r.0))
+            .chain(self.dispensings.iter().map(|r| r.0))
+            .chain(self.procedures.iter().map(|r| r.0))
+            .chain(self.dialysis.iter().map(|r| r.0))
+            .chain(self.health_checks.iter().map(|r| r.0))
+    }
+
+    /// Each row moved to the share of its person's node (`node_of`).
+    fn split_into<P>(self, node_of: &HashMap<i64, usize>, shares: &mut [(P, RecordRows<'a>)]) {
+        fn share<'s, 'a, P>(
+            shares: &'s mut [(P, RecordRows<'a>)],
+            node_of: &HashMap<i64, usize>,
+            person: i64,
+        ) -> Option<&'s mut RecordRows<'a>> {
+            shares.get_mut(*node_of.get(&person)?).map(|s| &mut s.1)
+        }
+        for r in self.visits {
+            if let Some(s) = share(shares, node_of, r.0) {
+                s.visits.push(r);
+            }
+        }
+        for r in self.dispensings {
+            if let Some(s) = share(shares, node_of, r.0) {
+                s.dispensings.push(r);
+            }
+        }
+        for r in self.procedures {
+            if let Some(s) = share(shares, node_of, r.0) {
+                s.procedures.push(r);
+            }
+        }
+        for r in self.dialysis {
+            if let Some(s) = share(shares, node_of, r.0) {
+                s.dialysis.push(r);
+            }
+        }
+        for r in self.health_checks {
+            if let Some(s) = share(shares, node_of, r.0) {
+                s.health_checks.push(r);
+            }
+        }
+    }
+
     fn of_batch(batch: &'a ImportBatch) -> Result<Self, StoreError> {
         let mut rows = RecordRows::default();
         for (line, r) in &batch.records {
@@ -1004,23 +1207,6 @@ impl<'a> RecordRows<'a> {
     }
 }
 
-/// Inserts persons with their records and the institutions and drugs they name, in the
-/// caller's transaction. A レセ電 code already naming another product refuses the whole batch.
-async fn insert_persons(tx: &Transaction<'_>, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
-    let rows = RecordRows::of_persons(persons);
-    insert_masters(tx, Tables::Store, &rows).await?;
-    copy_people(tx, persons.iter().map(|s| &s.person)).await?;
-    copy_cards(
-        tx,
-        Tables::Store,
-        persons
-            .iter()
-            .map(|s| (s.cert_serial.as_str(), s.person.id.0)),
-    )
-    .await?;
-    copy_records(tx, Tables::Store, &rows).await
-}
-
 /// Card links (serial, person) by COPY.
 async fn copy_cards<'a>(
     tx: &Transaction<'_>,
@@ -1037,7 +1223,7 @@ async fn copy_cards<'a>(
     for (serial, person) in cards {
         copy.row(&[&serial, &person]).await?;
     }
-    copy.finish(tx).await?;
+    copy.finish().await?;
     Ok(())
 }
 
@@ -1276,7 +1462,7 @@ async fn copy_people_into<'p>(
         row.extend(t.iter().map(|v| v as &(dyn ToSql + Sync)));
         copy.row(&row).await?;
     }
-    copy.finish(tx).await?;
+    copy.finish().await?;
     Ok(())
 }
 
@@ -1326,7 +1512,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    visits.finish(tx).await?;
+    visits.finish().await?;
 
     let mut dispensings = Copy::start(
         tx,
@@ -1371,7 +1557,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    dispensings.finish(tx).await?;
+    dispensings.finish().await?;
 
     let mut procedures = Copy::start(
         tx,
@@ -1407,7 +1593,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    procedures.finish(tx).await?;
+    procedures.finish().await?;
 
     let mut dialysis = Copy::start(
         tx,
@@ -1442,7 +1628,7 @@ async fn copy_records(
             ])
             .await?;
     }
-    dialysis.finish(tx).await?;
+    dialysis.finish().await?;
 
     let mut checks = Copy::start(
         tx,
@@ -1488,20 +1674,17 @@ async fn copy_records(
             ])
             .await?;
     }
-    checks.finish(tx).await?;
+    checks.finish().await?;
     Ok(())
 }
 
 /// One `COPY … FROM STDIN BINARY` into a table, inside the caller's transaction: the bulk
 /// path PostgreSQL offers for loads (and the claims import), a stream rather than a statement
-/// per row. A partitioned table (the several-node deployment's person-keyed tables, whose
-/// partitions are foreign tables) is written through a temporary staging table and one
-/// `INSERT … SELECT`: PostgreSQL 15 sends a COPY's rows to a foreign partition one `INSERT`
-/// each, an `INSERT … SELECT` in batches of the server's `batch_size`.
+/// per row. Never a coordinator's partitioned table: PostgreSQL 15 sends a COPY's rows to a
+/// foreign partition one `INSERT` each, and postgres_fdw would commit each node apart; those
+/// rows go to their nodes directly (`commit_on_nodes`).
 struct Copy {
     writer: std::pin::Pin<Box<BinaryCopyInWriter>>,
-    /// For a staged copy: the statements that move the staged rows to the table.
-    then: Option<String>,
 }
 
 impl Copy {
@@ -1510,47 +1693,12 @@ impl Copy {
         table_and_columns: &str,
         types: &[Type],
     ) -> Result<Copy, Attempt> {
-        let (table, columns) = table_and_columns
-            .split_once(' ')
-            .unwrap_or((table_and_columns, ""));
-        let partitioned: bool = tx
-            .query_one(
-                &prepared(tx, crate::sharded::IS_PARTITIONED)
-                    .await
-                    .map_err(attempt)?,
-                &[&table],
-            )
-            .await
-            .map_err(attempt)
-            .and_then(|row| Ok(col(&row, 0)?))?;
-        let (target, then) = if partitioned {
-            let staging = format!("staging_{table}");
-            // Kept for the connection's life, emptied at each commit; made once, so its
-            // "already exists" notice is not sent on every later load.
-            tx.batch_execute(&format!(
-                "SET LOCAL client_min_messages = warning; \
-                 CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
-            ))
-            .await
-            .map_err(attempt)?;
-            let names = columns.trim_start_matches('(').trim_end_matches(')');
-            (
-                format!("{staging} {columns}"),
-                Some(format!(
-                    "INSERT INTO {table} {columns} SELECT {names} FROM {staging}; \
-                     TRUNCATE {staging}"
-                )),
-            )
-        } else {
-            (table_and_columns.to_owned(), None)
-        };
         let sink = tx
-            .copy_in(&format!("COPY {target} FROM STDIN BINARY"))
+            .copy_in(&format!("COPY {table_and_columns} FROM STDIN BINARY"))
             .await
             .map_err(attempt)?;
         Ok(Copy {
             writer: Box::pin(BinaryCopyInWriter::new(sink, types)),
-            then,
         })
     }
 
@@ -1558,12 +1706,8 @@ impl Copy {
         self.writer.as_mut().write(values).await.map_err(attempt)
     }
 
-    async fn finish(mut self, tx: &Transaction<'_>) -> Result<u64, Attempt> {
-        let rows = self.writer.as_mut().finish().await.map_err(attempt)?;
-        if let Some(then) = &self.then {
-            tx.batch_execute(then).await.map_err(attempt)?;
-        }
-        Ok(rows)
+    async fn finish(mut self) -> Result<u64, Attempt> {
+        self.writer.as_mut().finish().await.map_err(attempt)
     }
 }
 

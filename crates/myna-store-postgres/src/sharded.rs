@@ -9,7 +9,8 @@
 //! names one person, so the planner prunes every person-keyed statement to one partition and
 //! the access runs on one shard: the records read and the log entry written stay in that
 //! shard's one remote transaction, which postgres_fdw commits with the coordinator's
-//! (docs/deployment-postgres-fdw.md).
+//! (docs/deployment-postgres-fdw.md). A load or an import batch spans the shards, so it is
+//! written on them directly and committed on all or none (`two_phase`).
 
 use crate::{PgProviderStore, connection, db_err};
 use myna_store::StoreError;
@@ -69,6 +70,19 @@ pub async fn shard_provider(
         if let Some(table) = first_held(&client).await? {
             return Err(invalid(format!(
                 "node {i} already holds rows in {table}: give empty databases"
+            )));
+        }
+        // A write that spans nodes is prepared on each (`two_phase`).
+        let prepared: String = client
+            .query_one("SHOW max_prepared_transactions", &[])
+            .await
+            .map_err(db_err)?
+            .try_get(0)
+            .map_err(db_err)?;
+        if prepared.trim() == "0" {
+            return Err(invalid(format!(
+                "node {i} has max_prepared_transactions = 0: set it (for example to 64) and \
+                 restart that server, so that loads can be committed on every node or none"
             )));
         }
         servers.push(server_options(url).map_err(|e| invalid(format!("shard {i}: {e}")))?);
@@ -190,6 +204,76 @@ async fn layout_in(tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<Shard>
     }
     shards.sort_by_key(|s| s.remainder);
     Ok(shards)
+}
+
+/// How to reach each data node directly, by remainder: its foreign server's host, port and
+/// database, and the user mapping of the role connected. A write that spans nodes goes to them
+/// this way (`two_phase`), not through postgres_fdw. Empty when the database is one node.
+pub(crate) async fn node_configs(
+    pool: &deadpool_postgres::Pool,
+) -> Result<Vec<tokio_postgres::Config>, StoreError> {
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(db_err)?;
+    let shards = layout_in(&tx).await?;
+    let mut configs = Vec::new();
+    for (i, shard) in shards.iter().enumerate() {
+        if usize::try_from(shard.remainder).ok() != Some(i)
+            || usize::try_from(shard.modulus).ok() != Some(shards.len())
+        {
+            return Err(myna_store::columns::corrupt(format!(
+                "the partition map is not one server per remainder of {}: {} holds {} of {}",
+                shards.len(),
+                shard.server,
+                shard.remainder,
+                shard.modulus
+            )));
+        }
+        let options = tx
+            .query(
+                "SELECT o.option_name, o.option_value FROM pg_foreign_server s, \
+                        pg_options_to_table(s.srvoptions) o WHERE s.srvname = $1 \
+                 UNION ALL \
+                 SELECT o.option_name, o.option_value FROM pg_user_mappings u, \
+                        pg_options_to_table(u.umoptions) o \
+                 WHERE u.srvname = $1 AND u.usename = current_user",
+                &[&shard.server],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut config = tokio_postgres::Config::new();
+        for row in options {
+            let name: String = row.try_get(0).map_err(db_err)?;
+            let value: String = row.try_get(1).map_err(db_err)?;
+            match name.as_str() {
+                "host" => {
+                    config.host(&value);
+                }
+                "port" => {
+                    config.port(value.parse().map_err(|_| {
+                        myna_store::columns::corrupt(format!("{}: port {value:?}", shard.server))
+                    })?);
+                }
+                "dbname" => {
+                    config.dbname(&value);
+                }
+                "user" => {
+                    config.user(&value);
+                }
+                "password" => {
+                    config.password(value);
+                }
+                _ => {}
+            }
+        }
+        if config.get_user().is_none() {
+            return Err(invalid(format!(
+                "no user mapping of this role for {}: connect as the role that ran `provider shard`",
+                shard.server
+            )));
+        }
+        configs.push(crate::limited(config));
+    }
+    Ok(configs)
 }
 
 /// `FOR VALUES WITH (modulus 3, remainder 1)` → (3, 1).

@@ -210,8 +210,24 @@ impl ShardedTestDb {
         }
         .drop_now()
         .await?;
-        for server in shard_server_urls()? {
-            let client = connect(&server).await?;
+        for (server, url) in shard_server_urls()?.iter().zip(&self.shard_urls) {
+            // A database with prepared transactions (a test's crash) cannot be dropped.
+            if let Ok(node) = connect(url).await {
+                let gids = node
+                    .query(
+                        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for row in gids {
+                    let gid: String = row.try_get(0).map_err(|e| e.to_string())?;
+                    node.batch_execute(&format!("ROLLBACK PREPARED '{gid}'"))
+                        .await
+                        .map_err(|e| format!("rolling back {gid}: {e}"))?;
+                }
+            }
+            let client = connect(server).await?;
             client
                 .batch_execute(&format!(
                     "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
@@ -219,11 +235,7 @@ impl ShardedTestDb {
                 ))
                 .await
                 .map_err(|e| {
-                    format!(
-                        "dropping {} on {}: {e}",
-                        self.name,
-                        crate::redacted(&server)
-                    )
+                    format!("dropping {} on {}: {e}", self.name, crate::redacted(server))
                 })?;
         }
         Ok(())

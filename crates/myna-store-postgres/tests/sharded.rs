@@ -270,3 +270,212 @@ async fn a_burst_of_accesses_to_one_person_all_get_the_next_place() {
     drop(store);
     db.drop_now().await.unwrap();
 }
+
+/// Persons 101 to 130 (over every node) in one import batch.
+fn batch_over_every_node(id: &str) -> myna_store::import::ImportBatch {
+    let sets: Vec<_> = (101..=130).map(|i| sample_person(i, &serial(i))).collect();
+    myna_store::testsuite::import_batch_of(id, 7, 1, &sets)
+}
+
+/// What the nodes hold of that batch, read on each directly: (persons, records, prepared
+/// transactions left on the nodes).
+async fn batch_on_nodes(db: &ShardedTestDb) -> (i64, i64, i64) {
+    let mut held = (0, 0, 0);
+    for url in &db.shard_urls {
+        let c = client(url).await;
+        let n = |sql: String| {
+            let c = &c;
+            async move { c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
+        };
+        held.0 += n("SELECT count(*) FROM person WHERE id BETWEEN 101 AND 130".into()).await;
+        for (table, column) in &PERSON_KEYED[1..6] {
+            held.1 += n(format!(
+                "SELECT count(*) FROM {table} WHERE {column} BETWEEN 101 AND 130"
+            ))
+            .await;
+        }
+        held.2 +=
+            n("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()".into())
+                .await;
+    }
+    held
+}
+
+/// Rows of a coordinator table.
+async fn count_on_coordinator(db: &ShardedTestDb, table: &str) -> i64 {
+    client(&db.url)
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Every person of the batch is served whole from the coordinator.
+async fn batch_served_whole(store: &PgProviderStore) {
+    for i in 101..=130 {
+        let granted = store
+            .access_records(request(&serial(i), View::Full, i))
+            .await
+            .unwrap();
+        assert_eq!(
+            granted.records,
+            sample_person(i, &serial(i)).records,
+            "person {i}"
+        );
+    }
+}
+
+/// A node that refuses at commit time (a deferred constraint, checked as its share is
+/// prepared) leaves the batch applied on no node: postgres_fdw alone would already have
+/// committed the nodes before it. The same batch then applies whole once the node accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_one_node_refuses_at_commit_is_applied_on_none() {
+    use myna_store::import::Imported;
+    let db = ShardedTestDb::create("sharded_refuse").await.unwrap();
+    let store = PgProviderStore::connect(&db.url).await.unwrap();
+    let batch = batch_over_every_node("refused-at-commit");
+    let last = client(&db.shard_urls[2]).await;
+    last.batch_execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'this node refuses at commit'; END $$; \
+         CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON visit \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
+    )
+    .await
+    .unwrap();
+    let refused = store.import_batch(batch.clone()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("refuses at commit")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        batch_on_nodes(&db).await,
+        (0, 0, 0),
+        "no node holds any of the batch, and nothing is left prepared"
+    );
+    assert_eq!(count_on_coordinator(&db, "import_batch").await, 0);
+    assert_eq!(count_on_coordinator(&db, "auth_cert").await, 0);
+    assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
+
+    last.batch_execute("DROP TRIGGER refuse_at_commit ON visit")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.import_batch(batch.clone()).await.unwrap(),
+        Imported::Applied { items: batch.len() },
+        "the same batch is not refused as partly held"
+    );
+    let (persons, records, prepared) = batch_on_nodes(&db).await;
+    assert_eq!((persons, prepared), (30, 0));
+    assert_eq!(
+        u64::try_from(records).unwrap(),
+        batch.len() - 60,
+        "every record (the batch less its persons and cards) is held"
+    );
+    assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
+    batch_served_whole(&store).await;
+    drop(store);
+    db.drop_now().await.unwrap();
+}
+
+/// A writer that dies once the coordinator has committed (the decision) leaves every node's
+/// share prepared and unseen; the next connect commits them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cut_after_its_decision_is_committed_by_recovery() {
+    use myna_store::import::Imported;
+    let db = ShardedTestDb::create("sharded_after").await.unwrap();
+    let store = PgProviderStore::connect(&db.url).await.unwrap();
+    store.crash_spanning_writes_at(Some(myna_store_postgres::CrashPoint::AfterDecision));
+    let batch = batch_over_every_node("cut-after-decision");
+    let cut = store.import_batch(batch.clone()).await;
+    assert!(matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains("AfterDecision")));
+    drop(store);
+    assert_eq!(
+        batch_on_nodes(&db).await,
+        (0, 0, 3),
+        "each node's share is prepared, not yet seen"
+    );
+    assert_eq!(count_on_coordinator(&db, "import_batch").await, 1);
+    assert_eq!(count_on_coordinator(&db, "node_commit").await, 1);
+
+    let store = PgProviderStore::connect(&db.url).await.unwrap();
+    let (persons, records, prepared) = batch_on_nodes(&db).await;
+    assert_eq!((persons, prepared), (30, 0), "committed on connect");
+    assert_eq!(u64::try_from(records).unwrap(), batch.len() - 60);
+    assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
+    assert_eq!(
+        store.import_batch(batch).await.unwrap(),
+        Imported::AlreadyImported
+    );
+    batch_served_whole(&store).await;
+    drop(store);
+    db.drop_now().await.unwrap();
+}
+
+/// A writer that dies before the decision leaves prepared shares that recovery rolls back,
+/// but only once the writer's coordinator transaction is over: while its token's lock is
+/// held, the write is in flight and left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cut_before_its_decision_is_rolled_back_by_recovery_never_in_flight() {
+    use myna_store::import::Imported;
+    use myna_store_postgres::Recovered;
+    let db = ShardedTestDb::create("sharded_before").await.unwrap();
+    let store = PgProviderStore::connect(&db.url).await.unwrap();
+    store.crash_spanning_writes_at(Some(myna_store_postgres::CrashPoint::BeforeDecision));
+    let batch = batch_over_every_node("cut-before-decision");
+    let cut = store.import_batch(batch.clone()).await;
+    assert!(matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains("BeforeDecision")));
+    assert_eq!(batch_on_nodes(&db).await, (0, 0, 3));
+    assert_eq!(count_on_coordinator(&db, "import_batch").await, 0);
+    assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
+
+    // Hold the write's lock, as its coordinator transaction would while still running: the
+    // token's two 32-bit halves (`two_phase::lock_key`).
+    let gid: String = client(&db.shard_urls[0])
+        .await
+        .query_one("SELECT gid FROM pg_prepared_xacts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let token: i64 = gid.strip_prefix("myna_provider_").unwrap().parse().unwrap();
+    let mut holder = client(&db.url).await;
+    let running = holder.transaction().await.unwrap();
+    running
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&((token >> 32) as i32), &(token as i32)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.recover_spanning_writes().await.unwrap(),
+        Recovered {
+            in_flight: 3,
+            ..Recovered::default()
+        }
+    );
+    assert_eq!(
+        batch_on_nodes(&db).await,
+        (0, 0, 3),
+        "a running write is left alone"
+    );
+    running.rollback().await.unwrap();
+    assert_eq!(
+        store.recover_spanning_writes().await.unwrap(),
+        Recovered {
+            rolled_back: 3,
+            ..Recovered::default()
+        }
+    );
+    assert_eq!(batch_on_nodes(&db).await, (0, 0, 0));
+
+    store.crash_spanning_writes_at(None);
+    assert_eq!(
+        store.import_batch(batch.clone()).await.unwrap(),
+        Imported::Applied { items: batch.len() }
+    );
+    batch_served_whole(&store).await;
+    drop(store);
+    db.drop_now().await.unwrap();
+}
