@@ -114,14 +114,22 @@ pub async fn run(args: GenArgs) -> Result<ExitCode> {
             }
         }
     };
+    // A SQLite file's size is known here; a PostgreSQL database's (on several nodes, too) is
+    // for `pg_database_size` on each server.
+    let size = match &args.db {
+        DbTarget::Sqlite(_) => format!(
+            ", {:.1} MiB, {:.0} bytes/person",
+            report.bytes as f64 / 1_048_576.0,
+            report.bytes as f64 / report.persons.max(1) as f64
+        ),
+        DbTarget::Postgres(_) => String::new(),
+    };
     println!(
-        "generated {} persons into {} in {:.1} s ({:.0} persons/s, {:.1} MiB, {:.0} bytes/person)",
+        "generated {} persons into {} in {:.1} s ({:.0} persons/s{size})",
         report.persons,
         args.db,
         report.seconds,
         report.rate(),
-        report.bytes as f64 / 1_048_576.0,
-        report.bytes as f64 / report.persons.max(1) as f64
     );
     Ok(ExitCode::SUCCESS)
 }

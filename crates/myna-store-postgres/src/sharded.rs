@@ -27,6 +27,17 @@ pub const PERSON_KEYED: [(&str, &str); 7] = [
     ("access_log", "person_id"),
 ];
 
+/// `person_slice(id, modulus)`: the remainder PostgreSQL's hash partitioning gives a bigint
+/// key, computed on a data node, which has no partitioned table to ask. The partition hash of
+/// one key is `hashint8extended(id, HASH_PARTITION_SEED)` combined into 0 (`hash_combine64`,
+/// which adds 0x49a0f4dd15e5a8e3), read as unsigned and taken mod the modulus
+/// (`compute_partition_hash_value` in PostgreSQL's partbounds.c). `tests/sharded.rs` checks it
+/// against `satisfies_hash_partition` on the coordinator.
+const PERSON_SLICE: &str = "CREATE OR REPLACE FUNCTION person_slice(id bigint, modulus int) \
+     RETURNS int LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ \
+     SELECT mod(mod(hashint8extended(id, 8816678312871386365)::numeric \
+     + 18446744073709551616 + 5305509591434766563, 18446744073709551616), modulus)::int $$;\n";
+
 /// One data node as the coordinator's catalog names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
@@ -85,6 +96,16 @@ pub async fn shard_provider(
                  restart that server, so that loads can be committed on every node or none"
             )));
         }
+        // The node refuses any row of a person whose hash is not its own remainder.
+        let mut slice = String::from(PERSON_SLICE);
+        for (table, column) in PERSON_KEYED {
+            slice.push_str(&format!(
+                "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_person_slice;\n\
+                 ALTER TABLE {table} ADD CONSTRAINT {table}_person_slice \
+                 CHECK (person_slice({column}, {modulus}) = {i});\n"
+            ));
+        }
+        client.batch_execute(&slice).await.map_err(db_err)?;
         servers.push(server_options(url).map_err(|e| invalid(format!("shard {i}: {e}")))?);
     }
     let store = PgProviderStore::connect(coordinator).await?;

@@ -479,3 +479,75 @@ async fn a_write_cut_before_its_decision_is_rolled_back_by_recovery_never_in_fli
     drop(store);
     db.drop_now().await.unwrap();
 }
+
+/// Each node refuses rows of persons that are not its own: its `person_slice` check computes
+/// the same remainder as the coordinator's hash partitioning, over keys of every size, and a
+/// row written on the wrong node directly is refused there, in every person-keyed table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_rows_of_persons_not_its_own() {
+    let db = ShardedTestDb::create("sharded_slice").await.unwrap();
+    let store = loaded(&db).await;
+    // The node's slice function against PostgreSQL's own partition hash.
+    let mut ids: Vec<i64> = (-5000..5000).collect();
+    ids.extend([i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX]);
+    ids.extend((0..5000).map(|_| rand::random::<i64>()));
+    let node = client(&db.shard_urls[1]).await;
+    let slices: Vec<i32> = node
+        .query(
+            "SELECT person_slice(id, 3) FROM unnest($1::int8[]) WITH ORDINALITY AS t(id, n) \
+             ORDER BY n",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let wrong: i64 = client(&db.url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM unnest($1::int8[], $2::int4[]) AS t(id, r) \
+             WHERE NOT satisfies_hash_partition('person'::regclass, 3, r, id)",
+            &[&ids, &slices],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        wrong,
+        0,
+        "of {} keys, some sliced unlike the coordinator",
+        ids.len()
+    );
+
+    // Node 1's rows moved by hand to a person held on node 0: every table refuses it.
+    let theirs = *held_on(&db.shard_urls[0]).await["person"].first().unwrap();
+    let mut tables = 0;
+    for (table, column) in PERSON_KEYED {
+        let sql = format!(
+            "UPDATE {table} SET {column} = $1 \
+             WHERE {column} = (SELECT min({column}) FROM {table})"
+        );
+        let held: i64 = node
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        if held == 0 {
+            continue;
+        }
+        tables += 1;
+        let refused = node
+            .execute(&sql, &[&theirs])
+            .await
+            .expect_err(&format!("{table} on node 1 took person {theirs} of node 0"));
+        assert_eq!(
+            refused.as_db_error().and_then(|d| d.constraint()),
+            Some(format!("{table}_person_slice").as_str()),
+            "{table}: {refused}"
+        );
+    }
+    assert!(tables >= 3, "node 1 held rows in {tables} tables only");
+    drop(store);
+    db.drop_now().await.unwrap();
+}
