@@ -324,11 +324,22 @@ pub struct PartitionHead {
 /// then the heads that moved since, in partition order. Chained, so a checkpoint dropped from
 /// the middle of the record (or a moved head edited) breaks every digest after it.
 pub fn heads_digest(previous: &Hash32, moved: &[PartitionHead]) -> Hash32 {
+    digest_of_heads(b"myna-kyukyu/chain-heads/v2", previous, moved)
+}
+
+/// The digest a base checkpoint signs (`v3`): every chain's head, in partition order, chained
+/// to nothing. The record of the checkpoints before it is then no longer needed to replay the
+/// heads, which is what lets `LOG.heads` be compacted.
+pub fn heads_base_digest(all: &[PartitionHead]) -> Hash32 {
+    digest_of_heads(b"myna-kyukyu/chain-heads/base/v3", &[0; 32], all)
+}
+
+fn digest_of_heads(tag: &[u8], previous: &Hash32, heads: &[PartitionHead]) -> Hash32 {
     let mut h = Sha256::new();
-    field(&mut h, b"myna-kyukyu/chain-heads/v2");
+    field(&mut h, tag);
     field(&mut h, previous);
-    field(&mut h, &(moved.len() as u64).to_be_bytes());
-    for m in moved {
+    field(&mut h, &(heads.len() as u64).to_be_bytes());
+    for m in heads {
         field(&mut h, &m.partition.to_be_bytes());
         field(&mut h, &m.seq.to_be_bytes());
         field(&mut h, &m.hash);
@@ -358,6 +369,18 @@ pub struct HeadsDelta {
 }
 
 impl RecordedHeads {
+    /// The heads a base checkpoint records: every chain's, in partition order, with the digest
+    /// and entry count it signed. Refused if out of order, or if the digest or count differs.
+    pub fn base(all: &[PartitionHead], digest: &Hash32, entries: i64) -> Result<Self, String> {
+        if heads_base_digest(all) != *digest {
+            return Err("the recorded heads do not match the signed base digest".into());
+        }
+        let mut recorded = RecordedHeads::default();
+        recorded.add(all, entries)?;
+        recorded.digest = *digest;
+        Ok(recorded)
+    }
+
     /// Applies the next checkpoint: its moved heads, the digest it signed and the entries it
     /// counted. Refused if the heads are out of order or go back, or the digest or count
     /// differs: the record was edited, or a checkpoint removed.
@@ -367,6 +390,17 @@ impl RecordedHeads {
         digest: &Hash32,
         entries: i64,
     ) -> Result<(), String> {
+        if heads_digest(&self.digest, moved) != *digest {
+            return Err("the recorded heads do not match the signed digest".into());
+        }
+        self.add(moved, entries)?;
+        self.digest = *digest;
+        Ok(())
+    }
+
+    /// Moves the recorded heads on to `moved` (in partition order, each beyond its earlier
+    /// head), which must bring the count to `entries`. Nothing changes if refused.
+    fn add(&mut self, moved: &[PartitionHead], entries: i64) -> Result<(), String> {
         let mut last = None;
         let mut counted = self.entries;
         for m in moved {
@@ -383,9 +417,6 @@ impl RecordedHeads {
             }
             counted = counted.saturating_add(m.seq - before);
         }
-        if heads_digest(&self.digest, moved) != *digest {
-            return Err("the recorded heads do not match the signed digest".into());
-        }
         if counted != entries {
             return Err(format!(
                 "the recorded heads add up to {counted} entries, the checkpoint says {entries}"
@@ -394,7 +425,6 @@ impl RecordedHeads {
         for m in moved {
             self.heads.insert(m.partition, (m.seq, m.hash));
         }
-        self.digest = *digest;
         self.entries = entries;
         Ok(())
     }
@@ -654,6 +684,27 @@ mod tests {
         r.apply(&second, &d2, 10).unwrap();
         assert_eq!((r.entries(), r.chains(), r.digest()), (10, 3, d2));
         assert_eq!(r.head(7), Some((5, [3; 32])));
+    }
+
+    #[test]
+    fn a_base_records_every_head_alone_and_later_checkpoints_chain_from_it() {
+        let all = [head(1, 3, 1), head(7, 5, 3), head(9, 2, 4)];
+        let base = heads_base_digest(&all);
+        assert_ne!(
+            base,
+            heads_digest(&[0; 32], &all),
+            "a base is not a first v2 checkpoint"
+        );
+        let mut r = RecordedHeads::base(&all, &base, 10).unwrap();
+        assert_eq!((r.entries(), r.chains(), r.digest()), (10, 3, base));
+        // A head left out, a count, or an order that does not add up is refused.
+        assert!(RecordedHeads::base(&all[..2], &base, 8).is_err());
+        assert!(RecordedHeads::base(&all, &base, 11).is_err());
+        assert!(RecordedHeads::base(&[all[1], all[0], all[2]], &base, 10).is_err());
+        let next = [head(9, 4, 5)];
+        let d = heads_digest(&base, &next);
+        r.apply(&next, &d, 12).unwrap();
+        assert_eq!(r.head(9), Some((4, [5; 32])));
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub enum AuditCommand {
         key: PathBuf,
         #[arg(long)]
         log: PathBuf,
+        /// Sign a base checkpoint of every chain's head and move the earlier rows of
+        /// `LOG.heads` to `LOG.heads.AT_MS.old` (a log of several chains; the service does
+        /// this by itself once `LOG.heads` has grown).
+        #[arg(long)]
+        base: bool,
     },
 }
 
@@ -95,11 +100,17 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             chain,
             key,
             log,
+            base,
         } => {
             let store = open(&db, chain).await?;
             let key = checkpoint::load_key(&key)?;
             let now = chrono::Utc::now().timestamp_millis();
-            match checkpoint::checkpoint_now(&store, &key, &log, now).await? {
+            let base = if base {
+                checkpoint::Base::Now
+            } else {
+                checkpoint::Base::WhenGrown
+            };
+            match checkpoint::checkpoint_now(&store, &key, &log, now, base).await? {
                 Some(cp) => println!("{}", cp.to_line()),
                 None => println!("the chain is empty: nothing to sign"),
             }

@@ -24,13 +24,22 @@
 //! checks each signed head; here each chain's newest recorded head stands for its earlier
 //! ones, which the walk reaches through the links.)
 //!
+//! `LOG.heads` would grow by every chain that moved at every checkpoint. So a base checkpoint
+//! (`Form::HeadsBase`, `v3`) records every chain's head, its digest chained to nothing, once
+//! the rows recorded since the previous base outnumber both `BASE_AFTER_ROWS` and that base's
+//! own (or when `audit checkpoint --base` asks). Replay starts at the newest base, so the rows
+//! of the checkpoints before it are moved to `LOG.heads.AT_MS.old` and `LOG.heads` keeps the
+//! base's rows and the later ones. The lines in the log stay, each still checked.
+//!
 //! What stays the operator's: a copy of the log (and `LOG.heads`) off the database host
 //! (someone who controls the host can delete the newest lines of the copy there), and the key
 //! readable only by the service's own user.
 
 use crate::store::{EmsDb, ProviderDb};
 use anyhow::{Context, Result, anyhow, bail};
-use myna_domain::access::{Checkpoint, Hash32, PartitionHead, RecordedHeads, heads_digest};
+use myna_domain::access::{
+    Checkpoint, Hash32, PartitionHead, RecordedHeads, heads_base_digest, heads_digest,
+};
 use myna_pki::checkpoint::{Chain, CheckpointKey, Form, SignedCheckpoint};
 use myna_store::ems::EmsStore;
 use myna_store::{ChainPosition, ChainReport, ProviderStore};
@@ -214,12 +223,14 @@ pub fn load_public_key(path: &Path) -> Result<Vec<u8>> {
 /// Verifies the chain and signs its head; `None` for an empty chain. A broken chain is never
 /// signed, nor one that lost or changed a head signed before (`earlier`, from the log). For a
 /// log of several chains, `recorded` holds the earlier checkpoints' moved heads (`LOG.heads`),
-/// and the heads that moved since are returned with the checkpoint, to be recorded before it.
+/// and the heads that moved since are returned with the checkpoint, to be recorded before it;
+/// with `base`, every chain's head is, in a base checkpoint.
 pub async fn sign_head(
     store: &ChainStore,
     key: &CheckpointKey,
     earlier: &[SignedCheckpoint],
     recorded: &HeadRows,
+    base: bool,
     now_ms: i64,
 ) -> Result<Option<(SignedCheckpoint, Vec<PartitionHead>)>> {
     let public = key.public_key();
@@ -259,7 +270,7 @@ pub async fn sign_head(
                 ),
             }
         }
-        Form::Heads => {
+        Form::Heads | Form::HeadsBase => {
             for cp in &mine {
                 cp.verify(&public)
                     .map_err(|e| anyhow!("a checkpoint in the log does not verify: {e}"))?;
@@ -280,6 +291,15 @@ pub async fn sign_head(
                 .ok_or_else(|| anyhow!("the log's entries overflow a count"))?;
             if entries == 0 {
                 return Ok(None);
+            }
+            if base {
+                let mut all = heads;
+                all.sort_by_key(|h| h.partition);
+                let digest = heads_base_digest(&all);
+                return Ok(Some((
+                    key.sign(store.chain(), Form::HeadsBase, entries, digest, now_ms),
+                    all,
+                )));
             }
             let digest = heads_digest(&before.digest(), &moved);
             Ok(Some((
@@ -407,26 +427,78 @@ fn append_heads(log: &Path, chain: Chain, digest: &Hash32, moved: &[PartitionHea
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The heads a log of several chains had at its newest checkpoint, rebuilt from every
-/// checkpoint in order (each line's signature already checked).
+/// The heads a log of several chains had at its newest checkpoint, rebuilt from the newest
+/// base checkpoint (or the first) on, in order (each line's signature already checked).
 fn replay(
     checkpoints: &[SignedCheckpoint],
     rows: &HeadRows,
 ) -> std::result::Result<RecordedHeads, String> {
+    let from = checkpoints
+        .iter()
+        .rposition(|c| c.form == Form::HeadsBase)
+        .unwrap_or(0);
     let mut heads = RecordedHeads::default();
-    for cp in checkpoints {
-        if cp.form != Form::Heads {
-            return Err(format!(
-                "the checkpoint signed at {} ms signs one chain's head, but this log is kept as \
-                 several chains",
-                cp.at_ms
-            ));
+    for cp in checkpoints.get(from..).unwrap_or_default() {
+        let at = |e: String| format!("the checkpoint signed at {} ms: {e}", cp.at_ms);
+        let moved = rows.moved(cp.chain, &cp.head);
+        match cp.form {
+            Form::HeadsBase => heads = RecordedHeads::base(moved, &cp.head, cp.seq).map_err(at)?,
+            Form::Heads => heads.apply(moved, &cp.head, cp.seq).map_err(at)?,
+            Form::OneChain => {
+                return Err(format!(
+                    "the checkpoint signed at {} ms signs one chain's head, but this log is kept \
+                     as several chains",
+                    cp.at_ms
+                ));
+            }
         }
-        heads
-            .apply(rows.moved(cp.chain, &cp.head), &cp.head, cp.seq)
-            .map_err(|e| format!("the checkpoint signed at {} ms: {e}", cp.at_ms))?;
     }
     Ok(heads)
+}
+
+/// Rows recorded in `LOG.heads` for `mine` (one chain's checkpoints, in order) by the newest
+/// base and by the checkpoints after it.
+fn rows_since_base(mine: &[SignedCheckpoint], rows: &HeadRows) -> (usize, usize) {
+    let from = mine.iter().rposition(|c| c.form == Form::HeadsBase);
+    let count = |c: &SignedCheckpoint| rows.moved(c.chain, &c.head).len();
+    let base = from.and_then(|i| mine.get(i)).map_or(0, count);
+    let after = mine
+        .get(from.map_or(0, |i| i + 1)..)
+        .unwrap_or_default()
+        .iter()
+        .map(count)
+        .sum();
+    (base, after)
+}
+
+/// Rows recorded since the newest base beyond which the service signs a new base, if they
+/// also outnumber that base's own (so a base at least halves `LOG.heads`).
+pub const BASE_AFTER_ROWS: usize = 100_000;
+
+/// Moves `chain`'s rows that no checkpoint from `base` on names out of `LOG.heads`, into
+/// `LOG.heads.AT_MS.old`; other chains' rows stay. The archive is written first, then a new
+/// `LOG.heads` renamed over the old one, so a crash leaves one whole file or the other. The
+/// rows moved.
+fn compact_heads(log: &Path, chain: Chain, base: &SignedCheckpoint) -> Result<usize> {
+    let path = heads_path(log);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let digest = hex::encode(base.head);
+    let (mut kept, mut moved) = (String::new(), String::new());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut f = line.split_ascii_whitespace();
+        let old = f.next() == Some(chain.as_str()) && f.next() != Some(digest.as_str());
+        let into = if old { &mut moved } else { &mut kept };
+        into.push_str(line);
+        into.push('\n');
+    }
+    let count = moved.lines().count();
+    let mut archive = path.as_os_str().to_owned();
+    archive.push(format!(".{}.old", base.at_ms));
+    crate::secret_file::create_new(Path::new(&archive), moved.as_bytes(), 0o644)?;
+    // A new file renamed over the old (owner-only, as the service's other files).
+    crate::secret_file::write(&path, kept.as_bytes())?;
+    Ok(count)
 }
 
 /// Appends a checkpoint line (in one write, so two services sharing a log do not interleave)
@@ -533,7 +605,7 @@ pub async fn check_all(
             }
             Ok(Ok(()))
         }
-        Form::Heads => {
+        Form::Heads | Form::HeadsBase => {
             for cp in checkpoints {
                 if let Err(e) = cp.verify(public_key) {
                     return Ok(Err(format!("the checkpoint itself does not verify: {e}")));
@@ -548,6 +620,16 @@ pub async fn check_all(
     }
 }
 
+/// When a checkpoint of a log of several chains is a base, after which `LOG.heads` is
+/// compacted (a log of one chain has no `LOG.heads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// Once the rows recorded since the newest base outnumber `BASE_AFTER_ROWS` and that base's.
+    WhenGrown,
+    /// This checkpoint (`audit checkpoint --base`).
+    Now,
+}
+
 /// Checks the chain against the log's checkpoints, signs its head and appends it: what
 /// `audit checkpoint` and the schedule both do. `None` for an empty chain.
 pub async fn checkpoint_now(
@@ -555,6 +637,7 @@ pub async fn checkpoint_now(
     key: &CheckpointKey,
     log: &Path,
     now_ms: i64,
+    base: Base,
 ) -> Result<Option<SignedCheckpoint>> {
     // One signer at a time per log (the service's schedule and `audit checkpoint`): an
     // exclusive lock on a file beside it, held from reading the log to appending.
@@ -575,11 +658,25 @@ pub async fn checkpoint_now(
     let rows = read_heads(log)?;
     // Time never goes back in the log, even if the clock does.
     let at_ms = earlier.last().map_or(now_ms, |last| now_ms.max(last.at_ms));
-    let Some((cp, moved)) = sign_head(store, key, &earlier, &rows, at_ms).await? else {
+    let (in_base, since) = rows_since_base(&earlier, &rows);
+    let base = match base {
+        Base::Now => true,
+        Base::WhenGrown => since > BASE_AFTER_ROWS.max(in_base),
+    };
+    let Some((cp, moved)) = sign_head(store, key, &earlier, &rows, base, at_ms).await? else {
         return Ok(None);
     };
     append_heads(log, store.chain(), &cp.head, &moved)?;
     append(log, &cp)?;
+    if cp.form == Form::HeadsBase {
+        let archived = compact_heads(log, store.chain(), &cp)?;
+        tracing::info!(
+            chain = cp.chain.as_str(),
+            chains = moved.len(),
+            archived,
+            "base checkpoint signed; earlier rows of LOG.heads archived"
+        );
+    }
     drop(lock);
     Ok(Some(cp))
 }
@@ -592,7 +689,7 @@ pub async fn sign_forever(store: ChainStore, key: CheckpointKey, log: PathBuf, e
     loop {
         tick.tick().await;
         let now = chrono::Utc::now().timestamp_millis();
-        match checkpoint_now(&store, &key, &log, now).await {
+        match checkpoint_now(&store, &key, &log, now, Base::WhenGrown).await {
             Ok(Some(cp)) => {
                 tracing::info!(chain = cp.chain.as_str(), seq = cp.seq, "checkpoint signed")
             }
@@ -655,7 +752,7 @@ mod tests {
         let (key, _) = CheckpointKey::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("checkpoints.log");
-        let cp = checkpoint_now(&chains, &key, &log, 1_800_000_000_000)
+        let cp = checkpoint_now(&chains, &key, &log, 1_800_000_000_000, Base::WhenGrown)
             .await
             .unwrap()
             .unwrap();
@@ -694,7 +791,7 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            checkpoint_now(&chains, &key, &log, 1_800_000_060_000)
+            checkpoint_now(&chains, &key, &log, 1_800_000_060_000, Base::WhenGrown)
                 .await
                 .is_err(),
             "a cut chain was signed"
@@ -733,7 +830,7 @@ mod tests {
         let (key, _) = CheckpointKey::generate().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("checkpoints.log");
-        checkpoint_now(&chains, &key, &log, 1_800_000_000_000)
+        checkpoint_now(&chains, &key, &log, 1_800_000_000_000, Base::WhenGrown)
             .await
             .unwrap()
             .unwrap();
@@ -783,10 +880,141 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            checkpoint_now(&chains, &key, &log, 1_800_000_060_000)
+            checkpoint_now(&chains, &key, &log, 1_800_000_060_000, Base::WhenGrown)
                 .await
                 .is_err(),
             "a rewritten chain was signed"
+        );
+        drop(chains);
+        db.drop_now().await.unwrap();
+    }
+
+    /// A base checkpoint records every person's head, so the rows before it leave `LOG.heads`
+    /// for an archive: the log still verifies, later checkpoints chain from the base, and a
+    /// chain the base recorded that is later cut, or a base row edited, is still found.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_base_checkpoint_compacts_the_recorded_heads_and_still_holds_every_chain() {
+        let db = TestDb::create("checkpoint_base").await.unwrap();
+        let store = myna_store_postgres::PgProviderStore::connect(&db.url)
+            .await
+            .unwrap();
+        let serial = |i: i64| format!("01EF000000{i:02}");
+        store
+            .load_persons((81..=84).map(|i| sample_person(i, &serial(i))).collect())
+            .await
+            .unwrap();
+        let chains = ChainStore::Provider(Arc::new(ProviderDb::Postgres(store)));
+        let ChainStore::Provider(s) = &chains else {
+            unreachable!()
+        };
+        let (key, _) = CheckpointKey::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("checkpoints.log");
+        let mut at = 1_800_000_000_000;
+        let mut sign = async |persons: &[i64], base: Base| {
+            for (n, p) in persons.iter().enumerate() {
+                s.access_records(request(&serial(*p), View::Summary, n as i64))
+                    .await
+                    .unwrap();
+            }
+            at += 60_000;
+            checkpoint_now(&chains, &key, &log, at, base)
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let verified = async || {
+            let signed = read_log(&log, Chain::ProviderAccess, &key.public_key()).unwrap();
+            check_all(
+                &chains,
+                &signed,
+                &key.public_key(),
+                &read_heads(&log).unwrap(),
+            )
+            .await
+            .unwrap()
+        };
+        let counts = || {
+            let signed = read_log(&log, Chain::ProviderAccess, &key.public_key()).unwrap();
+            rows_since_base(&signed, &read_heads(&log).unwrap())
+        };
+        let heads_lines = || {
+            std::fs::read_to_string(heads_path(&log))
+                .unwrap()
+                .lines()
+                .count()
+        };
+
+        assert_eq!(sign(&[81, 82], Base::WhenGrown).await.form, Form::Heads);
+        assert_eq!(sign(&[83, 81], Base::WhenGrown).await.form, Form::Heads);
+        assert_eq!(counts(), (0, 4), "two rows, then two more (81 moved again)");
+        let base = sign(&[82], Base::Now).await;
+        assert_eq!((base.form, base.seq), (Form::HeadsBase, 5));
+        assert_eq!(counts(), (3, 0), "the base records the three chains");
+        assert_eq!(heads_lines(), 3, "LOG.heads keeps the base's rows only");
+        let archive = dir
+            .path()
+            .join(format!("checkpoints.log.heads.{}.old", base.at_ms));
+        assert_eq!(
+            std::fs::read_to_string(&archive).unwrap().lines().count(),
+            4,
+            "the earlier rows are archived"
+        );
+        assert_eq!(verified().await, Ok(()));
+
+        assert_eq!(sign(&[84], Base::WhenGrown).await.form, Form::Heads);
+        assert_eq!(counts(), (3, 1));
+        assert_eq!(
+            verified().await,
+            Ok(()),
+            "a checkpoint after the base chains from it"
+        );
+
+        // Person 82's chain, recorded only in the base now, cut at its head.
+        db.execute("DELETE FROM access_log WHERE person_id = 82 AND seq = 2")
+            .await
+            .unwrap();
+        let found = verified().await;
+        assert!(
+            found.as_ref().is_err_and(|e| e.starts_with("chain 82")),
+            "{found:?}"
+        );
+        // A base row edited (person 81's head moved on by one) breaks the base's digest.
+        let path = heads_path(&log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited: String = text
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                if f[2] == "81" {
+                    format!("{} {} 81 3 {}\n", f[0], f[1], f[4])
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert_ne!(edited, text);
+        std::fs::write(&path, edited).unwrap();
+        let found = verified().await;
+        assert!(
+            found.as_ref().is_err_and(|e| e.contains("base digest")),
+            "{found:?}"
+        );
+        // The base line removed from the log (the rows restored): the lines after it no
+        // longer replay.
+        std::fs::write(&path, text).unwrap();
+        let lines = std::fs::read_to_string(&log).unwrap();
+        let without: String = lines
+            .lines()
+            .filter(|l| !l.starts_with("v3 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(without.lines().count() + 1, lines.lines().count());
+        std::fs::write(&log, without).unwrap();
+        let found = verified().await;
+        assert!(
+            found.as_ref().is_err_and(|e| e.contains("signed digest")),
+            "{found:?}"
         );
         drop(chains);
         db.drop_now().await.unwrap();

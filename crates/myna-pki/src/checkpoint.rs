@@ -58,6 +58,10 @@ pub enum Form {
     /// `v2`: a log kept as several chains: the entries of all of them, and the digest of their
     /// heads chained to the previous checkpoint's.
     Heads,
+    /// `v3`: a log kept as several chains: the entries of all of them, and the digest of every
+    /// chain's head chained to nothing, so the checkpoints before it are not needed to replay
+    /// the heads (`LOG.heads` compacted).
+    HeadsBase,
 }
 
 impl Form {
@@ -65,6 +69,7 @@ impl Form {
         match self {
             Form::OneChain => "v1",
             Form::Heads => "v2",
+            Form::HeadsBase => "v3",
         }
     }
 }
@@ -86,6 +91,7 @@ fn message(chain: Chain, form: Form, seq: i64, head: &[u8; 32], at_ms: i64) -> V
     let mut m = match form {
         Form::OneChain => b"myna-kyukyu audit checkpoint v1\0".to_vec(),
         Form::Heads => b"myna-kyukyu audit checkpoint v2 heads\0".to_vec(),
+        Form::HeadsBase => b"myna-kyukyu audit checkpoint v3 heads base\0".to_vec(),
     };
     m.extend_from_slice(chain.as_str().as_bytes());
     m.push(0);
@@ -122,6 +128,7 @@ impl SignedCheckpoint {
         let form = match *version {
             "v1" => Form::OneChain,
             "v2" => Form::Heads,
+            "v3" => Form::HeadsBase,
             _ => return Err(CheckpointError::Malformed("unknown version")),
         };
         let hex32 = |s: &str| -> Option<[u8; 32]> { hex::decode(s).ok()?.try_into().ok() };
@@ -263,7 +270,20 @@ mod tests {
         );
         let heads = key.sign(Chain::ProviderAccess, Form::Heads, 9, [3; 32], 1);
         assert!(heads.to_line().starts_with("v2 provider-access 9 "));
-        assert_eq!(SignedCheckpoint::parse_line(&heads.to_line()), Ok(heads));
+        assert_eq!(
+            SignedCheckpoint::parse_line(&heads.to_line()),
+            Ok(heads.clone())
+        );
+        let base = key.sign(Chain::ProviderAccess, Form::HeadsBase, 9, [3; 32], 1);
+        assert!(base.to_line().starts_with("v3 provider-access 9 "));
+        assert_eq!(SignedCheckpoint::parse_line(&base.to_line()), Ok(base));
+        let mut tampered = heads;
+        tampered.form = Form::HeadsBase;
+        assert_eq!(
+            tampered.verify(&key.public_key()),
+            Err(CheckpointError::BadSignature),
+            "a chained digest is not taken for a base"
+        );
         let mut tampered = parsed.clone();
         tampered.at_ms += 1;
         assert_eq!(
