@@ -143,10 +143,18 @@ impl PgProviderStore {
             crash: CrashSwitch::default(),
             names: Default::default(),
         };
-        // Writes a crash left prepared on the nodes are resolved before any other; a node not
-        // reached is resolved later.
-        store.recover_spanning_writes().await?;
+        // Writes a crash left prepared on the nodes are resolved before any other; what
+        // cannot be now is resolved later.
+        store.recover_before_write().await;
         Ok(store)
+    }
+
+    /// Recovery before a write or at connect: a failure is logged, not the caller's (the
+    /// write finds out for itself whether the nodes it needs answer).
+    async fn recover_before_write(&self) {
+        if let Err(e) = self.recover_spanning_writes().await {
+            tracing::warn!(error = %e, "prepared writes on the data nodes not resolved yet");
+        }
     }
 
     /// Resolves the prepared shares of writes that spanned data nodes and were cut short
@@ -186,11 +194,9 @@ impl PgProviderStore {
         let mut shares: Vec<(Vec<&Person>, RecordRows<'_>)> =
             (0..nodes.len()).map(|_| Default::default()).collect();
         for p in people {
-            if let Some(share) = node_of.get(&p.id.0).and_then(|n| shares.get_mut(*n)) {
-                share.0.push(p);
-            }
+            share_of(&node_of, &mut shares, p.id.0)?.0.push(p);
         }
-        rows.split_into(&node_of, &mut shares);
+        rows.split_into(&node_of, &mut shares)?;
         let spanning = Spanning::begin(&tx).await?;
         let spanning_ref = &spanning;
         let written = futures_util::future::join_all(
@@ -232,16 +238,29 @@ impl PgProviderStore {
             .filter(|(_, r)| r.is_ok())
             .map(|(n, _)| *n)
             .collect();
-        if let Some(failed) = written.into_iter().find_map(|(_, r)| r.err()) {
+        // A lost race first (the write runs again), then the first real failure.
+        let mut failed: Vec<Attempt> = written.into_iter().filter_map(|(_, r)| r.err()).collect();
+        failed.sort_by_key(|a| !matches!(a, Attempt::Retry(_)));
+        if let Some(failed) = failed.into_iter().next() {
             drop(tx);
             spanning.abandon(nodes, &prepared).await;
             return Err(failed);
         }
         // A crash here drops `tx`, which rolls the coordinator back as a lost connection would.
         self.crash.at(CrashPoint::BeforeDecision)?;
-        // The decision. Should the commit's answer be lost, the prepared shares stay for
-        // `recover`, which finds whether the token's row was committed.
-        tx.commit().await.map_err(attempt)?;
+        // The decision. An error from the server means it rolled back; an answer lost means
+        // either, and the prepared shares stay for `recover`, which reads the token's row.
+        if let Err(e) = tx.commit().await {
+            if e.as_db_error().is_some() {
+                spanning.abandon(nodes, &prepared).await;
+                return Err(attempt(e));
+            }
+            return Err(StoreError::Unavailable(format!(
+                "the coordinator's commit went unanswered ({e}): the write is applied on every \
+                 node or none, as recovery will settle from the coordinator"
+            ))
+            .into());
+        }
         self.crash.at(CrashPoint::AfterDecision)?;
         spanning.finish(&self.pool, nodes, &prepared).await;
         Ok(())
@@ -359,6 +378,7 @@ impl PgProviderStore {
     }
 
     async fn load_once(&self, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
+        self.recover_before_write().await;
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
         let rows = RecordRows::of_persons(persons);
@@ -375,7 +395,6 @@ impl PgProviderStore {
                 tx.commit().await.map_err(attempt)?;
             }
             Some(nodes) => {
-                self.recover_spanning_writes().await?;
                 // Card links stay on the coordinator; persons and records go to their nodes.
                 copy_cards(&tx, Tables::Store, cards).await?;
                 self.commit_on_nodes(nodes, tx, &people, PeopleWrite::Add, rows)
@@ -393,9 +412,7 @@ impl PgProviderStore {
         let rejected = |line: LineNo, problem: String| {
             Attempt::from(StoreError::ImportRejected { line, problem })
         };
-        if self.nodes.is_some() {
-            self.recover_spanning_writes().await?;
-        }
+        self.recover_before_write().await;
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
         // A batch of 200,000 lines takes longer than a crew's request may: its own limits
@@ -1089,6 +1106,19 @@ async fn read_records(
     Ok(out)
 }
 
+/// The share of the node that holds `person` (routed before: a person without one is a bug,
+/// refused rather than dropped).
+fn share_of<'s, S>(
+    node_of: &HashMap<i64, usize>,
+    shares: &'s mut [S],
+    person: i64,
+) -> Result<&'s mut S, StoreError> {
+    node_of
+        .get(&person)
+        .and_then(|n| shares.get_mut(*n))
+        .ok_or_else(|| corrupt(format!("person {person} was routed to no node")))
+}
+
 /// How a write that spans nodes puts its persons: a load adds them; an import adds them or
 /// updates the ones held.
 #[derive(Clone, Copy)]
@@ -1146,39 +1176,27 @@ impl<'a> RecordRows<'a> {
     }
 
     /// Each row moved to the share of its person's node (`node_of`).
-    fn split_into<P>(self, node_of: &HashMap<i64, usize>, shares: &mut [(P, RecordRows<'a>)]) {
-        fn share<'s, 'a, P>(
-            shares: &'s mut [(P, RecordRows<'a>)],
-            node_of: &HashMap<i64, usize>,
-            person: i64,
-        ) -> Option<&'s mut RecordRows<'a>> {
-            shares.get_mut(*node_of.get(&person)?).map(|s| &mut s.1)
-        }
+    fn split_into<P>(
+        self,
+        node_of: &HashMap<i64, usize>,
+        shares: &mut [(P, RecordRows<'a>)],
+    ) -> Result<(), StoreError> {
         for r in self.visits {
-            if let Some(s) = share(shares, node_of, r.0) {
-                s.visits.push(r);
-            }
+            share_of(node_of, shares, r.0)?.1.visits.push(r);
         }
         for r in self.dispensings {
-            if let Some(s) = share(shares, node_of, r.0) {
-                s.dispensings.push(r);
-            }
+            share_of(node_of, shares, r.0)?.1.dispensings.push(r);
         }
         for r in self.procedures {
-            if let Some(s) = share(shares, node_of, r.0) {
-                s.procedures.push(r);
-            }
+            share_of(node_of, shares, r.0)?.1.procedures.push(r);
         }
         for r in self.dialysis {
-            if let Some(s) = share(shares, node_of, r.0) {
-                s.dialysis.push(r);
-            }
+            share_of(node_of, shares, r.0)?.1.dialysis.push(r);
         }
         for r in self.health_checks {
-            if let Some(s) = share(shares, node_of, r.0) {
-                s.health_checks.push(r);
-            }
+            share_of(node_of, shares, r.0)?.1.health_checks.push(r);
         }
+        Ok(())
     }
 
     fn of_batch(batch: &'a ImportBatch) -> Result<Self, StoreError> {
@@ -1448,7 +1466,7 @@ const PERSON_TYPES: [Type; 14] = [
     Type::TEXT,
 ];
 
-/// Persons by COPY into `target` (the person table, or an import's staging table).
+/// Persons by COPY into `target` (the person table, or the import baseline's).
 async fn copy_people_into<'p>(
     tx: &Transaction<'_>,
     target: &str,

@@ -188,7 +188,15 @@ pub async fn layout(url: &str) -> Result<Vec<Shard>, StoreError> {
 }
 
 async fn layout_in(tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<Shard>, StoreError> {
-    // The partitions of `person`, their bounds and their servers, from the catalog.
+    partitions_of(tx, "person").await
+}
+
+/// The foreign partitions of `table`, their bounds and their servers, from the catalog, by
+/// remainder.
+async fn partitions_of(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+) -> Result<Vec<Shard>, StoreError> {
     let rows = tx
         .query(
             "SELECT pg_get_expr(c.relpartbound, c.oid), s.srvname, \
@@ -197,8 +205,8 @@ async fn layout_in(tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<Shard>
              JOIN pg_class c ON c.oid = i.inhrelid \
              JOIN pg_foreign_table f ON f.ftrelid = c.oid \
              JOIN pg_foreign_server s ON s.oid = f.ftserver \
-             WHERE i.inhparent = 'person'::regclass",
-            &[],
+             WHERE i.inhparent = to_regclass($1)",
+            &[&table],
         )
         .await
         .map_err(db_err)?;
@@ -236,6 +244,17 @@ pub(crate) async fn node_configs(
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(db_err)?;
     let shards = layout_in(&tx).await?;
+    // Rows are routed by the person's remainder: every person-keyed table must put that
+    // remainder on the same server.
+    let servers: Vec<&str> = shards.iter().map(|s| s.server.as_str()).collect();
+    for (table, _) in PERSON_KEYED {
+        let theirs = partitions_of(&tx, table).await?;
+        if theirs.iter().map(|s| s.server.as_str()).collect::<Vec<_>>() != servers {
+            return Err(myna_store::columns::corrupt(format!(
+                "{table} is not split over the same servers as person, remainder by remainder"
+            )));
+        }
+    }
     let mut configs = Vec::new();
     for (i, shard) in shards.iter().enumerate() {
         if usize::try_from(shard.remainder).ok() != Some(i)

@@ -5,8 +5,10 @@
 //! hash, asked of the coordinator), writes them on a direct connection, and drives
 //! PostgreSQL's two-phase commit:
 //!
-//! 1. The coordinator's transaction takes an advisory lock on a new token and inserts the
-//!    token into `node_commit`, beside its own rows (the batch, card links, masters).
+//! 1. The coordinator's transaction takes the one-writer advisory lock (such writes run one at
+//!    a time, so two never wait for each other's prepared shares), an advisory lock on a new
+//!    token, and inserts the token into `node_commit`, beside its own rows (the batch, card
+//!    links, masters).
 //! 2. Each node's share is written in a transaction of its own, then `PREPARE TRANSACTION
 //!    'myna_provider_<token>'`: durable on the node, invisible, its locks held.
 //! 3. The coordinator commits. That is the decision: the token's row is committed exactly when
@@ -141,9 +143,15 @@ impl Spanning {
         tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = '10min'")
             .await
             .map_err(crate::provider::attempt)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&high, &low])
-            .await
-            .map_err(crate::provider::attempt)?;
+        // One such write at a time: two writing persons in common on two nodes would each
+        // wait for the other's prepared share there, which no deadlock detector sees.
+        let (one_high, one_low) = ONE_WRITER;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2), pg_advisory_xact_lock($3, $4)",
+            &[&one_high, &one_low, &high, &low],
+        )
+        .await
+        .map_err(crate::provider::attempt)?;
         tx.execute(
             "INSERT INTO node_commit (token, at_ms) VALUES ($1, $2)",
             &[&token, &now],
@@ -174,9 +182,14 @@ impl Spanning {
     pub(crate) async fn finish(self, coordinator: &Pool, nodes: &Nodes, prepared: &[usize]) {
         let mut all = true;
         for &node in prepared {
-            if let Err(e) = end_prepared(nodes, node, &self.gid(), true).await {
-                tracing::warn!(error = %e, node, token = self.token, "a prepared share was not committed yet; recovery will");
-                all = false;
+            match end_prepared(nodes, node, &self.gid(), true).await {
+                Ok(Ended::Done) => {}
+                // A recovery is committing it: the token stays until one sees it finished.
+                Ok(Ended::Busy) => all = false,
+                Err(e) => {
+                    tracing::warn!(error = %e, node, token = self.token, "a prepared share was not committed yet; recovery will");
+                    all = false;
+                }
             }
         }
         if all && let Err(e) = forget_tokens(coordinator, &[self.token]).await {
@@ -199,28 +212,42 @@ fn gid(token: i64) -> String {
     format!("{GID_PREFIX}{token}")
 }
 
+/// The advisory lock that writes spanning nodes take one at a time. No token has a high half
+/// of 0 (a token's time would be before 1970-01-01 00:00:04).
+const ONE_WRITER: (i32, i32) = (0, 1);
+
 /// The token as the two 32-bit keys of an advisory lock: that key space is apart from the
 /// one-key locks an access takes on its person.
 fn lock_key(token: i64) -> (i32, i32) {
     ((token >> 32) as i32, token as i32)
 }
 
-/// Commits or rolls back one prepared transaction. One already ended (by a recovery that ran
-/// meanwhile) is done.
+/// How ending a prepared transaction went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Ended now, or already (by a recovery or the writer meanwhile).
+    Done,
+    /// Another session is ending it at this moment ("is busy"): it is theirs to finish.
+    Busy,
+}
+
+/// Commits or rolls back one prepared transaction.
 async fn end_prepared(
     nodes: &Nodes,
     node: usize,
     gid: &str,
     commit: bool,
-) -> Result<(), StoreError> {
+) -> Result<Ended, StoreError> {
     let client = connection(nodes.pool(node)?).await?;
     let verb = if commit { "COMMIT" } else { "ROLLBACK" };
     match client
         .batch_execute(&format!("{verb} PREPARED '{gid}'"))
         .await
     {
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(()),
-        other => other.map_err(db_err),
+        Ok(()) => Ok(Ended::Done),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(Ended::Done),
+        Err(e) if e.code() == Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) => Ok(Ended::Busy),
+        Err(e) => Err(db_err(e)),
     }
 }
 
@@ -240,7 +267,8 @@ pub struct Recovered {
     pub committed: usize,
     /// Prepared shares of writes that never decided, now rolled back.
     pub rolled_back: usize,
-    /// Prepared shares of writes still running, left alone.
+    /// Prepared shares of writes still running, or being ended by another session at this
+    /// moment, left alone.
     pub in_flight: usize,
     /// Nodes that could not be asked.
     pub unreachable: usize,
@@ -271,19 +299,30 @@ pub(crate) async fn recover(coordinator: &Pool, nodes: &Nodes) -> Result<Recover
             }
         }
     }
-    // Tokens whose every share is committed by the end: the decided ones (all their shares
-    // were listed above), and those found decided below.
-    let mut finished = decided.clone();
+    // Only tokens decided at the first read may be forgotten: a token found decided later
+    // may have shares prepared after the nodes were listed.
+    let mut unfinished: HashSet<i64> = HashSet::new();
     for (node, token) in shares {
         if decided.contains(&token) {
-            end_prepared(nodes, node, &gid(token), true).await?;
-            done.committed += 1;
+            match end_prepared(nodes, node, &gid(token), true).await? {
+                Ended::Done => done.committed += 1,
+                Ended::Busy => {
+                    done.in_flight += 1;
+                    unfinished.insert(token);
+                }
+            }
             continue;
         }
         // Not decided when read: decide now, holding the token's lock, which a running write
-        // holds until its coordinator transaction ends.
+        // holds until its coordinator transaction ends. READ COMMITTED, so that the read of
+        // the token after the lock sees a commit that released it.
         let mut client = connection(coordinator).await?;
-        let tx = client.transaction().await.map_err(db_err)?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(db_err)?;
         let (high, low) = lock_key(token);
         let free: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&high, &low])
@@ -299,18 +338,17 @@ pub(crate) async fn recover(coordinator: &Pool, nodes: &Nodes) -> Result<Recover
             .await
             .map_err(db_err)?
             .is_some();
-        end_prepared(nodes, node, &gid(token), commit).await?;
+        let ended = end_prepared(nodes, node, &gid(token), commit).await?;
         tx.commit().await.map_err(db_err)?;
-        if commit {
-            done.committed += 1;
-            finished.insert(token);
-        } else {
-            done.rolled_back += 1;
+        match (ended, commit) {
+            (Ended::Busy, _) => done.in_flight += 1,
+            (Ended::Done, true) => done.committed += 1,
+            (Ended::Done, false) => done.rolled_back += 1,
         }
     }
     // With every node asked, no share of these is left anywhere.
+    let finished: Vec<i64> = decided.difference(&unfinished).copied().collect();
     if done.unreachable == 0 && !finished.is_empty() {
-        let finished: Vec<i64> = finished.into_iter().collect();
         forget_tokens(coordinator, &finished).await?;
     }
     if done.committed + done.rolled_back > 0 {

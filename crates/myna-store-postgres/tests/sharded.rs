@@ -373,6 +373,13 @@ async fn a_batch_one_node_refuses_at_commit_is_applied_on_none() {
         batch.len() - 60,
         "every record (the batch less its persons and cards) is held"
     );
+    for url in &db.shard_urls {
+        let mine = &held_on(url).await["person"];
+        assert!(
+            mine.iter().any(|p| (101..=130).contains(p)),
+            "the batch had a share on every node, so the refusal undid the others'"
+        );
+    }
     assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
     batch_served_whole(&store).await;
     drop(store);
