@@ -105,6 +105,9 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let store = open(&db, chain).await?;
             let key = checkpoint::load_key(&key)?;
             let now = chrono::Utc::now().timestamp_millis();
+            if base && store.form() == myna_pki::checkpoint::Form::OneChain {
+                bail!("--base: a log of one chain (SQLite) has no LOG.heads to compact");
+            }
             let base = if base {
                 checkpoint::Base::Now
             } else {
@@ -154,13 +157,14 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                              detected; the key id is {found}"
                         ),
                     }
-                    match checkpoint::read_log(log, store.chain(), &key) {
+                    let (all, rows) = checkpoint::read_log_and_heads(log, store.chain(), &key);
+                    match all {
                         Ok(all) if all.is_empty() => bail!(
                             "{} holds no checkpoint of the {} chain",
                             log.display(),
                             store.chain().as_str()
                         ),
-                        Ok(all) => Some((all, key)),
+                        Ok(all) => Some((all, key, rows)),
                         Err(e) => {
                             broken = Some(format!("{name} BROKEN: the checkpoint log: {e:#}"));
                             None
@@ -169,7 +173,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 }
                 _ => None,
             };
-            if let (Some((all, _)), Some(minutes)) = (&signed, max_age_minutes)
+            if let (Some((all, _, _)), Some(minutes)) = (&signed, max_age_minutes)
                 && let Some(newest) = all.last()
             {
                 let age_ms = chrono::Utc::now().timestamp_millis() - newest.at_ms;
@@ -195,12 +199,12 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                         }
                     }
                     if broken.is_none()
-                        && let (Some((all, key)), Some(log)) = (&signed, &checkpoints)
+                        && let Some((all, key, rows)) = &signed
                     {
-                        match checkpoint::read_heads(log) {
+                        match rows {
                             Ok(rows) => {
                                 if let Err(why) =
-                                    checkpoint::check_all(&store, all, key, &rows).await?
+                                    checkpoint::check_all(&store, all, key, rows).await?
                                 {
                                     broken = Some(format!("{name} BROKEN {why}"));
                                 }
@@ -240,7 +244,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     if !recorded.is_empty() {
                         println!("{} recorded head(s) still present", recorded.len());
                     }
-                    if let Some((all, _)) = &signed
+                    if let Some((all, _, _)) = &signed
                         && let Some(newest) = all.last()
                     {
                         println!(

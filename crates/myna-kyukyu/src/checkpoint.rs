@@ -28,8 +28,10 @@
 //! (`Form::HeadsBase`, `v3`) records every chain's head, its digest chained to nothing, once
 //! the rows recorded since the previous base outnumber both `BASE_AFTER_ROWS` and that base's
 //! own (or when `audit checkpoint --base` asks). Replay starts at the newest base, so the rows
-//! of the checkpoints before it are moved to `LOG.heads.AT_MS.old` and `LOG.heads` keeps the
-//! base's rows and the later ones. The lines in the log stay, each still checked.
+//! of the checkpoints before it are moved to `LOG.heads.AT_MS-SEQ.old` and `LOG.heads` (its
+//! owner and mode kept) holds the base's rows and the later ones. The lines in the log stay,
+//! their signatures and order still checked; a line removed from before the newest base is no
+//! longer found. Readers take a shared lock on `LOG.lock` (`read_log_and_heads`).
 //!
 //! What stays the operator's: a copy of the log (and `LOG.heads`) off the database host
 //! (someone who controls the host can delete the newest lines of the copy there), and the key
@@ -476,7 +478,7 @@ fn rows_since_base(mine: &[SignedCheckpoint], rows: &HeadRows) -> (usize, usize)
 pub const BASE_AFTER_ROWS: usize = 100_000;
 
 /// Moves `chain`'s rows that no checkpoint from `base` on names out of `LOG.heads`, into
-/// `LOG.heads.AT_MS.old`; other chains' rows stay. The archive is written first, then a new
+/// `LOG.heads.AT_MS-SEQ.old`; other chains' rows stay. The archive is written first, then a new
 /// `LOG.heads` renamed over the old one, so a crash leaves one whole file or the other. The
 /// rows moved.
 fn compact_heads(log: &Path, chain: Chain, base: &SignedCheckpoint) -> Result<usize> {
@@ -485,20 +487,56 @@ fn compact_heads(log: &Path, chain: Chain, base: &SignedCheckpoint) -> Result<us
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let digest = hex::encode(base.head);
     let (mut kept, mut moved) = (String::new(), String::new());
+    // A base signed twice with nothing moved between records the same rows twice: once kept.
+    let mut seen = std::collections::HashSet::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut f = line.split_ascii_whitespace();
         let old = f.next() == Some(chain.as_str()) && f.next() != Some(digest.as_str());
-        let into = if old { &mut moved } else { &mut kept };
-        into.push_str(line);
-        into.push('\n');
+        if old {
+            moved.push_str(line);
+            moved.push('\n');
+        } else if seen.insert(line) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
     }
     let count = moved.lines().count();
     let mut archive = path.as_os_str().to_owned();
-    archive.push(format!(".{}.old", base.at_ms));
-    crate::secret_file::create_new(Path::new(&archive), moved.as_bytes(), 0o644)?;
-    // A new file renamed over the old (owner-only, as the service's other files).
-    crate::secret_file::write(&path, kept.as_bytes())?;
+    archive.push(format!(".{}-{}.old", base.at_ms, base.seq));
+    write_like(&path, Path::new(&archive), moved.as_bytes(), false)?;
+    write_like(&path, &path, kept.as_bytes(), true)?;
     Ok(count)
+}
+
+/// Writes `bytes` to `target` with the owner and mode of `like` (the service that appends to
+/// `LOG.heads` must still own it after an operator compacts it): through a new file beside
+/// it, renamed over `target` when `replace`, else created only if `target` does not exist.
+fn write_like(like: &Path, target: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(like).with_context(|| format!("reading {}", like.display()))?;
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))?;
+        f.set_permissions(meta.permissions())?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        if replace {
+            std::fs::rename(&tmp, target)
+        } else {
+            std::fs::hard_link(&tmp, target).and_then(|()| std::fs::remove_file(&tmp))
+        }
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing {}", target.display()))
 }
 
 /// Appends a checkpoint line (in one write, so two services sharing a log do not interleave)
@@ -630,6 +668,42 @@ pub enum Base {
     Now,
 }
 
+fn lock_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// The signer's exclusive lock on the file beside a log.
+fn lock_log(log: &Path) -> Result<std::fs::File> {
+    let path = lock_path(log);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(lock)
+}
+
+/// A log's checkpoints of `chain` and its recorded heads, read together under a shared lock,
+/// so that a compaction cannot fall between the two reads. A log copied where its lock file
+/// cannot be opened is read without it (nothing signs there).
+pub fn read_log_and_heads(
+    log: &Path,
+    chain: Chain,
+    public_key: &[u8],
+) -> (Result<Vec<SignedCheckpoint>>, Result<HeadRows>) {
+    let lock = std::fs::File::open(lock_path(log))
+        .ok()
+        .filter(|f| f.lock_shared().is_ok());
+    let read = (read_log(log, chain, public_key), read_heads(log));
+    drop(lock);
+    read
+}
+
 /// Checks the chain against the log's checkpoints, signs its head and appends it: what
 /// `audit checkpoint` and the schedule both do. `None` for an empty chain.
 pub async fn checkpoint_now(
@@ -639,21 +713,9 @@ pub async fn checkpoint_now(
     now_ms: i64,
     base: Base,
 ) -> Result<Option<SignedCheckpoint>> {
-    // One signer at a time per log (the service's schedule and `audit checkpoint`): an
-    // exclusive lock on a file beside it, held from reading the log to appending.
-    let lock_path = {
-        let mut name = log.as_os_str().to_owned();
-        name.push(".lock");
-        PathBuf::from(name)
-    };
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    // One signer at a time per log (the service's schedule and `audit checkpoint`), held from
+    // reading the log to appending and compacting.
+    let lock = lock_log(log)?;
     let earlier = read_log(log, store.chain(), &key.public_key())?;
     let rows = read_heads(log)?;
     // Time never goes back in the log, even if the clock does.
@@ -669,13 +731,17 @@ pub async fn checkpoint_now(
     append_heads(log, store.chain(), &cp.head, &moved)?;
     append(log, &cp)?;
     if cp.form == Form::HeadsBase {
-        let archived = compact_heads(log, store.chain(), &cp)?;
-        tracing::info!(
-            chain = cp.chain.as_str(),
-            chains = moved.len(),
-            archived,
-            "base checkpoint signed; earlier rows of LOG.heads archived"
-        );
+        // The base is signed and recorded either way; left uncompacted, LOG.heads still
+        // replays, and the next base compacts it.
+        match compact_heads(log, store.chain(), &cp) {
+            Ok(archived) => tracing::info!(
+                chain = cp.chain.as_str(),
+                chains = moved.len(),
+                archived,
+                "base checkpoint signed; earlier rows of LOG.heads archived"
+            ),
+            Err(e) => tracing::warn!(error = %e, "base checkpoint signed; LOG.heads not compacted"),
+        }
     }
     drop(lock);
     Ok(Some(cp))
@@ -948,13 +1014,26 @@ mod tests {
         assert_eq!(sign(&[81, 82], Base::WhenGrown).await.form, Form::Heads);
         assert_eq!(sign(&[83, 81], Base::WhenGrown).await.form, Form::Heads);
         assert_eq!(counts(), (0, 4), "two rows, then two more (81 moved again)");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o640);
+        std::fs::set_permissions(heads_path(&log), mode).unwrap();
         let base = sign(&[82], Base::Now).await;
+        assert_eq!(
+            std::fs::metadata(heads_path(&log))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640,
+            "the compacted LOG.heads keeps its mode"
+        );
         assert_eq!((base.form, base.seq), (Form::HeadsBase, 5));
         assert_eq!(counts(), (3, 0), "the base records the three chains");
         assert_eq!(heads_lines(), 3, "LOG.heads keeps the base's rows only");
-        let archive = dir
-            .path()
-            .join(format!("checkpoints.log.heads.{}.old", base.at_ms));
+        let archive = dir.path().join(format!(
+            "checkpoints.log.heads.{}-{}.old",
+            base.at_ms, base.seq
+        ));
         assert_eq!(
             std::fs::read_to_string(&archive).unwrap().lines().count(),
             4,

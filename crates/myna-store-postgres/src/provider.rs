@@ -248,11 +248,11 @@ impl PgProviderStore {
         }
         // A crash here drops `tx`, which rolls the coordinator back as a lost connection would.
         self.crash.at(CrashPoint::BeforeDecision)?;
-        // The decision. An error from the server means it rolled back; an answer lost means
-        // either, and the prepared shares stay for `recover`, which reads the token's row.
+        // The decision. On any error the prepared shares are settled as recovery settles
+        // them, from the token's row once the transaction has surely ended, not assumed.
         if let Err(e) = tx.commit().await {
+            self.recover_before_write().await;
             if e.as_db_error().is_some() {
-                spanning.abandon(nodes, &prepared).await;
                 return Err(attempt(e));
             }
             return Err(StoreError::Unavailable(format!(

@@ -139,10 +139,14 @@ impl Spanning {
         let now = chrono::Utc::now().timestamp_millis();
         let token = crate::new_id(now);
         let (high, low) = lock_key(token);
-        // The nodes' shares are written while this transaction waits.
-        tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = '10min'")
-            .await
-            .map_err(crate::provider::attempt)?;
+        // The nodes' shares are written while this transaction waits, and it may wait for
+        // another such write (a batch of 200,000 lines) to finish first.
+        tx.batch_execute(
+            "SET LOCAL idle_in_transaction_session_timeout = '10min'; \
+             SET LOCAL lock_timeout = '10min'; SET LOCAL statement_timeout = '10min'",
+        )
+        .await
+        .map_err(crate::provider::attempt)?;
         // One such write at a time: two writing persons in common on two nodes would each
         // wait for the other's prepared share there, which no deadlock detector sees.
         let (one_high, one_low) = ONE_WRITER;
