@@ -326,6 +326,40 @@ async fn batch_served_whole(store: &PgProviderStore) {
     }
 }
 
+/// A fresh deployment whose import of a batch over every node stops at `point`, as if the
+/// writer died there; the store, and the batch.
+async fn cut_import(
+    test: &str,
+    point: myna_store_postgres::CrashPoint,
+) -> (
+    ShardedTestDb,
+    PgProviderStore,
+    myna_store::import::ImportBatch,
+) {
+    let db = ShardedTestDb::create(test).await.unwrap();
+    let store = PgProviderStore::connect(&db.url).await.unwrap();
+    store.crash_spanning_writes_at(Some(point));
+    let batch = batch_over_every_node(test);
+    let cut = store.import_batch(batch.clone()).await;
+    assert!(
+        matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains(&format!("{point:?}"))),
+        "{cut:?}"
+    );
+    (db, store, batch)
+}
+
+/// Every person and record of the batch on the nodes, nothing left prepared, no token left.
+async fn batch_held_whole(db: &ShardedTestDb, batch: &myna_store::import::ImportBatch) {
+    let (persons, records, prepared) = batch_on_nodes(db).await;
+    assert_eq!((persons, prepared), (30, 0));
+    assert_eq!(
+        u64::try_from(records).unwrap(),
+        batch.len() - 60,
+        "every record (the batch less its persons and cards) is held"
+    );
+    assert_eq!(count_on_coordinator(db, "node_commit").await, 0);
+}
+
 /// A node that refuses at commit time (a deferred constraint, checked as its share is
 /// prepared) leaves the batch applied on no node: postgres_fdw alone would already have
 /// committed the nodes before it. The same batch then applies whole once the node accepts.
@@ -366,13 +400,7 @@ async fn a_batch_one_node_refuses_at_commit_is_applied_on_none() {
         Imported::Applied { items: batch.len() },
         "the same batch is not refused as partly held"
     );
-    let (persons, records, prepared) = batch_on_nodes(&db).await;
-    assert_eq!((persons, prepared), (30, 0));
-    assert_eq!(
-        u64::try_from(records).unwrap(),
-        batch.len() - 60,
-        "every record (the batch less its persons and cards) is held"
-    );
+    batch_held_whole(&db, &batch).await;
     for url in &db.shard_urls {
         let mine = &held_on(url).await["person"];
         assert!(
@@ -380,7 +408,6 @@ async fn a_batch_one_node_refuses_at_commit_is_applied_on_none() {
             "the batch had a share on every node, so the refusal undid the others'"
         );
     }
-    assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
     batch_served_whole(&store).await;
     drop(store);
     db.drop_now().await.unwrap();
@@ -391,12 +418,11 @@ async fn a_batch_one_node_refuses_at_commit_is_applied_on_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_cut_after_its_decision_is_committed_by_recovery() {
     use myna_store::import::Imported;
-    let db = ShardedTestDb::create("sharded_after").await.unwrap();
-    let store = PgProviderStore::connect(&db.url).await.unwrap();
-    store.crash_spanning_writes_at(Some(myna_store_postgres::CrashPoint::AfterDecision));
-    let batch = batch_over_every_node("cut-after-decision");
-    let cut = store.import_batch(batch.clone()).await;
-    assert!(matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains("AfterDecision")));
+    let (db, store, batch) = cut_import(
+        "sharded_after",
+        myna_store_postgres::CrashPoint::AfterDecision,
+    )
+    .await;
     drop(store);
     assert_eq!(
         batch_on_nodes(&db).await,
@@ -407,10 +433,7 @@ async fn a_write_cut_after_its_decision_is_committed_by_recovery() {
     assert_eq!(count_on_coordinator(&db, "node_commit").await, 1);
 
     let store = PgProviderStore::connect(&db.url).await.unwrap();
-    let (persons, records, prepared) = batch_on_nodes(&db).await;
-    assert_eq!((persons, prepared), (30, 0), "committed on connect");
-    assert_eq!(u64::try_from(records).unwrap(), batch.len() - 60);
-    assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
+    batch_held_whole(&db, &batch).await;
     assert_eq!(
         store.import_batch(batch).await.unwrap(),
         Imported::AlreadyImported
@@ -427,12 +450,11 @@ async fn a_write_cut_after_its_decision_is_committed_by_recovery() {
 async fn a_write_cut_before_its_decision_is_rolled_back_by_recovery_never_in_flight() {
     use myna_store::import::Imported;
     use myna_store_postgres::Recovered;
-    let db = ShardedTestDb::create("sharded_before").await.unwrap();
-    let store = PgProviderStore::connect(&db.url).await.unwrap();
-    store.crash_spanning_writes_at(Some(myna_store_postgres::CrashPoint::BeforeDecision));
-    let batch = batch_over_every_node("cut-before-decision");
-    let cut = store.import_batch(batch.clone()).await;
-    assert!(matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains("BeforeDecision")));
+    let (db, store, batch) = cut_import(
+        "sharded_before",
+        myna_store_postgres::CrashPoint::BeforeDecision,
+    )
+    .await;
     assert_eq!(batch_on_nodes(&db).await, (0, 0, 3));
     assert_eq!(count_on_coordinator(&db, "import_batch").await, 0);
     assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
