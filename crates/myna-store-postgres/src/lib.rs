@@ -84,6 +84,15 @@ pub(crate) fn lost_race(e: &tokio_postgres::Error) -> bool {
     )
 }
 
+/// A statement's error as the end of one run: a lost race runs again, anything else fails.
+pub(crate) fn race_or_fail<E: From<StoreError>>(e: tokio_postgres::Error) -> Attempt<E> {
+    if lost_race(&e) {
+        Attempt::Retry(e)
+    } else {
+        Attempt::Fail(db_err(e).into())
+    }
+}
+
 /// Why one run of a transaction ended: a race to run again, or an answer.
 pub(crate) enum Attempt<E = StoreError> {
     Retry(tokio_postgres::Error),

@@ -55,7 +55,7 @@ pub struct PgProviderStore {
 
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
 /// place. Any other unique key (a person or serial loaded twice) is the caller's error.
-pub(crate) fn attempt(e: tokio_postgres::Error) -> Attempt {
+fn attempt(e: tokio_postgres::Error) -> Attempt {
     let constraint = violated_constraint(&e).unwrap_or("");
     let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
     if lost_race(&e) && (!unique || constraint.starts_with("access_log_")) {

@@ -81,7 +81,7 @@ impl Nodes {
                 &[&persons, &modulus],
             )
             .await
-            .map_err(crate::provider::attempt)?;
+            .map_err(crate::race_or_fail)?;
         let mut nodes = HashMap::with_capacity(persons.len());
         for row in rows {
             let person: i64 = crate::col(&row, 0)?;
@@ -146,7 +146,7 @@ impl Spanning {
              SET LOCAL lock_timeout = '10min'; SET LOCAL statement_timeout = '10min'",
         )
         .await
-        .map_err(crate::provider::attempt)?;
+        .map_err(crate::race_or_fail)?;
         // One such write at a time: two writing persons in common on two nodes would each
         // wait for the other's prepared share there, which no deadlock detector sees.
         let (one_high, one_low) = ONE_WRITER;
@@ -155,13 +155,13 @@ impl Spanning {
             &[&one_high, &one_low, &high, &low],
         )
         .await
-        .map_err(crate::provider::attempt)?;
+        .map_err(crate::race_or_fail)?;
         tx.execute(
             "INSERT INTO node_commit (token, at_ms) VALUES ($1, $2)",
             &[&token, &now],
         )
         .await
-        .map_err(crate::provider::attempt)?;
+        .map_err(crate::race_or_fail)?;
         Ok(Spanning { token })
     }
 
@@ -176,8 +176,8 @@ impl Spanning {
         node_tx
             .batch_execute(&format!("PREPARE TRANSACTION '{}'; BEGIN", self.gid()))
             .await
-            .map_err(crate::provider::attempt)?;
-        node_tx.commit().await.map_err(crate::provider::attempt)
+            .map_err(crate::race_or_fail)?;
+        node_tx.commit().await.map_err(crate::race_or_fail)
     }
 
     /// Step 4, once the coordinator has committed: the prepared shares on `nodes` are
