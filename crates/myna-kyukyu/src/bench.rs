@@ -143,8 +143,8 @@ async fn provider(args: ProviderBenchArgs) -> Result<ExitCode> {
         args.seconds, args.cards
     );
     if let Some(url) = &args.given_postgres {
-        let [n] = args.persons[..] else {
-            bail!("--given-postgres measures one population: give one --persons");
+        let (&[n], false) = (args.persons.as_slice(), args.persons.contains(&0)) else {
+            bail!("--given-postgres measures one population: give one --persons of 1 or more");
         };
         let store = myna_store_postgres::PgProviderStore::connect(url).await?;
         let (token, org) = bench_organisation(&store).await?;
@@ -152,6 +152,11 @@ async fn provider(args: ProviderBenchArgs) -> Result<ExitCode> {
         let bodies = Arc::new(summary_bodies(&pki, &org, args.seed, n, args.cards)?);
         let levels =
             serve_and_measure(std::ffi::OsStr::new(url), &pki_dir, &token, &bodies, &args).await?;
+        // The bench's organisation stays (its log entries name it), but can no longer call.
+        myna_store_postgres::PgProviderStore::connect(url)
+            .await?
+            .set_organisation_disabled(&org, true)
+            .await?;
         println!(
             "\n### {n} persons — the given database {}",
             myna_store_postgres::redacted(url)

@@ -523,14 +523,24 @@ fn write_like(like: &Path, target: &Path, bytes: &[u8], replace: bool) -> Result
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))?;
+        // Only a change of owner needs the right to make it (root); the owner itself has it
+        // already.
+        let made = f.metadata()?;
+        if (made.uid(), made.gid()) != (meta.uid(), meta.gid()) {
+            std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))?;
+        }
         f.set_permissions(meta.permissions())?;
         f.write_all(bytes)?;
         f.sync_all()?;
         if replace {
-            std::fs::rename(&tmp, target)
+            std::fs::rename(&tmp, target)?;
         } else {
-            std::fs::hard_link(&tmp, target).and_then(|()| std::fs::remove_file(&tmp))
+            std::fs::hard_link(&tmp, target).and_then(|()| std::fs::remove_file(&tmp))?;
+        }
+        // The new name is durable before anything is appended under it.
+        match target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => std::fs::File::open(".")?.sync_all(),
         }
     })();
     if written.is_err() {
@@ -696,9 +706,15 @@ pub fn read_log_and_heads(
     chain: Chain,
     public_key: &[u8],
 ) -> (Result<Vec<SignedCheckpoint>>, Result<HeadRows>) {
-    let lock = std::fs::File::open(lock_path(log))
-        .ok()
-        .filter(|f| f.lock_shared().is_ok());
+    let lock = match std::fs::File::open(lock_path(log)) {
+        Ok(f) => f.lock_shared().is_ok().then_some(f),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, "reading the checkpoint log without its lock");
+            }
+            None
+        }
+    };
     let read = (read_log(log, chain, public_key), read_heads(log));
     drop(lock);
     read

@@ -145,13 +145,13 @@ impl PgProviderStore {
         };
         // Writes a crash left prepared on the nodes are resolved before any other; what
         // cannot be now is resolved later.
-        store.recover_before_write().await;
+        store.recover_logged().await;
         Ok(store)
     }
 
-    /// Recovery before a write or at connect: a failure is logged, not the caller's (the
-    /// write finds out for itself whether the nodes it needs answer).
-    async fn recover_before_write(&self) {
+    /// Recovery at connect: a failure is logged, not the caller's
+    /// (a write finds out for itself whether the nodes it needs answer).
+    async fn recover_logged(&self) {
         if let Err(e) = self.recover_spanning_writes().await {
             tracing::warn!(error = %e, "prepared writes on the data nodes not resolved yet");
         }
@@ -197,7 +197,7 @@ impl PgProviderStore {
             share_of(&node_of, &mut shares, p.id.0)?.0.push(p);
         }
         rows.split_into(&node_of, &mut shares)?;
-        let spanning = Spanning::begin(&tx).await?;
+        let spanning = Spanning::begin(&tx, &self.pool, nodes).await?;
         let spanning_ref = &spanning;
         let written = futures_util::future::join_all(
             shares
@@ -248,10 +248,10 @@ impl PgProviderStore {
         }
         // A crash here drops `tx`, which rolls the coordinator back as a lost connection would.
         self.crash.at(CrashPoint::BeforeDecision)?;
-        // The decision. On any error the prepared shares are settled as recovery settles
-        // them, from the token's row once the transaction has surely ended, not assumed.
+        // The decision. On any error the prepared shares are settled from the token's row
+        // once the transaction has surely ended, not assumed.
         if let Err(e) = tx.commit().await {
-            self.recover_before_write().await;
+            spanning.settle(&self.pool, nodes, &prepared).await;
             if e.as_db_error().is_some() {
                 return Err(attempt(e));
             }
@@ -378,7 +378,6 @@ impl PgProviderStore {
     }
 
     async fn load_once(&self, persons: &[PersonRecordSet]) -> Result<(), Attempt> {
-        self.recover_before_write().await;
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
         let rows = RecordRows::of_persons(persons);
@@ -412,7 +411,6 @@ impl PgProviderStore {
         let rejected = |line: LineNo, problem: String| {
             Attempt::from(StoreError::ImportRejected { line, problem })
         };
-        self.recover_before_write().await;
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
         // A batch of 200,000 lines takes longer than a crew's request may: its own limits

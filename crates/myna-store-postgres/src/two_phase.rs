@@ -135,7 +135,11 @@ pub(crate) struct Spanning {
 
 impl Spanning {
     /// Step 1, in the coordinator's transaction `tx`.
-    pub(crate) async fn begin(tx: &Transaction<'_>) -> Result<Spanning, Attempt> {
+    pub(crate) async fn begin(
+        tx: &Transaction<'_>,
+        coordinator: &Pool,
+        nodes: &Nodes,
+    ) -> Result<Spanning, Attempt> {
         let now = chrono::Utc::now().timestamp_millis();
         let token = crate::new_id(now);
         let (high, low) = lock_key(token);
@@ -151,11 +155,19 @@ impl Spanning {
         // wait for the other's prepared share there, which no deadlock detector sees.
         let (one_high, one_low) = ONE_WRITER;
         tx.execute(
-            "SELECT pg_advisory_xact_lock($1, $2), pg_advisory_xact_lock($3, $4)",
-            &[&one_high, &one_low, &high, &low],
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&one_high, &one_low],
         )
         .await
         .map_err(crate::race_or_fail)?;
+        // No other such write runs now, so whatever is still prepared on the nodes was left
+        // by one that ended: resolved before this write meets its locks.
+        if let Err(e) = recover(coordinator, nodes).await {
+            tracing::warn!(error = %e, "prepared writes on the data nodes not resolved yet");
+        }
+        tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&high, &low])
+            .await
+            .map_err(crate::race_or_fail)?;
         tx.execute(
             "INSERT INTO node_commit (token, at_ms) VALUES ($1, $2)",
             &[&token, &now],
@@ -198,6 +210,41 @@ impl Spanning {
         }
         if all && let Err(e) = forget_tokens(coordinator, &[self.token]).await {
             tracing::warn!(error = %e, token = self.token, "a finished write's token was not removed");
+        }
+    }
+
+    /// After the coordinator's commit failed or went unanswered: the shares prepared on
+    /// `nodes` are ended as the token's row says, once its lock shows the coordinator's
+    /// transaction over (waited for up to 5 s). What cannot be settled is left to `recover`.
+    pub(crate) async fn settle(self, coordinator: &Pool, nodes: &Nodes, prepared: &[usize]) {
+        let settled: Result<(), StoreError> = async {
+            let mut client = connection(coordinator).await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+                .start()
+                .await
+                .map_err(db_err)?;
+            let (high, low) = lock_key(self.token);
+            tx.batch_execute("SET LOCAL lock_timeout = '5s'")
+                .await
+                .map_err(db_err)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&high, &low])
+                .await
+                .map_err(db_err)?;
+            let commit = tx
+                .query_opt("SELECT 1 FROM node_commit WHERE token = $1", &[&self.token])
+                .await
+                .map_err(db_err)?
+                .is_some();
+            for &node in prepared {
+                end_prepared(nodes, node, &self.gid(), commit).await?;
+            }
+            tx.commit().await.map_err(db_err)
+        }
+        .await;
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, token = self.token, "a write's prepared shares were not settled yet; recovery will");
         }
     }
 

@@ -413,6 +413,49 @@ async fn a_batch_one_node_refuses_at_commit_is_applied_on_none() {
     db.drop_now().await.unwrap();
 }
 
+/// The coordinator refusing its own commit (a deferred check on the decision's row) leaves
+/// the batch on no node and nothing prepared: the shares are settled from the token's row,
+/// which never committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_coordinator_refuses_at_commit_is_applied_on_none() {
+    use myna_store::import::Imported;
+    let db = ShardedTestDb::create("sharded_coord_refuse").await.unwrap();
+    let store = PgProviderStore::connect(&db.url).await.unwrap();
+    let batch = batch_over_every_node("coordinator-refuses");
+    let coordinator = client(&db.url).await;
+    coordinator
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'the coordinator refuses at commit'; END $$; \
+             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON node_commit \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
+        )
+        .await
+        .unwrap();
+    let refused = store.import_batch(batch.clone()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("refuses at commit")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        batch_on_nodes(&db).await,
+        (0, 0, 0),
+        "no share committed, none left prepared"
+    );
+    assert_eq!(count_on_coordinator(&db, "import_batch").await, 0);
+    coordinator
+        .batch_execute("DROP TRIGGER refuse_at_commit ON node_commit")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.import_batch(batch.clone()).await.unwrap(),
+        Imported::Applied { items: batch.len() }
+    );
+    batch_held_whole(&db, &batch).await;
+    drop(store);
+    db.drop_now().await.unwrap();
+}
+
 /// A writer that dies once the coordinator has committed (the decision) leaves every node's
 /// share prepared and unseen; the next connect commits them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,6 +547,7 @@ async fn a_write_cut_before_its_decision_is_rolled_back_by_recovery_never_in_fli
         store.import_batch(batch.clone()).await.unwrap(),
         Imported::Applied { items: batch.len() }
     );
+    batch_held_whole(&db, &batch).await;
     batch_served_whole(&store).await;
     drop(store);
     db.drop_now().await.unwrap();
