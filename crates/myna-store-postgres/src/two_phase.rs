@@ -219,12 +219,7 @@ impl Spanning {
     pub(crate) async fn settle(self, coordinator: &Pool, nodes: &Nodes, prepared: &[usize]) {
         let settled: Result<(), StoreError> = async {
             let mut client = connection(coordinator).await?;
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-                .start()
-                .await
-                .map_err(db_err)?;
+            let tx = read_committed(&mut client).await?;
             let (high, low) = lock_key(self.token);
             tx.batch_execute("SET LOCAL lock_timeout = '5s'")
                 .await
@@ -232,11 +227,7 @@ impl Spanning {
             tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&high, &low])
                 .await
                 .map_err(db_err)?;
-            let commit = tx
-                .query_opt("SELECT 1 FROM node_commit WHERE token = $1", &[&self.token])
-                .await
-                .map_err(db_err)?
-                .is_some();
+            let commit = is_decided(&tx, self.token).await?;
             for &node in prepared {
                 end_prepared(nodes, node, &self.gid(), commit).await?;
             }
@@ -257,6 +248,29 @@ impl Spanning {
             }
         }
     }
+}
+
+/// A coordinator transaction whose every statement sees the newest commits (READ COMMITTED,
+/// whatever the server's default): a token read after its lock is taken then sees the commit
+/// that freed the lock.
+async fn read_committed(
+    client: &mut deadpool_postgres::Object,
+) -> Result<Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(db_err)
+}
+
+/// Whether the token's row is committed: the write it names is decided.
+async fn is_decided(tx: &Transaction<'_>, token: i64) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_opt("SELECT 1 FROM node_commit WHERE token = $1", &[&token])
+        .await
+        .map_err(db_err)?
+        .is_some())
 }
 
 fn gid(token: i64) -> String {
@@ -365,15 +379,9 @@ pub(crate) async fn recover(coordinator: &Pool, nodes: &Nodes) -> Result<Recover
             continue;
         }
         // Not decided when read: decide now, holding the token's lock, which a running write
-        // holds until its coordinator transaction ends. READ COMMITTED, so that the read of
-        // the token after the lock sees a commit that released it.
+        // holds until its coordinator transaction ends.
         let mut client = connection(coordinator).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(db_err)?;
+        let tx = read_committed(&mut client).await?;
         let (high, low) = lock_key(token);
         let free: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&high, &low])
@@ -384,11 +392,7 @@ pub(crate) async fn recover(coordinator: &Pool, nodes: &Nodes) -> Result<Recover
             done.in_flight += 1;
             continue;
         }
-        let commit = tx
-            .query_opt("SELECT 1 FROM node_commit WHERE token = $1", &[&token])
-            .await
-            .map_err(db_err)?
-            .is_some();
+        let commit = is_decided(&tx, token).await?;
         let ended = end_prepared(nodes, node, &gid(token), commit).await?;
         tx.commit().await.map_err(db_err)?;
         match (ended, commit) {

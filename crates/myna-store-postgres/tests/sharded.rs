@@ -360,6 +360,43 @@ async fn batch_held_whole(db: &ShardedTestDb, batch: &myna_store::import::Import
     assert_eq!(count_on_coordinator(db, "node_commit").await, 0);
 }
 
+/// Makes the database at `url` refuse, at commit, any transaction that inserted into `table`
+/// (a deferred constraint trigger, checked at COMMIT or PREPARE TRANSACTION); the batch over
+/// every node imported there is refused with that error and leaves nothing behind: no row on
+/// a node, nothing prepared, no batch or token row. The client that undoes it
+/// (`DROP TRIGGER refuse_at_commit ON table`).
+async fn refused_at_commit_by(
+    db: &ShardedTestDb,
+    store: &PgProviderStore,
+    url: &str,
+    table: &str,
+) -> tokio_postgres::Client {
+    let refusing = client(url).await;
+    refusing
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$; \
+             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON {table} \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()"
+        ))
+        .await
+        .unwrap();
+    let refused = store.import_batch(batch_over_every_node(table)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("refused at commit")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        batch_on_nodes(db).await,
+        (0, 0, 0),
+        "no node holds any of the batch, and nothing is left prepared"
+    );
+    for table in ["import_batch", "auth_cert", "node_commit"] {
+        assert_eq!(count_on_coordinator(db, table).await, 0, "{table}");
+    }
+    refusing
+}
+
 /// A node that refuses at commit time (a deferred constraint, checked as its share is
 /// prepared) leaves the batch applied on no node: postgres_fdw alone would already have
 /// committed the nodes before it. The same batch then applies whole once the node accepts.
@@ -368,30 +405,8 @@ async fn a_batch_one_node_refuses_at_commit_is_applied_on_none() {
     use myna_store::import::Imported;
     let db = ShardedTestDb::create("sharded_refuse").await.unwrap();
     let store = PgProviderStore::connect(&db.url).await.unwrap();
-    let batch = batch_over_every_node("refused-at-commit");
-    let last = client(&db.shard_urls[2]).await;
-    last.batch_execute(
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN RAISE EXCEPTION 'this node refuses at commit'; END $$; \
-         CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON visit \
-         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
-    )
-    .await
-    .unwrap();
-    let refused = store.import_batch(batch.clone()).await;
-    assert!(
-        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("refuses at commit")),
-        "{refused:?}"
-    );
-    assert_eq!(
-        batch_on_nodes(&db).await,
-        (0, 0, 0),
-        "no node holds any of the batch, and nothing is left prepared"
-    );
-    assert_eq!(count_on_coordinator(&db, "import_batch").await, 0);
-    assert_eq!(count_on_coordinator(&db, "auth_cert").await, 0);
-    assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
-
+    let batch = batch_over_every_node("visit");
+    let last = refused_at_commit_by(&db, &store, &db.shard_urls[2], "visit").await;
     last.batch_execute("DROP TRIGGER refuse_at_commit ON visit")
         .await
         .unwrap();
@@ -421,28 +436,8 @@ async fn a_batch_the_coordinator_refuses_at_commit_is_applied_on_none() {
     use myna_store::import::Imported;
     let db = ShardedTestDb::create("sharded_coord_refuse").await.unwrap();
     let store = PgProviderStore::connect(&db.url).await.unwrap();
-    let batch = batch_over_every_node("coordinator-refuses");
-    let coordinator = client(&db.url).await;
-    coordinator
-        .batch_execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'the coordinator refuses at commit'; END $$; \
-             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON node_commit \
-             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
-        )
-        .await
-        .unwrap();
-    let refused = store.import_batch(batch.clone()).await;
-    assert!(
-        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("refuses at commit")),
-        "{refused:?}"
-    );
-    assert_eq!(
-        batch_on_nodes(&db).await,
-        (0, 0, 0),
-        "no share committed, none left prepared"
-    );
-    assert_eq!(count_on_coordinator(&db, "import_batch").await, 0);
+    let batch = batch_over_every_node("node_commit");
+    let coordinator = refused_at_commit_by(&db, &store, &db.url, "node_commit").await;
     coordinator
         .batch_execute("DROP TRIGGER refuse_at_commit ON node_commit")
         .await
