@@ -498,10 +498,14 @@ async fn a_write_cut_before_its_decision_is_rolled_back_by_recovery_never_in_fli
     assert_eq!(count_on_coordinator(&db, "node_commit").await, 0);
 
     // Hold the write's lock, as its coordinator transaction would while still running: the
-    // token's two 32-bit halves (`two_phase::lock_key`).
+    // token's two 32-bit halves (`two_phase::lock_key`). (`pg_prepared_xacts` lists every
+    // database's on the server, and other tests run beside this one.)
     let gid: String = client(&db.shard_urls[0])
         .await
-        .query_one("SELECT gid FROM pg_prepared_xacts", &[])
+        .query_one(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
