@@ -186,9 +186,7 @@ pub fn keygen(path: &Path) -> Result<String> {
 }
 
 pub fn public_key_path(key: &Path) -> PathBuf {
-    let mut name = key.as_os_str().to_owned();
-    name.push(".pub");
-    PathBuf::from(name)
+    beside(key, ".pub")
 }
 
 pub fn load_key(path: &Path) -> Result<CheckpointKey> {
@@ -328,9 +326,20 @@ impl HeadRows {
 
 /// Where the moved heads of a log's checkpoints are recorded: `LOG.heads`.
 pub fn heads_path(log: &Path) -> PathBuf {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".heads");
+    beside(log, ".heads")
+}
+
+/// The file named as `path` with `suffix` added (`LOG.heads`, `LOG.lock`, `KEY.pub`, …).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
     PathBuf::from(name)
+}
+
+/// Where the newest base checkpoint is among one chain's checkpoints, if any: replay starts
+/// there.
+fn newest_base(checkpoints: &[SignedCheckpoint]) -> Option<usize> {
+    checkpoints.iter().rposition(|c| c.form == Form::HeadsBase)
 }
 
 /// Reads `LOG.heads`; a missing file records nothing. A line that does not parse is an error,
@@ -435,10 +444,7 @@ fn replay(
     checkpoints: &[SignedCheckpoint],
     rows: &HeadRows,
 ) -> std::result::Result<RecordedHeads, String> {
-    let from = checkpoints
-        .iter()
-        .rposition(|c| c.form == Form::HeadsBase)
-        .unwrap_or(0);
+    let from = newest_base(checkpoints).unwrap_or(0);
     let mut heads = RecordedHeads::default();
     for cp in checkpoints.get(from..).unwrap_or_default() {
         let at = |e: String| format!("the checkpoint signed at {} ms: {e}", cp.at_ms);
@@ -461,7 +467,7 @@ fn replay(
 /// Rows recorded in `LOG.heads` for `mine` (one chain's checkpoints, in order) by the newest
 /// base and by the checkpoints after it.
 fn rows_since_base(mine: &[SignedCheckpoint], rows: &HeadRows) -> (usize, usize) {
-    let from = mine.iter().rposition(|c| c.form == Form::HeadsBase);
+    let from = newest_base(mine);
     let count = |c: &SignedCheckpoint| rows.moved(c.chain, &c.head).len();
     let base = from.and_then(|i| mine.get(i)).map_or(0, count);
     let after = mine
@@ -501,9 +507,8 @@ fn compact_heads(log: &Path, chain: Chain, base: &SignedCheckpoint) -> Result<us
         }
     }
     let count = moved.lines().count();
-    let mut archive = path.as_os_str().to_owned();
-    archive.push(format!(".{}-{}.old", base.at_ms, base.seq));
-    write_like(&path, Path::new(&archive), moved.as_bytes(), false)?;
+    let archive = beside(&path, &format!(".{}-{}.old", base.at_ms, base.seq));
+    write_like(&path, &archive, moved.as_bytes(), false)?;
     write_like(&path, &path, kept.as_bytes(), true)?;
     Ok(count)
 }
@@ -514,9 +519,7 @@ fn compact_heads(log: &Path, chain: Chain, base: &SignedCheckpoint) -> Result<us
 fn write_like(like: &Path, target: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(like).with_context(|| format!("reading {}", like.display()))?;
-    let mut tmp = target.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let tmp = beside(target, &format!(".{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -679,9 +682,7 @@ pub enum Base {
 }
 
 fn lock_path(log: &Path) -> PathBuf {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    beside(log, ".lock")
 }
 
 /// The signer's exclusive lock on the file beside a log.

@@ -137,6 +137,11 @@ const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const SERVER_LIMITS: &str = "-c statement_timeout=10000 -c lock_timeout=5000 \
      -c idle_in_transaction_session_timeout=30000";
 
+/// A bulk write's own limits, set in its transaction (`SET LOCAL`): a batch of 200,000 lines
+/// takes longer than a crew's request may, and may wait for another batch to finish.
+pub(crate) const BULK_LIMITS: &str =
+    "SET LOCAL statement_timeout = '10min'; SET LOCAL lock_timeout = '10min'";
+
 /// The connection settings of a `postgres://` URL, with the timeouts.
 pub(crate) fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let config: tokio_postgres::Config = url

@@ -209,10 +209,7 @@ impl PgProviderStore {
                         let mut client = connection(nodes.pool(node)?).await?;
                         let node_tx = client.transaction().await.map_err(attempt)?;
                         node_tx
-                            .batch_execute(
-                                "SET LOCAL statement_timeout = '10min'; \
-                                 SET LOCAL lock_timeout = '10min'",
-                            )
+                            .batch_execute(crate::BULK_LIMITS)
                             .await
                             .map_err(attempt)?;
                         if !people.is_empty() {
@@ -413,9 +410,8 @@ impl PgProviderStore {
         };
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
-        // A batch of 200,000 lines takes longer than a crew's request may: its own limits
-        // (a second import of the same batch waits on the first's row).
-        tx.batch_execute("SET LOCAL statement_timeout = '10min'; SET LOCAL lock_timeout = '10min'")
+        // A second import of the same batch waits on the first's row.
+        tx.batch_execute(crate::BULK_LIMITS)
             .await
             .map_err(attempt)?;
         let first = i64::try_from(batch.lines.0).unwrap_or(i64::MAX);

@@ -145,10 +145,10 @@ impl Spanning {
         let (high, low) = lock_key(token);
         // The nodes' shares are written while this transaction waits, and it may wait for
         // another such write (a batch of 200,000 lines) to finish first.
-        tx.batch_execute(
-            "SET LOCAL idle_in_transaction_session_timeout = '10min'; \
-             SET LOCAL lock_timeout = '10min'; SET LOCAL statement_timeout = '10min'",
-        )
+        tx.batch_execute(&format!(
+            "{}; SET LOCAL idle_in_transaction_session_timeout = '10min'",
+            crate::BULK_LIMITS
+        ))
         .await
         .map_err(crate::race_or_fail)?;
         // One such write at a time: two writing persons in common on two nodes would each
