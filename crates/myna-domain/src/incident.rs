@@ -169,6 +169,25 @@ impl MynaOutcome {
             MynaOutcome::PersonNotFound => "該当者なし",
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MynaOutcome::Viewed => "viewed",
+            MynaOutcome::NotAttemptedUrgency => "not_attempted_urgency",
+            MynaOutcome::NotAttemptedEnvironment => "not_attempted_environment",
+            MynaOutcome::NoCard => "no_card",
+            MynaOutcome::NotRegistered => "not_registered",
+            MynaOutcome::ConsentRefused => "consent_refused",
+            MynaOutcome::IdentityNotConfirmed => "identity_not_confirmed",
+            MynaOutcome::ReaderFailure => "reader_failure",
+            MynaOutcome::NetworkFailure => "network_failure",
+            MynaOutcome::PersonNotFound => "person_not_found",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        MynaOutcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
 }
 
 /// What happened. One variant per kind of event the log holds.

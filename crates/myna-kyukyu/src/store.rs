@@ -442,6 +442,21 @@ mod ems_delegation {
         async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
             either!(EmsDb, self, s => s.record_view(record))
         }
+        async fn load_incidents(
+            &self,
+            bureau: BureauId,
+            incidents: Vec<PastIncident>,
+        ) -> Result<Vec<IncidentId>, AppendError> {
+            either!(EmsDb, self, s => s.load_incidents(bureau, incidents))
+        }
+        async fn incident_facts(
+            &self,
+            bureau: BureauId,
+            from_ms: i64,
+            to_ms: i64,
+        ) -> Result<Vec<(IncidentId, myna_domain::stats::IncidentFacts)>, StoreError> {
+            either!(EmsDb, self, s => s.incident_facts(bureau, from_ms, to_ms))
+        }
         async fn view_records(
             &self,
             bureau: &str,

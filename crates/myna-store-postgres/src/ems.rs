@@ -13,13 +13,14 @@ use myna_domain::access::{
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::PatientSecret;
+use myna_domain::stats::IncidentFacts;
 use myna_store::columns::corrupt;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed,
     ChangeNote, ChangeSink, EmsStore, Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState,
     Feed, Filing, HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, IssuedCertificate,
-    LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, Role, Session, StatusChange,
-    Team, TeamId, Terminal, TerminalId,
+    LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, PastIncident, Role, Session,
+    StatusChange, Team, TeamId, Terminal, TerminalId,
 };
 use myna_store::{ChainPosition, ChainReport, StoreError};
 use std::collections::HashMap;
@@ -71,7 +72,7 @@ impl PgEmsStore {
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let runner = embedded::migrations::runner();
-        Ok(Self {
+        let store = Self {
             pool: crate::migrated_pool(url, runner, HISTORY_TABLE).await?,
             follow: Box::new({
                 // A feed connection is idle for long; a half-open one (a NAT or firewall
@@ -84,8 +85,194 @@ impl PgEmsStore {
                     .keepalives_retries(3);
                 c
             }),
-        })
+        };
+        store.backfill_facts().await?;
+        Ok(store)
     }
+
+    /// Fills in the statistics rows of incidents written before schema 3 (each under its
+    /// incident's row lock, as an append writes them).
+    async fn backfill_facts(&self) -> Result<(), StoreError> {
+        let client = connection(&self.pool).await?;
+        let missing = client
+            .query(
+                "SELECT i.bureau_id, i.id FROM incident i LEFT JOIN incident_facts f \
+                 ON f.bureau_id = i.bureau_id AND f.incident_id = i.id \
+                 WHERE f.incident_id IS NULL",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        drop(client);
+        for row in &missing {
+            let (bureau, id): (BureauId, IncidentId) = (col(row, 0)?, col(row, 1)?);
+            retrying(|| self.refresh_facts_once(bureau, id)).await?;
+        }
+        if !missing.is_empty() {
+            tracing::info!(incidents = missing.len(), "statistics rows filled in");
+        }
+        Ok(())
+    }
+
+    async fn refresh_facts_once(
+        &self,
+        bureau: BureauId,
+        incident: IncidentId,
+    ) -> Result<(), Attempt> {
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(attempt)?;
+        let log = locked_log(&tx, bureau, incident).await?;
+        if let Some(log) = log {
+            save_facts(&tx, bureau, incident, &log).await?;
+        }
+        tx.commit().await.map_err(attempt)?;
+        Ok(())
+    }
+}
+
+/// The incident's log, read after its row is locked (`FOR NO KEY UPDATE`), so the caller's
+/// check and write see the same log; `None` if the bureau has no such incident.
+async fn locked_log(
+    tx: &Transaction<'_>,
+    bureau: BureauId,
+    incident: IncidentId,
+) -> Result<Option<Incident>, Attempt> {
+    let ours = tx
+        .query_opt(
+            "SELECT id FROM incident WHERE bureau_id = $1 AND id = $2 FOR NO KEY UPDATE",
+            &[&bureau, &incident],
+        )
+        .await
+        .map_err(attempt)?;
+    if ours.is_none() {
+        return Ok(None);
+    }
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM incident_event e \
+                 WHERE e.bureau_id = $1 AND e.incident_id = $2 ORDER BY e.seq"
+            ),
+            &[&bureau, &incident],
+        )
+        .await
+        .map_err(attempt)?;
+    Ok(Some(Incident {
+        events: rows
+            .iter()
+            .map(|r| event_from(r, 0, incident))
+            .collect::<Result<_, _>>()?,
+    }))
+}
+
+/// Writes the incident's statistics row from its log as it now stands.
+async fn save_facts(
+    tx: &Transaction<'_>,
+    bureau: BureauId,
+    incident: IncidentId,
+    log: &Incident,
+) -> Result<(), Attempt> {
+    let Some(f) = IncidentFacts::of(log) else {
+        return Ok(());
+    };
+    let [a, b, c, d] = f.intervals_s;
+    let count = |n: u32, what: &str| to_i32(n, what);
+    tx.execute(
+        "INSERT INTO incident_facts (bureau_id, incident_id, created_ms, team_id, ward, outcome, \
+         consent_or_exception, views, exception_views, arrival_contact_s, contact_vehicle_s, \
+         vehicle_departure_s, arrival_departure_s, inquiries, difficult, transported) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (bureau_id, incident_id) DO UPDATE SET created_ms = EXCLUDED.created_ms, \
+         team_id = EXCLUDED.team_id, ward = EXCLUDED.ward, outcome = EXCLUDED.outcome, \
+         consent_or_exception = EXCLUDED.consent_or_exception, views = EXCLUDED.views, \
+         exception_views = EXCLUDED.exception_views, \
+         arrival_contact_s = EXCLUDED.arrival_contact_s, \
+         contact_vehicle_s = EXCLUDED.contact_vehicle_s, \
+         vehicle_departure_s = EXCLUDED.vehicle_departure_s, \
+         arrival_departure_s = EXCLUDED.arrival_departure_s, inquiries = EXCLUDED.inquiries, \
+         difficult = EXCLUDED.difficult, transported = EXCLUDED.transported",
+        &[
+            &bureau,
+            &incident,
+            &f.created_ms,
+            &f.team,
+            &f.ward,
+            &f.outcome.map(|o| o.as_str()),
+            &f.consent_or_exception,
+            &count(f.views, "views")?,
+            &count(f.exception_views, "exception views")?,
+            &a,
+            &b,
+            &c,
+            &d,
+            &count(f.inquiries, "inquiries")?,
+            &f.difficult,
+            &f.transported,
+        ],
+    )
+    .await
+    .map_err(attempt)?;
+    Ok(())
+}
+
+/// Appends a view record to its bureau's chain under the chain's head row (`FOR UPDATE`).
+async fn append_view(tx: &Transaction<'_>, record: &ViewRecord) -> Result<ChainPosition, Attempt> {
+    let head = tx
+        .query_opt(
+            "SELECT h.bureau_id, h.seq, h.hash FROM view_log_head h \
+             JOIN bureau b ON b.id = h.bureau_id WHERE b.code = $1 FOR UPDATE OF h",
+            &[&record.bureau],
+        )
+        .await
+        .map_err(attempt)?;
+    let Some(head) = head else {
+        let known = tx
+            .query_opt("SELECT 1 FROM bureau WHERE code = $1", &[&record.bureau])
+            .await
+            .map_err(attempt)?
+            .is_some();
+        return Err(if known {
+            corrupt(format!(
+                "the view log of bureau {} has no head row",
+                record.bureau
+            ))
+        } else {
+            StoreError::UnknownOrganisation(record.bureau.clone())
+        }
+        .into());
+    };
+    let (bureau, seq, hash): (i64, i64, Option<&[u8]>) =
+        (col(&head, 0)?, col(&head, 1)?, col(&head, 2)?);
+    let prev = match (seq, hash) {
+        (0, _) => None,
+        (seq, Some(h)) => Some((seq, hash32(h, format!("view log head {seq}"))?)),
+        (seq, None) => return Err(corrupt(format!("view log head {seq} has no hash")).into()),
+    };
+    let linked = chain(prev, record.clone());
+    let entry = serde_json::to_string(&linked.entry).map_err(encoding("view record"))?;
+    tx.execute(
+        "INSERT INTO view_log (bureau_id, seq, entry, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &bureau,
+            &linked.seq,
+            &entry,
+            &linked.prev_hash.as_slice(),
+            &linked.hash.as_slice(),
+        ],
+    )
+    .await
+    .map_err(attempt)?;
+    tx.execute(
+        "UPDATE view_log_head SET seq = $2, hash = $3 WHERE bureau_id = $1",
+        &[&bureau, &linked.seq, &linked.hash.as_slice()],
+    )
+    .await
+    .map_err(attempt)?;
+    Ok(ChainPosition {
+        partition: bureau,
+        seq: linked.seq,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,14 +1038,16 @@ impl PgEmsStore {
         .await
         .map_err(attempt)?;
         let event = insert_event(&tx, bureau, id, &Incident::default(), created, now_ms).await?;
+        let log = Incident {
+            events: vec![event],
+        };
+        save_facts(&tx, bureau, id, &log).await?;
         tx.commit().await.map_err(attempt)?;
         Ok(IncidentRecord {
             id,
             bureau_id: bureau,
             number,
-            log: Incident {
-                events: vec![event],
-            },
+            log,
         })
     }
 
@@ -874,31 +1063,8 @@ impl PgEmsStore {
     ) -> Result<Appended, Attempt<AppendError>> {
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
-        let ours = tx
-            .query_opt(
-                "SELECT id FROM incident WHERE bureau_id = $1 AND id = $2 FOR NO KEY UPDATE",
-                &[&bureau, &incident],
-            )
-            .await
-            .map_err(attempt)?;
-        if ours.is_none() {
+        let Some(mut log) = locked_log(&tx, bureau, incident).await? else {
             return Err(AppendError::NotFound.into());
-        }
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM incident_event e \
-                     WHERE e.bureau_id = $1 AND e.incident_id = $2 ORDER BY e.seq"
-                ),
-                &[&bureau, &incident],
-            )
-            .await
-            .map_err(attempt)?;
-        let log = Incident {
-            events: rows
-                .iter()
-                .map(|r| event_from(r, 0, incident))
-                .collect::<Result<_, _>>()?,
         };
         if let Some(done) = log.by_key(&event.idempotency_key) {
             if done.kind != event.kind {
@@ -907,6 +1073,8 @@ impl PgEmsStore {
             return Ok(Appended::Duplicate(done.clone()));
         }
         let committed = insert_event(&tx, bureau, incident, &log, event, now_ms).await?;
+        log.events.push(committed.clone());
+        save_facts(&tx, bureau, incident, &log).await?;
         tx.commit().await.map_err(attempt)?;
         Ok(Appended::New(committed))
     }
@@ -916,63 +1084,76 @@ impl PgEmsStore {
     async fn record_view_once(&self, record: &ViewRecord) -> Result<ChainPosition, Attempt> {
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
-        let head = tx
-            .query_opt(
-                "SELECT h.bureau_id, h.seq, h.hash FROM view_log_head h \
-                 JOIN bureau b ON b.id = h.bureau_id WHERE b.code = $1 FOR UPDATE OF h",
-                &[&record.bureau],
+        let at = append_view(&tx, record).await?;
+        tx.commit().await.map_err(attempt)?;
+        Ok(at)
+    }
+
+    /// One transaction: each Japan day's numbers are taken as one block from `incident_day`,
+    /// then the incidents are written as appends write them.
+    async fn load_incidents_once(
+        &self,
+        bureau: BureauId,
+        incidents: &[PastIncident],
+    ) -> Result<Vec<IncidentId>, Attempt<AppendError>> {
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(attempt)?;
+        let mut days: Vec<String> = Vec::with_capacity(incidents.len());
+        let mut per_day: std::collections::BTreeMap<String, i32> = Default::default();
+        for past in incidents {
+            let created = past.events.first().map_or(0, |(_, at)| *at);
+            let day = japan_day(created)?;
+            *per_day.entry(day.clone()).or_default() += 1;
+            days.push(day);
+        }
+        let mut next: HashMap<String, i32> = HashMap::new();
+        for (day, n) in &per_day {
+            let last: i32 = col(
+                &tx.query_one(
+                    "INSERT INTO incident_day (bureau_id, day, last_number) VALUES ($1, $2, $3) \
+                     ON CONFLICT (bureau_id, day) \
+                     DO UPDATE SET last_number = incident_day.last_number + EXCLUDED.last_number \
+                     RETURNING last_number",
+                    &[&bureau, day, n],
+                )
+                .await
+                .map_err(attempt)?,
+                0,
+            )?;
+            next.insert(day.clone(), last - n + 1);
+        }
+        let mut ids = Vec::with_capacity(incidents.len());
+        for (past, day) in incidents.iter().zip(&days) {
+            let Some(&(_, created_ms)) = past.events.first() else {
+                continue;
+            };
+            let n = next
+                .get_mut(day)
+                .ok_or_else(|| corrupt("a day without numbers"))?;
+            let number = format!("{day}-{:04}", *n);
+            *n += 1;
+            let id = next_id(created_ms);
+            tx.execute(
+                "INSERT INTO incident (bureau_id, id, number, created_ms) VALUES ($1, $2, $3, $4)",
+                &[&bureau, &id, &number, &created_ms],
             )
             .await
             .map_err(attempt)?;
-        let Some(head) = head else {
-            let known = tx
-                .query_opt("SELECT 1 FROM bureau WHERE code = $1", &[&record.bureau])
-                .await
-                .map_err(attempt)?
-                .is_some();
-            return Err(if known {
-                corrupt(format!(
-                    "the view log of bureau {} has no head row",
-                    record.bureau
-                ))
-            } else {
-                StoreError::UnknownOrganisation(record.bureau.clone())
+            let mut log = Incident::default();
+            for (event, at_ms) in &past.events {
+                let committed = insert_event(&tx, bureau, id, &log, event, *at_ms).await?;
+                log.events.push(committed);
             }
-            .into());
-        };
-        let (bureau, seq, hash): (i64, i64, Option<&[u8]>) =
-            (col(&head, 0)?, col(&head, 1)?, col(&head, 2)?);
-        let prev = match (seq, hash) {
-            (0, _) => None,
-            (seq, Some(h)) => Some((seq, hash32(h, format!("view log head {seq}"))?)),
-            (seq, None) => return Err(corrupt(format!("view log head {seq} has no hash")).into()),
-        };
-        let linked = chain(prev, record.clone());
-        let entry = serde_json::to_string(&linked.entry).map_err(encoding("view record"))?;
-        tx.execute(
-            "INSERT INTO view_log (bureau_id, seq, entry, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &bureau,
-                &linked.seq,
-                &entry,
-                &linked.prev_hash.as_slice(),
-                &linked.hash.as_slice(),
-            ],
-        )
-        .await
-        .map_err(attempt)?;
-        tx.execute(
-            "UPDATE view_log_head SET seq = $2, hash = $3 WHERE bureau_id = $1",
-            &[&bureau, &linked.seq, &linked.hash.as_slice()],
-        )
-        .await
-        .map_err(attempt)?;
+            save_facts(&tx, bureau, id, &log).await?;
+            for view in &past.views {
+                let mut view = view.clone();
+                view.incident_number.clone_from(&number);
+                append_view(&tx, &view).await?;
+            }
+            ids.push(id);
+        }
         tx.commit().await.map_err(attempt)?;
-        Ok(ChainPosition {
-            partition: bureau,
-            seq: linked.seq,
-        })
+        Ok(ids)
     }
 
     /// Per hospital, serialised: the upsert of the current status locks the hospital's row,
@@ -1550,6 +1731,65 @@ impl EmsStore for PgEmsStore {
 
     async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
         retrying(|| self.record_view_once(&record)).await
+    }
+
+    async fn load_incidents(
+        &self,
+        bureau: BureauId,
+        incidents: Vec<PastIncident>,
+    ) -> Result<Vec<IncidentId>, AppendError> {
+        retrying(|| self.load_incidents_once(bureau, &incidents)).await
+    }
+
+    async fn incident_facts(
+        &self,
+        bureau: BureauId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(IncidentId, IncidentFacts)>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT incident_id, created_ms, team_id, ward, outcome, consent_or_exception, \
+                 views, exception_views, arrival_contact_s, contact_vehicle_s, \
+                 vehicle_departure_s, arrival_departure_s, inquiries, difficult, transported \
+                 FROM incident_facts WHERE bureau_id = $1 AND created_ms >= $2 \
+                 AND created_ms < $3 ORDER BY incident_id",
+                &[&bureau, &from_ms, &to_ms],
+            )
+            .await
+            .map_err(db_err)?;
+        let count = |row: &Row, i: usize| -> Result<u32, StoreError> {
+            let n: i32 = col(row, i)?;
+            u32::try_from(n).map_err(|_| corrupt(format!("incident_facts count {n}")))
+        };
+        rows.iter()
+            .map(|row| {
+                let id: IncidentId = col(row, 0)?;
+                let outcome: Option<&str> = col(row, 4)?;
+                Ok((
+                    id,
+                    IncidentFacts {
+                        created_ms: col(row, 1)?,
+                        team: col(row, 2)?,
+                        ward: col(row, 3)?,
+                        outcome: outcome
+                            .map(|o| {
+                                myna_domain::incident::MynaOutcome::parse(o)
+                                    .ok_or_else(|| corrupt(format!("incident {id}: outcome {o:?}")))
+                            })
+                            .transpose()?,
+                        consent_or_exception: col(row, 5)?,
+                        views: count(row, 6)?,
+                        exception_views: count(row, 7)?,
+                        intervals_s: [col(row, 8)?, col(row, 9)?, col(row, 10)?, col(row, 11)?],
+                        inquiries: count(row, 12)?,
+                        difficult: col(row, 13)?,
+                        transported: col(row, 14)?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     async fn view_records(

@@ -8,11 +8,12 @@ use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::PatientSecret;
+use myna_domain::stats::IncidentFacts;
 use myna_store::StoreError;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
-    HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, LockoutPolicy, NewEvent, Role,
-    Session, StatusChange, Team, TeamId, Terminal, TerminalId,
+    HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, LockoutPolicy, NewEvent,
+    PastIncident, Role, Session, StatusChange, Team, TeamId, Terminal, TerminalId,
 };
 use myna_store::ems::{
     Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
@@ -74,6 +75,7 @@ impl EmsSqlite {
                 path.display()
             )));
         }
+        backfill_facts(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -332,6 +334,124 @@ fn load_incident(
     }))
 }
 
+/// The next number of the bureau's Japan day `day` (e.g. `20261124`): one more than the
+/// incidents numbered that day so far.
+fn next_number(tx: &Transaction<'_>, bureau: BureauId, day: &str) -> Result<i64, StoreError> {
+    let n: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM incident WHERE bureau_id = ?1 AND number LIKE ?2",
+            params![bureau, format!("{day}-%")],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    Ok(n + 1)
+}
+
+fn insert_incident(
+    tx: &Transaction<'_>,
+    bureau: BureauId,
+    number: &str,
+    created_ms: i64,
+) -> Result<IncidentId, StoreError> {
+    tx.execute(
+        "INSERT INTO incident (bureau_id, number, created_ms) VALUES (?1, ?2, ?3)",
+        params![bureau, number, created_ms],
+    )
+    .map_err(db_err)?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Writes the incident's statistics row from its log as it now stands.
+fn save_facts(
+    conn: &Connection,
+    bureau: BureauId,
+    incident: IncidentId,
+    log: &Incident,
+) -> Result<(), StoreError> {
+    let Some(f) = IncidentFacts::of(log) else {
+        return Ok(());
+    };
+    let [a, b, c, d] = f.intervals_s;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO incident_facts (incident_id, bureau_id, created_ms, team_id, ward, \
+         outcome, consent_or_exception, views, exception_views, arrival_contact_s, \
+         contact_vehicle_s, vehicle_departure_s, arrival_departure_s, inquiries, difficult, \
+         transported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            incident,
+            bureau,
+            f.created_ms,
+            f.team,
+            f.ward,
+            f.outcome.map(|o| o.as_str()),
+            f.consent_or_exception,
+            f.views,
+            f.exception_views,
+            a,
+            b,
+            c,
+            d,
+            f.inquiries,
+            f.difficult,
+            f.transported
+        ])
+    })
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn facts_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(IncidentId, IncidentFacts, Option<String>)> {
+    Ok((
+        r.get(0)?,
+        IncidentFacts {
+            created_ms: r.get(1)?,
+            team: r.get(2)?,
+            ward: r.get(3)?,
+            outcome: None,
+            consent_or_exception: r.get(5)?,
+            views: r.get(6)?,
+            exception_views: r.get(7)?,
+            intervals_s: [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?],
+            inquiries: r.get(12)?,
+            difficult: r.get(13)?,
+            transported: r.get(14)?,
+        },
+        r.get(4)?,
+    ))
+}
+
+/// Fills in the statistics rows of incidents written before schema 7 (once: afterwards every
+/// append keeps them).
+fn backfill_facts(conn: &mut Connection) -> Result<(), StoreError> {
+    let missing: Vec<(IncidentId, BureauId)> = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT i.id, i.bureau_id FROM incident i \
+                 LEFT JOIN incident_facts f ON f.incident_id = i.id WHERE f.incident_id IS NULL",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tx = immediate(conn)?;
+    for (id, bureau) in &missing {
+        let log = load_log(&tx, *id)?;
+        save_facts(&tx, *bureau, *id, &log)?;
+    }
+    tx.commit().map_err(db_err)?;
+    tracing::info!(incidents = missing.len(), "statistics rows filled in");
+    Ok(())
+}
+
 /// Inserts one checked event and refreshes the incident row's denormalised columns.
 fn insert_event(
     tx: &Transaction<'_>,
@@ -361,11 +481,21 @@ fn insert_event(
         .map_err(|e| StoreError::Corrupt(format!("encoding event: {e}")))?;
     let actor = serde_json::to_string(&new.actor)
         .map_err(|e| StoreError::Corrupt(format!("encoding actor: {e}")))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO incident_event (incident_id, seq, at_ms, device_ms, idempotency_key, actor, kind) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![incident, seq, now_ms, new.device_at_ms, new.idempotency_key, actor, kind],
     )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            incident,
+            seq,
+            now_ms,
+            new.device_at_ms,
+            new.idempotency_key,
+            actor,
+            kind
+        ])
+    })
     .map_err(db_err)?;
     match &new.kind {
         EventKind::Assigned { team } => {
@@ -388,6 +518,46 @@ fn insert_event(
         device_at: new.device_at_ms.map(ms_to_time).transpose()?,
         idempotency_key: new.idempotency_key.clone(),
         actor: new.actor.clone(),
+    })
+}
+
+/// Appends a view record to the one chain (SQLite has a single writer, so every bureau shares
+/// partition 0).
+fn append_view(tx: &Transaction<'_>, record: ViewRecord) -> Result<ChainPosition, StoreError> {
+    let prev = tx
+        .query_row(
+            "SELECT seq, hash FROM view_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?
+        .map(|(seq, h)| {
+            Hash32::try_from(h.as_slice())
+                .map(|h| (seq, h))
+                .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))
+        })
+        .transpose()?;
+    let bureau = record.bureau.clone();
+    let linked = chain(prev, record);
+    let entry = serde_json::to_string(&linked.entry)
+        .map_err(|e| StoreError::Corrupt(format!("encoding view record: {e}")))?;
+    tx.prepare_cached(
+        "INSERT INTO view_log (seq, bureau, entry, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            linked.seq,
+            bureau,
+            entry,
+            linked.prev_hash.as_slice(),
+            linked.hash.as_slice()
+        ])
+    })
+    .map_err(db_err)?;
+    Ok(ChainPosition {
+        partition: 0,
+        seq: linked.seq,
     })
 }
 
@@ -1179,29 +1349,19 @@ impl EmsStore for EmsSqlite {
         self.run(move |conn| {
             let tx = immediate(conn)?;
             let day = japan_day(now_ms)?;
-            let n: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM incident WHERE bureau_id = ?1 AND number LIKE ?2",
-                    params![bureau, format!("{day}-%")],
-                    |r| r.get(0),
-                )
-                .map_err(db_err)?;
-            let number = format!("{day}-{:04}", n + 1);
-            tx.execute(
-                "INSERT INTO incident (bureau_id, number, created_ms) VALUES (?1, ?2, ?3)",
-                params![bureau, number, now_ms],
-            )
-            .map_err(db_err)?;
-            let id = tx.last_insert_rowid();
+            let number = format!("{day}-{:04}", next_number(&tx, bureau, &day)?);
+            let id = insert_incident(&tx, bureau, &number, now_ms)?;
             let event = insert_event(&tx, id, &Incident::default(), &created, now_ms)?;
+            let log = Incident {
+                events: vec![event],
+            };
+            save_facts(&tx, bureau, id, &log)?;
             tx.commit().map_err(db_err)?;
             Ok(IncidentRecord {
                 id,
                 bureau_id: bureau,
                 number,
-                log: Incident {
-                    events: vec![event],
-                },
+                log,
             })
         })
         .await
@@ -1226,6 +1386,9 @@ impl EmsStore for EmsSqlite {
                 return Ok(Appended::Duplicate(done.clone()));
             }
             let committed = insert_event(&tx, incident, &record.log, &event, now_ms)?;
+            let mut log = record.log;
+            log.events.push(committed.clone());
+            save_facts(&tx, bureau, incident, &log)?;
             tx.commit().map_err(db_err)?;
             Ok(Appended::New(committed))
         })
@@ -1277,35 +1440,83 @@ impl EmsStore for EmsSqlite {
     async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
         self.run(move |conn| {
             let tx = immediate(conn)?;
-            let prev = tx
-                .query_row(
-                    "SELECT seq, hash FROM view_log ORDER BY seq DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-                )
-                .optional()
-                .map_err(db_err)?
-                .map(|(seq, h)| {
-                    Hash32::try_from(h.as_slice())
-                        .map(|h| (seq, h))
-                        .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))
-                })
-                .transpose()?;
-            let bureau = record.bureau.clone();
-            let linked = chain(prev, record);
-            let entry = serde_json::to_string(&linked.entry)
-                .map_err(|e| StoreError::Corrupt(format!("encoding view record: {e}")))?;
-            tx.execute(
-                "INSERT INTO view_log (seq, bureau, entry, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![linked.seq, bureau, entry, linked.prev_hash.as_slice(), linked.hash.as_slice()],
-            )
-            .map_err(db_err)?;
+            let at = append_view(&tx, record)?;
             tx.commit().map_err(db_err)?;
-            // One chain for every bureau: SQLite has a single writer anyway.
-            Ok(ChainPosition {
-                partition: 0,
-                seq: linked.seq,
-            })
+            Ok(at)
+        })
+        .await
+    }
+
+    async fn load_incidents(
+        &self,
+        bureau: BureauId,
+        incidents: Vec<PastIncident>,
+    ) -> Result<Vec<IncidentId>, AppendError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let mut last_number: std::collections::HashMap<String, i64> = Default::default();
+            let mut ids = Vec::with_capacity(incidents.len());
+            for past in incidents {
+                let Some(&(_, created_ms)) = past.events.first() else {
+                    continue;
+                };
+                let day = japan_day(created_ms)?;
+                let n = match last_number.get(&day) {
+                    Some(n) => n + 1,
+                    None => next_number(&tx, bureau, &day)?,
+                };
+                last_number.insert(day.clone(), n);
+                let number = format!("{day}-{n:04}");
+                let id = insert_incident(&tx, bureau, &number, created_ms)?;
+                let mut log = Incident::default();
+                for (event, at_ms) in &past.events {
+                    let committed = insert_event(&tx, id, &log, event, *at_ms)?;
+                    log.events.push(committed);
+                }
+                save_facts(&tx, bureau, id, &log)?;
+                for mut view in past.views {
+                    view.incident_number.clone_from(&number);
+                    append_view(&tx, view)?;
+                }
+                ids.push(id);
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn incident_facts(
+        &self,
+        bureau: BureauId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(IncidentId, IncidentFacts)>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT incident_id, created_ms, team_id, ward, outcome, consent_or_exception, \
+                     views, exception_views, arrival_contact_s, contact_vehicle_s, \
+                     vehicle_departure_s, arrival_departure_s, inquiries, difficult, transported \
+                     FROM incident_facts WHERE bureau_id = ?1 AND created_ms >= ?2 \
+                     AND created_ms < ?3 ORDER BY incident_id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![bureau, from_ms, to_ms], facts_row)
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, mut facts, outcome) = row.map_err(db_err)?;
+                facts.outcome = outcome
+                    .map(|o| {
+                        myna_domain::incident::MynaOutcome::parse(&o)
+                            .ok_or_else(|| corrupt(format!("incident {id}: outcome {o:?}")))
+                    })
+                    .transpose()?;
+                out.push((id, facts));
+            }
+            Ok(out)
         })
         .await
     }

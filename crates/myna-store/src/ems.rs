@@ -10,6 +10,7 @@ use myna_domain::access::ChainedEntry;
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::{PatientKey, PatientSecret};
+use myna_domain::stats::IncidentFacts;
 use myna_domain::summary::{EmergencySummary, View};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -310,6 +311,16 @@ pub struct NewEvent {
     pub team_guard: Option<TeamId>,
 }
 
+/// An incident of the past written whole (`EmsStore::load_incidents`), e.g. a simulated year:
+/// each event with its server time, in order, and the view records of its summary views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastIncident {
+    /// The first is the `Created` event. Each is checked by the same rules as an append.
+    pub events: Vec<(NewEvent, i64)>,
+    /// Appended to the view log after the incident; the store sets `incident_number`.
+    pub views: Vec<ViewRecord>,
+}
+
 /// The answer to an append: a resend with a known key gets the committed event back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
@@ -581,6 +592,24 @@ pub trait EmsStore: Send + Sync + 'static {
         bureau: BureauId,
         filter: IncidentFilter,
     ) -> impl Future<Output = Result<Vec<IncidentRecord>, StoreError>> + Send;
+
+    /// Writes past incidents whole, each under the next number of its own Japan day, every event
+    /// checked by the rules of `append` at its own time, in one transaction: all or none.
+    /// Each incident's facts are kept as an append keeps them.
+    fn load_incidents(
+        &self,
+        bureau: BureauId,
+        incidents: Vec<PastIncident>,
+    ) -> impl Future<Output = Result<Vec<IncidentId>, AppendError>> + Send;
+
+    /// The statistics row of each of the bureau's incidents created in `[from_ms, to_ms)`,
+    /// as the last append left it (`IncidentFacts::of` its log).
+    fn incident_facts(
+        &self,
+        bureau: BureauId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<Vec<(IncidentId, IncidentFacts)>, StoreError>> + Send;
 
     /// Appends a view record to its bureau's chain (SQLite: the one chain, partition 0;
     /// PostgreSQL: one per bureau, the bureau's id); returns its place.

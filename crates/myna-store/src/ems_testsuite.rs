@@ -7,7 +7,7 @@
 
 use crate::ems::{
     AccountSeed, AppendError, Appended, BureauId, BureauSeed, EmsStore, HandoffSnapshot,
-    IncidentFilter, IncidentId, LockoutPolicy, NewEvent, Role, StatusChange, TeamId,
+    IncidentFilter, IncidentId, LockoutPolicy, NewEvent, PastIncident, Role, StatusChange, TeamId,
 };
 use crate::{ChainReport, StoreError};
 use myna_domain::access::{Consent, ExceptionReason};
@@ -16,7 +16,9 @@ use myna_domain::incident::{
     Actor, ComplaintCategory, DEVICE_CLOCK_TOLERANCE, EventKind, IncidentError, MynaOutcome, Phase,
     ViewRecord,
 };
+use myna_domain::incident::{DeclineReason, InquiryResult};
 use myna_domain::patient::{PatientKey, PatientSecret};
+use myna_domain::stats::{IncidentFacts, Stage};
 use myna_domain::summary::View;
 
 /// 2026-09-21 (JST), well inside any viewing window the tests use.
@@ -1940,6 +1942,263 @@ pub async fn enrollment_requests_are_capped_per_bureau_and_old_ones_lapse<S: Ems
     assert_eq!(store.enrollments(a, false).await.unwrap().len(), 3);
 }
 
+/// Asserts that the stored statistics row of every incident of `bureau` equals the facts of
+/// its log, and that there is one row per incident.
+pub async fn assert_facts_follow_logs<S: EmsStore>(store: &S, bureau: BureauId) {
+    let stored = store
+        .incident_facts(bureau, i64::MIN, i64::MAX)
+        .await
+        .unwrap();
+    let incidents = store
+        .incidents(
+            bureau,
+            IncidentFilter {
+                open_only: false,
+                team: None,
+                limit: u32::MAX,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        incidents.len(),
+        "one statistics row per incident"
+    );
+    for record in incidents {
+        let row = stored
+            .iter()
+            .find(|(id, _)| *id == record.id)
+            .unwrap_or_else(|| panic!("incident {} has no statistics row", record.number));
+        assert_eq!(
+            Some(&row.1),
+            IncidentFacts::of(&record.log).as_ref(),
+            "incident {}: the statistics row differs from the facts of its log",
+            record.number
+        );
+    }
+}
+
+pub async fn the_statistics_row_follows_every_append_and_stays_in_its_bureau<S: EmsStore>(
+    store: S,
+) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let id = assigned_incident(&store, a, "救急1").await;
+    let t = team(&store, a, "救急1").await;
+    assert_facts_follow_logs(&store, a).await;
+    let p = patient(1);
+    let minute = 60_000;
+    let steps: Vec<(EventKind, i64)> = vec![
+        (phase(Phase::Arrival), 8 * minute),
+        (phase(Phase::Contact), 9 * minute),
+        (face(&p), 10 * minute),
+        (
+            consent(
+                &p,
+                Consent::Exception {
+                    reason: ExceptionReason::Unconscious,
+                },
+            ),
+            10 * minute + 1,
+        ),
+        (
+            EventKind::SummaryViewed {
+                patient: p.clone(),
+                view: View::Summary,
+            },
+            11 * minute,
+        ),
+        (
+            EventKind::Inquiry {
+                hospital: HOSPITAL_A.into(),
+                result: InquiryResult::Declined,
+                reason: Some(DeclineReason::BedsFull),
+            },
+            12 * minute,
+        ),
+        (
+            EventKind::Inquiry {
+                hospital: "kawasaki-saiwai".into(),
+                result: InquiryResult::Accepted,
+                reason: None,
+            },
+            13 * minute,
+        ),
+        (phase(Phase::InVehicle), 14 * minute),
+        (phase(Phase::Departure), 20 * minute),
+        (phase(Phase::HospitalArrival), 30 * minute),
+    ];
+    for (i, (kind, at)) in steps.into_iter().enumerate() {
+        store
+            .append(a, id, crew_event(t, kind, &format!("s{i}"), None), T0 + at)
+            .await
+            .unwrap();
+        assert_facts_follow_logs(&store, a).await;
+    }
+    store
+        .append(
+            a,
+            id,
+            dispatcher_event(EventKind::Closed, "close"),
+            T0 + 31 * minute,
+        )
+        .await
+        .unwrap();
+    assert_facts_follow_logs(&store, a).await;
+    let rows = store.incident_facts(a, T0, T0 + 1).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the incident created at T0 is in [T0, T0 + 1)"
+    );
+    let f = &rows[0].1;
+    assert_eq!(f.stage(), Stage::Viewed);
+    assert_eq!((f.views, f.exception_views, f.inquiries), (1, 1, 2));
+    assert_eq!(f.ward.as_deref(), Some("中原区"));
+    assert_eq!(f.team, Some(t));
+    assert_eq!(
+        f.intervals_s,
+        [Some(60), Some(5 * 60), Some(6 * 60), Some(12 * 60)],
+        "arrival→contact, contact→in vehicle, in vehicle→departure, arrival→departure"
+    );
+    assert!(f.transported && !f.difficult);
+    assert!(
+        store
+            .incident_facts(a, T0 + 1, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty(),
+        "created before the range"
+    );
+    assert!(
+        store
+            .incident_facts(b, i64::MIN, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another bureau's statistics hold none of a-fd's incidents"
+    );
+}
+
+/// A simulated incident of `team`: created at `at`, assigned, arrived; with `view`, the face
+/// check, consent and a view of patient 1 (and its view record).
+fn past_incident(team: TeamId, at: i64, view: bool, key: &str) -> PastIncident {
+    let p = patient(1);
+    let mut events = vec![
+        (dispatcher_event(created(), &format!("{key}-c")), at),
+        (
+            dispatcher_event(EventKind::Assigned { team }, &format!("{key}-a")),
+            at + 60_000,
+        ),
+        (
+            crew_event(team, phase(Phase::Arrival), &format!("{key}-r"), None),
+            at + 600_000,
+        ),
+    ];
+    let mut views = Vec::new();
+    if view {
+        events.push((
+            crew_event(team, face(&p), &format!("{key}-f"), None),
+            at + 700_000,
+        ));
+        events.push((
+            crew_event(
+                team,
+                consent(&p, Consent::Obtained),
+                &format!("{key}-o"),
+                None,
+            ),
+            at + 710_000,
+        ));
+        events.push((
+            crew_event(
+                team,
+                EventKind::SummaryViewed {
+                    patient: p.clone(),
+                    view: View::Summary,
+                },
+                &format!("{key}-v"),
+                None,
+            ),
+            at + 720_000,
+        ));
+        let mut record = view_record(7, 1);
+        record.at_ms = at + 720_000;
+        record.incident_number = "set by the store".into();
+        views.push(record);
+    }
+    PastIncident { events, views }
+}
+
+pub async fn past_incidents_load_whole_numbered_per_japan_day_or_not_at_all<S: EmsStore>(store: S) {
+    let a = store.seed_bureau(small("a-fd")).await.unwrap();
+    let t = team(&store, a, "救急1").await;
+    let two_hours = 7_200_000;
+    let ids = store
+        .load_incidents(
+            a,
+            vec![
+                past_incident(t, T0, false, "x"),
+                past_incident(t, T0 + 60_000, true, "y"),
+                past_incident(t, T0 + two_hours, false, "z"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let mut numbers = Vec::new();
+    for id in &ids {
+        numbers.push(store.incident(a, *id).await.unwrap().unwrap().number);
+    }
+    assert_eq!(
+        numbers,
+        ["20260921-0001", "20260921-0002", "20260922-0001"],
+        "T0 is 23:13 in Japan; two hours later is the next Japan day"
+    );
+    assert_facts_follow_logs(&store, a).await;
+    let views = store.view_records("a-fd", 10).await.unwrap();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].entry.incident_number, "20260921-0002");
+    assert!(
+        matches!(
+            store.verify_view_log().await.unwrap(),
+            ChainReport::Intact { entries: 1, .. }
+        ),
+        "the loaded view is chained"
+    );
+    // A later creation on the same day continues the day's numbers.
+    let next = store
+        .create_incident(a, dispatcher_event(created(), "live"), T0 + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(next.number, "20260921-0003");
+
+    // A batch whose second incident breaks a rule is refused whole.
+    let mut bad = past_incident(t, T0 + 3 * two_hours, false, "bad");
+    bad.events.remove(1); // the arrival now comes before any assignment
+    let err = store
+        .load_incidents(
+            a,
+            vec![past_incident(t, T0 + 3 * two_hours, true, "ok"), bad],
+        )
+        .await
+        .unwrap_err();
+    // The crew event carries its team guard, and the incident has no team yet.
+    assert_eq!(err, AppendError::Rule(IncidentError::WrongTeam));
+    assert_eq!(
+        store
+            .incident_facts(a, i64::MIN, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        4,
+        "nothing of the refused batch was kept"
+    );
+    assert_eq!(store.view_records("a-fd", 10).await.unwrap().len(), 1);
+    assert_facts_follow_logs(&store, a).await;
+}
+
 /// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the
 /// suite once, so a new test runs on every backend.
 #[macro_export]
@@ -1972,6 +2231,8 @@ macro_rules! ems_suite {
             open_invitations_are_listed_per_bureau_and_a_cancelled_one_files_nothing,
             an_enrollment_is_approved_once_by_its_own_bureau_into_a_certificate_bound_terminal,
             enrollment_requests_are_capped_per_bureau_and_old_ones_lapse,
+            the_statistics_row_follows_every_append_and_stays_in_its_bureau,
+            past_incidents_load_whole_numbered_per_japan_day_or_not_at_all,
         );
     };
 }
