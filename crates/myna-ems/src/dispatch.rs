@@ -56,11 +56,17 @@ pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
 
 /// The signed-in desk user (dispatcher or admin) and their bureau. Extracting it redirects to
 /// the login page when there is no such session.
-struct Desk {
-    session: Session,
-    bureau: Bureau,
+pub(crate) struct Desk {
+    pub(crate) session: Session,
+    pub(crate) bureau: Bureau,
     /// The session's token for its forms (`myna_web::csrf`).
-    csrf: String,
+    pub(crate) csrf: String,
+}
+
+impl Desk {
+    pub(crate) fn is_admin(&self) -> bool {
+        self.session.account.role == Role::Admin
+    }
 }
 
 impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Desk {

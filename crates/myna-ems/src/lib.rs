@@ -15,6 +15,7 @@ mod hospital;
 pub mod openapi;
 pub mod seed;
 pub mod sign_in;
+pub mod stats;
 pub mod wire;
 
 use axum::Router;
@@ -432,6 +433,7 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
             // The browser screens: every form carries its session's token and comes from
             // our own origin.
             dispatch::routes()
+                .merge(stats::routes())
                 .merge(hospital::routes())
                 .layer(axum::middleware::from_fn(|req, next| {
                     myna_web::csrf::guard(cookie, "/login", req, next)

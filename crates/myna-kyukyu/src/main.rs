@@ -22,6 +22,7 @@ mod provider;
 mod quantile;
 mod render;
 mod secret_file;
+mod simulate;
 mod store;
 mod tls;
 
@@ -51,6 +52,8 @@ enum Command {
     /// Import claims batches (docs/import-format.md) into a provider database: each batch in
     /// one transaction, a batch imported before skipped, a bad line reported with its number.
     Import(import::ImportArgs),
+    /// A bureau's synthetic year of incidents into its ems database (for the statistics).
+    Simulate(simulate::SimulateArgs),
     /// The national emergency-summary service.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Gen(a) => generate::run(a).await,
             Command::Import(a) => import::run(a).await,
+            Command::Simulate(a) => simulate::run(a).await,
             Command::Provider(c) => provider::run(c).await,
             Command::Ca(c) => cards::run_ca(c).await,
             Command::Card(c) => cards::run_card(c).await,

@@ -7,6 +7,7 @@
 
 pub mod institutions;
 pub mod names;
+pub mod year;
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 use institutions::{CLINIC_KINDS, Institutions};
@@ -191,7 +192,7 @@ pub struct Generator {
 /// expectorants.
 const ACUTE_FORMULARY_CLASSES: &[&str] = &["6131", "6132", "6149", "6241", "2239"];
 
-fn splitmix64(mut x: u64) -> u64 {
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -1067,7 +1068,10 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> Option<&'a T> {
     }
 }
 
-fn pick_weighted(rng: &mut ChaCha8Rng, weights: impl Iterator<Item = u32> + Clone) -> usize {
+pub(crate) fn pick_weighted(
+    rng: &mut ChaCha8Rng,
+    weights: impl Iterator<Item = u32> + Clone,
+) -> usize {
     let total: u32 = weights.clone().sum();
     let mut x = rng.random_range(0..total.max(1));
     for (i, w) in weights.enumerate() {
