@@ -153,19 +153,48 @@ struct StatsPage {
     sections: Vec<Section>,
 }
 
+/// Who looks at the dashboard, for its header.
+pub struct Viewer {
+    pub name: String,
+    pub is_admin: bool,
+    /// The session's form token (`myna_web::csrf`), for the sign-out button.
+    pub csrf: String,
+}
+
 async fn dashboard<S: EmsStore>(
     State(ems): St<S>,
     d: Desk,
     Query(q): Query<YearQuery>,
 ) -> Response {
-    let (year, facts) = match chosen_year(&ems, d.bureau.id, q.year).await {
-        Ok(x) => x,
-        Err(response) => return response,
+    let viewer = Viewer {
+        name: d.session.account.display_name.clone(),
+        is_admin: d.is_admin(),
+        csrf: d.csrf.clone(),
     };
-    let teams = match ems.store.teams(d.bureau.id).await {
-        Ok(t) => t,
-        Err(e) => return EmsError::from(e).into_response(),
-    };
+    match dashboard_html(&ems, &d.bureau, viewer, q.year).await {
+        Ok(html) => (
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            axum::response::Html(html),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// The dashboard of `bureau` for `year` (or the latest year with incidents), as HTML: the
+/// whole of a request's work but the HTTP exchange (`bench stats` times it).
+pub async fn dashboard_html<S: EmsStore>(
+    ems: &Ems<S>,
+    bureau: &myna_store::ems::Bureau,
+    viewer: Viewer,
+    year: Option<i32>,
+) -> Result<String, Response> {
+    let (year, facts) = chosen_year(ems, bureau.id, year).await?;
+    let teams = ems
+        .store
+        .teams(bureau.id)
+        .await
+        .map_err(|e| EmsError::from(e).into_response())?;
     let dash = Dashboard::build(&facts);
     let names = TeamNames::new(&teams);
     let this_year = ems.now().with_timezone(&JST).year();
@@ -252,10 +281,10 @@ async fn dashboard<S: EmsStore>(
         },
     ];
     let page = StatsPage {
-        bureau_name: d.bureau.name.clone(),
-        user_name: d.session.account.display_name.clone(),
-        is_admin: d.is_admin(),
-        csrf: d.csrf.clone(),
+        bureau_name: bureau.name.clone(),
+        user_name: viewer.name,
+        is_admin: viewer.is_admin,
+        csrf: viewer.csrf,
         year,
         years: (this_year - 4..=this_year).rev().collect(),
         dispatches: dash.total.dispatches(),
@@ -269,11 +298,13 @@ async fn dashboard<S: EmsStore>(
         chart_problem,
         sections,
     };
-    let mut response = myna_web::page(&page);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    page.render().map_err(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("page could not be rendered: {e}"),
+        )
+            .into_response()
+    })
 }
 
 async fn csv_export<S: EmsStore>(

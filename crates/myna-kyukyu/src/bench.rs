@@ -37,6 +37,8 @@ pub enum BenchCommand {
     Handoff(crate::bench_handoff::HandoffBenchArgs),
     /// Loading the drug master, classifying every code, and what that saves each summary.
     Alerts(crate::bench_alerts::AlertsBenchArgs),
+    /// The statistics dashboard of a simulated year (Kawasaki 2025) on SQLite and PostgreSQL.
+    Stats(crate::bench_stats::StatsBenchArgs),
     /// The claims import on SQLite and PostgreSQL against each engine's own bulk insert of the
     /// same rows.
     Import(crate::bench_import::ImportBenchArgs),
@@ -94,6 +96,7 @@ pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::DelayProxy(a) => crate::delay_proxy::run(a).await,
         BenchCommand::EmsLoad(a) => crate::bench_ems_load::run(a).await,
         BenchCommand::Import(a) => crate::bench_import::run(a).await,
+        BenchCommand::Stats(a) => crate::bench_stats::run(a).await,
         BenchCommand::Handoff(a) => {
             tokio::task::spawn_blocking(move || crate::bench_handoff::run(a)).await?
         }

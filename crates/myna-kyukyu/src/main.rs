@@ -8,6 +8,7 @@ mod bench_ems_load;
 mod bench_handoff;
 mod bench_import;
 mod bench_ranking;
+mod bench_stats;
 mod card_cli;
 mod cards;
 mod checkpoint;

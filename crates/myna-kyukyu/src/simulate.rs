@@ -51,8 +51,6 @@ pub async fn run(args: SimulateArgs) -> Result<ExitCode> {
             args.db, args.db
         )
     })?;
-    let sim_bureau = sim_bureau(&store, &bureau).await?;
-    let sim = YearSim::new(args.seed, published, sim_bureau)?;
     let (from_ms, to_ms) = year_range_ms(args.year)?;
     let already = store.incident_facts(bureau.id, from_ms, to_ms).await?.len();
     if already > 0 {
@@ -62,6 +60,7 @@ pub async fn run(args: SimulateArgs) -> Result<ExitCode> {
             args.year
         );
     }
+    let sim = YearSim::new(args.seed, published, sim_bureau(&store, &bureau).await?)?;
     let days = args
         .days
         .map_or(sim.days(), |d| usize::try_from(d).unwrap_or(usize::MAX))
@@ -69,23 +68,7 @@ pub async fn run(args: SimulateArgs) -> Result<ExitCode> {
     let total: u64 = (0..days).map(|d| u64::from(sim.calls_on(d))).sum();
     let bar = progress_bar(!args.quiet, total, &format!("{code} {}", args.year));
     let started = Instant::now();
-    let mut written = 0u64;
-    let mut views = 0u64;
-    for first in (0..days).step_by(DAYS_PER_BATCH) {
-        let batch: Vec<PastIncident> = (first..(first + DAYS_PER_BATCH).min(days))
-            .flat_map(|d| sim.day(d))
-            .enumerate()
-            .map(|(i, incident)| past_incident(args.year, first, i, incident))
-            .collect();
-        let n = batch.len() as u64;
-        views += batch.iter().map(|p| p.views.len() as u64).sum::<u64>();
-        store
-            .load_incidents(bureau.id, batch)
-            .await
-            .with_context(|| format!("writing the week from day {}", first + 1))?;
-        written += n;
-        bar.inc(n);
-    }
+    let (written, views) = write_days(&store, bureau.id, &sim, days, &bar).await?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     println!(
@@ -98,9 +81,42 @@ pub async fn run(args: SimulateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the first `days` days of `sim` into the bureau, a week per transaction; answers the
+/// incidents and the summary views written.
+pub async fn write_days<S: EmsStore>(
+    store: &S,
+    bureau: myna_store::ems::BureauId,
+    sim: &YearSim,
+    days: usize,
+    bar: &ProgressBar,
+) -> Result<(u64, u64)> {
+    let year = sim.published().year;
+    let mut written = 0u64;
+    let mut views = 0u64;
+    for first in (0..days).step_by(DAYS_PER_BATCH) {
+        let batch: Vec<PastIncident> = (first..(first + DAYS_PER_BATCH).min(days))
+            .flat_map(|d| sim.day(d))
+            .enumerate()
+            .map(|(i, incident)| past_incident(year, first, i, incident))
+            .collect();
+        let n = batch.len() as u64;
+        views += batch.iter().map(|p| p.views.len() as u64).sum::<u64>();
+        store
+            .load_incidents(bureau, batch)
+            .await
+            .with_context(|| format!("writing the week from day {}", first + 1))?;
+        written += n;
+        bar.inc(n);
+    }
+    Ok((written, views))
+}
+
 /// The bureau's teams with the crew account of each (the seed's `crewNN`, in station order),
 /// its dispatcher, and the registry's hospitals.
-async fn sim_bureau(store: &EmsDb, bureau: &myna_store::ems::Bureau) -> Result<SimBureau> {
+pub async fn sim_bureau<S: EmsStore>(
+    store: &S,
+    bureau: &myna_store::ems::Bureau,
+) -> Result<SimBureau> {
     let teams = store.teams(bureau.id).await?;
     let dispatcher = store
         .account(bureau.id, DISPATCHER_LOGIN)
@@ -184,7 +200,7 @@ pub fn year_range_ms(year: i32) -> Result<(i64, i64)> {
     Ok((start(year)?, start(year + 1)?))
 }
 
-fn progress_bar(shown: bool, total: u64, name: &str) -> ProgressBar {
+pub fn progress_bar(shown: bool, total: u64, name: &str) -> ProgressBar {
     if !shown {
         return ProgressBar::hidden();
     }

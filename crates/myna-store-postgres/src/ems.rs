@@ -215,6 +215,137 @@ async fn save_facts(
     Ok(())
 }
 
+/// A batch of past incidents as columns, for one `UNNEST` insert per table.
+#[derive(Default)]
+struct PastRows {
+    incident: Vec<i64>,
+    number: Vec<String>,
+    created_ms: Vec<i64>,
+    team: Vec<Option<i64>>,
+    closed: Vec<bool>,
+    event_incident: Vec<i64>,
+    seq: Vec<i32>,
+    at_ms: Vec<i64>,
+    device_ms: Vec<Option<i64>>,
+    key: Vec<String>,
+    actor: Vec<String>,
+    kind: Vec<String>,
+    facts: Vec<(i64, IncidentFacts)>,
+}
+
+impl PastRows {
+    fn event(&mut self, incident: IncidentId, e: &Event) -> Result<(), StoreError> {
+        self.event_incident.push(incident);
+        self.seq.push(to_i32(e.seq, "event seq")?);
+        self.at_ms.push(e.at.timestamp_millis());
+        self.device_ms
+            .push(e.device_at.map(|t| t.timestamp_millis()));
+        self.key.push(e.idempotency_key.clone());
+        self.actor
+            .push(serde_json::to_string(&e.actor).map_err(encoding("actor"))?);
+        self.kind
+            .push(serde_json::to_string(&e.kind).map_err(encoding("event"))?);
+        Ok(())
+    }
+
+    fn incident(
+        &mut self,
+        id: IncidentId,
+        number: &str,
+        created_ms: i64,
+        log: &Incident,
+    ) -> Result<(), StoreError> {
+        self.incident.push(id);
+        self.number.push(number.to_owned());
+        self.created_ms.push(created_ms);
+        self.team.push(log.assigned_team());
+        self.closed.push(log.is_closed());
+        if let Some(f) = IncidentFacts::of(log) {
+            self.facts.push((id, f));
+        }
+        Ok(())
+    }
+
+    async fn write(&self, tx: &Transaction<'_>, bureau: BureauId) -> Result<(), Attempt> {
+        tx.execute(
+            "INSERT INTO incident (bureau_id, id, number, created_ms, team_id, closed) \
+             SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+             $6::boolean[])",
+            &[
+                &bureau,
+                &self.incident,
+                &self.number,
+                &self.created_ms,
+                &self.team,
+                &self.closed,
+            ],
+        )
+        .await
+        .map_err(attempt)?;
+        tx.execute(
+            "INSERT INTO incident_event (bureau_id, incident_id, seq, at_ms, device_ms, \
+             idempotency_key, actor, kind) SELECT $1, * FROM UNNEST($2::bigint[], $3::int[], \
+             $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[])",
+            &[
+                &bureau,
+                &self.event_incident,
+                &self.seq,
+                &self.at_ms,
+                &self.device_ms,
+                &self.key,
+                &self.actor,
+                &self.kind,
+            ],
+        )
+        .await
+        .map_err(attempt)?;
+        let f = &self.facts;
+        let count = |n: u32| to_i32(n, "statistics count");
+        let interval =
+            |i: usize| -> Vec<Option<i64>> { f.iter().map(|(_, x)| x.intervals_s[i]).collect() };
+        tx.execute(
+            "INSERT INTO incident_facts (bureau_id, incident_id, created_ms, team_id, ward, \
+             outcome, consent_or_exception, views, exception_views, arrival_contact_s, \
+             contact_vehicle_s, vehicle_departure_s, arrival_departure_s, inquiries, difficult, \
+             transported) SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], \
+             $5::text[], $6::text[], $7::boolean[], $8::int[], $9::int[], $10::bigint[], \
+             $11::bigint[], $12::bigint[], $13::bigint[], $14::int[], $15::boolean[], \
+             $16::boolean[])",
+            &[
+                &bureau,
+                &f.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+                &f.iter().map(|(_, x)| x.created_ms).collect::<Vec<_>>(),
+                &f.iter().map(|(_, x)| x.team).collect::<Vec<_>>(),
+                &f.iter().map(|(_, x)| x.ward.clone()).collect::<Vec<_>>(),
+                &f.iter()
+                    .map(|(_, x)| x.outcome.map(|o| o.as_str()))
+                    .collect::<Vec<_>>(),
+                &f.iter()
+                    .map(|(_, x)| x.consent_or_exception)
+                    .collect::<Vec<_>>(),
+                &f.iter()
+                    .map(|(_, x)| count(x.views))
+                    .collect::<Result<Vec<_>, _>>()?,
+                &f.iter()
+                    .map(|(_, x)| count(x.exception_views))
+                    .collect::<Result<Vec<_>, _>>()?,
+                &interval(0),
+                &interval(1),
+                &interval(2),
+                &interval(3),
+                &f.iter()
+                    .map(|(_, x)| count(x.inquiries))
+                    .collect::<Result<Vec<_>, _>>()?,
+                &f.iter().map(|(_, x)| x.difficult).collect::<Vec<_>>(),
+                &f.iter().map(|(_, x)| x.transported).collect::<Vec<_>>(),
+            ],
+        )
+        .await
+        .map_err(attempt)?;
+        Ok(())
+    }
+}
+
 /// Appends a view record to its bureau's chain under the chain's head row (`FOR UPDATE`).
 async fn append_view(tx: &Transaction<'_>, record: &ViewRecord) -> Result<ChainPosition, Attempt> {
     let head = tx
@@ -555,23 +686,8 @@ async fn insert_event(
     new: &NewEvent,
     now_ms: i64,
 ) -> Result<Event, Attempt<AppendError>> {
-    if let Some(team) = new.team_guard
-        && log.assigned_team() != Some(team)
-    {
-        return Err(IncidentError::WrongTeam.into());
-    }
-    log.check(&new.kind, &new.actor)?;
-    if let Some(device) = new.device_at_ms {
-        // A time no clock can show is a wrong clock, not corrupt storage.
-        let device_at = DateTime::from_timestamp_millis(device).ok_or(if device > now_ms {
-            IncidentError::DeviceTimeAhead
-        } else {
-            IncidentError::DeviceTimeBeforeCreation
-        })?;
-        log.check_device_time(&new.kind, device_at, ms_to_time(now_ms)?, &new.actor)?;
-    }
-    let seq = u32::try_from(log.events.len() + 1)
-        .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;
+    let event = myna_store::ems::checked_event(log, new, now_ms)?;
+    let seq = event.seq;
     let kind = serde_json::to_string(&new.kind).map_err(encoding("event"))?;
     let actor = serde_json::to_string(&new.actor).map_err(encoding("actor"))?;
     tx.execute(
@@ -609,14 +725,7 @@ async fn insert_event(
         }
         _ => {}
     }
-    Ok(Event {
-        seq,
-        kind: new.kind.clone(),
-        at: ms_to_time(now_ms)?,
-        device_at: new.device_at_ms.map(ms_to_time).transpose()?,
-        idempotency_key: new.idempotency_key.clone(),
-        actor: new.actor.clone(),
-    })
+    Ok(event)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1122,7 +1231,11 @@ impl PgEmsStore {
             )?;
             next.insert(day.clone(), last - n + 1);
         }
+        // Every event is checked in memory first, as `append` checks it; then each table gets
+        // one statement for the whole batch.
         let mut ids = Vec::with_capacity(incidents.len());
+        let mut rows = PastRows::default();
+        let mut views = Vec::new();
         for (past, day) in incidents.iter().zip(&days) {
             let Some(&(_, created_ms)) = past.events.first() else {
                 continue;
@@ -1133,24 +1246,26 @@ impl PgEmsStore {
             let number = format!("{day}-{:04}", *n);
             *n += 1;
             let id = next_id(created_ms);
-            tx.execute(
-                "INSERT INTO incident (bureau_id, id, number, created_ms) VALUES ($1, $2, $3, $4)",
-                &[&bureau, &id, &number, &created_ms],
-            )
-            .await
-            .map_err(attempt)?;
             let mut log = Incident::default();
             for (event, at_ms) in &past.events {
-                let committed = insert_event(&tx, bureau, id, &log, event, *at_ms).await?;
+                if log.by_key(&event.idempotency_key).is_some() {
+                    return Err(AppendError::KeyReused(event.idempotency_key.clone()).into());
+                }
+                let committed = myna_store::ems::checked_event(&log, event, *at_ms)?;
+                rows.event(id, &committed)?;
                 log.events.push(committed);
             }
-            save_facts(&tx, bureau, id, &log).await?;
+            rows.incident(id, &number, created_ms, &log)?;
             for view in &past.views {
                 let mut view = view.clone();
                 view.incident_number.clone_from(&number);
-                append_view(&tx, &view).await?;
+                views.push(view);
             }
             ids.push(id);
+        }
+        rows.write(&tx, bureau).await?;
+        for view in &views {
+            append_view(&tx, view).await?;
         }
         tx.commit().await.map_err(attempt)?;
         Ok(ids)

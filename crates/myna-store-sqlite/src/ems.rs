@@ -6,7 +6,7 @@ use crate::rows::{corrupt, db_err};
 use chrono::DateTime;
 use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
 use myna_domain::hospitals::HospitalStatus;
-use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
+use myna_domain::incident::{Actor, Event, EventKind, Incident, ViewRecord};
 use myna_domain::patient::PatientSecret;
 use myna_domain::stats::IncidentFacts;
 use myna_store::StoreError;
@@ -460,23 +460,8 @@ fn insert_event(
     new: &NewEvent,
     now_ms: i64,
 ) -> Result<Event, AppendError> {
-    if let Some(team) = new.team_guard
-        && log.assigned_team() != Some(team)
-    {
-        return Err(AppendError::Rule(IncidentError::WrongTeam));
-    }
-    log.check(&new.kind, &new.actor)?;
-    if let Some(device) = new.device_at_ms {
-        // A time no clock can show is a wrong clock, not corrupt storage.
-        let device_at = DateTime::from_timestamp_millis(device).ok_or(if device > now_ms {
-            IncidentError::DeviceTimeAhead
-        } else {
-            IncidentError::DeviceTimeBeforeCreation
-        })?;
-        log.check_device_time(&new.kind, device_at, ms_to_time(now_ms)?, &new.actor)?;
-    }
-    let seq = u32::try_from(log.events.len() + 1)
-        .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;
+    let event = myna_store::ems::checked_event(log, new, now_ms)?;
+    let seq = event.seq;
     let kind = serde_json::to_string(&new.kind)
         .map_err(|e| StoreError::Corrupt(format!("encoding event: {e}")))?;
     let actor = serde_json::to_string(&new.actor)
@@ -511,14 +496,7 @@ fn insert_event(
         }
         _ => {}
     }
-    Ok(Event {
-        seq,
-        kind: new.kind.clone(),
-        at: ms_to_time(now_ms)?,
-        device_at: new.device_at_ms.map(ms_to_time).transpose()?,
-        idempotency_key: new.idempotency_key.clone(),
-        actor: new.actor.clone(),
-    })
+    Ok(event)
 }
 
 /// Appends a view record to the one chain (SQLite has a single writer, so every bureau shares
@@ -1470,6 +1448,9 @@ impl EmsStore for EmsSqlite {
                 let id = insert_incident(&tx, bureau, &number, created_ms)?;
                 let mut log = Incident::default();
                 for (event, at_ms) in &past.events {
+                    if log.by_key(&event.idempotency_key).is_some() {
+                        return Err(AppendError::KeyReused(event.idempotency_key.clone()));
+                    }
                     let committed = insert_event(&tx, id, &log, event, *at_ms)?;
                     log.events.push(committed);
                 }

@@ -321,6 +321,42 @@ pub struct PastIncident {
     pub views: Vec<ViewRecord>,
 }
 
+/// Checks `new` against `log` as every backend's append does, at the server time `now_ms`: the
+/// team guard, `Incident::check`, and the device time when the event has one. Answers the
+/// event as it would be committed, the log's next.
+pub fn checked_event(log: &Incident, new: &NewEvent, now_ms: i64) -> Result<Event, AppendError> {
+    if let Some(team) = new.team_guard
+        && log.assigned_team() != Some(team)
+    {
+        return Err(AppendError::Rule(IncidentError::WrongTeam));
+    }
+    log.check(&new.kind, &new.actor)?;
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
+    };
+    if let Some(device) = new.device_at_ms {
+        // A time no clock can show is a wrong clock, not corrupt storage.
+        let device_at =
+            chrono::DateTime::from_timestamp_millis(device).ok_or(if device > now_ms {
+                IncidentError::DeviceTimeAhead
+            } else {
+                IncidentError::DeviceTimeBeforeCreation
+            })?;
+        log.check_device_time(&new.kind, device_at, at(now_ms)?, &new.actor)?;
+    }
+    let seq = u32::try_from(log.events.len() + 1)
+        .map_err(|_| StoreError::Corrupt("incident log too long".into()))?;
+    Ok(Event {
+        seq,
+        kind: new.kind.clone(),
+        at: at(now_ms)?,
+        device_at: new.device_at_ms.map(at).transpose()?,
+        idempotency_key: new.idempotency_key.clone(),
+        actor: new.actor.clone(),
+    })
+}
+
 /// The answer to an append: a resend with a known key gets the committed event back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {

@@ -2196,6 +2196,19 @@ pub async fn past_incidents_load_whole_numbered_per_japan_day_or_not_at_all<S: E
         "nothing of the refused batch was kept"
     );
     assert_eq!(store.view_records("a-fd", 10).await.unwrap().len(), 1);
+    // An idempotency key used twice in one incident is refused, not retried.
+    let mut twice = past_incident(t, T0 + 4 * two_hours, false, "twice");
+    twice.events[2].0.idempotency_key = twice.events[1].0.idempotency_key.clone();
+    let err = store.load_incidents(a, vec![twice]).await.unwrap_err();
+    assert!(matches!(err, AppendError::KeyReused(_)), "{err:?}");
+    assert_eq!(
+        store
+            .incident_facts(a, i64::MIN, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
     assert_facts_follow_logs(&store, a).await;
 }
 
