@@ -1,14 +1,15 @@
 // The bureau's statistics in the browser: a new user simulates Kawasaki's 2025 (91,157
 // dispatches) into the demo's ems database with `simulate`, signs in on the desk and sees the
 // year's dashboard: the charts, the tables, and a CSV behind every one of them. Hospital staff
-// do not reach it.
+// do not reach it. The privacy officer reviews the year's views without consent.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import {
-  PORTS, httpsUrl, start, stopAll, waitForHttp, seededDataDir, runToCompletion, launchBrowser,
+  BIN, PORTS, httpsUrl, start, stopAll, waitForHttp, seededDataDir, runToCompletion, launchBrowser,
   screenshot, DEMO, ARTIFACTS, demoCommand,
 } from '../lib/harness.mjs';
 
@@ -127,5 +128,61 @@ test('hospital staff do not reach the statistics, and a table that does not exis
   assert.notEqual(csv.status(), 200);
   const missing = await page.request.get(`${EMS}/stats/secrets.csv`);
   assert.equal(missing.status(), 404);
+  await context.close();
+});
+
+test('the privacy officer reviews the year\'s views without consent, each decision chained, and sees nothing else', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
+  const officer = await signIn(context, 'privacy', 'privacy-2026-demo', '/review');
+  const waiting = Number(await officer.locator('#waiting').textContent());
+  assert.ok(waiting > 100, `a simulated year holds many exception views: ${waiting}`);
+  // Every one of 2025's is older than the 14 days a review is due in: highlighted.
+  assert.equal(Number(await officer.locator('#overdue').textContent()), waiting);
+  assert.ok(await officer.locator('#queue tr.overdue').count() >= waiting);
+  await screenshot(officer, 'review-queue');
+
+  // The oldest waiting view, with its incident's context.
+  const first = officer.locator('#queue tbody tr').first();
+  const incident = await first.locator('td').nth(1).textContent();
+  await Promise.all([officer.waitForURL(/\/review\/\d+\/\d+$/), first.locator('a').click()]);
+  const detail = officer.url();
+  assert.match(await officer.locator('h1').textContent(), new RegExp(incident));
+  assert.match(await officer.locator('#reason').textContent(), /意識|意思疎通/);
+  assert.match(await officer.locator('#contact').textContent(), /あり|記録なし/);
+
+  // "Not justified" needs a reason; with one, it is recorded and the queue moves on.
+  await officer.check('#not-justified');
+  await Promise.all([officer.waitForURL(detail), officer.click('#decide')]);
+  assert.match(await officer.locator('.banner.error').textContent(), /理由/);
+  await officer.check('#not-justified');
+  await officer.fill('#comment', '接触前の閲覧のため確認が必要');
+  await Promise.all([officer.waitForURL(`${EMS}/review`), officer.click('#decide')]);
+  assert.equal(Number(await officer.locator('#waiting').textContent()), waiting - 1);
+  await officer.goto(detail);
+  assert.match(await officer.locator('#decision').textContent(), /不適切/);
+  assert.equal(await officer.locator('#decide').count(), 0, 'decided once');
+  // A second decision on the same view, posted by hand, changes nothing.
+  const csrf = await officer.locator('input[name=csrf]').first().getAttribute('value');
+  const again = await officer.request.post(detail, {
+    form: { csrf, decision: 'justified', comment: '' },
+    headers: { origin: EMS },
+  });
+  assert.equal(again.status(), 200);
+  assert.match(await again.text(), /審査済み/);
+
+  // The decision is in the hash-chained review log, which verifies.
+  const out = execFileSync(BIN, ['ems', 'verify-views', '--db', join(dataDir, 'ems.db')], { encoding: 'utf8' });
+  assert.match(out, /view log intact/);
+  assert.match(out, /review log intact: 1 decisions/);
+
+  // The officer's role reaches nothing else; the desk does not reach the review.
+  for (const path of ['/dispatch', '/stats', '/admin']) {
+    await officer.goto(`${EMS}${path}`);
+    assert.equal(new URL(officer.url()).pathname, '/review', path);
+  }
+  await officer.goto(`${EMS}/hospital`);
+  assert.notEqual(new URL(officer.url()).pathname, '/hospital');
+  await page.goto(`${EMS}/review`);
+  assert.equal(new URL(page.url()).pathname, '/dispatch', 'an admin is not the privacy officer');
   await context.close();
 });

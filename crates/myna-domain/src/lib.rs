@@ -12,6 +12,7 @@ pub mod incident;
 pub mod patient;
 pub mod person;
 pub mod records;
+pub mod review;
 pub mod stats;
 pub mod summary;
 pub mod vitals;

@@ -186,7 +186,12 @@ async fn login<S: EmsStore>(
             bureau.as_ref(),
             f.login.trim(),
             f.password,
-            &[Role::Dispatcher, Role::Admin, Role::Hospital],
+            &[
+                Role::Dispatcher,
+                Role::Admin,
+                Role::Hospital,
+                Role::PrivacyOfficer,
+            ],
         )
         .await;
     let account = match signed_in {

@@ -881,5 +881,6 @@ pub(crate) fn home_of(role: Role) -> &'static str {
         Role::Hospital => "/hospital",
         Role::Admin | Role::Dispatcher => "/dispatch",
         Role::Crew => "/login",
+        Role::PrivacyOfficer => "/review",
     }
 }

@@ -13,6 +13,7 @@ pub mod enroll;
 pub mod error;
 mod hospital;
 pub mod openapi;
+mod review;
 pub mod seed;
 pub mod sign_in;
 pub mod stats;
@@ -89,6 +90,9 @@ pub struct Ems<S> {
     /// (the criteria table's, unless the bureau sets its own: `ems serve
     /// --status-stale-minutes`). Sent to the tablets with the statuses.
     pub status_stale_after_minutes: i64,
+    /// Days after which an exception view still waiting for the privacy officer's decision is
+    /// highlighted on the review queue (`ems serve --review-due-days`).
+    pub review_due_days: i64,
     /// The password pool and the sign-in rate limits (`sign_in`).
     pub sign_in_guard: sign_in::SignInGuard,
     /// Whom ems trusts when it calls a provider over `https://`; the platform's roots when
@@ -130,6 +134,7 @@ impl<S: EmsStore> Ems<S> {
             status_stale_after_minutes: myna_domain::hospitals::Criteria::shared()
                 .map_or(120, |c| c.costs.stale_after_minutes),
             sign_in_guard: sign_in::SignInGuard::new(sign_in::SignInPolicy::default()),
+            review_due_days: 14,
             provider_tls: None,
             provider_ca: None,
             tls: false,
@@ -434,6 +439,7 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
             // our own origin.
             dispatch::routes()
                 .merge(stats::routes())
+                .merge(review::routes())
                 .merge(hospital::routes())
                 .layer(axum::middleware::from_fn(|req, next| {
                     myna_web::csrf::guard(cookie, "/login", req, next)

@@ -64,8 +64,10 @@ pub fn hospital_login(hospital_id: &str) -> String {
 
 pub const DISPATCHER_LOGIN: &str = "dispatcher";
 pub const ADMIN_LOGIN: &str = "admin";
+pub const PRIVACY_LOGIN: &str = "privacy";
 
-/// Kawasaki's seed: one dispatcher, one admin and one crew account per team. `hash` turns the
+/// Kawasaki's seed: one dispatcher, one admin, one privacy officer and one crew account per
+/// team. `hash` turns the
 /// account's login into its stored password hash (the caller decides the passwords).
 pub fn kawasaki(
     provider_url: &str,
@@ -88,6 +90,14 @@ pub fn kawasaki(
             team: None,
             hospital: None,
             password_hash: hash(Role::Admin, ADMIN_LOGIN),
+        },
+        AccountSeed {
+            login: PRIVACY_LOGIN.into(),
+            display_name: "個人情報保護責任者".into(),
+            role: Role::PrivacyOfficer,
+            team: None,
+            hospital: None,
+            password_hash: hash(Role::PrivacyOfficer, PRIVACY_LOGIN),
         },
     ];
     let teams = KAWASAKI_TEAMS

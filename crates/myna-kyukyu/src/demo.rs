@@ -6,7 +6,8 @@
 use crate::cards::{CA_CERT, Deck, Expect, PkiDir, issue_deck};
 use crate::ems_cli::{
     DEMO_ADMIN_PASSWORD, DEMO_CREW_PASSWORD, DEMO_DISPATCHER_PASSWORD, DEMO_HOSPITAL_PASSWORD,
-    TerminalArgs, demo_password, hash_password, kawasaki_crew_login, serve_ems, serve_terminal,
+    DEMO_PRIVACY_PASSWORD, TerminalArgs, demo_password, hash_password, kawasaki_crew_login,
+    serve_ems, serve_terminal,
 };
 use crate::profile_file::ProfileFile;
 use crate::provider::{add_organisation, serve, write_token};
@@ -295,8 +296,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     match ems_store.bureau(KAWASAKI_CODE).await? {
         Some(b) => ems_store.set_provider(b.id, &url, &credential_file).await?,
         None => {
-            let hashes = [Role::Dispatcher, Role::Admin, Role::Crew, Role::Hospital]
-                .map(|r| (r, hash_password(demo_password(r))));
+            let hashes = Role::ALL.map(|r| (r, hash_password(demo_password(r))));
             let mut failed = None;
             let seed = myna_ems::seed::kawasaki(&url, &credential_file, |role, _| {
                 match hashes.iter().find(|(r, _)| *r == role) {
@@ -334,6 +334,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         let stop = stopped();
         let options = crate::ems_cli::EmsServeOptions {
             status_stale_minutes: None,
+            review_due_days: 14,
             checkpoints,
             tls: Some(tls.ems.clone()),
             provider_ca: Some(tls.ca.clone()),
@@ -430,6 +431,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "  指令台 (dispatcher):  {ems_url}/login   bureau {KAWASAKI_CODE}, login dispatcher / {DEMO_DISPATCHER_PASSWORD}"
     );
     println!("  管理 (admin):         {ems_url}/admin   login admin / {DEMO_ADMIN_PASSWORD}");
+    println!(
+        "  救急統計 (statistics): {ems_url}/stats   as dispatcher or admin (fill a year: myna-kyukyu simulate --bureau kawasaki --year 2025 --db {d}/ems.db)"
+    );
+    println!("  事後審査 (privacy):   {ems_url}/review  login privacy / {DEMO_PRIVACY_PASSWORD}");
     println!(
         "  救急隊端末 (crew):    {}   {first_team}: login {crew} / {DEMO_CREW_PASSWORD}",
         launch

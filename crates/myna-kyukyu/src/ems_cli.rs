@@ -29,6 +29,10 @@ pub enum EmsCommand {
         /// lower (default: the transport criteria table's, 120).
         #[arg(long)]
         status_stale_minutes: Option<i64>,
+        /// Days after which a view without consent still waiting for the privacy officer's
+        /// decision is highlighted on the review queue.
+        #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        review_due_days: i64,
         #[command(flatten)]
         checkpoints: crate::checkpoint::CheckpointArgs,
         #[command(flatten)]
@@ -95,7 +99,7 @@ pub enum EmsCommand {
         #[arg(long)]
         login: String,
     },
-    /// Verify the hash chain of ems's view log.
+    /// Verify the hash chains of ems's view log and of the privacy officer's review log.
     VerifyViews {
         #[arg(long, default_value = "ems.db")]
         db: DbTarget,
@@ -352,6 +356,7 @@ pub async fn add_terminal<S: EmsStore>(
 /// How `ems serve` (and the demo) runs ems.
 pub struct EmsServeOptions {
     pub status_stale_minutes: Option<i64>,
+    pub review_due_days: i64,
     pub checkpoints: crate::checkpoint::CheckpointArgs,
     pub tls: Option<Arc<myna_tls::rustls::ServerConfig>>,
     pub provider_ca: Option<PathBuf>,
@@ -399,6 +404,7 @@ pub async fn serve_ems(
         ems.provider_tls = Some(crate::tls::client_roots(Some(ca))?);
         ems.provider_ca = Some(ca.clone());
     }
+    ems.review_due_days = options.review_due_days;
     if let Some(m) = options.status_stale_minutes {
         anyhow::ensure!(m > 0, "--status-stale-minutes must be positive");
         ems.status_stale_after_minutes = m;
@@ -524,6 +530,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
             db,
             listen,
             status_stale_minutes,
+            review_due_days,
             checkpoints,
             tls,
             provider_ca,
@@ -544,6 +551,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 listener,
                 EmsServeOptions {
                     status_stale_minutes,
+                    review_due_days,
                     checkpoints,
                     tls,
                     provider_ca,
@@ -798,6 +806,22 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             }
+            match store.verify_review_log().await? {
+                ChainReport::Intact {
+                    entries,
+                    partitions,
+                    ..
+                } => {
+                    println!("review log intact: {entries} decisions in {partitions} chain(s)");
+                }
+                ChainReport::Broken {
+                    verified,
+                    first_break,
+                } => {
+                    println!("review log BROKEN after {verified} entries: {first_break}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -811,6 +835,7 @@ pub async fn run_terminal(args: TerminalArgs) -> Result<ExitCode> {
 /// The demo's fixed passwords (synthetic data only; printed by the demo).
 pub const DEMO_DISPATCHER_PASSWORD: &str = "dispatch-119";
 pub const DEMO_ADMIN_PASSWORD: &str = "admin-2026-demo";
+pub const DEMO_PRIVACY_PASSWORD: &str = "privacy-2026-demo";
 pub const DEMO_CREW_PASSWORD: &str = "crew-2026-demo";
 pub const DEMO_HOSPITAL_PASSWORD: &str = "er-2026-demo";
 
@@ -829,6 +854,7 @@ pub fn demo_password(role: Role) -> &'static str {
         Role::Admin => DEMO_ADMIN_PASSWORD,
         Role::Crew => DEMO_CREW_PASSWORD,
         Role::Hospital => DEMO_HOSPITAL_PASSWORD,
+        Role::PrivacyOfficer => DEMO_PRIVACY_PASSWORD,
     }
 }
 

@@ -442,6 +442,34 @@ mod ems_delegation {
         async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
             either!(EmsDb, self, s => s.record_view(record))
         }
+        async fn incident_by_number(
+            &self,
+            bureau: BureauId,
+            number: &str,
+        ) -> Result<Option<IncidentRecord>, StoreError> {
+            either!(EmsDb, self, s => s.incident_by_number(bureau, number))
+        }
+        async fn exception_views(
+            &self,
+            bureau: &str,
+        ) -> Result<Vec<(ChainPosition, ChainedEntry<ViewRecord>)>, StoreError> {
+            either!(EmsDb, self, s => s.exception_views(bureau))
+        }
+        async fn record_review(
+            &self,
+            record: myna_domain::review::ReviewRecord,
+        ) -> Result<Option<ChainPosition>, StoreError> {
+            either!(EmsDb, self, s => s.record_review(record))
+        }
+        async fn reviews(
+            &self,
+            bureau: &str,
+        ) -> Result<Vec<ChainedEntry<myna_domain::review::ReviewRecord>>, StoreError> {
+            either!(EmsDb, self, s => s.reviews(bureau))
+        }
+        async fn verify_review_log(&self) -> Result<ChainReport, StoreError> {
+            either!(EmsDb, self, s => s.verify_review_log())
+        }
         async fn load_incidents(
             &self,
             bureau: BureauId,

@@ -13,6 +13,7 @@ use myna_domain::access::{
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::PatientSecret;
+use myna_domain::review::ReviewRecord;
 use myna_domain::stats::IncidentFacts;
 use myna_store::columns::corrupt;
 use myna_store::ems::{
@@ -612,10 +613,12 @@ fn event_from(row: &Row, first: usize, incident: IncidentId) -> Result<Event, St
 }
 
 /// A view-log row (seq, entry, prev_hash, hash); an undecodable one is a break at its place.
-fn view_from(row: &Row) -> Result<Result<ChainedEntry<ViewRecord>, ChainBreak>, StoreError> {
+fn view_from<E: serde::de::DeserializeOwned>(
+    row: &Row,
+) -> Result<Result<ChainedEntry<E>, ChainBreak>, StoreError> {
     let seq: i64 = col(row, 0)?;
     let unreadable = |problem: String| ChainBreak::Unreadable { seq, problem };
-    let decoded = (|| -> Result<ChainedEntry<ViewRecord>, ChainBreak> {
+    let decoded = (|| -> Result<ChainedEntry<E>, ChainBreak> {
         let entry: &str = row.try_get(1).map_err(|e| unreadable(e.to_string()))?;
         let prev: &[u8] = row.try_get(2).map_err(|e| unreadable(e.to_string()))?;
         let hash: &[u8] = row.try_get(3).map_err(|e| unreadable(e.to_string()))?;
@@ -1196,6 +1199,73 @@ impl PgEmsStore {
         let at = append_view(&tx, record).await?;
         tx.commit().await.map_err(attempt)?;
         Ok(at)
+    }
+
+    /// Serialised per bureau: the bureau's row is locked (`FOR UPDATE`) while the chain's last
+    /// entry is read and the next appended; `review_log_view_key` makes a second decision on
+    /// one view a no-op answer.
+    async fn record_review_once(
+        &self,
+        record: &ReviewRecord,
+    ) -> Result<Option<ChainPosition>, Attempt> {
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(attempt)?;
+        let Some(b) = tx
+            .query_opt(
+                "SELECT id FROM bureau WHERE code = $1 FOR UPDATE",
+                &[&record.bureau],
+            )
+            .await
+            .map_err(attempt)?
+        else {
+            return Err(StoreError::UnknownOrganisation(record.bureau.clone()).into());
+        };
+        let bureau: i64 = col(&b, 0)?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM review_log WHERE bureau_id = $1 AND view_partition = $2 \
+                 AND view_seq = $3",
+                &[&bureau, &record.view_partition, &record.view_seq],
+            )
+            .await
+            .map_err(attempt)?;
+        if done.is_some() {
+            return Ok(None);
+        }
+        let prev = tx
+            .query_opt(
+                "SELECT seq, hash FROM review_log WHERE bureau_id = $1 ORDER BY seq DESC LIMIT 1",
+                &[&bureau],
+            )
+            .await
+            .map_err(attempt)?
+            .map(|r| -> Result<(i64, Hash32), StoreError> {
+                let seq: i64 = col(&r, 0)?;
+                Ok((seq, hash32(col(&r, 1)?, format!("review log {seq}"))?))
+            })
+            .transpose()?;
+        let linked = chain(prev, record.clone());
+        let entry = serde_json::to_string(&linked.entry).map_err(encoding("review record"))?;
+        tx.execute(
+            "INSERT INTO review_log (bureau_id, seq, view_partition, view_seq, entry, prev_hash, \
+             hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &bureau,
+                &linked.seq,
+                &record.view_partition,
+                &record.view_seq,
+                &entry,
+                &linked.prev_hash.as_slice(),
+                &linked.hash.as_slice(),
+            ],
+        )
+        .await
+        .map_err(attempt)?;
+        tx.commit().await.map_err(attempt)?;
+        Ok(Some(ChainPosition {
+            partition: bureau,
+            seq: linked.seq,
+        }))
     }
 
     /// One transaction: each Japan day's numbers are taken as one block from `incident_day`,
@@ -1848,6 +1918,116 @@ impl EmsStore for PgEmsStore {
         retrying(|| self.record_view_once(&record)).await
     }
 
+    async fn incident_by_number(
+        &self,
+        bureau: BureauId,
+        number: &str,
+    ) -> Result<Option<IncidentRecord>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let row = client
+            .query_opt(
+                "SELECT id FROM incident WHERE bureau_id = $1 AND number = $2",
+                &[&bureau, &number],
+            )
+            .await
+            .map_err(db_err)?;
+        drop(client);
+        match row {
+            Some(r) => self.incident(bureau, col(&r, 0)?).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn exception_views(
+        &self,
+        bureau: &str,
+    ) -> Result<Vec<(ChainPosition, ChainedEntry<ViewRecord>)>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT v.seq, v.entry, v.prev_hash, v.hash, v.bureau_id FROM view_log v \
+                 JOIN bureau b ON b.id = v.bureau_id WHERE b.code = $1 \
+                 AND v.entry LIKE '%\"kind\":\"exception\"%' ORDER BY v.seq",
+                &[&bureau],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let e: ChainedEntry<ViewRecord> = view_from(r)?.map_err(|b| corrupt(b.to_string()))?;
+            // The text match only narrows the read; the decoded consent decides.
+            if matches!(
+                e.entry.consent,
+                myna_domain::access::Consent::Exception { .. }
+            ) {
+                let partition: i64 = col(r, 4)?;
+                out.push((
+                    ChainPosition {
+                        partition,
+                        seq: e.seq,
+                    },
+                    e,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_review(
+        &self,
+        record: ReviewRecord,
+    ) -> Result<Option<ChainPosition>, StoreError> {
+        retrying(|| self.record_review_once(&record)).await
+    }
+
+    async fn reviews(&self, bureau: &str) -> Result<Vec<ChainedEntry<ReviewRecord>>, StoreError> {
+        let client = connection(&self.pool).await?;
+        client
+            .query(
+                "SELECT r.seq, r.entry, r.prev_hash, r.hash FROM review_log r \
+                 JOIN bureau b ON b.id = r.bureau_id WHERE b.code = $1 ORDER BY r.seq",
+                &[&bureau],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| view_from(r)?.map_err(|e| corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// Each bureau's chain in (bureau, seq) order. No head row is kept for this log, so a
+    /// chain cut at its end is not found here.
+    async fn verify_review_log(&self) -> Result<ChainReport, StoreError> {
+        let client = connection(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT seq, entry, prev_hash, hash, bureau_id FROM review_log \
+                 ORDER BY bureau_id, seq",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut v = PartitionedVerifier::default();
+        for row in &rows {
+            let (seq, bureau): (i64, i64) = (col(row, 0)?, col(row, 4)?);
+            let decoded: Result<ChainedEntry<ReviewRecord>, ChainBreak> = view_from(row)?;
+            let checked = v
+                .begins(bureau, seq)
+                .and_then(|_| v.push(decoded.as_ref().map_err(Clone::clone)));
+            if let Err(first_break) = checked {
+                return Ok(ChainReport::Broken {
+                    verified: v.entries(),
+                    first_break,
+                });
+            }
+        }
+        Ok(ChainReport::Intact {
+            entries: v.entries(),
+            partitions: v.partitions(),
+            head_hash: None,
+        })
+    }
+
     async fn load_incidents(
         &self,
         bureau: BureauId,
@@ -2017,7 +2197,7 @@ impl EmsStore for PgEmsStore {
                 Ok(None) => {}
             }
             let code = heads.get(&bureau).map(|(code, _, _)| code.as_str());
-            let decoded = view_from(&row)?.and_then(|e| match code {
+            let decoded = view_from::<ViewRecord>(&row)?.and_then(|e| match code {
                 Some(code) if e.entry.bureau == code => Ok(e),
                 _ => Err(ChainBreak::Unreadable {
                     seq,

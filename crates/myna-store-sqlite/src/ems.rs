@@ -8,6 +8,7 @@ use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, ViewRecord};
 use myna_domain::patient::PatientSecret;
+use myna_domain::review::ReviewRecord;
 use myna_domain::stats::IncidentFacts;
 use myna_store::StoreError;
 use myna_store::ems::{
@@ -543,9 +544,9 @@ fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, Vec<u8>, Ve
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
-fn to_chained(
+fn to_chained<E: serde::de::DeserializeOwned>(
     (seq, entry, prev, hash): (i64, String, Vec<u8>, Vec<u8>),
-) -> Result<ChainedEntry<ViewRecord>, myna_domain::access::ChainBreak> {
+) -> Result<ChainedEntry<E>, myna_domain::access::ChainBreak> {
     let unreadable = |problem: String| myna_domain::access::ChainBreak::Unreadable { seq, problem };
     Ok(ChainedEntry {
         seq,
@@ -1425,6 +1426,172 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn incident_by_number(
+        &self,
+        bureau: BureauId,
+        number: &str,
+    ) -> Result<Option<IncidentRecord>, StoreError> {
+        let number = number.to_owned();
+        self.run(move |conn| {
+            let id: Option<IncidentId> = conn
+                .query_row(
+                    "SELECT id FROM incident WHERE bureau_id = ?1 AND number = ?2",
+                    params![bureau, number],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            match id {
+                Some(id) => load_incident(conn, bureau, id),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn exception_views(
+        &self,
+        bureau: &str,
+    ) -> Result<Vec<(ChainPosition, ChainedEntry<ViewRecord>)>, StoreError> {
+        let bureau = bureau.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, entry, prev_hash, hash FROM view_log WHERE bureau = ?1 \
+                     AND entry LIKE '%\"kind\":\"exception\"%' ORDER BY seq",
+                )
+                .map_err(db_err)?;
+            let rows = stmt.query_map([&bureau], view_row).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let e: ChainedEntry<ViewRecord> =
+                    to_chained(row.map_err(db_err)?).map_err(|b| corrupt(b.to_string()))?;
+                // The text match only narrows the read; the decoded consent decides.
+                if matches!(
+                    e.entry.consent,
+                    myna_domain::access::Consent::Exception { .. }
+                ) {
+                    out.push((
+                        ChainPosition {
+                            partition: 0,
+                            seq: e.seq,
+                        },
+                        e,
+                    ));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_review(
+        &self,
+        record: ReviewRecord,
+    ) -> Result<Option<ChainPosition>, StoreError> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let done: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM review_log WHERE bureau = ?1 \
+                     AND view_partition = ?2 AND view_seq = ?3)",
+                    params![record.bureau, record.view_partition, record.view_seq],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            if done {
+                return Ok(None);
+            }
+            let prev = tx
+                .query_row(
+                    "SELECT seq, hash FROM review_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?
+                .map(|(seq, h)| {
+                    Hash32::try_from(h.as_slice())
+                        .map(|h| (seq, h))
+                        .map_err(|_| corrupt(format!("review_log {seq}: hash is not 32 bytes")))
+                })
+                .transpose()?;
+            let (bureau, partition, view_seq) = (
+                record.bureau.clone(),
+                record.view_partition,
+                record.view_seq,
+            );
+            let linked = chain(prev, record);
+            let entry = serde_json::to_string(&linked.entry)
+                .map_err(|e| StoreError::Corrupt(format!("encoding review record: {e}")))?;
+            tx.execute(
+                "INSERT INTO review_log (seq, bureau, view_partition, view_seq, entry, prev_hash, \
+                 hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    linked.seq,
+                    bureau,
+                    partition,
+                    view_seq,
+                    entry,
+                    linked.prev_hash.as_slice(),
+                    linked.hash.as_slice()
+                ],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Some(ChainPosition {
+                partition: 0,
+                seq: linked.seq,
+            }))
+        })
+        .await
+    }
+
+    async fn reviews(&self, bureau: &str) -> Result<Vec<ChainedEntry<ReviewRecord>>, StoreError> {
+        let bureau = bureau.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, entry, prev_hash, hash FROM review_log WHERE bureau = ?1 \
+                     ORDER BY seq",
+                )
+                .map_err(db_err)?;
+            let rows = stmt.query_map([&bureau], view_row).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(to_chained(row.map_err(db_err)?).map_err(|b| corrupt(b.to_string()))?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn verify_review_log(&self) -> Result<ChainReport, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT seq, entry, prev_hash, hash FROM review_log ORDER BY seq")
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], view_row).map_err(db_err)?;
+            let mut v = ChainVerifier::default();
+            for row in rows {
+                let checked =
+                    to_chained::<ReviewRecord>(row.map_err(db_err)?).and_then(|e| v.push(&e));
+                if let Err(first_break) = checked {
+                    return Ok(ChainReport::Broken {
+                        verified: v.count(),
+                        first_break,
+                    });
+                }
+            }
+            Ok(ChainReport::Intact {
+                entries: v.count(),
+                partitions: u64::from(v.count() > 0),
+                head_hash: v.head().map(|(_, h)| hex::encode(h)),
+            })
+        })
+        .await
+    }
+
     async fn load_incidents(
         &self,
         bureau: BureauId,
@@ -1535,7 +1702,8 @@ impl EmsStore for EmsSqlite {
             let rows = stmt.query_map([], view_row).map_err(db_err)?;
             let mut v = ChainVerifier::default();
             for row in rows {
-                let checked = to_chained(row.map_err(db_err)?).and_then(|e| v.push(&e));
+                let checked =
+                    to_chained::<ViewRecord>(row.map_err(db_err)?).and_then(|e| v.push(&e));
                 if let Err(first_break) = checked {
                     return Ok(ChainReport::Broken {
                         verified: v.count(),

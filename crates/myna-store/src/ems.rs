@@ -10,6 +10,7 @@ use myna_domain::access::ChainedEntry;
 use myna_domain::hospitals::HospitalStatus;
 use myna_domain::incident::{Actor, Event, EventKind, Incident, IncidentError, ViewRecord};
 use myna_domain::patient::{PatientKey, PatientSecret};
+use myna_domain::review::ReviewRecord;
 use myna_domain::stats::IncidentFacts;
 use myna_domain::summary::{EmergencySummary, View};
 use serde::{Deserialize, Serialize};
@@ -56,21 +57,31 @@ pub enum Role {
     Admin,
     /// Staff of one registry hospital: the hospital screen only.
     Hospital,
+    /// 個人情報保護責任者 (the bureau's privacy officer): the review queue of views without
+    /// consent, and nothing else.
+    PrivacyOfficer,
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Dispatcher,
+        Role::Crew,
+        Role::Admin,
+        Role::Hospital,
+        Role::PrivacyOfficer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Dispatcher => "dispatcher",
             Role::Crew => "crew",
             Role::Admin => "admin",
             Role::Hospital => "hospital",
+            Role::PrivacyOfficer => "privacy_officer",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Role::Dispatcher, Role::Crew, Role::Admin, Role::Hospital]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -646,6 +657,38 @@ pub trait EmsStore: Send + Sync + 'static {
         from_ms: i64,
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<(IncidentId, IncidentFacts)>, StoreError>> + Send;
+
+    /// The incident with this 事案番号 in the bureau.
+    fn incident_by_number(
+        &self,
+        bureau: BureauId,
+        number: &str,
+    ) -> impl Future<Output = Result<Option<IncidentRecord>, StoreError>> + Send;
+
+    /// The bureau's view-log entries made without consent (the exception), oldest first, each
+    /// with its place in the log.
+    fn exception_views(
+        &self,
+        bureau: &str,
+    ) -> impl Future<
+        Output = Result<Vec<(crate::ChainPosition, ChainedEntry<ViewRecord>)>, StoreError>,
+    > + Send;
+
+    /// Appends a privacy officer's decision to its bureau's review chain; `Ok(None)`, with
+    /// nothing written, when that view has a decision already.
+    fn record_review(
+        &self,
+        record: ReviewRecord,
+    ) -> impl Future<Output = Result<Option<crate::ChainPosition>, StoreError>> + Send;
+
+    /// The bureau's decisions, oldest first.
+    fn reviews(
+        &self,
+        bureau: &str,
+    ) -> impl Future<Output = Result<Vec<ChainedEntry<ReviewRecord>>, StoreError>> + Send;
+
+    /// Walks every bureau's review chain as `verify_view_log` walks the views.
+    fn verify_review_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
 
     /// Appends a view record to its bureau's chain (SQLite: the one chain, partition 0;
     /// PostgreSQL: one per bureau, the bureau's id); returns its place.

@@ -2212,6 +2212,89 @@ pub async fn past_incidents_load_whole_numbered_per_japan_day_or_not_at_all<S: E
     assert_facts_follow_logs(&store, a).await;
 }
 
+pub async fn exception_views_are_listed_per_bureau_and_reviewed_once_each_in_a_chain<
+    S: EmsStore,
+>(
+    store: S,
+) {
+    use myna_domain::review::{ReviewDecision, ReviewRecord};
+    store.seed_bureau(small("a-fd")).await.unwrap();
+    store.seed_bureau(small("b-fd")).await.unwrap();
+    let exception = Consent::Exception {
+        reason: ExceptionReason::Unconscious,
+    };
+    store
+        .record_view(ViewRecord {
+            consent: exception,
+            ..view_record(1, 1)
+        })
+        .await
+        .unwrap();
+    store.record_view(view_record(2, 2)).await.unwrap();
+    store
+        .record_view(ViewRecord {
+            bureau: "b-fd".into(),
+            consent: exception,
+            ..view_record(3, 1)
+        })
+        .await
+        .unwrap();
+    let views = store.exception_views("a-fd").await.unwrap();
+    assert_eq!(
+        views.len(),
+        1,
+        "a-fd's one exception; not its consented view, not b-fd's"
+    );
+    let (at, entry) = &views[0];
+    assert_eq!(entry.entry.consent, exception);
+    assert_eq!(entry.entry.bureau, "a-fd");
+    let review = ReviewRecord {
+        at_ms: T0 + 100,
+        bureau: "a-fd".into(),
+        view_partition: at.partition,
+        view_seq: at.seq,
+        view_hash: hex::encode(entry.hash),
+        incident_number: entry.entry.incident_number.clone(),
+        officer: "privacy".into(),
+        decision: ReviewDecision::Justified,
+        comment: "意識レベル JCS 300".into(),
+    };
+    assert!(store.record_review(review.clone()).await.unwrap().is_some());
+    let again = ReviewRecord {
+        decision: ReviewDecision::NotJustified,
+        ..review.clone()
+    };
+    assert_eq!(
+        store.record_review(again).await.unwrap(),
+        None,
+        "one decision per view"
+    );
+    let kept = store.reviews("a-fd").await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].entry, review);
+    assert!(store.reviews("b-fd").await.unwrap().is_empty());
+    assert!(matches!(
+        store.verify_review_log().await.unwrap(),
+        ChainReport::Intact { entries: 1, .. }
+    ));
+    // The incident behind a view is found by its number, in its own bureau only.
+    let a = store.bureau("a-fd").await.unwrap().unwrap().id;
+    let b = store.bureau("b-fd").await.unwrap().unwrap().id;
+    let created = store
+        .create_incident(a, dispatcher_event(created(), "n"), T0)
+        .await
+        .unwrap();
+    let found = store.incident_by_number(a, &created.number).await.unwrap();
+    assert_eq!(found.map(|r| r.id), Some(created.id));
+    assert!(
+        store
+            .incident_by_number(b, &created.number)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 /// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the
 /// suite once, so a new test runs on every backend.
 #[macro_export]
@@ -2246,6 +2329,7 @@ macro_rules! ems_suite {
             enrollment_requests_are_capped_per_bureau_and_old_ones_lapse,
             the_statistics_row_follows_every_append_and_stays_in_its_bureau,
             past_incidents_load_whole_numbered_per_japan_day_or_not_at_all,
+            exception_views_are_listed_per_bureau_and_reviewed_once_each_in_a_chain,
         );
     };
 }
