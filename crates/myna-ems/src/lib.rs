@@ -13,6 +13,7 @@ pub mod enroll;
 pub mod error;
 mod hospital;
 pub mod openapi;
+mod public;
 mod review;
 pub mod seed;
 pub mod sign_in;
@@ -445,6 +446,7 @@ pub fn router<S: EmsStore>(ems: Arc<Ems<S>>) -> Router {
                     myna_web::csrf::guard(cookie, "/login", req, next)
                 })),
         )
+        .merge(public::routes())
         .merge(myna_web::static_routes())
         .route(
             "/static/ems.js",

@@ -77,6 +77,16 @@ pub enum EmsCommand {
         #[arg(long)]
         provider_token_file: PathBuf,
     },
+    /// Set whom the bureau's public page (/public/<code>) tells citizens to contact about
+    /// マイナ救急, e.g. a section and its phone number; an empty text names the bureau itself.
+    SetPublicContact {
+        #[arg(long, default_value = "ems.db")]
+        db: DbTarget,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        #[arg(long)]
+        contact: String,
+    },
     /// Registered terminals.
     #[command(subcommand)]
     Terminal(TerminalAdmin),
@@ -604,6 +614,20 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 .set_provider(id, &provider_url, &credential_file)
                 .await?;
             println!("{bureau}: provider {provider_url}, credential in {credential_file}");
+        }
+        EmsCommand::SetPublicContact {
+            db,
+            bureau,
+            contact,
+        } => {
+            let contact = contact.trim();
+            anyhow::ensure!(
+                contact.chars().count() <= 500 && !contact.chars().any(char::is_control),
+                "the contact is one line of at most 500 characters"
+            );
+            let (store, id) = open_bureau(&db, &bureau).await?;
+            store.set_public_contact(id, contact).await?;
+            println!("{bureau}: public contact set");
         }
         EmsCommand::Terminal(TerminalAdmin::Add {
             db,

@@ -231,6 +231,13 @@ mod ems_delegation {
         ) -> Result<(), StoreError> {
             either!(EmsDb, self, s => s.set_provider(bureau, url, credential_file))
         }
+        async fn set_public_contact(
+            &self,
+            bureau: BureauId,
+            contact: &str,
+        ) -> Result<(), StoreError> {
+            either!(EmsDb, self, s => s.set_public_contact(bureau, contact))
+        }
         async fn bureau(&self, code: &str) -> Result<Option<Bureau>, StoreError> {
             either!(EmsDb, self, s => s.bureau(code))
         }

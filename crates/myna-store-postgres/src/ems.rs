@@ -508,8 +508,8 @@ fn hash32(bytes: &[u8], what: impl std::fmt::Display) -> Result<Hash32, StoreErr
     crate::hash32(bytes, what).map_err(corrupt)
 }
 
-const BUREAU_COLUMNS: &str =
-    "id, code, name, provider_url, provider_credential_file, view_window_s, patient_secret";
+const BUREAU_COLUMNS: &str = "id, code, name, provider_url, provider_credential_file, \
+     view_window_s, patient_secret, public_contact";
 
 fn bureau_from(row: &Row) -> Result<Bureau, StoreError> {
     let id: i64 = col(row, 0)?;
@@ -522,6 +522,7 @@ fn bureau_from(row: &Row) -> Result<Bureau, StoreError> {
         view_window_s: col(row, 5)?,
         patient_secret: PatientSecret::from_slice(col(row, 6)?)
             .ok_or_else(|| corrupt(format!("bureau {id}: patient_secret is not 32 bytes")))?,
+        public_contact: col(row, 7)?,
     })
 }
 
@@ -1381,6 +1382,18 @@ impl PgEmsStore {
 impl EmsStore for PgEmsStore {
     async fn seed_bureau(&self, seed: BureauSeed) -> Result<BureauId, StoreError> {
         retrying(|| self.seed_once(&seed)).await
+    }
+
+    async fn set_public_contact(&self, bureau: BureauId, contact: &str) -> Result<(), StoreError> {
+        let client = connection(&self.pool).await?;
+        client
+            .execute(
+                "UPDATE bureau SET public_contact = $2 WHERE id = $1",
+                &[&bureau, &contact],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn set_provider(

@@ -165,11 +165,12 @@ fn bureau_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Bureau> {
                 )
             })?
         },
+        public_contact: r.get(7)?,
     })
 }
 
-const BUREAU_COLS: &str =
-    "id, code, name, provider_url, provider_credential_file, view_window_s, patient_secret";
+const BUREAU_COLS: &str = "id, code, name, provider_url, provider_credential_file, view_window_s, \
+     patient_secret, public_contact";
 const ACCOUNT_COLS: &str = "a.id, a.bureau_id, a.login, a.display_name, a.role, a.team_id, \
      a.password_hash, a.disabled, a.hospital_id, a.failed_logins, a.locked_until_ms";
 /// How many columns `ACCOUNT_COLS` has: a query's own columns come after.
@@ -655,6 +656,19 @@ impl EmsStore for EmsSqlite {
             conn.execute(
                 "UPDATE bureau SET provider_url = ?1, provider_credential_file = ?2 WHERE id = ?3",
                 params![url, file, bureau],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_public_contact(&self, bureau: BureauId, contact: &str) -> Result<(), StoreError> {
+        let contact = contact.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE bureau SET public_contact = ?1 WHERE id = ?2",
+                params![contact, bureau],
             )
             .map_err(db_err)?;
             Ok(())

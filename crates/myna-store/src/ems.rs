@@ -39,6 +39,9 @@ pub struct Bureau {
     pub view_window_s: i64,
     /// The key of the bureau's patient pseudonyms (`PatientKey`).
     pub patient_secret: PatientSecret,
+    /// Whom citizens contact about マイナ救急, on the bureau's public page; empty names the
+    /// bureau itself.
+    pub public_contact: String,
 }
 
 /// 救急隊 (ambulance team), at a 消防署 (station).
@@ -418,6 +421,13 @@ pub trait EmsStore: Send + Sync + 'static {
         bureau: BureauId,
         url: &str,
         credential_file: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets the contact the bureau's public page gives (at most 500 characters).
+    fn set_public_contact(
+        &self,
+        bureau: BureauId,
+        contact: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn bureau(&self, code: &str)
