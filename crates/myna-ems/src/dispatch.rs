@@ -73,26 +73,41 @@ impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Desk {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, ems: &Arc<Ems<S>>) -> Result<Self, Response> {
-        let session = match ems.browser_session(&parts.headers).await {
-            Ok(Some(s)) if matches!(s.account.role, Role::Dispatcher | Role::Admin) => s,
-            // Hospital staff have their own screen, and nothing of the desk.
-            Ok(Some(s)) => {
-                return Err(Redirect::to(crate::hospital::home_of(s.account.role)).into_response());
-            }
-            Ok(None) => return Err(Redirect::to("/login").into_response()),
-            Err(e) => return Err(e.into_response()),
-        };
-        match ems.store.bureau_by_id(session.account.bureau_id).await {
-            Ok(Some(bureau)) => Ok(Desk {
-                session,
-                bureau,
-                csrf: myna_web::cookie(&parts.headers, ems.session_cookie_name())
-                    .map(myna_web::csrf::token)
-                    .unwrap_or_default(),
-            }),
-            Ok(None) => Err(Redirect::to("/login").into_response()),
-            Err(e) => Err(EmsError::from(e).into_response()),
+        let (session, bureau, csrf) =
+            screen_user(ems, parts, &[Role::Dispatcher, Role::Admin]).await?;
+        Ok(Desk {
+            session,
+            bureau,
+            csrf,
+        })
+    }
+}
+
+/// The browser user behind the session cookie, if their role is one of `roles`, with their
+/// bureau and the session's form token (`myna_web::csrf`). Anyone else goes to their own
+/// screen (`hospital::home_of`), or to the sign-in without a session.
+pub(crate) async fn screen_user<S: EmsStore>(
+    ems: &Ems<S>,
+    parts: &Parts,
+    roles: &[Role],
+) -> Result<(Session, Bureau, String), Response> {
+    let session = match ems.browser_session(&parts.headers).await {
+        Ok(Some(s)) if roles.contains(&s.account.role) => s,
+        Ok(Some(s)) => {
+            return Err(Redirect::to(crate::hospital::home_of(s.account.role)).into_response());
         }
+        Ok(None) => return Err(Redirect::to("/login").into_response()),
+        Err(e) => return Err(e.into_response()),
+    };
+    match ems.store.bureau_by_id(session.account.bureau_id).await {
+        Ok(Some(bureau)) => {
+            let csrf = myna_web::cookie(&parts.headers, ems.session_cookie_name())
+                .map(myna_web::csrf::token)
+                .unwrap_or_default();
+            Ok((session, bureau, csrf))
+        }
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(EmsError::from(e).into_response()),
     }
 }
 

@@ -53,25 +53,13 @@ impl<S: EmsStore> FromRequestParts<Arc<Ems<S>>> for Officer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, ems: &Arc<Ems<S>>) -> Result<Self, Response> {
-        let session = match ems.browser_session(&parts.headers).await {
-            Ok(Some(s)) if s.account.role == Role::PrivacyOfficer => s,
-            Ok(Some(s)) => {
-                return Err(Redirect::to(crate::hospital::home_of(s.account.role)).into_response());
-            }
-            Ok(None) => return Err(Redirect::to("/login").into_response()),
-            Err(e) => return Err(e.into_response()),
-        };
-        match ems.store.bureau_by_id(session.account.bureau_id).await {
-            Ok(Some(bureau)) => Ok(Officer {
-                session,
-                bureau,
-                csrf: myna_web::cookie(&parts.headers, ems.session_cookie_name())
-                    .map(myna_web::csrf::token)
-                    .unwrap_or_default(),
-            }),
-            Ok(None) => Err(Redirect::to("/login").into_response()),
-            Err(e) => Err(EmsError::from(e).into_response()),
-        }
+        let (session, bureau, csrf) =
+            crate::dispatch::screen_user(ems, parts, &[Role::PrivacyOfficer]).await?;
+        Ok(Officer {
+            session,
+            bureau,
+            csrf,
+        })
     }
 }
 

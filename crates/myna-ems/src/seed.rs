@@ -165,13 +165,17 @@ mod tests {
             .len();
         assert_eq!(
             seed.accounts.len(),
-            33 + hospitals,
-            "one account per hospital"
+            34 + hospitals,
+            "a dispatcher, an admin, a privacy officer, 31 crews, one account per hospital"
         );
+        assert!(seed.accounts.iter().any(|a| a.role == Role::PrivacyOfficer
+            && a.login == PRIVACY_LOGIN
+            && a.team.is_none()
+            && a.hospital.is_none()));
         assert!(seed.accounts.iter().any(|a| a.role == Role::Hospital
             && a.hospital.as_deref() == Some("kawasaki-municipal")
             && a.login == "er-kawasaki-municipal"));
-        assert_eq!(seed.accounts[2].login, "crew01");
-        assert_eq!(seed.accounts[2].team.as_deref(), Some("川崎救急1"));
+        assert_eq!(seed.accounts[3].login, "crew01");
+        assert_eq!(seed.accounts[3].team.as_deref(), Some("川崎救急1"));
     }
 }

@@ -501,23 +501,58 @@ fn insert_event(
     Ok(event)
 }
 
+/// Walks the one chain of `table` (`view_log`, `review_log`: seq, entry, prev_hash, hash).
+fn verify_chain<E: serde::de::DeserializeOwned + myna_domain::access::Linked>(
+    conn: &Connection,
+    table: &'static str,
+) -> Result<ChainReport, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT seq, entry, prev_hash, hash FROM {table} ORDER BY seq"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt.query_map([], view_row).map_err(db_err)?;
+    let mut v = ChainVerifier::default();
+    for row in rows {
+        let checked = to_chained::<E>(row.map_err(db_err)?).and_then(|e| v.push(&e));
+        if let Err(first_break) = checked {
+            return Ok(ChainReport::Broken {
+                verified: v.count(),
+                first_break,
+            });
+        }
+    }
+    Ok(ChainReport::Intact {
+        entries: v.count(),
+        partitions: u64::from(v.count() > 0),
+        head_hash: v.head().map(|(_, h)| hex::encode(h)),
+    })
+}
+
+/// The last entry's place and hash of the one chain of `table`, if it has any.
+fn chain_head(
+    tx: &Transaction<'_>,
+    table: &'static str,
+) -> Result<Option<(i64, Hash32)>, StoreError> {
+    tx.query_row(
+        &format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"),
+        [],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+    )
+    .optional()
+    .map_err(db_err)?
+    .map(|(seq, h)| {
+        Hash32::try_from(h.as_slice())
+            .map(|h| (seq, h))
+            .map_err(|_| corrupt(format!("{table} {seq}: hash is not 32 bytes")))
+    })
+    .transpose()
+}
+
 /// Appends a view record to the one chain (SQLite has a single writer, so every bureau shares
 /// partition 0).
 fn append_view(tx: &Transaction<'_>, record: ViewRecord) -> Result<ChainPosition, StoreError> {
-    let prev = tx
-        .query_row(
-            "SELECT seq, hash FROM view_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )
-        .optional()
-        .map_err(db_err)?
-        .map(|(seq, h)| {
-            Hash32::try_from(h.as_slice())
-                .map(|h| (seq, h))
-                .map_err(|_| corrupt(format!("view_log {seq}: hash is not 32 bytes")))
-        })
-        .transpose()?;
+    let prev = chain_head(tx, "view_log")?;
     let bureau = record.bureau.clone();
     let linked = chain(prev, record);
     let entry = serde_json::to_string(&linked.entry)
@@ -1516,20 +1551,7 @@ impl EmsStore for EmsSqlite {
             if done {
                 return Ok(None);
             }
-            let prev = tx
-                .query_row(
-                    "SELECT seq, hash FROM review_log ORDER BY seq DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-                )
-                .optional()
-                .map_err(db_err)?
-                .map(|(seq, h)| {
-                    Hash32::try_from(h.as_slice())
-                        .map(|h| (seq, h))
-                        .map_err(|_| corrupt(format!("review_log {seq}: hash is not 32 bytes")))
-                })
-                .transpose()?;
+            let prev = chain_head(&tx, "review_log")?;
             let (bureau, partition, view_seq) = (
                 record.bureau.clone(),
                 record.view_partition,
@@ -1581,29 +1603,8 @@ impl EmsStore for EmsSqlite {
     }
 
     async fn verify_review_log(&self) -> Result<ChainReport, StoreError> {
-        self.run(move |conn| {
-            let mut stmt = conn
-                .prepare("SELECT seq, entry, prev_hash, hash FROM review_log ORDER BY seq")
-                .map_err(db_err)?;
-            let rows = stmt.query_map([], view_row).map_err(db_err)?;
-            let mut v = ChainVerifier::default();
-            for row in rows {
-                let checked =
-                    to_chained::<ReviewRecord>(row.map_err(db_err)?).and_then(|e| v.push(&e));
-                if let Err(first_break) = checked {
-                    return Ok(ChainReport::Broken {
-                        verified: v.count(),
-                        first_break,
-                    });
-                }
-            }
-            Ok(ChainReport::Intact {
-                entries: v.count(),
-                partitions: u64::from(v.count() > 0),
-                head_hash: v.head().map(|(_, h)| hex::encode(h)),
-            })
-        })
-        .await
+        self.run(|conn| verify_chain::<ReviewRecord>(conn, "review_log"))
+            .await
     }
 
     async fn load_incidents(
@@ -1709,29 +1710,8 @@ impl EmsStore for EmsSqlite {
     }
 
     async fn verify_view_log(&self) -> Result<ChainReport, StoreError> {
-        self.run(move |conn| {
-            let mut stmt = conn
-                .prepare("SELECT seq, entry, prev_hash, hash FROM view_log ORDER BY seq")
-                .map_err(db_err)?;
-            let rows = stmt.query_map([], view_row).map_err(db_err)?;
-            let mut v = ChainVerifier::default();
-            for row in rows {
-                let checked =
-                    to_chained::<ViewRecord>(row.map_err(db_err)?).and_then(|e| v.push(&e));
-                if let Err(first_break) = checked {
-                    return Ok(ChainReport::Broken {
-                        verified: v.count(),
-                        first_break,
-                    });
-                }
-            }
-            Ok(ChainReport::Intact {
-                entries: v.count(),
-                partitions: u64::from(v.count() > 0),
-                head_hash: v.head().map(|(_, h)| hex::encode(h)),
-            })
-        })
-        .await
+        self.run(|conn| verify_chain::<ViewRecord>(conn, "view_log"))
+            .await
     }
 
     /// One chain (partition 0), checkpointed by its head (`v1`), which every verify checks

@@ -536,23 +536,22 @@ fn funnel(rng: &mut ChaCha8Rng, category: ComplaintCategory) -> MynaOutcome {
     if pm(urgency) {
         return MynaOutcome::NotAttemptedUrgency;
     }
-    if pm(NOT_ATTEMPTED_ENVIRONMENT) {
-        return MynaOutcome::NotAttemptedEnvironment;
-    }
-    if pm(NO_CARD) {
-        return MynaOutcome::NoCard;
-    }
-    if pm(NOT_REGISTERED) {
-        return MynaOutcome::NotRegistered;
-    }
-    if pm(READER_FAILURE) {
-        return MynaOutcome::ReaderFailure;
-    }
-    if pm(PERSON_NOT_FOUND) {
-        return MynaOutcome::PersonNotFound;
-    }
-    if pm(IDENTITY_NOT_CONFIRMED) {
-        return MynaOutcome::IdentityNotConfirmed;
+    // Each step, in the funnel's order: the share (per mille) of those still in it that stop.
+    let steps = [
+        (
+            NOT_ATTEMPTED_ENVIRONMENT,
+            MynaOutcome::NotAttemptedEnvironment,
+        ),
+        (NO_CARD, MynaOutcome::NoCard),
+        (NOT_REGISTERED, MynaOutcome::NotRegistered),
+        (READER_FAILURE, MynaOutcome::ReaderFailure),
+        (PERSON_NOT_FOUND, MynaOutcome::PersonNotFound),
+        (IDENTITY_NOT_CONFIRMED, MynaOutcome::IdentityNotConfirmed),
+    ];
+    for (per_mille, outcome) in steps {
+        if pm(per_mille) {
+            return outcome;
+        }
     }
     let unconscious = matches!(
         category,
