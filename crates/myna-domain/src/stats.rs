@@ -200,8 +200,19 @@ impl IncidentFacts {
         })
     }
 
-    /// The deepest funnel stage the incident reached.
+    /// The deepest funnel stage the incident reached: by its outcome, and at least "consent or
+    /// exception" once one was recorded (a consent later withdrawn, an incident closed with no
+    /// outcome).
     pub fn stage(&self) -> Stage {
+        let by_outcome = self.stage_by_outcome();
+        if self.consent_or_exception {
+            by_outcome.max(Stage::ConsentOrException)
+        } else {
+            by_outcome
+        }
+    }
+
+    fn stage_by_outcome(&self) -> Stage {
         match self.outcome {
             Some(MynaOutcome::Viewed) => Stage::Viewed,
             None
@@ -490,6 +501,22 @@ mod tests {
         assert_eq!(d.total.all(Interval::ArrivalToDeparture).n, 2);
         assert_eq!(d.total.stage(Stage::Viewed), 1);
         assert_eq!(d.total.failure(MynaOutcome::NoCard), 1);
+    }
+
+    #[test]
+    fn a_recorded_consent_counts_in_the_funnel_whatever_the_outcome() {
+        // Consent, then withdrawal, then closing with no outcome.
+        let withdrawn = facts(None, true, 0);
+        assert_eq!(withdrawn.stage(), Stage::ConsentOrException);
+        assert_eq!(facts(None, false, 0).stage(), Stage::Dispatched);
+        assert_eq!(
+            facts(Some(MynaOutcome::NetworkFailure), true, 0).stage(),
+            Stage::ConsentOrException
+        );
+        assert_eq!(
+            facts(Some(MynaOutcome::Viewed), true, 1).stage(),
+            Stage::Viewed
+        );
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub async fn run(args: SimulateArgs) -> Result<ExitCode> {
         .min(sim.days());
     let total: u64 = (0..days).map(|d| u64::from(sim.calls_on(d))).sum();
     let bar = progress_bar(!args.quiet, total, &format!("{code} {}", args.year));
+    eprintln!(
+        "simulate: writing synthetic incidents and view-log entries into {}; they cannot be \
+         removed from the hash-chained view log. Use a demo or test database only.",
+        args.db
+    );
     let started = Instant::now();
     let (written, views) = write_days(&store, bureau.id, &sim, days, &bar).await?;
     bar.finish_and_clear();

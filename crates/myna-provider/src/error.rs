@@ -85,9 +85,9 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt(m)
             | StoreError::OrganisationExists(m)
             | StoreError::UnknownOrganisation(m) => ApiError::Internal(m),
-            e @ (StoreError::InvalidRecord { .. } | StoreError::ImportRejected { .. }) => {
-                ApiError::Internal(e.to_string())
-            }
+            e @ (StoreError::InvalidRecord { .. }
+            | StoreError::ImportRejected { .. }
+            | StoreError::InvalidPast(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }

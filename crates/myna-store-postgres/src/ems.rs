@@ -1278,6 +1278,22 @@ impl PgEmsStore {
     ) -> Result<Vec<IncidentId>, Attempt<AppendError>> {
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
+        let Some(row) = tx
+            .query_opt("SELECT code FROM bureau WHERE id = $1", &[&bureau])
+            .await
+            .map_err(attempt)?
+        else {
+            return Err(StoreError::InvalidPast(format!("no bureau {bureau}")).into());
+        };
+        let code: String = col(&row, 0)?;
+        let teams: Vec<TeamId> = tx
+            .query("SELECT id FROM team WHERE bureau_id = $1", &[&bureau])
+            .await
+            .map_err(attempt)?
+            .iter()
+            .map(|r| col(r, 0))
+            .collect::<Result<_, _>>()?;
+        myna_store::ems::check_past_incidents(incidents, &code, &teams)?;
         let mut days: Vec<String> = Vec::with_capacity(incidents.len());
         let mut per_day: std::collections::BTreeMap<String, i32> = Default::default();
         for past in incidents {

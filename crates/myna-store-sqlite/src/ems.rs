@@ -339,10 +339,11 @@ fn load_incident(
 /// The next number of the bureau's Japan day `day` (e.g. `20261124`): one more than the
 /// incidents numbered that day so far.
 fn next_number(tx: &Transaction<'_>, bureau: BureauId, day: &str) -> Result<i64, StoreError> {
+    // A range, not LIKE: it uses the (bureau_id, number) index ('.' sorts right after '-').
     let n: i64 = tx
         .query_row(
-            "SELECT count(*) FROM incident WHERE bureau_id = ?1 AND number LIKE ?2",
-            params![bureau, format!("{day}-%")],
+            "SELECT count(*) FROM incident WHERE bureau_id = ?1 AND number >= ?2 AND number < ?3",
+            params![bureau, format!("{day}-"), format!("{day}.")],
             |r| r.get(0),
         )
         .map_err(db_err)?;
@@ -444,12 +445,15 @@ fn backfill_facts(conn: &mut Connection) -> Result<(), StoreError> {
     if missing.is_empty() {
         return Ok(());
     }
-    let tx = immediate(conn)?;
-    for (id, bureau) in &missing {
-        let log = load_log(&tx, *id)?;
-        save_facts(&tx, *bureau, *id, &log)?;
+    // In transactions of a thousand, so no other process waits on the file for long.
+    for chunk in missing.chunks(1000) {
+        let tx = immediate(conn)?;
+        for (id, bureau) in chunk {
+            let log = load_log(&tx, *id)?;
+            save_facts(&tx, *bureau, *id, &log)?;
+        }
+        tx.commit().map_err(db_err)?;
     }
-    tx.commit().map_err(db_err)?;
     tracing::info!(incidents = missing.len(), "statistics rows filled in");
     Ok(())
 }
@@ -1614,6 +1618,21 @@ impl EmsStore for EmsSqlite {
     ) -> Result<Vec<IncidentId>, AppendError> {
         self.run(move |conn| {
             let tx = immediate(conn)?;
+            let code: String = tx
+                .query_row("SELECT code FROM bureau WHERE id = ?1", [bureau], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::InvalidPast(format!("no bureau {bureau}")))?;
+            let teams: Vec<TeamId> = {
+                let mut stmt = tx
+                    .prepare("SELECT id FROM team WHERE bureau_id = ?1")
+                    .map_err(db_err)?;
+                let rows = stmt.query_map([bureau], |r| r.get(0)).map_err(db_err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+            };
+            myna_store::ems::check_past_incidents(&incidents, &code, &teams)?;
             let mut last_number: std::collections::HashMap<String, i64> = Default::default();
             let mut ids = Vec::with_capacity(incidents.len());
             for past in incidents {

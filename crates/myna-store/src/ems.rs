@@ -371,6 +371,38 @@ pub fn checked_event(log: &Incident, new: &NewEvent, now_ms: i64) -> Result<Even
     })
 }
 
+/// Checks a batch of past incidents against its bureau before any is written: each has events,
+/// every view record names the bureau (`code`), and every assignment one of its teams. The
+/// events themselves are checked one by one with `checked_event` as they are written.
+pub fn check_past_incidents(
+    incidents: &[PastIncident],
+    code: &str,
+    teams: &[TeamId],
+) -> Result<(), AppendError> {
+    let refuse = |what: String| AppendError::Store(StoreError::InvalidPast(what));
+    for (i, past) in incidents.iter().enumerate() {
+        if past.events.is_empty() {
+            return Err(refuse(format!("past incident {i} has no events")));
+        }
+        if let Some(v) = past.views.iter().find(|v| v.bureau != code) {
+            return Err(refuse(format!(
+                "past incident {i}: a view record of bureau {:?} in a load into {code:?}",
+                v.bureau
+            )));
+        }
+        for (e, _) in &past.events {
+            if let EventKind::Assigned { team } = e.kind
+                && !teams.contains(&team)
+            {
+                return Err(refuse(format!(
+                    "past incident {i}: team {team} is not one of {code}'s"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The answer to an append: a resend with a known key gets the committed event back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {

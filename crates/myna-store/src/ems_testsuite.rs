@@ -2196,6 +2196,39 @@ pub async fn past_incidents_load_whole_numbered_per_japan_day_or_not_at_all<S: E
         "nothing of the refused batch was kept"
     );
     assert_eq!(store.view_records("a-fd", 10).await.unwrap().len(), 1);
+    // A view record of another bureau, another bureau's team, an incident with no events:
+    // each refuses the whole load.
+    let b = store.seed_bureau(small("b-fd")).await.unwrap();
+    let theirs = team(&store, b, "救急1").await;
+    let mut foreign_view = past_incident(t, T0 + 4 * two_hours, true, "fv");
+    foreign_view.views[0].bureau = "b-fd".into();
+    let foreign_team = past_incident(theirs, T0 + 4 * two_hours, false, "ft");
+    let empty = PastIncident {
+        events: Vec::new(),
+        views: Vec::new(),
+    };
+    for bad in [foreign_view, foreign_team, empty] {
+        let err = store
+            .load_incidents(
+                a,
+                vec![past_incident(t, T0 + 4 * two_hours, false, "ok2"), bad],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AppendError::Store(StoreError::InvalidPast(_))),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .incident_facts(a, i64::MIN, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(store.view_records("b-fd", 10).await.unwrap().is_empty());
     // An idempotency key used twice in one incident is refused, not retried.
     let mut twice = past_incident(t, T0 + 4 * two_hours, false, "twice");
     twice.events[2].0.idempotency_key = twice.events[1].0.idempotency_key.clone();

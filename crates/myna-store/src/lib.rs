@@ -94,6 +94,9 @@ pub enum StoreError {
     InvalidRecord { person: i64, problem: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A load of past incidents (`EmsStore::load_incidents`) that cannot be written as given.
+    #[error("past incidents refused: {0}")]
+    InvalidPast(String),
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
 }
