@@ -175,6 +175,16 @@ test('the privacy officer reviews the year\'s views without consent, each decisi
   assert.match(out, /view log intact/);
   assert.match(out, /review log intact: 1 decisions/);
 
+  // The report per crew member: every team's crew member, and in the simulated year no view
+  // came before its patient was contacted.
+  await officer.goto(`${EMS}/review`);
+  await Promise.all([officer.waitForURL(`${EMS}/review/crew`), officer.click('#crew-report')]);
+  const crewRows = officer.locator('#crew tbody tr');
+  assert.equal(await crewRows.count(), 31);
+  const beforeContact = await crewRows.evaluateAll((rows) => rows.map((r) => r.querySelectorAll('td')[3].textContent));
+  assert.ok(beforeContact.every((t) => t.startsWith('0（')), beforeContact.join(' '));
+  await screenshot(officer, 'review-crew');
+
   // The officer's role reaches nothing else; the desk does not reach the review.
   for (const path of ['/dispatch', '/stats', '/admin']) {
     await officer.goto(`${EMS}${path}`);

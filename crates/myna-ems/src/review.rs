@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use myna_domain::access::ChainedEntry;
 use myna_domain::incident::{Phase, ViewRecord};
-use myna_domain::review::{ReviewDecision, ReviewRecord, check_decision};
+use myna_domain::review::{ReviewDecision, ReviewRecord, check_decision, crew_report};
 use myna_domain::stats::JST;
 use myna_store::ChainPosition;
 use myna_store::ems::{Bureau, EmsStore, Role, Session};
@@ -28,6 +28,7 @@ type St<S> = State<Arc<Ems<S>>>;
 pub fn routes<S: EmsStore>() -> Router<Arc<Ems<S>>> {
     Router::new()
         .route("/review", get(queue::<S>))
+        .route("/review/crew", get(crew::<S>))
         .route(
             "/review/{partition}/{seq}",
             get(detail::<S>).post(decide::<S>),
@@ -323,4 +324,82 @@ async fn decide<S: EmsStore>(
         Ok(None) => detail_page(&ems, &o, at, Some("この閲覧は審査済みです".into())).await,
         Err(e) => EmsError::from(e).into_response(),
     }
+}
+
+struct CrewRow {
+    crew: String,
+    team: String,
+    views: u64,
+    /// (count, share of the member's views or incidents, flagged)
+    measures: Vec<(u64, String, bool)>,
+    flagged: bool,
+}
+
+#[derive(Template)]
+#[template(path = "review_crew.html")]
+struct CrewPage {
+    bureau_name: String,
+    user_name: String,
+    csrf: String,
+    window_hours: i64,
+    flagged: usize,
+    rows: Vec<CrewRow>,
+}
+
+/// 閲覧状況の点検: every crew member's views of the bureau, with the measures that stand out
+/// against the bureau flagged (`review::crew_report`).
+async fn crew<S: EmsStore>(State(ems): St<S>, o: Officer) -> Response {
+    let (views, times) = match tokio::try_join!(
+        ems.store.view_records(&o.bureau.code, u32::MAX),
+        ems.store.viewed_incident_times(o.bureau.id)
+    ) {
+        Ok(x) => x,
+        Err(e) => return EmsError::from(e).into_response(),
+    };
+    let times: std::collections::HashMap<String, myna_domain::review::IncidentTimes> =
+        times.into_iter().collect();
+    let views: Vec<ViewRecord> = views.into_iter().map(|e| e.entry).collect();
+    let report = crew_report(
+        &views,
+        |n| times.get(n).copied(),
+        o.bureau.view_window_s.saturating_mul(1000),
+    );
+    let rows: Vec<CrewRow> = report
+        .into_iter()
+        .map(|r| {
+            let share = |n: u64, of: u64| myna_domain::stats::percent(n, of);
+            CrewRow {
+                flagged: r.flags.iter().any(|f| *f),
+                measures: vec![
+                    (
+                        r.exception_views,
+                        share(r.exception_views, r.views),
+                        r.flags[0],
+                    ),
+                    (
+                        r.before_contact,
+                        share(r.before_contact, r.views),
+                        r.flags[1],
+                    ),
+                    (
+                        r.multi_patient_incidents,
+                        share(r.multi_patient_incidents, r.incidents),
+                        r.flags[2],
+                    ),
+                    (r.late_views, share(r.late_views, r.views), r.flags[3]),
+                ],
+                crew: r.crew_member,
+                team: r.team,
+                views: r.views,
+            }
+        })
+        .collect();
+    myna_web::page(&CrewPage {
+        bureau_name: o.bureau.name.clone(),
+        user_name: o.session.account.display_name.clone(),
+        csrf: o.csrf.clone(),
+        window_hours: (o.bureau.view_window_s + 3599) / 3600,
+        flagged: rows.iter().filter(|r| r.flagged).count(),
+        rows,
+    })
 }

@@ -456,6 +456,12 @@ mod ems_delegation {
         ) -> Result<Option<IncidentRecord>, StoreError> {
             either!(EmsDb, self, s => s.incident_by_number(bureau, number))
         }
+        async fn viewed_incident_times(
+            &self,
+            bureau: BureauId,
+        ) -> Result<Vec<(String, myna_domain::review::IncidentTimes)>, StoreError> {
+            either!(EmsDb, self, s => s.viewed_incident_times(bureau))
+        }
         async fn exception_views(
             &self,
             bureau: &str,

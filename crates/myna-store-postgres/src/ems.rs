@@ -1967,6 +1967,37 @@ impl EmsStore for PgEmsStore {
         }
     }
 
+    async fn viewed_incident_times(
+        &self,
+        bureau: BureauId,
+    ) -> Result<Vec<(String, myna_domain::review::IncidentTimes)>, StoreError> {
+        let contact = myna_store::ems::contact_kind_json()?;
+        let client = connection(&self.pool).await?;
+        client
+            .query(
+                "SELECT i.number, i.created_ms, (SELECT min(coalesce(e.device_ms, e.at_ms)) \
+                 FROM incident_event e WHERE e.bureau_id = i.bureau_id \
+                 AND e.incident_id = i.id AND e.kind = $2) \
+                 FROM incident i WHERE i.bureau_id = $1 AND i.number IN \
+                 (SELECT (v.entry::json)->>'incident_number' FROM view_log v \
+                  WHERE v.bureau_id = $1)",
+                &[&bureau, &contact],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    col(r, 0)?,
+                    myna_domain::review::IncidentTimes {
+                        call_ms: col(r, 1)?,
+                        contact_ms: col(r, 2)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn exception_views(
         &self,
         bureau: &str,

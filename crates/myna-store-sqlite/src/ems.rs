@@ -1502,6 +1502,37 @@ impl EmsStore for EmsSqlite {
         .await
     }
 
+    async fn viewed_incident_times(
+        &self,
+        bureau: BureauId,
+    ) -> Result<Vec<(String, myna_domain::review::IncidentTimes)>, StoreError> {
+        let contact = myna_store::ems::contact_kind_json()?;
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT i.number, i.created_ms, (SELECT min(coalesce(e.device_ms, e.at_ms)) \
+                     FROM incident_event e WHERE e.incident_id = i.id AND e.kind = ?2) \
+                     FROM incident i WHERE i.bureau_id = ?1 AND i.number IN \
+                     (SELECT json_extract(v.entry, '$.incident_number') FROM view_log v \
+                      WHERE v.bureau = (SELECT code FROM bureau WHERE id = ?1))",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![bureau, contact], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        myna_domain::review::IncidentTimes {
+                            call_ms: r.get(1)?,
+                            contact_ms: r.get(2)?,
+                        },
+                    ))
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        })
+        .await
+    }
+
     async fn exception_views(
         &self,
         bureau: &str,

@@ -403,6 +403,15 @@ pub fn check_past_incidents(
     Ok(())
 }
 
+/// How a 傷病者接触 phase event is stored (the event's kind as JSON), for a search of the
+/// log by kind.
+pub fn contact_kind_json() -> Result<String, StoreError> {
+    serde_json::to_string(&EventKind::Phase {
+        phase: myna_domain::incident::Phase::Contact,
+    })
+    .map_err(|e| StoreError::Corrupt(format!("encoding a phase: {e}")))
+}
+
 /// The answer to an append: a resend with a known key gets the committed event back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
@@ -706,6 +715,13 @@ pub trait EmsStore: Send + Sync + 'static {
         bureau: BureauId,
         number: &str,
     ) -> impl Future<Output = Result<Option<IncidentRecord>, StoreError>> + Send;
+
+    /// The call and the first 傷病者接触 (`IncidentTimes`) of every incident of the bureau that
+    /// a view-log entry names, by 事案番号 (for the privacy officer's report per crew member).
+    fn viewed_incident_times(
+        &self,
+        bureau: BureauId,
+    ) -> impl Future<Output = Result<Vec<(String, myna_domain::review::IncidentTimes)>, StoreError>> + Send;
 
     /// The bureau's view-log entries made without consent (the exception), oldest first, each
     /// with its place in the log.

@@ -2326,6 +2326,39 @@ pub async fn exception_views_are_listed_per_bureau_and_reviewed_once_each_in_a_c
             .unwrap()
             .is_none()
     );
+
+    // The call and the first contact of each incident a view names, in the bureau only.
+    let t = team(&store, a, "救急1").await;
+    store
+        .append(
+            a,
+            created.id,
+            dispatcher_event(EventKind::Assigned { team: t }, "as"),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    for (i, p) in [Phase::Arrival, Phase::Contact].into_iter().enumerate() {
+        store
+            .append(
+                a,
+                created.id,
+                crew_event(t, phase(p), &format!("p{i}"), None),
+                T0 + 60_000 * (i as i64 + 1),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        created.number, "20260921-0001",
+        "the number view_record(1, …) names"
+    );
+    let times = store.viewed_incident_times(a).await.unwrap();
+    assert_eq!(times.len(), 1, "{times:?}");
+    assert_eq!(times[0].0, created.number);
+    assert_eq!(times[0].1.call_ms, T0);
+    assert_eq!(times[0].1.contact_ms, Some(T0 + 120_000));
+    assert!(store.viewed_incident_times(b).await.unwrap().is_empty());
 }
 
 /// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the
