@@ -163,7 +163,8 @@ mod tests {
 }
 
 /// When and whether the incident behind a view reached its patient: its call and its
-/// 傷病者接触 (device time where the crew tapped offline), ms since the epoch.
+/// 傷病者接触, both as the server recorded them (ms since the epoch): a view is compared with
+/// server times only, which the crew cannot set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncidentTimes {
     pub call_ms: i64,

@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use myna_domain::access::ChainedEntry;
-use myna_domain::incident::{Phase, ViewRecord};
+use myna_domain::incident::{EventKind, Phase, ViewRecord};
 use myna_domain::review::{ReviewDecision, ReviewRecord, check_decision, crew_report};
 use myna_domain::stats::JST;
 use myna_store::ChainPosition;
@@ -226,10 +226,14 @@ async fn detail_page<S: EmsStore>(
         .into_iter()
         .map(|(p, t)| (p.label_ja(), time_ja(t.timestamp_millis())))
         .collect();
-    let contact_before_view = log
-        .phase_times()
-        .iter()
-        .any(|(p, t)| *p == Phase::Contact && view_at.is_some_and(|v| *t <= v));
+    // The server's time of the contact tap: a device time is the crew's to set.
+    let contact_before_view = log.events.iter().any(|e| {
+        e.kind
+            == (EventKind::Phase {
+                phase: Phase::Contact,
+            })
+            && view_at.is_some_and(|v| e.at <= v)
+    });
     let minutes_after_call = log
         .created_at()
         .zip(view_at)

@@ -1202,7 +1202,7 @@ impl PgEmsStore {
         Ok(at)
     }
 
-    /// Serialised per bureau: the bureau's row is locked (`FOR UPDATE`) while the chain's last
+    /// Serialised per bureau: the bureau's row is locked (`FOR NO KEY UPDATE`) while the chain's last
     /// entry is read and the next appended; `review_log_view_key` makes a second decision on
     /// one view a no-op answer.
     async fn record_review_once(
@@ -1213,7 +1213,7 @@ impl PgEmsStore {
         let tx = client.transaction().await.map_err(attempt)?;
         let Some(b) = tx
             .query_opt(
-                "SELECT id FROM bureau WHERE code = $1 FOR UPDATE",
+                "SELECT id FROM bureau WHERE code = $1 FOR NO KEY UPDATE",
                 &[&record.bureau],
             )
             .await
@@ -1975,7 +1975,7 @@ impl EmsStore for PgEmsStore {
         let client = connection(&self.pool).await?;
         client
             .query(
-                "SELECT i.number, i.created_ms, (SELECT min(coalesce(e.device_ms, e.at_ms)) \
+                "SELECT i.number, i.created_ms, (SELECT min(e.at_ms) \
                  FROM incident_event e WHERE e.bureau_id = i.bureau_id \
                  AND e.incident_id = i.id AND e.kind = $2) \
                  FROM incident i WHERE i.bureau_id = $1 AND i.number IN \
@@ -2015,11 +2015,13 @@ impl EmsStore for PgEmsStore {
         let mut out = Vec::new();
         for r in &rows {
             let e: ChainedEntry<ViewRecord> = view_from(r)?.map_err(|b| corrupt(b.to_string()))?;
-            // The text match only narrows the read; the decoded consent decides.
+            // The text match only narrows the read; the decoded consent decides. A hospital's
+            // read of the crew's copy carries the crew's basis: the crew's own view is reviewed.
             if matches!(
                 e.entry.consent,
                 myna_domain::access::Consent::Exception { .. }
-            ) {
+            ) && e.entry.hospital.is_none()
+            {
                 let partition: i64 = col(r, 4)?;
                 out.push((
                     ChainPosition {

@@ -1510,7 +1510,7 @@ impl EmsStore for EmsSqlite {
         self.run(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT i.number, i.created_ms, (SELECT min(coalesce(e.device_ms, e.at_ms)) \
+                    "SELECT i.number, i.created_ms, (SELECT min(e.at_ms) \
                      FROM incident_event e WHERE e.incident_id = i.id AND e.kind = ?2) \
                      FROM incident i WHERE i.bureau_id = ?1 AND i.number IN \
                      (SELECT json_extract(v.entry, '$.incident_number') FROM view_log v \
@@ -1550,11 +1550,13 @@ impl EmsStore for EmsSqlite {
             for row in rows {
                 let e: ChainedEntry<ViewRecord> =
                     to_chained(row.map_err(db_err)?).map_err(|b| corrupt(b.to_string()))?;
-                // The text match only narrows the read; the decoded consent decides.
+                // The text match only narrows the read; the decoded consent decides. A hospital's
+                // read of the crew's copy carries the crew's basis: the crew's own view is reviewed.
                 if matches!(
                     e.entry.consent,
                     myna_domain::access::Consent::Exception { .. }
-                ) {
+                ) && e.entry.hospital.is_none()
+                {
                     out.push((
                         ChainPosition {
                             partition: 0,

@@ -716,15 +716,16 @@ pub trait EmsStore: Send + Sync + 'static {
         number: &str,
     ) -> impl Future<Output = Result<Option<IncidentRecord>, StoreError>> + Send;
 
-    /// The call and the first 傷病者接触 (`IncidentTimes`) of every incident of the bureau that
-    /// a view-log entry names, by 事案番号 (for the privacy officer's report per crew member).
+    /// The call and the first 傷病者接触 as the server recorded it (`IncidentTimes`; a device
+    /// time the crew could set is not used) of every incident of the bureau that a view-log
+    /// entry names, by 事案番号 (for the privacy officer's report per crew member).
     fn viewed_incident_times(
         &self,
         bureau: BureauId,
     ) -> impl Future<Output = Result<Vec<(String, myna_domain::review::IncidentTimes)>, StoreError>> + Send;
 
-    /// The bureau's view-log entries made without consent (the exception), oldest first, each
-    /// with its place in the log.
+    /// The bureau's crews' view-log entries made without consent (the exception), oldest first,
+    /// each with its place in the log (a hospital's read of the crew's copy is not one).
     fn exception_views(
         &self,
         bureau: &str,

@@ -2272,11 +2272,22 @@ pub async fn exception_views_are_listed_per_bureau_and_reviewed_once_each_in_a_c
         })
         .await
         .unwrap();
+    // A hospital's read of the crew's copy carries the crew's basis; it is not a crew's view.
+    store
+        .record_view(ViewRecord {
+            consent: exception,
+            hospital: Some(HOSPITAL_A.into()),
+            crew_member: "er-a".into(),
+            terminal: 0,
+            ..view_record(4, 1)
+        })
+        .await
+        .unwrap();
     let views = store.exception_views("a-fd").await.unwrap();
     assert_eq!(
         views.len(),
         1,
-        "a-fd's one exception; not its consented view, not b-fd's"
+        "a-fd's one exception; not its consented view, not b-fd's, not a hospital's read"
     );
     let (at, entry) = &views[0];
     assert_eq!(entry.entry.consent, exception);
