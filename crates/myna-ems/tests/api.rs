@@ -2136,3 +2136,186 @@ async fn the_board_shows_each_teams_status_and_offers_available_teams_nearest_fi
     );
     assert!(options[first_busy].starts_with("麻生救急1"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The privacy officer's review and the statistics, attacked across bureaus, roles and origins
+
+/// A crew's view without consent, recorded in `code`'s view log.
+async fn exception_view(w: &World, code: &str, serial: &str) -> myna_store::ChainPosition {
+    use myna_domain::access::{Consent, ExceptionReason};
+    w.store
+        .record_view(myna_domain::incident::ViewRecord {
+            at_ms: now_ms(),
+            bureau: code.into(),
+            incident_number: "20260101-0001".into(),
+            team: "中原救急1".into(),
+            crew_member: "crew10".into(),
+            terminal: 1,
+            patient: myna_domain::patient::PatientSecret::from_bytes([9; 32]).patient(serial),
+            patient_number: 1,
+            consent: Consent::Exception {
+                reason: ExceptionReason::Unconscious,
+            },
+            view: myna_domain::summary::View::Summary,
+            provider_access_id: 1,
+            hospital: None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn body_text(resp: Response<Body>) -> String {
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_privacy_officer_decides_only_on_their_own_bureaus_views_once_from_their_own_pages() {
+    let w = world().await;
+    let ours = exception_view(&w, A_CODE, "01AA0001").await;
+    let theirs = exception_view(&w, B_CODE, "01AA0002").await;
+    // SQLite keeps one chain for every bureau: both are in partition 0, so only the bureau
+    // tells them apart.
+    assert_eq!(ours.partition, theirs.partition);
+    let officer = w.desk(A_CODE, "privacy").await;
+    let decided = |bureau: &'static str| {
+        let store = w.store.clone();
+        async move { store.reviews(bureau).await.unwrap().len() }
+    };
+    let path = |at: myna_store::ChainPosition| format!("/review/{}/{}", at.partition, at.seq);
+
+    // Another bureau's view: not found, to read or to decide.
+    let resp = w.send(w.get(&path(theirs), Some(&officer))).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = w
+        .send(w.form(&path(theirs), Some(&officer), "decision=justified".into()))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(decided(B_CODE).await, 0);
+    let queue = body_text(w.send(w.get("/review", Some(&officer))).await).await;
+    assert!(queue.contains(&path(ours)) && !queue.contains(&path(theirs)));
+
+    // A form from another origin, or without the page's token, records nothing.
+    let session = officer.strip_prefix("ems_session=").unwrap();
+    let forged = Request::builder()
+        .method("POST")
+        .uri(path(ours))
+        .header(header::HOST, "ems.test")
+        .header(header::ORIGIN, "http://evil.test")
+        .header(header::COOKIE, &officer)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "decision=justified&csrf={}",
+            myna_web::csrf::token(session)
+        )))
+        .unwrap();
+    assert_eq!(w.send(forged).await.status(), StatusCode::FORBIDDEN);
+    let tokenless = Request::builder()
+        .method("POST")
+        .uri(path(ours))
+        .header(header::HOST, "ems.test")
+        .header(header::ORIGIN, "http://ems.test")
+        .header(header::COOKIE, &officer)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("decision=justified"))
+        .unwrap();
+    assert_eq!(w.send(tokenless).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(decided(A_CODE).await, 0);
+
+    // The dispatcher and the admin are not the officer: sent to the desk, nothing recorded.
+    for login in ["dispatcher", "admin"] {
+        let desk = w.desk(A_CODE, login).await;
+        let resp = w
+            .send(w.form(&path(ours), Some(&desk), "decision=justified".into()))
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{login}");
+        assert_eq!(resp.headers()[header::LOCATION], "/dispatch", "{login}");
+        let resp = w.send(w.get("/review/crew", Some(&desk))).await;
+        assert_eq!(resp.headers()[header::LOCATION], "/dispatch", "{login}");
+    }
+    // A crew session is no browser session at all.
+    let (_, _, crew_session) = w.crew(w.a, "中原救急1", "crew10").await;
+    let resp = w
+        .send(w.get("/review", Some(&format!("ems_session={crew_session}"))))
+        .await;
+    assert_eq!(resp.headers()[header::LOCATION], "/login");
+    assert_eq!(decided(A_CODE).await, 0);
+
+    // The officer's own decision is recorded once; the same form sent again changes nothing.
+    let decide = || {
+        w.form(
+            &path(ours),
+            Some(&officer),
+            "decision=justified&comment=JCS+300".into(),
+        )
+    };
+    let resp = w.send(decide()).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/review");
+    let again = w.send(decide()).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(body_text(again).await.contains("審査済み"));
+    assert_eq!(decided(A_CODE).await, 1);
+    assert_eq!(decided(B_CODE).await, 0);
+    // An unknown decision is refused on the page and records nothing more.
+    let bad = w
+        .send(w.form(&path(ours), Some(&officer), "decision=maybe".into()))
+        .await;
+    assert_eq!(bad.status(), StatusCode::OK);
+    assert_eq!(decided(A_CODE).await, 1);
+
+    // The officer reaches nothing of the desk.
+    for p in ["/dispatch", "/stats", "/admin", "/stats/monthly.csv"] {
+        let resp = w.send(w.get(p, Some(&officer))).await;
+        assert_eq!(resp.headers()[header::LOCATION], "/review", "{p}");
+    }
+}
+
+#[tokio::test]
+async fn a_bureaus_statistics_count_its_own_incidents_only() {
+    let w = world().await;
+    w.incident_for(w.a, "中原救急1").await;
+    w.incident_for(w.a, "幸救急1").await;
+    let year = chrono::Utc::now()
+        .with_timezone(&myna_domain::stats::JST)
+        .format("%Y")
+        .to_string();
+    let dispatches = |page: &str| {
+        let at = page.find("id=\"total-dispatches\">").unwrap() + "id=\"total-dispatches\">".len();
+        page[at..].split('<').next().unwrap().to_owned()
+    };
+    let ours = w.desk(A_CODE, "dispatcher").await;
+    let page = body_text(
+        w.send(w.get(&format!("/stats?year={year}"), Some(&ours)))
+            .await,
+    )
+    .await;
+    assert_eq!(dispatches(&page), "2");
+    let theirs = w.desk(B_CODE, "dispatcher").await;
+    let page = body_text(
+        w.send(w.get(&format!("/stats?year={year}"), Some(&theirs)))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        dispatches(&page),
+        "0",
+        "bureau B sees none of A's incidents"
+    );
+    let csv = body_text(
+        w.send(w.get(&format!("/stats/monthly.csv?year={year}"), Some(&theirs)))
+            .await,
+    )
+    .await;
+    assert!(csv.lines().last().unwrap().starts_with("年計,0,"), "{csv}");
+    // A year outside the range is a plain refusal, not an error page of the store.
+    let resp = w.send(w.get("/stats?year=99999", Some(&ours))).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
