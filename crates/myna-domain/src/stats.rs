@@ -16,6 +16,22 @@ pub const JST: FixedOffset = match FixedOffset::east_opt(9 * 3600) {
     None => panic!("+9 h is a valid offset"),
 };
 
+/// `[1 January, next 1 January)` of `year` in Japan, in ms since the epoch; years the
+/// statistics cover only (2000–2100).
+pub fn year_range_ms(year: i32) -> Option<(i64, i64)> {
+    use chrono::TimeZone;
+    if !(2000..=2100).contains(&year) {
+        return None;
+    }
+    let start = |y: i32| {
+        chrono::NaiveDate::from_ymd_opt(y, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|t| JST.from_local_datetime(&t).single())
+            .map(|t| t.timestamp_millis())
+    };
+    Some((start(year)?, start(year + 1)?))
+}
+
 /// A phase interval of FDMA's 図表1-33.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Interval {

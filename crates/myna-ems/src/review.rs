@@ -111,12 +111,16 @@ async fn queue<S: EmsStore>(State(ems): St<S>, o: Officer) -> Response {
         Ok(x) => x,
         Err(e) => return EmsError::from(e).into_response(),
     };
+    let decided: std::collections::HashMap<(i64, i64), ReviewDecision> = reviews
+        .iter()
+        .map(|r| ((r.entry.view_partition, r.entry.view_seq), r.entry.decision))
+        .collect();
     let now_ms = ems.now().timestamp_millis();
     let due_days = ems.review_due_days;
     let mut rows: Vec<QueueRow> = views
         .iter()
         .map(|(at, e)| {
-            let decision = decision_of(&reviews, *at).map(|r| r.entry.decision.label_ja());
+            let decision = decided.get(&(at.partition, at.seq)).map(|d| d.label_ja());
             let age_days = (now_ms - e.entry.at_ms).max(0) / 86_400_000;
             QueueRow {
                 href: format!("/review/{}/{}", at.partition, at.seq),

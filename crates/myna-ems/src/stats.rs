@@ -13,9 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{Datelike, TimeZone};
+use chrono::Datelike;
 use myna_domain::incident::MynaOutcome;
-use myna_domain::stats::{Dashboard, Figures, Interval, JST, Stage, minutes_seconds, percent};
+use myna_domain::stats::{
+    Dashboard, Figures, Interval, JST, Stage, minutes_seconds, percent, year_range_ms,
+};
 use myna_store::ems::{EmsStore, Team};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -104,20 +106,6 @@ async fn chosen_year<S: EmsStore>(
         }
     }
     Ok((this_year, Vec::new()))
-}
-
-/// `[1 January, next 1 January)` of `year` in Japan, in ms since the epoch.
-pub fn year_range_ms(year: i32) -> Option<(i64, i64)> {
-    if !(2000..=2100).contains(&year) {
-        return None;
-    }
-    let start = |y: i32| {
-        chrono::NaiveDate::from_ymd_opt(y, 1, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .and_then(|t| JST.from_local_datetime(&t).single())
-            .map(|t| t.timestamp_millis())
-    };
-    Some((start(year)?, start(year + 1)?))
 }
 
 struct Row {
@@ -829,6 +817,7 @@ static FONT: OnceLock<Result<(), String>> = OnceLock::new();
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use chrono::TimeZone;
     use myna_domain::stats::IncidentFacts;
 
     fn facts(month: u32, outcome: Option<MynaOutcome>, views: u32) -> IncidentFacts {

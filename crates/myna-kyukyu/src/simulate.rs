@@ -192,17 +192,10 @@ fn past_incident(year: i32, first_day: usize, index: usize, sim: SimIncident) ->
     }
 }
 
-/// `[1 January, next 1 January)` of `year` in Japan, in ms since the epoch.
+/// The year's range in Japan (`myna_domain::stats::year_range_ms`), or why not.
 pub fn year_range_ms(year: i32) -> Result<(i64, i64)> {
-    use chrono::TimeZone;
-    let start = |y: i32| -> Result<i64> {
-        let t = chrono::NaiveDate::from_ymd_opt(y, 1, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .and_then(|t| myna_domain::stats::JST.from_local_datetime(&t).single())
-            .with_context(|| format!("{y} is not a year"))?;
-        Ok(t.timestamp_millis())
-    };
-    Ok((start(year)?, start(year + 1)?))
+    myna_domain::stats::year_range_ms(year)
+        .with_context(|| format!("{year} is outside the years the statistics cover (2000–2100)"))
 }
 
 pub fn progress_bar(shown: bool, total: u64, name: &str) -> ProgressBar {

@@ -496,10 +496,8 @@ fn ms_to_time(ms: i64) -> Result<DateTime<chrono::Utc>, StoreError> {
 
 /// The incident's day in Japan time, for its number.
 fn japan_day(ms: i64) -> Result<String, StoreError> {
-    let jst = chrono::FixedOffset::east_opt(9 * 3600)
-        .ok_or_else(|| StoreError::Corrupt("JST offset".into()))?;
     Ok(ms_to_time(ms)?
-        .with_timezone(&jst)
+        .with_timezone(&myna_domain::stats::JST)
         .format("%Y%m%d")
         .to_string())
 }

@@ -268,10 +268,8 @@ fn ms_to_time(ms: i64) -> Result<DateTime<chrono::Utc>, StoreError> {
 
 /// The incident's day in Japan time, for its number.
 fn japan_day(ms: i64) -> Result<String, StoreError> {
-    let jst = chrono::FixedOffset::east_opt(9 * 3600)
-        .ok_or_else(|| StoreError::Corrupt("JST offset".into()))?;
     Ok(ms_to_time(ms)?
-        .with_timezone(&jst)
+        .with_timezone(&myna_domain::stats::JST)
         .format("%Y%m%d")
         .to_string())
 }
@@ -526,11 +524,7 @@ fn verify_chain<E: serde::de::DeserializeOwned + myna_domain::access::Linked>(
             });
         }
     }
-    Ok(ChainReport::Intact {
-        entries: v.count(),
-        partitions: u64::from(v.count() > 0),
-        head_hash: v.head().map(|(_, h)| hex::encode(h)),
-    })
+    Ok(ChainReport::one_chain(&v))
 }
 
 /// The last entry's place and hash of the one chain of `table`, if it has any.

@@ -800,12 +800,8 @@ impl ProviderStore for SqliteStore {
                     });
                 }
             }
-            Ok(ChainReport::Intact {
-                entries: v.count(),
-                // One chain (partition 0): SQLite has a single writer, so nothing waits.
-                partitions: u64::from(v.count() > 0),
-                head_hash: v.head().map(|(_, h)| hex::encode(h)),
-            })
+            // One chain (partition 0): SQLite has a single writer, so nothing waits.
+            Ok(ChainReport::one_chain(&v))
         })
         .await
     }

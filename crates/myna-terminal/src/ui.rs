@@ -197,21 +197,6 @@ struct ShellTpl {
     screen: String,
 }
 
-fn outcome_code(o: MynaOutcome) -> &'static str {
-    match o {
-        MynaOutcome::Viewed => "viewed",
-        MynaOutcome::NotAttemptedUrgency => "not_attempted_urgency",
-        MynaOutcome::NotAttemptedEnvironment => "not_attempted_environment",
-        MynaOutcome::NoCard => "no_card",
-        MynaOutcome::NotRegistered => "not_registered",
-        MynaOutcome::ConsentRefused => "consent_refused",
-        MynaOutcome::IdentityNotConfirmed => "identity_not_confirmed",
-        MynaOutcome::ReaderFailure => "reader_failure",
-        MynaOutcome::NetworkFailure => "network_failure",
-        MynaOutcome::PersonNotFound => "person_not_found",
-    }
-}
-
 const CREW_PHASES: [Phase; 5] = [
     Phase::Arrival,
     Phase::Contact,
@@ -435,7 +420,7 @@ fn render_screen(t: &Terminal) -> String {
             MynaOutcome::NetworkFailure,
         ]
         .into_iter()
-        .map(|o| (outcome_code(o), o.label_ja()))
+        .map(|o| (o.as_str(), o.label_ja()))
         .collect(),
         reasons: [
             ExceptionReason::Unconscious,
@@ -652,7 +637,7 @@ async fn outcome(State(t): St, Path(id): Path<i64>, Form(f): Form<OutcomeForm>) 
     touch(&t);
     let parsed = MynaOutcome::ALL
         .into_iter()
-        .find(|o| outcome_code(*o) == f.outcome && *o != MynaOutcome::Viewed);
+        .find(|o| o.as_str() == f.outcome && *o != MynaOutcome::Viewed);
     let result = match parsed {
         Some(outcome) => enqueue(&t, id, CrewEvent::Outcome { outcome }),
         None => Err("不明な結果区分です。".into()),
