@@ -62,6 +62,13 @@ impl ExceptionReason {
             ExceptionReason::UnableToCommunicate => "意思疎通困難",
         }
     }
+    pub fn label_en(self) -> &'static str {
+        match self {
+            ExceptionReason::Unconscious => "unconscious",
+            ExceptionReason::AlteredConsciousness => "altered consciousness",
+            ExceptionReason::UnableToCommunicate => "unable to communicate",
+        }
+    }
 }
 
 /// 同意 (oral consent) or the no-consent exception.

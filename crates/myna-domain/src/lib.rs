@@ -11,6 +11,7 @@ pub mod hospitals;
 pub mod incident;
 pub mod patient;
 pub mod person;
+pub mod portal;
 pub mod records;
 pub mod review;
 pub mod stats;

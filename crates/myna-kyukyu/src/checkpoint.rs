@@ -923,7 +923,13 @@ mod tests {
         let ChainStore::Provider(s) = &chains else {
             unreachable!()
         };
-        let mut entries = s.access_log_for(PersonId(71), 10).await.unwrap();
+        let mut entries: Vec<_> = s
+            .access_log_for(PersonId(71), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.entry)
+            .collect();
         entries.reverse();
         let first = chain(None, entries[0].clone());
         let mut edited = entries[1].clone();

@@ -2,7 +2,7 @@
 //! PostgreSQL server (`postgres://…`), and the provider store over either.
 
 use anyhow::{Result, bail};
-use myna_domain::access::{AccessEntry, Hash32};
+use myna_domain::access::Hash32;
 use myna_domain::person::PersonId;
 use myna_store::{
     AccessGranted, AccessRequest, ChainPosition, ChainReport, DatasetInfo, Organisation,
@@ -168,8 +168,16 @@ impl ProviderStore for ProviderDb {
         &self,
         person: PersonId,
         limit: u32,
-    ) -> Result<Vec<AccessEntry>, StoreError> {
+    ) -> Result<Vec<(ChainPosition, myna_domain::access::ChainedEntry)>, StoreError> {
         either!(ProviderDb, self, s => s.access_log_for(person, limit))
+    }
+    async fn card_holder(&self, serial_hex: &str) -> Result<PersonId, StoreError> {
+        either!(ProviderDb, self, s => s.card_holder(serial_hex))
+    }
+    async fn organisation_names(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        either!(ProviderDb, self, s => s.organisation_names())
     }
     async fn import_batch(
         &self,

@@ -67,6 +67,27 @@ pub struct TrustAnchor {
 pub struct ValidatedAuthCert {
     pub serial_hex: String,
     pub not_after: DateTime<Utc>,
+    /// The subject's RSAPublicKey (PKCS#1 DER), at least 2048 bits.
+    pub public_key: Vec<u8>,
+}
+
+/// A signature that does not verify with the certificate's key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the signature does not verify with the certificate's key")]
+pub struct BadSignature;
+
+impl ValidatedAuthCert {
+    /// Checks a PKCS#1 v1.5 signature over the SHA-256 DigestInfo of `message` (what a JPKI
+    /// card makes with `80 2A 00 80+SFI` from that DigestInfo) with this certificate's key.
+    pub fn verify_sha256_signature(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), BadSignature> {
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.public_key)
+            .verify(message, signature)
+            .map_err(|_| BadSignature)
+    }
 }
 
 fn to_chrono(t: &x509_cert::time::Time) -> DateTime<Utc> {
@@ -195,7 +216,7 @@ impl TrustAnchor {
         if now < not_before {
             return Err(CertError::NotYetValid(not_before));
         }
-        rsa_key(&cert)?;
+        let public_key = rsa_key(&cert)?;
         let ku = tbs
             .get_extension::<KeyUsage>()
             .map_err(|e| CertError::Malformed(e.to_string()))?;
@@ -255,6 +276,7 @@ impl TrustAnchor {
         Ok(ValidatedAuthCert {
             serial_hex: crate::serial_hex(tbs.serial_number().as_bytes()),
             not_after,
+            public_key,
         })
     }
 }

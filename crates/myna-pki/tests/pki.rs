@@ -254,3 +254,39 @@ fn every_single_bit_flip_is_rejected() {
         }
     }
 }
+
+/// The card's signature for the patient portal: its key pads a SHA-256 DigestInfo (PKCS#1
+/// v1.5) and signs it raw; the certificate's key verifies it as sha256WithRSAEncryption.
+#[test]
+fn a_card_signature_over_a_digest_info_verifies_with_the_certificate_key_only() {
+    use rsa::pkcs1v15::Pkcs1v15Sign;
+    use sha2::Digest;
+    let f = fixture();
+    let cert = anchor().validate_auth_cert(&valid_cert(), f.now).unwrap();
+    let message = b"sign-in challenge";
+    let mut digest_info = vec![
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    digest_info.extend_from_slice(&sha2::Sha256::digest(message));
+    let signature = f
+        .pool
+        .key(0)
+        .sign(Pkcs1v15Sign::new_unprefixed(), &digest_info)
+        .unwrap();
+    assert_eq!(cert.verify_sha256_signature(message, &signature), Ok(()));
+    assert!(
+        cert.verify_sha256_signature(b"another challenge", &signature)
+            .is_err()
+    );
+    let mut bent = signature.clone();
+    bent[100] ^= 1;
+    assert!(cert.verify_sha256_signature(message, &bent).is_err());
+    // Another key's signature over the same message.
+    let other = KeyPool::generate(1).unwrap();
+    let foreign = other
+        .key(0)
+        .sign(Pkcs1v15Sign::new_unprefixed(), &digest_info)
+        .unwrap();
+    assert!(cert.verify_sha256_signature(message, &foreign).is_err());
+}

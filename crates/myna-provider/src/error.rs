@@ -24,6 +24,10 @@ pub enum ApiError {
     CertificateRevoked { serial: String, revoked_at: String },
     #[error("no insured person is linked to certificate serial {0}")]
     UnknownSerial(String),
+    #[error(transparent)]
+    Challenge(#[from] crate::portal::ChallengeError),
+    #[error("the signature does not verify with the certificate's key")]
+    SignatureInvalid,
     #[error("service temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -50,6 +54,12 @@ impl ApiError {
             },
             ApiError::CertificateRevoked { .. } => C::CertificateRevoked,
             ApiError::UnknownSerial(_) => C::UnknownSerial,
+            ApiError::Challenge(e) => match e {
+                crate::portal::ChallengeError::Invalid => C::ChallengeInvalid,
+                crate::portal::ChallengeError::Expired => C::ChallengeExpired,
+                crate::portal::ChallengeError::Used => C::ChallengeUsed,
+            },
+            ApiError::SignatureInvalid => C::SignatureInvalid,
             ApiError::Unavailable(_) => C::Unavailable,
             ApiError::Internal(_) => C::Internal,
         }
@@ -69,6 +79,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::UnknownSerial(_) => StatusCode::NOT_FOUND,
+            ApiError::Challenge(_) | ApiError::SignatureInvalid => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

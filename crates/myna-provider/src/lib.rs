@@ -9,6 +9,7 @@ mod auth;
 pub mod client;
 mod error;
 pub mod openapi;
+pub mod portal;
 mod summary;
 
 pub use auth::{BearerTokens, CallerAuth, Callers, ClientCertificates};
@@ -68,5 +69,14 @@ pub fn router<S: ProviderStore, A: CallerAuth<S>>(provider: Provider<S, A>) -> R
             myna_wire::provider::SUMMARY_PATH,
             post(summary::handle::<S, A>),
         )
+        .route(
+            myna_wire::provider::PORTAL_CHALLENGE_PATH,
+            post(portal::challenge::<S, A>),
+        )
+        .route(
+            myna_wire::provider::PORTAL_HISTORY_PATH,
+            post(portal::history::<S, A>),
+        )
+        .layer(axum::Extension(Arc::new(portal::Challenges::new())))
         .with_state(state)
 }

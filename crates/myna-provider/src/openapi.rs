@@ -8,9 +8,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "Myna Kyukyu provider API",
-        description = "The national emergency-summary service, called by fire bureaus' ems servers (docs/api.md)."
+        description = "The national emergency-summary service, called by fire bureaus' ems servers, and the patient portal's access history, called by the patient's own portal with their card's signature (docs/api.md)."
     ),
-    paths(crate::healthz, crate::summary::handle),
+    paths(crate::healthz, crate::summary::handle, crate::portal::challenge, crate::portal::history),
     modifiers(&Security),
 )]
 struct ProviderApi;
@@ -82,11 +82,13 @@ mod tests {
     }
 
     #[test]
-    fn both_routes_are_documented() {
+    fn every_route_is_documented() {
         let doc = super::document();
         for path in [
             myna_wire::provider::SUMMARY_PATH,
             myna_wire::provider::HEALTHZ_PATH,
+            myna_wire::provider::PORTAL_CHALLENGE_PATH,
+            myna_wire::provider::PORTAL_HISTORY_PATH,
         ] {
             assert!(doc.paths.paths.contains_key(path), "{path}");
         }

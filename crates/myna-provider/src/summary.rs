@@ -1,10 +1,10 @@
 //! `POST /v1/emergency-summary`.
 
-use crate::{ApiError, CallerAuth, MAX_BODY_BYTES, Provider, japan_date};
+use crate::{ApiError, CallerAuth, Provider, japan_date};
 use axum::Json;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use base64::Engine;
 use myna_domain::access::{AccessEntry, Purpose, Viewer, check_identifier};
 use myna_domain::person::PersonId;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// Largest base64 certificate accepted (JPKI certificates are about 1.6 KiB of DER).
-const MAX_CERT_B64: usize = 16 * 1024;
+pub(crate) const MAX_CERT_B64: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct ViewQuery {
@@ -76,28 +76,7 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
             )));
         }
     };
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let bytes = to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let over_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-        } else {
-            malformed(format!("could not read the request body: {e}"))
-        }
-    })?;
-    let req: SummaryRequestBody =
-        serde_json::from_slice(&bytes).map_err(|e| malformed(format!("request body: {e}")))?;
+    let req: SummaryRequestBody = crate::portal::json_body(&headers, body).await?;
 
     if Purpose::parse(&req.purpose).is_none() {
         return Err(malformed(format!(

@@ -203,10 +203,10 @@ async fn consent_path_returns_alerts_first_and_logs_the_view() {
     );
     let log = f.store.access_log_for(PersonId(1), 10).await.unwrap();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].consent, Consent::Obtained);
-    assert_eq!(log[0].organisation_id, "kawasaki-fd");
-    assert_eq!(log[0].viewer.team, "中原救急1");
-    assert_eq!(log[0].incident_ref, "KWS-20261124-0042");
+    assert_eq!(log[0].1.entry.consent, Consent::Obtained);
+    assert_eq!(log[0].1.entry.organisation_id, "kawasaki-fd");
+    assert_eq!(log[0].1.entry.viewer.team, "中原救急1");
+    assert_eq!(log[0].1.entry.incident_ref, "KWS-20261124-0042");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +233,7 @@ async fn exception_path_records_the_reason_and_full_view_widens_windows() {
     );
     let log = f.store.access_log_for(PersonId(1), 10).await.unwrap();
     assert_eq!(
-        log[0].consent,
+        log[0].1.entry.consent,
         Consent::Exception {
             reason: ExceptionReason::Unconscious
         }

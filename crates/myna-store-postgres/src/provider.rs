@@ -2028,7 +2028,7 @@ impl ProviderStore for PgProviderStore {
         &self,
         person: PersonId,
         limit: u32,
-    ) -> Result<Vec<AccessEntry>, StoreError> {
+    ) -> Result<Vec<(ChainPosition, ChainedEntry)>, StoreError> {
         let client = connection(&self.pool).await?;
         let rows = client
             .query(
@@ -2044,9 +2044,44 @@ impl ProviderStore for PgProviderStore {
             .map(|row| {
                 let (at, decoded) = chained_from_row(row)?;
                 decoded
-                    .map(|e| e.entry)
+                    .map(|e| (at, e))
                     .map_err(|problem| corrupt(format!("access-log entry {at:?}: {problem}")))
             })
+            .collect()
+    }
+
+    async fn card_holder(&self, serial_hex: &str) -> Result<PersonId, StoreError> {
+        let client = connection(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT a.person_id, r.revoked_at FROM auth_cert a \
+                 LEFT JOIN revoked_cert r ON r.serial = a.serial WHERE a.serial = $1",
+                &[&serial_hex],
+            )
+            .await
+            .map_err(db_err)?;
+        let Some(row) = rows.first() else {
+            return Err(StoreError::UnknownSerial(serial_hex.to_owned()));
+        };
+        if let Some(revoked_at) = col::<Option<String>>(row, 1)? {
+            return Err(StoreError::Revoked {
+                serial: serial_hex.to_owned(),
+                revoked_at,
+            });
+        }
+        Ok(PersonId(col(row, 0)?))
+    }
+
+    async fn organisation_names(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let rows = client
+            .query("SELECT id, name FROM organisation", &[])
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
             .collect()
     }
 }

@@ -839,7 +839,7 @@ impl ProviderStore for SqliteStore {
         &self,
         person: PersonId,
         limit: u32,
-    ) -> Result<Vec<myna_domain::access::AccessEntry>, StoreError> {
+    ) -> Result<Vec<(ChainPosition, myna_domain::access::ChainedEntry)>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -853,13 +853,40 @@ impl ProviderStore for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 match row.map_err(db_err)? {
-                    Ok(e) => out.push(e.entry),
+                    // One chain: the place is (0, seq).
+                    Ok(e) => out.push((
+                        ChainPosition {
+                            partition: 0,
+                            seq: e.seq,
+                        },
+                        e,
+                    )),
                     Err((seq, problem)) => {
                         return Err(corrupt(format!("access-log entry {seq}: {problem}")));
                     }
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn card_holder(&self, serial_hex: &str) -> Result<PersonId, StoreError> {
+        let serial = serial_hex.to_owned();
+        self.read(move |conn| card_holder(conn, &serial)).await
+    }
+
+    async fn organisation_names(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, name FROM organisation")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
         })
         .await
     }

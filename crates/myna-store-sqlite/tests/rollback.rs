@@ -52,7 +52,7 @@ async fn a_rolled_back_batch_grants_and_logs_nothing() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.incident_ref)
+        .map(|(_, e)| e.entry.incident_ref)
         .collect();
     assert_eq!(
         logged, granted,

@@ -10,7 +10,7 @@ pub mod import;
 pub mod testsuite;
 
 use chrono::NaiveDate;
-use myna_domain::access::{AccessEntry, ChainBreak};
+use myna_domain::access::{AccessEntry, ChainBreak, ChainedEntry};
 use myna_domain::person::{Person, PersonId};
 use myna_domain::records::MedicalRecords;
 use myna_domain::summary::View;
@@ -295,10 +295,24 @@ pub trait ProviderStore: Send + Sync + 'static {
         places: std::collections::BTreeMap<i64, i64>,
     ) -> impl Future<Output = Result<ChainWalk, StoreError>> + Send;
 
-    /// Access-log entries for one person, newest first (the patient's own view, later).
+    /// Access-log entries for one person, newest first, each with its place in the log (the
+    /// patient portal's history).
     fn access_log_for(
         &self,
         person: PersonId,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<AccessEntry>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(ChainPosition, ChainedEntry)>, StoreError>> + Send;
+
+    /// The person a card's serial links to, refused as an access is (`UnknownSerial`,
+    /// `Revoked`). Reads only; nothing is logged.
+    fn card_holder(
+        &self,
+        serial_hex: &str,
+    ) -> impl Future<Output = Result<PersonId, StoreError>> + Send;
+
+    /// Every registered organisation's name by id, disabled ones too (a history names the
+    /// organisation that looked, even one disabled since).
+    fn organisation_names(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, String>, StoreError>> + Send;
 }

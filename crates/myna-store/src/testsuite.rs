@@ -177,11 +177,11 @@ pub async fn access_returns_records_and_logs<S: ProviderStore>(store: S) {
     let log = store.access_log_for(PersonId(11), 10).await.unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
-        log[0].person_id,
+        log[0].1.entry.person_id,
         PersonId(11),
         "the store fills in the resolved person"
     );
-    assert_eq!(log[0].incident_ref, "INC-1");
+    assert_eq!(log[0].1.entry.incident_ref, "INC-1");
     assert!(
         store
             .access_log_for(PersonId(12), 10)
@@ -925,6 +925,110 @@ pub async fn a_bad_import_batch_changes_nothing_and_names_its_line<S: ProviderSt
     ));
 }
 
+/// The patient portal's reads: the card's holder (an unknown or revoked card refused, and
+/// nothing logged), that person's entries only, newest first, each with its place and the hash
+/// the log holds there, and every organisation's name, a disabled one's too.
+pub async fn a_persons_own_history_is_read_without_logging<S: ProviderStore>(store: S) {
+    store
+        .load_persons(vec![
+            sample_person(41, "01AD00000041"),
+            sample_person(42, "01AD00000042"),
+        ])
+        .await
+        .unwrap();
+    for (org, name) in [("kawasaki", "川崎市消防局"), ("yokohama", "横浜市消防局")] {
+        store
+            .add_organisation(
+                Organisation {
+                    id: org.into(),
+                    name: name.into(),
+                },
+                hash_secret(org),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .set_organisation_disabled("yokohama", true)
+            .await
+            .unwrap()
+    );
+    let mut mine = Vec::new();
+    for n in 1..=3 {
+        let mut r = request("01AD00000041", View::Summary, n);
+        if n == 2 {
+            r.entry.organisation_id = "yokohama".into();
+            r.entry.consent = Consent::Exception {
+                reason: ExceptionReason::Unconscious,
+            };
+            r.view = View::Full;
+            r.entry.view = View::Full;
+        }
+        mine.push(store.access_records(r).await.unwrap());
+        store
+            .access_records(request("01AD00000042", View::Summary, 10 + n))
+            .await
+            .unwrap();
+    }
+    let before = entries(&store).await;
+
+    let holder = store.card_holder("01AD00000041").await.unwrap();
+    assert_eq!(holder, PersonId(41));
+    let history = store.access_log_for(holder, 10).await.unwrap();
+    assert_eq!(
+        history.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+        mine.iter().rev().map(|g| g.position).collect::<Vec<_>>(),
+        "this person's three accesses, newest first, at the places the accesses reported"
+    );
+    for (at, e) in &history {
+        assert_eq!(e.entry.person_id, PersonId(41));
+        assert_eq!(e.seq, at.seq);
+        assert_eq!(
+            store.access_log_hash(*at).await.unwrap(),
+            Some(e.hash),
+            "the hash shown is the log's at that place"
+        );
+        assert_eq!(
+            myna_domain::access::link_hash(e.seq, &e.entry, &e.prev_hash),
+            e.hash
+        );
+    }
+    assert_eq!(history[1].1.entry.organisation_id, "yokohama");
+    assert_eq!(history[1].1.entry.view, View::Full);
+    assert!(matches!(
+        history[1].1.entry.consent,
+        Consent::Exception { .. }
+    ));
+    assert_eq!(store.access_log_for(holder, 2).await.unwrap().len(), 2);
+
+    let names = store.organisation_names().await.unwrap();
+    assert_eq!(
+        names.get("kawasaki").map(String::as_str),
+        Some("川崎市消防局")
+    );
+    assert_eq!(
+        names.get("yokohama").map(String::as_str),
+        Some("横浜市消防局"),
+        "a disabled organisation is still named"
+    );
+
+    assert!(matches!(
+        store.card_holder("01AD000000FF").await,
+        Err(StoreError::UnknownSerial(_))
+    ));
+    store.revoke_serial("01AD00000042", "lost").await.unwrap();
+    assert!(matches!(
+        store.card_holder("01AD00000042").await,
+        Err(StoreError::Revoked { .. })
+    ));
+    assert_eq!(
+        entries(&store).await,
+        before,
+        "reading the history logs nothing"
+    );
+}
+
 /// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the
 /// suite once, so a new test runs on every backend.
 #[macro_export]
@@ -943,6 +1047,7 @@ macro_rules! provider_suite {
             dataset_info_round_trips,
             an_import_batch_applies_whole_and_once,
             a_bad_import_batch_changes_nothing_and_names_its_line,
+            a_persons_own_history_is_read_without_logging,
         );
     };
 }

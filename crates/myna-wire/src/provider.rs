@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 /// The summary route; `?view=full` asks for the 全量版.
 pub const SUMMARY_PATH: &str = "/v1/emergency-summary";
 pub const HEALTHZ_PATH: &str = "/healthz";
+/// The patient portal: a challenge for the card to sign (no credential).
+pub const PORTAL_CHALLENGE_PATH: &str = "/v1/portal/challenge";
+/// The patient portal: the signed challenge in, the person's access history out.
+pub const PORTAL_HISTORY_PATH: &str = "/v1/portal/access-history";
 
 /// The path and query for a view.
 pub fn summary_path(view: View) -> &'static str {
@@ -55,6 +59,62 @@ pub struct SummaryResponse {
     pub summary: EmergencySummary,
 }
 
+/// A sign-in challenge of the patient portal: sign `signed_message(challenge)` before
+/// `expires_at_ms` (`myna_domain::portal`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PortalChallenge {
+    /// Standard base64; sign it as issued.
+    pub challenge: String,
+    /// Server time, milliseconds since the Unix epoch (UTC).
+    pub expires_at_ms: i64,
+}
+
+/// The patient's proof of holding the card: its auth certificate and the card's signature
+/// (PKCS#1 v1.5, SHA-256 DigestInfo) over `signed_message(challenge)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AccessHistoryRequest {
+    /// DER of the JPKI user-authentication certificate, standard base64.
+    pub certificate: String,
+    /// The challenge as `PortalChallenge` gave it.
+    pub challenge: String,
+    /// The card's signature, standard base64.
+    pub signature: String,
+}
+
+/// One access to the person's data, as the person sees it: the organisation, never the
+/// individual.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SeenAccessBody {
+    /// Server time, milliseconds since the Unix epoch (UTC).
+    pub at_ms: i64,
+    pub organisation_id: String,
+    /// The organisation's registered name.
+    pub organisation: String,
+    pub consent: Consent,
+    pub view: View,
+    /// The entry's place in the access log (`audit verify` walks the same chains).
+    pub partition: i64,
+    pub seq: i64,
+    /// SHA-256 chain hash of the entry, hex.
+    pub hash: String,
+}
+
+/// The person's accesses, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AccessHistoryResponse {
+    pub accesses: Vec<SeenAccessBody>,
+    /// True when older accesses exist beyond the ones listed.
+    pub more: bool,
+}
+
 wire_codes! {
     /// Why the provider refused a request.
     pub enum ProviderErrorCode {
@@ -71,6 +131,10 @@ wire_codes! {
         CertificateWrongKeyUsage = "certificate_wrong_key_usage",
         CertificateRevoked = "certificate_revoked",
         UnknownSerial = "unknown_serial",
+        ChallengeInvalid = "challenge_invalid",
+        ChallengeExpired = "challenge_expired",
+        ChallengeUsed = "challenge_used",
+        SignatureInvalid = "signature_invalid",
         Unavailable = "unavailable",
         Internal = "internal",
     }
