@@ -515,7 +515,10 @@ pub async fn serve_terminal(
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    let guard = Arc::new(myna_terminal::Guard::new(listener.local_addr()?)?);
+    let guard = Arc::new(myna_terminal::Guard::new(
+        listener.local_addr()?,
+        myna_terminal::WINDOW_COOKIE,
+    )?);
     let launch = guard
         .launch_url()
         .context("the launch URL was made just now")?;

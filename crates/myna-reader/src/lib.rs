@@ -6,6 +6,8 @@
 //! - `failure`: every way a read can fail, each with a crew-facing message in Japanese (and
 //!   English) that says what happened and what to do next.
 //! - `pcsc`: lists readers and waits for a card with PC/SC presence events (no polling loop).
+//! - `sign`: the patient's own sign-in: the auth PIN (typed, four digits, zeroed on drop), the
+//!   auth key's PKCS#1 v1.5 signature over a DigestInfo, and each wrong PIN's tries left.
 //! - `trust`: checks the certificate chain to the J-LIS roots `myna-card` carries, or to a
 //!   configured test root.
 
@@ -13,6 +15,7 @@ pub mod failure;
 pub mod metered;
 pub mod pcsc;
 pub mod read;
+pub mod sign;
 pub mod trust;
 
 pub use failure::ReadFailure;

@@ -95,7 +95,7 @@ pub fn der_total_len(head: &[u8]) -> Option<usize> {
 }
 
 /// Selects the JPKI application: the card is identified by this AID, not by its ATR.
-fn select_jpki<T: Transmit>(card: &mut Card<T>) -> Result<(), ReadFailure> {
+pub(crate) fn select_jpki<T: Transmit>(card: &mut Card<T>) -> Result<(), ReadFailure> {
     let select = Command::with_data(0x00, 0xA4, 0x04, 0x0C, JPKI_AID.to_vec());
     let response = card
         .call(&select)

@@ -5,11 +5,10 @@
 //!   incident closes, on sign-out and after an idle timeout; pages carry `no-store`.
 //! - Incident events go through the durable `outbox` and sync exactly once when the link is up.
 //! - A summary requested while the link is down waits, and is sent when the link returns.
-//! - Only the tablet's own browser window drives it (`guard`).
+//! - Only the tablet's own browser window drives it (`myna_web::own_window`).
 
 pub mod card;
 pub mod ems_client;
-pub mod guard;
 mod messages;
 pub mod outbox;
 pub mod state;
@@ -25,7 +24,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
-pub use guard::Guard;
+pub use myna_web::own_window::Guard;
+
+/// The cookie that carries the tablet window's secret (`myna_web::own_window`).
+pub const WINDOW_COOKIE: &str = "terminal_key";
 pub use state::{Link, Notice};
 pub use ui::router;
 

@@ -3,7 +3,6 @@
 //! summary the crew taps twice: "face matches" and "consent" (or the exception with its reason).
 
 use crate::card::{CardState, certificate_b64};
-use crate::guard::{self, Guard};
 use crate::messages::crew_message;
 use crate::outbox::Queued;
 use crate::state::CardStep;
@@ -29,6 +28,7 @@ use myna_domain::summary::{
     DrugGroup, EmergencySummary, VisitGroup, group_drugs, group_visits, kakaritsuke,
 };
 use myna_domain::vitals::{VitalSign, Vitals};
+use myna_web::own_window::{self as guard, Guard};
 use myna_wire::View;
 use myna_wire::terminal::{CrewEvent, ErrorCode, EventBody, IncidentView, PatientView};
 use serde::Deserialize;

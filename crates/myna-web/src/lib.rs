@@ -3,6 +3,7 @@
 //! askama pages.
 
 pub mod csrf;
+pub mod own_window;
 pub mod security;
 pub mod serve;
 

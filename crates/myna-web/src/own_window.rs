@@ -1,6 +1,8 @@
-//! Only the tablet's own browser window drives the crew UI. The UI acts for the signed-in crew
-//! (face check, consent, views), so a web page in the same browser, another process on the
-//! tablet, or a DNS-rebound name must get nothing from it:
+//! Only the machine's own browser window drives a local UI: the tablet's crew UI, which acts
+//! for the signed-in crew (face check, consent, views), and the patient portal, which sends a
+//! PIN to the card (a page elsewhere that could post one would lock the card). A web page in
+//! the same browser, another process on the machine, or a DNS-rebound name must get nothing
+//! from such a UI:
 //! - it listens on loopback only;
 //! - every request must name an allowed `Host` (defeats DNS rebinding);
 //! - every page and action needs a secret made at each start, which only the window opened
@@ -9,8 +11,8 @@
 //! - pages carry a CSP without inline scripts, and may not be framed.
 //!
 //! Limit: browsers send a host's cookies to every port of it, so a malicious program that
-//! listens on another loopback port and gets the tablet's browser to visit it receives the
-//! key. Such a program already runs on the tablet; binding the key to the port needs TLS
+//! listens on another loopback port and gets the machine's browser to visit it receives the
+//! key. Such a program already runs on the machine; binding the key to the port needs TLS
 //! (`__Host-` cookies), which comes with device certificates.
 
 use axum::extract::{Path, Request, State};
@@ -21,19 +23,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 
-/// The cookie that carries the window's secret.
-pub const COOKIE: &str = "terminal_key";
-
 /// Where the one-time launch code is redeemed: `/launch/{code}`.
 pub const LAUNCH_ROUTE: &str = "/launch/{code}";
 
-/// Sent with every response of the crew UI (the same policy as every page of ours).
-pub const CONTENT_SECURITY_POLICY: &str = myna_web::security::CONTENT_SECURITY_POLICY;
+/// Sent with every response of such a UI (the same policy as every page of ours).
+pub const CONTENT_SECURITY_POLICY: &str = crate::security::CONTENT_SECURITY_POLICY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error(
-        "the crew UI listens on loopback only (it is for the tablet's own browser); {0} is not a \
+        "this UI listens on loopback only (it is for this machine's own browser); {0} is not a \
          loopback address"
     )]
     NotLoopback(SocketAddr),
@@ -53,13 +52,13 @@ impl Refusal {
         match self {
             Refusal::ForeignHost => "この宛先名では利用できません (host not allowed)",
             Refusal::NoKey => {
-                "この画面は端末が起動時に表示したURLから開いてください (open the launch URL the terminal printed)"
+                "この画面は起動時に表示されたURLから開いてください (open the launch URL printed at start)"
             }
             Refusal::ForeignOrigin => {
                 "他のページからの操作は受け付けません (cross-origin request refused)"
             }
             Refusal::LaunchUsed => {
-                "この起動URLは使用済みです。端末を再起動してください (this launch URL was used already)"
+                "この起動URLは使用済みです。アプリを再起動してください (this launch URL was used already; restart)"
             }
         }
     }
@@ -76,6 +75,9 @@ impl Refusal {
 
 pub struct Guard {
     addr: SocketAddr,
+    /// The cookie that carries the window's secret (one name per UI, so two UIs on one host
+    /// keep their own).
+    cookie: &'static str,
     /// The window's secret, made at start.
     key: String,
     /// Redeemed once, then gone.
@@ -85,8 +87,9 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// For a UI bound to `addr` (after binding, so the port is the real one).
-    pub fn new(addr: SocketAddr) -> Result<Self, GuardError> {
+    /// For a UI bound to `addr` (after binding, so the port is the real one), its window's
+    /// secret in the cookie `cookie`.
+    pub fn new(addr: SocketAddr, cookie: &'static str) -> Result<Self, GuardError> {
         if !addr.ip().is_loopback() {
             return Err(GuardError::NotLoopback(addr));
         }
@@ -102,8 +105,9 @@ impl Guard {
         let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
         Ok(Self {
             addr,
-            key: myna_web::random_token(),
-            launch_code: Mutex::new(Some(myna_web::random_token())),
+            cookie,
+            key: crate::random_token(),
+            launch_code: Mutex::new(Some(crate::random_token())),
             hosts,
             origins,
         })
@@ -135,7 +139,7 @@ impl Guard {
     fn has_key(&self, headers: &HeaderMap) -> bool {
         // Any of the values: a page on another port of this host can plant a decoy cookie
         // with a longer path, which the browser sends first.
-        myna_web::cookies(headers, COOKIE)
+        crate::cookies(headers, self.cookie)
             .any(|v| bool::from(v.as_bytes().ct_eq(self.key.as_bytes())))
     }
 
@@ -188,7 +192,7 @@ impl Guard {
         if redeemed {
             let mut resp = Redirect::to("/").into_response();
             if let Ok(v) =
-                HeaderValue::from_str(&myna_web::session_cookie(COOKIE, &self.key, false))
+                HeaderValue::from_str(&crate::session_cookie(self.cookie, &self.key, false))
             {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -213,10 +217,14 @@ pub async fn launch(
 /// The middleware: refuses what `Guard::check` refuses and adds the security headers.
 pub async fn layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     if let Err(refusal) = guard.check(req.method(), req.uri().path(), req.headers()) {
-        tracing::warn!(?refusal, path = req.uri().path(), "crew UI request refused");
-        return myna_web::security::with_headers(refusal.into_response());
+        tracing::warn!(
+            ?refusal,
+            path = req.uri().path(),
+            "local UI request refused"
+        );
+        return crate::security::with_headers(refusal.into_response());
     }
-    myna_web::security::with_headers(next.run(req).await)
+    crate::security::with_headers(next.run(req).await)
 }
 
 #[cfg(test)]
@@ -224,8 +232,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const COOKIE: &str = "terminal_key";
+
     fn guard() -> Guard {
-        Guard::new("127.0.0.1:8442".parse().unwrap()).unwrap()
+        Guard::new("127.0.0.1:8442".parse().unwrap(), COOKIE).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -238,9 +248,9 @@ mod tests {
 
     #[test]
     fn only_loopback_addresses_may_listen() {
-        assert!(Guard::new("0.0.0.0:8442".parse().unwrap()).is_err());
-        assert!(Guard::new("192.168.1.5:8442".parse().unwrap()).is_err());
-        assert!(Guard::new("[::1]:8442".parse().unwrap()).is_ok());
+        assert!(Guard::new("0.0.0.0:8442".parse().unwrap(), COOKIE).is_err());
+        assert!(Guard::new("192.168.1.5:8442".parse().unwrap(), COOKIE).is_err());
+        assert!(Guard::new("[::1]:8442".parse().unwrap(), COOKIE).is_ok());
         assert!(Guard::check_listen("10.0.0.1:1".parse().unwrap()).is_err());
     }
 
