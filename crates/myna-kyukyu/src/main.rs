@@ -18,6 +18,7 @@ mod ems_cli;
 mod enroll;
 mod generate;
 mod import;
+mod portal;
 mod profile_file;
 mod provider;
 mod quantile;
@@ -72,6 +73,9 @@ enum Command {
     /// The ambulance tablet's enrollment: make its key, ask ems for a client certificate, and
     /// wait for an admin's approval.
     Enroll(ems_cli::EnrollArgs),
+    /// The patient portal (閲覧履歴): on the patient's own computer, sign in with the card and
+    /// its auth PIN and see who viewed their medical information.
+    Portal(portal::PortalArgs),
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             Command::Ca(c) => cards::run_ca(c).await,
             Command::Card(c) => cards::run_card(c).await,
             Command::Audit(c) => audit::run(c).await,
+            Command::Portal(a) => portal::run(a).await,
             Command::Tls(c) => tls::run(c),
             Command::Ems(c) => ems_cli::run(c).await,
             Command::Terminal(a) => ems_cli::run_terminal(a).await,

@@ -458,3 +458,204 @@ fn the_tablet_card_watcher_follows_a_card_on_and_off_the_pcsc_reader() {
     assert_eq!(next(), CardState::Empty);
     drop(watch);
 }
+
+/// A running process whose first stdout line starting with `prefix` names its address; killed
+/// when dropped.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(cmd: &mut Command, prefix: &str) -> (Served, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .find_map(|l| l.ok().filter(|l| l.starts_with(prefix)))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?}"));
+    (Served(child), line[prefix.len()..].to_owned())
+}
+
+/// One HTTP/1.1 exchange with a loopback server: (status, headers, body).
+fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The patient portal with the emulated card in the virtual reader: its holder signs in with
+/// the auth PIN and sees exactly the two accesses made to their data, by organisation; a page
+/// elsewhere cannot post a PIN; three wrong PINs count down and lock the card, which `card
+/// status` (another PC/SC client) then reports.
+#[test]
+fn the_patient_portal_signs_in_with_the_card_and_three_wrong_pins_lock_it() {
+    let dir = &setup().dir;
+    let _turn = turn();
+    let db = dir.join("provider.db");
+    let token = dir.join("portal-test.token");
+    let out = run(bin()
+        .args([
+            "provider",
+            "org",
+            "add",
+            "--id",
+            "portal-test-fd",
+            "--name",
+            "川崎市消防局",
+        ])
+        .arg("--db")
+        .arg(&db)
+        .arg("--token-file")
+        .arg(&token));
+    assert!(out.status.success(), "{}", text(&out));
+    let (_provider, provider_url) = serve(
+        bin()
+            .args(["provider", "serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(&db)
+            .arg("--ca-cert")
+            .arg(dir.join("pki/ca.cert.der")),
+        "provider listening on ",
+    );
+    let (path, _) = profile("no-alert");
+    let cert = dir.join("cards/no-alert.cert.der");
+    for extra in [&[][..], &["--exception", "unconscious", "--full"][..]] {
+        let out = run(bin()
+            .args(["provider", "query", "--url", &provider_url, "--json"])
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--cert")
+            .arg(&cert)
+            .args(extra));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let _card = Emulator::insert(&path, &[]);
+    let (_portal, launch) = serve(
+        bin().args([
+            "portal",
+            "--provider",
+            &provider_url,
+            "--reader",
+            READER,
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+        "portal: open ",
+    );
+    let launch = launch.split(' ').next().unwrap().to_owned();
+    let base = launch.split("/launch/").next().unwrap().to_owned();
+    let (status, head, _) = http("GET", &launch, &[], "");
+    assert_eq!(status, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let origin = base.clone();
+    let get = || http("GET", &format!("{base}/"), &[("Cookie", &cookie)], "").2;
+    let sign_in = |pin: &str| {
+        let (status, _, body) = http(
+            "POST",
+            &format!("{base}/sign-in"),
+            &[
+                ("Cookie", &cookie),
+                ("Origin", &origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &format!("pin={pin}&lang=ja"),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+
+    assert!(get().contains("暗証番号の残り回数: 3回"), "{}", get());
+    let page = sign_in("1234");
+    assert_eq!(
+        page.matches("<li class=\"access").count(),
+        2,
+        "exactly the two accesses: {page}"
+    );
+    assert_eq!(page.matches("川崎市消防局").count(), 2, "{page}");
+    assert!(page.contains("同意なし（意識不明）"), "{page}");
+    assert!(page.contains("同意あり"), "{page}");
+    assert!(
+        page.contains("受診歴（5年）"),
+        "the full view's windows: {page}"
+    );
+    assert!(
+        !page.contains("中原救急1") && !page.contains("K-0001"),
+        "no team or crew: {page}"
+    );
+
+    // A page elsewhere posting a PIN (no Origin, or another) is refused and spends no try.
+    for origin in [None, Some("http://evil.example")] {
+        let mut h = vec![
+            ("Cookie", cookie.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(o) = origin {
+            h.push(("Origin", o));
+        }
+        let (status, _, _) = http("POST", &format!("{base}/sign-in"), &h, "pin=0000");
+        assert_eq!(status, 403);
+    }
+    let (status, _, _) = http(
+        "POST",
+        &format!("{base}/sign-in"),
+        &[("Origin", &origin)],
+        "pin=0000",
+    );
+    assert_eq!(status, 403, "no window key");
+    assert!(get().contains("暗証番号の残り回数: 3回"));
+
+    // Not four digits: nothing reaches the card.
+    assert!(sign_in("12").contains("暗証番号は4桁の数字です"));
+    assert!(get().contains("暗証番号の残り回数: 3回"));
+
+    assert!(sign_in("0000").contains("あと2回"));
+    assert!(sign_in("0000").contains("あと1回"));
+    assert!(sign_in("0000").contains("ロックされています"));
+    let locked = get();
+    assert!(locked.contains("ロックされています"), "{locked}");
+    assert!(
+        !locked.contains("name=\"pin\""),
+        "no PIN form on a locked card"
+    );
+    assert!(
+        sign_in("1234").contains("ロックされています"),
+        "the right PIN no longer opens it"
+    );
+
+    let out = run(bin().args(["card", "status", "--json", "--wait", "5"]));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["pins"]["auth_pin"]["state"], "blocked", "{s}");
+    assert_eq!(
+        s["pins"]["sign_password"]["left"], 5,
+        "the signing password is untouched"
+    );
+}
