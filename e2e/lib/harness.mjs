@@ -14,7 +14,7 @@ export const ARTIFACTS = process.env.E2E_ARTIFACTS || join(process.cwd(), 'artif
 mkdirSync(ARTIFACTS, { recursive: true });
 
 // Ports away from the demo's defaults, so a demo a developer left running does not interfere.
-export const PORTS = { provider: 18440, ems: 18441, terminal: 18442, terminal2: 18443, ems2: 18444, terminal3: 18445, evil: 18446 };
+export const PORTS = { provider: 18440, ems: 18441, terminal: 18442, terminal2: 18443, ems2: 18444, terminal3: 18445, evil: 18446, portal: 18447, demoPortal: 18448 };
 export const url = (port) => `http://127.0.0.1:${port}`;
 /** The provider and ems of the demo serve HTTPS with the development CA in E2E_TLS. */
 export const httpsUrl = (port) => `https://127.0.0.1:${port}`;
@@ -71,6 +71,7 @@ export function demoCommand(dataDir) {
     '--listen', `127.0.0.1:${PORTS.provider}`,
     '--ems-listen', `127.0.0.1:${PORTS.ems}`,
     '--terminal-listen', `127.0.0.1:${PORTS.terminal}`,
+    '--portal-listen', `127.0.0.1:${PORTS.demoPortal}`,
   ];
 }
 

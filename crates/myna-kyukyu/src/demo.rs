@@ -50,6 +50,9 @@ pub struct DemoArgs {
     /// Where the terminal serves the crew's tablet UI and the demo card panel.
     #[arg(long, default_value = "127.0.0.1:8442")]
     pub terminal_listen: SocketAddr,
+    /// Where the patient portal (閲覧履歴) serves, with the demo's "doac" card placed.
+    #[arg(long, default_value = "127.0.0.1:8447")]
+    pub portal_listen: SocketAddr,
     /// The emulated reader's latency per card command.
     #[arg(long, default_value_t = 25)]
     pub latency_ms: u64,
@@ -381,17 +384,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let launch_file = dir.join("terminal.launch");
     let _ = std::fs::remove_file(&launch_file);
     let terminal_server = tokio::spawn(serve_terminal(terminal_args, stopped()));
-    let mut launch = None;
-    for _ in 0..100 {
-        if let Ok(url) = std::fs::read_to_string(&launch_file) {
-            launch = Some(url.trim().to_owned());
-            break;
-        }
-        if terminal_server.is_finished() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // The patient portal, with the first card's holder at their own computer.
+    let portal_launch_file = dir.join("portal.launch");
+    let _ = std::fs::remove_file(&portal_launch_file);
+    let portal_args = crate::portal::PortalArgs {
+        provider: url.clone(),
+        provider_ca: Some(tls.ca.clone()),
+        listen: args.portal_listen,
+        reader: None,
+        emulate_profile: Some(cards_dir.join(&first.profile_file)),
+        launch_file: Some(portal_launch_file.clone()),
+    };
+    let portal_card = crate::portal::card_source(&portal_args)?;
+    let portal_server = tokio::spawn(crate::portal::serve(portal_args, portal_card, stopped()));
+    let launch = launch_url(&launch_file, &terminal_server).await;
+    let portal_launch = launch_url(&portal_launch_file, &portal_server).await;
 
     println!(
         "\nprovider: {url}   (organisation {DEMO_ORG} by its client certificate, {})",
@@ -449,6 +456,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     println!("  every team's crew login is crew01 … crew31 with the same demo password");
     println!(
+        "  閲覧履歴 (patient):    {}   the {:?} card's holder: PIN 1234 (three wrong PINs lock it)",
+        portal_launch
+            .as_deref()
+            .unwrap_or("(see the portal's line above)"),
+        first.id
+    );
+    println!(
         "  病院画面 (hospital):  {ems_url}/login   bureau {KAWASAKI_CODE}, login er-kawasaki-municipal / {DEMO_HOSPITAL_PASSWORD}"
     );
     println!(
@@ -463,7 +477,26 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     server.await.context("provider task")??;
     ems_server.await.context("ems task")??;
     terminal_server.await.context("terminal task")??;
+    portal_server.await.context("portal task")??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one-time launch URL a local UI writes to `file` once it listens (up to 10 s), unless
+/// its task ended first.
+async fn launch_url<T>(
+    file: &std::path::Path,
+    task: &tokio::task::JoinHandle<T>,
+) -> Option<String> {
+    for _ in 0..100 {
+        if let Ok(url) = std::fs::read_to_string(file) {
+            return Some(url.trim().to_owned());
+        }
+        if task.is_finished() {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
 }
 
 /// Each registry hospital's staff account (added if a data directory from before hospitals

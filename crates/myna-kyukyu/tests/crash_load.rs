@@ -191,6 +191,7 @@ async fn acknowledged_events_and_views_survive_sigkill_of_ems_and_the_provider_u
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--ems-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--terminal-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--portal-listen", &format!("127.0.0.1:{}", free_port())])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -280,7 +280,7 @@ async fn the_outbox_delivers_every_tap_once_across_cuts_and_the_crew_sees_the_li
     let data = tmp.path().join("data");
     let data_s = data.to_str().unwrap();
     // The demo's data: a population, cards, 川崎市消防局, the CAs, the tablets' certificates.
-    let ports: Vec<String> = (0..3)
+    let ports: Vec<String> = (0..4)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
     run(&[
@@ -296,6 +296,8 @@ async fn the_outbox_delivers_every_tap_once_across_cuts_and_the_crew_sees_the_li
         &ports[1],
         "--terminal-listen",
         &ports[2],
+        "--portal-listen",
+        &ports[3],
     ]);
     let tls = data.join("tls");
     let path = |p: &Path| p.to_str().unwrap().to_owned();

@@ -1,0 +1,165 @@
+// The patient's side: a synthetic patient whose card a crew read (twice with consent, once
+// without) opens the patient portal on their own computer with their emulated card, types a
+// wrong PIN and is told the tries left, then the right one, and sees exactly the three
+// accesses the test made, by organisation, in Japanese and in English.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  PORTS, url, httpsUrl, CA, start, stopAll, waitForHttp, seededDataDir, runToCompletion, launchBrowser,
+  screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard, removeCard, openTablet,
+  launchUrl, deck, demoCommand,
+} from '../lib/harness.mjs';
+
+const EMS = httpsUrl(PORTS.ems);
+const TERMINAL = url(PORTS.terminal);
+const PATIENT = 'insulin'; // a deck card the demo's own samples never read
+const OTHER = 'dialysis';
+let dataDir;
+let browser;
+let desk;
+let crew;
+let panel;
+
+before(async () => {
+  dataDir = seededDataDir();
+  await runToCompletion('demo-seed-portal', [...demoCommand(dataDir), '--exit-after-samples']);
+  start('demo-portal', demoCommand(dataDir));
+  await waitForHttp(`${EMS}/healthz`);
+  await waitForHttp(`${TERMINAL}/healthz`);
+  browser = await launchBrowser();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
+  desk = await context.newPage();
+  ({ page: crew, panel } = await openTablet(browser, join(dataDir, 'terminal.launch'),
+    { viewport: { width: 1180, height: 820 }, hasTouch: true }));
+  await dispatcherLogin(desk, EMS);
+  await crewSignIn(crew, TERMINAL, DEMO.crew['中原救急1']);
+  await crew.locator('#standby').waitFor();
+});
+
+after(async () => {
+  await browser?.close();
+  await stopAll();
+});
+
+async function closeIncident(id) {
+  await desk.goto(`${EMS}/dispatch`);
+  await desk.locator(`tr[data-incident="${id}"] form[action$="/close"] button`).click();
+  await desk.waitForURL(`${EMS}/dispatch`);
+  await crew.locator('#standby').waitFor();
+}
+
+/** The portal's history rows as the patient reads them. */
+async function rows(page) {
+  return page.locator('li.access').evaluateAll((els) => els.map((e) => ({
+    when: e.querySelector('.when').textContent,
+    who: e.querySelector('.who').textContent,
+    basis: e.querySelector('.basis').textContent,
+    sections: e.querySelector('.sections').textContent,
+    exception: e.classList.contains('exception'),
+  })));
+}
+
+/** Japan time as the portal writes it, minute precision. */
+function jst(ms) {
+  return new Date(ms + 9 * 3600_000).toISOString().slice(0, 16).replace('T', ' ');
+}
+
+test('a patient signs in with their card and PIN and sees exactly the accesses the crew made', async () => {
+  const t0 = Date.now();
+  // Incident 1: consent, the summary, then the full view; another patient's card too.
+  const first = await createIncident(desk, EMS, { team: '中原救急1' });
+  await crew.locator(`#incident[data-incident="${first.id}"]`).waitFor({ timeout: 5000 });
+  await crew.click('#phase-arrival');
+  await crew.locator('#phase-arrival[data-state="done"]').waitFor();
+  await crew.click('#phase-contact');
+  await crew.locator('#phase-contact[data-state="done"]').waitFor();
+  await placeCard(panel, TERMINAL, PATIENT);
+  await crew.click('#face-ok');
+  await crew.click('#consent-ok');
+  await crew.locator('#alerts').waitFor();
+  await crew.click('#show-full');
+  await crew.locator('#summary[data-view="full"]').waitFor();
+  await removeCard(panel, TERMINAL);
+  await placeCard(panel, TERMINAL, OTHER);
+  await crew.click('#face-ok');
+  await crew.click('#consent-ok');
+  await crew.locator('#summary').waitFor();
+  await removeCard(panel, TERMINAL);
+  await closeIncident(first.id);
+
+  // Incident 2: the patient cannot consent.
+  const second = await createIncident(desk, EMS, { team: '中原救急1', category: 'unconscious', note: '意識なし' });
+  await crew.locator(`#incident[data-incident="${second.id}"]`).waitFor({ timeout: 5000 });
+  await crew.click('#phase-arrival');
+  await crew.locator('#phase-arrival[data-state="done"]').waitFor();
+  await placeCard(panel, TERMINAL, PATIENT);
+  await crew.click('#face-ok');
+  await crew.click('#exception-unconscious');
+  await crew.locator('#alerts').waitFor();
+  await removeCard(panel, TERMINAL);
+  await closeIncident(second.id);
+  const t1 = Date.now();
+
+  // The patient, at home, with their own card on the reader.
+  const card = deck(dataDir).cards.find((c) => c.id === PATIENT);
+  const launchFile = join(dataDir, 'patient-portal.launch');
+  start('portal', [
+    'portal', '--provider', httpsUrl(PORTS.provider), '--provider-ca', CA,
+    '--emulate-profile', join(dataDir, 'cards', card.profile_file),
+    '--listen', `127.0.0.1:${PORTS.portal}`, '--launch-file', launchFile,
+  ]);
+  for (let i = 0; i < 200 && !existsSync(launchFile); i += 1) await new Promise((r) => setTimeout(r, 100));
+  const context = await browser.newContext({ viewport: { width: 1024, height: 800 }, locale: 'ja-JP' });
+  const patient = await context.newPage();
+  await patient.goto(launchUrl(launchFile));
+  await patient.waitForURL(`${url(PORTS.portal)}/`);
+  assert.match(await patient.locator('.card-status').textContent(), /暗証番号の残り回数: 3回/);
+  await screenshot(patient, 'portal-start');
+
+  // A wrong PIN: the tries left, and no history.
+  await patient.fill('#pin', '9999');
+  await Promise.all([patient.waitForURL(`${url(PORTS.portal)}/sign-in`), patient.click('button[type=submit]')]);
+  assert.match(await patient.locator('.problem').textContent(), /暗証番号が違います。あと2回/);
+  assert.match(await patient.locator('.card-status').textContent(), /残り回数: 2回/);
+  assert.equal(await patient.locator('li.access').count(), 0);
+  await screenshot(patient, 'portal-wrong-pin');
+
+  // The right PIN: the three accesses, newest first, by the bureau, never the crew.
+  await patient.fill('#pin', '1234');
+  await Promise.all([patient.waitForURL(`${url(PORTS.portal)}/sign-in`), patient.click('button[type=submit]')]);
+  await patient.locator('#history').waitFor();
+  const seen = await rows(patient);
+  assert.equal(seen.length, 3, `exactly the three accesses: ${JSON.stringify(seen)}`);
+  assert.deepEqual(seen.map((r) => r.who), ['川崎市消防局', '川崎市消防局', '川崎市消防局']);
+  assert.deepEqual(seen.map((r) => r.basis), ['同意なし（意識不明）', '同意あり', '同意あり']);
+  assert.deepEqual(seen.map((r) => r.exception), [true, false, false]);
+  assert.match(seen[0].sections, /受診歴（3か月）/, 'the exception read the summary');
+  assert.match(seen[1].sections, /受診歴（5年）/, 'then the full view');
+  assert.match(seen[2].sections, /受診歴（3か月）、薬剤情報（3か月）/);
+  for (const r of seen) {
+    const when = r.when.replace(' JST', '');
+    assert.ok(when >= jst(t0 - 60_000) && when <= jst(t1 + 60_000), `${r.when} within the test`);
+  }
+  const text = await patient.locator('main').textContent();
+  assert.ok(!/中原救急|crew10|K-0/.test(text), 'neither the team nor the crew member is shown');
+  await screenshot(patient, 'portal-history');
+
+  // The same, in English, for a foreign resident.
+  await patient.goto(`${url(PORTS.portal)}/?lang=en`);
+  await patient.fill('#pin', '1234');
+  await Promise.all([patient.waitForURL(`${url(PORTS.portal)}/sign-in`), patient.click('button[type=submit]')]);
+  const en = await rows(patient);
+  assert.equal(en.length, 3);
+  assert.deepEqual(en.map((r) => r.basis), ['without consent (unconscious)', 'with your consent', 'with your consent']);
+  assert.match(en[1].sections, /visits \(5 years\)/);
+  assert.equal(await patient.locator('html').getAttribute('lang'), 'en');
+  await screenshot(patient, 'portal-history-en');
+
+  // Finishing keeps nothing: the start page again.
+  await patient.click('a.button');
+  await patient.locator('#sign-in').waitFor();
+  assert.match(await patient.locator('.card-status').textContent(), /PIN tries left: 3/, 'the right PIN reset the count');
+});
