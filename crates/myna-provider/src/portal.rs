@@ -282,6 +282,25 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No bytes but an issued challenge pass, and any one changed bit of an issued one is
+        /// refused as invalid (or, in the expiry, still MAC-checked).
+        #[test]
+        fn only_the_challenge_as_issued_passes(
+            junk in proptest::collection::vec(any::<u8>(), 0..100),
+            bit in 0usize..(CHALLENGE_LEN * 8),
+        ) {
+            let c = Challenges::new();
+            prop_assert!(c.check(&junk, 0).is_err());
+            let (issued, _) = c.issue(1_000);
+            prop_assert!(c.check(&issued, 1_000).is_ok());
+            let mut bent = issued.clone();
+            bent[bit / 8] ^= 1 << (bit % 8);
+            prop_assert_eq!(c.check(&bent, 1_000), Err(ChallengeError::Invalid));
+        }
+    }
 
     #[test]
     fn a_challenge_is_good_once_until_it_expires_and_only_where_issued() {
