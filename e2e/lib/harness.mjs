@@ -233,3 +233,27 @@ export async function timeline(page, emsUrl, id) {
   await page.goto(`${emsUrl}/dispatch/incidents/${id}`);
   return page.locator('tbody tr').allTextContents();
 }
+
+/**
+ * A demo on the test ports, seeded by a first run that stops (a new user's first run) and then
+ * serving, with the desk signed in as the dispatcher and 中原救急1's tablet signed in and on
+ * standby: { dataDir, browser, desk, crew, panel }.
+ */
+export async function demoWithTablet(name) {
+  const dataDir = seededDataDir();
+  await runToCompletion(`${name}-seed`, [...demoCommand(dataDir), '--exit-after-samples']);
+  start(name, demoCommand(dataDir));
+  await waitForHttp(`${httpsUrl(PORTS.ems)}/healthz`);
+  await waitForHttp(`${url(PORTS.terminal)}/healthz`);
+  const browser = await launchBrowser();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
+  const desk = await context.newPage();
+  // The tablet's window opens the terminal's one-time launch URL; the demo panel is a page of
+  // the same window (it stands for the tablet's card reader).
+  const { page: crew, panel } = await openTablet(browser, join(dataDir, 'terminal.launch'),
+    { viewport: { width: 1180, height: 820 }, hasTouch: true });
+  await dispatcherLogin(desk, httpsUrl(PORTS.ems));
+  await crewSignIn(crew, url(PORTS.terminal), DEMO.crew['中原救急1']);
+  await crew.locator('#standby').waitFor();
+  return { dataDir, browser, desk, crew, panel };
+}

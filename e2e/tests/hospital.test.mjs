@@ -76,19 +76,7 @@ function backdate(id, minutes) {
 }
 
 before(async () => {
-  dataDir = seededDataDir();
-  await runToCompletion('demo-seed-hospital', [...demoArgs(), '--exit-after-samples']);
-  start('demo-hospital', demoArgs());
-  await waitForHttp(`${EMS}/healthz`);
-  await waitForHttp(`${TERMINAL}/healthz`);
-  browser = await launchBrowser();
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
-  desk = await context.newPage();
-  ({ page: crew, panel } = await openTablet(browser, join(dataDir, 'terminal.launch'),
-    { viewport: { width: 1180, height: 820 }, hasTouch: true }));
-  await dispatcherLogin(desk, EMS);
-  await crewSignIn(crew, TERMINAL, DEMO.crew['中原救急1']);
-  await crew.locator('#standby').waitFor();
+  ({ dataDir, browser, desk, crew, panel } = await demoWithTablet('demo-hospital'));
   staffA = await hospitalLogin(A);
   staffB = await hospitalLogin(B);
 });

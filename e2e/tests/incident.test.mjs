@@ -24,24 +24,10 @@ let cards;
 const demoArgs = () => demoCommand(dataDir);
 
 before(async () => {
-  dataDir = seededDataDir();
   // The first run seeds everything and stops; the second serves (a new user's second run).
-  await runToCompletion('demo-seed', [...demoArgs(), '--exit-after-samples']);
-  start('demo', demoArgs());
-  await waitForHttp(`${EMS}/healthz`);
-  await waitForHttp(`${TERMINAL}/healthz`);
+  ({ dataDir, browser, desk, crew, panel } = await demoWithTablet('demo'));
   cards = deck(dataDir).cards;
-  browser = await launchBrowser();
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
-  desk = await context.newPage();
-  // The tablet's window opens the terminal's one-time launch URL; the demo panel is a page of
-  // the same window (it stands for the tablet's card reader).
-  ({ page: crew, panel } = await openTablet(browser, join(dataDir, 'terminal.launch'),
-    { viewport: { width: 1180, height: 820 }, hasTouch: true }));
-  await dispatcherLogin(desk, EMS);
   await screenshot(desk, 'dispatcher-board');
-  await crewSignIn(crew, TERMINAL, DEMO.crew['中原救急1']);
-  await crew.locator('#standby').waitFor();
   await screenshot(crew, 'terminal-standby');
 });
 

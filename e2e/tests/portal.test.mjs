@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  PORTS, url, httpsUrl, CA, start, stopAll, waitForHttp, seededDataDir, runToCompletion, launchBrowser,
-  screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard, removeCard, openTablet,
-  launchUrl, deck, demoCommand,
+  PORTS, url, httpsUrl, CA, start, stopAll, screenshot, createIncident, placeCard, removeCard, launchUrl,
+  deck, demoWithTablet,
 } from '../lib/harness.mjs';
 
 const EMS = httpsUrl(PORTS.ems);
@@ -24,19 +23,7 @@ let crew;
 let panel;
 
 before(async () => {
-  dataDir = seededDataDir();
-  await runToCompletion('demo-seed-portal', [...demoCommand(dataDir), '--exit-after-samples']);
-  start('demo-portal', demoCommand(dataDir));
-  await waitForHttp(`${EMS}/healthz`);
-  await waitForHttp(`${TERMINAL}/healthz`);
-  browser = await launchBrowser();
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
-  desk = await context.newPage();
-  ({ page: crew, panel } = await openTablet(browser, join(dataDir, 'terminal.launch'),
-    { viewport: { width: 1180, height: 820 }, hasTouch: true }));
-  await dispatcherLogin(desk, EMS);
-  await crewSignIn(crew, TERMINAL, DEMO.crew['中原救急1']);
-  await crew.locator('#standby').waitFor();
+  ({ dataDir, browser, desk, crew, panel } = await demoWithTablet('demo-portal'));
 });
 
 after(async () => {
@@ -140,7 +127,10 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
   assert.match(seen[1].sections, /受診歴（5年）/, 'then the full view');
   assert.match(seen[2].sections, /受診歴（3か月）、薬剤情報（3か月）/);
   for (const r of seen) {
-    const when = r.when.replace(' JST', '');
+    // 2026年11月27日 20:47 JST, in Japan time
+    const m = r.when.match(/^(\d{4})年(\d{1,2})月(\d{1,2})日 (\d{2}):(\d{2}) JST$/);
+    assert.ok(m, `a Japanese date: ${r.when}`);
+    const when = `${m[1]}-${m[2].padStart(2, '0')}-${m[3].padStart(2, '0')} ${m[4]}:${m[5]}`;
     assert.ok(when >= jst(t0 - 60_000) && when <= jst(t1 + 60_000), `${r.when} within the test`);
   }
   const text = await patient.locator('main').textContent();

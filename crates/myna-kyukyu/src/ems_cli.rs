@@ -512,25 +512,12 @@ pub async fn serve_terminal(
         }
     };
     terminal.start();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let guard = Arc::new(myna_terminal::Guard::new(
-        listener.local_addr()?,
+    crate::portal::serve_own_window(
+        args.listen,
         myna_terminal::WINDOW_COOKIE,
-    )?);
-    let launch = guard
-        .launch_url()
-        .context("the launch URL was made just now")?;
-    println!("terminal: open {launch} in the tablet's browser (once; it sets the window's key)");
-    if let Some(path) = &args.launch_file {
-        crate::provider::write_token(path, &launch)?;
-    }
-    myna_web::serve::serve(
-        listener,
-        myna_terminal::router(terminal, guard),
-        Default::default(),
-        None,
+        "terminal: open {launch} in the tablet's browser (once; it sets the window's key)",
+        args.launch_file.as_deref(),
+        |guard| myna_terminal::router(terminal, guard),
         shutdown,
     )
     .await

@@ -55,30 +55,47 @@ pub async fn serve(
         &args.provider,
         crate::tls::client_roots(args.provider_ca.as_deref())?,
     )?;
-    let portal = Arc::new(Portal { card, provider });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let guard = Arc::new(myna_web::own_window::Guard::new(
-        listener.local_addr()?,
+    let portal = Arc::new(Portal::new(card, provider));
+    serve_own_window(
+        args.listen,
         myna_portal::WINDOW_COOKIE,
-    )?);
-    let launch = guard
-        .launch_url()
-        .context("the launch URL was made just now")?;
-    println!("portal: open {launch} in this computer's browser (once; it sets the window's key)");
-    if let Some(path) = &args.launch_file {
-        crate::provider::write_token(path, &launch)?;
-    }
-    myna_web::serve::serve(
-        listener,
-        myna_portal::router(portal, guard),
-        Default::default(),
-        None,
+        "portal: open {launch} in this computer's browser (once; it sets the window's key)",
+        args.launch_file.as_deref(),
+        |guard| myna_portal::router(portal, guard),
         shutdown,
     )
     .await
     .context("portal server")
+}
+
+/// Serves a UI for this machine's own browser window (`myna_web::own_window`) on `listen`:
+/// prints `announce` with `{launch}` replaced by the one-time launch URL, and writes the URL
+/// to `launch_file` too.
+pub async fn serve_own_window(
+    listen: SocketAddr,
+    cookie: &'static str,
+    announce: &str,
+    launch_file: Option<&std::path::Path>,
+    router: impl FnOnce(Arc<myna_web::own_window::Guard>) -> axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let guard = Arc::new(myna_web::own_window::Guard::new(
+        listener.local_addr()?,
+        cookie,
+    )?);
+    let launch = guard
+        .launch_url()
+        .context("the launch URL was made just now")?;
+    println!("{}", announce.replace("{launch}", &launch));
+    if let Some(path) = launch_file {
+        crate::provider::write_token(path, &launch)?;
+    }
+    myna_web::serve::serve(listener, router(guard), Default::default(), None, shutdown)
+        .await
+        .map_err(Into::into)
 }
 
 pub async fn run(args: PortalArgs) -> Result<ExitCode> {

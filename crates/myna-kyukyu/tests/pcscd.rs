@@ -612,6 +612,20 @@ fn the_patient_portal_signs_in_with_the_card_and_three_wrong_pins_lock_it() {
         "no team or crew: {page}"
     );
 
+    // Another program on the reader cannot sign with the key the PIN opened: the portal held
+    // the card exclusively and powered it down after signing.
+    let mut other =
+        myna_card::transport::pcsc::connect(READER, myna_card::transport::pcsc::Sharing::Shared)
+            .unwrap();
+    let mut jpki = myna_card::ap::jpki::JpkiAp::select(&mut other).unwrap();
+    let digest_info = myna_domain::portal::sha256_digest_info(b"not the patient's");
+    assert!(
+        jpki.sign_with_auth_key(myna_card::ap::jpki::SignatureScheme::Verbatim, &digest_info)
+            .is_err(),
+        "the auth key signed without the PIN after the portal's sign-in"
+    );
+    drop(other);
+
     // A page elsewhere posting a PIN (no Origin, or another) is refused and spends no try.
     for origin in [None, Some("http://evil.example")] {
         let mut h = vec![

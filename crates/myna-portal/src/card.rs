@@ -40,7 +40,9 @@ impl CardSource {
                 let reader = reader.clone();
                 let outcome = tokio::task::spawn_blocking(move || {
                     let name = myna_reader::pcsc::wait_for_card(reader.as_deref(), CARD_WAIT)?;
-                    myna_reader::pcsc::with_card(&name, CARD_DEADLINE, move |t| Ok(job(t)))
+                    myna_reader::pcsc::with_card_exclusive(&name, CARD_DEADLINE, move |t| {
+                        Ok(job(t))
+                    })
                 })
                 .await;
                 match outcome {

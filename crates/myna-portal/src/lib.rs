@@ -26,4 +26,17 @@ pub const WINDOW_COOKIE: &str = "portal_key";
 pub struct Portal {
     pub card: CardSource,
     pub provider: PortalClient,
+    /// One sign-in at a time: a second click while the first runs must not spend a second
+    /// PIN try.
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Portal {
+    pub fn new(card: CardSource, provider: PortalClient) -> Self {
+        Portal {
+            card,
+            provider,
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
 }

@@ -96,12 +96,16 @@ pub fn provider_refusal(code: ProviderErrorCode) -> Message {
             "This card's certificate cannot be accepted.",
         ),
         C::UnknownSerial => m(
-            "このカードは健康保険証として利用登録されていません。閲覧の記録はありません。",
-            "This card is not registered as a health insurance card; there is no record of views.",
+            "このカードは健康保険証として利用登録されていないか、電子証明書の更新がまだ反映されていません。",
+            "This card is not registered as a health insurance card, or its renewed certificate is not linked yet.",
         ),
-        C::ChallengeExpired | C::ChallengeUsed | C::ChallengeInvalid => m(
+        C::ChallengeExpired => m(
             "時間がたったため確認できませんでした。もう一度お試しください。",
             "The sign-in took too long. Please try again.",
+        ),
+        C::ChallengeUsed | C::ChallengeInvalid => m(
+            "確認できませんでした。もう一度お試しください。",
+            "The sign-in could not be completed. Please try again.",
         ),
         C::SignatureInvalid => m(
             "カードの署名を確認できませんでした。もう一度お試しください。",
@@ -128,6 +132,14 @@ pub fn offline() -> Message {
     m(
         "サービスに接続できません。インターネット接続を確かめてください。",
         "The service cannot be reached. Check the internet connection.",
+    )
+}
+
+/// A sign-in is already running (a second click); nothing was sent to the card.
+pub fn busy() -> Message {
+    m(
+        "確認中です。そのままお待ちください。",
+        "Signing in; please wait.",
     )
 }
 

@@ -20,6 +20,7 @@ use myna_web::own_window::{self as guard, Guard};
 use myna_wire::provider::{AccessHistoryRequest, AccessHistoryResponse, SeenAccessBody};
 use serde::Deserialize;
 use std::sync::Arc;
+use zeroize::Zeroize;
 
 type St = State<Arc<Portal>>;
 
@@ -153,19 +154,35 @@ async fn start(State(p): St, q: Result<Query<LangQuery>, QueryRejection>) -> Res
 
 #[derive(Deserialize)]
 struct SignInForm {
-    pin: String,
+    pin: TypedPin,
     lang: Option<Lang>,
+}
+
+/// The PIN as the form carried it, zeroed when dropped (whatever path the request takes).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct TypedPin(String);
+
+impl Drop for TypedPin {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }
 
 async fn sign_in(State(p): St, form: Result<Form<SignInForm>, FormRejection>) -> Response {
     let Ok(Form(form)) = form else {
         let mut page = page(Lang::Ja);
         page.problem = Some(messages::not_four_digits().ja);
+        page.status = Some(card_status(&p, Lang::Ja).await);
         return no_store(&page);
     };
     let lang = form.lang.unwrap_or_default();
     let mut out = page(lang);
-    match history(&p, &form.pin).await {
+    let Ok(_one_at_a_time) = p.busy.try_lock() else {
+        out.problem = Some(lang.pick(&messages::busy()));
+        return no_store(&out);
+    };
+    match history(&p, &form.pin.0).await {
         Ok(h) => out.history = Some(rows(&h, lang)),
         Err(m) => {
             out.problem = Some(lang.pick(&m));
@@ -184,8 +201,9 @@ async fn history(p: &Portal, typed_pin: &str) -> Result<AccessHistoryResponse, M
             tracing::warn!(%detail, "provider unreachable");
             messages::offline()
         }
-        PortalError::Refused { code, message } => {
-            tracing::warn!(?code, %message, "provider refused the sign-in");
+        // The provider's message may name the card's serial: the code is enough here.
+        PortalError::Refused { code, .. } => {
+            tracing::warn!(?code, "provider refused the sign-in");
             messages::provider_refusal(code)
         }
     };
@@ -209,13 +227,14 @@ async fn history(p: &Portal, typed_pin: &str) -> Result<AccessHistoryResponse, M
         .map_err(refused)
 }
 
-fn when(ms: i64) -> String {
+/// Japan time, as each language writes a date.
+fn when(ms: i64, lang: Lang) -> String {
+    let format = match lang {
+        Lang::Ja => "%Y年%-m月%-d日 %H:%M",
+        Lang::En => "%Y-%m-%d %H:%M",
+    };
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| {
-            (t + chrono::Duration::hours(9))
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        })
+        .map(|t| (t + chrono::Duration::hours(9)).format(format).to_string())
         .unwrap_or_default()
 }
 
@@ -242,12 +261,12 @@ fn row(a: &SeenAccessBody, lang: Lang) -> Row {
             Lang::En => ", ",
         });
     Row {
-        when: format!("{} JST", when(a.at_ms)),
+        when: format!("{} JST", when(a.at_ms, lang)),
         organisation: a.organisation.clone(),
         basis,
         exception,
         sections,
-        place: format!("{}:{}", a.partition, a.seq),
+        place: a.seq.to_string(),
     }
 }
 

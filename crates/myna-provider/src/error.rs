@@ -120,7 +120,7 @@ impl IntoResponse for ApiError {
         };
         let body = ProviderErrorBody::new(self.code(), message);
         let mut resp = (status, axum::Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, ApiError::Unauthenticated) {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"myna-provider\""),

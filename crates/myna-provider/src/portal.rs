@@ -5,7 +5,7 @@
 //! challenge (PKCS#1 v1.5 over the SHA-256 DigestInfo of `myna_domain::portal::signed_message`).
 //! The provider checks the certificate against its JPKI CA, the challenge, the signature and
 //! the card's link and revocation, then answers the person's access-log entries, naming the
-//! organisation and never the team or crew member.
+//! organisation and never the team or crew member (nor the entry's hash, which is over them).
 //!
 //! Challenges are stateless: nonce, expiry and an HMAC under a key made at start, so issuing
 //! one costs nothing and stores nothing. A challenge is redeemed once; the redeemed ones are
@@ -124,7 +124,9 @@ impl Challenges {
             .redeemed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        redeemed.retain(|_, exp| *exp >= now_ms);
+        // Kept a lifetime past expiry, so a clock stepped back within that does not make a
+        // used challenge good again.
+        redeemed.retain(|_, exp| exp.saturating_add(CHALLENGE_LIFETIME_MS) >= now_ms);
         if redeemed.insert(nonce, expires_ms).is_some() {
             return Err(ChallengeError::Used);
         }
@@ -182,7 +184,7 @@ fn b64(field: &str, value: &str, max: usize) -> Result<Vec<u8>, ApiError> {
     tag = "patient portal",
     request_body(content = AccessHistoryRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The person's accesses, newest first: the organisation, consent or the exception, the view, and each entry's place and hash in the access log.", body = AccessHistoryResponse),
+        (status = 200, description = "The person's accesses, newest first: the organisation, consent or the exception, the view, and each entry's sequence number in the access log.", body = AccessHistoryResponse),
         (status = 400, description = "`malformed_request`: invalid JSON, missing or unknown field, bad base64.", body = ErrorBody<ProviderErrorCode>),
         (status = 401, description = "`challenge_invalid`, `challenge_expired`, `challenge_used`, or `signature_invalid`: the signature does not verify with the certificate's key.", body = ErrorBody<ProviderErrorCode>),
         (status = 404, description = "`unknown_serial`: no insured person is linked to the certificate.", body = ErrorBody<ProviderErrorCode>),
@@ -225,14 +227,25 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
     let (mut entries, names) = (entries?, names?);
     let more = entries.len() > HISTORY_LIMIT as usize;
     entries.truncate(HISTORY_LIMIT as usize);
-    let mut accesses = Vec::with_capacity(entries.len());
-    for (at, e) in entries {
-        // An entry that no longer matches its hash is not shown as if it were the log's.
-        if myna_domain::access::link_hash(e.seq, &e.entry, &e.prev_hash) != e.hash {
+    // An entry that no longer matches its hash, or does not link to the one before it in the
+    // same chain, is not shown as if it were the log's.
+    for (i, (at, e)) in entries.iter().enumerate() {
+        let linked = match entries.get(i + 1) {
+            Some((older_at, older))
+                if older_at.partition == at.partition && older.seq + 1 == e.seq =>
+            {
+                e.prev_hash == older.hash
+            }
+            _ => true,
+        };
+        if !linked || myna_domain::access::link_hash(e.seq, &e.entry, &e.prev_hash) != e.hash {
             return Err(ApiError::Internal(format!(
-                "access-log entry {at:?} does not match its hash"
+                "access-log entry {at:?} does not match its hash or its chain"
             )));
         }
+    }
+    let mut accesses = Vec::with_capacity(entries.len());
+    for (at, e) in entries {
         let seen = myna_domain::portal::SeenAccess::of(&e.entry);
         accesses.push(SeenAccessBody {
             at_ms: seen.at_ms,
@@ -243,9 +256,7 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
             organisation_id: seen.organisation_id,
             consent: seen.consent,
             view: seen.view,
-            partition: at.partition,
             seq: at.seq,
-            hash: hex::encode(e.hash),
         });
     }
     Ok(Json(AccessHistoryResponse { accesses, more }))
@@ -326,14 +337,24 @@ mod tests {
         );
         assert_eq!(c.redeem(nonce, expires, 2_000), Ok(()));
         assert_eq!(c.redeem(nonce, expires, 3_000), Err(ChallengeError::Used));
-        // Expired redemptions are forgotten; the challenge itself is refused as expired.
-        let (other, exp2) = c.issue(expires + 10);
-        let n2 = c.check(&other, expires + 20).unwrap();
-        assert_eq!(c.redeem(n2, exp2, expires + 20), Ok(()));
+        // Redemptions are forgotten a lifetime after they expire (the challenge itself is
+        // refused as expired by then), not before.
+        let later = expires + CHALLENGE_LIFETIME_MS;
+        let (other, exp2) = c.issue(later);
+        let n2 = c.check(&other, later).unwrap();
+        assert_eq!(c.redeem(n2, exp2, later), Ok(()));
         assert_eq!(
             c.redeemed.lock().unwrap().len(),
-            1,
-            "the expired one was dropped"
+            2,
+            "kept through the margin"
+        );
+        let (third, exp3) = c.issue(later + 1);
+        let n3 = c.check(&third, later + 1).unwrap();
+        assert_eq!(c.redeem(n3, exp3, later + 1), Ok(()));
+        assert_eq!(
+            c.redeemed.lock().unwrap().len(),
+            2,
+            "the first one was dropped"
         );
     }
 }

@@ -112,12 +112,43 @@ pub fn with_card<R: Send + 'static>(
     deadline: Duration,
     job: impl FnOnce(&mut PcscTransport) -> Result<R, ReadFailure> + Send + 'static,
 ) -> Result<R, ReadFailure> {
+    run_with_card(reader, deadline, Sharing::Shared, job)
+}
+
+/// `with_card` for a job that presents a PIN: the card is held exclusively (no other program
+/// can send a command between the PIN and its use), and powered down when the job ends,
+/// whatever its outcome, because a verified PIN outlives a disconnect and a reset (protocol
+/// reference §6.3).
+pub fn with_card_exclusive<R: Send + 'static>(
+    reader: &str,
+    deadline: Duration,
+    job: impl FnOnce(&mut PcscTransport) -> Result<R, ReadFailure> + Send + 'static,
+) -> Result<R, ReadFailure> {
+    run_with_card(reader, deadline, Sharing::Exclusive, |t| {
+        let outcome = job(t);
+        if let Err(e) = t.power_cycle() {
+            // The card was lifted (which also clears it) or pcscd failed; either way report it.
+            return Err(ReadFailure::from_card_error(&e));
+        }
+        outcome
+    })
+}
+
+fn run_with_card<R: Send + 'static>(
+    reader: &str,
+    deadline: Duration,
+    sharing: Sharing,
+    job: impl FnOnce(&mut PcscTransport) -> Result<R, ReadFailure> + Send + 'static,
+) -> Result<R, ReadFailure> {
     let (tx, rx) = std::sync::mpsc::channel();
     let name = reader.to_owned();
     std::thread::Builder::new()
         .name("card-io".into())
         .spawn(move || {
-            let result = connect(&name).and_then(|mut t| match job(&mut t) {
+            let connected = myna_card::transport::pcsc::connect(&name, sharing)
+                .map(myna_card::Card::into_transport)
+                .map_err(|e| ReadFailure::from_card_error(&e));
+            let result = connected.and_then(|mut t| match job(&mut t) {
                 Err(ReadFailure::Unexpected { .. }) if !still_present(&t) => {
                     Err(ReadFailure::CardRemoved)
                 }

@@ -5,6 +5,7 @@
 use crate::failure::ReadFailure;
 use crate::read::select_jpki;
 use myna_card::ap::jpki::{JpkiAp, SignatureScheme};
+use myna_card::ap::text::TextAp;
 use myna_card::{Card, Error, Pin, Retries, Transmit};
 use serde::Serialize;
 
@@ -77,8 +78,12 @@ pub fn auth_pin_tries<T: Transmit>(transport: &mut T) -> Result<Retries, SignFai
 }
 
 /// Verifies the auth PIN and signs `digest_info` (a DER DigestInfo) with the auth key:
-/// PKCS#1 v1.5, `80 2A 00 80+SFI`. A locked PIN is reported without sending it. The signature
-/// is checked against the card's own certificate before it is returned.
+/// PKCS#1 v1.5, `80 2A 00 80+SFI`. The PIN is sent only when the card reports tries left. The
+/// signature is checked against the card's own certificate before it is returned. Whatever
+/// happens after the PIN, another application is selected before returning, which clears the
+/// JPKI application's verified state (protocol reference §6.2), so nothing can sign with the
+/// key after this call without the PIN; over PC/SC, `pcsc::with_card_exclusive` also powers the
+/// card down.
 pub fn sign_with_auth_key<T: Transmit>(
     transport: &mut T,
     pin: &AuthPin,
@@ -87,21 +92,31 @@ pub fn sign_with_auth_key<T: Transmit>(
     let mut card = Card::new(transport);
     select_jpki(&mut card).map_err(SignFailure::Card)?;
     let mut jpki = JpkiAp::select(&mut card).map_err(|e| SignFailure::of(&e))?;
-    if matches!(jpki.auth_pin_retries(), Ok(Retries::Blocked)) {
-        return Err(SignFailure::Locked);
+    match jpki.auth_pin_retries() {
+        Ok(Retries::Remaining(_) | Retries::NotReported | Retries::Unlimited) => {}
+        Ok(Retries::Blocked) => return Err(SignFailure::Locked),
+        // Not knowing the tries left, a PIN is not risked.
+        Err(e) => return Err(SignFailure::of(&e)),
     }
-    jpki.verify_auth_pin(&pin.0)
-        .map_err(|e| SignFailure::of(&e))?;
-    let certificate = jpki
-        .read_auth_certificate_der()
-        .map_err(|e| SignFailure::of(&e))?;
-    let signature = jpki
-        .sign_with_auth_key_checked(SignatureScheme::Verbatim, digest_info)
-        .map_err(|e| SignFailure::of(&e))?;
-    Ok(Signed {
-        certificate,
-        signature,
-    })
+    let signed = (|| {
+        jpki.verify_auth_pin(&pin.0)
+            .map_err(|e| SignFailure::of(&e))?;
+        let certificate = jpki
+            .read_auth_certificate_der()
+            .map_err(|e| SignFailure::of(&e))?;
+        let signature = jpki
+            .sign_with_auth_key_checked(SignatureScheme::Verbatim, digest_info)
+            .map_err(|e| SignFailure::of(&e))?;
+        Ok(Signed {
+            certificate,
+            signature,
+        })
+    })();
+    let cleared = TextAp::select(&mut card);
+    match (signed, cleared) {
+        (Ok(_), Err(e)) => Err(SignFailure::of(&e)),
+        (signed, _) => signed,
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +183,32 @@ mod tests {
             "a locked card refuses the right PIN too"
         );
         assert_eq!(auth_pin_tries(&mut card), Ok(Retries::Blocked));
+    }
+
+    /// After a sign-in, a signing command sent without the PIN (another program on the same
+    /// card) is refused, whether or not it selects the JPKI application again.
+    #[test]
+    fn the_key_is_locked_again_after_signing() {
+        let t = testing::test_card("01AF00000002").unwrap();
+        let mut card = t.card().unwrap();
+        sign_with_auth_key(&mut card, &AuthPin::parse("1234").unwrap(), &DIGEST_INFO).unwrap();
+        let mut sign = vec![0x80, 0x2A, 0x00, 0x97, DIGEST_INFO.len() as u8];
+        sign.extend_from_slice(&DIGEST_INFO);
+        sign.push(0x00);
+        let answer = card.process(&sign);
+        assert_eq!(answer.len(), 2, "no signature: {answer:02X?}");
+        assert_ne!(answer, vec![0x90, 0x00]);
+        let mut select = vec![0x00, 0xA4, 0x04, 0x0C, 0x0A];
+        select.extend_from_slice(&crate::read::JPKI_AID);
+        assert_eq!(card.process(&select), vec![0x90, 0x00]);
+        let answer = card.process(&sign);
+        assert_eq!(answer[answer.len() - 2..], [0x69, 0x82], "{answer:02X?}");
+        // A wrong PIN's path clears it as well (nothing was verified, nothing to sign with).
+        assert!(
+            sign_with_auth_key(&mut card, &AuthPin::parse("0000").unwrap(), &DIGEST_INFO).is_err()
+        );
+        assert_eq!(card.process(&select), vec![0x90, 0x00]);
+        let answer = card.process(&sign);
+        assert_eq!(answer, vec![0x69, 0x82]);
     }
 }

@@ -98,11 +98,11 @@ pub struct SeenAccessBody {
     pub organisation: String,
     pub consent: Consent,
     pub view: View,
-    /// The entry's place in the access log (`audit verify` walks the same chains).
-    pub partition: i64,
+    /// The entry's sequence number in its chain of the access log (`audit verify` walks the
+    /// same chains), for the patient to quote. Neither the chain (on PostgreSQL, the internal
+    /// person id) nor the entry's hash is sent: the hash is over the team, the crew member and
+    /// the incident, which a patient who knows the rest could guess back from it.
     pub seq: i64,
-    /// SHA-256 chain hash of the entry, hex.
-    pub hash: String,
 }
 
 /// The person's accesses, newest first.
