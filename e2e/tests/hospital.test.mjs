@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  PORTS, url, httpsUrl, CA, start, stopAll, waitForHttp, seededDataDir, runToCompletion, launchBrowser,
-  screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard, removeCard, Taps,
-  timeline, openTablet,
+  PORTS, url, httpsUrl, CA, start, stopAll, screenshot, DEMO, createIncident, placeCard, removeCard, Taps,
+  timeline,
   demoCommand,
+  demoWithTablet,
 } from '../lib/harness.mjs';
 import { fhirErrors } from '../lib/fhir.mjs';
 
@@ -28,7 +28,6 @@ let staffA;
 let staffB;
 let incident;
 
-const demoArgs = () => demoCommand(dataDir);
 
 async function hospitalLogin(hospital) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });

@@ -10,6 +10,7 @@ import {
   launchBrowser, screenshot, DEMO, dispatcherLogin, createIncident, crewSignIn, placeCard,
   removeCard, Taps, timeline, openTablet,
   demoCommand,
+  demoWithTablet,
 } from '../lib/harness.mjs';
 
 const EMS = httpsUrl(PORTS.ems);
@@ -21,7 +22,6 @@ let crew; // the tablet's page (中原救急1)
 let panel; // the demo panel
 let cards;
 
-const demoArgs = () => demoCommand(dataDir);
 
 before(async () => {
   // The first run seeds everything and stops; the second serves (a new user's second run).

@@ -1,10 +1,12 @@
 // The patient's side: a synthetic patient whose card a crew read (twice with consent, once
-// without) opens the patient portal on their own computer with their emulated card, types a
-// wrong PIN and is told the tries left, then the right one, and sees exactly the three
-// accesses the test made, by organisation, in Japanese and in English.
+// without) opens the patient portal on their own computer, their emulated card on a PC/SC
+// reader (pcscd with vsmartcard-vpcd, started by the project's script), types a wrong PIN and
+// is told the tries left, then the right one, and sees exactly the three accesses the test
+// made, by organisation, in Japanese and in English.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -90,12 +92,14 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
   await closeIncident(second.id);
   const t1 = Date.now();
 
-  // The patient, at home, with their own card on the reader.
+  // The patient, at home, with their own card on a PC/SC reader.
+  execFileSync('bash', [join('..', 'scripts', 'pcscd-vpcd'), 'start'], { stdio: 'inherit' });
   const card = deck(dataDir).cards.find((c) => c.id === PATIENT);
+  start('card', ['card', 'emulate', '--profile', join(dataDir, 'cards', card.profile_file)]);
   const launchFile = join(dataDir, 'patient-portal.launch');
   start('portal', [
     'portal', '--provider', httpsUrl(PORTS.provider), '--provider-ca', CA,
-    '--emulate-profile', join(dataDir, 'cards', card.profile_file),
+    '--reader', 'Virtual PCD 00 00',
     '--listen', `127.0.0.1:${PORTS.portal}`, '--launch-file', launchFile,
   ]);
   for (let i = 0; i < 200 && !existsSync(launchFile); i += 1) await new Promise((r) => setTimeout(r, 100));
