@@ -25,10 +25,21 @@ impl CardSource {
         self.run(|mut t| auth_pin_tries(&mut t)).await
     }
 
-    /// Verifies `pin` and signs `digest_info` with the auth key.
-    pub async fn sign(&self, pin: AuthPin, digest_info: Vec<u8>) -> Result<Signed, SignFailure> {
-        self.run(move |mut t| sign_with_auth_key(&mut t, &pin, &digest_info))
-            .await
+    /// Verifies `pin` and signs `digest_info` with the auth key. `hold` (the portal's one
+    /// sign-in at a time) is released only when the card job ends, even if the request that
+    /// asked for it is gone by then.
+    pub async fn sign(
+        &self,
+        pin: AuthPin,
+        digest_info: Vec<u8>,
+        hold: impl Send + 'static,
+    ) -> Result<Signed, SignFailure> {
+        self.run(move |mut t| {
+            let signed = sign_with_auth_key(&mut t, &pin, &digest_info);
+            drop(hold);
+            signed
+        })
+        .await
     }
 
     async fn run<R: Send + 'static>(
@@ -59,7 +70,10 @@ impl CardSource {
                     let mut guard = card
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    job(&mut *guard)
+                    let outcome = job(&mut *guard);
+                    // As the PC/SC path powers the card down: nothing stays verified.
+                    guard.power_cycle();
+                    outcome
                 })
                 .await
                 .unwrap_or_else(|e| {

@@ -28,7 +28,7 @@ pub struct Portal {
     pub provider: PortalClient,
     /// One sign-in at a time: a second click while the first runs must not spend a second
     /// PIN try.
-    busy: tokio::sync::Mutex<()>,
+    busy: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Portal {
@@ -36,7 +36,7 @@ impl Portal {
         Portal {
             card,
             provider,
-            busy: tokio::sync::Mutex::new(()),
+            busy: std::sync::Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 }

@@ -135,11 +135,11 @@ pub fn offline() -> Message {
     )
 }
 
-/// A sign-in is already running (a second click); nothing was sent to the card.
+/// Another sign-in was running (a second click); this one sent nothing to the card.
 pub fn busy() -> Message {
     m(
-        "確認中です。そのままお待ちください。",
-        "Signing in; please wait.",
+        "前の操作を処理していました（この操作ではカードに何も送っていません）。カードの状態を確かめて、もう一度入力してください。",
+        "An earlier sign-in was still running (nothing was sent to the card for this one). Check the card below and enter the PIN again.",
     )
 }
 

@@ -20,6 +20,7 @@ use myna_web::own_window::{self as guard, Guard};
 use myna_wire::provider::{AccessHistoryRequest, AccessHistoryResponse, SeenAccessBody};
 use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Duration;
 use zeroize::Zeroize;
 
 type St = State<Arc<Portal>>;
@@ -178,11 +179,15 @@ async fn sign_in(State(p): St, form: Result<Form<SignInForm>, FormRejection>) ->
     };
     let lang = form.lang.unwrap_or_default();
     let mut out = page(lang);
-    let Ok(_one_at_a_time) = p.busy.try_lock() else {
+    let Ok(hold) = p.busy.clone().try_lock_owned() else {
+        // Another sign-in is running (a double click, or a reload while the card works): this
+        // one sends nothing; it waits for that one to end, then shows the card as it is now.
+        let _ = tokio::time::timeout(Duration::from_secs(30), p.busy.clone().lock_owned()).await;
         out.problem = Some(lang.pick(&messages::busy()));
+        out.status = Some(card_status(&p, lang).await);
         return no_store(&out);
     };
-    match history(&p, &form.pin.0).await {
+    match history(&p, &form.pin.0, hold).await {
         Ok(h) => out.history = Some(rows(&h, lang)),
         Err(m) => {
             out.problem = Some(lang.pick(&m));
@@ -194,7 +199,11 @@ async fn sign_in(State(p): St, form: Result<Form<SignInForm>, FormRejection>) ->
 
 /// The whole sign-in: the PIN's form, the provider's challenge, the card's signature, the
 /// provider's answer.
-async fn history(p: &Portal, typed_pin: &str) -> Result<AccessHistoryResponse, Message> {
+async fn history(
+    p: &Portal,
+    typed_pin: &str,
+    hold: tokio::sync::OwnedMutexGuard<()>,
+) -> Result<AccessHistoryResponse, Message> {
     let pin = AuthPin::parse(typed_pin).map_err(|_| messages::not_four_digits())?;
     let refused = |e: PortalError| match e {
         PortalError::Offline(detail) => {
@@ -214,7 +223,7 @@ async fn history(p: &Portal, typed_pin: &str) -> Result<AccessHistoryResponse, M
     let digest_info = sha256_digest_info(&signed_message(&raw)).to_vec();
     let signed = p
         .card
-        .sign(pin, digest_info)
+        .sign(pin, digest_info, hold)
         .await
         .map_err(|f| messages::sign_failure(&f))?;
     p.provider
@@ -234,7 +243,8 @@ fn when(ms: i64, lang: Lang) -> String {
         Lang::En => "%Y-%m-%d %H:%M",
     };
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| (t + chrono::Duration::hours(9)).format(format).to_string())
+        .and_then(|t| t.checked_add_signed(chrono::Duration::hours(9)))
+        .map(|t| t.format(format).to_string())
         .unwrap_or_default()
 }
 

@@ -79,7 +79,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::UnknownSerial(_) => StatusCode::NOT_FOUND,
-            ApiError::Challenge(_) | ApiError::SignatureInvalid => StatusCode::UNAUTHORIZED,
+            ApiError::Challenge(_) | ApiError::SignatureInvalid => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -120,7 +120,7 @@ impl IntoResponse for ApiError {
         };
         let body = ProviderErrorBody::new(self.code(), message);
         let mut resp = (status, axum::Json(body)).into_response();
-        if matches!(self, ApiError::Unauthenticated) {
+        if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"myna-provider\""),

@@ -11,7 +11,8 @@
 //! one costs nothing and stores nothing. A challenge is redeemed once; the redeemed ones are
 //! kept in memory until they expire. With several provider processes behind one address, a
 //! challenge is good only at the process that issued it (another refuses it as invalid), and
-//! that process's memory is what refuses its reuse.
+//! that process's memory is what refuses its reuse (kept a lifetime past the challenge's
+//! expiry).
 
 use crate::{ApiError, CallerAuth, MAX_BODY_BYTES, Provider};
 use axum::body::{Body, to_bytes};
@@ -20,7 +21,7 @@ use axum::{Extension, Json};
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use myna_domain::portal::{NONCE_LEN, signed_message};
-use myna_store::ProviderStore;
+use myna_store::{ChainPosition, ProviderStore};
 use myna_wire::ErrorBody;
 use myna_wire::provider::{
     AccessHistoryRequest, AccessHistoryResponse, PortalChallenge, ProviderErrorCode, SeenAccessBody,
@@ -52,7 +53,7 @@ pub enum ChallengeError {
 /// Issues and redeems sign-in challenges.
 pub struct Challenges {
     key: [u8; 32],
-    /// Nonces redeemed, with their expiry (ms), dropped once expired.
+    /// Nonces redeemed, with their expiry (ms), dropped a lifetime after it.
     redeemed: Mutex<HashMap<[u8; NONCE_LEN], i64>>,
 }
 
@@ -186,7 +187,7 @@ fn b64(field: &str, value: &str, max: usize) -> Result<Vec<u8>, ApiError> {
     responses(
         (status = 200, description = "The person's accesses, newest first: the organisation, consent or the exception, the view, and each entry's sequence number in the access log.", body = AccessHistoryResponse),
         (status = 400, description = "`malformed_request`: invalid JSON, missing or unknown field, bad base64.", body = ErrorBody<ProviderErrorCode>),
-        (status = 401, description = "`challenge_invalid`, `challenge_expired`, `challenge_used`, or `signature_invalid`: the signature does not verify with the certificate's key.", body = ErrorBody<ProviderErrorCode>),
+        (status = 403, description = "`challenge_invalid`, `challenge_expired`, `challenge_used`, or `signature_invalid`: the signature does not verify with the certificate's key.", body = ErrorBody<ProviderErrorCode>),
         (status = 404, description = "`unknown_serial`: no insured person is linked to the certificate.", body = ErrorBody<ProviderErrorCode>),
         (status = 413, description = "`payload_too_large`: body over 64 KiB.", body = ErrorBody<ProviderErrorCode>),
         (status = 415, description = "`unsupported_media_type`: not `application/json`.", body = ErrorBody<ProviderErrorCode>),
@@ -227,18 +228,22 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
     let (mut entries, names) = (entries?, names?);
     let more = entries.len() > HISTORY_LIMIT as usize;
     entries.truncate(HISTORY_LIMIT as usize);
-    // An entry that no longer matches its hash, or does not link to the one before it in the
-    // same chain, is not shown as if it were the log's.
+    // An entry that no longer matches its hash, or whose link does not match the entry before
+    // it in its chain (in this list, or read from the log), is not shown as if it were the
+    // log's.
     for (i, (at, e)) in entries.iter().enumerate() {
-        let linked = match entries.get(i + 1) {
-            Some((older_at, older))
-                if older_at.partition == at.partition && older.seq + 1 == e.seq =>
-            {
-                e.prev_hash == older.hash
-            }
-            _ => true,
+        let before = ChainPosition {
+            partition: at.partition,
+            seq: e.seq.saturating_sub(1),
         };
-        if !linked || myna_domain::access::link_hash(e.seq, &e.entry, &e.prev_hash) != e.hash {
+        let prev = match entries.get(i + 1) {
+            _ if e.seq <= 1 => Some(myna_domain::access::GENESIS),
+            Some((older_at, older)) if *older_at == before => Some(older.hash),
+            _ => p.store.access_log_hash(before).await?,
+        };
+        if prev != Some(e.prev_hash)
+            || myna_domain::access::link_hash(e.seq, &e.entry, &e.prev_hash) != e.hash
+        {
             return Err(ApiError::Internal(format!(
                 "access-log entry {at:?} does not match its hash or its chain"
             )));

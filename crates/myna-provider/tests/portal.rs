@@ -293,11 +293,11 @@ async fn a_certificate_without_its_cards_signature_is_refused() {
     // Alice's certificate (read without a PIN) with Bob's card's signature: a swapped card.
     let c = challenge(&f.app).await;
     let r = history(&f.app, request(&alice.cert, &c, &sign(bob.key, &c))).await;
-    refused(&r, StatusCode::UNAUTHORIZED, "signature_invalid");
+    refused(&r, StatusCode::FORBIDDEN, "signature_invalid");
     // Alice's signature over another challenge.
     let c2 = challenge(&f.app).await;
     let r = history(&f.app, request(&alice.cert, &c, &sign(alice.key, &c2))).await;
-    refused(&r, StatusCode::UNAUTHORIZED, "signature_invalid");
+    refused(&r, StatusCode::FORBIDDEN, "signature_invalid");
     // A bare challenge signed without the portal's tag (a signature made for something else).
     let bare = pki()
         .keys
@@ -305,7 +305,7 @@ async fn a_certificate_without_its_cards_signature_is_refused() {
         .sign(Pkcs1v15Sign::new_unprefixed(), &sha256_digest_info(&c))
         .unwrap();
     let r = history(&f.app, request(&alice.cert, &c, &bare)).await;
-    refused(&r, StatusCode::UNAUTHORIZED, "signature_invalid");
+    refused(&r, StatusCode::FORBIDDEN, "signature_invalid");
     // A refused signature did not spend the challenge: Alice can still use it.
     let r = history(&f.app, request(&alice.cert, &c, &sign(alice.key, &c))).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
@@ -321,14 +321,14 @@ async fn a_challenge_is_used_once_before_it_expires_and_as_issued() {
     // Replayed.
     refused(
         &history(&f.app, signed).await,
-        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
         "challenge_used",
     );
     // Altered (a later expiry written in), and signed as altered.
     let mut bent = challenge(&f.app).await;
     bent[33] ^= 0x01;
     let r = history(&f.app, request(&alice.cert, &bent, &sign(alice.key, &bent))).await;
-    refused(&r, StatusCode::UNAUTHORIZED, "challenge_invalid");
+    refused(&r, StatusCode::FORBIDDEN, "challenge_invalid");
     // Made up.
     let made_up = vec![7u8; 72];
     let r = history(
@@ -336,13 +336,13 @@ async fn a_challenge_is_used_once_before_it_expires_and_as_issued() {
         request(&alice.cert, &made_up, &sign(alice.key, &made_up)),
     )
     .await;
-    refused(&r, StatusCode::UNAUTHORIZED, "challenge_invalid");
+    refused(&r, StatusCode::FORBIDDEN, "challenge_invalid");
     // Expired.
     let c = challenge(&f.app).await;
     f.clock_ms
         .fetch_add(CHALLENGE_LIFETIME_MS + 1, Ordering::SeqCst);
     let r = history(&f.app, request(&alice.cert, &c, &sign(alice.key, &c))).await;
-    refused(&r, StatusCode::UNAUTHORIZED, "challenge_expired");
+    refused(&r, StatusCode::FORBIDDEN, "challenge_expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,7 +378,7 @@ async fn untrusted_revoked_unknown_and_malformed_requests_are_refused() {
     let r = history(&f.app, serde_json::to_vec(&extra).unwrap()).await;
     refused(&r, StatusCode::BAD_REQUEST, "malformed_request");
     let r = history(&f.app, request(&alice.cert, &c, b"short")).await;
-    refused(&r, StatusCode::UNAUTHORIZED, "signature_invalid");
+    refused(&r, StatusCode::FORBIDDEN, "signature_invalid");
     assert_eq!(log_len(&f.store).await, 3, "nothing refused wrote anything");
 }
 
@@ -400,4 +400,17 @@ async fn an_entry_edited_in_the_database_is_not_shown_as_the_logs() {
         "no detail reaches the patient: {}",
         r.1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_deleted_before_the_persons_own_is_found_by_its_link() {
+    let f = fixture().await;
+    // Bob's entry sits between Alice's two in SQLite's one chain.
+    let conn = rusqlite::Connection::open(f._dir.path().join("provider.db")).unwrap();
+    conn.execute("DELETE FROM access_log WHERE seq = 2", [])
+        .unwrap();
+    let alice = card(&pki().ca, ALICE, 0);
+    let c = challenge(&f.app).await;
+    let r = history(&f.app, request(&alice.cert, &c, &sign(alice.key, &c))).await;
+    refused(&r, StatusCode::INTERNAL_SERVER_ERROR, "internal");
 }

@@ -125,12 +125,17 @@ pub fn with_card_exclusive<R: Send + 'static>(
     job: impl FnOnce(&mut PcscTransport) -> Result<R, ReadFailure> + Send + 'static,
 ) -> Result<R, ReadFailure> {
     run_with_card(reader, deadline, Sharing::Exclusive, |t| {
-        let outcome = job(t);
+        // A job that panics still leaves the card powered down.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(t)));
         if let Err(e) = t.power_cycle() {
             // The card was lifted (which also clears it) or pcscd failed; either way report it.
             return Err(ReadFailure::from_card_error(&e));
         }
-        outcome
+        outcome.unwrap_or_else(|_| {
+            Err(ReadFailure::Unexpected {
+                detail: "the card job failed".into(),
+            })
+        })
     })
 }
 

@@ -6,6 +6,7 @@ use crate::failure::ReadFailure;
 use crate::read::select_jpki;
 use myna_card::ap::jpki::{JpkiAp, SignatureScheme};
 use myna_card::ap::text::TextAp;
+use myna_card::mf::MasterFile;
 use myna_card::{Card, Error, Pin, Retries, Transmit};
 use serde::Serialize;
 
@@ -112,7 +113,11 @@ pub fn sign_with_auth_key<T: Transmit>(
             signature,
         })
     })();
-    let cleared = TextAp::select(&mut card);
+    // Another application clears the JPKI one's verified state; should the card refuse that
+    // one, the master file does too.
+    let cleared = TextAp::select(&mut card)
+        .map(|_| ())
+        .or_else(|_| MasterFile::select(&mut card).map(|_| ()));
     match (signed, cleared) {
         (Ok(_), Err(e)) => Err(SignFailure::of(&e)),
         (signed, _) => signed,
