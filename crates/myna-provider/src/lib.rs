@@ -6,6 +6,7 @@
 //! The HTTP contract, with every error code, is in `docs/api.md`.
 
 mod auth;
+mod body;
 pub mod client;
 mod error;
 pub mod openapi;

@@ -14,9 +14,9 @@
 //! that process's memory is what refuses its reuse (kept a lifetime past the challenge's
 //! expiry).
 
-use crate::{ApiError, CallerAuth, MAX_BODY_BYTES, Provider};
-use axum::body::{Body, to_bytes};
-use axum::http::{HeaderMap, header};
+use crate::{ApiError, CallerAuth, Provider};
+use axum::body::Body;
+use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
@@ -202,12 +202,8 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<AccessHistoryResponse>, ApiError> {
-    let req: AccessHistoryRequest = json_body(&headers, body).await?;
-    let der = b64(
-        "certificate",
-        &req.certificate,
-        crate::summary::MAX_CERT_B64,
-    )?;
+    let req: AccessHistoryRequest = crate::body::json(&headers, body).await?;
+    let der = b64("certificate", &req.certificate, crate::body::MAX_CERT_B64)?;
     let challenge = b64("challenge", &req.challenge, 256)?;
     let signature = b64("signature", &req.signature, 1024)?;
 
@@ -265,34 +261,6 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
         });
     }
     Ok(Json(AccessHistoryResponse { accesses, more }))
-}
-
-/// The body of a JSON request, refused as `summary` refuses it.
-pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let bytes = to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let over_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-        } else {
-            malformed(format!("could not read the request body: {e}"))
-        }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| malformed(format!("request body: {e}")))
 }
 
 #[cfg(test)]

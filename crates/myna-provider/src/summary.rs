@@ -15,9 +15,6 @@ use myna_wire::{ErrorBody, provider::ProviderErrorCode};
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// Largest base64 certificate accepted (JPKI certificates are about 1.6 KiB of DER).
-pub(crate) const MAX_CERT_B64: usize = 16 * 1024;
-
 #[derive(Debug, Deserialize)]
 pub struct ViewQuery {
     view: Option<String>,
@@ -76,7 +73,7 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
             )));
         }
     };
-    let req: SummaryRequestBody = crate::portal::json_body(&headers, body).await?;
+    let req: SummaryRequestBody = crate::body::json(&headers, body).await?;
 
     if Purpose::parse(&req.purpose).is_none() {
         return Err(malformed(format!(
@@ -95,7 +92,7 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
             req.viewer.organisation,
         ));
     }
-    if req.certificate.len() > MAX_CERT_B64 {
+    if req.certificate.len() > crate::body::MAX_CERT_B64 {
         return Err(malformed("certificate is too long"));
     }
     let der = base64::engine::general_purpose::STANDARD
