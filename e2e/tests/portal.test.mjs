@@ -51,6 +51,12 @@ async function rows(page) {
   })));
 }
 
+/** Types the PIN into the portal's form and submits it. */
+async function enterPin(page, pin) {
+  await page.fill('#pin', pin);
+  await Promise.all([page.waitForURL(`${url(PORTS.portal)}/sign-in`), page.click('button[type=submit]')]);
+}
+
 /** Japan time as the portal writes it, minute precision. */
 function jst(ms) {
   return new Date(ms + 9 * 3600_000).toISOString().slice(0, 16).replace('T', ' ');
@@ -111,16 +117,14 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
   await screenshot(patient, 'portal-start');
 
   // A wrong PIN: the tries left, and no history.
-  await patient.fill('#pin', '9999');
-  await Promise.all([patient.waitForURL(`${url(PORTS.portal)}/sign-in`), patient.click('button[type=submit]')]);
+  await enterPin(patient, '9999');
   assert.match(await patient.locator('.problem').textContent(), /暗証番号が違います。あと2回/);
   assert.match(await patient.locator('.card-status').textContent(), /残り回数: 2回/);
   assert.equal(await patient.locator('li.access').count(), 0);
   await screenshot(patient, 'portal-wrong-pin');
 
   // The right PIN: the three accesses, newest first, by the bureau, never the crew.
-  await patient.fill('#pin', '1234');
-  await Promise.all([patient.waitForURL(`${url(PORTS.portal)}/sign-in`), patient.click('button[type=submit]')]);
+  await enterPin(patient, '1234');
   await patient.locator('#history').waitFor();
   const seen = await rows(patient);
   assert.equal(seen.length, 3, `exactly the three accesses: ${JSON.stringify(seen)}`);
@@ -143,8 +147,7 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
 
   // The same, in English, for a foreign resident.
   await patient.goto(`${url(PORTS.portal)}/?lang=en`);
-  await patient.fill('#pin', '1234');
-  await Promise.all([patient.waitForURL(`${url(PORTS.portal)}/sign-in`), patient.click('button[type=submit]')]);
+  await enterPin(patient, '1234');
   const en = await rows(patient);
   assert.equal(en.length, 3);
   assert.deepEqual(en.map((r) => r.basis), ['without consent (unconscious)', 'with your consent', 'with your consent']);

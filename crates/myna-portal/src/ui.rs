@@ -16,7 +16,7 @@ use myna_card::Retries;
 use myna_domain::access::Consent;
 use myna_domain::portal::{sections, sha256_digest_info, signed_message, window_en, window_ja};
 use myna_reader::sign::AuthPin;
-use myna_web::own_window::{self as guard, Guard};
+use myna_web::own_window::{self, Guard};
 use myna_wire::provider::{AccessHistoryRequest, AccessHistoryResponse, SeenAccessBody};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -27,18 +27,13 @@ type St = State<Arc<Portal>>;
 
 /// The portal's UI, behind `guard`.
 pub fn router(portal: Arc<Portal>, guard: Arc<Guard>) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/", get(start))
         .route("/sign-in", post(sign_in))
         .route("/healthz", get(|| async { "ok" }))
         .merge(myna_web::static_routes())
-        .with_state(portal)
-        .merge(
-            Router::new()
-                .route(guard::LAUNCH_ROUTE, get(guard::launch))
-                .with_state(guard.clone()),
-        )
-        .layer(axum::middleware::from_fn_with_state(guard, guard::layer))
+        .with_state(portal);
+    own_window::guarded(app, guard)
 }
 
 /// The page's language: Japanese first, English for a foreign resident.

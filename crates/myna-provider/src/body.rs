@@ -4,6 +4,17 @@ use crate::{ApiError, MAX_BODY_BYTES};
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, header};
 
+/// A standard-base64 field of a request, at most `max` characters, decoded.
+pub(crate) fn base64_field(field: &str, value: &str, max: usize) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine;
+    if value.len() > max {
+        return Err(ApiError::MalformedRequest(format!("{field} is too long")));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|e| ApiError::MalformedRequest(format!("{field} is not base64: {e}")))
+}
+
 /// Largest base64 certificate accepted (JPKI certificates are about 1.6 KiB of DER).
 pub(crate) const MAX_CERT_B64: usize = 16 * 1024;
 

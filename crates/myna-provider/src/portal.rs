@@ -14,6 +14,7 @@
 //! that process's memory is what refuses its reuse (kept a lifetime past the challenge's
 //! expiry).
 
+use crate::body::base64_field;
 use crate::{ApiError, CallerAuth, Provider};
 use axum::body::Body;
 use axum::http::HeaderMap;
@@ -164,19 +165,6 @@ pub async fn challenge<S: ProviderStore, A: CallerAuth<S>>(
     })
 }
 
-fn malformed(msg: impl Into<String>) -> ApiError {
-    ApiError::MalformedRequest(msg.into())
-}
-
-fn b64(field: &str, value: &str, max: usize) -> Result<Vec<u8>, ApiError> {
-    if value.len() > max {
-        return Err(malformed(format!("{field} is too long")));
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .map_err(|e| malformed(format!("{field} is not base64: {e}")))
-}
-
 /// The person's accesses, for a signed challenge.
 #[utoipa::path(
     post,
@@ -203,9 +191,9 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
     body: Body,
 ) -> Result<Json<AccessHistoryResponse>, ApiError> {
     let req: AccessHistoryRequest = crate::body::json(&headers, body).await?;
-    let der = b64("certificate", &req.certificate, crate::body::MAX_CERT_B64)?;
-    let challenge = b64("challenge", &req.challenge, 256)?;
-    let signature = b64("signature", &req.signature, 1024)?;
+    let der = base64_field("certificate", &req.certificate, crate::body::MAX_CERT_B64)?;
+    let challenge = base64_field("challenge", &req.challenge, 256)?;
+    let signature = base64_field("signature", &req.signature, 1024)?;
 
     let now = (p.clock)();
     let now_ms = now.timestamp_millis();

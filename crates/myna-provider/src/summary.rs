@@ -5,7 +5,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use base64::Engine;
 use myna_domain::access::{AccessEntry, Purpose, Viewer, check_identifier};
 use myna_domain::person::PersonId;
 use myna_domain::summary::{View, build_summary};
@@ -92,12 +91,8 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
             req.viewer.organisation,
         ));
     }
-    if req.certificate.len() > crate::body::MAX_CERT_B64 {
-        return Err(malformed("certificate is too long"));
-    }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(req.certificate.trim())
-        .map_err(|e| malformed(format!("certificate is not base64: {e}")))?;
+    let der =
+        crate::body::base64_field("certificate", &req.certificate, crate::body::MAX_CERT_B64)?;
 
     let now = (p.clock)();
     let cert = p.anchor.validate_auth_cert(&der, now)?;

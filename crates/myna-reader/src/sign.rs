@@ -106,7 +106,13 @@ pub fn sign_with_auth_key<T: Transmit>(
             .read_auth_certificate_der()
             .map_err(|e| SignFailure::of(&e))?;
         let signature = jpki
-            .sign_with_auth_key_checked(SignatureScheme::Verbatim, digest_info)
+            .sign_with_auth_key(SignatureScheme::Verbatim, digest_info)
+            .map_err(|e| SignFailure::of(&e))?;
+        // Checked with the certificate just read (what `sign_with_auth_key_checked` would read
+        // a second time).
+        myna_card::Certificate::parse(&certificate)
+            .and_then(|c| c.public_key())
+            .and_then(|key| SignatureScheme::Verbatim.verify(&key, digest_info, &signature))
             .map_err(|e| SignFailure::of(&e))?;
         Ok(Signed {
             certificate,

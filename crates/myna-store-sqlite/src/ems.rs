@@ -374,10 +374,19 @@ fn save_facts(
     };
     let [a, b, c, d] = f.intervals_s;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO incident_facts (incident_id, bureau_id, created_ms, team_id, ward, \
+        "INSERT INTO incident_facts (incident_id, bureau_id, created_ms, team_id, ward, \
          outcome, consent_or_exception, views, exception_views, arrival_contact_s, \
          contact_vehicle_s, vehicle_departure_s, arrival_departure_s, inquiries, difficult, \
-         transported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         transported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+         ON CONFLICT (incident_id) DO UPDATE SET bureau_id = excluded.bureau_id, \
+         created_ms = excluded.created_ms, team_id = excluded.team_id, ward = excluded.ward, \
+         outcome = excluded.outcome, consent_or_exception = excluded.consent_or_exception, \
+         views = excluded.views, exception_views = excluded.exception_views, \
+         arrival_contact_s = excluded.arrival_contact_s, \
+         contact_vehicle_s = excluded.contact_vehicle_s, \
+         vehicle_departure_s = excluded.vehicle_departure_s, \
+         arrival_departure_s = excluded.arrival_departure_s, inquiries = excluded.inquiries, \
+         difficult = excluded.difficult, transported = excluded.transported",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![

@@ -28,7 +28,7 @@ use myna_domain::summary::{
     DrugGroup, EmergencySummary, VisitGroup, group_drugs, group_visits, kakaritsuke,
 };
 use myna_domain::vitals::{VitalSign, Vitals};
-use myna_web::own_window::{self as guard, Guard};
+use myna_web::own_window::{self, Guard};
 use myna_wire::View;
 use myna_wire::terminal::{CrewEvent, ErrorCode, EventBody, IncidentView, PatientView};
 use serde::Deserialize;
@@ -40,7 +40,7 @@ type St = State<Arc<Terminal>>;
 
 /// The crew UI, behind `guard` (see `guard` for what it refuses).
 pub fn router(t: Arc<Terminal>, guard: Arc<Guard>) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/", get(shell))
         .route("/screen", get(screen))
         .route("/events", get(events))
@@ -67,13 +67,8 @@ pub fn router(t: Arc<Terminal>, guard: Arc<Guard>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(TERMINAL_JS_PATH, get(terminal_js))
         .merge(myna_web::static_routes())
-        .with_state(t)
-        .merge(
-            Router::new()
-                .route(guard::LAUNCH_ROUTE, get(guard::launch))
-                .with_state(guard.clone()),
-        )
-        .layer(axum::middleware::from_fn_with_state(guard, guard::layer))
+        .with_state(t);
+    own_window::guarded(app, guard)
 }
 
 const TERMINAL_JS_PATH: &str = "/static/terminal.js";

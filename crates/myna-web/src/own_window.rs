@@ -214,6 +214,16 @@ pub async fn launch(
     guard.redeem(&code, &headers)
 }
 
+/// `app` behind `guard`: the launch route added, and every request through `layer`.
+pub fn guarded(app: axum::Router, guard: Arc<Guard>) -> axum::Router {
+    app.merge(
+        axum::Router::new()
+            .route(LAUNCH_ROUTE, axum::routing::get(launch))
+            .with_state(guard.clone()),
+    )
+    .layer(axum::middleware::from_fn_with_state(guard, layer))
+}
+
 /// The middleware: refuses what `Guard::check` refuses and adds the security headers.
 pub async fn layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     if let Err(refusal) = guard.check(req.method(), req.uri().path(), req.headers()) {
