@@ -177,6 +177,27 @@ pub struct AccessEntry {
     pub purpose: Purpose,
     pub consent: Consent,
     pub view: View,
+    /// Set when the entry records a hospital's read of the crew's copy, which the bureau
+    /// reported (`HospitalRead`); then `viewer.crew_member` is the hospital staff's login and
+    /// the other fields are those of the crew's access whose copy was read.
+    pub hospital_read: Option<HospitalRead>,
+}
+
+/// 引き継ぎ閲覧 (a hospital's read of the handoff copy): the destination hospital's staff read
+/// what the crew's access obtained, from the bureau's ems; the bureau reports it to the
+/// provider so the patient's history names the hospital too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HospitalRead {
+    /// The `access_id` of the crew's access whose copy was read.
+    pub source_access_id: i64,
+    /// The hospital's 医療機関番号, as the bureau's registry gives it.
+    pub institution_code: String,
+    /// The hospital's name, as the bureau's registry gives it.
+    pub hospital_name: String,
+    /// When the staff read it: the bureau's server time, milliseconds since the Unix epoch.
+    pub read_at_ms: i64,
+    /// The read's place in the bureau's own view log: one report, one entry.
+    pub ems_view_seq: i64,
 }
 
 pub type Hash32 = [u8; 32];
@@ -234,6 +255,16 @@ impl Linked for AccessEntry {
                 .as_bytes(),
         );
         field(self.view.as_str().as_bytes());
+        // Fed only when present, so the crews' entries hash as they did before hospital reads
+        // were logged; the tag keeps the two shapes apart.
+        if let Some(r) = &self.hospital_read {
+            field(b"hospital_read");
+            field(&r.source_access_id.to_be_bytes());
+            field(r.institution_code.as_bytes());
+            field(r.hospital_name.as_bytes());
+            field(&r.read_at_ms.to_be_bytes());
+            field(&r.ems_view_seq.to_be_bytes());
+        }
     }
 }
 
@@ -763,6 +794,58 @@ mod tests {
                 }
             },
             view: View::Summary,
+            hospital_read: None,
+        }
+    }
+
+    #[test]
+    fn a_crews_entry_hashes_as_before_hospital_reads_were_logged() {
+        // Pinned from the code before `hospital_read` existed: committed logs still verify.
+        assert_eq!(
+            hex::encode(chain(None, entry(1)).hash),
+            "c6209ab51006c2c98fc5495eb0f3b2afb906a88e7924cffa8bebb3127e2a6ca9"
+        );
+    }
+
+    #[test]
+    fn every_field_of_a_hospital_read_is_in_the_hash() {
+        let read = HospitalRead {
+            source_access_id: 7,
+            institution_code: "1410000001".into(),
+            hospital_name: "川崎市立川崎病院".into(),
+            read_at_ms: 1_700_000_100_000,
+            ems_view_seq: 3,
+        };
+        let with = |r: HospitalRead| AccessEntry {
+            hospital_read: Some(r),
+            ..entry(1)
+        };
+        let base = link_hash(1, &with(read.clone()), &GENESIS);
+        assert_ne!(base, link_hash(1, &entry(1), &GENESIS));
+        let variants = [
+            HospitalRead {
+                source_access_id: 8,
+                ..read.clone()
+            },
+            HospitalRead {
+                institution_code: "1410000002".into(),
+                ..read.clone()
+            },
+            HospitalRead {
+                hospital_name: "他の病院".into(),
+                ..read.clone()
+            },
+            HospitalRead {
+                read_at_ms: read.read_at_ms + 1,
+                ..read.clone()
+            },
+            HospitalRead {
+                ems_view_seq: 4,
+                ..read.clone()
+            },
+        ];
+        for v in variants {
+            assert_ne!(link_hash(1, &with(v.clone()), &GENESIS), base, "{v:?}");
         }
     }
 

@@ -125,11 +125,17 @@ pub fn window_en(w: Window) -> String {
 }
 
 /// One access as the patient sees it: when, which organisation, consent or the exception,
-/// which view. The team, the crew member, the incident and the serial stay at the provider.
+/// which view. The team, the crew member (or the hospital's staff member), the incident and
+/// the serial stay at the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenAccess {
+    /// When the data was read: for a hospital's read, when its staff read the copy.
     pub at_ms: i64,
+    /// The organisation that obtained the data (for a hospital's read, the bureau whose
+    /// crew passed it on).
     pub organisation_id: String,
+    /// The hospital that read the crew's copy, by name, when the entry is such a read.
+    pub hospital: Option<String>,
     pub consent: Consent,
     pub view: View,
 }
@@ -137,8 +143,15 @@ pub struct SeenAccess {
 impl SeenAccess {
     pub fn of(entry: &AccessEntry) -> Self {
         SeenAccess {
-            at_ms: entry.at_ms,
+            at_ms: entry
+                .hospital_read
+                .as_ref()
+                .map_or(entry.at_ms, |r| r.read_at_ms),
             organisation_id: entry.organisation_id.clone(),
+            hospital: entry
+                .hospital_read
+                .as_ref()
+                .map(|r| r.hospital_name.clone()),
             consent: entry.consent,
             view: entry.view,
         }

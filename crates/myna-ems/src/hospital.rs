@@ -592,6 +592,8 @@ async fn log_view<S: EmsStore>(
             hospital: Some(st.hospital.id.clone()),
         })
         .await?;
+    // Queued with the entry; the relay reports it to the provider for the patient's history.
+    ems.hospital_reads.notify_one();
     Ok(())
 }
 

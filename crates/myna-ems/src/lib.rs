@@ -14,6 +14,7 @@ pub mod error;
 mod hospital;
 pub mod openapi;
 mod public;
+pub mod relay;
 mod review;
 pub mod seed;
 pub mod sign_in;
@@ -120,6 +121,8 @@ pub struct Ems<S> {
     /// This process among those sharing the database: its own published changes come back
     /// through the feed and are not told twice.
     origin: u64,
+    /// Wakes the relay (`relay`) when a hospital's read is queued for the provider.
+    pub(crate) hospital_reads: tokio::sync::Notify,
 }
 
 impl<S: EmsStore> Ems<S> {
@@ -145,6 +148,7 @@ impl<S: EmsStore> Ems<S> {
             stream_recheck: DEFAULT_STREAM_RECHECK,
             revocations,
             origin: myna_web::random_u64(),
+            hospital_reads: tokio::sync::Notify::new(),
         }
     }
 

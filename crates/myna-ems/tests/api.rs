@@ -102,8 +102,8 @@ fn consent(serial: &str) -> Value {
 const PROVIDER_SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 /// A provider on a loopback port that knows the persons of cards A and B and trusts the test
-/// CA; bureau A's credential is registered there. Answers its base URL.
-async fn start_provider(dir: &std::path::Path) -> String {
+/// CA; bureau A's credential is registered there. Answers its base URL and its store.
+async fn start_provider(dir: &std::path::Path) -> (String, Arc<SqliteStore>) {
     let store = Arc::new(SqliteStore::open(&dir.join("provider.db")).unwrap());
     store
         .load_persons(vec![sample_person(1, CARD_A), sample_person(2, CARD_B)])
@@ -120,7 +120,7 @@ async fn start_provider(dir: &std::path::Path) -> String {
         .await
         .unwrap();
     let app = myna_provider::router(Provider {
-        store,
+        store: store.clone(),
         auth: BearerTokens::new(),
         anchor: TrustAnchor::from_der(pki().0.cert_der()).unwrap(),
         alerts: AlertTable::builtin().unwrap(),
@@ -129,7 +129,7 @@ async fn start_provider(dir: &std::path::Path) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    (format!("http://{addr}"), store)
 }
 
 /// Writes a file only its owner may read, as `ems` requires of a credential.
@@ -150,6 +150,9 @@ struct World {
     dir: std::path::PathBuf,
     store: Arc<EmsSqlite>,
     app: axum::Router,
+    ems: Arc<Ems<EmsSqlite>>,
+    provider: Arc<SqliteStore>,
+    provider_url: String,
     /// Kawasaki, and a second bureau seeded from the same template (same team names, same
     /// logins), so only the bureau tells them apart.
     a: BureauId,
@@ -158,7 +161,7 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let provider = start_provider(dir.path()).await;
+    let (provider, provider_store) = start_provider(dir.path()).await;
     let store = Arc::new(EmsSqlite::open(&dir.path().join("ems.db")).unwrap());
     let seed = |code: &str| {
         let file = dir.path().join(format!("{code}.token"));
@@ -175,7 +178,10 @@ async fn world() -> World {
         dir: dir.path().to_owned(),
         _dir: dir,
         store,
-        app: router(ems),
+        app: router(ems.clone()),
+        ems,
+        provider: provider_store,
+        provider_url: provider,
         a,
         b,
     }
@@ -2318,4 +2324,136 @@ async fn a_bureaus_statistics_count_its_own_incidents_only() {
     // A year outside the range is a plain refusal, not an error page of the store.
     let resp = w.send(w.get("/stats?year=99999", Some(&ours))).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+/// A hospital's read of the crew's copy reaches the provider's log through the relay: not
+/// while the provider is down (tried again, nothing lost), then once, in the chain of the
+/// person the crew's access read, naming the registry's hospital; a second round sends
+/// nothing; a read whose crew access the provider does not hold is refused for good, not
+/// retried. (The hospital screen queuing the read is in the test above and in the stores'
+/// conformance suite; here the read is written as that screen writes it, at the provider's
+/// time, because this world's provider runs on a fixed clock.)
+#[tokio::test]
+async fn a_hospitals_read_is_reported_to_the_provider_once_even_after_it_was_down() {
+    use myna_domain::person::PersonId;
+    use myna_ems::relay::{RelayRound, relay_due};
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    let (s, v) = w
+        .summary(&token, &session, incident, consent_and_view(CARD_A, "t2"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let crew_view = w.store.view_records(A_CODE, 1).await.unwrap()[0]
+        .entry
+        .clone();
+    let crew_access = w.provider.access_log_for(PersonId(1), 10).await.unwrap();
+    assert_eq!(crew_access.len(), 1);
+
+    let read = myna_domain::incident::ViewRecord {
+        at_ms: provider_now().timestamp_millis() + 60_000,
+        crew_member: "er-kawasaki-municipal".into(),
+        terminal: 0,
+        hospital: Some("kawasaki-municipal".into()),
+        ..crew_view.clone()
+    };
+    let file = w.dir.join("kawasaki-fd.token");
+    let file = file.to_str().unwrap();
+    w.store
+        .set_provider(w.a, DEAD_PROVIDER, file)
+        .await
+        .unwrap();
+    let at = w.store.record_view(read.clone()).await.unwrap();
+    assert_eq!(
+        relay_due(&w.ems).await.unwrap(),
+        RelayRound {
+            retried: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        w.provider
+            .access_log_for(PersonId(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let waiting = w.store.due_hospital_reads(i64::MAX, 10).await.unwrap();
+    assert_eq!(waiting.len(), 1, "kept for the next try");
+    assert_eq!((waiting[0].at, waiting[0].attempts), (at, 1));
+
+    w.store
+        .set_provider(w.a, &w.provider_url, file)
+        .await
+        .unwrap();
+    // The first retry waits a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(
+        relay_due(&w.ems).await.unwrap(),
+        RelayRound {
+            delivered: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(relay_due(&w.ems).await.unwrap(), RelayRound::default());
+    let history = w.provider.access_log_for(PersonId(1), 10).await.unwrap();
+    assert_eq!(
+        history.len(),
+        2,
+        "the crew's access, then the hospital's read"
+    );
+    let (logged_at, logged) = &history[0];
+    assert_eq!(logged_at.partition, crew_access[0].0.partition);
+    let hospital = myna_domain::hospitals::Registry::shared()
+        .unwrap()
+        .get("kawasaki-municipal")
+        .unwrap()
+        .clone();
+    let h = logged.entry.hospital_read.as_ref().unwrap();
+    assert_eq!(h.source_access_id, crew_view.provider_access_id);
+    assert_eq!(h.hospital_name, hospital.name);
+    assert_eq!(h.institution_code, hospital.institution_code);
+    assert_eq!(h.read_at_ms, read.at_ms);
+    assert_eq!(h.ems_view_seq, at.seq);
+    assert_eq!(logged.entry.viewer.crew_member, "er-kawasaki-municipal");
+    assert_eq!(logged.entry.organisation_id, A_CODE);
+    assert_eq!(logged.entry.incident_ref, crew_view.incident_number);
+    assert!(matches!(
+        w.provider.verify_access_log().await.unwrap(),
+        ChainReport::Intact { entries: 2, .. }
+    ));
+
+    // A read of a copy the provider never answered (a simulated incident's, say).
+    w.store
+        .record_view(myna_domain::incident::ViewRecord {
+            provider_access_id: 999_999,
+            ..read
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        relay_due(&w.ems).await.unwrap(),
+        RelayRound {
+            refused: 1,
+            ..Default::default()
+        }
+    );
+    assert!(
+        w.store
+            .due_hospital_reads(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "refused for good, not tried again"
+    );
+    assert_eq!(
+        w.provider
+            .access_log_for(PersonId(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

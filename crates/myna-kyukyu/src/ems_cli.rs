@@ -435,6 +435,7 @@ pub async fn serve_ems(
     // Other ems processes on the same database (PostgreSQL) tell this one's streams too.
     let follow = ems.follow_other_processes();
     let purge = tokio::spawn(myna_ems::purge_handoffs_forever(ems.clone()));
+    let relay = tokio::spawn(myna_ems::relay::relay_hospital_reads_forever(ems.clone()));
     let served = myna_web::serve::serve(
         listener,
         router(ems),
@@ -445,6 +446,7 @@ pub async fn serve_ems(
     .await
     .context("ems server");
     purge.abort();
+    relay.abort();
     follow.abort();
     if let Some(task) = signing {
         task.abort();

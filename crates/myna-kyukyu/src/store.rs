@@ -174,6 +174,12 @@ impl ProviderStore for ProviderDb {
     async fn card_holder(&self, serial_hex: &str) -> Result<PersonId, StoreError> {
         either!(ProviderDb, self, s => s.card_holder(serial_hex))
     }
+    async fn record_hospital_read(
+        &self,
+        report: myna_store::HospitalReadReport,
+    ) -> Result<myna_store::HospitalReadLogged, StoreError> {
+        either!(ProviderDb, self, s => s.record_hospital_read(report))
+    }
     async fn organisation_names(
         &self,
     ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
@@ -456,6 +462,21 @@ mod ems_delegation {
         }
         async fn record_view(&self, record: ViewRecord) -> Result<ChainPosition, StoreError> {
             either!(EmsDb, self, s => s.record_view(record))
+        }
+        async fn due_hospital_reads(
+            &self,
+            now_ms: i64,
+            limit: u32,
+        ) -> Result<Vec<myna_store::ems::PendingHospitalRead>, StoreError> {
+            either!(EmsDb, self, s => s.due_hospital_reads(now_ms, limit))
+        }
+        async fn settle_hospital_read(
+            &self,
+            at: ChainPosition,
+            now_ms: i64,
+            outcome: myna_store::ems::HospitalReadOutcome,
+        ) -> Result<bool, StoreError> {
+            either!(EmsDb, self, s => s.settle_hospital_read(at, now_ms, outcome))
         }
         async fn incident_by_number(
             &self,

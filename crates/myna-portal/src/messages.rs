@@ -117,6 +117,8 @@ pub fn provider_refusal(code: ProviderErrorCode) -> Message {
         ),
         C::Unauthenticated
         | C::ViewerOrganisationMismatch
+        | C::UnknownAccess
+        | C::HospitalReadConflict
         | C::MalformedRequest
         | C::PayloadTooLarge
         | C::UnsupportedMediaType

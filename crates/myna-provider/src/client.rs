@@ -10,7 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use myna_domain::access::Consent;
 use myna_domain::summary::View;
-use myna_wire::provider::{ProviderErrorBody, ProviderErrorCode};
+use myna_wire::provider::{
+    HospitalReadBody, HospitalReadResponse, ProviderErrorBody, ProviderErrorCode,
+};
 
 #[derive(Clone)]
 pub struct ProviderClient {
@@ -21,15 +23,18 @@ pub struct ProviderClient {
     token: Option<String>,
 }
 
-/// Either the summary or the provider's error body.
-pub enum SummaryOutcome {
-    Ok(Box<SummaryResponse>),
+/// Either the provider's answer or its error body.
+pub enum Answer<T> {
+    Ok(T),
     Refused {
         status: StatusCode,
         code: ProviderErrorCode,
         message: String,
     },
 }
+
+/// Either the summary or the provider's error body.
+pub type SummaryOutcome = Answer<Box<SummaryResponse>>;
 
 impl ProviderClient {
     /// A client that trusts the platform's certificate authorities for `https://` URLs.
@@ -118,16 +123,42 @@ impl ProviderClient {
     }
 
     pub async fn summary(&self, body: &SummaryRequestBody, view: View) -> Result<SummaryOutcome> {
+        Ok(match self.call(Self::summary_path(view), body).await? {
+            Answer::Ok(summary) => Answer::Ok(Box::new(summary)),
+            Answer::Refused {
+                status,
+                code,
+                message,
+            } => Answer::Refused {
+                status,
+                code,
+                message,
+            },
+        })
+    }
+
+    /// Reports a hospital's read of a crew's copy (`POST /v1/hospital-reads`).
+    pub async fn hospital_read(
+        &self,
+        body: &HospitalReadBody,
+    ) -> Result<Answer<HospitalReadResponse>> {
+        self.call(myna_wire::provider::HOSPITAL_READ_PATH, body)
+            .await
+    }
+
+    /// Posts `body` as JSON and decodes the answer or the error body.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Answer<T>> {
         let (status, bytes) = self
-            .post_json(
-                Self::summary_path(view),
-                Bytes::from(serde_json::to_vec(body)?),
-            )
+            .post_json(path, Bytes::from(serde_json::to_vec(body)?))
             .await?;
         if status.is_success() {
-            return Ok(SummaryOutcome::Ok(Box::new(
-                serde_json::from_slice(&bytes).context("decoding the summary")?,
-            )));
+            return Ok(Answer::Ok(
+                serde_json::from_slice(&bytes).with_context(|| format!("decoding {path}"))?,
+            ));
         }
         let (code, message) = match serde_json::from_slice::<ProviderErrorBody>(&bytes) {
             Ok(b) => (b.error.code, b.error.message),
@@ -136,7 +167,7 @@ impl ProviderClient {
                 String::from_utf8_lossy(&bytes).into_owned(),
             ),
         };
-        Ok(SummaryOutcome::Refused {
+        Ok(Answer::Refused {
             status,
             code,
             message,

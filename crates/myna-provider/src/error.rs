@@ -24,6 +24,10 @@ pub enum ApiError {
     CertificateRevoked { serial: String, revoked_at: String },
     #[error("no insured person is linked to certificate serial {0}")]
     UnknownSerial(String),
+    #[error("no access of this organisation has this access_id and incident_ref")]
+    UnknownAccess,
+    #[error("view-log entry {0} was reported before with other content")]
+    HospitalReadConflict(i64),
     #[error(transparent)]
     Challenge(#[from] crate::portal::ChallengeError),
     #[error("the signature does not verify with the certificate's key")]
@@ -54,6 +58,8 @@ impl ApiError {
             },
             ApiError::CertificateRevoked { .. } => C::CertificateRevoked,
             ApiError::UnknownSerial(_) => C::UnknownSerial,
+            ApiError::UnknownAccess => C::UnknownAccess,
+            ApiError::HospitalReadConflict(_) => C::HospitalReadConflict,
             ApiError::Challenge(e) => match e {
                 crate::portal::ChallengeError::Invalid => C::ChallengeInvalid,
                 crate::portal::ChallengeError::Expired => C::ChallengeExpired,
@@ -78,7 +84,8 @@ impl ApiError {
             ApiError::Certificate(_) | ApiError::CertificateRevoked { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::UnknownSerial(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownSerial(_) | ApiError::UnknownAccess => StatusCode::NOT_FOUND,
+            ApiError::HospitalReadConflict(_) => StatusCode::CONFLICT,
             ApiError::Challenge(_) | ApiError::SignatureInvalid => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -92,6 +99,9 @@ impl From<StoreError> for ApiError {
             StoreError::Revoked { serial, revoked_at } => {
                 ApiError::CertificateRevoked { serial, revoked_at }
             }
+            StoreError::UnknownAccess => ApiError::UnknownAccess,
+            e @ StoreError::ReadBeforeAccess => ApiError::MalformedRequest(e.to_string()),
+            StoreError::HospitalReadConflict(seq) => ApiError::HospitalReadConflict(seq),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Corrupt(m)
             | StoreError::OrganisationExists(m)

@@ -9,6 +9,7 @@ mod auth;
 mod body;
 pub mod client;
 mod error;
+mod hospital_read;
 pub mod openapi;
 pub mod portal;
 mod summary;
@@ -69,6 +70,10 @@ pub fn router<S: ProviderStore, A: CallerAuth<S>>(provider: Provider<S, A>) -> R
         .route(
             myna_wire::provider::SUMMARY_PATH,
             post(summary::handle::<S, A>),
+        )
+        .route(
+            myna_wire::provider::HOSPITAL_READ_PATH,
+            post(hospital_read::handle::<S, A>),
         )
         .route(
             myna_wire::provider::PORTAL_CHALLENGE_PATH,

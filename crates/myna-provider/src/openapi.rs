@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         title = "Myna Kyukyu provider API",
         description = "The national emergency-summary service, called by fire bureaus' ems servers, and the patient portal's access history, called by the patient's own portal with their card's signature (docs/api.md)."
     ),
-    paths(crate::healthz, crate::summary::handle, crate::portal::challenge, crate::portal::history),
+    paths(crate::healthz, crate::summary::handle, crate::hospital_read::handle, crate::portal::challenge, crate::portal::history),
     modifiers(&Security),
 )]
 struct ProviderApi;

@@ -243,6 +243,7 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
                 .cloned()
                 .unwrap_or_else(|| seen.organisation_id.clone()),
             organisation_id: seen.organisation_id,
+            hospital: seen.hospital,
             consent: seen.consent,
             view: seen.view,
             seq: at.seq,

@@ -117,6 +117,7 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
                 purpose: Purpose::EmergencyCare,
                 consent: req.consent,
                 view,
+                hospital_read: None,
             },
         })
         .await?;

@@ -114,6 +114,7 @@ async fn access(
                 purpose: Purpose::EmergencyCare,
                 consent,
                 view,
+                hospital_read: None,
             },
         })
         .await
@@ -413,4 +414,142 @@ async fn an_entry_deleted_before_the_persons_own_is_found_by_its_link() {
     let c = challenge(&f.app).await;
     let r = history(&f.app, request(&alice.cert, &c, &sign(alice.key, &c))).await;
     refused(&r, StatusCode::INTERNAL_SERVER_ERROR, "internal");
+}
+
+/// A bureau's report of a hospital's read, with the bureau's bearer token (`None`: no
+/// credential).
+async fn report_read(app: &axum::Router, org: Option<&str>, body: &Value) -> (StatusCode, Value) {
+    let mut req = Request::post("/v1/hospital-reads").header("content-type", "application/json");
+    if let Some(org) = org {
+        req = req.header("authorization", format!("Bearer {org}.{org}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Kawasaki's crew read Alice's summary (access 1, incident 0001); the destination hospital's
+/// staff read the copy ten minutes later.
+fn hospital_read(access_id: i64, incident: &str, ems_view_seq: i64) -> Value {
+    json!({
+        "access_id": access_id,
+        "incident_ref": incident,
+        "institution_code": "1410000001",
+        "hospital_name": "川崎市立川崎病院",
+        "staff": "er-nurse-3",
+        "read_at_ms": start().timestamp_millis() - 3_000_000,
+        "ems_view_seq": ems_view_seq,
+    })
+}
+
+/// A bureau reports that a hospital read its crew's copy, and the patient's history then names
+/// the hospital (never the staff member), in the same chain the crew's access is in. Another
+/// bureau cannot report on that access, nor can the bureau on another's, another incident's,
+/// or an unauthenticated caller; a report sent again is one entry; a reused key with other
+/// content, a read dated before the access or ahead of the clock, and a malformed body are
+/// refused; nothing refused is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_read_the_bureau_reports_names_the_hospital_in_the_history() {
+    let f = fixture().await;
+    let alice_kawasaki = hospital_read(1, "KWS-20261124-0001", 7);
+
+    let r = report_read(&f.app, None, &alice_kawasaki).await;
+    refused(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let r = report_read(&f.app, Some("yokohama-fd"), &alice_kawasaki).await;
+    refused(&r, StatusCode::NOT_FOUND, "unknown_access");
+    let r = report_read(
+        &f.app,
+        Some("kawasaki-fd"),
+        &hospital_read(3, "KWS-20261124-0003", 7),
+    )
+    .await;
+    refused(&r, StatusCode::NOT_FOUND, "unknown_access");
+    let r = report_read(
+        &f.app,
+        Some("kawasaki-fd"),
+        &hospital_read(1, "KWS-20261124-0002", 7),
+    )
+    .await;
+    refused(&r, StatusCode::NOT_FOUND, "unknown_access");
+    let mut extra = alice_kawasaki.clone();
+    extra["person_id"] = json!(2);
+    let r = report_read(&f.app, Some("kawasaki-fd"), &extra).await;
+    refused(&r, StatusCode::BAD_REQUEST, "malformed_request");
+    let r = report_read(
+        &f.app,
+        Some("kawasaki-fd"),
+        &hospital_read(1, "KWS-20261124-0001", 0),
+    )
+    .await;
+    refused(&r, StatusCode::BAD_REQUEST, "malformed_request");
+    let mut ahead = alice_kawasaki.clone();
+    ahead["read_at_ms"] = json!(start().timestamp_millis() + 3_600_000);
+    let r = report_read(&f.app, Some("kawasaki-fd"), &ahead).await;
+    refused(&r, StatusCode::BAD_REQUEST, "malformed_request");
+    let mut before = alice_kawasaki.clone();
+    before["read_at_ms"] = json!(start().timestamp_millis() - 7_200_000);
+    let r = report_read(&f.app, Some("kawasaki-fd"), &before).await;
+    refused(&r, StatusCode::BAD_REQUEST, "malformed_request");
+    assert_eq!(log_len(&f.store).await, 3, "nothing refused is logged");
+
+    let (status, first) = report_read(&f.app, Some("kawasaki-fd"), &alice_kawasaki).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = report_read(&f.app, Some("kawasaki-fd"), &alice_kawasaki).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        first["access_id"], again["access_id"],
+        "a report sent again"
+    );
+    assert_eq!(log_len(&f.store).await, 4);
+    let mut reused = alice_kawasaki.clone();
+    reused["hospital_name"] = json!("関東労災病院");
+    let r = report_read(&f.app, Some("kawasaki-fd"), &reused).await;
+    refused(&r, StatusCode::CONFLICT, "hospital_read_conflict");
+    assert_eq!(log_len(&f.store).await, 4);
+
+    let alice = card(&pki().ca, ALICE, 0);
+    let c = challenge(&f.app).await;
+    let (status, v) = history(&f.app, request(&alice.cert, &c, &sign(alice.key, &c))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let accesses = v["accesses"].as_array().unwrap();
+    assert_eq!(accesses.len(), 3, "{v}");
+    let read = &accesses[0];
+    assert_eq!(read["hospital"], "川崎市立川崎病院");
+    assert_eq!(
+        read["organisation"], "川崎市消防局",
+        "the bureau whose crew passed it on"
+    );
+    assert_eq!(
+        read["at_ms"], alice_kawasaki["read_at_ms"],
+        "when the hospital read it"
+    );
+    assert_eq!(
+        read["consent"]["kind"], "obtained",
+        "the crew's basis, passed on"
+    );
+    assert_eq!(read["view"], "summary");
+    for crew in &accesses[1..] {
+        assert!(crew.get("hospital").is_none(), "{crew}");
+    }
+    assert!(
+        !v.to_string().contains("er-nurse-3"),
+        "the staff member is not named: {v}"
+    );
+    // Bob's history is untouched.
+    let bob = card(&pki().ca, BOB, 1);
+    let c = challenge(&f.app).await;
+    let (_, v) = history(&f.app, request(&bob.cert, &c, &sign(bob.key, &c))).await;
+    assert_eq!(v["accesses"].as_array().unwrap().len(), 1);
+    assert!(matches!(
+        f.store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { .. }
+    ));
 }

@@ -19,9 +19,9 @@ use myna_store::columns::corrupt;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed,
     ChangeNote, ChangeSink, EmsStore, Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState,
-    Feed, Filing, HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, IssuedCertificate,
-    LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, PastIncident, Role, Session,
-    StatusChange, Team, TeamId, Terminal, TerminalId,
+    Feed, Filing, HandoffSnapshot, HospitalReadOutcome, IncidentFilter, IncidentId, IncidentRecord,
+    IssuedCertificate, LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, PastIncident,
+    PendingHospitalRead, Role, Session, StatusChange, Team, TeamId, Terminal, TerminalId,
 };
 use myna_store::{ChainPosition, ChainReport, StoreError};
 use std::collections::HashMap;
@@ -401,6 +401,15 @@ async fn append_view(tx: &Transaction<'_>, record: &ViewRecord) -> Result<ChainP
     )
     .await
     .map_err(attempt)?;
+    if record.hospital.is_some() {
+        tx.execute(
+            "INSERT INTO hospital_read_outbox (bureau_id, view_seq, next_try_ms) \
+             VALUES ($1, $2, $3)",
+            &[&bureau, &linked.seq, &record.at_ms],
+        )
+        .await
+        .map_err(attempt)?;
+    }
     Ok(ChainPosition {
         partition: bureau,
         seq: linked.seq,
@@ -2145,6 +2154,86 @@ impl EmsStore for PgEmsStore {
                 ))
             })
             .collect()
+    }
+
+    async fn due_hospital_reads(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingHospitalRead>, StoreError> {
+        let client = connection(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT v.seq, v.entry, v.prev_hash, v.hash, o.attempts, o.bureau_id \
+                 FROM hospital_read_outbox o \
+                 JOIN view_log v ON v.bureau_id = o.bureau_id AND v.seq = o.view_seq \
+                 WHERE o.delivered_ms IS NULL AND o.refused_ms IS NULL AND o.next_try_ms <= $1 \
+                 ORDER BY o.next_try_ms, o.bureau_id, o.view_seq LIMIT $2",
+                &[&now_ms, &i64::from(limit)],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let linked = view_from(r)?.map_err(|e| corrupt(e.to_string()))?;
+                Ok(PendingHospitalRead {
+                    at: ChainPosition {
+                        partition: col(r, 5)?,
+                        seq: linked.seq,
+                    },
+                    record: linked.entry,
+                    attempts: to_u32(col(r, 4)?, "outbox attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn settle_hospital_read(
+        &self,
+        at: ChainPosition,
+        now_ms: i64,
+        outcome: HospitalReadOutcome,
+    ) -> Result<bool, StoreError> {
+        let client = connection(&self.pool).await?;
+        let open = "WHERE bureau_id = $1 AND view_seq = $2 AND delivered_ms IS NULL \
+                    AND refused_ms IS NULL";
+        let n = match outcome {
+            HospitalReadOutcome::Delivered { provider_access_id } => {
+                client
+                    .execute(
+                        &format!(
+                            "UPDATE hospital_read_outbox SET attempts = attempts + 1, \
+                             delivered_ms = $3, provider_access_id = $4, last_error = NULL {open}"
+                        ),
+                        &[&at.partition, &at.seq, &now_ms, &provider_access_id],
+                    )
+                    .await
+            }
+            HospitalReadOutcome::Retry { next_try_ms, error } => {
+                client
+                    .execute(
+                        &format!(
+                            "UPDATE hospital_read_outbox SET attempts = attempts + 1, \
+                             next_try_ms = $3, last_error = $4 {open}"
+                        ),
+                        &[&at.partition, &at.seq, &next_try_ms, &error],
+                    )
+                    .await
+            }
+            HospitalReadOutcome::Refused { error } => {
+                client
+                    .execute(
+                        &format!(
+                            "UPDATE hospital_read_outbox SET attempts = attempts + 1, \
+                             refused_ms = $3, last_error = $4 {open}"
+                        ),
+                        &[&at.partition, &at.seq, &now_ms, &error],
+                    )
+                    .await
+            }
+        }
+        .map_err(db_err)?;
+        Ok(n == 1)
     }
 
     async fn view_records(

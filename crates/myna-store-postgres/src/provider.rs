@@ -11,8 +11,8 @@ use chrono::NaiveDate;
 use deadpool_postgres::Transaction;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
-    AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, PartitionedVerifier, Purpose, Viewer,
-    chain,
+    AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, HospitalRead, PartitionedVerifier,
+    Purpose, Viewer, chain,
 };
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
@@ -27,8 +27,9 @@ use myna_store::columns::{
 };
 use myna_store::import::{ImportBatch, Imported, LineNo, Record};
 use myna_store::{
-    AccessGranted, AccessRequest, ChainPosition, ChainReport, ChainWalk, DatasetInfo, Organisation,
-    PersonRecordSet, ProviderStore, StoreError, secret_matches,
+    AccessGranted, AccessRequest, ChainPosition, ChainReport, ChainWalk, DatasetInfo,
+    HospitalReadLogged, HospitalReadReport, Organisation, PersonRecordSet, ProviderStore,
+    StoreError, hospital_read_entry, same_hospital_read, secret_matches,
 };
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -137,6 +138,17 @@ impl PgProviderStore {
         } else {
             None
         };
+        if let Some(nodes) = &nodes {
+            // The rows are on the nodes: each gets the coordinator's migrations too.
+            for node in 0..nodes.len() {
+                let mut client = connection(nodes.pool(node)?).await?;
+                let mut runner = embedded::migrations::runner();
+                runner.set_migration_table_name(HISTORY_TABLE);
+                runner.run_async(&mut **client).await.map_err(|e| {
+                    StoreError::Unavailable(format!("migrating data node {node}: {e}"))
+                })?;
+            }
+        }
         let store = Self {
             pool,
             nodes,
@@ -315,12 +327,7 @@ impl PgProviderStore {
         // records and the dataset's date, sent together on this one connection.
         let person_then_head = async {
             let person = read_person(&tx, id).await?;
-            let head = rows(
-                &tx,
-                "SELECT seq, hash FROM access_log WHERE person_id = $1 ORDER BY seq DESC LIMIT 1",
-                [&person_id],
-            )
-            .await?;
+            let head = rows(&tx, HEAD_OF_CHAIN, [&person_id]).await?;
             Ok::<_, Attempt>((person, head))
         };
         let (person_head, records, claims_through) = tokio::join!(
@@ -342,18 +349,7 @@ impl PgProviderStore {
             .map(|row| col::<String>(row, 0))
             .transpose()?
             .and_then(|s| s.parse::<NaiveDate>().ok());
-        let prev = match head.first() {
-            Some(row) => {
-                let seq: i64 = col(row, 0)?;
-                let hash = hash32(
-                    col::<&[u8]>(row, 1)?,
-                    format!("access log {person_id}/{seq}"),
-                )
-                .map_err(corrupt)?;
-                Some((seq, hash))
-            }
-            None => None,
-        };
+        let prev = chain_head(person_id, &head)?;
         let mut entry = request.entry.clone();
         entry.person_id = id;
         let chained = chain(prev, entry);
@@ -371,6 +367,107 @@ impl PgProviderStore {
                 partition: person_id,
                 seq: chained.seq,
             },
+        })
+    }
+
+    async fn hospital_read_once(
+        &self,
+        report: &HospitalReadReport,
+    ) -> Result<HospitalReadLogged, Attempt> {
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(attempt)?;
+        // The crew's access, by its id, found only among the reporter's own (on several
+        // nodes, every node is asked: a report is rare beside an access).
+        let found = rows(
+            &tx,
+            &format!(
+                "SELECT {ACCESS_COLUMNS} FROM access_log WHERE access_id = $1 \
+                 AND organisation_id = $2 AND incident_ref = $3 \
+                 AND hospital_ems_view_seq IS NULL"
+            ),
+            [
+                &report.read.source_access_id as &(dyn ToSql + Sync),
+                &report.organisation_id,
+                &report.incident_ref,
+            ],
+        )
+        .await?;
+        let source = match found.as_slice() {
+            [] => return Err(StoreError::UnknownAccess.into()),
+            [row] => match chained_from_row(row)? {
+                (_, Ok(e)) => e,
+                (at, Err(problem)) => {
+                    return Err(corrupt(format!(
+                        "access log {}/{}: {problem}",
+                        at.partition, at.seq
+                    ))
+                    .into());
+                }
+            },
+            // Ids are unique within a person's chain; two persons' accesses under one
+            // organisation, incident and id (a 2⁻²⁰ coincidence in one millisecond) are not
+            // told apart, so neither is named.
+            _ => return Err(StoreError::UnknownAccess.into()),
+        };
+        let person_id = source.entry.person_id.0;
+        if self.nodes.is_some() {
+            // As an access does (`access_once`): one person's appends queue on the coordinator.
+            tx.execute(
+                &prepared(&tx, "SELECT pg_advisory_xact_lock($1)")
+                    .await
+                    .map_err(attempt)?,
+                &[&person_id],
+            )
+            .await
+            .map_err(attempt)?;
+        }
+        read_person(&tx, source.entry.person_id).await?;
+        let earlier = rows(
+            &tx,
+            &format!(
+                "SELECT {ACCESS_COLUMNS} FROM access_log WHERE person_id = $1 \
+                 AND organisation_id = $2 AND hospital_ems_view_seq = $3"
+            ),
+            [
+                &person_id as &(dyn ToSql + Sync),
+                &report.organisation_id,
+                &report.read.ems_view_seq,
+            ],
+        )
+        .await?;
+        if let Some(row) = earlier.first() {
+            let access_id: i64 = col(row, 2)?;
+            return match chained_from_row(row)? {
+                (at, Ok(e)) if same_hospital_read(&e.entry, report) => Ok(HospitalReadLogged {
+                    access_id,
+                    position: at,
+                    new: false,
+                }),
+                (_, Ok(_)) => {
+                    Err(StoreError::HospitalReadConflict(report.read.ems_view_seq).into())
+                }
+                (at, Err(problem)) => Err(corrupt(format!(
+                    "access log {}/{}: {problem}",
+                    at.partition, at.seq
+                ))
+                .into()),
+            };
+        }
+        let head = rows(&tx, HEAD_OF_CHAIN, [&person_id]).await?;
+        let prev = chain_head(person_id, &head)?;
+        let chained = chain(prev, hospital_read_entry(&source.entry, report)?);
+        let access_id = new_id(chained.entry.at_ms);
+        insert_access(&tx, access_id, &chained)
+            .await
+            .map_err(raced)?;
+        tx.commit().await.map_err(attempt)?;
+        Ok(HospitalReadLogged {
+            access_id,
+            position: ChainPosition {
+                partition: person_id,
+                seq: chained.seq,
+            },
+            new: true,
         })
     }
 
@@ -659,7 +756,8 @@ async fn prepared(
 
 const ACCESS_COLUMNS: &str = "person_id, seq, access_id, at_ms, organisation_id, \
      viewer_organisation, viewer_team, viewer_crew_member, incident_ref, cert_serial, purpose, \
-     consent, exception_reason, view, prev_hash, hash";
+     consent, exception_reason, view, prev_hash, hash, hospital_source_access_id, \
+     hospital_institution_code, hospital_name, hospital_read_at_ms, hospital_ems_view_seq";
 
 async fn insert_access(
     tx: &Transaction<'_>,
@@ -668,12 +766,13 @@ async fn insert_access(
 ) -> Result<u64, tokio_postgres::Error> {
     let x = &e.entry;
     let reason = x.consent.reason().map(|r| r.as_str());
+    let read = x.hospital_read.as_ref();
     tx.execute(
         &prepared(
             tx,
             &format!(
                 "INSERT INTO access_log ({ACCESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-             $9, $10, $11, $12, $13, $14, $15, $16)"
+             $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
             ),
         )
         .await?,
@@ -694,6 +793,11 @@ async fn insert_access(
             &x.view.as_str(),
             &e.prev_hash.as_slice(),
             &e.hash.as_slice(),
+            &read.map(|h| h.source_access_id),
+            &read.map(|h| h.institution_code.as_str()),
+            &read.map(|h| h.hospital_name.as_str()),
+            &read.map(|h| h.read_at_ms),
+            &read.map(|h| h.ems_view_seq),
         ],
     )
     .await
@@ -731,6 +835,7 @@ fn chained_from_row(
             consent: Consent::from_parts(&consent, reason.as_deref())
                 .ok_or(format!("unknown consent {consent:?}/{reason:?}"))?,
             view: View::parse(&view).ok_or(format!("unknown view {view:?}"))?,
+            hospital_read: hospital_read_of(row)?,
         };
         let prev: &[u8] = row.try_get(14).map_err(|e| e.to_string())?;
         let hash: &[u8] = row.try_get(15).map_err(|e| e.to_string())?;
@@ -742,6 +847,58 @@ fn chained_from_row(
         })
     })();
     Ok((at, decoded))
+}
+
+/// The newest entry of a person's chain (`$1`): its place and hash.
+const HEAD_OF_CHAIN: &str =
+    "SELECT seq, hash FROM access_log WHERE person_id = $1 ORDER BY seq DESC LIMIT 1";
+
+/// The place and hash of `HEAD_OF_CHAIN`'s row, if any.
+fn chain_head(
+    person_id: i64,
+    head: &[tokio_postgres::Row],
+) -> Result<Option<(i64, Hash32)>, StoreError> {
+    head.first()
+        .map(|row| {
+            let seq: i64 = col(row, 0)?;
+            let hash = hash32(
+                col::<&[u8]>(row, 1)?,
+                format!("access log {person_id}/{seq}"),
+            )
+            .map_err(corrupt)?;
+            Ok((seq, hash))
+        })
+        .transpose()
+}
+
+/// Columns 16–20 of an access_log row: all set for a hospital's read, all NULL otherwise.
+fn hospital_read_of(row: &tokio_postgres::Row) -> Result<Option<HospitalRead>, String> {
+    let get = |e: tokio_postgres::Error| e.to_string();
+    Ok(
+        match (
+            row.try_get(16).map_err(get)?,
+            row.try_get(17).map_err(get)?,
+            row.try_get(18).map_err(get)?,
+            row.try_get(19).map_err(get)?,
+            row.try_get(20).map_err(get)?,
+        ) {
+            (None, None, None, None, None) => None,
+            (
+                Some(source_access_id),
+                Some(institution_code),
+                Some(hospital_name),
+                Some(read_at_ms),
+                Some(ems_view_seq),
+            ) => Some(HospitalRead {
+                source_access_id,
+                institution_code,
+                hospital_name,
+                read_at_ms,
+                ems_view_seq,
+            }),
+            _ => return Err("hospital read is partly recorded".into()),
+        },
+    )
 }
 
 /// The person, with their row locked until the access commits: accesses to one person queue
@@ -1726,6 +1883,13 @@ impl Copy {
 impl ProviderStore for PgProviderStore {
     async fn access_records(&self, request: AccessRequest) -> Result<AccessGranted, StoreError> {
         retrying(|| self.access_once(&request)).await
+    }
+
+    async fn record_hospital_read(
+        &self,
+        report: HospitalReadReport,
+    ) -> Result<HospitalReadLogged, StoreError> {
+        retrying(|| self.hospital_read_once(&report)).await
     }
 
     async fn authenticate(

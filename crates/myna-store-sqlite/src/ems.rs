@@ -13,8 +13,9 @@ use myna_domain::stats::IncidentFacts;
 use myna_store::StoreError;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
-    HandoffSnapshot, IncidentFilter, IncidentId, IncidentRecord, LockoutPolicy, NewEvent,
-    PastIncident, Role, Session, StatusChange, Team, TeamId, Terminal, TerminalId,
+    HandoffSnapshot, HospitalReadOutcome, IncidentFilter, IncidentId, IncidentRecord,
+    LockoutPolicy, NewEvent, PastIncident, PendingHospitalRead, Role, Session, StatusChange, Team,
+    TeamId, Terminal, TerminalId,
 };
 use myna_store::ems::{
     Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
@@ -561,6 +562,7 @@ fn chain_head(
 fn append_view(tx: &Transaction<'_>, record: ViewRecord) -> Result<ChainPosition, StoreError> {
     let prev = chain_head(tx, "view_log")?;
     let bureau = record.bureau.clone();
+    let hospital_read_at = record.hospital.is_some().then_some(record.at_ms);
     let linked = chain(prev, record);
     let entry = serde_json::to_string(&linked.entry)
         .map_err(|e| StoreError::Corrupt(format!("encoding view record: {e}")))?;
@@ -577,6 +579,13 @@ fn append_view(tx: &Transaction<'_>, record: ViewRecord) -> Result<ChainPosition
         ])
     })
     .map_err(db_err)?;
+    if let Some(at_ms) = hospital_read_at {
+        tx.prepare_cached(
+            "INSERT INTO hospital_read_outbox (view_seq, bureau, next_try_ms) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut stmt| stmt.execute(params![linked.seq, bureau, at_ms]))
+        .map_err(db_err)?;
+    }
     Ok(ChainPosition {
         partition: 0,
         seq: linked.seq,
@@ -1478,6 +1487,87 @@ impl EmsStore for EmsSqlite {
             let at = append_view(&tx, record)?;
             tx.commit().map_err(db_err)?;
             Ok(at)
+        })
+        .await
+    }
+
+    async fn due_hospital_reads(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingHospitalRead>, StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT v.seq, v.entry, v.prev_hash, v.hash, o.attempts \
+                     FROM hospital_read_outbox o JOIN view_log v ON v.seq = o.view_seq \
+                     WHERE o.delivered_ms IS NULL AND o.refused_ms IS NULL \
+                     AND o.next_try_ms <= ?1 ORDER BY o.next_try_ms, o.view_seq LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![now_ms, limit], |r| {
+                    Ok((view_row(r)?, r.get::<_, u32>(4)?))
+                })
+                .map_err(db_err)?;
+            let mut due = Vec::new();
+            for row in rows {
+                let (row, attempts) = row.map_err(db_err)?;
+                let linked: ChainedEntry<ViewRecord> =
+                    to_chained(row).map_err(|e| corrupt(e.to_string()))?;
+                due.push(PendingHospitalRead {
+                    at: ChainPosition {
+                        partition: 0,
+                        seq: linked.seq,
+                    },
+                    record: linked.entry,
+                    attempts,
+                });
+            }
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn settle_hospital_read(
+        &self,
+        at: ChainPosition,
+        now_ms: i64,
+        outcome: HospitalReadOutcome,
+    ) -> Result<bool, StoreError> {
+        if at.partition != 0 {
+            return Ok(false);
+        }
+        self.run(move |conn| {
+            let open = "WHERE view_seq = ?1 AND delivered_ms IS NULL AND refused_ms IS NULL";
+            let (sql, args): (String, Vec<rusqlite::types::Value>) = match outcome {
+                HospitalReadOutcome::Delivered { provider_access_id } => (
+                    format!(
+                        "UPDATE hospital_read_outbox SET attempts = attempts + 1, \
+                         delivered_ms = ?2, provider_access_id = ?3, last_error = NULL {open}"
+                    ),
+                    vec![now_ms.into(), provider_access_id.into()],
+                ),
+                HospitalReadOutcome::Retry { next_try_ms, error } => (
+                    format!(
+                        "UPDATE hospital_read_outbox SET attempts = attempts + 1, \
+                         next_try_ms = ?2, last_error = ?3 {open}"
+                    ),
+                    vec![next_try_ms.into(), error.into()],
+                ),
+                HospitalReadOutcome::Refused { error } => (
+                    format!(
+                        "UPDATE hospital_read_outbox SET attempts = attempts + 1, \
+                         refused_ms = ?2, last_error = ?3 {open}"
+                    ),
+                    vec![now_ms.into(), error.into()],
+                ),
+            };
+            let mut params: Vec<rusqlite::types::Value> = vec![at.seq.into()];
+            params.extend(args);
+            conn.execute(&sql, rusqlite::params_from_iter(params))
+                .map(|n| n == 1)
+                .map_err(db_err)
         })
         .await
     }

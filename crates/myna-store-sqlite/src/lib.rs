@@ -124,6 +124,10 @@ enum AdminJob {
         oneshot::Sender<Result<bool, StoreError>>,
     ),
     SetInfo(DatasetInfo, oneshot::Sender<Result<(), StoreError>>),
+    HospitalRead(
+        Box<myna_store::HospitalReadReport>,
+        oneshot::Sender<Result<myna_store::HospitalReadLogged, StoreError>>,
+    ),
 }
 
 pub struct SqliteStore {
@@ -438,6 +442,10 @@ impl Writer {
                     .map_err(db_err)?;
                     Ok(())
                 });
+                let _ = reply.send(r);
+            }
+            AdminJob::HospitalRead(report, reply) => {
+                let r = self.in_tx(|conn, _| rows::record_hospital_read(conn, &report));
                 let _ = reply.send(r);
             }
             AdminJob::SetInfo(info, reply) => {
@@ -871,6 +879,14 @@ impl ProviderStore for SqliteStore {
         .await
     }
 
+    async fn record_hospital_read(
+        &self,
+        report: myna_store::HospitalReadReport,
+    ) -> Result<myna_store::HospitalReadLogged, StoreError> {
+        self.submit(|tx| Job::Admin(AdminJob::HospitalRead(Box::new(report), tx)))
+            .await
+    }
+
     async fn card_holder(&self, serial_hex: &str) -> Result<PersonId, StoreError> {
         let serial = serial_hex.to_owned();
         self.read(move |conn| card_holder(conn, &serial)).await
@@ -1074,7 +1090,11 @@ mod tests {
         let e = chain(None, before);
         let x = &e.entry;
         conn.execute(
-            &format!("INSERT INTO access_log ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)", rows::ACCESS_COLUMNS),
+            // The columns before V6.
+            "INSERT INTO access_log (seq, at_ms, organisation_id, viewer_organisation, viewer_team, \
+             viewer_crew_member, incident_ref, person_id, cert_serial, purpose, consent, \
+             exception_reason, view, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 e.seq, x.at_ms, x.organisation_id, x.viewer.organisation, x.viewer.team,
                 x.viewer.crew_member, x.incident_ref, x.person_id.0, x.cert_serial,

@@ -1,14 +1,19 @@
 //! Reading and writing domain records as rows.
 
 use chrono::NaiveDate;
-use myna_domain::access::{AccessEntry, ChainedEntry, Consent, Hash32, Purpose, Viewer};
+use myna_domain::access::{
+    AccessEntry, ChainedEntry, Consent, Hash32, HospitalRead, Purpose, Viewer, chain,
+};
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
 use myna_domain::records::*;
 use myna_domain::summary::{FetchPlan, View};
 pub(crate) use myna_store::columns::corrupt;
 use myna_store::columns::{Masters, institution_kind, institution_kind_str, product_conflict};
-use myna_store::{PersonRecordSet, StoreError};
+use myna_store::{
+    ChainPosition, HospitalReadLogged, HospitalReadReport, PersonRecordSet, StoreError,
+    hospital_read_entry, same_hospital_read,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
 
@@ -792,7 +797,9 @@ pub(crate) fn access_hash(conn: &Connection, seq: i64) -> Result<Option<Hash32>,
 }
 
 pub(crate) const ACCESS_COLUMNS: &str = "seq, at_ms, organisation_id, viewer_organisation, viewer_team, viewer_crew_member, \
-     incident_ref, person_id, cert_serial, purpose, consent, exception_reason, view, prev_hash, hash";
+     incident_ref, person_id, cert_serial, purpose, consent, exception_reason, view, prev_hash, hash, \
+     hospital_source_access_id, hospital_institution_code, hospital_name, hospital_read_at_ms, \
+     hospital_ems_view_seq";
 
 /// Decodes one access_log row; a row that cannot be decoded is reported, not hidden.
 pub(crate) fn chained_from_row(
@@ -805,6 +812,23 @@ pub(crate) fn chained_from_row(
     let view: String = r.get(12)?;
     let prev: Vec<u8> = r.get(13)?;
     let hash: Vec<u8> = r.get(14)?;
+    let hospital_read = match (r.get(15)?, r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?) {
+        (None, None, None, None, None) => None,
+        (
+            Some(source_access_id),
+            Some(institution_code),
+            Some(hospital_name),
+            Some(read_at_ms),
+            Some(ems_view_seq),
+        ) => Some(HospitalRead {
+            source_access_id,
+            institution_code,
+            hospital_name,
+            read_at_ms,
+            ems_view_seq,
+        }),
+        _ => return Ok(Err((seq, "hospital read is partly recorded".into()))),
+    };
     let entry = AccessEntry {
         at_ms: r.get(1)?,
         organisation_id: r.get(2)?,
@@ -833,6 +857,7 @@ pub(crate) fn chained_from_row(
             Some(v) => v,
             None => return Ok(Err((seq, format!("unknown view {view:?}")))),
         },
+        hospital_read,
     };
     let prev_hash = match hash_from_blob(seq, prev) {
         Ok(h) => h,
@@ -853,7 +878,8 @@ pub(crate) fn chained_from_row(
 pub(crate) fn insert_access(conn: &Connection, e: &ChainedEntry) -> Result<(), StoreError> {
     let x = &e.entry;
     conn.prepare_cached(&format!(
-        "INSERT INTO access_log ({ACCESS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        "INSERT INTO access_log ({ACCESS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+         ?16, ?17, ?18, ?19, ?20)"
     ))
     .map_err(db_err)?
     .execute(params![
@@ -871,8 +897,92 @@ pub(crate) fn insert_access(conn: &Connection, e: &ChainedEntry) -> Result<(), S
         x.consent.reason().map(|r| r.as_str()),
         x.view.as_str(),
         &e.prev_hash[..],
-        &e.hash[..]
+        &e.hash[..],
+        x.hospital_read.as_ref().map(|h| h.source_access_id),
+        x.hospital_read.as_ref().map(|h| h.institution_code.as_str()),
+        x.hospital_read.as_ref().map(|h| h.hospital_name.as_str()),
+        x.hospital_read.as_ref().map(|h| h.read_at_ms),
+        x.hospital_read.as_ref().map(|h| h.ems_view_seq),
     ])
     .map_err(db_err)?;
     Ok(())
+}
+
+/// One access-log entry found by `sql` (which selects `ACCESS_COLUMNS`), if any.
+fn access_entry(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<ChainedEntry>, StoreError> {
+    match conn
+        .prepare_cached(sql)
+        .map_err(db_err)?
+        .query_row(params, chained_from_row)
+        .optional()
+        .map_err(db_err)?
+    {
+        None => Ok(None),
+        Some(Ok(e)) => Ok(Some(e)),
+        Some(Err((seq, problem))) => Err(corrupt(format!("access-log entry {seq}: {problem}"))),
+    }
+}
+
+/// `ProviderStore::record_hospital_read` inside the writer's transaction. The log's one
+/// chain: an access's id is its place.
+pub(crate) fn record_hospital_read(
+    conn: &Connection,
+    report: &HospitalReadReport,
+) -> Result<HospitalReadLogged, StoreError> {
+    let source = access_entry(
+        conn,
+        &format!(
+            "SELECT {ACCESS_COLUMNS} FROM access_log WHERE seq = ?1 AND organisation_id = ?2 \
+             AND incident_ref = ?3 AND hospital_ems_view_seq IS NULL"
+        ),
+        params![
+            report.read.source_access_id,
+            report.organisation_id,
+            report.incident_ref
+        ],
+    )?
+    .ok_or(StoreError::UnknownAccess)?;
+    let earlier = access_entry(
+        conn,
+        &format!(
+            "SELECT {ACCESS_COLUMNS} FROM access_log WHERE person_id = ?1 \
+             AND organisation_id = ?2 AND hospital_ems_view_seq = ?3"
+        ),
+        params![
+            source.entry.person_id.0,
+            report.organisation_id,
+            report.read.ems_view_seq
+        ],
+    )?;
+    if let Some(e) = earlier {
+        return if same_hospital_read(&e.entry, report) {
+            Ok(HospitalReadLogged {
+                access_id: e.seq,
+                position: ChainPosition {
+                    partition: 0,
+                    seq: e.seq,
+                },
+                new: false,
+            })
+        } else {
+            Err(StoreError::HospitalReadConflict(report.read.ems_view_seq))
+        };
+    }
+    let chained = chain(
+        access_head(conn)?,
+        hospital_read_entry(&source.entry, report)?,
+    );
+    insert_access(conn, &chained)?;
+    Ok(HospitalReadLogged {
+        access_id: chained.seq,
+        position: ChainPosition {
+            partition: 0,
+            seq: chained.seq,
+        },
+        new: true,
+    })
 }

@@ -190,7 +190,7 @@ async fn a_v1_file_that_holds_events_is_refused_as_predating_per_patient_consent
         "the credential kept in clear is dropped; the operator names its file"
     );
     drop(store);
-    assert_eq!(schema_version(&unused), 9, "every migration ran");
+    assert_eq!(schema_version(&unused), 10, "every migration ran");
     let columns: String = rusqlite::Connection::open(&unused)
         .unwrap()
         .query_row(

@@ -293,6 +293,29 @@ pub struct HandoffSnapshot {
     pub summary: EmergencySummary,
 }
 
+/// A hospital's read of a crew's copy (a view-log entry with `hospital` set) not yet reported
+/// to the bureau's provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingHospitalRead {
+    /// The view-log entry that records the read.
+    pub at: crate::ChainPosition,
+    pub record: ViewRecord,
+    /// Reports tried so far.
+    pub attempts: u32,
+}
+
+/// How a report of a hospital read ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HospitalReadOutcome {
+    /// The provider logged it as its access `provider_access_id`.
+    Delivered { provider_access_id: i64 },
+    /// Not reached, or not answered: tried again at `next_try_ms`.
+    Retry { next_try_ms: i64, error: String },
+    /// Refused for good (the provider does not hold the crew's access): kept with the reason,
+    /// not tried again.
+    Refused { error: String },
+}
+
 /// One change of a hospital's acceptance status, with who made it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusChange {
@@ -750,11 +773,30 @@ pub trait EmsStore: Send + Sync + 'static {
     fn verify_review_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
 
     /// Appends a view record to its bureau's chain (SQLite: the one chain, partition 0;
-    /// PostgreSQL: one per bureau, the bureau's id); returns its place.
+    /// PostgreSQL: one per bureau, the bureau's id); returns its place. A hospital's read
+    /// (`hospital` set) is also queued, in the same transaction, for its report to the
+    /// provider (`due_hospital_reads`).
     fn record_view(
         &self,
         record: ViewRecord,
     ) -> impl Future<Output = Result<crate::ChainPosition, StoreError>> + Send;
+
+    /// Queued hospital reads due by `now_ms` (never settled, next try at or before it), oldest
+    /// first, at most `limit`.
+    fn due_hospital_reads(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PendingHospitalRead>, StoreError>> + Send;
+
+    /// Records how the report of the read at `at` ended; a read already settled is left as
+    /// it is (two processes may report it at once). False if none is queued at `at`.
+    fn settle_hospital_read(
+        &self,
+        at: crate::ChainPosition,
+        now_ms: i64,
+        outcome: HospitalReadOutcome,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn view_records(
         &self,

@@ -7,7 +7,8 @@
 
 use crate::ems::{
     AccountSeed, AppendError, Appended, BureauId, BureauSeed, EmsStore, HandoffSnapshot,
-    IncidentFilter, IncidentId, LockoutPolicy, NewEvent, PastIncident, Role, StatusChange, TeamId,
+    HospitalReadOutcome, IncidentFilter, IncidentId, LockoutPolicy, NewEvent, PastIncident, Role,
+    StatusChange, TeamId,
 };
 use crate::{ChainReport, StoreError};
 use myna_domain::access::{Consent, ExceptionReason};
@@ -1044,6 +1045,117 @@ pub async fn a_late_tap_keeps_its_device_time<S: EmsStore>(store: S) {
 
 // ---------------------------------------------------------------------------------------------
 // The view log
+
+/// A hospital's read is queued for the provider with its view-log entry, a crew's view is
+/// not; due reads come oldest first, per the retry time; a settled read is not due again and
+/// a second settlement changes nothing; each bureau's reads keep their own place.
+pub async fn hospital_reads_wait_for_the_provider_until_settled<S: EmsStore>(store: S) {
+    store.seed_bureau(small("a-fd")).await.unwrap();
+    store.seed_bureau(small("b-fd")).await.unwrap();
+    let hospital_read = |i: i64, bureau: &str| ViewRecord {
+        bureau: bureau.into(),
+        crew_member: "er-kawasaki-municipal".into(),
+        terminal: 0,
+        hospital: Some("kawasaki-municipal".into()),
+        ..view_record(i, 1)
+    };
+    store.record_view(view_record(1, 1)).await.unwrap();
+    let first = store.record_view(hospital_read(2, "a-fd")).await.unwrap();
+    let second = store.record_view(hospital_read(3, "b-fd")).await.unwrap();
+    store.record_view(view_record(4, 1)).await.unwrap();
+    let third = store.record_view(hospital_read(5, "a-fd")).await.unwrap();
+
+    assert!(
+        store.due_hospital_reads(T0, 10).await.unwrap().is_empty(),
+        "nothing is due before it was read"
+    );
+    let due = store.due_hospital_reads(T0 + 1_000, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.at).collect::<Vec<_>>(),
+        vec![first, second, third],
+        "the hospitals' reads only, oldest first, each at its view-log place"
+    );
+    assert_eq!(due[0].record, hospital_read(2, "a-fd"));
+    assert_eq!(due[1].record.bureau, "b-fd");
+    assert!(due.iter().all(|d| d.attempts == 0));
+    assert_eq!(
+        store.due_hospital_reads(T0 + 1_000, 1).await.unwrap().len(),
+        1
+    );
+
+    let delivered = HospitalReadOutcome::Delivered {
+        provider_access_id: 77,
+    };
+    assert!(
+        store
+            .settle_hospital_read(first, T0 + 10, delivered.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .settle_hospital_read(first, T0 + 11, delivered)
+            .await
+            .unwrap(),
+        "a read settled already is left as it is"
+    );
+    assert!(
+        store
+            .settle_hospital_read(
+                second,
+                T0 + 10,
+                HospitalReadOutcome::Retry {
+                    next_try_ms: T0 + 5_000,
+                    error: "connection refused".into(),
+                },
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .settle_hospital_read(
+                third,
+                T0 + 10,
+                HospitalReadOutcome::Refused {
+                    error: "unknown_access".into(),
+                },
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .due_hospital_reads(T0 + 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "delivered, refused, and one waiting for its retry time"
+    );
+    let retried = store.due_hospital_reads(T0 + 5_000, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].at, second);
+    assert_eq!(retried[0].attempts, 1);
+    let nowhere = crate::ChainPosition {
+        partition: second.partition,
+        seq: 99,
+    };
+    assert!(
+        !store
+            .settle_hospital_read(
+                nowhere,
+                T0,
+                HospitalReadOutcome::Refused { error: "x".into() }
+            )
+            .await
+            .unwrap(),
+        "no read is queued there"
+    );
+    assert!(matches!(
+        store.verify_view_log().await.unwrap(),
+        ChainReport::Intact { entries: 5, .. }
+    ));
+}
 
 pub async fn view_records_keep_their_patient_and_the_chain_verifies<S: EmsStore>(store: S) {
     assert_eq!(
@@ -2407,6 +2519,7 @@ macro_rules! ems_suite {
             the_statistics_row_follows_every_append_and_stays_in_its_bureau,
             past_incidents_load_whole_numbered_per_japan_day_or_not_at_all,
             exception_views_are_listed_per_bureau_and_reviewed_once_each_in_a_chain,
+            hospital_reads_wait_for_the_provider_until_settled,
         );
     };
 }

@@ -70,6 +70,60 @@ pub struct ChainPosition {
     pub seq: i64,
 }
 
+/// A hospital's read of a crew's copy, as the bureau (`organisation_id`) reports it: to be
+/// logged in the chain of the person whose access `hospital_read.source_access_id` is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HospitalReadReport {
+    /// The authenticated reporting organisation: only its own accesses are found.
+    pub organisation_id: String,
+    /// The crew's access named `incident_ref` too; both must match.
+    pub incident_ref: String,
+    /// The hospital staff member's login.
+    pub staff: String,
+    /// Server time at the provider.
+    pub at_ms: i64,
+    pub read: myna_domain::access::HospitalRead,
+}
+
+/// The entry that records a reported hospital read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HospitalReadLogged {
+    pub access_id: i64,
+    pub position: ChainPosition,
+    /// False when the same report was logged before and nothing was written now.
+    pub new: bool,
+}
+
+/// The entry a hospital read appends after the crew's access `source` whose copy was read:
+/// the crew's fields (person, serial, purpose, consent, view, team), the hospital's staff
+/// member as the viewer, and the read. A read dated before the access is refused.
+pub fn hospital_read_entry(
+    source: &AccessEntry,
+    report: &HospitalReadReport,
+) -> Result<AccessEntry, StoreError> {
+    if report.read.read_at_ms < source.at_ms {
+        return Err(StoreError::ReadBeforeAccess);
+    }
+    Ok(AccessEntry {
+        at_ms: report.at_ms,
+        viewer: myna_domain::access::Viewer {
+            crew_member: report.staff.clone(),
+            ..source.viewer.clone()
+        },
+        hospital_read: Some(report.read.clone()),
+        ..source.clone()
+    })
+}
+
+/// Whether `logged`, an entry found under the same report key, records the same read: a
+/// report sent again (then nothing is written) rather than another read under a reused key.
+pub fn same_hospital_read(logged: &AccessEntry, report: &HospitalReadReport) -> bool {
+    logged.organisation_id == report.organisation_id
+        && logged.incident_ref == report.incident_ref
+        && logged.viewer.crew_member == report.staff
+        && logged.hospital_read.as_ref() == Some(&report.read)
+}
+
 /// A calling organisation (a fire bureau's `ems` server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Organisation {
@@ -83,6 +137,15 @@ pub enum StoreError {
     UnknownSerial(String),
     #[error("certificate serial {serial} was revoked on {revoked_at}")]
     Revoked { serial: String, revoked_at: String },
+    /// A reported hospital read names no crew access of the reporting organisation.
+    #[error("no access of this organisation has this access id and incident")]
+    UnknownAccess,
+    /// A hospital read reported as made before the crew's access that obtained the copy.
+    #[error("the hospital's read is dated before the crew's access")]
+    ReadBeforeAccess,
+    /// A hospital read reported again under the same view-log place, with other content.
+    #[error("view-log entry {0} was reported before with other content")]
+    HospitalReadConflict(i64),
     #[error("organisation {0:?} already exists")]
     OrganisationExists(String),
     #[error("no organisation {0:?} is held here")]
@@ -302,6 +365,17 @@ pub trait ProviderStore: Send + Sync + 'static {
         person: PersonId,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(ChainPosition, ChainedEntry)>, StoreError>> + Send;
+
+    /// Logs a hospital's read of a crew's copy in the chain of the person the crew's access
+    /// read, in one transaction: the access is found by its id, the reporting organisation and
+    /// the incident (`UnknownAccess` otherwise, also when it is itself a hospital read), and
+    /// the entry is `hospital_read_entry`. A report whose (organisation, `ems_view_seq`) was
+    /// logged before for that person writes nothing and answers the first entry if it is the
+    /// same read (`same_hospital_read`), `HospitalReadConflict` if not.
+    fn record_hospital_read(
+        &self,
+        report: HospitalReadReport,
+    ) -> impl Future<Output = Result<HospitalReadLogged, StoreError>> + Send;
 
     /// The person a card's serial links to, refused as an access is (`UnknownSerial`,
     /// `Revoked`). Reads only; nothing is logged.

@@ -146,6 +146,7 @@ pub fn request(serial: &str, view: View, n: i64) -> AccessRequest {
                 }
             },
             view,
+            hospital_read: None,
         },
     }
 }
@@ -1029,6 +1030,164 @@ pub async fn a_persons_own_history_is_read_without_logging<S: ProviderStore>(sto
     );
 }
 
+fn hospital_read_report(
+    source: &AccessGranted,
+    incident_ref: &str,
+    ems_view_seq: i64,
+) -> HospitalReadReport {
+    HospitalReadReport {
+        organisation_id: "kawasaki".into(),
+        incident_ref: incident_ref.into(),
+        staff: "er-nurse-3".into(),
+        at_ms: 1_795_000_100_000 + ems_view_seq,
+        read: myna_domain::access::HospitalRead {
+            source_access_id: source.access_id,
+            institution_code: "1410000001".into(),
+            hospital_name: "川崎市立川崎病院".into(),
+            read_at_ms: 1_795_000_050_000,
+            ems_view_seq,
+        },
+    }
+}
+
+/// A hospital's read, as the bureau reports it, is appended to the chain of the person the
+/// crew's access read, with the crew's fields and the staff member as the viewer. Only the
+/// reporting organisation's own access, under its incident, is found; a report sent again is
+/// the same entry; the same key with another read, a read before the access, and a report
+/// naming a hospital read are refused; nothing refused is logged; the chains verify.
+pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderStore>(store: S) {
+    store
+        .load_persons(vec![
+            sample_person(51, "01AD00000051"),
+            sample_person(52, "01AD00000052"),
+        ])
+        .await
+        .unwrap();
+    let crew = store
+        .access_records(request("01AD00000051", View::Full, 7))
+        .await
+        .unwrap();
+    let other = store
+        .access_records(request("01AD00000052", View::Summary, 8))
+        .await
+        .unwrap();
+    let before = entries(&store).await;
+
+    let report = hospital_read_report(&crew, "INC-7", 1);
+    let logged = store.record_hospital_read(report.clone()).await.unwrap();
+    assert!(logged.new);
+    assert_eq!(entries(&store).await, before + 1);
+    let history = store.access_log_for(PersonId(51), 10).await.unwrap();
+    assert_eq!(
+        history.len(),
+        2,
+        "the crew's access and the hospital's read"
+    );
+    let (at, read) = &history[0];
+    assert_eq!(*at, logged.position);
+    assert_eq!(
+        at.partition, crew.position.partition,
+        "the same person's chain"
+    );
+    let source = &history[1].1.entry;
+    assert_eq!(read.entry.person_id, PersonId(51));
+    assert_eq!(read.entry.organisation_id, "kawasaki");
+    assert_eq!(read.entry.incident_ref, "INC-7");
+    assert_eq!(read.entry.cert_serial, source.cert_serial);
+    assert_eq!(read.entry.consent, source.consent);
+    assert_eq!(read.entry.view, View::Full);
+    assert_eq!(read.entry.viewer.team, source.viewer.team);
+    assert_eq!(read.entry.viewer.crew_member, "er-nurse-3");
+    assert_eq!(read.entry.at_ms, report.at_ms);
+    assert_eq!(read.entry.hospital_read.as_ref(), Some(&report.read));
+    assert_eq!(
+        store.access_log_for(PersonId(52), 10).await.unwrap().len(),
+        1,
+        "the other person's chain is untouched"
+    );
+
+    let again = store.record_hospital_read(report.clone()).await.unwrap();
+    assert_eq!(
+        again.access_id, logged.access_id,
+        "a report sent again is the same entry"
+    );
+    assert_eq!(again.position, logged.position);
+    assert!(!again.new);
+
+    type Expected = fn(&StoreError) -> bool;
+    let refusals: Vec<(HospitalReadReport, Expected)> = vec![
+        (
+            HospitalReadReport {
+                organisation_id: "yokohama".into(),
+                ..hospital_read_report(&crew, "INC-7", 2)
+            },
+            |e| matches!(e, StoreError::UnknownAccess),
+        ),
+        (hospital_read_report(&crew, "INC-8", 3), |e| {
+            matches!(e, StoreError::UnknownAccess)
+        }),
+        (hospital_read_report(&other, "INC-7", 4), |e| {
+            matches!(e, StoreError::UnknownAccess)
+        }),
+        (
+            HospitalReadReport {
+                read: myna_domain::access::HospitalRead {
+                    source_access_id: logged.access_id,
+                    ..hospital_read_report(&crew, "INC-7", 5).read
+                },
+                ..hospital_read_report(&crew, "INC-7", 5)
+            },
+            |e| matches!(e, StoreError::UnknownAccess),
+        ),
+        (
+            HospitalReadReport {
+                staff: "someone-else".into(),
+                ..report.clone()
+            },
+            |e| matches!(e, StoreError::HospitalReadConflict(1)),
+        ),
+        (
+            HospitalReadReport {
+                read: myna_domain::access::HospitalRead {
+                    hospital_name: "他の病院".into(),
+                    ..report.read.clone()
+                },
+                ..report.clone()
+            },
+            |e| matches!(e, StoreError::HospitalReadConflict(1)),
+        ),
+        (
+            HospitalReadReport {
+                read: myna_domain::access::HospitalRead {
+                    read_at_ms: 1_795_000_000_006,
+                    ..hospital_read_report(&crew, "INC-7", 6).read
+                },
+                ..hospital_read_report(&crew, "INC-7", 6)
+            },
+            |e| matches!(e, StoreError::ReadBeforeAccess),
+        ),
+    ];
+    for (bad, expected) in refusals {
+        match store.record_hospital_read(bad.clone()).await {
+            Err(e) if expected(&e) => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        entries(&store).await,
+        before + 1,
+        "nothing refused is logged"
+    );
+
+    let second = store
+        .record_hospital_read(hospital_read_report(&crew, "INC-7", 9))
+        .await
+        .unwrap();
+    assert!(second.new, "another read of the same copy is another entry");
+    assert_eq!(second.position.seq, logged.position.seq + 1);
+    assert_eq!(entries(&store).await, before + 2);
+}
+
 /// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the
 /// suite once, so a new test runs on every backend.
 #[macro_export]
@@ -1048,6 +1207,7 @@ macro_rules! provider_suite {
             an_import_batch_applies_whole_and_once,
             a_bad_import_batch_changes_nothing_and_names_its_line,
             a_persons_own_history_is_read_without_logging,
+            a_hospital_read_is_logged_once_after_the_crews_access,
         );
     };
 }

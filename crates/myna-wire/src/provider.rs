@@ -13,6 +13,8 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 pub const PORTAL_CHALLENGE_PATH: &str = "/v1/portal/challenge";
 /// The patient portal: the signed challenge in, the person's access history out.
 pub const PORTAL_HISTORY_PATH: &str = "/v1/portal/access-history";
+/// A bureau reports that a hospital's staff read the crew's copy of a summary.
+pub const HOSPITAL_READ_PATH: &str = "/v1/hospital-reads";
 
 /// The path and query for a view.
 pub fn summary_path(view: View) -> &'static str {
@@ -59,6 +61,46 @@ pub struct SummaryResponse {
     pub summary: EmergencySummary,
 }
 
+/// A read of the crew's handoff copy by the destination hospital's staff, reported by the
+/// bureau whose crew's access obtained it (the caller). The provider logs it in the same
+/// person's chain as that access, so the patient's history names the hospital.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HospitalReadBody {
+    /// The `access_id` the provider answered the crew's view with.
+    pub access_id: i64,
+    /// The incident the crew's view named (`incident_ref`).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub incident_ref: String,
+    /// The hospital's 医療機関番号.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub institution_code: String,
+    /// The hospital's name, as the patient will read it.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub hospital_name: String,
+    /// The staff member's login at the bureau's ems.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub staff: String,
+    /// When the staff read the copy: the bureau's server time, milliseconds since the Unix
+    /// epoch (UTC). Not before the crew's access, nor more than five minutes ahead of the
+    /// provider's clock.
+    pub read_at_ms: i64,
+    /// The read's place in the bureau's view log: the key that makes a report sent twice
+    /// one entry.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub ems_view_seq: i64,
+}
+
+/// The access-log entry that records the hospital's read (the same one for a report sent
+/// again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HospitalReadResponse {
+    pub access_id: i64,
+}
+
 /// A sign-in challenge of the patient portal: sign `signed_message(challenge)` before
 /// `expires_at_ms` (`myna_domain::portal`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +138,10 @@ pub struct SeenAccessBody {
     pub organisation_id: String,
     /// The organisation's registered name.
     pub organisation: String,
+    /// Set when the hospital of this name read the copy `organisation`'s crew obtained
+    /// (then `at_ms` is when the hospital read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hospital: Option<String>,
     pub consent: Consent,
     pub view: View,
     /// The entry's sequence number in its chain of the access log (`audit verify` walks the
@@ -131,6 +177,8 @@ wire_codes! {
         CertificateWrongKeyUsage = "certificate_wrong_key_usage",
         CertificateRevoked = "certificate_revoked",
         UnknownSerial = "unknown_serial",
+        UnknownAccess = "unknown_access",
+        HospitalReadConflict = "hospital_read_conflict",
         ChallengeInvalid = "challenge_invalid",
         ChallengeExpired = "challenge_expired",
         ChallengeUsed = "challenge_used",

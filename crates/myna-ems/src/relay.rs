@@ -1,0 +1,159 @@
+//! Reports the hospitals' reads of crews' copies to each bureau's provider
+//! (`POST /v1/hospital-reads`), so the patient's own access history names the hospital as well
+//! as the bureau. The reads wait in the outbox the view log fills in the same transaction
+//! (`EmsStore::due_hospital_reads`); a report is sent at least once, and the provider makes a
+//! report sent twice one entry (the key is the read's place in the view log).
+
+use crate::{Ems, EmsError};
+use myna_domain::hospitals::Registry;
+use myna_provider::client::Answer;
+use myna_store::ems::{EmsStore, HospitalReadOutcome, PendingHospitalRead};
+use myna_wire::provider::{HospitalReadBody, ProviderErrorCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the outbox is looked at when no read wakes the relay.
+pub const RELAY_EVERY: Duration = Duration::from_secs(5);
+/// Reads reported in one round.
+const ROUND: u32 = 100;
+/// The longest wait before a report is tried again.
+const MAX_BACKOFF_S: i64 = 300;
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayRound {
+    pub delivered: u32,
+    pub retried: u32,
+    pub refused: u32,
+}
+
+/// Reports due reads now and every `RELAY_EVERY`, and at once after a hospital's read, for as
+/// long as the task runs.
+pub async fn relay_hospital_reads_forever<S: EmsStore>(ems: Arc<Ems<S>>) {
+    loop {
+        match relay_due(&ems).await {
+            Ok(round) if round != RelayRound::default() => {
+                tracing::info!(?round, "hospital reads reported to the provider");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the hospital-read outbox failed"),
+        }
+        tokio::select! {
+            _ = ems.hospital_reads.notified() => {}
+            _ = tokio::time::sleep(RELAY_EVERY) => {}
+        }
+    }
+}
+
+/// Reports every read due now, one round of at most `ROUND`.
+pub async fn relay_due<S: EmsStore>(ems: &Ems<S>) -> Result<RelayRound, EmsError> {
+    let mut round = RelayRound::default();
+    for pending in ems.store.due_hospital_reads(ems.now_ms(), ROUND).await? {
+        let outcome = report(ems, &pending).await;
+        match &outcome {
+            HospitalReadOutcome::Delivered { .. } => round.delivered += 1,
+            HospitalReadOutcome::Retry { error, .. } => {
+                round.retried += 1;
+                tracing::warn!(bureau = %pending.record.bureau, view = pending.at.seq, %error,
+                    "a hospital read was not reported; it will be tried again");
+            }
+            HospitalReadOutcome::Refused { error } => {
+                round.refused += 1;
+                tracing::error!(bureau = %pending.record.bureau, view = pending.at.seq, %error,
+                    "the provider refused a hospital read for good; it is kept in the outbox");
+            }
+        }
+        ems.store
+            .settle_hospital_read(pending.at, ems.now_ms(), outcome)
+            .await?;
+    }
+    Ok(round)
+}
+
+/// Sends one read and says how it ended.
+async fn report<S: EmsStore>(ems: &Ems<S>, pending: &PendingHospitalRead) -> HospitalReadOutcome {
+    let backoff_s = 1i64
+        .checked_shl(pending.attempts.min(16))
+        .unwrap_or(MAX_BACKOFF_S)
+        .min(MAX_BACKOFF_S);
+    let retry = |error: String| HospitalReadOutcome::Retry {
+        next_try_ms: ems.now_ms().saturating_add(backoff_s * 1000),
+        error,
+    };
+    let refused = |error: String| HospitalReadOutcome::Refused { error };
+    let r = &pending.record;
+    let Some(hospital_id) = &r.hospital else {
+        return refused("the view-log entry is not a hospital's read".into());
+    };
+    let hospital = match Registry::shared() {
+        Ok(registry) => match registry.get(hospital_id) {
+            Some(h) => h.clone(),
+            None => return refused(format!("hospital {hospital_id} is not in the registry")),
+        },
+        Err(e) => return retry(format!("the hospital registry: {e}")),
+    };
+    let bureau = match ems.store.bureau(&r.bureau).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return refused(format!("bureau {} is not held here", r.bureau)),
+        Err(e) => return retry(e.to_string()),
+    };
+    let client = match ems.provider(&bureau) {
+        Ok(c) => c,
+        Err(e) => return retry(e.to_string()),
+    };
+    let body = HospitalReadBody {
+        access_id: r.provider_access_id,
+        incident_ref: r.incident_number.clone(),
+        institution_code: hospital.institution_code,
+        hospital_name: hospital.name,
+        staff: r.crew_member.clone(),
+        read_at_ms: r.at_ms,
+        ems_view_seq: pending.at.seq,
+    };
+    match tokio::time::timeout(ems.provider_timeout, client.hospital_read(&body)).await {
+        Err(_) => retry("the provider did not answer in time".into()),
+        Ok(Err(e)) => retry(format!("{e:#}")),
+        Ok(Ok(Answer::Ok(logged))) => HospitalReadOutcome::Delivered {
+            provider_access_id: logged.access_id,
+        },
+        Ok(Ok(Answer::Refused { code, message, .. })) => {
+            let error = format!("{}: {message}", code.as_str());
+            if gives_up(code) {
+                refused(error)
+            } else {
+                retry(error)
+            }
+        }
+    }
+}
+
+/// Refusals that a later try cannot change: the provider does not hold the crew's access, or
+/// the report itself is wrong. A credential refused, or a provider unavailable, is tried again
+/// (the bureau may fix its credential).
+fn gives_up(code: ProviderErrorCode) -> bool {
+    use ProviderErrorCode as C;
+    match code {
+        C::UnknownAccess
+        | C::HospitalReadConflict
+        | C::MalformedRequest
+        | C::PayloadTooLarge
+        | C::UnsupportedMediaType => true,
+        C::Unauthenticated
+        | C::ViewerOrganisationMismatch
+        | C::CertificateMalformed
+        | C::CertificateUnsupported
+        | C::CertificateUntrusted
+        | C::CertificateExpired
+        | C::CertificateNotYetValid
+        | C::CertificateWrongKeyUsage
+        | C::CertificateRevoked
+        | C::UnknownSerial
+        | C::ChallengeInvalid
+        | C::ChallengeExpired
+        | C::ChallengeUsed
+        | C::SignatureInvalid
+        | C::Unavailable
+        | C::Internal
+        | C::Unknown => false,
+    }
+}
