@@ -1,8 +1,9 @@
 // The patient's side: a synthetic patient whose card a crew read (twice with consent, once
-// without) opens the patient portal on their own computer, their emulated card on a PC/SC
-// reader (pcscd with vsmartcard-vpcd, started by the project's script), types a wrong PIN and
-// is told the tries left, then the right one, and sees exactly the three accesses the test
-// made, by organisation, in Japanese and in English.
+// without), and whose copy the destination hospital's staff then read, opens the patient
+// portal on their own computer, their emulated card on a PC/SC reader (pcscd with
+// vsmartcard-vpcd, started by the project's script), types a wrong PIN and is told the tries
+// left, then the right one, and sees exactly the four accesses the test made, by organisation
+// (the hospital's named with the bureau that passed the copy on), in Japanese and in English.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,13 +12,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   PORTS, url, httpsUrl, CA, start, stopAll, screenshot, createIncident, placeCard, removeCard, launchUrl,
-  deck, demoWithTablet,
+  deck, demoWithTablet, DEMO,
 } from '../lib/harness.mjs';
 
 const EMS = httpsUrl(PORTS.ems);
 const TERMINAL = url(PORTS.terminal);
 const PATIENT = 'insulin'; // a deck card the demo's own samples never read
 const OTHER = 'dialysis';
+const HOSPITAL = 'kawasaki-municipal'; // 川崎市立川崎病院
 let dataDir;
 let browser;
 let desk;
@@ -45,10 +47,45 @@ async function rows(page) {
   return page.locator('li.access').evaluateAll((els) => els.map((e) => ({
     when: e.querySelector('.when').textContent,
     who: e.querySelector('.who').textContent,
+    via: e.querySelector('.via')?.textContent ?? null,
     basis: e.querySelector('.basis').textContent,
     sections: e.querySelector('.sections').textContent,
     exception: e.classList.contains('exception'),
   })));
+}
+
+/** The tablet's ranking row of hospital `id`, the collapsed tail opened if it sits there. */
+async function hospitalRow(id) {
+  const row = crew.locator(`#hospitals tr[data-hospital="${id}"]`);
+  if (!(await row.isVisible()) && (await crew.locator('#hospitals-more').count())) {
+    await crew.click('#hospitals-more summary');
+  }
+  return row;
+}
+
+/** The destination hospital's staff, signed in on the bureau's ems. */
+async function hospitalStaff(hospital) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
+  const page = await context.newPage();
+  await page.goto(`${EMS}/login`);
+  await page.fill('#bureau', DEMO.bureau);
+  await page.fill('#login', `er-${hospital}`);
+  await page.fill('#password', 'er-2026-demo');
+  await Promise.all([page.waitForURL(`${EMS}/hospital`), page.click('button[type=submit]')]);
+  return page;
+}
+
+/** How many hospital reads ems has reported to the provider (its outbox, in its own SQLite
+ * file). */
+function delivered() {
+  return Number(execFileSync('sqlite3', ['-cmd', '.timeout 5000', join(dataDir, 'ems.db'),
+    'SELECT count(*) FROM hospital_read_outbox WHERE delivered_ms IS NOT NULL']).toString().trim());
+}
+
+/** Waits until ems has reported `n` hospital reads in all. */
+async function reported(n) {
+  for (let i = 0; i < 100 && delivered() < n; i += 1) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(delivered(), n, `ems reported ${n} hospital reads to the provider`);
 }
 
 /** Types the PIN into the portal's form and submits it. */
@@ -83,6 +120,22 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
   await crew.click('#consent-ok');
   await crew.locator('#summary').waitFor();
   await removeCard(panel, TERMINAL);
+  // The hospital accepts on the phone, the crew chooses it, its staff open the patient once.
+  await (await hospitalRow(HOSPITAL)).locator('button.accept').click();
+  await crew.locator('#inquiry-count[data-count="1"]').waitFor();
+  // 傷病者1を搬送: the patient (the other card's holder stays behind).
+  await (await hospitalRow(HOSPITAL)).locator(`#choose-${HOSPITAL}-1`).click();
+  await crew.locator('#destination').waitFor();
+  const staff = await hospitalStaff(HOSPITAL);
+  const before = delivered();
+  const opened = await staff.request.get(`${EMS}/hospital/incidents/${first.id}`);
+  assert.equal(opened.status(), 200);
+  // One read: the patient's copy, with the crew's basis.
+  const reads = (await opened.text()).split('救急隊が本人の同意を得て閲覧').length - 1;
+  assert.equal(reads, 1, 'the transported patient\'s copy only');
+  await staff.context().close();
+  // The read reaches the provider before the next incident's access.
+  await reported(before + 1);
   await closeIncident(first.id);
 
   // Incident 2: the patient cannot consent.
@@ -123,17 +176,19 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
   assert.equal(await patient.locator('li.access').count(), 0);
   await screenshot(patient, 'portal-wrong-pin');
 
-  // The right PIN: the three accesses, newest first, by the bureau, never the crew.
+  // The right PIN: the four accesses, newest first, by organisation, never the individual.
   await enterPin(patient, '1234');
   await patient.locator('#history').waitFor();
   const seen = await rows(patient);
-  assert.equal(seen.length, 3, `exactly the three accesses: ${JSON.stringify(seen)}`);
-  assert.deepEqual(seen.map((r) => r.who), ['川崎市消防局', '川崎市消防局', '川崎市消防局']);
-  assert.deepEqual(seen.map((r) => r.basis), ['同意なし（意識不明）', '同意あり', '同意あり']);
-  assert.deepEqual(seen.map((r) => r.exception), [true, false, false]);
+  assert.equal(seen.length, 4, `exactly the four accesses: ${JSON.stringify(seen)}`);
+  assert.deepEqual(seen.map((r) => r.who), ['川崎市消防局', '川崎市立川崎病院', '川崎市消防局', '川崎市消防局']);
+  assert.deepEqual(seen.map((r) => r.via), [null, '川崎市消防局の救急隊から搬送時に引き継いだ情報を閲覧', null, null]);
+  assert.deepEqual(seen.map((r) => r.basis), ['同意なし（意識不明）', '同意あり', '同意あり', '同意あり']);
+  assert.deepEqual(seen.map((r) => r.exception), [true, false, false, false]);
   assert.match(seen[0].sections, /受診歴（3か月）/, 'the exception read the summary');
-  assert.match(seen[1].sections, /受診歴（5年）/, 'then the full view');
-  assert.match(seen[2].sections, /受診歴（3か月）、薬剤情報（3か月）/);
+  assert.match(seen[1].sections, /受診歴（3か月）/, 'the hospital read the summary the crew passed on');
+  assert.match(seen[2].sections, /受診歴（5年）/, 'the crew\'s full view');
+  assert.match(seen[3].sections, /受診歴（3か月）、薬剤情報（3か月）/);
   for (const r of seen) {
     // 2026年11月27日 20:47 JST, in Japan time
     const m = r.when.match(/^(\d{4})年(\d{1,2})月(\d{1,2})日 (\d{2}):(\d{2}) JST$/);
@@ -142,16 +197,17 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
     assert.ok(when >= jst(t0 - 60_000) && when <= jst(t1 + 60_000), `${r.when} within the test`);
   }
   const text = await patient.locator('main').textContent();
-  assert.ok(!/中原救急|crew10|K-0/.test(text), 'neither the team nor the crew member is shown');
+  assert.ok(!/中原救急|crew10|K-0|er-kawasaki/.test(text), 'neither the team, the crew member nor the staff member is shown');
   await screenshot(patient, 'portal-history');
 
   // The same, in English, for a foreign resident.
   await patient.goto(`${url(PORTS.portal)}/?lang=en`);
   await enterPin(patient, '1234');
   const en = await rows(patient);
-  assert.equal(en.length, 3);
-  assert.deepEqual(en.map((r) => r.basis), ['without consent (unconscious)', 'with your consent', 'with your consent']);
-  assert.match(en[1].sections, /visits \(5 years\)/);
+  assert.equal(en.length, 4);
+  assert.deepEqual(en.map((r) => r.basis), ['without consent (unconscious)', 'with your consent', 'with your consent', 'with your consent']);
+  assert.match(en[1].via, /ambulance crew of 川崎市消防局/);
+  assert.match(en[2].sections, /visits \(5 years\)/);
   assert.equal(await patient.locator('html').getAttribute('lang'), 'en');
   await screenshot(patient, 'portal-history-en');
 

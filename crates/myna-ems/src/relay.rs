@@ -9,6 +9,7 @@ use myna_domain::hospitals::Registry;
 use myna_provider::client::Answer;
 use myna_store::ems::{EmsStore, HospitalReadOutcome, PendingHospitalRead};
 use myna_wire::provider::{HospitalReadBody, ProviderErrorCode};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,21 +46,38 @@ pub async fn relay_hospital_reads_forever<S: EmsStore>(ems: Arc<Ems<S>>) {
     }
 }
 
-/// Reports every read due now, one round of at most `ROUND`.
+/// Reports every read due now, one round of at most `ROUND`. A bureau whose provider cannot
+/// be reached is not asked again in the same round (its other reads wait their turn, and the
+/// other bureaus' are not held up by its timeouts).
 pub async fn relay_due<S: EmsStore>(ems: &Ems<S>) -> Result<RelayRound, EmsError> {
     let mut round = RelayRound::default();
+    let mut unreachable: HashMap<String, String> = HashMap::new();
     for pending in ems.store.due_hospital_reads(ems.now_ms(), ROUND).await? {
-        let outcome = report(ems, &pending).await;
+        let bureau = pending
+            .record
+            .as_ref()
+            .map_or("", |r| r.bureau.as_str())
+            .to_owned();
+        let outcome = match unreachable.get(&bureau) {
+            Some(error) => retry(ems, &pending, error.clone()),
+            None => {
+                let (outcome, reached) = report(ems, &pending).await;
+                if let (false, HospitalReadOutcome::Retry { error, .. }) = (reached, &outcome) {
+                    unreachable.insert(bureau.clone(), error.clone());
+                }
+                outcome
+            }
+        };
         match &outcome {
             HospitalReadOutcome::Delivered { .. } => round.delivered += 1,
             HospitalReadOutcome::Retry { error, .. } => {
                 round.retried += 1;
-                tracing::warn!(bureau = %pending.record.bureau, view = pending.at.seq, %error,
+                tracing::warn!(%bureau, view = pending.at.seq, %error,
                     "a hospital read was not reported; it will be tried again");
             }
             HospitalReadOutcome::Refused { error } => {
                 round.refused += 1;
-                tracing::error!(bureau = %pending.record.bureau, view = pending.at.seq, %error,
+                tracing::error!(%bureau, view = pending.at.seq, %error,
                     "the provider refused a hospital read for good; it is kept in the outbox");
             }
         }
@@ -70,18 +88,32 @@ pub async fn relay_due<S: EmsStore>(ems: &Ems<S>) -> Result<RelayRound, EmsError
     Ok(round)
 }
 
-/// Sends one read and says how it ended.
-async fn report<S: EmsStore>(ems: &Ems<S>, pending: &PendingHospitalRead) -> HospitalReadOutcome {
+/// Tried again after a wait that doubles with each try, up to `MAX_BACKOFF_S`.
+fn retry<S: EmsStore>(
+    ems: &Ems<S>,
+    pending: &PendingHospitalRead,
+    error: String,
+) -> HospitalReadOutcome {
     let backoff_s = 1i64
         .checked_shl(pending.attempts.min(16))
         .unwrap_or(MAX_BACKOFF_S)
         .min(MAX_BACKOFF_S);
-    let retry = |error: String| HospitalReadOutcome::Retry {
+    HospitalReadOutcome::Retry {
         next_try_ms: ems.now_ms().saturating_add(backoff_s * 1000),
         error,
+    }
+}
+
+/// Sends one read and says how it ended, and whether the provider answered at all.
+async fn report<S: EmsStore>(
+    ems: &Ems<S>,
+    pending: &PendingHospitalRead,
+) -> (HospitalReadOutcome, bool) {
+    let refused = |error: String| (HospitalReadOutcome::Refused { error }, true);
+    let r = match &pending.record {
+        Ok(r) => r,
+        Err(problem) => return refused(format!("the view-log entry cannot be read: {problem}")),
     };
-    let refused = |error: String| HospitalReadOutcome::Refused { error };
-    let r = &pending.record;
     let Some(hospital_id) = &r.hospital else {
         return refused("the view-log entry is not a hospital's read".into());
     };
@@ -90,16 +122,21 @@ async fn report<S: EmsStore>(ems: &Ems<S>, pending: &PendingHospitalRead) -> Hos
             Some(h) => h.clone(),
             None => return refused(format!("hospital {hospital_id} is not in the registry")),
         },
-        Err(e) => return retry(format!("the hospital registry: {e}")),
+        Err(e) => {
+            return (
+                retry(ems, pending, format!("the hospital registry: {e}")),
+                true,
+            );
+        }
     };
     let bureau = match ems.store.bureau(&r.bureau).await {
         Ok(Some(b)) => b,
         Ok(None) => return refused(format!("bureau {} is not held here", r.bureau)),
-        Err(e) => return retry(e.to_string()),
+        Err(e) => return (retry(ems, pending, e.to_string()), true),
     };
     let client = match ems.provider(&bureau) {
         Ok(c) => c,
-        Err(e) => return retry(e.to_string()),
+        Err(e) => return (retry(ems, pending, e.to_string()), false),
     };
     let body = HospitalReadBody {
         access_id: r.provider_access_id,
@@ -111,17 +148,23 @@ async fn report<S: EmsStore>(ems: &Ems<S>, pending: &PendingHospitalRead) -> Hos
         ems_view_seq: pending.at.seq,
     };
     match tokio::time::timeout(ems.provider_timeout, client.hospital_read(&body)).await {
-        Err(_) => retry("the provider did not answer in time".into()),
-        Ok(Err(e)) => retry(format!("{e:#}")),
-        Ok(Ok(Answer::Ok(logged))) => HospitalReadOutcome::Delivered {
-            provider_access_id: logged.access_id,
-        },
+        Err(_) => (
+            retry(ems, pending, "the provider did not answer in time".into()),
+            false,
+        ),
+        Ok(Err(e)) => (retry(ems, pending, format!("{e:#}")), false),
+        Ok(Ok(Answer::Ok(logged))) => (
+            HospitalReadOutcome::Delivered {
+                provider_access_id: logged.access_id,
+            },
+            true,
+        ),
         Ok(Ok(Answer::Refused { code, message, .. })) => {
             let error = format!("{}: {message}", code.as_str());
             if gives_up(code) {
                 refused(error)
             } else {
-                retry(error)
+                (retry(ems, pending, error), true)
             }
         }
     }
@@ -134,11 +177,12 @@ fn gives_up(code: ProviderErrorCode) -> bool {
     use ProviderErrorCode as C;
     match code {
         C::UnknownAccess
-        | C::HospitalReadConflict
+        | C::HospitalReadLimit
         | C::MalformedRequest
         | C::PayloadTooLarge
         | C::UnsupportedMediaType => true,
         C::Unauthenticated
+        | C::ReadTimeAhead
         | C::ViewerOrganisationMismatch
         | C::CertificateMalformed
         | C::CertificateUnsupported

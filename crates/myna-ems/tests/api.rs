@@ -2425,10 +2425,10 @@ async fn a_hospitals_read_is_reported_to_the_provider_once_even_after_it_was_dow
         ChainReport::Intact { entries: 2, .. }
     ));
 
-    // A read of a copy the provider never answered (a simulated incident's, say).
+    // A read of a copy no provider answered (`simulate` writes 0 for its views).
     w.store
         .record_view(myna_domain::incident::ViewRecord {
-            provider_access_id: 999_999,
+            provider_access_id: 0,
             ..read
         })
         .await

@@ -118,7 +118,8 @@ pub fn provider_refusal(code: ProviderErrorCode) -> Message {
         C::Unauthenticated
         | C::ViewerOrganisationMismatch
         | C::UnknownAccess
-        | C::HospitalReadConflict
+        | C::HospitalReadLimit
+        | C::ReadTimeAhead
         | C::MalformedRequest
         | C::PayloadTooLarge
         | C::UnsupportedMediaType

@@ -86,6 +86,8 @@ struct Page {
 struct Row {
     when: String,
     organisation: String,
+    /// For a hospital's read (then `organisation` is the hospital): whose crew passed it on.
+    via: Option<String>,
     basis: String,
     exception: bool,
     sections: String,
@@ -265,9 +267,27 @@ fn row(a: &SeenAccessBody, lang: Lang) -> Row {
             Lang::Ja => "、",
             Lang::En => ", ",
         });
+    let (organisation, via) = match (&a.hospital, lang) {
+        (None, _) => (a.organisation.clone(), None),
+        (Some(hospital), Lang::Ja) => (
+            hospital.clone(),
+            Some(format!(
+                "{}の救急隊から搬送時に引き継いだ情報を閲覧",
+                a.organisation
+            )),
+        ),
+        (Some(hospital), Lang::En) => (
+            hospital.clone(),
+            Some(format!(
+                "Read what the ambulance crew of {} passed on when bringing you in",
+                a.organisation
+            )),
+        ),
+    };
     Row {
         when: format!("{} JST", when(a.at_ms, lang)),
-        organisation: a.organisation.clone(),
+        organisation,
+        via,
         basis,
         exception,
         sections,
@@ -279,5 +299,43 @@ fn rows(h: &AccessHistoryResponse, lang: Lang) -> History {
     History {
         rows: h.accesses.iter().map(|a| row(a, lang)).collect(),
         more: h.more,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myna_domain::summary::View;
+
+    fn seen(hospital: Option<&str>) -> SeenAccessBody {
+        SeenAccessBody {
+            at_ms: 1_795_000_000_000,
+            organisation_id: "kawasaki-fd".into(),
+            organisation: "川崎市消防局".into(),
+            hospital: hospital.map(str::to_owned),
+            consent: Consent::Obtained,
+            view: View::Summary,
+            seq: 4,
+        }
+    }
+
+    #[test]
+    fn a_hospitals_read_names_the_hospital_and_the_bureau_that_passed_it_on() {
+        let ja = row(&seen(Some("川崎市立川崎病院")), Lang::Ja);
+        assert_eq!(ja.organisation, "川崎市立川崎病院");
+        assert_eq!(
+            ja.via.as_deref(),
+            Some("川崎市消防局の救急隊から搬送時に引き継いだ情報を閲覧")
+        );
+        let en = row(&seen(Some("川崎市立川崎病院")), Lang::En);
+        assert_eq!(en.organisation, "川崎市立川崎病院");
+        assert!(
+            en.via
+                .as_deref()
+                .is_some_and(|v| v.contains("川崎市消防局"))
+        );
+        let crew = row(&seen(None), Lang::Ja);
+        assert_eq!(crew.organisation, "川崎市消防局");
+        assert_eq!(crew.via, None);
     }
 }

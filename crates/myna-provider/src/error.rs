@@ -26,8 +26,10 @@ pub enum ApiError {
     UnknownSerial(String),
     #[error("no access of this organisation has this access_id and incident_ref")]
     UnknownAccess,
-    #[error("view-log entry {0} was reported before with other content")]
-    HospitalReadConflict(i64),
+    #[error("this access already has the most hospitals' reads the log takes")]
+    HospitalReadLimit,
+    #[error("read_at_ms is more than five minutes ahead of the provider's clock")]
+    ReadTimeAhead,
     #[error(transparent)]
     Challenge(#[from] crate::portal::ChallengeError),
     #[error("the signature does not verify with the certificate's key")]
@@ -59,7 +61,8 @@ impl ApiError {
             ApiError::CertificateRevoked { .. } => C::CertificateRevoked,
             ApiError::UnknownSerial(_) => C::UnknownSerial,
             ApiError::UnknownAccess => C::UnknownAccess,
-            ApiError::HospitalReadConflict(_) => C::HospitalReadConflict,
+            ApiError::HospitalReadLimit => C::HospitalReadLimit,
+            ApiError::ReadTimeAhead => C::ReadTimeAhead,
             ApiError::Challenge(e) => match e {
                 crate::portal::ChallengeError::Invalid => C::ChallengeInvalid,
                 crate::portal::ChallengeError::Expired => C::ChallengeExpired,
@@ -85,7 +88,8 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::UnknownSerial(_) | ApiError::UnknownAccess => StatusCode::NOT_FOUND,
-            ApiError::HospitalReadConflict(_) => StatusCode::CONFLICT,
+            ApiError::HospitalReadLimit => StatusCode::CONFLICT,
+            ApiError::ReadTimeAhead => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Challenge(_) | ApiError::SignatureInvalid => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -100,8 +104,8 @@ impl From<StoreError> for ApiError {
                 ApiError::CertificateRevoked { serial, revoked_at }
             }
             StoreError::UnknownAccess => ApiError::UnknownAccess,
-            e @ StoreError::ReadBeforeAccess => ApiError::MalformedRequest(e.to_string()),
-            StoreError::HospitalReadConflict(seq) => ApiError::HospitalReadConflict(seq),
+            e @ StoreError::ReadOutOfTime => ApiError::MalformedRequest(e.to_string()),
+            StoreError::HospitalReadLimit => ApiError::HospitalReadLimit,
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Corrupt(m)
             | StoreError::OrganisationExists(m)

@@ -12,10 +12,6 @@ use myna_wire::ErrorBody;
 use myna_wire::provider::{HospitalReadBody, HospitalReadResponse, ProviderErrorCode};
 use std::sync::Arc;
 
-/// How far ahead of the provider's clock a reported read time may be (the two servers'
-/// clocks differ a little).
-const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
-
 fn malformed(msg: impl Into<String>) -> ApiError {
     ApiError::MalformedRequest(msg.into())
 }
@@ -29,14 +25,15 @@ fn malformed(msg: impl Into<String>) -> ApiError {
     request_body(content = HospitalReadBody, content_type = "application/json"),
     security(("organisation" = []), ("organisation_certificate" = [])),
     responses(
-        (status = 200, description = "The read is in the access log (a report sent again answers the entry written the first time).", body = HospitalReadResponse),
-        (status = 400, description = "`malformed_request`: invalid JSON, missing or unknown field, empty or over-long text, a read time before the crew's access or ahead of the provider's clock, a view-log place below 1.", body = ErrorBody<ProviderErrorCode>),
+        (status = 200, description = "The read is in the access log: the hospital's first read of that access (a later report of the same hospital and access answers the same entry).", body = HospitalReadResponse),
+        (status = 400, description = "`malformed_request`: invalid JSON, missing or unknown field, empty or over-long text, an institution code that is not ten digits, a read time more than five minutes before the crew's access or more than seven days after it, a view-log place below 1.", body = ErrorBody<ProviderErrorCode>),
         (status = 401, description = "`unauthenticated`: no, malformed or wrong credential.", body = ErrorBody<ProviderErrorCode>,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"myna-provider\"`"))),
         (status = 404, description = "`unknown_access`: no access of the calling organisation has this `access_id` and `incident_ref` (or it is itself a hospital's read).", body = ErrorBody<ProviderErrorCode>),
-        (status = 409, description = "`hospital_read_conflict`: this `ems_view_seq` was reported before with other content.", body = ErrorBody<ProviderErrorCode>),
+        (status = 409, description = "`hospital_read_limit`: the access has reads of five hospitals logged already.", body = ErrorBody<ProviderErrorCode>),
         (status = 413, description = "`payload_too_large`: body over 64 KiB.", body = ErrorBody<ProviderErrorCode>),
         (status = 415, description = "`unsupported_media_type`: not `application/json`.", body = ErrorBody<ProviderErrorCode>),
+        (status = 422, description = "`read_time_ahead`: `read_at_ms` is more than five minutes ahead of the provider's clock (the two clocks disagree: try again later).", body = ErrorBody<ProviderErrorCode>),
         (status = 500, description = "`internal`: stored data is inconsistent (details are logged).", body = ErrorBody<ProviderErrorCode>),
         (status = 503, description = "`unavailable`: the database cannot be reached or a commit failed.", body = ErrorBody<ProviderErrorCode>),
     ),
@@ -60,14 +57,17 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
     ] {
         check_identifier(field, value).map_err(|e| malformed(e.to_string()))?;
     }
+    if !(req.institution_code.len() == 10
+        && req.institution_code.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(malformed("institution_code must be ten digits"));
+    }
     if req.ems_view_seq < 1 {
         return Err(malformed("ems_view_seq must be at least 1"));
     }
     let now_ms = (p.clock)().timestamp_millis();
-    if req.read_at_ms > now_ms.saturating_add(CLOCK_SKEW_MS) {
-        return Err(malformed(
-            "read_at_ms is more than five minutes ahead of the provider's clock",
-        ));
+    if req.read_at_ms > now_ms.saturating_add(myna_store::HOSPITAL_READ_SKEW_MS) {
+        return Err(ApiError::ReadTimeAhead);
     }
     let report = HospitalReadReport {
         organisation_id: org.id,

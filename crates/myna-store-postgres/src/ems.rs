@@ -2175,13 +2175,14 @@ impl EmsStore for PgEmsStore {
             .map_err(db_err)?;
         rows.iter()
             .map(|r| {
-                let linked = view_from(r)?.map_err(|e| corrupt(e.to_string()))?;
                 Ok(PendingHospitalRead {
                     at: ChainPosition {
                         partition: col(r, 5)?,
-                        seq: linked.seq,
+                        seq: col(r, 0)?,
                     },
-                    record: linked.entry,
+                    record: view_from::<ViewRecord>(r)?
+                        .map(|linked| linked.entry)
+                        .map_err(|e| e.to_string()),
                     attempts: to_u32(col(r, 4)?, "outbox attempts")?,
                 })
             })

@@ -29,7 +29,7 @@ use myna_store::import::{ImportBatch, Imported, LineNo, Record};
 use myna_store::{
     AccessGranted, AccessRequest, ChainPosition, ChainReport, ChainWalk, DatasetInfo,
     HospitalReadLogged, HospitalReadReport, Organisation, PersonRecordSet, ProviderStore,
-    StoreError, hospital_read_entry, same_hospital_read, secret_matches,
+    StoreError, hospital_read_entry, hospital_read_logged_before, secret_matches,
 };
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -52,6 +52,29 @@ pub struct PgProviderStore {
     /// Institution and drug names read before. The masters are only ever added to (`ON
     /// CONFLICT … DO NOTHING`), so a name once read stays right and is not read again.
     names: std::sync::RwLock<Masters>,
+}
+
+/// Runs the provider's migrations on one data node, one process at a time (two coordinators
+/// starting together would otherwise both apply the same migration).
+async fn migrate_node(pool: &deadpool_postgres::Pool) -> Result<(), StoreError> {
+    /// The advisory lock's key on a node: "myna-mig" in ASCII.
+    const NODE_MIGRATION_LOCK: i64 = 0x6d79_6e61_2d6d_6967;
+    let mut client = connection(pool).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&NODE_MIGRATION_LOCK])
+        .await
+        .map_err(db_err)?;
+    let mut runner = embedded::migrations::runner();
+    runner.set_migration_table_name(HISTORY_TABLE);
+    let ran = runner
+        .run_async(&mut **client)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("migrating: {e}")));
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&NODE_MIGRATION_LOCK])
+        .await
+        .map_err(db_err);
+    ran.and(unlocked.map(drop))
 }
 
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
@@ -139,14 +162,13 @@ impl PgProviderStore {
             None
         };
         if let Some(nodes) = &nodes {
-            // The rows are on the nodes: each gets the coordinator's migrations too.
+            // The rows are on the nodes: each gets the coordinator's migrations too. A node that
+            // cannot be reached now is migrated at the next connect; until then its persons'
+            // accesses fail as they would with the node down (docs/deployment-postgres-fdw.md).
             for node in 0..nodes.len() {
-                let mut client = connection(nodes.pool(node)?).await?;
-                let mut runner = embedded::migrations::runner();
-                runner.set_migration_table_name(HISTORY_TABLE);
-                runner.run_async(&mut **client).await.map_err(|e| {
-                    StoreError::Unavailable(format!("migrating data node {node}: {e}"))
-                })?;
+                if let Err(e) = migrate_node(nodes.pool(node)?).await {
+                    tracing::warn!(node, error = %e, "data node not migrated");
+                }
             }
         }
         let store = Self {
@@ -375,23 +397,29 @@ impl PgProviderStore {
         report: &HospitalReadReport,
     ) -> Result<HospitalReadLogged, Attempt> {
         let mut client = connection(&self.pool).await?;
-        let tx = client.transaction().await.map_err(attempt)?;
-        // The crew's access, by its id, found only among the reporter's own (on several
-        // nodes, every node is asked: a report is rare beside an access).
-        let found = rows(
-            &tx,
-            &format!(
-                "SELECT {ACCESS_COLUMNS} FROM access_log WHERE access_id = $1 \
-                 AND organisation_id = $2 AND incident_ref = $3 \
-                 AND hospital_ems_view_seq IS NULL"
-            ),
-            [
-                &report.read.source_access_id as &(dyn ToSql + Sync),
-                &report.organisation_id,
-                &report.incident_ref,
-            ],
-        )
-        .await?;
+        let mut report = report.clone();
+        // Before the transaction: the hospital's name in the master, and the crew's access,
+        // by its id, found only among the reporter's own. A committed entry never changes;
+        // on several nodes every node is asked (a report is rare beside an access), and the
+        // person's node is then first reached under the person's lock.
+        let source_sql = format!(
+            "SELECT {ACCESS_COLUMNS} FROM access_log WHERE access_id = $1 \
+             AND organisation_id = $2 AND incident_ref = $3 AND hospital_ems_view_seq IS NULL"
+        );
+        let code_param: [&(dyn ToSql + Sync); 1] = [&report.read.institution_code];
+        let source_params: [&(dyn ToSql + Sync); 3] = [
+            &report.read.source_access_id,
+            &report.organisation_id,
+            &report.incident_ref,
+        ];
+        let (named, found) = tokio::join!(
+            client.query("SELECT name FROM institution WHERE code = $1", &code_param),
+            client.query(&source_sql, &source_params),
+        );
+        let (named, found) = (named.map_err(attempt)?, found.map_err(attempt)?);
+        if let Some(row) = named.first() {
+            report.read.hospital_name = col(row, 0)?;
+        }
         let source = match found.as_slice() {
             [] => return Err(StoreError::UnknownAccess.into()),
             [row] => match chained_from_row(row)? {
@@ -410,8 +438,10 @@ impl PgProviderStore {
             _ => return Err(StoreError::UnknownAccess.into()),
         };
         let person_id = source.entry.person_id.0;
+        let tx = client.transaction().await.map_err(attempt)?;
         if self.nodes.is_some() {
-            // As an access does (`access_once`): one person's appends queue on the coordinator.
+            // As an access does (`access_once`): one person's appends queue on the
+            // coordinator, before any statement of this transaction reaches the node.
             tx.execute(
                 &prepared(&tx, "SELECT pg_advisory_xact_lock($1)")
                     .await
@@ -422,40 +452,35 @@ impl PgProviderStore {
             .map_err(attempt)?;
         }
         read_person(&tx, source.entry.person_id).await?;
-        let earlier = rows(
+        let logged = rows(
             &tx,
-            &format!(
-                "SELECT {ACCESS_COLUMNS} FROM access_log WHERE person_id = $1 \
-                 AND organisation_id = $2 AND hospital_ems_view_seq = $3"
-            ),
+            "SELECT access_id, seq, hospital_institution_code FROM access_log \
+             WHERE person_id = $1 AND hospital_source_access_id = $2 ORDER BY seq",
             [
                 &person_id as &(dyn ToSql + Sync),
-                &report.organisation_id,
-                &report.read.ems_view_seq,
+                &report.read.source_access_id,
             ],
         )
         .await?;
-        if let Some(row) = earlier.first() {
-            let access_id: i64 = col(row, 2)?;
-            return match chained_from_row(row)? {
-                (at, Ok(e)) if same_hospital_read(&e.entry, report) => Ok(HospitalReadLogged {
-                    access_id,
-                    position: at,
-                    new: false,
-                }),
-                (_, Ok(_)) => {
-                    Err(StoreError::HospitalReadConflict(report.read.ems_view_seq).into())
-                }
-                (at, Err(problem)) => Err(corrupt(format!(
-                    "access log {}/{}: {problem}",
-                    at.partition, at.seq
-                ))
-                .into()),
-            };
+        let mut first = None;
+        for row in &logged {
+            if first.is_none() && col::<String>(row, 2)? == report.read.institution_code {
+                first = Some((col::<i64>(row, 0)?, col::<i64>(row, 1)?));
+            }
+        }
+        if let Some((access_id, seq)) = hospital_read_logged_before(first, logged.len())? {
+            return Ok(HospitalReadLogged {
+                access_id,
+                position: ChainPosition {
+                    partition: person_id,
+                    seq,
+                },
+                new: false,
+            });
         }
         let head = rows(&tx, HEAD_OF_CHAIN, [&person_id]).await?;
         let prev = chain_head(person_id, &head)?;
-        let chained = chain(prev, hospital_read_entry(&source.entry, report)?);
+        let chained = chain(prev, hospital_read_entry(&source.entry, &report)?);
         let access_id = new_id(chained.entry.at_ms);
         insert_access(&tx, access_id, &chained)
             .await

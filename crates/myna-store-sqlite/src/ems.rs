@@ -1513,14 +1513,12 @@ impl EmsStore for EmsSqlite {
             let mut due = Vec::new();
             for row in rows {
                 let (row, attempts) = row.map_err(db_err)?;
-                let linked: ChainedEntry<ViewRecord> =
-                    to_chained(row).map_err(|e| corrupt(e.to_string()))?;
+                let seq = row.0;
                 due.push(PendingHospitalRead {
-                    at: ChainPosition {
-                        partition: 0,
-                        seq: linked.seq,
-                    },
-                    record: linked.entry,
+                    at: ChainPosition { partition: 0, seq },
+                    record: to_chained::<ViewRecord>(row)
+                        .map(|linked| linked.entry)
+                        .map_err(|e| e.to_string()),
                     attempts,
                 });
             }

@@ -12,7 +12,7 @@ pub(crate) use myna_store::columns::corrupt;
 use myna_store::columns::{Masters, institution_kind, institution_kind_str, product_conflict};
 use myna_store::{
     ChainPosition, HospitalReadLogged, HospitalReadReport, PersonRecordSet, StoreError,
-    hospital_read_entry, same_hospital_read,
+    hospital_read_entry, hospital_read_logged_before,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
@@ -933,6 +933,16 @@ pub(crate) fn record_hospital_read(
     conn: &Connection,
     report: &HospitalReadReport,
 ) -> Result<HospitalReadLogged, StoreError> {
+    let mut report = report.clone();
+    if let Some(name) = conn
+        .prepare_cached("SELECT name FROM institution WHERE code = ?1")
+        .map_err(db_err)?
+        .query_row([&report.read.institution_code], |r| r.get::<_, String>(0))
+        .optional()
+        .map_err(db_err)?
+    {
+        report.read.hospital_name = name;
+    }
     let source = access_entry(
         conn,
         &format!(
@@ -946,35 +956,39 @@ pub(crate) fn record_hospital_read(
         ],
     )?
     .ok_or(StoreError::UnknownAccess)?;
-    let earlier = access_entry(
-        conn,
-        &format!(
-            "SELECT {ACCESS_COLUMNS} FROM access_log WHERE person_id = ?1 \
-             AND organisation_id = ?2 AND hospital_ems_view_seq = ?3"
-        ),
-        params![
-            source.entry.person_id.0,
-            report.organisation_id,
-            report.read.ems_view_seq
-        ],
-    )?;
-    if let Some(e) = earlier {
-        return if same_hospital_read(&e.entry, report) {
-            Ok(HospitalReadLogged {
-                access_id: e.seq,
-                position: ChainPosition {
-                    partition: 0,
-                    seq: e.seq,
-                },
-                new: false,
-            })
-        } else {
-            Err(StoreError::HospitalReadConflict(report.read.ems_view_seq))
-        };
+    let person = source.entry.person_id.0;
+    let first: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(seq) FROM access_log WHERE person_id = ?1 \
+             AND hospital_source_access_id = ?2 AND hospital_institution_code = ?3",
+        )
+        .map_err(db_err)?
+        .query_row(
+            params![person, source.seq, report.read.institution_code],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    let hospitals: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM access_log WHERE person_id = ?1 \
+             AND hospital_source_access_id = ?2",
+        )
+        .map_err(db_err)?
+        .query_row(params![person, source.seq], |r| r.get(0))
+        .map_err(db_err)?;
+    let at = |seq: i64| ChainPosition { partition: 0, seq };
+    if let Some(seq) =
+        hospital_read_logged_before(first, usize::try_from(hospitals).unwrap_or(usize::MAX))?
+    {
+        return Ok(HospitalReadLogged {
+            access_id: seq,
+            position: at(seq),
+            new: false,
+        });
     }
     let chained = chain(
         access_head(conn)?,
-        hospital_read_entry(&source.entry, report)?,
+        hospital_read_entry(&source.entry, &report)?,
     );
     insert_access(conn, &chained)?;
     Ok(HospitalReadLogged {

@@ -299,7 +299,9 @@ pub struct HandoffSnapshot {
 pub struct PendingHospitalRead {
     /// The view-log entry that records the read.
     pub at: crate::ChainPosition,
-    pub record: ViewRecord,
+    /// The entry, or why it cannot be read (then the relay settles it as refused, and the
+    /// other reads go on).
+    pub record: Result<ViewRecord, String>,
     /// Reports tried so far.
     pub attempts: u32,
 }

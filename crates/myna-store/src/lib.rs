@@ -71,7 +71,8 @@ pub struct ChainPosition {
 }
 
 /// A hospital's read of a crew's copy, as the bureau (`organisation_id`) reports it: to be
-/// logged in the chain of the person whose access `hospital_read.source_access_id` is.
+/// logged in the chain of the person whose access `read.source_access_id` is. The store names
+/// the hospital from its own institution master when it holds the code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HospitalReadReport {
     /// The authenticated reporting organisation: only its own accesses are found.
@@ -85,24 +86,37 @@ pub struct HospitalReadReport {
     pub read: myna_domain::access::HospitalRead,
 }
 
-/// The entry that records a reported hospital read.
+/// The entry that records a hospital's read of a crew's access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HospitalReadLogged {
     pub access_id: i64,
     pub position: ChainPosition,
-    /// False when the same report was logged before and nothing was written now.
+    /// False when that hospital's read of that access was logged before (this report, sent
+    /// again, or a later read) and nothing was written now.
     pub new: bool,
 }
 
+/// How far the bureau's clock may be behind the provider's: a read may be dated this much
+/// before the crew's access it follows.
+pub const HOSPITAL_READ_SKEW_MS: i64 = 5 * 60 * 1000;
+/// The latest a read may follow the crew's access: a bureau keeps a copy for at most twice its
+/// view window, and no window is configured beyond a few days.
+pub const HOSPITAL_READ_WITHIN_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Hospitals' reads logged per crew access: each hospital once (its first read), and no more
+/// than this many hospitals (a patient is re-routed a few times at most), so that a bureau
+/// cannot bury a patient's history under reports.
+pub const MAX_HOSPITALS_PER_ACCESS: usize = 5;
+
 /// The entry a hospital read appends after the crew's access `source` whose copy was read:
 /// the crew's fields (person, serial, purpose, consent, view, team), the hospital's staff
-/// member as the viewer, and the read. A read dated before the access is refused.
+/// member as the viewer, and the read. A read dated outside the copy's life is refused.
 pub fn hospital_read_entry(
     source: &AccessEntry,
     report: &HospitalReadReport,
 ) -> Result<AccessEntry, StoreError> {
-    if report.read.read_at_ms < source.at_ms {
-        return Err(StoreError::ReadBeforeAccess);
+    let after = report.read.read_at_ms.saturating_sub(source.at_ms);
+    if !(-HOSPITAL_READ_SKEW_MS..=HOSPITAL_READ_WITHIN_MS).contains(&after) {
+        return Err(StoreError::ReadOutOfTime);
     }
     Ok(AccessEntry {
         at_ms: report.at_ms,
@@ -115,13 +129,18 @@ pub fn hospital_read_entry(
     })
 }
 
-/// Whether `logged`, an entry found under the same report key, records the same read: a
-/// report sent again (then nothing is written) rather than another read under a reused key.
-pub fn same_hospital_read(logged: &AccessEntry, report: &HospitalReadReport) -> bool {
-    logged.organisation_id == report.organisation_id
-        && logged.incident_ref == report.incident_ref
-        && logged.viewer.crew_member == report.staff
-        && logged.hospital_read.as_ref() == Some(&report.read)
+/// What the log holds on a crew's access before a hospital's read of it is appended: the
+/// entry of that hospital's first read, if any, and how many hospitals' reads it has.
+/// Answers the entry to return instead of appending, or why nothing may be appended.
+pub fn hospital_read_logged_before<P>(
+    same_hospital: Option<P>,
+    hospitals: usize,
+) -> Result<Option<P>, StoreError> {
+    match same_hospital {
+        Some(first) => Ok(Some(first)),
+        None if hospitals >= MAX_HOSPITALS_PER_ACCESS => Err(StoreError::HospitalReadLimit),
+        None => Ok(None),
+    }
 }
 
 /// A calling organisation (a fire bureau's `ems` server).
@@ -140,12 +159,13 @@ pub enum StoreError {
     /// A reported hospital read names no crew access of the reporting organisation.
     #[error("no access of this organisation has this access id and incident")]
     UnknownAccess,
-    /// A hospital read reported as made before the crew's access that obtained the copy.
-    #[error("the hospital's read is dated before the crew's access")]
-    ReadBeforeAccess,
-    /// A hospital read reported again under the same view-log place, with other content.
-    #[error("view-log entry {0} was reported before with other content")]
-    HospitalReadConflict(i64),
+    /// A hospital read dated before the crew's access that obtained the copy (beyond the
+    /// clocks' allowance) or later than a copy is kept.
+    #[error("the hospital's read is dated outside the time its copy exists")]
+    ReadOutOfTime,
+    /// The crew's access already has `MAX_HOSPITALS_PER_ACCESS` hospitals' reads logged.
+    #[error("this access already has the most hospitals' reads the log takes")]
+    HospitalReadLimit,
     #[error("organisation {0:?} already exists")]
     OrganisationExists(String),
     #[error("no organisation {0:?} is held here")]
@@ -368,10 +388,11 @@ pub trait ProviderStore: Send + Sync + 'static {
 
     /// Logs a hospital's read of a crew's copy in the chain of the person the crew's access
     /// read, in one transaction: the access is found by its id, the reporting organisation and
-    /// the incident (`UnknownAccess` otherwise, also when it is itself a hospital read), and
-    /// the entry is `hospital_read_entry`. A report whose (organisation, `ems_view_seq`) was
-    /// logged before for that person writes nothing and answers the first entry if it is the
-    /// same read (`same_hospital_read`), `HospitalReadConflict` if not.
+    /// the incident (`UnknownAccess` otherwise, also when it is itself a hospital read); the
+    /// hospital is named from the institution master when it holds the code; the entry is
+    /// `hospital_read_entry`. Each hospital is logged once per access, at its first read: a
+    /// later report of that hospital writes nothing and answers that entry; a new hospital
+    /// beyond `MAX_HOSPITALS_PER_ACCESS` is `HospitalReadLimit`.
     fn record_hospital_read(
         &self,
         report: HospitalReadReport,

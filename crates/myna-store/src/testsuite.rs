@@ -1050,11 +1050,26 @@ fn hospital_read_report(
     }
 }
 
+/// The report of another hospital's read: `code` and a name of the bureau's.
+fn other_hospital(report: HospitalReadReport, code: &str) -> HospitalReadReport {
+    HospitalReadReport {
+        read: myna_domain::access::HospitalRead {
+            institution_code: code.into(),
+            hospital_name: format!("病院{code}"),
+            ..report.read
+        },
+        ..report
+    }
+}
+
 /// A hospital's read, as the bureau reports it, is appended to the chain of the person the
 /// crew's access read, with the crew's fields and the staff member as the viewer. Only the
-/// reporting organisation's own access, under its incident, is found; a report sent again is
-/// the same entry; the same key with another read, a read before the access, and a report
-/// naming a hospital read are refused; nothing refused is logged; the chains verify.
+/// reporting organisation's own access, under its incident, is found, and not a hospital's
+/// read; each hospital is logged once per access, at its first read (a report sent again, a
+/// later read, two reports at once: one entry), and at most five hospitals; a read dated
+/// before the access (beyond the clocks' allowance) or after a copy is kept is refused; the
+/// hospital is named from the master when it holds the code; nothing refused is logged, and
+/// the log verifies.
 pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderStore>(store: S) {
     store
         .load_persons(vec![
@@ -1064,7 +1079,7 @@ pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderSt
         .await
         .unwrap();
     let crew = store
-        .access_records(request("01AD00000051", View::Full, 7))
+        .access_records(request("01AD00000051", View::Summary, 7))
         .await
         .unwrap();
     let other = store
@@ -1073,9 +1088,16 @@ pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderSt
         .unwrap();
     let before = entries(&store).await;
 
+    // Two reports of the same read at once: one entry.
     let report = hospital_read_report(&crew, "INC-7", 1);
-    let logged = store.record_hospital_read(report.clone()).await.unwrap();
-    assert!(logged.new);
+    let (a, b) = tokio::join!(
+        store.record_hospital_read(report.clone()),
+        store.record_hospital_read(report.clone())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.access_id, b.access_id, "one entry for both");
+    assert!(a.new ^ b.new, "one of them wrote it");
+    let logged = a;
     assert_eq!(entries(&store).await, before + 1);
     let history = store.access_log_for(PersonId(51), 10).await.unwrap();
     assert_eq!(
@@ -1095,76 +1117,83 @@ pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderSt
     assert_eq!(read.entry.incident_ref, "INC-7");
     assert_eq!(read.entry.cert_serial, source.cert_serial);
     assert_eq!(read.entry.consent, source.consent);
-    assert_eq!(read.entry.view, View::Full);
+    assert_eq!(read.entry.view, View::Summary);
     assert_eq!(read.entry.viewer.team, source.viewer.team);
     assert_eq!(read.entry.viewer.crew_member, "er-nurse-3");
     assert_eq!(read.entry.at_ms, report.at_ms);
-    assert_eq!(read.entry.hospital_read.as_ref(), Some(&report.read));
+    assert_eq!(
+        read.entry.hospital_read.as_ref(),
+        Some(&report.read),
+        "a code the master does not hold keeps the bureau's name"
+    );
     assert_eq!(
         store.access_log_for(PersonId(52), 10).await.unwrap().len(),
         1,
         "the other person's chain is untouched"
     );
 
-    let again = store.record_hospital_read(report.clone()).await.unwrap();
-    assert_eq!(
-        again.access_id, logged.access_id,
-        "a report sent again is the same entry"
-    );
-    assert_eq!(again.position, logged.position);
-    assert!(!again.new);
+    // The same hospital again: the report resent, another staff member's later read.
+    for again in [
+        report.clone(),
+        HospitalReadReport {
+            staff: "er-doctor-1".into(),
+            read: myna_domain::access::HospitalRead {
+                read_at_ms: report.read.read_at_ms + 600_000,
+                ems_view_seq: 2,
+                ..report.read.clone()
+            },
+            ..report.clone()
+        },
+    ] {
+        let same = store.record_hospital_read(again).await.unwrap();
+        assert_eq!(
+            (same.access_id, same.position),
+            (logged.access_id, logged.position)
+        );
+        assert!(!same.new);
+    }
+    assert_eq!(entries(&store).await, before + 1);
 
+    let from =
+        |code: &str, seq: i64| other_hospital(hospital_read_report(&crew, "INC-7", seq), code);
     type Expected = fn(&StoreError) -> bool;
+    let unknown: Expected = |e| matches!(e, StoreError::UnknownAccess);
+    let out_of_time: Expected = |e| matches!(e, StoreError::ReadOutOfTime);
+    let dated = |ms: i64| {
+        let mut r = from("1410000009", 9);
+        r.read.read_at_ms = ms;
+        r
+    };
     let refusals: Vec<(HospitalReadReport, Expected)> = vec![
         (
             HospitalReadReport {
                 organisation_id: "yokohama".into(),
-                ..hospital_read_report(&crew, "INC-7", 2)
+                ..from("1410000009", 3)
             },
-            |e| matches!(e, StoreError::UnknownAccess),
+            unknown,
         ),
-        (hospital_read_report(&crew, "INC-8", 3), |e| {
-            matches!(e, StoreError::UnknownAccess)
-        }),
-        (hospital_read_report(&other, "INC-7", 4), |e| {
-            matches!(e, StoreError::UnknownAccess)
-        }),
+        (
+            other_hospital(hospital_read_report(&crew, "INC-8", 3), "1410000009"),
+            unknown,
+        ),
+        (
+            other_hospital(hospital_read_report(&other, "INC-7", 3), "1410000009"),
+            unknown,
+        ),
         (
             HospitalReadReport {
                 read: myna_domain::access::HospitalRead {
                     source_access_id: logged.access_id,
-                    ..hospital_read_report(&crew, "INC-7", 5).read
+                    ..from("1410000009", 3).read
                 },
-                ..hospital_read_report(&crew, "INC-7", 5)
+                ..from("1410000009", 3)
             },
-            |e| matches!(e, StoreError::UnknownAccess),
+            unknown,
         ),
+        (dated(source.at_ms - HOSPITAL_READ_SKEW_MS - 1), out_of_time),
         (
-            HospitalReadReport {
-                staff: "someone-else".into(),
-                ..report.clone()
-            },
-            |e| matches!(e, StoreError::HospitalReadConflict(1)),
-        ),
-        (
-            HospitalReadReport {
-                read: myna_domain::access::HospitalRead {
-                    hospital_name: "他の病院".into(),
-                    ..report.read.clone()
-                },
-                ..report.clone()
-            },
-            |e| matches!(e, StoreError::HospitalReadConflict(1)),
-        ),
-        (
-            HospitalReadReport {
-                read: myna_domain::access::HospitalRead {
-                    read_at_ms: 1_795_000_000_006,
-                    ..hospital_read_report(&crew, "INC-7", 6).read
-                },
-                ..hospital_read_report(&crew, "INC-7", 6)
-            },
-            |e| matches!(e, StoreError::ReadBeforeAccess),
+            dated(source.at_ms + HOSPITAL_READ_WITHIN_MS + 1),
+            out_of_time,
         ),
     ];
     for (bad, expected) in refusals {
@@ -1179,13 +1208,56 @@ pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderSt
         "nothing refused is logged"
     );
 
-    let second = store
-        .record_hospital_read(hospital_read_report(&crew, "INC-7", 9))
+    // Other hospitals: one entry each, up to five; a read a little before the access (the
+    // bureau's clock behind) is one of them.
+    let mut last = logged.position.seq;
+    for (i, code) in ["1410000002", "1410000003", "1410000004"]
+        .iter()
+        .enumerate()
+    {
+        let mut r = from(code, 10 + i64::try_from(i).unwrap());
+        if i == 0 {
+            r.read.read_at_ms = source.at_ms - 60_000;
+        }
+        let next = store.record_hospital_read(r).await.unwrap();
+        assert!(next.new);
+        assert_eq!(next.position.seq, last + 1);
+        last = next.position.seq;
+    }
+    // The fifth is named by the master, which holds its code (the clinic of the records).
+    let fifth = store
+        .record_hospital_read(from("1419000001", 20))
         .await
         .unwrap();
-    assert!(second.new, "another read of the same copy is another entry");
-    assert_eq!(second.position.seq, logged.position.seq + 1);
-    assert_eq!(entries(&store).await, before + 2);
+    assert!(fifth.new);
+    let named = store.access_log_for(PersonId(51), 1).await.unwrap();
+    assert_eq!(
+        named[0]
+            .1
+            .entry
+            .hospital_read
+            .as_ref()
+            .map(|r| r.hospital_name.as_str()),
+        Some("小杉町内科クリニック"),
+        "the master's name, not the bureau's"
+    );
+    assert!(matches!(
+        store.record_hospital_read(from("1410000006", 21)).await,
+        Err(StoreError::HospitalReadLimit)
+    ));
+    let again = store
+        .record_hospital_read(from("1410000002", 22))
+        .await
+        .unwrap();
+    assert!(
+        !again.new,
+        "a hospital logged already still answers its entry"
+    );
+    assert_eq!(entries(&store).await, before + 5);
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { .. }
+    ));
 }
 
 /// Calls `$m!(args…; every test of this suite)`: each backend's conformance file names the

@@ -73,27 +73,27 @@ pub struct HospitalReadBody {
     /// The incident the crew's view named (`incident_ref`).
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub incident_ref: String,
-    /// The hospital's 医療機関番号.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    /// The hospital's 医療機関番号: ten digits.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{10}$"))]
     pub institution_code: String,
-    /// The hospital's name, as the patient will read it.
+    /// The hospital's name in the bureau's registry; the provider logs its own master's name
+    /// for the code when it holds the code.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub hospital_name: String,
     /// The staff member's login at the bureau's ems.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub staff: String,
     /// When the staff read the copy: the bureau's server time, milliseconds since the Unix
-    /// epoch (UTC). Not before the crew's access, nor more than five minutes ahead of the
-    /// provider's clock.
+    /// epoch (UTC). From five minutes before the crew's access to seven days after it, and not
+    /// more than five minutes ahead of the provider's clock.
     pub read_at_ms: i64,
-    /// The read's place in the bureau's view log: the key that makes a report sent twice
-    /// one entry.
+    /// The read's place in the bureau's view log, kept with the entry.
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub ems_view_seq: i64,
 }
 
-/// The access-log entry that records the hospital's read (the same one for a report sent
-/// again).
+/// The access-log entry that records the hospital's read: its first read of that access (a
+/// later report of the same hospital and access answers the same entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -178,7 +178,8 @@ wire_codes! {
         CertificateRevoked = "certificate_revoked",
         UnknownSerial = "unknown_serial",
         UnknownAccess = "unknown_access",
-        HospitalReadConflict = "hospital_read_conflict",
+        HospitalReadLimit = "hospital_read_limit",
+        ReadTimeAhead = "read_time_ahead",
         ChallengeInvalid = "challenge_invalid",
         ChallengeExpired = "challenge_expired",
         ChallengeUsed = "challenge_used",

@@ -3,6 +3,11 @@
 -- and all NULL for a crew's access, whose hash is unchanged. On a coordinator the columns are
 -- added to the foreign partitions' definitions; `PgProviderStore::connect` then migrates each
 -- data node, whose tables hold the rows.
+--
+-- The index is built over the whole log, under a lock that holds back appends: the pool's
+-- statement and lock timeouts (seconds) do not apply to this migration.
+SET LOCAL statement_timeout = 0;
+SET LOCAL lock_timeout = '10min';
 ALTER TABLE access_log
     ADD COLUMN hospital_source_access_id bigint,
     ADD COLUMN hospital_institution_code text,
@@ -11,7 +16,9 @@ ALTER TABLE access_log
     ADD COLUMN hospital_ems_view_seq bigint;
 ALTER TABLE access_log ADD CONSTRAINT access_log_hospital_read_whole CHECK (
     num_nulls(hospital_source_access_id, hospital_institution_code, hospital_name,
-              hospital_read_at_ms, hospital_ems_view_seq) IN (0, 5));
+              hospital_read_at_ms, hospital_ems_view_seq) IN (0, 5)) NOT VALID;
+-- NOT VALID: the rows already held have the five columns NULL, as the check wants; it holds
+-- for every row written from now on without a scan of the old ones.
 -- A reported read names the crew's access by its id alone (and its organisation and
 -- incident); on a coordinator this index is made on each node, not on the foreign partitions.
 CREATE INDEX access_log_by_access_id ON access_log (access_id);
