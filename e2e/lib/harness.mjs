@@ -175,6 +175,18 @@ export async function dispatcherLogin(page, emsUrl) {
   await Promise.all([page.waitForURL(`${emsUrl}/dispatch`), page.click('button[type=submit]')]);
 }
 
+/** A registry hospital's staff, signed in on the bureau's ems in a context of their own. */
+export async function hospitalLogin(browser, emsUrl, hospital) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
+  const page = await context.newPage();
+  await page.goto(`${emsUrl}/login`);
+  await page.fill('#bureau', DEMO.bureau);
+  await page.fill('#login', `er-${hospital}`);
+  await page.fill('#password', 'er-2026-demo');
+  await Promise.all([page.waitForURL(`${emsUrl}/hospital`), page.click('button[type=submit]')]);
+  return page;
+}
+
 let incidentSeq = 0;
 /** Creates an incident on the dispatcher's board; returns its id and the unique location. */
 export async function createIncident(page, emsUrl, { team, category = 'chest_pain', note = '胸痛の訴え、意識清明' }) {

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  PORTS, url, httpsUrl, CA, start, stopAll, screenshot, DEMO, createIncident, placeCard, removeCard, Taps,
+  PORTS, url, httpsUrl, CA, start, stopAll, screenshot, createIncident, placeCard, removeCard, Taps,
   timeline,
   demoCommand,
-  demoWithTablet,
+  demoWithTablet, hospitalLogin,
 } from '../lib/harness.mjs';
 import { fhirErrors } from '../lib/fhir.mjs';
 
@@ -28,17 +28,6 @@ let staffA;
 let staffB;
 let incident;
 
-
-async function hospitalLogin(hospital) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
-  const page = await context.newPage();
-  await page.goto(`${EMS}/login`);
-  await page.fill('#bureau', DEMO.bureau);
-  await page.fill('#login', `er-${hospital}`);
-  await page.fill('#password', 'er-2026-demo');
-  await Promise.all([page.waitForURL(`${EMS}/hospital`), page.click('button[type=submit]')]);
-  return page;
-}
 
 /** The tablet's hospital rows, in rank order: { id, eligible, text }. */
 async function ranking() {
@@ -76,8 +65,8 @@ function backdate(id, minutes) {
 
 before(async () => {
   ({ dataDir, browser, desk, crew, panel } = await demoWithTablet('demo-hospital'));
-  staffA = await hospitalLogin(A);
-  staffB = await hospitalLogin(B);
+  staffA = await hospitalLogin(browser, EMS, A);
+  staffB = await hospitalLogin(browser, EMS, B);
 });
 
 after(async () => {

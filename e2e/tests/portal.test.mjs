@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   PORTS, url, httpsUrl, CA, start, stopAll, screenshot, createIncident, placeCard, removeCard, launchUrl,
-  deck, demoWithTablet, DEMO,
+  deck, demoWithTablet, hospitalLogin,
 } from '../lib/harness.mjs';
 
 const EMS = httpsUrl(PORTS.ems);
@@ -61,18 +61,6 @@ async function hospitalRow(id) {
     await crew.click('#hospitals-more summary');
   }
   return row;
-}
-
-/** The destination hospital's staff, signed in on the bureau's ems. */
-async function hospitalStaff(hospital) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ja-JP' });
-  const page = await context.newPage();
-  await page.goto(`${EMS}/login`);
-  await page.fill('#bureau', DEMO.bureau);
-  await page.fill('#login', `er-${hospital}`);
-  await page.fill('#password', 'er-2026-demo');
-  await Promise.all([page.waitForURL(`${EMS}/hospital`), page.click('button[type=submit]')]);
-  return page;
 }
 
 /** How many hospital reads ems has reported to the provider (its outbox, in its own SQLite
@@ -126,7 +114,7 @@ test('a patient signs in with their card and PIN and sees exactly the accesses t
   // 傷病者1を搬送: the patient (the other card's holder stays behind).
   await (await hospitalRow(HOSPITAL)).locator(`#choose-${HOSPITAL}-1`).click();
   await crew.locator('#destination').waitFor();
-  const staff = await hospitalStaff(HOSPITAL);
+  const staff = await hospitalLogin(browser, EMS, HOSPITAL);
   const before = delivered();
   const opened = await staff.request.get(`${EMS}/hospital/incidents/${first.id}`);
   assert.equal(opened.status(), 200);

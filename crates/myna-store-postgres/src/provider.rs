@@ -331,18 +331,7 @@ impl PgProviderStore {
         }
         let id = PersonId(person_id);
         if self.nodes.is_some() {
-            // A data node runs its side of the transaction as REPEATABLE READ from its first
-            // statement, so an access that waited there for the person's row would still
-            // read the old head and lose the race for the next place. Accesses to one person
-            // queue here on the coordinator instead, before any statement reaches a node.
-            tx.execute(
-                &prepared(&tx, "SELECT pg_advisory_xact_lock($1)")
-                    .await
-                    .map_err(attempt)?,
-                &[&person_id],
-            )
-            .await
-            .map_err(attempt)?;
+            queue_for_person(&tx, person_id).await?;
         }
         let plan = Windows::for_view(request.view).fetch_plan(request.today);
         // The person (locked), then their chain's head once the lock is held; beside them the
@@ -440,16 +429,7 @@ impl PgProviderStore {
         let person_id = source.entry.person_id.0;
         let tx = client.transaction().await.map_err(attempt)?;
         if self.nodes.is_some() {
-            // As an access does (`access_once`): one person's appends queue on the
-            // coordinator, before any statement of this transaction reaches the node.
-            tx.execute(
-                &prepared(&tx, "SELECT pg_advisory_xact_lock($1)")
-                    .await
-                    .map_err(attempt)?,
-                &[&person_id],
-            )
-            .await
-            .map_err(attempt)?;
+            queue_for_person(&tx, person_id).await?;
         }
         read_person(&tx, source.entry.person_id).await?;
         let logged = rows(
@@ -896,34 +876,32 @@ fn chain_head(
         .transpose()
 }
 
-/// Columns 16–20 of an access_log row: all set for a hospital's read, all NULL otherwise.
+/// Columns 16–20 of an access_log row (`columns::hospital_read`).
 fn hospital_read_of(row: &tokio_postgres::Row) -> Result<Option<HospitalRead>, String> {
     let get = |e: tokio_postgres::Error| e.to_string();
-    Ok(
-        match (
-            row.try_get(16).map_err(get)?,
-            row.try_get(17).map_err(get)?,
-            row.try_get(18).map_err(get)?,
-            row.try_get(19).map_err(get)?,
-            row.try_get(20).map_err(get)?,
-        ) {
-            (None, None, None, None, None) => None,
-            (
-                Some(source_access_id),
-                Some(institution_code),
-                Some(hospital_name),
-                Some(read_at_ms),
-                Some(ems_view_seq),
-            ) => Some(HospitalRead {
-                source_access_id,
-                institution_code,
-                hospital_name,
-                read_at_ms,
-                ems_view_seq,
-            }),
-            _ => return Err("hospital read is partly recorded".into()),
-        },
+    myna_store::columns::hospital_read(
+        row.try_get(16).map_err(get)?,
+        row.try_get(17).map_err(get)?,
+        row.try_get(18).map_err(get)?,
+        row.try_get(19).map_err(get)?,
+        row.try_get(20).map_err(get)?,
     )
+}
+
+/// On a coordinator of data nodes: queues this transaction behind the others of the same
+/// person, before any of its statements reaches a node. A data node runs its side of the
+/// transaction as REPEATABLE READ from its first statement, so one that waited there for the
+/// person's row would still read the old head and lose the race for the next place.
+async fn queue_for_person(tx: &Transaction<'_>, person_id: i64) -> Result<(), Attempt> {
+    tx.execute(
+        &prepared(tx, "SELECT pg_advisory_xact_lock($1)")
+            .await
+            .map_err(attempt)?,
+        &[&person_id],
+    )
+    .await
+    .map_err(attempt)?;
+    Ok(())
 }
 
 /// The person, with their row locked until the access commits: accesses to one person queue

@@ -1,9 +1,7 @@
 //! Reading and writing domain records as rows.
 
 use chrono::NaiveDate;
-use myna_domain::access::{
-    AccessEntry, ChainedEntry, Consent, Hash32, HospitalRead, Purpose, Viewer, chain,
-};
+use myna_domain::access::{AccessEntry, ChainedEntry, Consent, Hash32, Purpose, Viewer, chain};
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
 use myna_domain::records::*;
@@ -812,22 +810,15 @@ pub(crate) fn chained_from_row(
     let view: String = r.get(12)?;
     let prev: Vec<u8> = r.get(13)?;
     let hash: Vec<u8> = r.get(14)?;
-    let hospital_read = match (r.get(15)?, r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?) {
-        (None, None, None, None, None) => None,
-        (
-            Some(source_access_id),
-            Some(institution_code),
-            Some(hospital_name),
-            Some(read_at_ms),
-            Some(ems_view_seq),
-        ) => Some(HospitalRead {
-            source_access_id,
-            institution_code,
-            hospital_name,
-            read_at_ms,
-            ems_view_seq,
-        }),
-        _ => return Ok(Err((seq, "hospital read is partly recorded".into()))),
+    let hospital_read = match myna_store::columns::hospital_read(
+        r.get(15)?,
+        r.get(16)?,
+        r.get(17)?,
+        r.get(18)?,
+        r.get(19)?,
+    ) {
+        Ok(h) => h,
+        Err(problem) => return Ok(Err((seq, problem))),
     };
     let entry = AccessEntry {
         at_ms: r.get(1)?,

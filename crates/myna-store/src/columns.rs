@@ -146,3 +146,37 @@ pub fn product_conflict(person: i64, d: &Dispensing, known: &DrugRef) -> Option<
         ),
     })
 }
+
+/// The five hospital-read columns of an access-log row: all set for a hospital's read, all
+/// NULL for a crew's access; anything between is unreadable.
+pub fn hospital_read(
+    source_access_id: Option<i64>,
+    institution_code: Option<String>,
+    hospital_name: Option<String>,
+    read_at_ms: Option<i64>,
+    ems_view_seq: Option<i64>,
+) -> Result<Option<myna_domain::access::HospitalRead>, String> {
+    match (
+        source_access_id,
+        institution_code,
+        hospital_name,
+        read_at_ms,
+        ems_view_seq,
+    ) {
+        (None, None, None, None, None) => Ok(None),
+        (
+            Some(source_access_id),
+            Some(institution_code),
+            Some(hospital_name),
+            Some(read_at_ms),
+            Some(ems_view_seq),
+        ) => Ok(Some(myna_domain::access::HospitalRead {
+            source_access_id,
+            institution_code,
+            hospital_name,
+            read_at_ms,
+            ems_view_seq,
+        })),
+        _ => Err("hospital read is partly recorded".into()),
+    }
+}
