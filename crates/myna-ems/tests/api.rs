@@ -2457,3 +2457,90 @@ async fn a_hospitals_read_is_reported_to_the_provider_once_even_after_it_was_dow
         2
     );
 }
+
+/// The relay goes past a read it cannot send: a read whose view-log entry was damaged in the
+/// file is refused for good and the next one is delivered; a bureau whose provider takes the
+/// connection and never answers is asked once a round, not once per read, and its reads wait
+/// for the next round.
+#[tokio::test]
+async fn the_relay_goes_past_a_damaged_read_and_asks_a_silent_provider_once_a_round() {
+    use myna_ems::relay::{RelayRound, relay_due};
+    let w = world().await;
+    let incident = w.incident_for(w.a, "中原救急1").await;
+    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
+    w.ok_event(&token, &session, incident, face(CARD_A)).await;
+    let (s, v) = w
+        .summary(&token, &session, incident, consent_and_view(CARD_A, "t2"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let crew_view = w.store.view_records(A_CODE, 1).await.unwrap()[0]
+        .entry
+        .clone();
+    let read = |i: i64| myna_domain::incident::ViewRecord {
+        at_ms: provider_now().timestamp_millis() + 60_000 + i,
+        crew_member: "er-kawasaki-municipal".into(),
+        terminal: 0,
+        hospital: Some("kawasaki-municipal".into()),
+        ..crew_view.clone()
+    };
+    let damaged = w.store.record_view(read(0)).await.unwrap();
+    w.store.record_view(read(1)).await.unwrap();
+    rusqlite::Connection::open(w.dir.join("ems.db"))
+        .unwrap()
+        .execute(
+            "UPDATE view_log SET entry = x'00' WHERE seq = ?1",
+            [damaged.seq],
+        )
+        .unwrap();
+    assert_eq!(
+        relay_due(&w.ems).await.unwrap(),
+        RelayRound {
+            delivered: 1,
+            refused: 1,
+            ..Default::default()
+        }
+    );
+
+    // A provider that takes connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let file = w.dir.join("kawasaki-fd.token");
+    w.store
+        .set_provider(w.a, &silent_url, file.to_str().unwrap())
+        .await
+        .unwrap();
+    for i in 2..5 {
+        w.store.record_view(read(i)).await.unwrap();
+    }
+    let mut ems = Ems::new(w.store.clone(), Arc::new(chrono::Utc::now));
+    ems.provider_timeout = std::time::Duration::from_millis(300);
+    assert_eq!(
+        relay_due(&ems).await.unwrap(),
+        RelayRound {
+            retried: 3,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection for the bureau's three reads"
+    );
+    assert_eq!(
+        w.store
+            .due_hospital_reads(i64::MAX, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}

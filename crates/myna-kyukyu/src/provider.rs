@@ -373,6 +373,8 @@ async fn recover_spanning_writes(store: Arc<ProviderDb>) {
     let mut tick = tokio::time::interval(RECOVERY_EVERY);
     loop {
         tick.tick().await;
+        // A data node that was down at start gets its migrations once it is back.
+        pg.migrate_nodes().await;
         if let Err(e) = pg.recover_spanning_writes().await {
             tracing::error!(error = %e, "prepared writes on the data nodes not resolved");
         }

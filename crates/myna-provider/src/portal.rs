@@ -249,6 +249,9 @@ pub async fn history<S: ProviderStore, A: CallerAuth<S>>(
             seq: at.seq,
         });
     }
+    // Newest first by the time shown: a hospital's read, logged when its bureau reported it,
+    // shows when the hospital read the copy.
+    accesses.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then(b.seq.cmp(&a.seq)));
     Ok(Json(AccessHistoryResponse { accesses, more }))
 }
 

@@ -22,6 +22,7 @@ use myna_store::ems::{
     Feed, Filing, HandoffSnapshot, HospitalReadOutcome, IncidentFilter, IncidentId, IncidentRecord,
     IssuedCertificate, LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, PastIncident,
     PendingHospitalRead, Role, Session, StatusChange, Team, TeamId, Terminal, TerminalId,
+    queued_read,
 };
 use myna_store::{ChainPosition, ChainReport, StoreError};
 use std::collections::HashMap;
@@ -2164,9 +2165,9 @@ impl EmsStore for PgEmsStore {
         let client = connection(&self.pool).await?;
         let rows = client
             .query(
-                "SELECT v.seq, v.entry, v.prev_hash, v.hash, o.attempts, o.bureau_id \
+                "SELECT o.view_seq, v.entry, o.attempts, o.bureau_id \
                  FROM hospital_read_outbox o \
-                 JOIN view_log v ON v.bureau_id = o.bureau_id AND v.seq = o.view_seq \
+                 LEFT JOIN view_log v ON v.bureau_id = o.bureau_id AND v.seq = o.view_seq \
                  WHERE o.delivered_ms IS NULL AND o.refused_ms IS NULL AND o.next_try_ms <= $1 \
                  ORDER BY o.next_try_ms, o.bureau_id, o.view_seq LIMIT $2",
                 &[&now_ms, &i64::from(limit)],
@@ -2177,13 +2178,11 @@ impl EmsStore for PgEmsStore {
             .map(|r| {
                 Ok(PendingHospitalRead {
                     at: ChainPosition {
-                        partition: col(r, 5)?,
+                        partition: col(r, 3)?,
                         seq: col(r, 0)?,
                     },
-                    record: view_from::<ViewRecord>(r)?
-                        .map(|linked| linked.entry)
-                        .map_err(|e| e.to_string()),
-                    attempts: to_u32(col(r, 4)?, "outbox attempts")?,
+                    record: queued_read(col::<Option<&str>>(r, 1)?),
+                    attempts: to_u32(col(r, 2)?, "outbox attempts")?,
                 })
             })
             .collect()

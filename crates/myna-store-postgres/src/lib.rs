@@ -188,17 +188,38 @@ pub(crate) fn pool_of(
 /// A pool on `url` whose schema `runner` brought up to date, its history kept in `history`.
 pub(crate) async fn migrated_pool(
     url: &str,
-    mut runner: refinery::Runner,
+    runner: refinery::Runner,
     history: &str,
 ) -> Result<deadpool_postgres::Pool, StoreError> {
     let pool = pool(url)?;
-    let mut client = connection(&pool).await?;
-    runner.set_migration_table_name(history);
-    runner
-        .run_async(&mut **client)
+    migrate(&pool, runner, history)
         .await
         .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", redacted(url))))?;
     Ok(pool)
+}
+
+/// Brings the database behind `pool` up to `runner`'s migrations, recorded in `history`.
+pub(crate) async fn migrate(
+    pool: &deadpool_postgres::Pool,
+    runner: refinery::Runner,
+    history: &str,
+) -> Result<(), String> {
+    let mut client = connection(pool).await.map_err(|e| e.to_string())?;
+    migrate_on(&mut client, runner, history).await
+}
+
+/// `migrate` on a connection the caller holds (one that holds a lock, say).
+pub(crate) async fn migrate_on(
+    client: &mut tokio_postgres::Client,
+    mut runner: refinery::Runner,
+    history: &str,
+) -> Result<(), String> {
+    runner.set_migration_table_name(history);
+    runner
+        .run_async(client)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) async fn connection(

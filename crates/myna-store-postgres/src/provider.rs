@@ -29,7 +29,7 @@ use myna_store::import::{ImportBatch, Imported, LineNo, Record};
 use myna_store::{
     AccessGranted, AccessRequest, ChainPosition, ChainReport, ChainWalk, DatasetInfo,
     HospitalReadLogged, HospitalReadReport, Organisation, PersonRecordSet, ProviderStore,
-    StoreError, hospital_read_entry, hospital_read_logged_before, secret_matches,
+    StoreError, hospital_read_entry, hospital_read_logged_before, name_from_master, secret_matches,
 };
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -64,10 +64,7 @@ async fn migrate_node(pool: &deadpool_postgres::Pool) -> Result<(), StoreError> 
         .execute("SELECT pg_advisory_lock($1)", &[&NODE_MIGRATION_LOCK])
         .await
         .map_err(db_err)?;
-    let mut runner = embedded::migrations::runner();
-    runner.set_migration_table_name(HISTORY_TABLE);
-    let ran = runner
-        .run_async(&mut **client)
+    let ran = crate::migrate_on(&mut client, embedded::migrations::runner(), HISTORY_TABLE)
         .await
         .map_err(|e| StoreError::Unavailable(format!("migrating: {e}")));
     let unlocked = client
@@ -154,33 +151,52 @@ fn to_i32(n: u32, what: &str) -> Result<i32, StoreError> {
 impl PgProviderStore {
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let runner = embedded::migrations::runner();
-        let pool = crate::migrated_pool(url, runner, HISTORY_TABLE).await?;
+        let pool = crate::pool(url)?;
         let nodes = if crate::sharded::is_coordinator(&pool).await? {
             Nodes::of(&pool).await?
         } else {
             None
         };
-        if let Some(nodes) = &nodes {
-            // The rows are on the nodes: each gets the coordinator's migrations too. A node that
-            // cannot be reached now is migrated at the next connect; until then its persons'
-            // accesses fail as they would with the node down (docs/deployment-postgres-fdw.md).
-            for node in 0..nodes.len() {
-                if let Err(e) = migrate_node(nodes.pool(node)?).await {
-                    tracing::warn!(node, error = %e, "data node not migrated");
-                }
-            }
-        }
         let store = Self {
             pool,
             nodes,
             crash: CrashSwitch::default(),
             names: Default::default(),
         };
+        // The data nodes first: a column a migration adds is on the node's table before the
+        // coordinator's foreign partitions name it (postgres_fdw sends every column it knows).
+        store.migrate_nodes().await;
+        crate::migrate(&store.pool, embedded::migrations::runner(), HISTORY_TABLE)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("migrating {}: {e}", crate::redacted(url)))
+            })?;
         // Writes a crash left prepared on the nodes are resolved before any other; what
         // cannot be now is resolved later.
         store.recover_logged().await;
         Ok(store)
+    }
+
+    /// Brings each data node up to the provider's migrations, one process at a time per node.
+    /// A node that cannot be reached or migrated is logged and left for the next call (at
+    /// connect, and on `provider serve`'s recovery schedule); until then its persons'
+    /// accesses may fail, as they would with the node down. Answers how many were left.
+    pub async fn migrate_nodes(&self) -> usize {
+        let Some(nodes) = &self.nodes else {
+            return 0;
+        };
+        let mut left = 0;
+        for node in 0..nodes.len() {
+            let migrated = match nodes.pool(node) {
+                Ok(pool) => migrate_node(pool).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = migrated {
+                left += 1;
+                tracing::warn!(node, error = %e, "data node not migrated");
+            }
+        }
+        left
     }
 
     /// Recovery at connect: a failure is logged, not the caller's
@@ -406,9 +422,8 @@ impl PgProviderStore {
             client.query(&source_sql, &source_params),
         );
         let (named, found) = (named.map_err(attempt)?, found.map_err(attempt)?);
-        if let Some(row) = named.first() {
-            report.read.hospital_name = col(row, 0)?;
-        }
+        let name = named.first().map(|row| col::<String>(row, 0)).transpose()?;
+        name_from_master(&mut report, name);
         let source = match found.as_slice() {
             [] => return Err(StoreError::UnknownAccess.into()),
             [row] => match chained_from_row(row)? {

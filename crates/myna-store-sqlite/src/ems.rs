@@ -15,7 +15,7 @@ use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
     HandoffSnapshot, HospitalReadOutcome, IncidentFilter, IncidentId, IncidentRecord,
     LockoutPolicy, NewEvent, PastIncident, PendingHospitalRead, Role, Session, StatusChange, Team,
-    TeamId, Terminal, TerminalId,
+    TeamId, Terminal, TerminalId, queued_read,
 };
 use myna_store::ems::{
     Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
@@ -1497,32 +1497,34 @@ impl EmsStore for EmsSqlite {
         limit: u32,
     ) -> Result<Vec<PendingHospitalRead>, StoreError> {
         self.run(move |conn| {
+            // The outbox is STRICT; the view log's entry is read as whatever it holds, so one
+            // damaged entry is that read's problem, not every read's.
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT v.seq, v.entry, v.prev_hash, v.hash, o.attempts \
-                     FROM hospital_read_outbox o JOIN view_log v ON v.seq = o.view_seq \
+                    "SELECT o.view_seq, o.attempts, v.entry \
+                     FROM hospital_read_outbox o LEFT JOIN view_log v ON v.seq = o.view_seq \
                      WHERE o.delivered_ms IS NULL AND o.refused_ms IS NULL \
                      AND o.next_try_ms <= ?1 ORDER BY o.next_try_ms, o.view_seq LIMIT ?2",
                 )
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map(params![now_ms, limit], |r| {
-                    Ok((view_row(r)?, r.get::<_, u32>(4)?))
+                    let entry = match r.get::<_, rusqlite::types::Value>(2)? {
+                        rusqlite::types::Value::Null => Ok(None),
+                        rusqlite::types::Value::Text(t) => Ok(Some(t)),
+                        _ => Err("its view-log entry is not text".to_owned()),
+                    };
+                    Ok(PendingHospitalRead {
+                        at: ChainPosition {
+                            partition: 0,
+                            seq: r.get(0)?,
+                        },
+                        attempts: r.get(1)?,
+                        record: entry.and_then(|e| queued_read(e.as_deref())),
+                    })
                 })
                 .map_err(db_err)?;
-            let mut due = Vec::new();
-            for row in rows {
-                let (row, attempts) = row.map_err(db_err)?;
-                let seq = row.0;
-                due.push(PendingHospitalRead {
-                    at: ChainPosition { partition: 0, seq },
-                    record: to_chained::<ViewRecord>(row)
-                        .map(|linked| linked.entry)
-                        .map_err(|e| e.to_string()),
-                    attempts,
-                });
-            }
-            Ok(due)
+            rows.map(|r| r.map_err(db_err)).collect()
         })
         .await
     }

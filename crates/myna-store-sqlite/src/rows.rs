@@ -10,7 +10,7 @@ pub(crate) use myna_store::columns::corrupt;
 use myna_store::columns::{Masters, institution_kind, institution_kind_str, product_conflict};
 use myna_store::{
     ChainPosition, HospitalReadLogged, HospitalReadReport, PersonRecordSet, StoreError,
-    hospital_read_entry, hospital_read_logged_before,
+    hospital_read_entry, hospital_read_logged_before, name_from_master,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
@@ -925,15 +925,13 @@ pub(crate) fn record_hospital_read(
     report: &HospitalReadReport,
 ) -> Result<HospitalReadLogged, StoreError> {
     let mut report = report.clone();
-    if let Some(name) = conn
+    let name = conn
         .prepare_cached("SELECT name FROM institution WHERE code = ?1")
         .map_err(db_err)?
         .query_row([&report.read.institution_code], |r| r.get::<_, String>(0))
         .optional()
-        .map_err(db_err)?
-    {
-        report.read.hospital_name = name;
-    }
+        .map_err(db_err)?;
+    name_from_master(&mut report, name);
     let source = access_entry(
         conn,
         &format!(

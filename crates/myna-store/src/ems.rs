@@ -306,6 +306,14 @@ pub struct PendingHospitalRead {
     pub attempts: u32,
 }
 
+/// A queued read's view-log entry as stored (JSON text), or why the relay cannot read it: gone
+/// from the log, or not a view record. Such a read is settled as refused, and the others go
+/// on.
+pub fn queued_read(entry: Option<&str>) -> Result<ViewRecord, String> {
+    let entry = entry.ok_or("its view-log entry is missing")?;
+    serde_json::from_str(entry).map_err(|e| format!("its view-log entry cannot be read: {e}"))
+}
+
 /// How a report of a hospital read ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HospitalReadOutcome {

@@ -107,6 +107,17 @@ pub const HOSPITAL_READ_WITHIN_MS: i64 = 7 * 24 * 3600 * 1000;
 /// cannot bury a patient's history under reports.
 pub const MAX_HOSPITALS_PER_ACCESS: usize = 5;
 
+/// Names the hospital from the institution master's `name` for its code, when the master has
+/// one that reads as a name (1–64 characters, no control characters); otherwise the bureau's
+/// name stands.
+pub fn name_from_master(report: &mut HospitalReadReport, name: Option<String>) {
+    if let Some(name) =
+        name.filter(|n| myna_domain::access::check_identifier("institution name", n).is_ok())
+    {
+        report.read.hospital_name = name;
+    }
+}
+
 /// The entry a hospital read appends after the crew's access `source` whose copy was read:
 /// the crew's fields (person, serial, purpose, consent, view, team), the hospital's staff
 /// member as the viewer, and the read. A read dated outside the copy's life is refused.
@@ -124,7 +135,12 @@ pub fn hospital_read_entry(
             crew_member: report.staff.clone(),
             ..source.viewer.clone()
         },
-        hospital_read: Some(report.read.clone()),
+        hospital_read: Some(myna_domain::access::HospitalRead {
+            // A read within the clocks' allowance before the access is dated with it: the
+            // hospital cannot have read the copy before the crew's access obtained it.
+            read_at_ms: report.read.read_at_ms.max(source.at_ms),
+            ..report.read.clone()
+        }),
         ..source.clone()
     })
 }

@@ -1176,6 +1176,7 @@ pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderSt
             other_hospital(hospital_read_report(&crew, "INC-8", 3), "1410000009"),
             unknown,
         ),
+        // Person 52's access, named with another incident than its own.
         (
             other_hospital(hospital_read_report(&other, "INC-7", 3), "1410000009"),
             unknown,
@@ -1223,6 +1224,19 @@ pub async fn a_hospital_read_is_logged_once_after_the_crews_access<S: ProviderSt
         assert!(next.new);
         assert_eq!(next.position.seq, last + 1);
         last = next.position.seq;
+        if i == 0 {
+            let logged = store.access_log_for(PersonId(51), 1).await.unwrap();
+            assert_eq!(
+                logged[0]
+                    .1
+                    .entry
+                    .hospital_read
+                    .as_ref()
+                    .map(|r| r.read_at_ms),
+                Some(source.at_ms),
+                "a read dated a little before the access is dated with it"
+            );
+        }
     }
     // The fifth is named by the master, which holds its code (the clinic of the records).
     let fifth = store

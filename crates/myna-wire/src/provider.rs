@@ -1,4 +1,7 @@
 //! The provider API: `POST /v1/emergency-summary` (contract in `docs/api.md`).
+//!
+//! Request bodies refuse unknown fields; answers accept them, so a client built before a field
+//! was added (the patient's own portal, a bureau's ems) still reads the answer.
 
 use crate::View;
 use crate::wire_codes;
@@ -96,7 +99,6 @@ pub struct HospitalReadBody {
 /// later report of the same hospital and access answers the same entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct HospitalReadResponse {
     pub access_id: i64,
 }
@@ -105,7 +107,6 @@ pub struct HospitalReadResponse {
 /// `expires_at_ms` (`myna_domain::portal`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct PortalChallenge {
     /// Standard base64; sign it as issued.
     pub challenge: String,
@@ -131,7 +132,6 @@ pub struct AccessHistoryRequest {
 /// individual.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct SeenAccessBody {
     /// Server time, milliseconds since the Unix epoch (UTC).
     pub at_ms: i64,
@@ -154,7 +154,6 @@ pub struct SeenAccessBody {
 /// The person's accesses, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct AccessHistoryResponse {
     pub accesses: Vec<SeenAccessBody>,
     /// True when older accesses exist beyond the ones listed.

@@ -4,10 +4,12 @@
 -- added to the foreign partitions' definitions; `PgProviderStore::connect` then migrates each
 -- data node, whose tables hold the rows.
 --
--- The index is built over the whole log, under a lock that holds back appends: the pool's
--- statement and lock timeouts (seconds) do not apply to this migration.
+-- The columns need the table's lock for a moment: if a long reader (a full `audit verify`, a
+-- dump) holds it, the migration gives up after 5 s rather than queue every access behind it,
+-- and the provider does not start (start it again once the reader is done). The index is
+-- then built over the whole log, holding back appends meanwhile: upgrade in a quiet hour.
+SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = 0;
-SET LOCAL lock_timeout = '10min';
 ALTER TABLE access_log
     ADD COLUMN hospital_source_access_id bigint,
     ADD COLUMN hospital_institution_code text,
