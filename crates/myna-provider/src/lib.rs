@@ -9,7 +9,7 @@ mod auth;
 mod body;
 pub mod client;
 mod error;
-mod hospital_read;
+pub mod hospital_read;
 pub mod openapi;
 pub mod portal;
 mod summary;
