@@ -2326,6 +2326,38 @@ async fn a_bureaus_statistics_count_its_own_incidents_only() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
+impl World {
+    /// Bureau A's crew views card A's summary (consent, tap 2); answers the view-log entry.
+    async fn crew_viewed_card_a(&self) -> myna_domain::incident::ViewRecord {
+        let incident = self.incident_for(self.a, "中原救急1").await;
+        let (_, token, session) = self.crew(self.a, "中原救急1", "crew10").await;
+        self.ok_event(&token, &session, incident, face(CARD_A))
+            .await;
+        let (s, v) = self
+            .summary(&token, &session, incident, consent_and_view(CARD_A, "t2"))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        self.store.view_records(A_CODE, 1).await.unwrap()[0]
+            .entry
+            .clone()
+    }
+}
+
+/// The view-log entry of 川崎市立川崎病院's staff reading `crew`'s copy, `i` ms after a minute
+/// past the provider's time, as the hospital screen writes it.
+fn hospital_read_of(
+    crew: &myna_domain::incident::ViewRecord,
+    i: i64,
+) -> myna_domain::incident::ViewRecord {
+    myna_domain::incident::ViewRecord {
+        at_ms: provider_now().timestamp_millis() + 60_000 + i,
+        crew_member: "er-kawasaki-municipal".into(),
+        terminal: 0,
+        hospital: Some("kawasaki-municipal".into()),
+        ..crew.clone()
+    }
+}
+
 /// A hospital's read of the crew's copy reaches the provider's log through the relay: not
 /// while the provider is down (tried again, nothing lost), then once, in the chain of the
 /// person the crew's access read, naming the registry's hospital; a second round sends
@@ -2338,26 +2370,11 @@ async fn a_hospitals_read_is_reported_to_the_provider_once_even_after_it_was_dow
     use myna_domain::person::PersonId;
     use myna_ems::relay::{RelayRound, relay_due};
     let w = world().await;
-    let incident = w.incident_for(w.a, "中原救急1").await;
-    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
-    w.ok_event(&token, &session, incident, face(CARD_A)).await;
-    let (s, v) = w
-        .summary(&token, &session, incident, consent_and_view(CARD_A, "t2"))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let crew_view = w.store.view_records(A_CODE, 1).await.unwrap()[0]
-        .entry
-        .clone();
+    let crew_view = w.crew_viewed_card_a().await;
     let crew_access = w.provider.access_log_for(PersonId(1), 10).await.unwrap();
     assert_eq!(crew_access.len(), 1);
 
-    let read = myna_domain::incident::ViewRecord {
-        at_ms: provider_now().timestamp_millis() + 60_000,
-        crew_member: "er-kawasaki-municipal".into(),
-        terminal: 0,
-        hospital: Some("kawasaki-municipal".into()),
-        ..crew_view.clone()
-    };
+    let read = hospital_read_of(&crew_view, 0);
     let file = w.dir.join("kawasaki-fd.token");
     let file = file.to_str().unwrap();
     w.store
@@ -2466,23 +2483,8 @@ async fn a_hospitals_read_is_reported_to_the_provider_once_even_after_it_was_dow
 async fn the_relay_goes_past_a_damaged_read_and_asks_a_silent_provider_once_a_round() {
     use myna_ems::relay::{RelayRound, relay_due};
     let w = world().await;
-    let incident = w.incident_for(w.a, "中原救急1").await;
-    let (_, token, session) = w.crew(w.a, "中原救急1", "crew10").await;
-    w.ok_event(&token, &session, incident, face(CARD_A)).await;
-    let (s, v) = w
-        .summary(&token, &session, incident, consent_and_view(CARD_A, "t2"))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let crew_view = w.store.view_records(A_CODE, 1).await.unwrap()[0]
-        .entry
-        .clone();
-    let read = |i: i64| myna_domain::incident::ViewRecord {
-        at_ms: provider_now().timestamp_millis() + 60_000 + i,
-        crew_member: "er-kawasaki-municipal".into(),
-        terminal: 0,
-        hospital: Some("kawasaki-municipal".into()),
-        ..crew_view.clone()
-    };
+    let crew_view = w.crew_viewed_card_a().await;
+    let read = |i: i64| hospital_read_of(&crew_view, i);
     let damaged = w.store.record_view(read(0)).await.unwrap();
     w.store.record_view(read(1)).await.unwrap();
     rusqlite::Connection::open(w.dir.join("ems.db"))
