@@ -1,8 +1,8 @@
 //! Reports the hospitals' reads of crews' copies to each bureau's provider
 //! (`POST /v1/hospital-reads`), so the patient's own access history names the hospital as well
 //! as the bureau. The reads wait in the outbox the view log fills in the same transaction
-//! (`EmsStore::due_hospital_reads`); a report is sent at least once, and the provider makes a
-//! report sent twice one entry (the key is the read's place in the view log).
+//! (`EmsStore::due_hospital_reads`); a report is sent at least once, and the provider logs each
+//! hospital once per crew access, so a report sent twice, or a later read, is the one entry.
 
 use crate::{Ems, EmsError};
 use myna_domain::hospitals::Registry;
@@ -33,10 +33,15 @@ pub struct RelayRound {
 pub async fn relay_hospital_reads_forever<S: EmsStore>(ems: Arc<Ems<S>>) {
     loop {
         match relay_due(&ems).await {
-            Ok(round) if round != RelayRound::default() => {
+            Ok(round) if round == RelayRound::default() => {}
+            Ok(round) => {
                 tracing::info!(?round, "hospital reads reported to the provider");
+                // A full round leaves more behind (a backlog after an outage): go on at once.
+                // Each read it handled is settled or waits its retry, so this cannot spin.
+                if round.delivered + round.retried + round.refused >= ROUND {
+                    continue;
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the hospital-read outbox failed"),
         }
         tokio::select! {
