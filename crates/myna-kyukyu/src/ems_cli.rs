@@ -109,6 +109,18 @@ pub enum EmsCommand {
         #[arg(long)]
         login: String,
     },
+    /// The bureau's hospitals' reads on their way to the provider (for the patient's history):
+    /// how many were delivered and wait, and each one the provider refused, with the reason.
+    HospitalReads {
+        #[arg(long, default_value = "ems.db")]
+        db: DbTarget,
+        #[arg(long, default_value = KAWASAKI_CODE)]
+        bureau: String,
+        /// Queue the refused reads again (once their cause is fixed); the running service
+        /// reports them within seconds.
+        #[arg(long)]
+        requeue: bool,
+    },
     /// Verify the hash chains of ems's view log and of the privacy officer's review log.
     VerifyViews {
         #[arg(long, default_value = "ems.db")]
@@ -802,6 +814,32 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 bail!("no account {login:?} in this bureau");
             }
             println!("{login}: failed sign-ins and lock cleared");
+        }
+        EmsCommand::HospitalReads {
+            db,
+            bureau,
+            requeue,
+        } => {
+            let (store, _) = open_bureau(&db, &bureau).await?;
+            let outbox = store.hospital_read_outbox(&bureau).await?;
+            println!(
+                "{bureau}: hospitals' reads delivered to the provider {}, waiting {}, refused {}",
+                outbox.delivered,
+                outbox.waiting,
+                outbox.refused.len()
+            );
+            for r in &outbox.refused {
+                let when = chrono::DateTime::from_timestamp_millis(r.refused_ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                println!("  view-log entry {}: refused {when}: {}", r.at.seq, r.error);
+            }
+            if requeue {
+                let n = store
+                    .requeue_refused_hospital_reads(&bureau, chrono::Utc::now().timestamp_millis())
+                    .await?;
+                println!("{n} refused reads queued again");
+            }
         }
         EmsCommand::VerifyViews { db } => {
             let store = EmsDb::open(&db).await?;

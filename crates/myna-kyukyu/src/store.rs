@@ -470,6 +470,19 @@ mod ems_delegation {
         ) -> Result<Vec<myna_store::ems::PendingHospitalRead>, StoreError> {
             either!(EmsDb, self, s => s.due_hospital_reads(now_ms, limit))
         }
+        async fn hospital_read_outbox(
+            &self,
+            bureau: &str,
+        ) -> Result<myna_store::ems::HospitalReadOutbox, StoreError> {
+            either!(EmsDb, self, s => s.hospital_read_outbox(bureau))
+        }
+        async fn requeue_refused_hospital_reads(
+            &self,
+            bureau: &str,
+            now_ms: i64,
+        ) -> Result<u64, StoreError> {
+            either!(EmsDb, self, s => s.requeue_refused_hospital_reads(bureau, now_ms))
+        }
         async fn settle_hospital_read(
             &self,
             at: ChainPosition,

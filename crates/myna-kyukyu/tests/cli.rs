@@ -1506,3 +1506,102 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
     assert!(!o.status.success(), "a cut chain was signed");
     rt.block_on(db.drop_now()).unwrap();
 }
+
+/// `ems hospital-reads`: the operator sees the bureau's hospitals' reads on their way to the
+/// provider, each refused one with its reason, and queues the refused ones again.
+#[test]
+fn the_operator_sees_refused_hospital_reads_and_queues_them_again() {
+    use myna_store::ems::{EmsStore, HospitalReadOutcome};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ems.db");
+    let db_s = db.to_str().unwrap();
+    let credential = dir.path().join("kawasaki-fd.token");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&credential)
+        .unwrap();
+    std::fs::write(&credential, "kawasaki-fd.secret").unwrap();
+    let o = run(&[
+        "ems",
+        "seed-kawasaki",
+        "--db",
+        db_s,
+        "--provider-url",
+        "http://127.0.0.1:9",
+        "--provider-token-file",
+        credential.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A hospital's read the provider refused, as the relay settles it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refused = runtime.block_on(async {
+        let store = myna_store_sqlite::EmsSqlite::open(&db).unwrap();
+        let read = myna_domain::incident::ViewRecord {
+            at_ms: 1_795_000_000_000,
+            bureau: "kawasaki-fd".into(),
+            incident_number: "20261127-0001".into(),
+            team: "中原救急1".into(),
+            crew_member: "er-kawasaki-municipal".into(),
+            terminal: 0,
+            patient: myna_domain::patient::PatientKey::try_from("a".repeat(64)).unwrap(),
+            patient_number: 1,
+            consent: myna_domain::access::Consent::Obtained,
+            view: myna_domain::summary::View::Summary,
+            provider_access_id: 0,
+            hospital: Some("kawasaki-municipal".into()),
+        };
+        let at = store.record_view(read).await.unwrap();
+        let error = "unknown_access: no access of this organisation has this access_id";
+        assert!(
+            store
+                .settle_hospital_read(
+                    at,
+                    1_795_000_000_100,
+                    HospitalReadOutcome::Refused {
+                        error: error.into()
+                    },
+                )
+                .await
+                .unwrap()
+        );
+        at
+    });
+
+    let o = run(&["ems", "hospital-reads", "--db", db_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(
+        out.contains("delivered to the provider 0, waiting 0, refused 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("view-log entry {}: refused", refused.seq))
+            && out.contains("unknown_access"),
+        "{out}"
+    );
+    let o = run(&["ems", "hospital-reads", "--db", db_s, "--requeue"]);
+    assert!(
+        stdout(&o).contains("1 refused reads queued again"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["ems", "hospital-reads", "--db", db_s]);
+    assert!(
+        stdout(&o).contains("waiting 1, refused 0"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "ems",
+        "hospital-reads",
+        "--db",
+        db_s,
+        "--bureau",
+        "no-such-fd",
+    ]);
+    assert!(!o.status.success(), "an unknown bureau is an error");
+}

@@ -19,10 +19,10 @@ use myna_store::columns::corrupt;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed,
     ChangeNote, ChangeSink, EmsStore, Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState,
-    Feed, Filing, HandoffSnapshot, HospitalReadOutcome, IncidentFilter, IncidentId, IncidentRecord,
-    IssuedCertificate, LockoutPolicy, NewEnrollment, NewEvent, NewInvite, OpenInvite, PastIncident,
-    PendingHospitalRead, Role, Session, StatusChange, Team, TeamId, Terminal, TerminalId,
-    queued_read,
+    Feed, Filing, HandoffSnapshot, HospitalReadOutbox, HospitalReadOutcome, IncidentFilter,
+    IncidentId, IncidentRecord, IssuedCertificate, LockoutPolicy, NewEnrollment, NewEvent,
+    NewInvite, OpenInvite, PastIncident, PendingHospitalRead, RefusedHospitalRead, Role, Session,
+    StatusChange, Team, TeamId, Terminal, TerminalId, queued_read,
 };
 use myna_store::{ChainPosition, ChainReport, StoreError};
 use std::collections::HashMap;
@@ -2186,6 +2186,67 @@ impl EmsStore for PgEmsStore {
                 })
             })
             .collect()
+    }
+
+    async fn hospital_read_outbox(&self, bureau: &str) -> Result<HospitalReadOutbox, StoreError> {
+        let client = connection(&self.pool).await?;
+        let counts = client
+            .query_one(
+                "SELECT count(o.delivered_ms), \
+                 count(*) FILTER (WHERE o.delivered_ms IS NULL AND o.refused_ms IS NULL) \
+                 FROM hospital_read_outbox o JOIN bureau b ON b.id = o.bureau_id \
+                 WHERE b.code = $1",
+                &[&bureau],
+            )
+            .await
+            .map_err(db_err)?;
+        let count = |i: usize| -> Result<u64, StoreError> {
+            u64::try_from(col::<i64>(&counts, i)?).map_err(|_| corrupt("a negative count"))
+        };
+        let refused = client
+            .query(
+                "SELECT o.bureau_id, o.view_seq, o.refused_ms, coalesce(o.last_error, '') \
+                 FROM hospital_read_outbox o JOIN bureau b ON b.id = o.bureau_id \
+                 WHERE b.code = $1 AND o.refused_ms IS NOT NULL \
+                 ORDER BY o.refused_ms, o.view_seq",
+                &[&bureau],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                Ok(RefusedHospitalRead {
+                    at: ChainPosition {
+                        partition: col(r, 0)?,
+                        seq: col(r, 1)?,
+                    },
+                    refused_ms: col(r, 2)?,
+                    error: col(r, 3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(HospitalReadOutbox {
+            delivered: count(0)?,
+            waiting: count(1)?,
+            refused,
+        })
+    }
+
+    async fn requeue_refused_hospital_reads(
+        &self,
+        bureau: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let client = connection(&self.pool).await?;
+        client
+            .execute(
+                "UPDATE hospital_read_outbox o SET refused_ms = NULL, next_try_ms = $2 \
+                 FROM bureau b WHERE b.id = o.bureau_id AND b.code = $1 \
+                 AND o.refused_ms IS NOT NULL",
+                &[&bureau, &now_ms],
+            )
+            .await
+            .map_err(db_err)
     }
 
     async fn settle_hospital_read(

@@ -13,9 +13,10 @@ use myna_domain::stats::IncidentFacts;
 use myna_store::StoreError;
 use myna_store::ems::{
     Account, AccountId, AccountSeed, AppendError, Appended, Bureau, BureauId, BureauSeed, EmsStore,
-    HandoffSnapshot, HospitalReadOutcome, IncidentFilter, IncidentId, IncidentRecord,
-    LockoutPolicy, NewEvent, PastIncident, PendingHospitalRead, Role, Session, StatusChange, Team,
-    TeamId, Terminal, TerminalId, queued_read,
+    HandoffSnapshot, HospitalReadOutbox, HospitalReadOutcome, IncidentFilter, IncidentId,
+    IncidentRecord, LockoutPolicy, NewEvent, PastIncident, PendingHospitalRead,
+    RefusedHospitalRead, Role, Session, StatusChange, Team, TeamId, Terminal, TerminalId,
+    queued_read,
 };
 use myna_store::ems::{
     Enrollment, EnrollmentId, EnrollmentLimits, EnrollmentState, Filing, IssuedCertificate,
@@ -1525,6 +1526,66 @@ impl EmsStore for EmsSqlite {
                 })
                 .map_err(db_err)?;
             rows.map(|r| r.map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn hospital_read_outbox(&self, bureau: &str) -> Result<HospitalReadOutbox, StoreError> {
+        let bureau = bureau.to_owned();
+        self.run(move |conn| {
+            let (delivered, waiting): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(delivered_ms), \
+                     count(*) FILTER (WHERE delivered_ms IS NULL AND refused_ms IS NULL) \
+                     FROM hospital_read_outbox WHERE bureau = ?1",
+                    [&bureau],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db_err)?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT view_seq, refused_ms, coalesce(last_error, '') FROM hospital_read_outbox \
+                     WHERE bureau = ?1 AND refused_ms IS NOT NULL ORDER BY refused_ms, view_seq",
+                )
+                .map_err(db_err)?;
+            let refused = stmt
+                .query_map([&bureau], |r| {
+                    Ok(RefusedHospitalRead {
+                        at: ChainPosition {
+                            partition: 0,
+                            seq: r.get(0)?,
+                        },
+                        refused_ms: r.get(1)?,
+                        error: r.get(2)?,
+                    })
+                })
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            let count = |n: i64| u64::try_from(n).unwrap_or_default();
+            Ok(HospitalReadOutbox {
+                delivered: count(delivered),
+                waiting: count(waiting),
+                refused,
+            })
+        })
+        .await
+    }
+
+    async fn requeue_refused_hospital_reads(
+        &self,
+        bureau: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let bureau = bureau.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE hospital_read_outbox SET refused_ms = NULL, next_try_ms = ?2 \
+                 WHERE bureau = ?1 AND refused_ms IS NOT NULL",
+                params![bureau, now_ms],
+            )
+            .map(|n| n as u64)
+            .map_err(db_err)
         })
         .await
     }

@@ -306,6 +306,24 @@ pub struct PendingHospitalRead {
     pub attempts: u32,
 }
 
+/// A bureau's outbox of hospitals' reads, for its operator: how many were delivered and how
+/// many wait, and the ones the provider refused for good, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HospitalReadOutbox {
+    pub delivered: u64,
+    pub waiting: u64,
+    pub refused: Vec<RefusedHospitalRead>,
+}
+
+/// A read the provider refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedHospitalRead {
+    /// Its view-log entry.
+    pub at: crate::ChainPosition,
+    pub refused_ms: i64,
+    pub error: String,
+}
+
 /// A queued read's view-log entry as stored (JSON text), or why the relay cannot read it: gone
 /// from the log, or not a view record. Such a read is settled as refused, and the others go
 /// on.
@@ -807,6 +825,20 @@ pub trait EmsStore: Send + Sync + 'static {
         now_ms: i64,
         outcome: HospitalReadOutcome,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The bureau's outbox of hospitals' reads (`HospitalReadOutbox`).
+    fn hospital_read_outbox(
+        &self,
+        bureau: &str,
+    ) -> impl Future<Output = Result<HospitalReadOutbox, StoreError>> + Send;
+
+    /// Queues the bureau's refused reads again, due at `now_ms` (after the operator fixed the
+    /// cause: the provider's data restored, a clock set right); answers how many.
+    fn requeue_refused_hospital_reads(
+        &self,
+        bureau: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     fn view_records(
         &self,

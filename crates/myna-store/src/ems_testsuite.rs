@@ -1048,7 +1048,8 @@ pub async fn a_late_tap_keeps_its_device_time<S: EmsStore>(store: S) {
 
 /// A hospital's read is queued for the provider with its view-log entry, a crew's view is
 /// not; due reads come oldest first, per the retry time; a settled read is not due again and
-/// a second settlement changes nothing; each bureau's reads keep their own place.
+/// a second settlement changes nothing; each bureau's reads keep their own place; the
+/// operator sees each bureau's counts and refusals, and queues its refused reads again.
 pub async fn hospital_reads_wait_for_the_provider_until_settled<S: EmsStore>(store: S) {
     store.seed_bureau(small("a-fd")).await.unwrap();
     store.seed_bureau(small("b-fd")).await.unwrap();
@@ -1153,6 +1154,48 @@ pub async fn hospital_reads_wait_for_the_provider_until_settled<S: EmsStore>(sto
             .await
             .unwrap(),
         "no read is queued there"
+    );
+
+    // The operator's view, per bureau, and the refused read queued again.
+    let a = store.hospital_read_outbox("a-fd").await.unwrap();
+    assert_eq!((a.delivered, a.waiting), (1, 0));
+    assert_eq!(
+        a.refused,
+        vec![crate::ems::RefusedHospitalRead {
+            at: third,
+            refused_ms: T0 + 10,
+            error: "unknown_access".into(),
+        }]
+    );
+    let b = store.hospital_read_outbox("b-fd").await.unwrap();
+    assert_eq!((b.delivered, b.waiting, b.refused.len()), (0, 1, 0));
+    assert_eq!(
+        store
+            .requeue_refused_hospital_reads("b-fd", T0 + 20)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .requeue_refused_hospital_reads("a-fd", T0 + 20)
+            .await
+            .unwrap(),
+        1
+    );
+    let again = store.due_hospital_reads(T0 + 20, 10).await.unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "the refused read is due again, the retried one not yet"
+    );
+    assert_eq!(again[0].at, third);
+    assert_eq!(
+        store
+            .requeue_refused_hospital_reads("a-fd", T0 + 30)
+            .await
+            .unwrap(),
+        0
     );
     assert!(matches!(
         store.verify_view_log().await.unwrap(),
