@@ -777,11 +777,7 @@ async fn the_summary_before_the_face_check_then_before_consent_is_refused() {
 #[tokio::test]
 async fn a_dead_provider_is_503_provider_unavailable_and_no_view_is_logged() {
     let w = world().await;
-    let file = w.dir.join("kawasaki-fd.token");
-    w.store
-        .set_provider(w.a, DEAD_PROVIDER, file.to_str().unwrap())
-        .await
-        .unwrap();
+    w.point_bureau_a_at(DEAD_PROVIDER).await;
     assert_eq!(
         w.store
             .bureau_by_id(w.a)
@@ -2327,6 +2323,15 @@ async fn a_bureaus_statistics_count_its_own_incidents_only() {
 }
 
 impl World {
+    /// Points bureau A at the provider at `url`, with its own credential file.
+    async fn point_bureau_a_at(&self, url: &str) {
+        let file = self.dir.join("kawasaki-fd.token");
+        self.store
+            .set_provider(self.a, url, file.to_str().unwrap())
+            .await
+            .unwrap();
+    }
+
     /// Bureau A's crew views card A's summary (consent, tap 2); answers the view-log entry.
     async fn crew_viewed_card_a(&self) -> myna_domain::incident::ViewRecord {
         let incident = self.incident_for(self.a, "中原救急1").await;
@@ -2375,12 +2380,7 @@ async fn a_hospitals_read_is_reported_to_the_provider_once_even_after_it_was_dow
     assert_eq!(crew_access.len(), 1);
 
     let read = hospital_read_of(&crew_view, 0);
-    let file = w.dir.join("kawasaki-fd.token");
-    let file = file.to_str().unwrap();
-    w.store
-        .set_provider(w.a, DEAD_PROVIDER, file)
-        .await
-        .unwrap();
+    w.point_bureau_a_at(DEAD_PROVIDER).await;
     let at = w.store.record_view(read.clone()).await.unwrap();
     assert_eq!(
         relay_due(&w.ems).await.unwrap(),
@@ -2401,10 +2401,7 @@ async fn a_hospitals_read_is_reported_to_the_provider_once_even_after_it_was_dow
     assert_eq!(waiting.len(), 1, "kept for the next try");
     assert_eq!((waiting[0].at, waiting[0].attempts), (at, 1));
 
-    w.store
-        .set_provider(w.a, &w.provider_url, file)
-        .await
-        .unwrap();
+    w.point_bureau_a_at(&w.provider_url).await;
     // The first retry waits a second.
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     assert_eq!(
@@ -2515,11 +2512,7 @@ async fn the_relay_goes_past_a_damaged_read_and_asks_a_silent_provider_once_a_ro
             held.push(socket);
         }
     });
-    let file = w.dir.join("kawasaki-fd.token");
-    w.store
-        .set_provider(w.a, &silent_url, file.to_str().unwrap())
-        .await
-        .unwrap();
+    w.point_bureau_a_at(&silent_url).await;
     for i in 2..5 {
         w.store.record_view(read(i)).await.unwrap();
     }

@@ -728,6 +728,31 @@ fn a_tablet_enrolls_on_an_ems_backed_by_postgresql() {
     rt.block_on(db.drop_now()).unwrap();
 }
 
+/// `ems seed-kawasaki` into `db_s`, with a provider credential file (owner-only) in `dir` and
+/// a provider nobody listens on.
+fn seed_kawasaki_ems(dir: &Path, db_s: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let credential = dir.join("provider.token");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&credential)
+        .unwrap();
+    std::fs::write(&credential, "kawasaki-fd.secret").unwrap();
+    let o = run(&[
+        "ems",
+        "seed-kawasaki",
+        "--db",
+        db_s,
+        "--provider-url",
+        "http://127.0.0.1:9",
+        "--provider-token-file",
+        credential.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn tablet_enrollment(dir: &Path, db_s: &str) {
     let tls = dir.join("tls");
     let tls_s = tls.to_str().unwrap();
@@ -744,28 +769,7 @@ fn tablet_enrollment(dir: &Path, db_s: &str) {
         "127.0.0.1",
     ]);
     assert!(o.status.success());
-    let credential = dir.join("provider.token");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&credential)
-            .unwrap();
-        std::fs::write(&credential, "kawasaki-fd.secret").unwrap();
-    }
-    let o = run(&[
-        "ems",
-        "seed-kawasaki",
-        "--db",
-        db_s,
-        "--provider-url",
-        "http://127.0.0.1:9",
-        "--provider-token-file",
-        credential.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    seed_kawasaki_ems(dir, db_s);
     let ca_cert = tls.join("device-ca.pem");
     let ca_key = tls.join("device-ca.key");
     let tls_args = |listen: &str| -> Vec<String> {
@@ -1512,29 +1516,10 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
 #[test]
 fn the_operator_sees_refused_hospital_reads_and_queues_them_again() {
     use myna_store::ems::{EmsStore, HospitalReadOutcome};
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ems.db");
     let db_s = db.to_str().unwrap();
-    let credential = dir.path().join("kawasaki-fd.token");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&credential)
-        .unwrap();
-    std::fs::write(&credential, "kawasaki-fd.secret").unwrap();
-    let o = run(&[
-        "ems",
-        "seed-kawasaki",
-        "--db",
-        db_s,
-        "--provider-url",
-        "http://127.0.0.1:9",
-        "--provider-token-file",
-        credential.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    seed_kawasaki_ems(dir.path(), db_s);
 
     // A hospital's read the provider refused, as the relay settles it.
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -33,6 +33,24 @@ pub enum Answer<T> {
     },
 }
 
+impl<T> Answer<T> {
+    /// The same refusal, or `f` of the answer.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        match self {
+            Answer::Ok(t) => Answer::Ok(f(t)),
+            Answer::Refused {
+                status,
+                code,
+                message,
+            } => Answer::Refused {
+                status,
+                code,
+                message,
+            },
+        }
+    }
+}
+
 /// Either the summary or the provider's error body.
 pub type SummaryOutcome = Answer<Box<SummaryResponse>>;
 
@@ -123,18 +141,10 @@ impl ProviderClient {
     }
 
     pub async fn summary(&self, body: &SummaryRequestBody, view: View) -> Result<SummaryOutcome> {
-        Ok(match self.call(Self::summary_path(view), body).await? {
-            Answer::Ok(summary) => Answer::Ok(Box::new(summary)),
-            Answer::Refused {
-                status,
-                code,
-                message,
-            } => Answer::Refused {
-                status,
-                code,
-                message,
-            },
-        })
+        Ok(self
+            .call(Self::summary_path(view), body)
+            .await?
+            .map(Box::new))
     }
 
     /// Reports a hospital's read of a crew's copy (`POST /v1/hospital-reads`).

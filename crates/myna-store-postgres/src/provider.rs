@@ -180,23 +180,20 @@ impl PgProviderStore {
     /// Brings each data node up to the provider's migrations, one process at a time per node.
     /// A node that cannot be reached or migrated is logged and left for the next call (at
     /// connect, and on `provider serve`'s recovery schedule); until then its persons'
-    /// accesses may fail, as they would with the node down. Answers how many were left.
-    pub async fn migrate_nodes(&self) -> usize {
+    /// accesses may fail, as they would with the node down.
+    pub async fn migrate_nodes(&self) {
         let Some(nodes) = &self.nodes else {
-            return 0;
+            return;
         };
-        let mut left = 0;
         for node in 0..nodes.len() {
             let migrated = match nodes.pool(node) {
                 Ok(pool) => migrate_node(pool).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = migrated {
-                left += 1;
                 tracing::warn!(node, error = %e, "data node not migrated");
             }
         }
-        left
     }
 
     /// Recovery at connect: a failure is logged, not the caller's
@@ -449,21 +446,25 @@ impl PgProviderStore {
         read_person(&tx, source.entry.person_id).await?;
         let logged = rows(
             &tx,
-            "SELECT access_id, seq, hospital_institution_code FROM access_log \
+            "SELECT hospital_institution_code, access_id, seq FROM access_log \
              WHERE person_id = $1 AND hospital_source_access_id = $2 ORDER BY seq",
             [
                 &person_id as &(dyn ToSql + Sync),
                 &report.read.source_access_id,
             ],
         )
-        .await?;
-        let mut first = None;
-        for row in &logged {
-            if first.is_none() && col::<String>(row, 2)? == report.read.institution_code {
-                first = Some((col::<i64>(row, 0)?, col::<i64>(row, 1)?));
-            }
-        }
-        if let Some((access_id, seq)) = hospital_read_logged_before(first, logged.len())? {
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                col::<String>(row, 0)?,
+                (col::<i64>(row, 1)?, col::<i64>(row, 2)?),
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        if let Some((access_id, seq)) =
+            hospital_read_logged_before(logged, &report.read.institution_code)?
+        {
             return Ok(HospitalReadLogged {
                 access_id,
                 position: ChainPosition {

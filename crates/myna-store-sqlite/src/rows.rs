@@ -946,29 +946,18 @@ pub(crate) fn record_hospital_read(
     )?
     .ok_or(StoreError::UnknownAccess)?;
     let person = source.entry.person_id.0;
-    let first: Option<i64> = conn
+    let logged = conn
         .prepare_cached(
-            "SELECT min(seq) FROM access_log WHERE person_id = ?1 \
-             AND hospital_source_access_id = ?2 AND hospital_institution_code = ?3",
+            "SELECT hospital_institution_code, seq FROM access_log WHERE person_id = ?1 \
+             AND hospital_source_access_id = ?2 ORDER BY seq",
         )
         .map_err(db_err)?
-        .query_row(
-            params![person, source.seq, report.read.institution_code],
-            |r| r.get(0),
-        )
-        .map_err(db_err)?;
-    let hospitals: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM access_log WHERE person_id = ?1 \
-             AND hospital_source_access_id = ?2",
-        )
+        .query_map(params![person, source.seq], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(db_err)?
-        .query_row(params![person, source.seq], |r| r.get(0))
+        .collect::<Result<Vec<(String, i64)>, _>>()
         .map_err(db_err)?;
     let at = |seq: i64| ChainPosition { partition: 0, seq };
-    if let Some(seq) =
-        hospital_read_logged_before(first, usize::try_from(hospitals).unwrap_or(usize::MAX))?
-    {
+    if let Some(seq) = hospital_read_logged_before(logged, &report.read.institution_code)? {
         return Ok(HospitalReadLogged {
             access_id: seq,
             position: at(seq),

@@ -146,14 +146,16 @@ pub fn hospital_read_entry(
 }
 
 /// What the log holds on a crew's access before a hospital's read of it is appended: the
-/// entry of that hospital's first read, if any, and how many hospitals' reads it has.
-/// Answers the entry to return instead of appending, or why nothing may be appended.
+/// hospitals' reads of it, in log order, each as its institution code and its place `P`.
+/// Answers the place of `code`'s first read, to return instead of appending, or why nothing
+/// may be appended.
 pub fn hospital_read_logged_before<P>(
-    same_hospital: Option<P>,
-    hospitals: usize,
+    logged: Vec<(String, P)>,
+    code: &str,
 ) -> Result<Option<P>, StoreError> {
-    match same_hospital {
-        Some(first) => Ok(Some(first)),
+    let hospitals = logged.len();
+    match logged.into_iter().find(|(c, _)| c == code) {
+        Some((_, first)) => Ok(Some(first)),
         None if hospitals >= MAX_HOSPITALS_PER_ACCESS => Err(StoreError::HospitalReadLimit),
         None => Ok(None),
     }
