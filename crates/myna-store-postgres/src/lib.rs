@@ -163,6 +163,20 @@ pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
     pool_of(config(url)?, POOL_SIZE)
 }
 
+/// The provider's pool: `pool`, with every prepared statement run on its generic plan. Each of
+/// the provider's statements reads or writes rows of one person or one code by key, but
+/// PostgreSQL plans a prepared statement again at every call while a plan for the call's
+/// values looks cheaper than the generic one, as one for a date bound does: that was about a
+/// tenth of the machine's CPU per summary (docs/benchmarks.md). On the several-node
+/// deployment a generic plan still prunes to the person's partition, at run time.
+pub(crate) fn provider_pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
+    let mut config = config(url)?;
+    config.options(format!(
+        "{SERVER_LIMITS} -c plan_cache_mode=force_generic_plan"
+    ));
+    pool_of(config, POOL_SIZE)
+}
+
 /// A pool of at most `size` connections with these settings.
 pub(crate) fn pool_of(
     config: tokio_postgres::Config,

@@ -151,7 +151,7 @@ fn to_i32(n: u32, what: &str) -> Result<i32, StoreError> {
 impl PgProviderStore {
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = crate::pool(url)?;
+        let pool = crate::provider_pool(url)?;
         let nodes = if crate::sharded::is_coordinator(&pool).await? {
             Nodes::of(&pool).await?
         } else {
@@ -314,66 +314,37 @@ impl PgProviderStore {
         let mut client = connection(&self.pool).await?;
         let tx = client.transaction().await.map_err(attempt)?;
         let serial = &request.serial_hex;
-        // The card's person and its revocation, asked together (one round trip).
-        let (linked, revoked) = tokio::join!(
-            rows(
-                &tx,
-                "SELECT person_id FROM auth_cert WHERE serial = $1",
-                [serial]
-            ),
-            rows(
-                &tx,
-                "SELECT revoked_at FROM revoked_cert WHERE serial = $1",
-                [serial]
-            ),
-        );
-        let (linked, revoked) = match (linked, revoked) {
-            (Ok(l), Ok(r)) => (l, r),
-            (l, r) => return Err(cause([l.err(), r.err()])),
+        let card = rows(&tx, CARD_AND_TURN, [serial]).await?;
+        let Some(card) = card.first() else {
+            return Err(StoreError::UnknownSerial(serial.clone()).into());
         };
-        let person_id: i64 = match linked.first() {
-            Some(row) => col(row, 0)?,
-            None => return Err(StoreError::UnknownSerial(serial.clone()).into()),
-        };
-        if let Some(row) = revoked.first() {
+        let person_id: i64 = col(card, 0)?;
+        if let Some(revoked_at) = col::<Option<String>>(card, 1)? {
             return Err(StoreError::Revoked {
                 serial: serial.clone(),
-                revoked_at: col(row, 0)?,
+                revoked_at,
             }
             .into());
         }
         let id = PersonId(person_id);
-        if self.nodes.is_some() {
-            queue_for_person(&tx, person_id).await?;
-        }
         let plan = Windows::for_view(request.view).fetch_plan(request.today);
-        // The person (locked), then their chain's head once the lock is held; beside them the
-        // records and the dataset's date, sent together on this one connection.
-        let person_then_head = async {
-            let person = read_person(&tx, id).await?;
-            let head = rows(&tx, HEAD_OF_CHAIN, [&person_id]).await?;
-            Ok::<_, Attempt>((person, head))
-        };
-        let (person_head, records, claims_through) = tokio::join!(
-            person_then_head,
+        // The person's turn is held: the person with their chain's head, and the records,
+        // sent together on this one connection.
+        let (person_head, records) = tokio::join!(
+            rows(&tx, PERSON_AND_HEAD, [&person_id]),
             read_records(&tx, &self.names, id, &plan, request.today),
-            rows(
-                &tx,
-                "SELECT value FROM dataset_info WHERE key = 'claims_through'",
-                []
-            ),
         );
-        let ((person, head), records, claims_through) = match (person_head, records, claims_through)
-        {
-            (Ok(p), Ok(r), Ok(c)) => (p, r, c),
-            (p, r, c) => return Err(cause([p.err(), r.err(), c.err()])),
+        let (person_head, records) = match (person_head, records) {
+            (Ok(p), Ok(r)) => (p, r),
+            (p, r) => return Err(cause([p.err(), r.err()])),
         };
-        let claims_through = claims_through
+        let row = person_head
             .first()
-            .map(|row| col::<String>(row, 0))
-            .transpose()?
-            .and_then(|s| s.parse::<NaiveDate>().ok());
-        let prev = chain_head(person_id, &head)?;
+            .ok_or_else(|| corrupt(format!("certificate links to missing person {person_id}")))?;
+        let person = person_of(id, row)?;
+        let prev = head_of(person_id, col(row, 13)?, col(row, 14)?)?;
+        let claims_through =
+            col::<Option<String>>(row, 15)?.and_then(|s| s.parse::<NaiveDate>().ok());
         let mut entry = request.entry.clone();
         entry.person_id = id;
         let chained = chain(prev, entry);
@@ -440,10 +411,7 @@ impl PgProviderStore {
         };
         let person_id = source.entry.person_id.0;
         let tx = client.transaction().await.map_err(attempt)?;
-        if self.nodes.is_some() {
-            queue_for_person(&tx, person_id).await?;
-        }
-        read_person(&tx, source.entry.person_id).await?;
+        queue_for_person(&tx, person_id).await?;
         let logged = rows(
             &tx,
             "SELECT hospital_institution_code, access_id, seq FROM access_log \
@@ -879,17 +847,28 @@ fn chain_head(
     person_id: i64,
     head: &[tokio_postgres::Row],
 ) -> Result<Option<(i64, Hash32)>, StoreError> {
-    head.first()
-        .map(|row| {
-            let seq: i64 = col(row, 0)?;
-            let hash = hash32(
-                col::<&[u8]>(row, 1)?,
-                format!("access log {person_id}/{seq}"),
-            )
-            .map_err(corrupt)?;
-            Ok((seq, hash))
-        })
-        .transpose()
+    match head.first() {
+        Some(row) => head_of(person_id, Some(col(row, 0)?), Some(col(row, 1)?)),
+        None => Ok(None),
+    }
+}
+
+/// The head of a person's chain from its place and hash, both absent for an empty chain.
+fn head_of(
+    person_id: i64,
+    seq: Option<i64>,
+    hash: Option<&[u8]>,
+) -> Result<Option<(i64, Hash32)>, StoreError> {
+    match (seq, hash) {
+        (None, None) => Ok(None),
+        (Some(seq), Some(hash)) => {
+            let hash = hash32(hash, format!("access log {person_id}/{seq}")).map_err(corrupt)?;
+            Ok(Some((seq, hash)))
+        }
+        _ => Err(corrupt(format!(
+            "access log {person_id}: a head without its place or hash"
+        ))),
+    }
 }
 
 /// Columns 16–20 of an access_log row (`columns::hospital_read`).
@@ -904,10 +883,8 @@ fn hospital_read_of(row: &tokio_postgres::Row) -> Result<Option<HospitalRead>, S
     )
 }
 
-/// On a coordinator of data nodes: queues this transaction behind the others of the same
-/// person, before any of its statements reaches a node. A data node runs its side of the
-/// transaction as REPEATABLE READ from its first statement, so one that waited there for the
-/// person's row would still read the old head and lose the race for the next place.
+/// Takes the person's turn at their chain, as `CARD_AND_TURN` does for an access: the same
+/// advisory lock, before any statement of the transaction reaches the person's node.
 async fn queue_for_person(tx: &Transaction<'_>, person_id: i64) -> Result<(), Attempt> {
     tx.execute(
         &prepared(tx, "SELECT pg_advisory_xact_lock($1)")
@@ -920,47 +897,50 @@ async fn queue_for_person(tx: &Transaction<'_>, person_id: i64) -> Result<(), At
     Ok(())
 }
 
-/// The person, with their row locked until the access commits: accesses to one person queue
-/// for the next place in their chain rather than race for it (the unique key stays the
-/// backstop), and accesses to other persons do not wait.
-async fn read_person(tx: &Transaction<'_>, id: PersonId) -> Result<Person, Attempt> {
-    let row = tx
-        .query_opt(
-            &prepared(
-                tx,
-                "SELECT name, name_kana, birth_date, sex, postal_code, prefecture, municipality, \
-             street, insurer_number, insurer_name, insured_symbol, insured_number, \
-             insured_branch FROM person WHERE id = $1 FOR NO KEY UPDATE",
-            )
-            .await
-            .map_err(attempt)?,
-            &[&id.0],
-        )
-        .await
-        .map_err(attempt)?
-        .ok_or_else(|| corrupt(format!("certificate links to missing person {}", id.0)))?;
-    let sex: i16 = col(&row, 3)?;
+/// A card's person and its revocation; for a linked card, also that person's turn at their
+/// chain: an advisory lock until the transaction ends, which accesses and hospital reads of one
+/// person queue for rather than race for the next place (the unique key stays the backstop).
+/// On several nodes these tables are the coordinator's, so the turn is held before any
+/// statement reaches the person's node, which runs its side of the transaction as REPEATABLE
+/// READ from its first statement and would otherwise read a head already passed.
+const CARD_AND_TURN: &str = "SELECT a.person_id, r.revoked_at, pg_advisory_xact_lock(a.person_id) \
+     FROM auth_cert a LEFT JOIN revoked_cert r ON r.serial = a.serial WHERE a.serial = $1";
+
+/// The person, the head of their chain (columns 13 and 14, null for an empty chain) and the
+/// dataset's claims date (15), in one statement, sent once the person's turn is held.
+const PERSON_AND_HEAD: &str = "SELECT p.name, p.name_kana, p.birth_date, p.sex, p.postal_code, \
+     p.prefecture, p.municipality, p.street, p.insurer_number, p.insurer_name, \
+     p.insured_symbol, p.insured_number, p.insured_branch, h.seq, h.hash, d.value \
+     FROM person p \
+     LEFT JOIN LATERAL (SELECT seq, hash FROM access_log WHERE person_id = $1 \
+         ORDER BY seq DESC LIMIT 1) h ON true \
+     LEFT JOIN dataset_info d ON d.key = 'claims_through' \
+     WHERE p.id = $1";
+
+/// The person of `PERSON_AND_HEAD`'s row (columns 0–12).
+fn person_of(id: PersonId, row: &tokio_postgres::Row) -> Result<Person, StoreError> {
+    let sex: i16 = col(row, 3)?;
     Ok(Person {
         id,
-        name: col(&row, 0)?,
-        name_kana: col(&row, 1)?,
-        birth_date: col(&row, 2)?,
+        name: col(row, 0)?,
+        name_kana: col(row, 1)?,
+        birth_date: col(row, 2)?,
         sex: u8::try_from(sex)
             .ok()
             .and_then(Sex::from_code)
             .ok_or_else(|| corrupt("bad sex code"))?,
         address: Address {
-            postal_code: col(&row, 4)?,
-            prefecture: col(&row, 5)?,
-            municipality: col(&row, 6)?,
-            street: col(&row, 7)?,
+            postal_code: col(row, 4)?,
+            prefecture: col(row, 5)?,
+            municipality: col(row, 6)?,
+            street: col(row, 7)?,
         },
         coverage: Coverage {
-            insurer_number: col(&row, 8)?,
-            insurer_name: col(&row, 9)?,
-            symbol: col(&row, 10)?,
-            number: col(&row, 11)?,
-            branch: col(&row, 12)?,
+            insurer_number: col(row, 8)?,
+            insurer_name: col(row, 9)?,
+            symbol: col(row, 10)?,
+            number: col(row, 11)?,
+            branch: col(row, 12)?,
         },
     })
 }

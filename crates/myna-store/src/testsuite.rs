@@ -656,6 +656,36 @@ pub async fn concurrent_accesses_chain_correctly<S: ProviderStore>(store: S) {
     assert_eq!(entries(store.as_ref()).await, 64);
 }
 
+/// Many accesses to one person at once (a patient read by several crews and screens): each
+/// waits for its turn at the person's chain, none is refused for losing a race to it.
+pub async fn accesses_of_one_person_at_once_all_get_their_turn<S: ProviderStore>(store: S) {
+    let store = std::sync::Arc::new(store);
+    store
+        .load_persons(vec![sample_person(120, "01BC00000120")])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..48i64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.access_records(request("01BC00000120", View::Summary, n))
+                .await
+                .map(|g| g.position.seq)
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(
+            t.await
+                .unwrap()
+                .expect("an access refused while others of the person ran"),
+        );
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=48).collect::<Vec<i64>>());
+    assert_eq!(entries(store.as_ref()).await, 48);
+}
+
 /// Dataset facts round-trip and reach every access.
 pub async fn dataset_info_round_trips<S: ProviderStore>(store: S) {
     let info = DatasetInfo {
@@ -1289,6 +1319,7 @@ macro_rules! provider_suite {
             organisations_authenticate,
             a_revoked_organisation_certificate_is_refused_and_its_others_are_not,
             concurrent_accesses_chain_correctly,
+            accesses_of_one_person_at_once_all_get_their_turn,
             dataset_info_round_trips,
             an_import_batch_applies_whole_and_once,
             a_bad_import_batch_changes_nothing_and_names_its_line,
