@@ -163,12 +163,13 @@ pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
     pool_of(config(url)?, POOL_SIZE)
 }
 
-/// The provider's pool: `pool`, with every prepared statement run on its generic plan. Each of
-/// the provider's statements reads or writes rows of one person or one code by key, but
+/// The provider's pool: `pool`, with every prepared statement run on its generic plan.
 /// PostgreSQL plans a prepared statement again at every call while a plan for the call's
-/// values looks cheaper than the generic one, as one for a date bound does: that was about a
-/// tenth of the machine's CPU per summary (docs/benchmarks.md). On the several-node
-/// deployment a generic plan still prunes to the person's partition, at run time.
+/// values looks cheaper than the generic one, as one for the access path's date bounds does:
+/// that re-planning was about 6 % of the machine's CPU per summary (docs/benchmarks.md). The
+/// access path's statements are keyed by one person; the import's and the log walk's keep
+/// the plans they had (compared with `EXPLAIN` in review). On the several-node deployment a generic plan
+/// still prunes to the person's partition, at run time.
 pub(crate) fn provider_pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
     let mut config = config(url)?;
     config.options(format!(
@@ -234,6 +235,20 @@ pub(crate) async fn migrate_on(
         .await
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// A transaction whose every statement sees the newest commits (READ COMMITTED, whatever the
+/// server's default): what is read after a lock is taken then includes the commit that freed
+/// the lock (a two-phase token, a person's turn at their chain).
+pub(crate) async fn read_committed(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(db_err)
 }
 
 pub(crate) async fn connection(

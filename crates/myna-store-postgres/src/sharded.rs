@@ -6,11 +6,12 @@
 //! records and their chains of the access log.
 //!
 //! The store's SQL does not change: `PgProviderStore` connects to the coordinator. An access
-//! names one person, so the planner prunes every person-keyed statement to one partition and
-//! the access runs on one shard: the records read and the log entry written stay in that
-//! shard's one remote transaction, which postgres_fdw commits with the coordinator's
-//! (docs/deployment-postgres-fdw.md). A load or an import batch spans the shards, so it is
-//! written on them directly and committed on all or none (`two_phase`).
+//! names one person, so every person-keyed statement is pruned to one partition (at run time
+//! for the provider's generic plans) and the access runs on one shard: the records read and
+//! the log entry written stay in that shard's one remote transaction, which postgres_fdw
+//! commits with the coordinator's (docs/deployment-postgres-fdw.md). A load or an import
+//! batch spans the shards, so it is written on them directly and committed on all or none
+//! (`two_phase`).
 
 use crate::{PgProviderStore, connection, db_err};
 use myna_store::StoreError;

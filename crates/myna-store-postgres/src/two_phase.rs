@@ -21,7 +21,7 @@
 //! token's lock is free, since its coordinator transaction has ended without committing. A
 //! token whose lock is held is a write still in flight and is left alone.
 
-use crate::{Attempt, connection, db_err};
+use crate::{Attempt, connection, db_err, read_committed};
 use deadpool_postgres::{Pool, Transaction};
 use myna_store::StoreError;
 use std::collections::{HashMap, HashSet};
@@ -248,20 +248,6 @@ impl Spanning {
             }
         }
     }
-}
-
-/// A coordinator transaction whose every statement sees the newest commits (READ COMMITTED,
-/// whatever the server's default): a token read after its lock is taken then sees the commit
-/// that freed the lock.
-async fn read_committed(
-    client: &mut deadpool_postgres::Object,
-) -> Result<Transaction<'_>, StoreError> {
-    client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-        .start()
-        .await
-        .map_err(db_err)
 }
 
 /// Whether the token's row is committed: the write it names is decided.

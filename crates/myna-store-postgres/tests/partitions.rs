@@ -156,3 +156,60 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
     drop(store);
     db.drop_now().await.unwrap();
 }
+
+/// An access waits for the person's turn at their chain while another transaction holds it,
+/// and a revoked card is refused as revoked without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
+    let db = myna_store_postgres::testing::TestDb::create("turns")
+        .await
+        .unwrap();
+    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
+    store
+        .load_persons(vec![
+            sample_person(503, "01CC00000503"),
+            sample_person(504, "01CC00000504"),
+        ])
+        .await
+        .unwrap();
+    store
+        .revoke_serial("01CC00000504", "card reported lost")
+        .await
+        .unwrap();
+    let (mut admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let holder = admin.transaction().await.unwrap();
+    for person in [503i64, 504] {
+        holder
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&person])
+            .await
+            .unwrap();
+    }
+
+    let s = store.clone();
+    let waiting = tokio::spawn(async move {
+        s.access_records(request("01CC00000503", View::Summary, 1))
+            .await
+    });
+    // Held for longer than the statement needs, shorter than the lock timeout (5 s).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the access did not wait for its turn"
+    );
+
+    match store
+        .access_records(request("01CC00000504", View::Summary, 2))
+        .await
+    {
+        Err(myna_store::StoreError::Revoked { serial, .. }) => assert_eq!(serial, "01CC00000504"),
+        other => panic!("a revoked card waiting for the turn: {other:?}"),
+    }
+
+    holder.commit().await.unwrap();
+    let granted = waiting.await.unwrap().unwrap();
+    assert_eq!(granted.position.seq, 1);
+    assert_eq!(granted.person.id, PersonId(503));
+}
