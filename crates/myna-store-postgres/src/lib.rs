@@ -169,11 +169,13 @@ pub(crate) fn pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
 /// that re-planning was about 6 % of the machine's CPU per summary (docs/benchmarks.md). The
 /// access path's statements are keyed by one person; the import's and the log walk's keep
 /// the plans they had (compared with `EXPLAIN` in review). On the several-node deployment a generic plan
-/// still prunes to the person's partition, at run time.
+/// still prunes to the person's partition, at run time. `extra_float_digits=3`: the view's
+/// records come back as JSON text, whose numbers the server writes exactly only at this
+/// setting (shortest exact form), whatever a database or role sets.
 pub(crate) fn provider_pool(url: &str) -> Result<deadpool_postgres::Pool, StoreError> {
     let mut config = config(url)?;
     config.options(format!(
-        "{SERVER_LIMITS} -c plan_cache_mode=force_generic_plan"
+        "{SERVER_LIMITS} -c plan_cache_mode=force_generic_plan -c extra_float_digits=3"
     ));
     pool_of(config, POOL_SIZE)
 }

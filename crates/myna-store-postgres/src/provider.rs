@@ -743,7 +743,7 @@ async fn upsert_people<'p>(
 }
 
 /// A statement prepared once per connection (the server keeps its plan), not on every call:
-/// the access path runs a dozen statements per summary.
+/// the access path runs five statements per summary.
 async fn prepared(
     tx: &Transaction<'_>,
     sql: &str,
@@ -919,7 +919,7 @@ const CARD_AND_TURN: &str = "SELECT a.person_id, r.revoked_at, \
 /// person's turn is held: the person (columns 0–12), the head of their chain (13 and 14, null
 /// for an empty chain), the dataset's claims date (15), and the rows of each record table the
 /// fetch plan names as a JSON array of arrays (16–20, null for none), oldest first. One
-/// statement instead of seven: each costs the server a portal, an executor and a flush.
+/// statement instead of six: each costs the server a portal, an executor and a flush.
 const VIEW: &str = "SELECT p.name, p.name_kana, p.birth_date, p.sex, p.postal_code, \
      p.prefecture, p.municipality, p.street, p.insurer_number, p.insurer_name, \
      p.insured_symbol, p.insured_number, p.insured_branch, h.seq, h.hash, d.value, \

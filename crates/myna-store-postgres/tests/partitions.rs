@@ -213,3 +213,51 @@ async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
     assert_eq!(granted.position.seq, 1);
     assert_eq!(granted.person.id, PersonId(503));
 }
+
+/// Settings a database or role may carry do not change what an access reads or where it
+/// chains: numbers come back exact with `extra_float_digits` lowered (the view's records
+/// travel as JSON text), and accesses to one person still queue for their turn with the
+/// database's default isolation REPEATABLE READ (a snapshot from before the lock would read a
+/// head already passed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_databases_own_settings_change_nothing_an_access_reads_or_chains() {
+    let db = myna_store_postgres::testing::TestDb::create("settings")
+        .await
+        .unwrap();
+    db.execute(
+        "DO $$ BEGIN \
+         EXECUTE format('ALTER DATABASE %I SET extra_float_digits = 0', current_database()); \
+         EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = ''repeatable read''', \
+             current_database()); END $$",
+    )
+    .await
+    .unwrap();
+    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
+    let mut p = sample_person(505, "01CC00000505");
+    p.records.health_checks[0].height_cm = 172.345_678_901_234_57;
+    p.records.health_checks[0].weight_kg = 104.767_768_295_794_41;
+    p.records.dispensings[0].daily_quantity = 0.1 + 0.2;
+    store.load_persons(vec![p.clone()]).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for n in 0..16i64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.access_records(request("01CC00000505", View::Full, n))
+                .await
+                .expect("an access refused while others of the person ran")
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let g = t.await.unwrap();
+        assert_eq!(g.records, p.records, "records read exactly");
+        seqs.push(g.position.seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=16).collect::<Vec<i64>>());
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { entries: 16, .. }
+    ));
+}
