@@ -342,6 +342,7 @@ impl PgProviderStore {
                 &plan.dialysis_from,
                 &request.today,
                 &rounds,
+                serial,
             ],
         )
         .await?;
@@ -350,8 +351,18 @@ impl PgProviderStore {
             .ok_or_else(|| corrupt(format!("certificate links to missing person {person_id}")))?;
         let person = person_of(id, row)?;
         let prev = head_of(person_id, col(row, 13)?, col(row, 14)?)?;
-        let claims_through =
-            col::<Option<String>>(row, 15)?.and_then(|s| s.parse::<NaiveDate>().ok());
+        // A card revoked while this access waited for the person's turn: the view's snapshot
+        // was taken after the turn was granted, so it sees that revocation.
+        if let Some(revoked_at) = col::<Option<String>>(row, 21)? {
+            return Err(StoreError::Revoked {
+                serial: serial.clone(),
+                revoked_at,
+            }
+            .into());
+        }
+        let claims_through = col::<Option<String>>(row, 15)?
+            .map(|s| myna_store::columns::date(&s))
+            .transpose()?;
         let records = records_of(&tx, &self.names, row).await?;
         let mut entry = request.entry.clone();
         entry.person_id = id;
@@ -917,9 +928,10 @@ const CARD_AND_TURN: &str = "SELECT a.person_id, r.revoked_at, \
 
 /// Everything an access reads, in one statement and so from one snapshot, taken once the
 /// person's turn is held: the person (columns 0–12), the head of their chain (13 and 14, null
-/// for an empty chain), the dataset's claims date (15), and the rows of each record table the
-/// fetch plan names as a JSON array of arrays (16–20, null for none), oldest first. One
-/// statement instead of six: each costs the server a portal, an executor and a flush.
+/// for an empty chain), the dataset's claims date (15), the rows of each record table the
+/// fetch plan names as a JSON array of arrays (16–20, null for none), oldest first, and the
+/// card's revocation as seen now (21), after the wait for the turn. One statement instead of
+/// seven: each costs the server a portal, an executor and a flush.
 const VIEW: &str = "SELECT p.name, p.name_kana, p.birth_date, p.sex, p.postal_code, \
      p.prefecture, p.municipality, p.street, p.insurer_number, p.insurer_name, \
      p.insured_symbol, p.insured_number, p.insured_branch, h.seq, h.hash, d.value, \
@@ -939,7 +951,8 @@ const VIEW: &str = "SELECT p.name, p.name_kana, p.birth_date, p.sex, p.postal_co
          systolic_mmhg, diastolic_mmhg, hba1c_percent, ldl_mg_dl, egfr, urine_protein, source) \
          ORDER BY service_date, seq) \
          FROM (SELECT * FROM health_check WHERE person_id = $1 AND available_on <= $6 \
-         ORDER BY service_date DESC, seq DESC LIMIT $7) newest)::text \
+         ORDER BY service_date DESC, seq DESC LIMIT $7) newest)::text, \
+     (SELECT revoked_at FROM revoked_cert WHERE serial = $8) \
      FROM person p \
      LEFT JOIN LATERAL (SELECT seq, hash FROM access_log WHERE person_id = $1 \
          ORDER BY seq DESC LIMIT 1) h ON true \

@@ -214,6 +214,87 @@ async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
     assert_eq!(granted.person.id, PersonId(503));
 }
 
+/// A card revoked while its access waits for the person's turn is refused once the turn
+/// comes, and the refused access leaves no entry in the person's chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_revoked_while_its_access_waits_for_the_turn_is_refused() {
+    let db = myna_store_postgres::testing::TestDb::create("revoked_wait")
+        .await
+        .unwrap();
+    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
+    store
+        .load_persons(vec![sample_person(506, "01CC00000506")])
+        .await
+        .unwrap();
+    let (mut admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let holder = admin.transaction().await.unwrap();
+    holder
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&506i64])
+        .await
+        .unwrap();
+
+    let s = store.clone();
+    let waiting = tokio::spawn(async move {
+        s.access_records(request("01CC00000506", View::Summary, 1))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the access did not wait for its turn"
+    );
+    store
+        .revoke_serial("01CC00000506", "card reported stolen")
+        .await
+        .unwrap();
+    holder.commit().await.unwrap();
+
+    match waiting.await.unwrap() {
+        Err(myna_store::StoreError::Revoked { serial, .. }) => assert_eq!(serial, "01CC00000506"),
+        other => panic!("a card revoked during the wait was served: {other:?}"),
+    }
+    let logged: i64 = admin
+        .query_one("SELECT count(*) FROM access_log WHERE person_id = 506", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 0);
+}
+
+/// A claims date the store cannot read is reported as corrupt data, not shown as absent, and
+/// the refused access logs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_claims_date_is_corrupt_data_and_logs_nothing() {
+    let db = myna_store_postgres::testing::TestDb::create("bad_claims_date")
+        .await
+        .unwrap();
+    let store = PgProviderStore::connect(&db.url).await.unwrap();
+    store
+        .load_persons(vec![sample_person(507, "01CC00000507")])
+        .await
+        .unwrap();
+    db.execute(
+        "INSERT INTO dataset_info (key, value) VALUES ('claims_through', '2026-02-30') \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .await
+    .unwrap();
+    match store
+        .access_records(request("01CC00000507", View::Summary, 1))
+        .await
+    {
+        Err(myna_store::StoreError::Corrupt(why)) => assert!(why.contains("2026-02-30"), "{why}"),
+        other => panic!("an unreadable claims date: {other:?}"),
+    }
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        myna_store::ChainReport::Intact { entries: 0, .. }
+    ));
+}
+
 /// Settings a database or role may carry do not change what an access reads or where it
 /// chains: numbers come back exact with `extra_float_digits` lowered (the view's records
 /// travel as JSON text), and accesses to one person still queue for their turn with the

@@ -323,15 +323,15 @@ fn data_version(conn: &Connection) -> Result<i64, StoreError> {
 }
 
 fn read_claims_through(conn: &Connection) -> Result<Option<NaiveDate>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT value FROM dataset_info WHERE key = 'claims_through'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()
-        .map_err(db_err)?
-        .and_then(|s| s.parse::<NaiveDate>().ok()))
+    conn.query_row(
+        "SELECT value FROM dataset_info WHERE key = 'claims_through'",
+        [],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map_err(db_err)?
+    .map(|s| myna_store::columns::date(&s))
+    .transpose()
 }
 
 impl Writer {
