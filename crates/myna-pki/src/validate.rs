@@ -1,7 +1,7 @@
 //! Validation of a JPKI user-authentication certificate presented by a fire bureau.
 
 use crate::AUTH_POLICY_OID;
-use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use chrono::{DateTime, Utc};
 use der::asn1::UintRef;
 use der::flagset::FlagSet;
@@ -55,8 +55,8 @@ pub enum CertError {
 #[derive(Clone)]
 pub struct TrustAnchor {
     subject_der: Vec<u8>,
-    /// The CA's RSAPublicKey (PKCS#1 DER).
-    public_key: Vec<u8>,
+    /// The CA's key, parsed once rather than on every certificate it checks.
+    public_key: ParsedPublicKey,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
     der: Vec<u8>,
@@ -141,9 +141,11 @@ impl TrustAnchor {
                 "trust anchor is not a CA certificate".into(),
             ));
         }
+        let public_key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &key)
+            .map_err(|e| CertError::Unsupported(format!("the CA's RSA key: {e}")))?;
         Ok(Self {
             subject_der: name_der(tbs.subject())?,
-            public_key: key,
+            public_key,
             not_before: to_chrono(&tbs.validity().not_before),
             not_after: to_chrono(&tbs.validity().not_after),
             der: der.to_vec(),
@@ -198,8 +200,8 @@ impl TrustAnchor {
             .signature()
             .as_bytes()
             .ok_or_else(|| CertError::Malformed("signature has unused bits".into()))?;
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.public_key)
-            .verify(&tbs_der, sig_bytes)
+        self.public_key
+            .verify_sig(&tbs_der, sig_bytes)
             .map_err(|_| {
                 CertError::Untrusted("signature does not verify with the CA key".into())
             })?;

@@ -360,9 +360,8 @@ impl PgProviderStore {
             }
             .into());
         }
-        let claims_through = col::<Option<String>>(row, 15)?
-            .map(|s| myna_store::columns::date(&s))
-            .transpose()?;
+        let claims_through =
+            myna_store::columns::claims_date_for_access(col::<Option<String>>(row, 15)?.as_deref());
         let records = records_of(&tx, &self.names, row).await?;
         let mut entry = request.entry.clone();
         entry.person_id = id;

@@ -14,23 +14,17 @@ use myna_store_postgres::sharded::{self, PERSON_KEYED};
 use myna_store_postgres::testing::ShardedTestDb;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod common;
+
 const PERSONS: i64 = 30;
 
 fn serial(i: i64) -> String {
     format!("01DD{i:08X}")
 }
 
-async fn client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 /// The person ids each table holds on one data node, read there directly.
 async fn held_on(url: &str) -> BTreeMap<&'static str, BTreeSet<i64>> {
-    let c = client(url).await;
+    let c = common::client(url).await;
     let mut held = BTreeMap::new();
     for (table, column) in PERSON_KEYED {
         let ids = c
@@ -104,7 +98,7 @@ async fn each_person_lives_whole_on_one_data_node_with_their_chain() {
     }
     assert_eq!(everyone, (1..=PERSONS).collect(), "every person is held");
     // The coordinator itself holds none: its person-keyed tables are only partitioned.
-    let coordinator = client(&db.url).await;
+    let coordinator = common::client(&db.url).await;
     let local: i64 = coordinator
         .query_one(
             "SELECT count(*) FROM pg_class WHERE relname = 'person' AND relkind = 'p'",
@@ -135,7 +129,7 @@ async fn an_access_needs_only_its_persons_node() {
     // Node 0 goes away (its database is dropped, closing the coordinator's connections).
     let cut = db.shard_urls[0].rfind('/').unwrap();
     let name = &db.shard_urls[0][cut + 1..];
-    client(&format!("{}/postgres", &db.shard_urls[0][..cut]))
+    common::client(&format!("{}/postgres", &db.shard_urls[0][..cut]))
         .await
         .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
         .await
@@ -176,7 +170,7 @@ async fn an_entry_edited_on_a_data_node_fails_verify_on_the_coordinator() {
         ChainReport::Intact { entries: 120, .. }
     ));
     // Someone with access to node 2 alone edits an entry there.
-    let node = client(&db.shard_urls[2]).await;
+    let node = common::client(&db.shard_urls[2]).await;
     let victim: i64 = node
         .query_one("SELECT min(person_id) FROM access_log", &[])
         .await
@@ -282,7 +276,7 @@ fn batch_over_every_node(id: &str) -> myna_store::import::ImportBatch {
 async fn batch_on_nodes(db: &ShardedTestDb) -> (i64, i64, i64) {
     let mut held = (0, 0, 0);
     for url in &db.shard_urls {
-        let c = client(url).await;
+        let c = common::client(url).await;
         let n = |sql: String| {
             let c = &c;
             async move { c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
@@ -303,7 +297,7 @@ async fn batch_on_nodes(db: &ShardedTestDb) -> (i64, i64, i64) {
 
 /// Rows of a coordinator table.
 async fn count_on_coordinator(db: &ShardedTestDb, table: &str) -> i64 {
-    client(&db.url)
+    common::client(&db.url)
         .await
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
@@ -371,7 +365,7 @@ async fn refused_at_commit_by(
     url: &str,
     table: &str,
 ) -> tokio_postgres::Client {
-    let refusing = client(url).await;
+    let refusing = common::client(url).await;
     refusing
         .batch_execute(&format!(
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
@@ -500,7 +494,7 @@ async fn a_write_cut_before_its_decision_is_rolled_back_by_recovery_never_in_fli
     // Hold the write's lock, as its coordinator transaction would while still running: the
     // token's two 32-bit halves (`two_phase::lock_key`). (`pg_prepared_xacts` lists every
     // database's on the server, and other tests run beside this one.)
-    let gid: String = client(&db.shard_urls[0])
+    let gid: String = common::client(&db.shard_urls[0])
         .await
         .query_one(
             "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()",
@@ -510,7 +504,7 @@ async fn a_write_cut_before_its_decision_is_rolled_back_by_recovery_never_in_fli
         .unwrap()
         .get(0);
     let token: i64 = gid.strip_prefix("myna_provider_").unwrap().parse().unwrap();
-    let mut holder = client(&db.url).await;
+    let mut holder = common::client(&db.url).await;
     let running = holder.transaction().await.unwrap();
     running
         .execute(
@@ -563,7 +557,7 @@ async fn a_node_refuses_rows_of_persons_not_its_own() {
     let mut ids: Vec<i64> = (-5000..5000).collect();
     ids.extend([i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX]);
     ids.extend((0..5000).map(|_| rand::random::<i64>()));
-    let node = client(&db.shard_urls[1]).await;
+    let node = common::client(&db.shard_urls[1]).await;
     let slices: Vec<i32> = node
         .query(
             "SELECT person_slice(id, 3) FROM unnest($1::int8[]) WITH ORDINALITY AS t(id, n) \
@@ -575,7 +569,7 @@ async fn a_node_refuses_rows_of_persons_not_its_own() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let wrong: i64 = client(&db.url)
+    let wrong: i64 = common::client(&db.url)
         .await
         .query_one(
             "SELECT count(*) FROM unnest($1::int8[], $2::int4[]) AS t(id, r) \
@@ -621,5 +615,15 @@ async fn a_node_refuses_rows_of_persons_not_its_own() {
     }
     assert!(tables >= 3, "node 1 held rows in {tables} tables only");
     drop(store);
+    db.drop_now().await.unwrap();
+}
+
+/// On the three-node deployment too, a card revoked while its access waits for the person's
+/// turn (taken on the coordinator) is refused once the turn comes, and nothing is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_revoked_while_its_access_waits_for_the_turn_is_refused() {
+    let db = ShardedTestDb::create("sharded_revoked_wait").await.unwrap();
+    let store = std::sync::Arc::new(loaded(&db).await);
+    common::a_card_revoked_while_its_access_waits_is_refused(store, &db.url, 1, &serial(1)).await;
     db.drop_now().await.unwrap();
 }

@@ -329,9 +329,8 @@ fn read_claims_through(conn: &Connection) -> Result<Option<NaiveDate>, StoreErro
         |r| r.get::<_, String>(0),
     )
     .optional()
-    .map_err(db_err)?
-    .map(|s| myna_store::columns::date(&s))
-    .transpose()
+    .map_err(db_err)
+    .map(|s| myna_store::columns::claims_date_for_access(s.as_deref()))
 }
 
 impl Writer {
@@ -912,6 +911,44 @@ impl ProviderStore for SqliteStore {
 mod tests {
     use super::*;
     use myna_domain::summary::View;
+
+    /// A claims date in the file that is not a date: the store still opens (a revocation must
+    /// still work), accesses report the date as unknown, and `dataset_info` names it as
+    /// corrupt.
+    #[tokio::test]
+    async fn an_unreadable_claims_date_is_reported_as_unknown_and_the_store_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let set = myna_store::testsuite::sample_person(42, "01AD00000042");
+        let store = SqliteStore::open(&path).unwrap();
+        store.load_persons(vec![set.clone()]).await.unwrap();
+        store.close().unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO dataset_info (key, value) VALUES ('claims_through', '2026-02-30') \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [],
+            )
+            .unwrap();
+
+        let store = SqliteStore::open(&path).unwrap();
+        let request = |n| myna_store::testsuite::request(&set.cert_serial, View::Summary, n);
+        let granted = store.access_records(request(1)).await.unwrap();
+        assert_eq!(granted.claims_through, None);
+        store
+            .revoke_serial(&set.cert_serial, "card reported stolen")
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.access_records(request(2)).await,
+            Err(StoreError::Revoked { .. })
+        ));
+        match store.dataset_info().await {
+            Err(StoreError::Corrupt(why)) => assert!(why.contains("2026-02-30"), "{why}"),
+            other => panic!("dataset_info with an unreadable claims date: {other:?}"),
+        }
+    }
 
     /// A SIGKILL test cannot see a missing fsync (the OS keeps the pages), so pin the settings
     /// that make a commit survive power loss.

@@ -19,6 +19,24 @@ pub fn date(s: &str) -> Result<NaiveDate, StoreError> {
     s.parse().map_err(|_| corrupt(format!("bad date {s:?}")))
 }
 
+/// The claims date an access reports, from `dataset_info.claims_through`. A stored value that
+/// is not a date is reported as unknown, as a missing one is (the summary shows 不明), and
+/// logged as an error: a bad label must not refuse every crew's summary, nor stop the store
+/// from opening for a revocation. `dataset_info` reports it as corrupt data.
+pub fn claims_date_for_access(stored: Option<&str>) -> Option<NaiveDate> {
+    let value = stored?;
+    match value.parse() {
+        Ok(d) => Some(d),
+        Err(_) => {
+            tracing::error!(
+                value,
+                "dataset_info.claims_through is not a date; accesses report the claims date as unknown"
+            );
+            None
+        }
+    }
+}
+
 pub fn source(s: &str) -> Result<Source, StoreError> {
     Source::parse(s).ok_or_else(|| corrupt(format!("bad source {s:?}")))
 }
