@@ -6,7 +6,7 @@
 use myna_domain::access::ChainBreak;
 use myna_domain::person::PersonId;
 use myna_domain::summary::View;
-use myna_store::testsuite::{request, sample_person};
+use myna_store::testsuite::{accesses_at_once, request, sample_person};
 use myna_store::{ChainReport, ProviderStore};
 use myna_store_postgres::PgProviderStore;
 use std::sync::Arc;
@@ -27,23 +27,10 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
         .await
         .unwrap();
     // 12 accesses to each person at once: the same person's race for the next place.
-    let mut tasks = Vec::new();
-    for n in 0..24i64 {
-        let s = store.clone();
-        let serial = if n % 2 == 0 {
-            "01CC00000501"
-        } else {
-            "01CC00000502"
-        };
-        tasks.push(tokio::spawn(async move {
-            s.access_records(request(serial, View::Summary, n))
-                .await
-                .unwrap()
-        }));
-    }
     let mut places: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-    for t in tasks {
-        let g = t.await.unwrap();
+    let serial_of = |n: i64| format!("01CC0000050{}", 1 + n % 2);
+    for g in accesses_at_once(&store, 24, View::Summary, serial_of).await {
+        let g = g.unwrap();
         assert_eq!(
             g.position.partition, g.person.id.0,
             "the chain is the person's own"
@@ -111,10 +98,7 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
     }
 
     // Someone with database access edits one person's entry, then removes another's.
-    let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let admin = common::client(&db.url).await;
     admin
         .execute(
             "UPDATE access_log SET viewer_team = 'someone else' WHERE person_id = 502 AND seq = 7",
@@ -178,10 +162,7 @@ async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
         .revoke_serial("01CC00000504", "card reported lost")
         .await
         .unwrap();
-    let (mut admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut admin = common::client(&db.url).await;
     let holder = admin.transaction().await.unwrap();
     for person in [503i64, 504] {
         holder
@@ -277,18 +258,9 @@ async fn a_databases_own_settings_change_nothing_an_access_reads_or_chains() {
     p.records.dispensings[0].daily_quantity = 0.1 + 0.2;
     store.load_persons(vec![p.clone()]).await.unwrap();
 
-    let mut tasks = Vec::new();
-    for n in 0..16i64 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            s.access_records(request("01CC00000505", View::Full, n))
-                .await
-                .expect("an access refused while others of the person ran")
-        }));
-    }
     let mut seqs = Vec::new();
-    for t in tasks {
-        let g = t.await.unwrap();
+    for g in accesses_at_once(&store, 16, View::Full, |_| "01CC00000505".into()).await {
+        let g = g.expect("an access refused while others of the person ran");
         assert_eq!(g.records, p.records, "records read exactly");
         seqs.push(g.position.seq);
     }

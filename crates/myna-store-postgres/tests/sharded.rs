@@ -7,7 +7,7 @@
 
 use myna_domain::access::ChainBreak;
 use myna_domain::summary::View;
-use myna_store::testsuite::{request, sample_person};
+use myna_store::testsuite::{accesses_at_once, request, sample_person};
 use myna_store::{ChainReport, ProviderStore, StoreError};
 use myna_store_postgres::PgProviderStore;
 use myna_store_postgres::sharded::{self, PERSON_KEYED};
@@ -247,18 +247,11 @@ async fn sharding_twice_or_over_data_is_refused() {
 async fn a_burst_of_accesses_to_one_person_all_get_the_next_place() {
     let db = ShardedTestDb::create("sharded_burst").await.unwrap();
     let store = std::sync::Arc::new(loaded(&db).await);
-    let mut tasks = Vec::new();
-    for n in 0..32i64 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            s.access_records(request(&serial(5), View::Summary, n))
-                .await
-        }));
-    }
-    let mut seqs = Vec::new();
-    for t in tasks {
-        seqs.push(t.await.unwrap().unwrap().position.seq);
-    }
+    let mut seqs: Vec<i64> = accesses_at_once(&store, 32, View::Summary, |_| serial(5))
+        .await
+        .into_iter()
+        .map(|g| g.unwrap().position.seq)
+        .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=32).collect::<Vec<i64>>());
     drop(store);

@@ -4,7 +4,7 @@
 
 use myna_domain::person::PersonId;
 use myna_domain::summary::View;
-use myna_store::testsuite::{request, sample_person};
+use myna_store::testsuite::{accesses_at_once, sample_person};
 use myna_store::{ChainReport, ProviderStore};
 use myna_store_sqlite::SqliteStore;
 use std::collections::HashSet;
@@ -27,22 +27,10 @@ async fn a_rolled_back_batch_grants_and_logs_nothing() {
     )
     .unwrap();
     drop(conn);
-    let mut tasks = Vec::new();
-    for n in 0..48i64 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            (
-                n,
-                s.access_records(request("01EE00000001", View::Summary, n))
-                    .await
-                    .is_ok(),
-            )
-        }));
-    }
     let mut granted = HashSet::new();
-    for t in tasks {
-        let (n, ok) = t.await.unwrap();
-        if ok {
+    let outcomes = accesses_at_once(&store, 48, View::Summary, |_| "01EE00000001".into()).await;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        if outcome.is_ok() {
             granted.insert(format!("INC-{n}"));
         }
     }

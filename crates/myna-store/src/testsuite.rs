@@ -616,6 +616,27 @@ pub async fn a_revoked_organisation_certificate_is_refused_and_its_others_are_no
     assert_eq!(check("kawasaki", leaked).await, None, "still revoked");
 }
 
+/// `count` accesses at once, the n-th by the card `serial_of(n)` with its request numbered
+/// n; their outcomes in n's order.
+pub async fn accesses_at_once<S: ProviderStore>(
+    store: &std::sync::Arc<S>,
+    count: i64,
+    view: View,
+    serial_of: impl Fn(i64) -> String,
+) -> Vec<Result<AccessGranted, StoreError>> {
+    let tasks: Vec<_> = (0..count)
+        .map(|n| {
+            let (s, serial) = (store.clone(), serial_of(n));
+            tokio::spawn(async move { s.access_records(request(&serial, view, n)).await })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        outcomes.push(t.await.expect("an access's task panicked"));
+    }
+    outcomes
+}
+
 /// Concurrent accesses each get their own entry and the chain stays intact.
 pub async fn concurrent_accesses_chain_correctly<S: ProviderStore>(store: S) {
     let store = std::sync::Arc::new(store);
@@ -627,21 +648,11 @@ pub async fn concurrent_accesses_chain_correctly<S: ProviderStore>(store: S) {
         )
         .await
         .unwrap();
-    let mut tasks = Vec::new();
-    for n in 0..64i64 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let g = s
-                .access_records(request(&format!("01BB{:08X}", n % 8), View::Summary, n))
-                .await
-                .unwrap();
-            (g.access_id, g.position)
-        }));
-    }
     let mut ids = std::collections::HashSet::new();
     let mut chains: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-    for t in tasks {
-        let (id, at) = t.await.unwrap();
+    for g in accesses_at_once(&store, 64, View::Summary, |n| format!("01BB{:08X}", n % 8)).await {
+        let g = g.unwrap();
+        let (id, at) = (g.access_id, g.position);
         assert!(ids.insert(id), "access id {id} given twice");
         chains.entry(at.partition).or_default().push(at.seq);
     }
@@ -664,23 +675,15 @@ pub async fn accesses_of_one_person_at_once_all_get_their_turn<S: ProviderStore>
         .load_persons(vec![sample_person(120, "01BC00000120")])
         .await
         .unwrap();
-    let mut tasks = Vec::new();
-    for n in 0..48i64 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            s.access_records(request("01BC00000120", View::Summary, n))
-                .await
-                .map(|g| g.position.seq)
-        }));
-    }
-    let mut seqs = Vec::new();
-    for t in tasks {
-        seqs.push(
-            t.await
-                .unwrap()
-                .expect("an access refused while others of the person ran"),
-        );
-    }
+    let mut seqs: Vec<i64> = accesses_at_once(&store, 48, View::Summary, |_| "01BC00000120".into())
+        .await
+        .into_iter()
+        .map(|g| {
+            g.expect("an access refused while others of the person ran")
+                .position
+                .seq
+        })
+        .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=48).collect::<Vec<i64>>());
     assert_eq!(entries(store.as_ref()).await, 48);
