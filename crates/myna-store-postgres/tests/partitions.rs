@@ -6,26 +6,36 @@
 use myna_domain::access::ChainBreak;
 use myna_domain::person::PersonId;
 use myna_domain::summary::View;
+use myna_store::PersonRecordSet;
 use myna_store::testsuite::{accesses_at_once, request, sample_person};
 use myna_store::{ChainReport, ProviderStore};
 use myna_store_postgres::PgProviderStore;
+use myna_store_postgres::testing::TestDb;
 use std::sync::Arc;
 
 mod common;
 
+/// A fresh database on the project's server, holding `persons`.
+async fn store_holding(
+    test: &str,
+    persons: Vec<PersonRecordSet>,
+) -> (TestDb, Arc<PgProviderStore>) {
+    let db = TestDb::create(test).await.unwrap();
+    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
+    store.load_persons(persons).await.unwrap();
+    (db, store)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
-    let db = myna_store_postgres::testing::TestDb::create("partitions")
-        .await
-        .unwrap();
-    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
-    store
-        .load_persons(vec![
+    let (db, store) = store_holding(
+        "partitions",
+        vec![
             sample_person(501, "01CC00000501"),
             sample_person(502, "01CC00000502"),
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     // 12 accesses to each person at once: the same person's race for the next place.
     let mut places: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
     let serial_of = |n: i64| format!("01CC0000050{}", 1 + n % 2);
@@ -147,17 +157,14 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
 /// and a revoked card is refused as revoked without waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
-    let db = myna_store_postgres::testing::TestDb::create("turns")
-        .await
-        .unwrap();
-    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
-    store
-        .load_persons(vec![
+    let (db, store) = store_holding(
+        "turns",
+        vec![
             sample_person(503, "01CC00000503"),
             sample_person(504, "01CC00000504"),
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     store
         .revoke_serial("01CC00000504", "card reported lost")
         .await
@@ -191,14 +198,7 @@ async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
 /// comes, and the refused access leaves no entry in the person's chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_revoked_while_its_access_waits_for_the_turn_is_refused() {
-    let db = myna_store_postgres::testing::TestDb::create("revoked_wait")
-        .await
-        .unwrap();
-    let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
-    store
-        .load_persons(vec![sample_person(506, "01CC00000506")])
-        .await
-        .unwrap();
+    let (db, store) = store_holding("revoked_wait", vec![sample_person(506, "01CC00000506")]).await;
     common::a_card_revoked_while_its_access_waits_is_refused(store, &db.url, 506, "01CC00000506")
         .await;
 }
@@ -207,14 +207,8 @@ async fn a_card_revoked_while_its_access_waits_for_the_turn_is_refused() {
 /// is, and the access is served and logged; the operator's `dataset_info` names it as corrupt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_claims_date_is_reported_as_unknown_and_the_access_served() {
-    let db = myna_store_postgres::testing::TestDb::create("bad_claims_date")
-        .await
-        .unwrap();
-    let store = PgProviderStore::connect(&db.url).await.unwrap();
-    store
-        .load_persons(vec![sample_person(507, "01CC00000507")])
-        .await
-        .unwrap();
+    let (db, store) =
+        store_holding("bad_claims_date", vec![sample_person(507, "01CC00000507")]).await;
     db.execute(
         "INSERT INTO dataset_info (key, value) VALUES ('claims_through', '2026-02-30') \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -240,9 +234,7 @@ async fn an_unreadable_claims_date_is_reported_as_unknown_and_the_access_served(
 /// head already passed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_databases_own_settings_change_nothing_an_access_reads_or_chains() {
-    let db = myna_store_postgres::testing::TestDb::create("settings")
-        .await
-        .unwrap();
+    let db = TestDb::create("settings").await.unwrap();
     db.execute(
         "DO $$ BEGIN \
          EXECUTE format('ALTER DATABASE %I SET extra_float_digits = 0', current_database()); \
