@@ -192,6 +192,8 @@ async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
     let granted = waiting.await.unwrap().unwrap();
     assert_eq!(granted.position.seq, 1);
     assert_eq!(granted.person.id, PersonId(503));
+    drop((admin, store));
+    db.drop_now().await.unwrap();
 }
 
 /// A card revoked while its access waits for the person's turn is refused once the turn
@@ -201,6 +203,7 @@ async fn a_card_revoked_while_its_access_waits_for_the_turn_is_refused() {
     let (db, store) = store_holding("revoked_wait", vec![sample_person(506, "01CC00000506")]).await;
     common::a_card_revoked_while_its_access_waits_is_refused(store, &db.url, 506, "01CC00000506")
         .await;
+    db.drop_now().await.unwrap();
 }
 
 /// A claims date the store cannot read is reported to the crew as unknown, as a missing one
@@ -225,6 +228,8 @@ async fn an_unreadable_claims_date_is_reported_as_unknown_and_the_access_served(
         Err(myna_store::StoreError::Corrupt(why)) => assert!(why.contains("2026-02-30"), "{why}"),
         other => panic!("dataset_info with an unreadable claims date: {other:?}"),
     }
+    drop(store);
+    db.drop_now().await.unwrap();
 }
 
 /// Settings a database or role may carry do not change what an access reads or where it
@@ -262,4 +267,6 @@ async fn a_databases_own_settings_change_nothing_an_access_reads_or_chains() {
         store.verify_access_log().await.unwrap(),
         ChainReport::Intact { entries: 16, .. }
     ));
+    drop(store);
+    db.drop_now().await.unwrap();
 }
