@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         consent: Consent::Obtained,
         view: View::Summary,
         hospital_read: None,
+        access_id: None,
     };
     if let Ok(entry) = hospital_read_entry(&source, &report) {
         let read = entry.hospital_read.as_ref().map(|r| r.read_at_ms);

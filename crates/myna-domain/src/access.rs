@@ -181,6 +181,12 @@ pub struct AccessEntry {
     /// reported (`HospitalRead`); then `viewer.crew_member` is the hospital staff's login and
     /// the other fields are those of the crew's access whose copy was read.
     pub hospital_read: Option<HospitalRead>,
+    /// The access's id where the store mints one apart from the entry's place (PostgreSQL,
+    /// whose log is one chain per person); None where the id is the entry's `seq` (SQLite),
+    /// which the hash covers already. Chained when present: the id is the crew's receipt and
+    /// what a hospital's read points back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_id: Option<i64>,
 }
 
 /// 引き継ぎ閲覧 (a hospital's read of the handoff copy): the destination hospital's staff read
@@ -264,6 +270,11 @@ impl Linked for AccessEntry {
             field(r.hospital_name.as_bytes());
             field(&r.read_at_ms.to_be_bytes());
             field(&r.ems_view_seq.to_be_bytes());
+        }
+        // Likewise fed only when present: entries written before ids were chained verify.
+        if let Some(id) = self.access_id {
+            field(b"access_id");
+            field(&id.to_be_bytes());
         }
     }
 }
@@ -795,6 +806,7 @@ mod tests {
             },
             view: View::Summary,
             hospital_read: None,
+            access_id: None,
         }
     }
 
@@ -805,6 +817,30 @@ mod tests {
             hex::encode(chain(None, entry(1)).hash),
             "c6209ab51006c2c98fc5495eb0f3b2afb906a88e7924cffa8bebb3127e2a6ca9"
         );
+    }
+
+    #[test]
+    fn an_access_id_is_in_the_hash_and_no_id_hashes_as_before() {
+        let with = |id| AccessEntry {
+            access_id: Some(id),
+            ..entry(1)
+        };
+        let bare = link_hash(1, &entry(1), &GENESIS);
+        let one = link_hash(1, &with(7), &GENESIS);
+        assert_ne!(one, bare);
+        assert_ne!(one, link_hash(1, &with(8), &GENESIS));
+        // The tag keeps an id apart from a hospital read's fields at the same place.
+        let read = AccessEntry {
+            hospital_read: Some(HospitalRead {
+                source_access_id: 7,
+                institution_code: String::new(),
+                hospital_name: String::new(),
+                read_at_ms: 0,
+                ems_view_seq: 0,
+            }),
+            ..entry(1)
+        };
+        assert_ne!(one, link_hash(1, &read, &GENESIS));
     }
 
     #[test]

@@ -137,6 +137,7 @@ mod tests {
             consent: Consent::Obtained,
             view: View::Summary,
             hospital_read: None,
+            access_id: None,
         }
     }
 

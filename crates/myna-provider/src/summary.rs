@@ -118,6 +118,7 @@ pub async fn handle<S: ProviderStore, A: CallerAuth<S>>(
                 consent: req.consent,
                 view,
                 hospital_read: None,
+                access_id: None,
             },
         })
         .await?;

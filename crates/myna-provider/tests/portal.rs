@@ -115,6 +115,7 @@ async fn access(
                 consent,
                 view,
                 hospital_read: None,
+                access_id: None,
             },
         })
         .await

@@ -13,7 +13,7 @@ use deadpool_postgres::Transaction;
 use futures_util::{StreamExt, pin_mut};
 use myna_domain::access::{
     AccessEntry, ChainBreak, ChainedEntry, Consent, Hash32, HospitalRead, PartitionedVerifier,
-    Purpose, Viewer, chain,
+    Purpose, Viewer, chain, link_hash,
 };
 use myna_domain::codes::{ReceiptDrugCode, YjCode};
 use myna_domain::person::{Address, Coverage, Person, PersonId, Sex};
@@ -365,8 +365,9 @@ impl PgProviderStore {
         let records = records_of(&tx, &self.names, row).await?;
         let mut entry = request.entry.clone();
         entry.person_id = id;
+        let access_id = new_id(entry.at_ms);
+        entry.access_id = Some(access_id);
         let chained = chain(prev, entry);
-        let access_id = new_id(chained.entry.at_ms);
         insert_access(&tx, access_id, &chained)
             .await
             .map_err(raced)?;
@@ -462,8 +463,10 @@ impl PgProviderStore {
         }
         let head = rows(&tx, HEAD_OF_CHAIN, [&person_id]).await?;
         let prev = chain_head(person_id, &head)?;
-        let chained = chain(prev, hospital_read_entry(&source.entry, &report)?);
-        let access_id = new_id(chained.entry.at_ms);
+        let mut entry = hospital_read_entry(&source.entry, &report)?;
+        let access_id = new_id(entry.at_ms);
+        entry.access_id = Some(access_id);
+        let chained = chain(prev, entry);
         insert_access(&tx, access_id, &chained)
             .await
             .map_err(raced)?;
@@ -843,17 +846,36 @@ fn chained_from_row(
                 .ok_or(format!("unknown consent {consent:?}/{reason:?}"))?,
             view: View::parse(&view).ok_or(format!("unknown view {view:?}"))?,
             hospital_read: hospital_read_of(row)?,
+            access_id: Some(row.try_get(2).map_err(|e| e.to_string())?),
         };
-        let prev: &[u8] = row.try_get(14).map_err(|e| e.to_string())?;
-        let hash: &[u8] = row.try_get(15).map_err(|e| e.to_string())?;
+        let prev = hash32(row.try_get(14).map_err(|e| e.to_string())?, "previous")?;
+        let hash = hash32(row.try_get(15).map_err(|e| e.to_string())?, "entry")?;
         Ok(ChainedEntry {
             seq: at.seq,
-            entry,
-            prev_hash: hash32(prev, "previous")?,
-            hash: hash32(hash, "entry")?,
+            entry: with_legacy_id(at.seq, entry, &prev, &hash),
+            prev_hash: prev,
+            hash,
         })
     })();
     Ok((at, decoded))
+}
+
+/// An entry written before access ids were chained (its hash matches only without the id) is
+/// read as such: its id is not covered, and the rest of it still is. Any other entry keeps its
+/// id, so one whose id was changed fails the hash check.
+fn with_legacy_id(seq: i64, entry: AccessEntry, prev: &Hash32, hash: &Hash32) -> AccessEntry {
+    if entry.access_id.is_none() || link_hash(seq, &entry, prev) == *hash {
+        return entry;
+    }
+    let legacy = AccessEntry {
+        access_id: None,
+        ..entry.clone()
+    };
+    if link_hash(seq, &legacy, prev) == *hash {
+        legacy
+    } else {
+        entry
+    }
 }
 
 /// The newest entry of a person's chain (`$1`): its place and hash.

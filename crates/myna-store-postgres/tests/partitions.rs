@@ -153,6 +153,70 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
     db.drop_now().await.unwrap();
 }
 
+/// An access's id is the crew's receipt and what a hospital's read points back to: changing it
+/// in the table is found by `verify`. An entry written before ids were chained still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_access_id_is_found_and_an_entry_from_before_ids_were_chained_verifies() {
+    let (db, store) = store_holding(
+        "access_id",
+        vec![
+            sample_person(508, "01CC00000508"),
+            sample_person(509, "01CC00000509"),
+        ],
+    )
+    .await;
+    for serial in ["01CC00000508", "01CC00000509"] {
+        store
+            .access_records(request(serial, View::Summary, 1))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { entries: 2, .. }
+    ));
+
+    // Person 509's entry as an older version wrote it: hashed without its id.
+    let (_, written) = store
+        .access_log_for(PersonId(509), 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let legacy = myna_domain::access::AccessEntry {
+        access_id: None,
+        ..written.entry.clone()
+    };
+    let legacy_hash = myna_domain::access::link_hash(1, &legacy, &written.prev_hash);
+    db.execute(&format!(
+        "UPDATE access_log SET hash = decode('{}', 'hex') WHERE person_id = 509",
+        hex::encode(legacy_hash)
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { entries: 2, .. }
+    ));
+    // The next access chains after it.
+    store
+        .access_records(request("01CC00000509", View::Summary, 2))
+        .await
+        .unwrap();
+
+    db.execute("UPDATE access_log SET access_id = access_id + 1 WHERE person_id = 508")
+        .await
+        .unwrap();
+    match store.verify_access_log().await.unwrap() {
+        ChainReport::Broken { first_break, .. } => {
+            assert_eq!(first_break, ChainBreak::Content { seq: 1 })
+        }
+        other => panic!("a changed access id went unnoticed: {other:?}"),
+    }
+    drop(store);
+    db.drop_now().await.unwrap();
+}
+
 /// An access waits for the person's turn at their chain while another transaction holds it,
 /// and a revoked card is refused as revoked without waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -849,6 +849,8 @@ pub(crate) fn chained_from_row(
             None => return Ok(Err((seq, format!("unknown view {view:?}")))),
         },
         hospital_read,
+        // The id is the entry's place in the one chain, hashed already.
+        access_id: None,
     };
     let prev_hash = match hash_from_blob(seq, prev) {
         Ok(h) => h,

@@ -141,6 +141,8 @@ pub fn hospital_read_entry(
             read_at_ms: report.read.read_at_ms.max(source.at_ms),
             ..report.read.clone()
         }),
+        // The store gives the read an id of its own.
+        access_id: None,
         ..source.clone()
     })
 }

@@ -147,6 +147,7 @@ pub fn request(serial: &str, view: View, n: i64) -> AccessRequest {
             },
             view,
             hospital_read: None,
+            access_id: None,
         },
     }
 }
