@@ -604,7 +604,10 @@ impl Visitor<'_> for DateVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Date, E> {
         match ymd(v) {
             Some(d) => Ok(Date(d)),
-            None => v.parse().map(Date).map_err(E::custom),
+            None => v
+                .parse()
+                .map(Date)
+                .map_err(|e| E::custom(format_args!("date {v:?}: {e}"))),
         }
     }
 }
@@ -1080,7 +1083,9 @@ mod tests {
             }
         }
         for s in cases {
-            let chrono = s.parse::<NaiveDate>().map_err(|e| e.to_string());
+            let chrono = s
+                .parse::<NaiveDate>()
+                .map_err(|e| format!("date {s:?}: {e}"));
             let ours = DateVisitor
                 .visit_str::<serde_json::Error>(&s)
                 .map(|d| d.0)

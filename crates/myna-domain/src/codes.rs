@@ -24,6 +24,8 @@ pub enum CodeError {
         "YJ code must be 12 characters: 7 digits, a form letter, then 4 digits or capitals; got {0:?}"
     )]
     Yj(String),
+    #[error("YJ code {code:?} fails its check digit: its 12th character would be {expected}")]
+    YjCheckDigit { code: String, expected: char },
     #[error("レセ電 drug code must be 9 digits; got {0:?}")]
     ReceiptDrug(String),
     #[error("medical institution number must be 10 digits; got {0:?}")]
@@ -66,17 +68,22 @@ impl YjCode {
     /// digit (`yj_check_digit`).
     pub fn parse(s: &str) -> Result<Self, CodeError> {
         let b = s.as_bytes();
-        let ok = b.len() == 12
+        let shaped = b.len() == 12
             && b[..7].iter().all(u8::is_ascii_digit)
             && b[7].is_ascii_uppercase()
             && b[8..]
                 .iter()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-            && yj_check_digit(&b[..11]).is_some_and(|d| b[11] == b'0' + d);
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(CodeError::Yj(s.to_owned()))
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+        if !shaped {
+            return Err(CodeError::Yj(s.to_owned()));
+        }
+        match yj_check_digit(&b[..11]) {
+            Some(d) if b[11] == b'0' + d => Ok(Self(s.to_owned())),
+            Some(d) => Err(CodeError::YjCheckDigit {
+                code: s.to_owned(),
+                expected: char::from(b'0' + d),
+            }),
+            None => Err(CodeError::Yj(s.to_owned())),
         }
     }
     pub fn as_str(&self) -> &str {
@@ -196,6 +203,14 @@ mod tests {
         ] {
             assert!(YjCode::parse(bad).is_err(), "{bad}");
         }
+        // A wrong check digit says so, with the one that fits.
+        assert_eq!(
+            YjCode::parse("2456001F1311"),
+            Err(CodeError::YjCheckDigit {
+                code: "2456001F1311".into(),
+                expected: '0'
+            })
+        );
     }
 
     #[test]

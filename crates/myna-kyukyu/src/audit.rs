@@ -222,14 +222,12 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                         None => "0 entries".into(),
                     };
                 }
-                ChainReport::Broken {
-                    verified,
-                    first_break,
-                } => {
-                    broken = Some(format!(
-                        "{name} BROKEN at entry {}: {first_break}\n{verified} entries before it verified",
-                        first_break.seq()
-                    ));
+                report @ ChainReport::Broken { .. } => {
+                    let kind = match store {
+                        ChainStore::Provider(_) => "person",
+                        ChainStore::Ems(_) => "bureau",
+                    };
+                    broken = report.describe_break(kind).map(|b| format!("{name} {b}"));
                 }
             }
             // The provider's store folds its WAL back on close (the chain file stays tidy).

@@ -716,9 +716,22 @@ pub fn read_log_and_heads(
             None
         }
     };
-    let read = (read_log(log, chain, public_key), read_heads(log));
+    let signed = read_log(log, chain, public_key);
+    let mut heads = read_heads(log);
+    // A missing file reads as no rows, which a log of several chains cannot have once signed.
+    if let (Ok(all), Ok(rows)) = (&signed, &heads)
+        && rows.0.is_empty()
+        && all.iter().any(|c| c.form != Form::OneChain)
+        && !heads_path(log).exists()
+    {
+        heads = Err(anyhow::anyhow!(
+            "{} is missing: the checkpoints of a log of several chains record its heads there \
+             (restore it from the off-host copy)",
+            heads_path(log).display()
+        ));
+    }
     drop(lock);
-    read
+    (signed, heads)
 }
 
 /// Checks the chain against the log's checkpoints, signs its head and appends it: what

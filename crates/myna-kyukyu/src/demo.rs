@@ -208,7 +208,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         checkpoint_log: Some(dir.join("audit-checkpoints.log")),
         checkpoint_every_minutes: 5,
     };
-    let ca_cert = pki_dir.join(CA_CERT);
+    let anchor = crate::provider::trust_anchor(&pki_dir.join(CA_CERT))?;
     let server = tokio::spawn({
         let store = store.clone();
         let stop = stopped();
@@ -218,7 +218,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         async move {
             serve(
                 store,
-                &ca_cert,
+                anchor,
                 listener,
                 &checkpoints,
                 provider_tls,

@@ -852,11 +852,11 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                         head_hash.unwrap_or_else(|| "-".into())
                     );
                 }
-                ChainReport::Broken {
-                    verified,
-                    first_break,
-                } => {
-                    println!("view log BROKEN after {verified} entries: {first_break}");
+                report @ ChainReport::Broken { .. } => {
+                    println!(
+                        "view log {}",
+                        report.describe_break("bureau").unwrap_or_default()
+                    );
                     return Ok(ExitCode::from(1));
                 }
             }
@@ -868,11 +868,11 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 } => {
                     println!("review log intact: {entries} decisions in {partitions} chain(s)");
                 }
-                ChainReport::Broken {
-                    verified,
-                    first_break,
-                } => {
-                    println!("review log BROKEN after {verified} entries: {first_break}");
+                report @ ChainReport::Broken { .. } => {
+                    println!(
+                        "review log {}",
+                        report.describe_break("bureau").unwrap_or_default()
+                    );
                     return Ok(ExitCode::from(1));
                 }
             }

@@ -36,7 +36,9 @@ pub struct GenArgs {
     /// for a population larger than the disk holds twice).
     #[arg(long, conflicts_with = "force")]
     pub claims_out: Option<PathBuf>,
-    /// Persons per batch of the claims-import file (about 85 lines each).
+    /// Persons per batch of the claims-import file (about 95 lines each; 1 to 2,000 persons,
+    /// which keeps a batch under the format's 200,000 lines). The batch ids name this size, so
+    /// files cut differently are not taken for one another.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=2_000))]
     pub batch_persons: u64,
 }
@@ -102,6 +104,12 @@ pub async fn run(args: GenArgs) -> Result<ExitCode> {
             if held > 0 {
                 bail!(
                     "{} already holds {held} persons; name a new database",
+                    args.db
+                );
+            }
+            if store.holds_persons().await? {
+                bail!(
+                    "{} already holds persons (imported); name a new database",
                     args.db
                 );
             }
@@ -200,8 +208,9 @@ pub async fn fill<S: ProviderStore>(
 }
 
 /// Writes the population as a claims-import file, `batch_persons` persons per batch, batch
-/// ids naming the seed, the date and the batch (`gen-2026-2026-11-26-000000`); the lines
-/// written. The file appears only when complete.
+/// ids naming the seed, the date, the batch size and the batch
+/// (`gen-2026-2026-11-26-p1000-000000`); the lines written. The file appears only when
+/// complete.
 pub fn emit_claims(
     out: &Path,
     persons: u64,
@@ -241,7 +250,7 @@ fn write_claims<W: std::io::Write>(
     let (mut batches, mut lines) = (0u64, 0u64);
     let mut begin = |writer: &mut myna_claims::BatchWriter<_>| -> Result<()> {
         lines += writer.batch_lines().unwrap_or(0);
-        writer.begin_batch(&format!("gen-{seed}-{as_of}-{batches:06}"))?;
+        writer.begin_batch(&format!("gen-{seed}-{as_of}-p{batch_persons}-{batches:06}"))?;
         batches += 1;
         Ok(())
     };

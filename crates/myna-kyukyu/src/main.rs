@@ -116,8 +116,11 @@ fn print_openapi(api: OpenapiDoc) -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn")),
+            // The server's notices (e.g. "relation … already exists, skipping" at every
+            // start) are tokio-postgres's info lines: not the operator's news.
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,refinery_core=warn,tokio_postgres=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

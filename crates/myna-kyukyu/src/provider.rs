@@ -49,6 +49,15 @@ pub enum ProviderCommand {
         #[arg(long, default_value = "keyCompromise")]
         reason: String,
     },
+    /// Record that the claims held are complete through DATE: the date every summary reports
+    /// (`data_currency.claims_through`; レセプト反映済み). `import` does not move it: the
+    /// operator states it once the month's claims are in.
+    ClaimsThrough {
+        #[arg(long, default_value = "data/provider.db")]
+        db: DbTarget,
+        /// YYYY-MM-DD, not after today (Japan time).
+        date: chrono::NaiveDate,
+    },
     /// Ask a running provider for a summary, as a fire bureau's ems server would.
     Query(QueryArgs),
     /// Make an empty PostgreSQL provider database the coordinator of data nodes: each
@@ -56,16 +65,16 @@ pub enum ProviderCommand {
     /// once, before `gen` or `import` (docs/deployment-postgres-fdw.md).
     Shard {
         /// The coordinator: an empty database (`postgres://…`).
-        #[arg(long)]
+        #[arg(long, value_parser = postgres_url)]
         db: String,
         /// A data node: an empty database (`postgres://user@host:port/db`), reachable from
         /// the coordinator's server. Give it once per node, in order.
-        #[arg(long = "node", required = true)]
+        #[arg(long = "node", required = true, value_parser = postgres_url)]
         nodes: Vec<String>,
     },
     /// Print the data nodes of a sharded provider database (its partition map).
     Nodes {
-        #[arg(long)]
+        #[arg(long, value_parser = postgres_url)]
         db: String,
     },
 }
@@ -166,6 +175,8 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
         } => {
             let store =
                 Arc::new(ProviderDb::open_existing(&db, "; run `myna-kyukyu gen` first").await?);
+            // Everything that can stop the server is read before it says it listens.
+            let anchor = trust_anchor(&ca_cert)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -188,7 +199,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             );
             serve(
                 store,
-                &ca_cert,
+                anchor,
                 listener,
                 &checkpoints,
                 tls,
@@ -267,6 +278,25 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             println!("revoked {serial}");
             Ok(ExitCode::SUCCESS)
         }
+        ProviderCommand::ClaimsThrough { db, date } => {
+            let today = chrono::Utc::now()
+                .with_timezone(&myna_domain::stats::JST)
+                .date_naive();
+            if date > today {
+                bail!("claims cannot be complete through {date}, after today ({today})");
+            }
+            let store =
+                ProviderDb::open_existing(&db, "; run `myna-kyukyu gen` or `import` first").await?;
+            let mut info = store.dataset_info().await?;
+            let before = info.claims_through.replace(date);
+            store.set_dataset_info(info).await?;
+            store.close()?;
+            match before {
+                Some(b) => println!("claims through {date} (was {b})"),
+                None => println!("claims through {date} (was unknown)"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ProviderCommand::Query(q) => query(q).await,
         ProviderCommand::Shard { db, nodes } => {
             let layout = myna_store_postgres::sharded::shard_provider(&db, &nodes).await?;
@@ -278,6 +308,17 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             print_layout(&db, &layout);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A PostgreSQL URL; a file name is refused here, as data nodes exist only on PostgreSQL.
+fn postgres_url(s: &str) -> Result<String, String> {
+    match s.parse::<DbTarget>() {
+        Ok(DbTarget::Postgres(url)) => Ok(url),
+        _ => Err(format!(
+            "{s:?} is not a PostgreSQL URL (postgres://user@host:port/db): data nodes exist \
+             only on PostgreSQL"
+        )),
     }
 }
 
@@ -326,9 +367,17 @@ pub fn alert_table() -> Result<AlertTable> {
 }
 
 /// Serves the provider API on `listener` until `shutdown` completes.
+/// The card CA the provider trusts, from its DER file.
+pub fn trust_anchor(ca_cert: &Path) -> Result<TrustAnchor> {
+    let der = std::fs::read(ca_cert)
+        .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))?;
+    TrustAnchor::from_der(&der)
+        .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))
+}
+
 pub async fn serve(
     store: Arc<ProviderDb>,
-    ca_cert: &Path,
+    anchor: TrustAnchor,
     listener: tokio::net::TcpListener,
     checkpoints: &crate::checkpoint::CheckpointArgs,
     tls: Option<Arc<myna_tls::rustls::ServerConfig>>,
@@ -341,12 +390,10 @@ pub async fn serve(
         crate::checkpoint::ChainStore::Provider(store.clone()),
     )?;
     let recovering = tokio::spawn(recover_spanning_writes(store.clone()));
-    let der = std::fs::read(ca_cert)
-        .with_context(|| format!("reading the trusted CA {}", ca_cert.display()))?;
     let app = router(Provider {
         store,
         auth: callers,
-        anchor: TrustAnchor::from_der(&der)?,
+        anchor,
         alerts: alert_table()?,
         clock: system_clock(),
     });

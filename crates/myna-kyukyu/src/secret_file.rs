@@ -49,6 +49,16 @@ fn open_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
 /// Writes a file that must not exist yet (it never replaces one, not even atomically), with
 /// `mode` from its creation.
 pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "creating {}: the directory {} does not exist; make it first (e.g. `mkdir -m 700 {}`)",
+            path.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
     let mut f = open_new(path, mode)
         .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
     f.write_all(bytes)

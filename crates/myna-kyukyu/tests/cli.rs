@@ -167,9 +167,33 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
         Some(&"doac"),
         "the DOAC card shows the DOAC alert first: {alerts:?}"
     );
-    let o = query("insulin", &["--exception", "unconscious", "--full"]);
+    // The operator states the claims date while the provider serves: the next summary
+    // reports it. A date after today is refused.
+    let before = v["summary"]["data_currency"]["claims_through"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    let o = run(&["provider", "claims-through", "--db", db_s, "2026-01-31"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout(&o).contains(&format!("claims through 2026-01-31 (was {before})")),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["provider", "claims-through", "--db", db_s, "2999-01-01"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("after today"));
+    let o = query(
+        "insulin",
+        &["--exception", "unconscious", "--full", "--json"],
+    );
     assert!(o.status.success());
     assert!(stdout(&o).contains("インスリン"), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["summary"]["data_currency"]["claims_through"],
+        "2026-01-31"
+    );
     let o = query("unknown", &[]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown_serial"));
@@ -1474,6 +1498,16 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
             stdout(&o)
         );
     }
+    // `LOG.heads` left behind when the log was copied: named as missing.
+    let alone = dir.join("alone.log");
+    std::fs::copy(&log, &alone).unwrap();
+    let o = verify_signed(&alone);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("{}.heads is missing", alone.display())),
+        "{}",
+        stdout(&o)
+    );
 
     // The newest entry of the doac patient's chain removed: the walk alone cannot tell.
     let removed = rt
@@ -1508,6 +1542,29 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
         log.to_str().unwrap(),
     ]);
     assert!(!o.status.success(), "a cut chain was signed");
+
+    // The README's tamper, on every person's first entry: the report names the person of the
+    // first break and every person whose chain broke.
+    let changed = rt
+        .block_on(db.execute("UPDATE access_log SET viewer_team = '麻生救急1' WHERE seq = 1"))
+        .unwrap();
+    assert!(changed > 1, "{changed}");
+    let o = run(&["audit", "verify", "--db", &db.url]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let out = stdout(&o);
+    let first = out
+        .split("BROKEN at entry 1 of person ")
+        .nth(1)
+        .and_then(|rest| rest.split("'s chain").next())
+        .unwrap_or_else(|| panic!("no person named: {out}"));
+    let listed = out
+        .split(&format!("{changed} person chain(s) broken: "))
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("not every broken chain counted: {out}"));
+    let persons: Vec<&str> = listed.split(", ").collect();
+    assert_eq!(persons.len() as u64, changed, "{out}");
+    assert_eq!(persons[0], first, "{out}");
     rt.block_on(db.drop_now()).unwrap();
 }
 

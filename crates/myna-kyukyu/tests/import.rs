@@ -111,6 +111,65 @@ async fn an_imported_file_reads_back_as_the_generated_population_and_a_rerun_cha
         .unwrap();
     same_people(&loaded, &on_pg, 300).await;
     drop(on_pg);
+    // Synthetic persons are not mixed into imported ones.
+    let o = run(&["gen", "--db", &pg.url, "--persons", "10"]);
+    assert!(
+        !o.status.success(),
+        "gen loaded over an imported population"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already holds persons (imported)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    pg.drop_now().await.unwrap();
+
+    // A mistyped file name makes no database.
+    let fresh = tmp.path().join("fresh.db");
+    let o = import(fresh.to_str().unwrap(), "no-such-file.ndjson");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("opening no-such-file.ndjson"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!fresh.exists(), "a database was made for a missing file");
+}
+
+/// Two imports started together on a new database (a SQLite file, a PostgreSQL database): both
+/// bring the schema up without failing on each other's tables, and each batch is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_imports_started_together_on_a_new_database_both_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = claims_file(tmp.path(), 300, 100);
+    let pg = myna_store_postgres::testing::TestDb::create("import_together")
+        .await
+        .unwrap();
+    let sqlite = tmp.path().join("together.db");
+    for db in [sqlite.to_str().unwrap(), pg.url.as_str()] {
+        let started: Vec<_> = (0..2)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_myna-kyukyu"))
+                    .args(["import", "--quiet", "--db", db, &file])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut applied = 0;
+        for child in started {
+            let out = ok(child.wait_with_output().unwrap());
+            let n: u64 = out
+                .split("imported ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{out}"));
+            applied += n;
+        }
+        assert_eq!(applied, 3, "{db}: every batch applied once between the two");
+    }
     pg.drop_now().await.unwrap();
 }
 

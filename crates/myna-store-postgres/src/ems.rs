@@ -2088,6 +2088,8 @@ impl EmsStore for PgEmsStore {
                 return Ok(ChainReport::Broken {
                     verified: v.entries(),
                     first_break,
+                    chain: Some(bureau),
+                    broken_chains: Vec::new(),
                 });
             }
         }
@@ -2376,6 +2378,8 @@ impl EmsStore for PgEmsStore {
                 report: ChainReport::Broken {
                     verified: v.entries(),
                     first_break,
+                    chain: Some(bureau),
+                    broken_chains: Vec::new(),
                 },
                 heads: Vec::new(),
                 found: Default::default(),

@@ -38,12 +38,12 @@ const MAX_ATTEMPTS: u32 = 8;
 pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(match e.as_db_error() {
         Some(d) => format!("{} ({})", d.message(), d.code().code()),
-        None => e.to_string(),
+        None => with_causes(&e),
     })
 }
 
-fn pool_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("database pool: {e}"))
+fn pool_err(e: impl std::error::Error + 'static) -> StoreError {
+    StoreError::Unavailable(format!("database pool: {}", with_causes(&e)))
 }
 
 /// A column of the expected type; anything else is bad stored data (500), not an outage.
@@ -215,14 +215,46 @@ pub(crate) async fn migrated_pool(
     Ok(pool)
 }
 
-/// Brings the database behind `pool` up to `runner`'s migrations, recorded in `history`.
+/// Brings the database behind `pool` up to `runner`'s migrations, recorded in `history`, one
+/// process at a time: two starting together on a new database would both create its tables,
+/// and one would fail.
 pub(crate) async fn migrate(
     pool: &deadpool_postgres::Pool,
     runner: refinery::Runner,
     history: &str,
 ) -> Result<(), String> {
+    /// The advisory lock's key: "myna-mig" in ASCII.
+    const MIGRATION_LOCK: i64 = 0x6d79_6e61_2d6d_6967;
     let mut client = connection(pool).await.map_err(|e| e.to_string())?;
-    migrate_on(&mut client, runner, history).await
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| with_causes(&e))?;
+    let ran = migrate_on(&mut client, runner, history).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| with_causes(&e));
+    ran.and(unlocked.map(drop))
+}
+
+/// An error with the causes under it, "outer: inner: …": tokio-postgres says only "db error"
+/// at the top, and the server's message is below it.
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = match c.downcast_ref::<tokio_postgres::error::DbError>() {
+            Some(d) => format!("{} ({})", d.message(), d.code().code()),
+            None => c.to_string(),
+        };
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// `migrate` on a connection the caller holds (one that holds a lock, say).
@@ -236,7 +268,7 @@ pub(crate) async fn migrate_on(
         .run_async(client)
         .await
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| with_causes(&e))
 }
 
 /// A transaction whose every statement sees the newest commits (READ COMMITTED, whatever the

@@ -58,21 +58,9 @@ pub struct PgProviderStore {
 /// Runs the provider's migrations on one data node, one process at a time (two coordinators
 /// starting together would otherwise both apply the same migration).
 async fn migrate_node(pool: &deadpool_postgres::Pool) -> Result<(), StoreError> {
-    /// The advisory lock's key on a node: "myna-mig" in ASCII.
-    const NODE_MIGRATION_LOCK: i64 = 0x6d79_6e61_2d6d_6967;
-    let mut client = connection(pool).await?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&NODE_MIGRATION_LOCK])
+    crate::migrate(pool, embedded::migrations::runner(), HISTORY_TABLE)
         .await
-        .map_err(db_err)?;
-    let ran = crate::migrate_on(&mut client, embedded::migrations::runner(), HISTORY_TABLE)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("migrating: {e}")));
-    let unlocked = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&NODE_MIGRATION_LOCK])
-        .await
-        .map_err(db_err);
-    ran.and(unlocked.map(drop))
+        .map_err(|e| StoreError::Unavailable(format!("migrating: {e}")))
 }
 
 /// A lost race: a serialization failure or deadlock, or the unique key of a chain's next
@@ -176,6 +164,17 @@ impl PgProviderStore {
         // cannot be now is resolved later.
         store.recover_logged().await;
         Ok(store)
+    }
+
+    /// Whether any person is held, however they came (`gen`, `load_persons`, an import): the
+    /// dataset's recorded count is `gen`'s alone.
+    pub async fn holds_persons(&self) -> Result<bool, StoreError> {
+        let client = connection(&self.pool).await?;
+        let row = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM person)", &[])
+            .await
+            .map_err(db_err)?;
+        col(&row, 0)
     }
 
     /// Brings each data node up to the provider's migrations, one process at a time per node.
@@ -2217,9 +2216,16 @@ impl ProviderStore for PgProviderStore {
             .map_err(db_err)?;
         pin_mut!(stream);
         let mut v = PartitionedVerifier::keeping_heads(places);
+        // Past a break the walk goes on to the next person's chain, so the report names every
+        // person whose chain is broken, not only the first.
+        let mut first: Option<(u64, i64, ChainBreak)> = None;
+        let mut broken_chains: Vec<i64> = Vec::new();
         while let Some(row) = stream.next().await {
             let row = row.map_err(db_err)?;
             let (at, decoded) = chained_from_row(&row)?;
+            if broken_chains.last() == Some(&at.partition) {
+                continue;
+            }
             let decoded = decoded.map_err(|problem| ChainBreak::Unreadable {
                 seq: at.seq,
                 problem,
@@ -2227,17 +2233,23 @@ impl ProviderStore for PgProviderStore {
             let checked = v
                 .begins(at.partition, at.seq)
                 .and_then(|_| v.push(decoded.as_ref().map_err(Clone::clone)));
-            if let Err(first_break) = checked {
-                tracing::error!(person = at.partition, %first_break, "access log broken");
-                return Ok(ChainWalk {
-                    report: ChainReport::Broken {
-                        verified: v.entries(),
-                        first_break,
-                    },
-                    heads: Vec::new(),
-                    found: Default::default(),
-                });
+            if let Err(b) = checked {
+                tracing::error!(person = at.partition, %b, "access log broken");
+                broken_chains.push(at.partition);
+                first.get_or_insert((v.entries(), at.partition, b));
             }
+        }
+        if let Some((verified, chain, first_break)) = first {
+            return Ok(ChainWalk {
+                report: ChainReport::Broken {
+                    verified,
+                    first_break,
+                    chain: Some(chain),
+                    broken_chains,
+                },
+                heads: Vec::new(),
+                found: Default::default(),
+            });
         }
         // One chain's head is the log's; several are checkpointed by their digest.
         let head_hash = match (v.last(), v.partitions()) {

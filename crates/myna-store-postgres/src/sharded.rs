@@ -74,6 +74,16 @@ pub async fn shard_provider(
             )));
         }
     }
+    // The same, as each database names itself: one URL may be spelled two ways (a host name
+    // and its address).
+    let mut databases = std::collections::HashSet::from([database_identity(coordinator).await?]);
+    for (i, url) in shards.iter().enumerate() {
+        if !databases.insert(database_identity(url).await?) {
+            return Err(invalid(format!(
+                "node {i} is the coordinator or another node under another name"
+            )));
+        }
+    }
     let mut servers = Vec::new();
     for (i, url) in shards.iter().enumerate() {
         // Each shard is a provider database of its own: its tables carry every key and index.
@@ -150,6 +160,25 @@ pub async fn shard_provider(
     tx.batch_execute(&ddl).await.map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     layout(coordinator).await
+}
+
+/// A database as its server names it: the cluster's system identifier (unique to each
+/// `initdb`) and the database's name. Reading it takes a superuser or `pg_monitor`, as making
+/// a coordinator (`postgres_fdw`) takes a superuser anyway.
+async fn database_identity(url: &str) -> Result<(i64, String), StoreError> {
+    let pool = crate::pool(url)?;
+    let client = connection(&pool).await?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier FROM pg_control_system()), current_database()",
+            &[],
+        )
+        .await
+        .map_err(db_err)?;
+    Ok((
+        row.try_get(0).map_err(db_err)?,
+        row.try_get(1).map_err(db_err)?,
+    ))
 }
 
 /// Whether the database behind `pool` is a coordinator: its `person` is partitioned.

@@ -116,10 +116,15 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
         )
         .await
         .unwrap();
-    let ChainReport::Broken { first_break, .. } = store.verify_access_log().await.unwrap() else {
-        panic!("an edited entry verified");
-    };
-    assert_eq!(first_break, ChainBreak::Content { seq: 7 });
+    assert_eq!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Broken {
+            verified: 18,
+            first_break: ChainBreak::Content { seq: 7 },
+            chain: Some(502),
+            broken_chains: vec![502],
+        }
+    );
     admin
         .execute(
             "UPDATE access_log SET viewer_team = (SELECT viewer_team FROM access_log \
@@ -147,6 +152,26 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
         ChainBreak::Sequence {
             seq: 5,
             expected: 4
+        }
+    );
+    // Both persons' chains broken: the walk goes past the first and names both.
+    admin
+        .execute(
+            "UPDATE access_log SET viewer_team = 'someone else' WHERE person_id = 502 AND seq = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Broken {
+            verified: 3,
+            first_break: ChainBreak::Sequence {
+                seq: 5,
+                expected: 4
+            },
+            chain: Some(501),
+            broken_chains: vec![501, 502],
         }
     );
     drop(store);

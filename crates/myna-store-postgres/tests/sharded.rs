@@ -218,6 +218,21 @@ async fn sharding_twice_or_over_data_is_refused() {
             "{refused:?}"
         );
     }
+    // The same, with one of the two spelled by host name instead of address.
+    let by_name = |url: &str| {
+        assert!(url.contains("@127.0.0.1:"), "{url}");
+        url.replace("@127.0.0.1:", "@localhost:")
+    };
+    for nodes in [
+        vec![by_name(&plain.url)],
+        vec![node.url.clone(), by_name(&node.url)],
+    ] {
+        let refused = sharded::shard_provider(&plain.url, &nodes).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("under another name")),
+            "{refused:?}"
+        );
+    }
     // A coordinator already holding persons (its rows would be hidden behind the
     // partitions), or a node holding some, is refused.
     let store = PgProviderStore::connect(&plain.url).await.unwrap();

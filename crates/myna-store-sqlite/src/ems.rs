@@ -3,6 +3,7 @@
 //! teams), so one connection behind a mutex, used from blocking threads, is enough.
 
 use crate::rows::{corrupt, db_err};
+use crate::schema_version;
 use chrono::DateTime;
 use myna_domain::access::{ChainVerifier, ChainedEntry, Hash32, chain};
 use myna_domain::hospitals::HospitalStatus;
@@ -51,9 +52,7 @@ impl EmsSqlite {
         .map_err(db_err)?;
         refuse_unbound_history(&conn, path)?;
         let before = schema_version(&conn);
-        embedded::migrations::runner()
-            .run(&mut conn)
-            .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        crate::migrate(&mut conn, embedded::migrations::runner, path)?;
         if before.is_some_and(|v| v < CREDENTIAL_LEFT_SCHEMA) {
             // The provider credential an older version kept in clear was dropped: rewrite the
             // file and empty the WAL so no copy of it survives in free pages.
@@ -109,16 +108,6 @@ impl EmsSqlite {
 const CREDENTIAL_LEFT_SCHEMA: i64 = 5;
 
 /// The applied schema version; `None` for a new file.
-fn schema_version(conn: &Connection) -> Option<i64> {
-    conn.query_row(
-        "SELECT max(version) FROM refinery_schema_history",
-        [],
-        |r| r.get(0),
-    )
-    .ok()
-    .flatten()
-}
-
 /// A database written before consent was bound to a patient (schema 1) holds face checks and
 /// consents that name no card. They cannot be read under the per-patient rule and must not be
 /// rewritten (the view log is hash-chained), so such a file is refused with a plain message.
@@ -532,6 +521,8 @@ fn verify_chain<E: serde::de::DeserializeOwned + myna_domain::access::Linked>(
             return Ok(ChainReport::Broken {
                 verified: v.count(),
                 first_break,
+                chain: None,
+                broken_chains: Vec::new(),
             });
         }
     }

@@ -163,6 +163,56 @@ fn spawn_checkpointer(
     Ok((tx, handle))
 }
 
+/// The newest migration applied to `conn`'s file, if any.
+pub(crate) fn schema_version(conn: &Connection) -> Option<i64> {
+    conn.query_row(
+        "SELECT max(version) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )
+    .ok()
+    .flatten()
+}
+
+/// Brings `path`'s schema up to `runner()`'s migrations. Two processes opening a new file at
+/// once race on them: the loser's migration fails on a table the winner has just made, or on
+/// the winner's write lock. It then runs again and finds those applied; any other failure is
+/// reported at once.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    runner: impl Fn() -> refinery::Runner,
+    path: &Path,
+) -> Result<(), StoreError> {
+    const TRIES: u32 = 50;
+    let mut tries = 0;
+    loop {
+        let before = schema_version(conn);
+        match runner().run(conn) {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let busy = std::error::Error::source(&e)
+                    .and_then(|c| c.downcast_ref::<rusqlite::Error>())
+                    .and_then(rusqlite::Error::sqlite_error_code)
+                    .is_some_and(|c| {
+                        matches!(
+                            c,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        )
+                    });
+                tries += 1;
+                if tries >= TRIES || !(busy || schema_version(conn) > before) {
+                    return Err(StoreError::Unavailable(format!(
+                        "migrating {}: {e}",
+                        path.display()
+                    )));
+                }
+                tracing::debug!(file = %path.display(), error = %e, "another process migrates; again");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 fn unavailable() -> StoreError {
     StoreError::Unavailable("the database writer has stopped".into())
 }
@@ -193,9 +243,7 @@ impl SqliteStore {
 
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         let mut conn = open_conn(path, durability)?;
-        embedded::migrations::runner()
-            .run(&mut conn)
-            .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        migrate(&mut conn, embedded::migrations::runner, path)?;
         let masters = rows::load_masters(&conn)?;
         let names = rows::Names::new(masters.clone());
         let claims_through = read_claims_through(&conn)?;
@@ -217,6 +265,7 @@ impl SqliteStore {
                     masters,
                     names,
                     claims_through,
+                    claims_version: data_version,
                     data_version,
                 }
                 .run(rx)
@@ -312,6 +361,9 @@ struct Writer {
     names: rows::Names,
     /// `dataset_info.claims_through`, kept here because every access reports it.
     claims_through: Option<NaiveDate>,
+    /// `PRAGMA data_version` when `claims_through` was last read: another process may set it
+    /// (`provider claims-through`), and the next batch of accesses reads it again.
+    claims_version: i64,
     /// `PRAGMA data_version` when `masters` was last read: another process's commit (an
     /// `import` beside a serving provider) changes it, and the next load reads them again.
     data_version: i64,
@@ -515,6 +567,14 @@ impl Writer {
                 let _ = reply.send(Err(StoreError::Unavailable(format!("begin failed: {e}"))));
             }
             return;
+        }
+        // Another process's commit since the last batch may have moved the claims date.
+        if let Ok(v) = data_version(&self.conn)
+            && v != self.claims_version
+            && let Ok(c) = read_claims_through(&self.conn)
+        {
+            self.claims_through = c;
+            self.claims_version = v;
         }
         let mut results = Vec::with_capacity(batch.len());
         let mut lost: Option<String> = None;
@@ -804,6 +864,8 @@ impl ProviderStore for SqliteStore {
                     return Ok(ChainReport::Broken {
                         verified: v.count(),
                         first_break,
+                        chain: None,
+                        broken_chains: Vec::new(),
                     });
                 }
             }

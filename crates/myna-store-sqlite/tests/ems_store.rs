@@ -115,6 +115,7 @@ async fn events_and_views_survive_a_reopen_and_a_tampered_view_breaks_the_chain(
         ChainReport::Broken {
             verified,
             first_break,
+            ..
         } => {
             assert_eq!(verified, 1, "entry 1 still verifies");
             assert_eq!(first_break.seq(), 2);

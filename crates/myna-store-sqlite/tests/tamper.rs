@@ -48,7 +48,9 @@ async fn edited_entry_is_found() {
         verify(&path).await,
         ChainReport::Broken {
             verified: 5,
-            first_break: ChainBreak::Content { seq: 6 }
+            first_break: ChainBreak::Content { seq: 6 },
+            chain: None,
+            broken_chains: Vec::new(),
         }
     );
 }
@@ -69,7 +71,9 @@ async fn deleted_entry_is_found() {
             first_break: ChainBreak::Sequence {
                 seq: 4,
                 expected: 3
-            }
+            },
+            chain: None,
+            broken_chains: Vec::new(),
         }
     );
 }
@@ -87,7 +91,8 @@ async fn garbage_in_a_column_is_reported_not_hidden() {
         verify(&path).await,
         ChainReport::Broken {
             verified: 1,
-            first_break: ChainBreak::Unreadable { seq: 2, .. }
+            first_break: ChainBreak::Unreadable { seq: 2, .. },
+            ..
         }
     ));
 }

@@ -248,12 +248,60 @@ pub enum ChainReport {
         head_hash: Option<String>,
     },
     Broken {
+        /// Entries verified before the first break.
         verified: u64,
         first_break: ChainBreak,
+        /// The chain the first break is in, where the log keeps several (on PostgreSQL the
+        /// person's id in the access log, the bureau's in ems's logs); None for a log of one
+        /// chain.
+        chain: Option<i64>,
+        /// Every chain found broken, in the walk's order, where the walk goes on past a break
+        /// (the provider's access log on PostgreSQL); empty where it stops at the first.
+        broken_chains: Vec<i64>,
     },
 }
 
 impl ChainReport {
+    /// What an operator reads of a broken log: the first break with its chain (`chain_kind`
+    /// names what a chain belongs to, e.g. "person"), and every chain found broken; None when
+    /// the log is intact.
+    pub fn describe_break(&self, chain_kind: &str) -> Option<String> {
+        const LISTED: usize = 20;
+        let ChainReport::Broken {
+            verified,
+            first_break,
+            chain,
+            broken_chains,
+        } = self
+        else {
+            return None;
+        };
+        let place = match chain {
+            Some(c) => format!("entry {} of {chain_kind} {c}'s chain", first_break.seq()),
+            None => format!("entry {}", first_break.seq()),
+        };
+        let mut text =
+            format!("BROKEN at {place}: {first_break}\n{verified} entries before it verified");
+        if !broken_chains.is_empty() {
+            let listed: Vec<String> = broken_chains
+                .iter()
+                .take(LISTED)
+                .map(i64::to_string)
+                .collect();
+            let more = if broken_chains.len() > LISTED {
+                ", …"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                "\n{} {chain_kind} chain(s) broken: {}{more}",
+                broken_chains.len(),
+                listed.join(", ")
+            ));
+        }
+        Some(text)
+    }
+
     /// The report of a log kept as one chain (partition 0), once `v` walked all of it.
     pub fn one_chain(v: &myna_domain::access::ChainVerifier) -> Self {
         ChainReport::Intact {
