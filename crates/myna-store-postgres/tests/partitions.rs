@@ -15,27 +15,27 @@ use std::sync::Arc;
 
 mod common;
 
-/// A fresh database on the project's server, holding `persons`.
-async fn store_holding(
-    test: &str,
-    persons: Vec<PersonRecordSet>,
-) -> (TestDb, Arc<PgProviderStore>) {
+/// A fresh database on the project's server, holding the sample persons `ids`, each with the
+/// card `card_of(id)`.
+async fn store_holding(test: &str, ids: &[i64]) -> (TestDb, Arc<PgProviderStore>) {
     let db = TestDb::create(test).await.unwrap();
     let store = Arc::new(PgProviderStore::connect(&db.url).await.unwrap());
+    let persons: Vec<PersonRecordSet> = ids
+        .iter()
+        .map(|&id| sample_person(id, &card_of(id)))
+        .collect();
     store.load_persons(persons).await.unwrap();
     (db, store)
 }
 
+/// The card serial of sample person `id`.
+fn card_of(id: i64) -> String {
+    format!("01CC{id:08}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
-    let (db, store) = store_holding(
-        "partitions",
-        vec![
-            sample_person(501, "01CC00000501"),
-            sample_person(502, "01CC00000502"),
-        ],
-    )
-    .await;
+    let (db, store) = store_holding("partitions", &[501, 502]).await;
     // 12 accesses to each person at once: the same person's race for the next place.
     let mut places: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
     let serial_of = |n: i64| format!("01CC0000050{}", 1 + n % 2);
@@ -182,14 +182,7 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
 /// in the table is found by `verify`. An entry written before ids were chained still verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_access_id_is_found_and_an_entry_from_before_ids_were_chained_verifies() {
-    let (db, store) = store_holding(
-        "access_id",
-        vec![
-            sample_person(508, "01CC00000508"),
-            sample_person(509, "01CC00000509"),
-        ],
-    )
-    .await;
+    let (db, store) = store_holding("access_id", &[508, 509]).await;
     for serial in ["01CC00000508", "01CC00000509"] {
         store
             .access_records(request(serial, View::Summary, 1))
@@ -246,14 +239,7 @@ async fn a_changed_access_id_is_found_and_an_entry_from_before_ids_were_chained_
 /// and a revoked card is refused as revoked without waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
-    let (db, store) = store_holding(
-        "turns",
-        vec![
-            sample_person(503, "01CC00000503"),
-            sample_person(504, "01CC00000504"),
-        ],
-    )
-    .await;
+    let (db, store) = store_holding("turns", &[503, 504]).await;
     store
         .revoke_serial("01CC00000504", "card reported lost")
         .await
@@ -289,7 +275,7 @@ async fn an_access_waits_for_the_persons_turn_and_a_revoked_card_does_not() {
 /// comes, and the refused access leaves no entry in the person's chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_revoked_while_its_access_waits_for_the_turn_is_refused() {
-    let (db, store) = store_holding("revoked_wait", vec![sample_person(506, "01CC00000506")]).await;
+    let (db, store) = store_holding("revoked_wait", &[506]).await;
     common::a_card_revoked_while_its_access_waits_is_refused(store, &db.url, 506, "01CC00000506")
         .await;
     db.drop_now().await.unwrap();
@@ -299,8 +285,7 @@ async fn a_card_revoked_while_its_access_waits_for_the_turn_is_refused() {
 /// is, and the access is served and logged; the operator's `dataset_info` names it as corrupt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_claims_date_is_reported_as_unknown_and_the_access_served() {
-    let (db, store) =
-        store_holding("bad_claims_date", vec![sample_person(507, "01CC00000507")]).await;
+    let (db, store) = store_holding("bad_claims_date", &[507]).await;
     db.execute(
         "INSERT INTO dataset_info (key, value) VALUES ('claims_through', '2026-02-30') \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
