@@ -227,7 +227,15 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                         ChainStore::Provider(_) => "person",
                         ChainStore::Ems(_) => "bureau",
                     };
-                    broken = report.describe_break(kind).map(|b| format!("{name} {b}"));
+                    broken = report.describe_break(kind).map(|b| {
+                        // The checkpoints need the walk's heads: not compared on a broken walk.
+                        let unchecked = if signed.is_some() {
+                            "\nthe checkpoints are compared once the walk is intact"
+                        } else {
+                            ""
+                        };
+                        format!("{name} {b}{unchecked}")
+                    });
                 }
             }
             // The provider's store folds its WAL back on close (the chain file stays tidy).

@@ -123,8 +123,14 @@ impl ChainStore {
         recorded: &RecordedHeads,
     ) -> Result<std::result::Result<(Vec<PartitionHead>, Vec<PartitionHead>), String>> {
         let walk = self.walk(recorded.places()).await?;
-        if let ChainReport::Broken { first_break, .. } = walk.report {
-            return Ok(Err(format!("the log is broken ({first_break})")));
+        if let ChainReport::Broken {
+            first_break, chain, ..
+        } = walk.report
+        {
+            return Ok(Err(match chain {
+                Some(c) => format!("the log is broken (chain {c}: {first_break})"),
+                None => format!("the log is broken ({first_break})"),
+            }));
         }
         let delta = match recorded.delta(&walk.heads) {
             Ok(d) => d,

@@ -46,9 +46,10 @@ impl ImportReport {
 }
 
 pub async fn run(args: ImportArgs) -> Result<ExitCode> {
-    // A mistyped file name stops here, before a new database file is made for it.
+    // A mistyped file name stops here, before a new database file is made for it. Not opened:
+    // a named pipe's writer would take the close for the end of its reader.
     for file in args.files.iter().filter(|f| f.as_path() != Path::new("-")) {
-        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        std::fs::metadata(file).with_context(|| format!("opening {}", file.display()))?;
     }
     let store = ProviderDb::open(&args.db).await?;
     let report = import_files(&store, &args.files, !args.quiet).await?;

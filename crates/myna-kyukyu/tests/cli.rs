@@ -1553,12 +1553,14 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
     assert!(!o.status.success(), "{}", stdout(&o));
     let out = stdout(&o);
     let first = out
-        .split("BROKEN at entry 1 of person ")
+        .split("BROKEN in person ")
         .nth(1)
-        .and_then(|rest| rest.split("'s chain").next())
+        .and_then(|rest| rest.split("'s chain: entry 1: ").next())
         .unwrap_or_else(|| panic!("no person named: {out}"));
     let listed = out
-        .split(&format!("{changed} person chain(s) broken: "))
+        .split(&format!(
+            "{changed} person chain(s) found broken by the walk: "
+        ))
         .nth(1)
         .and_then(|rest| rest.lines().next())
         .unwrap_or_else(|| panic!("not every broken chain counted: {out}"));

@@ -2342,6 +2342,7 @@ impl EmsStore for PgEmsStore {
             .start()
             .await
             .map_err(db_err)?;
+        tx.batch_execute(crate::WALK_LIMITS).await.map_err(db_err)?;
         // Every bureau with its head (seq, hash); a missing row is corruption.
         let mut heads: HashMap<i64, (String, i64, Option<Hash32>)> = HashMap::new();
         for r in tx

@@ -137,6 +137,10 @@ const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const SERVER_LIMITS: &str = "-c statement_timeout=10000 -c lock_timeout=5000 \
      -c idle_in_transaction_session_timeout=30000";
 
+/// A walk of a whole log's limits (`audit verify`, a checkpoint), set in its transaction: it
+/// reads every entry, which at a national log's size takes longer than a crew's request may.
+pub(crate) const WALK_LIMITS: &str = "SET LOCAL statement_timeout = 0";
+
 /// A bulk write's own limits, set in its transaction (`SET LOCAL`): a batch of 200,000 lines
 /// takes longer than a crew's request may, and may wait for another batch to finish.
 pub(crate) const BULK_LIMITS: &str =
@@ -226,10 +230,30 @@ pub(crate) async fn migrate(
     /// The advisory lock's key: "myna-mig" in ASCII.
     const MIGRATION_LOCK: i64 = 0x6d79_6e61_2d6d_6967;
     let mut client = connection(pool).await.map_err(|e| e.to_string())?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+    let free: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
+        .and_then(|r| r.try_get(0))
         .map_err(|e| with_causes(&e))?;
+    if !free {
+        // Another process migrates: an upgrade may take minutes (an index built on a large
+        // table), so this waits without the connection's timeouts, then restores them.
+        tracing::info!("another process is migrating the database; waiting for it");
+        let waited = client
+            .batch_execute(&format!(
+                "SET statement_timeout = 0; SET lock_timeout = 0; \
+                 SELECT pg_advisory_lock({MIGRATION_LOCK}); \
+                 RESET statement_timeout; RESET lock_timeout"
+            ))
+            .await;
+        if waited.is_err() {
+            // The connection goes back to the pool: with its timeouts.
+            let _ = client
+                .batch_execute("RESET statement_timeout; RESET lock_timeout")
+                .await;
+        }
+        waited.map_err(|e| with_causes(&e))?;
+    }
     let ran = migrate_on(&mut client, runner, history).await;
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])

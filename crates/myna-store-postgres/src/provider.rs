@@ -2206,8 +2206,10 @@ impl ProviderStore for PgProviderStore {
         &self,
         places: std::collections::BTreeMap<i64, i64>,
     ) -> Result<ChainWalk, StoreError> {
-        let client = connection(&self.pool).await?;
-        let stream = client
+        let mut client = connection(&self.pool).await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.batch_execute(crate::WALK_LIMITS).await.map_err(db_err)?;
+        let stream = tx
             .query_raw(
                 &format!("SELECT {ACCESS_COLUMNS} FROM access_log ORDER BY person_id, seq"),
                 std::iter::empty::<i64>(),
@@ -2220,26 +2222,46 @@ impl ProviderStore for PgProviderStore {
         // person whose chain is broken, not only the first.
         let mut first: Option<(u64, i64, ChainBreak)> = None;
         let mut broken_chains: Vec<i64> = Vec::new();
+        // The chain whose entries have had their id in the hash: after one, no entry of that
+        // chain may be without it (ids were chained from one version on, for good).
+        let mut ids_chained_in: Option<i64> = None;
         while let Some(row) = stream.next().await {
             let row = row.map_err(db_err)?;
             let (at, decoded) = chained_from_row(&row)?;
             if broken_chains.last() == Some(&at.partition) {
                 continue;
             }
-            let decoded = decoded.map_err(|problem| ChainBreak::Unreadable {
-                seq: at.seq,
-                problem,
-            });
+            let decoded = decoded
+                .map_err(|problem| ChainBreak::Unreadable {
+                    seq: at.seq,
+                    problem,
+                })
+                .and_then(|e| match e.entry.access_id {
+                    Some(_) => {
+                        ids_chained_in = Some(at.partition);
+                        Ok(e)
+                    }
+                    None if ids_chained_in == Some(at.partition) => {
+                        Err(ChainBreak::Content { seq: at.seq })
+                    }
+                    None => Ok(e),
+                });
             let checked = v
                 .begins(at.partition, at.seq)
                 .and_then(|_| v.push(decoded.as_ref().map_err(Clone::clone)));
             if let Err(b) = checked {
-                tracing::error!(person = at.partition, %b, "access log broken");
                 broken_chains.push(at.partition);
                 first.get_or_insert((v.entries(), at.partition, b));
             }
         }
         if let Some((verified, chain, first_break)) = first {
+            // One line, however many chains broke (a signer walks on a schedule).
+            tracing::error!(
+                person = chain,
+                %first_break,
+                chains = broken_chains.len(),
+                "access log broken"
+            );
             return Ok(ChainWalk {
                 report: ChainReport::Broken {
                     verified,

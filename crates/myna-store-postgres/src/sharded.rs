@@ -163,8 +163,9 @@ pub async fn shard_provider(
 }
 
 /// A database as its server names it: the cluster's system identifier (unique to each
-/// `initdb`) and the database's name. Reading it takes a superuser or `pg_monitor`, as making
-/// a coordinator (`postgres_fdw`) takes a superuser anyway.
+/// `initdb`; a copied data directory keeps it, so two such copies are refused as one) and the
+/// database's name. PostgreSQL 15 lets any role read it; a service that revokes
+/// `pg_control_system()` makes `shard` stop with that error.
 async fn database_identity(url: &str) -> Result<(i64, String), StoreError> {
     let pool = crate::pool(url)?;
     let client = connection(&pool).await?;

@@ -179,50 +179,110 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
 }
 
 /// An access's id is the crew's receipt and what a hospital's read points back to: changing it
-/// in the table is found by `verify`. An entry written before ids were chained still verifies.
+/// in the table is found by `verify`, on a crew's access and on a hospital's read. An entry
+/// written before ids were chained still verifies, but not after one with its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_access_id_is_found_and_an_entry_from_before_ids_were_chained_verifies() {
     let (db, store) = store_holding("access_id", &[508, 509]).await;
-    for serial in ["01CC00000508", "01CC00000509"] {
-        store
-            .access_records(request(serial, View::Summary, 1))
-            .await
-            .unwrap();
-    }
+    let crew = store
+        .access_records(request(&card_of(508), View::Summary, 1))
+        .await
+        .unwrap();
+    store
+        .access_records(request(&card_of(509), View::Summary, 1))
+        .await
+        .unwrap();
     assert!(matches!(
         store.verify_access_log().await.unwrap(),
         ChainReport::Intact { entries: 2, .. }
     ));
 
-    // Person 509's entry as an older version wrote it: hashed without its id.
-    let (_, written) = store
-        .access_log_for(PersonId(509), 10)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
-    let legacy = myna_domain::access::AccessEntry {
-        access_id: None,
-        ..written.entry.clone()
+    // Person 509's entry `seq` as an older version wrote it: hashed without its id.
+    let rehash_as_legacy = |seq: i64| {
+        let (store, db) = (store.clone(), &db);
+        async move {
+            let (_, written) = store
+                .access_log_for(PersonId(509), 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(at, _)| at.seq == seq)
+                .unwrap();
+            let legacy = myna_domain::access::AccessEntry {
+                access_id: None,
+                ..written.entry.clone()
+            };
+            let legacy_hash = myna_domain::access::link_hash(seq, &legacy, &written.prev_hash);
+            db.execute(&format!(
+                "UPDATE access_log SET hash = decode('{}', 'hex') \
+                 WHERE person_id = 509 AND seq = {seq}",
+                hex::encode(legacy_hash)
+            ))
+            .await
+            .unwrap();
+            written.hash
+        }
     };
-    let legacy_hash = myna_domain::access::link_hash(1, &legacy, &written.prev_hash);
+    rehash_as_legacy(1).await;
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { entries: 2, .. }
+    ));
+    // The next access chains after it, with its id; an entry without one may not follow.
+    store
+        .access_records(request(&card_of(509), View::Summary, 2))
+        .await
+        .unwrap();
+    store
+        .access_records(request(&card_of(509), View::Summary, 3))
+        .await
+        .unwrap();
+    let head = rehash_as_legacy(3).await;
+    assert_eq!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Broken {
+            verified: 3,
+            first_break: ChainBreak::Content { seq: 3 },
+            chain: Some(509),
+            broken_chains: vec![509],
+        }
+    );
     db.execute(&format!(
-        "UPDATE access_log SET hash = decode('{}', 'hex') WHERE person_id = 509",
-        hex::encode(legacy_hash)
+        "UPDATE access_log SET hash = decode('{}', 'hex') WHERE person_id = 509 AND seq = 3",
+        hex::encode(head)
     ))
     .await
     .unwrap();
-    assert!(matches!(
-        store.verify_access_log().await.unwrap(),
-        ChainReport::Intact { entries: 2, .. }
-    ));
-    // The next access chains after it.
-    store
-        .access_records(request("01CC00000509", View::Summary, 2))
+
+    // A hospital's read of the crew's copy is logged with an id of its own, chained too.
+    let read = store
+        .record_hospital_read(myna_store::testsuite::hospital_read_report(
+            &crew, "INC-1", 1,
+        ))
         .await
         .unwrap();
+    assert_ne!(read.access_id, crew.access_id);
+    assert!(matches!(
+        store.verify_access_log().await.unwrap(),
+        ChainReport::Intact { entries: 5, .. }
+    ));
+    db.execute(&format!(
+        "UPDATE access_log SET access_id = access_id + 1 WHERE person_id = 508 AND seq = {}",
+        read.position.seq
+    ))
+    .await
+    .unwrap();
+    match store.verify_access_log().await.unwrap() {
+        ChainReport::Broken {
+            first_break, chain, ..
+        } => {
+            assert_eq!(first_break, ChainBreak::Content { seq: 2 });
+            assert_eq!(chain, Some(508));
+        }
+        other => panic!("a hospital read's changed id went unnoticed: {other:?}"),
+    }
 
-    db.execute("UPDATE access_log SET access_id = access_id + 1 WHERE person_id = 508")
+    db.execute("UPDATE access_log SET access_id = access_id + 1 WHERE person_id = 508 AND seq = 1")
         .await
         .unwrap();
     match store.verify_access_log().await.unwrap() {

@@ -45,11 +45,11 @@ impl EmsSqlite {
         // asks), then on, and checked.
         // secure_delete: a deleted row (a session, a copy past its time, a credential an older
         // version kept) leaves no bytes in the file.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+        crate::set_pragmas(
+            &conn,
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA foreign_keys = OFF; PRAGMA secure_delete = ON;",
-        )
-        .map_err(db_err)?;
+        )?;
         refuse_unbound_history(&conn, path)?;
         let before = schema_version(&conn);
         crate::migrate(&mut conn, embedded::migrations::runner, path)?;

@@ -163,6 +163,31 @@ fn spawn_checkpointer(
     Ok((tx, handle))
 }
 
+/// Runs `pragmas` (the journal mode among them) on a connection just opened. A new file's
+/// switch to WAL takes an exclusive lock, and SQLite answers "busy" at once, without waiting,
+/// when two processes opening the file at the same moment would otherwise wait on each other:
+/// the switch is tried again, for up to 5 s.
+pub(crate) fn set_pragmas(conn: &Connection, pragmas: &str) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        match conn.execute_batch(pragmas) {
+            Err(e)
+                if tries < 50
+                    && matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        )
+                    ) =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other.map_err(db_err),
+        }
+    }
+}
+
 /// The newest migration applied to `conn`'s file, if any.
 pub(crate) fn schema_version(conn: &Connection) -> Option<i64> {
     conn.query_row(
@@ -222,7 +247,7 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
     let conn = Connection::open(path).map_err(db_err)?;
     let pragmas = match durability {
         Durability::Full => {
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA cache_size = -65536;"
         }
         Durability::BulkLoad => {
@@ -230,7 +255,7 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
              PRAGMA locking_mode = EXCLUSIVE;"
         }
     };
-    conn.execute_batch(pragmas).map_err(db_err)?;
+    set_pragmas(&conn, pragmas)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }

@@ -276,12 +276,13 @@ impl ChainReport {
         else {
             return None;
         };
+        // `first_break` names its entry; a log of one chain says it first, as it always has.
         let place = match chain {
-            Some(c) => format!("entry {} of {chain_kind} {c}'s chain", first_break.seq()),
-            None => format!("entry {}", first_break.seq()),
+            Some(c) => format!("in {chain_kind} {c}'s chain"),
+            None => format!("at entry {}", first_break.seq()),
         };
         let mut text =
-            format!("BROKEN at {place}: {first_break}\n{verified} entries before it verified");
+            format!("BROKEN {place}: {first_break}\n{verified} entries before it verified");
         if !broken_chains.is_empty() {
             let listed: Vec<String> = broken_chains
                 .iter()
@@ -294,7 +295,7 @@ impl ChainReport {
                 ""
             };
             text.push_str(&format!(
-                "\n{} {chain_kind} chain(s) broken: {}{more}",
+                "\n{} {chain_kind} chain(s) found broken by the walk: {}{more}",
                 broken_chains.len(),
                 listed.join(", ")
             ));

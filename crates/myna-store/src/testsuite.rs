@@ -1064,7 +1064,9 @@ pub async fn a_persons_own_history_is_read_without_logging<S: ProviderStore>(sto
     );
 }
 
-fn hospital_read_report(
+/// The report of a read at 川崎市立川崎病院 of the crew's copy `source` (its access logged by
+/// `request(…, n)` with `incident_ref` `INC-n`).
+pub fn hospital_read_report(
     source: &AccessGranted,
     incident_ref: &str,
     ems_view_seq: i64,
