@@ -480,3 +480,50 @@ pub trait ProviderStore: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<std::collections::BTreeMap<String, String>, StoreError>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broken(chain: Option<i64>, broken_chains: Vec<i64>) -> ChainReport {
+        ChainReport::Broken {
+            verified: 4,
+            first_break: ChainBreak::Content { seq: 3 },
+            chain,
+            broken_chains,
+        }
+    }
+
+    #[test]
+    fn a_broken_log_is_described_by_its_first_break_and_every_chain_found() {
+        let intact = ChainReport::Intact {
+            entries: 1,
+            partitions: 1,
+            head_hash: None,
+        };
+        assert_eq!(intact.describe_break("person"), None);
+        // One chain: as the log of one chain always said it.
+        assert_eq!(
+            broken(None, Vec::new()).describe_break("person").unwrap(),
+            "BROKEN at entry 3: entry 3: content does not match its hash (the entry was \
+             altered)\n4 entries before it verified"
+        );
+        // Several: the chain of the first break, then every chain found broken.
+        assert_eq!(
+            broken(Some(56), vec![56, 143])
+                .describe_break("person")
+                .unwrap(),
+            "BROKEN in person 56's chain: entry 3: content does not match its hash (the entry \
+             was altered)\n4 entries before it verified\n2 person chain(s) found broken by the \
+             walk: 56, 143"
+        );
+        // A long list is cut after 20, and says so.
+        let many = broken(Some(1), (1..=25).collect())
+            .describe_break("bureau")
+            .unwrap();
+        assert!(
+            many.ends_with("25 bureau chain(s) found broken by the walk: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, …"),
+            "{many}"
+        );
+    }
+}
