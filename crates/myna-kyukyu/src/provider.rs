@@ -287,14 +287,16 @@ pub async fn run(cmd: ProviderCommand) -> Result<ExitCode> {
             }
             let store =
                 ProviderDb::open_existing(&db, "; run `myna-kyukyu gen` or `import` first").await?;
-            let mut info = store.dataset_info().await?;
-            let before = info.claims_through.replace(date);
-            store.set_dataset_info(info).await?;
+            // The date it replaces, or why that cannot be read (a stored date this repairs).
+            let before = match store.dataset_info().await {
+                Ok(info) => info
+                    .claims_through
+                    .map_or_else(|| "unknown".to_owned(), |d| d.to_string()),
+                Err(e) => format!("unreadable: {e}"),
+            };
+            store.set_claims_through(date).await?;
             store.close()?;
-            match before {
-                Some(b) => println!("claims through {date} (was {b})"),
-                None => println!("claims through {date} (was unknown)"),
-            }
+            println!("claims through {date} (was {before})");
             Ok(ExitCode::SUCCESS)
         }
         ProviderCommand::Query(q) => query(q).await,

@@ -149,6 +149,10 @@ impl ProviderStore for ProviderDb {
     async fn dataset_info(&self) -> Result<DatasetInfo, StoreError> {
         either!(ProviderDb, self, s => s.dataset_info())
     }
+    async fn set_claims_through(&self, date: chrono::NaiveDate) -> Result<(), StoreError> {
+        either!(ProviderDb, self, s => s.set_claims_through(date))
+    }
+
     async fn set_dataset_info(&self, info: DatasetInfo) -> Result<(), StoreError> {
         either!(ProviderDb, self, s => s.set_dataset_info(info))
     }

@@ -173,10 +173,26 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
         .as_str()
         .unwrap_or_else(|| panic!("{v}"))
         .to_owned();
+    let o = run(&["provider", "claims-through", "--db", db_s, "2026-01-30"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout(&o).contains(&format!("claims through 2026-01-30 (was {before})")),
+        "{}",
+        stdout(&o)
+    );
+    // A stored date that cannot be read is replaced too.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE dataset_info SET value = '2026-02-30' WHERE key = 'claims_through'",
+            [],
+        )
+        .unwrap();
     let o = run(&["provider", "claims-through", "--db", db_s, "2026-01-31"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        stdout(&o).contains(&format!("claims through 2026-01-31 (was {before})")),
+        stdout(&o).contains("claims through 2026-01-31 (was unreadable: ")
+            && stdout(&o).contains("2026-02-30"),
         "{}",
         stdout(&o)
     );

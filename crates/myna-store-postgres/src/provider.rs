@@ -2196,6 +2196,19 @@ impl ProviderStore for PgProviderStore {
         tx.commit().await.map_err(db_err)
     }
 
+    async fn set_claims_through(&self, date: NaiveDate) -> Result<(), StoreError> {
+        let client = connection(&self.pool).await?;
+        client
+            .execute(
+                "INSERT INTO dataset_info (key, value) VALUES ('claims_through', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&date.to_string()],
+            )
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
+
     /// Streams the log in (person, seq) order and verifies each person's chain on its own.
     async fn verify_access_log(&self) -> Result<ChainReport, StoreError> {
         Ok(self.access_log_walk(Default::default()).await?.report)

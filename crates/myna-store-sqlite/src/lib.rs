@@ -124,6 +124,7 @@ enum AdminJob {
         oneshot::Sender<Result<bool, StoreError>>,
     ),
     SetInfo(DatasetInfo, oneshot::Sender<Result<(), StoreError>>),
+    SetClaimsThrough(NaiveDate, oneshot::Sender<Result<(), StoreError>>),
     HospitalRead(
         Box<myna_store::HospitalReadReport>,
         oneshot::Sender<Result<myna_store::HospitalReadLogged, StoreError>>,
@@ -524,6 +525,21 @@ impl Writer {
                 let r = self.in_tx(|conn, _| rows::record_hospital_read(conn, &report));
                 let _ = reply.send(r);
             }
+            AdminJob::SetClaimsThrough(date, reply) => {
+                let r = self.in_tx(|conn, _| {
+                    conn.execute(
+                        "INSERT INTO dataset_info (key, value) VALUES ('claims_through', ?1) \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [date.to_string()],
+                    )
+                    .map(drop)
+                    .map_err(db_err)
+                });
+                if r.is_ok() {
+                    self.claims_through = Some(date);
+                }
+                let _ = reply.send(r);
+            }
             AdminJob::SetInfo(info, reply) => {
                 let r = self.in_tx(|conn, _| {
                     let put = |k: &str, v: Option<String>| -> Result<(), StoreError> {
@@ -866,6 +882,11 @@ impl ProviderStore for SqliteStore {
 
     async fn set_dataset_info(&self, info: DatasetInfo) -> Result<(), StoreError> {
         self.submit(|tx| Job::Admin(AdminJob::SetInfo(info, tx)))
+            .await
+    }
+
+    async fn set_claims_through(&self, date: NaiveDate) -> Result<(), StoreError> {
+        self.submit(|tx| Job::Admin(AdminJob::SetClaimsThrough(date, tx)))
             .await
     }
 

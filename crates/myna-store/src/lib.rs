@@ -429,6 +429,13 @@ pub trait ProviderStore: Send + Sync + 'static {
         info: DatasetInfo,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Sets the claims date alone (`provider claims-through`), leaving the other facts as
+    /// they are, even one that cannot be read; the next access reports it.
+    fn set_claims_through(
+        &self,
+        date: NaiveDate,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Walks every chain of the access log and reports the first broken link.
     fn verify_access_log(&self) -> impl Future<Output = Result<ChainReport, StoreError>> + Send;
 

@@ -710,6 +710,21 @@ pub async fn dataset_info_round_trips<S: ProviderStore>(store: S) {
         .await
         .unwrap();
     assert_eq!(granted.claims_through, info.claims_through);
+    // The claims date set alone: the other facts stay, and the next access reports it.
+    let later = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+    store.set_claims_through(later).await.unwrap();
+    assert_eq!(
+        store.dataset_info().await.unwrap(),
+        DatasetInfo {
+            claims_through: Some(later),
+            ..info
+        }
+    );
+    let granted = store
+        .access_records(request("01AA00000041", View::Summary, 2))
+        .await
+        .unwrap();
+    assert_eq!(granted.claims_through, Some(later));
 }
 
 /// An import batch holding whole persons, numbered as a file would be from `first_line`
