@@ -223,11 +223,14 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     };
                 }
                 report @ ChainReport::Broken { .. } => {
-                    let kind = match store {
-                        ChainStore::Provider(_) => "person",
-                        ChainStore::Ems(_) => "bureau",
+                    let (kind, codes) = match &store {
+                        ChainStore::Provider(_) => ("person", Default::default()),
+                        ChainStore::Ems(s) => {
+                            ("bureau", crate::ems_cli::bureau_codes(s.as_ref()).await)
+                        }
                     };
-                    broken = report.describe_break(kind).map(|b| {
+                    let named = |c: i64| codes.get(&c).cloned().unwrap_or_else(|| c.to_string());
+                    broken = report.describe_break(kind, named).map(|b| {
                         // The checkpoints need the walk's heads: not compared on a broken walk.
                         let unchecked = if signed.is_some() {
                             "\nthe checkpoints are compared once the walk is intact"

@@ -843,6 +843,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
         }
         EmsCommand::VerifyViews { db } => {
             let store = EmsDb::open(&db).await?;
+            let codes = bureau_codes(&store).await;
             match store.verify_view_log().await? {
                 ChainReport::Intact {
                     entries, head_hash, ..
@@ -855,7 +856,11 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 report @ ChainReport::Broken { .. } => {
                     println!(
                         "view log {}",
-                        report.describe_break("bureau").unwrap_or_default()
+                        report
+                            .describe_break("bureau", |c| {
+                                codes.get(&c).cloned().unwrap_or_else(|| c.to_string())
+                            })
+                            .unwrap_or_default()
                     );
                     return Ok(ExitCode::from(1));
                 }
@@ -871,7 +876,11 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 report @ ChainReport::Broken { .. } => {
                     println!(
                         "review log {}",
-                        report.describe_break("bureau").unwrap_or_default()
+                        report
+                            .describe_break("bureau", |c| {
+                                codes.get(&c).cloned().unwrap_or_else(|| c.to_string())
+                            })
+                            .unwrap_or_default()
                     );
                     return Ok(ExitCode::from(1));
                 }
@@ -910,6 +919,16 @@ pub fn demo_password(role: Role) -> &'static str {
         Role::Hospital => DEMO_HOSPITAL_PASSWORD,
         Role::PrivacyOfficer => DEMO_PRIVACY_PASSWORD,
     }
+}
+
+/// Each bureau's code by its id, to name a bureau's chain in a report; empty if the bureaus
+/// cannot be read (the chain is then named by its id).
+pub async fn bureau_codes(store: &EmsDb) -> std::collections::HashMap<i64, String> {
+    store
+        .bureaus()
+        .await
+        .map(|all| all.into_iter().map(|b| (b.id, b.code)).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -263,9 +263,10 @@ pub enum ChainReport {
 
 impl ChainReport {
     /// What an operator reads of a broken log: the first break with its chain (`chain_kind`
-    /// names what a chain belongs to, e.g. "person"), and every chain found broken; None when
-    /// the log is intact.
-    pub fn describe_break(&self, chain_kind: &str) -> Option<String> {
+    /// names what a chain belongs to, e.g. "person"; `name` writes a chain's key as the
+    /// operator knows it, e.g. a bureau's code), and every chain found broken; None when the
+    /// log is intact.
+    pub fn describe_break(&self, chain_kind: &str, name: impl Fn(i64) -> String) -> Option<String> {
         const LISTED: usize = 20;
         let ChainReport::Broken {
             verified,
@@ -278,7 +279,7 @@ impl ChainReport {
         };
         // `first_break` names its entry; a log of one chain says it first, as it always has.
         let place = match chain {
-            Some(c) => format!("in {chain_kind} {c}'s chain"),
+            Some(c) => format!("in {chain_kind} {}'s chain", name(*c)),
             None => format!("at entry {}", first_break.seq()),
         };
         let mut text =
@@ -287,7 +288,7 @@ impl ChainReport {
             let listed: Vec<String> = broken_chains
                 .iter()
                 .take(LISTED)
-                .map(i64::to_string)
+                .map(|c| name(*c))
                 .collect();
             let more = if broken_chains.len() > LISTED {
                 ", …"
@@ -508,17 +509,19 @@ mod tests {
             partitions: 1,
             head_hash: None,
         };
-        assert_eq!(intact.describe_break("person"), None);
+        assert_eq!(intact.describe_break("person", |c| c.to_string()), None);
         // One chain: as the log of one chain always said it.
         assert_eq!(
-            broken(None, Vec::new()).describe_break("person").unwrap(),
+            broken(None, Vec::new())
+                .describe_break("person", |c| c.to_string())
+                .unwrap(),
             "BROKEN at entry 3: entry 3: content does not match its hash (the entry was \
              altered)\n4 entries before it verified"
         );
         // Several: the chain of the first break, then every chain found broken.
         assert_eq!(
             broken(Some(56), vec![56, 143])
-                .describe_break("person")
+                .describe_break("person", |c| c.to_string())
                 .unwrap(),
             "BROKEN in person 56's chain: entry 3: content does not match its hash (the entry \
              was altered)\n4 entries before it verified\n2 person chain(s) found broken by the \
@@ -526,10 +529,10 @@ mod tests {
         );
         // A long list is cut after 20, and says so.
         let many = broken(Some(1), (1..=25).collect())
-            .describe_break("bureau")
+            .describe_break("bureau", |c| format!("b{c}"))
             .unwrap();
         assert!(
-            many.ends_with("25 bureau chain(s) found broken by the walk: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, …"),
+            many.ends_with("25 bureau chain(s) found broken by the walk: b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19, b20, …"),
             "{many}"
         );
     }
