@@ -223,13 +223,13 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     };
                 }
                 report @ ChainReport::Broken { .. } => {
-                    let (kind, codes) = match &store {
-                        ChainStore::Provider(_) => ("person", Default::default()),
-                        ChainStore::Ems(s) => {
-                            ("bureau", crate::ems_cli::bureau_codes(s.as_ref()).await)
-                        }
+                    let (kind, named): (_, Box<dyn Fn(i64) -> String>) = match &store {
+                        ChainStore::Provider(_) => ("person", Box::new(|c| c.to_string())),
+                        ChainStore::Ems(s) => (
+                            "bureau",
+                            Box::new(crate::ems_cli::bureau_names(s.as_ref()).await),
+                        ),
                     };
-                    let named = |c: i64| codes.get(&c).cloned().unwrap_or_else(|| c.to_string());
                     broken = report.describe_break(kind, named).map(|b| {
                         // The checkpoints need the walk's heads: not compared on a broken walk.
                         let unchecked = if signed.is_some() {

@@ -843,7 +843,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
         }
         EmsCommand::VerifyViews { db } => {
             let store = EmsDb::open(&db).await?;
-            let codes = bureau_codes(&store).await;
+            let named = bureau_names(&store).await;
             match store.verify_view_log().await? {
                 ChainReport::Intact {
                     entries, head_hash, ..
@@ -856,11 +856,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 report @ ChainReport::Broken { .. } => {
                     println!(
                         "view log {}",
-                        report
-                            .describe_break("bureau", |c| {
-                                codes.get(&c).cloned().unwrap_or_else(|| c.to_string())
-                            })
-                            .unwrap_or_default()
+                        report.describe_break("bureau", &named).unwrap_or_default()
                     );
                     return Ok(ExitCode::from(1));
                 }
@@ -876,11 +872,7 @@ pub async fn run(cmd: EmsCommand) -> Result<ExitCode> {
                 report @ ChainReport::Broken { .. } => {
                     println!(
                         "review log {}",
-                        report
-                            .describe_break("bureau", |c| {
-                                codes.get(&c).cloned().unwrap_or_else(|| c.to_string())
-                            })
-                            .unwrap_or_default()
+                        report.describe_break("bureau", &named).unwrap_or_default()
                     );
                     return Ok(ExitCode::from(1));
                 }
@@ -921,14 +913,15 @@ pub fn demo_password(role: Role) -> &'static str {
     }
 }
 
-/// Each bureau's code by its id, to name a bureau's chain in a report; empty if the bureaus
-/// cannot be read (the chain is then named by its id).
-pub async fn bureau_codes(store: &EmsDb) -> std::collections::HashMap<i64, String> {
-    store
+/// A bureau's chain named by the bureau's code, to name it in a report; by its id if the
+/// bureaus cannot be read.
+pub async fn bureau_names(store: &EmsDb) -> impl Fn(i64) -> String + use<> {
+    let codes: std::collections::HashMap<i64, String> = store
         .bureaus()
         .await
         .map(|all| all.into_iter().map(|b| (b.id, b.code)).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    move |id| codes.get(&id).cloned().unwrap_or_else(|| id.to_string())
 }
 
 #[cfg(test)]

@@ -170,11 +170,7 @@ impl PgProviderStore {
     /// dataset's recorded count is `gen`'s alone.
     pub async fn holds_persons(&self) -> Result<bool, StoreError> {
         let client = connection(&self.pool).await?;
-        let row = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM person)", &[])
-            .await
-            .map_err(db_err)?;
-        col(&row, 0)
+        Ok(crate::sharded::first_held(&client).await?.is_some())
     }
 
     /// Brings each data node up to the provider's migrations, one process at a time per node.
@@ -876,6 +872,10 @@ fn with_legacy_id(seq: i64, entry: AccessEntry, prev: &Hash32, hash: &Hash32) ->
         entry
     }
 }
+
+/// One dataset fact (`$1`) set to `$2`.
+const PUT_DATASET_INFO: &str = "INSERT INTO dataset_info (key, value) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 /// The newest entry of a person's chain (`$1`): its place and hash.
 const HEAD_OF_CHAIN: &str =
@@ -2178,14 +2178,7 @@ impl ProviderStore for PgProviderStore {
         ];
         for (key, value) in values {
             match value {
-                Some(v) => {
-                    tx.execute(
-                        "INSERT INTO dataset_info (key, value) VALUES ($1, $2) \
-                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        &[&key, &v],
-                    )
-                    .await
-                }
+                Some(v) => tx.execute(PUT_DATASET_INFO, &[&key, &v]).await,
                 None => {
                     tx.execute("DELETE FROM dataset_info WHERE key = $1", &[&key])
                         .await
@@ -2199,11 +2192,7 @@ impl ProviderStore for PgProviderStore {
     async fn set_claims_through(&self, date: NaiveDate) -> Result<(), StoreError> {
         let client = connection(&self.pool).await?;
         client
-            .execute(
-                "INSERT INTO dataset_info (key, value) VALUES ('claims_through', $1) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &[&date.to_string()],
-            )
+            .execute(PUT_DATASET_INFO, &[&"claims_through", &date.to_string()])
             .await
             .map(drop)
             .map_err(db_err)

@@ -197,7 +197,7 @@ pub(crate) const IS_PARTITIONED: &str = "SELECT coalesce((SELECT relkind = 'p' F
      WHERE oid = to_regclass($1)), false)";
 
 /// The first person-keyed table that holds a row, if any.
-async fn first_held(
+pub(crate) async fn first_held(
     client: &impl deadpool_postgres::GenericClient,
 ) -> Result<Option<&'static str>, StoreError> {
     for (table, _) in PERSON_KEYED {

@@ -172,21 +172,21 @@ pub(crate) fn set_pragmas(conn: &Connection, pragmas: &str) -> Result<(), StoreE
     let mut tries = 0;
     loop {
         match conn.execute_batch(pragmas) {
-            Err(e)
-                if tries < 50
-                    && matches!(
-                        e.sqlite_error_code(),
-                        Some(
-                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                        )
-                    ) =>
-            {
+            Err(e) if tries < 50 && is_busy(&e) => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             other => return other.map_err(db_err),
         }
     }
+}
+
+/// Whether another connection holds the lock `e` waited for.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// The newest migration applied to `conn`'s file, if any.
@@ -218,13 +218,7 @@ pub(crate) fn migrate(
             Err(e) => {
                 let busy = std::error::Error::source(&e)
                     .and_then(|c| c.downcast_ref::<rusqlite::Error>())
-                    .and_then(rusqlite::Error::sqlite_error_code)
-                    .is_some_and(|c| {
-                        matches!(
-                            c,
-                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                        )
-                    });
+                    .is_some_and(is_busy);
                 tries += 1;
                 if tries >= TRIES || !(busy || schema_version(conn) > before) {
                     return Err(StoreError::Unavailable(format!(
@@ -395,6 +389,20 @@ struct Writer {
     data_version: i64,
 }
 
+/// One dataset fact: set, or removed when None.
+fn put_info(conn: &Connection, key: &str, value: Option<String>) -> Result<(), StoreError> {
+    match value {
+        Some(v) => conn.execute(
+            "INSERT INTO dataset_info (key, value) VALUES (?1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, v],
+        ),
+        None => conn.execute("DELETE FROM dataset_info WHERE key = ?1", [key]),
+    }
+    .map(drop)
+    .map_err(db_err)
+}
+
 fn data_version(conn: &Connection) -> Result<i64, StoreError> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
         .map_err(db_err)
@@ -526,15 +534,8 @@ impl Writer {
                 let _ = reply.send(r);
             }
             AdminJob::SetClaimsThrough(date, reply) => {
-                let r = self.in_tx(|conn, _| {
-                    conn.execute(
-                        "INSERT INTO dataset_info (key, value) VALUES ('claims_through', ?1) \
-                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        [date.to_string()],
-                    )
-                    .map(drop)
-                    .map_err(db_err)
-                });
+                let r =
+                    self.in_tx(|conn, _| put_info(conn, "claims_through", Some(date.to_string())));
                 if r.is_ok() {
                     self.claims_through = Some(date);
                 }
@@ -542,18 +543,7 @@ impl Writer {
             }
             AdminJob::SetInfo(info, reply) => {
                 let r = self.in_tx(|conn, _| {
-                    let put = |k: &str, v: Option<String>| -> Result<(), StoreError> {
-                        match v {
-                            Some(v) => conn.execute(
-                                "INSERT INTO dataset_info (key, value) VALUES (?1, ?2) \
-                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                                params![k, v],
-                            ),
-                            None => conn.execute("DELETE FROM dataset_info WHERE key = ?1", [k]),
-                        }
-                        .map(|_| ())
-                        .map_err(db_err)
-                    };
+                    let put = |k: &str, v: Option<String>| put_info(conn, k, v);
                     put("persons", Some(info.persons.to_string()))?;
                     put("seed", info.seed.map(|s| s.to_string()))?;
                     put(
