@@ -5,27 +5,28 @@ use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, Unparsed
 use chrono::{DateTime, Utc};
 use der::asn1::UintRef;
 use der::flagset::FlagSet;
-use der::{Decode, Encode, Tagged};
+use der::oid::ObjectIdentifier;
+use der::{Decode, Encode, Header, Reader, SliceReader, Tag, Tagged};
 use x509_cert::certificate::{Certificate, Version};
 use x509_cert::ext::pkix::{
     BasicConstraints, CertificatePolicies, ExtendedKeyUsage, KeyUsage, KeyUsages,
 };
 use x509_cert::name::Name;
 
-const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
-const CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
 /// Extensions the validator understands or may safely ignore when marked critical.
-const KNOWN_EXTENSIONS: &[&str] = &[
-    "2.5.29.14",         // subjectKeyIdentifier
-    "2.5.29.15",         // keyUsage
-    "2.5.29.17",         // subjectAltName
-    "2.5.29.18",         // issuerAltName
-    "2.5.29.19",         // basicConstraints
-    "2.5.29.31",         // cRLDistributionPoints
-    "2.5.29.32",         // certificatePolicies
-    "2.5.29.35",         // authorityKeyIdentifier
-    "2.5.29.37",         // extKeyUsage
-    "1.3.6.1.5.5.7.1.1", // authorityInfoAccess
+const KNOWN_EXTENSIONS: &[ObjectIdentifier] = &[
+    ObjectIdentifier::new_unwrap("2.5.29.14"), // subjectKeyIdentifier
+    ObjectIdentifier::new_unwrap("2.5.29.15"), // keyUsage
+    ObjectIdentifier::new_unwrap("2.5.29.17"), // subjectAltName
+    ObjectIdentifier::new_unwrap("2.5.29.18"), // issuerAltName
+    ObjectIdentifier::new_unwrap("2.5.29.19"), // basicConstraints
+    ObjectIdentifier::new_unwrap("2.5.29.31"), // cRLDistributionPoints
+    ObjectIdentifier::new_unwrap("2.5.29.32"), // certificatePolicies
+    ObjectIdentifier::new_unwrap("2.5.29.35"), // authorityKeyIdentifier
+    ObjectIdentifier::new_unwrap("2.5.29.37"), // extKeyUsage
+    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1"), // authorityInfoAccess
 ];
 
 /// Why a certificate was not accepted. Each maps to a distinct API error.
@@ -100,12 +101,12 @@ fn name_der(n: &Name) -> Result<Vec<u8>, CertError> {
     n.to_der().map_err(|e| CertError::Malformed(e.to_string()))
 }
 
-const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// The subject's RSAPublicKey DER, after checking it is RSA with a modulus of 2048 bits or more.
 fn rsa_key(cert: &Certificate) -> Result<Vec<u8>, CertError> {
     let spki = cert.tbs_certificate().subject_public_key_info();
-    if spki.algorithm.oid.to_string() != RSA_ENCRYPTION {
+    if spki.algorithm.oid != RSA_ENCRYPTION {
         return Err(CertError::Unsupported(format!(
             "subject key algorithm {} is not RSA",
             spki.algorithm.oid
@@ -169,8 +170,8 @@ impl TrustAnchor {
         if tbs.version() != Version::V3 {
             return Err(CertError::Malformed("not an X.509 v3 certificate".into()));
         }
-        let alg = cert.signature_algorithm().oid.to_string();
-        if alg != SHA256_WITH_RSA || tbs.signature().oid.to_string() != SHA256_WITH_RSA {
+        let alg = cert.signature_algorithm().oid;
+        if alg != SHA256_WITH_RSA || tbs.signature().oid != SHA256_WITH_RSA {
             return Err(CertError::Unsupported(format!(
                 "signature algorithm {alg}; sha256WithRSAEncryption required"
             )));
@@ -193,15 +194,13 @@ impl TrustAnchor {
                 tbs.issuer()
             )));
         }
-        let tbs_der = tbs
-            .to_der()
-            .map_err(|e| CertError::Malformed(e.to_string()))?;
+        let tbs_der = received_tbs(der).map_err(|e| CertError::Malformed(e.to_string()))?;
         let sig_bytes = cert
             .signature()
             .as_bytes()
             .ok_or_else(|| CertError::Malformed("signature has unused bits".into()))?;
         self.public_key
-            .verify_sig(&tbs_der, sig_bytes)
+            .verify_sig(tbs_der, sig_bytes)
             .map_err(|_| {
                 CertError::Untrusted("signature does not verify with the CA key".into())
             })?;
@@ -247,7 +246,7 @@ impl TrustAnchor {
         if let Some((_, eku)) = tbs
             .get_extension::<ExtendedKeyUsage>()
             .map_err(|e| CertError::Malformed(e.to_string()))?
-            && !eku.0.iter().any(|o| o.to_string() == CLIENT_AUTH)
+            && !eku.0.contains(&CLIENT_AUTH)
         {
             return Err(CertError::WrongKeyUsage(
                 "extendedKeyUsage lacks clientAuth".into(),
@@ -268,7 +267,7 @@ impl TrustAnchor {
             .extensions()
             .into_iter()
             .flatten()
-            .find(|e| e.critical && !KNOWN_EXTENSIONS.contains(&e.extn_id.to_string().as_str()))
+            .find(|e| e.critical && !KNOWN_EXTENSIONS.contains(&e.extn_id))
         {
             return Err(CertError::Unsupported(format!(
                 "unrecognised critical extension {}",
@@ -283,6 +282,17 @@ impl TrustAnchor {
     }
 }
 
+/// The signed `tbsCertificate` as it was received, the first element of the certificate's
+/// SEQUENCE. The signature is checked over these bytes (RFC 5280 4.1.1.3), not over a
+/// re-encoding of what was decoded.
+fn received_tbs(der: &[u8]) -> Result<&[u8], der::Error> {
+    let mut reader = SliceReader::new(der)?;
+    Header::decode(&mut reader)?
+        .tag()
+        .assert_eq(Tag::Sequence)?;
+    reader.tlv_bytes()
+}
+
 /// The serial of a certificate, without validating anything else: what an intermediary (`ems`)
 /// records before the provider, which holds the trust anchor, judges the certificate.
 pub fn certificate_serial_hex(der: &[u8]) -> Result<String, CertError> {
@@ -290,4 +300,30 @@ pub fn certificate_serial_hex(der: &[u8]) -> Result<String, CertError> {
     Ok(crate::serial_hex(
         cert.tbs_certificate().serial_number().as_bytes(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{KeyPool, TestCa};
+
+    #[test]
+    fn the_received_tbs_is_the_certificates_first_element_byte_for_byte() {
+        let now: DateTime<Utc> = "2026-11-24T03:00:00Z".parse().unwrap();
+        let ca = TestCa::generate(now).unwrap();
+        let key = KeyPool::generate(1).unwrap().key(0).to_public_key();
+        let der = ca
+            .issue_auth_cert("01A1", &key, now, now + chrono::Duration::days(1))
+            .unwrap();
+        let tbs = received_tbs(&der).unwrap();
+        let decoded = Certificate::from_der(&der).unwrap();
+        assert_eq!(tbs, decoded.tbs_certificate().to_der().unwrap().as_slice());
+        // A slice of the received bytes, right after the outer header (30 82 LL LL).
+        let offset = tbs.as_ptr() as usize - der.as_ptr() as usize;
+        assert_eq!(offset, 4);
+        assert_eq!(&der[offset..offset + tbs.len()], tbs);
+        assert!(received_tbs(b"\x02\x01\x00").is_err(), "not a SEQUENCE");
+        assert!(received_tbs(&der[..10]).is_err(), "cut short");
+    }
 }
