@@ -768,6 +768,61 @@ fn a_tablet_enrolls_on_an_ems_backed_by_postgresql() {
     rt.block_on(db.drop_now()).unwrap();
 }
 
+/// ems's view log broken on PostgreSQL (one chain per bureau): `ems verify-views` and `audit
+/// verify --chain ems` name the broken chain by the bureau's code, the name its operator knows,
+/// not by the bureau's internal id.
+#[test]
+fn a_broken_view_log_on_postgresql_names_the_bureau_by_its_code() {
+    use myna_store::ems::EmsStore;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(myna_store_postgres::testing::TestDb::create(
+            "cli_ems_views",
+        ))
+        .unwrap();
+    let url = db.url.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    seed_kawasaki_ems(tmp.path(), url);
+    // One simulated day gives Kawasaki's chain a few views.
+    let o = run(&[
+        "simulate", "--bureau", "kawasaki", "--year", "2025", "--days", "1", "--quiet", "--db", url,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["ems", "verify-views", "--db", url]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    // The id the reports must not show: the bureau's key in view_log.
+    let id = rt.block_on(async {
+        let store = myna_store_postgres::PgEmsStore::connect(url).await.unwrap();
+        store.bureau("kawasaki-fd").await.unwrap().unwrap().id
+    });
+
+    // The chain's first entry altered, still valid JSON: only its hash tells.
+    let changed = rt
+        .block_on(db.execute(
+            "UPDATE view_log SET entry = replace(entry, '\"terminal\":0', '\"terminal\":1') \
+             WHERE seq = 1 AND bureau_id = (SELECT id FROM bureau WHERE code = 'kawasaki-fd')",
+        ))
+        .unwrap();
+    assert_eq!(changed, 1);
+    let expected = "view log BROKEN in bureau kawasaki-fd's chain: entry 1: content does not \
+                    match its hash (the entry was altered)";
+    let commands: [&[&str]; 2] = [
+        &["ems", "verify-views", "--db", url],
+        &["audit", "verify", "--chain", "ems", "--db", url],
+    ];
+    for args in commands {
+        let o = run(args);
+        let out = stdout(&o);
+        assert!(!o.status.success(), "{args:?}: {out}");
+        assert_eq!(out.lines().next(), Some(expected), "{args:?}: {out}");
+        assert!(
+            !out.contains(&id.to_string()),
+            "{args:?} names the bureau by its id {id}: {out}"
+        );
+    }
+    rt.block_on(db.drop_now()).unwrap();
+}
+
 /// `ems seed-kawasaki` into `db_s`, with a provider credential file (owner-only) in `dir` and
 /// a provider nobody listens on.
 fn seed_kawasaki_ems(dir: &Path, db_s: &str) {
