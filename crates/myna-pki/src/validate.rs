@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use der::asn1::UintRef;
 use der::flagset::FlagSet;
 use der::oid::ObjectIdentifier;
-use der::{Decode, Encode, Header, Reader, SliceReader, Tag, Tagged};
+use der::{Decode, Encode, Reader, SliceReader, Tag, Tagged};
 use x509_cert::certificate::{Certificate, Version};
 use x509_cert::ext::pkix::{
     BasicConstraints, CertificatePolicies, ExtendedKeyUsage, KeyUsage, KeyUsages,
@@ -195,6 +195,15 @@ impl TrustAnchor {
             )));
         }
         let tbs_der = received_tbs(der).map_err(|e| CertError::Malformed(e.to_string()))?;
+        // The decoder tolerates a few non-DER forms (a DEFAULT value written out, a SET out of
+        // order) and would read them as their DER twin: refuse them, so that what was signed
+        // is exactly what is read.
+        let reencoded = tbs
+            .to_der()
+            .map_err(|e| CertError::Malformed(e.to_string()))?;
+        if reencoded != tbs_der {
+            return Err(CertError::Malformed("tbsCertificate is not DER".into()));
+        }
         let sig_bytes = cert
             .signature()
             .as_bytes()
@@ -282,15 +291,21 @@ impl TrustAnchor {
     }
 }
 
-/// The signed `tbsCertificate` as it was received, the first element of the certificate's
-/// SEQUENCE. The signature is checked over these bytes (RFC 5280 4.1.1.3), not over a
-/// re-encoding of what was decoded.
+/// The signed `tbsCertificate` as it was received: the first of the certificate SEQUENCE's
+/// three elements, itself a SEQUENCE, with nothing after the certificate. The signature is
+/// checked over these bytes (RFC 5280 4.1.1.3).
 fn received_tbs(der: &[u8]) -> Result<&[u8], der::Error> {
     let mut reader = SliceReader::new(der)?;
-    Header::decode(&mut reader)?
-        .tag()
-        .assert_eq(Tag::Sequence)?;
-    reader.tlv_bytes()
+    let tbs = reader.sequence(|certificate| {
+        Tag::peek(certificate)?.assert_eq(Tag::Sequence)?;
+        let tbs = certificate.tlv_bytes()?;
+        // signatureAlgorithm, signatureValue; `sequence` refuses anything after them.
+        certificate.tlv_bytes()?;
+        certificate.tlv_bytes()?;
+        Ok::<_, der::Error>(tbs)
+    })?;
+    reader.finish()?;
+    Ok(tbs)
 }
 
 /// The serial of a certificate, without validating anything else: what an intermediary (`ems`)
@@ -309,7 +324,7 @@ mod tests {
     use crate::{KeyPool, TestCa};
 
     #[test]
-    fn the_received_tbs_is_the_certificates_first_element_byte_for_byte() {
+    fn the_received_tbs_is_the_certificates_first_element_as_received() {
         let now: DateTime<Utc> = "2026-11-24T03:00:00Z".parse().unwrap();
         let ca = TestCa::generate(now).unwrap();
         let key = KeyPool::generate(1).unwrap().key(0).to_public_key();
@@ -317,13 +332,35 @@ mod tests {
             .issue_auth_cert("01A1", &key, now, now + chrono::Duration::days(1))
             .unwrap();
         let tbs = received_tbs(&der).unwrap();
+        // Borrowed from the input right after the outer header (30 82 LL LL), and as long as
+        // the decoded tbsCertificate.
+        assert_eq!(tbs.as_ptr() as usize - der.as_ptr() as usize, 4);
         let decoded = Certificate::from_der(&der).unwrap();
         assert_eq!(tbs, decoded.tbs_certificate().to_der().unwrap().as_slice());
-        // A slice of the received bytes, right after the outer header (30 82 LL LL).
-        let offset = tbs.as_ptr() as usize - der.as_ptr() as usize;
-        assert_eq!(offset, 4);
-        assert_eq!(&der[offset..offset + tbs.len()], tbs);
-        assert!(received_tbs(b"\x02\x01\x00").is_err(), "not a SEQUENCE");
-        assert!(received_tbs(&der[..10]).is_err(), "cut short");
+    }
+
+    #[test]
+    fn received_tbs_refuses_what_is_not_one_certificate() {
+        let refused = |bytes: &[u8]| received_tbs(bytes).is_err();
+        assert!(refused(b"\x02\x01\x00"), "outer element not a SEQUENCE");
+        assert!(
+            refused(b"\x30\x03\x02\x01\x00"),
+            "first element not a SEQUENCE"
+        );
+        assert!(refused(b"\x30\x01\x30\x00"), "read past the outer length");
+        assert!(refused(b"\x30\x02\x30\x00"), "no algorithm and signature");
+        let three = b"\x30\x06\x30\x00\x05\x00\x03\x00";
+        assert!(
+            received_tbs(three).is_ok(),
+            "three elements, the first a SEQUENCE"
+        );
+        assert!(
+            refused(b"\x30\x08\x30\x00\x05\x00\x03\x00\x05\x00"),
+            "a fourth element"
+        );
+        let mut trailing = three.to_vec();
+        trailing.push(0);
+        assert!(refused(&trailing), "bytes after the certificate");
+        assert!(refused(&three[..5]), "cut short");
     }
 }

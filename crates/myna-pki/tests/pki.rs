@@ -290,3 +290,130 @@ fn a_card_signature_over_a_digest_info_verifies_with_the_certificate_key_only() 
         .unwrap();
     assert!(cert.verify_sha256_signature(message, &foreign).is_err());
 }
+
+/// One TLV of a DER certificate, for the test below: a tag and either children or bytes.
+enum Tlv {
+    Constructed(u8, Vec<Tlv>),
+    Primitive(u8, Vec<u8>),
+}
+
+fn parse_tlvs(mut bytes: &[u8]) -> Vec<Tlv> {
+    let mut out = Vec::new();
+    while let [tag, first, rest @ ..] = bytes {
+        let (len, rest) = if *first < 0x80 {
+            (usize::from(*first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            let len = rest[..n].iter().fold(0, |a, b| a << 8 | usize::from(*b));
+            (len, &rest[n..])
+        };
+        let (content, after) = rest.split_at(len);
+        out.push(if tag & 0x20 != 0 {
+            Tlv::Constructed(*tag, parse_tlvs(content))
+        } else {
+            Tlv::Primitive(*tag, content.to_vec())
+        });
+        bytes = after;
+    }
+    out
+}
+
+fn encode_tlv(t: &Tlv) -> Vec<u8> {
+    let (tag, content) = match t {
+        Tlv::Constructed(tag, children) => (*tag, children.iter().flat_map(encode_tlv).collect()),
+        Tlv::Primitive(tag, bytes) => (*tag, bytes.clone()),
+    };
+    let len = content.len();
+    let mut out = vec![tag];
+    match len {
+        0..0x80 => out.push(len as u8),
+        0x80..0x100 => out.extend([0x81, len as u8]),
+        _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+    }
+    out.extend(content);
+    out
+}
+
+/// A certificate the trusted CA really signed, whose tbsCertificate writes out a DEFAULT value
+/// (`critical FALSE`), which DER forbids. The decoder reads it as the DER form; the validator
+/// refuses it as malformed, whatever the signature says.
+#[test]
+fn a_ca_signed_certificate_whose_tbs_is_not_der_is_malformed() {
+    use rsa::pkcs1v15::Pkcs1v15Sign;
+    use sha2::Digest;
+    let f = fixture();
+    let keys = KeyPool::generate(1).unwrap();
+    let ca = TestCa::with_key(keys.key(0).clone(), f.now).unwrap();
+    let anchor = TrustAnchor::from_der(ca.cert_der()).unwrap();
+    let issued = issue(
+        &ca,
+        "0177",
+        f.now - Duration::days(1),
+        f.now + Duration::days(10),
+    );
+    let sign = |tbs: &[u8]| {
+        let mut digest_info = vec![
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ];
+        digest_info.extend_from_slice(&sha2::Sha256::digest(tbs));
+        keys.key(0)
+            .sign(Pkcs1v15Sign::new_unprefixed(), &digest_info)
+            .unwrap()
+    };
+    // The certificate over `tbs`, signed by the CA, with the issued one's algorithm.
+    let certificate_over = |tbs: Tlv| {
+        let [Tlv::Constructed(0x30, parts)] = &parse_tlvs(&issued)[..] else {
+            panic!("not a certificate")
+        };
+        let tbs = encode_tlv(&tbs);
+        let mut bits = vec![0];
+        bits.extend(sign(&tbs));
+        let mut content = tbs;
+        content.extend(encode_tlv(&parts[1]));
+        content.extend(encode_tlv(&Tlv::Primitive(0x03, bits)));
+        encode_tlv(&Tlv::Constructed(0x30, parse_tlvs(&content)))
+    };
+    let tbs = || match parse_tlvs(&issued).into_iter().next() {
+        Some(Tlv::Constructed(0x30, parts)) => parts.into_iter().next().unwrap(),
+        _ => panic!("not a certificate"),
+    };
+
+    // Re-signing the tbsCertificate unchanged gives a certificate the validator accepts, so
+    // what is refused below is refused for its encoding alone.
+    let resigned = certificate_over(tbs());
+    assert_eq!(resigned, issued);
+    assert!(anchor.validate_auth_cert(&resigned, f.now).is_ok());
+
+    // issuerAltName (2.5.29.18) is not critical: write its `critical FALSE` out.
+    let mut written_out = tbs();
+    let Tlv::Constructed(_, fields) = &mut written_out else {
+        panic!("tbsCertificate is not constructed")
+    };
+    let Some(Tlv::Constructed(0xa3, wrapper)) = fields.last_mut() else {
+        panic!("no extensions")
+    };
+    let [Tlv::Constructed(0x30, extensions)] = &mut wrapper[..] else {
+        panic!("extensions are not one SEQUENCE")
+    };
+    let issuer_alt_name = [0x55, 0x1d, 0x12];
+    let extension = extensions
+        .iter_mut()
+        .find_map(|e| match e {
+            Tlv::Constructed(_, parts)
+                if matches!(parts.first(), Some(Tlv::Primitive(0x06, oid)) if *oid == issuer_alt_name) =>
+            {
+                Some(parts)
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(extension.len(), 2, "issuerAltName is not critical");
+    extension.insert(1, Tlv::Primitive(0x01, vec![0x00]));
+    let not_der = certificate_over(written_out);
+    assert_eq!(not_der.len(), issued.len() + 3);
+    match anchor.validate_auth_cert(&not_der, f.now) {
+        Err(CertError::Malformed(why)) => assert_eq!(why, "tbsCertificate is not DER"),
+        other => panic!("{:?}", other.map(|c| c.serial_hex)),
+    }
+}
