@@ -819,6 +819,13 @@ fn a_broken_view_log_on_postgresql_names_the_bureau_by_its_code() {
             !out.contains(&id.to_string()),
             "{args:?} names the bureau by its id {id}: {out}"
         );
+        // The operator's log names it by its code too.
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("view log broken") && l.contains("\"kawasaki-fd\"")),
+            "{args:?}: {log}"
+        );
     }
     rt.block_on(db.drop_now()).unwrap();
 }

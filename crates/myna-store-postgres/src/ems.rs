@@ -2373,8 +2373,11 @@ impl EmsStore for PgEmsStore {
             .map_err(db_err)?;
         pin_mut!(stream);
         let mut v = PartitionedVerifier::keeping_heads(places);
+        let codes: HashMap<i64, String> = heads.iter().map(|(id, h)| (*id, h.0.clone())).collect();
         let broken = |v: &PartitionedVerifier, bureau: i64, first_break: ChainBreak| {
-            tracing::error!(bureau, %first_break, "view log broken");
+            // The code is the name an operator knows; the id is the chain's key in the table.
+            let code = codes.get(&bureau).map_or("(no bureau row)", String::as_str);
+            tracing::error!(bureau = code, bureau_id = bureau, %first_break, "view log broken");
             Ok(myna_store::ChainWalk {
                 report: ChainReport::Broken {
                     verified: v.entries(),
