@@ -297,39 +297,37 @@ enum Tlv {
     Primitive(u8, Vec<u8>),
 }
 
-fn parse_tlvs(mut bytes: &[u8]) -> Vec<Tlv> {
+fn parse_tlvs(bytes: &[u8]) -> Vec<Tlv> {
+    use der::Reader;
+    let mut reader = der::SliceReader::new(bytes).unwrap();
     let mut out = Vec::new();
-    while let [tag, first, rest @ ..] = bytes {
-        let (len, rest) = if *first < 0x80 {
-            (usize::from(*first), rest)
+    while !reader.is_finished() {
+        let tlv = reader.tlv_bytes().unwrap();
+        let mut inner = der::SliceReader::new(tlv).unwrap();
+        let header = der::Header::decode(&mut inner).unwrap();
+        let content = inner.read_slice(header.length()).unwrap();
+        out.push(if header.tag().is_constructed() {
+            Tlv::Constructed(tlv[0], parse_tlvs(content))
         } else {
-            let n = usize::from(first & 0x7f);
-            let len = rest[..n].iter().fold(0, |a, b| a << 8 | usize::from(*b));
-            (len, &rest[n..])
-        };
-        let (content, after) = rest.split_at(len);
-        out.push(if tag & 0x20 != 0 {
-            Tlv::Constructed(*tag, parse_tlvs(content))
-        } else {
-            Tlv::Primitive(*tag, content.to_vec())
+            Tlv::Primitive(tlv[0], content.to_vec())
         });
-        bytes = after;
     }
     out
 }
 
 fn encode_tlv(t: &Tlv) -> Vec<u8> {
+    use der::Encode;
     let (tag, content) = match t {
         Tlv::Constructed(tag, children) => (*tag, children.iter().flat_map(encode_tlv).collect()),
         Tlv::Primitive(tag, bytes) => (*tag, bytes.clone()),
     };
-    let len = content.len();
     let mut out = vec![tag];
-    match len {
-        0..0x80 => out.push(len as u8),
-        0x80..0x100 => out.extend([0x81, len as u8]),
-        _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
-    }
+    out.extend(
+        der::Length::try_from(content.len())
+            .unwrap()
+            .to_der()
+            .unwrap(),
+    );
     out.extend(content);
     out
 }
