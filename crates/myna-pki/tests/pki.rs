@@ -410,8 +410,30 @@ fn a_ca_signed_certificate_whose_tbs_is_not_der_is_malformed() {
     extension.insert(1, Tlv::Primitive(0x01, vec![0x00]));
     let not_der = certificate_over(written_out);
     assert_eq!(not_der.len(), issued.len() + 3);
-    match anchor.validate_auth_cert(&not_der, f.now) {
+    let refused_as_not_der = |cert: &[u8]| match anchor.validate_auth_cert(cert, f.now) {
         Err(CertError::Malformed(why)) => assert_eq!(why, "tbsCertificate is not DER"),
         other => panic!("{:?}", other.map(|c| c.serial_hex)),
-    }
+    };
+    refused_as_not_der(&not_der);
+
+    // The subject's last RDN made two-valued, its SET OF out of DER's order: an O="AA"
+    // (`30 09 …`) after the CN, whose encoding is longer and so sorts after it.
+    let mut unsorted = tbs();
+    let Tlv::Constructed(_, fields) = &mut unsorted else {
+        panic!("tbsCertificate is not constructed")
+    };
+    // version, serialNumber, signature, issuer, validity, subject.
+    let Tlv::Constructed(0x30, subject) = &mut fields[5] else {
+        panic!("no subject")
+    };
+    let Some(Tlv::Constructed(0x31, last_rdn)) = subject.last_mut() else {
+        panic!("no RDN")
+    };
+    assert_eq!(last_rdn.len(), 1);
+    let organisation = parse_tlvs(b"\x30\x09\x06\x03\x55\x04\x0a\x0c\x02AA")
+        .pop()
+        .unwrap();
+    assert!(encode_tlv(&organisation) < encode_tlv(&last_rdn[0]));
+    last_rdn.push(organisation);
+    refused_as_not_der(&certificate_over(unsorted));
 }
