@@ -22,6 +22,17 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The command failed, and its error names `needle`.
+fn refused_with(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains(needle), "{err}");
+}
+
 struct Server(Child);
 impl Drop for Server {
     fn drop(&mut self) {
@@ -197,8 +208,7 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
         stdout(&o)
     );
     let o = run(&["provider", "claims-through", "--db", db_s, "2999-01-01"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("after today"));
+    refused_with(&o, "after today");
     let o = query(
         "insulin",
         &["--exception", "unconscious", "--full", "--json"],
@@ -337,12 +347,7 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
     };
     assert!(pinned(&key_id).status.success());
     let o = pinned("0000000000000000");
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("it was replaced"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "it was replaced");
     // An edited checkpoint (its entry number changed) is refused as not signed.
     let first = std::fs::read_to_string(&log).unwrap();
     std::fs::write(&log, first.replacen(" 2 ", " 1 ", 1)).unwrap();
@@ -423,15 +428,8 @@ fn generate_serve_query_and_audit_as_a_new_user_would() {
         "--log",
         log_s,
     ]);
-    assert!(
-        !o.status.success(),
-        "a chain that lost a signed head was signed"
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no longer holds a head signed earlier"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // A chain that lost a signed head is not signed.
+    refused_with(&o, "no longer holds a head signed earlier");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
         both,
@@ -630,12 +628,7 @@ fn the_provider_serves_tls_from_the_dev_ca_and_refuses_plain_http_off_loopback()
         "--ca-cert",
         dir.join("pki/ca.cert.der").to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("serve it with TLS"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "serve it with TLS");
 
     let cert = tls.join("provider.pem");
     let key = tls.join("provider.key");
@@ -895,12 +888,7 @@ fn tablet_enrollment(dir: &Path, db_s: &str) {
     let mut args = tls_args("0.0.0.0:0");
     args.extend(["--public-host", "ems.example"].map(String::from));
     let o = bin().args(&args).output().unwrap();
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("--device-ca-cert"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "--device-ca-cert");
 
     let mut args = tls_args("127.0.0.1:0");
     args.extend([
@@ -1027,12 +1015,7 @@ fn tablet_enrollment(dir: &Path, db_s: &str) {
         "--device-ca-key",
         ca_key.to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not waiting"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "not waiting");
     // A second enrollment refuses to overwrite the tablet's certificate.
     let o = bin()
         .args([
@@ -1043,12 +1026,7 @@ fn tablet_enrollment(dir: &Path, db_s: &str) {
         .arg(dir.join("other.key"))
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("is enrolled"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "is enrolled");
     // The used invitation files nothing for another tablet (its secret read from stdin).
     let o = run(&["ems", "terminal", "invites", "--db", db_s]);
     assert!(stdout(&o).contains("no open invitation"), "{}", stdout(&o));
@@ -1074,12 +1052,7 @@ fn tablet_enrollment(dir: &Path, db_s: &str) {
         child.wait_with_output().unwrap()
     };
     let o = enroll_with_stdin(&invite, "twin");
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("invitation_invalid"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "invitation_invalid");
     // A cancelled invitation files nothing either.
     let o = run(&[
         "ems",
@@ -1115,12 +1088,7 @@ fn tablet_enrollment(dir: &Path, db_s: &str) {
     ]);
     assert!(!o.status.success(), "only an open invitation is cancelled");
     let o = enroll_with_stdin(&second, "cancelled");
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("invitation_invalid"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "invitation_invalid");
     assert!(
         !dir.join("twin.key").exists(),
         "a refused request left its key behind"
@@ -1244,12 +1212,7 @@ fn a_bureau_proves_itself_to_the_provider_by_its_certificate_and_a_token_no_long
         .args(&server_tls)
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("--client-ca"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "--client-ca");
 
     let mut extra: Vec<&str> = server_tls.iter().map(String::as_str).collect();
     let org_ca = tls.join("org-ca.pem");
@@ -1439,15 +1402,8 @@ fn the_provider_runs_on_postgresql_chosen_by_its_url() {
         stdout(&o)
     );
     let o = run(&["gen", "--db", &db.url, "--persons", "300", "--seed", "7"]);
-    assert!(
-        !o.status.success(),
-        "a second population loaded over the first"
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("already holds 300 persons"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // A second population does not load over the first.
+    refused_with(&o, "already holds 300 persons");
     let cards = issue_deck(dir, &db.url);
     let token_file = dir.join("provider.token");
     assert!(add_bureau(&db.url, &token_file).status.success());

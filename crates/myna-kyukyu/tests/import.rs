@@ -25,6 +25,17 @@ fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The command failed, and its error names `needle`.
+fn refused_with(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains(needle), "{err}");
+}
+
 /// `gen` of `persons` of the one population (seed and date), into what `out` names.
 fn gen_population(persons: u64, out: &[&str]) {
     let (persons, seed) = (persons.to_string(), SEED.to_string());
@@ -113,26 +124,14 @@ async fn an_imported_file_reads_back_as_the_generated_population_and_a_rerun_cha
     drop(on_pg);
     // Synthetic persons are not mixed into imported ones.
     let o = run(&["gen", "--db", &pg.url, "--persons", "10"]);
-    assert!(
-        !o.status.success(),
-        "gen loaded over an imported population"
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("already holds persons (imported)"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // gen does not load over an imported population.
+    refused_with(&o, "already holds persons (imported)");
     pg.drop_now().await.unwrap();
 
     // A mistyped file name makes no database.
     let fresh = tmp.path().join("fresh.db");
     let o = import(fresh.to_str().unwrap(), "no-such-file.ndjson");
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("opening no-such-file.ndjson"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    refused_with(&o, "opening no-such-file.ndjson");
     assert!(!fresh.exists(), "a database was made for a missing file");
 }
 
