@@ -2,6 +2,9 @@
 //! The README's flow, run as a new user would: gen, CA, deck, provider serve, query, audit
 //! verify, then tamper with the file and see verification fail.
 
+mod common;
+
+use common::refused_with;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -20,17 +23,6 @@ fn run(args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The command failed, and its error names `needle`.
-fn refused_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success(),
-        "succeeded: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(err.contains(needle), "{err}");
 }
 
 struct Server(Child);

@@ -4,6 +4,9 @@
 //! a second run changes nothing; a run killed part-way resumes; a bad line is named and its
 //! batch applies nothing.
 
+mod common;
+
+use common::refused_with;
 use myna_domain::summary::View;
 use myna_store::ProviderStore;
 use myna_store::testsuite::request;
@@ -23,17 +26,6 @@ fn run(args: &[&str]) -> Output {
 fn ok(o: Output) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The command failed, and its error names `needle`.
-fn refused_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success(),
-        "succeeded: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(err.contains(needle), "{err}");
 }
 
 /// `gen` of `persons` of the one population (seed and date), into what `out` names.

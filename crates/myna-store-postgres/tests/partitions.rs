@@ -109,13 +109,12 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
 
     // Someone with database access edits one person's entry, then removes another's.
     let admin = common::client(&db.url).await;
-    admin
-        .execute(
-            "UPDATE access_log SET viewer_team = 'someone else' WHERE person_id = 502 AND seq = 7",
-            &[],
-        )
-        .await
-        .unwrap();
+    let edit = |sql: &'static str| {
+        let admin = &admin;
+        async move { admin.execute(sql, &[]).await.unwrap() }
+    };
+    edit("UPDATE access_log SET viewer_team = 'someone else' WHERE person_id = 502 AND seq = 7")
+        .await;
     assert_eq!(
         store.verify_access_log().await.unwrap(),
         ChainReport::Broken {
@@ -125,25 +124,16 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
             broken_chains: vec![502],
         }
     );
-    admin
-        .execute(
-            "UPDATE access_log SET viewer_team = (SELECT viewer_team FROM access_log \
-             WHERE person_id = 502 AND seq = 6) WHERE person_id = 502 AND seq = 7",
-            &[],
-        )
-        .await
-        .unwrap();
+    edit(
+        "UPDATE access_log SET viewer_team = (SELECT viewer_team FROM access_log \
+         WHERE person_id = 502 AND seq = 6) WHERE person_id = 502 AND seq = 7",
+    )
+    .await;
     assert!(matches!(
         store.verify_access_log().await.unwrap(),
         ChainReport::Intact { entries: 24, .. }
     ));
-    admin
-        .execute(
-            "DELETE FROM access_log WHERE person_id = 501 AND seq = 4",
-            &[],
-        )
-        .await
-        .unwrap();
+    edit("DELETE FROM access_log WHERE person_id = 501 AND seq = 4").await;
     let ChainReport::Broken { first_break, .. } = store.verify_access_log().await.unwrap() else {
         panic!("a removed entry went unnoticed");
     };
@@ -155,13 +145,8 @@ async fn each_person_has_a_chain_of_their_own_and_an_edit_anywhere_is_found() {
         }
     );
     // Both persons' chains broken: the walk goes past the first and names both.
-    admin
-        .execute(
-            "UPDATE access_log SET viewer_team = 'someone else' WHERE person_id = 502 AND seq = 2",
-            &[],
-        )
-        .await
-        .unwrap();
+    edit("UPDATE access_log SET viewer_team = 'someone else' WHERE person_id = 502 AND seq = 2")
+        .await;
     assert_eq!(
         store.verify_access_log().await.unwrap(),
         ChainReport::Broken {
